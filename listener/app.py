@@ -1,0 +1,426 @@
+"""The composition root: config + settings → components → a running daemon.
+
+Startup and SIGHUP reload go through the same :meth:`Daemon.apply` path. The
+daemon owns scheduling (APScheduler), backoff, isolation, metrics and logging;
+collectors, the processor and sinks stay small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from listener.clock import Clock, SystemClock
+from listener.collectors import build_collector
+from listener.collectors.base import Collector
+from listener.config.load import load_config
+from listener.config.schema import Config, RssSourceConfig, SourceConfig
+from listener.errors import CollectorError, ConfigError, ListenerError, RateLimited
+from listener.httpapi import HttpApi, Request, Response, parse_listen
+from listener.log import REDACTOR
+from listener.metrics import Metrics
+from listener.processor import Processor
+from listener.settings import Settings
+from listener.sinks import build_sink
+from listener.sinks.base import Sink
+from listener.sinks.delivery import Deliverer
+from listener.store import Store
+
+log = structlog.get_logger("listener")
+
+
+def config_secrets(config: Config) -> list[str]:
+    """Every secret value in the config, for the log redactor."""
+    out: list[str] = []
+    for sink in config.sinks.values():
+        url = getattr(sink, "url", None)
+        if url is not None:
+            out.append(url.get_secret_value())
+        out.extend(v.get_secret_value() for v in getattr(sink, "headers", {}).values())
+    return out
+
+
+@dataclass
+class SourceHealth:
+    """What /readyz says about one source."""
+
+    status: str = "pending"  # pending | ok | degraded | error
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    backoff_until: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
+            "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
+            "last_error": self.last_error,
+            "consecutive_failures": self.consecutive_failures,
+            "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
+        }
+
+
+def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: ``initial × 2^(failures-1)`` capped, then 50–100 %."""
+    base: float = min(maximum, initial * 2.0 ** max(0, failures - 1))
+    return base * (0.5 + rng.random() / 2)
+
+
+class Daemon:
+    """``listener run``. Call :meth:`run`; it returns the process exit code."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.rng = random.Random()
+        self.config: Config | None = None
+        self.store: Store | None = None
+        self.processor: Processor | None = None
+        self.collectors: dict[str, Collector] = {}
+        self.source_configs: dict[str, SourceConfig] = {}
+        self.health: dict[str, SourceHealth] = {}
+        self.sinks: dict[str, Sink] = {}
+        self.deliverer: Deliverer | None = None
+        self._delivery_stop = asyncio.Event()
+        self._delivery_task: asyncio.Task[None] | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.api = HttpApi(self.metrics.registry)
+        self.stop_event = asyncio.Event()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._reload_requested = False
+        self.bound: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        config = load_config(self.settings.config)  # ConfigError → CLI prints, exit 2
+        REDACTOR.update(config_secrets(config))
+        self.store = Store.open(self.settings.state)
+        self.processor = Processor(config, self.store, self.metrics)
+        loop = asyncio.get_running_loop()
+        self.scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
+        self._routes()
+        host, port = parse_listen(self.settings.listen)
+        try:
+            self.bound = await self.api.start(host, port)
+        except OSError as exc:
+            self.store.close()
+            raise ListenerError(
+                f"cannot listen on {self.settings.listen}: {exc.strerror}"
+            ) from None
+        await self.apply(config)
+        self.scheduler.add_job(
+            self._evaluate,
+            IntervalTrigger(seconds=self.settings.evaluate_every.total_seconds()),
+            id="evaluate",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self.scheduler.add_job(
+            self._housekeeping,
+            IntervalTrigger(hours=1),
+            id="housekeeping",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=self.clock.now(),
+        )
+        self.scheduler.start()
+        for sig, handler in (
+            (signal.SIGTERM, self.request_stop),
+            (signal.SIGINT, self.request_stop),
+            (signal.SIGHUP, self.request_reload),
+        ):
+            loop.add_signal_handler(sig, handler)
+        log.info(
+            "started",
+            listen=f"{self.bound[0]}:{self.bound[1]}",
+            state=self.settings.state,
+            config=self.settings.config,
+            sources=sorted(self.collectors),
+            sinks=sorted(self.sinks),
+            rules=[r.name for r in config.rules],
+        )
+        await self.stop_event.wait()
+        await self.shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        if not self.stop_event.is_set():
+            log.info("stopping")
+            self.stop_event.set()
+
+    def request_reload(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload())
+
+    async def shutdown(self) -> None:
+        """Stop polling, finish in-flight work, flush the outbox within the bound."""
+        deadline = time.monotonic() + self.settings.shutdown_timeout.total_seconds()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), max(0.1, deadline - time.monotonic()))
+        await self._stop_delivery()
+        if self.deliverer is not None:
+            await self.deliverer.flush(max(0.5, deadline - time.monotonic()))
+        await self._close_sinks(self.sinks)
+        for collector in self.collectors.values():
+            with contextlib.suppress(Exception):
+                collector.close()
+        await self.api.stop()
+        if self.store is not None:
+            pending = self.store.outbox_pending()
+            self.store.close()
+            log.info("stopped", outbox_pending=sum(pending.values()))
+
+    # ------------------------------------------------------------------ config
+
+    async def apply(self, config: Config) -> None:
+        """Build and start everything a config describes (startup and reload)."""
+        assert self.store is not None
+        assert self.processor is not None
+        assert self.scheduler is not None
+        old_sinks = self.sinks
+        collectors = {name: build_collector(name, cfg) for name, cfg in config.sources.items()}
+        sinks = {name: build_sink(name, cfg) for name, cfg in config.sinks.items()}
+        await self._stop_delivery()
+        await self._close_sinks(old_sinks)
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("poll:"):
+                job.remove()
+        for collector in self.collectors.values():
+            with contextlib.suppress(Exception):
+                collector.close()
+        if self.config is not None:
+            self.processor.reconfigure(config)
+        self.config = config
+        self.collectors, self.source_configs, self.sinks = collectors, dict(config.sources), sinks
+        self.health = {name: self.health.get(name, SourceHealth()) for name in collectors}
+        for name, cfg in config.sources.items():
+            self.scheduler.add_job(
+                self._poll,
+                IntervalTrigger(
+                    seconds=cfg.interval.total_seconds(), jitter=cfg.jitter.total_seconds() or None
+                ),
+                args=[name],
+                id=f"poll:{name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=self.clock.now(),
+            )
+        self.deliverer = Deliverer(
+            self.store,
+            sinks,
+            {n: c.delivery for n, c in config.sinks.items()},
+            self.metrics,
+            self.clock,
+        )
+        self._delivery_stop = asyncio.Event()
+        self._delivery_task = asyncio.create_task(self.deliverer.run(self._delivery_stop))
+        self.metrics.config_last_reload.set(time.time())
+
+    async def reload(self) -> None:
+        """SIGHUP: load rules.yaml again; keep the running config when the new one is invalid."""
+        try:
+            config = load_config(self.settings.config)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(outcome="error").inc()
+            self.metrics.error("config", "invalid")
+            for problem in exc.problems:
+                log.error("reload_rejected", problem=str(problem))
+            log.error("reload_kept_old_config", problems=len(exc.problems))
+            return
+        try:
+            REDACTOR.update(config_secrets(config))
+            await self.apply(config)
+        except Exception as exc:  # building a component failed: keep running what we can
+            self.metrics.config_reloads.labels(outcome="error").inc()
+            log.error("reload_failed", error_type=type(exc).__name__, error=str(exc))
+            return
+        self.metrics.config_reloads.labels(outcome="ok").inc()
+        log.info(
+            "reloaded",
+            sources=sorted(self.collectors),
+            sinks=sorted(self.sinks),
+            rules=[r.name for r in config.rules],
+        )
+
+    async def _stop_delivery(self) -> None:
+        self._delivery_stop.set()
+        if self._delivery_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._delivery_task, 5)
+            self._delivery_task = None
+
+    @staticmethod
+    async def _close_sinks(sinks: dict[str, Sink]) -> None:
+        for sink in sinks.values():
+            with contextlib.suppress(Exception):
+                await sink.aclose()
+
+    # ------------------------------------------------------------------ jobs
+
+    def _busy(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _done(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _poll(self, name: str) -> None:
+        """Poll one source, store what is new, evaluate. Errors stop here."""
+        if self.stop_event.is_set() or name not in self.collectors:
+            return
+        collector, cfg, health = self.collectors[name], self.source_configs[name], self.health[name]
+        assert self.store is not None
+        assert self.processor is not None
+        now = self.clock.now()
+        if health.backoff_until is not None and now < health.backoff_until:
+            return
+        self._busy()
+        bound = structlog.contextvars.bound_contextvars(source=name)
+        bound.__enter__()
+        started = time.monotonic()
+        try:
+            cursor = await asyncio.to_thread(self.store.load_cursor, name)
+            result = await asyncio.to_thread(collector.poll, cursor, now)
+            ingest = await asyncio.to_thread(
+                self.processor.ingest, name, result.mentions, now, cursor=result.cursor
+            )
+        except CollectorError as exc:
+            self._source_failed(name, cfg, health, exc, now)
+        except Exception as exc:  # a bug in a collector or the store must not stop the daemon
+            self._source_failed(name, cfg, health, exc, now)
+        else:
+            self.metrics.polls.labels(source=name, outcome="ok").inc()
+            health.last_poll_at = health.last_success_at = now
+            health.consecutive_failures, health.backoff_until = 0, None
+            health.status, health.last_error = "ok", None
+            for err in result.errors:
+                health.status = "degraded"
+                health.last_error = str(err)
+                self.metrics.error("collect", err.error_type)
+                log.warning("source_partial_failure", error_type=err.error_type, error=str(err))
+            self.metrics.source_up.labels(source=name).set(1)
+            self.metrics.source_backoff.labels(source=name).set(0)
+            self.metrics.source_last_success.labels(source=name).set(now.timestamp())
+            if ingest.new:
+                log.info(
+                    "polled",
+                    received=ingest.received,
+                    new=ingest.new,
+                    matched=ingest.matched,
+                    negative=ingest.negative,
+                    backfill=ingest.backfill,
+                )
+            if ingest.matched:
+                await self._evaluate()
+        finally:
+            self.metrics.poll_duration.labels(source=name).observe(time.monotonic() - started)
+            bound.__exit__(None, None, None)
+            self._done()
+
+    def _source_failed(
+        self, name: str, cfg: SourceConfig, health: SourceHealth, exc: Exception, now: datetime
+    ) -> None:
+        error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+        stage = "collect" if isinstance(exc, CollectorError) else "store"
+        health.consecutive_failures += 1
+        retry = cfg.retry if isinstance(cfg, RssSourceConfig) else None
+        initial = retry.initial.total_seconds() if retry else 30.0
+        maximum = retry.max.total_seconds() if retry else 1800.0
+        delay = backoff_delay(health.consecutive_failures, initial, maximum, self.rng)
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        health.status, health.last_poll_at, health.last_error = "error", now, str(exc)
+        health.backoff_until = now + timedelta(seconds=delay)
+        self.metrics.polls.labels(source=name, outcome="error").inc()
+        self.metrics.error(stage, error_type)
+        self.metrics.source_up.labels(source=name).set(0)
+        self.metrics.source_backoff.labels(source=name).set(delay)
+        log.warning(
+            "poll_failed",
+            error_type=error_type,
+            error=str(exc),
+            failures=health.consecutive_failures,
+            retry_in=round(delay, 1),
+        )
+        if self.scheduler is not None and self.scheduler.running:
+            job = self.scheduler.get_job(f"poll:{name}")
+            if job is not None and delay < cfg.interval.total_seconds():
+                job.modify(next_run_time=health.backoff_until)
+
+    async def _evaluate(self) -> None:
+        if self.processor is None:
+            return
+        self._busy()
+        try:
+            alerts = await asyncio.to_thread(self.processor.evaluate, self.clock.now())
+        except Exception as exc:
+            self.metrics.error("evaluate", getattr(exc, "error_type", type(exc).__name__))
+            log.error("evaluate_failed", error_type=type(exc).__name__, error=str(exc))
+            return
+        finally:
+            self._done()
+        for alert in alerts:
+            log.info(
+                "incident_event",
+                incident_id=alert.incident_id,
+                kind=alert.kind,
+                rule=alert.rule,
+                brand=alert.brand,
+                level=alert.level,
+            )
+        if alerts and self.deliverer is not None:
+            self.deliverer.wake()
+
+    async def _housekeeping(self) -> None:
+        if self.store is None:
+            return
+        cutoff = self.clock.now() - self.settings.mention_retention
+        try:
+            removed = await asyncio.to_thread(self.store.prune_mentions, cutoff)
+        except ListenerError as exc:
+            self.metrics.error("store", exc.error_type)
+            log.error("prune_failed", error=str(exc))
+            return
+        if removed:
+            log.info("pruned_mentions", removed=removed)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _routes(self) -> None:
+        self.api.route("GET", "/healthz", self._healthz)
+        self.api.route("GET", "/readyz", self._readyz)
+
+    async def _healthz(self, request: Request) -> Response:
+        return Response(200, b"ok\n")
+
+    async def _readyz(self, request: Request) -> Response:
+        ready = self.config is not None and self.store is not None and not self.stop_event.is_set()
+        body = {
+            "ready": ready,
+            "config": {"loaded": self.config is not None, "file": self.settings.config},
+            "store": {"open": self.store is not None, "path": self.settings.state},
+            "sources": {name: h.as_dict() for name, h in sorted(self.health.items())},
+            "degraded": any(h.status in ("error", "degraded") for h in self.health.values()),
+        }
+        return Response.json(body, 200 if ready else 503)

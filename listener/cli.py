@@ -1,0 +1,132 @@
+"""The command line: ``listener run | check | drill | version``.
+
+The only place that prints to the user, chooses exit codes, or turns a
+:class:`~listener.errors.ListenerError` into one clear line (never a traceback).
+
+Exit codes: 0 ok; 1 runtime error (store, network, listen address); 2 invalid
+configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from listener import __version__
+from listener.errors import ConfigError, ListenerError
+
+DEFAULT_CONFIG = "rules.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="listener",
+        description="Social listening and crisis alerting daemon.",
+    )
+    p.add_argument("--version", action="version", version=f"listener {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)")
+    run.add_argument("--state", help="SQLite state file (default: listener.db, env LISTENER_STATE)")
+    run.add_argument("--listen", help="metrics/health address (default: 127.0.0.1:9464)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", choices=["auto", "json", "console"])
+
+    check = sub.add_parser("check", help="validate a rules file")
+    check.add_argument("config", nargs="?", default=None, help="rules file (default: rules.yaml)")
+
+    drill = sub.add_parser(
+        "drill", help="rehearse a brand crisis through the real pipeline in simulated time"
+    )
+    drill.add_argument("--config", "-c", help="rules file (default: rules.yaml)")
+    drill.add_argument("--brand", help="brand to put in crisis (default: the first brand)")
+    drill.add_argument("--state", help="state file for the drill (default: a temporary file)")
+    drill.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    drill.add_argument(
+        "--quiet-sinks",
+        action="store_true",
+        help="do not deliver to the configured sinks; only print the timeline",
+    )
+
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "version":
+            print(f"listener {__version__}")
+            return 0
+        if args.command == "check":
+            return _check(args.config)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "drill":
+            return _drill(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except ListenerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2  # pragma: no cover - argparse enforces a command
+
+
+def _config_path(given: str | None) -> str:
+    import os
+
+    return given or os.environ.get("LISTENER_CONFIG") or DEFAULT_CONFIG
+
+
+def _check(path: str | None) -> int:
+    from listener.config.load import load_config
+
+    path = _config_path(path)
+    config = load_config(path)
+    print(
+        f"{path}: ok ({len(config.brands)} brands, {len(config.sources)} sources, "
+        f"{len(config.rules)} rules, {len(config.sinks)} sinks)"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from listener.app import Daemon
+    from listener.log import configure_logging
+    from listener.settings import Settings
+
+    settings = Settings.from_env(
+        config=args.config,
+        state=args.state,
+        listen=args.listen,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(Daemon(settings).run())
+
+
+def _drill(args: argparse.Namespace) -> int:
+    from listener.config.load import load_config
+    from listener.drill import run_drill
+    from listener.log import configure_logging
+
+    configure_logging("warning", "console")
+    config = load_config(_config_path(args.config))
+    return asyncio.run(
+        run_drill(
+            config,
+            brand=args.brand,
+            state=args.state,
+            seed=args.seed,
+            deliver=not args.quiet_sinks,
+            out=sys.stdout,
+        )
+    )

@@ -1,0 +1,47 @@
+"""The collector extension point.
+
+A collector polls one configured source and returns new mentions plus a cursor.
+Collectors are *blocking* (they use the real client libraries: feedparser, tweepy,
+praw); the pipeline runs ``poll`` in a worker thread, owns scheduling, backoff,
+metrics and error isolation, and persists the cursor in the same transaction as
+the mentions it produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from listener.errors import CollectorError
+from listener.model import Mention
+
+Cursor = dict[str, Any]
+"""JSON-serialisable state a collector keeps between polls (ETags, since ids, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll produced. ``cursor`` replaces the stored cursor once the
+    mentions are safely stored. ``errors`` are partial failures (e.g. one feed of
+    several failed): the pipeline logs and counts them and treats the source as
+    degraded. ``notes`` are small facts for logs (bounded keys)."""
+
+    mentions: list[Mention]
+    cursor: Cursor
+    errors: list[CollectorError] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Collector(Protocol):
+    """Contract: ``poll`` fetches what is new since ``cursor`` (``None`` on first start),
+    never blocks longer than its configured timeouts, and raises only
+    :class:`~listener.errors.CollectorError` subclasses (translate library errors at
+    this boundary). It does not retry, sleep or log: the pipeline does.
+    ``now`` is the poll time, for sources that ask for a time range."""
+
+    name: str
+
+    def poll(self, cursor: Cursor | None, now: datetime) -> PollResult: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,403 @@
+"""rules.yaml → YAML with line numbers → ``${ENV}`` interpolation → schema → cross-checks.
+
+Every problem becomes a :class:`~listener.errors.ConfigProblem` naming the file, the
+line, the path inside the document (``rules[2].levels.critical.when``) and a hint.
+All problems are collected and raised together as one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from listener.config.schema import Config
+from listener.errors import ConfigError, ConfigProblem
+
+PathItem = str | int
+DocPath = tuple[PathItem, ...]
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def format_path(path: DocPath) -> str:
+    """``("rules", 2, "levels", "critical")`` → ``rules[2].levels.critical``."""
+    out = ""
+    for item in path:
+        if isinstance(item, int):
+            out += f"[{item}]"
+        else:
+            out += f".{item}" if out else str(item)
+    return out
+
+
+def did_you_mean(word: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _hint(known: list[str], word: str | None, what: str) -> str:
+    text = f"known {what}: {', '.join(sorted(known))}"
+    guess = did_you_mean(word, known) if word else None
+    return f"{text}; {guess}" if guess else text
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _Doc:
+    """Parsed YAML plus the line of every node, keyed by document path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[DocPath, int] = {}
+        self.problems: list[ConfigProblem] = []
+
+    def line(self, path: DocPath) -> int | None:
+        while True:
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def problem(self, path: DocPath, message: str, hint: str | None = None) -> None:
+        self.problems.append(
+            ConfigProblem(self.file, self.line(path), format_path(path), message, hint)
+        )
+
+    def build(self, node: yaml.Node, path: DocPath, env: Mapping[str, str]) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = _scalar(key_node)
+                if isinstance(key, list | dict):
+                    self.problem(path, "mapping keys must be plain values")
+                    continue
+                sub = (*path, key)
+                if key in out:
+                    self.lines[sub] = key_node.start_mark.line + 1
+                    self.problem(sub, f"duplicate key '{key}'", "each key may appear once")
+                    continue
+                self.lines[sub] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, sub, env)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i), env) for i, item in enumerate(node.value)]
+        value = _scalar(node)
+        if isinstance(value, str) and "$" in value:
+            value = self._interpolate(value, path, env)
+        return value
+
+    def _interpolate(self, value: str, path: DocPath, env: Mapping[str, str]) -> str:
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            self.problem(
+                path,
+                f"environment variable {name} is not set",
+                f"export {name}=... before starting, or write ${{{name}:-default}}",
+            )
+            return ""
+
+        return _ENV.sub(sub, value)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> tuple[Any, _Doc]:
+    """Parse YAML text into plain data, recording every node's line; interpolate ``${ENV}``."""
+    doc = _Doc(file)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        detail = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file,
+                    line,
+                    "",
+                    f"not valid YAML: {detail}",
+                    "check indentation and quoting on this line or the one before",
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigProblem(file, None, "", f"not valid YAML: {exc}")]) from None
+    if root is None:
+        return None, doc
+    data = doc.build(root, (), os.environ if env is None else env)
+    return data, doc
+
+
+# --------------------------------------------------------------------------- pydantic errors
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The concrete candidate types behind Annotated/Optional/Union."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        out: list[Any] = []
+        for arg in typing.get_args(annotation):
+            out.extend(_unwrap(arg))
+        return out
+    return [annotation]
+
+
+def _type_tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("type")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return str(args[0]) if args else None
+
+
+def _walk(loc: tuple[int | str, ...], data: Any) -> tuple[DocPath, list[Any]]:
+    """Follow a pydantic ``loc`` through the data and the schema.
+
+    Returns the document path (union tags and validator names removed) and the
+    candidate schema types at that point.
+    """
+    path: list[PathItem] = []
+    candidates: list[Any] = [Config]
+    for item in loc:
+        models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if isinstance(data, dict) and any(_type_tag(m) for m in models):
+            tagged = [m for m in models if _type_tag(m) == data.get("type")]
+            if tagged:
+                candidates = tagged
+                models = tagged
+            if item == data.get("type") and item not in data:
+                continue  # pydantic puts the union tag in loc
+        if isinstance(data, dict) and item in data:
+            path.append(item)
+            data = data[item]
+            nxt: list[Any] = []
+            for c in candidates:
+                if isinstance(c, type) and issubclass(c, BaseModel):
+                    field = next(
+                        (f for n, f in c.model_fields.items() if (f.alias or n) == item), None
+                    )
+                    if field is not None:
+                        nxt.extend(_unwrap(field.annotation))
+                elif typing.get_origin(c) is dict:
+                    nxt.extend(_unwrap(typing.get_args(c)[1]))
+            candidates = nxt
+        elif isinstance(data, list) and isinstance(item, int) and 0 <= item < len(data):
+            path.append(item)
+            data = data[item]
+            candidates = [
+                a
+                for c in candidates
+                if typing.get_origin(c) is list
+                for a in _unwrap(typing.get_args(c)[0])
+            ]
+        elif isinstance(item, str) and not isinstance(data, dict | list):
+            continue  # a validator name such as 'function-after[...]'
+        else:
+            path.append(item)
+            data = None
+            candidates = []
+    return tuple(path), candidates
+
+
+def _kind(path: DocPath) -> str:
+    if path and path[0] == "sources":
+        return "source"
+    if path and path[0] == "sinks":
+        return "sink"
+    return "condition"
+
+
+def _problem_from_error(err: ErrorDetails, data: Any, doc: _Doc) -> None:
+    kind = err["type"]
+    loc = tuple(err["loc"])
+    if kind == "extra_forbidden":
+        path, _ = _walk(loc[:-1], data)
+        _, parent = _walk(loc[:-1], data)
+        key = str(loc[-1])
+        known: list[str] = []
+        for m in parent:
+            if isinstance(m, type) and issubclass(m, BaseModel):
+                known = [f.alias or n for n, f in m.model_fields.items()]
+                break
+        doc.problem((*path, key), f"unknown key '{key}'", _hint(known, key, "keys"))
+        return
+    path, _ = _walk(loc, data)
+    ctx = err.get("ctx") or {}
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        what = _kind(path)
+        if kind == "union_tag_not_found":
+            doc.problem(path, f"this {what} has no 'type'", _hint(expected, None, f"{what} types"))
+        else:
+            tag = str(ctx.get("tag"))
+            doc.problem(
+                (*path, "type"),
+                f"unknown {what} type '{tag}'",
+                _hint(expected, tag, f"{what} types"),
+            )
+        return
+    if kind == "literal_error" and path and path[-1] == "type":
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        what = _kind(path)
+        doc.problem(
+            path,
+            f"unknown {what} type {err['input']!r}",
+            _hint(expected, str(err["input"]), f"{what} types"),
+        )
+        return
+    if kind == "missing":
+        doc.problem(path, f"missing required key '{path[-1]}'" if path else "missing value")
+        return
+    if any(p.path == format_path(path) for p in doc.problems):
+        return  # already reported (e.g. an unset ${ENV} left this value empty)
+    message = err["msg"]
+    if kind in ("greater_than", "greater_than_equal") and "timedelta" in message:
+        message = "must be more than 0s" if kind == "greater_than" else "cannot be negative"
+    elif kind == "string_pattern_mismatch" and "https?" in str(ctx.get("pattern", "")):
+        message = f"{err['input']!r} is not an http:// or https:// URL"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    doc.problem(path, message)
+
+
+# --------------------------------------------------------------------------- cross-checks
+
+
+def _cross_check(config: Config, doc: _Doc) -> None:
+    brand_names = [b.name for b in config.brands]
+    seen: set[str] = set()
+    for i, brand in enumerate(config.brands):
+        if brand.name.casefold() in seen:
+            doc.problem(
+                ("brands", i, "name"),
+                f"duplicate brand '{brand.name}'",
+                "brand names must be unique",
+            )
+        seen.add(brand.name.casefold())
+    sinks = list(config.sinks)
+    level_names = {lvl for rule in config.rules for lvl in rule.levels}
+    rule_names: set[str] = set()
+
+    def check_routes(routes: dict[str, list[str]], where: DocPath) -> None:
+        for level, targets in routes.items():
+            if level != "default" and level not in level_names:
+                doc.problem(
+                    (*where, level),
+                    f"no rule has a level named '{level}'",
+                    _hint([*sorted(level_names), "default"], level, "levels"),
+                )
+            for j, sink in enumerate(targets):
+                if sink not in config.sinks:
+                    doc.problem(
+                        (*where, level, j),
+                        f"unknown sink '{sink}'",
+                        _hint(sinks, sink, "sinks") if sinks else "define it under sinks:",
+                    )
+
+    check_routes(config.routes, ("routes",))
+    for i, rule in enumerate(config.rules):
+        if rule.name in rule_names:
+            doc.problem(
+                ("rules", i, "name"),
+                f"duplicate rule name '{rule.name}'",
+                "rule names must be unique",
+            )
+        rule_names.add(rule.name)
+        for j, wanted in enumerate(rule.brands or []):
+            if wanted not in brand_names:
+                doc.problem(
+                    ("rules", i, "brands", j),
+                    f"unknown brand '{wanted}'",
+                    _hint(brand_names, wanted, "brands"),
+                )
+        if rule.routes is not None:
+            check_routes(rule.routes, ("rules", i, "routes"))
+        for level in rule.levels:
+            if not rule.route_for(level, config.routes):
+                doc.problem(
+                    ("rules", i, "levels", level),
+                    f"level '{level}' has no route",
+                    f"add 'routes: {{{level}: [sink, ...]}}' or a 'default' route",
+                )
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_config_text(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
+    """Validate rules.yaml text; raise :class:`ConfigError` listing every problem."""
+    data, doc = parse_yaml(text, file, env)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file,
+                    doc.line(()),
+                    "",
+                    "the file must be a mapping",
+                    "start with 'brands:', 'sources:', 'rules:' ...",
+                )
+            ]
+        )
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            _problem_from_error(err, data, doc)
+    if config is not None and not doc.problems:
+        _cross_check(config, doc)
+    if doc.problems or config is None:
+        doc.problems.sort(key=lambda p: (p.line or 0, p.path))
+        raise ConfigError(doc.problems)
+    return config
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a rules file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    None,
+                    "",
+                    "file not found",
+                    "pass --config PATH or run from the repo root",
+                )
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
+    return load_config_text(text, str(path), env)

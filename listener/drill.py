@@ -1,0 +1,250 @@
+"""``listener drill``: rehearse a brand crisis through the real pipeline.
+
+A scripted scenario (a quiet baseline, then complaints about an outage that grow,
+peak and subside) is generated minute by minute in simulated time and fed through
+the same :class:`~listener.processor.Processor` the daemon uses (matching,
+sentiment, windows, rules, incidents) and the same outbox and sinks. Every alert
+is marked as a drill. Nothing touches the network unless a configured sink does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from listener.clock import ManualClock
+from listener.config.schema import BrandConfig, Config
+from listener.metrics import Metrics
+from listener.model import Alert, Author, Engagement, Mention
+from listener.processor import Processor
+from listener.sinks import build_sink
+from listener.sinks.base import Sink
+from listener.sinks.delivery import Deliverer
+from listener.store import Store
+
+STEP = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    name: str
+    minutes: int
+    per_minute: float
+    negative_share: float
+
+
+SCENARIO: tuple[Phase, ...] = (
+    Phase("quiet baseline", 180, 0.5, 0.10),
+    Phase("first complaints", 15, 2.0, 0.60),
+    Phase("outage spreads", 20, 6.0, 0.85),
+    Phase("peak", 20, 15.0, 0.90),
+    Phase("subsiding", 30, 3.0, 0.60),
+    Phase("all quiet", 120, 0.5, 0.10),
+)
+
+NEGATIVE = (
+    "{name} is down again?! This is terrible, I can't log in",
+    "Worst outage ever. {handle} your service is completely broken",
+    "Hey {handle} nothing works, I hate this. Still waiting for an update",
+    "{name} failed in the middle of my launch. Awful. {tag}",
+    "Is anyone else's {name} broken? Error after error, useless",
+    "Ridiculous. Third outage this month. {name} please fix this mess {tag}",
+    "Lost two hours of work because {name} crashed. Angry and disappointed",
+    "{handle} this is unacceptable, our whole team is blocked. Terrible communication",
+)
+OTHER = (
+    "Trying out the new {name} dashboard today",
+    "Love how fast {name} has become lately, great job {handle}",
+    "Reading the {name} changelog over coffee",
+    "Thanks {handle} for the quick support answer!",
+    "{name} meetup tonight, who is coming? {tag}",
+    "Migrated our side project to {name} this weekend",
+)
+
+
+class Scenario:
+    """Deterministic mentions for one brand, minute by minute."""
+
+    def __init__(self, brand: BrandConfig, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.name = brand.search_terms[0]
+        handle = brand.handles[0] if brand.handles else self.name
+        self.handle = handle if handle.startswith("@") else f"@{handle}"
+        tag = brand.hashtags[0] if brand.hashtags else ""
+        self.tag = tag if not tag or tag.startswith("#") else f"#{tag}"
+        self.counter = 0
+
+    @property
+    def minutes(self) -> int:
+        return sum(p.minutes for p in SCENARIO)
+
+    def phases(self) -> Iterator[tuple[int, Phase]]:
+        start = 0
+        for phase in SCENARIO:
+            yield start, phase
+            start += phase.minutes
+
+    def phase_at(self, minute: int) -> Phase:
+        for start, phase in self.phases():
+            if start <= minute < start + phase.minutes:
+                return phase
+        return SCENARIO[-1]
+
+    def mentions(self, minute: int, at: datetime) -> list[Mention]:
+        phase = self.phase_at(minute)
+        n = int(phase.per_minute) + (self.rng.random() < phase.per_minute % 1)
+        out = []
+        for _ in range(n):
+            self.counter += 1
+            negative = self.rng.random() < phase.negative_share
+            template = self.rng.choice(NEGATIVE if negative else OTHER)
+            text = template.format(name=self.name, handle=self.handle, tag=self.tag).strip()
+            followers = int(self.rng.paretovariate(1.2) * 50)
+            out.append(
+                Mention(
+                    source="drill",
+                    id=f"drill-{self.counter}",
+                    text=text,
+                    created_at=at + timedelta(seconds=self.rng.randrange(60)),
+                    url=f"https://drill.invalid/mention/{self.counter}",
+                    author=Author(
+                        handle=f"drill_user{self.rng.randrange(5000)}", followers=followers
+                    ),
+                    language="en",
+                    engagement=Engagement(
+                        likes=self.rng.randrange(20), reposts=self.rng.randrange(5)
+                    ),
+                )
+            )
+        return out
+
+
+def _offset(start: datetime, at: datetime) -> str:
+    minutes = int((at - start).total_seconds() // 60)
+    return f"T+{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+_MARK = {
+    "opened": "▲ OPENED",
+    "escalated": "▲ ESCALATED",
+    "deescalated": "▼ DE-ESCALATED",
+    "resolved": "✔ RESOLVED",
+}
+
+
+async def run_drill(
+    config: Config,
+    *,
+    brand: str | None = None,
+    state: str | None = None,
+    seed: int = 7,
+    deliver: bool = True,
+    out: TextIO,
+    start: datetime | None = None,
+) -> int:
+    """Play the scenario; print the incident timeline. Returns 0 when an incident opened
+    and resolved, 1 when the rules did not catch the crisis."""
+    chosen = next((b for b in config.brands if brand is None or b.name == brand), None)
+    if chosen is None:
+        known = ", ".join(b.name for b in config.brands)
+        print(f"error: unknown brand {brand!r} (known: {known})", file=out)
+        return 2
+    tmp = tempfile.TemporaryDirectory(prefix="listener-drill-") if state is None else None
+    path = state or str(Path(tmp.name if tmp else ".") / "drill.db")
+    begin = start or datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = ManualClock(begin)
+    store = Store.open(path)
+    metrics = Metrics()
+    try:
+        processor = Processor(config, store, metrics, drill=True)
+        sinks: dict[str, Sink] = (
+            {name: build_sink(name, cfg) for name, cfg in config.sinks.items()} if deliver else {}
+        )
+        deliverer = Deliverer(
+            store, sinks, {n: c.delivery for n, c in config.sinks.items()}, metrics, clock
+        )
+        scenario = Scenario(chosen, seed)
+        total = scenario.minutes
+        print(
+            f"listener drill: a simulated outage crisis for brand {chosen.name!r}, "
+            f"{total // 60}h{total % 60:02d}m of simulated time from "
+            f"{begin:%Y-%m-%d %H:%M} UTC; alerts are marked [DRILL]",
+            file=out,
+        )
+        print(
+            f"rules: {', '.join(r.name for r in config.rules) or '(none)'}; sinks: "
+            f"{', '.join(sinks) if sinks else '(delivery off)'}\n",
+            file=out,
+        )
+        phase_starts = dict(scenario.phases())
+        alerts: list[Alert] = []
+        for minute in range(total):
+            now = clock.now()
+            if minute in phase_starts:
+                p = phase_starts[minute]
+                print(
+                    f"  {_offset(begin, now)}  ── {p.name}: ~{p.per_minute:g} mentions/min, "
+                    f"{p.negative_share:.0%} negative",
+                    file=out,
+                )
+            batch = scenario.mentions(minute, now)
+            clock.advance(STEP)
+            now = clock.now()
+            await asyncio.to_thread(processor.ingest, "drill", batch, now)
+            produced = await asyncio.to_thread(processor.evaluate, now)
+            for alert in produced:
+                alerts.append(alert)
+                why = "; ".join(str(f) for f in alert.facts[:2])
+                print(
+                    f"  {_offset(begin, now)}  {_MARK[alert.kind]:<15} {alert.level:<9} "
+                    f"{alert.rule}  {why}",
+                    file=out,
+                )
+            if produced or minute % 10 == 0:
+                await deliverer.drain()
+        await deliverer.drain()
+        for sink in sinks.values():
+            await sink.aclose()
+        return _summary(store, begin, alerts, out)
+    finally:
+        store.close()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _summary(store: Store, begin: datetime, alerts: list[Alert], out: TextIO) -> int:
+    incidents = sorted({a.incident_id for a in alerts})
+    print("\nincidents:", file=out)
+    resolved = 0
+    for incident_id in incidents:
+        events = store.incident_events(incident_id)
+        record = next((r for r in store.incidents(limit=1000) if r.id == incident_id), None)
+        if record is None:
+            continue
+        resolved += record.status == "resolved"
+        end = (
+            f"resolved {_offset(begin, record.resolved_at)}" if record.resolved_at else "still open"
+        )
+        print(
+            f"  {incident_id}: {record.rule} for {record.brand}, opened "
+            f"{_offset(begin, record.opened_at)} at {events[0].level}, peak {record.peak_level}, "
+            f"{end}, {len(events)} events",
+            file=out,
+        )
+        by_sink: dict[str, dict[str, int]] = {}
+        for d in store.deliveries(incident_id):
+            by_sink.setdefault(d.sink, {}).setdefault(d.status, 0)
+            by_sink[d.sink][d.status] += 1
+        for sink, counts in sorted(by_sink.items()):
+            summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            print(f"      alerts to {sink}: {summary}", file=out)
+    if not incidents:
+        print("  none: the configured rules did not open an incident for this crisis", file=out)
+        return 1
+    return 0 if resolved else 1

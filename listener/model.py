@@ -1,0 +1,205 @@
+"""The shapes that flow through the pipeline. Frozen, typed, serialisable.
+
+``Mention`` is the one shape every source produces. ``ScoredMention`` is a mention
+after matching and scoring. ``Alert`` is what the delivery stage sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from listener.clock import as_utc
+
+SentimentLabel = Literal["negative", "neutral", "positive"]
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who wrote a mention. ``followers`` is the reach where the source tells it."""
+
+    handle: str | None = None
+    display_name: str | None = None
+    followers: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """Engagement counters; ``None`` where the source does not report one."""
+
+    likes: int | None = None
+    reposts: int | None = None
+    replies: int | None = None
+    quotes: int | None = None
+    upvotes: int | None = None
+    comments: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """One post, comment or article from one source.
+
+    ``source`` is the configured source name (e.g. ``news``), ``id`` is unique within
+    that source; ``(source, id)`` identifies a mention for deduplication.
+    """
+
+    source: str
+    id: str
+    text: str
+    created_at: datetime
+    url: str | None = None
+    author: Author = field(default_factory=Author)
+    language: str | None = None
+    engagement: Engagement = field(default_factory=Engagement)
+    is_repost: bool = False
+    reposted_id: str | None = None
+    title: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "created_at", as_utc(self.created_at))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the daemon's JSON Lines mention format)."""
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Mention:
+        """Inverse of :meth:`to_dict`; raises KeyError, ValueError or TypeError on bad input."""
+        return cls(
+            source=str(data["source"]),
+            id=str(data["id"]),
+            text=str(data["text"]),
+            created_at=datetime.fromisoformat(str(data["created_at"])),
+            url=data.get("url"),
+            author=Author(**(data.get("author") or {})),
+            language=data.get("language"),
+            engagement=Engagement(**(data.get("engagement") or {})),
+            is_repost=bool(data.get("is_repost", False)),
+            reposted_id=data.get("reposted_id"),
+            title=data.get("title"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Sentiment:
+    """A sentiment score: ``compound`` in [-1, 1] and its label."""
+
+    label: SentimentLabel
+    compound: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredMention:
+    """A mention with the brands it matched and its sentiment."""
+
+    mention: Mention
+    brands: tuple[str, ...]
+    sentiment: Sentiment
+
+    @property
+    def negative(self) -> bool:
+        return self.sentiment.label == "negative"
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One number behind a decision: what was measured, against what threshold and baseline."""
+
+    name: str
+    value: float
+    threshold: float | None = None
+    baseline: float | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.name} = {_num(self.value)}"
+        if self.threshold is not None:
+            text += f" (threshold {_num(self.threshold)})"
+        if self.baseline is not None:
+            text += f" (baseline {_num(self.baseline)})"
+        return text
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+AlertKind = Literal["opened", "escalated", "deescalated", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class MentionRef:
+    """A mention as shown in an alert: enough to read it and click through."""
+
+    source: str
+    id: str
+    text: str
+    url: str | None
+    author: str | None
+    followers: int | None
+    created_at: datetime
+    sentiment: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A notification about an incident, delivered through the outbox to each routed sink.
+
+    ``id`` is stable across retries and restarts; sinks send it as the idempotency key.
+    """
+
+    id: str
+    incident_id: str
+    kind: AlertKind
+    rule: str
+    brand: str
+    level: str
+    previous_level: str | None
+    at: datetime
+    facts: tuple[Fact, ...]
+    top_mentions: tuple[MentionRef, ...] = ()
+    drill: bool = False
+
+    @property
+    def title(self) -> str:
+        prefix = "[DRILL] " if self.drill else ""
+        verbs = {
+            "opened": f"{self.level.upper()}: {self.brand} — {self.rule}",
+            "escalated": f"ESCALATED to {self.level.upper()}: {self.brand} — {self.rule}",
+            "deescalated": f"De-escalated to {self.level}: {self.brand} — {self.rule}",
+            "resolved": f"RESOLVED: {self.brand} — {self.rule}",
+        }
+        return prefix + verbs[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        data["title"] = self.title
+        for ref in data["top_mentions"]:
+            ref["created_at"] = ref["created_at"].isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        return cls(
+            id=data["id"],
+            incident_id=data["incident_id"],
+            kind=data["kind"],
+            rule=data["rule"],
+            brand=data["brand"],
+            level=data["level"],
+            previous_level=data.get("previous_level"),
+            at=datetime.fromisoformat(data["at"]),
+            facts=tuple(Fact(**f) for f in data.get("facts", ())),
+            top_mentions=tuple(
+                MentionRef(**{**m, "created_at": datetime.fromisoformat(m["created_at"])})
+                for m in data.get("top_mentions", ())
+            ),
+            drill=bool(data.get("drill", False)),
+        )

@@ -1,0 +1,331 @@
+"""The rule engine: level timers and the incident lifecycle per (rule, brand). Pure.
+
+Evaluated at ``now`` for one key, with ``c`` the open incident's current level:
+
+1. For each level, ascending: update its timer (``since`` = when ``when`` started
+   holding continuously, reset when it does not hold; ``last_held`` = last time it held).
+   * A level above ``c`` (or any level with no incident) is *firing* when ``when`` holds
+     and has held for at least ``for_``.
+   * A level at or below ``c`` (*held*) keeps firing until its exit holds (default exit:
+     ``when`` no longer holds), ``when`` does not hold now, and at least
+     ``keep_firing_for`` has passed since ``when`` last held. (A held level whose ``when``
+     holds always keeps firing, even if a misconfigured ``exit`` holds at the same time;
+     this keeps evaluation idempotent.)
+2. Target = the highest firing level.
+   * No incident, target → ``opened`` at the target.
+   * Target above ``c`` → ``escalated``; below ``c`` → ``deescalated``; equal → nothing.
+     Any target clears ``clear_since``.
+   * Incident, no target → ``clear_since`` is set (if unset); once
+     ``now - clear_since ≥ resolve_after`` → ``resolved`` and the incident is closed; a
+     later target opens a new incident with a new id.
+
+Event facts: opened/escalated → the target level's ``when`` facts; deescalated → the
+previous level's exit (default: ``when``) facts; resolved → the current values of the
+``when`` of the level it was at.
+
+Evaluating twice with the same ``now`` and the resulting state yields no new events.
+Keys of rules or brands not being evaluated are left untouched. An incident whose level
+is no longer configured counts as below every level (the next target escalates to it;
+no target resolves it). Incident ids are ``{opened_at:%Y%m%dT%H%M%SZ}-{slug(brand)}-
+{slug(rule)}``; two brands or rules with the same slug share a namespace, and ids repeat
+only if a key reopens within the same second it last opened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from listener.clock import as_utc
+from listener.config.schema import Config, RuleConfig
+from listener.model import Fact
+from listener.rules.conditions import Check, Condition, CountView, build_condition, lookback
+from listener.rules.state import EngineState, Incident, KeyState, LevelTimer, OpenIncident
+
+__all__ = [
+    "CompiledLevel",
+    "CompiledRule",
+    "EngineState",
+    "IncidentEvent",
+    "OpenIncident",
+    "compile_rule",
+    "compile_rules",
+    "evaluate",
+    "evaluate_rule",
+    "incident_id",
+    "max_lookback",
+    "slug",
+]
+
+EventKind = Literal["opened", "escalated", "deescalated", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledLevel:
+    """One severity level; ``rank`` 0 is the lowest. ``exit`` None = ``when`` stops holding."""
+
+    name: str
+    rank: int
+    when: Condition
+    exit: Condition | None
+    for_: timedelta
+    keep_firing_for: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule ready to evaluate. ``brands`` None = every brand passed to evaluation.
+
+    ``lookback`` is how far before ``now`` its conditions read counts.
+    """
+
+    name: str
+    brands: tuple[str, ...] | None
+    levels: tuple[CompiledLevel, ...]
+    resolve_after: timedelta
+    lookback: timedelta = timedelta(0)
+
+    def level(self, name: str) -> CompiledLevel | None:
+        """The level called ``name``, or None when the rule has no such level."""
+        for level in self.levels:
+            if level.name == name:
+                return level
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    """A change in an incident's life. ``seq`` is 1 for ``opened`` and +1 per event.
+
+    ``level`` is the new level (for ``resolved``, the level it was at); ``previous_level``
+    is the level before the event (None for ``opened``; for ``resolved``, equal to
+    ``level``); ``peak_level`` is the highest level the incident reached so far.
+    """
+
+    kind: EventKind
+    incident_id: str
+    seq: int
+    rule: str
+    brand: str
+    level: str
+    previous_level: str | None
+    peak_level: str
+    at: datetime
+    facts: tuple[Fact, ...]
+
+    @property
+    def alert_id(self) -> str:
+        """Stable id of the alert for this event: ``{incident_id}#{seq}``."""
+        return f"{self.incident_id}#{self.seq}"
+
+
+def compile_rule(config: RuleConfig) -> CompiledRule:
+    """Compile one rule config (levels in config order, lowest severity first)."""
+    levels = tuple(
+        CompiledLevel(
+            name=name,
+            rank=rank,
+            when=build_condition(level.when),
+            exit=None if level.exit is None else build_condition(level.exit),
+            for_=level.for_,
+            keep_firing_for=level.keep_firing_for,
+        )
+        for rank, (name, level) in enumerate(config.levels.items())
+    )
+    reach = [lookback(level.when) for level in config.levels.values()]
+    reach += [lookback(level.exit) for level in config.levels.values() if level.exit is not None]
+    return CompiledRule(
+        name=config.name,
+        brands=None if config.brands is None else tuple(config.brands),
+        levels=levels,
+        resolve_after=config.resolve_after,
+        lookback=max(reach),
+    )
+
+
+def compile_rules(config: Config) -> list[CompiledRule]:
+    """Compile every rule of the config, in config order."""
+    return [compile_rule(rule) for rule in config.rules]
+
+
+def max_lookback(rules: Iterable[CompiledRule]) -> timedelta:
+    """The longest lookback of any rule (zero when none): the count retention needed."""
+    return max((rule.lookback for rule in rules), default=timedelta(0))
+
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slug(text: str) -> str:
+    """Lowercase, runs of non-alphanumerics (ASCII) replaced by one ``-``, trimmed."""
+    return _NOT_SLUG.sub("-", text.lower()).strip("-") or "-"
+
+
+def incident_id(opened_at: datetime, rule: str, brand: str) -> str:
+    """The deterministic id of an incident of ``(rule, brand)`` opened at ``opened_at``."""
+    return f"{as_utc(opened_at):%Y%m%dT%H%M%SZ}-{slug(brand)}-{slug(rule)}"
+
+
+def _rule_brands(rule: CompiledRule, brands: Sequence[str]) -> list[str]:
+    if rule.brands is None:
+        return list(brands)
+    wanted = set(rule.brands)
+    return [b for b in brands if b in wanted]
+
+
+def evaluate_rule(
+    rule: CompiledRule,
+    brands: Sequence[str],
+    view: CountView,
+    state: EngineState,
+    now: datetime,
+) -> tuple[EngineState, list[IncidentEvent]]:
+    """Evaluate one rule for each of ``brands`` it applies to, at ``now``.
+
+    ``brands`` are the configured brand names; the rule's own brand list filters them.
+    Returns a new state (``state`` is not changed) and the events, in brand order.
+    Exceptions from conditions propagate, with ``state`` untouched.
+    """
+    now = as_utc(now)
+    updates: dict[tuple[str, str], KeyState] = {}
+    events: list[IncidentEvent] = []
+    for brand in _rule_brands(rule, brands):
+        key_state, event = _evaluate_key(rule, brand, view, state.get(rule.name, brand), now)
+        updates[(rule.name, brand)] = key_state
+        if event is not None:
+            events.append(event)
+    return state.with_keys(updates), events
+
+
+def evaluate(
+    rules: Iterable[CompiledRule],
+    brands: Sequence[str],
+    view: CountView,
+    state: EngineState,
+    now: datetime,
+) -> tuple[EngineState, list[IncidentEvent]]:
+    """:func:`evaluate_rule` for each rule in order (no exception isolation)."""
+    events: list[IncidentEvent] = []
+    for rule in rules:
+        state, found = evaluate_rule(rule, brands, view, state, now)
+        events.extend(found)
+    return state, events
+
+
+def _evaluate_key(
+    rule: CompiledRule,
+    brand: str,
+    view: CountView,
+    key_state: KeyState,
+    now: datetime,
+) -> tuple[KeyState, IncidentEvent | None]:
+    incident = key_state.incident
+    current = rule.level(incident.level) if incident is not None else None
+    current_rank = current.rank if current is not None else -1
+
+    timers: dict[str, LevelTimer] = {}
+    checks: dict[str, Check] = {}
+    exits: dict[str, Check] = {}
+    target: CompiledLevel | None = None
+    for level in rule.levels:
+        check = level.when.check(view, brand, now)
+        checks[level.name] = check
+        old = key_state.timers.get(level.name) or LevelTimer()
+        if check.holds:
+            timer = LevelTimer(since=old.since or now, last_held=now)
+        else:
+            timer = LevelTimer(since=None, last_held=old.last_held)
+        timers[level.name] = timer
+
+        if incident is not None and level.rank <= current_rank:
+            firing = check.holds or not _exited(level, view, brand, now, timer, exits)
+        else:
+            firing = check.holds and timer.since is not None and now - timer.since >= level.for_
+        if firing:
+            target = level
+
+    if incident is None:
+        if target is None:
+            return KeyState(timers, None), None
+        opened = Incident(
+            id=incident_id(now, rule.name, brand),
+            level=target.name,
+            peak_level=target.name,
+            opened_at=now,
+            level_since=now,
+        )
+        event = _event("opened", opened, rule, brand, None, now, checks[target.name].facts)
+        return KeyState(timers, opened), event
+
+    if target is None:
+        clear_since = incident.clear_since or now
+        if now - clear_since >= rule.resolve_after:
+            facts = checks[current.name].facts if current is not None else ()
+            closed = replace(incident, clear_since=clear_since, seq=incident.seq + 1)
+            event = _event("resolved", closed, rule, brand, incident.level, now, facts)
+            return KeyState(timers, None), event
+        return KeyState(timers, replace(incident, clear_since=clear_since)), None
+
+    if target.rank == current_rank:
+        return KeyState(timers, replace(incident, clear_since=None)), None
+
+    peak = rule.level(incident.peak_level)
+    peak_level = target.name if peak is None or target.rank > peak.rank else incident.peak_level
+    moved = replace(
+        incident,
+        level=target.name,
+        peak_level=peak_level,
+        level_since=now,
+        clear_since=None,
+        seq=incident.seq + 1,
+    )
+    if current is None or target.rank > current_rank:
+        facts = checks[target.name].facts
+        event = _event("escalated", moved, rule, brand, incident.level, now, facts)
+    else:
+        facts = exits[current.name].facts if current.name in exits else checks[current.name].facts
+        event = _event("deescalated", moved, rule, brand, incident.level, now, facts)
+    return KeyState(timers, moved), event
+
+
+def _exited(
+    level: CompiledLevel,
+    view: CountView,
+    brand: str,
+    now: datetime,
+    timer: LevelTimer,
+    exits: dict[str, Check],
+) -> bool:
+    """Whether a held level whose ``when`` does not hold now has stopped firing."""
+    if level.exit is not None:
+        check = level.exit.check(view, brand, now)
+        exits[level.name] = check
+        if not check.holds:
+            return False
+    return timer.last_held is None or now - timer.last_held >= level.keep_firing_for
+
+
+def _event(
+    kind: EventKind,
+    incident: Incident,
+    rule: CompiledRule,
+    brand: str,
+    previous_level: str | None,
+    now: datetime,
+    facts: tuple[Fact, ...],
+) -> IncidentEvent:
+    return IncidentEvent(
+        kind=kind,
+        incident_id=incident.id,
+        seq=incident.seq,
+        rule=rule.name,
+        brand=brand,
+        level=incident.level,
+        previous_level=previous_level,
+        peak_level=incident.peak_level,
+        at=now,
+        facts=facts,
+    )

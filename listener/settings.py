@@ -1,0 +1,79 @@
+"""Process settings: where state lives, where to listen, how to log.
+
+Read from ``LISTENER_*`` environment variables; command-line flags override them.
+What to watch and whom to alert lives in rules.yaml, not here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Literal
+
+from listener.config.duration import parse_duration
+from listener.errors import ConfigError, ConfigProblem
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    config: str = "rules.yaml"
+    state: str = "listener.db"
+    listen: str = "127.0.0.1:9464"
+    log_level: str = "info"
+    log_format: LogFormat = "auto"
+    evaluate_every: timedelta = timedelta(seconds=30)
+    shutdown_timeout: timedelta = timedelta(seconds=10)
+    mention_retention: timedelta = timedelta(days=30)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``LISTENER_*`` variables, then non-None ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        problems: list[ConfigProblem] = []
+        for name in cls.__dataclass_fields__:
+            key = f"LISTENER_{name.upper()}"
+            if key in env:
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("evaluate_every", "shutdown_timeout", "mention_retention"):
+            if isinstance(values.get(name), str | int | float):
+                try:
+                    values[name] = parse_duration(values[name])
+                except ValueError as exc:
+                    problems.append(
+                        ConfigProblem("environment", None, f"LISTENER_{name.upper()}", str(exc))
+                    )
+        if values.get("log_format", "auto") not in ("auto", "json", "console"):
+            problems.append(
+                ConfigProblem(
+                    "environment",
+                    None,
+                    "LISTENER_LOG_FORMAT",
+                    f"unknown log format {values['log_format']!r}",
+                    "known: auto, json, console",
+                )
+            )
+        if values.get("log_level", "info").lower() not in (
+            "debug",
+            "info",
+            "warning",
+            "error",
+            "critical",
+        ):
+            problems.append(
+                ConfigProblem(
+                    "environment",
+                    None,
+                    "LISTENER_LOG_LEVEL",
+                    f"unknown log level {values['log_level']!r}",
+                    "known: debug, info, warning, error, critical",
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+        return replace(cls(), **values)

@@ -1,0 +1,527 @@
+"""The durable state of the daemon, in one SQLite file (WAL).
+
+What is kept: seen mentions (dedup by source and id), collector cursors, velocity
+window buckets, the rule engine's state, incidents with their timeline, and the
+delivery outbox. :meth:`Store.commit` writes everything one processing step
+produced in a single transaction, so a crash (even ``kill -9``) leaves either the
+whole step or none of it: no mention counted twice, no alert lost.
+
+Timestamps are stored as Unix seconds (UTC). All methods are thread-safe; the
+pipeline calls them from a worker thread so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from listener.collectors.base import Cursor
+from listener.errors import StoreError
+from listener.model import Alert, Fact, MentionRef, ScoredMention
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mentions (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    collected_at REAL NOT NULL,
+    sentiment TEXT NOT NULL,
+    compound REAL NOT NULL,
+    reach REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+);
+CREATE INDEX IF NOT EXISTS mentions_collected ON mentions (collected_at);
+CREATE TABLE IF NOT EXISTS mention_brands (
+    brand TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    negative INTEGER NOT NULL,
+    PRIMARY KEY (brand, source, id)
+);
+CREATE INDEX IF NOT EXISTS mention_brands_time ON mention_brands (brand, created_at);
+CREATE TABLE IF NOT EXISTS cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS buckets (
+    brand TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    negative INTEGER NOT NULL,
+    PRIMARY KEY (brand, bucket)
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    brand TEXT NOT NULL,
+    status TEXT NOT NULL,
+    level TEXT NOT NULL,
+    peak_level TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    resolved_at REAL
+);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, opened_at);
+CREATE TABLE IF NOT EXISTS incident_events (
+    incident_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    previous_level TEXT,
+    at REAL NOT NULL,
+    facts TEXT NOT NULL,
+    PRIMARY KEY (incident_id, seq)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    incident_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    delivered_at REAL,
+    UNIQUE (alert_id, sink)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, status, next_attempt_at, id);
+"""
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One alert waiting for one sink."""
+
+    id: int
+    alert_id: str
+    sink: str
+    incident_id: str
+    rule: str
+    alert: Alert
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """An incident as stored, with its timeline when loaded one at a time."""
+
+    id: str
+    rule: str
+    brand: str
+    status: str
+    level: str
+    peak_level: str
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEventRecord:
+    incident_id: str
+    seq: int
+    kind: str
+    level: str
+    previous_level: str | None
+    at: datetime
+    facts: tuple[Fact, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    alert_id: str
+    sink: str
+    status: str
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+def reach_of(scored: ScoredMention) -> float:
+    """One number for how far a mention travels: followers plus engagement."""
+    m = scored.mention
+    e = m.engagement
+    return float(
+        (m.author.followers or 0)
+        + sum(v or 0 for v in (e.likes, e.reposts, e.replies, e.quotes, e.upvotes, e.comments))
+    )
+
+
+class Store:
+    """SQLite-backed state. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) the state file; raise :class:`StoreError` on failure."""
+        name = str(path)
+        try:
+            if name != ":memory:":
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{name}: state file has schema version {version}, this listener knows "
+                    f"{SCHEMA_VERSION}; it was written by a newer listener (upgrade, or point "
+                    "--state at another file)"
+                )
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{name}: cannot open state file: {exc}") from None
+        return cls(conn, name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from None
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._lock:
+            try:
+                self._conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: write failed: {exc}") from None
+
+    # ------------------------------------------------------------------ mentions, cursors
+
+    def seen(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (source, id) keys are already stored."""
+        out: set[tuple[str, str]] = set()
+        keys = list(keys)
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            where = " OR ".join("(source = ? AND id = ?)" for _ in chunk)
+            params = [v for key in chunk for v in key]
+            out.update(
+                (s, i_)
+                for s, i_ in self._read(f"SELECT source, id FROM mentions WHERE {where}", params)
+            )
+        return out
+
+    def load_cursor(self, source: str) -> Cursor | None:
+        rows = self._read("SELECT cursor FROM cursors WHERE source = ?", (source,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def load_buckets(self) -> list[tuple[str, int, int, int]]:
+        return [tuple(r) for r in self._read("SELECT brand, bucket, total, negative FROM buckets")]
+
+    def load_engine_state(self) -> str | None:
+        rows = self._read("SELECT value FROM kv WHERE key = 'engine_state'")
+        return str(rows[0][0]) if rows else None
+
+    def mention_count(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM mentions")[0][0])
+
+    def top_mentions(
+        self, brand: str, start: datetime, end: datetime, limit: int = 5, negative_only: bool = True
+    ) -> list[MentionRef]:
+        """The mentions of ``brand`` in [start, end) that travelled furthest."""
+        rows = self._read(
+            "SELECT m.data, m.compound FROM mention_brands b JOIN mentions m "
+            "ON m.source = b.source AND m.id = b.id "
+            "WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            + ("AND b.negative = 1 " if negative_only else "")
+            + "ORDER BY m.reach DESC, m.compound ASC, b.created_at DESC LIMIT ?",
+            (brand, _ts(start), _ts(end), limit),
+        )
+        out = []
+        for data, compound in rows:
+            d = json.loads(data)
+            author = d.get("author") or {}
+            out.append(
+                MentionRef(
+                    source=d["source"],
+                    id=d["id"],
+                    text=d["text"][:280],
+                    url=d.get("url"),
+                    author=author.get("handle"),
+                    followers=author.get("followers"),
+                    created_at=datetime.fromisoformat(d["created_at"]),
+                    sentiment=compound,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ one transaction
+
+    def commit(
+        self,
+        *,
+        now: datetime,
+        mentions: Sequence[ScoredMention] = (),
+        cursor: tuple[str, Cursor] | None = None,
+        buckets: Sequence[tuple[str, int, int, int]] = (),
+        prune_buckets_before: int | None = None,
+        engine_state: str | None = None,
+        events: Sequence[Any] = (),
+        outbox: Sequence[tuple[Alert, Sequence[str]]] = (),
+    ) -> None:
+        """Write one processing step atomically.
+
+        ``events`` are rule-engine ``IncidentEvent`` objects; ``outbox`` pairs each
+        alert with the sinks it is routed to (re-enqueueing the same alert id for the
+        same sink is a no-op).
+        """
+        t = _ts(now)
+        with self._lock:
+            c = self._conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                for s in mentions:
+                    m = s.mention
+                    cur = c.execute(
+                        "INSERT OR IGNORE INTO mentions VALUES (?,?,?,?,?,?,?,?)",
+                        (
+                            m.source,
+                            m.id,
+                            _ts(m.created_at),
+                            t,
+                            s.sentiment.label,
+                            s.sentiment.compound,
+                            reach_of(s),
+                            json.dumps(m.to_dict()),
+                        ),
+                    )
+                    if cur.rowcount:
+                        c.executemany(
+                            "INSERT OR IGNORE INTO mention_brands VALUES (?,?,?,?,?)",
+                            [
+                                (b, _ts(m.created_at), m.source, m.id, int(s.negative))
+                                for b in s.brands
+                            ],
+                        )
+                if cursor is not None:
+                    c.execute(
+                        "INSERT INTO cursors VALUES (?,?,?) ON CONFLICT(source) DO UPDATE "
+                        "SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                        (cursor[0], json.dumps(cursor[1]), t),
+                    )
+                c.executemany(
+                    "INSERT INTO buckets VALUES (?,?,?,?) ON CONFLICT(brand, bucket) DO UPDATE "
+                    "SET total = excluded.total, negative = excluded.negative",
+                    buckets,
+                )
+                if prune_buckets_before is not None:
+                    c.execute("DELETE FROM buckets WHERE bucket < ?", (prune_buckets_before,))
+                if engine_state is not None:
+                    c.execute(
+                        "INSERT INTO kv VALUES ('engine_state', ?) ON CONFLICT(key) DO UPDATE "
+                        "SET value = excluded.value",
+                        (engine_state,),
+                    )
+                for ev in events:
+                    self._apply_event(c, ev)
+                for alert, sinks in outbox:
+                    payload = json.dumps(alert.to_dict())
+                    c.executemany(
+                        "INSERT OR IGNORE INTO outbox (alert_id, sink, incident_id, rule, payload, "
+                        "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+                        [
+                            (alert.id, sink, alert.incident_id, alert.rule, payload, t, t)
+                            for sink in sinks
+                        ],
+                    )
+                c.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: commit failed: {exc}") from None
+
+    @staticmethod
+    def _apply_event(c: sqlite3.Connection, ev: Any) -> None:
+        at = _ts(ev.at)
+        if ev.kind == "opened":
+            c.execute(
+                "INSERT OR IGNORE INTO incidents VALUES (?,?,?,?,?,?,?,?,NULL)",
+                (ev.incident_id, ev.rule, ev.brand, "open", ev.level, ev.peak_level, at, at),
+            )
+        elif ev.kind == "resolved":
+            c.execute(
+                "UPDATE incidents SET status = 'resolved', updated_at = ?, resolved_at = ?, "
+                "peak_level = ? WHERE id = ?",
+                (at, at, ev.peak_level, ev.incident_id),
+            )
+        else:
+            c.execute(
+                "UPDATE incidents SET level = ?, peak_level = ?, updated_at = ? WHERE id = ?",
+                (ev.level, ev.peak_level, at, ev.incident_id),
+            )
+        facts = json.dumps(
+            [
+                {"name": f.name, "value": f.value, "threshold": f.threshold, "baseline": f.baseline}
+                for f in ev.facts
+            ]
+        )
+        c.execute(
+            "INSERT OR IGNORE INTO incident_events VALUES (?,?,?,?,?,?,?)",
+            (ev.incident_id, ev.seq, ev.kind, ev.level, ev.previous_level, at, facts),
+        )
+
+    def prune_mentions(self, before: datetime) -> int:
+        """Forget mentions collected before ``before`` (retention). Returns how many."""
+        with self._lock:
+            try:
+                c = self._conn
+                c.execute("BEGIN IMMEDIATE")
+                c.execute("DELETE FROM mention_brands WHERE created_at < ?", (_ts(before),))
+                n = c.execute(
+                    "DELETE FROM mentions WHERE collected_at < ?", (_ts(before),)
+                ).rowcount
+                c.execute("COMMIT")
+                return int(n)
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: prune failed: {exc}") from None
+
+    # ------------------------------------------------------------------ outbox
+
+    def due(self, sink: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """Pending alerts for ``sink`` whose next attempt is due, oldest first."""
+        rows = self._read(
+            "SELECT id, alert_id, sink, incident_id, rule, payload, created_at, attempts, "
+            "next_attempt_at FROM outbox WHERE sink = ? AND status = 'pending' "
+            "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (sink, _ts(now), limit),
+        )
+        return [
+            OutboxItem(
+                id=r[0],
+                alert_id=r[1],
+                sink=r[2],
+                incident_id=r[3],
+                rule=r[4],
+                alert=Alert.from_dict(json.loads(r[5])),
+                created_at=_dt(r[6]),
+                attempts=r[7],
+                next_attempt_at=_dt(r[8]),
+            )
+            for r in rows
+        ]
+
+    def next_due(self, sink: str) -> datetime | None:
+        """When the next pending alert for ``sink`` is due, or None when none is pending."""
+        rows = self._read(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE sink = ? AND status = 'pending'",
+            (sink,),
+        )
+        return _dt(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def mark_delivered(self, item_id: int, now: datetime) -> None:
+        self._write(
+            "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "
+            "last_error = NULL WHERE id = ?",
+            (_ts(now), item_id),
+        )
+
+    def mark_retry(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
+        self._write(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+            "WHERE id = ?",
+            (_ts(next_attempt_at), error[:500], item_id),
+        )
+
+    def mark_failed(self, item_id: int, now: datetime, error: str) -> None:
+        self._write(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
+            "next_attempt_at = ? WHERE id = ?",
+            (error[:500], _ts(now), item_id),
+        )
+
+    def outbox_pending(self) -> dict[str, int]:
+        rows = self._read(
+            "SELECT sink, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY sink"
+        )
+        return {str(s): int(n) for s, n in rows}
+
+    # ------------------------------------------------------------------ incidents
+
+    def incidents(self, status: str | None = None, limit: int = 100) -> list[IncidentRecord]:
+        where = "WHERE status = ?" if status else ""
+        params: list[Any] = [status] if status else []
+        rows = self._read(
+            f"SELECT id, rule, brand, status, level, peak_level, opened_at, updated_at, "
+            f"resolved_at FROM incidents {where} ORDER BY opened_at DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [
+            IncidentRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                _dt(r[6]),
+                _dt(r[7]),
+                _dt(r[8]) if r[8] is not None else None,
+            )
+            for r in rows
+        ]
+
+    def incident_events(self, incident_id: str) -> list[IncidentEventRecord]:
+        rows = self._read(
+            "SELECT incident_id, seq, kind, level, previous_level, at, facts FROM incident_events "
+            "WHERE incident_id = ? ORDER BY seq",
+            (incident_id,),
+        )
+        return [
+            IncidentEventRecord(
+                r[0], r[1], r[2], r[3], r[4], _dt(r[5]), tuple(Fact(**f) for f in json.loads(r[6]))
+            )
+            for r in rows
+        ]
+
+    def deliveries(self, incident_id: str) -> list[DeliveryRecord]:
+        rows = self._read(
+            "SELECT alert_id, sink, status, attempts, last_error, delivered_at FROM outbox "
+            "WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        return [
+            DeliveryRecord(r[0], r[1], r[2], r[3], r[4], _dt(r[5]) if r[5] is not None else None)
+            for r in rows
+        ]

@@ -1,0 +1,43 @@
+"""Shared fixtures: the shared data folder, a manual clock, a fresh metrics registry."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from listener.clock import ManualClock
+from listener.metrics import Metrics
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LISTENER_SHARED_DIR", REPO.parent / "shared"))
+
+
+def need_shared(*parts: str) -> Path:
+    """Path to a file under ../shared; skip when absent, but fail when CI=true."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path} is missing; CI must run with ../shared beside the repo")
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The ../shared folder (fixtures and data), skipping when absent outside CI."""
+    return need_shared()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock at a fixed instant."""
+    return ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    """Metrics on a fresh registry."""
+    return Metrics()

@@ -1,0 +1,253 @@
+"""`listener run` as a subprocess against a loopback feed server and webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from tests.support.feed_server import FeedServer, Route
+from tests.support.receiver import WebhookReceiver
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "s3cr3t-hook-token"
+
+RULES = """
+brands:
+  - name: Acme
+    handles: ["@acme"]
+sources:
+  news:
+    type: rss
+    urls: ["{feed}"]
+    interval: 1s
+    jitter: 0s
+    retry: {{initial: 1s, max: 2s}}
+rules:
+  - name: negative-surge
+    levels:
+      watch:
+        when: {{type: volume, metric: negative, window: 1h, above: 5}}
+routes:
+  default: [team, console]
+sinks:
+  team:
+    type: webhook
+    url: "{hook}?token=${{HOOK_TOKEN}}"
+  console: {{type: console, format: json}}
+"""
+
+
+def rss(items: list[tuple[str, str]]) -> bytes:
+    now = format_datetime(datetime.now(UTC))
+    entries = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>https://news.test/{guid}</link>"
+        f"<pubDate>{now}</pubDate></item>"
+        for guid, title in items
+    )
+    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+            f"{entries}</channel></rss>").encode()
+
+
+ANGRY = [(f"a{i}", f"Acme outage: the service is terrible and broken, awful day #{i}")
+         for i in range(8)]
+
+
+class Daemon:
+    """A running `listener run` subprocess with its log lines collected."""
+
+    def __init__(self, config: Path, state: Path) -> None:
+        env = {**os.environ, "HOOK_TOKEN": SECRET, "LISTENER_EVALUATE_EVERY": "1s",
+               "LISTENER_LOG_FORMAT": "json", "LISTENER_SHUTDOWN_TIMEOUT": "5s"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "listener", "run", "--config", str(config),
+             "--state", str(state), "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        self.logs: list[dict[str, object]] = []
+        self.raw: list[str] = []
+        self.stdout: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stderr, True), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stdout, False), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+        started = self.wait_log("started")
+        host, port = str(started["listen"]).rsplit(":", 1)
+        self.base = f"http://{host}:{port}"
+
+    def _read(self, stream: object, is_log: bool) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            (self.raw if is_log else self.stdout).append(line)
+            if is_log:
+                try:
+                    self.logs.append(json.loads(line))
+                except ValueError:
+                    pass
+
+    def wait_log(self, event: str, timeout: float = 30.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in list(self.logs):
+                if entry.get("event") == event:
+                    return entry
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {event!r} log line; stderr:\n{''.join(self.raw)}")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        _, text = self.get("/metrics")
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            m = re.match(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", line)
+            if m and m.group(1) == name:
+                got = ",".join(sorted((m.group(2) or "").split(","))) if m.group(2) else ""
+                if got == want:
+                    return float(m.group(3))
+        return 0.0
+
+    def wait_metric(self, name: str, at_least: float, timeout: float = 30.0, **labels: str) -> None:
+        deadline = time.monotonic() + timeout
+        while self.metric(name, **labels) < at_least:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}{labels} stayed below {at_least}")
+            time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        """Kill if still running, then release the pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for reader in self.readers:
+            reader.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedServer]:
+    with FeedServer() as server:
+        server.route("/feed.xml", Route(body=rss([("calm", "Acme has a new logo")])))
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as r:
+        yield r
+
+
+def test_surge_alerts_once_and_survives_reload_and_restart(
+    tmp_path: Path, feed: FeedServer, receiver: WebhookReceiver
+) -> None:
+    """A surge of angry mentions alerts once, metrics move, bad reloads are rejected,
+    SIGTERM exits 0, and a restart neither recounts mentions nor re-sends the alert."""
+    config = tmp_path / "rules.yaml"
+    config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=receiver.url("/hook")))
+    state = tmp_path / "state.db"
+    daemon = Daemon(config, state)
+    try:
+        assert daemon.get("/healthz") == (200, "ok\n")
+        daemon.wait_metric("listener_polls_total", 1, source="news", outcome="ok")
+        status, body = daemon.get("/readyz")
+        ready = json.loads(body)
+        assert status == 200 and ready["ready"] is True
+        assert ready["sources"]["news"]["status"] == "ok"
+
+        feed.set_body("/feed.xml", rss([("calm", "Acme has a new logo"), *ANGRY]))
+        (hit,) = receiver.wait_for(1, timeout=30)
+        alert = hit.json
+        assert (alert["kind"], alert["brand"], alert["level"]) == ("opened", "Acme", "watch")
+        assert hit.idempotency_key == alert["id"]
+        assert alert["facts"][0]["value"] >= 6
+        assert alert["top_mentions"][0]["url"].startswith("https://news.test/a")
+
+        daemon.wait_metric("listener_alerts_total", 1, rule="negative-surge", sink="team",
+                           outcome="delivered")
+        assert daemon.metric("listener_mentions_new_total", source="news") == 9
+        assert daemon.metric("listener_incident_events_total", rule="negative-surge",
+                             brand="Acme", kind="opened") == 1
+        assert daemon.metric("listener_matches_total", brand="Acme") == 9
+
+        # SIGHUP with a broken file: rejected with check's messages, old rules keep running
+        good = config.read_text()
+        config.write_text(good.replace("type: volume", "type: volum"))
+        daemon.proc.send_signal(signal.SIGHUP)
+        rejected = daemon.wait_log("reload_rejected")
+        assert "rules[0].levels.watch.when.type: unknown condition type 'volum'" in str(
+            rejected["problem"])
+        daemon.wait_metric("listener_config_reloads_total", 1, outcome="error")
+        config.write_text(good)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_metric("listener_config_reloads_total", 1, outcome="ok")
+        assert daemon.get("/healthz")[0] == 200
+
+        assert daemon.stop() == 0
+        daemon.wait_log("stopped")
+    finally:
+        daemon.close()
+    assert SECRET not in "".join(daemon.raw)
+    assert any('"kind": "opened"' in line for line in daemon.stdout)  # the console sink
+
+    # restart on the same state: nothing recounted, nothing re-sent
+    feed.update("/feed.xml", etag=None)
+    again = Daemon(config, state)
+    try:
+        again.wait_metric("listener_polls_total", 2, source="news", outcome="ok")
+        assert again.metric("listener_mentions_new_total", source="news") == 0
+        assert again.metric("listener_incident_events_total", rule="negative-surge",
+                            brand="Acme", kind="opened") == 0
+        assert again.stop() == 0
+    finally:
+        again.close()
+    assert receiver.idempotency_keys() == [alert["id"]]
+
+
+def test_failing_source_is_retried_and_reported(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """A feed answering 500 is counted, backed off, shown in /readyz; the daemon keeps running."""
+    with FeedServer() as feed:
+        feed.route("/feed.xml", Route(status=500, body=b"boom"))
+        config = tmp_path / "rules.yaml"
+        config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=receiver.url("/hook")))
+        daemon = Daemon(config, tmp_path / "state.db")
+        try:
+            daemon.wait_metric("listener_errors_total", 2, stage="collect",
+                               error_type="unavailable")
+            status, body = daemon.get("/readyz")
+            source = json.loads(body)["sources"]["news"]
+            assert status == 200 and source["status"] == "error"
+            assert source["consecutive_failures"] >= 2
+            assert "500" in source["last_error"]
+            assert daemon.metric("listener_source_up", source="news") == 0
+            feed.route("/feed.xml", Route(body=rss(ANGRY[:1])))
+            daemon.wait_metric("listener_source_up", 1, source="news")
+            assert daemon.stop(signal.SIGINT) == 0
+        finally:
+            daemon.close()

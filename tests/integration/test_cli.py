@@ -1,0 +1,145 @@
+"""The command line as a user runs it: exit codes, one-line errors, the drill."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from listener.cli import main
+from listener.config.load import load_config, load_config_text
+from listener.drill import run_drill
+from tests.support.receiver import WebhookReceiver
+
+REPO = Path(__file__).resolve().parents[2]
+
+BROKEN = """brands:
+  - name: Acme
+    aliass: [acme]
+rules:
+  - name: neg
+    levels:
+      critical:
+        when: {type: volum, window: 15m, above: 3}
+routes:
+  critical: [console]
+sinks:
+  console: {type: console}
+"""
+
+
+def listener(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "listener", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def test_check_valid_file_exits_zero() -> None:
+    """`listener check` on the shipped rules says ok and exits 0."""
+    result = listener("check", "rules.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("rules.yaml: ok (1 brands")
+
+
+def test_check_broken_file_lists_problems_without_traceback(tmp_path: Path) -> None:
+    """Each problem is one line with file, line, path and hint; exit 2; no traceback."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    result = listener("check", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: {path}:3: brands[0].aliass: unknown key 'aliass' (hint: known keys: aliases, "
+        "exclusions, handles, hashtags, keywords, name; did you mean 'aliases'?)",
+        f"error: {path}:8: rules[0].levels.critical.when.type: unknown condition type 'volum' "
+        "(hint: known condition types: all, any, negative_share, not, spike, volume; "
+        "did you mean 'volume'?)",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_missing_file_and_run_with_bad_config(tmp_path: Path) -> None:
+    """A missing file and an invalid config stop `check` and `run` with exit 2."""
+    result = listener("check", str(tmp_path / "none.yaml"))
+    assert result.returncode == 2 and "file not found" in result.stderr
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    result = listener("run", "--config", str(path), "--state", str(tmp_path / "s.db"))
+    assert result.returncode == 2
+    assert "unknown condition type 'volum'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_with_busy_address_is_one_line(tmp_path: Path) -> None:
+    """A listen address in use is a runtime error: one line, exit 1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = listener("run", "--state", str(tmp_path / "s.db"), "--listen",
+                          f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot listen on")
+    assert "Traceback" not in result.stderr
+
+
+def test_version() -> None:
+    """`listener version` prints the package version."""
+    out = io.StringIO()
+    sys_stdout, sys.stdout = sys.stdout, out
+    try:
+        assert main(["version"]) == 0
+    finally:
+        sys.stdout = sys_stdout
+    assert out.getvalue().startswith("listener 0.")
+
+
+def test_drill_on_shipped_rules_opens_escalates_and_resolves() -> None:
+    """The drill with the shipped rules shows the whole lifecycle and exits 0."""
+    result = listener("drill", "--quiet-sinks")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for mark in ("▲ OPENED", "▲ ESCALATED", "crisis", "▼ DE-ESCALATED", "✔ RESOLVED"):
+        assert mark in out, out
+    assert out.index("▲ OPENED") < out.index("▲ ESCALATED") < out.index("✔ RESOLVED")
+    assert "peak crisis" in out
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as r:
+        yield r
+
+
+async def test_drill_delivers_marked_alerts_to_configured_sinks(
+    receiver: WebhookReceiver,
+) -> None:
+    """The drill delivers through the outbox to real sinks, every alert marked as a drill."""
+    text = (REPO / "rules.yaml").read_text()
+    text = text.replace("crisis: [console]", "crisis: [console, hook]")
+    text = text.replace("sinks:\n", f"sinks:\n  hook: {{type: webhook, url: '{receiver.url()}'}}\n", 1)
+    config = load_config_text(text, "rules.yaml", {})
+    out = io.StringIO()
+    code = await run_drill(config, out=out, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    assert code == 0, out.getvalue()
+    bodies = receiver.bodies()
+    assert [b["kind"] for b in bodies] == ["escalated", "deescalated", "deescalated", "resolved"]
+    assert all(b["drill"] for b in bodies)
+    assert all(b["title"].startswith("[DRILL]") for b in bodies)
+    assert len(set(receiver.idempotency_keys())) == len(bodies)
+    assert "alerts to hook: 4 delivered" in out.getvalue()
+
+
+async def test_drill_reports_when_rules_miss_the_crisis() -> None:
+    """Rules that never fire make the drill exit 1 with an explanation."""
+    config = load_config(REPO / "rules.yaml")
+    lax = config.model_copy(update={"rules": []})
+    out = io.StringIO()
+    assert await run_drill(lax, out=out, deliver=False) == 1
+    assert "did not open an incident" in out.getvalue()
+    assert await run_drill(config, brand="Nope", out=out, deliver=False) == 2

@@ -1,0 +1,206 @@
+"""The processor over a real SQLite store: dedup, windows, incidents, outbox, restart."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from listener.clock import ManualClock
+from listener.config.load import load_config_text
+from listener.config.schema import Config
+from listener.errors import StoreError
+from listener.metrics import Metrics
+from listener.model import Author, Mention
+from listener.processor import Processor
+from listener.store import Store
+
+CONFIG = """
+brands:
+  - name: Acme
+    handles: ["@acme"]
+  - name: Globex
+rules:
+  - name: neg
+    levels:
+      watch:
+        when: {type: volume, window: 15m, above: 5}
+      crisis:
+        when: {type: volume, window: 15m, above: 20}
+    resolve_after: 10m
+routes:
+  watch: [ops]
+  crisis: [ops, pager]
+sinks:
+  ops: {type: console}
+  pager: {type: webhook, url: "http://127.0.0.1:9/hook"}
+"""
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config_text(CONFIG, "rules.yaml", {})
+
+
+def angry(i: int, at: datetime, source: str = "news", followers: int = 10) -> Mention:
+    return Mention(
+        source=source,
+        id=f"m{i}",
+        text=f"@acme your service is terrible and broken, worst outage ever ({i})",
+        created_at=at,
+        url=f"https://example.test/{i}",
+        author=Author(handle=f"user{i}", followers=followers),
+    )
+
+
+def open_processor(path: Path, config: Config) -> Processor:
+    return Processor(config, Store.open(path), Metrics())
+
+
+def test_dedup_by_source_and_id_across_batches_and_restarts(tmp_path: Path, config: Config) -> None:
+    """A mention seen before is never counted again, in a batch, a later batch or after restart."""
+    p = open_processor(tmp_path / "s.db", config)
+    batch = [angry(1, T0), angry(1, T0), angry(2, T0)]
+    first = p.ingest("news", batch, T0 + timedelta(minutes=1))
+    assert (first.received, first.new, first.matched, first.negative) == (3, 2, 2, 2)
+    again = p.ingest("news", batch, T0 + timedelta(minutes=2))
+    assert again.new == 0
+    other_source = p.ingest("blog", [angry(1, T0, source="blog")], T0 + timedelta(minutes=2))
+    assert other_source.new == 1
+    p.store.close()
+    p2 = open_processor(tmp_path / "s.db", config)
+    assert p2.ingest("news", batch, T0 + timedelta(minutes=3)).new == 0
+    now = T0 + timedelta(minutes=3)
+    assert p2.windows.count("Acme", "negative", now - timedelta(minutes=15), now) == 3
+
+
+def test_cursor_is_persisted_with_the_mentions(tmp_path: Path, config: Config) -> None:
+    """The cursor is stored in the same step as the mentions it produced."""
+    p = open_processor(tmp_path / "s.db", config)
+    p.ingest("news", [angry(1, T0)], T0, cursor={"feeds": {"u": {"etag": "x"}}})
+    assert p.store.load_cursor("news") == {"feeds": {"u": {"etag": "x"}}}
+    assert p.store.load_cursor("other") is None
+
+
+def test_backfill_is_stored_but_cannot_raise_a_spike(tmp_path: Path, config: Config) -> None:
+    """History older than the windows' retention is remembered but not counted."""
+    p = open_processor(tmp_path / "s.db", config)
+    now = T0 + timedelta(days=3)
+    old = [angry(i, T0 + timedelta(seconds=i)) for i in range(50)]
+    result = p.ingest("news", old, now)
+    assert (result.new, result.backfill) == (50, 50)
+    assert p.evaluate(now) == []
+    assert p.store.mention_count() == 50
+
+
+def test_unmatched_mentions_are_remembered_not_counted(tmp_path: Path, config: Config) -> None:
+    """A mention about no brand is stored for dedup but moves no window."""
+    p = open_processor(tmp_path / "s.db", config)
+    m = Mention(source="news", id="x", text="the weather is awful today", created_at=T0)
+    result = p.ingest("news", [m], T0)
+    assert (result.new, result.matched) == (1, 0)
+    assert p.windows.count("Acme", "total", T0 - timedelta(hours=1), T0 + timedelta(minutes=1)) == 0
+
+
+def test_incident_lifecycle_routes_alerts_into_the_outbox(tmp_path: Path, config: Config) -> None:
+    """Open at watch, escalate to crisis, resolve: each alert is routed and stored once."""
+    clock = ManualClock(T0)
+    p = open_processor(tmp_path / "s.db", config)
+    n = 0
+    for minute in range(15):
+        batch = [angry(n + k, clock.now()) for k in range(2)]
+        n += 2
+        p.ingest("news", batch, clock.now())
+        p.evaluate(clock.now())
+        clock.advance(timedelta(minutes=1))
+    for _ in range(40):
+        p.evaluate(clock.now())
+        clock.advance(timedelta(minutes=1))
+    incidents = p.store.incidents()
+    assert len(incidents) == 1
+    inc = incidents[0]
+    assert (inc.rule, inc.brand, inc.status, inc.peak_level) == ("neg", "Acme", "resolved", "crisis")
+    kinds = [e.kind for e in p.store.incident_events(inc.id)]
+    assert kinds[0] == "opened" and kinds[-1] == "resolved" and "escalated" in kinds
+    deliveries = p.store.deliveries(inc.id)
+    by_sink = {s: [d.alert_id for d in deliveries if d.sink == s] for s in ("ops", "pager")}
+    assert by_sink["ops"][0] == f"{inc.id}#1"
+    assert len(by_sink["ops"]) == len(kinds)
+    # the pager hears from the crisis on, including the all-clear
+    assert by_sink["pager"][-1] == f"{inc.id}#{len(kinds)}"
+    assert f"{inc.id}#1" not in by_sink["pager"]
+    opened = p.store.due("ops", clock.now())[0].alert
+    assert opened.top_mentions and opened.top_mentions[0].url
+    assert opened.facts[0].threshold == 5
+
+
+def test_evaluating_twice_at_the_same_instant_adds_nothing(tmp_path: Path, config: Config) -> None:
+    """Repeated evaluation (a retried tick) produces no second alert."""
+    p = open_processor(tmp_path / "s.db", config)
+    p.ingest("news", [angry(i, T0) for i in range(6)], T0)
+    assert len(p.evaluate(T0 + timedelta(seconds=1))) == 1
+    assert p.evaluate(T0 + timedelta(seconds=1)) == []
+    assert sum(p.store.outbox_pending().values()) == 1
+
+
+def test_restart_between_ingest_and_evaluate_loses_nothing(tmp_path: Path, config: Config) -> None:
+    """A crash after the mentions are stored but before evaluation still alerts once."""
+    p = open_processor(tmp_path / "s.db", config)
+    p.ingest("news", [angry(i, T0) for i in range(6)], T0)
+    p.store.close()  # "crash": evaluate never ran
+    p2 = open_processor(tmp_path / "s.db", config)
+    alerts = p2.evaluate(T0 + timedelta(seconds=30))
+    assert [a.kind for a in alerts] == ["opened"]
+    p2.store.close()
+    p3 = open_processor(tmp_path / "s.db", config)
+    assert p3.evaluate(T0 + timedelta(seconds=40)) == []
+    assert p3.store.outbox_pending() == {"ops": 1}
+
+
+def test_a_failing_rule_does_not_stop_the_others(tmp_path: Path, config: Config) -> None:
+    """An exception in one rule is counted and the next rule still runs."""
+    text = CONFIG.replace("rules:\n", "rules:\n  - name: first\n    levels:\n      watch:\n"
+                          "        when: {type: volume, window: 15m, above: 1}\n")
+    cfg = load_config_text(text, "rules.yaml", {})
+    p = open_processor(tmp_path / "s.db", cfg)
+
+    class Boom:
+        def check(self, *args: object) -> object:
+            raise RuntimeError("bug in a condition")
+
+    first = p.rules[0]
+    broken_level = dataclasses.replace(first.levels[0], when=Boom())
+    p.rules[0] = dataclasses.replace(first, levels=(broken_level,))
+    p.ingest("news", [angry(i, T0) for i in range(6)], T0)
+    alerts = p.evaluate(T0 + timedelta(seconds=1))
+    assert [a.rule for a in alerts] == ["neg"]
+    assert p.metrics.registry.get_sample_value(
+        "listener_errors_total", {"stage": "evaluate", "error_type": "RuntimeError"}
+    ) == 1
+
+
+def test_store_failure_rolls_memory_back(tmp_path: Path, config: Config) -> None:
+    """If the commit fails, window counts in memory do not run ahead of the store."""
+    p = open_processor(tmp_path / "s.db", config)
+    p.ingest("news", [angry(1, T0)], T0)
+    p.store._conn.execute("DROP TABLE mention_brands")
+    with pytest.raises(StoreError):
+        p.ingest("news", [angry(2, T0)], T0)
+    assert p.windows.count("Acme", "negative", T0 - timedelta(minutes=5), T0 + timedelta(minutes=1)) == 1
+
+
+def test_store_rejects_newer_schema(tmp_path: Path) -> None:
+    """A state file from a newer listener is refused with an explanation."""
+    path = tmp_path / "s.db"
+    Store.open(path).close()
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(StoreError, match="newer listener"):
+        Store.open(path)

@@ -1,0 +1,81 @@
+"""Structured logging: JSON off a terminal, and secrets never reach the output."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import structlog
+
+from listener.log import REDACTED, Redactor, configure_logging
+
+
+def test_json_lines_when_not_a_terminal() -> None:
+    """Off a terminal each event is one JSON object with level and timestamp."""
+    out = io.StringIO()
+    configure_logging("info", "auto", stream=out)
+    structlog.get_logger("t").info("polled", source="news", new=3)
+    line = json.loads(out.getvalue())
+    assert line["event"] == "polled"
+    assert line["source"] == "news"
+    assert line["new"] == 3
+    assert line["level"] == "info"
+    assert "timestamp" in line
+
+
+def test_level_filtering() -> None:
+    """Events below the configured level are dropped."""
+    out = io.StringIO()
+    configure_logging("warning", "json", stream=out)
+    structlog.get_logger("t").info("quiet")
+    structlog.get_logger("t").warning("loud")
+    assert "quiet" not in out.getvalue()
+    assert "loud" in out.getvalue()
+
+
+def test_configured_secrets_are_redacted_anywhere() -> None:
+    """A configured secret is masked inside any value, nested or not."""
+    redact = Redactor(["https://hooks.example.com/T000/B000/XXXX", "tok-123456"])
+    event = {
+        "event": "send_failed",
+        "error": "POST https://hooks.example.com/T000/B000/XXXX failed",
+        "nested": {"headers": ["Bearer tok-123456"]},
+    }
+    out = redact(None, "error", event)
+    assert "XXXX" not in json.dumps(out)
+    assert "tok-123456" not in json.dumps(out)
+    assert out["error"] == f"POST {REDACTED} failed"
+
+
+def test_secret_looking_keys_and_url_parts_are_redacted() -> None:
+    """Keys named like secrets, URL credentials and token query parameters are masked."""
+    redact = Redactor()
+    out = redact(
+        None,
+        "info",
+        {
+            "event": "x",
+            "authorization": "Bearer abc",
+            "url": "https://user:pw@example.com/feed?token=s3cr3t&q=acme",
+            "headers": {"X-Api-Key": "k", "Accept": "json"},
+        },
+    )
+    assert out["authorization"] == REDACTED
+    assert "pw" not in out["url"]
+    assert "s3cr3t" not in out["url"]
+    assert "q=acme" in out["url"]
+    assert out["headers"] == {"X-Api-Key": REDACTED, "Accept": "json"}
+
+
+def test_redaction_in_rendered_output() -> None:
+    """The processor is part of the configured chain, before rendering."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    from listener.log import REDACTOR
+
+    REDACTOR.update(["super-secret-webhook"])
+    try:
+        structlog.get_logger("t").warning("oops", error="posting to super-secret-webhook")
+    finally:
+        REDACTOR.update([])
+    assert "super-secret-webhook" not in out.getvalue()

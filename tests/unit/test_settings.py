@@ -1,0 +1,39 @@
+"""Process settings from LISTENER_* variables and flags."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from listener.errors import ConfigError
+from listener.settings import Settings
+
+
+def test_defaults() -> None:
+    """Without variables the daemon uses its embedded defaults on loopback."""
+    s = Settings.from_env({})
+    assert (s.config, s.state, s.listen) == ("rules.yaml", "listener.db", "127.0.0.1:9464")
+
+
+def test_env_then_flags() -> None:
+    """Flags override the environment, which overrides the defaults."""
+    env = {
+        "LISTENER_STATE": "/var/lib/x.db",
+        "LISTENER_LISTEN": "0.0.0.0:1",
+        "LISTENER_EVALUATE_EVERY": "5s",
+    }
+    s = Settings.from_env(env, listen="127.0.0.1:2", state=None)
+    assert s.state == "/var/lib/x.db"
+    assert s.listen == "127.0.0.1:2"
+    assert s.evaluate_every == timedelta(seconds=5)
+
+
+def test_bad_values_are_config_errors() -> None:
+    """Bad variables are reported by name with the known values."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"LISTENER_LOG_FORMAT": "xml", "LISTENER_EVALUATE_EVERY": "soon"})
+    text = str(info.value)
+    assert "LISTENER_LOG_FORMAT" in text
+    assert "known: auto, json, console" in text
+    assert "LISTENER_EVALUATE_EVERY" in text
