@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -58,24 +59,45 @@ def rss(items: list[tuple[str, str]]) -> bytes:
         f"<pubDate>{now}</pubDate></item>"
         for guid, title in items
     )
-    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
-            f"{entries}</channel></rss>").encode()
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        f"{entries}</channel></rss>"
+    ).encode()
 
 
-ANGRY = [(f"a{i}", f"Acme outage: the service is terrible and broken, awful day #{i}")
-         for i in range(8)]
+ANGRY = [
+    (f"a{i}", f"Acme outage: the service is terrible and broken, awful day #{i}") for i in range(8)
+]
 
 
 class Daemon:
     """A running `listener run` subprocess with its log lines collected."""
 
     def __init__(self, config: Path, state: Path) -> None:
-        env = {**os.environ, "HOOK_TOKEN": SECRET, "LISTENER_EVALUATE_EVERY": "1s",
-               "LISTENER_LOG_FORMAT": "json", "LISTENER_SHUTDOWN_TIMEOUT": "5s"}
+        env = {
+            **os.environ,
+            "HOOK_TOKEN": SECRET,
+            "LISTENER_EVALUATE_EVERY": "1s",
+            "LISTENER_LOG_FORMAT": "json",
+            "LISTENER_SHUTDOWN_TIMEOUT": "5s",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "listener", "run", "--config", str(config),
-             "--state", str(state), "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "listener",
+                "run",
+                "--config",
+                str(config),
+                "--state",
+                str(state),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.logs: list[dict[str, object]] = []
         self.raw: list[str] = []
@@ -94,10 +116,8 @@ class Daemon:
         for line in stream:  # type: ignore[attr-defined]
             (self.raw if is_log else self.stdout).append(line)
             if is_log:
-                try:
+                with contextlib.suppress(ValueError):
                     self.logs.append(json.loads(line))
-                except ValueError:
-                    pass
 
     def wait_log(self, event: str, timeout: float = 30.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout
@@ -178,7 +198,8 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
         daemon.wait_metric("listener_polls_total", 1, source="news", outcome="ok")
         status, body = daemon.get("/readyz")
         ready = json.loads(body)
-        assert status == 200 and ready["ready"] is True
+        assert status == 200
+        assert ready["ready"] is True
         assert ready["sources"]["news"]["status"] == "ok"
 
         feed.set_body("/feed.xml", rss([("calm", "Acme has a new logo"), *ANGRY]))
@@ -189,11 +210,16 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
         assert alert["facts"][0]["value"] >= 6
         assert alert["top_mentions"][0]["url"].startswith("https://news.test/a")
 
-        daemon.wait_metric("listener_alerts_total", 1, rule="negative-surge", sink="team",
-                           outcome="delivered")
+        daemon.wait_metric(
+            "listener_alerts_total", 1, rule="negative-surge", sink="team", outcome="delivered"
+        )
         assert daemon.metric("listener_mentions_new_total", source="news") == 9
-        assert daemon.metric("listener_incident_events_total", rule="negative-surge",
-                             brand="Acme", kind="opened") == 1
+        assert (
+            daemon.metric(
+                "listener_incident_events_total", rule="negative-surge", brand="Acme", kind="opened"
+            )
+            == 1
+        )
         assert daemon.metric("listener_matches_total", brand="Acme") == 9
 
         # SIGHUP with a broken file: rejected with check's messages, old rules keep running
@@ -202,7 +228,8 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
         daemon.proc.send_signal(signal.SIGHUP)
         rejected = daemon.wait_log("reload_rejected")
         assert "rules[0].levels.watch.when.type: unknown condition type 'volum'" in str(
-            rejected["problem"])
+            rejected["problem"]
+        )
         daemon.wait_metric("listener_config_reloads_total", 1, outcome="error")
         config.write_text(good)
         daemon.proc.send_signal(signal.SIGHUP)
@@ -222,8 +249,12 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
     try:
         again.wait_metric("listener_polls_total", 2, source="news", outcome="ok")
         assert again.metric("listener_mentions_new_total", source="news") == 0
-        assert again.metric("listener_incident_events_total", rule="negative-surge",
-                            brand="Acme", kind="opened") == 0
+        assert (
+            again.metric(
+                "listener_incident_events_total", rule="negative-surge", brand="Acme", kind="opened"
+            )
+            == 0
+        )
         assert again.stop() == 0
     finally:
         again.close()
@@ -238,11 +269,13 @@ def test_failing_source_is_retried_and_reported(tmp_path: Path, receiver: Webhoo
         config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=receiver.url("/hook")))
         daemon = Daemon(config, tmp_path / "state.db")
         try:
-            daemon.wait_metric("listener_errors_total", 2, stage="collect",
-                               error_type="unavailable")
+            daemon.wait_metric(
+                "listener_errors_total", 2, stage="collect", error_type="unavailable"
+            )
             status, body = daemon.get("/readyz")
             source = json.loads(body)["sources"]["news"]
-            assert status == 200 and source["status"] == "error"
+            assert status == 200
+            assert source["status"] == "error"
             assert source["consecutive_failures"] >= 2
             assert "500" in source["last_error"]
             assert daemon.metric("listener_source_up", source="news") == 0

@@ -34,8 +34,13 @@ sinks:
 
 
 def listener(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "listener", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "listener", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 def test_check_valid_file_exits_zero() -> None:
@@ -65,12 +70,14 @@ def test_check_broken_file_lists_problems_without_traceback(tmp_path: Path) -> N
 def test_check_missing_file_and_run_with_bad_config(tmp_path: Path) -> None:
     """A missing file and an invalid config stop `check` and `run` with exit 2."""
     result = listener("check", str(tmp_path / "none.yaml"))
-    assert result.returncode == 2 and "file not found" in result.stderr
+    assert result.returncode == 2
+    assert "file not found" in result.stderr
     path = tmp_path / "broken.yaml"
     path.write_text(BROKEN)
     result = listener("run", "--config", str(path), "--state", str(tmp_path / "s.db"))
     assert result.returncode == 2
-    assert "unknown condition type 'volum'" in result.stderr and "Traceback" not in result.stderr
+    assert "unknown condition type 'volum'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_with_busy_address_is_one_line(tmp_path: Path) -> None:
@@ -81,8 +88,7 @@ def test_run_with_busy_address_is_one_line(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = listener("run", "--state", str(tmp_path / "s.db"), "--listen",
-                          f"127.0.0.1:{port}")
+        result = listener("run", "--state", str(tmp_path / "s.db"), "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot listen on")
     assert "Traceback" not in result.stderr
@@ -122,7 +128,9 @@ async def test_drill_delivers_marked_alerts_to_configured_sinks(
     """The drill delivers through the outbox to real sinks, every alert marked as a drill."""
     text = (REPO / "rules.yaml").read_text()
     text = text.replace("crisis: [console]", "crisis: [console, hook]")
-    text = text.replace("sinks:\n", f"sinks:\n  hook: {{type: webhook, url: '{receiver.url()}'}}\n", 1)
+    text = text.replace(
+        "sinks:\n", f"sinks:\n  hook: {{type: webhook, url: '{receiver.url()}'}}\n", 1
+    )
     config = load_config_text(text, "rules.yaml", {})
     out = io.StringIO()
     code = await run_drill(config, out=out, start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC))

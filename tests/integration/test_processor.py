@@ -111,7 +111,7 @@ def test_incident_lifecycle_routes_alerts_into_the_outbox(tmp_path: Path, config
     clock = ManualClock(T0)
     p = open_processor(tmp_path / "s.db", config)
     n = 0
-    for minute in range(15):
+    for _minute in range(15):
         batch = [angry(n + k, clock.now()) for k in range(2)]
         n += 2
         p.ingest("news", batch, clock.now())
@@ -123,9 +123,16 @@ def test_incident_lifecycle_routes_alerts_into_the_outbox(tmp_path: Path, config
     incidents = p.store.incidents()
     assert len(incidents) == 1
     inc = incidents[0]
-    assert (inc.rule, inc.brand, inc.status, inc.peak_level) == ("neg", "Acme", "resolved", "crisis")
+    assert (inc.rule, inc.brand, inc.status, inc.peak_level) == (
+        "neg",
+        "Acme",
+        "resolved",
+        "crisis",
+    )
     kinds = [e.kind for e in p.store.incident_events(inc.id)]
-    assert kinds[0] == "opened" and kinds[-1] == "resolved" and "escalated" in kinds
+    assert kinds[0] == "opened"
+    assert kinds[-1] == "resolved"
+    assert "escalated" in kinds
     deliveries = p.store.deliveries(inc.id)
     by_sink = {s: [d.alert_id for d in deliveries if d.sink == s] for s in ("ops", "pager")}
     assert by_sink["ops"][0] == f"{inc.id}#1"
@@ -134,7 +141,8 @@ def test_incident_lifecycle_routes_alerts_into_the_outbox(tmp_path: Path, config
     assert by_sink["pager"][-1] == f"{inc.id}#{len(kinds)}"
     assert f"{inc.id}#1" not in by_sink["pager"]
     opened = p.store.due("ops", clock.now())[0].alert
-    assert opened.top_mentions and opened.top_mentions[0].url
+    assert opened.top_mentions
+    assert opened.top_mentions[0].url
     assert opened.facts[0].threshold == 5
 
 
@@ -163,8 +171,11 @@ def test_restart_between_ingest_and_evaluate_loses_nothing(tmp_path: Path, confi
 
 def test_a_failing_rule_does_not_stop_the_others(tmp_path: Path, config: Config) -> None:
     """An exception in one rule is counted and the next rule still runs."""
-    text = CONFIG.replace("rules:\n", "rules:\n  - name: first\n    levels:\n      watch:\n"
-                          "        when: {type: volume, window: 15m, above: 1}\n")
+    text = CONFIG.replace(
+        "rules:\n",
+        "rules:\n  - name: first\n    levels:\n      watch:\n"
+        "        when: {type: volume, window: 15m, above: 1}\n",
+    )
     cfg = load_config_text(text, "rules.yaml", {})
     p = open_processor(tmp_path / "s.db", cfg)
 
@@ -178,9 +189,12 @@ def test_a_failing_rule_does_not_stop_the_others(tmp_path: Path, config: Config)
     p.ingest("news", [angry(i, T0) for i in range(6)], T0)
     alerts = p.evaluate(T0 + timedelta(seconds=1))
     assert [a.rule for a in alerts] == ["neg"]
-    assert p.metrics.registry.get_sample_value(
-        "listener_errors_total", {"stage": "evaluate", "error_type": "RuntimeError"}
-    ) == 1
+    assert (
+        p.metrics.registry.get_sample_value(
+            "listener_errors_total", {"stage": "evaluate", "error_type": "RuntimeError"}
+        )
+        == 1
+    )
 
 
 def test_store_failure_rolls_memory_back(tmp_path: Path, config: Config) -> None:
@@ -190,7 +204,10 @@ def test_store_failure_rolls_memory_back(tmp_path: Path, config: Config) -> None
     p.store._conn.execute("DROP TABLE mention_brands")
     with pytest.raises(StoreError):
         p.ingest("news", [angry(2, T0)], T0)
-    assert p.windows.count("Acme", "negative", T0 - timedelta(minutes=5), T0 + timedelta(minutes=1)) == 1
+    assert (
+        p.windows.count("Acme", "negative", T0 - timedelta(minutes=5), T0 + timedelta(minutes=1))
+        == 1
+    )
 
 
 def test_store_rejects_newer_schema(tmp_path: Path) -> None:

@@ -1,0 +1,127 @@
+"""The console sink: alerts as readable text blocks (people) or JSON lines (pipes).
+
+:func:`render_text` is pure. :class:`ConsoleSink` writes one rendered alert per
+``send`` to standard output (or a given stream) and flushes. It never retries:
+the delivery framework does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from listener.config.schema import ConsoleSinkConfig
+from listener.errors import SinkUnavailable
+from listener.model import Alert, MentionRef
+
+EXCERPT_CHARS = 200
+"""Mention texts longer than this are cut (with an ellipsis) in the text rendering."""
+
+DRILL_BANNER = "*** DRILL — this is a test alert, no action needed ***"
+
+
+def _clean(value: object) -> str:
+    """One line of printable text: whitespace collapsed, control characters (ANSI escapes
+    hidden in a mention's text, say) replaced, so nothing can drive the terminal."""
+    text = " ".join(str(value).split())
+    return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
+def _excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    text = _clean(text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _mention_lines(index: int, ref: MentionRef) -> list[str]:
+    who = f"@{_clean(ref.author).lstrip('@')}" if ref.author else "unknown author"
+    if ref.followers is not None:
+        who += f" ({ref.followers:,} followers)"
+    head = f"  {index}. {who} · {_clean(ref.source)} · {ref.created_at.isoformat()}"
+    lines = [head, f'     "{_excerpt(ref.text)}"']
+    if ref.url:
+        lines.append(f"     {_clean(ref.url)}")
+    return lines
+
+
+def render_text(alert: Alert) -> str:
+    """Render ``alert`` as a multi-line block for people (no trailing newline).
+
+    Pure. Contains the title, brand, rule, level (and the previous level), the incident
+    id, every fact via ``str(fact)``, and the top mentions with author, followers, an
+    excerpt and the url. A drill alert carries ``[DRILL]`` in the title and a banner.
+    """
+    level = _clean(alert.level)
+    if alert.previous_level is not None:
+        level += f" (was {_clean(alert.previous_level)})"
+    lines = [_clean(alert.title)]
+    if alert.drill:
+        lines.append(DRILL_BANNER)
+    lines += [
+        f"  brand:    {_clean(alert.brand)}",
+        f"  rule:     {_clean(alert.rule)}",
+        f"  level:    {level}",
+        f"  kind:     {alert.kind}",
+        f"  incident: {_clean(alert.incident_id)}",
+        f"  alert:    {_clean(alert.id)}",
+        f"  at:       {alert.at.isoformat()}",
+    ]
+    if alert.facts:
+        lines.append("facts:")
+        lines += [f"  - {_clean(fact)}" for fact in alert.facts]
+    if alert.top_mentions:
+        lines.append("top mentions:")
+        for i, ref in enumerate(alert.top_mentions, start=1):
+            lines += _mention_lines(i, ref)
+    return "\n".join(lines)
+
+
+def render_json(alert: Alert) -> str:
+    """Render ``alert`` as one JSON line (``alert.to_dict()``), ASCII-safe. Pure."""
+    return json.dumps(alert.to_dict())
+
+
+class ConsoleSink:
+    """Writes each alert to ``stream`` (default: the current ``sys.stdout``) and flushes.
+
+    ``format: text`` writes :func:`render_text` followed by a blank line; ``format: json``
+    writes one JSON object per line. A write error (closed stream, broken pipe) raises
+    :class:`~listener.errors.SinkUnavailable`. ``aclose`` never closes the stream.
+    """
+
+    def __init__(self, name: str, config: ConsoleSinkConfig, stream: TextIO | None = None) -> None:
+        self.name = name
+        self._format = config.format
+        self._stream = stream
+
+    def _out(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stdout
+
+    def _render(self, alert: Alert, stream: TextIO) -> str:
+        if self._format == "json":
+            return render_json(alert) + "\n"
+        text = render_text(alert) + "\n\n"
+        encoding = getattr(stream, "encoding", None)
+        if encoding:
+            # A terminal that cannot show "—" or an emoji gets "?" instead of an error.
+            text = text.encode(encoding, "replace").decode(encoding)
+        return text
+
+    async def send(self, alert: Alert, idempotency_key: str) -> None:
+        """Write one alert; ``idempotency_key`` is unused (a console cannot deduplicate)."""
+        stream = self._out()
+        try:
+            stream.write(self._render(alert, stream))
+            stream.flush()
+        except (OSError, ValueError) as exc:
+            raise SinkUnavailable(
+                f"console sink '{self.name}': cannot write ({type(exc).__name__})"
+            ) from None
+
+    async def healthcheck(self) -> None:
+        """Raise :class:`~listener.errors.SinkUnavailable` when the stream is closed."""
+        if self._out().closed:
+            raise SinkUnavailable(f"console sink '{self.name}': output stream is closed")
+
+    async def aclose(self) -> None:
+        """Nothing to release: the stream belongs to the caller."""

@@ -1,0 +1,515 @@
+"""The delivery framework over a real outbox and a real webhook receiver, in manual time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from listener.clock import ManualClock
+from listener.config.schema import DeliveryConfig, WebhookSinkConfig
+from listener.errors import SinkRejected, SinkUnavailable
+from listener.metrics import Metrics
+from listener.model import Alert
+from listener.sinks.base import Sink
+from listener.sinks.delivery import Deliverer, backoff
+from listener.sinks.webhook import WebhookSink
+from listener.store import OutboxItem, Store
+from tests.support.receiver import WebhookReceiver, sample_alert
+
+SECRET = "s3cret"
+RULE = "negative-spike"
+POLICY = DeliveryConfig(
+    initial_backoff=timedelta(seconds=10),
+    max_backoff=timedelta(seconds=80),
+    max_age=timedelta(hours=1),
+)
+HANG = 10.0
+"""Generous bound that only detects hangs."""
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class FakeSink:
+    """A sink that raises the scripted exceptions in order, then succeeds; records sends."""
+
+    def __init__(self, name: str, *failures: BaseException) -> None:
+        self.name = name
+        self.failures = deque(failures)
+        self.sent: list[tuple[str, str]] = []
+        self.attempts = 0
+
+    async def send(self, alert: Alert, idempotency_key: str) -> None:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.popleft()
+        self.sent.append((alert.id, idempotency_key))
+
+    async def healthcheck(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class StuckSink(FakeSink):
+    """A sink whose send never returns (a receiver that hangs with no timeout)."""
+
+    async def send(self, alert: Alert, idempotency_key: str) -> None:
+        self.attempts += 1
+        await asyncio.Event().wait()
+
+
+def alert(incident: str, seq: int) -> Alert:
+    """Alert ``<incident>-<seq>`` of ``incident``."""
+    return sample_alert(id=f"{incident}-{seq}", incident_id=incident, rule=RULE)
+
+
+def enqueue(store: Store, clock: ManualClock, sinks: list[str], *alerts: Alert) -> None:
+    """Commit ``alerts`` to the outbox for ``sinks`` at the clock's time."""
+    store.commit(now=clock.now(), outbox=[(a, sinks) for a in alerts])
+
+
+def pending_items(store: Store, sink: str) -> list[OutboxItem]:
+    """Every pending item of ``sink``, due or not, oldest first."""
+    return store.due(sink, datetime(9999, 1, 1, tzinfo=UTC), 1000)
+
+
+def alerts_total(metrics: Metrics, sink: str, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "listener_alerts_total", {"rule": RULE, "sink": sink, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+def errors_total(metrics: Metrics, error_type: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "listener_errors_total", {"stage": "deliver", "error_type": error_type}
+    )
+    return value or 0.0
+
+
+def gauge(metrics: Metrics, sink: str) -> float | None:
+    return metrics.registry.get_sample_value("listener_outbox_pending", {"sink": sink})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A real state file in tmp_path."""
+    s = Store.open(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A loopback webhook receiver."""
+    with WebhookReceiver() as r:
+        yield r
+
+
+@pytest.fixture
+async def make_webhook(receiver: WebhookReceiver) -> AsyncIterator[Callable[[str], WebhookSink]]:
+    """Build webhook sinks to the receiver (URL with a secret token, 0.3 s timeout)."""
+    sinks: list[WebhookSink] = []
+
+    def make(name: str) -> WebhookSink:
+        config = WebhookSinkConfig.model_validate(
+            {
+                "type": "webhook",
+                "url": receiver.url(f"/{name}?token={SECRET}"),
+                "headers": {"Authorization": f"Bearer {SECRET}"},
+                "timeout": timedelta(seconds=0.3),
+            }
+        )
+        sink = WebhookSink(name, config)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        await sink.aclose()
+
+
+def deliverer(
+    store: Store, sinks: dict[str, Any], metrics: Metrics, clock: ManualClock, **kwargs: Any
+) -> Deliverer:
+    policies = dict.fromkeys(sinks, POLICY)
+    return Deliverer(store, sinks, policies, metrics, clock, rng=random.Random(7), **kwargs)
+
+
+# ---------------------------------------------------------------------- outage and recovery
+
+
+async def test_outage_then_recovery_delivers_each_alert_once_in_order(
+    store: Store,
+    clock: ManualClock,
+    metrics: Metrics,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """500, 500, a timeout, then recovery: every alert arrives once, in order per incident."""
+    alerts = [alert("A", 1), alert("B", 1), alert("A", 2), alert("B", 2), alert("A", 3)]
+    enqueue(store, clock, ["hook"], *alerts)
+    receiver.respond(500, times=2)
+    receiver.stall(seconds=HANG)
+    d = deliverer(store, {"hook": make_webhook("hook")}, metrics, clock)
+
+    with capture_logs() as logs:
+        assert await d.deliver_due("hook") == 0  # A-1: 500, the pass stops
+        assert await d.deliver_due("hook") == 0  # A waits for its retry; B-1: 500
+        assert await d.deliver_due("hook") == 0  # both incidents wait: nothing is sent
+        assert len(receiver.requests) == 2
+        for _ in range(20):
+            if not store.outbox_pending():
+                break
+            clock.advance(POLICY.max_backoff + timedelta(seconds=1))
+            await d.deliver_due("hook")
+
+    assert store.outbox_pending() == {}
+    assert None not in receiver.idempotency_keys()
+    keys = [str(k) for k in receiver.idempotency_keys()]
+    assert sorted(keys) == sorted(a.id for a in alerts)  # each exactly once
+    assert [k for k in keys if k.startswith("A")] == ["A-1", "A-2", "A-3"]
+    assert [k for k in keys if k.startswith("B")] == ["B-1", "B-2"]
+    assert [b["id"] for b in receiver.bodies()] == keys
+    for request in receiver.requests:  # every attempt of an alert used its id as the key
+        assert request.idempotency_key == request.json["id"]
+    assert alerts_total(metrics, "hook", "delivered") == 5
+    assert alerts_total(metrics, "hook", "retry") == 3
+    assert alerts_total(metrics, "hook", "failed") == 0
+    assert errors_total(metrics, "unavailable") == 3
+    assert gauge(metrics, "hook") == 0
+    retries = [e for e in logs if e["event"] == "alert_delivery_retry"]
+    assert len(retries) == 3
+    assert {e["log_level"] for e in retries} == {"warning"}
+    assert retries[0]["alert_id"] == "A-1"
+    assert retries[0]["attempt"] == 1
+    assert retries[0]["error"] == "webhook sink 'hook': HTTP 500"
+    assert "timed out" in retries[2]["error"]
+    assert SECRET not in repr(logs)
+    assert "127.0.0.1" not in repr(logs)
+
+
+async def test_a_later_alert_never_overtakes_an_earlier_one_of_its_incident(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """While an incident's oldest alert waits for its retry, its later alerts wait too;
+    other incidents go on."""
+    sink = FakeSink("s", SinkUnavailable("down"))
+    enqueue(store, clock, ["s"], alert("A", 1))
+    d = deliverer(store, {"s": sink}, metrics, clock)
+    assert await d.deliver_due("s") == 0
+    enqueue(store, clock, ["s"], alert("A", 2), alert("B", 1))
+    d.wake()
+    assert await d.deliver_due("s") == 1
+    assert sink.sent == [("B-1", "B-1")]
+    clock.advance(POLICY.initial_backoff)
+    assert await d.deliver_due("s") == 2
+    assert [a for a, _ in sink.sent] == ["B-1", "A-1", "A-2"]
+
+
+# ---------------------------------------------------------------------- backoff
+
+
+async def test_backoff_grows_with_jitter_up_to_the_cap(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """Each retry waits initial × 2^attempts (jittered to 50–100 %), capped at max_backoff."""
+    sink = FakeSink("s", *(SinkUnavailable("down") for _ in range(6)))
+    enqueue(store, clock, ["s"], alert("A", 1))
+    d = deliverer(store, {"s": sink}, metrics, clock)
+    delays = []
+    for attempt in range(6):
+        await d.deliver_due("s")
+        [item] = pending_items(store, "s")
+        assert item.attempts == attempt + 1
+        delay = (item.next_attempt_at - clock.now()).total_seconds()
+        base = min(10 * 2**attempt, 80)
+        assert base / 2 <= delay <= base
+        delays.append(delay)
+        assert await d.deliver_due("s") == 0  # not due before its time
+        clock.set(item.next_attempt_at)
+    assert delays[:4] == sorted(delays[:4])  # the jitter ranges do not overlap below the cap
+    assert all(40 <= d <= 80 for d in delays[3:])
+    assert await d.deliver_due("s") == 1
+
+
+def test_backoff_function_is_bounded() -> None:
+    """The backoff never exceeds max_backoff, even after very many attempts, unless told to."""
+    rng = random.Random(1)
+    assert backoff(POLICY, 10_000, rng) <= POLICY.max_backoff
+    assert backoff(POLICY, 0, rng) >= POLICY.initial_backoff / 2
+    assert backoff(POLICY, 0, rng, retry_after=300) == timedelta(seconds=300)
+
+
+async def test_retry_after_is_respected(
+    store: Store,
+    clock: ManualClock,
+    metrics: Metrics,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """A 429 with Retry-After longer than the backoff delays the retry by at least that."""
+    receiver.respond(429, retry_after="300")
+    enqueue(store, clock, ["hook"], alert("A", 1))
+    d = deliverer(store, {"hook": make_webhook("hook")}, metrics, clock)
+    assert await d.deliver_due("hook") == 0
+    [item] = pending_items(store, "hook")
+    assert item.next_attempt_at - clock.now() == timedelta(seconds=300)
+    clock.advance(timedelta(seconds=299))
+    assert await d.deliver_due("hook") == 0
+    assert len(receiver.requests) == 1
+    clock.advance(timedelta(seconds=1))
+    assert await d.deliver_due("hook") == 1
+    assert receiver.idempotency_keys() == ["A-1"]
+
+
+# ---------------------------------------------------------------------- giving up
+
+
+async def test_an_item_older_than_max_age_is_failed_loudly(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """An alert older than max_age is marked failed, logged at error and counted, not sent."""
+    sink = FakeSink("s")
+    enqueue(store, clock, ["s"], alert("A", 1), alert("A", 2))
+    clock.advance(POLICY.max_age + timedelta(seconds=1))
+    enqueue(store, clock, ["s"], alert("A", 3))
+    d = deliverer(store, {"s": sink}, metrics, clock)
+    with capture_logs() as logs:
+        assert await d.deliver_due("s") == 1
+    assert sink.sent == [("A-3", "A-3")]
+    assert [(r.alert_id, r.status) for r in store.deliveries("A")] == [
+        ("A-1", "failed"),
+        ("A-2", "failed"),
+        ("A-3", "delivered"),
+    ]
+    assert alerts_total(metrics, "s", "failed") == 2
+    assert errors_total(metrics, "expired") == 2
+    failed = [e for e in logs if e["event"] == "alert_delivery_failed"]
+    assert [(e["alert_id"], e["log_level"], e["error_type"]) for e in failed] == [
+        ("A-1", "error", "expired"),
+        ("A-2", "error", "expired"),
+    ]
+
+
+async def test_retries_stop_at_max_age(store: Store, clock: ManualClock, metrics: Metrics) -> None:
+    """A retry is never scheduled past max_age; the item then fails instead of lingering."""
+    sink = FakeSink("s", SinkUnavailable("busy", retry_after=7200))
+    enqueue(store, clock, ["s"], alert("A", 1))
+    d = deliverer(store, {"s": sink}, metrics, clock)
+    start = clock.now()
+    await d.deliver_due("s")
+    [item] = pending_items(store, "s")
+    assert item.next_attempt_at == start + POLICY.max_age
+    clock.set(item.next_attempt_at)
+    await d.deliver_due("s")
+    assert store.outbox_pending() == {}
+    assert store.deliveries("A")[0].status == "failed"
+    assert sink.attempts == 1
+
+
+async def test_rejected_is_failed_and_the_next_item_proceeds(
+    store: Store,
+    clock: ManualClock,
+    metrics: Metrics,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """A 400 marks the alert failed (logged at error, counted) and the next alert is sent."""
+    receiver.respond(400)
+    enqueue(store, clock, ["hook"], alert("A", 1), alert("A", 2))
+    d = deliverer(store, {"hook": make_webhook("hook")}, metrics, clock)
+    with capture_logs() as logs:
+        assert await d.deliver_due("hook") == 1
+    assert receiver.idempotency_keys() == ["A-2"]
+    records = store.deliveries("A")
+    assert [(r.alert_id, r.status) for r in records] == [("A-1", "failed"), ("A-2", "delivered")]
+    assert records[0].last_error == "webhook sink 'hook': HTTP 400"
+    assert alerts_total(metrics, "hook", "failed") == 1
+    assert alerts_total(metrics, "hook", "delivered") == 1
+    assert errors_total(metrics, "rejected") == 1
+    [failed] = [e for e in logs if e["event"] == "alert_delivery_failed"]
+    assert failed["log_level"] == "error"
+    assert failed["error_type"] == "rejected"
+
+
+async def test_a_buggy_sink_is_retried_not_fatal(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """An unexpected exception from a sink is logged once without its message, counted and
+    retried like SinkUnavailable."""
+    sink = FakeSink("s", RuntimeError(f"bug near https://x/?token={SECRET}"))
+    enqueue(store, clock, ["s"], alert("A", 1))
+    d = deliverer(store, {"s": sink}, metrics, clock)
+    with capture_logs() as logs:
+        assert await d.deliver_due("s") == 0
+    [event] = [e for e in logs if e["event"] == "alert_delivery_retry"]
+    assert event["error_type"] == "unexpected"
+    assert event["exc_type"] == "RuntimeError"
+    assert SECRET not in repr(logs)
+    assert errors_total(metrics, "unexpected") == 1
+    assert alerts_total(metrics, "s", "retry") == 1
+    clock.advance(POLICY.initial_backoff)
+    assert await d.deliver_due("s") == 1
+
+
+# ---------------------------------------------------------------------- isolation
+
+
+async def test_a_down_sink_does_not_delay_another(
+    store: Store,
+    clock: ManualClock,
+    metrics: Metrics,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """While one sink hangs in send, another sink's pass completes and delivers."""
+    stuck = StuckSink("stuck")
+    enqueue(store, clock, ["stuck", "hook"], alert("A", 1), alert("B", 1))
+    d = deliverer(store, {"stuck": stuck, "hook": make_webhook("hook")}, metrics, clock)
+    hanging = asyncio.create_task(d.deliver_due("stuck"))
+    try:
+        async with asyncio.timeout(HANG):
+            assert await d.deliver_due("hook") == 2
+        assert receiver.idempotency_keys() == ["A-1", "B-1"]
+        assert not hanging.done()
+        assert stuck.attempts == 1
+    finally:
+        hanging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hanging
+    assert store.outbox_pending() == {"stuck": 2}
+
+
+async def test_run_delivers_on_wake_and_isolates_a_stuck_sink(
+    store: Store,
+    clock: ManualClock,
+    metrics: Metrics,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """run() delivers what wake() announces while another sink's worker hangs, and stops."""
+    stuck = StuckSink("stuck")
+    d = deliverer(
+        store,
+        {"stuck": stuck, "hook": make_webhook("hook")},
+        metrics,
+        clock,
+        max_wait=HANG,
+        stop_grace=0.1,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        await asyncio.sleep(0)
+        enqueue(store, clock, ["stuck", "hook"], alert("A", 1))
+        d.wake()
+        await asyncio.to_thread(receiver.wait_for, 1, HANG)
+        enqueue(store, clock, ["hook"], alert("A", 2))
+        d.wake()
+        await asyncio.to_thread(receiver.wait_for, 2, HANG)
+    finally:
+        stop.set()
+        async with asyncio.timeout(HANG):
+            await task
+    assert receiver.idempotency_keys() == ["A-1", "A-2"]
+    assert store.outbox_pending() == {"stuck": 1}
+
+
+async def test_flush_is_bounded_and_leaves_the_rest_pending(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """flush() delivers what it can and returns within its timeout despite a hanging sink."""
+    ok, stuck = FakeSink("ok"), StuckSink("stuck")
+    enqueue(store, clock, ["ok", "stuck"], alert("A", 1), alert("A", 2))
+    d = deliverer(store, {"ok": ok, "stuck": stuck}, metrics, clock)
+    async with asyncio.timeout(HANG):
+        await d.flush(0.2)
+    assert [a for a, _ in ok.sent] == ["A-1", "A-2"]
+    assert store.outbox_pending() == {"stuck": 2}
+
+
+async def test_drain_delivers_everything_due_across_incidents(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """drain() keeps going past one incident's retry and delivers every other due alert."""
+    flaky, ok = FakeSink("flaky", SinkUnavailable("down")), FakeSink("ok")
+    enqueue(store, clock, ["flaky", "ok"], alert("A", 1), alert("B", 1), alert("C", 1))
+    d = deliverer(store, {"flaky": flaky, "ok": ok}, metrics, clock)
+    await d.drain()
+    assert [a for a, _ in flaky.sent] == ["B-1", "C-1"]
+    assert [a for a, _ in ok.sent] == ["A-1", "B-1", "C-1"]
+    assert store.outbox_pending() == {"flaky": 1}
+    assert gauge(metrics, "flaky") == 1
+    assert gauge(metrics, "ok") == 0
+
+
+# ---------------------------------------------------------------------- restart
+
+
+async def test_a_restart_resends_only_what_was_not_delivered(
+    tmp_path: Path,
+    clock: ManualClock,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """A second Deliverer over the same state file sends only the undelivered alerts, with
+    the same Idempotency-Key as before."""
+    path = tmp_path / "state.db"
+    first = Store.open(path)
+    enqueue(first, clock, ["hook"], alert("A", 1), alert("A", 2), alert("B", 1))
+    receiver.respond(200)
+    receiver.respond(503)
+    d1 = deliverer(first, {"hook": make_webhook("hook")}, Metrics(), clock)
+    assert await d1.deliver_due("hook") == 1
+    first.close()
+
+    second = Store.open(path)
+    try:
+        clock.advance(POLICY.max_backoff)
+        d2 = deliverer(second, {"hook": make_webhook("hook")}, Metrics(), clock)
+        assert await d2.deliver_due("hook") == 2
+        assert second.outbox_pending() == {}
+    finally:
+        second.close()
+    assert receiver.idempotency_keys() == ["A-1", "A-2", "B-1"]
+    assert [r.idempotency_key for r in receiver.requests] == ["A-1", "A-2", "A-2", "B-1"]
+    assert [r.status for r in receiver.requests] == [200, 503, 200, 200]
+
+
+async def test_unknown_sink_name_is_an_error(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """deliver_due for a sink the Deliverer was not given raises KeyError."""
+    d = deliverer(store, {}, metrics, clock)
+    with pytest.raises(KeyError):
+        await d.deliver_due("nope")
+    await d.drain()
+
+
+def test_fake_sinks_satisfy_the_protocol() -> None:
+    """The test doubles are Sinks (so the tests exercise the real contract)."""
+    sinks: list[Sink] = [FakeSink("a"), StuckSink("b")]
+    assert [s.name for s in sinks] == ["a", "b"]
+
+
+async def test_rejected_from_a_fake_sink_is_failed(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """SinkRejected from any sink marks the item failed with the sink's message."""
+    sink = FakeSink("s", SinkRejected("no such channel"))
+    enqueue(store, clock, ["s"], alert("A", 1))
+    d = deliverer(store, {"s": sink}, metrics, clock)
+    assert await d.deliver_due("s") == 0
+    [record] = store.deliveries("A")
+    assert (record.status, record.last_error, record.attempts) == ("failed", "no such channel", 1)
