@@ -24,7 +24,7 @@ from listener.clock import Clock, SystemClock
 from listener.collectors import build_collector
 from listener.collectors.base import Collector
 from listener.config.load import load_config
-from listener.config.schema import Config, RssSourceConfig, SourceConfig
+from listener.config.schema import Config, SourceConfig
 from listener.errors import CollectorError, ConfigError, ListenerError, RateLimited
 from listener.httpapi import HttpApi, Request, Response, parse_listen
 from listener.log import REDACTOR
@@ -196,7 +196,9 @@ class Daemon:
         assert self.processor is not None
         assert self.scheduler is not None
         old_sinks = self.sinks
-        collectors = {name: build_collector(name, cfg) for name, cfg in config.sources.items()}
+        collectors = {
+            name: build_collector(name, cfg, config.brands) for name, cfg in config.sources.items()
+        }
         sinks = {name: build_sink(name, cfg) for name, cfg in config.sinks.items()}
         await self._stop_delivery()
         await self._close_sinks(old_sinks)
@@ -344,9 +346,7 @@ class Daemon:
         error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
         stage = "collect" if isinstance(exc, CollectorError) else "store"
         health.consecutive_failures += 1
-        retry = cfg.retry if isinstance(cfg, RssSourceConfig) else None
-        initial = retry.initial.total_seconds() if retry else 30.0
-        maximum = retry.max.total_seconds() if retry else 1800.0
+        initial, maximum = cfg.retry.initial.total_seconds(), cfg.retry.max.total_seconds()
         delay = backoff_delay(health.consecutive_failures, initial, maximum, self.rng)
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)

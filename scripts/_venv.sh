@@ -3,8 +3,8 @@
 ensure_venv() {
   local extras="$1" py="${PYTHON:-}"
   if [ -z "$py" ]; then
-    for cand in python3.13 python3.12 python3.11 python3; do
-      if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    for cand in python3 python3.13 python3.12 python3.11; do
+      if "$cand" -c "import sys; sys.exit(sys.version_info < (3, 11))" >/dev/null 2>&1; then
         py="$cand"; break
       fi
     done

@@ -7,20 +7,47 @@ constructor of its collector. Adding a source type means adding a config class t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.collectors.rss import RssCollector
-from listener.config.schema import RssSourceConfig
+from listener.config.schema import (
+    BlueskySourceConfig,
+    BrandConfig,
+    HackerNewsSourceConfig,
+    MastodonSourceConfig,
+    RedditSourceConfig,
+    RssSourceConfig,
+    TwitterSourceConfig,
+)
 
-COLLECTORS: dict[type[Any], Callable[[str, Any], Collector]] = {
+Factory = Callable[[str, Any, Sequence[BrandConfig]], Collector]
+
+
+def _lazy(module: str, cls: str) -> Factory:
+    """Import a collector's module (and its client library) only when it is configured."""
+
+    def build(name: str, config: Any, brands: Sequence[BrandConfig]) -> Collector:
+        collector: Collector = getattr(importlib.import_module(module), cls)(name, config, brands)
+        return collector
+
+    return build
+
+
+COLLECTORS: dict[type[Any], Factory] = {
     RssSourceConfig: RssCollector,
+    TwitterSourceConfig: _lazy("listener.collectors.twitter", "TwitterCollector"),
+    RedditSourceConfig: _lazy("listener.collectors.reddit", "RedditCollector"),
+    HackerNewsSourceConfig: _lazy("listener.collectors.hackernews", "HackerNewsCollector"),
+    MastodonSourceConfig: _lazy("listener.collectors.mastodon", "MastodonCollector"),
+    BlueskySourceConfig: _lazy("listener.collectors.bluesky", "BlueskyCollector"),
 }
-"""Source config class → collector constructor ``(name, config) -> Collector``."""
+"""Source config class → collector constructor ``(name, config, brands) -> Collector``."""
 
 
-def build_collector(name: str, config: object) -> Collector:
+def build_collector(name: str, config: object, brands: Sequence[BrandConfig]) -> Collector:
     """Build the collector for source ``name`` from its config block.
 
     Raises ``ValueError`` (listing the known types) for a config class with no collector.
@@ -31,7 +58,7 @@ def build_collector(name: str, config: object) -> Collector:
         raise ValueError(
             f"source {name!r}: no collector for {type(config).__name__}; known types: {known}"
         )
-    return factory(name, config)
+    return factory(name, config, brands)
 
 
 def _type_name(cls: type[Any]) -> str:

@@ -31,6 +31,12 @@ class PollResult:
     cursor: Cursor
     errors: list[CollectorError] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    backfill: bool = False
+    """True when this poll reached back into history (a first poll without a cursor,
+    bounded by the source's ``lookback``): its mentions count into the baseline but
+    cannot open an incident."""
+    quota_remaining: int | None = None
+    """Requests left in the current rate-limit window, where the API says."""
 
 
 class Collector(Protocol):
@@ -38,7 +44,10 @@ class Collector(Protocol):
     never blocks longer than its configured timeouts, and raises only
     :class:`~listener.errors.CollectorError` subclasses (translate library errors at
     this boundary). It does not retry, sleep or log: the pipeline does.
-    ``now`` is the poll time, for sources that ask for a time range."""
+    ``now`` is the poll time, for sources that ask for a time range. On the first
+    poll (``cursor is None``) a collector reaches back at most the source's
+    ``lookback`` and sets ``PollResult.backfill``; at most ``page_limit`` pages are
+    fetched per query per poll."""
 
     name: str
 

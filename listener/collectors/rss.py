@@ -17,18 +17,19 @@ import hashlib
 import html
 import io
 import re
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote_plus, urljoin
 
 import feedparser
 import httpx
 
 from listener.collectors.base import Cursor, PollResult
 from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher, redact_url
-from listener.config.schema import RssSourceConfig
+from listener.collectors.queries import brands_for, simple_query
+from listener.config.schema import BrandConfig, RssSourceConfig
 from listener.errors import CollectorError, MalformedResponse
 from listener.model import Author, Mention
 
@@ -223,6 +224,25 @@ def _short(problem: object) -> str:
     return text[:200] or type(problem).__name__
 
 
+def expand_feeds(
+    config: RssSourceConfig, brands: Sequence[BrandConfig]
+) -> dict[str, timedelta | None]:
+    """Every feed URL to poll and its own interval (``None``: every poll).
+
+    A URL with ``{query}`` becomes one feed per brand, with the brand's search query
+    URL-encoded in its place.
+    """
+    entries = [(u, None) for u in config.urls] + [(f.url, f.interval) for f in config.feeds]
+    out: dict[str, timedelta | None] = {}
+    for url, interval in entries:
+        if "{query}" in url:
+            for brand in brands_for(config, brands):
+                out.setdefault(url.replace("{query}", quote_plus(simple_query(brand))), interval)
+        else:
+            out.setdefault(url, interval)
+    return out
+
+
 class RssCollector:
     """Polls every configured feed URL with a conditional GET; see the module docstring.
 
@@ -236,12 +256,14 @@ class RssCollector:
         self,
         name: str,
         config: RssSourceConfig,
+        brands: Sequence[BrandConfig] = (),
         *,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = name
         self._config = config
-        self._urls = list(dict.fromkeys(config.urls))
+        self._feeds = expand_feeds(config, brands)
+        self._urls = list(self._feeds)
         self._fetcher = HttpFetcher(
             timeout=config.timeout.total_seconds(),
             max_bytes=config.max_bytes,
@@ -255,10 +277,19 @@ class RssCollector:
         feeds: dict[str, dict[str, Any]] = {}
         mentions: list[Mention] = []
         errors: list[CollectorError] = []
-        not_modified = 0
+        not_modified = skipped = polled = 0
+        backfill = False
         for url in self._urls:
             state = previous.get(url)
             old: dict[str, Any] = dict(state) if isinstance(state, Mapping) else {}
+            interval = self._feeds[url]
+            last = old.get("polled_at")
+            if interval is not None and isinstance(last, int | float):
+                if now.timestamp() - last < interval.total_seconds() - 1:
+                    feeds[url] = old  # this feed has its own, longer interval
+                    skipped += 1
+                    continue
+            polled += 1
             try:
                 found, new = self._poll_feed(url, old, now)
             except CollectorError as exc:
@@ -266,15 +297,30 @@ class RssCollector:
                 if old:
                     feeds[url] = old
                 continue
-            feeds[url] = new
+            feeds[url] = {**new, "polled_at": now.timestamp()}
             if found is None:
                 not_modified += 1
-            else:
-                mentions.extend(found)
-        if errors and len(errors) == len(self._urls):
+                continue
+            # a feed's first poll returns whatever history it holds: all of it is
+            # backfill (stored and counted into the baseline, unable to open an incident)
+            backfill = backfill or "polled_at" not in old
+            mentions.extend(found)
+        if errors and len(errors) == polled:
             raise errors[0]
-        notes = {"feeds": len(self._urls), "not_modified": not_modified, "failed": len(errors)}
-        return PollResult(mentions=mentions, cursor={"feeds": feeds}, errors=errors, notes=notes)
+        mentions = list({m.id: m for m in reversed(mentions)}.values())[::-1]
+        notes = {
+            "feeds": len(self._urls),
+            "not_modified": not_modified,
+            "failed": len(errors),
+            "skipped": skipped,
+        }
+        return PollResult(
+            mentions=mentions,
+            cursor={"feeds": feeds},
+            errors=errors,
+            notes=notes,
+            backfill=backfill,
+        )
 
     def _poll_feed(
         self, url: str, old: dict[str, Any], now: datetime

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from listener.config.duration import Duration
 
@@ -57,20 +57,118 @@ class RetryConfig(Strict):
     max: PositiveDuration = timedelta(minutes=30)
 
 
-class RssSourceConfig(Strict):
-    """RSS/Atom feeds fetched by the daemon and parsed by feedparser."""
+class SourceHealthConfig(Strict):
+    """When a source's trouble becomes an alert (a listener that silently stops
+    listening is the worst failure of this product)."""
 
-    type: Literal["rss"]
-    urls: Annotated[list[Annotated[str, Field(pattern=r"^https?://")]], Field(min_length=1)]
+    failing_after: PositiveDuration = timedelta(minutes=30)
+    silent_after: PositiveDuration | None = None
+    level: Name = "watch"
+
+
+HttpUrl = Annotated[str, Field(pattern=r"^https?://")]
+
+
+class SourceBase(Strict):
+    """Settings every source has."""
+
     interval: PositiveDuration = timedelta(minutes=5)
     jitter: NonNegativeDuration = timedelta(seconds=10)
     timeout: PositiveDuration = timedelta(seconds=15)
     max_bytes: Annotated[int, Field(gt=0)] = 5 * 1024 * 1024
+    page_limit: Annotated[int, Field(ge=1, le=100)] = 5
+    lookback: NonNegativeDuration = timedelta(hours=1)
+    brands: list[str] | None = None
     user_agent: str | None = None
     retry: RetryConfig = RetryConfig()
+    health: SourceHealthConfig | None = None
 
 
-SourceConfig = Annotated[RssSourceConfig, Field(discriminator="type")]
+class FeedConfig(Strict):
+    """One feed. ``{query}`` in the URL makes it a search feed: one feed per brand,
+    with the brand's search query URL-encoded in place of ``{query}``."""
+
+    url: HttpUrl
+    interval: PositiveDuration | None = None
+
+
+class RssSourceConfig(SourceBase):
+    """RSS/Atom feeds fetched by the daemon and parsed by feedparser."""
+
+    type: Literal["rss"]
+    urls: list[HttpUrl] = []
+    feeds: list[FeedConfig] = []
+
+    @model_validator(mode="after")
+    def _some_feed(self) -> RssSourceConfig:
+        if not self.urls and not self.feeds:
+            raise ValueError("an rss source needs at least one entry in 'urls' or 'feeds'")
+        return self
+
+
+class TwitterSourceConfig(SourceBase):
+    """X/Twitter API v2 through tweepy: recent search per brand, and mentions timelines."""
+
+    type: Literal["twitter"]
+    bearer_token: SecretStr
+    search: bool = True
+    mentions_of: list[Annotated[str, Field(min_length=1)]] = []
+    exclude_retweets: bool = False
+    languages: list[Annotated[str, Field(min_length=2, max_length=8)]] = []
+    max_query_length: Annotated[int, Field(ge=64, le=4096)] = 512
+    max_results: Annotated[int, Field(ge=10, le=100)] = 100
+    api_url: HttpUrl = "https://api.twitter.com"
+    interval: PositiveDuration = timedelta(minutes=2)
+
+
+class RedditSourceConfig(SourceBase):
+    """Reddit through praw (with client credentials) or its public search feeds (without)."""
+
+    type: Literal["reddit"]
+    subreddits: list[Annotated[str, Field(min_length=1)]] = []
+    client_id: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    comments: bool = True
+    api_url: HttpUrl = "https://oauth.reddit.com"
+    auth_url: HttpUrl = "https://www.reddit.com"
+    public_url: HttpUrl = "https://www.reddit.com"
+
+
+class HackerNewsSourceConfig(SourceBase):
+    """Hacker News stories and comments through the public Algolia search API."""
+
+    type: Literal["hackernews"]
+    kinds: list[Literal["story", "comment"]] = ["story", "comment"]
+    api_url: HttpUrl = "https://hn.algolia.com/api/v1"
+
+
+class MastodonSourceConfig(SourceBase):
+    """Mastodon through Mastodon.py: public hashtag timelines; search with a token."""
+
+    type: Literal["mastodon"]
+    instance: HttpUrl
+    hashtags: list[Annotated[str, Field(min_length=1)]] = []
+    access_token: SecretStr | None = None
+
+
+class BlueskySourceConfig(SourceBase):
+    """Bluesky post search through atproto (an app password where the service needs login)."""
+
+    type: Literal["bluesky"]
+    service_url: HttpUrl = "https://public.api.bsky.app"
+    handle: str | None = None
+    app_password: SecretStr | None = None
+
+
+SourceConfig = Annotated[
+    RssSourceConfig
+    | TwitterSourceConfig
+    | RedditSourceConfig
+    | HackerNewsSourceConfig
+    | MastodonSourceConfig
+    | BlueskySourceConfig,
+    Field(discriminator="type"),
+]
 
 
 # --------------------------------------------------------------------------- sinks
@@ -233,6 +331,7 @@ class Config(Strict):
     rules: list[RuleConfig] = []
     routes: dict[str, list[str]] = {}
     sinks: dict[Name, SinkConfig] = {}
+    source_health: SourceHealthConfig = SourceHealthConfig()
 
     def brand_names(self) -> list[str]:
         return [b.name for b in self.brands]

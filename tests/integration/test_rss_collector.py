@@ -17,7 +17,7 @@ import pytest
 from listener.collectors import RssCollector, build_collector
 from listener.collectors.base import PollResult
 from listener.collectors.fetch import HttpFetcher
-from listener.config.schema import RssSourceConfig
+from listener.config.schema import BrandConfig, RssSourceConfig
 from listener.errors import (
     CollectorError,
     MalformedResponse,
@@ -189,7 +189,14 @@ def test_conditional_get_gets_304_and_keeps_the_cursor(server: FeedServer) -> No
 
     assert [m.id for m in first.mentions] == ["urn:1"]
     assert first.cursor == {
-        "feeds": {url: {"etag": '"v1"', "modified": last_modified, "href": url}}
+        "feeds": {
+            url: {
+                "etag": '"v1"',
+                "modified": last_modified,
+                "href": url,
+                "polled_at": NOW.timestamp(),
+            }
+        }
     }
     request = server.requests_for("/feed")[1]
     assert request.headers["if-none-match"] == '"v1"'
@@ -502,7 +509,7 @@ def test_timeout_and_refused_errors_never_show_the_query_string(server: FeedServ
 
 def test_build_collector_knows_rss_and_rejects_others() -> None:
     """The registry builds an RssCollector from its config and names known types otherwise."""
-    collector = build_collector("news", config("http://feeds.test/feed"))
+    collector = build_collector("news", config("http://feeds.test/feed"), [])
     try:
         assert isinstance(collector, RssCollector)
         assert collector.name == "news"
@@ -510,4 +517,63 @@ def test_build_collector_knows_rss_and_rejects_others() -> None:
         collector.close()
 
     with pytest.raises(ValueError, match="rss"):
-        build_collector("odd", object())
+        build_collector("odd", object(), [])
+
+
+def test_search_feeds_are_templated_per_brand(server: FeedServer) -> None:
+    """A feed URL with {query} becomes one feed per brand with its search query encoded."""
+    server.route("/search", body=feed(("urn:1", "one")))
+    brands = [
+        BrandConfig(name="Acme", aliases=["Acme", "Acme Cloud"]),
+        BrandConfig(name="Globex"),
+        BrandConfig(name="Initech"),
+    ]
+    cfg = RssSourceConfig.model_validate(
+        {
+            "type": "rss",
+            "feeds": [{"url": server.url("/search?q={query}&hl=en")}],
+            "brands": ["Acme", "Globex"],
+        }
+    )
+    collector = RssCollector("news", cfg, brands)
+    try:
+        result = collector.poll(None, NOW)
+    finally:
+        collector.close()
+    queries = sorted(r.query for r in server.requests_for("/search"))
+    assert queries == ["q=Acme+OR+%22Acme+Cloud%22&hl=en", "q=Globex&hl=en"]
+    assert [m.id for m in result.mentions] == ["urn:1"]  # the same entry, deduplicated later
+
+
+def test_feeds_with_their_own_interval_are_skipped_until_due(server: FeedServer) -> None:
+    """A feed with a longer interval is fetched only when that interval has passed."""
+    server.route("/fast", body=feed(("urn:f", "fast")))
+    server.route("/slow", body=feed(("urn:s", "slow")))
+    cfg = RssSourceConfig.model_validate(
+        {
+            "type": "rss",
+            "urls": [server.url("/fast")],
+            "feeds": [{"url": server.url("/slow"), "interval": "1h"}],
+        }
+    )
+    collector = RssCollector("news", cfg)
+    try:
+        first = collector.poll(None, NOW)
+        second = collector.poll(first.cursor, NOW + timedelta(minutes=5))
+        third = collector.poll(second.cursor, NOW + timedelta(hours=1))
+    finally:
+        collector.close()
+    assert len(server.requests_for("/fast")) == 3
+    assert len(server.requests_for("/slow")) == 2
+    assert second.notes["skipped"] == 1 and third.notes["skipped"] == 0
+
+
+def test_first_poll_of_a_feed_is_backfill(server: FeedServer) -> None:
+    """History returned by a feed's first poll is flagged as backfill; later polls are not."""
+    server.route("/feed", body=feed(("urn:1", "one")))
+    cfg = config(server.url("/feed"))
+    first = poll(cfg)
+    server.route("/feed", body=feed(("urn:1", "one"), ("urn:2", "two")))
+    second = poll(cfg, first.cursor)
+    assert first.backfill is True
+    assert second.backfill is False

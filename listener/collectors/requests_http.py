@@ -1,0 +1,103 @@
+"""Guard rails for collectors whose client libraries use ``requests`` (tweepy, praw).
+
+tweepy passes no timeout at all and praw ignores its own ``timeout`` setting (see
+``shared/docs/api-emulation.md``); neither caps response size. A
+:class:`GuardedAdapter` mounted on the library's own session imposes both, and can
+send the library's hard-coded API host to a configured base URL (an API gateway,
+or a loopback fake in tests) while everything above the transport stays the real
+library code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
+
+
+class ResponseTooLarge(requests.exceptions.RequestException):
+    """The response body exceeded the configured byte cap."""
+
+
+class GuardedAdapter(HTTPAdapter):
+    """Default and maximum timeouts, a byte cap, and an optional base-URL rewrite."""
+
+    def __init__(self, *, timeout: float, max_bytes: int, base_url: str | None = None) -> None:
+        super().__init__()
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.base = urlsplit(base_url) if base_url else None
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        if self.base is not None and request.url:
+            url = urlsplit(request.url)
+            prefix = self.base.path.rstrip("/")
+            request.url = urlunsplit(
+                (self.base.scheme, self.base.netloc, prefix + url.path, url.query, "")
+            )
+            # requests chose proxies for the original host; choose again for the new one
+            proxies = get_environ_proxies(request.url)
+        cap = self.timeout
+        if timeout is None:
+            timeout = cap
+        elif isinstance(timeout, tuple):
+            timeout = tuple(min(t or cap, cap) for t in timeout)
+        else:
+            timeout = min(timeout, cap)
+        response = super().send(
+            request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+        )
+        if stream:
+            return response
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response.close()
+            raise ResponseTooLarge(f"response of {declared} bytes exceeds {self.max_bytes}")
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in response.raw.stream(65536, decode_content=True):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise ResponseTooLarge(f"response exceeds {self.max_bytes} bytes")
+                chunks.append(chunk)
+        except ResponseTooLarge:
+            response.close()
+            raise
+        except Exception as exc:  # urllib3 errors while reading → requests' own types
+            response.close()
+            raise requests.exceptions.ConnectionError(str(exc)) from exc
+        response._content = b"".join(chunks)
+        response._content_consumed = True
+        return response
+
+
+def guard_session(
+    session: requests.Session,
+    *,
+    timeout: float,
+    max_bytes: int,
+    hosts: Mapping[str, str | None],
+) -> requests.Session:
+    """Mount a :class:`GuardedAdapter` on ``session`` for each host.
+
+    ``hosts`` maps a real API host (``api.twitter.com``) to the base URL requests for
+    it should go to, or ``None`` to keep the host (guard rails only).
+    """
+    for host, base in hosts.items():
+        adapter = GuardedAdapter(timeout=timeout, max_bytes=max_bytes, base_url=base)
+        session.mount(f"https://{host}/", adapter)
+        session.mount(f"http://{host}/", adapter)
+    return session
