@@ -39,7 +39,7 @@ class GuardedAdapter(HTTPAdapter):
         timeout: Any = None,
         verify: bool | str = True,
         cert: Any = None,
-        proxies: dict[str, str] | None = None,
+        proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         if self.base is not None and request.url:
             url = urlsplit(request.url)
@@ -80,7 +80,7 @@ class GuardedAdapter(HTTPAdapter):
             response.close()
             raise requests.exceptions.ConnectionError(str(exc)) from exc
         response._content = b"".join(chunks)
-        response._content_consumed = True
+        response._content_consumed = True  # type: ignore[attr-defined]
         return response
 
 
