@@ -30,6 +30,7 @@ from listener.httpapi import HttpApi, Request, Response, parse_listen
 from listener.log import REDACTOR
 from listener.metrics import Metrics
 from listener.processor import Processor
+from listener.rules.source_health import SourceStatus
 from listener.settings import Settings
 from listener.sinks import build_sink
 from listener.sinks.base import Sink
@@ -54,8 +55,10 @@ def config_secrets(config: Config) -> list[str]:
 class SourceHealth:
     """What /readyz says about one source."""
 
+    since: datetime
     status: str = "pending"  # pending | ok | degraded | error
     last_poll_at: datetime | None = None
+    last_new_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
@@ -66,6 +69,7 @@ class SourceHealth:
             "status": self.status,
             "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
+            "last_new_mention_at": self.last_new_at.isoformat() if self.last_new_at else None,
             "last_error": self.last_error,
             "consecutive_failures": self.consecutive_failures,
             "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
@@ -212,7 +216,8 @@ class Daemon:
             self.processor.reconfigure(config)
         self.config = config
         self.collectors, self.source_configs, self.sinks = collectors, dict(config.sources), sinks
-        self.health = {name: self.health.get(name, SourceHealth()) for name in collectors}
+        now = self.clock.now()
+        self.health = {name: self.health.get(name) or SourceHealth(now) for name in collectors}
         for name, cfg in config.sources.items():
             self.scheduler.add_job(
                 self._poll,
@@ -305,7 +310,12 @@ class Daemon:
             cursor = await asyncio.to_thread(self.store.load_cursor, name)
             result = await asyncio.to_thread(collector.poll, cursor, now)
             ingest = await asyncio.to_thread(
-                self.processor.ingest, name, result.mentions, now, cursor=result.cursor
+                self.processor.ingest,
+                name,
+                result.mentions,
+                now,
+                cursor=result.cursor,
+                backfill=result.backfill,
             )
         except CollectorError as exc:
             self._source_failed(name, cfg, health, exc, now)
@@ -315,6 +325,10 @@ class Daemon:
             self.metrics.polls.labels(source=name, outcome="ok").inc()
             health.last_poll_at = health.last_success_at = now
             health.consecutive_failures, health.backoff_until = 0, None
+            if ingest.new:
+                health.last_new_at = now
+            if result.quota_remaining is not None:
+                self.metrics.source_quota.labels(source=name).set(result.quota_remaining)
             health.status, health.last_error = "ok", None
             for err in result.errors:
                 health.status = "degraded"
@@ -331,7 +345,8 @@ class Daemon:
                     new=ingest.new,
                     matched=ingest.matched,
                     negative=ingest.negative,
-                    backfill=ingest.backfill,
+                    stale=ingest.stale,
+                    backfill=result.backfill,
                 )
             if ingest.matched:
                 await self._evaluate()
@@ -373,7 +388,11 @@ class Daemon:
             return
         self._busy()
         try:
-            alerts = await asyncio.to_thread(self.processor.evaluate, self.clock.now())
+            statuses = {
+                name: SourceStatus(h.since, h.last_success_at, h.last_new_at)
+                for name, h in self.health.items()
+            }
+            alerts = await asyncio.to_thread(self.processor.evaluate, self.clock.now(), statuses)
         except Exception as exc:
             self.metrics.error("evaluate", getattr(exc, "error_type", type(exc).__name__))
             log.error("evaluate_failed", error_type=type(exc).__name__, error=str(exc))

@@ -60,6 +60,12 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.source_quota = Gauge(
+            "listener_source_quota_remaining",
+            "Requests left in the source's current rate-limit window (where the API says)",
+            ["source"],
+            registry=r,
+        )
         self.source_backoff = Gauge(
             "listener_source_backoff_seconds",
             "Current backoff before the next poll after errors",

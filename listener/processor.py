@@ -12,15 +12,16 @@ next evaluation sees the stored counts and raises the same events.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 
 from listener.collectors.base import Cursor
-from listener.config.schema import ConditionConfig, Config, RuleConfig
+from listener.config.schema import ConditionConfig, Config, RuleConfig, SourceHealthConfig
 from listener.errors import StoreError
 from listener.matching.brands import BrandMatcher
 from listener.metrics import Metrics
@@ -33,6 +34,7 @@ from listener.rules.engine import (
     evaluate_rule,
     max_lookback,
 )
+from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.scoring.base import Scorer
 from listener.scoring.sentiment import VaderScorer
 from listener.scoring.velocity import VelocityWindows
@@ -67,7 +69,8 @@ class IngestResult:
     new: int
     matched: int
     negative: int
-    backfill: int
+    stale: int
+    """Matched mentions older than the windows' retention: stored, never counted."""
 
 
 class Processor:
@@ -92,9 +95,14 @@ class Processor:
         self.rules = compile_rules(config)
         self.windows = VelocityWindows(bucket=BUCKET, retention=retention_for(self.rules))
         self.state = EngineState()
+        self.quiet_until: dict[str, datetime] = {}
         self._load_state()
 
     def _load_state(self) -> None:
+        raw_quiet = self.store.load_kv("quiet_until")
+        self.quiet_until = {
+            brand: datetime.fromisoformat(at) for brand, at in json.loads(raw_quiet or "{}").items()
+        }
         self.windows = VelocityWindows(bucket=BUCKET, retention=retention_for(self.rules))
         self.windows.load(self.store.load_buckets())
         self.windows.drain_dirty()
@@ -118,12 +126,15 @@ class Processor:
         now: datetime,
         *,
         cursor: Cursor | None = None,
+        backfill: bool = False,
     ) -> IngestResult:
         """Store and count the mentions not seen before; persist the cursor with them.
 
         Mentions older than the window retention are stored (so they are never counted
-        later) but do not move any window: a source's first poll, which returns days
-        of history, cannot raise a false spike. Mentions dated in the future count now.
+        later) but move no window. A ``backfill`` batch (a source's first poll, reaching
+        into history) is counted into the baseline, but the brands it touched cannot open
+        an incident until the history has left the rules' windows: day one cannot raise
+        a false spike. Mentions dated in the future count now.
         """
         with self._lock:
             batch: dict[tuple[str, str], Mention] = {}
@@ -132,8 +143,10 @@ class Processor:
             seen = self.store.seen(batch) if batch else set()
             fresh = [m for k, m in batch.items() if k not in seen]
             oldest = now - self.windows.retention
+            quiet_until = dict(self.quiet_until)
+            quiet_end = now + self.quiet_span()
             scored: list[ScoredMention] = []
-            matched = negative = backfill = 0
+            matched = negative = stale = 0
             for m in fresh:
                 text = f"{m.title}. {m.text}" if m.title and m.title not in m.text else m.text
                 brands = self.matcher.match(text)
@@ -146,9 +159,11 @@ class Processor:
                 negative += s.negative
                 at = min(m.created_at, now)
                 if at < oldest:
-                    backfill += 1
+                    stale += 1
                     continue
                 for brand in brands:
+                    if backfill and quiet_until.get(brand, now) < quiet_end:
+                        quiet_until[brand] = quiet_end
                     self.windows.add(brand, at, s.negative)
                     self.metrics.matches.labels(brand=brand).inc()
                     self.metrics.scored.labels(brand=brand, sentiment=sentiment.label).inc()
@@ -158,28 +173,45 @@ class Processor:
                     mentions=scored,
                     cursor=(source, cursor) if cursor is not None else None,
                     buckets=self.windows.drain_dirty(),
+                    kv={"quiet_until": _dump_times(quiet_until)}
+                    if quiet_until != self.quiet_until
+                    else None,
                 )
             except StoreError:
                 self._load_state()  # memory must not run ahead of the store
                 raise
+            self.quiet_until = quiet_until
             self.metrics.mentions_collected.labels(source=source).inc(len(mentions))
             self.metrics.mentions_new.labels(source=source).inc(len(fresh))
-            return IngestResult(len(mentions), len(fresh), matched, negative, backfill)
+            return IngestResult(len(mentions), len(fresh), matched, negative, stale)
 
     # ------------------------------------------------------------------ evaluate
 
-    def evaluate(self, now: datetime) -> list[Alert]:
-        """Run every rule at ``now``; persist state, events and routed alerts atomically.
+    def quiet_span(self) -> timedelta:
+        """How long a backfilled brand cannot open incidents: the longest rule window."""
+        windows = [rule_window(r) for r in self.config.rules]
+        return max(windows, default=timedelta(0))
+
+    def evaluate(
+        self, now: datetime, sources: Mapping[str, SourceStatus] | None = None
+    ) -> list[Alert]:
+        """Run every rule at ``now`` (and the source-health check when ``sources`` is
+        given); persist state, events and routed alerts atomically.
 
         A rule that raises is logged and counted and the others still run.
         """
         with self._lock:
             brands = self.config.brand_names()
             state = self.state
+            quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
+            if sources:
+                policies = {name: self.health_policy(name) for name in sources}
+                state, produced = evaluate_sources(sources, policies, state, now)
+                events.extend(produced)
             for rule in self.rules:
                 try:
-                    state, produced = evaluate_rule(rule, brands, self.windows, state, now)
+                    state, produced = evaluate_rule(rule, brands, self.windows, state, now, quiet)
                 except Exception as exc:
                     self.metrics.error("evaluate", type(exc).__name__)
                     log.error(
@@ -222,9 +254,22 @@ class Processor:
     def _rule_config(self, name: str) -> RuleConfig | None:
         return next((r for r in self.config.rules if r.name == name), None)
 
+    def health_policy(self, source: str) -> SourceHealthConfig:
+        cfg = self.config.sources.get(source)
+        return (
+            cfg.health
+            if cfg is not None and cfg.health is not None
+            else (self.config.source_health)
+        )
+
     def route(self, event: IncidentEvent) -> list[str]:
         """The sinks an event's alert goes to: its level's route; the peak level's route
-        for de-escalations and the all-clear, so whoever was paged hears it is over."""
+        for de-escalations and the all-clear, so whoever was paged hears it is over.
+        Source-health alerts use ``routes.source-health``, else their level's route."""
+        if event.rule == SOURCE_HEALTH:
+            routes = self.config.routes
+            sinks = routes.get(SOURCE_HEALTH) or routes.get(event.level) or routes.get("default")
+            return [s for s in sinks or [] if s in self.config.sinks]
         rule = self._rule_config(event.rule)
         if rule is None:
             return []
@@ -234,7 +279,11 @@ class Processor:
     def _alert(self, ev: IncidentEvent) -> Alert:
         rule = self._rule_config(ev.rule)
         window = rule_window(rule) if rule else timedelta(hours=1)
-        top = self.store.top_mentions(ev.brand, ev.at - window, ev.at + BUCKET, limit=5)
+        top = (
+            self.store.top_mentions(ev.brand, ev.at - window, ev.at + BUCKET, limit=5)
+            if ev.rule != SOURCE_HEALTH
+            else []
+        )
         return Alert(
             id=ev.alert_id,
             incident_id=ev.incident_id,
@@ -248,3 +297,7 @@ class Processor:
             top_mentions=tuple(top),
             drill=self.drill,
         )
+
+
+def _dump_times(times: Mapping[str, datetime]) -> str:
+    return json.dumps({k: v.isoformat() for k, v in sorted(times.items())})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,7 +249,10 @@ class Store:
         return [tuple(r) for r in self._read("SELECT brand, bucket, total, negative FROM buckets")]
 
     def load_engine_state(self) -> str | None:
-        rows = self._read("SELECT value FROM kv WHERE key = 'engine_state'")
+        return self.load_kv("engine_state")
+
+    def load_kv(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM kv WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
     def mention_count(self) -> int:
@@ -298,6 +301,7 @@ class Store:
         engine_state: str | None = None,
         events: Sequence[Any] = (),
         outbox: Sequence[tuple[Alert, Sequence[str]]] = (),
+        kv: Mapping[str, str] | None = None,
     ) -> None:
         """Write one processing step atomically.
 
@@ -351,6 +355,12 @@ class Store:
                         "INSERT INTO kv VALUES ('engine_state', ?) ON CONFLICT(key) DO UPDATE "
                         "SET value = excluded.value",
                         (engine_state,),
+                    )
+                for key, value in (kv or {}).items():
+                    c.execute(
+                        "INSERT INTO kv VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                        "SET value = excluded.value",
+                        (key, value),
                     )
                 for ev in events:
                     self._apply_event(c, ev)

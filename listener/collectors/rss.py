@@ -284,11 +284,14 @@ class RssCollector:
             old: dict[str, Any] = dict(state) if isinstance(state, Mapping) else {}
             interval = self._feeds[url]
             last = old.get("polled_at")
-            if interval is not None and isinstance(last, int | float):
-                if now.timestamp() - last < interval.total_seconds() - 1:
-                    feeds[url] = old  # this feed has its own, longer interval
-                    skipped += 1
-                    continue
+            if (
+                interval is not None
+                and isinstance(last, int | float)
+                and now.timestamp() - last < interval.total_seconds() - 1
+            ):
+                feeds[url] = old  # this feed has its own, longer interval
+                skipped += 1
+                continue
             polled += 1
             try:
                 found, new = self._poll_feed(url, old, now)

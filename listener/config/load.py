@@ -304,6 +304,10 @@ def _cross_check(config: Config, doc: _Doc) -> None:
         seen.add(brand.name.casefold())
     sinks = list(config.sinks)
     level_names = {lvl for rule in config.rules for lvl in rule.levels}
+    health_levels = {config.source_health.level} | {
+        src.health.level for src in config.sources.values() if src.health is not None
+    }
+    level_names |= {"source-health"} | health_levels
     rule_names: set[str] = set()
 
     def check_routes(routes: dict[str, list[str]], where: DocPath) -> None:
@@ -323,6 +327,23 @@ def _cross_check(config: Config, doc: _Doc) -> None:
                     )
 
     check_routes(config.routes, ("routes",))
+    for name, source in config.sources.items():
+        for j, wanted in enumerate(source.brands or []):
+            if wanted not in brand_names:
+                doc.problem(
+                    ("sources", name, "brands", j),
+                    f"unknown brand '{wanted}'",
+                    _hint(brand_names, wanted, "brands"),
+                )
+    if config.sources and not any(
+        key in config.routes for key in ("source-health", "default", *health_levels)
+    ):
+        doc.problem(
+            ("routes",),
+            "source-health alerts have no route",
+            "add 'routes: {source-health: [sink, ...]}' so someone hears when a "
+            "source stops working",
+        )
     for i, rule in enumerate(config.rules):
         if rule.name in rule_names:
             doc.problem(

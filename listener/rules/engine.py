@@ -34,7 +34,7 @@ only if a key reopens within the same second it last opened.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -182,10 +182,13 @@ def evaluate_rule(
     view: CountView,
     state: EngineState,
     now: datetime,
+    quiet: Container[str] = (),
 ) -> tuple[EngineState, list[IncidentEvent]]:
     """Evaluate one rule for each of ``brands`` it applies to, at ``now``.
 
     ``brands`` are the configured brand names; the rule's own brand list filters them.
+    Brands in ``quiet`` cannot open a new incident (their windows hold backfilled
+    history); their timers still run and their open incidents still move.
     Returns a new state (``state`` is not changed) and the events, in brand order.
     Exceptions from conditions propagate, with ``state`` untouched.
     """
@@ -193,7 +196,9 @@ def evaluate_rule(
     updates: dict[tuple[str, str], KeyState] = {}
     events: list[IncidentEvent] = []
     for brand in _rule_brands(rule, brands):
-        key_state, event = _evaluate_key(rule, brand, view, state.get(rule.name, brand), now)
+        key_state, event = _evaluate_key(
+            rule, brand, view, state.get(rule.name, brand), now, brand in quiet
+        )
         updates[(rule.name, brand)] = key_state
         if event is not None:
             events.append(event)
@@ -221,6 +226,7 @@ def _evaluate_key(
     view: CountView,
     key_state: KeyState,
     now: datetime,
+    quiet: bool = False,
 ) -> tuple[KeyState, IncidentEvent | None]:
     incident = key_state.incident
     current = rule.level(incident.level) if incident is not None else None
@@ -248,7 +254,7 @@ def _evaluate_key(
             target = level
 
     if incident is None:
-        if target is None:
+        if target is None or quiet:
             return KeyState(timers, None), None
         opened = Incident(
             id=incident_id(now, rule.name, brand),

@@ -14,7 +14,8 @@ from listener.config.schema import Config
 from listener.errors import StoreError
 from listener.metrics import Metrics
 from listener.model import Author, Mention
-from listener.processor import Processor
+from listener.processor import BUCKET, Processor
+from listener.rules.source_health import SourceStatus
 from listener.store import Store
 
 CONFIG = """
@@ -92,7 +93,7 @@ def test_backfill_is_stored_but_cannot_raise_a_spike(tmp_path: Path, config: Con
     now = T0 + timedelta(days=3)
     old = [angry(i, T0 + timedelta(seconds=i)) for i in range(50)]
     result = p.ingest("news", old, now)
-    assert (result.new, result.backfill) == (50, 50)
+    assert (result.new, result.stale) == (50, 50)
     assert p.evaluate(now) == []
     assert p.store.mention_count() == 50
 
@@ -221,3 +222,66 @@ def test_store_rejects_newer_schema(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer listener"):
         Store.open(path)
+
+
+def test_backfill_counts_into_baseline_but_cannot_open_an_incident(
+    tmp_path: Path, config: Config
+) -> None:
+    """A first poll's history moves the windows but opens nothing, even after a restart;
+    fresh mentions after the quiet span open incidents as usual."""
+    p = open_processor(tmp_path / "s.db", config)
+    history = [angry(i, T0 - timedelta(minutes=i % 10)) for i in range(30)]
+    p.ingest("news", history, T0, backfill=True)
+    assert p.windows.count("Acme", "negative", T0 - timedelta(minutes=15), T0 + BUCKET) == 30
+    assert p.evaluate(T0 + timedelta(minutes=1)) == []
+    p.store.close()
+    p2 = open_processor(tmp_path / "s.db", config)  # the quiet span survives a restart
+    assert p2.evaluate(T0 + timedelta(minutes=5)) == []
+    later = T0 + timedelta(minutes=40)
+    p2.ingest("news", [angry(100 + i, later) for i in range(6)], later)
+    assert [a.kind for a in p2.evaluate(later + timedelta(seconds=30))] == ["opened"]
+
+
+def test_source_health_incident_opens_routes_and_resolves(tmp_path: Path, config: Config) -> None:
+    """A source failing past failing_after opens a source-health incident routed like its
+    level; the first success resolves it."""
+    text = CONFIG.replace("routes:\n", "routes:\n  source-health: [pager]\n").replace(
+        "rules:\n",
+        "sources:\n  news: {type: rss, urls: ['http://127.0.0.1:9/f'],"
+        " health: {failing_after: 20m}}\nrules:\n",
+    )
+    cfg = load_config_text(text, "rules.yaml", {})
+    p = open_processor(tmp_path / "s.db", cfg)
+    started = SourceStatus(since=T0)
+    assert p.evaluate(T0 + timedelta(minutes=19), {"news": started}) == []
+    (opened,) = p.evaluate(T0 + timedelta(minutes=21), {"news": started})
+    assert (opened.kind, opened.rule, opened.brand, opened.level) == (
+        "opened",
+        "source-health",
+        "news",
+        "watch",
+    )
+    assert opened.facts[0].value == 21.0
+    assert p.store.outbox_pending() == {"pager": 1}
+    assert p.evaluate(T0 + timedelta(minutes=30), {"news": started}) == []
+    healthy = SourceStatus(since=T0, last_success_at=T0 + timedelta(minutes=31))
+    (resolved,) = p.evaluate(T0 + timedelta(minutes=32), {"news": healthy})
+    assert resolved.kind == "resolved"
+    assert resolved.incident_id == opened.incident_id
+    assert p.store.outbox_pending() == {"pager": 2}
+
+
+def test_silent_source_raises_source_health(tmp_path: Path, config: Config) -> None:
+    """With silent_after, a source that polls fine but brings nothing new is an incident."""
+    text = CONFIG.replace(
+        "rules:\n",
+        "sources:\n  news: {type: rss, urls: ['http://127.0.0.1:9/f']}\n"
+        "source_health: {failing_after: 1h, silent_after: 2h, level: crisis}\nrules:\n",
+    )
+    p = open_processor(tmp_path / "s.db", load_config_text(text, "rules.yaml", {}))
+    now = T0 + timedelta(hours=3)
+    status = SourceStatus(since=T0, last_success_at=now, last_new_at=T0 + timedelta(minutes=30))
+    (opened,) = p.evaluate(now, {"news": status})
+    assert opened.level == "crisis"
+    assert [f.value for f in opened.facts] == [0.0, 150.0]
+    assert p.store.outbox_pending() == {"ops": 1, "pager": 1}

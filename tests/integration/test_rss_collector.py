@@ -565,7 +565,8 @@ def test_feeds_with_their_own_interval_are_skipped_until_due(server: FeedServer)
         collector.close()
     assert len(server.requests_for("/fast")) == 3
     assert len(server.requests_for("/slow")) == 2
-    assert second.notes["skipped"] == 1 and third.notes["skipped"] == 0
+    assert second.notes["skipped"] == 1
+    assert third.notes["skipped"] == 0
 
 
 def test_first_poll_of_a_feed_is_backfill(server: FeedServer) -> None:

@@ -226,3 +226,25 @@ def test_parse_duration_rejects(bad: object) -> None:
     """Anything else is a ValueError that lists the accepted forms."""
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)
+
+
+def test_source_cross_checks() -> None:
+    """Sources name known brands, and source-health alerts must have a route."""
+    text = MINIMAL.replace(
+        "rules:\n",
+        "sources:\n  news: {type: rss, urls: ['http://x.test/f'], brands: [Acne]}\nrules:\n",
+    ).replace("default: [console]", "watch: [console]")
+    msgs = problems(text)
+    assert any("sources.news.brands[0]: unknown brand 'Acne'" in m for m in msgs)
+    text = text.replace("brands: [Acne]", "brands: [Acme]").replace(
+        "rules:\n", "source_health: {level: urgent}\nrules:\n", 1
+    )
+    (msg,) = problems(text)
+    assert "routes: source-health alerts have no route" in msg
+
+
+def test_rss_source_needs_a_feed() -> None:
+    """An rss source with neither urls nor feeds is an error on the source."""
+    text = MINIMAL.replace("rules:\n", "sources:\n  news: {type: rss}\nrules:\n")
+    (msg,) = problems(text)
+    assert "sources.news: an rss source needs at least one entry in 'urls' or 'feeds'" in msg
