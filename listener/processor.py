@@ -132,8 +132,8 @@ class Processor:
 
         Mentions older than the window retention are stored (so they are never counted
         later) but move no window. A ``backfill`` batch (a source's first poll, reaching
-        into history) is counted into the baseline, but the brands it touched cannot open
-        an incident until the history has left the rules' windows: day one cannot raise
+        into history) is counted into the baseline, but a brand it touched cannot open an
+        incident until that history has left the longest rule window: day one cannot raise
         a false spike. Mentions dated in the future count now.
         """
         with self._lock:
@@ -144,7 +144,7 @@ class Processor:
             fresh = [m for k, m in batch.items() if k not in seen]
             oldest = now - self.windows.retention
             quiet_until = dict(self.quiet_until)
-            quiet_end = now + self.quiet_span()
+            span = self.quiet_span()
             scored: list[ScoredMention] = []
             matched = negative = stale = 0
             for m in fresh:
@@ -157,16 +157,18 @@ class Processor:
                     continue
                 matched += 1
                 negative += s.negative
+                for brand in brands:
+                    self.metrics.matches.labels(brand=brand).inc()
+                    self.metrics.scored.labels(brand=brand, sentiment=sentiment.label).inc()
                 at = min(m.created_at, now)
                 if at < oldest:
                     stale += 1
                     continue
                 for brand in brands:
-                    if backfill and quiet_until.get(brand, now) < quiet_end:
-                        quiet_until[brand] = quiet_end
+                    # history is quiet until it has left the longest rule window
+                    if backfill and quiet_until.get(brand, now) < at + span:
+                        quiet_until[brand] = at + span
                     self.windows.add(brand, at, s.negative)
-                    self.metrics.matches.labels(brand=brand).inc()
-                    self.metrics.scored.labels(brand=brand, sentiment=sentiment.label).inc()
             try:
                 self.store.commit(
                     now=now,

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -52,11 +52,11 @@ sinks:
 """
 
 
-def rss(items: list[tuple[str, str]]) -> bytes:
-    now = format_datetime(datetime.now(UTC))
+def rss(items: list[tuple[str, str]], age: timedelta = timedelta(0)) -> bytes:
+    when = format_datetime(datetime.now(UTC) - age)
     entries = "".join(
         f"<item><guid>{guid}</guid><title>{title}</title><link>https://news.test/{guid}</link>"
-        f"<pubDate>{now}</pubDate></item>"
+        f"<pubDate>{when}</pubDate></item>"
         for guid, title in items
     )
     return (
@@ -174,7 +174,10 @@ class Daemon:
 @pytest.fixture
 def feed() -> Iterator[FeedServer]:
     with FeedServer() as server:
-        server.route("/feed.xml", Route(body=rss([("calm", "Acme has a new logo")])))
+        # what the feed held before the daemon started: history from a few hours ago
+        server.route(
+            "/feed.xml", Route(body=rss([("calm", "Acme has a new logo")], age=timedelta(hours=3)))
+        )
         yield server
 
 
