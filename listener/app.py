@@ -21,8 +21,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from listener.clock import Clock, SystemClock
-from listener.collectors import build_collector
 from listener.collectors.base import Collector
+from listener.components import build_collectors, build_sinks
 from listener.config.load import load_config
 from listener.config.schema import Config, SourceConfig
 from listener.errors import CollectorError, ConfigError, ListenerError, RateLimited
@@ -32,7 +32,6 @@ from listener.metrics import Metrics
 from listener.processor import Processor
 from listener.rules.source_health import SourceStatus
 from listener.settings import Settings
-from listener.sinks import build_sink
 from listener.sinks.base import Sink
 from listener.sinks.delivery import Deliverer
 from listener.store import Store
@@ -127,7 +126,12 @@ class Daemon:
             raise ListenerError(
                 f"cannot listen on {self.settings.listen}: {exc.strerror}"
             ) from None
-        await self.apply(config)
+        try:
+            await self.apply(config)
+        except ConfigError:
+            await self.api.stop()
+            self.store.close()
+            raise
         self.scheduler.add_job(
             self._evaluate,
             IntervalTrigger(seconds=self.settings.evaluate_every.total_seconds()),
@@ -200,10 +204,14 @@ class Daemon:
         assert self.processor is not None
         assert self.scheduler is not None
         old_sinks = self.sinks
-        collectors = {
-            name: build_collector(name, cfg, config.brands) for name, cfg in config.sources.items()
-        }
-        sinks = {name: build_sink(name, cfg) for name, cfg in config.sinks.items()}
+        collectors = build_collectors(config, self.settings.config)
+        try:
+            sinks = build_sinks(config, self.settings.config)
+        except ConfigError:
+            for collector in collectors.values():
+                with contextlib.suppress(Exception):
+                    collector.close()
+            raise
         await self._stop_delivery()
         await self._close_sinks(old_sinks)
         for job in self.scheduler.get_jobs():
@@ -256,6 +264,11 @@ class Daemon:
         try:
             REDACTOR.update(config_secrets(config))
             await self.apply(config)
+        except ConfigError as exc:  # a source or sink could not be built: keep the old config
+            self.metrics.config_reloads.labels(outcome="error").inc()
+            for problem in exc.problems:
+                log.error("reload_rejected", problem=str(problem))
+            return
         except Exception as exc:  # building a component failed: keep running what we can
             self.metrics.config_reloads.labels(outcome="error").inc()
             log.error("reload_failed", error_type=type(exc).__name__, error=str(exc))

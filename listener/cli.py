@@ -86,10 +86,26 @@ def _config_path(given: str | None) -> str:
 
 
 def _check(path: str | None) -> int:
+    import contextlib
+
+    from listener.components import build_collectors, build_sinks
     from listener.config.load import load_config
 
     path = _config_path(path)
     config = load_config(path)
+    problems = []
+    try:  # constructors validate what the schema cannot (e.g. an X query too long)
+        for collector in build_collectors(config, path).values():
+            with contextlib.suppress(Exception):
+                collector.close()
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    try:
+        build_sinks(config, path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
     print(
         f"{path}: ok ({len(config.brands)} brands, {len(config.sources)} sources, "
         f"{len(config.rules)} rules, {len(config.sinks)} sinks)"

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TextIO
 
 from listener.clock import ManualClock
+from listener.components import build_sinks
 from listener.config.schema import BrandConfig, Config
 from listener.metrics import Metrics
 from listener.model import Alert, Author, Engagement, Mention
 from listener.processor import Processor
-from listener.sinks import build_sink
 from listener.sinks.base import Sink
 from listener.sinks.delivery import Deliverer
 from listener.store import Store
@@ -163,9 +163,7 @@ async def run_drill(
     metrics = Metrics()
     try:
         processor = Processor(config, store, metrics, drill=True)
-        sinks: dict[str, Sink] = (
-            {name: build_sink(name, cfg) for name, cfg in config.sinks.items()} if deliver else {}
-        )
+        sinks: dict[str, Sink] = build_sinks(config, "rules.yaml") if deliver else {}
         deliverer = Deliverer(
             store, sinks, {n: c.delivery for n, c in config.sinks.items()}, metrics, clock
         )

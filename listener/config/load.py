@@ -76,7 +76,7 @@ class _Doc:
         )
 
     def build(self, node: yaml.Node, path: DocPath, env: Mapping[str, str]) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+        self.lines.setdefault(path, node.start_mark.line + 1)  # a key's own line wins
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -422,3 +422,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
     return load_config_text(text, str(path), env)
+
+
+def line_of(file: str | Path, path: DocPath) -> int | None:
+    """The line of ``path`` in a rules file (for problems found after loading)."""
+    try:
+        _, doc = parse_yaml(Path(file).read_text(encoding="utf-8"), str(file), env={})
+    except (OSError, ConfigError):
+        return None
+    return doc.line(path)

@@ -156,11 +156,15 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
 
 
 def test_failing_source_is_retried_and_reported(tmp_path: Path, receiver: WebhookReceiver) -> None:
-    """A feed answering 500 is counted, backed off, shown in /readyz; the daemon keeps running."""
+    """A feed answering 500 is counted, backed off, shown in /readyz, and raises a
+    source-health alert that resolves when the feed recovers; the daemon keeps running."""
     with FeedServer() as feed:
         feed.route("/feed.xml", Route(status=500, body=b"boom"))
         config = tmp_path / "rules.yaml"
-        config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=receiver.url("/hook")))
+        rules = RULES.format(feed=feed.url("/feed.xml"), hook=receiver.url("/hook"))
+        config.write_text(
+            rules.replace("    jitter: 0s\n", "    jitter: 0s\n    health: {failing_after: 2s}\n")
+        )
         daemon = Daemon(config, tmp_path / "state.db")
         try:
             daemon.wait_metric(
@@ -173,8 +177,19 @@ def test_failing_source_is_retried_and_reported(tmp_path: Path, receiver: Webhoo
             assert source["consecutive_failures"] >= 2
             assert "500" in source["last_error"]
             assert daemon.metric("listener_source_up", source="news") == 0
+            (opened,) = receiver.wait_for(1, timeout=30)
+            assert (opened.json["rule"], opened.json["brand"], opened.json["kind"]) == (
+                "source-health",
+                "news",
+                "opened",
+            )
             feed.route("/feed.xml", Route(body=rss(ANGRY[:1])))
             daemon.wait_metric("listener_source_up", 1, source="news")
+            resolved = receiver.wait_for(2, timeout=30)[1]
+            assert (resolved.json["kind"], resolved.json["incident_id"]) == (
+                "resolved",
+                opened.json["incident_id"],
+            )
             assert daemon.stop(signal.SIGINT) == 0
         finally:
             daemon.close()

@@ -33,6 +33,15 @@ sinks:
 """
 
 
+def _condition_types() -> list[str]:
+    import typing
+
+    from listener.config.schema import ConditionConfig
+
+    members = typing.get_args(typing.get_args(ConditionConfig)[0])
+    return [typing.get_args(m.model_fields["type"].annotation)[0] for m in members]
+
+
 def listener(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "listener", *args],
@@ -59,9 +68,9 @@ def test_check_broken_file_lists_problems_without_traceback(tmp_path: Path) -> N
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"error: {path}:3: brands[0].aliass: unknown key 'aliass' (hint: known keys: aliases, "
-        "exclusions, handles, hashtags, keywords, name; did you mean 'aliases'?)",
+        "exclude, exclusions, handles, hashtags, keywords, name, query; did you mean 'aliases'?)",
         f"error: {path}:8: rules[0].levels.critical.when.type: unknown condition type 'volum' "
-        "(hint: known condition types: all, any, negative_share, not, spike, volume; "
+        "(hint: known condition types: " + ", ".join(sorted(_condition_types())) + "; "
         "did you mean 'volume'?)",
     ]
     assert "Traceback" not in result.stderr
@@ -151,3 +160,25 @@ async def test_drill_reports_when_rules_miss_the_crisis() -> None:
     assert await run_drill(lax, out=out, deliver=False) == 1
     assert "did not open an incident" in out.getvalue()
     assert await run_drill(config, brand="Nope", out=out, deliver=False) == 2
+
+
+def test_check_reports_problems_found_when_building_sources(tmp_path: Path) -> None:
+    """An X search term too long for the API's query limit is a config error with its line."""
+    path = tmp_path / "rules.yaml"
+    long_alias = "a" * 80
+    path.write_text(
+        BROKEN.replace("aliass: [acme]", f"aliases: [{long_alias}]")
+        .replace("type: volum", "type: volume")
+        .replace(
+            "rules:",
+            "sources:\n  x:\n    type: twitter\n    bearer_token: t\n"
+            "    max_query_length: 64\nrules:",
+        )
+        .replace("critical: [console]", "default: [console]")
+    )
+    result = listener("check", str(path))
+    assert result.returncode == 2, result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}:5: sources.x: ")
+    assert long_alias in line
+    assert "Traceback" not in result.stderr
