@@ -130,7 +130,12 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
-AlertKind = Literal["opened", "escalated", "deescalated", "resolved"]
+AlertKind = Literal[
+    "opened", "escalated", "deescalated", "resolved", "reminder", "acknowledged", "handoff"
+]
+"""``reminder``: the incident is still open and unacknowledged after the repeat interval;
+``acknowledged``: someone took it; ``handoff``: nobody acknowledged it in time, so the next
+escalation route is paged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,27 @@ class MentionRef:
     followers: int | None
     created_at: datetime
     sentiment: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorRef:
+    """An author worth knowing in an incident: a detractor (many negative mentions)
+    or an amplifier (large reach)."""
+
+    handle: str
+    source: str
+    mentions: int
+    reach: float
+    role: Literal["detractor", "amplifier"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Who acknowledged an incident, when, and what they said."""
+
+    by: str
+    at: datetime
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +191,17 @@ class Alert:
     facts: tuple[Fact, ...]
     top_mentions: tuple[MentionRef, ...] = ()
     drill: bool = False
+    categories: tuple[tuple[str, int], ...] = ()
+    """The crisis categories driving the incident, with mention counts, largest first."""
+    authors: tuple[AuthorRef, ...] = ()
+    trend: tuple[int, ...] = ()
+    """Negative mentions per interval over the last hours, oldest first (for sparklines)."""
+    trend_step: int = 0
+    """Seconds per ``trend`` value."""
+    ack: Ack | None = None
+    opened_at: datetime | None = None
+    route: tuple[str, ...] = ()
+    """The escalation route the alert was sent on (e.g. social team, then PR lead)."""
 
     @property
     def title(self) -> str:
@@ -174,6 +211,10 @@ class Alert:
             "escalated": f"ESCALATED to {self.level.upper()}: {self.brand} — {self.rule}",
             "deescalated": f"De-escalated to {self.level}: {self.brand} — {self.rule}",
             "resolved": f"RESOLVED: {self.brand} — {self.rule}",
+            "reminder": f"STILL {self.level.upper()}: {self.brand} — {self.rule} (unacknowledged)",
+            "acknowledged": f"ACKNOWLEDGED ({self.level}): {self.brand} — {self.rule}",
+            "handoff": f"NOT ACKNOWLEDGED, escalating ({self.level.upper()}): "
+            f"{self.brand} — {self.rule}",
         }
         return prefix + verbs[self.kind]
 
@@ -183,6 +224,12 @@ class Alert:
         data["title"] = self.title
         for ref in data["top_mentions"]:
             ref["created_at"] = ref["created_at"].isoformat()
+        data["categories"] = [list(c) for c in self.categories]
+        data["trend"] = list(self.trend)
+        data["route"] = list(self.route)
+        data["opened_at"] = self.opened_at.isoformat() if self.opened_at else None
+        if self.ack is not None:
+            data["ack"] = {"by": self.ack.by, "at": self.ack.at.isoformat(), "note": self.ack.note}
         return data
 
     @classmethod
@@ -202,4 +249,21 @@ class Alert:
                 for m in data.get("top_mentions", ())
             ),
             drill=bool(data.get("drill", False)),
+            categories=tuple((str(c), int(n)) for c, n in data.get("categories", ())),
+            authors=tuple(AuthorRef(**a) for a in data.get("authors", ())),
+            trend=tuple(int(v) for v in data.get("trend", ())),
+            trend_step=int(data.get("trend_step", 0)),
+            ack=(
+                Ack(
+                    data["ack"]["by"],
+                    datetime.fromisoformat(data["ack"]["at"]),
+                    data["ack"].get("note", ""),
+                )
+                if data.get("ack")
+                else None
+            ),
+            opened_at=(
+                datetime.fromisoformat(data["opened_at"]) if data.get("opened_at") else None
+            ),
+            route=tuple(data.get("route", ())),
         )

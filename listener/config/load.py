@@ -22,6 +22,8 @@ from pydantic_core import ErrorDetails
 
 from listener.config.schema import Config
 from listener.errors import ConfigError, ConfigProblem
+from listener.matching.brands import compile_brand_query
+from listener.matching.query import QuerySyntaxError
 
 PathItem = str | int
 DocPath = tuple[PathItem, ...]
@@ -302,6 +304,11 @@ def _cross_check(config: Config, doc: _Doc) -> None:
                 "brand names must be unique",
             )
         seen.add(brand.name.casefold())
+        for field in ("query", "exclude"):
+            try:
+                compile_brand_query(brand, field)
+            except QuerySyntaxError as exc:
+                doc.problem(("brands", i, field), exc.detail, exc.hint)
     sinks = list(config.sinks)
     level_names = {lvl for rule in config.rules for lvl in rule.levels}
     health_levels = {config.source_health.level} | {

@@ -8,25 +8,49 @@ a config class in the schema union, a module here with a pure ``render_*`` and a
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from listener.config.schema import ConsoleSinkConfig, WebhookSinkConfig
-from listener.sinks.base import Sink
+from listener.config.schema import (
+    AlertmanagerSinkConfig,
+    ConsoleSinkConfig,
+    EmailSinkConfig,
+    PagerDutySinkConfig,
+    SlackSinkConfig,
+    WebhookSinkConfig,
+)
+from listener.sinks.base import Sink, SinkContext
 from listener.sinks.console import ConsoleSink
 from listener.sinks.webhook import WebhookSink
 
-SinkFactory = Callable[[str, Any], Sink]
+SinkFactory = Callable[[str, Any, SinkContext], Sink]
+
+
+def _lazy(module: str, cls: str) -> SinkFactory:
+    """Import a sink's module (and its client library) only when it is configured.
+    The class is built as ``cls(name, config, context=context)``."""
+
+    def build(name: str, config: Any, context: SinkContext) -> Sink:
+        sink: Sink = getattr(importlib.import_module(module), cls)(name, config, context=context)
+        return sink
+
+    return build
+
 
 _FACTORIES: dict[type[BaseModel], SinkFactory] = {
-    ConsoleSinkConfig: ConsoleSink,
-    WebhookSinkConfig: WebhookSink,
+    ConsoleSinkConfig: lambda name, config, context: ConsoleSink(name, config),
+    WebhookSinkConfig: lambda name, config, context: WebhookSink(name, config),
+    SlackSinkConfig: _lazy("listener.sinks.slack", "SlackSink"),
+    AlertmanagerSinkConfig: _lazy("listener.sinks.alertmanager", "AlertmanagerSink"),
+    PagerDutySinkConfig: _lazy("listener.sinks.pagerduty", "PagerDutySink"),
+    EmailSinkConfig: _lazy("listener.sinks.email", "EmailSink"),
 }
 
 SINK_FACTORIES: Mapping[type[BaseModel], SinkFactory] = _FACTORIES
-"""Every registered sink type: config class → ``factory(name, config)`` (read-only view)."""
+"""Every registered sink type: config class → ``factory(name, config, context)``."""
 
 
 def _tag(config_class: type[BaseModel]) -> str:
@@ -35,7 +59,7 @@ def _tag(config_class: type[BaseModel]) -> str:
     return str(args[0]) if args else config_class.__name__
 
 
-def build_sink(name: str, config: BaseModel) -> Sink:
+def build_sink(name: str, config: BaseModel, context: SinkContext | None = None) -> Sink:
     """Build the sink named ``name`` from its validated config block.
 
     Raises ``ValueError`` (naming the known types) when no sink is registered for
@@ -48,7 +72,7 @@ def build_sink(name: str, config: BaseModel) -> Sink:
             f"sink {name!r}: no sink type is registered for {type(config).__name__}; "
             f"known types: {known}"
         )
-    return factory(name, config)
+    return factory(name, config, context if context is not None else SinkContext())
 
 
-__all__ = ["SINK_FACTORIES", "Sink", "SinkFactory", "build_sink"]
+__all__ = ["SINK_FACTORIES", "Sink", "SinkContext", "SinkFactory", "build_sink"]

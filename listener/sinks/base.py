@@ -8,8 +8,10 @@ outbox belong to :mod:`listener.sinks.delivery`, never to a sink.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from listener.clock import Clock, SystemClock
 from listener.model import Alert
 
 
@@ -27,3 +29,39 @@ class Sink(Protocol):
     async def healthcheck(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+class SinkState(Protocol):
+    """Small durable key-value state a sink keeps across restarts (a Slack message ts
+    per incident, the last Alertmanager post). Keys and values are strings; each sink
+    sees only its own keys."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemorySinkState:
+    """A :class:`SinkState` that lives only as long as the process (tests, the drill)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def set(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What the framework hands a sink when building it."""
+
+    state: SinkState = field(default_factory=MemorySinkState)
+    clock: Clock = field(default_factory=SystemClock)

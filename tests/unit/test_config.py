@@ -248,3 +248,15 @@ def test_rss_source_needs_a_feed() -> None:
     text = MINIMAL.replace("rules:\n", "sources:\n  news: {type: rss}\nrules:\n")
     (msg,) = problems(text)
     assert "sources.news: an rss source needs at least one entry in 'urls' or 'feeds'" in msg
+
+
+def test_broken_brand_query_has_line_column_and_hint() -> None:
+    """A syntax error in a brand query names the line, the path and the column."""
+    text = MINIMAL.replace("  - name: Acme\n", '  - name: Acme\n    query: "(acme OR @acme"\n')
+    (msg,) = problems(text)
+    assert msg.startswith("rules.yaml:3: brands[0].query: expected ')' at column 15")
+    assert "hint:" in msg
+    text = MINIMAL.replace("  - name: Acme\n", "  - name: Acme\n    exclude: hiring AND\n")
+    (msg,) = problems(text)
+    assert "brands[0].exclude:" in msg
+    assert "column" in msg
