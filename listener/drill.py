@@ -10,10 +10,11 @@ is marked as a drill. Nothing touches the network unless a configured sink does.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -24,6 +25,7 @@ from listener.config.schema import BrandConfig, Config
 from listener.metrics import Metrics
 from listener.model import Alert, Author, Engagement, Mention
 from listener.processor import Processor
+from listener.rules.engine import max_lookback
 from listener.sinks.base import Sink
 from listener.sinks.delivery import Deliverer
 from listener.store import Store
@@ -71,7 +73,8 @@ OTHER = (
 class Scenario:
     """Deterministic mentions for one brand, minute by minute."""
 
-    def __init__(self, brand: BrandConfig, seed: int) -> None:
+    def __init__(self, brand: BrandConfig, seed: int, baseline_minutes: int = 180) -> None:
+        self.script = (replace(SCENARIO[0], minutes=baseline_minutes), *SCENARIO[1:])
         self.rng = random.Random(seed)
         self.name = brand.search_terms[0]
         handle = brand.handles[0] if brand.handles else self.name
@@ -82,11 +85,11 @@ class Scenario:
 
     @property
     def minutes(self) -> int:
-        return sum(p.minutes for p in SCENARIO)
+        return sum(p.minutes for p in self.script)
 
     def phases(self) -> Iterator[tuple[int, Phase]]:
         start = 0
-        for phase in SCENARIO:
+        for phase in self.script:
             yield start, phase
             start += phase.minutes
 
@@ -94,7 +97,7 @@ class Scenario:
         for start, phase in self.phases():
             if start <= minute < start + phase.minutes:
                 return phase
-        return SCENARIO[-1]
+        return self.script[-1]
 
     def mentions(self, minute: int, at: datetime) -> list[Mention]:
         phase = self.phase_at(minute)
@@ -167,7 +170,9 @@ async def run_drill(
         deliverer = Deliverer(
             store, sinks, {n: c.delivery for n, c in config.sinks.items()}, metrics, clock
         )
-        scenario = Scenario(chosen, seed)
+        # the quiet baseline must be long enough for every rule to warm up
+        history = max_lookback(processor.rules) + timedelta(minutes=30)
+        scenario = Scenario(chosen, seed, max(180, math.ceil(history.total_seconds() / 60)))
         total = scenario.minutes
         print(
             f"listener drill: a simulated outage crisis for brand {chosen.name!r}, "

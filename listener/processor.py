@@ -37,8 +37,8 @@ from listener.rules.engine import (
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.scoring.base import Scorer
 from listener.scoring.sentiment import VaderScorer
-from listener.scoring.velocity import VelocityWindows
-from listener.store import Store
+from listener.scoring.velocity import Sample, VelocityWindows
+from listener.store import Store, reach_of
 
 log = structlog.get_logger("listener.processor")
 
@@ -61,6 +61,39 @@ def rule_window(rule: RuleConfig) -> timedelta:
 def retention_for(rules: Sequence[CompiledRule]) -> timedelta:
     """Buckets are kept for the longest look-back of any rule (at least an hour), plus a margin."""
     return max(max_lookback(rules), timedelta(hours=1)) + timedelta(minutes=10)
+
+
+def distinct_retention_for(rules: Sequence[CompiledRule]) -> timedelta:
+    """Author and story sets are kept for the longest look-back of a rule on voices or
+    stories (at least an hour), plus a margin; counts may be kept far longer."""
+    return max(max_lookback(rules, distinct=True), timedelta(hours=1)) + timedelta(minutes=10)
+
+
+def windows_for(rules: Sequence[CompiledRule]) -> VelocityWindows:
+    """Empty velocity windows sized for these rules."""
+    return VelocityWindows(
+        bucket=BUCKET,
+        retention=retention_for(rules),
+        distinct_retention=distinct_retention_for(rules),
+    )
+
+
+def sample_of(s: ScoredMention) -> Sample:
+    """What the velocity windows count of a scored mention.
+
+    Story ids and crisis categories are not wired yet (``story=None``, ``categories=()``).
+    """
+    m = s.mention
+    label = s.sentiment.label
+    return Sample(
+        negative=label == "negative",
+        positive=label == "positive",
+        compound=s.sentiment.compound,
+        reach=reach_of(s),
+        author=f"{m.source}:{m.author.handle}" if m.author.handle else None,
+        source=m.source,
+        language=m.language,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +126,7 @@ class Processor:
         self.config = config
         self.matcher = BrandMatcher(config.brands)
         self.rules = compile_rules(config)
-        self.windows = VelocityWindows(bucket=BUCKET, retention=retention_for(self.rules))
+        self.windows = windows_for(self.rules)
         self.state = EngineState()
         self.quiet_until: dict[str, datetime] = {}
         self._load_state()
@@ -103,7 +136,7 @@ class Processor:
         self.quiet_until = {
             brand: datetime.fromisoformat(at) for brand, at in json.loads(raw_quiet or "{}").items()
         }
-        self.windows = VelocityWindows(bucket=BUCKET, retention=retention_for(self.rules))
+        self.windows = windows_for(self.rules)
         self.windows.load(self.store.load_buckets())
         self.windows.drain_dirty()
         raw = self.store.load_engine_state()
@@ -116,6 +149,7 @@ class Processor:
             rules = compile_rules(config)
             self.config, self.matcher, self.rules = config, matcher, rules
             self.windows.retention = retention_for(rules)
+            self.windows.distinct_retention = distinct_retention_for(rules)
 
     # ------------------------------------------------------------------ ingest
 
@@ -168,7 +202,7 @@ class Processor:
                     # history is quiet until it has left the longest rule window
                     if backfill and quiet_until.get(brand, now) < at + span:
                         quiet_until[brand] = at + span
-                    self.windows.add(brand, at, s.negative)
+                    self.windows.add(brand, at, sample_of(s))
             try:
                 self.store.commit(
                     now=now,

@@ -25,7 +25,10 @@ from listener.collectors.base import Cursor
 from listener.errors import StoreError
 from listener.model import Alert, Fact, MentionRef, ScoredMention
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2: ``buckets`` holds one JSON blob per bucket (``listener.scoring.velocity``).
+Opening a version-1 file drops and recreates the ``buckets`` table, so velocity window
+history (and the rules' warm-up) restarts once after the upgrade; nothing else changes."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mentions (
@@ -57,8 +60,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 CREATE TABLE IF NOT EXISTS buckets (
     brand TEXT NOT NULL,
     bucket INTEGER NOT NULL,
-    total INTEGER NOT NULL,
-    negative INTEGER NOT NULL,
+    data TEXT NOT NULL,
     PRIMARY KEY (brand, bucket)
 );
 CREATE TABLE IF NOT EXISTS kv (
@@ -175,6 +177,17 @@ def reach_of(scored: ScoredMention) -> float:
     )
 
 
+def _migrate_buckets(conn: sqlite3.Connection) -> None:
+    """Schema 1 → 2: drop a ``buckets`` table of (brand, bucket, total, negative) counts.
+
+    The table is recreated empty in the JSON form, so window history restarts once.
+    Idempotent: a table already in the new form (a crash before the version was set) stays.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(buckets)")}
+    if columns and "data" not in columns:
+        conn.execute("DROP TABLE buckets")
+
+
 class Store:
     """SQLite-backed state. Open with :meth:`open`; close with :meth:`close`."""
 
@@ -201,6 +214,8 @@ class Store:
                     f"{SCHEMA_VERSION}; it was written by a newer listener (upgrade, or point "
                     "--state at another file)"
                 )
+            if version < 2:
+                _migrate_buckets(conn)
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -245,8 +260,12 @@ class Store:
         rows = self._read("SELECT cursor FROM cursors WHERE source = ?", (source,))
         return json.loads(rows[0][0]) if rows else None
 
-    def load_buckets(self) -> list[tuple[str, int, int, int]]:
-        return [tuple(r) for r in self._read("SELECT brand, bucket, total, negative FROM buckets")]
+    def load_buckets(self) -> list[tuple[str, int, str]]:
+        """Every stored window bucket as ``(brand, bucket_start, json)``."""
+        return [
+            (str(b), int(k), str(d))
+            for b, k, d in self._read("SELECT brand, bucket, data FROM buckets")
+        ]
 
     def load_engine_state(self) -> str | None:
         return self.load_kv("engine_state")
@@ -296,7 +315,7 @@ class Store:
         now: datetime,
         mentions: Sequence[ScoredMention] = (),
         cursor: tuple[str, Cursor] | None = None,
-        buckets: Sequence[tuple[str, int, int, int]] = (),
+        buckets: Sequence[tuple[str, int, str]] = (),
         prune_buckets_before: int | None = None,
         engine_state: str | None = None,
         events: Sequence[Any] = (),
@@ -344,8 +363,8 @@ class Store:
                         (cursor[0], json.dumps(cursor[1]), t),
                     )
                 c.executemany(
-                    "INSERT INTO buckets VALUES (?,?,?,?) ON CONFLICT(brand, bucket) DO UPDATE "
-                    "SET total = excluded.total, negative = excluded.negative",
+                    "INSERT INTO buckets VALUES (?,?,?) ON CONFLICT(brand, bucket) DO UPDATE "
+                    "SET data = excluded.data",
                     buckets,
                 )
                 if prune_buckets_before is not None:

@@ -32,7 +32,9 @@ class Strict(BaseModel):
 
 class BrandConfig(Strict):
     """A brand to watch. A mention matches when any alias, handle, hashtag or keyword
-    occurs in it (whole words, case- and Unicode-insensitive) and no exclusion does."""
+    occurs in it (whole words, case- and Unicode-insensitive), or when the boolean
+    ``query`` matches; and no exclusion phrase occurs and the ``exclude`` query does
+    not match."""
 
     name: Annotated[str, Field(min_length=1, max_length=80)]
     aliases: list[Annotated[str, Field(min_length=1)]] = []
@@ -40,6 +42,8 @@ class BrandConfig(Strict):
     hashtags: list[Annotated[str, Field(min_length=1)]] = []
     keywords: list[Annotated[str, Field(min_length=1)]] = []
     exclusions: list[Annotated[str, Field(min_length=1)]] = []
+    query: str | None = None
+    exclude: str | None = None
 
     @property
     def search_terms(self) -> list[str]:
@@ -175,11 +179,14 @@ SourceConfig = Annotated[
 
 
 class DeliveryConfig(Strict):
-    """How the outbox retries a sink: exponential backoff with jitter, up to ``max_age``."""
+    """How the outbox delivers to a sink: exponential backoff with jitter up to ``max_age``,
+    at most ``max_per_minute`` sends, and storms grouped into one digest."""
 
     initial_backoff: PositiveDuration = timedelta(seconds=1)
     max_backoff: PositiveDuration = timedelta(minutes=5)
     max_age: PositiveDuration = timedelta(hours=24)
+    max_per_minute: Annotated[int, Field(ge=1)] | None = None
+    group_over: Annotated[int, Field(ge=2)] | None = None
 
 
 class ConsoleSinkConfig(Strict):
@@ -191,11 +198,13 @@ class ConsoleSinkConfig(Strict):
 
 
 class WebhookSinkConfig(Strict):
-    """POST each alert as JSON to a URL, with an ``Idempotency-Key`` header."""
+    """POST each alert as JSON to a URL, with an ``Idempotency-Key`` header and, with a
+    ``secret``, an HMAC-SHA256 signature over the timestamp and body."""
 
     type: Literal["webhook"]
     url: SecretStr
     headers: dict[str, SecretStr] = {}
+    secret: SecretStr | None = None
     timeout: PositiveDuration = timedelta(seconds=10)
     delivery: DeliveryConfig = DeliveryConfig()
 
@@ -207,29 +216,138 @@ class WebhookSinkConfig(Strict):
         return value
 
 
-SinkConfig = Annotated[ConsoleSinkConfig | WebhookSinkConfig, Field(discriminator="type")]
+class SlackSinkConfig(Strict):
+    """Slack: an incoming webhook, or the Web API with a bot token (one message per
+    incident, updated in place, every change threaded under it)."""
+
+    type: Literal["slack"]
+    webhook_url: SecretStr | None = None
+    token: SecretStr | None = None
+    channel: str | None = None
+    api_url: HttpUrl = "https://slack.com/api/"
+    mentions: dict[str, str] = {}
+    timeout: PositiveDuration = timedelta(seconds=10)
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackSinkConfig:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("a slack sink needs exactly one of 'webhook_url' and 'token'")
+        if self.token is not None and not self.channel:
+            raise ValueError("a slack sink with a bot 'token' needs a 'channel'")
+        return self
+
+
+class AlertmanagerSinkConfig(Strict):
+    """Prometheus Alertmanager: alerts posted to ``/api/v2/alerts`` with labels and
+    annotations, re-posted while firing, resolved with ``endsAt``."""
+
+    type: Literal["alertmanager"]
+    url: HttpUrl
+    labels: dict[str, str] = {}
+    headers: dict[str, SecretStr] = {}
+    resend_every: PositiveDuration = timedelta(minutes=1)
+    expire_after: PositiveDuration = timedelta(minutes=5)
+    timeout: PositiveDuration = timedelta(seconds=10)
+    delivery: DeliveryConfig = DeliveryConfig()
+
+
+class PagerDutySinkConfig(Strict):
+    """PagerDuty Events API v2: trigger, acknowledge and resolve with the incident as
+    the dedup key."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr
+    api_url: HttpUrl = "https://events.pagerduty.com"
+    severities: dict[str, Literal["critical", "error", "warning", "info"]] = {}
+    timeout: PositiveDuration = timedelta(seconds=10)
+    delivery: DeliveryConfig = DeliveryConfig()
+
+
+class EmailSinkConfig(Strict):
+    """Email over SMTP with a plain-text and an HTML part."""
+
+    type: Literal["email"]
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: Annotated[str, Field(alias="from", min_length=3)]
+    to: Annotated[list[Annotated[str, Field(min_length=3)]], Field(min_length=1)]
+    subject_prefix: str = "[listener]"
+    timeout: PositiveDuration = timedelta(seconds=15)
+    delivery: DeliveryConfig = DeliveryConfig()
+
+
+SinkConfig = Annotated[
+    ConsoleSinkConfig
+    | WebhookSinkConfig
+    | SlackSinkConfig
+    | AlertmanagerSinkConfig
+    | PagerDutySinkConfig
+    | EmailSinkConfig,
+    Field(discriminator="type"),
+]
 
 
 # --------------------------------------------------------------------------- conditions
 
-Metric = Literal["total", "negative"]
+Metric = Literal[
+    "total",
+    "negative",
+    "positive",
+    "reach",
+    "negative_reach",
+    "voices",
+    "negative_voices",
+    "stories",
+    "negative_stories",
+]
+"""What a count-based condition counts per window (see docs/rules.md, conditions):
+mentions (``total``, ``negative``, ``positive``), summed reach (``reach``,
+``negative_reach``), distinct authors (``voices``, ``negative_voices``) and distinct
+stories (``stories``, ``negative_stories``)."""
+
+Measure = Literal[Metric, "sentiment_sum"]
+"""Everything the velocity windows can sum: the metrics and the sum of sentiment scores."""
+
+ShareMetric = Literal["negative", "negative_reach", "negative_voices", "negative_stories"]
+"""The numerator of a negative share; its denominator is the matching all-mentions metric."""
+
+Direction = Literal["up", "down"]
+
+FilterValue = Annotated[str, Field(min_length=1)]
+SEASONAL_PERIODS = (timedelta(days=1), timedelta(days=7))
 
 
-class VolumeCondition(Strict):
-    """Holds when the mention count in the last ``window`` is at least ``above``."""
+class SeriesFilters(Strict):
+    """Optional filters of a condition's series: only mentions tagged with ``category``,
+    from the source named ``source``, in ``language`` (all given filters must match)."""
+
+    category: FilterValue | None = None
+    source: FilterValue | None = None
+    language: FilterValue | None = None
+
+
+class VolumeCondition(SeriesFilters):
+    """Holds when ``metric`` in the last ``window`` is at least ``above``."""
 
     type: Literal["volume"]
     metric: Metric = "negative"
     window: PositiveDuration
-    above: Annotated[int, Field(ge=1)]
+    above: Annotated[float, Field(ge=1)]
 
 
-class SpikeCondition(Strict):
-    """Holds when the count in the last ``window`` is ``ratio`` times the baseline rate.
+class SpikeCondition(SeriesFilters):
+    """Holds when ``metric`` in the last ``window`` is ``ratio`` times the baseline rate
+    (``direction: up``), or has fallen to the baseline divided by ``ratio`` (``down``).
 
-    The baseline is the mean count per ``window`` over the ``baseline`` span just before
-    the window, floored at ``min_baseline`` so that a quiet brand does not divide by zero;
-    the window must also hold at least ``min_volume`` mentions, so 0 → 1 never fires.
+    The baseline is the mean per ``window`` over the ``baseline`` span just before the
+    window. Up: the baseline is floored at ``min_baseline`` (a quiet brand never divides by
+    zero) and the window must hold at least ``min_volume``, so 0 → 1 never fires. Down:
+    the baseline itself must be at least ``min_volume``. With ``warmup`` the condition
+    does not hold before the brand has ``window + baseline`` of history.
     """
 
     type: Literal["spike"]
@@ -237,18 +355,102 @@ class SpikeCondition(Strict):
     window: PositiveDuration
     baseline: PositiveDuration = timedelta(hours=6)
     ratio: Annotated[float, Field(gt=1)] = 3.0
+    direction: Direction = "up"
     min_volume: Annotated[int, Field(ge=1)] = 10
     min_baseline: Annotated[float, Field(gt=0)] = 1.0
+    warmup: bool = True
 
 
-class NegativeShareCondition(Strict):
-    """Holds when at least ``above`` (0–1) of the mentions in ``window`` are negative
-    and there are at least ``min_volume`` mentions."""
+class NegativeShareCondition(SeriesFilters):
+    """Holds when at least ``above`` (0–1) of ``metric``'s whole in ``window`` is negative
+    (negative/total, negative_reach/reach, negative_voices/voices or
+    negative_stories/stories) and that whole is at least ``min_volume``."""
 
     type: Literal["negative_share"]
+    metric: ShareMetric = "negative"
     window: PositiveDuration
     above: Annotated[float, Field(gt=0, le=1)]
     min_volume: Annotated[int, Field(ge=1)] = 20
+
+
+class MeanSentimentCondition(SeriesFilters):
+    """Holds when the mean sentiment score (−1…1) of the mentions in ``window`` is at
+    most ``below`` and there are at least ``min_volume`` mentions."""
+
+    type: Literal["mean_sentiment"]
+    window: PositiveDuration
+    below: Annotated[float, Field(ge=-1, le=1)]
+    min_volume: Annotated[int, Field(ge=1)] = 20
+
+
+class ZScoreCondition(SeriesFilters):
+    """Holds when ``metric`` in the last ``window`` is ``threshold`` standard deviations
+    above (``up``) or below (``down``) the mean of the ``history`` windows before it.
+
+    The deviation is floored at ``min_deviation`` (a flat history cannot make any change
+    infinitely significant). Up: the window must hold at least ``min_volume``; down: the
+    historical mean must be at least ``min_volume``. With ``warmup`` the condition does
+    not hold before the brand has ``(history + 1) × window`` of history.
+    """
+
+    type: Literal["zscore"]
+    metric: Metric = "negative"
+    window: PositiveDuration
+    history: Annotated[int, Field(ge=2, le=1000)] = 24
+    threshold: Annotated[float, Field(gt=0)] = 3.0
+    direction: Direction = "up"
+    min_volume: Annotated[int, Field(ge=1)] = 10
+    min_deviation: Annotated[float, Field(gt=0)] = 1.0
+    warmup: bool = True
+
+
+class SeasonalCondition(SeriesFilters):
+    """Holds when ``metric`` in the last ``window`` is ``ratio`` times (``up``), or at most
+    1/``ratio`` of (``down``), the same window one ``period`` (``1d`` or ``7d``) earlier,
+    averaged over the last ``seasons`` periods: a Monday-morning rise is compared with
+    last Monday morning. Floors as for ``spike``. With ``warmup`` the condition does not
+    hold before the brand has ``seasons × period + window`` of history.
+    """
+
+    type: Literal["seasonal"]
+    metric: Metric = "negative"
+    window: PositiveDuration
+    period: Duration = timedelta(days=7)
+    seasons: Annotated[int, Field(ge=1, le=8)] = 1
+    ratio: Annotated[float, Field(gt=1)] = 3.0
+    direction: Direction = "up"
+    min_volume: Annotated[int, Field(ge=1)] = 10
+    min_baseline: Annotated[float, Field(gt=0)] = 1.0
+    warmup: bool = True
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: timedelta) -> timedelta:
+        if value not in SEASONAL_PERIODS:
+            raise ValueError("period must be 1d or 7d")
+        return value
+
+    @model_validator(mode="after")
+    def _window_within_period(self) -> SeasonalCondition:
+        if self.window > self.period:
+            raise ValueError("window must not be longer than period")
+        return self
+
+
+class RampCondition(SeriesFilters):
+    """Holds on a slow ramp: ``metric`` grew in each of the last ``steps`` windows (each
+    window more than the one before) and the latest is at least ``growth`` times the
+    window before the ramp (floored at 1) and at least ``min_volume``. With ``warmup`` the
+    condition does not hold before the brand has ``(steps + 1) × window`` of history.
+    """
+
+    type: Literal["ramp"]
+    metric: Metric = "negative"
+    window: PositiveDuration
+    steps: Annotated[int, Field(ge=2, le=100)] = 3
+    growth: Annotated[float, Field(gt=1)] = 2.0
+    min_volume: Annotated[int, Field(ge=1)] = 10
+    warmup: bool = True
 
 
 class AllCondition(Strict):
@@ -276,6 +478,10 @@ ConditionConfig = Annotated[
     VolumeCondition
     | SpikeCondition
     | NegativeShareCondition
+    | MeanSentimentCondition
+    | ZScoreCondition
+    | SeasonalCondition
+    | RampCondition
     | AllCondition
     | AnyCondition
     | NotCondition,

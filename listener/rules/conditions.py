@@ -1,9 +1,16 @@
-"""Rule conditions: pure checks of mention counts at a given ``now``.
+"""Rule conditions: pure checks of mention measures at a given ``now``.
 
-Every condition reads counts through a :class:`CountView` over half-open ranges
-``[start, end)`` (``VelocityWindows`` is the production view; its counts are bucketed,
+Every condition reads measures through a :class:`CountView` over half-open ranges
+``[start, end)`` (``VelocityWindows`` is the production view; its values are bucketed,
 see ``listener.scoring.velocity``) and returns a :class:`Check`: whether it holds and the
 :class:`~listener.model.Fact` values behind the decision, for alerts.
+
+Count-based conditions read one ``metric`` (mentions, negative mentions, reach, distinct
+voices or stories, …), optionally filtered to a category, source or language
+(:class:`Filters`). Conditions that compare with history (spike, zscore, seasonal, ramp)
+have a warm-up: with ``warmup`` they do not hold until the brand's ``first_seen`` is at
+least their :attr:`~Condition.lookback` before ``now`` (a fact says how much history
+there is), so a brand that has just appeared cannot "spike" against an empty past.
 
 Built from config by :func:`build_condition`, whose registry maps each condition config
 class to its builder.
@@ -11,6 +18,7 @@ class to its builder.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,11 +29,18 @@ from listener.config.schema import (
     AllCondition,
     AnyCondition,
     ConditionConfig,
+    Direction,
+    MeanSentimentCondition,
+    Measure,
     Metric,
     NegativeShareCondition,
     NotCondition,
+    RampCondition,
+    SeasonalCondition,
+    ShareMetric,
     SpikeCondition,
     VolumeCondition,
+    ZScoreCondition,
 )
 from listener.model import Fact
 
@@ -35,19 +50,41 @@ __all__ = [
     "Check",
     "Condition",
     "CountView",
+    "Filters",
+    "MeanSentiment",
     "NegativeShare",
     "Not",
+    "Ramp",
+    "Seasonal",
     "Spike",
     "Volume",
+    "ZScore",
     "build_condition",
+    "distinct_lookback",
     "lookback",
 ]
 
 
 class CountView(Protocol):
-    """Read access to mention counts: ``metric`` mentions of ``brand`` in ``[start, end)``."""
+    """Read access to measures of mentions per brand (see ``listener.scoring.velocity``)."""
 
-    def count(self, brand: str, metric: Metric, start: datetime, end: datetime) -> int: ...
+    def value(
+        self,
+        brand: str,
+        measure: Measure,
+        start: datetime,
+        end: datetime,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> float:
+        """``measure`` of ``brand`` over ``[start, end)``, restricted by the filters given."""
+        ...
+
+    def first_seen(self, brand: str) -> datetime | None:
+        """When the brand's history starts (None when it has none)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,42 +96,142 @@ class Check:
 
 
 class Condition(Protocol):
-    """A pure check of counts for one brand at ``now``."""
+    """A pure check of measures for one brand at ``now``."""
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far before ``now`` the condition reads."""
+        ...
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check: ...
 
 
-def _mentions(metric: Metric, window: timedelta) -> str:
-    """A fact name such as ``negative mentions in 15m`` or ``mentions in 1h``."""
-    prefix = "negative mentions" if metric == "negative" else "mentions"
-    return f"{prefix} in {format_duration(window)}"
+_NOUNS: dict[Measure, str] = {
+    "total": "mentions",
+    "negative": "negative mentions",
+    "positive": "positive mentions",
+    "reach": "reach",
+    "negative_reach": "negative reach",
+    "voices": "voices",
+    "negative_voices": "negative voices",
+    "stories": "stories",
+    "negative_stories": "negative stories",
+    "sentiment_sum": "summed sentiment",
+}
+
+_WHOLE: dict[ShareMetric, Metric] = {
+    "negative": "total",
+    "negative_reach": "reach",
+    "negative_voices": "voices",
+    "negative_stories": "stories",
+}
+
+_DISTINCT: frozenset[str] = frozenset({"voices", "negative_voices", "stories", "negative_stories"})
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which mentions a series counts: those with ``category``, from ``source``, in
+    ``language`` (None = any; all given must match)."""
+
+    category: str | None = None
+    source: str | None = None
+    language: str | None = None
+
+    def read(
+        self, view: CountView, brand: str, measure: Measure, start: datetime, end: datetime
+    ) -> float:
+        """``measure`` over ``[start, end)`` through these filters."""
+        return view.value(
+            brand,
+            measure,
+            start,
+            end,
+            category=self.category,
+            source=self.source,
+            language=self.language,
+        )
+
+    @property
+    def suffix(self) -> str:
+        """`` [category=outage, source=news]`` for fact names; empty without filters."""
+        given = [
+            f"{name}={value}"
+            for name, value in (
+                ("category", self.category),
+                ("source", self.source),
+                ("language", self.language),
+            )
+            if value is not None
+        ]
+        return f" [{', '.join(given)}]" if given else ""
+
+
+NO_FILTERS = Filters()
+
+
+def _label(measure: Measure, window: timedelta, filters: Filters = NO_FILTERS) -> str:
+    """A fact name such as ``negative mentions in 15m`` or ``voices in 1h [source=x]``."""
+    return f"{_NOUNS[measure]} in {format_duration(window)}{filters.suffix}"
+
+
+def _minutes(span: timedelta) -> float:
+    return span / timedelta(minutes=1)
+
+
+def _warm_up(check: Check, view: CountView, brand: str, now: datetime, need: timedelta) -> Check:
+    """``check``, or a failing check with a warm-up fact while the brand's history is
+    shorter than ``need``."""
+    first = view.first_seen(brand)
+    history = max(now - first, timedelta(0)) if first is not None else timedelta(0)
+    if first is not None and history >= need:
+        return check
+    fact = Fact(
+        "minutes of history (warm-up)",
+        float(math.floor(_minutes(history))),
+        threshold=_minutes(need),
+    )
+    return Check(False, (*check.facts, fact))
 
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    """Holds when the ``metric`` count over ``[now - window, now)`` is at least ``above``."""
+    """Holds when ``metric`` over ``[now - window, now)`` is at least ``above``."""
 
     metric: Metric
     window: timedelta
-    above: int
+    above: float
+    filters: Filters = NO_FILTERS
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.window
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        current = view.count(brand, self.metric, now - self.window, now)
-        fact = Fact(_mentions(self.metric, self.window), current, threshold=self.above)
-        return Check(current >= self.above, (fact,))
+        current = self.filters.read(view, brand, self.metric, now - self.window, now)
+        name = _label(self.metric, self.window, self.filters)
+        return Check(current >= self.above, (Fact(name, current, threshold=self.above),))
 
 
 @dataclass(frozen=True, slots=True)
 class Spike:
-    """Holds when the window's count is ``ratio`` times the baseline rate and ≥ ``min_volume``.
+    """Holds when the window's value is ``ratio`` times its baseline (up) or has fallen
+    to the baseline divided by ``ratio`` (down).
 
-    ``current`` = count over ``[now - window, now)``; ``baseline_per_window`` = count over
-    ``[now - window - baseline, now - window)`` × ``window / baseline``; ``effective`` =
-    ``max(baseline_per_window, min_baseline)`` (so a silent baseline never divides by
-    zero). Holds when ``current ≥ min_volume`` and ``current ≥ ratio × effective``.
-    Facts: the current count (threshold = the count needed, ``max(min_volume,
-    ratio × effective)``; baseline = ``baseline_per_window``) and the ratio
-    ``current / effective`` (threshold = ``ratio``).
+    ``current`` = ``metric`` over ``[now - window, now)``; ``baseline_per_window`` =
+    ``metric`` over ``[now - window - baseline, now - window)`` × ``window / baseline``;
+    ``effective`` = ``max(baseline_per_window, min_baseline)`` (never zero).
+
+    * up: holds when ``current ≥ min_volume`` and ``current ≥ ratio × effective``. Facts:
+      the current value (threshold = the value needed, ``max(min_volume, ratio ×
+      effective)``; baseline = ``baseline_per_window``) and the ratio ``current /
+      effective`` (threshold ``ratio``).
+    * down: holds when ``baseline_per_window ≥ min_volume`` and ``current ≤
+      baseline_per_window / ratio``. Facts: the current value (threshold = the most
+      allowed; baseline as above), the ratio (threshold ``1 / ratio``) and the baseline
+      per window (threshold ``min_volume``).
+
+    With ``warmup``, does not hold before the brand has ``window + baseline`` of history.
     """
 
     metric: Metric
@@ -103,49 +240,301 @@ class Spike:
     ratio: float
     min_volume: int
     min_baseline: float
+    direction: Direction = "up"
+    filters: Filters = NO_FILTERS
+    warmup: bool = True
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.window + self.baseline
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
+        read, metric = self.filters.read, self.metric
         window_start = now - self.window
-        current = view.count(brand, self.metric, window_start, now)
-        before = view.count(brand, self.metric, window_start - self.baseline, window_start)
+        current = read(view, brand, metric, window_start, now)
+        before = read(view, brand, metric, window_start - self.baseline, window_start)
         per_window = before * (self.window / self.baseline)
         effective = max(per_window, self.min_baseline)
-        needed = self.ratio * effective
-        holds = current >= self.min_volume and current >= needed
-        name = _mentions(self.metric, self.window)
+        name = _label(metric, self.window, self.filters)
+        ratio_name = f"{name} vs {format_duration(self.baseline)} baseline (ratio)"
+        if self.direction == "up":
+            needed = self.ratio * effective
+            holds = current >= self.min_volume and current >= needed
+            facts: tuple[Fact, ...] = (
+                Fact(
+                    name,
+                    current,
+                    threshold=max(float(self.min_volume), needed),
+                    baseline=per_window,
+                ),
+                Fact(ratio_name, current / effective, threshold=self.ratio),
+            )
+        else:
+            allowed = per_window / self.ratio
+            holds = per_window >= self.min_volume and current <= allowed
+            facts = (
+                Fact(name, current, threshold=allowed, baseline=per_window),
+                Fact(ratio_name, current / effective, threshold=1 / self.ratio),
+                Fact(
+                    f"{_NOUNS[metric]} per {format_duration(self.window)} in the "
+                    f"{format_duration(self.baseline)} baseline{self.filters.suffix}",
+                    per_window,
+                    threshold=self.min_volume,
+                ),
+            )
+        check = Check(holds, facts)
+        return _warm_up(check, view, brand, now, self.lookback) if self.warmup else check
+
+
+@dataclass(frozen=True, slots=True)
+class ZScore:
+    """Holds when the window's value is ``threshold`` standard deviations from the mean
+    of the ``history`` windows before it: above (up) or below (down).
+
+    ``current`` = ``metric`` over ``[now - window, now)``; the history is ``metric`` over
+    ``[now - (k + 1) × window, now - k × window)`` for k = 1 … ``history``; ``mean`` and
+    ``deviation`` are their mean and (population) standard deviation, the deviation
+    floored at ``min_deviation``; ``z = (current - mean) / deviation``.
+
+    * up: holds when ``current ≥ min_volume`` and ``current ≥ mean + threshold ×
+      deviation``.
+    * down: holds when ``mean ≥ min_volume`` and ``current ≤ mean - threshold ×
+      deviation``.
+
+    Facts: the current value (threshold = the value needed or the most allowed; baseline
+    = ``mean``) and ``z`` (threshold ``threshold``, or ``-threshold`` down). With
+    ``warmup``, does not hold before the brand has ``(history + 1) × window`` of history.
+    """
+
+    metric: Metric
+    window: timedelta
+    history: int
+    threshold: float
+    min_volume: int
+    min_deviation: float
+    direction: Direction = "up"
+    filters: Filters = NO_FILTERS
+    warmup: bool = True
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.window * (self.history + 1)
+
+    def check(self, view: CountView, brand: str, now: datetime) -> Check:
+        read, metric, window = self.filters.read, self.metric, self.window
+        current = read(view, brand, metric, now - window, now)
+        past = [
+            read(view, brand, metric, now - (k + 1) * window, now - k * window)
+            for k in range(1, self.history + 1)
+        ]
+        mean = sum(past) / len(past)
+        deviation = max(
+            math.sqrt(sum((x - mean) ** 2 for x in past) / len(past)), self.min_deviation
+        )
+        z = (current - mean) / deviation
+        name = _label(metric, window, self.filters)
+        z_name = f"z-score of {name} vs the {self.history} × {format_duration(window)} before"
+        if self.direction == "up":
+            needed = max(float(self.min_volume), mean + self.threshold * deviation)
+            holds = current >= needed
+            facts = (
+                Fact(name, current, threshold=needed, baseline=mean),
+                Fact(z_name, z, threshold=self.threshold),
+            )
+        else:
+            allowed = mean - self.threshold * deviation
+            holds = mean >= self.min_volume and current <= allowed
+            facts = (
+                Fact(name, current, threshold=allowed, baseline=mean),
+                Fact(z_name, z, threshold=-self.threshold),
+            )
+        check = Check(holds, facts)
+        return _warm_up(check, view, brand, now, self.lookback) if self.warmup else check
+
+
+@dataclass(frozen=True, slots=True)
+class Seasonal:
+    """Holds when the window's value is ``ratio`` times (up), or at most 1/``ratio`` of
+    (down), the same window one ``period`` earlier, averaged over ``seasons`` periods.
+
+    ``current`` = ``metric`` over ``[now - window, now)``; ``seasonal`` = the mean of
+    ``metric`` over ``[now - k × period - window, now - k × period)`` for k = 1 …
+    ``seasons``; ``effective = max(seasonal, min_baseline)``. Up: holds when ``current ≥
+    min_volume`` and ``current ≥ ratio × effective``; down: when ``seasonal ≥
+    min_volume`` and ``current ≤ seasonal / ratio``. Facts: the current value
+    (threshold; baseline = ``seasonal``) and the ratio ``current / effective``. With
+    ``warmup``, does not hold before the brand has ``seasons × period + window`` of
+    history.
+    """
+
+    metric: Metric
+    window: timedelta
+    period: timedelta
+    seasons: int
+    ratio: float
+    min_volume: int
+    min_baseline: float
+    direction: Direction = "up"
+    filters: Filters = NO_FILTERS
+    warmup: bool = True
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.period * self.seasons + self.window
+
+    def check(self, view: CountView, brand: str, now: datetime) -> Check:
+        read, metric, window = self.filters.read, self.metric, self.window
+        current = read(view, brand, metric, now - window, now)
+        past = [
+            read(view, brand, metric, now - k * self.period - window, now - k * self.period)
+            for k in range(1, self.seasons + 1)
+        ]
+        seasonal = sum(past) / len(past)
+        effective = max(seasonal, self.min_baseline)
+        name = _label(metric, window, self.filters)
+        period = format_duration(self.period)
+        when = (
+            f"{period} earlier" if self.seasons == 1 else f"over the last {self.seasons} × {period}"
+        )
+        ratio_name = f"{name} vs the same time {when} (ratio)"
+        if self.direction == "up":
+            needed = max(float(self.min_volume), self.ratio * effective)
+            holds = current >= needed
+            facts = (
+                Fact(name, current, threshold=needed, baseline=seasonal),
+                Fact(ratio_name, current / effective, threshold=self.ratio),
+            )
+        else:
+            allowed = seasonal / self.ratio
+            holds = seasonal >= self.min_volume and current <= allowed
+            facts = (
+                Fact(name, current, threshold=allowed, baseline=seasonal),
+                Fact(ratio_name, current / effective, threshold=1 / self.ratio),
+            )
+        check = Check(holds, facts)
+        return _warm_up(check, view, brand, now, self.lookback) if self.warmup else check
+
+
+@dataclass(frozen=True, slots=True)
+class Ramp:
+    """Holds on a slow ramp: ``metric`` rose in each of the last ``steps`` windows and the
+    latest window is at least ``growth`` times the window before the ramp.
+
+    ``values[k]`` = ``metric`` over ``[now - (k + 1) × window, now - k × window)`` for
+    k = ``steps`` (the window before the ramp, ``first``) … 0 (the current window).
+    Holds when each window is more than the one before it and ``current ≥ max(min_volume,
+    growth × max(first, 1))``. Facts: the current value (threshold = the value needed;
+    baseline = ``first``) and the number of rises in a row up to now (threshold
+    ``steps``). With ``warmup``, does not hold before the brand has ``(steps + 1) ×
+    window`` of history.
+    """
+
+    metric: Metric
+    window: timedelta
+    steps: int
+    growth: float
+    min_volume: int
+    filters: Filters = NO_FILTERS
+    warmup: bool = True
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.window * (self.steps + 1)
+
+    def check(self, view: CountView, brand: str, now: datetime) -> Check:
+        read, metric, window = self.filters.read, self.metric, self.window
+        values = [
+            read(view, brand, metric, now - (k + 1) * window, now - k * window)
+            for k in range(self.steps, -1, -1)
+        ]
+        rises = 0
+        for i in range(len(values) - 1, 0, -1):
+            if values[i] <= values[i - 1]:
+                break
+            rises += 1
+        first, current = values[0], values[-1]
+        needed = max(float(self.min_volume), self.growth * max(first, 1.0))
+        holds = rises >= self.steps and current >= needed
+        name = _label(metric, window, self.filters)
         facts = (
-            Fact(name, current, threshold=max(float(self.min_volume), needed), baseline=per_window),
+            Fact(name, current, threshold=needed, baseline=first),
             Fact(
-                f"{name} vs {format_duration(self.baseline)} baseline (ratio)",
-                current / effective,
-                threshold=self.ratio,
+                f"rises in a row of {_NOUNS[metric]} per {format_duration(window)}"
+                f"{self.filters.suffix}",
+                rises,
+                threshold=self.steps,
             ),
         )
-        return Check(holds, facts)
+        check = Check(holds, facts)
+        return _warm_up(check, view, brand, now, self.lookback) if self.warmup else check
 
 
 @dataclass(frozen=True, slots=True)
 class NegativeShare:
-    """Holds when negative/total over the window is ≥ ``above`` and total ≥ ``min_volume``.
+    """Holds when the negative share of the window is ≥ ``above`` and its whole ≥
+    ``min_volume``.
 
-    The share of an empty window is 0. Facts: the share (threshold ``above``) and the
-    total (threshold ``min_volume``).
+    ``metric`` is the negative part (``negative``, ``negative_reach``,
+    ``negative_voices`` or ``negative_stories``); the whole is the matching measure of all
+    mentions (``total``, ``reach``, ``voices``, ``stories``). The share of an empty
+    window is 0. Facts: the share (threshold ``above``) and the whole (threshold
+    ``min_volume``).
     """
 
     window: timedelta
     above: float
     min_volume: int
+    metric: ShareMetric = "negative"
+    filters: Filters = NO_FILTERS
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.window
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         start = now - self.window
-        total = view.count(brand, "total", start, now)
-        negative = view.count(brand, "negative", start, now)
-        share = negative / total if total else 0.0
-        holds = total >= self.min_volume and share >= self.above
+        whole_metric = _WHOLE[self.metric]
+        whole = self.filters.read(view, brand, whole_metric, start, now)
+        part = self.filters.read(view, brand, self.metric, start, now)
+        share = part / whole if whole else 0.0
+        holds = whole >= self.min_volume and share >= self.above
+        of = "" if whole_metric == "total" else f" of {_NOUNS[whole_metric]}"
         span = format_duration(self.window)
         facts = (
-            Fact(f"negative share in {span}", share, threshold=self.above),
-            Fact(_mentions("total", self.window), total, threshold=self.min_volume),
+            Fact(f"negative share{of} in {span}{self.filters.suffix}", share, self.above),
+            Fact(_label(whole_metric, self.window, self.filters), whole, self.min_volume),
+        )
+        return Check(holds, facts)
+
+
+@dataclass(frozen=True, slots=True)
+class MeanSentiment:
+    """Holds when the mean sentiment score of the window's mentions is ≤ ``below`` and
+    there are ≥ ``min_volume`` mentions (the mean of an empty window is 0).
+
+    Facts: the mean (threshold ``below``) and the mention count (threshold
+    ``min_volume``).
+    """
+
+    window: timedelta
+    below: float
+    min_volume: int
+    filters: Filters = NO_FILTERS
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.window
+
+    def check(self, view: CountView, brand: str, now: datetime) -> Check:
+        start = now - self.window
+        total = self.filters.read(view, brand, "total", start, now)
+        summed = self.filters.read(view, brand, "sentiment_sum", start, now)
+        mean = summed / total if total else 0.0
+        holds = total >= self.min_volume and mean <= self.below
+        span = format_duration(self.window)
+        facts = (
+            Fact(f"mean sentiment in {span}{self.filters.suffix}", mean, threshold=self.below),
+            Fact(_label("total", self.window, self.filters), total, threshold=self.min_volume),
         )
         return Check(holds, facts)
 
@@ -155,6 +544,10 @@ class All:
     """Holds when every inner condition holds; facts of all of them (all are evaluated)."""
 
     conditions: tuple[Condition, ...]
+
+    @property
+    def lookback(self) -> timedelta:
+        return max(c.lookback for c in self.conditions)
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         checks = [c.check(view, brand, now) for c in self.conditions]
@@ -167,6 +560,10 @@ class Any:
 
     conditions: tuple[Condition, ...]
 
+    @property
+    def lookback(self) -> timedelta:
+        return max(c.lookback for c in self.conditions)
+
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         checks = [c.check(view, brand, now) for c in self.conditions]
         holding = [c for c in checks if c.holds]
@@ -176,17 +573,41 @@ class Any:
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    """Holds when the inner condition does not; facts of the inner condition."""
+    """Holds when the inner condition does not; facts of the inner condition.
+
+    (An inner condition in warm-up does not hold, so ``not`` of it holds.)
+    """
 
     condition: Condition
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.condition.lookback
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         inner = self.condition.check(view, brand, now)
         return Check(not inner.holds, inner.facts)
 
 
+_Filtered = (
+    VolumeCondition
+    | SpikeCondition
+    | NegativeShareCondition
+    | MeanSentimentCondition
+    | ZScoreCondition
+    | SeasonalCondition
+    | RampCondition
+)
+
+
+def _filters(config: _Filtered) -> Filters:
+    if config.category is None and config.source is None and config.language is None:
+        return NO_FILTERS
+    return Filters(config.category, config.source, config.language)
+
+
 def _volume(config: VolumeCondition) -> Condition:
-    return Volume(config.metric, config.window, config.above)
+    return Volume(config.metric, config.window, config.above, _filters(config))
 
 
 def _spike(config: SpikeCondition) -> Condition:
@@ -197,11 +618,61 @@ def _spike(config: SpikeCondition) -> Condition:
         config.ratio,
         config.min_volume,
         config.min_baseline,
+        config.direction,
+        _filters(config),
+        config.warmup,
     )
 
 
 def _share(config: NegativeShareCondition) -> Condition:
-    return NegativeShare(config.window, config.above, config.min_volume)
+    return NegativeShare(
+        config.window, config.above, config.min_volume, config.metric, _filters(config)
+    )
+
+
+def _mean_sentiment(config: MeanSentimentCondition) -> Condition:
+    return MeanSentiment(config.window, config.below, config.min_volume, _filters(config))
+
+
+def _zscore(config: ZScoreCondition) -> Condition:
+    return ZScore(
+        config.metric,
+        config.window,
+        config.history,
+        config.threshold,
+        config.min_volume,
+        config.min_deviation,
+        config.direction,
+        _filters(config),
+        config.warmup,
+    )
+
+
+def _seasonal(config: SeasonalCondition) -> Condition:
+    return Seasonal(
+        config.metric,
+        config.window,
+        config.period,
+        config.seasons,
+        config.ratio,
+        config.min_volume,
+        config.min_baseline,
+        config.direction,
+        _filters(config),
+        config.warmup,
+    )
+
+
+def _ramp(config: RampCondition) -> Condition:
+    return Ramp(
+        config.metric,
+        config.window,
+        config.steps,
+        config.growth,
+        config.min_volume,
+        _filters(config),
+        config.warmup,
+    )
 
 
 def _all(config: AllCondition) -> Condition:
@@ -220,6 +691,10 @@ _BUILDERS: dict[type[object], Callable[..., Condition]] = {
     VolumeCondition: _volume,
     SpikeCondition: _spike,
     NegativeShareCondition: _share,
+    MeanSentimentCondition: _mean_sentiment,
+    ZScoreCondition: _zscore,
+    SeasonalCondition: _seasonal,
+    RampCondition: _ramp,
     AllCondition: _all,
     AnyCondition: _any,
     NotCondition: _not,
@@ -236,13 +711,16 @@ def build_condition(config: ConditionConfig) -> Condition:
 
 
 def lookback(config: ConditionConfig) -> timedelta:
-    """How far back before ``now`` a condition reads counts (to size retention)."""
-    if isinstance(config, SpikeCondition):
-        return config.window + config.baseline
-    if isinstance(config, VolumeCondition | NegativeShareCondition):
-        return config.window
+    """How far back before ``now`` a condition reads (to size retention and warm-up)."""
+    return build_condition(config).lookback
+
+
+def distinct_lookback(config: ConditionConfig) -> timedelta:
+    """How far back a condition reads a distinct measure (voices, stories), zero when it
+    reads none: how long the windows must keep their author and story sets."""
     if isinstance(config, AllCondition | AnyCondition):
-        return max(lookback(c) for c in config.conditions)
+        return max(distinct_lookback(c) for c in config.conditions)
     if isinstance(config, NotCondition):
-        return lookback(config.condition)
-    raise ValueError(f"unknown condition config {type(config).__name__}")
+        return distinct_lookback(config.condition)
+    metric: str | None = getattr(config, "metric", None)
+    return lookback(config) if metric in _DISTINCT else timedelta(0)

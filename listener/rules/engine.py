@@ -42,7 +42,14 @@ from typing import Literal
 from listener.clock import as_utc
 from listener.config.schema import Config, RuleConfig
 from listener.model import Fact
-from listener.rules.conditions import Check, Condition, CountView, build_condition, lookback
+from listener.rules.conditions import (
+    Check,
+    Condition,
+    CountView,
+    build_condition,
+    distinct_lookback,
+    lookback,
+)
 from listener.rules.state import EngineState, Incident, KeyState, LevelTimer, OpenIncident
 
 __all__ = [
@@ -79,7 +86,8 @@ class CompiledLevel:
 class CompiledRule:
     """A rule ready to evaluate. ``brands`` None = every brand passed to evaluation.
 
-    ``lookback`` is how far before ``now`` its conditions read counts.
+    ``lookback`` is how far before ``now`` its conditions read counts;
+    ``distinct_lookback`` how far they read distinct voices or stories (zero: never).
     """
 
     name: str
@@ -87,6 +95,7 @@ class CompiledRule:
     levels: tuple[CompiledLevel, ...]
     resolve_after: timedelta
     lookback: timedelta = timedelta(0)
+    distinct_lookback: timedelta = timedelta(0)
 
     def level(self, name: str) -> CompiledLevel | None:
         """The level called ``name``, or None when the rule has no such level."""
@@ -135,14 +144,15 @@ def compile_rule(config: RuleConfig) -> CompiledRule:
         )
         for rank, (name, level) in enumerate(config.levels.items())
     )
-    reach = [lookback(level.when) for level in config.levels.values()]
-    reach += [lookback(level.exit) for level in config.levels.values() if level.exit is not None]
+    conditions = [level.when for level in config.levels.values()]
+    conditions += [level.exit for level in config.levels.values() if level.exit is not None]
     return CompiledRule(
         name=config.name,
         brands=None if config.brands is None else tuple(config.brands),
         levels=levels,
         resolve_after=config.resolve_after,
-        lookback=max(reach),
+        lookback=max(lookback(c) for c in conditions),
+        distinct_lookback=max(distinct_lookback(c) for c in conditions),
     )
 
 
@@ -151,8 +161,14 @@ def compile_rules(config: Config) -> list[CompiledRule]:
     return [compile_rule(rule) for rule in config.rules]
 
 
-def max_lookback(rules: Iterable[CompiledRule]) -> timedelta:
-    """The longest lookback of any rule (zero when none): the count retention needed."""
+def max_lookback(rules: Iterable[CompiledRule], *, distinct: bool = False) -> timedelta:
+    """The longest lookback of any rule (zero when none): the count retention needed.
+
+    With ``distinct``, the longest ``distinct_lookback``: how long author and story sets
+    must be kept.
+    """
+    if distinct:
+        return max((rule.distinct_lookback for rule in rules), default=timedelta(0))
     return max((rule.lookback for rule in rules), default=timedelta(0))
 
 

@@ -83,14 +83,16 @@ def test_missing_env_var_names_variable_path_and_line() -> None:
             "when: {type: volume, window: 15m, above: 5}",
             "when: {type: volum, window: 15m, above: 5}",
             "rules.yaml:7: rules[0].levels.watch.when.type: unknown condition type 'volum' "
-            "(hint: known condition types: all, any, negative_share, not, spike, volume; "
+            "(hint: known condition types: all, any, mean_sentiment, negative_share, not, ramp, "
+            "seasonal, spike, volume, zscore; "
             "did you mean 'volume'?)",
         ),
         (
             "above: 5}",
             "above: 5, windw: 1h}",
             "rules.yaml:7: rules[0].levels.watch.when.windw: unknown key 'windw' "
-            "(hint: known keys: above, metric, type, window; did you mean 'window'?)",
+            "(hint: known keys: above, category, language, metric, source, type, window; "
+            "did you mean 'window'?)",
         ),
         (
             "window: 15m",
@@ -106,7 +108,8 @@ def test_missing_env_var_names_variable_path_and_line() -> None:
             "console: {type: console}",
             "console: {type: slak}",
             "rules.yaml:11: sinks.console.type: unknown sink type 'slak' "
-            "(hint: known sink types: console, webhook)",
+            "(hint: known sink types: alertmanager, console, email, pagerduty, slack, webhook; "
+            "did you mean 'slack'?)",
         ),
         (
             "default: [console]",

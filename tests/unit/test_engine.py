@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.config.schema import Config, Metric
+from listener.config.schema import Config, Measure
 from listener.errors import StoreError
 from listener.model import Fact
 from listener.rules.engine import (
@@ -25,7 +25,7 @@ from listener.rules.engine import (
     max_lookback,
     slug,
 )
-from listener.scoring.velocity import VelocityWindows
+from listener.scoring.velocity import Sample, VelocityWindows
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -33,14 +33,30 @@ MIN = timedelta(minutes=1)
 
 @dataclass
 class FakeView:
-    """A CountView whose counts are the same for every range: set per step."""
+    """A CountView whose values are the same for every range (set per step), with a long
+    history for every brand (no warm-up)."""
 
     negative: dict[str, int] = field(default_factory=dict)
     total: dict[str, int] = field(default_factory=dict)
 
-    def count(self, brand: str, metric: Metric, start: datetime, end: datetime) -> int:
-        table = self.negative if metric == "negative" else self.total
+    def value(
+        self,
+        brand: str,
+        measure: Measure,
+        start: datetime,
+        end: datetime,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> float:
+        """The negative count for ``negative``, the total count for any other measure."""
+        table = self.negative if measure == "negative" else self.total
         return table.get(brand, 0)
+
+    def first_seen(self, brand: str) -> datetime | None:
+        """A week before T0 for every brand."""
+        return T0 - timedelta(days=7)
 
 
 def vol(above: int) -> dict[str, Any]:
@@ -432,8 +448,8 @@ def test_with_velocity_windows() -> None:
     rule = one_rule({"warning": {"when": vol(3), "for": "1m"}}, resolve_after="5m")
     windows = VelocityWindows(retention=timedelta(hours=1))
     for second in (10, 20, 30):
-        windows.add("Acme", T0 + timedelta(seconds=second), negative=True)
-    windows.add("Acme", T0 + timedelta(seconds=40), negative=False)
+        windows.add("Acme", T0 + timedelta(seconds=second), Sample(negative=True))
+    windows.add("Acme", T0 + timedelta(seconds=40), Sample(negative=False))
     state, events = evaluate_rule(rule, ["Acme"], windows, EngineState(), T0 + MIN)
     assert events == []
     state, events = evaluate_rule(rule, ["Acme"], windows, state, T0 + 2 * MIN)
@@ -473,6 +489,34 @@ def test_compile_rules_and_lookback() -> None:
     assert rule.lookback == timedelta(hours=7)
     assert max_lookback([rule]) == timedelta(hours=7)
     assert max_lookback([]) == timedelta(0)
+    assert rule.distinct_lookback == timedelta(0)
+    assert max_lookback([rule], distinct=True) == timedelta(0)
+
+
+def test_distinct_lookback_covers_voice_and_story_conditions() -> None:
+    """A rule's distinct_lookback is the furthest any of its conditions reads voices/stories."""
+    voices = {"type": "volume", "metric": "negative_voices", "window": "2h", "above": 5}
+    stories = {"type": "spike", "metric": "stories", "window": "10m", "baseline": "1h"}
+    rule = one_rule({"warning": {"when": voices}, "critical": {"when": vol(50), "exit": stories}})
+    assert rule.distinct_lookback == timedelta(hours=2)
+    assert max_lookback([rule], distinct=True) == timedelta(hours=2)
+
+
+def test_warm_up_keeps_a_new_brand_from_spiking() -> None:
+    """A spike on a brand first seen less than its look-back ago opens nothing; later it does."""
+    spike = {"type": "spike", "window": "15m", "baseline": "1h", "min_volume": 5}
+    rule = one_rule({"warning": {"when": spike}})
+    windows = VelocityWindows(retention=timedelta(hours=3))
+    for second in range(0, 600, 30):  # 20 negative mentions in the first 10 minutes
+        windows.add("Acme", T0 + timedelta(seconds=second), Sample(negative=True))
+    state, events = evaluate_rule(rule, ["Acme"], windows, EngineState(), T0 + 10 * MIN)
+    assert events == []
+    assert state.get("neg", "Acme").timers["warning"].since is None
+    later = T0 + 75 * MIN
+    for second in range(0, 600, 30):
+        windows.add("Acme", later - timedelta(seconds=second + 1), Sample(negative=True))
+    state, events = evaluate_rule(rule, ["Acme"], windows, state, later)
+    assert [(e.kind, e.facts[0].value) for e in events] == [("opened", 20)]
 
 
 def test_incident_ids_and_slugs() -> None:

@@ -1,37 +1,96 @@
-"""Bucketed velocity counters: counts, pruning, persistence rows."""
+"""Bucketed velocity windows: every measure, filters, warm-up history, pruning, persistence
+(rows, the store's JSON buckets and their migration) and the processor's samples."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from listener.config.schema import Measure
+from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
+from listener.processor import sample_of
 from listener.rules.conditions import CountView
-from listener.scoring.velocity import VelocityWindows
+from listener.scoring.velocity import DISTINCT_MEASURES, MEASURES, Sample, VelocityWindows
+from listener.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 
 def _epoch(when: datetime) -> int:
     return int(when.timestamp())
 
 
+def neg(
+    author: str | None = None,
+    *,
+    compound: float = 0.0,
+    reach: float = 0.0,
+    story: str | None = None,
+    categories: tuple[str, ...] = (),
+    source: str | None = None,
+    language: str | None = None,
+) -> Sample:
+    """A negative sample."""
+    return Sample(True, False, compound, reach, author, story, categories, source, language)
+
+
+def pos(
+    author: str | None = None,
+    *,
+    compound: float = 0.0,
+    reach: float = 0.0,
+    story: str | None = None,
+    source: str | None = None,
+    language: str | None = None,
+) -> Sample:
+    """A positive sample."""
+    return Sample(False, True, compound, reach, author, story, (), source, language)
+
+
+NEUTRAL = Sample(negative=False)
+
+
 def test_implements_count_view() -> None:
     """VelocityWindows can be used wherever a CountView is expected."""
-    view: CountView = VelocityWindows(retention=timedelta(hours=1))
-    assert view.count("acme", "total", T0, T0 + MIN) == 0
+    view: CountView = VelocityWindows(retention=HOUR)
+    assert view.value("acme", "total", T0, T0 + MIN) == 0
+    assert view.first_seen("acme") is None
+
+
+def test_measures_lists_every_measure() -> None:
+    """MEASURES names the ten measures; four of them count distinct members."""
+    assert set(MEASURES) == {
+        "total",
+        "negative",
+        "positive",
+        "reach",
+        "negative_reach",
+        "sentiment_sum",
+        "voices",
+        "negative_voices",
+        "stories",
+        "negative_stories",
+    }
+    assert {"voices", "negative_voices", "stories", "negative_stories"} == DISTINCT_MEASURES
 
 
 def test_counts_total_and_negative_by_bucket() -> None:
     """Mentions land in the bucket of their time; ranges sum buckets starting in [start, end)."""
-    w = VelocityWindows(retention=timedelta(hours=1))
-    w.add("acme", T0 + timedelta(seconds=5), negative=True)
-    w.add("acme", T0 + timedelta(seconds=59), negative=False)
-    w.add("acme", T0 + timedelta(minutes=1, seconds=30), negative=True)
-    w.add("globex", T0, negative=True)
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0 + timedelta(seconds=5), neg())
+    w.add("acme", T0 + timedelta(seconds=59), NEUTRAL)
+    w.add("acme", T0 + timedelta(minutes=1, seconds=30), neg())
+    w.add("globex", T0, neg())
     assert w.count("acme", "total", T0, T0 + 2 * MIN) == 3
     assert w.count("acme", "negative", T0, T0 + 2 * MIN) == 2
     # the bucket at T0 starts before T0+1s, so it is not counted
@@ -44,29 +103,119 @@ def test_counts_total_and_negative_by_bucket() -> None:
     assert w.brands() == {"acme", "globex"}
 
 
+def test_every_measure_on_a_small_example() -> None:
+    """Counts, reach, sentiment sums and distinct voices and stories over two buckets."""
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0, neg("ann", compound=-0.5, reach=100, story="s1"))
+    w.add("acme", T0 + timedelta(seconds=10), neg("bob", compound=-0.25, reach=10, story="s1"))
+    w.add("acme", T0 + MIN, pos("ann", compound=0.75, reach=1, story="s2"))
+    w.add("acme", T0 + MIN, neg("ann", compound=-1, reach=0, story="s3"))
+    w.add("acme", T0 + MIN, Sample(negative=False, compound=0.0, reach=5))
+    expected: dict[Measure, float] = {
+        "total": 5,
+        "negative": 3,
+        "positive": 1,
+        "reach": 116,
+        "negative_reach": 110,
+        "sentiment_sum": -1.0,
+        "voices": 2,  # ann posts in both buckets: one voice
+        "negative_voices": 2,
+        "stories": 3,
+        "negative_stories": 2,  # s1 and s3
+    }
+    for measure, value in expected.items():
+        assert w.value("acme", measure, T0, T0 + 2 * MIN) == pytest.approx(value), measure
+    assert w.value("acme", "voices", T0 + MIN, T0 + 2 * MIN) == 1
+    assert w.value("acme", "negative_stories", T0 + MIN, T0 + 2 * MIN) == 1
+
+
+def test_weight_multiplies_counts_but_not_voices() -> None:
+    """A weighted sample adds n mentions, n × reach and n × sentiment, but one voice."""
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0, neg("ann", compound=-0.5, reach=10, story="s"), weight=4)
+    assert w.value("acme", "total", T0, T0 + MIN) == 4
+    assert w.value("acme", "negative_reach", T0, T0 + MIN) == 40
+    assert w.value("acme", "sentiment_sum", T0, T0 + MIN) == -2
+    assert w.value("acme", "negative_voices", T0, T0 + MIN) == 1
+    assert w.value("acme", "stories", T0, T0 + MIN) == 1
+
+
+def test_weight_zero_only_records_history() -> None:
+    """weight=0 counts nothing, adds no voice, but starts the brand's history."""
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0 - 30 * MIN, neg("ann"), weight=0)
+    assert w.value("acme", "total", T0 - HOUR, T0) == 0
+    assert w.value("acme", "voices", T0 - HOUR, T0) == 0
+    assert w.first_seen("acme") == T0 - 30 * MIN
+    with pytest.raises(ValueError, match="weight"):
+        w.add("acme", T0, NEUTRAL, weight=-1)
+
+
+def test_filters_select_category_source_and_language() -> None:
+    """Filters keep samples with that category among theirs, that source, that language."""
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0, neg("a", categories=("outage", "security"), source="x", language="en"))
+    w.add("acme", T0, neg("b", categories=("outage",), source="reddit", language="de"))
+    w.add("acme", T0, pos("c", source="x", language="en"))
+    w.add("acme", T0, neg("d"))  # untagged: counted only without filters
+    end = T0 + MIN
+    assert w.value("acme", "total", T0, end) == 4
+    assert w.value("acme", "total", T0, end, category="outage") == 2
+    assert w.value("acme", "total", T0, end, category="security") == 1
+    assert w.value("acme", "total", T0, end, source="x") == 2
+    assert w.value("acme", "negative", T0, end, source="x") == 1
+    assert w.value("acme", "total", T0, end, language="de") == 1
+    assert w.value("acme", "voices", T0, end, category="outage", language="en") == 1
+    assert w.value("acme", "total", T0, end, category="outage", source="x", language="de") == 0
+    assert w.value("acme", "total", T0, end, category="pricing") == 0
+
+
+def test_unknown_measure_is_rejected() -> None:
+    """value refuses a measure it does not know and lists the known ones."""
+    w = VelocityWindows(retention=HOUR)
+    with pytest.raises(ValueError, match="known: total, negative"):
+        w.value("acme", "loudness", T0, T0 + MIN)  # type: ignore[arg-type]
+
+
 def test_other_timezones_and_naive_datetimes_are_utc_instants() -> None:
     """An aware time in another zone counts at its UTC instant; naive times are UTC."""
-    w = VelocityWindows(retention=timedelta(hours=1))
-    w.add("acme", datetime(2026, 3, 2, 10, 0, 30, tzinfo=timezone(timedelta(hours=1))), True)
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", datetime(2026, 3, 2, 10, 0, 30, tzinfo=timezone(timedelta(hours=1))), neg())
     assert w.count("acme", "negative", datetime(2026, 3, 2, 9, 0), datetime(2026, 3, 2, 9, 1)) == 1
+    assert w.first_seen("acme") == T0
 
 
-def test_bucket_must_be_whole_seconds() -> None:
-    """Bucket sizes that are not positive whole seconds are rejected, as is zero retention."""
+def test_bucket_and_retentions_are_validated() -> None:
+    """Bucket sizes that are not positive whole seconds are rejected, as are zero retentions."""
     with pytest.raises(ValueError, match="bucket"):
         VelocityWindows(bucket=timedelta(milliseconds=1500))
     with pytest.raises(ValueError, match="bucket"):
         VelocityWindows(bucket=timedelta(0))
     with pytest.raises(ValueError, match="retention"):
         VelocityWindows(retention=timedelta(0))
+    with pytest.raises(ValueError, match="distinct_retention"):
+        VelocityWindows(distinct_retention=timedelta(0))
+
+
+def test_first_seen_is_the_earliest_bucket_and_survives_pruning() -> None:
+    """first_seen is the earliest bucket start ever added; prune does not move it."""
+    w = VelocityWindows(retention=10 * MIN)
+    w.add("acme", T0 + 5 * MIN + timedelta(seconds=30), NEUTRAL)
+    w.add("acme", T0 + timedelta(seconds=59), NEUTRAL)  # late, earlier
+    assert w.first_seen("acme") == T0
+    w.add("acme", T0 + 30 * MIN, NEUTRAL)
+    w.prune(T0 + 30 * MIN)
+    assert w.value("acme", "total", T0, T0 + 10 * MIN) == 0
+    assert w.first_seen("acme") == T0
+    assert w.first_seen("globex") is None
 
 
 def test_prune_drops_buckets_older_than_retention() -> None:
     """prune drops buckets starting before now - retention, returns their keys, not dirty."""
-    w = VelocityWindows(retention=timedelta(minutes=10))
+    w = VelocityWindows(retention=10 * MIN)
     for minute in range(15):
-        w.add("acme", T0 + minute * MIN, negative=False)
-    w.add("globex", T0, negative=False)
+        w.add("acme", T0 + minute * MIN, NEUTRAL)
+    w.add("globex", T0, NEUTRAL)
     dropped = w.prune(T0 + 14 * MIN + timedelta(seconds=30))
     # cutoff T0+4m30s: buckets T0..T0+4m go
     assert dropped == [("acme", _epoch(T0 + m * MIN)) for m in range(5)] + [("globex", _epoch(T0))]
@@ -77,88 +226,343 @@ def test_prune_drops_buckets_older_than_retention() -> None:
     assert w.prune(T0 + 14 * MIN + timedelta(seconds=30)) == []
 
 
+def test_prune_strips_distinct_sets_after_distinct_retention() -> None:
+    """Sets older than distinct_retention are dropped (bucket dirty once); counts stay."""
+    w = VelocityWindows(retention=HOUR, distinct_retention=10 * MIN)
+    for minute in range(20):
+        w.add("acme", T0 + minute * MIN, neg(f"u{minute}", source="x", story=f"s{minute}"))
+    w.drain_dirty()
+    now = T0 + 20 * MIN
+    assert w.prune(now) == []
+    rows = w.drain_dirty()
+    assert [key for _, key, _ in rows] == [_epoch(T0 + m * MIN) for m in range(10)]
+    assert all("voices" not in json.loads(blob) for _, _, blob in rows)
+    assert w.value("acme", "total", T0, now) == 20
+    assert w.value("acme", "voices", T0, now) == 10
+    assert w.value("acme", "negative_stories", T0, now, source="x") == 10
+    w.prune(now)
+    assert w.drain_dirty() == []  # already stripped: nothing new to write
+
+
 def test_drain_dirty_returns_changes_once() -> None:
-    """drain_dirty returns the changed buckets with their full counts, then nothing."""
-    w = VelocityWindows(retention=timedelta(hours=1))
-    w.add("acme", T0, negative=True)
-    w.add("acme", T0 + timedelta(seconds=10), negative=False)
-    assert w.drain_dirty() == [("acme", _epoch(T0), 2, 1)]
+    """drain_dirty returns the changed buckets as full JSON blobs, then nothing."""
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0, neg("ann", reach=2, compound=-0.5))
+    w.add("acme", T0 + timedelta(seconds=10), NEUTRAL)
+    ((brand, key, blob),) = w.drain_dirty()
+    assert (brand, key) == ("acme", _epoch(T0))
+    assert json.loads(blob) == {
+        "total": 2,
+        "negative": 1,
+        "reach": 2.0,
+        "negative_reach": 2.0,
+        "sentiment_sum": -0.5,
+        "voices": ["ann"],
+        "negative_voices": ["ann"],
+        "first_seen": _epoch(T0),
+    }
     assert w.drain_dirty() == []
-    w.add("acme", T0 + timedelta(seconds=20), negative=True)
-    assert w.drain_dirty() == [("acme", _epoch(T0), 3, 2)]
+    w.add("acme", T0 + timedelta(seconds=20), neg(source="x", categories=("outage",)))
+    ((_, _, blob),) = w.drain_dirty()
+    data = json.loads(blob)
+    assert (data["total"], data["negative"]) == (3, 2)
+    assert data["parts"] == [{"source": "x", "categories": ["outage"], "total": 1, "negative": 1}]
 
 
-def test_load_rejects_bad_rows() -> None:
-    """load refuses unaligned bucket starts and impossible counts."""
-    w = VelocityWindows(retention=timedelta(hours=1))
-    with pytest.raises(ValueError, match="multiple"):
-        w.load([("acme", _epoch(T0) + 1, 1, 0)])
-    with pytest.raises(ValueError, match="bad counts"):
-        w.load([("acme", _epoch(T0), 1, 2)])
-
-
-MENTIONS = st.lists(
-    st.tuples(
-        st.sampled_from(["acme", "globex"]),
-        st.integers(min_value=0, max_value=4 * 3600 * 1000),  # ms after T0
-        st.booleans(),
-    ),
-    max_size=60,
+@pytest.mark.parametrize(
+    ("key", "blob", "match"),
+    [
+        (_epoch(T0) + 1, "{}", "multiple"),
+        (_epoch(T0), "{not json", "bad JSON"),
+        (_epoch(T0), "[]", "expected an object"),
+        (_epoch(T0), '{"total": 1, "negative": 2}', "bad counts"),
+        (_epoch(T0), '{"total": 1, "positive": 2}', "bad counts"),
+        (_epoch(T0), '{"total": -1}', "bad total"),
+        (_epoch(T0), '{"total": 1.5}', "bad total"),
+        (_epoch(T0), '{"reach": "far"}', "bad reach"),
+        (_epoch(T0), '{"voices": [1]}', "bad voices"),
+        (_epoch(T0), '{"parts": {}}', "bad parts"),
+        (_epoch(T0), '{"parts": [{"source": 1}]}', "bad source"),
+        (_epoch(T0), '{"parts": [{"categories": "x"}]}', "bad categories"),
+        (_epoch(T0), '{"first_seen": "yesterday"}', "bad first_seen"),
+    ],
 )
+def test_load_rejects_bad_rows(key: int, blob: str, match: str) -> None:
+    """load refuses unaligned bucket starts and blobs that are not buckets."""
+    w = VelocityWindows(retention=HOUR)
+    with pytest.raises(ValueError, match=match):
+        w.load([("acme", key, blob)])
+
+
+def test_load_restores_first_seen_from_the_rows() -> None:
+    """first_seen after a restart is the earliest first_seen carried by any stored row."""
+    w = VelocityWindows(retention=10 * MIN)
+    w.add("acme", T0, NEUTRAL)
+    w.add("acme", T0 + 30 * MIN, NEUTRAL)
+    w.prune(T0 + 30 * MIN)
+    rows = w.drain_dirty()
+    assert [key for _, key, _ in rows] == [_epoch(T0 + 30 * MIN)]
+    restored = VelocityWindows(retention=10 * MIN)
+    restored.load(rows)
+    assert restored.first_seen("acme") == T0
+    assert restored.drain_dirty() == []
+
+
+# ---------------------------------------------------------------- properties
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One added sample, as the brute-force recomputation sees it."""
+
+    brand: str
+    ms: int
+    sample: Sample
+    weight: int
+
+
+SAMPLES = st.builds(
+    Sample,
+    negative=st.booleans(),
+    positive=st.booleans(),
+    compound=st.floats(min_value=-1, max_value=1, allow_nan=False),
+    reach=st.sampled_from([0.0, 1.0, 2.5, 1000.0]),
+    author=st.sampled_from([None, "ann", "bob", "cy", "dee", "eve"]),
+    story=st.sampled_from([None, "s1", "s2", "s3"]),
+    categories=st.sampled_from([(), ("outage",), ("outage", "security"), ("pricing",)]),
+    source=st.sampled_from([None, "x", "reddit"]),
+    language=st.sampled_from([None, "en", "de"]),
+)
+RAW = st.builds(
+    Raw,
+    brand=st.sampled_from(["acme", "globex"]),
+    ms=st.integers(min_value=0, max_value=2 * 3600 * 1000),  # after T0
+    sample=SAMPLES,
+    weight=st.sampled_from([1, 1, 1, 2, 0]),
+)
+RAWS = st.one_of(st.lists(RAW, max_size=10), st.lists(RAW, min_size=20, max_size=80))
 BUCKETS = st.sampled_from([timedelta(seconds=1), timedelta(seconds=7), MIN, timedelta(minutes=5)])
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    mentions=MENTIONS,
-    bucket=BUCKETS,
-    start_ms=st.integers(min_value=-600_000, max_value=4 * 3600 * 1000),
-    length_ms=st.integers(min_value=-1000, max_value=4 * 3600 * 1000),
-    brand=st.sampled_from(["acme", "globex", "initech"]),
+FILTERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "category": st.sampled_from(["outage", "security", "pricing"]),
+        "source": st.sampled_from(["x", "reddit"]),
+        "language": st.sampled_from(["en", "de"]),
+    },
 )
-def test_count_matches_brute_force(
-    mentions: list[tuple[str, int, bool]],
+
+
+def _bucket_of(raw: Raw, size: int) -> datetime:
+    seconds = _epoch(T0) + raw.ms // 1000
+    return datetime.fromtimestamp(seconds - seconds % size, UTC)
+
+
+def brute_force(
+    raws: list[Raw],
+    brand: str,
+    measure: Measure,
+    start: datetime,
+    end: datetime,
+    size: int,
+    filters: dict[str, str],
+    distinct_from: datetime | None = None,
+) -> float:
+    """The measure recomputed from the raw samples with the bucketed semantics."""
+    chosen = [
+        r
+        for r in raws
+        if r.brand == brand
+        and start <= _bucket_of(r, size) < end
+        and ("category" not in filters or filters["category"] in r.sample.categories)
+        and ("source" not in filters or r.sample.source == filters["source"])
+        and ("language" not in filters or r.sample.language == filters["language"])
+    ]
+    if measure in DISTINCT_MEASURES:
+        attr = "author" if measure.endswith("voices") else "story"
+        members = {
+            getattr(r.sample, attr)
+            for r in chosen
+            if r.weight
+            and getattr(r.sample, attr) is not None
+            and (r.sample.negative or not measure.startswith("negative"))
+            and (distinct_from is None or _bucket_of(r, size) >= distinct_from)
+        }
+        return float(len(members))
+    per_sample: Callable[[Sample], float] = {
+        "total": lambda s: 1.0,
+        "negative": lambda s: float(s.negative),
+        "positive": lambda s: float(s.positive),
+        "reach": lambda s: s.reach,
+        "negative_reach": lambda s: s.reach if s.negative else 0.0,
+        "sentiment_sum": lambda s: s.compound,
+    }[measure]
+    return sum(per_sample(r.sample) * r.weight for r in chosen)
+
+
+def _filled(raws: list[Raw], bucket: timedelta = MIN) -> VelocityWindows:
+    """Windows holding the samples."""
+    w = VelocityWindows(bucket=bucket, retention=timedelta(days=1))
+    for r in raws:
+        w.add(r.brand, T0 + timedelta(milliseconds=r.ms), r.sample, r.weight)
+    return w
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    raws=RAWS,
+    bucket=BUCKETS,
+    start_ms=st.integers(min_value=-600_000, max_value=2 * 3600 * 1000),
+    length_ms=st.integers(min_value=-1000, max_value=3 * 3600 * 1000),
+    brand=st.sampled_from(["acme", "globex", "initech"]),
+    filters=FILTERS,
+)
+def test_every_measure_matches_brute_force(
+    raws: list[Raw],
     bucket: timedelta,
     start_ms: int,
     length_ms: int,
     brand: str,
+    filters: dict[str, str],
 ) -> None:
-    """count equals a brute-force sum over raw mentions whose bucket start is in [start, end)."""
-    w = VelocityWindows(bucket=bucket, retention=timedelta(days=1))
-    for name, ms, negative in mentions:
-        w.add(name, T0 + timedelta(milliseconds=ms), negative)
+    """Every measure, filtered or not, equals a brute-force recomputation over the samples."""
+    w = _filled(raws, bucket)
     start = T0 + timedelta(milliseconds=start_ms)
     end = start + timedelta(milliseconds=length_ms)
     size = int(bucket.total_seconds())
+    for measure in MEASURES:
+        expected = brute_force(raws, brand, measure, start, end, size, filters)
+        got = w.value(brand, measure, start, end, **filters)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), measure
+    assert w.count(brand, "total", start, end) == int(
+        brute_force(raws, brand, "total", start, end, size, filters={})
+    )
+    firsts = [_bucket_of(r, size) for r in raws if r.brand == brand]
+    assert w.first_seen(brand) == (min(firsts) if firsts else None)
 
-    def bucket_start(ms: int) -> datetime:
-        seconds = _epoch(T0) + ms // 1000
-        return datetime.fromtimestamp(seconds - seconds % size, UTC)
 
-    in_range = [(n, neg) for n, ms, neg in mentions if start <= bucket_start(ms) < end]
-    assert w.count(brand, "total", start, end) == sum(1 for n, _ in in_range if n == brand)
-    assert w.count(brand, "negative", start, end) == sum(1 for n, g in in_range if n == brand and g)
-
-
-@settings(max_examples=50, deadline=None)
-@given(mentions=MENTIONS, drains=st.integers(min_value=0, max_value=3))
-def test_drain_and_load_round_trip(mentions: list[tuple[str, int, bool]], drains: int) -> None:
-    """Rows drained (in several batches, upserted) and loaded rebuild identical counts."""
+@settings(max_examples=60, deadline=None)
+@given(raws=RAWS, drains=st.integers(min_value=0, max_value=3), filters=FILTERS)
+def test_drain_and_load_round_trip(raws: list[Raw], drains: int, filters: dict[str, str]) -> None:
+    """Rows drained (in several batches, upserted) and loaded rebuild identical measures."""
     w = VelocityWindows(retention=timedelta(days=1))
-    table: dict[tuple[str, int], tuple[int, int]] = {}
-    for i, (name, ms, negative) in enumerate(mentions):
-        w.add(name, T0 + timedelta(milliseconds=ms), negative)
+    table: dict[tuple[str, int], str] = {}
+    for i, r in enumerate(raws):
+        w.add(r.brand, T0 + timedelta(milliseconds=r.ms), r.sample, r.weight)
         if drains and i % (drains + 1) == 0:
-            table.update({(b, k): (t, n) for b, k, t, n in w.drain_dirty()})
-    table.update({(b, k): (t, n) for b, k, t, n in w.drain_dirty()})
+            table.update({(b, k): blob for b, k, blob in w.drain_dirty()})
+    table.update({(b, k): blob for b, k, blob in w.drain_dirty()})
     restored = VelocityWindows(retention=timedelta(days=1))
-    restored.load((b, k, t, n) for (b, k), (t, n) in table.items())
+    restored.load((b, k, blob) for (b, k), blob in table.items())
     assert restored.drain_dirty() == []
     assert restored.brands() == w.brands()
     for brand in ("acme", "globex"):
-        for metric in ("total", "negative"):
-            for hour in range(5):
+        assert restored.first_seen(brand) == w.first_seen(brand)
+        for measure in MEASURES:
+            for hour in range(3):
                 start, end = T0 + timedelta(hours=hour - 1), T0 + timedelta(hours=hour + 1)
-                assert restored.count(brand, metric, start, end) == w.count(
-                    brand, metric, start, end
+                assert restored.value(brand, measure, start, end, **filters) == pytest.approx(
+                    w.value(brand, measure, start, end, **filters), rel=1e-12, abs=1e-12
                 )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    raws=RAWS,
+    now_ms=st.integers(min_value=0, max_value=3 * 3600 * 1000),
+    retention_min=st.integers(min_value=1, max_value=300),
+    distinct_min=st.integers(min_value=1, max_value=300),
+    filters=FILTERS,
+)
+def test_prune_keeps_what_the_retentions_cover(
+    raws: list[Raw], now_ms: int, retention_min: int, distinct_min: int, filters: dict[str, str]
+) -> None:
+    """After prune, counts cover buckets within retention; sets those within both."""
+    retention, distinct = retention_min * MIN, distinct_min * MIN
+    w = VelocityWindows(retention=retention, distinct_retention=distinct)
+    for r in raws:
+        w.add(r.brand, T0 + timedelta(milliseconds=r.ms), r.sample, r.weight)
+    now = T0 + timedelta(milliseconds=now_ms)
+    w.prune(now)
+    kept = [r for r in raws if _bucket_of(r, 60) >= now - retention]
+    start, end = T0 - HOUR, T0 + timedelta(hours=6)
+    for measure in MEASURES:
+        expected = brute_force(
+            kept, "acme", measure, start, end, 60, filters, distinct_from=now - distinct
+        )
+        got = w.value("acme", measure, start, end, **filters)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), measure
+
+
+# ---------------------------------------------------------------- store and processor
+
+
+def test_rows_round_trip_through_the_store(tmp_path: Path) -> None:
+    """Drained rows committed to the store load back into identical windows."""
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0, neg("ann", reach=3, source="x", categories=("outage",)))
+    w.add("acme", T0 + MIN, pos("bob", compound=0.5))
+    store = Store.open(tmp_path / "s.db")
+    try:
+        store.commit(now=T0, buckets=w.drain_dirty())
+        w.add("acme", T0 + MIN, neg("cy"))
+        store.commit(now=T0, buckets=w.drain_dirty())
+        restored = VelocityWindows(retention=HOUR)
+        restored.load(store.load_buckets())
+    finally:
+        store.close()
+    for measure in MEASURES:
+        for filters in ({}, {"category": "outage"}, {"source": "x"}):
+            assert restored.value("acme", measure, T0, T0 + 2 * MIN, **filters) == w.value(
+                "acme", measure, T0, T0 + 2 * MIN, **filters
+            )
+    assert restored.first_seen("acme") == T0
+
+
+def test_store_migrates_version_1_buckets(tmp_path: Path) -> None:
+    """A version-1 state file gets an empty JSON buckets table; everything else is kept."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE buckets (brand TEXT NOT NULL, bucket INTEGER NOT NULL, "
+        "total INTEGER NOT NULL, negative INTEGER NOT NULL, PRIMARY KEY (brand, bucket));"
+        "INSERT INTO buckets VALUES ('acme', 1772442000, 5, 2);"
+        "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO kv VALUES ('quiet_until', '{}');"
+        "PRAGMA user_version=1;"
+    )
+    conn.close()
+    row = ("acme", _epoch(T0), '{"total":1}')
+    store = Store.open(path)
+    try:
+        assert store.load_buckets() == []
+        assert store.load_kv("quiet_until") == "{}"
+        store.commit(now=T0, buckets=[row])
+    finally:
+        store.close()
+    store = Store.open(path)  # opening again migrates nothing
+    try:
+        assert store.load_buckets() == [row]
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+
+
+def test_processor_samples_carry_what_rules_read() -> None:
+    """sample_of takes sentiment, reach, author, source and language from a scored mention."""
+    mention = Mention(
+        source="x",
+        id="1",
+        text="acme is down",
+        created_at=T0,
+        author=Author(handle="ann", followers=100),
+        language="en",
+        engagement=Engagement(likes=5),
+    )
+    sample = sample_of(ScoredMention(mention, ("Acme",), Sentiment("negative", -0.6)))
+    assert sample == Sample(
+        negative=True, compound=-0.6, reach=105.0, author="ann", source="x", language="en"
+    )
+    happy = sample_of(ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4)))
+    assert (happy.negative, happy.positive) == (False, True)
