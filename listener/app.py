@@ -32,9 +32,9 @@ from listener.metrics import Metrics
 from listener.processor import Processor
 from listener.rules.source_health import SourceStatus
 from listener.settings import Settings
-from listener.sinks.base import Sink
+from listener.sinks.base import Sink, SinkContext
 from listener.sinks.delivery import Deliverer
-from listener.store import Store
+from listener.store import Store, StoreSinkState
 
 log = structlog.get_logger("listener")
 
@@ -206,7 +206,12 @@ class Daemon:
         old_sinks = self.sinks
         collectors = build_collectors(config, self.settings.config)
         try:
-            sinks = build_sinks(config, self.settings.config)
+            store = self.store
+            sinks = build_sinks(
+                config,
+                self.settings.config,
+                lambda name: SinkContext(StoreSinkState(store, name), self.clock),
+            )
         except ConfigError:
             for collector in collectors.values():
                 with contextlib.suppress(Exception):

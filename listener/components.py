@@ -9,6 +9,7 @@ and ``listener run`` (startup and SIGHUP) report them like any other config prob
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from listener.collectors import build_collector
 from listener.collectors.base import Collector
@@ -16,7 +17,7 @@ from listener.config.load import line_of
 from listener.config.schema import Config
 from listener.errors import ConfigError, ConfigProblem
 from listener.sinks import build_sink
-from listener.sinks.base import Sink
+from listener.sinks.base import Sink, SinkContext
 
 
 def build_collectors(config: Config, file: str) -> dict[str, Collector]:
@@ -36,13 +37,18 @@ def build_collectors(config: Config, file: str) -> dict[str, Collector]:
     return built
 
 
-def build_sinks(config: Config, file: str) -> dict[str, Sink]:
-    """Every configured sink, or a ConfigError listing each one that failed."""
+def build_sinks(
+    config: Config, file: str, context: Callable[[str], SinkContext] | None = None
+) -> dict[str, Sink]:
+    """Every configured sink, or a ConfigError listing each one that failed.
+
+    ``context(name)`` gives each sink its durable state and clock (default: in memory).
+    """
     built: dict[str, Sink] = {}
     problems: list[ConfigProblem] = []
     for name, cfg in config.sinks.items():
         try:
-            built[name] = build_sink(name, cfg)
+            built[name] = build_sink(name, cfg, context(name) if context else None)
         except Exception as exc:
             problems.append(_problem(file, ("sinks", name), exc))
     if problems:

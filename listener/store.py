@@ -105,6 +105,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (alert_id, sink)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, status, next_attempt_at, id);
+CREATE TABLE IF NOT EXISTS sink_state (
+    sink TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (sink, key)
+);
 """
 
 
@@ -554,3 +561,32 @@ class Store:
             DeliveryRecord(r[0], r[1], r[2], r[3], r[4], _dt(r[5]) if r[5] is not None else None)
             for r in rows
         ]
+
+
+class StoreSinkState:
+    """A sink's durable key-value state (:class:`listener.sinks.base.SinkState`) in the store.
+
+    Writes are committed at once, so what a sink records right after a send (a Slack
+    message ts) survives a crash a moment later.
+    """
+
+    def __init__(self, store: Store, sink: str) -> None:
+        self.store = store
+        self.sink = sink
+
+    def get(self, key: str) -> str | None:
+        rows = self.store._read(
+            "SELECT value FROM sink_state WHERE sink = ? AND key = ?", (self.sink, key)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def set(self, key: str, value: str) -> None:
+        self.store._write(
+            "INSERT INTO sink_state VALUES (?, ?, ?, strftime('%s','now')) "
+            "ON CONFLICT(sink, key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (self.sink, key, value),
+        )
+
+    def delete(self, key: str) -> None:
+        self.store._write("DELETE FROM sink_state WHERE sink = ? AND key = ?", (self.sink, key))

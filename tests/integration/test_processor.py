@@ -285,3 +285,19 @@ def test_silent_source_raises_source_health(tmp_path: Path, config: Config) -> N
     assert opened.level == "crisis"
     assert [f.value for f in opened.facts] == [0.0, 150.0]
     assert p.store.outbox_pending() == {"ops": 1, "pager": 1}
+
+
+def test_sink_state_is_durable_per_sink(tmp_path: Path) -> None:
+    """A sink's state survives reopening the store and is separate from other sinks'."""
+    from listener.store import StoreSinkState
+
+    store = Store.open(tmp_path / "s.db")
+    slack = StoreSinkState(store, "slack")
+    slack.set("ts:inc-1", "1700000000.0001")
+    StoreSinkState(store, "pager").set("ts:inc-1", "other")
+    store.close()
+    again = Store.open(tmp_path / "s.db")
+    assert StoreSinkState(again, "slack").get("ts:inc-1") == "1700000000.0001"
+    StoreSinkState(again, "slack").delete("ts:inc-1")
+    assert StoreSinkState(again, "slack").get("ts:inc-1") is None
+    assert StoreSinkState(again, "pager").get("ts:inc-1") == "other"
