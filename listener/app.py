@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import random
 import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from listener import incidents
 from listener.clock import Clock, SystemClock
 from listener.collectors.base import Collector
 from listener.components import build_collectors, build_sinks
+from listener.config.duration import parse_duration
 from listener.config.load import load_config
 from listener.config.schema import Config, SourceConfig
 from listener.errors import CollectorError, ConfigError, ListenerError, RateLimited
@@ -112,7 +117,7 @@ class Daemon:
 
     async def run(self) -> int:
         config = load_config(self.settings.config)  # ConfigError → CLI prints, exit 2
-        REDACTOR.update(config_secrets(config))
+        REDACTOR.update([*config_secrets(config), self.settings.api_token])
         self.store = Store.open(self.settings.state)
         self.processor = Processor(config, self.store, self.metrics)
         loop = asyncio.get_running_loop()
@@ -267,7 +272,7 @@ class Daemon:
             log.error("reload_kept_old_config", problems=len(exc.problems))
             return
         try:
-            REDACTOR.update(config_secrets(config))
+            REDACTOR.update([*config_secrets(config), self.settings.api_token])
             await self.apply(config)
         except ConfigError as exc:  # a source or sink could not be built: keep the old config
             self.metrics.config_reloads.labels(outcome="error").inc()
@@ -447,6 +452,130 @@ class Daemon:
     def _routes(self) -> None:
         self.api.route("GET", "/healthz", self._healthz)
         self.api.route("GET", "/readyz", self._readyz)
+        self.api.route("GET", "/incidents", self._incidents)
+        self.api.route("GET", "/incidents/", self._incident, prefix=True)
+        self.api.route("POST", "/incidents/", self._ack, prefix=True)
+        self.api.route("GET", "/silences", self._silences)
+        self.api.route("POST", "/silences", self._add_silence)
+        self.api.route("DELETE", "/silences/", self._expire_silence, prefix=True)
+
+    def _authorised(self, request: Request) -> Response | None:
+        """None when the request carries the API token; else the error response."""
+        token = self.settings.api_token
+        if not token:
+            return Response.json(
+                {"error": "write endpoints are disabled: set LISTENER_API_TOKEN"}, 403
+            )
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return Response.json({"error": "missing or wrong bearer token"}, 401)
+        return None
+
+    @staticmethod
+    def _body(request: Request) -> dict[str, Any]:
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            raise ListenerError("the body must be JSON") from None
+        if not isinstance(data, dict):
+            raise ListenerError("the body must be a JSON object")
+        return data
+
+    async def _store_call(self, fn: Any, *args: Any, **kwargs: Any) -> Response | Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except incidents.NotFound as exc:
+            return Response.json({"error": str(exc)}, 404)
+        except incidents.Conflict as exc:
+            return Response.json({"error": str(exc)}, 409)
+        except ListenerError as exc:
+            return Response.json({"error": str(exc)}, 400)
+
+    async def _incidents(self, request: Request) -> Response:
+        assert self.store is not None
+        status = dict(parse_qsl(request.query)).get("status")
+        rows = await asyncio.to_thread(incidents.listing, self.store, status or None)
+        return Response.json(rows)
+
+    async def _incident(self, request: Request) -> Response:
+        assert self.store is not None
+        result = await self._store_call(
+            incidents.detail, self.store, request.path.removeprefix("/incidents/")
+        )
+        return result if isinstance(result, Response) else Response.json(result)
+
+    async def _ack(self, request: Request) -> Response:
+        assert self.store is not None
+        incident_id, _, action = request.path.removeprefix("/incidents/").partition("/")
+        if action != "ack":
+            return Response(404, b"not found\n")
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        try:
+            body = self._body(request)
+        except ListenerError as exc:
+            return Response.json({"error": str(exc)}, 400)
+        result = await self._store_call(
+            incidents.acknowledge,
+            self.store,
+            incident_id,
+            str(body.get("by", "")),
+            self.clock.now(),
+            str(body.get("note", "")),
+        )
+        if isinstance(result, Response):
+            return result
+        log.info("acknowledged", incident_id=incident_id, by=body.get("by"))
+        asyncio.get_running_loop().create_task(self._evaluate())  # announce it now
+        return Response.json({"acknowledged": incident_id})
+
+    async def _silences(self, request: Request) -> Response:
+        assert self.store is not None
+        now = self.clock.now()
+        found = await asyncio.to_thread(self.store.silences)
+        return Response.json([incidents.silence_dict(s, now) for s in found])
+
+    async def _add_silence(self, request: Request) -> Response:
+        assert self.store is not None
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        try:
+            body = self._body(request)
+            duration = parse_duration(body.get("for", ""))
+        except (ListenerError, ValueError) as exc:
+            return Response.json({"error": str(exc)}, 400)
+        result = await self._store_call(
+            incidents.add_silence,
+            self.store,
+            now=self.clock.now(),
+            duration=duration,
+            by=str(body.get("by", "")),
+            comment=str(body.get("comment", "")),
+            brand=body.get("brand"),
+            rule=body.get("rule"),
+            level=body.get("level"),
+        )
+        if isinstance(result, Response):
+            return result
+        log.info(
+            "silenced",
+            silence_id=result.id,
+            brand=result.brand,
+            rule=result.rule,
+            level=result.level,
+            until=result.ends_at.isoformat(),
+        )
+        return Response.json(incidents.silence_dict(result, self.clock.now()), 201)
+
+    async def _expire_silence(self, request: Request) -> Response:
+        assert self.store is not None
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        silence_id = request.path.removeprefix("/silences/")
+        done = await asyncio.to_thread(self.store.expire_silence, silence_id, self.clock.now())
+        if not done:
+            return Response.json({"error": f"no active silence {silence_id!r}"}, 404)
+        return Response.json({"expired": silence_id})
 
     async def _healthz(self, request: Request) -> Response:
         return Response(200, b"ok\n")

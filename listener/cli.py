@@ -51,6 +51,41 @@ def _parser() -> argparse.ArgumentParser:
         help="do not deliver to the configured sinks; only print the timeline",
     )
 
+    inc = sub.add_parser("incidents", help="list incidents, or show one with its history")
+    inc.add_argument(
+        "show",
+        nargs="?",
+        metavar="show",
+        choices=["show"],
+        help="'show ID' prints one incident's timeline, notifications and deliveries",
+    )
+    inc.add_argument("incident", nargs="?", help="incident id (with show)")
+    inc.add_argument("--status", choices=["open", "resolved", "all"], default="all")
+    inc.add_argument("--limit", type=int, default=50)
+    inc.add_argument("--json", action="store_true", help="print JSON")
+    inc.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+
+    ack = sub.add_parser("ack", help="acknowledge an incident: stops reminders and escalation")
+    ack.add_argument("incident", help="incident id")
+    ack.add_argument("--by", required=True, help="who is on it")
+    ack.add_argument("--note", default="", help="what is being done")
+    ack.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+
+    sil = sub.add_parser("silence", help="mute alerts for a while (add | list | expire)")
+    sil_sub = sil.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sil_sub.add_parser("add", help="add a silence")
+    add.add_argument("--brand")
+    add.add_argument("--rule")
+    add.add_argument("--level")
+    add.add_argument("--for", dest="duration", required=True, help="e.g. 2h")
+    add.add_argument("--comment", required=True, help="why")
+    add.add_argument("--by", required=True, help="who")
+    lst = sil_sub.add_parser("list", help="list silences")
+    exp = sil_sub.add_parser("expire", help="end a silence now")
+    exp.add_argument("silence", help="silence id")
+    for sp in (add, lst, exp):
+        sp.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+
     sub.add_parser("version", help="print the version")
     return p
 
@@ -67,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "drill":
             return _drill(args)
+        if args.command in ("incidents", "ack", "silence"):
+            return _incidents(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -146,3 +183,80 @@ def _drill(args: argparse.Namespace) -> int:
             out=sys.stdout,
         )
     )
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    """``incidents``, ``ack`` and ``silence``: work on the state file directly (SQLite
+    allows it while the daemon runs; the daemon picks changes up at its next tick)."""
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from listener import incidents
+    from listener.config.duration import parse_duration
+    from listener.settings import Settings
+    from listener.store import Store
+
+    settings = Settings.from_env(state=args.state)
+    if not Path(settings.state).exists():
+        raise ListenerError(f"no state file at {settings.state} (pass --state PATH)")
+    store = Store.open(settings.state)
+    now = datetime.now(UTC)
+    try:
+        if args.command == "ack":
+            incidents.acknowledge(store, args.incident, args.by, now, args.note)
+            print(
+                f"acknowledged {args.incident} as {args.by}; the daemon announces it to "
+                "whoever was alerted and stops reminders"
+            )
+            return 0
+        if args.command == "silence":
+            if args.action == "add":
+                try:
+                    duration = parse_duration(args.duration)
+                except ValueError as exc:
+                    raise ListenerError(f"--for: {exc}") from None
+                silence = incidents.add_silence(
+                    store,
+                    now=now,
+                    duration=duration,
+                    by=args.by,
+                    comment=args.comment,
+                    brand=args.brand,
+                    rule=args.rule,
+                    level=args.level,
+                )
+                print(f"{silence.id}: silenced until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
+                return 0
+            if args.action == "expire":
+                if not store.expire_silence(args.silence, now):
+                    raise incidents.NotFound(f"no active silence {args.silence!r}")
+                print(f"{args.silence}: expired")
+                return 0
+            for sil in store.silences():
+                state = "active" if sil.active(now) else "expired"
+                match = (
+                    ", ".join(
+                        f"{k}={v}"
+                        for k, v in (("brand", sil.brand), ("rule", sil.rule), ("level", sil.level))
+                        if v
+                    )
+                    or "everything"
+                )
+                print(
+                    f"{sil.id}  {state:<8} {match}  until {sil.ends_at:%Y-%m-%d %H:%M}  "
+                    f"by {sil.created_by}: {sil.comment}"
+                )
+            return 0
+        if args.show:
+            if not args.incident:
+                raise ListenerError("incidents show needs an incident id")
+            detail = incidents.detail(store, args.incident)
+            print(json.dumps(detail, indent=2) if args.json else incidents.render_detail(detail))
+            return 0
+        status = None if args.status == "all" else args.status
+        rows = incidents.listing(store, status, args.limit)
+        print(json.dumps(rows, indent=2) if args.json else incidents.render_listing(rows))
+        return 0
+    finally:
+        store.close()

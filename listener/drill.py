@@ -138,6 +138,9 @@ _MARK = {
     "escalated": "▲ ESCALATED",
     "deescalated": "▼ DE-ESCALATED",
     "resolved": "✔ RESOLVED",
+    "reminder": "… REMINDER",
+    "acknowledged": "✋ ACKNOWLEDGED",
+    "handoff": "⇧ HANDOFF",
 }
 
 

@@ -74,11 +74,17 @@ class HttpApi:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.routes: dict[tuple[str, str], Handler] = {}
+        self.prefixes: list[tuple[str, str, Handler]] = []
         self._server: asyncio.Server | None = None
         self.route("GET", "/metrics", self._metrics)
 
-    def route(self, method: str, path: str, handler: Handler) -> None:
-        self.routes[(method, path)] = handler
+    def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        """Serve ``method path``; with ``prefix``, every path under ``path`` (the handler
+        reads the rest from ``request.path``)."""
+        if prefix:
+            self.prefixes.append((method, path, handler))
+        else:
+            self.routes[(method, path)] = handler
 
     async def _metrics(self, request: Request) -> Response:
         return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
@@ -145,9 +151,12 @@ class HttpApi:
         body = await reader.readexactly(length) if length else b""
         url = urlsplit(target)
         request = Request(method, url.path, url.query, headers, body)
-        handler = self.routes.get((method, url.path))
+        handler = self.routes.get((method, url.path)) or next(
+            (h for m, p, h in self.prefixes if m == method and url.path.startswith(p)), None
+        )
         if handler is None:
-            if any(path == url.path for _, path in self.routes):
+            known = [p for _, p in self.routes] + [p for _, p, _ in self.prefixes]
+            if any(url.path == p or (p.endswith("/") and url.path.startswith(p)) for p in known):
                 return Response(405, b"method not allowed\n")
             return Response(404, b"not found\n")
         try:

@@ -108,6 +108,19 @@ class Metrics:
             ["rule", "sink", "outcome"],
             registry=r,
         )
+        self.alerts_muted = Counter(
+            "listener_alerts_muted_total",
+            "Alerts not sent because of a silence, inhibition or nobody to tell",
+            ["rule", "reason"],
+            registry=r,
+        )
+        self.time_to_ack = Histogram(
+            "listener_time_to_ack_seconds",
+            "Time from an incident opening to its acknowledgement",
+            ["rule"],
+            buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+            registry=r,
+        )
         self.delivery_duration = Histogram(
             "listener_delivery_duration_seconds",
             "Time one send to a sink took",

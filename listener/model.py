@@ -102,6 +102,12 @@ class ScoredMention:
     mention: Mention
     brands: tuple[str, ...]
     sentiment: Sentiment
+    categories: tuple[str, ...] = ()
+    """Crisis categories that fired (outage, security, ...)."""
+    emotions: tuple[str, ...] = ()
+    """Clear emotion signals (anger, concern, confusion)."""
+    story: str | None = None
+    """The story this mention belongs to (its own ``source:id`` unless it is a copy)."""
 
     @property
     def negative(self) -> bool:
@@ -202,6 +208,8 @@ class Alert:
     opened_at: datetime | None = None
     route: tuple[str, ...] = ()
     """The escalation route the alert was sent on (e.g. social team, then PR lead)."""
+    summary: str = ""
+    """One paragraph for people, rendered from the configured (Jinja2) template."""
 
     @property
     def title(self) -> str:
@@ -266,4 +274,5 @@ class Alert:
                 datetime.fromisoformat(data["opened_at"]) if data.get("opened_at") else None
             ),
             route=tuple(data.get("route", ())),
+            summary=str(data.get("summary", "")),
         )

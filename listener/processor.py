@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -24,8 +24,9 @@ from listener.collectors.base import Cursor
 from listener.config.schema import ConditionConfig, Config, RuleConfig, SourceHealthConfig
 from listener.errors import StoreError
 from listener.matching.brands import BrandMatcher
+from listener.matching.stories import StoryIndex
 from listener.metrics import Metrics
-from listener.model import Alert, Mention, ScoredMention, Sentiment
+from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention, Sentiment
 from listener.rules.engine import (
     CompiledRule,
     EngineState,
@@ -34,15 +35,31 @@ from listener.rules.engine import (
     evaluate_rule,
     max_lookback,
 )
+from listener.rules.notify import (
+    IncidentChange,
+    InhibitRule,
+    Notice,
+    NotifyState,
+    Policy,
+    Step,
+    Tracked,
+    on_changes,
+    on_tick,
+)
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
+from listener.scoring import build_scorer, score_many
 from listener.scoring.base import Scorer
-from listener.scoring.sentiment import VaderScorer
+from listener.scoring.categories import CategoryTagger, EmotionDetector
 from listener.scoring.velocity import Sample, VelocityWindows
 from listener.store import Store, reach_of
+from listener.templates import render_summary
 
 log = structlog.get_logger("listener.processor")
 
 BUCKET = timedelta(minutes=1)
+TREND_STEP = timedelta(minutes=30)
+TREND_POINTS = 12
+"""Alerts carry the last 6 hours of negative volume in 30-minute steps."""
 UNMATCHED = Sentiment("neutral", 0.0)
 
 
@@ -81,7 +98,7 @@ def windows_for(rules: Sequence[CompiledRule]) -> VelocityWindows:
 def sample_of(s: ScoredMention) -> Sample:
     """What the velocity windows count of a scored mention.
 
-    Story ids and crisis categories are not wired yet (``story=None``, ``categories=()``).
+    Voices are ``source:handle`` (the same handle on two platforms is two voices).
     """
     m = s.mention
     label = s.sentiment.label
@@ -91,6 +108,8 @@ def sample_of(s: ScoredMention) -> Sample:
         compound=s.sentiment.compound,
         reach=reach_of(s),
         author=f"{m.source}:{m.author.handle}" if m.author.handle else None,
+        story=s.story,
+        categories=s.categories,
         source=m.source,
         language=m.language,
     )
@@ -120,18 +139,26 @@ class Processor:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.scorer: Scorer = scorer if scorer is not None else VaderScorer()
+        self.scorer: Scorer = (
+            scorer if scorer is not None else build_scorer(config.scoring.sentiment)
+        )
         self.drill = drill
         self._lock = threading.RLock()
         self.config = config
         self.matcher = BrandMatcher(config.brands)
         self.rules = compile_rules(config)
         self.windows = windows_for(self.rules)
+        self.stories = StoryIndex()
+        self.tagger = CategoryTagger(config.categories.custom, defaults=config.categories.defaults)
+        self.emotions = EmotionDetector()
         self.state = EngineState()
+        self.notify = NotifyState()
         self.quiet_until: dict[str, datetime] = {}
         self._load_state()
 
     def _load_state(self) -> None:
+        raw_notify = self.store.load_kv("notify_state")
+        self.notify = NotifyState.from_json(raw_notify) if raw_notify else NotifyState()
         raw_quiet = self.store.load_kv("quiet_until")
         self.quiet_until = {
             brand: datetime.fromisoformat(at) for brand, at in json.loads(raw_quiet or "{}").items()
@@ -142,10 +169,20 @@ class Processor:
         raw = self.store.load_engine_state()
         self.state = EngineState.from_json(raw) if raw else EngineState()
 
+    def _tags(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Crisis categories and emotions of a text."""
+        return (
+            tuple(hit.name for hit in self.tagger.tag(text)),
+            self.emotions.detect(text),
+        )
+
     def reconfigure(self, config: Config) -> None:
         """Apply a new config; window counts and open incidents are kept."""
         with self._lock:
             matcher = BrandMatcher(config.brands)
+            self.tagger = CategoryTagger(
+                config.categories.custom, defaults=config.categories.defaults
+            )
             rules = compile_rules(config)
             self.config, self.matcher, self.rules = config, matcher, rules
             self.windows.retention = retention_for(rules)
@@ -181,14 +218,24 @@ class Processor:
             span = self.quiet_span()
             scored: list[ScoredMention] = []
             matched = negative = stale = 0
-            for m in fresh:
-                text = f"{m.title}. {m.text}" if m.title and m.title not in m.text else m.text
-                brands = self.matcher.match(text)
-                sentiment = self.scorer.score(text) if brands else UNMATCHED
-                s = ScoredMention(m, brands, sentiment)
-                scored.append(s)
+            texts = [
+                f"{m.title}. {m.text}" if m.title and m.title not in m.text else m.text
+                for m in fresh
+            ]
+            brands_of = [
+                self.matcher.match(t, language=m.language, source=m.source)
+                for t, m in zip(texts, fresh, strict=True)
+            ]
+            to_score = [t for t, b in zip(texts, brands_of, strict=True) if b]
+            sentiments = iter(score_many(self.scorer, to_score))
+            for m, text, brands in zip(fresh, texts, brands_of, strict=True):
                 if not brands:
+                    scored.append(ScoredMention(m, brands, UNMATCHED))
                     continue
+                sentiment = next(sentiments)
+                story = self.stories.assign(m).story
+                s = ScoredMention(m, brands, sentiment, *self._tags(text), story=story)
+                scored.append(s)
                 matched += 1
                 negative += s.negative
                 for brand in brands:
@@ -256,8 +303,7 @@ class Processor:
                     continue
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
-            outbox = [(self._alert(ev), self.route(ev)) for ev in events]
-            alerts = [a for a, _ in outbox]
+            notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
             try:
@@ -265,20 +311,127 @@ class Processor:
                     now=now,
                     engine_state=state.to_json(),
                     events=events,
-                    outbox=[(a, sinks) for a, sinks in outbox if sinks],
+                    notices=notices,
+                    outbox=[(a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks],
                     buckets=self.windows.drain_dirty(),
                     prune_buckets_before=cutoff,
+                    kv={"notify_state": notify.to_json()},
                 )
             except StoreError:
                 self._load_state()
                 raise
-            self.state = state
+            self.state, self.notify = state, notify
             for ev in events:
                 self.metrics.incident_events.labels(
                     rule=ev.rule, brand=ev.brand, kind=ev.kind
                 ).inc()
+            for alert, notice in zip(alerts, notices, strict=True):
+                if notice.muted:
+                    reason = notice.muted.split(" ", 1)[0]
+                    self.metrics.alerts_muted.labels(rule=alert.rule, reason=reason).inc()
+                if notice.kind == "acknowledged" and notice.ack is not None:
+                    opened = alert.opened_at or notice.ack.at
+                    self.metrics.time_to_ack.labels(rule=alert.rule).observe(
+                        max(0.0, (notice.ack.at - opened).total_seconds())
+                    )
             self._update_open_gauge()
-            return alerts
+            return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
+
+    # ------------------------------------------------------------------ notifications
+
+    def policy(self) -> Policy:
+        """The notification policy of the current config."""
+        config = self.config
+
+        def route(rule: str, level: str) -> list[str]:
+            if rule == SOURCE_HEALTH:
+                routes = config.routes
+                sinks = routes.get(SOURCE_HEALTH) or routes.get(level) or routes.get("default")
+            else:
+                cfg = self._rule_config(rule)
+                sinks = cfg.route_for(level, config.routes) if cfg is not None else []
+            return [s for s in sinks or [] if s in config.sinks]
+
+        def steps(rule: str, level: str) -> list[Step]:
+            cfg = self._rule_config(rule)
+            lvl = cfg.levels.get(level) if cfg is not None else None
+            if lvl is None:
+                return []
+            return [
+                Step(e.after, tuple(s for s in e.route if s in config.sinks)) for e in lvl.escalate
+            ]
+
+        def repeat(rule: str) -> timedelta | None:
+            cfg = self._rule_config(rule)
+            own = cfg.repeat_every if cfg is not None else None
+            return own or config.notifications.repeat_every
+
+        inhibit = [
+            InhibitRule(frozenset(i.source), frozenset(i.target))
+            for i in config.notifications.inhibit
+        ]
+        return Policy(route=route, steps=steps, repeat=repeat, inhibit=inhibit)
+
+    def _notify(
+        self, events: Sequence[IncidentEvent], now: datetime
+    ) -> tuple[NotifyState, list[Notice], list[Alert]]:
+        """Apply the notification policy; one Alert per Notice, in the same order."""
+        policy = self.policy()
+        silences = self.store.silences(active_at=now)
+        changes = [
+            IncidentChange(ev.alert_id, ev.kind, ev.incident_id, ev.rule, ev.brand, ev.level, ev.at)
+            for ev in events
+        ]
+        notify, from_events = on_changes(changes, self.notify, silences, policy, now)
+        acks = self.store.acks(notify.incidents)
+        notify, from_ticks = on_tick(notify, silences, acks, policy, now)
+        tracked = {**self.notify.incidents, **notify.incidents}
+        alerts = [
+            self._event_alert(ev, notice, tracked.get(ev.incident_id))
+            for ev, notice in zip(events, from_events, strict=True)
+        ]
+        alerts += [self._tick_alert(n, tracked[n.incident_id], now) for n in from_ticks]
+        return notify, [*from_events, *from_ticks], alerts
+
+    def _event_alert(self, ev: IncidentEvent, notice: Notice, t: Tracked | None) -> Alert:
+        return self._make_alert(
+            alert_id=ev.alert_id,
+            kind=ev.kind,
+            incident_id=ev.incident_id,
+            rule=ev.rule,
+            brand=ev.brand,
+            level=ev.level,
+            previous_level=ev.previous_level,
+            at=ev.at,
+            facts=ev.facts,
+            opened_at=t.opened_at if t else None,
+            ack=t.ack if t else None,
+            route=notice.route,
+        )
+
+    def _tick_alert(self, notice: Notice, t: Tracked, now: datetime) -> Alert:
+        facts: tuple[Fact, ...] = ()
+        compiled = next((r for r in self.rules if r.name == t.rule), None)
+        level = compiled.level(t.level) if compiled is not None else None
+        if level is not None:
+            try:
+                facts = level.when.check(self.windows, t.brand, now).facts
+            except Exception:  # facts are decoration; a failing condition is logged elsewhere
+                facts = ()
+        return self._make_alert(
+            alert_id=notice.alert_id,
+            kind=notice.kind,
+            incident_id=t.incident_id,
+            rule=t.rule,
+            brand=t.brand,
+            level=t.level,
+            previous_level=None,
+            at=now,
+            facts=facts,
+            opened_at=t.opened_at,
+            ack=notice.ack or t.ack,
+            route=notice.route,
+        )
 
     def _update_open_gauge(self) -> None:
         self.metrics.incidents_open.clear()
@@ -298,41 +451,60 @@ class Processor:
             else (self.config.source_health)
         )
 
-    def route(self, event: IncidentEvent) -> list[str]:
-        """The sinks an event's alert goes to: its level's route; the peak level's route
-        for de-escalations and the all-clear, so whoever was paged hears it is over.
-        Source-health alerts use ``routes.source-health``, else their level's route."""
-        if event.rule == SOURCE_HEALTH:
-            routes = self.config.routes
-            sinks = routes.get(SOURCE_HEALTH) or routes.get(event.level) or routes.get("default")
-            return [s for s in sinks or [] if s in self.config.sinks]
-        rule = self._rule_config(event.rule)
-        if rule is None:
-            return []
-        level = event.peak_level if event.kind in ("deescalated", "resolved") else event.level
-        return [s for s in rule.route_for(level, self.config.routes) if s in self.config.sinks]
-
-    def _alert(self, ev: IncidentEvent) -> Alert:
-        rule = self._rule_config(ev.rule)
-        window = rule_window(rule) if rule else timedelta(hours=1)
-        top = (
-            self.store.top_mentions(ev.brand, ev.at - window, ev.at + BUCKET, limit=5)
-            if ev.rule != SOURCE_HEALTH
-            else []
+    def _make_alert(
+        self,
+        *,
+        alert_id: str,
+        kind: AlertKind,
+        incident_id: str,
+        rule: str,
+        brand: str,
+        level: str,
+        previous_level: str | None,
+        at: datetime,
+        facts: tuple[Fact, ...],
+        opened_at: datetime | None,
+        ack: Ack | None,
+        route: tuple[str, ...],
+    ) -> Alert:
+        cfg = self._rule_config(rule)
+        window = rule_window(cfg) if cfg else timedelta(hours=1)
+        brand_rule = rule != SOURCE_HEALTH
+        start, end = at - window, at + BUCKET
+        top = self.store.top_mentions(brand, start, end, limit=5) if brand_rule else []
+        categories = self.store.top_categories(brand, start, end) if brand_rule else []
+        authors = self.store.top_authors(brand, start, end) if brand_rule else []
+        step = TREND_STEP
+        trend = (
+            tuple(
+                int(self.windows.value(brand, "negative", at - step * (i + 1), at - step * i))
+                for i in reversed(range(TREND_POINTS))
+            )
+            if brand_rule
+            else ()
         )
-        return Alert(
-            id=ev.alert_id,
-            incident_id=ev.incident_id,
-            kind=ev.kind,
-            rule=ev.rule,
-            brand=ev.brand,
-            level=ev.level,
-            previous_level=ev.previous_level,
-            at=ev.at,
-            facts=ev.facts,
+        alert = Alert(
+            id=alert_id,
+            incident_id=incident_id,
+            kind=kind,
+            rule=rule,
+            brand=brand,
+            level=level,
+            previous_level=previous_level,
+            at=at,
+            facts=facts,
             top_mentions=tuple(top),
             drill=self.drill,
+            opened_at=opened_at,
+            ack=ack,
+            route=route,
+            categories=tuple(categories),
+            authors=tuple(authors),
+            trend=trend,
+            trend_step=int(step.total_seconds()) if trend else 0,
         )
+        template = (cfg.summary if cfg else None) or self.config.notifications.summary
+        return replace(alert, summary=render_summary(alert, template))
 
 
 def _dump_times(times: Mapping[str, datetime]) -> str:

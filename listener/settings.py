@@ -28,6 +28,8 @@ class Settings:
     evaluate_every: timedelta = timedelta(seconds=30)
     shutdown_timeout: timedelta = timedelta(seconds=10)
     mention_retention: timedelta = timedelta(days=30)
+    api_token: str = ""
+    """Bearer token for the HTTP write endpoints (ack, silences); empty disables them."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -23,9 +23,9 @@ from typing import Any
 
 from listener.collectors.base import Cursor
 from listener.errors import StoreError
-from listener.model import Alert, Fact, MentionRef, ScoredMention
+from listener.model import Ack, Alert, AuthorRef, Fact, MentionRef, ScoredMention
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version 2: ``buckets`` holds one JSON blob per bucket (``listener.scoring.velocity``).
 Opening a version-1 file drops and recreates the ``buckets`` table, so velocity window
 history (and the rules' warm-up) restarts once after the upgrade; nothing else changes."""
@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS mentions (
     compound REAL NOT NULL,
     reach REAL NOT NULL,
     data TEXT NOT NULL,
+    author TEXT,
+    tags TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (source, id)
 );
 CREATE INDEX IF NOT EXISTS mentions_collected ON mentions (collected_at);
@@ -105,6 +107,32 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (alert_id, sink)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, status, next_attempt_at, id);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    brand TEXT,
+    rule TEXT,
+    level TEXT,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    comment TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acks (
+    incident_id TEXT PRIMARY KEY,
+    by TEXT NOT NULL,
+    at REAL NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notices (
+    alert_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    at REAL NOT NULL,
+    sinks TEXT NOT NULL,
+    muted TEXT
+);
+CREATE INDEX IF NOT EXISTS notices_incident ON notices (incident_id, at);
 CREATE TABLE IF NOT EXISTS sink_state (
     sink TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -195,6 +223,15 @@ def _migrate_buckets(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE buckets")
 
 
+def _migrate_mention_tags(conn: sqlite3.Connection) -> None:
+    """Schema 2 → 3: mentions gain ``author`` and ``tags`` (categories, emotions, story)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(mentions)")}
+    if columns and "author" not in columns:
+        conn.execute("ALTER TABLE mentions ADD COLUMN author TEXT")
+    if columns and "tags" not in columns:
+        conn.execute("ALTER TABLE mentions ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'")
+
+
 class Store:
     """SQLite-backed state. Open with :meth:`open`; close with :meth:`close`."""
 
@@ -223,6 +260,8 @@ class Store:
                 )
             if version < 2:
                 _migrate_buckets(conn)
+            if 0 < version < 3:
+                _migrate_mention_tags(conn)
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -314,6 +353,41 @@ class Store:
             )
         return out
 
+    def top_categories(self, brand: str, start: datetime, end: datetime) -> list[tuple[str, int]]:
+        """Crisis categories of the brand's negative mentions in [start, end), most first."""
+        rows = self._read(
+            "SELECT m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            "AND b.negative = 1",
+            (brand, _ts(start), _ts(end)),
+        )
+        counts: dict[str, int] = {}
+        for (tags,) in rows:
+            for name in json.loads(tags or "{}").get("categories", ()):
+                counts[name] = counts.get(name, 0) + 1
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+
+    def top_authors(
+        self, brand: str, start: datetime, end: datetime, limit: int = 3
+    ) -> list[AuthorRef]:
+        """Detractors (most negative mentions) and amplifiers (largest reach) in [start, end)."""
+        rows = self._read(
+            "SELECT m.author, COUNT(*), MAX(m.reach), SUM(b.negative) FROM mention_brands b "
+            "JOIN mentions m ON m.source = b.source AND m.id = b.id WHERE b.brand = ? AND "
+            "b.created_at >= ? AND b.created_at < ? AND m.author IS NOT NULL GROUP BY m.author",
+            (brand, _ts(start), _ts(end)),
+        )
+
+        def ref(row: Any, role: Any) -> AuthorRef:
+            source, _, handle = str(row[0]).partition(":")
+            return AuthorRef(
+                handle=handle, source=source, mentions=int(row[1]), reach=float(row[2]), role=role
+            )
+
+        detractors = [r for r in sorted(rows, key=lambda r: (-r[3], -r[2])) if r[3] > 1][:limit]
+        amplifiers = [r for r in sorted(rows, key=lambda r: -r[2]) if r[2] > 0][:limit]
+        return [ref(r, "detractor") for r in detractors] + [ref(r, "amplifier") for r in amplifiers]
+
     # ------------------------------------------------------------------ one transaction
 
     def commit(
@@ -328,6 +402,7 @@ class Store:
         events: Sequence[Any] = (),
         outbox: Sequence[tuple[Alert, Sequence[str]]] = (),
         kv: Mapping[str, str] | None = None,
+        notices: Sequence[Any] = (),
     ) -> None:
         """Write one processing step atomically.
 
@@ -343,7 +418,7 @@ class Store:
                 for s in mentions:
                     m = s.mention
                     cur = c.execute(
-                        "INSERT OR IGNORE INTO mentions VALUES (?,?,?,?,?,?,?,?)",
+                        "INSERT OR IGNORE INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (
                             m.source,
                             m.id,
@@ -353,6 +428,14 @@ class Store:
                             s.sentiment.compound,
                             reach_of(s),
                             json.dumps(m.to_dict()),
+                            f"{m.source}:{m.author.handle}" if m.author.handle else None,
+                            json.dumps(
+                                {
+                                    "categories": list(s.categories),
+                                    "emotions": list(s.emotions),
+                                    "story": s.story,
+                                }
+                            ),
                         ),
                     )
                     if cur.rowcount:
@@ -390,6 +473,21 @@ class Store:
                     )
                 for ev in events:
                     self._apply_event(c, ev)
+                c.executemany(
+                    "INSERT OR IGNORE INTO notices VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (
+                            n.alert_id,
+                            n.incident_id,
+                            n.kind,
+                            n.level,
+                            t,
+                            json.dumps(list(n.sinks)),
+                            n.muted,
+                        )
+                        for n in notices
+                    ],
+                )
                 for alert, sinks in outbox:
                     payload = json.dumps(alert.to_dict())
                     c.executemany(
@@ -551,6 +649,108 @@ class Store:
             for r in rows
         ]
 
+    # ------------------------------------------------------------------ silences, acks
+
+    def add_silence(self, silence: Any) -> None:
+        """Store a :class:`listener.rules.notify.Silence`."""
+        self._write(
+            "INSERT INTO silences VALUES (?,?,?,?,?,?,?,?)",
+            (
+                silence.id,
+                silence.brand,
+                silence.rule,
+                silence.level,
+                _ts(silence.starts_at),
+                _ts(silence.ends_at),
+                silence.created_by,
+                silence.comment,
+            ),
+        )
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        """End a silence now; False when there is no such active silence."""
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?",
+                (_ts(now), silence_id, _ts(now)),
+            )
+            return bool(cur.rowcount)
+
+    def silences(self, active_at: datetime | None = None) -> list[Any]:
+        """Silences (only those active at ``active_at`` when given), newest first."""
+        from listener.rules.notify import Silence
+
+        where, params = "", []
+        if active_at is not None:
+            where, params = "WHERE starts_at <= ? AND ends_at > ?", [_ts(active_at)] * 2
+        rows = self._read(f"SELECT * FROM silences {where} ORDER BY starts_at DESC", params)
+        return [
+            Silence(
+                id=r[0],
+                brand=r[1],
+                rule=r[2],
+                level=r[3],
+                starts_at=_dt(r[4]),
+                ends_at=_dt(r[5]),
+                created_by=r[6],
+                comment=r[7],
+            )
+            for r in rows
+        ]
+
+    def add_ack(self, incident_id: str, by: str, at: datetime, note: str = "") -> bool:
+        """Record an acknowledgement; the first one wins. False when already acknowledged."""
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO acks VALUES (?,?,?,?)", (incident_id, by, _ts(at), note)
+            )
+            return bool(cur.rowcount)
+
+    def acks(self, incident_ids: Iterable[str] | None = None) -> dict[str, Ack]:
+        ids = list(incident_ids) if incident_ids is not None else None
+        if ids is not None and not ids:
+            return {}
+        if ids is None:
+            rows = self._read("SELECT incident_id, by, at, note FROM acks")
+        else:
+            marks = ",".join("?" * len(ids))
+            rows = self._read(
+                f"SELECT incident_id, by, at, note FROM acks WHERE incident_id IN ({marks})", ids
+            )
+        return {r[0]: Ack(r[1], _dt(r[2]), r[3]) for r in rows}
+
+    def notices(self, incident_id: str) -> list[NoticeRecord]:
+        rows = self._read(
+            "SELECT alert_id, kind, level, at, sinks, muted FROM notices WHERE incident_id = ? "
+            "ORDER BY at, alert_id",
+            (incident_id,),
+        )
+        return [
+            NoticeRecord(r[0], r[1], r[2], _dt(r[3]), tuple(json.loads(r[4])), r[5]) for r in rows
+        ]
+
+    def incident(self, incident_id: str) -> IncidentRecord | None:
+        rows = self._read(
+            "SELECT id, rule, brand, status, level, peak_level, opened_at, updated_at, "
+            "resolved_at FROM incidents WHERE id = ?",
+            (incident_id,),
+        )
+        return (
+            IncidentRecord(
+                rows[0][0],
+                rows[0][1],
+                rows[0][2],
+                rows[0][3],
+                rows[0][4],
+                rows[0][5],
+                _dt(rows[0][6]),
+                _dt(rows[0][7]),
+                _dt(rows[0][8]) if rows[0][8] is not None else None,
+            )
+            if rows
+            else None
+        )
+
     def deliveries(self, incident_id: str) -> list[DeliveryRecord]:
         rows = self._read(
             "SELECT alert_id, sink, status, attempts, last_error, delivered_at FROM outbox "
@@ -561,6 +761,16 @@ class Store:
             DeliveryRecord(r[0], r[1], r[2], r[3], r[4], _dt(r[5]) if r[5] is not None else None)
             for r in rows
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    alert_id: str
+    kind: str
+    level: str
+    at: datetime
+    sinks: tuple[str, ...]
+    muted: str | None
 
 
 class StoreSinkState:

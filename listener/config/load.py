@@ -24,6 +24,7 @@ from listener.config.schema import Config
 from listener.errors import ConfigError, ConfigProblem
 from listener.matching.brands import compile_brand_query
 from listener.matching.query import QuerySyntaxError
+from listener.templates import check_template
 
 PathItem = str | int
 DocPath = tuple[PathItem, ...]
@@ -334,6 +335,22 @@ def _cross_check(config: Config, doc: _Doc) -> None:
                     )
 
     check_routes(config.routes, ("routes",))
+    templates: list[tuple[DocPath, str | None]] = [
+        (("notifications", "summary"), config.notifications.summary)
+    ]
+    templates += [(("rules", i, "summary"), r.summary) for i, r in enumerate(config.rules)]
+    for where, template in templates:
+        if template is not None and (error := check_template(template)) is not None:
+            doc.problem(where, error, "see docs/rules.md#notifications for the fields you can use")
+    for i, inhibit in enumerate(config.notifications.inhibit):
+        for part in ("source", "target"):
+            for j, level in enumerate(getattr(inhibit, part)):
+                if level not in level_names:
+                    doc.problem(
+                        ("notifications", "inhibit", i, part, j),
+                        f"no rule has a level named '{level}'",
+                        _hint(sorted(level_names), level, "levels"),
+                    )
     for name, source in config.sources.items():
         for j, wanted in enumerate(source.brands or []):
             if wanted not in brand_names:
@@ -368,7 +385,15 @@ def _cross_check(config: Config, doc: _Doc) -> None:
                 )
         if rule.routes is not None:
             check_routes(rule.routes, ("rules", i, "routes"))
-        for level in rule.levels:
+        for level, cfg in rule.levels.items():
+            for k, step in enumerate(cfg.escalate):
+                for j, sink in enumerate(step.route):
+                    if sink not in config.sinks:
+                        doc.problem(
+                            ("rules", i, "levels", level, "escalate", k, "route", j),
+                            f"unknown sink '{sink}'",
+                            _hint(sinks, sink, "sinks"),
+                        )
             if not rule.route_for(level, config.routes):
                 doc.problem(
                     ("rules", i, "levels", level),

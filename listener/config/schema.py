@@ -492,6 +492,13 @@ ConditionConfig = Annotated[
 # --------------------------------------------------------------------------- rules
 
 
+class EscalationStep(Strict):
+    """If an incident stays unacknowledged at a level for ``after``, page ``route`` too."""
+
+    after: PositiveDuration
+    route: Annotated[list[str], Field(min_length=1)]
+
+
 class LevelConfig(Strict):
     """One severity level of a rule.
 
@@ -506,6 +513,7 @@ class LevelConfig(Strict):
     exit: ConditionConfig | None = None
     for_: Annotated[NonNegativeDuration, Field(alias="for")] = timedelta(0)
     keep_firing_for: NonNegativeDuration = timedelta(0)
+    escalate: list[EscalationStep] = []
 
 
 class RuleConfig(Strict):
@@ -517,6 +525,8 @@ class RuleConfig(Strict):
     levels: Annotated[dict[Name, LevelConfig], Field(min_length=1)]
     resolve_after: PositiveDuration = timedelta(minutes=30)
     routes: dict[str, list[str]] | None = None
+    repeat_every: PositiveDuration | None = None
+    summary: str | None = None
 
     def route_for(self, level: str, default_routes: dict[str, list[str]]) -> list[str]:
         routes = self.routes if self.routes is not None else default_routes
@@ -526,6 +536,84 @@ class RuleConfig(Strict):
 
 
 # --------------------------------------------------------------------------- top level
+
+
+class VaderScoringConfig(Strict):
+    """Plain VADER (the baseline)."""
+
+    type: Literal["vader"]
+    negative_threshold: float = -0.05
+    positive_threshold: float = 0.05
+
+
+class CrisisScoringConfig(Strict):
+    """VADER made crisis-aware (the default): complaint language, negation, emoji, hashtags."""
+
+    type: Literal["crisis"]
+    negative_threshold: float = -0.05
+    positive_threshold: float = 0.4
+
+
+class TransformersScoringConfig(Strict):
+    """A Hugging Face sequence-classification model (the ``listener[transformers]`` extra)."""
+
+    type: Literal["transformers"]
+    model: Annotated[str, Field(min_length=1)]
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    max_length: Annotated[int, Field(ge=8, le=4096)] = 128
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    label_map: dict[str, Literal["negative", "neutral", "positive"]] | None = None
+    local_files_only: bool = False
+
+
+ScorerConfig = Annotated[
+    CrisisScoringConfig | VaderScoringConfig | TransformersScoringConfig,
+    Field(discriminator="type"),
+]
+
+
+class CategoryConfig(Strict):
+    """A crisis category: whole-word terms (``refund*`` wildcards) and regex patterns."""
+
+    terms: list[Annotated[str, Field(min_length=1)]] = []
+    patterns: list[Annotated[str, Field(min_length=1)]] = []
+    replace: bool = False
+
+
+class CategoriesConfig(Strict):
+    """Crisis categories: the nine built-ins (``defaults``) extended or replaced by ``custom``."""
+
+    defaults: bool = True
+    custom: dict[Name, CategoryConfig] = {}
+
+    @model_validator(mode="after")
+    def _compiles(self) -> CategoriesConfig:
+        from listener.scoring.categories import CategoryTagger
+
+        CategoryTagger(self.custom, defaults=self.defaults)  # CategoryError is a ValueError
+        return self
+
+
+class ScoringConfig(Strict):
+    """How mentions are scored."""
+
+    sentiment: ScorerConfig = CrisisScoringConfig(type="crisis")
+
+
+class InhibitConfig(Strict):
+    """While a brand has an open incident at one of ``source`` levels, alerts of that brand
+    at ``target`` levels (from other incidents) are muted."""
+
+    source: Annotated[list[str], Field(min_length=1)]
+    target: Annotated[list[str], Field(min_length=1)]
+
+
+class NotificationsConfig(Strict):
+    """How alerts reach people beyond routing: reminders, inhibition, the summary text."""
+
+    repeat_every: PositiveDuration | None = None
+    inhibit: list[InhibitConfig] = []
+    summary: str | None = None
 
 
 class Config(Strict):
@@ -538,6 +626,9 @@ class Config(Strict):
     routes: dict[str, list[str]] = {}
     sinks: dict[Name, SinkConfig] = {}
     source_health: SourceHealthConfig = SourceHealthConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    categories: CategoriesConfig = CategoriesConfig()
 
     def brand_names(self) -> list[str]:
         return [b.name for b in self.brands]

@@ -545,7 +545,7 @@ def test_store_migrates_version_1_buckets(tmp_path: Path) -> None:
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
 
 
@@ -562,7 +562,7 @@ def test_processor_samples_carry_what_rules_read() -> None:
     )
     sample = sample_of(ScoredMention(mention, ("Acme",), Sentiment("negative", -0.6)))
     assert sample == Sample(
-        negative=True, compound=-0.6, reach=105.0, author="ann", source="x", language="en"
+        negative=True, compound=-0.6, reach=105.0, author="x:ann", source="x", language="en"
     )
     happy = sample_of(ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4)))
     assert (happy.negative, happy.positive) == (False, True)

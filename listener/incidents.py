@@ -1,0 +1,193 @@
+"""Incident history as people read it: shared by ``listener incidents`` and the HTTP API."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from listener.config.duration import format_duration
+from listener.errors import ListenerError
+from listener.rules.notify import Silence
+from listener.store import IncidentRecord, Store
+
+
+class NotFound(ListenerError):
+    """No such incident or silence."""
+
+    error_type = "not_found"
+
+
+class Conflict(ListenerError):
+    """The request conflicts with the current state (already acknowledged, resolved)."""
+
+    error_type = "conflict"
+
+
+def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
+    ack = store.acks([record.id]).get(record.id)
+    return {
+        "id": record.id,
+        "rule": record.rule,
+        "brand": record.brand,
+        "status": record.status,
+        "level": record.level,
+        "peak_level": record.peak_level,
+        "opened_at": record.opened_at.isoformat(),
+        "resolved_at": record.resolved_at.isoformat() if record.resolved_at else None,
+        "acknowledged_by": ack.by if ack else None,
+        "acknowledged_at": ack.at.isoformat() if ack else None,
+        "time_to_ack_seconds": (ack.at - record.opened_at).total_seconds() if ack else None,
+    }
+
+
+def listing(store: Store, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    return [summary(r, store) for r in store.incidents(status=status, limit=limit)]
+
+
+def detail(store: Store, incident_id: str) -> dict[str, Any]:
+    record = store.incident(incident_id)
+    if record is None:
+        raise NotFound(f"no incident {incident_id!r}")
+    out = summary(record, store)
+    out["timeline"] = [
+        {
+            "seq": e.seq,
+            "kind": e.kind,
+            "level": e.level,
+            "previous_level": e.previous_level,
+            "at": e.at.isoformat(),
+            "facts": [str(f) for f in e.facts],
+        }
+        for e in store.incident_events(incident_id)
+    ]
+    out["notifications"] = [
+        {
+            "alert_id": n.alert_id,
+            "kind": n.kind,
+            "level": n.level,
+            "at": n.at.isoformat(),
+            "sinks": list(n.sinks),
+            "muted": n.muted,
+        }
+        for n in store.notices(incident_id)
+    ]
+    out["deliveries"] = [
+        {
+            "alert_id": d.alert_id,
+            "sink": d.sink,
+            "status": d.status,
+            "attempts": d.attempts,
+            "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+            "last_error": d.last_error,
+        }
+        for d in store.deliveries(incident_id)
+    ]
+    return out
+
+
+def acknowledge(store: Store, incident_id: str, by: str, now: datetime, note: str = "") -> None:
+    """Record that ``by`` took the incident; the daemon announces it and stops reminders."""
+    record = store.incident(incident_id)
+    if record is None:
+        raise NotFound(f"no incident {incident_id!r}")
+    if record.status != "open":
+        raise Conflict(f"incident {incident_id} is {record.status}")
+    if not by.strip():
+        raise ListenerError("say who acknowledges (--by NAME)")
+    if not store.add_ack(incident_id, by.strip(), now, note):
+        existing = store.acks([incident_id])[incident_id]
+        raise Conflict(f"incident {incident_id} was already acknowledged by {existing.by}")
+
+
+def add_silence(
+    store: Store,
+    *,
+    now: datetime,
+    duration: timedelta,
+    by: str,
+    comment: str,
+    brand: str | None = None,
+    rule: str | None = None,
+    level: str | None = None,
+) -> Silence:
+    if not comment.strip():
+        raise ListenerError("a silence needs a comment saying why (--comment)")
+    if not by.strip():
+        raise ListenerError("say who silences (--by NAME)")
+    if duration <= timedelta(0):
+        raise ListenerError("a silence needs a positive duration (--for 2h)")
+    silence = Silence(
+        id=f"sil-{secrets.token_hex(4)}",
+        starts_at=now,
+        ends_at=now + duration,
+        created_by=by.strip(),
+        comment=comment.strip(),
+        brand=brand,
+        rule=rule,
+        level=level,
+    )
+    store.add_silence(silence)
+    return silence
+
+
+def silence_dict(s: Silence, now: datetime) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "brand": s.brand,
+        "rule": s.rule,
+        "level": s.level,
+        "starts_at": s.starts_at.isoformat(),
+        "ends_at": s.ends_at.isoformat(),
+        "active": s.active(now),
+        "created_by": s.created_by,
+        "comment": s.comment,
+    }
+
+
+def render_listing(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no incidents"
+    lines = [f"{'incident':<48} {'status':<9} {'level':<9} {'peak':<9} {'opened':<20} ack"]
+    for r in rows:
+        opened = r["opened_at"][:16].replace("T", " ")
+        ack = r["acknowledged_by"] or "-"
+        lines.append(
+            f"{r['id']:<48} {r['status']:<9} {r['level']:<9} {r['peak_level']:<9} "
+            f"{opened:<20} {ack}"
+        )
+    return "\n".join(lines)
+
+
+def render_detail(d: dict[str, Any]) -> str:
+    lines = [
+        f"{d['id']}  ({d['rule']} for {d['brand']})",
+        f"  status {d['status']}, level {d['level']}, peak {d['peak_level']}",
+        f"  opened {d['opened_at']}"
+        + (f", resolved {d['resolved_at']}" if d["resolved_at"] else ""),
+    ]
+    if d["acknowledged_by"]:
+        tta = format_duration(timedelta(seconds=int(d["time_to_ack_seconds"])))
+        lines.append(
+            f"  acknowledged by {d['acknowledged_by']} at {d['acknowledged_at']} "
+            f"(time to acknowledge {tta})"
+        )
+    lines.append("timeline:")
+    lines.extend(
+        f"  {e['at']}  {e['kind']:<12} {e['level']:<9} {'; '.join(e['facts'])}"
+        for e in d["timeline"]
+    )
+    lines.append("notifications:")
+    for n in d["notifications"]:
+        where = ", ".join(n["sinks"]) or "-"
+        lines.append(
+            f"  {n['at']}  {n['kind']:<12} → {where}"
+            + (f"  (muted: {n['muted']})" if n["muted"] else "")
+        )
+    lines.append("deliveries:")
+    lines.extend(
+        f"  {x['alert_id']} → {x['sink']}: {x['status']} after {x['attempts']} attempt(s)"
+        + (f" ({x['last_error']})" if x["last_error"] else "")
+        for x in d["deliveries"]
+    )
+    return "\n".join(lines)

@@ -1,0 +1,781 @@
+"""Crisis-aware sentiment: VADER plus the language of complaints and brand crises.
+
+Contract: :class:`CrisisScorer` implements :class:`listener.scoring.base.Scorer`. Everything
+(VADER's analyser and lexicon, the crisis lexicon, the compiled patterns) is built once in
+the constructor; :meth:`CrisisScorer.score` is a pure, deterministic function of the text.
+
+How a text is scored (docs/sentiment.md explains each step with examples):
+
+1. **Normalise**: HTML entities decoded, typographic apostrophes made ASCII, URLs and
+   @mentions removed, hashtags split into words (``#customerServiceFail`` → "customer
+   Service Fail", ``#neveragain`` → "never again"), letter floods shortened
+   ("soooo baaad" → "so bad"), common emoji given a valence.
+2. **Crisis and complaint language** (service failure, waiting, money, logistics, trust
+   and safety, loyalty loss, trouble questions) becomes single lexicon tokens whose
+   valence sits on VADER's own -4..+4 scale in four tiers; words that carry no sentiment
+   in a service context ("please", "customer support", "looks like") become neutral ones.
+3. **Context rules** on those tokens: persistence ("still", "again") and sarcasm frames
+   ("thanks for nothing", "great, another delay").
+4. **VADER** scores the result with its own lexicon and rules (negation, boosters, ALL
+   CAPS, "but", punctuation emphasis), with three changes: negation and boosters stop at
+   punctuation and "but" at the end of its sentence ("nothing works, I hate this" is not
+   praise); a negated crisis token counts as neutral, not as praise ("not delayed" is no
+   compliment); and in a text with a clear negative (valence ≤ -1.0 after negation: a
+   failure, "failed", "rude"), positive words count ``COMPLAINT_DISCOUNT`` times
+   ("flight delayed 5 hours, feel free to send credits").
+
+Labels follow the inclusive rule of :class:`listener.scoring.sentiment.VaderScorer`
+(negative at compound ≤ ``negative_threshold``, positive at ≥ ``positive_threshold``), but
+the default neutral band is wider on the positive side (-0.05, 0.4): a single mildly
+positive word ("ok", "join") does not make a statement praise.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import re
+import string
+from collections.abc import Callable
+from typing import Any, Final
+
+from vaderSentiment.vaderSentiment import (
+    BOOSTER_DICT,
+    C_INCR,
+    NEGATE,
+    SentimentIntensityAnalyzer,
+    SentiText,
+    allcap_differential,
+    negated,
+    scalar_inc_dec,
+)
+
+from listener.model import Sentiment, SentimentLabel
+
+__all__ = [
+    "COMPLAINT_DISCOUNT",
+    "CRISIS_PATTERNS",
+    "DEFAULT_NEGATIVE_THRESHOLD",
+    "DEFAULT_POSITIVE_THRESHOLD",
+    "EMOJI_VALENCE",
+    "CrisisScorer",
+]
+
+# Valence tiers on VADER's scale (its raters used -4..+4; "problem" is -1.7, "bad" -2.5).
+SEVERE: Final = -2.5  # a crisis in itself: fraud, breach, stranded, lost luggage, "never again"
+MODERATE: Final = -1.8  # a service failure: outage, cancelled, on hold, charged twice
+MILD: Final = -1.0  # trouble, not yet failure: refund, "what's going on?", sarcastic praise
+CUE: Final = -0.6  # weak evidence that only adds up: "still", "again", "for 3 hours", "why is"
+
+# The global knobs (docs/sentiment.md says how they were set).
+DEFAULT_NEGATIVE_THRESHOLD: Final = -0.05
+DEFAULT_POSITIVE_THRESHOLD: Final = 0.4
+COMPLAINT_DISCOUNT: Final = 0.5
+
+TOKEN: Final = "crisis_"  # prefix of the lexicon tokens that crisis phrases become
+NEUTRAL: Final = "plain_"  # prefix of tokens for words with no sentiment in this context
+IDIOM: Final = "idiom_"  # prefix of positive idioms, scored by VADER's rules unchanged
+RESOLVED: Final = f"{NEUTRAL}resolved"
+
+# -- building blocks of the patterns (matched on lower-cased, normalised text) -------------
+
+_NEG = (
+    r"(?:not|never|nothing|cannot|can ?not|can'?t|won'?t|doesn'?t|don'?t|didn'?t|isn'?t|aren'?t|"
+    r"wasn'?t|weren'?t|haven'?t|hasn'?t|hadn'?t|couldn'?t|wouldn'?t|ain'?t|unable to|"
+    r"fail(?:s|ed|ing)? to)"
+)
+_SERVICE_VERB = (
+    r"(?:work(?:s|ing|ed)?|load(?:s|ing|ed)?|connect(?:s|ing|ed)?|log ?in|logging in|log on|"
+    r"sign ?in|signing in|access|get through|getting through|reach|open(?:ing)?|"
+    r"respond(?:ing)?|send(?:ing)?|receiv(?:e|ed|ing)|pay|check ?in|checking in|book(?:ing)?|"
+    r"print(?:ing)?|download(?:ing)?|updat(?:e|ing)|sync(?:ing)?|boot(?:ing)?|charg(?:e|ing)|"
+    r"stream(?:ing)?|refresh(?:ing)?|go(?:ing)? through|process(?:ing)?|find my|track(?:ing)?|"
+    r"deliver(?:ed|ing)?|arriv(?:e|ed)|show(?:ed)? up|locat(?:e|ed|ing)|find|found|"
+    r"get (?:a ?hold|ahold) of|getting (?:a ?hold|ahold) of|talk to|speak to|contact|"
+    r"mov(?:e|ed|ing)|budg(?:e|ed)|left|leave|depart(?:ed)?|take off|taken off|took off|"
+    r"board(?:ed)?)"
+)
+_SYSTEM = (
+    r"(?:site|website|web site|app|apps|server|servers|service|services|system|systems|"
+    r"network|internet|wifi|wi-fi|connection|platform|api|email|e-mail|phone lines|"
+    r"portal|page|login|checkout|payments?|atms?|streaming|signal|cloud|online banking|"
+    r"banking)"
+)
+_ITEM = (
+    r"(?:bags?|luggage|baggage|suitcases?|package|packages|parcels?|order|orders|delivery|"
+    r"car ?seat|stroller|card|phone|laptop|refund|money|stuff|belongings)"
+)
+_EXPECTED = (
+    r"(?:response|responses|reply|replies|answer|answers|update|updates|refund|refunds|"
+    r"call ?back|call|calls|e-?mail|emails|help|explanation|apology|compensation|"
+    r"confirmation|information|info|word|notification|voucher|credit|resolution|solution|"
+    r"assistance|follow[- ]?up|communication|contact|acknowledg(?:e)?ment)"
+)
+_NUMBER = r"(?:\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|several|many|multiple)"
+_DURATION = rf"(?:{_NUMBER}\+?\s*(?:more\s+)?(?:hours?|hrs?|days?|weeks?))"
+
+# -- the crisis lexicon: (token name, valence, patterns). Principles, not a word list fit
+#    to any data set; docs/sentiment.md gives each category's rationale and examples. ----
+
+# fmt: off
+CRISIS_PATTERNS: Final[tuple[tuple[str, float, tuple[str, ...]], ...]] = (
+    # sarcasm with a fixed form comes first so that its words are not scored on their own
+    ("sarcasm_nothing", MODERATE, (
+        r"(?:thanks|thank you|thx)(?: (?:so much|a lot|again))? for (?:absolutely )?nothing",
+    )),
+    # loyalty loss
+    ("never_again", SEVERE, (
+        r"never again",
+        r"never ever again",
+        r"never (?:ever )?(?:fly\w*|flown|flew|use|using|buy\w*|bought|shop\w*|book\w*|order\w*|"
+        r"recommend\w*|return\w*|com(?:e|ing) back|go(?:ing)? back|deal\w*|choose|trust\w*|"
+        r"stay\w*|rent\w*)(?: \w+){0,4}? again",
+        r"(?:won'?t|will not|will never) (?:ever )?(?:be )?(?:fly\w*|us(?:e|ing)|buy\w*|shop\w*|"
+        r"book\w*|recommend\w*|trust\w*|choos(?:e|ing)|return\w*|deal\w* with)"
+        r"(?: \w+){0,2}? (?:again|you|your|them|this|their)",
+        r"lost (?:a|another|a loyal) customer",
+        r"(?:lost|losing) my business",
+        r"tak(?:e|ing) my (?:business|money) elsewhere",
+        r"done with (?:you|your|this|them)",
+    )),
+    ("cancel_account", MODERATE, (
+        r"cancel(?:l?ing|l?ed)? my (?:account|subscription|membership|service|contract|plan|card)",
+    )),
+    # service failure
+    ("service_down", MODERATE, (
+        rf"{_SYSTEM}(?: (?:is|are|was|were|has been|have been|went|goes|going|keeps? going|"
+        rf"still|completely|totally|always|now|again))* down",
+        r"is (?:\S+ ){1,3}down\?",
+        r"down for (?:everyone|anyone|me|us|hours|days|over|\d)",
+        r"(?:power|internet|wifi|wi-fi|service|cable|electricity|network|phones?|signal) "
+        r"(?:(?:is|are|was|were|went|has been|have been|still|been) )+out",
+        r"down again",
+    )),
+    ("outage", MODERATE, (
+        r"outages?", r"downtime", r"blackouts?", r"power cut", r"service interruption",
+    )),
+    ("not_working", MODERATE, (
+        rf"{_NEG}(?: (?:even|still|just|really|seem to|seems to|ever|always|currently|be|been|"
+        rf"is|are|was|were))?"
+        rf" {_SERVICE_VERB}",
+        r"(?:can'?t|cannot|couldn'?t|can not|could not) seem to",
+        r"unable to",
+        r"locked out",
+        r"keeps? (?:on )?(?:crashing|dropping|freezing|failing|disconnecting|buffering|"
+        r"glitching|timing out|restarting|logging (?:me )?out|kicking (?:me )?(?:out|off)|"
+        r"declining|rejecting)",
+        r"(?:dropped|dropping) calls?",
+        r"no (?:signal|service|internet|wifi|wi-fi|connection|power|network|coverage|access)",
+        r"(?:error|errors) (?:message|code|page)",
+        r"(?:404|500|502|503) error",
+        r"timed out",
+        rf"{_NEG}(?: (?:been|be|yet|even|still|get|got|gotten))* (?:fix(?:ed)?|resolv(?:e|ed)|"
+        r"restor(?:e|ed)|sort(?:ed)? (?:it |this )?out)",
+    )),
+    ("crashed", MODERATE, (
+        r"crash(?:ed|es|ing)", r"unresponsive", r"unreachable", r"unavailable",
+        r"disconnect(?:ed|s|ing)", r"glitch(?:es|y)?", r"buggy", r"laggy", r"unreliable",
+    )),
+    # waiting and customer service
+    ("waiting", MODERATE, (
+        r"still waiting",
+        r"(?:been|kept|keep|keeps) (?:me |us )?waiting",
+        r"waiting (?:on|for) (?:a |an |my |our |the |any |some )?"
+        rf"(?:{_EXPECTED}|someone|somebody|anyone|anybody|agent|rep|hours|days|weeks|ages)",
+        r"on hold",
+        r"hold music",
+        r"(?:hung|hang|hanging) up on",
+        r"(?:got|get|getting|given|gave) (?:me |us )?the (?:run ?around|brush[- ]off)",
+        r"run ?around",
+        r"transferred (?:me |us )?(?:\w+ )?(?:times|again)",
+        r"(?:nobody|no one|noone|no-one)(?: \w+){0,2}? (?:answer\w*|respond\w*|repl\w*|"
+        r"help\w*|care\w*|call\w*|pick\w* up|get\w* back|got back|tell\w*|told|show\w* up|"
+        r"bother\w*|listen\w*|seems to)",
+        rf"(?:no|zero|without|still no|lack of) (?:real |proper |further |single |timely )?"
+        rf"{_EXPECTED}",
+        rf"(?:never|not|haven'?t|hasn'?t|didn'?t|doesn'?t|yet to|still not)"
+        rf"(?: \w+){{0,3}}? {_EXPECTED}",
+        r"(?:haven'?t|hasn'?t|never|not) heard (?:back|anything|a word)",
+        r"left in the dark",
+        r"(?:can'?t|cannot|can not) wait (?:any ?longer|anymore|any more)",
+    )),
+    ("attempts", MILD, (
+        r"(?:been|keep|keeps|kept|still) trying to",
+        r"tried (?:\w+ )?(?:\d+|two|three|four|five|several|many|multiple) times",
+    )),
+    ("long_wait", CUE, (
+        rf"(?:for|over|after|another|almost|nearly|than) {_DURATION}",
+        rf"(?:took|taking|takes|take|waited|waiting|spent|spend|spending|been) (?:\w+ ){{0,2}}?"
+        rf"{_DURATION}",
+        r"an hour and a half",
+        r"for (?:hours|days|ages|weeks)",
+        r"hours (?:later|on end)",
+        r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|many|multiple)\+?\s*"
+        r"(?:more\s+)?(?:hours?|hrs?|days?|weeks?)",
+        r"hours",
+    )),
+    # money
+    ("money", MODERATE, (
+        r"overcharg(?:ed|ing|e)",
+        r"(?:double|twice)[- ]charg(?:ed|ing)",
+        r"charged (?:me |us )?(?:twice|double|two times|three times|again)",
+        r"hidden (?:fees?|charges?)",
+        r"rip(?:ped)?[- ]?off",
+        r"ripoff",
+        r"(?:want|need|demand) (?:my|our|a) (?:money back|refund)",
+        r"money back",
+    )),
+    ("refund", MILD, (r"refunds?", r"charge ?back", r"disputed? the charge")),
+    # logistics
+    ("lost_item", SEVERE, (
+        rf"(?:lost|losing|lose|misplaced|damaged|broke|destroyed) (?:my|our|his|her|their|the|a) "
+        rf"(?:\w+ )?{_ITEM}",
+        rf"(?:lost|missing|damaged|delayed) {_ITEM}",
+        rf"(?:my|our|the|his|her|their) (?:\w+ )?{_ITEM} (?:(?:is|are|was|were|has been|have been|"
+        r"got|get|went|still|now|apparently|somehow) )+(?:lost|missing|damaged|broken|gone)",
+        rf"{_ITEM} (?:never|still hasn'?t|hasn'?t|didn'?t|did not|has not) "
+        r"(?:arrived|showed up|come|came|been delivered)",
+    )),
+    ("stranded", SEVERE, (r"strand(?:ed|ing)",)),
+    ("delayed", MODERATE, (
+        r"delay(?:ed|s|ing)?", r"cancell?(?:ed|ation|ations)", r"diverted", r"overbooked",
+        r"stuck", r"missed (?:my |our |the )?(?:connection|connecting flight|flight|train)",
+        r"(?:got |get |getting )bumped",
+        r"never (?:arrived|came|showed up|received|got)",
+        r"(?:still |has not |hasn'?t |didn'?t |did not )(?:arrived|arrive|shipped|ship)",
+        r"(?:is|are|was|were|running|arrived|arriving|be|been|so|always|again|very|too|"
+        r"hours?|minutes?|mins?|hrs?|days?) late",
+        r"wrong (?:order|item|size|address|bag|gate|flight|information|info)",
+    )),
+    ("cancel", MILD, (r"cancel(?:s|l?ing)?",)),
+    # trust and safety
+    ("breach", SEVERE, (
+        r"(?:data |security )?breach(?:es|ed)?",
+        r"(?:data )?leak(?:s|ed)?",
+        r"hack(?:ed|ers?)",
+        r"identity theft",
+        r"scam(?:s|med|mers?)?",
+        r"fraud(?:ulent|sters?)?",
+        r"stole(?:n)?",
+        r"deceptive", r"misleading", r"false advertising",
+        r"cover[- ]?up",
+    )),
+    ("recall", MODERATE, (
+        r"recall(?:s|ed)?", r"contaminat(?:ed|ion)", r"food poisoning", r"salmonella",
+        r"listeria", r"e\.? ?coli", r"unsafe", r"injur(?:ed|ies|y)", r"defective",
+    )),
+    ("lawsuit", SEVERE, (
+        r"lawsuits?", r"class[- ]action", r"su(?:e|ed|ing) (?:you|them|the|over|for)",
+        r"boycott(?:s|ed|ing)?",
+    )),
+    # complaint idioms and slang missing from VADER
+    ("contempt", MODERATE, (
+        r"(?:what|such|is|are|was|absolute|complete|total|utter) (?:a |an )?"
+        r"(?:absolute |complete |total |utter |bad |sick )?joke",
+        r"nightmare", r"hassle", r"disgraceful", r"unhelpful", r"excuses", r"fml", r"smdh",
+    )),
+    # demands and counterfactuals: an unmet expectation stated to the brand
+    ("demand", MILD, (
+        r"do better", r"get (?:it|your act|your \w+) together", r"step (?:it |your \w+ )?up",
+        r"(?:fix|sort out|improve) your", r"learn (?:how )?to", r"how about (?:you|actually)",
+        r"(?:would|it'?d|it would) (?:have )?be(?:en)? nice (?:if|to)",
+        r"wish (?:you|u|they|y'?all|someone|somebody) (?:would|had|could|were|did|'?d)",
+        r"should(?:n'?t| not)? have (?:to|been|had|told|said|known)", r"should'?ve (?:been|had)",
+        r"shouldn'?t have to", r"(?:cost|costing|costs) (?:me|us)",
+    )),
+    ("frustration", MILD, (
+        r"seriously\?", r"really\?", r"what'?s the point", r"what is the point", r"come on",
+        r"c'?mon", r"are you (?:kidding|serious)",
+        r"you(?:'ve| have)? got to be kidding", r"give (?:me|us) a break", r"unbelievable",
+    )),
+    # trouble questions aimed at a brand
+    ("trouble_question", MILD, (
+        r"what'?s going on", r"what is going on", r"whats going on", r"what'?s happening",
+        r"what is happening", r"what happened (?:to|with)",
+        r"(?:is )?anyone else (?:having|getting|seeing|experiencing|noticing|facing|with|had)",
+        r"is it just me", r"is anyone else", r"where(?: is|'?s| are) my",
+    )),
+    ("why_question", MILD, (
+        r"why (?:is|isn'?t|are|aren'?t|does|doesn'?t|did|didn'?t|do|don'?t|can'?t|won'?t|"
+        r"would|wouldn'?t|has|hasn'?t|have|haven'?t|was|wasn'?t|were|weren'?t|the hell|on earth|"
+        r"must|should|am)",
+        r"how (?:much )?longer",
+    )),
+    # idioms VADER's lexicon misses (its own lexicon has "eager" at +1.5)
+    ("eager", 1.5, (
+        r"(?:can'?t|cannot|can not|couldn'?t) (?:even )?wait", r"can hardly wait",
+        r"looking forward to",
+    )),
+    # "couldn't be happier": a negated comparative is a superlative, so the negation goes
+    ("superlative", 0.0, (
+        r"(?:couldn'?t|could not|can'?t|cannot) (?:be|have been|ask for(?: an?)?|get)"
+        r"(?= (?:any |much )?(?:more|better|worse|\w{3,}er)\b)",
+    )),
+    # a failure reported as fixed: the clause's crisis tokens no longer count (see _Analyser)
+    ("resolved", 0.0, (
+        r"(?:fix|fixed|fixing|resolved|resolving|restored|sorted (?:it |this )?out|"
+        r"back (?:up|online|to normal)|working again|up and running|found (?:my|our|it|them))",
+    )),
+    # words whose lexicon sense is not the sense used in a service context: not sentiment
+    ("courtesy", 0.0, (
+        r"thanks? in advance", r"thx in advance", r"tia",
+        r"(?:please |pls |plz )?help (?:me|us)(?: please| pls| plz)?",
+        r"(?:please|pls|plz) help", r"help (?:please|pls|plz)",
+        r"(?:need|needs|needed|want|any|some|get|getting) (?:some |any )?help",
+        r"(?:can|could|would|will) (?:you|u|someone|somebody|anyone|anybody) (?:please )?help",
+        r"(?:can|could|will|would|to|might|may) help(?: (?:me|us|with|out))?",
+    )),
+    ("department", 0.0, (
+        r"(?:customer|tech|technical|product|it) (?:support|care|service|help)",
+        r"support (?:team|ticket|agent|line|desk|staff|chat|email|page|number|center|centre)",
+        r"help ?(?:desk|line|center|centre)",
+        r"contact(?:ed|ing)? support", r"call(?:ed|ing)? support",
+    )),
+    ("hedge", 0.0, (
+        r"(?:looks|look|looked|looking|feels|feel|felt|seems|seem|seemed|sounds|sound|"
+        r"sounded|something|more|less|just|nothing|things|stuff|was|is|it's) like",
+        r"like(?= (?:\d|an? \d|an hour|a day|a week|a few|a couple|half))",
+    )),
+    # contrast markers that work like "but": VADER's "but" rule then weighs the clauses
+    ("contrast", 0.0, (r"however", r"nevertheless", r"nonetheless", r"except")),
+)
+
+# Single words whose VADER valence is only a request marker in brand mentions.
+LEXICON_OVERRIDES: Final[dict[str, float]] = {"please": 0.0, "pls": 0.0, "plz": 0.0}
+
+# Emoji valences on VADER's scale where VADER's own emoji-to-words scoring misses their
+# common use (😡 "pouting face" scores 0; 💔 "broken heart" scores positive).
+EMOJI_VALENCE: Final[dict[str, float]] = {
+    "😡": -2.5, "🤬": -3.0, "😤": -1.8, "🙄": -1.5, "💔": -2.0, "👎": -2.0, "😒": -1.5,
+    "🤦": -1.5, "😑": -0.8, "🤮": -2.5, "🤢": -2.0, "💩": -1.8, "😾": -1.5, "🖕": -3.0,
+    "😖": -1.5, "😣": -1.5, "😕": -1.0, "🙁": -1.5, "☹": -1.5, "😟": -1.2, "😓": -1.0,
+    "👍": 1.5, "🙏": 1.0, "👏": 1.5, "🙌": 1.8, "💯": 1.2, "🥳": 2.5, "👌": 1.5,
+    "💪": 1.2, "🤩": 2.5, "🔥": 1.0, "❤️": 2.5, "♥": 2.0, "💕": 2.0, "💖": 2.0,
+}
+
+# Hashtag affixes that carry the sentiment of a run-together lowercase tag
+# (#customerservicefail, #neveragain, #epicfail, #worstairlineever).
+HASHTAG_SUFFIXES: Final = (
+    "fail", "fails", "failed", "failure", "sucks", "suck", "scam", "fraud", "lies",
+    "nightmare", "disaster", "outage", "outages", "fiasco", "shame", "joke", "hell",
+    "again", "rocks", "ftw", "love", "hate", "problems", "issues", "delay", "delays",
+)
+HASHTAG_PREFIXES: Final = (
+    "never", "worst", "best", "epic", "bad", "boycott", "shame", "thank", "thanks",
+    "love", "hate", "stop", "fail", "poor", "great", "awesome", "happy", "sad",
+    "terrible", "horrible", "no more", "fix",
+)
+# fmt: on
+
+# Persistence: in a text that reports trouble, these say it goes on ("delayed again").
+_PERSIST = re.compile(
+    r"(?<!\w)(?:still|yet again|once again|again|always|constantly|repeatedly|every time|"
+    r"every single time|as usual)(?!\w)"
+)
+_SARCASM = re.compile(
+    r"(?<!\w)(?:"
+    # thanking for a failure: "thanks for the delay", "thank you for losing my bag"
+    r"(?:thanks|thank you|thx|ty)(?: (?:so much|a lot|again|very much))?(?= for "
+    r"(?:(?:the|a|an|my|our|another|yet another|all the|that|this|your) )?"
+    rf"(?:{TOKEN}|(?:losing|ruining|wasting|ignoring|cancell?ing|delaying|leaving)\b))"
+    # praise, then another failure: "great, another delay"
+    r"|(?:oh )?(?:just )?(?:great|perfect|wonderful|fantastic|awesome|lovely|brilliant|nice|"
+    r"super|yay|cool|marvell?ous|terrific|excellent|good)(?=[\s,.!…:;-]+(?:just )?"
+    rf"(?:another|more|yet another|again|one more)\b(?:\s+\S+){{0,3}}?\s+{TOKEN})"
+    # enjoying a failure: "love being on hold"
+    r"|(?:love|loving|loved|enjoy|enjoying|enjoyed|nothing better than|"
+    r"so much fun|fun|appreciate)(?= (?:being|waiting|sitting|spending|getting|standing|"
+    rf"sleeping|paying|having|watching)\b(?:\s+\S+){{0,4}}?\s+{TOKEN})"
+    r")"
+)
+_URL_OR_MENTION = re.compile(r"https?://\S+|\bwww\.\S+|(?<![\w@])@\w+")
+_HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_RUN = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
+_FLOOD = re.compile(r"\b[a-z]*?([a-z])\1{2,}[a-z]*", re.IGNORECASE)
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # JSON escapes some exports leave in the text
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
+_PHRASE = re.compile(r"(?<=[,;:])\s+|\s+[-–—]+\s+")  # ":)" has no space after the colon
+_QUOTES: Final = ("\u2019", "\u2018", "\u02bc", "\uff07")  # read as ASCII apostrophes
+_PUNCTUATION: Final = string.punctuation
+_SPECIAL_TOKENS: Final = {"contrast": "but"}  # read by VADER's own "but" rule
+_WORD = re.compile(r"\w+")
+_MAX_FIRST_WORDS: Final = 500
+
+
+class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped library
+    """VADER's lexicon and rules, run phrase by phrase, with crisis tokens as documented."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        emojis: dict[str, str] = self.emojis
+        self.emoji_words = {ord(e): f" {d} " for e, d in emojis.items() if len(e) == 1}
+        self.vader_valence = super().sentiment_valence
+
+    def compound(self, text: str) -> float:
+        """VADER's compound score of ``text``: its rules per sentence ("but") and per
+        phrase (negation and boosters stop at a comma, semicolon, colon or dash)."""
+        if not text.isascii():
+            text = text.translate(self.emoji_words)
+        text = text.strip()
+        sentences = [
+            [SentiText(p) for p in _PHRASE.split(s) if p and not p.isspace()]
+            for s in _SENTENCE.split(text)
+        ]
+        cap_diff = allcap_differential(
+            [w for phrases in sentences for p in phrases for w in p.words_and_emoticons]
+        )
+        sentiments: list[float] = []
+        for phrases in sentences:
+            words: list[str] = []
+            local: list[float] = []
+            for phrase in phrases:
+                phrase.is_cap_diff = cap_diff
+                local.extend(self._phrase_valences(phrase))
+                words.extend(phrase.words_and_emoticons)
+            local = self._but_check(words, local)
+            if RESOLVED in (lowered := [w.lower() for w in words]):
+                local = [  # "thanks for fixing the outage so fast"
+                    0.0 if v < 0 and w.startswith(TOKEN) else v
+                    for w, v in zip(lowered, local, strict=True)
+                ]
+            sentiments.extend(local)
+        if any(v <= MILD for v in sentiments):
+            sentiments = [v * COMPLAINT_DISCOUNT if v > 0 else v for v in sentiments]
+        return float(self.score_valence(sentiments, text)["compound"])
+
+    def _phrase_valences(self, phrase: Any) -> list[float]:
+        """One valence per word of ``phrase``, as VADER's own loop computes them."""
+        lexicon: dict[str, float] = self.lexicon
+        words: list[str] = phrase.words_and_emoticons
+        lowered = [w.lower() for w in words]
+        for i, word in enumerate(lowered):
+            # VADER keeps a token whole when it has ≤ 2 letters ("NO." "ok!"), as if it
+            # were an emoticon; read the word when it is a lexicon word and the token is
+            # not (":)" stays)
+            if word not in lexicon and not (word[0].isalnum() and word[-1].isalnum()):
+                bare = word.strip(_PUNCTUATION)
+                if len(bare) <= 2 and bare.isalpha() and bare in lexicon:
+                    words[i] = words[i].strip(_PUNCTUATION)
+                    lowered[i] = bare
+        local: list[float] = []
+        for i, word in enumerate(lowered):
+            if (
+                word not in lexicon
+                or word in BOOSTER_DICT
+                or (word == "kind" and i + 1 < len(lowered) and lowered[i + 1] == "of")
+            ):
+                local.append(0.0)  # what VADER's own loop gives these words
+            elif word.startswith(TOKEN):
+                local.append(self._token_valence(word, phrase, i))
+            else:
+                local = self.vader_valence(0.0, phrase, words[i], i, local)
+        return local
+
+    def _token_valence(self, token: str, phrase: Any, i: int) -> float:
+        """A crisis token's valence: VADER's ALL CAPS and booster rules, but a negation
+        within two words makes it neutral ("not delayed", "no outage") instead of praise."""
+        words: list[str] = phrase.words_and_emoticons
+        cap_diff: bool = phrase.is_cap_diff
+        value = float(self.lexicon[token])
+        if words[i].isupper() and cap_diff:
+            value += C_INCR if value > 0 else -C_INCR
+        for distance, damp in ((1, 1.0), (2, 0.95), (3, 0.9)):
+            if i >= distance and words[i - distance].lower() not in self.lexicon:
+                value += float(scalar_inc_dec(words[i - distance], value, cap_diff)) * damp
+        before = [w.lower() for w in words[max(0, i - 2) : i]]
+        if "no" in before or negated(before):
+            return 0.0
+        return value
+
+
+class CrisisScorer:
+    """VADER made crisis-aware: complaint language, negation, emoji and hashtags.
+
+    ``negative_threshold`` and ``positive_threshold`` bound the neutral band of the
+    compound score exactly as in :class:`~listener.scoring.sentiment.VaderScorer`.
+    """
+
+    __slots__ = (
+        "_analyser",
+        "_patterns",
+        "_tokens",
+        "_translate",
+        "_vocabulary",
+        "negative_threshold",
+        "positive_threshold",
+    )
+
+    def __init__(
+        self,
+        negative_threshold: float = DEFAULT_NEGATIVE_THRESHOLD,
+        positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD,
+    ) -> None:
+        if negative_threshold >= positive_threshold:
+            raise ValueError(
+                f"negative_threshold ({negative_threshold}) must be below "
+                f"positive_threshold ({positive_threshold})"
+            )
+        self.negative_threshold = negative_threshold
+        self.positive_threshold = positive_threshold
+        analyser = _Analyser()
+        lexicon: dict[str, float] = analyser.lexicon  # this analyser's own copy
+        lexicon.update(LEXICON_OVERRIDES)
+        translate: dict[int, str] = {ord(q): "'" for q in _QUOTES}
+        for n, (char, value) in enumerate(sorted(EMOJI_VALENCE.items())):
+            token = f"{TOKEN if value < 0 else IDIOM}emoji{n}"
+            lexicon[token] = value
+            translate[ord(char[0])] = f" {token} "
+        self._translate = translate
+        tokens: dict[str, str] = {}
+        for name, valence, _ in CRISIS_PATTERNS:
+            prefix = TOKEN if valence < 0 else IDIOM if valence > 0 else NEUTRAL
+            tokens[name] = _SPECIAL_TOKENS.get(name, f"{prefix}{name}")
+            if valence:
+                lexicon[tokens[name]] = valence
+        lexicon[f"{TOKEN}persist"] = CUE
+        lexicon[f"{TOKEN}sarcasm"] = MILD
+        self._tokens = tokens
+        self._patterns = _Patterns([(n, p) for n, _, ps in CRISIS_PATTERNS for p in ps])
+        self._vocabulary = frozenset(
+            w
+            for words in (lexicon, BOOSTER_DICT, NEGATE, HASHTAG_SUFFIXES)
+            for w in words
+            if w.isalpha()
+        )
+        self._analyser = analyser
+
+    def score(self, text: str) -> Sentiment:
+        """The compound score of ``text`` in [-1, 1] and its label."""
+        compound = self._analyser.compound(self.prepare(text))
+        return Sentiment(label=self.label(compound), compound=compound)
+
+    def label(self, compound: float) -> SentimentLabel:
+        """The label for a compound score under this scorer's thresholds."""
+        if compound <= self.negative_threshold:
+            return "negative"
+        if compound >= self.positive_threshold:
+            return "positive"
+        return "neutral"
+
+    def prepare(self, text: str) -> str:
+        """The text as VADER sees it: normalised, with crisis language as lexicon tokens."""
+        if "&" in text:
+            text = html.unescape(text)
+        if "\\u" in text:
+            text = _ESCAPE.sub(_unescape, text)
+        if not text.isascii():
+            text = text.translate(self._translate)
+        text = _URL_OR_MENTION.sub(" ", text)
+        if "#" in text:
+            text = _HASHTAG.sub(self._split_hashtag, text)
+        if _RUN.search(text):
+            text = _FLOOD.sub(self._shorten_flood, text)
+        text = " ".join(text.split())
+        lowered = text.lower()
+        if len(lowered) != len(text):  # a few characters lower-case to two: give up case
+            text = lowered
+        text, lowered = _substitute(self._patterns, text, lowered, self._token)
+        if TOKEN in lowered:
+            text, lowered = _substitute(_PERSIST, text, lowered, _persist)
+            text, lowered = _substitute(_SARCASM, text, lowered, _sarcasm)
+        return text
+
+    def _token(self, match: re.Match[str], original: str) -> str:
+        token = self._tokens[self._patterns.categories[match.lastgroup or ""]]
+        return token.upper() if original.isupper() else token
+
+    def _split_hashtag(self, match: re.Match[str]) -> str:
+        return " ".join(self._split_tag(part) for part in match.group(1).split("_") if part)
+
+    def _split_tag(self, tag: str) -> str:
+        if not tag.islower() and not tag.isupper():
+            return " ".join(_CAMEL.findall(tag))  # #NeverAgain, #customerServiceFail
+        lowered = tag.lower()
+        if lowered in self._vocabulary:
+            return tag
+        for suffix in HASHTAG_SUFFIXES:
+            head = lowered[: -len(suffix)]
+            if lowered.endswith(suffix) and len(head) >= 3:
+                return f"{head} {suffix}"  # #customerservicefail
+        for prefix in HASHTAG_PREFIXES:
+            plain = prefix.replace(" ", "")
+            rest = lowered[len(plain) :]
+            if lowered.startswith(plain) and (len(rest) >= 4 or rest in self._vocabulary):
+                return f"{prefix} {rest}"  # #neveragain
+        return tag
+
+    def _shorten_flood(self, match: re.Match[str]) -> str:
+        word = match.group(0)
+        double = _RUN.sub(r"\1\1", word)
+        if double.lower() in self._vocabulary:
+            return double
+        single = _RUN.sub(r"\1", word)
+        return single if single.lower() in self._vocabulary else double
+
+
+class _Patterns:
+    r"""All crisis patterns as one matcher with the semantics of a single alternation
+    ``(?<!\w)(?:p1|p2|...)(?!\w)`` run with ``finditer`` over lower-cased text (leftmost
+    match; at one position the first pattern in table order wins), but dispatched on the
+    word where a match starts: each word tries only the patterns that can begin with it.
+    That is several times faster than the plain alternation, which tries every pattern at
+    every word. A pattern whose first words cannot be listed is tried at every word."""
+
+    def __init__(self, alternatives: list[tuple[str, str]]) -> None:
+        by_word: dict[str, list[int]] = {}
+        everywhere: list[int] = []
+        for index, (_, pattern) in enumerate(alternatives):
+            words = _first_words(pattern)
+            if words is None:
+                everywhere.append(index)
+            else:
+                for word in words:
+                    by_word.setdefault(word, []).append(index)
+
+        def compile_(indexes: list[int]) -> re.Pattern[str]:
+            alts = [f"(?P<g{i}>{alternatives[i][1]})" for i in indexes]
+            return re.compile(rf"(?:{'|'.join(alts)})(?!\w)")
+
+        self.categories = {f"g{i}": name for i, (name, _) in enumerate(alternatives)}
+        merged = {w: sorted({*ix, *everywhere}) for w, ix in by_word.items()}
+        compiled: dict[tuple[int, ...], re.Pattern[str]] = {}
+        for indexes in merged.values():
+            if tuple(indexes) not in compiled:
+                compiled[tuple(indexes)] = compile_(indexes)
+        self._by_word = {w: compiled[tuple(ix)] for w, ix in merged.items()}
+        self._everywhere = compile_(everywhere) if everywhere else None
+
+    def finditer(self, lowered: str) -> list[re.Match[str]]:
+        matches: list[re.Match[str]] = []
+        end = 0
+        for word in _WORD.finditer(lowered):
+            start = word.start()
+            if start < end:
+                continue
+            regex = self._by_word.get(word.group(), self._everywhere)
+            if regex is not None:
+                match = regex.match(lowered, start)
+                if match is not None:
+                    matches.append(match)
+                    end = match.end()
+        return matches
+
+
+def _first_words(pattern: str) -> frozenset[str] | None:
+    """The words (maximal runs of word characters) a match of ``pattern`` can begin with,
+    or None when they cannot be listed. Reads the pattern with the standard library's own
+    parser; on a Python whose internals differ, None (the pattern is then tried at every
+    word: slower, never wrong)."""
+    try:
+        parser = importlib.import_module("re._parser")
+        codes = importlib.import_module("re._constants")
+        words = _expand(list(parser.parse(pattern).data), {""}, codes)
+    except Exception:
+        return None
+    return None if words is None or len(words) > _MAX_FIRST_WORDS else frozenset(words)
+
+
+def _expand(items: list[Any], partial: set[str], c: Any) -> set[str] | None:
+    """First words of the parsed sequence ``items``, each continuing a string in
+    ``partial`` (the word read so far; "" at the start); None when they cannot be listed."""
+    for index, (op, av) in enumerate(items):
+        rest = items[index + 1 :]
+        if op is c.LITERAL:
+            chars: set[str] | None = {chr(av)}
+        elif op is c.IN:
+            chars = _class(av, c)
+        elif op is c.BRANCH or op is c.SUBPATTERN:
+            found: set[str] = set()
+            for sequence in av[1] if op is c.BRANCH else [av[-1]]:
+                words = _expand([*sequence, *rest], partial, c)
+                if words is None:
+                    return None
+                found |= words
+            return found
+        elif op is c.MAX_REPEAT or op is c.MIN_REPEAT:
+            low, high, sequence = av
+            found = set()
+            if high > 3:  # unbounded: fine when each repeat begins with a non-word char
+                first = sequence[0]
+                if "" in partial or first[0] is not c.LITERAL or _is_word(chr(first[1])):
+                    return None
+                found, high = set(partial), low
+            for times in range(low, high + 1):
+                words = _expand([*list(sequence) * times, *rest], partial, c)
+                if words is None:
+                    return None
+                found |= words
+            return found
+        elif op is c.ASSERT_NOT or (op is c.ASSERT and av[0] < 0):
+            continue  # a negative look-around or a look-behind consumes nothing
+        elif op is c.ASSERT and av[1][0][0] is c.LITERAL and not _is_word(chr(av[1][0][1])):
+            chars, rest = {chr(av[1][0][1])}, []  # "(?= ...)": the word ends here
+        else:
+            return None
+        if chars is None:
+            return None
+        word_chars = {ch for ch in chars if _is_word(ch)}
+        ended: set[str] = set()
+        if len(word_chars) < len(chars):  # a non-word character ends the word
+            if "" in partial:
+                return None  # a match could begin with it
+            ended = partial
+        partial = {p + ch for p in partial for ch in word_chars}
+        if not partial:
+            return ended
+        more = _expand(rest, partial, c)
+        return None if more is None else ended | more
+    return None if "" in partial else partial
+
+
+def _class(av: Any, c: Any) -> set[str] | None:
+    chars: set[str] = set()
+    for op, value in av:
+        if op is c.LITERAL:
+            chars.add(chr(value))
+        elif op is c.RANGE:
+            chars.update(chr(x) for x in range(value[0], value[1] + 1))
+        else:
+            return None
+    return chars
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _substitute(
+    pattern: re.Pattern[str] | _Patterns,
+    text: str,
+    lowered: str,
+    replace: Callable[[re.Match[str], str], str],
+) -> tuple[str, str]:
+    """``pattern`` matched on ``lowered`` (same length as ``text``), each match replaced by
+    ``replace(match, original_span)``; returns the new text and its lower-cased form."""
+    parts: list[str] = []
+    end = 0
+    for match in pattern.finditer(lowered):
+        start = match.start()
+        parts.append(text[end:start])
+        parts.append(replace(match, text[start : match.end()]))
+        end = match.end()
+    if not parts:
+        return text, lowered
+    parts.append(text[end:])
+    text = "".join(parts)
+    return text, text.lower()
+
+
+def _persist(match: re.Match[str], original: str) -> str:
+    token = f"{TOKEN}persist"
+    return token.upper() if original.isupper() else token
+
+
+def _sarcasm(match: re.Match[str], original: str) -> str:
+    return f"{TOKEN}sarcasm"
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    return " " if 0xD800 <= code <= 0xDFFF else chr(code)

@@ -1,0 +1,261 @@
+"""The crisis-aware default scorer: complaint language, negation, emoji, hashtags."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from listener.model import Sentiment
+from listener.scoring.base import Scorer
+from listener.scoring.crisis import (
+    CRISIS_PATTERNS,
+    DEFAULT_NEGATIVE_THRESHOLD,
+    DEFAULT_POSITIVE_THRESHOLD,
+    CrisisScorer,
+    _first_words,
+    _Patterns,
+)
+
+SCORER = CrisisScorer()
+
+COMPLAINTS = [
+    "Is anyone else's internet down? outage again",
+    "@acme your app is not working",
+    "I can't log in to my account",
+    "Website down for hours, what's going on?",
+    "My flight was cancelled and now I'm stranded at the airport",
+    "Flight delayed again. Still waiting at the gate",
+    "Been on hold for 2 hours, no response",
+    "No one answers the phone",
+    "You lost my bag",
+    "My luggage is missing",
+    "I was charged twice for one order",
+    "Still no refund after three weeks",
+    "Missed my connection because of your delay",
+    "Acme confirms a data breach affecting millions of customers",
+    "Product recall: contaminated batches",
+    "Class action lawsuit filed against Acme",
+    "Boycott Acme",
+    "This is a scam",
+    "Never again. Worst company ever",
+    "Thanks for nothing",
+    "Great, another delay",
+    "I love being on hold for an hour",
+    "Why is my order stuck in processing?",
+    "keeps crashing every time I open it",
+    "Down AGAIN!!! #fail",
+]
+
+PRAISE = [
+    "I love this airline, great crew!",
+    "Thanks for fixing the outage so fast!",
+    "Best customer service ever 👍",
+    "I couldn't be happier with the new app",
+    "Can't wait to fly with you again!",
+    "The support team sorted it out in minutes, thank you!",
+]
+
+NEUTRAL = [
+    "What time does the store open?",
+    "Acme released a statement",
+    "The company reports quarterly results on Tuesday.",
+    "New store opening in Boston next week",
+    "Do you ship to Canada?",
+    "",
+]
+
+
+def test_implements_scorer_protocol() -> None:
+    """CrisisScorer satisfies the Scorer protocol and returns a Sentiment."""
+    scorer: Scorer = SCORER
+    assert isinstance(scorer.score("fine"), Sentiment)
+
+
+@pytest.mark.parametrize("text", COMPLAINTS)
+def test_complaint_and_crisis_language_is_negative(text: str) -> None:
+    """Service failures, waiting, money, logistics, trust and sarcasm score negative."""
+    assert SCORER.score(text).label == "negative", SCORER.prepare(text)
+
+
+@pytest.mark.parametrize("text", PRAISE)
+def test_praise_stays_positive(text: str) -> None:
+    """Praise, including praise for a fix, stays positive."""
+    assert SCORER.score(text).label == "positive", SCORER.prepare(text)
+
+
+@pytest.mark.parametrize("text", NEUTRAL)
+def test_neutral_questions_and_news_stay_neutral(text: str) -> None:
+    """Plain questions and news without complaint language stay neutral."""
+    assert SCORER.score(text).label == "neutral", SCORER.prepare(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("not bad at all", "positive"),
+        ("The food was not bad", "positive"),
+        ("The app is not working", "negative"),
+        ("My flight was not delayed", "neutral"),
+        ("No outage today", "neutral"),
+        ("I never received my package", "negative"),
+        ("Nobody called me back", "negative"),
+        ("It could not be worse", "negative"),
+    ],
+)
+def test_negation(text: str, label: str) -> None:
+    """Negation flips praise and makes "not working" a failure, but never makes praise of one."""
+    assert SCORER.score(text).label == label, SCORER.prepare(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2 hrs for nothing. Now what?? #frustrated", "nothing works, I hate this", "Not now: awful"],
+)
+def test_negation_stops_at_punctuation(text: str) -> None:
+    """A negation word does not reach past a full stop, comma or colon."""
+    assert SCORER.score(text).label == "negative", SCORER.prepare(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("#customerServiceFail", "customer Service Fail"),
+        ("#NeverAgain", "Never Again"),
+        ("#customerservicefail", "customerservice fail"),
+        ("#epicfail", "epic fail"),
+        ("#worstairlineever", "worst airlineever"),
+        ("#never_again", "never again"),
+        ("#fail", "fail"),
+        ("#Boston", "Boston"),
+    ],
+)
+def test_hashtags_are_split_into_words(text: str, words: str) -> None:
+    """CamelCase, underscores and known sentiment affixes split a hashtag into words."""
+    match = re.match(r"#(\w+)", text)
+    assert match is not None
+    assert SCORER._split_hashtag(match) == words
+
+
+@pytest.mark.parametrize("text", ["#neveragain", "#customerservicefail", "#EpicFail"])
+def test_split_hashtags_carry_sentiment(text: str) -> None:
+    """A complaint hashtag alone scores negative once split."""
+    assert SCORER.score(text).label == "negative"
+
+
+@pytest.mark.parametrize("text", ["😡", "🤬🤬", "💔", "👎", "🙄", "🤦"])
+def test_negative_emoji(text: str) -> None:
+    """Common negative emoji score negative (VADER alone scores 😡 neutral and 💔 positive)."""
+    assert SCORER.score(text).label == "negative"
+
+
+@pytest.mark.parametrize("text", ["👍", "🙌", "😍", "🥳"])
+def test_positive_emoji(text: str) -> None:
+    """Common positive emoji score above zero (one alone stays below the positive threshold)."""
+    assert SCORER.score(text).compound > 0
+
+
+def test_eye_roll_undercuts_praise() -> None:
+    """An eye-roll beside praise keeps the text from reading as praise."""
+    assert SCORER.score("great service 🙄").compound < SCORER.score("great service").compound
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("@united thanks for the help https://t.co/abc123", "thanks for the help"),
+        ("@outage_bot what time is it?", "what time is it?"),
+        ("read https://example.com/outage-scam-report today", "read today"),
+        ("www.delays.example.com is a site", "is a site"),
+    ],
+)
+def test_mentions_and_urls_are_ignored(text: str, plain: str) -> None:
+    """@mentions and URLs are removed before scoring, so their words do not count."""
+    assert SCORER.score(text) == SCORER.score(plain)
+
+
+def test_caps_and_punctuation_intensify() -> None:
+    """ALL CAPS and exclamation marks make a complaint more negative, as in VADER."""
+    calm = SCORER.score("the app is down again").compound
+    loud = SCORER.score("the app is DOWN AGAIN!!!").compound
+    assert loud < calm < 0
+
+
+def test_letter_floods_are_shortened() -> None:
+    """Stretched words ("baaaad", "sooo") are read as the word they stretch."""
+    assert SCORER.prepare("sooooo baaaad") == "so bad"
+    assert SCORER.score("sooooo baaaad").label == "negative"
+
+
+def test_typographic_apostrophes_and_json_escapes() -> None:
+    """Curly apostrophes and literal \\u escapes read as the plain text they encode."""
+    assert SCORER.score("it doesn’t work") == SCORER.score("it doesn't work")
+    assert SCORER.score("it doesn\\u2019t work") == SCORER.score("it doesn't work")
+
+
+def test_politeness_is_not_praise() -> None:
+    """ "Please help" is a request, not a compliment."""
+    assert SCORER.score("please help").label == "neutral"
+    assert SCORER.score("please help, my order never arrived").label == "negative"
+
+
+def test_deterministic() -> None:
+    """The same text gives the same score, from the same or a fresh scorer."""
+    texts = [*COMPLAINTS, *PRAISE, *NEUTRAL]
+    first = [SCORER.score(t) for t in texts]
+    assert [SCORER.score(t) for t in texts] == first
+    assert [CrisisScorer().score(t) for t in texts] == first
+
+
+def test_default_thresholds() -> None:
+    """The default neutral band is (-0.05, 0.4), both bounds inclusive of their labels."""
+    assert (DEFAULT_NEGATIVE_THRESHOLD, DEFAULT_POSITIVE_THRESHOLD) == (-0.05, 0.4)
+    assert SCORER.label(-0.05) == "negative"
+    assert SCORER.label(-0.0499) == "neutral"
+    assert SCORER.label(0.3999) == "neutral"
+    assert SCORER.label(0.4) == "positive"
+
+
+def test_custom_thresholds_and_their_order() -> None:
+    """Constructor thresholds move the label boundaries and must be ordered."""
+    assert SCORER.score("ok").label == "neutral"
+    assert CrisisScorer(positive_threshold=0.05).score("ok").label == "positive"
+    with pytest.raises(ValueError, match="below"):
+        CrisisScorer(negative_threshold=0.1, positive_threshold=0.1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=120))
+def test_score_is_bounded_and_consistent(text: str) -> None:
+    """Any text scores in [-1, 1], deterministically, with the label its compound implies."""
+    first = SCORER.score(text)
+    assert -1.0 <= first.compound <= 1.0
+    assert first.label == SCORER.label(first.compound)
+    assert SCORER.score(text) == first
+
+
+def _plain_alternation() -> re.Pattern[str]:
+    alts = [p for _, _, patterns in CRISIS_PATTERNS for p in patterns]
+    body = "|".join(f"(?P<g{i}>{p})" for i, p in enumerate(alts))
+    return re.compile(rf"(?<!\w)(?:{body})(?!\w)")
+
+
+@pytest.mark.parametrize("text", [*COMPLAINTS, *PRAISE, *NEUTRAL])
+def test_word_dispatch_matches_a_plain_alternation(text: str) -> None:
+    """The word-dispatched matcher finds exactly what one plain alternation finds."""
+    lowered = " ".join(text.lower().split())
+    found = [(m.span(), m.lastgroup) for m in SCORER._patterns.finditer(lowered)]
+    assert found == [(m.span(), m.lastgroup) for m in _plain_alternation().finditer(lowered)]
+
+
+def test_patterns_without_listable_first_words_are_tried_everywhere() -> None:
+    """A pattern whose first words cannot be listed still matches, at any word."""
+    assert _first_words(r"\w+ down") is None
+    assert _first_words(r"(?:not|never) work(?:s|ing)?") == frozenset({"not", "never"})
+    matcher = _Patterns([("down", r"\w+ down"), ("hold", r"on hold")])
+    assert [m.group() for m in matcher.finditer("site down and on hold")] == [
+        "site down",
+        "on hold",
+    ]

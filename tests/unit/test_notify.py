@@ -1,0 +1,208 @@
+"""The notification policy: routes, follow-ups, silences, inhibition, reminders,
+hand-offs and acknowledgements, with an injected clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from listener.model import Ack
+from listener.rules.notify import (
+    IncidentChange,
+    InhibitRule,
+    Notice,
+    NotifyState,
+    Policy,
+    Silence,
+    Step,
+    on_changes,
+    on_tick,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+ROUTES = {"watch": ["social"], "elevated": ["social", "pr"], "crisis": ["social", "pr", "pager"]}
+
+
+def policy(**kw: object) -> Policy:
+    return Policy(route=lambda rule, level: ROUTES.get(level, []), **kw)  # type: ignore[arg-type]
+
+
+def change(
+    kind: str,
+    level: str,
+    seq: int,
+    at: datetime,
+    inc: str = "inc-a",
+    brand: str = "Acme",
+    rule: str = "neg",
+) -> IncidentChange:
+    return IncidentChange(f"{inc}#{seq}", kind, inc, rule, brand, level, at)  # type: ignore[arg-type]
+
+
+def sent(notices: list[Notice]) -> list[tuple[str, tuple[str, ...]]]:
+    return [(n.kind, n.sinks) for n in notices]
+
+
+def test_levels_route_and_follow_ups_reach_whoever_heard() -> None:
+    """Opened/escalated go to the level's route; de-escalation and resolution go to every
+    sink that heard about the incident."""
+    p = policy()
+    state, out = on_changes([change("opened", "watch", 1, T0)], NotifyState(), [], p, T0)
+    state, out2 = on_changes([change("escalated", "crisis", 2, T0)], state, [], p, T0)
+    state, out3 = on_changes([change("deescalated", "watch", 3, T0)], state, [], p, T0)
+    state, out4 = on_changes([change("resolved", "watch", 4, T0)], state, [], p, T0)
+    assert sent(out + out2 + out3 + out4) == [
+        ("opened", ("social",)),
+        ("escalated", ("social", "pr", "pager")),
+        ("deescalated", ("social", "pr", "pager")),
+        ("resolved", ("social", "pr", "pager")),
+    ]
+    assert state.incidents == {}
+
+
+def test_silence_mutes_then_catch_up_after_expiry() -> None:
+    """A silenced opening is recorded as muted; when the silence ends while the incident
+    is still open, one catch-up reminder goes out; a resolve nobody heard is muted."""
+    silence = Silence("sil-1", T0, T0 + timedelta(hours=1), "ana", "maintenance", brand="Acme")
+    p = policy()
+    state, out = on_changes([change("opened", "watch", 1, T0)], NotifyState(), [silence], p, T0)
+    assert (out[0].sinks, out[0].muted) == ((), "silenced sil-1")
+    state, ticks = on_tick(state, [silence], {}, p, T0 + timedelta(minutes=30))
+    assert ticks == []
+    state, ticks = on_tick(state, [silence], {}, p, T0 + timedelta(hours=1))
+    assert sent(ticks) == [("reminder", ("social",))]
+    state, ticks = on_tick(state, [silence], {}, p, T0 + timedelta(hours=2))
+    assert ticks == []  # no repeat interval configured
+    _, out = on_changes([change("resolved", "watch", 2, T0)], state, [], p, T0)
+    assert sent(out) == [("resolved", ("social",))]
+
+
+def test_silence_matches_rule_and_level() -> None:
+    """A silence on one level leaves other levels audible."""
+    silence = Silence("sil-2", T0, T0 + timedelta(days=1), "ana", "known", level="watch")
+    p = policy()
+    state, out = on_changes([change("opened", "watch", 1, T0)], NotifyState(), [silence], p, T0)
+    state, out2 = on_changes([change("escalated", "crisis", 2, T0)], state, [silence], p, T0)
+    assert out[0].muted == "silenced sil-2"
+    assert out2[0].sinks == ("social", "pr", "pager")
+
+
+def test_inhibition_mutes_lower_levels_of_the_same_brand() -> None:
+    """While Acme is in crisis, another rule's watch alert for Acme is muted; another
+    brand is not."""
+    p = policy(inhibit=[InhibitRule(frozenset({"crisis"}), frozenset({"watch"}))])
+    state, _ = on_changes(
+        [change("opened", "crisis", 1, T0, inc="inc-a")], NotifyState(), [], p, T0
+    )
+    state, out = on_changes(
+        [change("opened", "watch", 1, T0, inc="inc-b", rule="other")], state, [], p, T0
+    )
+    assert out[0].muted == "inhibited by inc-a"
+    state, out = on_changes(
+        [change("opened", "watch", 1, T0, inc="inc-c", brand="Globex")], state, [], p, T0
+    )
+    assert out[0].sinks == ("social",)
+
+
+def test_reminders_repeat_until_acknowledged() -> None:
+    """Reminders go out every repeat interval and stop once someone acknowledges."""
+    p = policy(repeat=lambda rule: timedelta(minutes=30))
+    state, _ = on_changes([change("opened", "elevated", 1, T0)], NotifyState(), [], p, T0)
+    state, t1 = on_tick(state, [], {}, p, T0 + timedelta(minutes=29))
+    state, t2 = on_tick(state, [], {}, p, T0 + timedelta(minutes=30))
+    state, t3 = on_tick(state, [], {}, p, T0 + timedelta(minutes=45))
+    ack = Ack("ana", T0 + timedelta(minutes=50), "on it")
+    state, t4 = on_tick(state, [], {"inc-a": ack}, p, T0 + timedelta(minutes=50))
+    state, t5 = on_tick(state, [], {"inc-a": ack}, p, T0 + timedelta(hours=3))
+    assert t1 == []
+    assert t3 == []
+    assert t5 == []
+    assert [n.alert_id for n in t2] == ["inc-a#reminder-1"]
+    assert sent(t4) == [("acknowledged", ("social", "pr"))]
+    assert t4[0].ack == ack
+
+
+def test_handoff_pages_the_next_route_when_nobody_acknowledges() -> None:
+    """Unacknowledged at a level for 15m → PR lead; 45m → exec; an ack stops the chain."""
+    steps = [Step(timedelta(minutes=15), ("pr-lead",)), Step(timedelta(minutes=45), ("exec",))]
+    p = policy(steps=lambda rule, level: steps if level == "crisis" else [])
+    state, _ = on_changes([change("opened", "crisis", 1, T0)], NotifyState(), [], p, T0)
+    state, t1 = on_tick(state, [], {}, p, T0 + timedelta(minutes=20))
+    assert [(n.alert_id, n.sinks) for n in t1] == [("inc-a#handoff-1", ("pr-lead",))]
+    ack = Ack("lee", T0 + timedelta(minutes=30))
+    state, t2 = on_tick(state, [], {"inc-a": ack}, p, T0 + timedelta(hours=1))
+    assert [n.kind for n in t2] == ["acknowledged"]
+    assert "pr-lead" in t2[0].sinks  # the PR lead heard, so hears it is taken
+
+
+def test_handoffs_restart_at_a_new_level() -> None:
+    """Escalating to a level starts that level's escalation clock."""
+    steps = [Step(timedelta(minutes=15), ("pr-lead",))]
+    p = policy(steps=lambda rule, level: steps)
+    state, _ = on_changes([change("opened", "watch", 1, T0)], NotifyState(), [], p, T0)
+    state, t1 = on_tick(state, [], {}, p, T0 + timedelta(minutes=16))
+    later = T0 + timedelta(minutes=20)
+    state, _ = on_changes([change("escalated", "crisis", 2, later)], state, [], p, later)
+    state, t2 = on_tick(state, [], {}, p, later + timedelta(minutes=10))
+    state, t3 = on_tick(state, [], {}, p, later + timedelta(minutes=15))
+    assert [n.alert_id for n in t1 + t2 + t3] == ["inc-a#handoff-1", "inc-a#handoff-2"]
+    assert t3[0].level == "crisis"
+
+
+def test_state_round_trips_through_json() -> None:
+    """The notification state survives a restart unchanged."""
+    p = policy(repeat=lambda rule: timedelta(minutes=5))
+    state, _ = on_changes([change("opened", "crisis", 1, T0)], NotifyState(), [], p, T0)
+    state, _ = on_tick(state, [], {"inc-a": Ack("ana", T0)}, p, T0 + timedelta(minutes=1))
+    assert NotifyState.from_json(state.to_json()) == state
+
+
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["tick", "escalate", "ack", "silence", "unsilence"]),
+        st.integers(min_value=0, max_value=120),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(EVENTS)
+def test_no_alert_id_is_ever_produced_twice(script: list[tuple[str, int]]) -> None:
+    """Whatever the sequence of ticks, escalations, acks and silences, every alert id is
+    produced at most once (the outbox relies on it), and nothing is sent while silenced."""
+    steps = [Step(timedelta(minutes=10), ("pr-lead",)), Step(timedelta(minutes=30), ("exec",))]
+    p = policy(
+        repeat=lambda rule: timedelta(minutes=15),
+        steps=lambda rule, level: steps,
+        inhibit=[InhibitRule(frozenset({"crisis"}), frozenset({"watch"}))],
+    )
+    now = T0
+    silences: list[Silence] = []
+    acks: dict[str, Ack] = {}
+    state, notices = on_changes(
+        [change("opened", "watch", 1, now)], NotifyState(), silences, p, now
+    )
+    seq, level = 1, "watch"
+    for action, minutes in script:
+        now += timedelta(minutes=minutes)
+        if action == "escalate" and level != "crisis":
+            seq, level = seq + 1, {"watch": "elevated", "elevated": "crisis"}[level]
+            state, out = on_changes([change("escalated", level, seq, now)], state, silences, p, now)
+            notices += out
+        elif action == "ack":
+            acks.setdefault("inc-a", Ack("ana", now))
+        elif action == "silence":
+            silences = [Silence("s", now, now + timedelta(minutes=60), "x", "y")]
+        elif action == "unsilence":
+            silences = []
+        state, out = on_tick(state, silences, acks, p, now)
+        for n in out:
+            if n.kind in ("reminder", "handoff") and any(s.active(now) for s in silences):
+                assert not n.sinks
+        notices += out
+    ids = [n.alert_id for n in notices]
+    assert len(ids) == len(set(ids))
+    assert sum(n.kind == "acknowledged" for n in notices) <= 1
