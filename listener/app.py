@@ -249,6 +249,20 @@ class Daemon:
                 misfire_grace_time=None,
                 next_run_time=self.clock.now(),
             )
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("refresh:"):
+                job.remove()
+        for name, sink in sinks.items():
+            every = getattr(sink, "resend_every", None)
+            if every is not None and hasattr(sink, "refresh"):
+                self.scheduler.add_job(
+                    self._refresh_sink,
+                    IntervalTrigger(seconds=every.total_seconds()),
+                    args=[name],
+                    id=f"refresh:{name}",
+                    max_instances=1,
+                    coalesce=True,
+                )
         self.deliverer = Deliverer(
             self.store,
             sinks,
@@ -405,6 +419,23 @@ class Daemon:
             job = self.scheduler.get_job(f"poll:{name}")
             if job is not None and delay < cfg.interval.total_seconds():
                 job.modify(next_run_time=health.backoff_until)
+
+    async def _refresh_sink(self, name: str) -> None:
+        """Keep firing alerts alive in sinks that expire them (Alertmanager's endsAt)."""
+        sink = self.sinks.get(name)
+        if sink is None:
+            return
+        try:
+            await sink.refresh()  # type: ignore[attr-defined]
+        except Exception as exc:  # logged and counted; the next refresh tries again
+            error_type = exc.error_type if isinstance(exc, ListenerError) else "unexpected"
+            self.metrics.error("deliver", error_type)
+            log.warning(
+                "sink_refresh_failed",
+                sink=name,
+                error_type=error_type,
+                error=str(exc) if isinstance(exc, ListenerError) else type(exc).__name__,
+            )
 
     async def _evaluate(self) -> None:
         if self.processor is None:

@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a rules file")
     check.add_argument("config", nargs="?", default=None, help="rules file (default: rules.yaml)")
+    check.add_argument(
+        "--deep",
+        action="store_true",
+        help="also send a test notification to each sink (or verify its "
+        "credentials) and report which are reachable",
+    )
 
     drill = sub.add_parser(
         "drill", help="rehearse a brand crisis through the real pipeline in simulated time"
@@ -97,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"listener {__version__}")
             return 0
         if args.command == "check":
-            return _check(args.config)
+            return _check(args.config, deep=args.deep)
         if args.command == "run":
             return _run(args)
         if args.command == "drill":
@@ -122,7 +128,7 @@ def _config_path(given: str | None) -> str:
     return given or os.environ.get("LISTENER_CONFIG") or DEFAULT_CONFIG
 
 
-def _check(path: str | None) -> int:
+def _check(path: str | None, *, deep: bool = False) -> int:
     import contextlib
 
     from listener.components import build_collectors, build_sinks
@@ -147,7 +153,34 @@ def _check(path: str | None) -> int:
         f"{path}: ok ({len(config.brands)} brands, {len(config.sources)} sources, "
         f"{len(config.rules)} rules, {len(config.sinks)} sinks)"
     )
-    return 0
+    if not deep:
+        return 0
+    return asyncio.run(_deep_check(config, path))
+
+
+async def _deep_check(config: object, path: str) -> int:
+    """Send a test notification through each sink (``send_test``) where it has one, else
+    verify the receiver (``healthcheck``); print one line per sink."""
+    from listener.components import build_sinks
+    from listener.config.schema import Config
+
+    assert isinstance(config, Config)
+    failed = 0
+    for name, sink in build_sinks(config, path).items():
+        test = getattr(sink, "send_test", None)
+        try:
+            if test is not None:
+                await test()
+                print(f"sink {name}: reachable (test notification sent)")
+            else:
+                await sink.healthcheck()
+                print(f"sink {name}: reachable")
+        except ListenerError as exc:
+            failed += 1
+            print(f"sink {name}: UNREACHABLE: {exc}")
+        finally:
+            await sink.aclose()
+    return 1 if failed else 0
 
 
 def _run(args: argparse.Namespace) -> int:

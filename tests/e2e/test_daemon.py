@@ -193,3 +193,49 @@ def test_failing_source_is_retried_and_reported(tmp_path: Path, receiver: Webhoo
             assert daemon.stop(signal.SIGINT) == 0
         finally:
             daemon.close()
+
+
+def test_incident_api_acknowledges_and_silences(
+    tmp_path: Path, feed: FeedServer, receiver: WebhookReceiver
+) -> None:
+    """Incidents are listed over HTTP; acknowledging needs the token, is announced to the
+    sinks and shows in the incident; silences are created, listed and expired."""
+    config = tmp_path / "rules.yaml"
+    config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=receiver.url("/hook")))
+    daemon = Daemon(config, tmp_path / "state.db", env={"LISTENER_API_TOKEN": "tok-123"})
+    try:
+        daemon.wait_metric("listener_polls_total", 1, source="news", outcome="ok")
+        feed.set_body("/feed.xml", rss([("calm", "Acme has a new logo"), *ANGRY]))
+        (opened,) = receiver.wait_for(1, timeout=30)
+        incident = opened.json["incident_id"]
+        status, listing = daemon.call("GET", "/incidents?status=open")
+        assert status == 200
+        assert [i["id"] for i in listing] == [incident]  # type: ignore[union-attr]
+        path = f"/incidents/{incident}/ack"
+        assert daemon.call("POST", path, {"by": "ana"})[0] == 401
+        assert daemon.call("POST", path, {"by": "ana"}, token="wrong")[0] == 401
+        assert daemon.call("POST", path, {"by": "ana", "note": "on it"}, token="tok-123") == (
+            200,
+            {"acknowledged": incident},
+        )
+        assert daemon.call("POST", path, {"by": "bob"}, token="tok-123")[0] == 409
+        ack = receiver.wait_for(2, timeout=30)[1].json
+        assert (ack["kind"], ack["incident_id"]) == ("acknowledged", incident)
+        status, detail = daemon.call("GET", f"/incidents/{incident}")
+        assert status == 200
+        assert detail["acknowledged_by"] == "ana"
+        assert daemon.call("GET", "/incidents/nope")[0] == 404
+
+        silence = {"brand": "Acme", "for": "1h", "comment": "statement published", "by": "ana"}
+        assert daemon.call("POST", "/silences", silence)[0] == 401
+        status, created = daemon.call("POST", "/silences", silence, token="tok-123")
+        assert status == 201
+        sid = created["id"]  # type: ignore[index]
+        assert [s["id"] for s in daemon.call("GET", "/silences")[1]] == [sid]  # type: ignore[union-attr]
+        assert daemon.call("DELETE", f"/silences/{sid}", token="tok-123")[0] == 200
+        assert daemon.call("DELETE", f"/silences/{sid}", token="tok-123")[0] == 404
+        assert daemon.metric("listener_time_to_ack_seconds_count", rule="negative-surge") == 1
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    assert "tok-123" not in "".join(daemon.raw)

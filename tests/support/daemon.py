@@ -87,6 +87,20 @@ class Daemon:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def call(
+        self, method: str, path: str, body: object = None, token: str | None = None
+    ) -> tuple[int, object]:
+        """An HTTP request to the daemon; returns the status and the parsed JSON body."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
     def metric(self, name: str, **labels: str) -> float:
         _, text = self.get("/metrics")
         want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
