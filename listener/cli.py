@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         help="do not deliver to the configured sinks; only print the timeline",
     )
 
+    score = sub.add_parser(
+        "score", help="score texts: sentiment, categories, emotion and matched brands (JSON lines)"
+    )
+    score.add_argument("texts", nargs="*", help="texts to score")
+    score.add_argument("--file", "-f", help="one text per line; '-' reads standard input")
+    score.add_argument(
+        "--config", "-c", help="rules file for brands and scorer (default: rules.yaml)"
+    )
+
     inc = sub.add_parser("incidents", help="list incidents, or show one with its history")
     inc.add_argument(
         "show",
@@ -108,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "drill":
             return _drill(args)
+        if args.command == "score":
+            return _score(args)
         if args.command in ("incidents", "ack", "silence"):
             return _incidents(args)
     except ConfigError as exc:
@@ -293,3 +304,59 @@ def _incidents(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _score(args: argparse.Namespace) -> int:
+    """One JSON line per text, in input order."""
+    import json
+    from collections.abc import Iterable
+
+    from listener.config.load import load_config
+    from listener.matching.brands import BrandMatcher
+    from listener.scoring import build_scorer, score_many
+    from listener.scoring.categories import CategoryTagger, EmotionDetector
+
+    config = load_config(_config_path(args.config))
+    matcher = BrandMatcher(config.brands)
+    scorer = build_scorer(config.scoring.sentiment)
+    tagger = CategoryTagger(config.categories.custom, defaults=config.categories.defaults)
+    emotions = EmotionDetector()
+    if args.file and args.texts:
+        raise ListenerError("give texts or --file, not both")
+    lines: Iterable[str]
+    if args.file == "-":
+        lines = sys.stdin
+    elif args.file:
+        try:
+            lines = open(args.file, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            raise ListenerError(f"{args.file}: {exc.strerror}") from None
+    else:
+        lines = args.texts
+        if not lines:
+            raise ListenerError("nothing to score: give texts or --file FILE ('-' for stdin)")
+    out = sys.stdout
+    batch: list[str] = []
+
+    def flush() -> None:
+        for text, sentiment in zip(batch, score_many(scorer, batch), strict=True):
+            record = {
+                "text": text,
+                "sentiment": sentiment.label,
+                "compound": round(sentiment.compound, 4),
+                "categories": {h.name: list(h.evidence) for h in tagger.tag(text)},
+                "emotion": [h.name for h in emotions.explain(text)],
+                "brands": list(matcher.match(text)),
+            }
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        batch.clear()
+
+    for line in lines:
+        text = line.rstrip("\r\n")
+        if text:
+            batch.append(text)
+        if len(batch) >= 512:
+            flush()
+    flush()
+    out.flush()
+    return 0

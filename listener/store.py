@@ -24,6 +24,7 @@ from typing import Any
 from listener.collectors.base import Cursor
 from listener.errors import StoreError
 from listener.model import Ack, Alert, AuthorRef, Fact, MentionRef, ScoredMention
+from listener.scoring.reach import reach_score
 
 SCHEMA_VERSION = 3
 """Version 2: ``buckets`` holds one JSON blob per bucket (``listener.scoring.velocity``).
@@ -203,13 +204,8 @@ class DeliveryRecord:
 
 
 def reach_of(scored: ScoredMention) -> float:
-    """One number for how far a mention travels: followers plus engagement."""
-    m = scored.mention
-    e = m.engagement
-    return float(
-        (m.author.followers or 0)
-        + sum(v or 0 for v in (e.likes, e.reposts, e.replies, e.quotes, e.upvotes, e.comments))
-    )
+    """Estimated readers of a mention (see :mod:`listener.scoring.reach`)."""
+    return reach_score(scored.mention)
 
 
 def _migrate_buckets(conn: sqlite3.Connection) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -182,3 +183,36 @@ def test_check_reports_problems_found_when_building_sources(tmp_path: Path) -> N
     assert line.startswith(f"error: {path}:5: sources.x: ")
     assert long_alias in line
     assert "Traceback" not in result.stderr
+
+
+def test_score_texts_file_and_stdin(tmp_path: Path) -> None:
+    """`listener score` prints one JSON line per text, from arguments, a file or stdin."""
+    result = listener("score", "Is anyone else's GitHub down? outage again", "lovely day")
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert (first["sentiment"], first["brands"]) == ("negative", ["GitHub"])
+    assert "outage" in first["categories"]
+    assert first["compound"] < 0
+    assert (second["brands"], second["categories"]) == ([], {})
+    path = tmp_path / "texts.txt"
+    path.write_text("GitHub charged me twice, I want a refund\n\n@github thanks, fixed!\n")
+    from_file = listener("score", "--file", str(path))
+    lines = [json.loads(line) for line in from_file.stdout.splitlines()]
+    assert [r["text"] for r in lines] == [
+        "GitHub charged me twice, I want a refund",
+        "@github thanks, fixed!",
+    ]
+    assert "pricing" in lines[0]["categories"]
+    piped = subprocess.run(
+        [sys.executable, "-m", "listener", "score", "--file", "-"],
+        input="GitHub is down again\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert json.loads(piped.stdout)["sentiment"] == "negative"
+    missing = listener("score", "--file", str(tmp_path / "none.txt"))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: ")
+    assert listener("score").returncode == 1
