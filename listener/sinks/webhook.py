@@ -1,8 +1,10 @@
 """The webhook sink: POST each alert as a versioned JSON document.
 
-:func:`render_webhook` is pure and defines the wire format (``listener.alert/v1``).
-:class:`WebhookSink` sends it with an ``Idempotency-Key`` header and maps the outcome
-onto the sink error tree:
+:func:`render_webhook` is pure and defines the wire format (``listener.alert/v1``,
+published as JSON Schema in ``schema/alert.v1.json``). :class:`WebhookSink` sends it with
+an ``Idempotency-Key`` header and, with a ``secret``, an HMAC-SHA256 signature
+(:func:`sign`; receivers check it with :func:`verify`), and maps the outcome onto the
+sink error tree:
 
 - 2xx: delivered;
 - 408, 429, 5xx: :class:`~listener.errors.SinkUnavailable`, with ``retry_after`` from
@@ -12,14 +14,23 @@ onto the sink error tree:
 - timeout, refused connection, any other transport error:
   :class:`~listener.errors.SinkUnavailable`.
 
-The URL and header values are secrets (a token may sit in the query string): no error
-message, log line or exception chain produced here contains them.
+The URL, header values and the signing secret are secrets (a token may sit in the query
+string): no error message, log line or exception chain produced here contains them.
+
+Signature scheme: ``X-Listener-Timestamp: <unix seconds>`` and ``X-Listener-Signature:
+sha256=<hex>`` where ``<hex>`` is HMAC-SHA256, keyed with the secret (UTF-8), of the ASCII
+timestamp, a ``.``, and the exact body bytes. Each attempt is signed afresh, so a retry
+carries a new timestamp but the same ``Idempotency-Key``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -27,6 +38,7 @@ from typing import Any
 import httpx
 
 from listener import __version__
+from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import WebhookSinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, Fact, MentionRef
@@ -34,13 +46,26 @@ from listener.model import Alert, Fact, MentionRef
 SCHEMA_ID = "listener.alert/v1"
 USER_AGENT = f"listener/{__version__}"
 
+SIGNATURE_HEADER = "X-Listener-Signature"
+TIMESTAMP_HEADER = "X-Listener-Timestamp"
+SIGNATURE_TOLERANCE = 300.0
+"""Seconds a signed request stays acceptable either side of the receiver's clock."""
+
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+_SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: a non-finite number is sent as ``null``."""
+    return value if value is None or math.isfinite(value) else None
+
 
 def _fact(fact: Fact) -> dict[str, Any]:
     return {
         "name": fact.name,
-        "value": fact.value,
-        "threshold": fact.threshold,
-        "baseline": fact.baseline,
+        "value": _finite(fact.value),
+        "threshold": _finite(fact.threshold),
+        "baseline": _finite(fact.baseline),
         "text": str(fact),
     }
 
@@ -54,7 +79,7 @@ def _mention(ref: MentionRef) -> dict[str, Any]:
         "author": ref.author,
         "followers": ref.followers,
         "created_at": ref.created_at.isoformat(),
-        "sentiment": ref.sentiment,
+        "sentiment": _finite(ref.sentiment),
     }
 
 
@@ -64,8 +89,12 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
     Keys: ``schema`` (always ``"listener.alert/v1"``; fields are only ever added within
     v1), ``id``, ``incident_id``, ``kind``, ``title``, ``rule``, ``brand``, ``level``,
     ``previous_level``, ``at`` (ISO 8601), ``drill``, ``facts`` (name, value, threshold,
-    baseline, text) and ``top_mentions`` (source, id, text, url, author, followers,
-    created_at, sentiment).
+    baseline, text), ``top_mentions`` (source, id, text, url, author, followers,
+    created_at, sentiment), ``summary``, ``opened_at``, ``categories`` (name, mentions),
+    ``authors`` (handle, source, mentions, reach, role: detractor/amplifier), ``trend``
+    (step_seconds, negative counts oldest first), ``ack`` (by, at, note, or null) and
+    ``route``. Non-finite numbers become ``null``. ``schema/alert.v1.json``
+    is the JSON Schema of this document; keep the two in step.
     """
     return {
         "schema": SCHEMA_ID,
@@ -81,7 +110,109 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
         "drill": alert.drill,
         "facts": [_fact(f) for f in alert.facts],
         "top_mentions": [_mention(m) for m in alert.top_mentions],
+        "summary": alert.summary,
+        "opened_at": alert.opened_at.isoformat() if alert.opened_at else None,
+        "categories": [{"name": n, "mentions": c} for n, c in alert.categories],
+        "authors": [
+            {
+                "handle": a.handle,
+                "source": a.source,
+                "mentions": a.mentions,
+                "reach": _finite(a.reach),
+                "role": a.role,
+            }
+            for a in alert.authors
+        ],
+        "trend": {"step_seconds": alert.trend_step, "negative": list(alert.trend)},
+        "ack": (
+            {"by": alert.ack.by, "at": alert.ack.at.isoformat(), "note": alert.ack.note}
+            if alert.ack
+            else None
+        ),
+        "route": list(alert.route),
     }
+
+
+def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """The ``X-Listener-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds):
+    ``sha256=`` and the hex HMAC-SHA256, keyed with ``secret`` (a str is UTF-8 encoded),
+    of ``b"<timestamp>." + body``. Pure."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    message = str(int(timestamp)).encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: str | bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float | datetime,
+    tolerance: float = SIGNATURE_TOLERANCE,
+) -> None:
+    """Check a signed webhook request, receiver side; return quietly when it is genuine.
+
+    ``headers`` are the request's headers (names in any case), ``body`` the raw body bytes
+    exactly as received (before any JSON parsing), ``now`` the receiver's clock (unix
+    seconds or an aware datetime). Raises ``ValueError`` when a header is missing or
+    malformed, when no ``sha256=`` signature in ``X-Listener-Signature`` (a
+    comma-separated list is accepted, for secret rotation) matches, or when the timestamp
+    is more than ``tolerance`` seconds away from ``now`` (a replay, or a clock too far
+    off). Within the window, drop requests whose ``Idempotency-Key`` you have already
+    processed. The comparison takes constant time; messages never contain the secret.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    raw_timestamp = lowered.get(TIMESTAMP_HEADER.lower())
+    raw_signature = lowered.get(SIGNATURE_HEADER.lower())
+    if raw_timestamp is None:
+        raise ValueError(f"missing {TIMESTAMP_HEADER} header")
+    if raw_signature is None:
+        raise ValueError(f"missing {SIGNATURE_HEADER} header")
+    raw_timestamp = raw_timestamp.strip()
+    if not _TIMESTAMP.fullmatch(raw_timestamp):
+        raise ValueError(f"malformed {TIMESTAMP_HEADER} header (want unix seconds)")
+    timestamp = int(raw_timestamp)
+    expected = sign(secret, timestamp, body).encode("ascii")
+    candidates = [part.strip() for part in raw_signature.split(",")]
+    if not any(_SIGNATURE.fullmatch(c) for c in candidates):
+        raise ValueError(f"malformed {SIGNATURE_HEADER} header (want sha256=<64 hex digits>)")
+    matched = False
+    for candidate in candidates:
+        # compare_digest on bytes: a str with non-ASCII characters would raise TypeError.
+        matched |= hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
+    if not matched:
+        raise ValueError("signature mismatch (wrong secret, or the body was changed)")
+    current = as_utc(now).timestamp() if isinstance(now, datetime) else float(now)
+    age = current - timestamp
+    if age > tolerance:
+        raise ValueError(f"stale request: signed {age:.0f}s ago (tolerance {tolerance:g}s)")
+    if -age > tolerance:
+        raise ValueError(
+            f"timestamp {-age:.0f}s in the future (tolerance {tolerance:g}s); check the clocks"
+        )
+
+
+def make_test_alert(sink: str, now: datetime) -> Alert:
+    """The synthetic alert ``listener check --deep`` sends through a sink (pure).
+
+    It says what it is everywhere a person looks: a drill (``drill: true``, ``[DRILL]``
+    in the title), brand ``listener``, rule ``check --deep``, level ``test``, kind
+    ``opened``, one fact naming the sink; incident id ``listener-test:<sink>:<UTC stamp>``
+    and alert id ``<incident id>#1``, so each run is a new alert to the receiver.
+    """
+    now = as_utc(now)
+    incident = f"listener-test:{sink}:{now.strftime('%Y%m%dT%H%M%SZ')}"
+    return Alert(
+        id=f"{incident}#1",
+        incident_id=incident,
+        kind="opened",
+        rule="check --deep",
+        brand="listener",
+        level="test",
+        previous_level=None,
+        at=now,
+        facts=(Fact(f"test alert from 'listener check --deep' for sink '{sink}'", 1),),
+        drill=True,
+    )
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -126,7 +257,10 @@ class WebhookSink:
 
     Every request carries ``User-Agent: listener/<version>`` and the configured headers
     (which may replace the User-Agent); a POST also carries ``Content-Type:
-    application/json`` and ``Idempotency-Key``, which configured headers cannot replace.
+    application/json`` and ``Idempotency-Key`` and, with ``config.secret``,
+    ``X-Listener-Timestamp`` and ``X-Listener-Signature`` (see :func:`sign`), which
+    configured headers cannot replace. ``clock`` gives the signature timestamps: leave
+    the real clock there outside tests, since receivers compare them with theirs.
     ``transport`` replaces the network layer (tests). Call :meth:`aclose` when done.
     """
 
@@ -136,8 +270,11 @@ class WebhookSink:
         config: WebhookSinkConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = name
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._secret = config.secret.get_secret_value() if config.secret is not None else None
         self._url = config.url.get_secret_value()
         self._timeout = config.timeout.total_seconds()
         headers = httpx.Headers({"User-Agent": USER_AGENT})
@@ -167,6 +304,10 @@ class WebhookSink:
         """POST one alert; return on 2xx, else raise a :class:`~listener.errors.SinkError`."""
         body = json.dumps(render_webhook(alert), ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        if self._secret is not None:
+            timestamp = int(self._clock.now().timestamp())
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
         try:
             response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -181,6 +322,12 @@ class WebhookSink:
             )
             raise SinkUnavailable(message, retry_after=retry_after)
         raise SinkRejected(message)
+
+    async def send_test(self) -> None:
+        """POST :func:`make_test_alert` (a drill that says it is a test) like any alert,
+        signed when a secret is set (``listener check --deep``); raises like :meth:`send`."""
+        alert = make_test_alert(self.name, self._clock.now())
+        await self.send(alert, alert.id)
 
     async def healthcheck(self) -> None:
         """Send an ``OPTIONS`` request (no alert, no side effects on a sane receiver).

@@ -220,7 +220,12 @@ def test_incident_api_acknowledges_and_silences(
         )
         assert daemon.call("POST", path, {"by": "bob"}, token="tok-123")[0] == 409
         ack = receiver.wait_for(2, timeout=30)[1].json
-        assert (ack["kind"], ack["incident_id"]) == ("acknowledged", incident)
+        assert (ack["kind"], ack["incident_id"], ack["ack"]["by"]) == (
+            "acknowledged",
+            incident,
+            "ana",
+        )
+        assert ack["summary"] == "ana is on it: on it (Acme, watch)."
         status, detail = daemon.call("GET", f"/incidents/{incident}")
         assert status == 200
         assert detail["acknowledged_by"] == "ana"

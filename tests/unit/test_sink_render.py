@@ -27,6 +27,13 @@ WEBHOOK_KEYS = {
     "drill",
     "facts",
     "top_mentions",
+    "summary",
+    "opened_at",
+    "categories",
+    "authors",
+    "trend",
+    "ack",
+    "route",
 }
 
 
