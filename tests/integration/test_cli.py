@@ -216,3 +216,30 @@ def test_score_texts_file_and_stdin(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: ")
     assert listener("score").returncode == 1
+
+
+def test_check_deep_reports_reachable_and_unreachable_sinks(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """`check --deep` sends a test notification through each sink and says which failed."""
+    import socket
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        BROKEN.replace("aliass: [acme]", "aliases: [acme]")
+        .replace("type: volum", "type: volume")
+        .replace("critical: [console]", "critical: [console, up, down]")
+        + f"  up: {{type: webhook, url: '{receiver.url()}'}}\n"
+        + f"  down: {{type: webhook, url: 'http://127.0.0.1:{dead}/hook'}}\n"
+    )
+    result = listener("check", "--deep", str(path))
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert "sink up: reachable (test notification sent)" in lines
+    assert any(line.startswith("sink down: UNREACHABLE:") for line in lines)
+    assert any(line.startswith("sink console: reachable") for line in lines)
+    (test,) = receiver.bodies()
+    assert test["drill"] is True
