@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from listener import incidents
 from listener.clock import Clock, SystemClock
-from listener.collectors.base import Collector
+from listener.collectors.base import Collector, Cursor, PollResult
 from listener.components import build_collectors, build_sinks
 from listener.config.duration import parse_duration
 from listener.config.load import load_config
@@ -35,6 +35,7 @@ from listener.httpapi import HttpApi, Request, Response, parse_listen
 from listener.log import REDACTOR
 from listener.metrics import Metrics
 from listener.processor import Processor
+from listener.queue import InProcessQueue, WorkQueue
 from listener.rules.source_health import SourceStatus
 from listener.settings import Settings
 from listener.sinks.base import Sink, SinkContext
@@ -53,6 +54,15 @@ def config_secrets(config: Config) -> list[str]:
             out.append(url.get_secret_value())
         out.extend(v.get_secret_value() for v in getattr(sink, "headers", {}).values())
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one poll of one source handed to the processing stage."""
+
+    source: str
+    result: PollResult
+    at: datetime
 
 
 @dataclass
@@ -111,6 +121,9 @@ class Daemon:
         self._idle = asyncio.Event()
         self._idle.set()
         self._reload_requested = False
+        self.batches: WorkQueue[Batch] = InProcessQueue(maxsize=100)
+        self.cursors: dict[str, Cursor | None] = {}
+        self._processing: asyncio.Task[None] | None = None
         self.bound: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -153,6 +166,7 @@ class Daemon:
             coalesce=True,
             next_run_time=self.clock.now(),
         )
+        self._processing = asyncio.create_task(self._process())
         self.scheduler.start()
         for sig, handler in (
             (signal.SIGTERM, self.request_stop),
@@ -188,6 +202,12 @@ class Daemon:
             self.scheduler.shutdown(wait=False)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):  # finish processing what was polled
+            await asyncio.wait_for(self.batches.join(), max(0.1, deadline - time.monotonic()))
+        if self._processing is not None:
+            self._processing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._processing
         await self._stop_delivery()
         if self.deliverer is not None:
             await self.deliverer.flush(max(0.5, deadline - time.monotonic()))
@@ -233,6 +253,17 @@ class Daemon:
         if self.config is not None:
             self.processor.reconfigure(config)
         self.config = config
+        for gone in set(self.collectors) - set(collectors):  # no stale series after a reload
+            for gauge in (
+                self.metrics.source_up,
+                self.metrics.source_last_success,
+                self.metrics.source_backoff,
+                self.metrics.source_quota,
+            ):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone)
+            self.health.pop(gone, None)
+            self.cursors.pop(gone, None)
         self.collectors, self.source_configs, self.sinks = collectors, dict(config.sources), sinks
         now = self.clock.now()
         self.health = {name: self.health.get(name) or SourceHealth(now) for name in collectors}
@@ -330,12 +361,11 @@ class Daemon:
             self._idle.set()
 
     async def _poll(self, name: str) -> None:
-        """Poll one source, store what is new, evaluate. Errors stop here."""
+        """Poll one source and hand what it brought to the processing stage. Errors stop here."""
         if self.stop_event.is_set() or name not in self.collectors:
             return
         collector, cfg, health = self.collectors[name], self.source_configs[name], self.health[name]
         assert self.store is not None
-        assert self.processor is not None
         now = self.clock.now()
         if health.backoff_until is not None and now < health.backoff_until:
             return
@@ -344,26 +374,18 @@ class Daemon:
         bound.__enter__()
         started = time.monotonic()
         try:
-            cursor = await asyncio.to_thread(self.store.load_cursor, name)
-            result = await asyncio.to_thread(collector.poll, cursor, now)
-            ingest = await asyncio.to_thread(
-                self.processor.ingest,
-                name,
-                result.mentions,
-                now,
-                cursor=result.cursor,
-                backfill=result.backfill,
-            )
+            if name not in self.cursors:
+                self.cursors[name] = await asyncio.to_thread(self.store.load_cursor, name)
+            result = await asyncio.to_thread(collector.poll, self.cursors[name], now)
         except CollectorError as exc:
             self._source_failed(name, cfg, health, exc, now)
         except Exception as exc:  # a bug in a collector or the store must not stop the daemon
             self._source_failed(name, cfg, health, exc, now)
         else:
+            self.cursors[name] = result.cursor
             self.metrics.polls.labels(source=name, outcome="ok").inc()
             health.last_poll_at = health.last_success_at = now
             health.consecutive_failures, health.backoff_until = 0, None
-            if ingest.new:
-                health.last_new_at = now
             if result.quota_remaining is not None:
                 self.metrics.source_quota.labels(source=name).set(result.quota_remaining)
             health.status, health.last_error = "ok", None
@@ -375,22 +397,55 @@ class Daemon:
             self.metrics.source_up.labels(source=name).set(1)
             self.metrics.source_backoff.labels(source=name).set(0)
             self.metrics.source_last_success.labels(source=name).set(now.timestamp())
-            if ingest.new:
-                log.info(
-                    "polled",
-                    received=ingest.received,
-                    new=ingest.new,
-                    matched=ingest.matched,
-                    negative=ingest.negative,
-                    stale=ingest.stale,
-                    backfill=result.backfill,
-                )
-            if ingest.matched:
-                await self._evaluate()
+            await self.batches.put(Batch(name, result, now))
         finally:
             self.metrics.poll_duration.labels(source=name).observe(time.monotonic() - started)
             bound.__exit__(None, None, None)
             self._done()
+
+    async def _process(self) -> None:
+        """The processing stage: take polled batches off the queue; store, count, evaluate."""
+        assert self.processor is not None
+        while True:
+            batch = await self.batches.get()
+            try:
+                await self._ingest(batch)
+            finally:
+                self.batches.task_done()
+
+    async def _ingest(self, batch: Batch) -> None:
+        assert self.processor is not None
+        assert self.store is not None
+        name, result = batch.source, batch.result
+        try:
+            ingest = await asyncio.to_thread(
+                self.processor.ingest,
+                name,
+                result.mentions,
+                batch.at,
+                cursor=result.cursor,
+                backfill=result.backfill,
+            )
+        except Exception as exc:  # nothing was stored: poll again from the stored cursor
+            error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+            self.metrics.error("store", error_type)
+            log.error("ingest_failed", source=name, error_type=error_type, error=str(exc))
+            self.cursors[name] = await asyncio.to_thread(self.store.load_cursor, name)
+            return
+        if ingest.new and name in self.health:
+            self.health[name].last_new_at = batch.at
+            log.info(
+                "polled",
+                source=name,
+                received=ingest.received,
+                new=ingest.new,
+                matched=ingest.matched,
+                negative=ingest.negative,
+                stale=ingest.stale,
+                backfill=result.backfill,
+            )
+        if ingest.matched:
+            await self._evaluate()
 
     def _source_failed(
         self, name: str, cfg: SourceConfig, health: SourceHealth, exc: Exception, now: datetime
