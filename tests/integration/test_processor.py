@@ -301,3 +301,57 @@ def test_sink_state_is_durable_per_sink(tmp_path: Path) -> None:
     StoreSinkState(again, "slack").delete("ts:inc-1")
     assert StoreSinkState(again, "slack").get("ts:inc-1") is None
     assert StoreSinkState(again, "pager").get("ts:inc-1") == "other"
+
+
+def test_rules_count_categories_voices_stories_and_reach(tmp_path: Path) -> None:
+    """A rule on distinct negative voices about outages ignores one author's copy storm,
+    and fires when different people complain; reach and stories are counted too."""
+    text = """
+brands:
+  - name: Acme
+rules:
+  - name: outage-voices
+    levels:
+      watch:
+        when: {type: volume, metric: negative_voices, category: outage, window: 15m, above: 5}
+routes:
+  default: [ops]
+sinks:
+  ops: {type: console}
+"""
+    p = Processor(
+        load_config_text(text, "rules.yaml", {}), Store.open(tmp_path / "s.db"), Metrics()
+    )
+    storm = [
+        Mention(
+            source="x",
+            id=f"bot{i}",
+            created_at=T0,
+            author=Author(handle="bot"),
+            text=f"Acme is down again, outage all day, terrible #{i}",
+        )
+        for i in range(30)
+    ]
+    p.ingest("x", storm, T0)
+    now = T0 + timedelta(seconds=30)
+    assert p.evaluate(now) == []
+    assert p.windows.value("Acme", "negative", T0, now + BUCKET, category="outage") == 30
+    assert p.windows.value("Acme", "negative_voices", T0, now + BUCKET) == 1
+    assert p.windows.value("Acme", "stories", T0, now + BUCKET) <= 2  # one text, copied
+    people = [
+        Mention(
+            source="x",
+            id=f"p{i}",
+            created_at=T0,
+            author=Author(handle=f"user{i}", followers=100),
+            text=f"Acme login broken for me too, is Acme down? ({i} here)",
+        )
+        for i in range(6)
+    ]
+    p.ingest("x", people, now)
+    (alert,) = p.evaluate(now + timedelta(seconds=5))
+    assert alert.facts[0].value == 7  # six people plus the bot account
+    assert ("outage", 36) in alert.categories
+    assert p.windows.value("Acme", "negative_reach", T0, now + BUCKET) >= 600
+    assert alert.authors[0].role == "detractor"
+    assert alert.authors[0].handle == "bot"
