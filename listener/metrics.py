@@ -104,7 +104,8 @@ class Metrics:
         # deliver
         self.alerts = Counter(
             "listener_alerts_total",
-            "Alert deliveries by outcome (delivered, retry, failed)",
+            "Alert deliveries by outcome: delivered, retry, failed; grouped (delivered inside a "
+            "storm digest, also counted as delivered); rate_limited (had to wait)",
             ["rule", "sink", "outcome"],
             registry=r,
         )

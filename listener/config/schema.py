@@ -10,7 +10,7 @@ Runtime objects are built from these by the stage that owns them
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -189,6 +189,14 @@ class DeliveryConfig(Strict):
     group_over: Annotated[int, Field(ge=2)] | None = None
 
 
+def _no_digests(config: Any, what: str) -> None:
+    if config.delivery.group_over is not None:
+        raise ValueError(
+            f"delivery.group_over is not supported by {what}: it keeps one message or alert per "
+            "incident already; remove group_over (use max_per_minute to limit the rate)"
+        )
+
+
 class ConsoleSinkConfig(Strict):
     """Print alerts to standard output (text for people, json for pipes)."""
 
@@ -235,6 +243,8 @@ class SlackSinkConfig(Strict):
             raise ValueError("a slack sink needs exactly one of 'webhook_url' and 'token'")
         if self.token is not None and not self.channel:
             raise ValueError("a slack sink with a bot 'token' needs a 'channel'")
+        if self.token is not None:
+            _no_digests(self, "slack sinks with a bot token")
         return self
 
 
@@ -251,6 +261,11 @@ class AlertmanagerSinkConfig(Strict):
     timeout: PositiveDuration = timedelta(seconds=10)
     delivery: DeliveryConfig = DeliveryConfig()
 
+    @model_validator(mode="after")
+    def _per_incident(self) -> AlertmanagerSinkConfig:
+        _no_digests(self, "alertmanager sinks")
+        return self
+
 
 class PagerDutySinkConfig(Strict):
     """PagerDuty Events API v2: trigger, acknowledge and resolve with the incident as
@@ -262,6 +277,11 @@ class PagerDutySinkConfig(Strict):
     severities: dict[str, Literal["critical", "error", "warning", "info"]] = {}
     timeout: PositiveDuration = timedelta(seconds=10)
     delivery: DeliveryConfig = DeliveryConfig()
+
+    @model_validator(mode="after")
+    def _per_incident(self) -> PagerDutySinkConfig:
+        _no_digests(self, "pagerduty sinks")
+        return self
 
 
 class EmailSinkConfig(Strict):
@@ -278,6 +298,11 @@ class EmailSinkConfig(Strict):
     subject_prefix: str = "[listener]"
     timeout: PositiveDuration = timedelta(seconds=15)
     delivery: DeliveryConfig = DeliveryConfig()
+
+    @model_validator(mode="after")
+    def _per_incident(self) -> EmailSinkConfig:
+        _no_digests(self, "email sinks")
+        return self
 
 
 SinkConfig = Annotated[

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,15 @@ from listener.errors import SinkRejected, SinkUnavailable
 from listener.metrics import Metrics
 from listener.model import Alert
 from listener.sinks.base import Sink
-from listener.sinks.delivery import Deliverer, backoff
+from listener.sinks.delivery import (
+    DIGEST_MAX,
+    Deliverer,
+    DigestAlert,
+    RateLimiter,
+    backoff,
+    digest,
+    digest_key,
+)
 from listener.sinks.webhook import WebhookSink
 from listener.store import OutboxItem, Store
 from tests.support.receiver import WebhookReceiver, sample_alert
@@ -140,9 +150,15 @@ async def make_webhook(receiver: WebhookReceiver) -> AsyncIterator[Callable[[str
 
 
 def deliverer(
-    store: Store, sinks: dict[str, Any], metrics: Metrics, clock: ManualClock, **kwargs: Any
+    store: Store,
+    sinks: dict[str, Any],
+    metrics: Metrics,
+    clock: ManualClock,
+    *,
+    policy: DeliveryConfig = POLICY,
+    **kwargs: Any,
 ) -> Deliverer:
-    policies = dict.fromkeys(sinks, POLICY)
+    policies = dict.fromkeys(sinks, policy)
     return Deliverer(store, sinks, policies, metrics, clock, rng=random.Random(7), **kwargs)
 
 
@@ -513,3 +529,417 @@ async def test_rejected_from_a_fake_sink_is_failed(
     assert await d.deliver_due("s") == 0
     [record] = store.deliveries("A")
     assert (record.status, record.last_error, record.attempts) == ("failed", "no such channel", 1)
+
+
+# ---------------------------------------------------------------------- rate limits and storms
+
+
+def with_policy(**changes: Any) -> DeliveryConfig:
+    """POLICY with some fields changed."""
+    return POLICY.model_copy(update=changes)
+
+
+class ClockedSink(FakeSink):
+    """A FakeSink that also records the manual clock's time of each accepted send."""
+
+    def __init__(self, name: str, clock: ManualClock, *failures: BaseException) -> None:
+        super().__init__(name, *failures)
+        self.clock = clock
+        self.times: list[datetime] = []
+        self.alerts: list[Alert] = []
+
+    async def send(self, alert: Alert, idempotency_key: str) -> None:
+        await super().send(alert, idempotency_key)
+        self.times.append(self.clock.now())
+        self.alerts.append(alert)
+
+
+class OutageSink(FakeSink):
+    """A sink that raises SinkUnavailable while ``down`` is true."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.down = False
+
+    async def send(self, alert: Alert, idempotency_key: str) -> None:
+        if self.down:
+            self.attempts += 1
+            raise SinkUnavailable(f"{self.name} is down")
+        await super().send(alert, idempotency_key)
+
+
+class Crash(BaseException):
+    """The process "dies" (what a kill -9 would do at that point)."""
+
+
+class CrashingStore(Store):
+    """A Store that dies at its ``crash_after``-th mark_delivered call, before writing it."""
+
+    crash_after: int | None = None
+    marks = 0
+
+    def mark_delivered(self, item_id: int, now: datetime) -> None:
+        self.marks += 1
+        if self.crash_after is not None and self.marks >= self.crash_after:
+            raise Crash
+        super().mark_delivered(item_id, now)
+
+
+def storm(incidents: int, per_incident: int) -> list[Alert]:
+    """``incidents × per_incident`` alerts, interleaved like a storm across brands."""
+    return [alert(f"I{i:02d}", seq) for seq in range(1, per_incident + 1) for i in range(incidents)]
+
+
+def member_ids(body: dict[str, Any]) -> list[str]:
+    """The member alert ids a webhook digest body lists (one fact per member)."""
+    ids = []
+    for fact in body["facts"]:
+        match = re.match(r"\[(\S+)\] ", fact["name"])
+        assert match, fact
+        ids.append(match.group(1))
+    return ids
+
+
+def in_incident_order(ids: list[str]) -> bool:
+    """Every incident's alerts (``<incident>-<seq>``) appear with increasing seq."""
+    last: dict[str, int] = {}
+    for alert_id in ids:
+        incident, seq = alert_id.rsplit("-", 1)
+        if int(seq) <= last.get(incident, 0):
+            return False
+        last[incident] = int(seq)
+    return True
+
+
+def test_rate_limiter_is_strict_per_sliding_minute() -> None:
+    """A burst of max_per_minute goes at once, then each send waits for a token spent a
+    minute earlier; a clock set backwards never makes a wait longer than a minute."""
+    clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    limiter = RateLimiter(3, clock)
+    assert [limiter.try_take() for _ in range(4)] == [True, True, True, False]
+    assert limiter.ready_at() == clock.now() + timedelta(minutes=1)
+    clock.advance(timedelta(seconds=59))
+    assert not limiter.try_take()
+    clock.advance(timedelta(seconds=1))
+    assert [limiter.try_take() for _ in range(4)] == [True, True, True, False]
+    clock.set(clock.now() - timedelta(hours=1))
+    assert limiter.ready_at() == clock.now() + timedelta(minutes=1)
+    with pytest.raises(ValueError, match="at least 1"):
+        RateLimiter(0, clock)
+
+
+async def test_rate_limit_spreads_sends_over_time_without_dropping(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """With max_per_minute: 3, eight due alerts go out three a minute, in order, none
+    dropped or retried; each send that waited is counted once."""
+    sink = ClockedSink("s", clock)
+    alerts = [alert(f"I{i}", 1) for i in range(8)]
+    enqueue(store, clock, ["s"], *alerts)
+    d = deliverer(store, {"s": sink}, metrics, clock, policy=with_policy(max_per_minute=3))
+
+    assert await d.deliver_due("s") == 3
+    assert await d.deliver_due("s") == 0  # over the limit: nothing is sent
+    await d.drain()  # returns: it does not wait for the limit
+    assert store.outbox_pending() == {"s": 5}
+    assert {i.attempts for i in pending_items(store, "s")} == {0}  # waiting is not a retry
+    clock.advance(timedelta(seconds=59))
+    assert await d.deliver_due("s") == 0
+    clock.advance(timedelta(seconds=1))
+    assert await d.deliver_due("s") == 3
+    clock.advance(timedelta(seconds=60))
+    assert await d.deliver_due("s") == 2
+
+    assert [a for a, _ in sink.sent] == [a.id for a in alerts]
+    assert store.outbox_pending() == {}
+    for i, sent_at in enumerate(sink.times):  # never more than 3 in any sixty seconds
+        assert sum(sent_at <= t < sent_at + timedelta(minutes=1) for t in sink.times[i:]) <= 3
+    assert sink.times[-1] - sink.times[0] >= timedelta(minutes=2)
+    assert alerts_total(metrics, "s", "delivered") == 8
+    assert alerts_total(metrics, "s", "rate_limited") == 2  # I3 and I6 had to wait
+    assert alerts_total(metrics, "s", "retry") == 0
+
+
+async def test_a_storm_arrives_as_one_digest_carrying_all_members(
+    store: Store,
+    clock: ManualClock,
+    metrics: Metrics,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """Thirty due alerts over group_over: 5 reach the receiver as one digest listing all
+    thirty, in outbox order, and are all marked delivered together."""
+    alerts = storm(10, 3)
+    alerts[7] = replace(alerts[7], kind="escalated", level="crisis")
+    enqueue(store, clock, ["hook"], *alerts)
+    d = deliverer(
+        store, {"hook": make_webhook("hook")}, metrics, clock, policy=with_policy(group_over=5)
+    )
+    with capture_logs() as logs:
+        assert await d.deliver_due("hook") == 30
+
+    [request] = receiver.requests
+    body = request.json
+    assert request.idempotency_key == body["id"] == digest_key(a.id for a in alerts)
+    assert member_ids(body) == [a.id for a in alerts]
+    assert body["title"] == "30 alerts: 1 escalated, 29 opened — Acme"
+    assert (body["kind"], body["level"]) == ("escalated", "crisis")
+    assert store.outbox_pending() == {}
+    assert {r.status for i in range(10) for r in store.deliveries(f"I{i:02d}")} == {"delivered"}
+    assert alerts_total(metrics, "hook", "delivered") == 30
+    assert alerts_total(metrics, "hook", "grouped") == 30
+    assert [e["alert_id"] for e in logs if e["event"] == "alert_delivered"] == [
+        a.id for a in alerts
+    ]
+    [event] = [e for e in logs if e["event"] == "digest_delivered"]
+    assert (event["digest_id"], event["members"]) == (body["id"], 30)
+
+
+async def test_at_most_group_over_due_alerts_go_one_by_one(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """group_over due alerts (not more) are sent as themselves, not as a digest."""
+    sink = FakeSink("s")
+    alerts = storm(5, 1)
+    enqueue(store, clock, ["s"], *alerts)
+    d = deliverer(store, {"s": sink}, metrics, clock, policy=with_policy(group_over=5))
+    assert await d.deliver_due("s") == 5
+    assert [a for a, _ in sink.sent] == [a.id for a in alerts]
+    assert alerts_total(metrics, "s", "grouped") == 0
+
+
+async def test_a_digest_retried_after_a_failure_keeps_its_id(
+    tmp_path: Path,
+    clock: ManualClock,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+) -> None:
+    """A digest answered 500 is resent with the same id and members, also by a restarted
+    Deliverer, although more alerts arrived meanwhile (they follow on their own)."""
+    path = tmp_path / "state.db"
+    policy = with_policy(group_over=5)
+    first = Store.open(path)
+    alerts = storm(3, 2)
+    enqueue(first, clock, ["hook"], *alerts)
+    receiver.respond(500)
+    d1 = deliverer(first, {"hook": make_webhook("hook")}, Metrics(), clock, policy=policy)
+    assert await d1.deliver_due("hook") == 0
+    later = [alert("X", 1), alert("I00", 3)]
+    enqueue(first, clock, ["hook"], *later)
+    assert await d1.deliver_due("hook") == 1  # X-1 alone; I00-3 waits for the digest
+    first.close()
+
+    second = Store.open(path)
+    try:
+        clock.advance(POLICY.initial_backoff)
+        d2 = deliverer(second, {"hook": make_webhook("hook")}, Metrics(), clock, policy=policy)
+        assert await d2.deliver_due("hook") == 7
+        assert second.outbox_pending() == {}
+    finally:
+        second.close()
+    digest_id = digest_key(a.id for a in alerts)
+    assert [r.idempotency_key for r in receiver.requests] == [digest_id, "X-1", digest_id, "I00-3"]
+    assert [r.status for r in receiver.requests] == [500, 200, 200, 200]
+    assert receiver.requests[0].raw == receiver.requests[2].raw
+    assert member_ids(receiver.requests[2].json) == [a.id for a in alerts]
+
+
+async def test_a_crash_between_digest_and_marks_resends_the_same_digest(
+    tmp_path: Path, clock: ManualClock, metrics: Metrics
+) -> None:
+    """If the process dies after the receiver accepted a digest, halfway through marking
+    its members, the next start resends that same digest (dropped by its key) and sends
+    none of its members again on its own."""
+    path = tmp_path / "state.db"
+    policy = with_policy(group_over=2)
+    first = CrashingStore.open(path)
+    first.crash_after = 3
+    alerts = storm(2, 3)
+    enqueue(first, clock, ["s"], *alerts)
+    before = ClockedSink("s", clock)
+    with pytest.raises(Crash):
+        await deliverer(first, {"s": before}, metrics, clock, policy=policy).deliver_due("s")
+    first.close()
+    assert len(before.sent) == 1
+    assert isinstance(before.alerts[0], DigestAlert)
+
+    enqueue_later = [alert("I00", 4), alert("I01", 4), alert("Z", 1)]
+    second = Store.open(path)
+    try:
+        enqueue(second, clock, ["s"], *enqueue_later)
+        after = ClockedSink("s", clock)
+        assert (
+            await deliverer(second, {"s": after}, Metrics(), clock, policy=policy).deliver_due("s")
+            == 6 - 2 + 3
+        )
+        assert second.outbox_pending() == {}
+    finally:
+        second.close()
+    first_key = before.sent[0][1]
+    assert after.sent[0][1] == first_key  # the same digest: the receiver drops it by key
+    assert after.alerts[0] == before.alerts[0]
+    second_digest = after.alerts[1]
+    assert isinstance(second_digest, DigestAlert)
+    assert list(second_digest.members) == [a.id for a in enqueue_later]
+    assert len(after.sent) == 2
+
+
+async def test_an_alert_tried_alone_is_never_grouped_nor_overtaken(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """An alert that failed once on its own (and every later alert of its incident) goes
+    out alone after its backoff; the storm around it is one digest, in incident order."""
+    sink = ClockedSink("s", clock, SinkUnavailable("blip"))
+    enqueue(store, clock, ["s"], alert("A", 1))
+    d = deliverer(store, {"s": sink}, metrics, clock, policy=with_policy(group_over=3))
+    assert await d.deliver_due("s") == 0
+    enqueue(store, clock, ["s"], alert("A", 2), *storm(4, 2))
+    assert await d.deliver_due("s") == 8  # A waits for its retry; the rest is a digest
+    [first] = sink.alerts
+    assert isinstance(first, DigestAlert)
+    assert "A-2" not in first.members
+    clock.advance(POLICY.max_backoff)
+    assert await d.deliver_due("s") == 2
+    assert [a.id for a in sink.alerts[1:]] == ["A-1", "A-2"]
+
+
+async def test_an_alert_in_flight_at_a_crash_is_resent_alone(
+    tmp_path: Path, clock: ManualClock, metrics: Metrics
+) -> None:
+    """An alert whose send was accepted just before the process died is resent on its
+    own after the restart (same key), not inside the next storm's digest."""
+    path = tmp_path / "state.db"
+    policy = with_policy(group_over=2)
+    first = CrashingStore.open(path)
+    first.crash_after = 1
+    enqueue(first, clock, ["s"], alert("A", 1))
+    before = FakeSink("s")
+    with pytest.raises(Crash):
+        await deliverer(first, {"s": before}, metrics, clock, policy=policy).deliver_due("s")
+    first.close()
+
+    second = Store.open(path)
+    try:
+        enqueue(second, clock, ["s"], alert("A", 2), *storm(3, 1))
+        after = ClockedSink("s", clock)
+        assert (
+            await deliverer(second, {"s": after}, Metrics(), clock, policy=policy).deliver_due("s")
+            == 5
+        )
+    finally:
+        second.close()
+    assert before.sent == [("A-1", "A-1")]
+    assert [a.id for a in after.alerts[:2]] == ["A-1", "A-2"]
+    [grouped] = after.alerts[2:]
+    assert isinstance(grouped, DigestAlert)
+    assert list(grouped.members) == ["I00-1", "I01-1", "I02-1"]
+
+
+async def test_a_storm_over_digest_max_goes_out_in_several_digests(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """More than DIGEST_MAX due alerts become several digests, every alert in exactly one,
+    each incident's alerts in order."""
+    sink = ClockedSink("s", clock)
+    alerts = storm(DIGEST_MAX // 2 + 5, 2)
+    enqueue(store, clock, ["s"], *alerts)
+    d = deliverer(store, {"s": sink}, metrics, clock, policy=with_policy(group_over=5))
+    assert await d.deliver_due("s") == len(alerts)
+    assert all(isinstance(a, DigestAlert) for a in sink.alerts)
+    carried = [m for a in sink.alerts for m in getattr(a, "members", ())]
+    assert sorted(carried) == sorted(a.id for a in alerts)
+    assert in_incident_order(carried)
+    assert len(sink.alerts[0].facts) == DIGEST_MAX
+
+
+async def test_a_digest_older_than_max_age_fails_as_a_whole(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """A digest that cannot be delivered before its oldest member's max_age fails: every
+    member is marked failed, logged and counted, and the journal is cleared."""
+    sink = OutageSink("s")
+    sink.down = True
+    enqueue(store, clock, ["s"], *storm(3, 1))
+    d = deliverer(store, {"s": sink}, metrics, clock, policy=with_policy(group_over=2))
+    with capture_logs() as logs:
+        for _ in range(200):
+            if not store.outbox_pending():
+                break
+            await d.deliver_due("s")
+            clock.advance(POLICY.max_backoff)
+    assert store.outbox_pending() == {}
+    assert alerts_total(metrics, "s", "failed") == 3
+    assert errors_total(metrics, "expired") == 1
+    failed = [e["alert_id"] for e in logs if e["event"] == "alert_delivery_failed"]
+    assert failed == ["I00-1", "I01-1", "I02-1"]
+    sink.down = False
+    enqueue(store, clock, ["s"], alert("B", 1))
+    assert await d.deliver_due("s") == 1  # nothing of the failed digest lingers
+
+
+async def test_a_sink_down_for_ten_minutes_gets_everything_in_order_afterwards(
+    store: Store, clock: ManualClock, metrics: Metrics
+) -> None:
+    """While one sink is down for ten minutes another keeps receiving; afterwards the
+    down sink receives every pending alert, once each, in order per incident."""
+    down, up = OutageSink("down"), OutageSink("up")
+    d = deliverer(store, {"down": down, "up": up}, metrics, clock)
+    down.down = True
+    enqueued: list[str] = []
+    seqs = dict.fromkeys("ABC", 0)
+    for step in range(20):  # one new alert every 30 s, for ten minutes
+        incident = "ABC"[step % 3]
+        seqs[incident] += 1
+        new = alert(incident, seqs[incident])
+        enqueue(store, clock, ["down", "up"], new)
+        enqueued.append(new.id)
+        await d.deliver_due("down")
+        assert await d.deliver_due("up") == 1
+        assert [a for a, _ in up.sent] == enqueued  # the other sink is never held up
+        clock.advance(timedelta(seconds=30))
+    assert down.sent == []
+    assert down.attempts > 3
+    assert store.outbox_pending() == {"down": 20}
+
+    down.down = False
+    for _ in range(10):
+        if not store.outbox_pending():
+            break
+        clock.advance(POLICY.max_backoff)
+        await d.deliver_due("down")
+    received = [a for a, _ in down.sent]
+    assert sorted(received) == sorted(enqueued)  # every alert, exactly once
+    assert in_incident_order(received)
+    assert [k for _, k in down.sent] == received
+    assert alerts_total(metrics, "down", "failed") == 0
+
+
+def test_digest_is_pure_and_its_id_depends_only_on_the_members() -> None:
+    """digest() summarises its members (most severe kind, drill only if all are) and
+    derives the same id from the same member ids in any order."""
+    members = [
+        alert("A", 1),
+        replace(alert("B", 1), kind="escalated", level="crisis", brand="Globex"),
+        replace(alert("C", 1), kind="resolved", facts=()),
+    ]
+    one = digest(members)
+    assert one == digest(members)
+    assert one.id == digest(list(reversed(members))).id == digest_key(["C-1", "B-1", "A-1"])
+    assert one.id != digest(members[:2]).id
+    assert one.incident_id == one.id
+    assert (one.kind, one.level, one.previous_level) == ("escalated", "crisis", None)
+    assert one.title == "3 alerts: 1 escalated, 1 opened, 1 resolved — Acme, Globex"
+    assert one.brand == "Acme, Globex"
+    assert one.members == ("A-1", "B-1", "C-1")
+    assert [str(f).split(" ", 1)[0] for f in one.facts] == ["[A-1]", "[B-1]", "[C-1]"]
+    assert one.facts[2].value == 0
+    assert len({(m.source, m.id) for m in one.top_mentions}) == len(one.top_mentions) == 2
+    assert one.to_dict()["members"] == ("A-1", "B-1", "C-1")
+    assert not one.drill
+    drills = digest([replace(m, drill=True) for m in members])
+    assert drills.drill
+    assert drills.title.startswith("[DRILL] 3 alerts: ")
+    with pytest.raises(ValueError, match="at least one"):
+        digest([])
+    with pytest.raises(ValueError, match="twice"):
+        digest([members[0], members[0]])

@@ -263,3 +263,10 @@ def test_broken_brand_query_has_line_column_and_hint() -> None:
     (msg,) = problems(text)
     assert "brands[0].exclude:" in msg
     assert "column" in msg
+
+
+def test_digests_are_refused_by_per_incident_sinks() -> None:
+    """group_over on a sink that keeps one thread per incident is a clear error."""
+    text = MINIMAL + "  pd: {type: pagerduty, routing_key: k, delivery: {group_over: 5}}\n"
+    (msg,) = problems(text)
+    assert "sinks.pd: delivery.group_over is not supported by pagerduty sinks" in msg

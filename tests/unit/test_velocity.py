@@ -562,7 +562,7 @@ def test_processor_samples_carry_what_rules_read() -> None:
     )
     sample = sample_of(ScoredMention(mention, ("Acme",), Sentiment("negative", -0.6)))
     assert sample == Sample(
-        negative=True, compound=-0.6, reach=105.0, author="x:ann", source="x", language="en"
+        negative=True, compound=-0.6, reach=115.0, author="x:ann", source="x", language="en"
     )
     happy = sample_of(ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4)))
     assert (happy.negative, happy.positive) == (False, True)
