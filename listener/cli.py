@@ -1,4 +1,5 @@
-"""The command line: ``listener run | check | drill | version``.
+"""The command line: ``listener run | check | drill | score | backtest | incidents | ack |
+silence | version``.
 
 The only place that prints to the user, chooses exit codes, or turns a
 :class:`~listener.errors.ListenerError` into one clear line (never a traceback).
@@ -56,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not deliver to the configured sinks; only print the timeline",
     )
+
+    from listener.backtest import add_arguments as add_backtest_arguments  # light import
+
+    backtest = sub.add_parser(
+        "backtest",
+        help="replay recorded mentions or a volume series through the rules in simulated time",
+    )
+    add_backtest_arguments(backtest)
 
     score = sub.add_parser(
         "score", help="score texts: sentiment, categories, emotion and matched brands (JSON lines)"
@@ -119,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _drill(args)
         if args.command == "score":
             return _score(args)
+        if args.command == "backtest":
+            return _backtest(args)
         if args.command in ("incidents", "ack", "silence"):
             return _incidents(args)
     except ConfigError as exc:
@@ -360,3 +371,11 @@ def _score(args: argparse.Namespace) -> int:
     flush()
     out.flush()
     return 0
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from listener.backtest import run_backtest
+    from listener.log import configure_logging
+
+    configure_logging("warning", "console")
+    return run_backtest(args, sys.stdout)

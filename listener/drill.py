@@ -73,8 +73,14 @@ OTHER = (
 class Scenario:
     """Deterministic mentions for one brand, minute by minute."""
 
-    def __init__(self, brand: BrandConfig, seed: int, baseline_minutes: int = 180) -> None:
-        self.script = (replace(SCENARIO[0], minutes=baseline_minutes), *SCENARIO[1:])
+    def __init__(
+        self, brand: BrandConfig, seed: int, baseline_minutes: int = 180, tail_minutes: int = 120
+    ) -> None:
+        self.script = (
+            replace(SCENARIO[0], minutes=baseline_minutes),
+            *SCENARIO[1:-1],
+            replace(SCENARIO[-1], minutes=tail_minutes),
+        )
         self.rng = random.Random(seed)
         self.name = brand.search_terms[0]
         handle = brand.handles[0] if brand.handles else self.name
@@ -175,7 +181,15 @@ async def run_drill(
         )
         # the quiet baseline must be long enough for every rule to warm up
         history = max_lookback(processor.rules) + timedelta(minutes=30)
-        scenario = Scenario(chosen, seed, max(180, math.ceil(history.total_seconds() / 60)))
+        # ... and the quiet end long enough for every incident to resolve
+        settle = max((r.resolve_after for r in config.rules), default=timedelta(0))
+        settle += timedelta(minutes=60)
+        scenario = Scenario(
+            chosen,
+            seed,
+            max(180, math.ceil(history.total_seconds() / 60)),
+            max(120, math.ceil(settle.total_seconds() / 60)),
+        )
         total = scenario.minutes
         print(
             f"listener drill: a simulated outage crisis for brand {chosen.name!r}, "
@@ -194,9 +208,11 @@ async def run_drill(
             now = clock.now()
             if minute in phase_starts:
                 p = phase_starts[minute]
+                span = f" for {p.minutes // 60}h{p.minutes % 60:02d}m" if p.minutes >= 120 else ""
+                why = " (history the rules need to warm up)" if minute == 0 else ""
                 print(
-                    f"  {_offset(begin, now)}  ── {p.name}: ~{p.per_minute:g} mentions/min, "
-                    f"{p.negative_share:.0%} negative",
+                    f"  {_offset(begin, now)}  ── {p.name}{span}{why}: ~{p.per_minute:g} "
+                    f"mentions/min, {p.negative_share:.0%} negative",
                     file=out,
                 )
             batch = scenario.mentions(minute, now)
