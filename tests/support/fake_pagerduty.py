@@ -33,9 +33,10 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefSECRET"
 """A well-formed (32 characters) routing key for tests; ``"SECRET"`` makes leaks easy to grep."""
@@ -112,8 +113,7 @@ def _problems(event: Any) -> list[str]:
     return errors
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
     owner: FakePagerDuty
 
 
@@ -166,58 +166,27 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-class FakePagerDuty:
+class FakePagerDuty(LoopbackServer):
     """A loopback Events API v2; see the module docstring. Thread-safe."""
 
+    handler_class = _Handler
+    server_class = _Server
+    refuse_second_start = False
+
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._requests: list[Request] = []
         self._events: list[dict[str, Any]] = []
         self._alerts: dict[str, list[PdAlert]] = {}
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakePagerDuty:
-        """Bind 127.0.0.1:0 and serve in a daemon thread."""
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket. Idempotent."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakePagerDuty:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """The base URL to configure as ``api_url``."""
-        if self._httpd is None:
-            raise RuntimeError("FakePagerDuty is not running")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.base_url
 
     # ------------------------------------------------------------------ script
 

@@ -53,11 +53,12 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
 """No stall lasts longer than this many seconds, whatever a test asks for."""
@@ -462,8 +463,7 @@ def load_interactions(
 # --------------------------------------------------------------------------- server
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
     owner: FakeReddit
 
 
@@ -512,7 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class FakeReddit:
+class FakeReddit(LoopbackServer):
     """A loopback fake of Reddit; see the module docstring. Thread-safe.
 
     ``ratelimit``: ``"auto"`` (default) sends recorded ``x-ratelimit-*`` headers where a
@@ -522,6 +522,9 @@ class FakeReddit:
     response; ``None`` sends none.
     """
 
+    handler_class = _Handler
+    server_class = _Server
+
     def __init__(
         self,
         *,
@@ -529,6 +532,7 @@ class FakeReddit:
         client_secret: str = "fake-secret",
         token_lifetime: int = 3600,
     ) -> None:
+        super().__init__()
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_lifetime = token_lifetime
@@ -544,53 +548,13 @@ class FakeReddit:
         self._comments: list[FakeComment] = []
         self._next_id = 36**5  # ids start at "100000", like real six-character ids
         self._requests: list[RecordedRequest] = []
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeReddit:
-        """Bind 127.0.0.1:0 and serve in a daemon thread."""
-        if self._httpd is not None:
-            raise RuntimeError("FakeReddit already started")
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End stalls, stop serving and close the socket. Idempotent."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeReddit:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """Base URL (``http://127.0.0.1:PORT``) for ``api_url``, ``auth_url`` and ``public_url``."""
-        if self._httpd is None:
-            raise RuntimeError("FakeReddit is not running")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.base_url
 
     # ------------------------------------------------------------------ programming
 

@@ -47,12 +47,12 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from listener.clock import Clock, ManualClock
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
 """No stall lasts longer than this many seconds, whatever a test asks for."""
@@ -88,8 +88,7 @@ class Call:
     status: int | None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
     owner: FakeSlack
 
 
@@ -190,8 +189,11 @@ def _as_json(value: Any) -> Any:
     return value
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """A loopback fake Slack; see the module docstring. Thread-safe."""
+
+    handler_class = _Handler
+    server_class = _Server
 
     def __init__(
         self,
@@ -200,6 +202,7 @@ class FakeSlack:
         channels: dict[str, str] | None = None,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__()
         self.token = token
         self.channels = dict(channels or {CHANNEL_ID: CHANNEL_NAME})
         """Channel id → name."""
@@ -211,53 +214,13 @@ class FakeSlack:
         self._messages: dict[str, list[dict[str, Any]]] = {cid: [] for cid in self.channels}
         self._webhook_posts: list[Any] = []
         self._counter = itertools.count(1)
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeSlack:
-        """Bind 127.0.0.1:0 and serve in a daemon thread."""
-        if self._httpd is not None:
-            raise RuntimeError("FakeSlack already started")
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release stalls, stop serving and close the socket. Idempotent."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``."""
-        if self._httpd is None:
-            raise RuntimeError("FakeSlack is not running")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.base_url
 
     @property
     def api_url(self) -> str:

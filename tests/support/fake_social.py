@@ -43,10 +43,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
 """No stall lasts longer than this many seconds, whatever a test asks for."""
@@ -144,8 +145,7 @@ def _plain(fragment: str | None) -> str:
     return html.unescape(_TAG_RE.sub(" ", fragment or "")).lower()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
     owner: _Fake
 
 
@@ -163,67 +163,27 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default stderr access log."""
 
 
-class _Fake:
+class _Fake(LoopbackServer):
     """What the three fakes share: lifecycle, recording, scripted failures."""
+
+    handler_class = _Handler
+    server_class = _Server
 
     data_paths: ClassVar[tuple[str, ...]] = ("/",)
     """Path prefixes that :meth:`fail` hits by default."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.RLock()
         self._requests: list[RecordedRequest] = []
         self._failures: deque[_Failure] = deque()
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> Self:
-        """Bind 127.0.0.1:0 and serve in a daemon thread."""
-        if self._httpd is not None:
-            raise RuntimeError(f"{type(self).__name__} already started")
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End stalls, stop serving and close the socket. Idempotent."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError(f"{type(self).__name__} is not running")
-        return int(self._httpd.server_address[1])
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
     # ------------------------------------------------------------------ scripting
 

@@ -57,15 +57,15 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
 from tests.conftest import SHARED
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
 """No stall lasts longer than this many seconds, whatever a fault asks for."""
@@ -331,8 +331,7 @@ class _Quota:
 # --------------------------------------------------------------------------- server
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
     owner: FakeX
 
 
@@ -350,8 +349,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default stderr access log."""
 
 
-class FakeX:
+class FakeX(LoopbackServer):
     """The fake X API; see the module docstring. Thread-safe."""
+
+    handler_class = _Handler
+    server_class = _Server
+    poll_interval = 0.01
 
     def __init__(
         self,
@@ -360,9 +363,9 @@ class FakeX:
         recorded: bool = True,
         fixtures: Path = FIXTURES,
     ) -> None:
+        super().__init__()
         self.bearer_token = bearer_token
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Armed] = []
         self._tokens = itertools.count(1)
@@ -378,52 +381,13 @@ class FakeX:
             self._users[user["username"].lower()] = dict(user)
             self._mentions[str(user["id"])] = _Chain([mentions])
         self._max_id = max(self._all_ids(), default=0)
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeX:
-        """Bind 127.0.0.1:0 and serve in a daemon thread."""
-        if self._httpd is not None:
-            raise RuntimeError("FakeX already started")
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End stalls, stop serving and close the socket. Idempotent."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeX:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """The base URL (``http://127.0.0.1:PORT``) for a source's ``api_url``."""
-        if self._httpd is None:
-            raise RuntimeError("FakeX is not running")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.base_url
 
     # ------------------------------------------------------------------ programming
 

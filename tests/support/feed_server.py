@@ -29,10 +29,11 @@ import gzip as gzip_module
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
 """No stall lasts longer than this many seconds, whatever a route asks for."""
@@ -78,8 +79,7 @@ class RecordedRequest:
     response_headers: dict[str, str]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
     owner: FeedServer
 
 
@@ -195,66 +195,26 @@ def _base_headers(content_type: str, length: int) -> list[tuple[str, str]]:
     ]
 
 
-class FeedServer:
+class FeedServer(LoopbackServer):
     """A loopback HTTP server; see the module docstring. Thread-safe."""
 
+    handler_class = _Handler
+    server_class = _Server
+
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
         self._queued: dict[str, deque[Route]] = {}
         self._requests: list[RecordedRequest] = []
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FeedServer:
-        """Bind 127.0.0.1:0 and serve in a daemon thread."""
-        if self._httpd is not None:
-            raise RuntimeError("FeedServer already started")
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End stalls, stop serving and close the socket. Idempotent."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FeedServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("FeedServer is not running")
-        return int(self._httpd.server_address[1])
 
     def url(self, path: str = "/") -> str:
         """Absolute URL of ``path`` (which may carry a query) on this server."""
         if not path.startswith("/"):
             path = "/" + path
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.base_url + path
 
     # ------------------------------------------------------------------ routes
 

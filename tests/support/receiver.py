@@ -29,12 +29,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 from listener.model import Alert, Fact, MentionRef
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
 """No stall lasts longer than this many seconds, whatever a test asks for."""
@@ -74,8 +74,7 @@ class Received:
         return self.headers.get("idempotency-key")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
     owner: WebhookReceiver
 
 
@@ -135,67 +134,27 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """A loopback webhook receiver; see the module docstring. Thread-safe."""
 
+    handler_class = _Handler
+    server_class = _Server
+
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._script: deque[Answer] = deque()
         self._requests: list[Received] = []
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.probe_status = 204
         """The status answered to ``OPTIONS`` and ``HEAD``."""
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> WebhookReceiver:
-        """Bind 127.0.0.1:0 and serve in a daemon thread."""
-        if self._httpd is not None:
-            raise RuntimeError("WebhookReceiver already started")
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release stalls, stop serving and close the socket. Idempotent."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("WebhookReceiver is not running")
-        return int(self._httpd.server_address[1])
-
     def url(self, path: str = "/hook") -> str:
         """Absolute URL of ``path`` (which may carry a query) on this receiver."""
         if not path.startswith("/"):
             path = "/" + path
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.base_url + path
 
     # ------------------------------------------------------------------ script
 
