@@ -45,8 +45,7 @@ import contextlib
 import copy
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -57,6 +56,7 @@ from listener.config.schema import AlertmanagerSinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, MentionRef
 from listener.sinks.base import SinkContext
+from listener.sinks.http import server_now, transport_error
 from listener.sinks.webhook import parse_retry_after
 
 ALERTNAME = "ListenerIncident"
@@ -242,18 +242,6 @@ def render_test_alert(
         "startsAt": rfc3339(now),
         "endsAt": rfc3339(as_utc(now) + TEST_EXPIRES),
     }
-
-
-def _server_now(response: httpx.Response) -> datetime:
-    date = response.headers.get("Date")
-    if date:
-        try:
-            when = parsedate_to_datetime(date)
-        except (TypeError, ValueError, IndexError):
-            pass
-        else:
-            return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return datetime.now(UTC)
 
 
 class AlertmanagerSink:
@@ -448,14 +436,7 @@ class AlertmanagerSink:
         return text
 
     def _transport_error(self, exc: httpx.HTTPError, what: str) -> SinkUnavailable:
-        # Only the class name: httpx messages may quote the request, and so the URL.
-        if isinstance(exc, httpx.TimeoutException):
-            reason = f"timed out after {self._timeout:g}s ({type(exc).__name__})"
-        elif isinstance(exc, httpx.ConnectError):
-            reason = "connection failed (ConnectError)"
-        else:
-            reason = f"transport error ({type(exc).__name__})"
-        return SinkUnavailable(f"{self._label()}: {what}{reason}")
+        return transport_error(self._label(), exc, what, self._timeout)
 
     def _reason(self, response: httpx.Response) -> str:
         """Alertmanager's short reason (its 400 body is a JSON string), scrubbed."""
@@ -476,7 +457,7 @@ class AlertmanagerSink:
         message = f"{self._label()}: {what}HTTP {status}"
         if status in (408, 429) or status >= 500:
             retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), _server_now(response)
+                response.headers.get("Retry-After"), server_now(response)
             )
             raise SinkUnavailable(message, retry_after=retry_after)
         raise SinkRejected(message + self._reason(response))

@@ -39,9 +39,9 @@ from listener.config.schema import PagerDutySinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, AlertKind, MentionRef
 from listener.sinks.base import SinkContext
+from listener.sinks.http import options_healthcheck, server_now, transport_error
 from listener.sinks.webhook import (
     USER_AGENT,
-    _response_now,
     make_test_alert,
     parse_retry_after,
 )
@@ -225,14 +225,7 @@ class PagerDutySink:
         return text.replace(self._routing_key, "<routing_key>") if self._routing_key else text
 
     def _transport_error(self, exc: httpx.HTTPError, what: str) -> SinkUnavailable:
-        # Only the class name: httpx messages may quote the request.
-        if isinstance(exc, httpx.TimeoutException):
-            reason = f"timed out after {self._timeout:g}s ({type(exc).__name__})"
-        elif isinstance(exc, httpx.ConnectError):
-            reason = "connection failed (ConnectError)"
-        else:
-            reason = f"transport error ({type(exc).__name__})"
-        return SinkUnavailable(f"{self._label()}: {what}{reason}")
+        return transport_error(self._label(), exc, what, self._timeout)
 
     def _problem(self, response: httpx.Response) -> str:
         """PagerDuty's own words from an error body (``message`` and ``errors``), short,
@@ -264,7 +257,7 @@ class PagerDutySink:
         message = f"{self._label()}: {what}{event['event_action']}: HTTP {status}"
         if status in (408, 429) or status >= 500:
             retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), _response_now(response)
+                response.headers.get("Retry-After"), server_now(response)
             )
             raise SinkUnavailable(message, retry_after=retry_after)
         raise SinkRejected(message + self._problem(response))
@@ -294,12 +287,7 @@ class PagerDutySink:
         """Send an ``OPTIONS`` request to the Events API (no event, no key): any answer
         below 500 proves it reachable; a 5xx, timeout or connection error raises
         :class:`~listener.errors.SinkUnavailable`. :meth:`send_test` checks the key."""
-        try:
-            response = await self._client.request("OPTIONS", self._url)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "health check: ") from None
-        if response.status_code >= 500:
-            raise SinkUnavailable(f"{self._label()}: health check: HTTP {response.status_code}")
+        await options_healthcheck(self._client, self._url, self._label(), self._timeout)
 
     async def aclose(self) -> None:
         """Close the HTTP client and its connections."""

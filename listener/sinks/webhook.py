@@ -42,6 +42,7 @@ from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import WebhookSinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, Fact, MentionRef
+from listener.sinks.http import options_healthcheck, server_now, transport_error
 
 SCHEMA_ID = "listener.alert/v1"
 USER_AGENT = f"listener/{__version__}"
@@ -236,20 +237,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def _response_now(response: httpx.Response) -> datetime:
-    """The receiver's own "now" (its ``Date`` header) so an HTTP-date ``Retry-After`` is
-    read against the clock that wrote it; the local clock when there is none."""
-    date = response.headers.get("Date")
-    if date:
-        try:
-            when = parsedate_to_datetime(date)
-        except (TypeError, ValueError, IndexError):
-            pass
-        else:
-            return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return datetime.now(UTC)
-
-
 class WebhookSink:
     """POSTs :func:`render_webhook` documents to the configured URL over one shared
     ``httpx.AsyncClient`` (``config.timeout`` applies to each of connect, write, read and
@@ -291,14 +278,7 @@ class WebhookSink:
         return f"webhook sink '{self.name}'"
 
     def _transport_error(self, exc: httpx.HTTPError, what: str) -> SinkUnavailable:
-        # Only the class name: httpx messages may quote the request, and so the URL.
-        if isinstance(exc, httpx.TimeoutException):
-            reason = f"timed out after {self._timeout:g}s ({type(exc).__name__})"
-        elif isinstance(exc, httpx.ConnectError):
-            reason = "connection failed (ConnectError)"
-        else:
-            reason = f"transport error ({type(exc).__name__})"
-        return SinkUnavailable(f"{self._label()}: {what}{reason}")
+        return transport_error(self._label(), exc, what, self._timeout)
 
     async def send(self, alert: Alert, idempotency_key: str) -> None:
         """POST one alert; return on 2xx, else raise a :class:`~listener.errors.SinkError`."""
@@ -318,7 +298,7 @@ class WebhookSink:
         message = f"{self._label()}: HTTP {status}"
         if status in (408, 429) or status >= 500:
             retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), _response_now(response)
+                response.headers.get("Retry-After"), server_now(response)
             )
             raise SinkUnavailable(message, retry_after=retry_after)
         raise SinkRejected(message)
@@ -336,12 +316,7 @@ class WebhookSink:
         to ``OPTIONS``); a 5xx, timeout or connection error raises
         :class:`~listener.errors.SinkUnavailable`.
         """
-        try:
-            response = await self._client.request("OPTIONS", self._url)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "health check: ") from None
-        if response.status_code >= 500:
-            raise SinkUnavailable(f"{self._label()}: health check: HTTP {response.status_code}")
+        await options_healthcheck(self._client, self._url, self._label(), self._timeout)
 
     async def aclose(self) -> None:
         """Close the HTTP client and its connections."""
