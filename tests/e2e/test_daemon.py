@@ -130,6 +130,17 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
         daemon.wait_metric("listener_config_reloads_total", 1, outcome="ok")
         assert daemon.get("/healthz")[0] == 200
 
+        # a reload that renames the source leaves no stale series for the old name
+        config.write_text(good.replace("  news:\n", "  wire:\n"))
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_metric("listener_config_reloads_total", 2, outcome="ok")
+        daemon.wait_metric("listener_source_up", 1, source="wire")
+        assert 'listener_source_up{source="news"}' not in daemon.get("/metrics")[1]
+        assert list(json.loads(daemon.get("/readyz")[1])["sources"]) == ["wire"]
+        config.write_text(good)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_metric("listener_config_reloads_total", 3, outcome="ok")
+
         assert daemon.stop() == 0
         daemon.wait_log("stopped")
     finally:
