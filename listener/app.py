@@ -120,7 +120,6 @@ class Daemon:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._reload_requested = False
         self.batches: WorkQueue[Batch] = InProcessQueue(maxsize=100)
         self.cursors: dict[str, Cursor | None] = {}
         self._processing: asyncio.Task[None] | None = None

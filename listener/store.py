@@ -572,14 +572,6 @@ class Store:
             for r in rows
         ]
 
-    def next_due(self, sink: str) -> datetime | None:
-        """When the next pending alert for ``sink`` is due, or None when none is pending."""
-        rows = self._read(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE sink = ? AND status = 'pending'",
-            (sink,),
-        )
-        return _dt(rows[0][0]) if rows and rows[0][0] is not None else None
-
     def mark_delivered(self, item_id: int, now: datetime) -> None:
         self._write(
             "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "

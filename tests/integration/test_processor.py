@@ -355,3 +355,13 @@ sinks:
     assert p.windows.value("Acme", "negative_reach", T0, now + BUCKET) >= 600
     assert alert.authors[0].role == "detractor"
     assert alert.authors[0].handle == "bot"
+
+
+def test_mention_retention_forgets_old_mentions_only(tmp_path: Path, config: Config) -> None:
+    """Housekeeping drops mentions collected before the cutoff and keeps the rest."""
+    p = open_processor(tmp_path / "s.db", config)
+    p.ingest("news", [angry(1, T0)], T0)
+    p.ingest("news", [angry(2, T0)], T0 + timedelta(days=40))
+    assert p.store.prune_mentions(T0 + timedelta(days=30)) == 1
+    assert p.store.mention_count() == 1
+    assert p.store.seen([("news", "m2"), ("news", "m1")]) == {("news", "m2")}
