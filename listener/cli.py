@@ -1,5 +1,5 @@
 """The command line: ``listener run | check | drill | score | backtest | incidents | ack |
-silence | version``.
+silence | config show | version``.
 
 The only place that prints to the user, chooses exit codes, or turns a
 :class:`~listener.errors.ListenerError` into one clear line (never a traceback).
@@ -110,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     for sp in (add, lst, exp):
         sp.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
 
+    cfg = sub.add_parser("config", help="show the effective configuration (secrets redacted)")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = cfg_sub.add_parser(
+        "show", help="print the rules file with every default filled in, and the process settings"
+    )
+    show.add_argument("--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)")
+    show.add_argument("--format", choices=["yaml", "json"], default="yaml")
+
     sub.add_parser("version", help="print the version")
     return p
 
@@ -122,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return _check(args.config, deep=args.deep)
+        if args.command == "config":
+            return _config_show(args)
         if args.command == "run":
             return _run(args)
         if args.command == "drill":
@@ -203,6 +213,25 @@ async def _deep_check(config: object, path: str) -> int:
         finally:
             await sink.aclose()
     return 1 if failed else 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import json
+
+    from listener.config.load import load_config
+    from listener.config.show import effective, environment_values, render_yaml
+    from listener.settings import Settings
+
+    settings = Settings.from_env(config=args.config)
+    config = load_config(settings.config)
+    with open(settings.config, encoding="utf-8") as f:
+        from_env = environment_values(f.read())
+    if args.format == "json":
+        doc = effective(config, settings, from_env)
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        print(render_yaml(config, settings, settings.config, from_env), end="")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

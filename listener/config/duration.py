@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -24,6 +25,8 @@ def parse_duration(value: Any) -> timedelta:
         return timedelta(seconds=value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
+        if _SECONDS.fullmatch(text):  # "90" from an environment variable: seconds
+            return timedelta(seconds=float(text))
         pos, total = 0, 0.0
         for m in _PART.finditer(text):
             if m.start() != pos:
