@@ -1,7 +1,7 @@
 """NAB score of the default volume-spike rule on the realTweets files, through listener.backtest.
 
     .venv/bin/python bench/nab.py [--data ../shared/data] [--config bench/rules-nab.yaml]
-                                  [--rule volume-spike] [--out DIR]
+                                  [--rule volume-spike] [--out DIR] [--timing]
 
 Each of the five realTweets series in ``<data>/nab-realtweets`` is replayed online through
 the real windows and rules engine (``listener.backtest.replay_volume``); the rows where an
@@ -10,7 +10,8 @@ our own implementation of the NAB rule as described in ``SCORING.md`` beside the
 (windows, probation, scaled sigmoid, cost profiles, normalisation against the null and
 perfect detectors). Prints per-file and total scores for the three profiles, the
 throughput, and the published detectors for comparison. Skips cleanly when the data is
-absent. ``--out DIR`` writes each file's ``timestamp,value,anomaly_score`` CSV.
+absent. ``--out DIR`` writes each file's ``timestamp,value,anomaly_score`` CSV;
+``--timing`` also prints where in each window its first detection lands.
 """
 
 from __future__ import annotations
@@ -174,6 +175,26 @@ def score_file(
     return FileScore(total, tuple(best), false_positives, fp_cost)
 
 
+def first_detections(
+    scores: Sequence[float], windows: Sequence[tuple[int, int]], threshold: float = 0.5
+) -> list[str]:
+    """One line per window: its width and where its first scored detection lands, in
+    hours after the window's start and as a share of its width (0.5 = the centre, where
+    NAB puts the label), or that it was missed. For reading results, not for tuning."""
+    first_scored = probation_rows(len(scores))
+    lines = []
+    for k, (lo, hi) in enumerate(sorted(windows), start=1):
+        width = hi - lo + 1
+        hits = [i for i in range(max(lo, first_scored), hi + 1) if scores[i] >= threshold]
+        where = (
+            f"first detection at {(hits[0] - lo) * 5 / 60:5.1f} h ({(hits[0] - lo) / width:.2f})"
+            if hits
+            else "missed"
+        )
+        lines.append(f"window {k}: {width} rows ({width * 5 / 60:.1f} h), {where}")
+    return lines
+
+
 def normalised(raw: float, n_windows: int, profile: Profile) -> float:
     """``100 · (S - S_null) / (S_perfect - S_null)``: null detector 0, perfect 100."""
     null = -profile.fn * n_windows
@@ -190,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--rule", default=None, help="rule to score (default: volume-spike)")
     parser.add_argument("--out", type=Path, help="write each file's results CSV here")
+    parser.add_argument(
+        "--timing",
+        action="store_true",
+        help="also print where in each window its first detection lands",
+    )
     args = parser.parse_args(argv)
     folder = args.data / "nab-realtweets"
     if not (folder / "combined_windows_realTweets.json").exists():
@@ -227,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     raw: dict[str, float] = dict.fromkeys(PROFILE_NAMES, 0.0)
     n_windows = 0
+    timing: list[str] = []
     total_rows = 0
     elapsed = 0.0
     wall = time.perf_counter()
@@ -252,11 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{per['reward_low_FP_rate'].score:>8.3f} {per['reward_low_FN_rate'].score:>8.3f}  "
             f"{sigmas}"
         )
+        if args.timing:
+            timing.extend(f"  {name} {line}" for line in first_detections(result.scores, wins))
         if args.out:
             with (args.out / f"listener_{path.name}").open("w", newline="") as f:
                 write_scores(rows, result.scores, f)
     wall = time.perf_counter() - wall
 
+    if timing:
+        print("\nfirst detection in each window (5-minute rows; the label is at the centre):")
+        print("\n".join(timing))
     print("\nnormalised NAB score over these files (null detector 0, perfect 100):")
     scores = {p: normalised(raw[p], n_windows, profiles[p]) for p in PROFILE_NAMES}
     for p in PROFILE_NAMES:

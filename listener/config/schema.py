@@ -342,6 +342,14 @@ ShareMetric = Literal["negative", "negative_reach", "negative_voices", "negative
 
 Direction = Literal["up", "down"]
 
+ZTransform = Literal["none", "sqrt", "log"]
+"""The scale a z-score is taken on: the counts themselves, Anscombe's variance-stabilising
+``2·√(x + 3/8)`` (Poisson counts have deviation ≈ 1 at any rate) or ``log(1 + x)``."""
+
+ZCenter = Literal["mean", "median"]
+"""The z-score's centre and spread: mean and standard deviation, or the robust median and
+MAD × 1.4826."""
+
 FilterValue = Annotated[str, Field(min_length=1)]
 SEASONAL_PERIODS = (timedelta(days=1), timedelta(days=7))
 
@@ -412,9 +420,12 @@ class ZScoreCondition(SeriesFilters):
     """Holds when ``metric`` in the last ``window`` is ``threshold`` standard deviations
     above (``up``) or below (``down``) the mean of the ``history`` windows before it.
 
-    The deviation is floored at ``min_deviation`` (a flat history cannot make any change
+    ``transform`` takes the z-score on a variance-stabilised scale (``sqrt``: Anscombe's
+    ``2·√(x + 3/8)``; ``log``: ``log(1 + x)``); ``center: median`` uses the median and
+    MAD × 1.4826 of the history instead of its mean and standard deviation. The deviation
+    (on that scale) is floored at ``min_deviation`` (a flat history cannot make any change
     infinitely significant). Up: the window must hold at least ``min_volume``; down: the
-    historical mean must be at least ``min_volume``. With ``warmup`` the condition does
+    historical centre must be at least ``min_volume``. With ``warmup`` the condition does
     not hold before the brand has ``(history + 1) × window`` of history.
     """
 
@@ -426,6 +437,8 @@ class ZScoreCondition(SeriesFilters):
     direction: Direction = "up"
     min_volume: Annotated[int, Field(ge=1)] = 10
     min_deviation: Annotated[float, Field(gt=0)] = 1.0
+    transform: ZTransform = "none"
+    center: ZCenter = "mean"
     warmup: bool = True
 
 

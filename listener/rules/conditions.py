@@ -40,7 +40,9 @@ from listener.config.schema import (
     ShareMetric,
     SpikeCondition,
     VolumeCondition,
+    ZCenter,
     ZScoreCondition,
+    ZTransform,
 )
 from listener.model import Fact
 
@@ -60,8 +62,10 @@ __all__ = [
     "Volume",
     "ZScore",
     "build_condition",
+    "center_and_spread",
     "distinct_lookback",
     "lookback",
+    "median",
 ]
 
 
@@ -286,24 +290,73 @@ class Spike:
         return _warm_up(check, view, brand, now, self.lookback) if self.warmup else check
 
 
+MAD_SCALE = 1.4826
+"""MAD × this estimates the standard deviation of normal data (1 / Φ⁻¹(3/4))."""
+
+
+def _anscombe(x: float) -> float:
+    return 2.0 * math.sqrt(max(x, 0.0) + 0.375)
+
+
+def _anscombe_inverse(y: float) -> float:
+    return (max(y, 0.0) / 2.0) ** 2 - 0.375
+
+
+def _identity(x: float) -> float:
+    return x
+
+
+_TRANSFORMS: dict[ZTransform, tuple[Callable[[float], float], Callable[[float], float]]] = {
+    "none": (_identity, _identity),
+    "sqrt": (_anscombe, _anscombe_inverse),
+    "log": (math.log1p, math.expm1),
+}
+"""Each z-score scale: (count → scale, scale → count), both non-decreasing."""
+
+_SCALE_NAMES: dict[ZTransform, str] = {"none": "", "sqrt": " (sqrt scale)", "log": " (log scale)"}
+
+
+def median(values: list[float]) -> float:
+    """The median of a non-empty list (the mean of the middle two for an even length)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def center_and_spread(values: list[float], center: ZCenter) -> tuple[float, float]:
+    """``(mean, population standard deviation)`` or ``(median, MAD × 1.4826)`` of a
+    non-empty list."""
+    if center == "median":
+        mid = median(values)
+        return mid, MAD_SCALE * median([abs(x - mid) for x in values])
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in values) / len(values))
+
+
 @dataclass(frozen=True, slots=True)
 class ZScore:
-    """Holds when the window's value is ``threshold`` standard deviations from the mean
-    of the ``history`` windows before it: above (up) or below (down).
+    """Holds when the window's value is ``threshold`` deviations from the centre of the
+    ``history`` windows before it: above (up) or below (down).
 
     ``current`` = ``metric`` over ``[now - window, now)``; the history is ``metric`` over
-    ``[now - (k + 1) × window, now - k × window)`` for k = 1 … ``history``; ``mean`` and
-    ``deviation`` are their mean and (population) standard deviation, the deviation
-    floored at ``min_deviation``; ``z = (current - mean) / deviation``.
+    ``[now - (k + 1) × window, now - k × window)`` for k = 1 … ``history``. Each value is
+    first mapped to the ``transform`` scale (``none``; ``sqrt``: Anscombe's ``2·√(x +
+    3/8)``, on which Poisson counts have deviation ≈ 1 at any rate; ``log``: ``log(1 +
+    x)``). The centre and ``deviation`` are the history's mean and (population) standard
+    deviation, or with ``center: median`` its median and MAD × 1.4826; the deviation is
+    floored at ``min_deviation`` (on the transformed scale); ``z = (T(current) - centre)
+    / deviation``. The work per check is bounded by ``history`` (two sorts of it for the
+    median).
 
-    * up: holds when ``current ≥ min_volume`` and ``current ≥ mean + threshold ×
-      deviation``.
-    * down: holds when ``mean ≥ min_volume`` and ``current ≤ mean - threshold ×
-      deviation``.
+    * up: holds when ``current ≥ min_volume`` and ``z ≥ threshold``.
+    * down: holds when the centre (as a count) is ``≥ min_volume`` and ``z ≤ -threshold``.
 
-    Facts: the current value (threshold = the value needed or the most allowed; baseline
-    = ``mean``) and ``z`` (threshold ``threshold``, or ``-threshold`` down). With
-    ``warmup``, does not hold before the brand has ``(history + 1) × window`` of history.
+    Facts: the current value (threshold = the count needed or the most allowed, mapped
+    back from the transformed scale; baseline = the centre as a count) and ``z``
+    (threshold ``threshold``, or ``-threshold`` down). With ``warmup``, does not hold
+    before the brand has ``(history + 1) × window`` of history.
     """
 
     metric: Metric
@@ -315,6 +368,8 @@ class ZScore:
     direction: Direction = "up"
     filters: Filters = NO_FILTERS
     warmup: bool = True
+    transform: ZTransform = "none"
+    center: ZCenter = "mean"
 
     @property
     def lookback(self) -> timedelta:
@@ -322,30 +377,39 @@ class ZScore:
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         read, metric, window = self.filters.read, self.metric, self.window
+        forward, inverse = _TRANSFORMS[self.transform]
         current = read(view, brand, metric, now - window, now)
         past = [
-            read(view, brand, metric, now - (k + 1) * window, now - k * window)
+            forward(read(view, brand, metric, now - (k + 1) * window, now - k * window))
             for k in range(1, self.history + 1)
         ]
-        mean = sum(past) / len(past)
-        deviation = max(
-            math.sqrt(sum((x - mean) ** 2 for x in past) / len(past)), self.min_deviation
-        )
-        z = (current - mean) / deviation
+        middle, spread = center_and_spread(past, self.center)
+        deviation = max(spread, self.min_deviation)
+        z = (forward(current) - middle) / deviation
+        baseline = inverse(middle)
+        plain = self.transform == "none"
         name = _label(metric, window, self.filters)
-        z_name = f"z-score of {name} vs the {self.history} × {format_duration(window)} before"
+        kind = "robust z-score" if self.center == "median" else "z-score"
+        z_name = (
+            f"{kind} of {name}{_SCALE_NAMES[self.transform]} vs the {self.history} × "
+            f"{format_duration(window)} before"
+        )
         if self.direction == "up":
-            needed = max(float(self.min_volume), mean + self.threshold * deviation)
-            holds = current >= needed
+            needed = max(float(self.min_volume), inverse(middle + self.threshold * deviation))
+            # on the counts' own scale compare counts (exact); else the monotone z
+            holds = (
+                current >= needed if plain else (current >= self.min_volume and z >= self.threshold)
+            )
             facts = (
-                Fact(name, current, threshold=needed, baseline=mean),
+                Fact(name, current, threshold=needed, baseline=baseline),
                 Fact(z_name, z, threshold=self.threshold),
             )
         else:
-            allowed = mean - self.threshold * deviation
-            holds = mean >= self.min_volume and current <= allowed
+            allowed = inverse(middle - self.threshold * deviation)
+            low = current <= allowed if plain else z <= -self.threshold
+            holds = baseline >= self.min_volume and low
             facts = (
-                Fact(name, current, threshold=allowed, baseline=mean),
+                Fact(name, current, threshold=allowed, baseline=baseline),
                 Fact(z_name, z, threshold=-self.threshold),
             )
         check = Check(holds, facts)
@@ -645,6 +709,8 @@ def _zscore(config: ZScoreCondition) -> Condition:
         config.direction,
         _filters(config),
         config.warmup,
+        config.transform,
+        config.center,
     )
 
 

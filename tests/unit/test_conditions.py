@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from listener.config.schema import ConditionConfig, Measure, SeasonalCondition, ZScoreCondition
@@ -20,8 +24,10 @@ from listener.rules.conditions import (
     Spike,
     Volume,
     build_condition,
+    center_and_spread,
     distinct_lookback,
     lookback,
+    median,
 )
 from listener.rules.conditions import Any as AnyOf
 from listener.scoring.velocity import Sample, VelocityWindows
@@ -229,6 +235,77 @@ CASES: list[Case] = [
     ),
     ("zscore down needs a mean", ZSCORE_DOWN, past_windows("negative", [4, 4, 4, 4]), False),
     ("zscore down zero everywhere", ZSCORE_DOWN, {}, False),
+    # robust z-score: history 10, 12, 8, 100 → median 11, MAD 2 → needed 11 + 3 × 2.9652
+    # ≈ 19.9; the mean (32.5) and deviation (≈ 39) of the same history need ≈ 150
+    (
+        "zscore median ignores a burst in the history",
+        {**ZSCORE, "center": "median"},
+        {**cur("negative", 20), **past_windows("negative", [10, 12, 8, 100])},
+        True,
+    ),
+    (
+        "zscore median not enough",
+        {**ZSCORE, "center": "median"},
+        {**cur("negative", 19), **past_windows("negative", [10, 12, 8, 100])},
+        False,
+    ),
+    (
+        "zscore mean hides behind a burst in the history",
+        ZSCORE,
+        {**cur("negative", 20), **past_windows("negative", [10, 12, 8, 100])},
+        False,
+    ),
+    # sqrt scale: a flat history of 100 → 2√100.375 ≈ 20.04, deviation floored at 1 (the
+    # counting noise) → needed ((20.04 + 3) / 2)² − 3/8 ≈ 132.3 (raw scale: 103)
+    (
+        "zscore sqrt",
+        {**ZSCORE, "transform": "sqrt"},
+        {**cur("negative", 133), **past_windows("negative", [100] * 4)},
+        True,
+    ),
+    (
+        "zscore sqrt within the counting noise",
+        {**ZSCORE, "transform": "sqrt"},
+        {**cur("negative", 132), **past_windows("negative", [100] * 4)},
+        False,
+    ),
+    (
+        "zscore raw floor is tighter than the counting noise",
+        ZSCORE,
+        {**cur("negative", 104), **past_windows("negative", [100] * 4)},
+        True,
+    ),
+    (
+        "zscore sqrt down",
+        {**ZSCORE_DOWN, "transform": "sqrt"},
+        {**cur("negative", 72), **past_windows("negative", [100] * 4)},
+        True,
+    ),
+    (
+        "zscore sqrt down not enough",
+        {**ZSCORE_DOWN, "transform": "sqrt"},
+        {**cur("negative", 73), **past_windows("negative", [100] * 4)},
+        False,
+    ),
+    # log scale: a flat history of 9 → log 10, floor 0.1 → needed 10·e^0.3 − 1 ≈ 12.5
+    (
+        "zscore log",
+        {**ZSCORE, "transform": "log", "min_deviation": 0.1},
+        {**cur("negative", 13), **past_windows("negative", [9] * 4)},
+        True,
+    ),
+    (
+        "zscore log not enough",
+        {**ZSCORE, "transform": "log", "min_deviation": 0.1},
+        {**cur("negative", 12), **past_windows("negative", [9] * 4)},
+        False,
+    ),
+    (
+        "zscore transformed still needs min_volume",
+        {**ZSCORE, "transform": "log", "center": "median", "min_volume": 20},
+        {**cur("negative", 19), **past_windows("negative", [0] * 4)},
+        False,
+    ),
     # seasonal: the same 15m one week earlier
     ("seasonal up", SEASONAL, {**cur("negative", 30), **seasons("negative", [10])}, True),
     ("seasonal under ratio", SEASONAL, {**cur("negative", 29), **seasons("negative", [10])}, False),
@@ -455,6 +532,87 @@ def test_zscore_facts() -> None:
     assert down.facts[1].threshold == -3
 
 
+def test_robust_sqrt_zscore_facts() -> None:
+    """With a transform the facts stay in counts: the count needed is mapped back from the
+    transformed scale and the baseline is the centre as a count; z names its statistic."""
+    config = {**ZSCORE, "transform": "sqrt", "center": "median"}
+    check = check_of(config, {**cur("negative", 133), **past_windows("negative", [100] * 4)})
+    value, z = check.facts
+    assert check.holds
+    assert value.name == "negative mentions in 15m"
+    assert value.value == 133
+    assert value.threshold == pytest.approx((2 * math.sqrt(100.375) + 3) ** 2 / 4 - 0.375)
+    assert value.baseline == pytest.approx(100.0)
+    assert z.name == "robust z-score of negative mentions in 15m (sqrt scale) vs the 4 × 15m before"
+    assert z.value == pytest.approx(2 * math.sqrt(133.375) - 2 * math.sqrt(100.375))
+    assert z.threshold == 3
+
+
+def _brute_z(current: int, past: list[int], transform: str, center: str, floor: float) -> float:
+    """The z-score recomputed from scratch with the statistics module."""
+    scale = {
+        "none": float,
+        "sqrt": lambda x: 2 * math.sqrt(x + 0.375),
+        "log": math.log1p,
+    }[transform]
+    ys = [scale(x) for x in past]
+    if center == "median":
+        mid = statistics.median(ys)
+        spread = 1.4826 * statistics.median([abs(y - mid) for y in ys])
+    else:
+        mid, spread = statistics.fmean(ys), statistics.pstdev(ys)
+    return (scale(current) - mid) / max(spread, floor)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    past=st.lists(st.integers(0, 5000), min_size=2, max_size=40),
+    current=st.integers(0, 20000),
+    transform=st.sampled_from(["none", "sqrt", "log"]),
+    center=st.sampled_from(["mean", "median"]),
+    threshold=st.sampled_from([1, 2.5, 3, 5]),
+    direction=st.sampled_from(["up", "down"]),
+)
+def test_zscore_equals_brute_force(
+    past: list[int], current: int, transform: str, center: str, threshold: float, direction: str
+) -> None:
+    """For any history, scale and centre, z and the decision equal a from-scratch
+    recomputation (away from the exact boundary, where rounding may fall either way)."""
+    floor = 0.1 if transform == "log" else 1.0
+    config = {
+        **ZSCORE,
+        "history": len(past),
+        "threshold": threshold,
+        "direction": direction,
+        "transform": transform,
+        "center": center,
+        "min_deviation": floor,
+    }
+    values = {**cur("negative", current), **past_windows("negative", [float(x) for x in past])}
+    check = check_of(config, values)
+    expected = _brute_z(current, past, transform, center, floor)
+    z = check.facts[1].value
+    assert z == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    if abs(expected - (threshold if direction == "up" else -threshold)) < 1e-6:
+        return
+    if direction == "up":
+        assert check.holds is (current >= 5 and expected >= threshold)
+    else:
+        assert check.facts[0].baseline is not None
+        centre = check.facts[0].baseline
+        assert check.holds is (centre >= 5 and expected <= -threshold)
+
+
+def test_median_and_spread() -> None:
+    """The median of odd and even lengths; mean/pstdev and median/MAD × 1.4826."""
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert center_and_spread([2.0, 4.0], "mean") == (3.0, 1.0)
+    mid, spread = center_and_spread([1.0, 2.0, 3.0, 100.0], "median")
+    assert mid == 2.5
+    assert spread == pytest.approx(1.4826)
+
+
 def test_seasonal_facts() -> None:
     """seasonal reports the value against the same time one or more periods earlier."""
     check = check_of(SEASONAL, {**cur("negative", 30), **seasons("negative", [10])})
@@ -569,6 +727,7 @@ def test_defaults_are_documented_values() -> None:
         1.0,
         True,
     )
+    assert (z.transform, z.center) == ("none", "mean")
     s = cond({"type": "seasonal", "window": "1h"})
     assert isinstance(s, SeasonalCondition)
     assert (s.period, s.seasons, s.ratio, s.min_volume, s.min_baseline) == (D7, 1, 3.0, 10, 1.0)
@@ -583,6 +742,8 @@ def test_defaults_are_documented_values() -> None:
         ({**SHARE, "metric": "voices"}, "metric"),
         ({**SPIKE, "direction": "sideways"}, "direction"),
         ({**ZSCORE, "history": 1}, "history"),
+        ({**ZSCORE, "transform": "cube"}, "transform"),
+        ({**ZSCORE, "center": "mode"}, "center"),
         ({**RAMP, "steps": 1}, "steps"),
         ({**RAMP, "growth": 1}, "growth"),
         ({**MEAN, "below": -2}, "below"),

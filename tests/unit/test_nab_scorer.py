@@ -146,3 +146,15 @@ def test_profiles_load_from_nab_json(tmp_path: Path) -> None:
 def test_a_window_wholly_in_probation_is_neither_tp_nor_fn() -> None:
     """Rows 20..29 of 200 lie before P = 30: the window neither scores nor costs."""
     assert nab.score_file(_scores(200), [(20, 29)], STANDARD).score == 0.0
+
+
+def test_first_detections_report_where_each_window_is_caught() -> None:
+    """--timing: hours after the window's start and share of its width, probation ignored."""
+    n = 1000  # probation: 150 rows
+    scores = _scores(n, 100, 212, 230, 500)
+    lines = nab.first_detections(scores, [(90, 189), (200, 299), (400, 449)])
+    assert lines == [
+        "window 1: 100 rows (8.3 h), missed",
+        "window 2: 100 rows (8.3 h), first detection at   1.0 h (0.12)",
+        "window 3: 50 rows (4.2 h), missed",
+    ]
