@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
 # listener: multi-stage build, non-root, UTC, healthcheck on /healthz.
+# Writes only to /var/lib/listener (the state volume) and /tmp, so it runs with a read-only
+# root file system (deploy/docker-compose.yml, deploy/kubernetes/deployment.yaml).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -12,6 +14,8 @@ FROM python:3.11-slim
 ENV TZ=UTC \
     PATH=/opt/listener/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     LISTENER_CONFIG=/etc/listener/rules.yaml \
     LISTENER_STATE=/var/lib/listener/listener.db \
     LISTENER_LISTEN=0.0.0.0:9464 \

@@ -23,6 +23,7 @@ DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana/dashboards/listener.json"
 DATASOURCES = DEPLOY / "grafana/provisioning/datasources/prometheus.yml"
 PROVIDERS = DEPLOY / "grafana/provisioning/dashboards/listener.yml"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus/prometheus.yml"
 
 # What Prometheus exposes for each family type of prometheus_client.
 SUFFIXES = {
@@ -291,7 +292,7 @@ def test_compose_mounts_grafana_provisioning_and_dashboards() -> None:
     prometheus = compose["services"]["prometheus"]
     port = prometheus["ports"][0].rsplit(":", 1)[1]
     assert source["url"] == f"http://prometheus:{port}"
-    scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["global"]["scrape_interval"]
+    scrape = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]
     assert source["jsonData"]["timeInterval"] == scrape
 
 

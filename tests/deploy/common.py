@@ -1,0 +1,159 @@
+"""What the deploy tests share: the files under deploy/, the Dockerfile read as data, and
+the external tools (promtool, amtool), which CI must have."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from listener.httpapi import parse_listen
+from listener.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+ALERTS = PROMETHEUS / "alerts.yml"
+PROMETHEUS_CONFIG = PROMETHEUS / "prometheus.yml"
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager/alertmanager.yml"
+COMPOSE = DEPLOY / "docker-compose.yml"
+KUBERNETES = DEPLOY / "kubernetes"
+KUSTOMIZATION = KUBERNETES / "kustomization.yaml"
+OPERATIONS = REPO / "docs/operations.md"
+JOB = "listener"
+"""The Prometheus job of the daemon: the compose scrape job and the Kubernetes Service's
+name (the ServiceMonitor's job label); the alerts select up{job="listener"}."""
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a command-line tool; a missing one skips locally and fails in CI."""
+    tool = shutil.which(name)
+    if tool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is missing: ./scripts/test installs Debian's {package} package")
+        pytest.skip(f"{name} not installed")
+    return tool
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def daemon_port() -> int:
+    """The daemon's default port: what every deploy file must use."""
+    return parse_listen(Settings().listen)[1]
+
+
+def setting_names() -> set[str]:
+    """Every LISTENER_* variable the daemon reads."""
+    return {f"LISTENER_{name.upper()}" for name in Settings.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    """The runtime stage of the Dockerfile, read as data."""
+
+    env: dict[str, str]
+    user: str
+    uid: int
+    gid: int
+    expose: list[int]
+    healthcheck: str
+    cmd: list[str]
+    volumes: list[str]
+
+
+def dockerfile() -> Dockerfile:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    runtime = "FROM " + text.rsplit("\nFROM ", 1)[1]  # the last stage is the image
+    lines = [line for line in runtime.splitlines() if line.strip() and line[0] != "#"]
+    instructions = [(line.split(None, 1)[0], line.split(None, 1)[1]) for line in lines]
+    env: dict[str, str] = {}
+    for keyword, rest in instructions:
+        if keyword == "ENV":
+            env.update(pair.split("=", 1) for pair in shlex.split(rest))
+    by = dict(instructions)  # the last of each instruction
+    uid = re.search(r"useradd .*--uid (\d+)", runtime)
+    gid = re.search(r"groupadd .*--gid (\d+)", runtime)
+    assert uid, "the Dockerfile creates its user with a fixed --uid"
+    assert gid, "the Dockerfile creates its group with a fixed --gid"
+    return Dockerfile(
+        env=env,
+        user=by["USER"].strip(),
+        uid=int(uid.group(1)),
+        gid=int(gid.group(1)),
+        expose=[int(p) for p in by["EXPOSE"].split()],
+        healthcheck=by["HEALTHCHECK"],
+        cmd=yaml.safe_load(by["CMD"]),
+        volumes=yaml.safe_load(by["VOLUME"]),
+    )
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown document."""
+    anchors = set()
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S)  # not comments in code
+    for heading in re.findall(r"^#+ (.+)$", prose, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def generated_config_maps() -> list[dict[str, Any]]:
+    """The ConfigMaps kustomize's configMapGenerator makes (before the hash suffix)."""
+    out = []
+    for generator in load_yaml(KUSTOMIZATION).get("configMapGenerator", []):
+        data = {}
+        for entry in generator["files"]:
+            key, _, file = entry.rpartition("=")
+            data[key or Path(file).name] = (KUBERNETES / file).read_text()
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": generator["name"]},
+                "data": data,
+            }
+        )
+    return out
+
+
+def manifests() -> list[dict[str, Any]]:
+    """Every resource `kubectl apply -k deploy/kubernetes` creates."""
+    docs = [
+        doc
+        for file in load_yaml(KUSTOMIZATION)["resources"]
+        for doc in yaml.safe_load_all((KUBERNETES / file).read_text())
+        if doc
+    ]
+    return docs + generated_config_maps()
+
+
+def resource(kind: str) -> dict[str, Any]:
+    """The one resource of that kind."""
+    (found,) = (m for m in manifests() if m["kind"] == kind)
+    return found
+
+
+def listener_container() -> dict[str, Any]:
+    (container,) = resource("Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def container_env() -> dict[str, str]:
+    """The listener container's ``env`` (not its ``envFrom``)."""
+    return {e["name"]: e["value"] for e in listener_container()["env"]}
+
+
+def secret_data() -> dict[str, str]:
+    """The Secret's (placeholder) values, which ``envFrom`` puts in the environment."""
+    secret = resource("Secret")
+    data: dict[str, str] = secret["stringData"]
+    return data
