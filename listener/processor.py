@@ -14,19 +14,39 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
 
 from listener.collectors.base import Cursor
-from listener.config.schema import ConditionConfig, Config, RuleConfig, SourceHealthConfig
+from listener.config.schema import (
+    ConditionConfig,
+    Config,
+    Measure,
+    RuleConfig,
+    SourceHealthConfig,
+)
 from listener.errors import StoreError
 from listener.matching.brands import BrandMatcher
 from listener.matching.stories import StoryIndex
-from listener.metrics import Metrics
+from listener.metrics import BRAND_WINDOW, Metrics
 from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention, Sentiment
+from listener.rules.conditions import (
+    All,
+    Condition,
+    CountView,
+    MeanSentiment,
+    NegativeShare,
+    Not,
+    Ramp,
+    Seasonal,
+    Spike,
+    Volume,
+    ZScore,
+)
+from listener.rules.conditions import Any as AnyOf
 from listener.rules.engine import (
     CompiledRule,
     EngineState,
@@ -115,6 +135,67 @@ def sample_of(s: ScoredMention) -> Sample:
     )
 
 
+_LEAF_TYPES: Mapping[type, str] = {
+    Volume: "volume",
+    Spike: "spike",
+    NegativeShare: "negative_share",
+    MeanSentiment: "mean_sentiment",
+    ZScore: "zscore",
+    Seasonal: "seasonal",
+    Ramp: "ramp",
+}
+
+
+def condition_leaves(condition: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
+    """Every leaf condition under ``condition`` with its path, the ``condition`` label of
+    the condition gauges: ``spike``, ``all.1.negative_share``, ``not.volume`` (config
+    types and positions only, so the label set is bounded by the config)."""
+    if isinstance(condition, All | AnyOf):
+        kind = "all" if isinstance(condition, All) else "any"
+        for i, inner in enumerate(condition.conditions):
+            yield from condition_leaves(inner, f"{path}{kind}.{i}.")
+    elif isinstance(condition, Not):
+        yield from condition_leaves(condition.condition, f"{path}not.")
+    else:
+        yield path + _LEAF_TYPES.get(type(condition), type(condition).__name__.lower()), condition
+
+
+class ReadOnce:
+    """A :class:`CountView` that reads each range of the windows once: one evaluation's
+    conditions and the gauges of what they measured share the reads. Use for one
+    evaluation only (the windows must not change while it is in use)."""
+
+    def __init__(self, view: CountView) -> None:
+        self._view = view
+        self._read: dict[tuple[object, ...], float] = {}
+
+    def value(
+        self,
+        brand: str,
+        measure: Measure,
+        start: datetime,
+        end: datetime,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> float:
+        key = (brand, measure, start, end, category, source, language)
+        found = self._read.get(key)
+        if found is None:
+            found = self._read[key] = self._view.value(
+                brand, measure, start, end, category=category, source=source, language=language
+            )
+        return found
+
+    def first_seen(self, brand: str) -> datetime | None:
+        return self._view.first_seen(brand)
+
+
+ConditionKey = tuple[str, str, str, str]
+"""(rule, brand, level, condition): the labels of the condition gauges."""
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     received: int
@@ -154,6 +235,8 @@ class Processor:
         self.state = EngineState()
         self.notify = NotifyState()
         self.quiet_until: dict[str, datetime] = {}
+        self._brand_series: set[str] = set()
+        self._condition_series: dict[str, set[ConditionKey]] = {}
         self._load_state()
 
     def _load_state(self) -> None:
@@ -239,8 +322,9 @@ class Processor:
                 matched += 1
                 negative += s.negative
                 for brand in brands:
-                    self.metrics.matches.labels(brand=brand).inc()
+                    self.metrics.matches.labels(source=source, brand=brand).inc()
                     self.metrics.scored.labels(brand=brand, sentiment=sentiment.label).inc()
+                    self.metrics.sentiment.labels(brand=brand).observe(sentiment.compound)
                 at = min(m.created_at, now)
                 if at < oldest:
                     stale += 1
@@ -288,13 +372,15 @@ class Processor:
             state = self.state
             quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
+            view = ReadOnce(self.windows)
+            readings: dict[ConditionKey, Fact] = {}
             if sources:
                 policies = {name: self.health_policy(name) for name in sources}
                 state, produced = evaluate_sources(sources, policies, state, now)
                 events.extend(produced)
             for rule in self.rules:
                 try:
-                    state, produced = evaluate_rule(rule, brands, self.windows, state, now, quiet)
+                    state, produced = evaluate_rule(rule, brands, view, state, now, quiet)
                 except Exception as exc:
                     self.metrics.error("evaluate", type(exc).__name__)
                     log.error(
@@ -303,6 +389,8 @@ class Processor:
                     continue
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
+                # the same checks the engine just made, from the same reads: cannot fail now
+                readings.update(_readings(rule, brands, view, now))
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -335,6 +423,8 @@ class Processor:
                         max(0.0, (notice.ack.at - opened).total_seconds())
                     )
             self._update_open_gauge()
+            self._update_brand_gauges(brands, now)
+            self._update_condition_gauges(readings)
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
 
     # ------------------------------------------------------------------ notifications
@@ -440,6 +530,48 @@ class Processor:
                 rule=inc.rule, brand=inc.brand, level=inc.level
             ).inc()
 
+    def _update_brand_gauges(self, brands: Sequence[str], now: datetime) -> None:
+        """Volume, negative volume, negative share and mean sentiment of each brand over
+        :data:`~listener.metrics.BRAND_WINDOW`; brands no longer configured lose theirs."""
+        m, start = self.metrics, now - BRAND_WINDOW
+        gauges = (
+            m.brand_mentions,
+            m.brand_negative,
+            m.brand_negative_share,
+            m.brand_sentiment_mean,
+        )
+        for brand in brands:
+            total = self.windows.value(brand, "total", start, now)
+            negative = self.windows.value(brand, "negative", start, now)
+            summed = self.windows.value(brand, "sentiment_sum", start, now)
+            m.brand_mentions.labels(brand=brand).set(total)
+            m.brand_negative.labels(brand=brand).set(negative)
+            m.brand_negative_share.labels(brand=brand).set(negative / total if total else 0.0)
+            m.brand_sentiment_mean.labels(brand=brand).set(summed / total if total else 0.0)
+        for gone in self._brand_series - set(brands):
+            for gauge in gauges:
+                gauge.remove(gone)
+        self._brand_series = set(brands)
+
+    def _update_condition_gauges(self, readings: Mapping[ConditionKey, Fact]) -> None:
+        """What each rule condition measured at this evaluation; the series of rules,
+        brands, levels or conditions no longer evaluated (a reload, a failing rule) go."""
+        m = self.metrics
+        for gauge, field in (
+            (m.condition_value, "value"),
+            (m.condition_threshold, "threshold"),
+            (m.condition_baseline, "baseline"),
+        ):
+            live: set[ConditionKey] = set()
+            for key, fact in readings.items():
+                number: float | None = getattr(fact, field)
+                if number is not None:
+                    gauge.labels(*key).set(number)
+                    live.add(key)
+            for gone in self._condition_series.get(field, set()) - live:
+                gauge.remove(*gone)
+            self._condition_series[field] = live
+
     def _rule_config(self, name: str) -> RuleConfig | None:
         return next((r for r in self.config.rules if r.name == name), None)
 
@@ -505,6 +637,21 @@ class Processor:
         )
         template = (cfg.summary if cfg else None) or self.config.notifications.summary
         return replace(alert, summary=render_summary(alert, template))
+
+
+def _readings(
+    rule: CompiledRule, brands: Sequence[str], view: CountView, now: datetime
+) -> Iterator[tuple[ConditionKey, Fact]]:
+    """The first fact (value, threshold, baseline) of every leaf condition of every level
+    of ``rule`` for each brand it applies to."""
+    for brand in brands:
+        if rule.brands is not None and brand not in rule.brands:
+            continue
+        for level in rule.levels:
+            for path, leaf in condition_leaves(level.when):
+                facts = leaf.check(view, brand, now).facts
+                if facts:
+                    yield (rule.name, brand, level.name, path), facts[0]
 
 
 def _dump_times(times: Mapping[str, datetime]) -> str:

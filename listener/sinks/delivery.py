@@ -575,7 +575,7 @@ class Deliverer:
                     break
                 if len(items) < WINDOW and not step.again:
                     break
-            await self._update_pending()
+            await self._update_pending(name)
         return delivered
 
     async def _step(self, name: str, items: list[OutboxItem], stop: asyncio.Event | None) -> _Pass:
@@ -736,6 +736,7 @@ class Deliverer:
             done = self._clock.now()
             await asyncio.to_thread(self._store.mark_delivered, item.id, done)
             self._metrics.alerts.labels(rule=item.rule, sink=item.sink, outcome="delivered").inc()
+            self._observe_latency(name, item, done)
             log.info("alert_delivered", **fields)
             return _Result("delivered", delivered=1)
         message = str(error)
@@ -796,6 +797,7 @@ class Deliverer:
             for item in live:
                 for outcome in ("delivered", "grouped"):
                     self._metrics.alerts.labels(rule=item.rule, sink=name, outcome=outcome).inc()
+                self._observe_latency(name, item, done)
                 log.info(
                     "alert_delivered",
                     sink=name,
@@ -867,10 +869,24 @@ class Deliverer:
         if outcome != "retry":
             self._journals[name].clear_digest()
 
-    async def _update_pending(self) -> None:
+    def _observe_latency(self, name: str, item: OutboxItem, done: datetime) -> None:
+        """Time from the alert entering the outbox to its delivery (never negative)."""
+        latency = max(0.0, (done - item.created_at).total_seconds())
+        self._metrics.delivery_latency.labels(sink=name).observe(latency)
+
+    async def _update_pending(self, name: str) -> None:
+        """The outbox gauges after a pass over ``name``: every sink's pending count, and the
+        age of the oldest pending item of ``name`` (and of sinks no longer configured)."""
         pending = await asyncio.to_thread(self._store.outbox_pending)
-        for name in set(self._sinks) | set(pending):
-            self._metrics.outbox_pending.labels(sink=name).set(pending.get(name, 0))
+        for sink in set(self._sinks) | set(pending):
+            self._metrics.outbox_pending.labels(sink=sink).set(pending.get(sink, 0))
+        now = self._clock.now()
+        for sink in {name} | (set(pending) - set(self._sinks)):
+            age = 0.0
+            if pending.get(sink):
+                oldest = await asyncio.to_thread(self._store.due, sink, _FAR_FUTURE, 1)
+                age = (now - oldest[0].created_at).total_seconds() if oldest else 0.0
+            self._metrics.outbox_oldest_age.labels(sink=sink).set(max(0.0, age))
 
 
 __all__ = [

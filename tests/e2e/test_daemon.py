@@ -114,7 +114,7 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
             )
             == 1
         )
-        assert daemon.metric("listener_matches_total", brand="Acme") == 9
+        assert daemon.metric("listener_matches_total", source="news", brand="Acme") == 9
 
         # SIGHUP with a broken file: rejected with check's messages, old rules keep running
         good = config.read_text()
