@@ -40,7 +40,7 @@ from listener.rules.source_health import SourceStatus
 from listener.settings import Settings
 from listener.sinks.base import Sink, SinkContext
 from listener.sinks.delivery import Deliverer
-from listener.store import Store, StoreSinkState
+from listener.store import EVIDENCE_BEFORE, Store, StoreSinkState
 
 log = structlog.get_logger("listener")
 
@@ -263,6 +263,10 @@ class Daemon:
                     gauge.remove(gone)
             self.health.pop(gone, None)
             self.cursors.pop(gone, None)
+        for gone in set(self.sinks) - set(sinks):  # back by the next pass if items still wait
+            for gauge in (self.metrics.outbox_pending, self.metrics.outbox_oldest_age):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone)
         self.collectors, self.source_configs, self.sinks = collectors, dict(config.sources), sinks
         now = self.clock.now()
         self.health = {name: self.health.get(name) or SourceHealth(now) for name in collectors}
@@ -303,6 +307,7 @@ class Daemon:
         self._delivery_stop = asyncio.Event()
         self._delivery_task = asyncio.create_task(self.deliverer.run(self._delivery_stop))
         self.metrics.config_last_reload.set(time.time())
+        self.metrics.config_reload_ok.set(1)
 
     async def reload(self) -> None:
         """SIGHUP: load rules.yaml again; keep the running config when the new one is invalid."""
@@ -310,6 +315,7 @@ class Daemon:
             config = load_config(self.settings.config)
         except ConfigError as exc:
             self.metrics.config_reloads.labels(outcome="error").inc()
+            self.metrics.config_reload_ok.set(0)
             self.metrics.error("config", "invalid")
             for problem in exc.problems:
                 log.error("reload_rejected", problem=str(problem))
@@ -320,11 +326,13 @@ class Daemon:
             await self.apply(config)
         except ConfigError as exc:  # a source or sink could not be built: keep the old config
             self.metrics.config_reloads.labels(outcome="error").inc()
+            self.metrics.config_reload_ok.set(0)
             for problem in exc.problems:
                 log.error("reload_rejected", problem=str(problem))
             return
         except Exception as exc:  # building a component failed: keep running what we can
             self.metrics.config_reloads.labels(outcome="error").inc()
+            self.metrics.config_reload_ok.set(0)
             log.error("reload_failed", error_type=type(exc).__name__, error=str(exc))
             return
         self.metrics.config_reloads.labels(outcome="ok").inc()
@@ -520,17 +528,55 @@ class Daemon:
             self.deliverer.wake()
 
     async def _housekeeping(self) -> None:
+        """Hourly: forget old mentions (an incident's evidence stays), ``VACUUM`` the state
+        file when due, and export its size."""
         if self.store is None:
             return
-        cutoff = self.clock.now() - self.settings.mention_retention
+        store, now = self.store, self.clock.now()
+        # a new incident's report looks back EVIDENCE_BEFORE: retention never cuts into it
+        retention = max(self.settings.mention_retention, EVIDENCE_BEFORE)
+        self._busy()
         try:
-            removed = await asyncio.to_thread(self.store.prune_mentions, cutoff)
+            removed = await asyncio.to_thread(store.prune_mentions, now - retention)
         except ListenerError as exc:
             self.metrics.error("store", exc.error_type)
-            log.error("prune_failed", error=str(exc))
+            log.error("prune_failed", error_type=exc.error_type, error=str(exc))
+        else:
+            self.metrics.mentions_pruned.inc(removed)
+            if removed:
+                log.info("pruned_mentions", removed=removed)
+            if not self.stop_event.is_set():
+                await self._vacuum_if_due(store, now)
+        finally:
+            self._done()
+        self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
+
+    async def _vacuum_if_due(self, store: Store, now: datetime) -> None:
+        """``VACUUM`` once ``LISTENER_VACUUM_EVERY`` has passed since the last one (or
+        there never was one), in a worker thread; the store's lock keeps writers out."""
+        every = self.settings.vacuum_every
+        if every <= timedelta(0):
             return
-        if removed:
-            log.info("pruned_mentions", removed=removed)
+        try:
+            last = await asyncio.to_thread(store.last_vacuum)
+            if last is not None:
+                self.metrics.store_last_vacuum.set(last.timestamp())
+                if now - last < every:
+                    return
+            before = await asyncio.to_thread(store.size_bytes)
+            started = time.monotonic()
+            await asyncio.to_thread(store.vacuum, now)
+        except ListenerError as exc:
+            self.metrics.error("store", exc.error_type)
+            log.error("vacuum_failed", error_type=exc.error_type, error=str(exc))
+            return
+        self.metrics.store_last_vacuum.set(now.timestamp())
+        log.info(
+            "vacuumed",
+            seconds=round(time.monotonic() - started, 2),
+            bytes_before=before,
+            bytes_after=await asyncio.to_thread(store.size_bytes),
+        )
 
     # ------------------------------------------------------------------ HTTP
 

@@ -1,5 +1,5 @@
 """The command line: ``listener run | check | drill | score | backtest | incidents | ack |
-silence | config show | version``.
+silence | config show | report | version``.
 
 The only place that prints to the user, chooses exit codes, or turns a
 :class:`~listener.errors.ListenerError` into one clear line (never a traceback).
@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
         "--quiet-sinks",
         action="store_true",
         help="do not deliver to the configured sinks; only print the timeline",
+    )
+    drill.add_argument(
+        "--report",
+        metavar="FILE",
+        default="listener-drill-report.html",
+        help="write the post-incident report (HTML) of the drill's incidents here "
+        "(default: listener-drill-report.html)",
+    )
+    drill.add_argument(
+        "--no-report", action="store_true", help="do not write the post-incident report"
     )
 
     from listener.backtest import add_arguments as add_backtest_arguments  # light import
@@ -115,8 +125,31 @@ def _parser() -> argparse.ArgumentParser:
     show = cfg_sub.add_parser(
         "show", help="print the rules file with every default filled in, and the process settings"
     )
-    show.add_argument("--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)")
+    show.add_argument(
+        "--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)"
+    )
     show.add_argument("--format", choices=["yaml", "json"], default="yaml")
+
+    rep = sub.add_parser(
+        "report",
+        help="write the post-incident report of an incident: timeline chart, lifecycle, "
+        "alerts, top mentions and authors",
+    )
+    rep.add_argument("incident", help="incident id (see `listener incidents`)")
+    rep.add_argument(
+        "--format",
+        choices=["html", "md"],
+        help="html (self-contained, chart embedded; the default) or md (GitHub Markdown, "
+        "chart written beside --out as a PNG); default from --out's extension",
+    )
+    rep.add_argument("--out", "-o", help="file to write (default: standard output)")
+    rep.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+    rep.add_argument(
+        "--config",
+        "-c",
+        help="rules file, for the rule's levels and description (default: rules.yaml "
+        "when present, env LISTENER_CONFIG)",
+    )
 
     sub.add_parser("version", help="print the version")
     return p
@@ -142,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backtest(args)
         if args.command in ("incidents", "ack", "silence"):
             return _incidents(args)
+        if args.command == "report":
+            return _report(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -265,6 +300,7 @@ def _drill(args: argparse.Namespace) -> int:
             seed=args.seed,
             deliver=not args.quiet_sinks,
             out=sys.stdout,
+            report=None if args.no_report else args.report,
         )
     )
 
@@ -344,6 +380,47 @@ def _incidents(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``report ID``: one incident's post-incident report, HTML or Markdown."""
+    import os
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from listener.config.load import load_config
+    from listener.report import Format, gather, render_document
+    from listener.settings import Settings
+    from listener.store import Store
+
+    settings = Settings.from_env(state=args.state)
+    if not Path(settings.state).exists():
+        raise ListenerError(f"no state file at {settings.state} (pass --state PATH)")
+    by_name = args.out is not None and args.out.lower().endswith(".md")
+    fmt: Format = "md" if args.format == "md" or (args.format is None and by_name) else "html"
+    config_path = args.config or os.environ.get("LISTENER_CONFIG")
+    if config_path is None and Path(DEFAULT_CONFIG).exists():
+        config_path = DEFAULT_CONFIG
+    config = load_config(config_path) if config_path else None
+    store = Store.open(settings.state)
+    try:
+        data = gather(store, args.incident, datetime.now(UTC), config)
+    finally:
+        store.close()
+    text, images = render_document([data], fmt, args.out)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    try:
+        for name, png in images.items():
+            (out.parent / name).write_bytes(png)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ListenerError(f"cannot write the report: {exc.filename}: {exc.strerror}") from None
+    beside = "".join(f" and {out.parent / name}" for name in images)
+    print(f"report on {data.incident.id} written to {out}{beside}")
+    return 0
 
 
 def _score(args: argparse.Namespace) -> int:

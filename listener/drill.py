@@ -22,6 +22,7 @@ from typing import TextIO
 from listener.clock import ManualClock
 from listener.components import build_sinks
 from listener.config.schema import BrandConfig, Config
+from listener.errors import ListenerError
 from listener.metrics import Metrics
 from listener.model import Alert, Author, Engagement, Mention
 from listener.processor import Processor
@@ -159,9 +160,13 @@ async def run_drill(
     deliver: bool = True,
     out: TextIO,
     start: datetime | None = None,
+    report: str | None = None,
 ) -> int:
     """Play the scenario; print the incident timeline. Returns 0 when an incident opened
-    and resolved, 1 when the rules did not catch the crisis."""
+    and resolved, 1 when the rules did not catch the crisis.
+
+    With ``report``, the post-incident report (HTML) of the drill's incidents is written
+    to that file, as of the end of the simulated time, before a temporary state goes."""
     chosen = next((b for b in config.brands if brand is None or b.name == brand), None)
     if chosen is None:
         known = ", ".join(b.name for b in config.brands)
@@ -233,11 +238,35 @@ async def run_drill(
         await deliverer.drain()
         for sink in sinks.values():
             await sink.aclose()
-        return _summary(store, begin, alerts, out)
+        code = _summary(store, begin, alerts, out)
+        incidents = sorted({a.incident_id for a in alerts})
+        if report is not None and incidents:
+            await asyncio.to_thread(
+                _write_report, store, incidents, clock.now(), config, Path(report)
+            )
+            print(f"\npost-incident report: {report}", file=out)
+        return code
     finally:
         store.close()
         if tmp is not None:
             tmp.cleanup()
+
+
+def _write_report(
+    store: Store, incidents: list[str], now: datetime, config: Config, path: Path
+) -> None:
+    """The HTML report of the drill's incidents, in the order they opened."""
+    from listener.report import gather, render_document  # matplotlib: only when asked
+
+    reports = sorted(
+        (gather(store, incident_id, now, config) for incident_id in incidents),
+        key=lambda r: r.incident.opened_at,
+    )
+    text, _ = render_document(reports, "html")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ListenerError(f"cannot write the drill report to {path}: {exc.strerror}") from None
 
 
 def _summary(store: Store, begin: datetime, alerts: list[Alert], out: TextIO) -> int:

@@ -28,6 +28,8 @@ class Settings:
     evaluate_every: timedelta = timedelta(seconds=30)
     shutdown_timeout: timedelta = timedelta(seconds=10)
     mention_retention: timedelta = timedelta(days=30)
+    vacuum_every: timedelta = timedelta(days=7)
+    """How often housekeeping rebuilds the state file (SQLite ``VACUUM``); 0 disables."""
     api_token: str = ""
     """Bearer token for the HTTP write endpoints (ack, silences); empty disables them."""
 
@@ -42,7 +44,7 @@ class Settings:
             if key in env:
                 values[name] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("evaluate_every", "shutdown_timeout", "mention_retention"):
+        for name in ("evaluate_every", "shutdown_timeout", "mention_retention", "vacuum_every"):
             if isinstance(values.get(name), str | int | float):
                 try:
                     values[name] = parse_duration(values[name])

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,14 @@ SCHEMA_VERSION = 3
 """Version 2: ``buckets`` holds one JSON blob per bucket (``listener.scoring.velocity``).
 Opening a version-1 file drops and recreates the ``buckets`` table, so velocity window
 history (and the rules' warm-up) restarts once after the upgrade; nothing else changes."""
+
+EVIDENCE_BEFORE = timedelta(hours=30)
+"""Mentions of a brand from this long before one of its incidents opened are evidence,
+kept past retention: the post-incident report's chart starts 6 h before the opening and
+its baseline reads the 24 h before that (:mod:`listener.report.data`)."""
+EVIDENCE_AFTER = timedelta(hours=2)
+"""... and until this long after the incident resolved (for ever while it is open)."""
+_PRUNE_SLICE = timedelta(days=1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mentions (
@@ -201,6 +209,41 @@ class DeliveryRecord:
     attempts: int
     last_error: str | None
     delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """One alert for one sink, as the outbox remembers it."""
+
+    alert_id: str
+    sink: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    drill: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MentionRecord:
+    """A stored mention with what was computed for it: reach, polarity, categories."""
+
+    ref: MentionRef
+    reach: float
+    negative: bool
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCount:
+    """A brand's mentions from one source in a period."""
+
+    source: str
+    mentions: int
+    negative: int
+    reach: float
 
 
 def reach_of(scored: ScoredMention) -> float:
@@ -384,6 +427,113 @@ class Store:
         amplifiers = [r for r in sorted(rows, key=lambda r: -r[2]) if r[2] > 0][:limit]
         return [ref(r, "detractor") for r in detractors] + [ref(r, "amplifier") for r in amplifiers]
 
+    # ------------------------------------------------------------------ reports
+
+    def mention_series(
+        self, brand: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[datetime, int, int, float]]:
+        """The brand's mentions in [start, end) per ``step`` from ``start``: one
+        ``(bucket start, mentions, negative, sum of sentiment)`` per non-empty bucket."""
+        size = step.total_seconds()
+        rows = self._read(
+            "SELECT CAST((b.created_at - ?) / ? AS INTEGER) AS k, COUNT(*), SUM(b.negative), "
+            "SUM(m.compound) FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            "GROUP BY k ORDER BY k",
+            (_ts(start), size, brand, _ts(start), _ts(end)),
+        )
+        return [(start + step * int(k), int(n), int(neg), float(c)) for k, n, neg, c in rows]
+
+    def first_mention_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
+        """When the brand's first stored mention in [start, end) was written."""
+        rows = self._read(
+            "SELECT MIN(created_at) FROM mention_brands WHERE brand = ? AND created_at >= ? "
+            "AND created_at < ?",
+            (brand, _ts(start), _ts(end)),
+        )
+        return _dt(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def last_mention_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
+        """When the brand's last stored mention in [start, end) was written."""
+        rows = self._read(
+            "SELECT MAX(created_at) FROM mention_brands WHERE brand = ? AND created_at >= ? "
+            "AND created_at < ?",
+            (brand, _ts(start), _ts(end)),
+        )
+        return _dt(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def mentions_by_reach(
+        self, brand: str, start: datetime, end: datetime, limit: int = 10
+    ) -> list[MentionRecord]:
+        """The brand's mentions in [start, end) that travelled furthest, any sentiment."""
+        rows = self._read(
+            "SELECT m.data, m.compound, m.reach, b.negative, m.tags FROM mention_brands b "
+            "JOIN mentions m ON m.source = b.source AND m.id = b.id WHERE b.brand = ? "
+            "AND b.created_at >= ? AND b.created_at < ? "
+            "ORDER BY m.reach DESC, m.compound ASC, b.created_at DESC LIMIT ?",
+            (brand, _ts(start), _ts(end), limit),
+        )
+        out = []
+        for data, compound, reach, negative, tags in rows:
+            d = json.loads(data)
+            author = d.get("author") or {}
+            ref = MentionRef(
+                source=d["source"],
+                id=d["id"],
+                text=d["text"][:280],
+                url=d.get("url"),
+                author=author.get("handle"),
+                followers=author.get("followers"),
+                created_at=datetime.fromisoformat(d["created_at"]),
+                sentiment=compound,
+            )
+            categories = tuple(json.loads(tags or "{}").get("categories", ()))
+            out.append(MentionRecord(ref, float(reach), bool(negative), categories))
+        return out
+
+    def source_counts(self, brand: str, start: datetime, end: datetime) -> list[SourceCount]:
+        """The brand's mentions in [start, end) per source, most first."""
+        rows = self._read(
+            "SELECT b.source, COUNT(*), SUM(b.negative), SUM(m.reach) FROM mention_brands b "
+            "JOIN mentions m ON m.source = b.source AND m.id = b.id WHERE b.brand = ? "
+            "AND b.created_at >= ? AND b.created_at < ? GROUP BY b.source "
+            "ORDER BY COUNT(*) DESC, b.source",
+            (brand, _ts(start), _ts(end)),
+        )
+        return [SourceCount(str(s), int(n), int(neg), float(r)) for s, n, neg, r in rows]
+
+    def outbox_history(self, incident_id: str) -> list[OutboxRecord]:
+        """Every outbox row of an incident, oldest first, with when it ended."""
+        rows = self._read(
+            "SELECT alert_id, sink, status, attempts, last_error, created_at, delivered_at, "
+            "next_attempt_at, json_extract(payload, '$.drill') FROM outbox "
+            "WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        return [
+            OutboxRecord(
+                alert_id=r[0],
+                sink=r[1],
+                status=r[2],
+                attempts=int(r[3]),
+                last_error=r[4],
+                created_at=_dt(r[5]),
+                delivered_at=_dt(r[6]) if r[6] is not None else None,
+                failed_at=_dt(r[7]) if r[2] == "failed" else None,
+                drill=bool(r[8]),
+            )
+            for r in rows
+        ]
+
+    def incident_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids of incidents starting with ``prefix`` (for hints), newest first."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._read(
+            "SELECT id FROM incidents WHERE id LIKE ? ESCAPE '\\' ORDER BY opened_at DESC LIMIT ?",
+            (escaped + "%", limit),
+        )
+        return [str(r[0]) for r in rows]
+
     # ------------------------------------------------------------------ one transaction
 
     def commit(
@@ -530,22 +680,152 @@ class Store:
             (ev.incident_id, ev.seq, ev.kind, ev.level, ev.previous_level, at, facts),
         )
 
-    def prune_mentions(self, before: datetime) -> int:
-        """Forget mentions collected before ``before`` (retention). Returns how many."""
+    def prune_mentions(
+        self,
+        before: datetime,
+        *,
+        keep_before: timedelta = EVIDENCE_BEFORE,
+        keep_after: timedelta = EVIDENCE_AFTER,
+    ) -> int:
+        """Forget mentions collected before ``before`` (retention), except evidence.
+
+        A mention is evidence while one of its brands has an incident that opened less
+        than ``keep_before`` after the mention was written and resolved less than
+        ``keep_after`` before it (or is still open): reports of old incidents keep their
+        timeline, top posts and authors. Incidents, their events, notices and
+        acknowledgements are never pruned. Returns how many mentions were deleted.
+
+        Each mention is judged once: a watermark (``kv.prune_watermark``) remembers the
+        collection time judged so far, so kept evidence is not read again every hour. The
+        work goes a day of collection time per transaction, so a first run over a large
+        file neither holds the lock nor loads the whole history at once.
+        """
+        cutoff, removed = _ts(before), 0
+        while True:
+            n, done = self._prune_slice(cutoff, keep_before, keep_after)
+            removed += n
+            if done:
+                return removed
+
+    def _prune_slice(
+        self, cutoff: float, keep_before: timedelta, keep_after: timedelta
+    ) -> tuple[int, bool]:
+        """Judge one day of collection time from the watermark; (deleted, reached cutoff)."""
         with self._lock:
+            c = self._conn
             try:
-                c = self._conn
                 c.execute("BEGIN IMMEDIATE")
-                c.execute("DELETE FROM mention_brands WHERE created_at < ?", (_ts(before),))
-                n = c.execute(
-                    "DELETE FROM mentions WHERE collected_at < ?", (_ts(before),)
-                ).rowcount
+                row = c.execute("SELECT value FROM kv WHERE key = 'prune_watermark'").fetchone()
+                since = (
+                    float(row[0])
+                    if row
+                    else c.execute("SELECT MIN(collected_at) FROM mentions").fetchone()[0]
+                )
+                if since is None or since >= cutoff:
+                    c.execute("COMMIT")
+                    return 0, True
+                upper = min(cutoff, float(since) + _PRUNE_SLICE.total_seconds())
+                candidates = c.execute(
+                    "SELECT source, id, created_at FROM mentions "
+                    "WHERE collected_at >= ? AND collected_at < ?",
+                    (since, upper),
+                ).fetchall()
+                doomed, doomed_brands = self._not_evidence(c, candidates, keep_before, keep_after)
+                c.executemany(
+                    "DELETE FROM mention_brands WHERE brand = ? AND source = ? AND id = ?",
+                    doomed_brands,
+                )
+                c.executemany("DELETE FROM mentions WHERE source = ? AND id = ?", doomed)
+                c.execute(
+                    "INSERT INTO kv VALUES ('prune_watermark', ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value",
+                    (repr(upper),),
+                )
                 c.execute("COMMIT")
-                return int(n)
+                return len(doomed), upper >= cutoff
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: prune failed: {exc}") from None
+
+    @staticmethod
+    def _not_evidence(
+        c: sqlite3.Connection,
+        candidates: Sequence[tuple[str, str, float]],
+        keep_before: timedelta,
+        keep_after: timedelta,
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+        """Which candidate mentions (and brand rows) are no incident's evidence."""
+        if not candidates:
+            return [], []
+        keys = {(str(s), str(i)) for s, i, _ in candidates}
+        lo = min(float(t) for _, _, t in candidates)
+        hi = max(float(t) for _, _, t in candidates)
+        periods: dict[str, list[tuple[float, float]]] = {}
+        before, after = keep_before.total_seconds(), keep_after.total_seconds()
+        for brand, opened, resolved in c.execute(
+            "SELECT brand, opened_at, resolved_at FROM incidents"
+        ):
+            end = float("inf") if resolved is None else float(resolved) + after
+            periods.setdefault(str(brand), []).append((float(opened) - before, end))
+        rows: list[tuple[str, str, str, float]] = []
+        brand = c.execute("SELECT MIN(brand) FROM mention_brands").fetchone()[0]
+        while brand is not None:  # one index seek per brand, not a scan of every row
+            rows.extend(
+                (brand, s, i, t)
+                for s, i, t in c.execute(
+                    "SELECT source, id, created_at FROM mention_brands WHERE brand = ? "
+                    "AND created_at >= ? AND created_at <= ?",
+                    (brand, lo, hi),
+                )
+                if (s, i) in keys
+            )
+            brand = c.execute(
+                "SELECT MIN(brand) FROM mention_brands WHERE brand > ?", (brand,)
+            ).fetchone()[0]
+        kept = {
+            (s, i)
+            for b, s, i, t in rows
+            if any(start <= t <= end for start, end in periods.get(b, ()))
+        }
+        doomed = sorted(keys - kept)
+        return doomed, [(b, s, i) for b, s, i, _ in rows if (s, i) not in kept]
+
+    def vacuum(self, now: datetime) -> None:
+        """Rebuild the file to give back the space pruning freed (``VACUUM``), then
+        truncate the WAL. Holds the store's lock, so it never runs inside another
+        write; other writers wait for it. Records ``now`` as the last vacuum."""
+        with self._lock:
+            c = self._conn
+            if c.in_transaction:  # pragma: no cover - every transaction holds the lock
+                raise StoreError(f"{self.path}: cannot vacuum inside a transaction")
+            try:
+                c.execute("VACUUM")
+                c.execute(
+                    "INSERT INTO kv VALUES ('last_vacuum_at', ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value",
+                    (now.isoformat(),),
+                )
+                c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: vacuum failed: {exc}") from None
+
+    def last_vacuum(self) -> datetime | None:
+        """When :meth:`vacuum` last ran on this file (None: never)."""
+        value = self.load_kv("last_vacuum_at")
+        return datetime.fromisoformat(value) if value else None
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the database file plus its WAL (0 for ``:memory:``)."""
+        if self.path == ":memory:":
+            return 0
+        total = 0
+        for name in (self.path, f"{self.path}-wal"):
+            try:
+                total += Path(name).stat().st_size
+            except OSError:
+                continue
+        return total
 
     # ------------------------------------------------------------------ outbox
 

@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,15 +116,42 @@ def test_version() -> None:
     assert out.getvalue().startswith("listener 0.")
 
 
-def test_drill_on_shipped_rules_opens_escalates_and_resolves() -> None:
-    """The drill with the shipped rules shows the whole lifecycle and exits 0."""
-    result = listener("drill", "--quiet-sinks")
+def test_drill_on_shipped_rules_opens_escalates_and_resolves(tmp_path: Path) -> None:
+    """The drill with the shipped rules shows the whole lifecycle, exits 0 and leaves the
+    post-incident report of its incidents in the current directory."""
+    result = listener("drill", "--quiet-sinks", "-c", str(REPO / "rules.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for mark in ("▲ OPENED", "▲ ESCALATED", "crisis", "▼ DE-ESCALATED", "✔ RESOLVED"):
         assert mark in out, out
     assert out.index("▲ OPENED") < out.index("▲ ESCALATED") < out.index("✔ RESOLVED")
     assert "peak crisis" in out
+    assert out.rstrip().endswith("post-incident report: listener-drill-report.html")
+    html = (tmp_path / "listener-drill-report.html").read_text()
+    sections = list(ET.fromstring(html.split("\n", 1)[1]).iter("section"))
+    assert [s.get("id", "").split("-github-")[-1] for s in sections] == [
+        "negative-surge",
+        "volume-spike",
+    ]
+    assert all(len(list(s.iter("img"))) == 1 for s in sections)
+    assert "DRILL" in "".join(sections[0].itertext())
+
+
+def test_drill_report_flags_reach_the_drill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report goes to listener-drill-report.html unless --report FILE or --no-report."""
+    seen: list[object] = []
+
+    async def fake_drill(config: object, **kwargs: object) -> int:
+        seen.append(kwargs["report"])
+        return 0
+
+    monkeypatch.setattr("listener.drill.run_drill", fake_drill)
+    monkeypatch.setattr("listener.log.configure_logging", lambda *args: None)
+    rules = str(REPO / "rules.yaml")
+    assert main(["drill", "-c", rules]) == 0
+    assert main(["drill", "-c", rules, "--report", "x.html"]) == 0
+    assert main(["drill", "-c", rules, "--no-report"]) == 0
+    assert seen == ["listener-drill-report.html", "x.html", None]
 
 
 @pytest.fixture

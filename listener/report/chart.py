@@ -1,0 +1,276 @@
+"""The report's timeline chart, rendered to PNG bytes.
+
+matplotlib's object API on an Agg canvas (a :class:`~matplotlib.figure.Figure` of our
+own, never ``pyplot``): no global state, no display, safe in a worker thread.
+
+Top panel: the brand's mentions per bucket (bars), the negative ones over them, and the
+trailing baseline (a step line); bands shaded by the severity level the incident was at,
+and a triangle at the top with a dotted line for every alert raised (coloured by what
+became of it), a star for the acknowledgement. Bottom panel: mean sentiment per bucket.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from matplotlib import dates as mdates
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LinearSegmentedColormap, to_hex
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.transforms import blended_transform_factory
+
+from listener.report.data import AlertRow, ReportData
+
+MENTIONS = "#9ecae1"
+NEGATIVE = "#e6550d"
+BASELINE = "#252525"
+SENTIMENT = "#3182bd"
+OUTCOME_COLOURS = {
+    "delivered": "#2ca02c",
+    "failed": "#d62728",
+    "pending": "#969696",
+    "muted": "#ffffff",
+}
+OUTCOME_LABELS = {
+    "delivered": "alert delivered",
+    "failed": "alert failed",
+    "pending": "alert not delivered (pending)",
+    "muted": "alert muted",
+}
+_LEVELS = LinearSegmentedColormap.from_list("levels", ["#f7d84a", "#f28e2b", "#d62728"])
+UTC_NAME = "UTC"
+
+
+def level_colour(rank: int, levels: int) -> str:
+    """Yellow for the lowest level through orange to red for the highest."""
+    return to_hex(_LEVELS(rank / (levels - 1) if levels > 1 else 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    at: datetime
+    outcome: str
+
+
+def _alert_marks(alerts: tuple[AlertRow, ...]) -> list[_Mark]:
+    """One mark per alert: delivered if any sink got it, else failed, pending, muted."""
+    order = ("delivered", "failed", "pending", "muted")
+    best: dict[str, AlertRow] = {}
+    for row in alerts:
+        seen = best.get(row.alert_id)
+        if seen is None or order.index(row.outcome) < order.index(seen.outcome):
+            best[row.alert_id] = row
+    return [_Mark(r.raised_at, r.outcome) for r in sorted(best.values(), key=lambda r: r.raised_at)]
+
+
+def _num(when: datetime) -> float:
+    return float(mdates.date2num(when))  # type: ignore[no-untyped-call]
+
+
+def render_chart(data: ReportData, *, dpi: int = 110) -> bytes:
+    """The timeline chart of one incident as PNG bytes."""
+    fig = Figure(figsize=(11, 6.4), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.4))
+    top: Axes = fig.add_subplot(grid[0])
+    bottom: Axes = fig.add_subplot(grid[1], sharex=top)
+    series: list[Artist] = []
+    levels: list[Artist] = []
+    marks: list[Artist] = []
+    _draw_levels(data, (top, bottom), levels)
+    _draw_volume(data, top, series)
+    _draw_sentiment(data, bottom, series)
+    _draw_marks(data, top, bottom, marks)
+
+    start, end = _num(data.chart_start), _num(data.chart_end)
+    top.set_xlim(start, end)
+    locator = mdates.AutoDateLocator(  # type: ignore[no-untyped-call]
+        tz=data.chart_start.tzinfo, minticks=5, maxticks=12
+    )
+    bottom.xaxis.set_major_locator(locator)
+    concise = mdates.ConciseDateFormatter(locator, tz=locator.tz)  # type: ignore[no-untyped-call]
+    bottom.xaxis.set_major_formatter(concise)
+    top.tick_params(labelbottom=False)
+    bottom.set_xlabel(f"time ({UTC_NAME})")
+    drill = "[DRILL] " if data.drill else ""
+    top.set_title(
+        f"{drill}{data.incident.brand}: mentions around incident “{data.incident.rule}”",
+        loc="left",
+        fontsize=12,
+    )
+    handles = [*series, *levels, *marks]
+    ncol = len(handles) if len(handles) <= 5 else math.ceil(len(handles) / 2)
+    fig.legend(
+        handles=_row_major(handles, ncol),
+        loc="outside lower center",
+        ncol=ncol,
+        fontsize=8.5,
+        frameon=False,
+    )
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
+def _draw_levels(data: ReportData, axes: tuple[Axes, Axes], handles: list[Artist]) -> None:
+    shown: dict[str, str] = {}
+    for span in data.spans:
+        colour = level_colour(data.rank(span.level), max(len(data.levels), 1))
+        begin = max(span.start, data.chart_start)
+        end = min(span.end or data.chart_end, data.chart_end)
+        if end <= begin:
+            continue
+        for ax in axes:
+            ax.axvspan(_num(begin), _num(end), color=colour, alpha=0.22, linewidth=0, zorder=0)
+        shown.setdefault(span.level, colour)
+    handles.extend(
+        Patch(color=shown[level], alpha=0.35, label=f"level: {level}")
+        for level in sorted(shown, key=data.rank)
+    )
+
+
+def _draw_volume(data: ReportData, ax: Axes, handles: list[Artist]) -> None:
+    step_days = data.step / timedelta(days=1)
+    x = [_num(b.start) for b in data.buckets]
+    ax.bar(
+        x,
+        [b.mentions for b in data.buckets],
+        width=step_days,
+        align="edge",
+        color=MENTIONS,
+        linewidth=0,
+        zorder=2,
+    )
+    ax.bar(
+        x,
+        [b.negative for b in data.buckets],
+        width=step_days,
+        align="edge",
+        color=NEGATIVE,
+        linewidth=0,
+        zorder=3,
+    )
+    handles.append(Patch(color=MENTIONS, label="mentions"))
+    handles.append(Patch(color=NEGATIVE, label="negative mentions"))
+    if any(b.baseline is not None for b in data.buckets):
+        xs = [*x, _num(data.chart_end)]
+        ys = [b.baseline if b.baseline is not None else float("nan") for b in data.buckets]
+        ax.plot(
+            xs, [*ys, ys[-1]], drawstyle="steps-post", color=BASELINE, lw=1.6, ls="--", zorder=4
+        )
+        handles.append(
+            Line2D(
+                [], [], color=BASELINE, lw=1.6, ls="--", label="baseline: mean of the previous 24 h"
+            )
+        )
+    peak = max(
+        [b.mentions for b in data.buckets] + [b.baseline or 0.0 for b in data.buckets] + [1.0]
+    )
+    ax.set_ylim(0, peak * 1.15)
+    ax.set_ylabel(f"mentions per {_fmt(data.step)}")
+    ax.grid(axis="y", color="#dddddd", linewidth=0.6, zorder=1)
+    ax.set_axisbelow(True)
+    if not data.brand_incident:
+        _note(ax, f"source-health incident: {data.incident.brand} is a source, not a brand")
+    elif not any(b.mentions for b in data.buckets):
+        _note(ax, f"no mentions of {data.incident.brand} stored for this period")
+
+
+def _draw_sentiment(data: ReportData, ax: Axes, handles: list[Artist]) -> None:
+    half = data.step / 2
+    xs = [_num(b.start + half) for b in data.buckets]
+    # an empty bucket has no sentiment: the line breaks there rather than bridging it
+    ys = [b.sentiment if b.sentiment is not None else math.nan for b in data.buckets]
+    ax.axhline(0, color="#888888", lw=0.8, zorder=1)
+    if any(b.sentiment is not None for b in data.buckets):
+        ax.plot(xs, ys, color=SENTIMENT, lw=1.3, marker=".", markersize=3, zorder=3)
+        ax.fill_between(
+            xs, ys, 0, where=[y < 0 for y in ys], interpolate=True, color=NEGATIVE, alpha=0.25
+        )
+    handles.append(Line2D([], [], color=SENTIMENT, lw=1.3, label="mean sentiment"))
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_yticks([-1, -0.5, 0, 0.5, 1])
+    ax.set_ylabel("mean sentiment")
+    ax.grid(axis="y", color="#dddddd", linewidth=0.6, zorder=1)
+
+
+def _draw_marks(data: ReportData, top: Axes, bottom: Axes, handles: list[Artist]) -> None:
+    tip = blended_transform_factory(top.transData, top.transAxes)
+    start, end = data.chart_start, data.chart_end
+    seen: set[str] = set()
+    for mark in _alert_marks(data.alerts):
+        if not start <= mark.at <= end:
+            continue
+        x = _num(mark.at)
+        colour = OUTCOME_COLOURS[mark.outcome]
+        edge = "#555555" if mark.outcome == "muted" else colour
+        for ax in (top, bottom):
+            ax.axvline(x, color=edge, lw=0.9, ls=":", zorder=5)
+        top.plot(
+            [x],
+            [1.0],
+            marker="v",
+            markersize=9,
+            color=colour,
+            markeredgecolor="#333333",
+            transform=tip,
+            clip_on=False,
+            zorder=6,
+        )
+        seen.add(mark.outcome)
+    handles.extend(
+        Line2D(
+            [],
+            [],
+            marker="v",
+            ls="",
+            markersize=8,
+            color=OUTCOME_COLOURS[outcome],
+            markeredgecolor="#333333",
+            label=label,
+        )
+        for outcome, label in OUTCOME_LABELS.items()
+        if outcome in seen
+    )
+    if data.ack is not None and start <= data.ack.at <= end:
+        x = _num(data.ack.at)
+        top.plot(
+            [x],
+            [1.0],
+            marker="*",
+            markersize=13,
+            color="#6a3d9a",
+            transform=tip,
+            clip_on=False,
+            zorder=7,
+        )
+        for ax in (top, bottom):
+            ax.axvline(x, color="#6a3d9a", lw=1.0, ls="-.", zorder=5)
+        handles.append(Line2D([], [], marker="*", ls="-.", color="#6a3d9a", label="acknowledged"))
+
+
+def _row_major(handles: list[Artist], ncol: int) -> list[Artist]:
+    """Reorder for a legend that fills columns first, so it reads left to right."""
+    rows = math.ceil(len(handles) / ncol)
+    grid = [handles[r * ncol : (r + 1) * ncol] for r in range(rows)]
+    return [grid[r][c] for c in range(ncol) for r in range(rows) if c < len(grid[r])]
+
+
+def _note(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#555555")
+
+
+def _fmt(step: timedelta) -> str:
+    minutes = int(step.total_seconds() // 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440} d"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    return f"{minutes} min"

@@ -1,0 +1,225 @@
+"""Retention that keeps the evidence: incidents' mentions outlive pruning; VACUUM runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from listener.app import Daemon
+from listener.clock import ManualClock
+from listener.errors import StoreError
+from listener.model import Author, Mention, ScoredMention, Sentiment
+from listener.report import gather
+from listener.rules.engine import IncidentEvent
+from listener.settings import Settings
+from listener.store import EVIDENCE_AFTER, EVIDENCE_BEFORE, Store
+from tests.support.incident_state import T0, build_state
+
+LATER = T0 + timedelta(days=90)
+
+
+def keys(store: Store) -> set[str]:
+    return {str(r[0]) for r in store._read("SELECT id FROM mentions")}
+
+
+def brand_rows(store: Store) -> set[str]:
+    return {str(r[0]) for r in store._read("SELECT id FROM mention_brands")}
+
+
+def scored(i: int, at: datetime, brands: tuple[str, ...] = ("Acme",), size: int = 100):
+    mention = Mention(
+        source="s",
+        id=f"m{i}",
+        text=f"Acme {i} " + "x" * size,
+        created_at=at,
+        author=Author(handle=f"u{i}"),
+    )
+    return ScoredMention(mention, brands, Sentiment("neutral", 0.0))
+
+
+def test_evidence_mentions_survive_pruning_and_the_rest_go(tmp_path: Path) -> None:
+    """An old incident's mentions stay (and its report still renders); the rest go."""
+    incident_id, _ = build_state(tmp_path / "s.db")
+    store = Store.open(tmp_path / "s.db")
+    incident = store.incident(incident_id)
+    assert incident is not None
+    assert incident.resolved_at is not None
+    # mentions far from any incident, of the same brand, of another brand and of none
+    store.commit(now=T0 - timedelta(days=5), mentions=[scored(1, T0 - timedelta(days=5))])
+    store.commit(now=T0, mentions=[scored(2, T0, ("Globex",))])
+    store.commit(now=T0, mentions=[scored(3, T0, ())])
+    store.commit(
+        now=T0 + timedelta(hours=5), mentions=[scored(4, incident.resolved_at + EVIDENCE_AFTER * 2)]
+    )
+    before = keys(store)
+    removed = store.prune_mentions(LATER - timedelta(days=30))
+    kept = keys(store)
+    assert removed == len(before) - len(kept) == 4
+    assert {"m1", "m2", "m3", "m4"}.isdisjoint(kept)
+    assert "evil" in kept
+    assert any(k.startswith("q") for k in kept)  # the quiet baseline before the incident
+    assert brand_rows(store) <= kept  # no orphan brand rows
+    assert brand_rows(store) == kept
+    data = gather(store, incident_id, LATER)
+    assert data.top_mentions[0].ref.id == "evil"
+    assert any(b.baseline is not None for b in data.buckets)
+    assert store.incident_events(incident_id)
+    assert store.notices(incident_id)
+    assert store.acks([incident_id])
+    assert store.prune_mentions(LATER - timedelta(days=30)) == 0  # judged once
+    store.close()
+
+
+def test_evidence_window_edges(tmp_path: Path) -> None:
+    """Kept from EVIDENCE_BEFORE before opening to EVIDENCE_AFTER after resolving."""
+    incident_id, _ = build_state(tmp_path / "s.db")
+    store = Store.open(tmp_path / "s.db")
+    incident = store.incident(incident_id)
+    assert incident is not None
+    assert incident.resolved_at is not None
+    second = timedelta(seconds=1)
+    edges = {
+        "in-first": incident.opened_at - EVIDENCE_BEFORE,
+        "out-early": incident.opened_at - EVIDENCE_BEFORE - second,
+        "in-last": incident.resolved_at + EVIDENCE_AFTER,
+        "out-late": incident.resolved_at + EVIDENCE_AFTER + second,
+    }
+    for name, at in edges.items():
+        m = scored(0, at)
+        m = ScoredMention(
+            Mention(source="s", id=name, text="Acme", created_at=at), m.brands, m.sentiment
+        )
+        store.commit(now=at, mentions=[m])
+    store.prune_mentions(LATER)
+    kept = keys(store)
+    assert {"in-first", "in-last"} <= kept
+    assert not {"out-early", "out-late"} & kept
+    store.close()
+
+
+def test_open_incident_keeps_everything_since_its_look_back(tmp_path: Path) -> None:
+    """While an incident is open its brand's mentions are kept, however old."""
+    store = Store.open(tmp_path / "s.db")
+    opened = T0
+    store.commit(
+        now=opened,
+        events=[
+            IncidentEvent("opened", "inc", 1, "neg", "Acme", "watch", None, "watch", opened, ())
+        ],
+    )
+    store.commit(now=opened, mentions=[scored(1, opened + timedelta(days=3))])
+    store.commit(now=opened, mentions=[scored(2, opened - EVIDENCE_BEFORE * 2)])
+    assert store.prune_mentions(LATER) == 1
+    assert keys(store) == {"m1"}
+    store.close()
+
+
+def test_settings_vacuum_every() -> None:
+    """LISTENER_VACUUM_EVERY takes a duration; 0 disables; the default is a week."""
+    assert Settings.from_env({}).vacuum_every == timedelta(days=7)
+    assert Settings.from_env({"LISTENER_VACUUM_EVERY": "0"}).vacuum_every == timedelta(0)
+    assert Settings.from_env({"LISTENER_VACUUM_EVERY": "1d"}).vacuum_every == timedelta(days=1)
+
+
+def _daemon(path: Path, clock: ManualClock, **env: str) -> Daemon:
+    settings = Settings.from_env({"LISTENER_STATE": str(path), **env})
+    daemon = Daemon(settings, clock=clock)
+    daemon.store = Store.open(path)
+    return daemon
+
+
+def _value(daemon: Daemon, name: str) -> float | None:
+    return daemon.metrics.registry.get_sample_value(name)
+
+
+async def test_housekeeping_prunes_vacuums_and_exports_the_store_size(tmp_path: Path) -> None:
+    """Old mentions go, VACUUM gives the space back once a week, metrics follow."""
+    path = tmp_path / "s.db"
+    clock = ManualClock(LATER)
+    daemon = _daemon(path, clock)
+    store = daemon.store
+    assert store is not None
+    old = T0 - timedelta(days=1)
+    store.commit(now=old, mentions=[scored(i, old, size=4000) for i in range(600)])
+    store.commit(now=LATER, mentions=[scored(9999, LATER)])
+    store._write("PRAGMA wal_checkpoint(TRUNCATE)")
+    full = store.size_bytes()
+
+    await daemon._housekeeping()
+
+    assert keys(store) == {"m9999"}
+    assert _value(daemon, "listener_mentions_pruned_total") == 600
+    assert store.size_bytes() < full / 4
+    assert _value(daemon, "listener_store_size_bytes") == store.size_bytes()
+    assert _value(daemon, "listener_store_last_vacuum_timestamp_seconds") == LATER.timestamp()
+    assert store.last_vacuum() == LATER
+    assert store._read("PRAGMA integrity_check") == [("ok",)]
+
+    clock.advance(timedelta(days=6))  # not due yet
+    await daemon._housekeeping()
+    assert store.last_vacuum() == LATER
+    clock.advance(timedelta(days=1))
+    await daemon._housekeeping()
+    assert store.last_vacuum() == clock.now()
+    assert _value(daemon, "listener_store_last_vacuum_timestamp_seconds") == (
+        clock.now().timestamp()
+    )
+    store.close()
+
+
+async def test_retention_never_cuts_into_a_new_incidents_look_back(tmp_path: Path) -> None:
+    """A retention shorter than the evidence look-back is stretched to it."""
+    clock = ManualClock(LATER)
+    daemon = _daemon(tmp_path / "s.db", clock, LISTENER_MENTION_RETENTION="1h")
+    store = daemon.store
+    assert store is not None
+    for i, age in enumerate((timedelta(hours=2), EVIDENCE_BEFORE + timedelta(minutes=1))):
+        store.commit(now=LATER - age, mentions=[scored(i, LATER - age)])
+    await daemon._housekeeping()
+    assert keys(store) == {"m0"}
+    store.close()
+
+
+async def test_vacuum_can_be_disabled_and_failures_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LISTENER_VACUUM_EVERY=0 never vacuums; a failing VACUUM is counted, not raised."""
+    clock = ManualClock(LATER)
+    off = _daemon(tmp_path / "off.db", clock, LISTENER_VACUUM_EVERY="0")
+    assert off.store is not None
+    await off._housekeeping()
+    assert off.store.last_vacuum() is None
+    assert _value(off, "listener_store_last_vacuum_timestamp_seconds") == 0
+    assert _value(off, "listener_store_size_bytes") == off.store.size_bytes()
+    off.store.close()
+
+    daemon = _daemon(tmp_path / "s.db", clock)
+    assert daemon.store is not None
+
+    def disk_full(now: datetime) -> None:
+        raise StoreError("s.db: vacuum failed: database or disk is full")
+
+    monkeypatch.setattr(daemon.store, "vacuum", disk_full)
+    await daemon._housekeeping()
+    errors = {"stage": "store", "error_type": "store"}
+    assert daemon.metrics.registry.get_sample_value("listener_errors_total", errors) == 1
+    assert _value(daemon, "listener_store_last_vacuum_timestamp_seconds") == 0
+    assert _value(daemon, "listener_store_size_bytes") == daemon.store.size_bytes()
+    daemon.store.close()
+
+
+def test_vacuum_keeps_every_row(tmp_path: Path) -> None:
+    """VACUUM rebuilds the file without losing data, incidents or the schema version."""
+    incident_id, _ = build_state(tmp_path / "s.db")
+    store = Store.open(tmp_path / "s.db")
+    count = store.mention_count()
+    store.vacuum(datetime(2026, 4, 1, tzinfo=UTC))
+    assert store.mention_count() == count
+    assert store.incident(incident_id) is not None
+    assert store._read("PRAGMA user_version")[0][0] >= 3
+    assert not Path(f"{tmp_path / 's.db'}-wal").exists() or (
+        Path(f"{tmp_path / 's.db'}-wal").stat().st_size == 0
+    )
+    store.close()

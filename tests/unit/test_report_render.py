@@ -1,0 +1,196 @@
+"""Rendering a post-incident report: the chart PNG, self-contained HTML, GitHub Markdown."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import re
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+
+import pytest
+from PIL import Image
+
+from listener.report import ReportData, gather, render_chart, render_document
+from listener.report.render import md_escape, render_html, render_markdown, safe_url
+from listener.store import Store
+from tests.support.incident_state import (
+    HOSTILE_AUTHOR,
+    HOSTILE_URL,
+    build_state,
+    config,
+)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
+    """One real incident (with a hostile post among its mentions), gathered once."""
+    path = tmp_path_factory.mktemp("report") / "s.db"
+    incident_id, end = build_state(path)
+    store = Store.open(path)
+    try:
+        return gather(store, incident_id, end, config())
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def chart(report: ReportData) -> bytes:
+    return render_chart(report)
+
+
+def _xml(html: str) -> ET.Element:
+    assert html.startswith("<!DOCTYPE html>\n")
+    return ET.fromstring(html.split("\n", 1)[1])  # raises on any unbalanced or bad markup
+
+
+def _text(el: ET.Element) -> str:
+    return "".join(el.itertext())
+
+
+def test_chart_is_a_png_of_a_readable_size(chart: bytes) -> None:
+    """The chart decodes as a PNG about 1200 × 700 pixels."""
+    image = Image.open(io.BytesIO(chart))
+    assert image.format == "PNG"
+    width, height = image.size
+    assert 1000 <= width <= 1600
+    assert 550 <= height <= 900
+    assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50  # drawn, not blank
+
+
+def test_chart_renders_without_any_mentions(report: ReportData) -> None:
+    """A source-health incident (or a pruned store) still gets a chart with a note."""
+    empty = dataclasses.replace(
+        report, buckets=tuple(dataclasses.replace(b, mentions=0, negative=0, sentiment=None,
+                                                  baseline=None) for b in report.buckets),
+        brand_incident=False, alerts=(), ack=None,
+    )  # fmt: skip
+    assert Image.open(io.BytesIO(render_chart(empty))).format == "PNG"
+
+
+def test_html_is_well_formed_self_contained_and_embeds_the_chart(
+    report: ReportData, chart: bytes
+) -> None:
+    """One XML-parsable document, no external assets, the chart as a base64 data URI."""
+    html = render_html([(report, chart)])
+    root = _xml(html)
+    (img,) = root.iter("img")
+    src = img.get("src", "")
+    assert src.startswith("data:image/png;base64,")
+    png = base64.b64decode(src.split(",", 1)[1])
+    assert png == chart
+    assert Image.open(io.BytesIO(png)).size[0] > 1000
+    assert not re.search(r'(src|href)="(?!data:|https?://)', html)
+    assert "<link" not in html
+    assert "<script" not in html
+
+
+def test_html_escapes_hostile_mention_text_authors_and_links(report: ReportData) -> None:
+    """Mentions are untrusted: no script, no handler attribute, no javascript: link."""
+    html = render_html([(report, None)])
+    root = _xml(html)
+    assert "<script" not in html
+    assert "<img src=x" not in html
+    assert "javascript:" not in " ".join(a.get("href", "") for a in root.iter("a"))
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in html
+    body = _text(root)
+    assert HOSTILE_AUTHOR in body  # shown as text
+    assert not any(a.get("href") == HOSTILE_URL for a in root.iter("a"))
+    assert any(a.get("href", "").startswith("https://news.example.test/") for a in root.iter("a"))
+
+
+def test_html_lists_the_lifecycle_alerts_and_acknowledgement(report: ReportData) -> None:
+    """Each level entered, each alert per sink with its outcome, the ack and its timing."""
+    root = _xml(render_html([(report, None)]))
+    tables = {
+        _text(h3): table for h3, table in zip(root.iter("h3"), _tables_after_h3(root), strict=False)
+    }
+    levels = tables["Severity levels"]
+    rows = [[_text(td) for td in tr.iter("td")] for tr in levels.iter("tr")][1:]
+    assert [r[0] for r in rows] == ["watch", "crisis", "watch"]
+    assert rows[1][3] == "escalated"
+    alerts = tables["Alerts and acknowledgement"]
+    rows = [[_text(td) for td in tr.iter("td")] for tr in alerts.iter("tr")][1:]
+    assert rows[0][2:6] == ["opened", "watch", "ops", "delivered after 1 attempt(s)"]
+    assert any(r[4] == "pager" and r[5].startswith("failed") and "HTTP 503" in r[5] for r in rows)
+    assert rows[-1][2] == "acknowledgement"
+    assert "by dana: on it" in rows[-1][5]
+    assert rows[-1][7] == "time to acknowledge 5m"
+    summary = {_text(tr[0]): _text(tr[1]) for tr in next(root.iter("table")).iter("tr")}
+    assert summary["Peak severity"] == "crisis"
+    assert summary["Duration"] == "42m"
+    assert summary["Spike → first alert"].startswith("2m (spike from 2026-03-02 09:00:00 UTC")
+    assert "by dana" in summary["Acknowledged"]
+
+
+def _tables_after_h3(root: ET.Element) -> list[ET.Element]:
+    """The table following each h3 (or a placeholder when the section has none)."""
+    out: list[ET.Element] = []
+    for section in root.iter("section"):
+        children = list(section)
+        for i, child in enumerate(children):
+            if child.tag == "h3":
+                nxt = next((c for c in children[i + 1 :] if c.tag in ("table", "h3")), None)
+                out.append(nxt if nxt is not None and nxt.tag == "table" else ET.Element("none"))
+    return out
+
+
+def test_html_of_several_incidents_has_one_section_each(report: ReportData) -> None:
+    """The drill writes all its incidents into one file, one printable section each."""
+    other = dataclasses.replace(
+        report, incident=dataclasses.replace(report.incident, id="other-incident")
+    )
+    root = _xml(render_html([(report, None), (other, None)]))
+    assert [s.get("id") for s in root.iter("section")] == [report.incident.id, "other-incident"]
+
+
+def test_markdown_writes_the_chart_beside_the_file(report: ReportData) -> None:
+    """Markdown for --out reports/x.md links x.png, to be written beside it."""
+    text, images = render_document([report], "md", "reports/x.md")
+    assert list(images) == ["x.png"]
+    assert Image.open(io.BytesIO(images["x.png"])).format == "PNG"
+    assert re.search(r"!\[[^\]]*\]\(x\.png\)", text)
+    assert "| **Peak severity** | crisis |" in text
+    assert "## Lifecycle" in text
+
+
+def test_markdown_to_stdout_says_how_to_get_the_chart(report: ReportData) -> None:
+    """Without --out there is no image, and a line says how to get one."""
+    text, images = render_document([report], "md")
+    assert images == {}
+    assert "![" not in text
+    assert f"listener report {report.incident.id} --format md --out report.md" in text
+
+
+def test_markdown_tables_survive_hostile_text(report: ReportData) -> None:
+    """Pipes, HTML, emphasis and links in a post stay inside one escaped cell."""
+    text = render_markdown([report])
+    assert "<script>" not in text
+    assert "<img" not in text
+    assert "javascript:" not in re.sub(r"\\\[click\\\]\(javascript:alert\(1\)\)", "", text)
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| Reach |"))
+    width = lines[header].count(" | ")
+    for line in lines[header + 2 : header + 12]:
+        if not line.startswith("|"):
+            break
+        assert len(re.findall(r"(?<!\\) \| ", line)) == width, line
+
+
+def test_escaping_and_link_helpers() -> None:
+    """Only http(s) links survive; Markdown specials are backslash-escaped."""
+    assert safe_url("https://example.test/a?b=1") == "https://example.test/a?b=1"
+    assert safe_url(" JavaScript:alert(1)") is None
+    assert safe_url("data:text/html;base64,xx") is None
+    assert safe_url("//no-scheme.test") is None
+    assert md_escape("a|b *c* [d](e) <f> & g\nh") == (
+        "a\\|b \\*c\\* \\[d\\](e) &lt;f&gt; &amp; g h"
+    )
+
+
+def test_report_time_only_extends_an_open_incident(report: ReportData) -> None:
+    """The duration of a resolved incident does not depend on when the report is made."""
+    assert report.duration == timedelta(minutes=42)
+    later = dataclasses.replace(report, now=report.now + timedelta(days=30))
+    assert later.duration == report.duration
