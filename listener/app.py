@@ -30,6 +30,7 @@ from listener.components import build_collectors, build_sinks
 from listener.config.duration import parse_duration
 from listener.config.load import load_config
 from listener.config.schema import Config, SourceConfig
+from listener.config.secrets import config_secrets
 from listener.errors import CollectorError, ConfigError, ListenerError, RateLimited
 from listener.httpapi import HttpApi, Request, Response, parse_listen
 from listener.log import REDACTOR
@@ -43,17 +44,6 @@ from listener.sinks.delivery import Deliverer
 from listener.store import EVIDENCE_BEFORE, Store, StoreSinkState
 
 log = structlog.get_logger("listener")
-
-
-def config_secrets(config: Config) -> list[str]:
-    """Every secret value in the config, for the log redactor."""
-    out: list[str] = []
-    for sink in config.sinks.values():
-        url = getattr(sink, "url", None)
-        if url is not None:
-            out.append(url.get_secret_value())
-        out.extend(v.get_secret_value() for v in getattr(sink, "headers", {}).values())
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +119,7 @@ class Daemon:
 
     async def run(self) -> int:
         config = load_config(self.settings.config)  # ConfigError → CLI prints, exit 2
-        REDACTOR.update([*config_secrets(config), self.settings.api_token])
+        REDACTOR.update([*config_secrets(config, self.settings.config), self.settings.api_token])
         self.store = Store.open(self.settings.state)
         self.processor = Processor(config, self.store, self.metrics)
         loop = asyncio.get_running_loop()
@@ -322,7 +312,9 @@ class Daemon:
             log.error("reload_kept_old_config", problems=len(exc.problems))
             return
         try:
-            REDACTOR.update([*config_secrets(config), self.settings.api_token])
+            REDACTOR.update(
+                [*config_secrets(config, self.settings.config), self.settings.api_token]
+            )
             await self.apply(config)
         except ConfigError as exc:  # a source or sink could not be built: keep the old config
             self.metrics.config_reloads.labels(outcome="error").inc()

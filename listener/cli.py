@@ -254,18 +254,17 @@ def _config_show(args: argparse.Namespace) -> int:
     import json
 
     from listener.config.load import load_config
-    from listener.config.show import effective, environment_values, render_yaml
+    from listener.config.secrets import config_secrets
+    from listener.config.show import effective, render_yaml
     from listener.settings import Settings
 
     settings = Settings.from_env(config=args.config)
     config = load_config(settings.config)
-    with open(settings.config, encoding="utf-8") as f:
-        from_env = environment_values(f.read())
+    secrets = config_secrets(config, settings.config)
     if args.format == "json":
-        doc = effective(config, settings, from_env)
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        print(json.dumps(effective(config, settings, secrets), indent=2, ensure_ascii=False))
     else:
-        print(render_yaml(config, settings, settings.config, from_env), end="")
+        print(render_yaml(config, settings, settings.config, secrets), end="")
     return 0
 
 
