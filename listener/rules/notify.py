@@ -109,6 +109,7 @@ class NotifyState:
                 "last_sent_at": t.last_sent_at.isoformat() if t.last_sent_at else None,
                 "reminders": t.reminders,
                 "handoffs": t.handoffs,
+                "pages": t.pages,
                 "ack": None
                 if t.ack is None
                 else {"by": t.ack.by, "at": t.ack.at.isoformat(), "note": t.ack.note},
@@ -137,6 +138,8 @@ class NotifyState:
                 else None,
                 reminders=int(t.get("reminders", 0)),
                 handoffs=int(t.get("handoffs", 0)),
+                # saved before pages were: the current level's hand-offs are a lower bound
+                pages=int(t.get("pages", t.get("handoffs", 0))),
                 ack=Ack(ack["by"], datetime.fromisoformat(ack["at"]), ack.get("note", ""))
                 if ack
                 else None,

@@ -151,6 +151,20 @@ def test_handoffs_restart_at_a_new_level() -> None:
     assert t3[0].level == "crisis"
 
 
+def test_handoff_ids_stay_unique_across_a_restart() -> None:
+    """The hand-off count of the incident's whole life is saved: after a restart at a new
+    level, the next page gets a new id (a reused one would be dropped by the outbox)."""
+    steps = [Step(timedelta(minutes=15), ("pr-lead",))]
+    p = policy(steps=lambda rule, level: steps)
+    state, _ = on_changes([change("opened", "watch", 1, T0)], NotifyState(), [], p, T0)
+    state, t1 = on_tick(state, [], {}, p, T0 + timedelta(minutes=16))
+    later = T0 + timedelta(minutes=20)
+    state, _ = on_changes([change("escalated", "crisis", 2, later)], state, [], p, later)
+    state = NotifyState.from_json(state.to_json())
+    state, t2 = on_tick(state, [], {}, p, later + timedelta(minutes=16))
+    assert [n.alert_id for n in t1 + t2] == ["inc-a#handoff-1", "inc-a#handoff-2"]
+
+
 def test_state_round_trips_through_json() -> None:
     """The notification state survives a restart unchanged."""
     p = policy(repeat=lambda rule: timedelta(minutes=5))
@@ -161,7 +175,7 @@ def test_state_round_trips_through_json() -> None:
 
 EVENTS = st.lists(
     st.tuples(
-        st.sampled_from(["tick", "escalate", "ack", "silence", "unsilence"]),
+        st.sampled_from(["tick", "escalate", "ack", "silence", "unsilence", "restart"]),
         st.integers(min_value=0, max_value=120),
     ),
     max_size=25,
@@ -171,8 +185,9 @@ EVENTS = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(EVENTS)
 def test_no_alert_id_is_ever_produced_twice(script: list[tuple[str, int]]) -> None:
-    """Whatever the sequence of ticks, escalations, acks and silences, every alert id is
-    produced at most once (the outbox relies on it), and nothing is sent while silenced."""
+    """Whatever the sequence of ticks, escalations, acks, silences and restarts (the state
+    saved and loaded again), every alert id is produced at most once (the outbox relies on
+    it), and nothing is sent while silenced."""
     steps = [Step(timedelta(minutes=10), ("pr-lead",)), Step(timedelta(minutes=30), ("exec",))]
     p = policy(
         repeat=lambda rule: timedelta(minutes=15),
@@ -198,6 +213,8 @@ def test_no_alert_id_is_ever_produced_twice(script: list[tuple[str, int]]) -> No
             silences = [Silence("s", now, now + timedelta(minutes=60), "x", "y")]
         elif action == "unsilence":
             silences = []
+        elif action == "restart":
+            state = NotifyState.from_json(state.to_json())
         state, out = on_tick(state, silences, acks, p, now)
         for n in out:
             if n.kind in ("reminder", "handoff") and any(s.active(now) for s in silences):
