@@ -176,16 +176,10 @@ class TimedStore(Store):
 
     timings: Timings
 
-    def prune_mentions(
-        self,
-        before: datetime,
-        *,
-        keep_before: timedelta = EVIDENCE_BEFORE,
-        keep_after: timedelta = EVIDENCE_AFTER,
-    ) -> int:
+    def prune_mentions(self, before: datetime) -> int:
         started = time.perf_counter()
         try:
-            return super().prune_mentions(before, keep_before=keep_before, keep_after=keep_after)
+            return super().prune_mentions(before)
         finally:
             self.timings.prune.append(time.perf_counter() - started)
 

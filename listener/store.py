@@ -680,69 +680,55 @@ class Store:
             (ev.incident_id, ev.seq, ev.kind, ev.level, ev.previous_level, at, facts),
         )
 
-    def prune_mentions(
-        self,
-        before: datetime,
-        *,
-        keep_before: timedelta = EVIDENCE_BEFORE,
-        keep_after: timedelta = EVIDENCE_AFTER,
-    ) -> int:
+    def prune_mentions(self, before: datetime) -> int:
         """Forget mentions collected before ``before`` (retention), except evidence.
 
         A mention is evidence while one of its brands has an incident that opened less
-        than ``keep_before`` after the mention was written and resolved less than
-        ``keep_after`` before it (or is still open): reports of old incidents keep their
-        timeline, top posts and authors. Incidents, their events, notices and
-        acknowledgements are never pruned. Returns how many mentions were deleted.
+        than ``EVIDENCE_BEFORE`` after the mention was written and resolved less than
+        ``EVIDENCE_AFTER`` before it (or is still open): reports of old incidents keep
+        their timeline, top posts and authors. Evidence is judged again at every prune, so
+        the mentions an open incident keeps go once it has resolved and they fall outside
+        its period. Incidents, their events, notices and acknowledgements are never pruned.
+        Returns how many mentions were deleted.
 
-        Each mention is judged once: a watermark (``kv.prune_watermark``) remembers the
-        collection time judged so far, so kept evidence is not read again every hour. The
-        work goes a day of collection time per transaction, so a first run over a large
-        file neither holds the lock nor loads the whole history at once.
+        The work goes a day of collection time per transaction (skipping days with nothing
+        stored), so a first run over a large file neither holds the lock nor loads the
+        whole history at once.
         """
         cutoff, removed = _ts(before), 0
-        while True:
-            n, done = self._prune_slice(cutoff, keep_before, keep_after)
+        since: float | None = float("-inf")
+        while since is not None:
+            n, since = self._prune_slice(cutoff, since)
             removed += n
-            if done:
-                return removed
+        return removed
 
-    def _prune_slice(
-        self, cutoff: float, keep_before: timedelta, keep_after: timedelta
-    ) -> tuple[int, bool]:
-        """Judge one day of collection time from the watermark; (deleted, reached cutoff)."""
+    def _prune_slice(self, cutoff: float, since: float) -> tuple[int, float | None]:
+        """Judge the day of collection time that starts at the first mention collected at
+        or after ``since``; (deleted, where the next day starts, or None at ``cutoff``)."""
         with self._lock:
             c = self._conn
             try:
                 c.execute("BEGIN IMMEDIATE")
-                row = c.execute("SELECT value FROM kv WHERE key = 'prune_watermark'").fetchone()
-                since = (
-                    float(row[0])
-                    if row
-                    else c.execute("SELECT MIN(collected_at) FROM mentions").fetchone()[0]
-                )
-                if since is None or since >= cutoff:
+                start = c.execute(
+                    "SELECT MIN(collected_at) FROM mentions WHERE collected_at >= ?", (since,)
+                ).fetchone()[0]
+                if start is None or start >= cutoff:
                     c.execute("COMMIT")
-                    return 0, True
-                upper = min(cutoff, float(since) + _PRUNE_SLICE.total_seconds())
+                    return 0, None
+                upper = min(cutoff, float(start) + _PRUNE_SLICE.total_seconds())
                 candidates = c.execute(
                     "SELECT source, id, created_at FROM mentions "
                     "WHERE collected_at >= ? AND collected_at < ?",
-                    (since, upper),
+                    (start, upper),
                 ).fetchall()
-                doomed, doomed_brands = self._not_evidence(c, candidates, keep_before, keep_after)
+                doomed, doomed_brands = self._not_evidence(c, candidates)
                 c.executemany(
                     "DELETE FROM mention_brands WHERE brand = ? AND source = ? AND id = ?",
                     doomed_brands,
                 )
                 c.executemany("DELETE FROM mentions WHERE source = ? AND id = ?", doomed)
-                c.execute(
-                    "INSERT INTO kv VALUES ('prune_watermark', ?) ON CONFLICT(key) DO UPDATE "
-                    "SET value = excluded.value",
-                    (repr(upper),),
-                )
                 c.execute("COMMIT")
-                return len(doomed), upper >= cutoff
+                return len(doomed), (upper if upper < cutoff else None)
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -750,10 +736,7 @@ class Store:
 
     @staticmethod
     def _not_evidence(
-        c: sqlite3.Connection,
-        candidates: Sequence[tuple[str, str, float]],
-        keep_before: timedelta,
-        keep_after: timedelta,
+        c: sqlite3.Connection, candidates: Sequence[tuple[str, str, float]]
     ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
         """Which candidate mentions (and brand rows) are no incident's evidence."""
         if not candidates:
@@ -762,7 +745,7 @@ class Store:
         lo = min(float(t) for _, _, t in candidates)
         hi = max(float(t) for _, _, t in candidates)
         periods: dict[str, list[tuple[float, float]]] = {}
-        before, after = keep_before.total_seconds(), keep_after.total_seconds()
+        before, after = EVIDENCE_BEFORE.total_seconds(), EVIDENCE_AFTER.total_seconds()
         for brand, opened, resolved in c.execute(
             "SELECT brand, opened_at, resolved_at FROM incidents"
         ):

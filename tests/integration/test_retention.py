@@ -68,7 +68,9 @@ def test_evidence_mentions_survive_pruning_and_the_rest_go(tmp_path: Path) -> No
     assert store.incident_events(incident_id)
     assert store.notices(incident_id)
     assert store.acks([incident_id])
-    assert store.prune_mentions(LATER - timedelta(days=30)) == 0  # judged once
+    assert (
+        store.prune_mentions(LATER - timedelta(days=30)) == 0
+    )  # nothing more goes on a second run
     store.close()
 
 
@@ -113,6 +115,35 @@ def test_open_incident_keeps_everything_since_its_look_back(tmp_path: Path) -> N
     store.commit(now=opened, mentions=[scored(2, opened - EVIDENCE_BEFORE * 2)])
     assert store.prune_mentions(LATER) == 1
     assert keys(store) == {"m1"}
+    store.close()
+
+
+def test_what_an_open_incident_kept_goes_once_it_resolved(tmp_path: Path) -> None:
+    """Evidence is judged again at every prune: mentions an open incident kept are
+    released when it resolves and they lie outside its evidence period."""
+    store = Store.open(tmp_path / "s.db")
+    opened = T0
+    store.commit(
+        now=opened,
+        events=[
+            IncidentEvent("opened", "inc", 1, "neg", "Acme", "watch", None, "watch", opened, ())
+        ],
+    )
+    late = opened + timedelta(days=3)  # after the resolution below + EVIDENCE_AFTER
+    store.commit(now=late, mentions=[scored(1, late), scored(2, opened + timedelta(hours=1))])
+    assert store.prune_mentions(LATER) == 0  # open: both kept
+    resolved = opened + timedelta(days=1)
+    store.commit(
+        now=resolved,
+        events=[
+            IncidentEvent(
+                "resolved", "inc", 2, "neg", "Acme", "watch", "watch", "watch", resolved, ()
+            )
+        ],
+    )
+    assert store.prune_mentions(LATER) == 1
+    assert keys(store) == {"m2"}
+    assert brand_rows(store) == {"m2"}
     store.close()
 
 
