@@ -14,6 +14,7 @@ import json
 import random
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +32,13 @@ from listener.config.duration import parse_duration
 from listener.config.load import load_config
 from listener.config.schema import Config, SourceConfig
 from listener.config.secrets import config_secrets
-from listener.errors import CollectorError, ConfigError, ListenerError, RateLimited
+from listener.errors import (
+    CollectorError,
+    ConfigError,
+    ConfigProblem,
+    ListenerError,
+    RateLimited,
+)
 from listener.httpapi import HttpApi, Request, Response, parse_listen
 from listener.log import REDACTOR
 from listener.metrics import Metrics
@@ -119,7 +126,7 @@ class Daemon:
 
     async def run(self) -> int:
         config = load_config(self.settings.config)  # ConfigError → CLI prints, exit 2
-        REDACTOR.update([*config_secrets(config, self.settings.config), self.settings.api_token])
+        REDACTOR.update([*config_secrets(config), self.settings.api_token])
         self.store = Store.open(self.settings.state)
         self.processor = Processor(config, self.store, self.metrics)
         loop = asyncio.get_running_loop()
@@ -304,29 +311,21 @@ class Daemon:
         try:
             config = load_config(self.settings.config)
         except ConfigError as exc:
-            self.metrics.config_reloads.labels(outcome="error").inc()
-            self.metrics.config_reload_ok.set(0)
-            self.metrics.error("config", "invalid")
-            for problem in exc.problems:
-                log.error("reload_rejected", problem=str(problem))
+            self._reload_rejected(exc.problems)
             log.error("reload_kept_old_config", problems=len(exc.problems))
             return
+        old = config_secrets(self.config) if self.config is not None else []
+        # both sets while the new config is applied: either may still be running after
+        REDACTOR.update([*old, *config_secrets(config), self.settings.api_token])
         try:
-            REDACTOR.update(
-                [*config_secrets(config, self.settings.config), self.settings.api_token]
-            )
             await self.apply(config)
         except ConfigError as exc:  # a source or sink could not be built: keep the old config
-            self.metrics.config_reloads.labels(outcome="error").inc()
-            self.metrics.config_reload_ok.set(0)
-            for problem in exc.problems:
-                log.error("reload_rejected", problem=str(problem))
+            self._reload_rejected(exc.problems)
             return
         except Exception as exc:  # building a component failed: keep running what we can
-            self.metrics.config_reloads.labels(outcome="error").inc()
-            self.metrics.config_reload_ok.set(0)
-            log.error("reload_failed", error_type=type(exc).__name__, error=str(exc))
+            self._reload_rejected([], error=exc)
             return
+        REDACTOR.update([*config_secrets(config), self.settings.api_token])
         self.metrics.config_reloads.labels(outcome="ok").inc()
         log.info(
             "reloaded",
@@ -334,6 +333,17 @@ class Daemon:
             sinks=sorted(self.sinks),
             rules=[r.name for r in config.rules],
         )
+
+    def _reload_rejected(
+        self, problems: Sequence[ConfigProblem], error: Exception | None = None
+    ) -> None:
+        self.metrics.config_reload_ok.set(0)  # before the counter: a scrape sees both agree
+        self.metrics.config_reloads.labels(outcome="error").inc()
+        self.metrics.error("config", "invalid" if error is None else type(error).__name__)
+        for problem in problems:
+            log.error("reload_rejected", problem=str(problem))
+        if error is not None:
+            log.error("reload_failed", error_type=type(error).__name__, error=str(error))
 
     async def _stop_delivery(self) -> None:
         self._delivery_stop.set()

@@ -260,7 +260,7 @@ def _config_show(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(config=args.config)
     config = load_config(settings.config)
-    secrets = config_secrets(config, settings.config)
+    secrets = config_secrets(config)
     if args.format == "json":
         print(json.dumps(effective(config, settings, secrets), indent=2, ensure_ascii=False))
     else:

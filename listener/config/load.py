@@ -64,6 +64,8 @@ class _Doc:
         self.file = file
         self.lines: dict[DocPath, int] = {}
         self.problems: list[ConfigProblem] = []
+        self.substituted: list[str] = []
+        """Every value taken from the environment (``${NAME}``), for redaction."""
 
     def line(self, path: DocPath) -> int | None:
         while True:
@@ -108,6 +110,7 @@ class _Doc:
                 return "$"
             name, default = m.group(1), m.group(2)
             if name in env:
+                self.substituted.append(env[name])
                 return env[name]
             if default is not None:
                 return default
@@ -431,6 +434,7 @@ def load_config_text(text: str, file: str, env: Mapping[str, str] | None = None)
     if doc.problems or config is None:
         doc.problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(doc.problems)
+    config._from_environment = tuple(v for v in doc.substituted if v)
     return config
 
 

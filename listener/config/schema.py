@@ -12,7 +12,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from listener.config.duration import Duration
 
@@ -667,6 +675,13 @@ class Config(Strict):
     notifications: NotificationsConfig = NotificationsConfig()
     scoring: ScoringConfig = ScoringConfig()
     categories: CategoriesConfig = CategoriesConfig()
+    _from_environment: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def from_environment(self) -> tuple[str, ...]:
+        """The values the file took from ``${VARIABLES}`` (set by the loader): secrets
+        wherever they landed, a token in a feed URL too."""
+        return self._from_environment
 
     def brand_names(self) -> list[str]:
         return [b.name for b in self.brands]

@@ -2,22 +2,17 @@
 hide.
 
 A secret is any ``SecretStr`` field anywhere in the config, and every value the rules file
-takes from the environment (``${TOKEN}``), wherever it lands: a token placed in a feed URL
-is as secret as one in a ``token:`` field.
+took from the environment (``${TOKEN}``, recorded by the loader), wherever it landed: a
+token placed in a feed URL is as secret as one in a ``token:`` field.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+from listener.config.schema import Config
 
 
 def secret_values(model: Any) -> list[str]:
@@ -41,20 +36,6 @@ def secret_values(model: Any) -> list[str]:
     return out
 
 
-def environment_values(text: str, env: Mapping[str, str] | None = None) -> list[str]:
-    """The values of the environment variables a rules file refers to as ``${NAME}``."""
-    env = os.environ if env is None else env
-    return [env[name] for name in _ENV_REFERENCE.findall(text) if env.get(name)]
-
-
-def config_secrets(
-    config: BaseModel, path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> list[str]:
-    """The config's ``SecretStr`` values plus, when ``path`` is given, the values its file
-    takes from the environment."""
-    out = secret_values(config)
-    if path is not None:
-        # the file was just loaded; if it went since, its fields still count
-        with contextlib.suppress(OSError):
-            out += environment_values(Path(path).read_text(encoding="utf-8"), env)
-    return out
+def config_secrets(config: Config) -> list[str]:
+    """The config's ``SecretStr`` values and the values it took from the environment."""
+    return [*secret_values(config), *config.from_environment]

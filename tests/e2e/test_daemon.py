@@ -125,9 +125,11 @@ def test_surge_alerts_once_and_survives_reload_and_restart(
             rejected["problem"]
         )
         daemon.wait_metric("listener_config_reloads_total", 1, outcome="error")
+        assert daemon.metric("listener_config_last_reload_successful") == 0
         config.write_text(good)
         daemon.proc.send_signal(signal.SIGHUP)
         daemon.wait_metric("listener_config_reloads_total", 1, outcome="ok")
+        assert daemon.metric("listener_config_last_reload_successful") == 1
         assert daemon.get("/healthz")[0] == 200
 
         # a reload that renames the source leaves no stale series for the old name

@@ -35,7 +35,7 @@ def test_every_secret_field_and_environment_value(tmp_path: Path) -> None:
     path.write_text(RULES)
     env = {"X_TOKEN": "xbearersecret", "FEED_KEY": "feedkeysecret"}
     config = load_config(path, env=env)
-    secrets = config_secrets(config, path, env=env)
+    secrets = config_secrets(config)
     for value in (
         "xbearersecret",  # a source's token, not only sinks'
         "feedkeysecret",  # from ${FEED_KEY}, inside a plain URL
@@ -47,10 +47,11 @@ def test_every_secret_field_and_environment_value(tmp_path: Path) -> None:
     assert "feedkeysecret" not in line
 
 
-def test_without_the_file_the_fields_still_count(tmp_path: Path) -> None:
+def test_an_escaped_dollar_is_no_secret(tmp_path: Path) -> None:
+    """`$${HOME}` is the literal text `${HOME}`, not a value from the environment."""
     path = tmp_path / "rules.yaml"
-    path.write_text(RULES)
-    env = {"X_TOKEN": "xbearersecret", "FEED_KEY": "feedkeysecret"}
+    path.write_text(RULES.replace("${FEED_KEY}", "$${HOME}") + "# ${HOME} in a comment\n")
+    env = {"X_TOKEN": "xbearersecret", "HOME": "/root"}
     config = load_config(path, env=env)
-    path.unlink()
-    assert "xbearersecret" in config_secrets(config, path, env=env)
+    assert "/root" not in config_secrets(config)
+    assert config.sources["feed"].urls == ["https://example.com/${HOME}/rss"]  # type: ignore[union-attr]
