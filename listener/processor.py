@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -321,10 +322,6 @@ class Processor:
                 scored.append(s)
                 matched += 1
                 negative += s.negative
-                for brand in brands:
-                    self.metrics.matches.labels(source=source, brand=brand).inc()
-                    self.metrics.scored.labels(brand=brand, sentiment=sentiment.label).inc()
-                    self.metrics.sentiment.labels(brand=brand).observe(sentiment.compound)
                 at = min(m.created_at, now)
                 if at < oldest:
                     stale += 1
@@ -347,12 +344,23 @@ class Processor:
             except StoreError:
                 self._load_state()  # memory must not run ahead of the store
                 raise
+            self._count_matches(source, scored)  # once stored: a retried batch counts once
             self.quiet_until = quiet_until
             self.metrics.mentions_collected.labels(source=source).inc(len(mentions))
             self.metrics.mentions_new.labels(source=source).inc(len(fresh))
             return IngestResult(len(mentions), len(fresh), matched, negative, stale)
 
     # ------------------------------------------------------------------ evaluate
+
+    def _count_matches(self, source: str, scored: Sequence[ScoredMention]) -> None:
+        per_pair: Counter[tuple[str, str]] = Counter()
+        for s in scored:
+            for brand in s.brands:
+                per_pair[brand, s.sentiment.label] += 1
+                self.metrics.sentiment.labels(brand=brand).observe(s.sentiment.compound)
+        for (brand, label), n in per_pair.items():
+            self.metrics.matches.labels(source=source, brand=brand).inc(n)
+            self.metrics.scored.labels(brand=brand, sentiment=label).inc(n)
 
     def quiet_span(self) -> timedelta:
         """How long a backfilled brand cannot open incidents: the longest rule window."""

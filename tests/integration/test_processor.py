@@ -209,6 +209,10 @@ def test_store_failure_rolls_memory_back(tmp_path: Path, config: Config) -> None
         p.windows.count("Acme", "negative", T0 - timedelta(minutes=5), T0 + timedelta(minutes=1))
         == 1
     )
+    # nor do the metrics: the failed batch is not counted (a retry would count it twice)
+    sample = p.metrics.registry.get_sample_value
+    assert sample("listener_matches_total", {"source": "news", "brand": "Acme"}) == 1
+    assert sample("listener_sentiment_compound_count", {"brand": "Acme"}) == 1
 
 
 def test_store_rejects_newer_schema(tmp_path: Path) -> None:
