@@ -857,10 +857,15 @@ class Store:
         )
 
     def outbox_pending(self) -> dict[str, int]:
+        return {sink: n for sink, (n, _) in self.outbox_backlog().items()}
+
+    def outbox_backlog(self) -> dict[str, tuple[int, datetime]]:
+        """Per sink with alerts waiting: how many, and when the oldest entered the outbox."""
         rows = self._read(
-            "SELECT sink, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY sink"
+            "SELECT sink, COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending' "
+            "GROUP BY sink"
         )
-        return {str(s): int(n) for s, n in rows}
+        return {str(s): (int(n), _dt(float(t))) for s, n, t in rows}
 
     # ------------------------------------------------------------------ incidents
 

@@ -575,7 +575,7 @@ class Deliverer:
                     break
                 if len(items) < WINDOW and not step.again:
                     break
-            await self._update_pending(name)
+            await self._update_pending()
         return delivered
 
     async def _step(self, name: str, items: list[OutboxItem], stop: asyncio.Event | None) -> _Pass:
@@ -874,19 +874,16 @@ class Deliverer:
         latency = max(0.0, (done - item.created_at).total_seconds())
         self._metrics.delivery_latency.labels(sink=name).observe(latency)
 
-    async def _update_pending(self, name: str) -> None:
-        """The outbox gauges after a pass over ``name``: every sink's pending count, and the
-        age of the oldest pending item of ``name`` (and of sinks no longer configured)."""
-        pending = await asyncio.to_thread(self._store.outbox_pending)
-        for sink in set(self._sinks) | set(pending):
-            self._metrics.outbox_pending.labels(sink=sink).set(pending.get(sink, 0))
+    async def _update_pending(self) -> None:
+        """The outbox gauges after a pass: every sink's pending count and
+        the age of its oldest pending alert (0 when none waits), from one query."""
+        backlog = await asyncio.to_thread(self._store.outbox_backlog)
         now = self._clock.now()
-        for sink in {name} | (set(pending) - set(self._sinks)):
-            age = 0.0
-            if pending.get(sink):
-                oldest = await asyncio.to_thread(self._store.due, sink, _FAR_FUTURE, 1)
-                age = (now - oldest[0].created_at).total_seconds() if oldest else 0.0
-            self._metrics.outbox_oldest_age.labels(sink=sink).set(max(0.0, age))
+        for sink in set(self._sinks) | set(backlog):
+            n, oldest = backlog.get(sink, (0, now))
+            self._metrics.outbox_pending.labels(sink=sink).set(n)
+            age = max(0.0, (now - oldest).total_seconds())
+            self._metrics.outbox_oldest_age.labels(sink=sink).set(age)
 
 
 __all__ = [
