@@ -19,6 +19,7 @@ class to its builder.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,7 +66,6 @@ __all__ = [
     "center_and_spread",
     "distinct_lookback",
     "lookback",
-    "median",
 ]
 
 
@@ -316,21 +316,12 @@ _TRANSFORMS: dict[ZTransform, tuple[Callable[[float], float], Callable[[float], 
 _SCALE_NAMES: dict[ZTransform, str] = {"none": "", "sqrt": " (sqrt scale)", "log": " (log scale)"}
 
 
-def median(values: list[float]) -> float:
-    """The median of a non-empty list (the mean of the middle two for an even length)."""
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[mid]
-    return (ordered[mid - 1] + ordered[mid]) / 2.0
-
-
 def center_and_spread(values: list[float], center: ZCenter) -> tuple[float, float]:
     """``(mean, population standard deviation)`` or ``(median, MAD × 1.4826)`` of a
     non-empty list."""
     if center == "median":
-        mid = median(values)
-        return mid, MAD_SCALE * median([abs(x - mid) for x in values])
+        mid = statistics.median(values)
+        return mid, MAD_SCALE * statistics.median([abs(x - mid) for x in values])
     mean = sum(values) / len(values)
     return mean, math.sqrt(sum((x - mean) ** 2 for x in values) / len(values))
 
