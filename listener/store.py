@@ -202,16 +202,6 @@ class IncidentEventRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    alert_id: str
-    sink: str
-    status: str
-    attempts: int
-    last_error: str | None
-    delivered_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
 class OutboxRecord:
     """One alert for one sink, as the outbox remembers it."""
 
@@ -502,8 +492,9 @@ class Store:
         )
         return [SourceCount(str(s), int(n), int(neg), float(r)) for s, n, neg, r in rows]
 
-    def outbox_history(self, incident_id: str) -> list[OutboxRecord]:
-        """Every outbox row of an incident, oldest first, with when it ended."""
+    def deliveries(self, incident_id: str) -> list[OutboxRecord]:
+        """Every outbox row of an incident, oldest first, with when it ended (a failed
+        row keeps its failure time in ``next_attempt_at``: see :meth:`mark_failed`)."""
         rows = self._read(
             "SELECT alert_id, sink, status, attempts, last_error, created_at, delivered_at, "
             "next_attempt_at, json_extract(payload, '$.drill') FROM outbox "
@@ -850,6 +841,7 @@ class Store:
         )
 
     def mark_failed(self, item_id: int, now: datetime, error: str) -> None:
+        """Give up on an item; ``next_attempt_at`` keeps when (read back as ``failed_at``)."""
         self._write(
             "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
             "next_attempt_at = ? WHERE id = ?",
@@ -1006,17 +998,6 @@ class Store:
             if rows
             else None
         )
-
-    def deliveries(self, incident_id: str) -> list[DeliveryRecord]:
-        rows = self._read(
-            "SELECT alert_id, sink, status, attempts, last_error, delivered_at FROM outbox "
-            "WHERE incident_id = ? ORDER BY id",
-            (incident_id,),
-        )
-        return [
-            DeliveryRecord(r[0], r[1], r[2], r[3], r[4], _dt(r[5]) if r[5] is not None else None)
-            for r in rows
-        ]
 
 
 @dataclass(frozen=True, slots=True)

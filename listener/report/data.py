@@ -416,7 +416,7 @@ def gather(
     now = max(now, incident.updated_at)
     rule_cfg = next((r for r in config.rules if r.name == incident.rule), None) if config else None
     events = tuple(store.incident_events(incident.id))
-    alerts = alert_rows(store.notices(incident.id), outbox := store.outbox_history(incident.id))
+    alerts = alert_rows(store.notices(incident.id), outbox := store.deliveries(incident.id))
     levels = severity_order(events, list(rule_cfg.levels) if rule_cfg else ())
     brand_incident = incident.rule != SOURCE_HEALTH
     brand = incident.brand
