@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from listener.config.duration import format_duration
 from listener.report.data import AlertRow, ReportData
 
 MENTIONS = "#9ecae1"
@@ -74,9 +75,9 @@ def _num(when: datetime) -> float:
     return float(mdates.date2num(when))  # type: ignore[no-untyped-call]
 
 
-def render_chart(data: ReportData, *, dpi: int = 110) -> bytes:
+def render_chart(data: ReportData) -> bytes:
     """The timeline chart of one incident as PNG bytes."""
-    fig = Figure(figsize=(11, 6.4), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(11, 6.4), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.4))
     top: Axes = fig.add_subplot(grid[0])
@@ -174,7 +175,7 @@ def _draw_volume(data: ReportData, ax: Axes, handles: list[Artist]) -> None:
         [b.mentions for b in data.buckets] + [b.baseline or 0.0 for b in data.buckets] + [1.0]
     )
     ax.set_ylim(0, peak * 1.15)
-    ax.set_ylabel(f"mentions per {_fmt(data.step)}")
+    ax.set_ylabel(f"mentions per {format_duration(data.step)}")
     ax.grid(axis="y", color="#dddddd", linewidth=0.6, zorder=1)
     ax.set_axisbelow(True)
     if not data.brand_incident:
@@ -265,12 +266,3 @@ def _row_major(handles: list[Artist], ncol: int) -> list[Artist]:
 
 def _note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#555555")
-
-
-def _fmt(step: timedelta) -> str:
-    minutes = int(step.total_seconds() // 60)
-    if minutes % 1440 == 0:
-        return f"{minutes // 1440} d"
-    if minutes % 60 == 0:
-        return f"{minutes // 60} h"
-    return f"{minutes} min"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from listener.config.duration import format_duration
 from listener.config.schema import Config
 from listener.incidents import NotFound
 from listener.model import Ack, AuthorRef
@@ -239,14 +240,13 @@ def build_buckets(
     end: datetime,
     step: timedelta,
     data_start: datetime | None,
-    window: timedelta = BASELINE_WINDOW,
 ) -> tuple[Bucket, ...]:
     """Dense buckets over [start, end) with their trailing baselines.
 
     ``rows`` are ``(bucket start, mentions, negative, sentiment sum)`` for non-empty
-    buckets from ``start - window`` on (the history the baselines read).
+    buckets from ``start - BASELINE_WINDOW`` on (the history the baselines read).
     """
-    back = int(window / step)
+    back = int(BASELINE_WINDOW / step)
     first = start - step * back
     total = back + int((end - start) / step)
     counts = [0] * total
@@ -364,7 +364,7 @@ def detect(buckets: Sequence[Bucket], alerts: Sequence[AlertRow], step: timedelt
         first_alert,
         first_delivered,
         "spike start: the first bucket of the unbroken run above the baseline that leads "
-        f"to the first alert (to within one {_fmt_step(step)} bucket)",
+        f"to the first alert (to within one {format_duration(step)} bucket)",
     )
 
 
@@ -384,11 +384,6 @@ def severity_order(
         else:
             order.append(ev.level)
     return tuple(order)
-
-
-def _fmt_step(step: timedelta) -> str:
-    minutes = int(step.total_seconds() // 60)
-    return f"{minutes // 60}h" if minutes >= 60 and minutes % 60 == 0 else f"{minutes}m"
 
 
 # --------------------------------------------------------------------------- the reads
