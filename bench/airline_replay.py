@@ -14,7 +14,7 @@ rules. The six brands are matched by handle only: @united, @AmericanAir, @Southw
 the file's ``airline`` column names instead (``--map ...,brand=airline``: the file's
 "Delta" rows are nearly all tweets to @JetBlue, which the output shows). The rules are
 those of ``--config`` (default: the shipped rules.yaml) plus the rules of ``--rules``
-(default: bench/rules-nab.yaml, the proposed volume-spike rule) that ``--config`` lacks.
+(default: bench/rules-nab.yaml, the volume-spike rule) that ``--config`` lacks.
 Each incident is printed with the facts that opened it and, from the file's own columns,
 context that explains it: the brand's tweets per day, and the crowd's sentiment, negative
 reasons and hashtags in the hour before it opened. Skips cleanly when the data is absent.
