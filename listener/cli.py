@@ -186,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `listener ... | head`: the reader left early; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the exit flush
+        return 141  # as a shell reports a command ended by SIGPIPE
     return 2  # pragma: no cover - argparse enforces a command
 
 

@@ -105,6 +105,24 @@ def test_run_with_busy_address_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`listener score --file big | head -1`: the pipe closes under us; no traceback."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("GitHub is down again, this is terrible\n" * 20_000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "listener", "score", "--file", str(texts)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()  # what `head -1` does after its line
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err
+    assert b"BrokenPipeError" not in err
+    assert proc.returncode == 141
+
+
 def test_version() -> None:
     """`listener version` prints the package version."""
     out = io.StringIO()
