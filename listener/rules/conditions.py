@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -661,75 +661,19 @@ def _filters(config: _Filtered) -> Filters:
     return Filters(config.category, config.source, config.language)
 
 
-def _volume(config: VolumeCondition) -> Condition:
-    return Volume(config.metric, config.window, config.above, _filters(config))
+def _leaf(cls: type[Condition]) -> Callable[[_Filtered], Condition]:
+    """A builder for a leaf condition: every field of ``cls`` comes from the config field
+    of the same name, except ``filters`` (category, source, language)."""
 
+    def build(config: _Filtered) -> Condition:
+        return cls(
+            **{
+                f.name: _filters(config) if f.name == "filters" else getattr(config, f.name)
+                for f in fields(cls)  # type: ignore[arg-type]
+            }
+        )
 
-def _spike(config: SpikeCondition) -> Condition:
-    return Spike(
-        config.metric,
-        config.window,
-        config.baseline,
-        config.ratio,
-        config.min_volume,
-        config.min_baseline,
-        config.direction,
-        _filters(config),
-        config.warmup,
-    )
-
-
-def _share(config: NegativeShareCondition) -> Condition:
-    return NegativeShare(
-        config.window, config.above, config.min_volume, config.metric, _filters(config)
-    )
-
-
-def _mean_sentiment(config: MeanSentimentCondition) -> Condition:
-    return MeanSentiment(config.window, config.below, config.min_volume, _filters(config))
-
-
-def _zscore(config: ZScoreCondition) -> Condition:
-    return ZScore(
-        config.metric,
-        config.window,
-        config.history,
-        config.threshold,
-        config.min_volume,
-        config.min_deviation,
-        config.direction,
-        _filters(config),
-        config.warmup,
-        config.transform,
-        config.center,
-    )
-
-
-def _seasonal(config: SeasonalCondition) -> Condition:
-    return Seasonal(
-        config.metric,
-        config.window,
-        config.period,
-        config.seasons,
-        config.ratio,
-        config.min_volume,
-        config.min_baseline,
-        config.direction,
-        _filters(config),
-        config.warmup,
-    )
-
-
-def _ramp(config: RampCondition) -> Condition:
-    return Ramp(
-        config.metric,
-        config.window,
-        config.steps,
-        config.growth,
-        config.min_volume,
-        _filters(config),
-        config.warmup,
-    )
+    return build
 
 
 def _all(config: AllCondition) -> Condition:
@@ -745,13 +689,13 @@ def _not(config: NotCondition) -> Condition:
 
 
 _BUILDERS: dict[type[object], Callable[..., Condition]] = {
-    VolumeCondition: _volume,
-    SpikeCondition: _spike,
-    NegativeShareCondition: _share,
-    MeanSentimentCondition: _mean_sentiment,
-    ZScoreCondition: _zscore,
-    SeasonalCondition: _seasonal,
-    RampCondition: _ramp,
+    VolumeCondition: _leaf(Volume),
+    SpikeCondition: _leaf(Spike),
+    NegativeShareCondition: _leaf(NegativeShare),
+    MeanSentimentCondition: _leaf(MeanSentiment),
+    ZScoreCondition: _leaf(ZScore),
+    SeasonalCondition: _leaf(Seasonal),
+    RampCondition: _leaf(Ramp),
     AllCondition: _all,
     AnyCondition: _any,
     NotCondition: _not,
