@@ -56,8 +56,7 @@ from listener.config.schema import AlertmanagerSinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, MentionRef
 from listener.sinks.base import SinkContext
-from listener.sinks.http import server_now, transport_error
-from listener.sinks.webhook import parse_retry_after
+from listener.sinks.http import raise_for_status, transport_error
 
 ALERTNAME = "ListenerIncident"
 """``alertname`` of every incident alert."""
@@ -451,16 +450,7 @@ class AlertmanagerSink:
         return f": {reason}" if reason else ""
 
     def _check(self, response: httpx.Response, what: str) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        message = f"{self._label()}: {what}HTTP {status}"
-        if status in (408, 429) or status >= 500:
-            retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), server_now(response)
-            )
-            raise SinkUnavailable(message, retry_after=retry_after)
-        raise SinkRejected(message + self._reason(response))
+        raise_for_status(response, f"{self._label()}: {what}", lambda: self._reason(response))
 
     async def _post(self, body: list[PostableAlert], what: str) -> None:
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")

@@ -3,12 +3,14 @@ receiver's clock for ``Retry-After`` dates, and a harmless reachability check.""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
 
-from listener.errors import SinkUnavailable
+from listener.errors import SinkRejected, SinkUnavailable
 
 
 def server_now(response: httpx.Response) -> datetime:
@@ -23,6 +25,44 @@ def server_now(response: httpx.Response) -> datetime:
         else:
             return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     return datetime.now(UTC)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP-date,
+    measured from ``now``); never negative; ``None`` when absent or unparseable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def raise_for_status(
+    response: httpx.Response, message: str, reason: Callable[[], str] = lambda: ""
+) -> None:
+    """Return on 2xx. 408, 429 and 5xx: :class:`SinkUnavailable` (retry, after the
+    receiver's ``Retry-After`` when it gives one); any other status :class:`SinkRejected`
+    with ``reason()`` (the receiver's own explanation) appended. ``message`` starts the
+    error's text, before ``HTTP <status>``."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    text = f"{message}HTTP {status}"
+    if status in (408, 429) or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), server_now(response))
+        raise SinkUnavailable(text, retry_after=retry_after)
+    raise SinkRejected(text + reason())
 
 
 def transport_error(label: str, exc: httpx.HTTPError, what: str, timeout: float) -> SinkUnavailable:

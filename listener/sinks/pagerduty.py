@@ -36,14 +36,13 @@ import httpx
 
 from listener.clock import Clock
 from listener.config.schema import PagerDutySinkConfig
-from listener.errors import SinkRejected, SinkUnavailable
+from listener.errors import SinkUnavailable
 from listener.model import Alert, AlertKind, MentionRef
 from listener.sinks.base import SinkContext
-from listener.sinks.http import options_healthcheck, server_now, transport_error
+from listener.sinks.http import options_healthcheck, raise_for_status, transport_error
 from listener.sinks.webhook import (
     USER_AGENT,
     make_test_alert,
-    parse_retry_after,
 )
 
 Severity = Literal["critical", "error", "warning", "info"]
@@ -251,16 +250,11 @@ class PagerDutySink:
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, what) from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        message = f"{self._label()}: {what}{event['event_action']}: HTTP {status}"
-        if status in (408, 429) or status >= 500:
-            retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), server_now(response)
-            )
-            raise SinkUnavailable(message, retry_after=retry_after)
-        raise SinkRejected(message + self._problem(response))
+        raise_for_status(
+            response,
+            f"{self._label()}: {what}{event['event_action']}: ",
+            lambda: self._problem(response),
+        )
 
     async def send(self, alert: Alert, idempotency_key: str) -> None:
         """Send the event for one alert (nothing for ``deescalated``); return on 2xx, else

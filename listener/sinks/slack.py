@@ -71,7 +71,7 @@ from listener.config.schema import SlackSinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, AlertKind, AuthorRef, Fact, MentionRef
 from listener.sinks.base import SinkContext
-from listener.sinks.webhook import parse_retry_after
+from listener.sinks.http import parse_retry_after
 
 # --------------------------------------------------------------------------- limits
 

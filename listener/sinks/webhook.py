@@ -31,8 +31,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -40,9 +39,9 @@ import httpx
 from listener import __version__
 from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import WebhookSinkConfig
-from listener.errors import SinkRejected, SinkUnavailable
+from listener.errors import SinkUnavailable
 from listener.model import Alert, Fact, MentionRef
-from listener.sinks.http import options_healthcheck, server_now, transport_error
+from listener.sinks.http import options_healthcheck, raise_for_status, transport_error
 
 SCHEMA_ID = "listener.alert/v1"
 USER_AGENT = f"listener/{__version__}"
@@ -216,27 +215,6 @@ def make_test_alert(sink: str, now: datetime) -> Alert:
     )
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP-date,
-    measured from ``now``); never negative; ``None`` when absent or unparseable."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
 class WebhookSink:
     """POSTs :func:`render_webhook` documents to the configured URL over one shared
     ``httpx.AsyncClient`` (``config.timeout`` applies to each of connect, write, read and
@@ -292,16 +270,7 @@ class WebhookSink:
             response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, "") from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        message = f"{self._label()}: HTTP {status}"
-        if status in (408, 429) or status >= 500:
-            retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), server_now(response)
-            )
-            raise SinkUnavailable(message, retry_after=retry_after)
-        raise SinkRejected(message)
+        raise_for_status(response, f"{self._label()}: ")
 
     async def send_test(self) -> None:
         """POST :func:`make_test_alert` (a drill that says it is a test) like any alert,

@@ -14,7 +14,8 @@ import pytest
 from listener import __version__
 from listener.config.schema import WebhookSinkConfig
 from listener.errors import SinkError, SinkRejected, SinkUnavailable
-from listener.sinks.webhook import WebhookSink, parse_retry_after, render_webhook
+from listener.sinks.http import parse_retry_after
+from listener.sinks.webhook import WebhookSink, render_webhook
 from tests.support.receiver import WebhookReceiver, sample_alert
 
 SECRET = "s3cret"
