@@ -55,7 +55,7 @@ from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyp
 from listener.collectors.base import Cursor, PollResult
 from listener.collectors.fetch import DEFAULT_USER_AGENT, parse_retry_after, redact_url
 from listener.collectors.queries import brands_for, quoted
-from listener.collectors.rss import MAX_TEXT_CHARS
+from listener.collectors.text import as_count, cap_text
 from listener.config.schema import BlueskySourceConfig, BrandConfig
 from listener.errors import (
     CollectorError,
@@ -282,10 +282,6 @@ def _field(obj: Any, name: str, camel: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def sort_time(post: Any) -> datetime | None:
     """The post's ``sortAt``: the earlier of ``createdAt`` and ``indexedAt``."""
     record = _field(post, "record", "record")
@@ -311,8 +307,7 @@ def post_mention(source: str, post: Any) -> Mention | None:
     author = _field(post, "author", "author")
     text = _field(record, "text", "text")
     text = text.strip() if isinstance(text, str) else ""
-    if len(text) > MAX_TEXT_CHARS:
-        text = text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
+    text = cap_text(text)
     handle = _field(author, "handle", "handle")
     handle = handle if isinstance(handle, str) and handle else None
     did = uri[len("at://") :].split("/", 1)[0]
@@ -333,10 +328,10 @@ def post_mention(source: str, post: Any) -> Mention | None:
         ),
         language=language if isinstance(language, str) else None,
         engagement=Engagement(
-            likes=_count(_field(post, "like_count", "likeCount")),
-            reposts=_count(_field(post, "repost_count", "repostCount")),
-            replies=_count(_field(post, "reply_count", "replyCount")),
-            quotes=_count(_field(post, "quote_count", "quoteCount")),
+            likes=as_count(_field(post, "like_count", "likeCount")),
+            reposts=as_count(_field(post, "repost_count", "repostCount")),
+            replies=as_count(_field(post, "reply_count", "replyCount")),
+            quotes=as_count(_field(post, "quote_count", "quoteCount")),
         ),
     )
 

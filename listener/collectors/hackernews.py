@@ -34,7 +34,8 @@ import httpx
 from listener.collectors.base import Cursor, PollResult
 from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher
 from listener.collectors.queries import brands_for
-from listener.collectors.rss import MAX_TEXT_CHARS, html_to_text
+from listener.collectors.rss import html_to_text
+from listener.collectors.text import as_count, cap_text, join_title
 from listener.config.schema import BrandConfig, HackerNewsSourceConfig
 from listener.errors import CollectorError, MalformedResponse, RateLimited, SourceUnavailable
 from listener.model import Author, Engagement, Mention
@@ -58,28 +59,10 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _cap(text: str) -> str:
-    if len(text) <= MAX_TEXT_CHARS:
-        return text
-    return text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
-
-
-def _join(title: str, body: str) -> str:
-    if not body or body == title:
-        return title
-    if not title:
-        return body
-    return title + (" " if title[-1] in ".!?:;…" else ". ") + body
-
-
 def hit_mention(source: str, hit: Mapping[str, Any]) -> Mention | None:
     """A mention from one Algolia hit (pure); ``None`` for a hit without an id or time."""
     object_id = _text(hit.get("objectID")).strip()
-    created = _count(hit.get("created_at_i"))
+    created = as_count(hit.get("created_at_i"))
     if not object_id or created is None:
         return None
     tags = hit.get("_tags")
@@ -94,19 +77,19 @@ def hit_mention(source: str, hit: Mapping[str, Any]) -> Mention | None:
         url = item_url
     else:
         title = html_to_text(_text(hit.get("title"))) or None
-        text = _join(title or "", html_to_text(_text(hit.get("story_text"))))
+        text = join_title(title or "", html_to_text(_text(hit.get("story_text"))))
         link = _text(hit.get("url")).strip()
         url = link if link.lower().startswith(("http://", "https://")) else item_url
     author = _text(hit.get("author")).strip() or None
     return Mention(
         source=source,
         id=object_id,
-        text=_cap(text),
+        text=cap_text(text),
         created_at=datetime.fromtimestamp(created, UTC),
         url=url,
         author=Author(handle=author),
         engagement=Engagement(
-            upvotes=_count(hit.get("points")), comments=_count(hit.get("num_comments"))
+            upvotes=as_count(hit.get("points")), comments=as_count(hit.get("num_comments"))
         ),
         title=title,
     )
@@ -183,7 +166,7 @@ class HackerNewsCollector:
                 continue
             newest, newest_ids = since, set(seen)
             for object_id, hit in hits.items():
-                created = _count(hit.get("created_at_i"))
+                created = as_count(hit.get("created_at_i"))
                 if created is None or created < since or object_id in seen:
                     continue
                 mention = hit_mention(self.name, hit)
@@ -244,5 +227,5 @@ def _parse_page(body: bytes) -> tuple[list[Mapping[str, Any]], int]:
     if not isinstance(data, Mapping) or not isinstance(data.get("hits"), list):
         raise MalformedResponse("Hacker News search: no 'hits' list in the answer")
     hits = [h for h in data["hits"] if isinstance(h, Mapping)]
-    pages = _count(data.get("nbPages"))
+    pages = as_count(data.get("nbPages"))
     return hits, pages if pages is not None else 1

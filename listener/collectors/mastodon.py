@@ -50,7 +50,8 @@ from listener.collectors.base import Cursor, PollResult
 from listener.collectors.fetch import DEFAULT_USER_AGENT, parse_retry_after, redact_url
 from listener.collectors.queries import brands_for, quoted
 from listener.collectors.requests_http import GuardedAdapter, ResponseTooLarge, guard_session
-from listener.collectors.rss import MAX_TEXT_CHARS, html_to_text
+from listener.collectors.rss import html_to_text
+from listener.collectors.text import as_count, cap_text
 from listener.config.schema import BrandConfig, MastodonSourceConfig
 from listener.errors import (
     CollectorError,
@@ -79,10 +80,6 @@ def _newer(a: str | None, b: str | None) -> str | None:
     if b is None:
         return a
     return a if _id_key(a) >= _id_key(b) else b
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _str(value: Any) -> str | None:
@@ -123,8 +120,7 @@ def status_mention(source: str, host: str, status: Mapping[str, Any]) -> Mention
     content = original.get("content")
     body = html_to_text(content if isinstance(content, str) else "")
     text = f"{spoiler} {body}".strip() if spoiler and spoiler != body else body
-    if len(text) > MAX_TEXT_CHARS:
-        text = text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
+    text = cap_text(text)
     account = status.get("account")
     account = account if isinstance(account, Mapping) else {}
     url = _str(status.get("url")) or _str(original.get("url")) or _str(status.get("uri"))
@@ -138,13 +134,13 @@ def status_mention(source: str, host: str, status: Mapping[str, Any]) -> Mention
         author=Author(
             handle=_str(account.get("acct")),
             display_name=_str(account.get("display_name")),
-            followers=_count(account.get("followers_count")),
+            followers=as_count(account.get("followers_count")),
         ),
         language=language.lower() if language else None,
         engagement=Engagement(
-            likes=_count(status.get("favourites_count")),
-            reposts=_count(status.get("reblogs_count")),
-            replies=_count(status.get("replies_count")),
+            likes=as_count(status.get("favourites_count")),
+            reposts=as_count(status.get("reblogs_count")),
+            replies=as_count(status.get("replies_count")),
         ),
         is_repost=original_id is not None,
         reposted_id=f"{host}:{original_id}" if original_id is not None else None,

@@ -85,7 +85,8 @@ from listener.collectors.fetch import (
 )
 from listener.collectors.queries import brands_for, simple_query
 from listener.collectors.requests_http import ResponseTooLarge, guard_session
-from listener.collectors.rss import ACCEPT, MAX_TEXT_CHARS, parse_feed
+from listener.collectors.rss import ACCEPT, parse_feed
+from listener.collectors.text import cap_text, join_title
 from listener.config.schema import BrandConfig, RedditSourceConfig
 from listener.errors import (
     CollectorError,
@@ -279,23 +280,6 @@ _CLIENT_ERRORS: tuple[type[BaseException], ...] = (
 # --------------------------------------------------------------------------- mentions
 
 
-def _join(title: str, body: str) -> str:
-    """Title and body as one text, the way :func:`~listener.collectors.rss.parse_feed`
-    joins a title and summary."""
-    if not body or body == title:
-        return title
-    if not title:
-        return body
-    separator = " " if title[-1] in ".!?:;…" else ". "
-    return title + separator + body
-
-
-def _cap(text: str) -> str:
-    if len(text) <= MAX_TEXT_CHARS:
-        return text
-    return text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
-
-
 def _str(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -360,7 +344,7 @@ def submission_mention(source: str, data: Mapping[str, Any]) -> Mention | None:
     return Mention(
         source=source,
         id=fullname,
-        text=_cap(_join(title, selftext)),
+        text=cap_text(join_title(title, selftext)),
         created_at=created,
         url=_site_url(_str(data.get("permalink"))),
         author=Author(handle=_handle(data.get("author"))),
@@ -387,7 +371,7 @@ def comment_mention(source: str, data: Mapping[str, Any]) -> Mention | None:
     return Mention(
         source=source,
         id=fullname,
-        text=_cap("" if body in _GONE else body),
+        text=cap_text("" if body in _GONE else body),
         created_at=created,
         url=_site_url(permalink),
         author=Author(handle=_handle(data.get("author"))),

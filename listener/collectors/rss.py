@@ -29,12 +29,10 @@ import httpx
 from listener.collectors.base import Cursor, PollResult
 from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher, redact_url
 from listener.collectors.queries import brands_for, simple_query
+from listener.collectors.text import cap_text, join_title
 from listener.config.schema import BrandConfig, RssSourceConfig
 from listener.errors import CollectorError, MalformedResponse
 from listener.model import Author, Mention
-
-MAX_TEXT_CHARS = 4000
-"""Mention text is cut to this many characters (an ellipsis marks the cut)."""
 
 ACCEPT = str(feedparser.http.ACCEPT_HEADER)
 
@@ -92,12 +90,6 @@ def html_to_text(fragment: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
-def _cap(text: str) -> str:
-    if len(text) <= MAX_TEXT_CHARS:
-        return text
-    return text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
-
-
 def _str(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -138,15 +130,6 @@ def _summary(entry: Mapping[str, Any]) -> str:
     return ""
 
 
-def _join(title: str, summary: str) -> str:
-    if not summary or summary == title:
-        return title
-    if not title:
-        return summary
-    separator = " " if title[-1] in ".!?:;…" else ". "
-    return title + separator + summary
-
-
 def _entry_url(entry: Mapping[str, Any], base: str) -> str | None:
     link = _str(entry.get("link"))
     if not link:
@@ -169,7 +152,7 @@ def _entry_mention(
     return Mention(
         source=source_name,
         id=_entry_id(entry, title, summary),
-        text=_cap(_join(title, summary)),
+        text=cap_text(join_title(title, summary)),
         created_at=_timestamp(entry) or now,
         url=_entry_url(entry, base),
         author=Author(handle=author, display_name=display or author),

@@ -50,6 +50,7 @@ from listener.collectors.base import Cursor, PollResult
 from listener.collectors.fetch import DEFAULT_USER_AGENT
 from listener.collectors.queries import brands_for, quoted
 from listener.collectors.requests_http import ResponseTooLarge, guard_session
+from listener.collectors.text import as_count
 from listener.config.schema import BrandConfig, TwitterSourceConfig
 from listener.errors import (
     CollectorError,
@@ -187,10 +188,6 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -292,7 +289,7 @@ def tweet_mention(
         original_text = _str(original.get("text"))
         if original_author and original_text:
             text = f"RT @{original_author}: {original_text}"
-    followers = _count(_dict(user.get("public_metrics")).get("followers_count"))
+    followers = as_count(_dict(user.get("public_metrics")).get("followers_count"))
     return Mention(
         source=source,
         id=tweet_id,
@@ -306,10 +303,10 @@ def tweet_mention(
         ),
         language=_language(tweet.get("lang")),
         engagement=Engagement(
-            likes=_count(metrics.get("like_count")),
-            reposts=_count(metrics.get("retweet_count")),
-            replies=_count(metrics.get("reply_count")),
-            quotes=_count(metrics.get("quote_count")),
+            likes=as_count(metrics.get("like_count")),
+            reposts=as_count(metrics.get("retweet_count")),
+            replies=as_count(metrics.get("reply_count")),
+            quotes=as_count(metrics.get("quote_count")),
         ),
         is_repost=reposted_id is not None,
         reposted_id=reposted_id,

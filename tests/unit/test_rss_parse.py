@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from listener.collectors.fetch import parse_retry_after, redact_url
-from listener.collectors.rss import MAX_TEXT_CHARS, html_to_text, parse_feed
+from listener.collectors.rss import html_to_text, parse_feed
+from listener.collectors.text import MAX_TEXT_CHARS
 from listener.errors import MalformedResponse
 from listener.model import Engagement
 
