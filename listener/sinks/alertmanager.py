@@ -57,6 +57,7 @@ from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, MentionRef
 from listener.sinks.base import SinkContext
 from listener.sinks.http import raise_for_status, transport_error
+from listener.sinks.text import one_line
 
 ALERTNAME = "ListenerIncident"
 """``alertname`` of every incident alert."""
@@ -92,14 +93,9 @@ def rfc3339(when: datetime) -> str:
     return as_utc(when).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _mention(ref: MentionRef) -> str:
     who = f" @{ref.author}" if ref.author else ""
-    line = f"- [{ref.source}]{who}: {_one_line(ref.text, MENTION_TEXT)}"
+    line = f"- [{ref.source}]{who}: {one_line(ref.text, MENTION_TEXT)}"
     return f"{line} {ref.url}" if ref.url else line
 
 
@@ -446,7 +442,7 @@ class AlertmanagerSink:
             parsed = text
         if isinstance(parsed, dict):
             parsed = parsed.get("message") or parsed.get("error") or ""
-        reason = self._scrub(_one_line(str(parsed), REASON_LIMIT))
+        reason = self._scrub(one_line(str(parsed), REASON_LIMIT))
         return f": {reason}" if reason else ""
 
     def _check(self, response: httpx.Response, what: str) -> None:

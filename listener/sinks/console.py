@@ -14,6 +14,7 @@ from typing import TextIO
 from listener.config.schema import ConsoleSinkConfig
 from listener.errors import SinkUnavailable
 from listener.model import Alert, MentionRef
+from listener.sinks.text import clean_line, excerpt
 
 EXCERPT_CHARS = 200
 """Mention texts longer than this are cut (with an ellipsis) in the text rendering."""
@@ -21,26 +22,14 @@ EXCERPT_CHARS = 200
 DRILL_BANNER = "*** DRILL — this is a test alert, no action needed ***"
 
 
-def _clean(value: object) -> str:
-    """One line of printable text: whitespace collapsed, control characters (ANSI escapes
-    hidden in a mention's text, say) replaced, so nothing can drive the terminal."""
-    text = " ".join(str(value).split())
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    text = _clean(text)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def _mention_lines(index: int, ref: MentionRef) -> list[str]:
-    who = f"@{_clean(ref.author).lstrip('@')}" if ref.author else "unknown author"
+    who = f"@{clean_line(ref.author).lstrip('@')}" if ref.author else "unknown author"
     if ref.followers is not None:
         who += f" ({ref.followers:,} followers)"
-    head = f"  {index}. {who} · {_clean(ref.source)} · {ref.created_at.isoformat()}"
-    lines = [head, f'     "{_excerpt(ref.text)}"']
+    head = f"  {index}. {who} · {clean_line(ref.source)} · {ref.created_at.isoformat()}"
+    lines = [head, f'     "{excerpt(ref.text, EXCERPT_CHARS)}"']
     if ref.url:
-        lines.append(f"     {_clean(ref.url)}")
+        lines.append(f"     {clean_line(ref.url)}")
     return lines
 
 
@@ -51,24 +40,24 @@ def render_text(alert: Alert) -> str:
     id, every fact via ``str(fact)``, and the top mentions with author, followers, an
     excerpt and the url. A drill alert carries ``[DRILL]`` in the title and a banner.
     """
-    level = _clean(alert.level)
+    level = clean_line(alert.level)
     if alert.previous_level is not None:
-        level += f" (was {_clean(alert.previous_level)})"
-    lines = [_clean(alert.title)]
+        level += f" (was {clean_line(alert.previous_level)})"
+    lines = [clean_line(alert.title)]
     if alert.drill:
         lines.append(DRILL_BANNER)
     lines += [
-        f"  brand:    {_clean(alert.brand)}",
-        f"  rule:     {_clean(alert.rule)}",
+        f"  brand:    {clean_line(alert.brand)}",
+        f"  rule:     {clean_line(alert.rule)}",
         f"  level:    {level}",
         f"  kind:     {alert.kind}",
-        f"  incident: {_clean(alert.incident_id)}",
-        f"  alert:    {_clean(alert.id)}",
+        f"  incident: {clean_line(alert.incident_id)}",
+        f"  alert:    {clean_line(alert.id)}",
         f"  at:       {alert.at.isoformat()}",
     ]
     if alert.facts:
         lines.append("facts:")
-        lines += [f"  - {_clean(fact)}" for fact in alert.facts]
+        lines += [f"  - {clean_line(fact)}" for fact in alert.facts]
     if alert.top_mentions:
         lines.append("top mentions:")
         for i, ref in enumerate(alert.top_mentions, start=1):

@@ -48,6 +48,7 @@ from listener.errors import SinkError, SinkRejected, SinkUnavailable
 from listener.model import Alert, MentionRef
 from listener.sinks.base import SinkContext, SinkState
 from listener.sinks.console import DRILL_BANNER, render_text
+from listener.sinks.text import clean_line, excerpt
 from listener.sinks.webhook import make_test_alert
 
 EXCERPT_CHARS = 500
@@ -65,27 +66,15 @@ _MSGID_SAFE = "!#$&'*+-/=?^_`{|}~"
 # --------------------------------------------------------------------------- rendering
 
 
-def _clean(value: object) -> str:
-    """One line of printable text (whitespace collapsed, control characters replaced):
-    safe in a header and in HTML once escaped."""
-    text = " ".join(str(value).split())
-    return "".join(ch if ch.isprintable() else " " for ch in text)
-
-
-def _excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    text = _clean(text)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def _esc(value: object) -> str:
-    return html.escape(_clean(value), quote=True)
+    return html.escape(clean_line(value), quote=True)
 
 
 def _web_url(url: str | None) -> str | None:
     """``url`` when it is an http(s) URL without whitespace or control characters."""
     if url is None or not url.lower().startswith(("https://", "http://")):
         return None
-    return url if url == _clean(url) and " " not in url else None
+    return url if url == clean_line(url) and " " not in url else None
 
 
 def _domain(sender: str) -> str:
@@ -107,19 +96,21 @@ def _extra_lines(alert: Alert) -> list[str]:
     lines: list[str] = []
     if alert.categories:
         lines.append("categories:")
-        lines += [f"  - {_clean(name)}: {count}" for name, count in alert.categories]
+        lines += [f"  - {clean_line(name)}: {count}" for name, count in alert.categories]
     if alert.ack is not None:
-        note = f": {_clean(alert.ack.note)}" if alert.ack.note else ""
-        lines.append(f"acknowledged by {_clean(alert.ack.by)} at {alert.ack.at.isoformat()}{note}")
+        note = f": {clean_line(alert.ack.note)}" if alert.ack.note else ""
+        lines.append(
+            f"acknowledged by {clean_line(alert.ack.by)} at {alert.ack.at.isoformat()}{note}"
+        )
     if alert.route:
-        lines.append(f"route: {' → '.join(_clean(r) for r in alert.route)}")
+        lines.append(f"route: {' → '.join(clean_line(r) for r in alert.route)}")
     return lines
 
 
 def _footer(alert: Alert) -> str:
     return (
-        f"Sent by listener {__version__} · incident {_clean(alert.incident_id)} · "
-        f"alert {_clean(alert.id)}"
+        f"Sent by listener {__version__} · incident {clean_line(alert.incident_id)} · "
+        f"alert {clean_line(alert.id)}"
     )
 
 
@@ -127,7 +118,7 @@ def render_plain(alert: Alert) -> str:
     """The plain-text part: the summary (when the alert has one), the console text
     block, categories, acknowledgement, route and a signature line. Pure."""
     parts = []
-    summary = _clean(getattr(alert, "summary", ""))
+    summary = clean_line(getattr(alert, "summary", ""))
     if summary:
         parts.append(summary)
     block = render_text(alert)
@@ -138,12 +129,12 @@ def render_plain(alert: Alert) -> str:
 
 
 def _mention_html(ref: MentionRef) -> str:
-    who = f"@{_clean(ref.author).lstrip('@')}" if ref.author else "unknown author"
+    who = f"@{clean_line(ref.author).lstrip('@')}" if ref.author else "unknown author"
     meta = html.escape(who)
     if ref.followers is not None:
         meta += f" ({ref.followers:,} followers)"
     meta += f" · {_esc(ref.source)} · {_esc(ref.created_at.isoformat())}"
-    text = html.escape(_excerpt(ref.text), quote=True)
+    text = html.escape(excerpt(ref.text, EXCERPT_CHARS), quote=True)
     url = _web_url(ref.url)
     link = f' <a href="{html.escape(url, quote=True)}">open</a>' if url else ""
     if ref.url and not url:
@@ -185,7 +176,7 @@ def render_html(alert: Alert) -> str:
             + html.escape(DRILL_BANNER)
             + "</strong></p>"
         )
-    summary = _clean(getattr(alert, "summary", ""))
+    summary = clean_line(getattr(alert, "summary", ""))
     if summary:
         out.append(f"<p>{html.escape(summary)}</p>")
     out.append('<table style="border-collapse: collapse">')
@@ -230,10 +221,10 @@ def render_email(
     """
     domain = _domain(sender)
     msg = EmailMessage()
-    subject = _clean(f"{subject_prefix} {alert.title}")
+    subject = clean_line(f"{subject_prefix} {alert.title}")
     msg["Subject"] = subject
-    msg["From"] = _clean(sender)
-    msg["To"] = ", ".join(_clean(r) for r in recipients)
+    msg["From"] = clean_line(sender)
+    msg["To"] = ", ".join(clean_line(r) for r in recipients)
     msg["Date"] = format_datetime(alert.at)
     msg["Message-ID"] = message_id(alert.id, domain)
     if thread_root is not None and thread_root != alert.id:
@@ -242,10 +233,10 @@ def render_email(
         msg["References"] = root
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Listener-Incident"] = _clean(alert.incident_id)
-    msg["X-Listener-Alert"] = _clean(alert.id)
+    msg["X-Listener-Incident"] = clean_line(alert.incident_id)
+    msg["X-Listener-Alert"] = clean_line(alert.id)
     msg["X-Listener-Kind"] = alert.kind
-    msg["X-Listener-Level"] = _clean(alert.level)
+    msg["X-Listener-Level"] = clean_line(alert.level)
     if alert.drill:
         msg["X-Listener-Drill"] = "yes"
     msg.set_content(render_plain(alert), subtype="plain", charset="utf-8", cte="quoted-printable")
@@ -342,7 +333,7 @@ class EmailSink:
 
     def _server_text(self, raw: bytes | str) -> str:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        text = _clean(text)[:200]
+        text = clean_line(text)[:200]
         if self._password:
             text = text.replace(self._password, "***")
         return text
@@ -368,9 +359,9 @@ class EmailSink:
             else:
                 error = SinkUnavailable(f"{what}: the server closed the connection")
         elif isinstance(exc, smtplib.SMTPNotSupportedError):
-            error = SinkRejected(f"{what}: not supported by the server ({_clean(exc)})")
+            error = SinkRejected(f"{what}: not supported by the server ({clean_line(exc)})")
         elif isinstance(exc, smtplib.SMTPException):
-            error = SinkRejected(f"{what}: {type(exc).__name__} ({_clean(exc)[:200]})")
+            error = SinkRejected(f"{what}: {type(exc).__name__} ({clean_line(exc)[:200]})")
         elif isinstance(exc, TimeoutError):
             error = SinkUnavailable(f"{what}: timed out after {self._timeout:g}s")
         elif isinstance(exc, ssl.SSLError):

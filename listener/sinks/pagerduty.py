@@ -40,6 +40,7 @@ from listener.errors import SinkUnavailable
 from listener.model import Alert, AlertKind, MentionRef
 from listener.sinks.base import SinkContext
 from listener.sinks.http import options_healthcheck, raise_for_status, transport_error
+from listener.sinks.text import one_line
 from listener.sinks.webhook import (
     USER_AGENT,
     make_test_alert,
@@ -71,11 +72,6 @@ ACTIONS: Mapping[AlertKind, EventAction | None] = {
 """The event action for each alert kind (``None``: nothing is sent)."""
 
 
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def dedup_key(incident_id: str) -> str:
     """The PagerDuty ``dedup_key`` of an incident: its id, or ``listener:<sha256 hex>`` of
     it when longer than 255 characters. Pure and stable across restarts."""
@@ -103,14 +99,14 @@ def _mention(ref: MentionRef) -> dict[str, Any]:
         "followers": ref.followers,
         "created_at": ref.created_at.isoformat(),
         "sentiment": ref.sentiment if math.isfinite(ref.sentiment) else None,
-        "text": _one_line(ref.text, EXCERPT_CHARS),
+        "text": one_line(ref.text, EXCERPT_CHARS),
         "url": ref.url,
     }
 
 
 def _link(ref: MentionRef) -> dict[str, str]:
     who = f"@{ref.author.lstrip('@')}" if ref.author else "unknown author"
-    return {"href": str(ref.url), "text": _one_line(f"{who} on {ref.source}: {ref.text}", 120)}
+    return {"href": str(ref.url), "text": one_line(f"{who} on {ref.source}: {ref.text}", 120)}
 
 
 def custom_details(alert: Alert) -> dict[str, Any]:
@@ -172,7 +168,7 @@ def render_event(
     if action != "trigger":
         return event
     payload: dict[str, Any] = {
-        "summary": _one_line(alert.title, MAX_SUMMARY),
+        "summary": one_line(alert.title, MAX_SUMMARY),
         "source": SOURCE,
         "severity": severity_for(alert.level, severities),
         "timestamp": alert.at.isoformat(),
@@ -239,7 +235,7 @@ class PagerDutySink:
         errors = body.get("errors")
         if isinstance(errors, list):
             parts += [str(e) for e in errors]
-        text = _one_line("; ".join(p for p in parts if p), 300)
+        text = one_line("; ".join(p for p in parts if p), 300)
         return f" ({self._redact(text)})" if text else ""
 
     async def _post(self, event: dict[str, Any], what: str = "") -> None:

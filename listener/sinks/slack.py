@@ -72,6 +72,7 @@ from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, AlertKind, AuthorRef, Fact, MentionRef
 from listener.sinks.base import SinkContext
 from listener.sinks.http import parse_retry_after
+from listener.sinks.text import cut
 
 # --------------------------------------------------------------------------- limits
 
@@ -173,11 +174,6 @@ def _esc(value: object) -> str:
 def _code(value: object) -> str:
     """An id shown in a code span."""
     return "`" + _esc(value).replace("`", "'") + "`"
-
-
-def _cut(text: str, limit: int) -> str:
-    """Plain text cut to ``limit`` characters, with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
 
 def _fit(text: str, limit: int) -> str:
@@ -314,7 +310,7 @@ def _trend_text(alert: Alert) -> str:
 
 
 def _mention_line(index: int, ref: MentionRef) -> str:
-    excerpt = _esc(_cut(_clean(ref.text), EXCERPT_CHARS))
+    excerpt = _esc(cut(_clean(ref.text), EXCERPT_CHARS))
     body = _link(ref.url, f"“{excerpt}”")
     who = f"@{_esc(_clean(ref.author).lstrip('@'))}" if ref.author else "unknown author"
     if ref.followers is not None:
@@ -397,7 +393,7 @@ def _details(alert: Alert) -> list[dict[str, Any]]:
     if alert.ack is not None:
         ack = f"👀 *{_esc(alert.ack.by)}* acknowledged {_date(alert.ack.at)}"
         if alert.ack.note:
-            ack += f": “{_esc(_cut(_clean(alert.ack.note), 500))}”"
+            ack += f": “{_esc(cut(_clean(alert.ack.note), 500))}”"
         blocks.append(_section(ack))
     if alert.route:
         blocks.append(_context("Route: " + " → ".join(_esc(r) for r in alert.route)))
@@ -440,7 +436,7 @@ def render_blocks(alert: Alert, *, mention: str | None = None) -> dict[str, Any]
     """
     resolved = alert.kind == "resolved"
     colour, emoji = severity_style(alert.level, resolved=resolved)
-    header = _cut(f"{KIND_EMOJI[alert.kind]} {_clean(alert.title)}", MAX_HEADER)
+    header = cut(f"{KIND_EMOJI[alert.kind]} {_clean(alert.title)}", MAX_HEADER)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}
     ]
@@ -490,7 +486,7 @@ def _reply_line(alert: Alert) -> str:
         by = _esc(alert.ack.by) if alert.ack is not None else "someone"
         line = f"Acknowledged by *{by}*"
         if alert.ack is not None and alert.ack.note:
-            line += f": “{_esc(_cut(_clean(alert.ack.note), 500))}”"
+            line += f": “{_esc(cut(_clean(alert.ack.note), 500))}”"
     elif kind == "handoff":
         line = f"*Not acknowledged in time*, escalating at {level}"
         if alert.route:
