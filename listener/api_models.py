@@ -27,7 +27,7 @@ from pydantic import (
 
 from listener.config.duration import format_duration, parse_duration
 from listener.config.schema import Config
-from listener.errors import InvalidRequest
+from listener.errors import InvalidRequest, ListenerError
 from listener.rules.source_health import SOURCE_HEALTH
 
 MAX_WHO = 200
@@ -82,10 +82,10 @@ def _silence_duration(value: Any) -> timedelta:
         raise ValueError(f"must be {accepted}")
     try:
         duration = parse_duration(value)
-    except (ValueError, OverflowError) as exc:  # 1e300 seconds overflows timedelta
-        raise ValueError(
-            f"{exc}" if isinstance(exc, ValueError) else f"must be {accepted}"
-        ) from None
+    except (ValueError, TypeError, ListenerError) as exc:  # whatever it refuses, it says why
+        raise ValueError(str(exc)) from None
+    except ArithmeticError:  # 1e300 seconds overflows timedelta
+        raise ValueError(f"must be {accepted}") from None
     if duration <= timedelta(0):
         raise ValueError("must be longer than zero")
     if duration > MAX_SILENCE:
