@@ -44,7 +44,7 @@ INCIDENT_STATUSES = ("open", "resolved")
 _HINT_NAMES = 20
 
 
-def _no_control(allowed: str) -> Any:
+def _no_control(allowed: str) -> AfterValidator:
     def check(value: str) -> str:
         bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in allowed), None)
         if bad is not None:
