@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import random
 import signal
 import time
@@ -25,10 +24,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from listener import incidents
+from listener.api_models import (
+    AckRequest,
+    SilenceRequest,
+    check_incident_status,
+    check_silence_scope,
+    parse_body,
+)
 from listener.clock import Clock, SystemClock
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.components import build_collectors, build_sinks
-from listener.config.duration import parse_duration
 from listener.config.load import load_config
 from listener.config.schema import Config, SourceConfig
 from listener.config.secrets import config_secrets
@@ -38,6 +43,7 @@ from listener.errors import (
     ConfigProblem,
     ListenerError,
     RateLimited,
+    RequestError,
 )
 from listener.httpapi import HttpApi, Request, Response, parse_listen
 from listener.log import REDACTOR
@@ -601,33 +607,24 @@ class Daemon:
             )
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return Response.json({"error": "missing or wrong bearer token"}, 401)
+            return Response.json(
+                {"error": "missing or wrong bearer token"}, 401, {"WWW-Authenticate": "Bearer"}
+            )
         return None
-
-    @staticmethod
-    def _body(request: Request) -> dict[str, Any]:
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError:
-            raise ListenerError("the body must be JSON") from None
-        if not isinstance(data, dict):
-            raise ListenerError("the body must be a JSON object")
-        return data
 
     async def _store_call(self, fn: Any, *args: Any, **kwargs: Any) -> Response | Any:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except incidents.NotFound as exc:
-            return Response.json({"error": str(exc)}, 404)
-        except incidents.Conflict as exc:
-            return Response.json({"error": str(exc)}, 409)
+        except RequestError as exc:
+            return Response.error(exc)
         except ListenerError as exc:
             return Response.json({"error": str(exc)}, 400)
 
     async def _incidents(self, request: Request) -> Response:
         assert self.store is not None
-        status = dict(parse_qsl(request.query)).get("status")
-        rows = await asyncio.to_thread(incidents.listing, self.store, status or None)
+        status = dict(parse_qsl(request.query)).get("status") or None
+        check_incident_status(status)
+        rows = await asyncio.to_thread(incidents.listing, self.store, status)
         return Response.json(rows)
 
     async def _incident(self, request: Request) -> Response:
@@ -641,24 +638,16 @@ class Daemon:
         assert self.store is not None
         incident_id, _, action = request.path.removeprefix("/incidents/").partition("/")
         if action != "ack":
-            return Response(404, b"not found\n")
+            return Response.json({"error": "not found: POST /incidents/ID/ack"}, 404)
         if (denied := self._authorised(request)) is not None:
             return denied
-        try:
-            body = self._body(request)
-        except ListenerError as exc:
-            return Response.json({"error": str(exc)}, 400)
+        ack = parse_body(request.body, AckRequest)
         result = await self._store_call(
-            incidents.acknowledge,
-            self.store,
-            incident_id,
-            str(body.get("by", "")),
-            self.clock.now(),
-            str(body.get("note", "")),
+            incidents.acknowledge, self.store, incident_id, ack.by, self.clock.now(), ack.note
         )
         if isinstance(result, Response):
             return result
-        log.info("acknowledged", incident_id=incident_id, by=body.get("by"))
+        log.info("acknowledged", incident_id=incident_id, by=ack.by)
         asyncio.get_running_loop().create_task(self._evaluate())  # announce it now
         return Response.json({"acknowledged": incident_id})
 
@@ -672,21 +661,20 @@ class Daemon:
         assert self.store is not None
         if (denied := self._authorised(request)) is not None:
             return denied
-        try:
-            body = self._body(request)
-            duration = parse_duration(body.get("for", ""))
-        except (ListenerError, ValueError) as exc:
-            return Response.json({"error": str(exc)}, 400)
+        wanted = parse_body(request.body, SilenceRequest)
+        if self.config is None:
+            return Response.json({"error": "not ready: the config is not loaded yet"}, 503)
+        check_silence_scope(self.config, wanted.brand, wanted.rule, wanted.level)
         result = await self._store_call(
             incidents.add_silence,
             self.store,
             now=self.clock.now(),
-            duration=duration,
-            by=str(body.get("by", "")),
-            comment=str(body.get("comment", "")),
-            brand=body.get("brand"),
-            rule=body.get("rule"),
-            level=body.get("level"),
+            duration=wanted.duration,
+            by=wanted.by,
+            comment=wanted.comment,
+            brand=wanted.brand,
+            rule=wanted.rule,
+            level=wanted.level,
         )
         if isinstance(result, Response):
             return result
@@ -698,7 +686,11 @@ class Daemon:
             level=result.level,
             until=result.ends_at.isoformat(),
         )
-        return Response.json(incidents.silence_dict(result, self.clock.now()), 201)
+        return Response.json(
+            incidents.silence_dict(result, self.clock.now()),
+            201,
+            {"Location": f"/silences/{result.id}"},
+        )
 
     async def _expire_silence(self, request: Request) -> Response:
         assert self.store is not None
@@ -707,7 +699,7 @@ class Daemon:
         silence_id = request.path.removeprefix("/silences/")
         done = await asyncio.to_thread(self.store.expire_silence, silence_id, self.clock.now())
         if not done:
-            return Response.json({"error": f"no active silence {silence_id!r}"}, 404)
+            return Response.json({"error": f"no active silence {silence_id[:200]!r}"}, 404)
         return Response.json({"expired": silence_id})
 
     async def _healthz(self, request: Request) -> Response:

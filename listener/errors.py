@@ -11,9 +11,15 @@ Third-party errors are translated into these at the boundary where they happen
     │   ├── RateLimited        429; carries ``retry_after`` seconds when the source said so
     │   ├── SourceRejected     4xx other than 408/429 (bad URL, bad credentials)
     │   └── MalformedResponse  the body could not be parsed, or was larger than the cap
-    └── SinkError              an alert could not be delivered
-        ├── SinkUnavailable    5xx, timeout, connection refused, 429 (retry with backoff)
-        └── SinkRejected       4xx other than 408/429: retrying will not help
+    ├── SinkError              an alert could not be delivered
+    │   ├── SinkUnavailable    5xx, timeout, connection refused, 429 (retry with backoff)
+    │   └── SinkRejected       4xx other than 408/429: retrying will not help
+    └── RequestError           a request (HTTP API or CLI) cannot be served as sent; ``status``
+        │                      is the HTTP answer, ``field`` names the field at fault
+        ├── InvalidRequest     400: malformed, or a field of the wrong type, length or value
+        ├── NotFound           404: no such incident or silence
+        ├── Conflict           409: the current state forbids it (already acknowledged, resolved)
+        └── RequestTooLarge    413/414/431: the body, request line or headers over their limit
 """
 
 from __future__ import annotations
@@ -117,3 +123,44 @@ class SinkRejected(SinkError):
 
     error_type = "rejected"
     retryable = False
+
+
+class RequestError(ListenerError):
+    """A request cannot be served as sent. ``status`` is the HTTP status the API answers
+    with; ``field`` names the request field at fault when there is one."""
+
+    error_type = "request"
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.field = field
+        if status is not None:
+            self.status = status
+
+
+class InvalidRequest(RequestError):
+    """A malformed request, or a field of the wrong type, length or value (400)."""
+
+    error_type = "invalid"
+
+
+class NotFound(RequestError):
+    """No such incident or silence (404)."""
+
+    error_type = "not_found"
+    status = 404
+
+
+class Conflict(RequestError):
+    """The request conflicts with the current state: already acknowledged, resolved (409)."""
+
+    error_type = "conflict"
+    status = 409
+
+
+class RequestTooLarge(RequestError):
+    """The body (413), the request line (414) or the header section (431) is over its limit."""
+
+    error_type = "too_large"
+    status = 413

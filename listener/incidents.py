@@ -7,21 +7,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from listener.config.duration import format_duration
+from listener.errors import Conflict as Conflict  # re-exported: the tree is in listener.errors
 from listener.errors import ListenerError
+from listener.errors import NotFound as NotFound
 from listener.rules.notify import Silence
 from listener.store import IncidentRecord, Store
-
-
-class NotFound(ListenerError):
-    """No such incident or silence."""
-
-    error_type = "not_found"
-
-
-class Conflict(ListenerError):
-    """The request conflicts with the current state (already acknowledged, resolved)."""
-
-    error_type = "conflict"
 
 
 def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:

@@ -246,6 +246,10 @@ def test_incident_api_acknowledges_and_silences(
 
         silence = {"brand": "Acme", "for": "1h", "comment": "statement published", "by": "ana"}
         assert daemon.call("POST", "/silences", silence)[0] == 401
+        for wrong, field in (({"brand": "Acme Corp"}, "brand"), ({"for": "1e300"}, "for")):
+            status, error = daemon.call("POST", "/silences", {**silence, **wrong}, token="tok-123")
+            assert (status, error["field"]) == (400, field)  # type: ignore[index]
+        assert daemon.call("GET", "/silences") == (200, [])
         status, created = daemon.call("POST", "/silences", silence, token="tok-123")
         assert status == 201
         sid = created["id"]  # type: ignore[index]
