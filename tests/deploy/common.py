@@ -3,6 +3,7 @@ the external tools (promtool, amtool), which CI must have."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -66,6 +67,8 @@ class Dockerfile:
     gid: int
     expose: list[int]
     healthcheck: str
+    healthcheck_cmd: list[str]
+    """The HEALTHCHECK's exec-form command (after ``CMD``)."""
     cmd: list[str]
     volumes: list[str]
 
@@ -91,6 +94,7 @@ def dockerfile() -> Dockerfile:
         gid=int(gid.group(1)),
         expose=[int(p) for p in by["EXPOSE"].split()],
         healthcheck=by["HEALTHCHECK"],
+        healthcheck_cmd=json.loads(by["HEALTHCHECK"].split(" CMD ", 1)[1]),
         cmd=yaml.safe_load(by["CMD"]),
         volumes=yaml.safe_load(by["VOLUME"]),
     )
