@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.common import (
+    OPERATOR_OVERLAY,
     PROMETHEUS_CONFIG,
     container_env,
     dockerfile,
@@ -46,7 +47,7 @@ def _deploy_paths() -> dict[str, str]:
         f"deployment {probe}": container[probe]["httpGet"]["path"]
         for probe in ("startupProbe", "livenessProbe", "readinessProbe")
     }
-    for i, endpoint in enumerate(resource("ServiceMonitor")["spec"]["endpoints"]):
+    for i, endpoint in enumerate(resource("ServiceMonitor", OPERATOR_OVERLAY)["spec"]["endpoints"]):
         paths[f"servicemonitor endpoint {i}"] = endpoint["path"]
     for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]:
         paths[f"prometheus job {job['job_name']}"] = job.get("metrics_path", "/metrics")
