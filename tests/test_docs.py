@@ -87,9 +87,9 @@ def test_compose_and_dockerfile_match_daemon_defaults() -> None:
     assert targets == [f"listener:{port}"]
     docker = (REPO / "Dockerfile").read_text()
     assert f"EXPOSE {port}" in docker
-    assert f"127.0.0.1:{port}/healthz" in docker
+    assert f"LISTENER_LISTEN=0.0.0.0:{port}" in docker  # the HEALTHCHECK probes /healthz there
     assert f"LISTENER_STATE={svc['environment']['LISTENER_STATE']}" in docker
-    assert "USER listener" in docker
+    assert "USER 10001:10001" in docker
 
 
 def _promtool() -> str:

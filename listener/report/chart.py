@@ -1,7 +1,9 @@
 """The report's timeline chart, rendered to PNG bytes.
 
 matplotlib's object API on an Agg canvas (a :class:`~matplotlib.figure.Figure` of our
-own, never ``pyplot``): no global state, no display, safe in a worker thread.
+own, never ``pyplot``): no global state, no display, safe in a worker thread. matplotlib is
+the optional ``report`` extra, imported only when a chart or a level colour is asked for;
+without it they raise :class:`ReportExtraMissing`, which says how to install it.
 
 Top panel: the brand's mentions per bucket (bars), the negative ones over them, and the
 trailing baseline (a step line); bands shaded by the severity level the incident was at,
@@ -11,23 +13,25 @@ became of it), a star for the acknowledgement. Bottom panel: mean sentiment per 
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from matplotlib import dates as mdates
-from matplotlib.artist import Artist
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LinearSegmentedColormap, to_hex
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from matplotlib.transforms import blended_transform_factory
+from typing import TYPE_CHECKING, Final
 
 from listener.config.duration import format_duration
+from listener.errors import ListenerError
 from listener.report.data import AlertRow, ReportData
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+
+REPORT_EXTRA_HINT: Final = (
+    "listener report needs the 'report' extra: pip install 'listener[report]'"
+)
 
 MENTIONS = "#9ecae1"
 NEGATIVE = "#e6550d"
@@ -45,13 +49,35 @@ OUTCOME_LABELS = {
     "pending": "alert not delivered (pending)",
     "muted": "alert muted",
 }
-_LEVELS = LinearSegmentedColormap.from_list("levels", ["#f7d84a", "#f28e2b", "#d62728"])
 UTC_NAME = "UTC"
+
+
+class ReportExtraMissing(ListenerError):
+    """matplotlib, the ``report`` extra, is not installed."""
+
+
+def _require_matplotlib() -> None:
+    """Import what the chart uses, or say which extra brings it."""
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401  (numpy, pillow)
+    except ImportError as exc:
+        raise ReportExtraMissing(REPORT_EXTRA_HINT) from exc
+
+
+@functools.cache
+def _levels() -> Callable[[float], tuple[float, float, float, float]]:
+    _require_matplotlib()
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("levels", ["#f7d84a", "#f28e2b", "#d62728"])
 
 
 def level_colour(rank: int, levels: int) -> str:
     """Yellow for the lowest level through orange to red for the highest."""
-    return to_hex(_LEVELS(rank / (levels - 1) if levels > 1 else 0.0))
+    colours = _levels()
+    from matplotlib.colors import to_hex
+
+    return to_hex(colours(rank / (levels - 1) if levels > 1 else 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +98,18 @@ def _alert_marks(alerts: tuple[AlertRow, ...]) -> list[_Mark]:
 
 
 def _num(when: datetime) -> float:
+    from matplotlib import dates as mdates
+
     return float(mdates.date2num(when))  # type: ignore[no-untyped-call]
 
 
 def render_chart(data: ReportData) -> bytes:
     """The timeline chart of one incident as PNG bytes."""
+    _require_matplotlib()
+    from matplotlib import dates as mdates
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(11, 6.4), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.4))
@@ -121,6 +154,8 @@ def render_chart(data: ReportData) -> bytes:
 
 
 def _draw_levels(data: ReportData, axes: tuple[Axes, Axes], handles: list[Artist]) -> None:
+    from matplotlib.patches import Patch
+
     shown: dict[str, str] = {}
     for span in data.spans:
         colour = level_colour(data.rank(span.level), max(len(data.levels), 1))
@@ -138,6 +173,9 @@ def _draw_levels(data: ReportData, axes: tuple[Axes, Axes], handles: list[Artist
 
 
 def _draw_volume(data: ReportData, ax: Axes, handles: list[Artist]) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     step_days = data.step / timedelta(days=1)
     x = [_num(b.start) for b in data.buckets]
     ax.bar(
@@ -185,6 +223,8 @@ def _draw_volume(data: ReportData, ax: Axes, handles: list[Artist]) -> None:
 
 
 def _draw_sentiment(data: ReportData, ax: Axes, handles: list[Artist]) -> None:
+    from matplotlib.lines import Line2D
+
     half = data.step / 2
     xs = [_num(b.start + half) for b in data.buckets]
     # an empty bucket has no sentiment: the line breaks there rather than bridging it
@@ -203,6 +243,9 @@ def _draw_sentiment(data: ReportData, ax: Axes, handles: list[Artist]) -> None:
 
 
 def _draw_marks(data: ReportData, top: Axes, bottom: Axes, handles: list[Artist]) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import blended_transform_factory
+
     tip = blended_transform_factory(top.transData, top.transAxes)
     start, end = data.chart_start, data.chart_end
     seen: set[str] = set()

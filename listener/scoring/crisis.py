@@ -113,6 +113,7 @@ _EXPECTED = (
 )
 _NUMBER = r"(?:\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|several|many|multiple)"
 _DURATION = rf"(?:{_NUMBER}\+?\s*(?:more\s+)?(?:hours?|hrs?|days?|weeks?))"
+_NOT_A_RATE = r"(?! ?(?:a|per|each|every|/) ?(?:day|week|month|year|7)\b)"  # "24 hours a day"
 
 # -- the crisis lexicon: (token name, valence, patterns). Principles, not a word list fit
 #    to any data set; docs/sentiment.md gives each category's rationale and examples. ----
@@ -203,16 +204,20 @@ CRISIS_PATTERNS: Final[tuple[tuple[str, float, tuple[str, ...]], ...]] = (
         r"(?:been|keep|keeps|kept|still) trying to",
         r"tried (?:\w+ )?(?:\d+|two|three|four|five|several|many|multiple) times",
     )),
+    # a stated duration is a cue ("waited 3 hours", "for hours", "2 hrs and counting"), but
+    # not the bare word "hours" ("store hours", "opening hours") nor a schedule ("open 24
+    # hours", "24 hours a day", "in 2 days")
     ("long_wait", CUE, (
-        rf"(?:for|over|after|another|almost|nearly|than) {_DURATION}",
+        rf"(?:for|over|after|another|almost|nearly|than) {_DURATION}{_NOT_A_RATE}",
         rf"(?:took|taking|takes|take|waited|waiting|spent|spend|spending|been) (?:\w+ ){{0,2}}?"
-        rf"{_DURATION}",
+        rf"(?:{_DURATION}|hours|days|weeks|ages){_NOT_A_RATE}",
         r"an hour and a half",
         r"for (?:hours|days|ages|weeks)",
-        r"hours (?:later|on end)",
+        r"(?:hours|days|weeks) (?:later|on end|ago|and (?:still|counting)|wasted|for nothing|"
+        r"of (?:waiting|being on hold|trying|calling|calls))",
+        r"(?<!\bin )(?<!\bwithin )(?<!\bnext )(?<!\bopen )(?<!\bopens )"
         r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|many|multiple)\+?\s*"
-        r"(?:more\s+)?(?:hours?|hrs?|days?|weeks?)",
-        r"hours",
+        rf"(?:more\s+)?(?:hours?|hrs?|days?|weeks?){_NOT_A_RATE}",
     )),
     # money
     ("money", MODERATE, (

@@ -3,6 +3,7 @@ the external tools (promtool, amtool), which CI must have."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -26,6 +27,8 @@ ALERTMANAGER_CONFIG = DEPLOY / "alertmanager/alertmanager.yml"
 COMPOSE = DEPLOY / "docker-compose.yml"
 KUBERNETES = DEPLOY / "kubernetes"
 KUSTOMIZATION = KUBERNETES / "kustomization.yaml"
+OPERATOR_OVERLAY = DEPLOY / "overlays/prometheus-operator"
+"""The base plus the Prometheus Operator's ServiceMonitor and PrometheusRule."""
 OPERATIONS = REPO / "docs/operations.md"
 JOB = "listener"
 """The Prometheus job of the daemon: the compose scrape job and the Kubernetes Service's
@@ -66,6 +69,8 @@ class Dockerfile:
     gid: int
     expose: list[int]
     healthcheck: str
+    healthcheck_cmd: list[str]
+    """The HEALTHCHECK's exec-form command (after ``CMD``)."""
     cmd: list[str]
     volumes: list[str]
 
@@ -91,6 +96,7 @@ def dockerfile() -> Dockerfile:
         gid=int(gid.group(1)),
         expose=[int(p) for p in by["EXPOSE"].split()],
         healthcheck=by["HEALTHCHECK"],
+        healthcheck_cmd=json.loads(by["HEALTHCHECK"].split(" CMD ", 1)[1]),
         cmd=yaml.safe_load(by["CMD"]),
         volumes=yaml.safe_load(by["VOLUME"]),
     )
@@ -106,14 +112,14 @@ def github_anchors(markdown: str) -> set[str]:
     return anchors
 
 
-def generated_config_maps() -> list[dict[str, Any]]:
+def generated_config_maps(folder: Path = KUBERNETES) -> list[dict[str, Any]]:
     """The ConfigMaps kustomize's configMapGenerator makes (before the hash suffix)."""
     out = []
-    for generator in load_yaml(KUSTOMIZATION).get("configMapGenerator", []):
+    for generator in load_yaml(folder / "kustomization.yaml").get("configMapGenerator", []):
         data = {}
         for entry in generator["files"]:
             key, _, file = entry.rpartition("=")
-            data[key or Path(file).name] = (KUBERNETES / file).read_text()
+            data[key or Path(file).name] = (folder / file).read_text()
         out.append(
             {
                 "apiVersion": "v1",
@@ -125,20 +131,22 @@ def generated_config_maps() -> list[dict[str, Any]]:
     return out
 
 
-def manifests() -> list[dict[str, Any]]:
-    """Every resource `kubectl apply -k deploy/kubernetes` creates."""
-    docs = [
-        doc
-        for file in load_yaml(KUSTOMIZATION)["resources"]
-        for doc in yaml.safe_load_all((KUBERNETES / file).read_text())
-        if doc
-    ]
-    return docs + generated_config_maps()
+def manifests(folder: Path = KUBERNETES) -> list[dict[str, Any]]:
+    """Every resource `kubectl apply -k FOLDER` creates (a resource that is a folder is a
+    base: its resources, read the same way); deploy/kubernetes by default."""
+    docs = []
+    for entry in load_yaml(folder / "kustomization.yaml")["resources"]:
+        path = (folder / entry).resolve()
+        if path.is_dir():
+            docs += manifests(path)
+        else:
+            docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs + generated_config_maps(folder)
 
 
-def resource(kind: str) -> dict[str, Any]:
-    """The one resource of that kind."""
-    (found,) = (m for m in manifests() if m["kind"] == kind)
+def resource(kind: str, folder: Path = KUBERNETES) -> dict[str, Any]:
+    """The one resource of that kind (in the base unless another kustomization is named)."""
+    (found,) = (m for m in manifests(folder) if m["kind"] == kind)
     return found
 
 

@@ -1,10 +1,13 @@
 """deploy/kubernetes: valid against the Kubernetes schemas (offline, kubernetes-validate),
-and true to the daemon: its settings, port, paths and user, and the ServiceMonitor and
-PrometheusRule match the Service and deploy/prometheus/alerts.yml."""
+made of built-in kinds only (it applies on a cluster without the Prometheus Operator), and
+true to the daemon: its settings, port, paths and user. deploy/overlays/prometheus-operator
+is that base plus a ServiceMonitor and a PrometheusRule that match the Service and
+deploy/prometheus/alerts.yml."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,6 +25,7 @@ from tests.deploy.common import (
     JOB,
     KUBERNETES,
     KUSTOMIZATION,
+    OPERATOR_OVERLAY,
     container_env,
     daemon_port,
     dockerfile,
@@ -78,17 +82,47 @@ def test_kustomization_lists_every_manifest() -> None:
     assert sorted(resources) == sorted(set(resources))
     assert set(resources) == files
     kinds = sorted(m["kind"] for m in manifests())
-    assert kinds == sorted(
-        [
-            "ConfigMap",
-            "Deployment",
-            "PersistentVolumeClaim",
-            "PrometheusRule",
-            "Secret",
-            "Service",
-            "ServiceMonitor",
-        ]
+    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]
+
+
+def test_base_has_only_built_in_kinds() -> None:
+    """`kubectl apply -k deploy/kubernetes` works on a cluster without the Prometheus
+    Operator: no manifest needs a CRD (core and apps API groups only)."""
+    for manifest in manifests():
+        assert manifest["apiVersion"] in ("v1", "apps/v1"), manifest["kind"]
+    assert not OPERATOR_KINDS & {m["kind"] for m in manifests()}
+
+
+def test_operator_overlay_is_the_base_plus_its_two_objects() -> None:
+    """deploy/overlays/prometheus-operator lists the base and every manifest in its folder,
+    and makes exactly the base's resources plus one ServiceMonitor and one PrometheusRule."""
+    kustomization = load_yaml(OPERATOR_OVERLAY / "kustomization.yaml")
+    resources = kustomization["resources"]
+    (base,) = (r for r in resources if (OPERATOR_OVERLAY / r).is_dir())
+    assert (OPERATOR_OVERLAY / base).resolve() == KUBERNETES
+    files = {p.name for p in OPERATOR_OVERLAY.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(resources) - {base} == files
+    overlay = manifests(OPERATOR_OVERLAY)
+    extra = [m for m in overlay if m["kind"] in OPERATOR_KINDS]
+    assert sorted(m["kind"] for m in extra) == sorted(OPERATOR_KINDS)
+    assert all(m["apiVersion"] == "monitoring.coreos.com/v1" for m in extra)
+    assert [m for m in overlay if m["kind"] not in OPERATOR_KINDS] == manifests()
+
+
+@pytest.mark.parametrize("folder", [KUBERNETES, OPERATOR_OVERLAY], ids=["base", "overlay"])
+def test_kustomize_builds_what_the_tests_read(folder: Path) -> None:
+    """The real kustomize (`kubectl kustomize`) builds each kustomization into the kinds
+    these tests read from the files (skipped without kubectl: ./scripts/test does not
+    install it)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=120
     )
+    assert result.returncode == 0, result.stderr
+    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert sorted(m["kind"] for m in built) == sorted(m["kind"] for m in manifests(folder))
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -113,8 +147,9 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
 
 
 def test_manifests_are_namespace_agnostic_and_labelled() -> None:
-    """No manifest names a namespace; all carry app.kubernetes.io/name: listener."""
-    for manifest in manifests():
+    """No manifest (base or overlay) names a namespace; all carry app.kubernetes.io/name:
+    listener."""
+    for manifest in manifests(OPERATOR_OVERLAY):
         meta = manifest["metadata"]
         assert "namespace" not in meta, meta["name"]
         if manifest["kind"] != "ConfigMap":  # the generator's own, unlabelled
@@ -161,7 +196,7 @@ def test_deployment_port_is_the_daemons() -> None:
     (service_port,) = resource("Service")["spec"]["ports"]
     assert service_port["port"] == port
     assert service_port["targetPort"] == container_port["name"]
-    (endpoint,) = resource("ServiceMonitor")["spec"]["endpoints"]
+    (endpoint,) = resource("ServiceMonitor", OPERATOR_OVERLAY)["spec"]["endpoints"]
     assert endpoint["port"] == service_port["name"]
 
 
@@ -263,7 +298,7 @@ def test_secret_holds_every_variable_rules_yaml_needs() -> None:
 def test_service_monitor_scrapes_the_service() -> None:
     """The ServiceMonitor selects the Service by its labels, scrapes its named metrics port
     at /metrics, and the Service selects the Deployment's pods."""
-    monitor = resource("ServiceMonitor")
+    monitor = resource("ServiceMonitor", OPERATOR_OVERLAY)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     service = resource("Service")
     labels = service["metadata"]["labels"]
@@ -284,10 +319,11 @@ def test_service_monitor_scrapes_the_service() -> None:
 
 def test_prometheus_rule_is_the_alerts_file(tmp_path: Path) -> None:
     """The PrometheusRule's spec is deploy/prometheus/alerts.yml, which promtool accepts."""
-    rule = resource("PrometheusRule")
+    rule = resource("PrometheusRule", OPERATOR_OVERLAY)
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["spec"] == load_yaml(ALERTS), (
-        "deploy/kubernetes/prometheusrule.yaml's spec differs from deploy/prometheus/alerts.yml"
+        "deploy/overlays/prometheus-operator/prometheusrule.yaml's spec differs from "
+        "deploy/prometheus/alerts.yml"
     )
     copy = tmp_path / "rules.yml"
     copy.write_text(yaml.safe_dump(rule["spec"]))

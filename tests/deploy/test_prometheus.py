@@ -187,3 +187,67 @@ def test_prometheus_targets_are_compose_services(service: str) -> None:
     assert host == service
     published = [p.rsplit(":", 1)[1] for p in compose[service]["ports"]]
     assert port in published
+
+
+def _routes(route: dict[str, Any]) -> list[dict[str, Any]]:
+    """The route and every route below it."""
+    return [route, *(r for child in route.get("routes", []) for r in _routes(child))]
+
+
+def _integrations(receiver: dict[str, Any]) -> list[Any]:
+    """A receiver's notifications: the entries of its *_configs lists."""
+    return [
+        entry
+        for key, entries in receiver.items()
+        if key.endswith("_configs")
+        for entry in entries or []
+    ]
+
+
+def test_no_route_ends_in_an_empty_receiver() -> None:
+    """Every receiver a route names exists and notifies somewhere: a receiver without an
+    integration is where alerts silently go nowhere."""
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    routes = _routes(config["route"])
+    assert routes[0]["receiver"]  # the root route has the default receiver
+    for route in routes:
+        if "receiver" in route:
+            name = route["receiver"]
+            assert name in receivers, f"route to unknown receiver {name!r}"
+            assert _integrations(receivers[name]), f"receiver {name!r} notifies nobody"
+    assert _integrations({"name": "x"}) == []  # the check sees an empty receiver as one
+
+
+def test_every_listener_alert_routes_to_a_receiver_that_notifies() -> None:
+    """`amtool config routes test` sends each alert of alerts.yml, with its labels, to a
+    receiver with at least one integration."""
+    amtool = require_tool("amtool", "prometheus-alertmanager")
+    receivers = {r["name"]: r for r in load_yaml(ALERTMANAGER_CONFIG)["receivers"]}
+    for alert in _alerts():
+        labels = {"alertname": alert["alert"], "job": JOB, **alert.get("labels", {})}
+        output = _run(
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        )
+        for name in output.split()[0].split(","):
+            assert _integrations(receivers[name]), f"{alert['alert']} → {name}: notifies nobody"
+
+
+def test_on_call_placeholder_fails_loudly_and_is_documented() -> None:
+    """The shipped on-call webhook is a placeholder that can never be delivered to (an
+    .invalid host: failures show in Alertmanager's log and metrics), and docs/operations.md
+    shows it and how to replace it."""
+    (receiver,) = (r for r in load_yaml(ALERTMANAGER_CONFIG)["receivers"] if r["name"] == "on-call")
+    (webhook,) = receiver["webhook_configs"]
+    host = re.match(r"https?://([^/:]+)", webhook["url"])
+    assert host
+    assert host.group(1).endswith(".invalid")
+    assert webhook["send_resolved"] is True
+    docs = OPERATIONS.read_text()
+    assert webhook["url"] in docs
+    assert "amtool check-config" in docs

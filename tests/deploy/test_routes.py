@@ -5,7 +5,11 @@ SIGTERM within the time Kubernetes and compose give it."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.common import (
+    OPERATOR_OVERLAY,
     PROMETHEUS_CONFIG,
     container_env,
     dockerfile,
@@ -42,13 +47,13 @@ def _deploy_paths() -> dict[str, str]:
         f"deployment {probe}": container[probe]["httpGet"]["path"]
         for probe in ("startupProbe", "livenessProbe", "readinessProbe")
     }
-    for i, endpoint in enumerate(resource("ServiceMonitor")["spec"]["endpoints"]):
+    for i, endpoint in enumerate(resource("ServiceMonitor", OPERATOR_OVERLAY)["spec"]["endpoints"]):
         paths[f"servicemonitor endpoint {i}"] = endpoint["path"]
     for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]:
         paths[f"prometheus job {job['job_name']}"] = job.get("metrics_path", "/metrics")
-    url = re.search(r"http://[^/'\"]+(/[^'\"]*)", dockerfile().healthcheck)
+    url = re.search(r"/healthz|/readyz|/metrics", dockerfile().healthcheck)
     assert url
-    paths["Dockerfile HEALTHCHECK"] = url.group(1)
+    paths["Dockerfile HEALTHCHECK"] = url.group(0)
     return paths
 
 
@@ -87,6 +92,29 @@ def test_every_deploy_path_is_served(daemon: Daemon) -> None:
         else:
             assert status == 200, where
             assert "listener_build_info" in body, where
+
+
+def _healthcheck(listen: str) -> int:
+    """Exit status of the Dockerfile's HEALTHCHECK command with LISTENER_LISTEN=listen."""
+    command = dockerfile().healthcheck_cmd
+    assert command[0] == "python"
+    env = {**os.environ, "LISTENER_LISTEN": listen}
+    return subprocess.run(
+        [sys.executable, *command[1:]], env=env, capture_output=True, timeout=30
+    ).returncode
+
+
+def test_dockerfile_healthcheck_follows_listener_listen(daemon: Daemon) -> None:
+    """The image's HEALTHCHECK asks /healthz where LISTENER_LISTEN says the daemon listens
+    (a wildcard host on loopback), and fails where nothing answers."""
+    host, port = daemon.base.removeprefix("http://").rsplit(":", 1)
+    assert host == "127.0.0.1"
+    for listen in (f"127.0.0.1:{port}", f"0.0.0.0:{port}", f":{port}"):
+        assert _healthcheck(listen) == 0, listen
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    assert _healthcheck(f"0.0.0.0:{closed}") != 0
 
 
 def test_ready_after_start(daemon: Daemon) -> None:

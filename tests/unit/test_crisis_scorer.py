@@ -139,6 +139,37 @@ def test_hashtags_are_split_into_words(text: str, words: str) -> None:
     assert SCORER._split_hashtag(match) == words
 
 
+HOURS_NEUTRAL = [
+    "Acme store hours today",
+    "What are your opening hours?",
+    "We are open 24 hours a day",
+    "Acme is open 24 hours",
+    "Delivery in 2 days",
+]
+HOURS_WAITING = [
+    "waited 3 hours",
+    "on hold for hours",
+    "hours of downtime",
+    "been hours and still no reply",
+    "Waited hours for a reply",
+    "3 hrs and counting",
+    "I sent you a DM hours ago",
+]
+
+
+@pytest.mark.parametrize("text", HOURS_NEUTRAL)
+def test_hours_alone_is_not_a_complaint(text: str) -> None:
+    """The word "hours" and a schedule ("24 hours a day") are no wait: VADER's own score."""
+    assert SCORER.score(text).compound == 0.0, SCORER.prepare(text)
+    assert SCORER.score(text).label == "neutral"
+
+
+@pytest.mark.parametrize("text", HOURS_WAITING)
+def test_hours_of_waiting_is_a_complaint(text: str) -> None:
+    """A duration that something took ("waited 3 hours", "been hours") is a waiting cue."""
+    assert SCORER.score(text).label == "negative", SCORER.prepare(text)
+
+
 @pytest.mark.parametrize("text", ["#neveragain", "#customerservicefail", "#EpicFail"])
 def test_split_hashtags_carry_sentiment(text: str) -> None:
     """A complaint hashtag alone scores negative once split."""
@@ -242,7 +273,7 @@ def _plain_alternation() -> re.Pattern[str]:
     return re.compile(rf"(?<!\w)(?:{body})(?!\w)")
 
 
-@pytest.mark.parametrize("text", [*COMPLAINTS, *PRAISE, *NEUTRAL])
+@pytest.mark.parametrize("text", [*COMPLAINTS, *PRAISE, *NEUTRAL, *HOURS_NEUTRAL, *HOURS_WAITING])
 def test_word_dispatch_matches_a_plain_alternation(text: str) -> None:
     """The word-dispatched matcher finds exactly what one plain alternation finds."""
     lowered = " ".join(text.lower().split())
