@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from listener.config.schema import Config
-from listener.errors import ConfigError, ConfigProblem
+from listener.errors import ConfigError, ConfigProblem, DurationError
 from listener.matching.brands import compile_brand_query
 from listener.matching.query import QuerySyntaxError
 from listener.templates import check_template
@@ -291,6 +291,9 @@ def _problem_from_error(err: ErrorDetails, data: Any, doc: _Doc) -> None:
         message = f"{err['input']!r} is not an http:// or https:// URL"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    if isinstance(error := ctx.get("error"), DurationError):
+        doc.problem(path, error.message, error.hint)
+        return
     doc.problem(path, message)
 
 
