@@ -581,7 +581,7 @@ def load_config_text(text: str, file: str, env: Mapping[str, str] | None = None)
             [
                 ConfigProblem(
                     file,
-                    doc.line(()),
+                    doc.line(()) or 1,  # an empty file: its first line
                     "",
                     "the file must be a mapping",
                     "start with 'brands:', 'sources:', 'rules:' ...",

@@ -235,6 +235,13 @@ def test_small_aliases_still_work() -> None:
     assert config.brands[0].hashtags == config.brands[0].handles
 
 
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_empty_file_is_an_error_on_line_1(text: str) -> None:
+    """A file with no document is refused on its first line, like any other problem."""
+    (problem,) = refused(text)
+    assert (problem.line, problem.message) == (1, "the file must be a mapping")
+
+
 def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
     """A byte that is not UTF-8 is reported with its line and column."""
     raw = SHIPPED.encode().replace(b"    interval: 5m", b"    interval: 5m \xff\xfe", 1)
