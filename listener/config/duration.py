@@ -58,7 +58,7 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return _checked(value.total_seconds(), value)
     if isinstance(value, bool):
-        raise DurationError(f"invalid duration {_shown(value)}: expected {_FORMS}")
+        raise DurationError(f"invalid duration {_shown(value)}", f"write {_FORMS}")
     if isinstance(value, int | float):
         try:
             seconds = float(value)
@@ -77,7 +77,7 @@ def parse_duration(value: Any) -> timedelta:
             pos = m.end()
         if text and pos == len(text):
             return _checked(total, value)
-    raise DurationError(f"invalid duration {_shown(value)}: expected {_FORMS}")
+    raise DurationError(f"invalid duration {_shown(value)}", f"write {_FORMS}")
 
 
 def format_duration(value: timedelta) -> str:
