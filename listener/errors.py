@@ -5,6 +5,7 @@ Third-party errors are translated into these at the boundary where they happen
 
     ListenerError
     ├── ConfigError            rules.yaml cannot be used (carries one ConfigProblem per problem)
+    ├── DurationError          not a duration, or out of range (also a ValueError)
     ├── StoreError             the SQLite state file cannot be opened or written
     ├── CollectorError         a source could not be polled
     │   ├── SourceUnavailable  5xx, timeout, connection refused (retry with backoff)
@@ -59,6 +60,19 @@ class ConfigError(ListenerError):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class DurationError(ListenerError, ValueError):
+    """A duration that cannot be used: not one of the accepted forms, negative, not
+    finite, or longer than the maximum. ``str()`` is the message and the hint together;
+    ``message`` and ``hint`` are the parts (for a ConfigProblem)."""
+
+    error_type = "duration"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} (hint: {hint})" if hint else message)
 
 
 class StoreError(ListenerError):

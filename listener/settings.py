@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from listener.config.duration import parse_duration
-from listener.errors import ConfigError, ConfigProblem
+from listener.errors import ConfigError, ConfigProblem, DurationError
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -48,10 +48,22 @@ class Settings:
             if isinstance(values.get(name), str | int | float):
                 try:
                     values[name] = parse_duration(values[name])
-                except ValueError as exc:
+                except DurationError as exc:
                     problems.append(
-                        ConfigProblem("environment", None, f"LISTENER_{name.upper()}", str(exc))
+                        ConfigProblem(
+                            "environment", None, f"LISTENER_{name.upper()}", exc.message, exc.hint
+                        )
                     )
+        if values.get("evaluate_every") == timedelta(0):
+            problems.append(
+                ConfigProblem(
+                    "environment",
+                    None,
+                    "LISTENER_EVALUATE_EVERY",
+                    "must be more than 0s",
+                    "rules are evaluated this often; the default is 30s",
+                )
+            )
         if values.get("log_format", "auto") not in ("auto", "json", "console"):
             problems.append(
                 ConfigProblem(

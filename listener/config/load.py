@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from listener.config.schema import Config
-from listener.errors import ConfigError, ConfigProblem
+from listener.errors import ConfigError, ConfigProblem, DurationError
 from listener.matching.brands import compile_brand_query
 from listener.matching.query import QuerySyntaxError
 from listener.templates import check_template
@@ -84,11 +84,13 @@ class _Doc:
         self.lines.setdefault(path, node.start_mark.line + 1)  # a key's own line wins
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = _scalar(key_node)
-                if isinstance(key, list | dict):
+            for key_node, value_node, merged in self._pairs(node, path):
+                if not isinstance(key_node, yaml.ScalarNode):
                     self.problem(path, "mapping keys must be plain values")
                     continue
+                key = self._scalar(key_node, path)
+                if key is _UNREADABLE or (merged and key in out):
+                    continue  # a merged key is overridden by the mapping's own
                 sub = (*path, key)
                 if key in out:
                     self.lines[sub] = key_node.start_mark.line + 1
@@ -99,10 +101,62 @@ class _Doc:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), env) for i, item in enumerate(node.value)]
-        value = _scalar(node)
+        value = self._scalar(node, path)
         if isinstance(value, str) and "$" in value:
             value = self._interpolate(value, path, env)
-        return value
+        return None if value is _UNREADABLE else value
+
+    def _pairs(
+        self, node: yaml.MappingNode, path: DocPath
+    ) -> list[tuple[yaml.Node, yaml.Node, bool]]:
+        """The keys and values of a mapping with its merge keys (``<<: *anchor`` or
+        ``<<: [*a, *b]``) expanded: its own keys first, then those merged (flagged), in
+        the order where the first wins, as YAML's merge key type says."""
+        own: list[tuple[yaml.Node, yaml.Node, bool]] = []
+        merged: list[tuple[yaml.Node, yaml.Node, bool]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                own.append((key_node, value_node, False))
+                continue
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if isinstance(source, yaml.MappingNode):
+                    merged.extend((k, v, True) for k, v, _ in self._pairs(source, path))
+                    continue
+                self.problems.append(
+                    ConfigProblem(
+                        self.file,
+                        source.start_mark.line + 1,
+                        format_path(path),
+                        "a merge key (<<) takes a mapping or a list of mappings",
+                        "write '<<: *name' where '&name' marks a mapping",
+                    )
+                )
+        return own + merged
+
+    def _scalar(self, node: yaml.Node, path: DocPath) -> Any:
+        """The value of a plain scalar, or ``_UNREADABLE`` after recording why not
+        (``2020-99-99`` looks like a date but is none, a 5000-digit integer ...)."""
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            self.problems.append(
+                ConfigProblem(
+                    self.file,
+                    node.start_mark.line + 1,
+                    format_path(path),
+                    f"cannot read {node.value!r} as a {kind}: {reason}",
+                    "quote it to make it a string",
+                )
+            )
+            return _UNREADABLE
+        finally:
+            loader.dispose()
 
     def _interpolate(self, value: str, path: DocPath, env: Mapping[str, str]) -> str:
         def sub(m: re.Match[str]) -> str:
@@ -124,19 +178,127 @@ class _Doc:
         return _ENV.sub(sub, value)
 
 
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+_UNREADABLE = object()
+"""A scalar that could not be read (already reported)."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_ALIAS_VALUES = 10_000
+"""How many values aliases may add to a document (each ``*alias`` adds every value of
+its anchor's node again): enough to repeat blocks, far too few for an alias bomb."""
+MAX_DEPTH = 100
+"""How deeply collections may nest."""
+
+
+class _Refused(yaml.YAMLError):
+    """A YAML feature or size that rules.yaml does not accept, at ``line``."""
+
+    def __init__(self, line: int, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+        self.hint = hint
+
+
+def _tag_name(tag: str) -> str:
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader's composer, with limits: no explicit tags (on scalars or collections),
+    no alias inside its own anchor's node, at most :data:`MAX_ALIAS_VALUES` values added
+    by aliases and :data:`MAX_DEPTH` levels of nesting. Composing builds nodes only; no
+    value is constructed here."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open: set[str] = set()  # anchors whose node is being composed
+        self._sizes: dict[str, int] = {}  # anchor → values in its node, aliases expanded
+        self._values = 0  # values in the document so far, aliases expanded
+        self._alias_values = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        anchor: str | None = event.anchor
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in self._open:
+                raise _Refused(
+                    line,
+                    f"alias *{anchor} is inside the value it refers to (a recursive alias)",
+                    "an alias can only repeat a value defined before it; write the value out",
+                )
+            size = self._sizes.get(anchor or "", 0)
+            self._values += size
+            self._alias_values += size
+            if self._alias_values > MAX_ALIAS_VALUES:
+                raise _Refused(
+                    line,
+                    f"aliases expand to more than {MAX_ALIAS_VALUES} values",
+                    "aliases may repeat small blocks only; write the values out",
+                )
+            return typing.cast(yaml.Node, super().compose_node(parent, index))
+        if anchor is not None and anchor in self.anchors:
+            first = self.anchors[anchor].start_mark.line + 1
+            raise _Refused(
+                line,
+                f"anchor &{anchor} is defined twice (first on line {first})",
+                "give each anchor its own name",
+            )
+        tag: str | None = getattr(event, "tag", None)
+        if tag is not None:
+            raise _Refused(
+                line,
+                f"YAML tags are not supported (found {_tag_name(tag)})",
+                "remove the tag; quote a value to make it a string",
+            )
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(
+                line,
+                f"nested more than {MAX_DEPTH} levels deep",
+                "check for unbalanced [ or { on this line",
+            )
+        before = self._values
+        self._values += 1
+        self._depth += 1
+        if anchor is not None:
+            self._open.add(anchor)
+        node = typing.cast(yaml.Node, super().compose_node(parent, index))
+        self._depth -= 1
+        if anchor is not None:
+            self._open.discard(anchor)
+            self._sizes[anchor] = self._values - before
+        return node
+
+
+def _unprintable(text: str, file: str) -> ConfigProblem | None:
+    """The first character YAML does not allow (NUL, other control characters)."""
+    found = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    what = "a NUL character" if char == "\0" else "the character"
+    return ConfigProblem(
+        file,
+        line,
+        "",
+        f"{what} U+{ord(char):04X} at column {column}: YAML allows printable characters only",
+        "remove it (a binary file, or a copy and paste gone wrong?)",
+    )
 
 
 def parse_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> tuple[Any, _Doc]:
     """Parse YAML text into plain data, recording every node's line; interpolate ``${ENV}``."""
     doc = _Doc(file)
+    if (bad := _unprintable(text, file)) is not None:
+        raise ConfigError([bad])
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
+    except _Refused as exc:
+        raise ConfigError([ConfigProblem(file, exc.line, "", exc.message, exc.hint)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -291,6 +453,9 @@ def _problem_from_error(err: ErrorDetails, data: Any, doc: _Doc) -> None:
         message = f"{err['input']!r} is not an http:// or https:// URL"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    if isinstance(error := ctx.get("error"), DurationError):
+        doc.problem(path, error.message, error.hint)
+        return
     doc.problem(path, message)
 
 
@@ -416,7 +581,7 @@ def load_config_text(text: str, file: str, env: Mapping[str, str] | None = None)
             [
                 ConfigProblem(
                     file,
-                    doc.line(()),
+                    doc.line(()) or 1,  # an empty file: its first line
                     "",
                     "the file must be a mapping",
                     "start with 'brands:', 'sources:', 'rules:' ...",
@@ -440,9 +605,13 @@ def load_config_text(text: str, file: str, env: Mapping[str, str] | None = None)
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a rules file."""
-    path = Path(path)
+    return load_config_text(_read(Path(path)), str(path), env)
+
+
+def _read(path: Path) -> str:
+    """The text of a rules file; a ConfigError (with the line) if it is not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -455,15 +624,30 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
                 )
             ]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc}")]) from None
-    return load_config_text(text, str(path), env)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    line,
+                    "",
+                    f"not valid UTF-8: byte 0x{data[exc.start]:02x} at column {column}",
+                    "save the file as UTF-8",
+                )
+            ]
+        ) from None
 
 
 def line_of(file: str | Path, path: DocPath) -> int | None:
     """The line of ``path`` in a rules file (for problems found after loading)."""
     try:
-        _, doc = parse_yaml(Path(file).read_text(encoding="utf-8"), str(file), env={})
+        _, doc = parse_yaml(_read(Path(file)), str(file), env={})
     except (OSError, ConfigError):
         return None
     return doc.line(path)
