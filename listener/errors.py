@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from listener.retry_after import clamp_retry_after
+
 
 class ListenerError(Exception):
     """Base of every error listener raises on purpose."""
@@ -74,13 +76,15 @@ class SourceUnavailable(CollectorError):
 
 
 class RateLimited(CollectorError):
-    """The source answered 429. ``retry_after`` is in seconds when the source said so."""
+    """The source answered 429. ``retry_after`` is in seconds when the source said so
+    (at most :data:`~listener.retry_after.MAX_RETRY_AFTER`; a non-finite or negative
+    value is dropped)."""
 
     error_type = "rate_limited"
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after = clamp_retry_after(retry_after)
 
 
 class SourceRejected(CollectorError):
@@ -96,14 +100,16 @@ class MalformedResponse(CollectorError):
 
 
 class SinkError(ListenerError):
-    """An alert could not be delivered to a sink."""
+    """An alert could not be delivered to a sink. ``retry_after``: seconds the receiver
+    asked for (at most :data:`~listener.retry_after.MAX_RETRY_AFTER`; a non-finite or
+    negative value is dropped)."""
 
     error_type = "sink"
     retryable = True
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after = clamp_retry_after(retry_after)
 
 
 class SinkUnavailable(SinkError):

@@ -16,7 +16,6 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -30,13 +29,12 @@ from listener.errors import (
     SourceRejected,
     SourceUnavailable,
 )
+from listener.retry_after import retry_after_from_headers
 
 DEFAULT_USER_AGENT = f"listener/{__version__}"
 """Sent when the caller gives no ``user_agent``."""
 
 _CHUNK = 64 * 1024
-_EPOCH_THRESHOLD = 1_000_000_000.0
-"""``x-ratelimit-reset`` values above this are epoch seconds (GitHub), below it deltas (Reddit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,29 +86,10 @@ def _scrub(text: str, *urls: str) -> str:
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds to wait, from ``Retry-After`` (seconds or HTTP-date), else
-    ``x-rate-limit-reset`` (epoch seconds, X/Twitter), else ``x-ratelimit-reset``
-    (seconds, Reddit; epoch seconds when implausibly large, GitHub). ``headers`` must
-    have lower-case keys; ``now`` is epoch seconds. Never negative; ``None`` when no
-    usable header is present."""
-    value = headers.get("retry-after", "").strip()
-    if value:
-        seconds = _as_float(value)
-        if seconds is not None:
-            return max(0.0, seconds)
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None and when.tzinfo is not None:
-            return max(0.0, when.timestamp() - now)
-    reset = _as_float(headers.get("x-rate-limit-reset", "").strip())
-    if reset is not None:
-        return max(0.0, reset - now)
-    reset = _as_float(headers.get("x-ratelimit-reset", "").strip())
-    if reset is not None:
-        return max(0.0, reset - now if reset > _EPOCH_THRESHOLD else reset)
-    return None
+    """Seconds to wait from a response's headers (lower-case keys; ``now`` in epoch
+    seconds): :func:`listener.retry_after.retry_after_from_headers`, the one parser
+    sinks and collectors share (capped at one hour; garbage ignored)."""
+    return retry_after_from_headers(headers, now)
 
 
 def _as_float(value: str) -> float | None:

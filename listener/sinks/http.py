@@ -3,7 +3,6 @@ receiver's clock for ``Retry-After`` dates, and a harmless reachability check.""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -11,6 +10,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from listener.errors import SinkRejected, SinkUnavailable
+from listener.retry_after import retry_after_value
 
 
 def server_now(response: httpx.Response) -> datetime:
@@ -29,23 +29,10 @@ def server_now(response: httpx.Response) -> datetime:
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP-date,
-    measured from ``now``); never negative; ``None`` when absent or unparseable."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    measured from ``now``): :func:`listener.retry_after.retry_after_value`, the one parser
+    sinks and collectors share (capped at one hour; negative, non-finite or unparseable
+    values give ``None``, and the delivery backoff applies)."""
+    return retry_after_value(value, now.timestamp())
 
 
 def raise_for_status(
