@@ -10,6 +10,7 @@ Third-party errors are translated into these at the boundary where they happen
     │   ├── SourceUnavailable  5xx, timeout, connection refused (retry with backoff)
     │   ├── RateLimited        429; carries ``retry_after`` seconds when the source said so
     │   ├── SourceRejected     4xx other than 408/429 (bad URL, bad credentials)
+    │   │   └── RedirectRefused  a redirect to a loopback/private/link-local/… address
     │   └── MalformedResponse  the body could not be parsed, or was larger than the cap
     └── SinkError              an alert could not be delivered
         ├── SinkUnavailable    5xx, timeout, connection refused, 429 (retry with backoff)
@@ -91,6 +92,15 @@ class SourceRejected(CollectorError):
     """The source answered 4xx (other than 408/429): a wrong URL or credentials."""
 
     error_type = "rejected"
+
+
+class RedirectRefused(SourceRejected):
+    """The source redirected (or linked) to an address the collector may not reach: a
+    loopback, link-local, private, unspecified, multicast or reserved address that the
+    configured URL is not (see :mod:`listener.collectors.redirects`). Nothing was sent
+    there."""
+
+    error_type = "redirect_refused"
 
 
 class MalformedResponse(CollectorError):

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from listener import __version__
+from listener.collectors.redirects import MAX_REDIRECTS, Resolver, refusal, resolve_host
 from listener.errors import (
     CollectorError,
     MalformedResponse,
     RateLimited,
+    RedirectRefused,
     SourceRejected,
     SourceUnavailable,
 )
@@ -104,6 +106,35 @@ def _as_float(value: str) -> float | None:
     return number
 
 
+def send_following(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    max_redirects: int = MAX_REDIRECTS,
+    resolve: Resolver = resolve_host,
+) -> httpx.Response:
+    """Send ``request`` (streamed) and follow at most ``max_redirects`` redirects here,
+    not in httpx, so that each target is checked by
+    :func:`~listener.collectors.redirects.refusal` (against ``request``'s URL) before
+    anything connects to it. Returns the final response, open (close it); raises
+    :class:`~listener.errors.RedirectRefused` for a refused target and
+    ``httpx.TooManyRedirects`` past the limit."""
+    origin = str(request.url)
+    for _ in range(max_redirects + 1):
+        response = client.send(request, stream=True, follow_redirects=False)
+        following = response.next_request
+        if following is None:
+            return response
+        response.close()
+        reason = refusal([origin], str(following.url), resolve)
+        if reason is not None:
+            raise RedirectRefused(
+                f"{redact_url(origin)}: redirect to {redact_url(following.url)} refused: {reason}"
+            )
+        request = following
+    raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+
+
 class _Decoder:
     """Incremental gzip/deflate/identity decoder that never yields more than asked for."""
 
@@ -148,7 +179,7 @@ class _Decoder:
 
 
 class HttpFetcher:
-    """Blocking GETs with timeouts, a redirect limit and a body size cap.
+    """Blocking GETs with timeouts, a redirect limit and policy, and a body size cap.
 
     ``timeout`` (seconds) bounds connecting and each read; reading the body stops once
     ``total_timeout`` (default ``3 * timeout``) has passed since the request began, so
@@ -159,7 +190,11 @@ class HttpFetcher:
     transport failures, timeouts, 5xx, 408 and unexpected 1xx/3xx →
     :class:`SourceUnavailable`; 429 → :class:`RateLimited` (with ``retry_after``);
     other 4xx and unusable URLs → :class:`SourceRejected`; an oversized or undecodable
-    body → :class:`MalformedResponse`. 2xx and 304 are returned.
+    body → :class:`MalformedResponse`. 2xx and 304 are returned. At most
+    ``max_redirects`` redirects are followed, each checked before it is followed
+    (:func:`send_following`; ``resolve`` looks host names up): one to a loopback,
+    private, link-local … address the URL given to :meth:`get` is not →
+    :class:`~listener.errors.RedirectRefused`.
     ``trust_env`` honours the usual proxy and CA bundle environment variables.
     One fetcher may be shared by threads (``httpx.Client`` is thread-safe).
     """
@@ -172,18 +207,21 @@ class HttpFetcher:
         user_agent: str | None = None,
         transport: httpx.BaseTransport | None = None,
         total_timeout: float | None = None,
-        max_redirects: int = 5,
+        max_redirects: int = MAX_REDIRECTS,
         trust_env: bool = True,
         clock: Callable[[], float] = time.time,
+        resolve: Resolver = resolve_host,
     ) -> None:
         if timeout <= 0 or max_bytes <= 0:
             raise ValueError("timeout and max_bytes must be positive")
         self.max_bytes = max_bytes
         self.total_timeout = total_timeout if total_timeout is not None else 3 * timeout
         self._clock = clock
+        self._max_redirects = max_redirects
+        self._resolve = resolve
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
+            follow_redirects=False,
             max_redirects=max_redirects,
             transport=transport,
             headers={
@@ -205,7 +243,9 @@ class HttpFetcher:
         deadline = time.monotonic() + self.total_timeout
         final = url
         try:
-            response = self._client.send(request, stream=True)
+            response = send_following(
+                self._client, request, max_redirects=self._max_redirects, resolve=self._resolve
+            )
             try:
                 final = str(response.url)
                 return self._finish(response, where, deadline)
