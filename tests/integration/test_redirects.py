@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from listener.collectors.base import PollResult
 from listener.collectors.bluesky import BlueskyCollector
 from listener.collectors.fetch import HttpFetcher
 from listener.collectors.mastodon import MastodonCollector
 from listener.collectors.redirects import MAX_REDIRECTS
+from listener.collectors.requests_http import guard_session
 from listener.collectors.rss import RssCollector
 from listener.collectors.twitter import TwitterCollector
 from listener.config.schema import (
@@ -198,3 +200,28 @@ def test_atproto_redirect_is_refused(server: FeedServer) -> None:
     error = failure(result, raised)
     assert isinstance(error, RedirectRefused), error
     assert len(server.requests_for(path)) == 1
+
+
+def test_a_guarded_requests_session_checks_every_hop_and_caps_redirects(
+    server: FeedServer,
+) -> None:
+    """The session praw, tweepy and Mastodon.py use: loopback to loopback is followed, a
+    hop to a private address is refused before connecting, and a loop ends after
+    MAX_REDIRECTS redirects."""
+    netloc = server.url().split("/")[2]
+    session = guard_session(requests.Session(), timeout=2, max_bytes=1024, hosts={netloc: None})
+    with FeedServer() as other:
+        other.route("/ok", Route(body=b"fine", content_type="text/plain"))
+        server.route("/to-other", moved(other.url("/ok")))
+        server.route("/to-private", moved(FORBIDDEN[1]))
+        for hop in range(MAX_REDIRECTS + 2):
+            server.route(f"/r{hop}", moved(server.url(f"/r{hop + 1}")))
+        try:
+            assert session.get(server.url("/to-other")).text == "fine"
+            with pytest.raises(RedirectRefused, match=r"10\.0\.0\.1"):
+                session.get(server.url("/to-private"))
+            with pytest.raises(requests.TooManyRedirects):
+                session.get(server.url("/r0"))
+        finally:
+            session.close()
+    assert len([r for r in server.requests if r.path.startswith("/r")]) == MAX_REDIRECTS + 1
