@@ -11,6 +11,7 @@ Third-party errors are translated into these at the boundary where they happen
     │   ├── SourceUnavailable  5xx, timeout, connection refused (retry with backoff)
     │   ├── RateLimited        429; carries ``retry_after`` seconds when the source said so
     │   ├── SourceRejected     4xx other than 408/429 (bad URL, bad credentials)
+    │   │   └── RedirectRefused  a redirect to a loopback/private/link-local/… address
     │   └── MalformedResponse  the body could not be parsed, or was larger than the cap
     ├── SinkError              an alert could not be delivered
     │   ├── SinkUnavailable    5xx, timeout, connection refused, 429 (retry with backoff)
@@ -26,6 +27,8 @@ Third-party errors are translated into these at the boundary where they happen
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from listener.retry_after import clamp_retry_after
 
 
 class ListenerError(Exception):
@@ -94,19 +97,30 @@ class SourceUnavailable(CollectorError):
 
 
 class RateLimited(CollectorError):
-    """The source answered 429. ``retry_after`` is in seconds when the source said so."""
+    """The source answered 429. ``retry_after`` is in seconds when the source said so
+    (at most :data:`~listener.retry_after.MAX_RETRY_AFTER`; a non-finite or negative
+    value is dropped)."""
 
     error_type = "rate_limited"
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after = clamp_retry_after(retry_after)
 
 
 class SourceRejected(CollectorError):
     """The source answered 4xx (other than 408/429): a wrong URL or credentials."""
 
     error_type = "rejected"
+
+
+class RedirectRefused(SourceRejected):
+    """The source redirected (or linked) to an address the collector may not reach: a
+    loopback, link-local, private, unspecified, multicast or reserved address that the
+    configured URL is not (see :mod:`listener.collectors.redirects`). Nothing was sent
+    there."""
+
+    error_type = "redirect_refused"
 
 
 class MalformedResponse(CollectorError):
@@ -116,14 +130,16 @@ class MalformedResponse(CollectorError):
 
 
 class SinkError(ListenerError):
-    """An alert could not be delivered to a sink."""
+    """An alert could not be delivered to a sink. ``retry_after``: seconds the receiver
+    asked for (at most :data:`~listener.retry_after.MAX_RETRY_AFTER`; a non-finite or
+    negative value is dropped)."""
 
     error_type = "sink"
     retryable = True
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after = clamp_retry_after(retry_after)
 
 
 class SinkUnavailable(SinkError):

@@ -53,7 +53,12 @@ from atproto_client.request import Request  # type: ignore[import-untyped]
 from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
 
 from listener.collectors.base import Cursor, PollResult
-from listener.collectors.fetch import DEFAULT_USER_AGENT, parse_retry_after, redact_url
+from listener.collectors.fetch import (
+    DEFAULT_USER_AGENT,
+    parse_retry_after,
+    redact_url,
+    send_following,
+)
 from listener.collectors.queries import brands_for, quoted
 from listener.collectors.text import as_count, cap_text
 from listener.config.schema import BlueskySourceConfig, BrandConfig
@@ -110,7 +115,7 @@ class _Session(Request):  # type: ignore[misc]
         deadline = time.monotonic() + self._total_timeout
         try:
             request = self._client.build_request(method, url, headers=headers, **kwargs)
-            response = self._client.send(request, stream=True)
+            response = send_following(self._client, request)
             try:
                 body = self._read(response, where, deadline)
             finally:

@@ -16,27 +16,27 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from urllib.parse import urlsplit
 
 import httpx
 
 from listener import __version__
+from listener.collectors.redirects import MAX_REDIRECTS, Resolver, refusal, resolve_host
 from listener.errors import (
     CollectorError,
     MalformedResponse,
     RateLimited,
+    RedirectRefused,
     SourceRejected,
     SourceUnavailable,
 )
+from listener.retry_after import retry_after_from_headers
 
 DEFAULT_USER_AGENT = f"listener/{__version__}"
 """Sent when the caller gives no ``user_agent``."""
 
 _CHUNK = 64 * 1024
-_EPOCH_THRESHOLD = 1_000_000_000.0
-"""``x-ratelimit-reset`` values above this are epoch seconds (GitHub), below it deltas (Reddit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,29 +88,10 @@ def _scrub(text: str, *urls: str) -> str:
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds to wait, from ``Retry-After`` (seconds or HTTP-date), else
-    ``x-rate-limit-reset`` (epoch seconds, X/Twitter), else ``x-ratelimit-reset``
-    (seconds, Reddit; epoch seconds when implausibly large, GitHub). ``headers`` must
-    have lower-case keys; ``now`` is epoch seconds. Never negative; ``None`` when no
-    usable header is present."""
-    value = headers.get("retry-after", "").strip()
-    if value:
-        seconds = _as_float(value)
-        if seconds is not None:
-            return max(0.0, seconds)
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None and when.tzinfo is not None:
-            return max(0.0, when.timestamp() - now)
-    reset = _as_float(headers.get("x-rate-limit-reset", "").strip())
-    if reset is not None:
-        return max(0.0, reset - now)
-    reset = _as_float(headers.get("x-ratelimit-reset", "").strip())
-    if reset is not None:
-        return max(0.0, reset - now if reset > _EPOCH_THRESHOLD else reset)
-    return None
+    """Seconds to wait from a response's headers (lower-case keys; ``now`` in epoch
+    seconds): :func:`listener.retry_after.retry_after_from_headers`, the one parser
+    sinks and collectors share (capped at one hour; garbage ignored)."""
+    return retry_after_from_headers(headers, now)
 
 
 def _as_float(value: str) -> float | None:
@@ -123,6 +104,35 @@ def _as_float(value: str) -> float | None:
     if number != number or number in (float("inf"), float("-inf")):  # NaN or infinite
         return None
     return number
+
+
+def send_following(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    max_redirects: int = MAX_REDIRECTS,
+    resolve: Resolver = resolve_host,
+) -> httpx.Response:
+    """Send ``request`` (streamed) and follow at most ``max_redirects`` redirects here,
+    not in httpx, so that each target is checked by
+    :func:`~listener.collectors.redirects.refusal` (against ``request``'s URL) before
+    anything connects to it. Returns the final response, open (close it); raises
+    :class:`~listener.errors.RedirectRefused` for a refused target and
+    ``httpx.TooManyRedirects`` past the limit."""
+    origin = str(request.url)
+    for _ in range(max_redirects + 1):
+        response = client.send(request, stream=True, follow_redirects=False)
+        following = response.next_request
+        if following is None:
+            return response
+        response.close()
+        reason = refusal([origin], str(following.url), resolve)
+        if reason is not None:
+            raise RedirectRefused(
+                f"{redact_url(origin)}: redirect to {redact_url(following.url)} refused: {reason}"
+            )
+        request = following
+    raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
 
 
 class _Decoder:
@@ -169,7 +179,7 @@ class _Decoder:
 
 
 class HttpFetcher:
-    """Blocking GETs with timeouts, a redirect limit and a body size cap.
+    """Blocking GETs with timeouts, a redirect limit and policy, and a body size cap.
 
     ``timeout`` (seconds) bounds connecting and each read; reading the body stops once
     ``total_timeout`` (default ``3 * timeout``) has passed since the request began, so
@@ -180,7 +190,11 @@ class HttpFetcher:
     transport failures, timeouts, 5xx, 408 and unexpected 1xx/3xx →
     :class:`SourceUnavailable`; 429 → :class:`RateLimited` (with ``retry_after``);
     other 4xx and unusable URLs → :class:`SourceRejected`; an oversized or undecodable
-    body → :class:`MalformedResponse`. 2xx and 304 are returned.
+    body → :class:`MalformedResponse`. 2xx and 304 are returned. At most
+    ``max_redirects`` redirects are followed, each checked before it is followed
+    (:func:`send_following`; ``resolve`` looks host names up): one to a loopback,
+    private, link-local … address the URL given to :meth:`get` is not →
+    :class:`~listener.errors.RedirectRefused`.
     ``trust_env`` honours the usual proxy and CA bundle environment variables.
     One fetcher may be shared by threads (``httpx.Client`` is thread-safe).
     """
@@ -193,18 +207,21 @@ class HttpFetcher:
         user_agent: str | None = None,
         transport: httpx.BaseTransport | None = None,
         total_timeout: float | None = None,
-        max_redirects: int = 5,
+        max_redirects: int = MAX_REDIRECTS,
         trust_env: bool = True,
         clock: Callable[[], float] = time.time,
+        resolve: Resolver = resolve_host,
     ) -> None:
         if timeout <= 0 or max_bytes <= 0:
             raise ValueError("timeout and max_bytes must be positive")
         self.max_bytes = max_bytes
         self.total_timeout = total_timeout if total_timeout is not None else 3 * timeout
         self._clock = clock
+        self._max_redirects = max_redirects
+        self._resolve = resolve
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
+            follow_redirects=False,
             max_redirects=max_redirects,
             transport=transport,
             headers={
@@ -226,7 +243,9 @@ class HttpFetcher:
         deadline = time.monotonic() + self.total_timeout
         final = url
         try:
-            response = self._client.send(request, stream=True)
+            response = send_following(
+                self._client, request, max_redirects=self._max_redirects, resolve=self._resolve
+            )
             try:
                 final = str(response.url)
                 return self._finish(response, where, deadline)

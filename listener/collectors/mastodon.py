@@ -49,7 +49,7 @@ from mastodon.errors import (
 from listener.collectors.base import Cursor, PollResult
 from listener.collectors.fetch import DEFAULT_USER_AGENT, parse_retry_after, redact_url
 from listener.collectors.queries import brands_for, quoted
-from listener.collectors.requests_http import GuardedAdapter, ResponseTooLarge, guard_session
+from listener.collectors.requests_http import ResponseTooLarge, guard_session
 from listener.collectors.rss import html_to_text
 from listener.collectors.text import as_count, cap_text
 from listener.config.schema import BrandConfig, MastodonSourceConfig
@@ -189,8 +189,6 @@ class MastodonCollector:
         guard_session(
             self._session, timeout=timeout, max_bytes=config.max_bytes, hosts={parts.netloc: None}
         )
-        for scheme in ("http://", "https://"):  # redirects elsewhere get the same limits
-            self._session.mount(scheme, GuardedAdapter(timeout=timeout, max_bytes=config.max_bytes))
         self._headers: dict[str, str] = {}
         self._quota: int | None = None
         self._session.hooks["response"].append(self._remember)
@@ -363,6 +361,8 @@ class MastodonCollector:
 
     def _translate(self, exc: MastodonError, where: str) -> CollectorError:
         cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, CollectorError):  # ours, raised in the session (a refused redirect)
+            return cause
         if isinstance(exc, MastodonRatelimitError):
             retry_after = parse_retry_after(self._headers, time.time())
             reset = self._api.ratelimit_reset

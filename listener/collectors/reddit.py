@@ -222,6 +222,8 @@ def _translate(exc: BaseException, where: str) -> CollectorError:
     """A praw/prawcore/requests error as one of ours."""
     if isinstance(exc, prawcore.RequestException):
         original = exc.original_exception
+        if isinstance(original, CollectorError):  # ours, raised in the session
+            return original
         if isinstance(original, _QuotaSpent):
             return RateLimited(f"{where}: {original}", original.retry_after)
         if isinstance(original, _Unavailable):

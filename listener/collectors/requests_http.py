@@ -5,12 +5,16 @@ tweepy passes no timeout at all and praw ignores its own ``timeout`` setting (se
 :class:`GuardedAdapter` mounted on the library's own session imposes both, and can
 send the library's hard-coded API host to a configured base URL (an API gateway,
 or a loopback fake in tests) while everything above the transport stays the real
-library code.
+library code. It also keeps requests where the source may send them: every request
+(first, redirected or linked) is checked by
+:func:`~listener.collectors.redirects.refusal` against the source's configured URLs
+before it connects, and a session follows at most
+:data:`~listener.collectors.redirects.MAX_REDIRECTS` redirects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,19 +22,36 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
+from listener.collectors.fetch import redact_url
+from listener.collectors.redirects import MAX_REDIRECTS, Resolver, refusal, resolve_host
+from listener.errors import RedirectRefused
+
 
 class ResponseTooLarge(requests.exceptions.RequestException):
     """The response body exceeded the configured byte cap."""
 
 
 class GuardedAdapter(HTTPAdapter):
-    """Default and maximum timeouts, a byte cap, and an optional base-URL rewrite."""
+    """Default and maximum timeouts, a byte cap, an optional base-URL rewrite and, with
+    ``origins`` (the source's configured URLs), the redirect policy: a request to a
+    host :func:`~listener.collectors.redirects.refusal` refuses raises
+    :class:`~listener.errors.RedirectRefused` before connecting."""
 
-    def __init__(self, *, timeout: float, max_bytes: int, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_bytes: int,
+        base_url: str | None = None,
+        origins: Sequence[str] = (),
+        resolve: Resolver = resolve_host,
+    ) -> None:
         super().__init__()
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.base = urlsplit(base_url) if base_url else None
+        self.origins = tuple(origins)
+        self.resolve = resolve
 
     def send(
         self,
@@ -49,6 +70,10 @@ class GuardedAdapter(HTTPAdapter):
             )
             # requests chose proxies for the original host; choose again for the new one
             proxies = get_environ_proxies(request.url)
+        if self.origins and request.url:
+            reason = refusal(self.origins, request.url, self.resolve)
+            if reason is not None:
+                raise RedirectRefused(f"request to {redact_url(request.url)} refused: {reason}")
         cap = self.timeout
         if timeout is None:
             timeout = cap
@@ -90,14 +115,28 @@ def guard_session(
     timeout: float,
     max_bytes: int,
     hosts: Mapping[str, str | None],
+    resolve: Resolver = resolve_host,
 ) -> requests.Session:
-    """Mount a :class:`GuardedAdapter` on ``session`` for each host.
+    """Mount a :class:`GuardedAdapter` on ``session`` for each host, and one for every
+    other URL (a redirect or link elsewhere gets the same limits), all checking the
+    redirect policy against the configured URLs; follow at most
+    :data:`~listener.collectors.redirects.MAX_REDIRECTS` redirects.
 
     ``hosts`` maps a real API host (``api.twitter.com``) to the base URL requests for
-    it should go to, or ``None`` to keep the host (guard rails only).
+    it should go to, or ``None`` to keep the host (guard rails only); those base URLs,
+    or the hosts themselves, are the configured URLs.
     """
+    origins = [base or f"https://{host}/" for host, base in hosts.items()]
     for host, base in hosts.items():
-        adapter = GuardedAdapter(timeout=timeout, max_bytes=max_bytes, base_url=base)
+        adapter = GuardedAdapter(
+            timeout=timeout, max_bytes=max_bytes, base_url=base, origins=origins, resolve=resolve
+        )
         session.mount(f"https://{host}/", adapter)
         session.mount(f"http://{host}/", adapter)
+    elsewhere = GuardedAdapter(
+        timeout=timeout, max_bytes=max_bytes, origins=origins, resolve=resolve
+    )
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, elsewhere)
+    session.max_redirects = MAX_REDIRECTS
     return session

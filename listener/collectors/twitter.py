@@ -47,7 +47,7 @@ import tweepy  # type: ignore[import-untyped]
 
 from listener.clock import as_utc
 from listener.collectors.base import Cursor, PollResult
-from listener.collectors.fetch import DEFAULT_USER_AGENT
+from listener.collectors.fetch import DEFAULT_USER_AGENT, parse_retry_after
 from listener.collectors.queries import brands_for, quoted
 from listener.collectors.requests_http import ResponseTooLarge, guard_session
 from listener.collectors.text import as_count
@@ -332,8 +332,8 @@ def translate_error(
     if isinstance(exc, CollectorError):
         return exc
     if isinstance(exc, tweepy.TooManyRequests):
-        reset = _header_int(exc.response.headers, "x-rate-limit-reset")
-        retry_after = None if reset is None else max(0.0, reset - now.timestamp())
+        headers = {str(k).lower(): str(v) for k, v in exc.response.headers.items()}
+        retry_after = parse_retry_after(headers, now.timestamp())
         return RateLimited(f"X API rate limit: {exc}", retry_after=retry_after)
     if isinstance(exc, tweepy.TwitterServerError):
         return SourceUnavailable(f"X API server error: {exc}")

@@ -53,10 +53,10 @@ import httpx
 from listener import __version__
 from listener.clock import as_utc
 from listener.config.schema import AlertmanagerSinkConfig
-from listener.errors import SinkRejected, SinkUnavailable
+from listener.errors import SinkRejected
 from listener.model import Alert, MentionRef
 from listener.sinks.base import SinkContext
-from listener.sinks.http import raise_for_status, transport_error
+from listener.sinks.http import raise_for_status, request
 from listener.sinks.text import one_line
 
 ALERTNAME = "ListenerIncident"
@@ -241,8 +241,9 @@ def render_test_alert(
 
 class AlertmanagerSink:
     """Posts :func:`render_alerts` bodies to ``<url>/api/v2/alerts`` over one shared
-    ``httpx.AsyncClient`` (``config.timeout`` per connect, write, read and pool wait;
-    redirects are not followed), and keeps firing alerts alive with :meth:`refresh`.
+    ``httpx.AsyncClient`` (``config.timeout`` for the whole request and per connect,
+    write, read and pool wait; at most 1 MiB of an answer is read; redirects are not
+    followed), and keeps firing alerts alive with :meth:`refresh`.
 
     Every request carries ``User-Agent: listener/<version>`` and the configured headers.
     ``context`` gives the durable state and the clock (``now`` of every ``endsAt``);
@@ -351,10 +352,14 @@ class AlertmanagerSink:
         :class:`~listener.errors.SinkUnavailable` when Alertmanager is down or not ready
         (5xx), :class:`~listener.errors.SinkRejected` on another status (a wrong URL or
         credentials). Posts nothing."""
-        try:
-            response = await self._client.get(self._ready_url)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "health check: ") from None
+        response = await request(
+            self._client,
+            "GET",
+            self._ready_url,
+            label=self._label(),
+            what="health check: ",
+            timeout=self._timeout,
+        )
         self._check(response, "health check: ")
 
     async def send_test(self) -> None:
@@ -430,9 +435,6 @@ class AlertmanagerSink:
             text = text.replace(secret, "***")
         return text
 
-    def _transport_error(self, exc: httpx.HTTPError, what: str) -> SinkUnavailable:
-        return transport_error(self._label(), exc, what, self._timeout)
-
     def _reason(self, response: httpx.Response) -> str:
         """Alertmanager's short reason (its 400 body is a JSON string), scrubbed."""
         text = response.text.strip()
@@ -450,10 +452,14 @@ class AlertmanagerSink:
 
     async def _post(self, body: list[PostableAlert], what: str) -> None:
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            response = await self._client.post(
-                self._alerts_url, content=content, headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, what) from None
+        response = await request(
+            self._client,
+            "POST",
+            self._alerts_url,
+            label=self._label(),
+            what=what,
+            timeout=self._timeout,
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
         self._check(response, what)

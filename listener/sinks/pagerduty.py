@@ -36,10 +36,9 @@ import httpx
 
 from listener.clock import Clock
 from listener.config.schema import PagerDutySinkConfig
-from listener.errors import SinkUnavailable
 from listener.model import Alert, AlertKind, MentionRef
 from listener.sinks.base import SinkContext
-from listener.sinks.http import options_healthcheck, raise_for_status, transport_error
+from listener.sinks.http import options_healthcheck, raise_for_status, request
 from listener.sinks.text import one_line
 from listener.sinks.webhook import (
     USER_AGENT,
@@ -186,9 +185,10 @@ def render_event(
 
 class PagerDutySink:
     """Sends :func:`render_event` events to ``{api_url}/v2/enqueue`` over one shared
-    ``httpx.AsyncClient`` (``config.timeout`` for each of connect, write, read and pool
-    wait; redirects are not followed). Needs no state: the dedup key makes PagerDuty
-    itself idempotent per incident. ``transport`` replaces the network layer (tests).
+    ``httpx.AsyncClient`` (``config.timeout`` for the whole request and each of connect,
+    write, read and pool wait; at most 1 MiB of an answer is read; redirects are not
+    followed). Needs no state: the dedup key makes PagerDuty itself idempotent per
+    incident. ``transport`` replaces the network layer (tests).
     Call :meth:`aclose` when done."""
 
     def __init__(
@@ -219,9 +219,6 @@ class PagerDutySink:
     def _redact(self, text: str) -> str:
         return text.replace(self._routing_key, "<routing_key>") if self._routing_key else text
 
-    def _transport_error(self, exc: httpx.HTTPError, what: str) -> SinkUnavailable:
-        return transport_error(self._label(), exc, what, self._timeout)
-
     def _problem(self, response: httpx.Response) -> str:
         """PagerDuty's own words from an error body (``message`` and ``errors``), short,
         one line, with the routing key cut out should it be echoed."""
@@ -240,12 +237,16 @@ class PagerDutySink:
 
     async def _post(self, event: dict[str, Any], what: str = "") -> None:
         body = json.dumps(event, ensure_ascii=False).encode("utf-8")
-        try:
-            response = await self._client.post(
-                self._url, content=body, headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, what) from None
+        response = await request(
+            self._client,
+            "POST",
+            self._url,
+            label=self._label(),
+            what=what,
+            timeout=self._timeout,
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
         raise_for_status(
             response,
             f"{self._label()}: {what}{event['event_action']}: ",

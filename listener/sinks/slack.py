@@ -61,6 +61,7 @@ from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 from urllib.request import proxy_bypass
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
@@ -71,7 +72,7 @@ from listener.config.schema import SlackSinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
 from listener.model import Alert, AlertKind, AuthorRef, Fact, MentionRef
 from listener.sinks.base import SinkContext
-from listener.sinks.http import parse_retry_after
+from listener.sinks.http import MAX_RESPONSE_BYTES, parse_retry_after
 from listener.sinks.text import cut
 
 # --------------------------------------------------------------------------- limits
@@ -589,6 +590,34 @@ def _webhook_client(config: SlackSinkConfig) -> AsyncWebhookClient:
     return client
 
 
+class _CappedResponse(aiohttp.ClientResponse):
+    """An aiohttp response that reads at most :data:`MAX_RESPONSE_BYTES` of its body: a
+    longer body is not read on, its connection is closed, and it reads as empty (the
+    status alone decides the outcome)."""
+
+    async def read(self) -> bytes:
+        if self._body is not None:
+            return await super().read()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while size <= MAX_RESPONSE_BYTES:
+                chunk = await self.content.read(min(64 * 1024, MAX_RESPONSE_BYTES + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except BaseException:
+            self.close()
+            raise
+        if size > MAX_RESPONSE_BYTES:
+            self._body = b""
+            self.close()
+            return self._body
+        self._body = b"".join(chunks)
+        return await super().read()
+
+
 class _Unavailable(SinkUnavailable):
     """A retryable Slack failure; ``rate_limited`` for 429 / ``ratelimited``."""
 
@@ -674,6 +703,8 @@ class SlackSink:
         self._clock = context.clock
         self._mentions = dict(config.mentions)
         self._channel = config.channel or ""
+        self._timeout = config.timeout.total_seconds()
+        self._io = asyncio.Lock()
         self._web: AsyncWebClient | None = None
         self._hook: AsyncWebhookClient | None = None
         if config.token is not None:
@@ -726,7 +757,7 @@ class SlackSink:
             await self._post_webhook({"text": TEST_TEXT})
 
     async def aclose(self) -> None:
-        """Nothing to release: the SDK opens and closes a session per request."""
+        """Nothing to release: each request has its own session (see :meth:`_bounded`)."""
 
     # ------------------------------------------------------------------ Web API mode
 
@@ -945,7 +976,7 @@ class SlackSink:
     async def _post_webhook(self, body: dict[str, Any]) -> None:
         assert self._hook is not None
         try:
-            response: WebhookResponse = await self._hook.send_dict(body)
+            response: WebhookResponse = await self._bounded(self._hook, self._hook.send_dict(body))
         except Exception as exc:  # transport errors, timeouts: the class name only
             raise self._transport_error("webhook", exc) from None
         status = response.status_code
@@ -981,13 +1012,36 @@ class SlackSink:
             reason = f"transport error ({type(exc).__name__})"
         return _Unavailable(f"{self._label()}: {method}: {reason}")
 
+    async def _bounded(
+        self, client: AsyncWebClient | AsyncWebhookClient, request: Awaitable[_T]
+    ) -> _T:
+        """Await one SDK request within the sink's ``timeout`` overall, reading at most
+        :data:`MAX_RESPONSE_BYTES` of the answer: unless the client was given a session
+        of its own, the request runs on a fresh session whose responses are capped
+        (:class:`_CappedResponse`), closed afterwards."""
+        async with self._io, asyncio.timeout(self._timeout):
+            if client.session is not None:
+                return await request
+            timeout = aiohttp.ClientTimeout(total=self._timeout)
+            async with aiohttp.ClientSession(
+                timeout=timeout,
+                response_class=_CappedResponse,
+                trust_env=client.trust_env_in_session,
+            ) as session:
+                client.session = session
+                try:
+                    return await request
+                finally:
+                    client.session = None
+
     async def _call(
         self, method: str, request: Awaitable[AsyncSlackResponse]
     ) -> AsyncSlackResponse:
         """Await one Web API request, translating every failure into a SinkError whose
         message names ``method`` and Slack's error code, never the token."""
+        assert self._web is not None
         try:
-            return await request
+            return await self._bounded(self._web, request)
         except SlackApiError as exc:
             raise self._api_error(method, exc) from None
         except Exception as exc:  # aiohttp errors, timeouts, odd bodies

@@ -39,9 +39,8 @@ import httpx
 from listener import __version__
 from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import WebhookSinkConfig
-from listener.errors import SinkUnavailable
 from listener.model import Alert, Fact, MentionRef
-from listener.sinks.http import options_healthcheck, raise_for_status, transport_error
+from listener.sinks.http import options_healthcheck, raise_for_status, request
 
 SCHEMA_ID = "listener.alert/v1"
 USER_AGENT = f"listener/{__version__}"
@@ -217,8 +216,10 @@ def make_test_alert(sink: str, now: datetime) -> Alert:
 
 class WebhookSink:
     """POSTs :func:`render_webhook` documents to the configured URL over one shared
-    ``httpx.AsyncClient`` (``config.timeout`` applies to each of connect, write, read and
-    pool wait; redirects are not followed; environment proxy settings apply).
+    ``httpx.AsyncClient`` (``config.timeout`` bounds the whole request, and each of
+    connect, write, read and pool wait; at most
+    :data:`~listener.sinks.http.MAX_RESPONSE_BYTES` of the answer are read; redirects are
+    not followed; environment proxy settings apply).
 
     Every request carries ``User-Agent: listener/<version>`` and the configured headers
     (which may replace the User-Agent); a POST also carries ``Content-Type:
@@ -255,9 +256,6 @@ class WebhookSink:
     def _label(self) -> str:
         return f"webhook sink '{self.name}'"
 
-    def _transport_error(self, exc: httpx.HTTPError, what: str) -> SinkUnavailable:
-        return transport_error(self._label(), exc, what, self._timeout)
-
     async def send(self, alert: Alert, idempotency_key: str) -> None:
         """POST one alert; return on 2xx, else raise a :class:`~listener.errors.SinkError`."""
         body = json.dumps(render_webhook(alert), ensure_ascii=False).encode("utf-8")
@@ -266,10 +264,16 @@ class WebhookSink:
             timestamp = int(self._clock.now().timestamp())
             headers[TIMESTAMP_HEADER] = str(timestamp)
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
-        try:
-            response = await self._client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "") from None
+        response = await request(
+            self._client,
+            "POST",
+            self._url,
+            label=self._label(),
+            what="",
+            timeout=self._timeout,
+            content=body,
+            headers=headers,
+        )
         raise_for_status(response, f"{self._label()}: ")
 
     async def send_test(self) -> None:

@@ -289,6 +289,39 @@ async def test_retry_after_is_respected(
     assert receiver.idempotency_keys() == ["A-1"]
 
 
+@pytest.mark.parametrize(
+    "hint", ["1000000000000", "Fri, 31 Dec 9999 23:59:59 GMT", "1e400", "-5", "soon"]
+)
+async def test_a_huge_or_garbage_retry_after_neither_aborts_the_pass_nor_parks_the_alert(
+    store: Store,
+    clock: ManualClock,
+    metrics: Metrics,
+    receiver: WebhookReceiver,
+    make_webhook: Callable[[str], WebhookSink],
+    hint: str,
+) -> None:
+    """A 429 with an absurd Retry-After: the pass goes on (other incidents' alerts are
+    delivered), and the alert is retried after at most the one-hour cap; garbage is
+    ignored (the normal backoff applies)."""
+    policy = POLICY.model_copy(update={"max_age": timedelta(days=30)})
+    receiver.respond(429, retry_after=hint)
+    enqueue(store, clock, ["hook"], alert("A", 1), alert("B", 1), alert("C", 1))
+    d = deliverer(store, {"hook": make_webhook("hook")}, metrics, clock, policy=policy)
+    assert await d.deliver_due("hook") == 0  # the 429 ends this pass, without raising
+    assert await d.deliver_due("hook") == 2  # the next pass delivers what is behind it
+    assert receiver.idempotency_keys() == ["B-1", "C-1"]
+    [item] = pending_items(store, "hook")
+    wait = item.next_attempt_at - clock.now()
+    if hint in ("1e400", "-5", "soon"):
+        assert wait <= POLICY.initial_backoff
+    else:
+        assert wait == timedelta(hours=1)
+    assert errors_total(metrics, "unavailable") == 1
+    clock.advance(wait)
+    assert await d.deliver_due("hook") == 1
+    assert receiver.idempotency_keys() == ["B-1", "C-1", "A-1"]
+
+
 # ---------------------------------------------------------------------- giving up
 
 

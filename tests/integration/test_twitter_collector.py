@@ -25,6 +25,7 @@ from listener.errors import (
     SourceUnavailable,
 )
 from listener.model import Author, Engagement, Mention
+from listener.retry_after import MAX_RETRY_AFTER
 from tests.conftest import need_shared
 from tests.support.fake_x import DEFAULT_TOKEN, FakeX, Fault, TweetSpec, load_search_pages
 
@@ -429,6 +430,14 @@ def test_429_without_reset_is_rate_limited_after_one_request(fake: FakeX) -> Non
     assert isinstance(error, RateLimited)
     assert error.retry_after is None
     assert len(fake.requests) == 1
+
+
+def test_429_with_a_reset_far_in_the_future_waits_at_most_the_cap(fake: FakeX) -> None:
+    """An x-rate-limit-reset thousands of years ahead is clamped to MAX_RETRY_AFTER."""
+    fake.fail(Fault.rate_limited(reset=10**15))
+    error = poll_error(fake)
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == MAX_RETRY_AFTER
 
 
 def test_429_stops_the_poll(fake: FakeX) -> None:

@@ -170,7 +170,9 @@ def test_parse_retry_after() -> None:
     now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     assert parse_retry_after("30", now) == 30.0
     assert parse_retry_after(" 0 ", now) == 0.0
-    assert parse_retry_after("-5", now) == 0.0
+    assert parse_retry_after("-5", now) is None
+    assert parse_retry_after("1000000000000", now) == 3600.0
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now) == 3600.0
     assert parse_retry_after("Mon, 02 Mar 2026 09:01:30 GMT", now) == 90.0
     assert parse_retry_after("Mon, 02 Mar 2026 08:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon", now) is None
