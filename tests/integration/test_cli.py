@@ -59,6 +59,7 @@ def test_check_valid_file_exits_zero() -> None:
     result = listener("check", "rules.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("rules.yaml: ok (1 brands")
+    assert result.stderr == ""  # no warnings either
 
 
 def test_check_broken_file_lists_problems_without_traceback(tmp_path: Path) -> None:
@@ -336,4 +337,39 @@ def test_check_and_run_refuse_values_that_would_fail_at_run_time(tmp_path: Path)
     result = listener("run", "--config", str(path), "--state", str(tmp_path / "s.db"))
     assert result.returncode == 2
     assert "sinks.hook.url: not a valid URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+WARNS = """brands:
+  - name: Acme
+    aliases: [Acme]
+    query: acme NOT hiring
+rules:
+  - name: neg
+    levels:
+      watch:
+        when: {type: volume, window: 15m, above: 10}
+        exit: {type: volume, window: 15m, above: 5}
+routes:
+  default: [console]
+sinks:
+  console: {type: console}
+"""
+
+
+def test_check_prints_warnings_and_exits_zero(tmp_path: Path) -> None:
+    """Warnings (an alias that bypasses the query's NOT, an exit that is the when test
+    with a lower number) are printed as `warning: file:line: path: ...`; exit stays 0."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(WARNS)
+    result = listener("check", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{path}: ok (1 brands")
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ", 3)[:3] for line in lines] == [
+        ["warning", f"{path}:4", "brands[0].query"],
+        ["warning", f"{path}:10", "rules[0].levels.watch.exit"],
+    ]
+    assert "write exclude: 'hiring'" in lines[0]
+    assert "once it falls below 5 the level is never left" in lines[1]
     assert "Traceback" not in result.stderr

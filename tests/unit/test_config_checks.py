@@ -3,15 +3,24 @@ used (errors), and configs that load but do not do what was meant (warnings)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from structlog.testing import capture_logs
 
 from listener.app import Daemon
+from listener.config.lint import config_warnings
 from listener.config.load import load_config, load_config_text
 from listener.errors import ConfigError
+from listener.matching.brands import BrandMatcher
+from listener.matching.query import compile_query
+from listener.processor import Processor
 from listener.settings import Settings
+from listener.store import Store
+from tests.unit.test_engine import one_rule, run_steps, vol
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -269,3 +278,199 @@ async def test_reload_refuses_a_value_that_would_fail_at_run_time(tmp_path: Path
     ]
     registry = daemon.metrics.registry
     assert registry.get_sample_value("listener_config_reloads_total", {"outcome": "error"}) == 1
+
+
+# --------------------------------------------------------------------------- warnings
+
+BRAND_NOT = """brands:
+  - name: Acme
+    aliases: [Acme]
+    query: acme NOT hiring
+  - name: Globex
+    query: globex NOT (jobs OR career*)
+  - name: Initech
+    keywords: [initech]
+    query: initech AND outage
+"""
+
+
+def warnings_of(text: str) -> list[str]:
+    config = load_config_text(text, "rules.yaml", {})
+    return [str(w) for w in config_warnings(config, "rules.yaml", text)]
+
+
+def test_brand_aliases_that_bypass_the_query_not_warn() -> None:
+    """A brand matches on its aliases OR its query, so `NOT hiring` in the query does not
+    stop an alias match: check warns, naming the fix (exclude)."""
+    text = BRAND_NOT + BASE.split("\n", 2)[2]
+    assert warnings_of(text) == [
+        "rules.yaml:4: brands[0].query: the query's NOT (hiring) does not apply to mentions "
+        "matched by the brand's aliases ('Acme'): a brand matches on any of those or on its "
+        "query, so a mention with 'Acme' and hiring still matches (hint: to drop such "
+        "mentions whatever matched them, write exclude: 'hiring'; or remove the aliases "
+        "and let the query alone say what the brand is)"
+    ]
+    # the behaviour the warning describes
+    config = load_config_text(text, "rules.yaml", {})
+    matcher = BrandMatcher(config.brands)
+    assert matcher.match("Acme is hiring engineers") == ("Acme",)
+    assert matcher.match("Globex is hiring: jobs page") == ()
+
+
+@pytest.mark.parametrize(
+    ("brand", "fields"),
+    [
+        ("keywords: [acme cloud]", "keywords ('acme cloud')"),
+        (
+            "handles: ['@acme']\n    hashtags: [acmedown]",
+            "handles or hashtags ('@acme', 'acmedown')",
+        ),
+    ],
+)
+def test_brand_keywords_handles_and_hashtags_also_bypass_the_not(brand: str, fields: str) -> None:
+    """Every term list that matches on its own is named in the warning."""
+    text = BASE.replace(
+        "  - name: Acme\n", f"  - name: Acme\n    {brand}\n    query: acme NOT ad\n"
+    )
+    (warning,) = warnings_of(text)
+    assert f"matched by the brand's {fields}" in warning
+
+
+def test_brand_warning_suggests_an_exclude_that_works() -> None:
+    """The suggested exclude keeps an existing one, is quoted for YAML (a value cannot
+    start with # or @) and, written in, drops what the NOT meant to."""
+    brand = "  - name: Acme\n    aliases: [Acme]\n    query: 'acme NOT #hiring'\n"
+    brand += "    exclude: jobs\n"
+    text = BASE.replace("  - name: Acme\n", brand)
+    (warning,) = warnings_of(text)
+    suggested = warning.split("write exclude: ")[1].split("; or")[0]
+    assert suggested == "'(jobs) OR #hiring'"
+    fixed = load_config_text(
+        text.replace("    exclude: jobs\n", f"    exclude: {suggested}\n"), "rules.yaml", {}
+    )
+    assert BrandMatcher(fixed.brands).match("Acme is growing #hiring") == ()
+    assert BrandMatcher(fixed.brands).match("Acme is down") == ("Acme",)
+
+
+def test_brand_with_exclude_instead_of_not_does_not_warn() -> None:
+    """`exclude` applies to every match: no warning."""
+    text = BASE.replace(
+        "  - name: Acme\n", "  - name: Acme\n    aliases: [Acme]\n    exclude: hiring\n"
+    )
+    assert warnings_of(text) == []
+
+
+def test_query_negated_parts() -> None:
+    """Query.negated lists what the query's NOTs apply to, as compiled."""
+    assert compile_query("acme NOT (hiring OR jobs) NOT lang:de").negated == (
+        "(hiring OR jobs)",
+        "lang:de",
+    )
+    assert compile_query("(acme OR @acme) AND outage").negated == ()
+
+
+def levels(watch: str) -> str:
+    return BASE.replace("        when: {type: volume, window: 15m, above: 5}\n", watch)
+
+
+def test_exit_same_test_with_a_lower_threshold_warns() -> None:
+    """`exit: volume above 5` with `when: volume above 10` leaves only between 5 and 10;
+    the warning says so and gives the `not` form that means "leave below 5"."""
+    text = levels(
+        "        when: {type: volume, window: 15m, above: 10}\n"
+        "        exit: {type: volume, window: 15m, above: 5}\n"
+    )
+    assert warnings_of(text) == [
+        "rules.yaml:8: rules[0].levels.watch.exit: exit is the same volume test as when, "
+        "looser (above: 5, when: above: 10): exit is tested only once when no longer holds "
+        "and the level is left when exit holds, so it is left only if an evaluation finds "
+        "the value between 5 and 10; once it falls below 5 the level is never left and the "
+        "incident never resolves (hint: exit says when to leave: to stay until the value "
+        "falls below 5, write 'exit: {type: not, condition: {type: volume, window: 15m, "
+        "above: 5}}'; or remove exit to leave as soon as when no longer holds)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("when", "exit_"),
+    [
+        ("{type: volume, window: 15m, above: 10}", "{type: volume, window: 15m, above: 10}"),
+        ("{type: volume, window: 15m, above: 10}", "{type: volume, window: 15m, above: 20}"),
+        (
+            "{type: mean_sentiment, window: 1h, below: -0.5}",
+            "{type: mean_sentiment, window: 1h, below: -0.7}",
+        ),
+        ("{type: spike, window: 15m, ratio: 3}", "{type: spike, window: 15m, ratio: 3}"),
+    ],
+)
+def test_exit_same_test_as_tight_as_when_warns_never_left(when: str, exit_: str) -> None:
+    """An exit as tight as when (or tighter) cannot hold once when stops holding."""
+    (warning,) = warnings_of(levels(f"        when: {when}\n        exit: {exit_}\n"))
+    assert "then it cannot hold, so the level is never left" in warning
+
+
+def test_mean_sentiment_looser_exit_is_the_higher_number() -> None:
+    """For mean_sentiment (holds at or below) the looser exit has the higher number."""
+    (warning,) = warnings_of(
+        levels(
+            "        when: {type: mean_sentiment, window: 1h, below: -0.5}\n"
+            "        exit: {type: mean_sentiment, window: 1h, below: -0.2}\n"
+        )
+    )
+    assert "between -0.2 and -0.5; once it rises above -0.2 the level is never left" in warning
+
+
+@pytest.mark.parametrize(
+    "exit_",
+    [
+        "{type: not, condition: {type: volume, window: 15m, above: 5}}",  # hysteresis
+        "{type: volume, window: 1h, above: 5}",  # another window: another test
+        "{type: volume, metric: total, window: 15m, above: 5}",  # another metric
+    ],
+)
+def test_exit_that_is_another_test_does_not_warn(exit_: str) -> None:
+    """The documented hysteresis (`not`) and exits on another series are fine."""
+    text = levels(
+        f"        when: {{type: volume, window: 15m, above: 10}}\n        exit: {exit_}\n"
+    )
+    assert warnings_of(text) == []
+
+
+def test_the_warned_exit_really_never_resolves() -> None:
+    """The engine does what the warning says: with exit `above: 5` after when `above: 10`,
+    a fall straight to 0 keeps the level; a stop between 5 and 10 leaves it."""
+    rule = one_rule({"watch": {"when": vol(10), "exit": vol(5)}}, resolve_after="1m")
+    run_steps(rule, [(0, 12, [("opened", "watch")]), (1, 0, []), (5, 0, []), (60, 0, [])])
+    run_steps(rule, [(0, 12, [("opened", "watch")]), (1, 7, []), (2, 7, [("resolved", "watch")])])
+
+
+def test_shipped_rules_give_no_warnings() -> None:
+    """The shipped rules.yaml loads without warnings."""
+    path = REPO / "rules.yaml"
+    assert config_warnings(load_config(path, env={}), str(path)) == []
+
+
+async def test_daemon_logs_each_warning_when_a_config_is_applied(tmp_path: Path) -> None:
+    """Startup and reload go through apply, which logs each warning once."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        levels(
+            "        when: {type: volume, window: 15m, above: 10}\n"
+            "        exit: {type: volume, window: 15m, above: 10}\n"
+        )
+    )
+    daemon = Daemon(Settings.from_env({"LISTENER_CONFIG": str(path)}))
+    config = load_config(path)
+    daemon.store = store = Store.open(tmp_path / "s.db")
+    daemon.processor = Processor(config, store, daemon.metrics)
+    daemon.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
+    try:
+        with capture_logs() as logs:
+            await daemon.apply(config)
+    finally:
+        await daemon._stop_delivery()
+        store.close()
+    logged: list[Any] = [e["warning"] for e in logs if e["event"] == "config_warning"]
+    assert len(logged) == 1
+    assert logged[0].startswith(f"{path}:8: rules[0].levels.watch.exit: exit is the same")
+    assert all(e["log_level"] == "warning" for e in logs if e["event"] == "config_warning")
