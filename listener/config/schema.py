@@ -235,6 +235,22 @@ class TwitterSourceConfig(SourceBase):
     interval: PositiveDuration = timedelta(minutes=2)
 
 
+def _filled(value: str | SecretStr | None) -> bool:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return bool(text and text.strip())
+
+
+def _pair(config: BaseModel, first: str, second: str, otherwise: str) -> None:
+    """Credentials that only work together: both given (not empty) or neither."""
+    given = [key for key in (first, second) if _filled(getattr(config, key))]
+    if len(given) == 1:
+        missing = second if given[0] == first else first
+        raise _invalid(
+            f"'{given[0]}' is set but '{missing}' is empty or missing: {otherwise}",
+            f"set both {first} and {second}, or neither",
+        )
+
+
 class RedditSourceConfig(SourceBase):
     """Reddit through praw (with client credentials) or its public search feeds (without)."""
 
@@ -246,6 +262,11 @@ class RedditSourceConfig(SourceBase):
     api_url: HttpUrl = "https://oauth.reddit.com"
     auth_url: HttpUrl = "https://www.reddit.com"
     public_url: HttpUrl = "https://www.reddit.com"
+
+    @model_validator(mode="after")
+    def _both_credentials(self) -> RedditSourceConfig:
+        _pair(self, "client_id", "client_secret", "the source would read the public feeds")
+        return self
 
 
 class HackerNewsSourceConfig(SourceBase):
@@ -272,6 +293,11 @@ class BlueskySourceConfig(SourceBase):
     service_url: HttpUrl = "https://public.api.bsky.app"
     handle: str | None = None
     app_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _both_credentials(self) -> BlueskySourceConfig:
+        _pair(self, "handle", "app_password", "the source would not log in")
+        return self
 
 
 SourceConfig = Annotated[

@@ -79,6 +79,20 @@ INVALID = [
         id="bearer-token-with-newline",
     ),
     pytest.param(
+        with_source('{type: reddit, client_id: abc, client_secret: ""}'),
+        {},
+        "rules.yaml:4: sources.src: 'client_id' is set but 'client_secret' is empty or "
+        "missing: the source would read the public feeds (hint: set both client_id and "
+        "client_secret, or neither)",
+        id="reddit-half-credentials",
+    ),
+    pytest.param(
+        with_source("{type: bluesky, app_password: pw}"),
+        {},
+        "rules.yaml:4: sources.src: 'app_password' is set but 'handle' is empty or missing",
+        id="bluesky-half-credentials",
+    ),
+    pytest.param(
         with_sink('{type: pagerduty, routing_key: ""}'),
         {},
         "rules.yaml:12: sinks.other.routing_key: must not be empty",
@@ -250,6 +264,20 @@ def test_valid_urls_headers_and_credentials_pass() -> None:
     )
     config = load_config_text(text, "rules.yaml", {})
     assert set(config.sinks) == {"console", "hook", "am", "pd", "slack"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{type: reddit, client_id: "", client_secret: "${REDDIT_SECRET:-}"}',
+        "{type: reddit}",
+        '{type: bluesky, handle: "", app_password: ""}',
+    ],
+)
+def test_optional_credentials_left_empty_mean_none(source: str) -> None:
+    """Optional credential pairs may both be empty (e.g. ${VAR:-}): the public path."""
+    config = load_config_text(with_source(source), "rules.yaml", {})
+    assert "src" in config.sources
 
 
 def test_an_unset_variable_is_reported_once() -> None:
