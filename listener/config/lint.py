@@ -119,8 +119,8 @@ def _exit_same_test(level: LevelConfig, path: DocPath, warn: Warn) -> None:
             f"exit is the same {when.type} test as when, looser ({which}): exit is tested "
             "only once when no longer holds and the level is left when exit holds, so it is "
             f"left only if an evaluation finds the value between {_num(leave)} and "
-            f"{_num(enter)}; once it {past} {_num(leave)} the level is never left and the "
-            "incident never resolves"
+            f"{_num(enter)}; once it {past} {_num(leave)} the level is kept, and the incident "
+            "open, until the value comes back between the two"
         )
     wrapped = f"{{type: not, condition: {_flow(exit_)}}}"
     if tighter:

@@ -291,7 +291,7 @@ def _problem_from_error(err: ErrorDetails, data: Any, doc: _Doc) -> None:
         message = f"{err['input']!r} is not an http:// or https:// URL"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    hint = ctx.get("hint")  # set by schema.invalid()
+    hint = ctx.get("hint")  # set by schema._invalid()
     doc.problem(path, message, hint if isinstance(hint, str) else None)
 
 

@@ -371,5 +371,5 @@ def test_check_prints_warnings_and_exits_zero(tmp_path: Path) -> None:
         ["warning", f"{path}:10", "rules[0].levels.watch.exit"],
     ]
     assert "write exclude: 'hiring'" in lines[0]
-    assert "once it falls below 5 the level is never left" in lines[1]
+    assert "once it falls below 5 the level is kept" in lines[1]
     assert "Traceback" not in result.stderr

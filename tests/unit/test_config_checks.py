@@ -20,7 +20,7 @@ from listener.matching.query import compile_query
 from listener.processor import Processor
 from listener.settings import Settings
 from listener.store import Store
-from tests.unit.test_engine import one_rule, run_steps, vol
+from tests.unit.test_engine import Step, below, one_rule, run_steps, vol
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -412,10 +412,11 @@ def test_exit_same_test_with_a_lower_threshold_warns() -> None:
         "rules.yaml:8: rules[0].levels.watch.exit: exit is the same volume test as when, "
         "looser (above: 5, when: above: 10): exit is tested only once when no longer holds "
         "and the level is left when exit holds, so it is left only if an evaluation finds "
-        "the value between 5 and 10; once it falls below 5 the level is never left and the "
-        "incident never resolves (hint: exit says when to leave: to stay until the value "
-        "falls below 5, write 'exit: {type: not, condition: {type: volume, window: 15m, "
-        "above: 5}}'; or remove exit to leave as soon as when no longer holds)"
+        "the value between 5 and 10; once it falls below 5 the level is kept, and the "
+        "incident open, until the value comes back between the two (hint: exit says when to "
+        "leave: to stay until the value falls below 5, write 'exit: {type: not, condition: "
+        "{type: volume, window: 15m, above: 5}}'; or remove exit to leave as soon as when no "
+        "longer holds)"
     ]
 
 
@@ -445,7 +446,7 @@ def test_mean_sentiment_looser_exit_is_the_higher_number() -> None:
             "        exit: {type: mean_sentiment, window: 1h, below: -0.2}\n"
         )
     )
-    assert "between -0.2 and -0.5; once it rises above -0.2 the level is never left" in warning
+    assert "between -0.2 and -0.5; once it rises above -0.2 the level is kept" in warning
 
 
 @pytest.mark.parametrize(
@@ -464,12 +465,20 @@ def test_exit_that_is_another_test_does_not_warn(exit_: str) -> None:
     assert warnings_of(text) == []
 
 
-def test_the_warned_exit_really_never_resolves() -> None:
-    """The engine does what the warning says: with exit `above: 5` after when `above: 10`,
-    a fall straight to 0 keeps the level; a stop between 5 and 10 leaves it."""
-    rule = one_rule({"watch": {"when": vol(10), "exit": vol(5)}}, resolve_after="1m")
-    run_steps(rule, [(0, 12, [("opened", "watch")]), (1, 0, []), (5, 0, []), (60, 0, [])])
-    run_steps(rule, [(0, 12, [("opened", "watch")]), (1, 7, []), (2, 7, [("resolved", "watch")])])
+RESOLVED = ("resolved", "watch")
+
+
+def test_the_warned_exits_behave_as_the_warnings_say() -> None:
+    """The engine does what the warnings say. Exit `above: 5` after when `above: 10`: a
+    fall straight to 0 keeps the level until the value comes back between 5 and 10.
+    Exit as tight as when: the level is never left. The `not` form leaves below 5."""
+    looser = one_rule({"watch": {"when": vol(10), "exit": vol(5)}}, resolve_after="1m")
+    opened: Step = (0, 12, [("opened", "watch")])
+    run_steps(looser, [opened, (1, 0, []), (60, 0, []), (61, 7, []), (63, 7, [RESOLVED])])
+    same = one_rule({"watch": {"when": vol(10), "exit": vol(10)}}, resolve_after="1m")
+    run_steps(same, [opened, (1, 7, []), (5, 0, []), (600, 3, [])])
+    hysteresis = one_rule({"watch": {"when": vol(10), "exit": below(5)}}, resolve_after="1m")
+    run_steps(hysteresis, [opened, (1, 7, []), (60, 7, []), (61, 0, []), (62, 0, [RESOLVED])])
 
 
 def test_shipped_rules_give_no_warnings() -> None:
