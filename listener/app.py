@@ -34,6 +34,7 @@ from listener.api_models import (
 from listener.clock import Clock, SystemClock
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.components import build_collectors, build_sinks
+from listener.config.lint import config_warnings
 from listener.config.load import load_config
 from listener.config.schema import Config, SourceConfig
 from listener.config.secrets import config_secrets
@@ -311,6 +312,8 @@ class Daemon:
         self._delivery_task = asyncio.create_task(self.deliverer.run(self._delivery_stop))
         self.metrics.config_last_reload.set(time.time())
         self.metrics.config_reload_ok.set(1)
+        for warning in config_warnings(config, self.settings.config):
+            log.warning("config_warning", warning=str(warning))
 
     async def reload(self) -> None:
         """SIGHUP: load rules.yaml again; keep the running config when the new one is invalid."""

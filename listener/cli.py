@@ -221,6 +221,10 @@ def _check(path: str | None, *, deep: bool = False) -> int:
         problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
+    from listener.config.lint import config_warnings
+
+    for warning in config_warnings(config, path):  # exit 0 still: the file can be used
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{path}: ok ({len(config.brands)} brands, {len(config.sources)} sources, "
         f"{len(config.rules)} rules, {len(config.sinks)} sinks)"

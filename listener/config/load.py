@@ -456,7 +456,8 @@ def _problem_from_error(err: ErrorDetails, data: Any, doc: _Doc) -> None:
     if isinstance(error := ctx.get("error"), DurationError):
         doc.problem(path, error.message, error.hint)
         return
-    doc.problem(path, message)
+    hint = ctx.get("hint")  # set by schema._invalid()
+    doc.problem(path, message, hint if isinstance(hint, str) else None)
 
 
 # --------------------------------------------------------------------------- cross-checks

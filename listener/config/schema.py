@@ -9,10 +9,13 @@ Runtime objects are built from these by the stage that owns them
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from listener.config.duration import Duration
 
@@ -78,7 +82,105 @@ class SourceHealthConfig(Strict):
     level: Name = "watch"
 
 
-HttpUrl = Annotated[str, Field(pattern=r"^https?://")]
+# --------------------------------------------------------------------------- checked strings
+# Values that pass a type check but would only fail when first used (a URL httpx cannot
+# parse, a header h11 refuses, an empty token): refused here, so that `listener check`,
+# startup and reload report them with their line. Messages never repeat the value: it
+# may be a secret.
+
+_NEWLINE_HINT = (
+    "a value from ${VARIABLE} often ends with a line break (a secret read from a file); "
+    "strip it where the variable is set"
+)
+_HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_HEADER_VALUE = re.compile(r"(?:[!-~]+(?:[ \t]+[!-~]+)*)?")  # printable ASCII, inner blanks
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _invalid(message: str, hint: str) -> PydanticCustomError:
+    """A validation error with a hint (the loader prints it as ``(hint: ...)``)."""
+    return PydanticCustomError("invalid_value", "{message}", {"message": message, "hint": hint})
+
+
+def _url_error(url: str) -> PydanticCustomError | None:
+    """Why ``url`` cannot be requested as an http(s) URL, or None when it can."""
+    if not url.startswith(("http://", "https://")):
+        return _invalid("not an http:// or https:// URL", "write the whole URL: https://host/path")
+    if re.search(r"[\x00-\x20\x7f]", url):
+        return _invalid(
+            "the URL contains a space, line break or control character",
+            f"{_NEWLINE_HINT}; write a space inside a URL as %20",
+        )
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number from 0 to 65535 raises
+    except ValueError as exc:
+        return _invalid(
+            f"not a valid URL: {exc}",
+            "an IPv6 host goes in brackets (http://[::1]:8080/); a port is a number up to 65535",
+        )
+    if not parts.hostname:
+        return _invalid("the URL has no host", "write it as https://host/path")
+    return None
+
+
+def _valid_url(value: str) -> str:
+    if (error := _url_error(value)) is not None:
+        raise error
+    return value
+
+
+def _valid_secret_url(value: SecretStr) -> SecretStr:
+    _valid_url(value.get_secret_value())
+    return value
+
+
+def _valid_header_name(name: str) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        raise _invalid(
+            f"{name!r} is not a valid HTTP header name",
+            "a header name is letters, digits and !#$%&'*+-.^_`|~ (no spaces or colons)",
+        )
+    return name
+
+
+def _valid_header_value(value: SecretStr) -> SecretStr:
+    text = value.get_secret_value()
+    if not _HEADER_VALUE.fullmatch(text):
+        hint = _NEWLINE_HINT
+        if _CONTROL.search(text):
+            message = "the header value contains a line break or control character"
+        elif not text.isascii():
+            message, hint = "the header value is not ASCII", "HTTP header values must be ASCII"
+        else:
+            message = "the header value begins or ends with a space"
+        raise _invalid(message, hint)
+    return value
+
+
+def _valid_credential(value: SecretStr) -> SecretStr:
+    text = value.get_secret_value()
+    if not text.strip():
+        raise _invalid(
+            "must not be empty",
+            "an empty ${VARIABLE} gives an empty value: export the variable with the credential",
+        )
+    if _CONTROL.search(text) or text != text.strip():
+        raise _invalid(
+            "contains a line break, control character or surrounding spaces", _NEWLINE_HINT
+        )
+    return value
+
+
+HttpUrl = Annotated[str, Field(pattern=r"^https?://"), AfterValidator(_valid_url)]
+SecretUrl = Annotated[SecretStr, AfterValidator(_valid_secret_url)]
+"""An http(s) URL that is a secret (a webhook URL carries its token)."""
+Credential = Annotated[SecretStr, AfterValidator(_valid_credential)]
+"""A token, key or password: not empty, no line break or surrounding spaces."""
+Headers = dict[
+    Annotated[str, AfterValidator(_valid_header_name)],
+    Annotated[SecretStr, AfterValidator(_valid_header_value)],
+]
 
 
 class SourceBase(Strict):
@@ -122,7 +224,7 @@ class TwitterSourceConfig(SourceBase):
     """X/Twitter API v2 through tweepy: recent search per brand, and mentions timelines."""
 
     type: Literal["twitter"]
-    bearer_token: SecretStr
+    bearer_token: Credential
     search: bool = True
     mentions_of: list[Annotated[str, Field(min_length=1)]] = []
     exclude_retweets: bool = False
@@ -131,6 +233,22 @@ class TwitterSourceConfig(SourceBase):
     max_results: Annotated[int, Field(ge=10, le=100)] = 100
     api_url: HttpUrl = "https://api.twitter.com"
     interval: PositiveDuration = timedelta(minutes=2)
+
+
+def _filled(value: str | SecretStr | None) -> bool:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return bool(text and text.strip())
+
+
+def _pair(config: BaseModel, first: str, second: str, otherwise: str) -> None:
+    """Credentials that only work together: both given (not empty) or neither."""
+    given = [key for key in (first, second) if _filled(getattr(config, key))]
+    if len(given) == 1:
+        missing = second if given[0] == first else first
+        raise _invalid(
+            f"'{given[0]}' is set but '{missing}' is empty or missing: {otherwise}",
+            f"set both {first} and {second}, or neither",
+        )
 
 
 class RedditSourceConfig(SourceBase):
@@ -144,6 +262,11 @@ class RedditSourceConfig(SourceBase):
     api_url: HttpUrl = "https://oauth.reddit.com"
     auth_url: HttpUrl = "https://www.reddit.com"
     public_url: HttpUrl = "https://www.reddit.com"
+
+    @model_validator(mode="after")
+    def _both_credentials(self) -> RedditSourceConfig:
+        _pair(self, "client_id", "client_secret", "the source would read the public feeds")
+        return self
 
 
 class HackerNewsSourceConfig(SourceBase):
@@ -170,6 +293,11 @@ class BlueskySourceConfig(SourceBase):
     service_url: HttpUrl = "https://public.api.bsky.app"
     handle: str | None = None
     app_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _both_credentials(self) -> BlueskySourceConfig:
+        _pair(self, "handle", "app_password", "the source would not log in")
+        return self
 
 
 SourceConfig = Annotated[
@@ -218,18 +346,11 @@ class WebhookSinkConfig(Strict):
     ``secret``, an HMAC-SHA256 signature over the timestamp and body."""
 
     type: Literal["webhook"]
-    url: SecretStr
-    headers: dict[str, SecretStr] = {}
-    secret: SecretStr | None = None
+    url: SecretUrl
+    headers: Headers = {}
+    secret: Credential | None = None
     timeout: PositiveDuration = timedelta(seconds=10)
     delivery: DeliveryConfig = DeliveryConfig()
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("http://", "https://")):
-            raise ValueError("the webhook url must start with http:// or https://")
-        return value
 
 
 class SlackSinkConfig(Strict):
@@ -237,8 +358,8 @@ class SlackSinkConfig(Strict):
     incident, updated in place, every change threaded under it)."""
 
     type: Literal["slack"]
-    webhook_url: SecretStr | None = None
-    token: SecretStr | None = None
+    webhook_url: SecretUrl | None = None
+    token: Credential | None = None
     channel: str | None = None
     api_url: HttpUrl = "https://slack.com/api/"
     mentions: dict[str, str] = {}
@@ -263,7 +384,7 @@ class AlertmanagerSinkConfig(Strict):
     type: Literal["alertmanager"]
     url: HttpUrl
     labels: dict[str, str] = {}
-    headers: dict[str, SecretStr] = {}
+    headers: Headers = {}
     resend_every: PositiveDuration = timedelta(minutes=1)
     expire_after: PositiveDuration = timedelta(minutes=5)
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -280,7 +401,7 @@ class PagerDutySinkConfig(Strict):
     the dedup key."""
 
     type: Literal["pagerduty"]
-    routing_key: SecretStr
+    routing_key: Credential
     api_url: HttpUrl = "https://events.pagerduty.com"
     severities: dict[str, Literal["critical", "error", "warning", "info"]] = {}
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -300,7 +421,7 @@ class EmailSinkConfig(Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
-    password: SecretStr | None = None
+    password: Credential | None = None
     from_: Annotated[str, Field(alias="from", min_length=3)]
     to: Annotated[list[Annotated[str, Field(min_length=3)]], Field(min_length=1)]
     subject_prefix: str = "[listener]"
@@ -610,6 +731,15 @@ class TransformersScoringConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     label_map: dict[str, Literal["negative", "neutral", "positive"]] | None = None
     local_files_only: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, value: str) -> str:
+        from listener.scoring.transformers import local_model_problem
+
+        if (problem := local_model_problem(value)) is not None:
+            raise _invalid(*problem)
+        return value
 
 
 ScorerConfig = Annotated[

@@ -719,6 +719,22 @@ class Query:
                 return False
         return True
 
+    @property
+    def negated(self) -> tuple[str, ...]:
+        """The parts under a ``NOT``, as compiled (``acme NOT (hiring OR jobs)`` →
+        ``("(hiring OR jobs)",)``); empty when the query negates nothing."""
+        found: list[str] = []
+        todo: list[_Node] = [self._root]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, _Not):
+                found.append(str(node.child))
+            elif isinstance(node, _And | _Or):
+                todo.extend(reversed(node.children))
+            elif isinstance(node, _Near):
+                todo.extend((node.right, node.left))
+        return tuple(found)
+
     def __str__(self) -> str:
         """The query fully parenthesised, terms as compiled (folded): shows precedence."""
         return str(self._root)

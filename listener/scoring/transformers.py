@@ -33,7 +33,13 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["INSTALL_HINT", "ScorerError", "TransformersScorer", "map_labels"]
+__all__ = [
+    "INSTALL_HINT",
+    "ScorerError",
+    "TransformersScorer",
+    "local_model_problem",
+    "map_labels",
+]
 
 INSTALL_HINT: Final = "the transformers backend needs `pip install listener[transformers]`"
 SENTIMENTS: Final[tuple[SentimentLabel, ...]] = ("negative", "neutral", "positive")
@@ -315,6 +321,29 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
 
 
+def local_model_problem(model: str) -> tuple[str, str] | None:
+    """Why ``model``, where it names a local directory, cannot be loaded from it, as
+    (message, hint); None for a hub id or a directory with a ``config.json``. File checks
+    only (no torch, no network): the config schema runs it for ``listener check``."""
+    path = Path(model).expanduser()
+    if not (path.exists() or _looks_like_path(model)):
+        return None  # a hub id: read from the Hugging Face cache or the hub when loaded
+    hint = (
+        "give a directory written by save_pretrained (config.json, weights, tokenizer "
+        "files) or a hub id such as org/name; a relative path is read from the daemon's "
+        "working directory"
+    )
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        return f"sentiment model path {model!r} {what}", hint
+    if not (path / "config.json").is_file():
+        return (
+            f"sentiment model path {model!r} has no config.json: not a saved transformers model",
+            hint,
+        )
+    return None
+
+
 def _load(model: str, *, local_files_only: bool) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """The tokenizer and classifier of ``model``, read once; ScorerError when they cannot
     be read or the checkpoint has no trained classification head."""
@@ -322,16 +351,8 @@ def _load(model: str, *, local_files_only: bool) -> tuple[PreTrainedTokenizerBas
 
     path = Path(model).expanduser()
     if path.exists() or _looks_like_path(model):
-        if not path.is_dir():
-            what = "is not a directory" if path.exists() else "does not exist"
-            raise ScorerError(
-                f"sentiment model path {model!r} {what}; give a directory written by "
-                "save_pretrained (config.json, weights, tokenizer files) or a hub id"
-            )
-        if not (path / "config.json").is_file():
-            raise ScorerError(
-                f"sentiment model path {model!r} has no config.json: not a saved transformers model"
-            )
+        if (problem := local_model_problem(model)) is not None:
+            raise ScorerError(f"{problem[0]}; {problem[1]}")
         source, offline = str(path), True  # a local directory never needs the network
     else:
         source, offline = model, local_files_only

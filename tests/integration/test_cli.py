@@ -59,6 +59,7 @@ def test_check_valid_file_exits_zero() -> None:
     result = listener("check", "rules.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("rules.yaml: ok (1 brands")
+    assert result.stderr == ""  # no warnings either
 
 
 def test_check_broken_file_lists_problems_without_traceback(tmp_path: Path) -> None:
@@ -289,3 +290,86 @@ def test_check_deep_reports_reachable_and_unreachable_sinks(
     assert any(line.startswith("sink console: reachable") for line in lines)
     (test,) = receiver.bodies()
     assert test["drill"] is True
+
+
+FAILS_AT_RUN_TIME = """brands:
+  - name: Acme
+sources:
+  x: {type: twitter, bearer_token: ""}
+routes:
+  default: [console]
+sinks:
+  console: {type: console}
+  slack: {type: slack, webhook_url: notaurl}
+  hook:
+    type: webhook
+    url: "http://[::1:19642/"
+    headers:
+      X-Token: "abc\\r\\nX-Injected: 1"
+      "Bad Name": "x"
+scoring:
+  sentiment: {type: transformers, model: /nonexistent}
+"""
+
+
+def test_check_and_run_refuse_values_that_would_fail_at_run_time(tmp_path: Path) -> None:
+    """An empty token, a URL that is not one, a broken IPv6 host, a header that would
+    smuggle a line and a missing model directory: one line each, exit 2, no traceback;
+    `run` refuses the same file."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(FAILS_AT_RUN_TIME)
+    result = listener("check", str(path))
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(" (hint: ")[0] for line in lines] == [
+        f"error: {path}:4: sources.x.bearer_token: must not be empty",
+        f"error: {path}:9: sinks.slack.webhook_url: not an http:// or https:// URL",
+        f"error: {path}:12: sinks.hook.url: not a valid URL: Invalid IPv6 URL",
+        f"error: {path}:14: sinks.hook.headers.X-Token: the header value contains a line "
+        "break or control character",
+        f"error: {path}:15: sinks.hook.headers.Bad Name: 'Bad Name' is not a valid HTTP "
+        "header name",
+        f"error: {path}:17: scoring.sentiment.model: sentiment model path '/nonexistent' "
+        "does not exist",
+    ]
+    assert all(" (hint: " in line for line in lines)
+    result = listener("run", "--config", str(path), "--state", str(tmp_path / "s.db"))
+    assert result.returncode == 2
+    assert "sinks.hook.url: not a valid URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+WARNS = """brands:
+  - name: Acme
+    aliases: [Acme]
+    query: acme NOT hiring
+rules:
+  - name: neg
+    levels:
+      watch:
+        when: {type: volume, window: 15m, above: 10}
+        exit: {type: volume, window: 15m, above: 5}
+routes:
+  default: [console]
+sinks:
+  console: {type: console}
+"""
+
+
+def test_check_prints_warnings_and_exits_zero(tmp_path: Path) -> None:
+    """Warnings (an alias that bypasses the query's NOT, an exit that is the when test
+    with a lower number) are printed as `warning: file:line: path: ...`; exit stays 0."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(WARNS)
+    result = listener("check", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{path}: ok (1 brands")
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ", 3)[:3] for line in lines] == [
+        ["warning", f"{path}:4", "brands[0].query"],
+        ["warning", f"{path}:10", "rules[0].levels.watch.exit"],
+    ]
+    assert "write exclude: 'hiring'" in lines[0]
+    assert "once it falls below 5 the level is kept" in lines[1]
+    assert "Traceback" not in result.stderr

@@ -77,6 +77,8 @@ def make(fake: FakeReddit) -> Iterator[Factory]:
             "lookback": timedelta(hours=1),
         }
         values.update(overrides)
+        if values["client_id"] is None:  # the public path: no credentials (half is an error)
+            values["client_secret"] = None
         transport = values.pop("transport", None)
         config = RedditSourceConfig.model_validate(
             {k: v for k, v in values.items() if v is not None}

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from listener.clock import ManualClock
 from listener.config.schema import SlackSinkConfig
@@ -455,8 +456,13 @@ async def test_healthcheck_uses_auth_test_and_posts_nothing(
     await make_sink().healthcheck()
     await make_sink(webhook=True).healthcheck()
     assert slack.methods() == ["auth.test"]
+    # the schema refuses such a URL (tests/unit/test_config_checks.py); the sink's own
+    # check still guards a config built without validation
+    unchecked = SlackSinkConfig.model_construct(
+        type="slack", webhook_url=SecretStr("not a url"), timeout=timedelta(seconds=5)
+    )
     with pytest.raises(SinkRejected):
-        await make_sink(webhook=True, webhook_url="not a url").healthcheck()
+        await SlackSink("team", unchecked, context=SinkContext()).healthcheck()
 
 
 async def test_send_test_posts_the_test_notification(make_sink: MakeSink, slack: FakeSlack) -> None:
