@@ -530,8 +530,8 @@ class Daemon:
             self.deliverer.wake()
 
     async def _housekeeping(self) -> None:
-        """Hourly: forget old mentions (an incident's evidence stays), ``VACUUM`` the state
-        file when due, and export its size."""
+        """Hourly: forget old mentions (an incident's evidence stays) and old delivered
+        alert documents, ``VACUUM`` the state file when due, and export its size."""
         if self.store is None:
             return
         store, now = self.store, self.clock.now()
@@ -540,13 +540,15 @@ class Daemon:
         self._busy()
         try:
             removed = await asyncio.to_thread(store.prune_mentions, now - retention)
+            outbox = await asyncio.to_thread(store.prune_outbox, now - retention)
         except ListenerError as exc:
             self.metrics.error("store", exc.error_type)
             log.error("prune_failed", error_type=exc.error_type, error=str(exc))
         else:
             self.metrics.mentions_pruned.inc(removed)
-            if removed:
-                log.info("pruned_mentions", removed=removed)
+            self.metrics.outbox_pruned.inc(outbox)
+            if removed or outbox:
+                log.info("pruned_mentions", removed=removed, outbox=outbox)
             if not self.stop_event.is_set():
                 await self._vacuum_if_due(store, now)
         finally:

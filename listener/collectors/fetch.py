@@ -12,6 +12,7 @@ user info may carry tokens and never appear.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -65,6 +66,17 @@ def redact_url(url: str | httpx.URL) -> str:
     netloc = f"{host}:{port}" if port is not None else host
     scheme = f"{parts.scheme}://" if parts.scheme else ""
     return f"{scheme}{netloc}{parts.path}"
+
+
+def url_key(url: str) -> str:
+    """A key that names ``url`` in stored state without its secrets: the host and a hash
+    of the whole URL (``feeds.example.com#3f2a…``), so user info, a token in the query or
+    in the path never reach the state file, and two URLs differing only there stay apart."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    return f"{host}#{hashlib.sha256(url.encode()).hexdigest()[:32]}"
 
 
 def _scrub(text: str, *urls: str) -> str:
