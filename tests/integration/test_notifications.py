@@ -187,3 +187,33 @@ def test_cli_incidents_ack_and_silences(tmp_path: Path) -> None:
     bad = run("silence", "add", "--for", "soon", "--comment", "x", "--by", "y")
     assert bad.returncode == 1
     assert "invalid duration" in bad.stderr
+
+
+def test_inhibited_reminder_is_recorded_and_counted(tmp_path: Path) -> None:
+    """A reminder due while a crisis inhibits the incident is recorded as muted (shown by
+    `incidents show`) and counted in listener_alerts_muted_total{reason="inhibited"}."""
+    config = CONFIG.replace(
+        "        when: {type: volume, metric: total, window: 15m, above: 5}\n",
+        "        when: {type: volume, metric: total, window: 15m, above: 5}\n"
+        "    resolve_after: 2h\n    repeat_every: 30m\n",
+    )
+    cfg = load_config_text(config, "rules.yaml", {})
+    p = Processor(cfg, Store.open(tmp_path / "s.db"), Metrics())
+    p.ingest("news", [angry(i, T0) for i in range(25)], T0)
+    p.evaluate(T0 + timedelta(seconds=30))
+    other = next(r for r in p.store.incidents() if r.rule == "any-volume")
+    for minutes in (16, 31, 40):
+        p.evaluate(T0 + timedelta(minutes=minutes))
+
+    notes = p.store.notices(other.id)
+    assert [(n.kind, n.sinks) for n in notes] == [("opened", ()), ("reminder", ())]
+    assert all(n.muted and n.muted.startswith("inhibited by ") for n in notes)
+    assert (
+        p.metrics.registry.get_sample_value(
+            "listener_alerts_muted_total", {"rule": "any-volume", "reason": "inhibited"}
+        )
+        == 2
+    )
+    shown = incidents.render_detail(incidents.detail(p.store, other.id))
+    assert "reminder" in shown
+    assert shown.count("(muted: inhibited by ") == 2
