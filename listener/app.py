@@ -507,7 +507,13 @@ class Daemon:
         self._busy()
         try:
             statuses = {
-                name: SourceStatus(h.since, h.last_success_at, h.last_new_at)
+                name: SourceStatus(
+                    h.since,
+                    h.last_success_at,
+                    h.last_new_at,
+                    h.last_error if h.consecutive_failures else None,
+                    h.consecutive_failures,
+                )
                 for name, h in self.health.items()
             }
             alerts = await asyncio.to_thread(self.processor.evaluate, self.clock.now(), statuses)

@@ -212,6 +212,7 @@ class HttpFetcher:
         if timeout <= 0 or max_bytes <= 0:
             raise ValueError("timeout and max_bytes must be positive")
         self.max_bytes = max_bytes
+        self.timeout = timeout
         self.total_timeout = total_timeout if total_timeout is not None else 3 * timeout
         self._clock = clock
         self._client = httpx.Client(
@@ -247,7 +248,7 @@ class HttpFetcher:
         except CollectorError:
             raise
         except httpx.TimeoutException as exc:
-            raise SourceUnavailable(f"{where}: timed out ({type(exc).__name__})") from exc
+            raise SourceUnavailable(f"{where}: timed out after {self.timeout:g}s") from exc
         except httpx.UnsupportedProtocol as exc:
             message = _scrub(str(exc), url, final)
             raise SourceRejected(f"{where}: unsupported URL or redirect: {message}") from exc

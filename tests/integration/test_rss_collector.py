@@ -627,3 +627,20 @@ def test_old_cursors_are_migrated_without_secrets_or_loss(
     second = poll(config(url), cursor)
     assert server.requests_for("/feed")[-1].headers["if-none-match"] == '"v1"'
     assert second.mentions == []  # 304: nothing fetched twice
+
+
+def test_source_errors_read_in_plain_words(server: FeedServer) -> None:
+    """What a source-health alert says about a failing feed: the status and the host, or
+    how long it waited; no library class names, no query string."""
+    from listener.rules.source_health import plain_error
+
+    server.route("/down", status=503)
+    server.route("/slow", stall_before_headers=20.0)
+    down = poll_error(config(server.url("/down?token=secret")))
+    slow = poll_error(config(server.url("/slow"), timeout=timedelta(seconds=0.3)))
+    refused = poll_error(config(f"http://127.0.0.1:{unused_port()}/feed"))
+
+    assert plain_error(str(down)) == "HTTP 503 from 127.0.0.1"
+    assert plain_error(str(slow)) == "timed out after 0.3s (127.0.0.1)"
+    assert "Error" not in plain_error(str(refused))
+    assert plain_error(str(refused)).endswith("(127.0.0.1)")
