@@ -184,3 +184,31 @@ async def test_console_sink_writes_text_or_json_lines() -> None:
     lines = json_out.getvalue().splitlines()
     expected = json.loads(json.dumps(render_webhook(alert)))
     assert [json.loads(line) for line in lines] == [expected, expected]
+
+
+def test_every_sink_names_who_acknowledged_and_their_note() -> None:
+    """The acknowledged alert carries who took it and their note in every sink's message
+    that has room for it (PagerDuty's acknowledge event has none: docs/sinks.md)."""
+    from datetime import timedelta
+
+    from listener.sinks.alertmanager import render_alerts
+    from listener.sinks.email import render_html, render_plain
+    from listener.sinks.slack import render_blocks, render_thread_reply
+
+    base = sample_alert()
+    alert = replace(base, kind="acknowledged", ack=Ack("dana", base.at, "drafting a statement"))
+    rendered = {
+        "console": render_text(alert),
+        "console json": render_json(alert),
+        "webhook": json.dumps(render_webhook(alert)),
+        "slack": json.dumps(render_blocks(alert), ensure_ascii=False),
+        "slack thread": json.dumps(render_thread_reply(alert), ensure_ascii=False),
+        "alertmanager": json.dumps(
+            render_alerts(alert, now=base.at, expire_after=timedelta(hours=1))
+        ),
+        "email": render_plain(alert),
+        "email html": render_html(alert),
+    }
+    for sink, text in rendered.items():
+        assert "dana" in text, sink
+        assert "drafting a statement" in text, sink
