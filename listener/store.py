@@ -267,15 +267,18 @@ def _migrate_mention_tags(conn: sqlite3.Connection) -> None:
 
 
 def _scrub_cursor(value: Any) -> Any:
-    """``value`` (a stored cursor) with every URL gone: a key becomes its
-    :func:`url_key` (what the collector now looks up), a string its redacted form."""
-    if isinstance(value, dict):
-        return {(url_key(k) if "://" in k else k): _scrub_cursor(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_cursor(v) for v in value]
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
-    return value
+    """``value`` (a stored cursor) without feed URLs: a URL used as a key becomes its
+    :func:`url_key` (what the RSS collector now looks up) and a feed's ``href`` (the
+    final URL) its redacted form. Other values (ids, a source's own paging tokens) stay."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, inner in value.items():
+        if key == "href" and isinstance(inner, str):
+            out[key] = redact_url(inner)
+        else:
+            out[url_key(key) if "://" in key else key] = _scrub_cursor(inner)
+    return out
 
 
 def _migrate_cursor_secrets(conn: sqlite3.Connection) -> None:

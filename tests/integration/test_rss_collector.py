@@ -613,12 +613,15 @@ def test_old_cursors_are_migrated_without_secrets_or_loss(
     old = {"feeds": {url: {"etag": '"v1"', "modified": None, "href": url, "polled_at": 1.0}}}
     for n in range(20):  # every poll rewrote the cursor: old copies sit in free pages
         store.commit(now=NOW, cursor=("news", {**old, "n": n}))
+    other = {"brands": {"Acme": {"since_id": "42", "next": "https://api.example/p?c=abc"}}}
+    store.commit(now=NOW, cursor=("social", other))
     store._write("PRAGMA user_version=3")
     store.close()
     assert SECRET.encode() in _file_bytes(path)
 
     store = Store.open(path)
     cursor = store.load_cursor("news")
+    assert store.load_cursor("social") == other  # other collectors' cursors stay as they are
     store.close()
 
     assert SECRET.encode() not in _file_bytes(path)
