@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from listener.collectors.base import Cursor
-from listener.collectors.fetch import redact_url, url_key
+from listener.collectors.fetch import redact_url
+from listener.collectors.rss import feed_key
 from listener.errors import StoreError
 from listener.model import Ack, Alert, AuthorRef, Fact, MentionRef, ScoredMention
 from listener.scoring.reach import reach_score
@@ -31,7 +32,7 @@ SCHEMA_VERSION = 4
 """Version 2: ``buckets`` holds one JSON blob per bucket (``listener.scoring.velocity``).
 Opening a version-1 file drops and recreates the ``buckets`` table, so velocity window
 history (and the rules' warm-up) restarts once after the upgrade; nothing else changes.
-Version 4: cursors name feed URLs by :func:`~listener.collectors.fetch.url_key`, never by
+Version 4: cursors name feed URLs by :func:`~listener.collectors.rss.feed_key`, never by
 the URL (which may carry credentials); opening an older file rewrites its cursors in place
 and scrubs the freed space, so no cursor is lost and no secret stays in the file."""
 
@@ -268,8 +269,9 @@ def _migrate_mention_tags(conn: sqlite3.Connection) -> None:
 
 def _scrub_cursor(value: Any) -> Any:
     """``value`` (a stored cursor) without feed URLs: a URL used as a key becomes its
-    :func:`url_key` (what the RSS collector now looks up) and a feed's ``href`` (the
-    final URL) its redacted form. Other values (ids, a source's own paging tokens) stay."""
+    :func:`~listener.collectors.rss.feed_key` (what the RSS collector looks up) and a
+    feed's ``href`` (the final URL) its redacted form. Other values (ids, a source's own
+    paging tokens) stay."""
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
@@ -277,7 +279,7 @@ def _scrub_cursor(value: Any) -> Any:
         if key == "href" and isinstance(inner, str):
             out[key] = redact_url(inner)
         else:
-            out[url_key(key) if "://" in key else key] = _scrub_cursor(inner)
+            out[feed_key(key) if "://" in key else key] = _scrub_cursor(inner)
     return out
 
 

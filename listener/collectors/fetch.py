@@ -12,7 +12,6 @@ user info may carry tokens and never appear.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -66,17 +65,6 @@ def redact_url(url: str | httpx.URL) -> str:
     netloc = f"{host}:{port}" if port is not None else host
     scheme = f"{parts.scheme}://" if parts.scheme else ""
     return f"{scheme}{netloc}{parts.path}"
-
-
-def url_key(url: str) -> str:
-    """A key that names ``url`` in stored state without its secrets: the host and a hash
-    of the whole URL (``feeds.example.com#3f2a…``), so user info, a token in the query or
-    in the path never reach the state file, and two URLs differing only there stay apart."""
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        host = ""
-    return f"{host}#{hashlib.sha256(url.encode()).hexdigest()[:32]}"
 
 
 def _scrub(text: str, *urls: str) -> str:
@@ -212,7 +200,6 @@ class HttpFetcher:
         if timeout <= 0 or max_bytes <= 0:
             raise ValueError("timeout and max_bytes must be positive")
         self.max_bytes = max_bytes
-        self.timeout = timeout
         self.total_timeout = total_timeout if total_timeout is not None else 3 * timeout
         self._clock = clock
         self._client = httpx.Client(
@@ -248,7 +235,8 @@ class HttpFetcher:
         except CollectorError:
             raise
         except httpx.TimeoutException as exc:
-            raise SourceUnavailable(f"{where}: timed out after {self.timeout:g}s") from exc
+            waited = self._client.timeout.read
+            raise SourceUnavailable(f"{where}: timed out after {waited:g}s") from exc
         except httpx.UnsupportedProtocol as exc:
             message = _scrub(str(exc), url, final)
             raise SourceRejected(f"{where}: unsupported URL or redirect: {message}") from exc

@@ -3,11 +3,11 @@ feedparser only parses the bytes.
 
 Cursor shape (JSON)::
 
-    {"feeds": {"<url_key(configured url)>": {"etag": str | None, "modified": str | None,
+    {"feeds": {"<feed_key(configured url)>": {"etag": str | None, "modified": str | None,
                                              "href": "<final url after redirects, redacted>",
                                              "polled_at": float}}}
 
-A feed is keyed by :func:`~listener.collectors.fetch.url_key` (its host and a hash of the
+A feed is keyed by :func:`feed_key` (its host and a hash of the
 whole URL), never by the URL itself: a feed URL may carry credentials (``user:pass@``,
 ``?apikey=``) and the cursor is written to the state file.
 
@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote_plus, urljoin
+from urllib.parse import quote_plus, urljoin, urlsplit
 
 import feedparser
 import httpx
 
 from listener.collectors.base import Cursor, PollResult
-from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher, redact_url, url_key
+from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher, redact_url
 from listener.collectors.queries import brands_for, simple_query
 from listener.collectors.text import cap_text, join_title
 from listener.config.schema import BrandConfig, RssSourceConfig
@@ -212,6 +212,17 @@ def _short(problem: object) -> str:
     return text[:200] or type(problem).__name__
 
 
+def feed_key(url: str) -> str:
+    """The name of a feed in the cursor, without its secrets: the host and a hash of the
+    whole URL (``feeds.example.com#3f2a…``), so user info, a token in the query or in the
+    path never reach the state file, and two URLs differing only there stay apart."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    return f"{host}#{hashlib.sha256(url.encode()).hexdigest()[:32]}"
+
+
 def expand_feeds(
     config: RssSourceConfig, brands: Sequence[BrandConfig]
 ) -> dict[str, timedelta | None]:
@@ -268,7 +279,7 @@ class RssCollector:
         not_modified = skipped = polled = 0
         backfill = False
         for url in self._urls:
-            key = url_key(url)  # the state file never holds a feed's URL (it may carry a token)
+            key = feed_key(url)  # the state file never holds a feed's URL (it may carry a token)
             state = previous.get(key)
             old: dict[str, Any] = dict(state) if isinstance(state, Mapping) else {}
             interval = self._feeds[url]

@@ -16,7 +16,8 @@ import pytest
 
 from listener.collectors import RssCollector, build_collector
 from listener.collectors.base import PollResult
-from listener.collectors.fetch import HttpFetcher, url_key
+from listener.collectors.fetch import HttpFetcher
+from listener.collectors.rss import feed_key
 from listener.config.schema import BrandConfig, RssSourceConfig
 from listener.errors import (
     CollectorError,
@@ -191,7 +192,7 @@ def test_conditional_get_gets_304_and_keeps_the_cursor(server: FeedServer) -> No
     assert [m.id for m in first.mentions] == ["urn:1"]
     assert first.cursor == {
         "feeds": {
-            url_key(url): {
+            feed_key(url): {
                 "etag": '"v1"',
                 "modified": last_modified,
                 "href": url,
@@ -233,7 +234,7 @@ def test_changed_feed_is_fetched_again_with_new_validators(server: FeedServer) -
     second = poll(cfg, first.cursor)
 
     assert [m.id for m in second.mentions] == ["urn:1", "urn:2"]
-    assert second.cursor["feeds"][url_key(url)]["etag"] == '"v2"'
+    assert second.cursor["feeds"][feed_key(url)]["etag"] == '"v2"'
 
 
 def test_user_agent_and_accept_headers_are_sent(server: FeedServer) -> None:
@@ -285,7 +286,7 @@ def test_redirect_is_followed_and_final_url_recorded(server: FeedServer) -> None
 
     result = poll(config(old))
 
-    assert result.cursor["feeds"][url_key(old)]["href"] == new
+    assert result.cursor["feeds"][feed_key(old)]["href"] == new
     assert [m.url for m in result.mentions] == [server.url("/new/posts/1")]
 
 
@@ -452,7 +453,7 @@ def test_one_failing_url_is_reported_beside_the_others_mentions(server: FeedServ
     assert [m.id for m in result.mentions] == ["urn:1"]
     assert len(result.errors) == 1
     assert isinstance(result.errors[0], SourceUnavailable)
-    assert set(result.cursor["feeds"]) == {url_key(good)}
+    assert set(result.cursor["feeds"]) == {feed_key(good)}
 
 
 def test_failed_parse_keeps_the_old_validators(server: FeedServer) -> None:
@@ -467,10 +468,10 @@ def test_failed_parse_keeps_the_old_validators(server: FeedServer) -> None:
     good, broken = server.url("/good"), server.url("/broken")
     old_state = {"etag": '"old"', "modified": None, "href": broken}
 
-    result = poll(config(good, broken), {"feeds": {url_key(broken): old_state}})
+    result = poll(config(good, broken), {"feeds": {feed_key(broken): old_state}})
 
     assert [type(e) for e in result.errors] == [MalformedResponse]
-    assert result.cursor["feeds"][url_key(broken)] == old_state
+    assert result.cursor["feeds"][feed_key(broken)] == old_state
 
 
 def test_every_url_failing_raises_the_first_error(server: FeedServer) -> None:
@@ -626,7 +627,7 @@ def test_old_cursors_are_migrated_without_secrets_or_loss(
 
     assert SECRET.encode() not in _file_bytes(path)
     assert cursor is not None
-    assert cursor["feeds"][url_key(url)]["etag"] == '"v1"'
+    assert cursor["feeds"][feed_key(url)]["etag"] == '"v1"'
     second = poll(config(url), cursor)
     assert server.requests_for("/feed")[-1].headers["if-none-match"] == '"v1"'
     assert second.mentions == []  # 304: nothing fetched twice
