@@ -516,7 +516,13 @@ class Daemon:
         self._busy()
         try:
             statuses = {
-                name: SourceStatus(h.since, h.last_success_at, h.last_new_at)
+                name: SourceStatus(
+                    h.since,
+                    h.last_success_at,
+                    h.last_new_at,
+                    h.last_error if h.consecutive_failures else None,
+                    h.consecutive_failures,
+                )
                 for name, h in self.health.items()
             }
             alerts = await asyncio.to_thread(self.processor.evaluate, self.clock.now(), statuses)
@@ -539,8 +545,8 @@ class Daemon:
             self.deliverer.wake()
 
     async def _housekeeping(self) -> None:
-        """Hourly: forget old mentions (an incident's evidence stays), ``VACUUM`` the state
-        file when due, and export its size."""
+        """Hourly: forget old mentions (an incident's evidence stays) and old delivered
+        alert documents, ``VACUUM`` the state file when due, and export its size."""
         if self.store is None:
             return
         store, now = self.store, self.clock.now()
@@ -549,13 +555,15 @@ class Daemon:
         self._busy()
         try:
             removed = await asyncio.to_thread(store.prune_mentions, now - retention)
+            outbox = await asyncio.to_thread(store.prune_outbox, now - retention)
         except ListenerError as exc:
             self.metrics.error("store", exc.error_type)
             log.error("prune_failed", error_type=exc.error_type, error=str(exc))
         else:
             self.metrics.mentions_pruned.inc(removed)
-            if removed:
-                log.info("pruned_mentions", removed=removed)
+            self.metrics.outbox_pruned.inc(outbox)
+            if removed or outbox:
+                log.info("pruned_mentions", removed=removed, outbox=outbox)
             if not self.stop_event.is_set():
                 await self._vacuum_if_due(store, now)
         finally:

@@ -11,6 +11,7 @@ from listener.errors import Conflict as Conflict  # re-exported: the tree is in 
 from listener.errors import ListenerError
 from listener.errors import NotFound as NotFound
 from listener.rules.notify import Silence
+from listener.sinks.text import clean_line
 from listener.store import IncidentRecord, Store
 
 
@@ -27,6 +28,7 @@ def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
         "resolved_at": record.resolved_at.isoformat() if record.resolved_at else None,
         "acknowledged_by": ack.by if ack else None,
         "acknowledged_at": ack.at.isoformat() if ack else None,
+        "acknowledged_note": ack.note if ack else None,
         "time_to_ack_seconds": (ack.at - record.opened_at).total_seconds() if ack else None,
     }
 
@@ -162,6 +164,8 @@ def render_detail(d: dict[str, Any]) -> str:
             f"  acknowledged by {d['acknowledged_by']} at {d['acknowledged_at']} "
             f"(time to acknowledge {tta})"
         )
+        if d.get("acknowledged_note"):
+            lines.append(f"  note: {clean_line(d['acknowledged_note'])}")
     lines.append("timeline:")
     lines.extend(
         f"  {e['at']}  {e['kind']:<12} {e['level']:<9} {'; '.join(e['facts'])}"

@@ -245,6 +245,12 @@ class Metrics:
             "Mentions deleted from the store by retention",
             registry=r,
         )
+        self.outbox_pruned = Counter(
+            "listener_outbox_pruned_total",
+            "Delivered or failed outbox rows whose alert document retention dropped (the "
+            "row, what incident reports read, stays)",
+            registry=r,
+        )
         self.store_size = Gauge(
             "listener_store_size_bytes",
             "Size of the SQLite state file on disk",

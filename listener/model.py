@@ -210,6 +210,8 @@ class Alert:
     """The escalation route the alert was sent on (e.g. social team, then PR lead)."""
     summary: str = ""
     """One paragraph for people, rendered from the configured (Jinja2) template."""
+    peak_level: str | None = None
+    """The highest level the incident reached (None when unknown: reminders, hand-offs)."""
 
     @property
     def title(self) -> str:
@@ -275,4 +277,5 @@ class Alert:
             ),
             route=tuple(data.get("route", ())),
             summary=str(data.get("summary", "")),
+            peak_level=data.get("peak_level"),
         )

@@ -505,6 +505,7 @@ class Processor:
             opened_at=t.opened_at if t else None,
             ack=t.ack if t else None,
             route=notice.route,
+            peak_level=ev.peak_level,
         )
 
     def _tick_alert(self, notice: Notice, t: Tracked, now: datetime) -> Alert:
@@ -606,12 +607,15 @@ class Processor:
         opened_at: datetime | None,
         ack: Ack | None,
         route: tuple[str, ...],
+        peak_level: str | None = None,
     ) -> Alert:
         cfg = self._rule_config(rule)
         window = rule_window(cfg) if cfg else timedelta(hours=1)
         brand_rule = rule != SOURCE_HEALTH
         start, end = at - window, at + BUCKET
-        top = self.store.top_mentions(brand, start, end, limit=5) if brand_rule else []
+        # an all-clear lists no angry posts: they are what the incident was, not what is
+        show_top = brand_rule and kind != "resolved"
+        top = self.store.top_mentions(brand, start, end, limit=5) if show_top else []
         categories = self.store.top_categories(brand, start, end) if brand_rule else []
         authors = self.store.top_authors(brand, start, end) if brand_rule else []
         step = TREND_STEP
@@ -642,6 +646,7 @@ class Processor:
             authors=tuple(authors),
             trend=trend,
             trend_step=int(step.total_seconds()) if trend else 0,
+            peak_level=peak_level,
         )
         template = (cfg.summary if cfg else None) or self.config.notifications.summary
         return replace(alert, summary=render_summary(alert, template))

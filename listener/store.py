@@ -22,14 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from listener.collectors.base import Cursor
+from listener.collectors.fetch import redact_url
+from listener.collectors.rss import feed_key
 from listener.errors import StoreError
 from listener.model import Ack, Alert, AuthorRef, Fact, MentionRef, ScoredMention
 from listener.scoring.reach import reach_score
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version 2: ``buckets`` holds one JSON blob per bucket (``listener.scoring.velocity``).
 Opening a version-1 file drops and recreates the ``buckets`` table, so velocity window
-history (and the rules' warm-up) restarts once after the upgrade; nothing else changes."""
+history (and the rules' warm-up) restarts once after the upgrade; nothing else changes.
+Version 4: cursors name feed URLs by :func:`~listener.collectors.rss.feed_key`, never by
+the URL (which may carry credentials); opening an older file rewrites its cursors in place
+and scrubs the freed space, so no cursor is lost and no secret stays in the file."""
 
 EVIDENCE_BEFORE = timedelta(hours=30)
 """Mentions of a brand from this long before one of its incidents opened are evidence,
@@ -38,6 +43,7 @@ its baseline reads the 24 h before that (:mod:`listener.report.data`)."""
 EVIDENCE_AFTER = timedelta(hours=2)
 """... and until this long after the incident resolved (for ever while it is open)."""
 _PRUNE_SLICE = timedelta(days=1)
+_OUTBOX_PRUNE_BATCH = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mentions (
@@ -261,6 +267,46 @@ def _migrate_mention_tags(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE mentions ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'")
 
 
+def _scrub_cursor(value: Any) -> Any:
+    """``value`` (a stored cursor) without feed URLs: a URL used as a key becomes its
+    :func:`~listener.collectors.rss.feed_key` (what the RSS collector looks up) and a
+    feed's ``href`` (the final URL) its redacted form. Other values (ids, a source's own
+    paging tokens) stay."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, inner in value.items():
+        if key == "href" and isinstance(inner, str):
+            out[key] = redact_url(inner)
+        else:
+            out[feed_key(key) if "://" in key else key] = _scrub_cursor(inner)
+    return out
+
+
+def _migrate_cursor_secrets(conn: sqlite3.Connection) -> None:
+    """Schema 3 → 4: rewrite every cursor without URLs (:func:`_scrub_cursor`).
+
+    When one changed, the file is rebuilt (``VACUUM``) and the WAL truncated: every
+    earlier version of a cursor (one per poll) may linger in free pages, and the
+    credentials with it. Idempotent: a scrubbed cursor stays as it is."""
+    changed = False
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for source, text in conn.execute("SELECT source, cursor FROM cursors").fetchall():
+            scrubbed = json.dumps(_scrub_cursor(json.loads(text)))
+            if scrubbed != text:
+                conn.execute("UPDATE cursors SET cursor = ? WHERE source = ?", (scrubbed, source))
+                changed = True
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if changed:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 class Store:
     """SQLite-backed state. Open with :meth:`open`; close with :meth:`close`."""
 
@@ -292,6 +338,8 @@ class Store:
             if 0 < version < 3:
                 _migrate_mention_tags(conn)
             conn.executescript(_SCHEMA)
+            if 0 < version < 4:
+                _migrate_cursor_secrets(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"{name}: cannot open state file: {exc}") from None
@@ -764,6 +812,36 @@ class Store:
         }
         doomed = sorted(keys - kept)
         return doomed, [(b, s, i) for b, s, i, _ in rows if (s, i) not in kept]
+
+    def prune_outbox(self, before: datetime) -> int:
+        """Drop the alert documents of delivered and failed outbox rows that ended before
+        ``before`` (retention); pending rows are never touched.
+
+        The row itself stays, small: an incident's report and ``incidents show`` read its
+        sink, outcome, attempts, error and times (:meth:`deliveries`), and incidents are
+        kept for ever. Only the payload goes (about 2 KB per alert and sink), replaced by
+        ``{"pruned": 1, "drill": …}`` so a drill stays marked as one. Muted alerts have
+        no outbox row (they live in ``notices``). Returns how many rows were pruned; a
+        second run over the same rows prunes none. Works in batches, one transaction each.
+        """
+        cutoff, removed = _ts(before), 0
+        while True:
+            with self._lock:
+                c = self._conn
+                try:
+                    cur = c.execute(
+                        "UPDATE outbox SET payload = json_object('pruned', 1, 'drill', "
+                        "COALESCE(json_extract(payload, '$.drill'), 0)) WHERE id IN ("
+                        "SELECT id FROM outbox WHERE status IN ('delivered', 'failed') "
+                        "AND COALESCE(delivered_at, next_attempt_at) < ? "
+                        "AND json_extract(payload, '$.pruned') IS NULL LIMIT ?)",
+                        (cutoff, _OUTBOX_PRUNE_BATCH),
+                    )
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{self.path}: outbox prune failed: {exc}") from None
+            removed += cur.rowcount
+            if cur.rowcount < _OUTBOX_PRUNE_BATCH:
+                return removed
 
     def vacuum(self, now: datetime) -> None:
         """Rebuild the file to give back the space pruning freed (``VACUUM``), then

@@ -1,7 +1,8 @@
 """Alert summaries rendered from Jinja2 templates (sandboxed: config cannot run code).
 
 A template sees the alert's fields: ``brand``, ``rule``, ``level``, ``previous_level``,
-``kind``, ``facts`` (each renders as "name = value (threshold …) (baseline …)"),
+``peak_level`` (the highest level reached, or None), ``kind``, ``facts`` (each renders as
+"name = value (threshold …) (baseline …)"),
 ``categories`` (name, count pairs), ``top_mentions``, ``ack``, ``incident_id``,
 ``opened_for`` (a readable duration) and ``drill``.
 """
@@ -19,7 +20,8 @@ from listener.model import Alert
 
 DEFAULT_SUMMARY = (
     "{% if kind == 'resolved' %}All clear for {{ brand }}: {{ rule }} no longer holds"
-    "{% if opened_for %} after {{ opened_for }}{% endif %}."
+    "{% if opened_for %} after {{ opened_for }}{% endif %}"
+    "{% if peak_level %} (peak {{ peak_level | upper }}){% endif %}."
     "{% elif kind == 'acknowledged' %}{{ ack.by }} is on it"
     "{% if ack.note %}: {{ ack.note }}{% endif %} ({{ brand }}, {{ level }})."
     "{% else %}{{ brand }} is at {{ level | upper }} ({{ rule }})"
@@ -55,6 +57,7 @@ def render_summary(alert: Alert, source: str | None = None) -> str:
         "rule": alert.rule,
         "level": alert.level,
         "previous_level": alert.previous_level,
+        "peak_level": alert.peak_level,
         "kind": alert.kind,
         "facts": alert.facts,
         "categories": alert.categories,

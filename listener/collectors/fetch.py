@@ -254,7 +254,8 @@ class HttpFetcher:
         except CollectorError:
             raise
         except httpx.TimeoutException as exc:
-            raise SourceUnavailable(f"{where}: timed out ({type(exc).__name__})") from exc
+            waited = self._client.timeout.read
+            raise SourceUnavailable(f"{where}: timed out after {waited:g}s") from exc
         except httpx.UnsupportedProtocol as exc:
             message = _scrub(str(exc), url, final)
             raise SourceRejected(f"{where}: unsupported URL or redirect: {message}") from exc

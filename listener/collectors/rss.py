@@ -3,8 +3,13 @@ feedparser only parses the bytes.
 
 Cursor shape (JSON)::
 
-    {"feeds": {"<configured url>": {"etag": str | None, "modified": str | None,
-                                    "href": "<final url after redirects>"}}}
+    {"feeds": {"<feed_key(configured url)>": {"etag": str | None, "modified": str | None,
+                                             "href": "<final url after redirects, redacted>",
+                                             "polled_at": float}}}
+
+A feed is keyed by :func:`feed_key` (its host and a hash of the
+whole URL), never by the URL itself: a feed URL may carry credentials (``user:pass@``,
+``?apikey=``) and the cursor is written to the state file.
 
 A feed's ``etag``/``modified`` change only after a successful 2xx, so a failed or
 unparseable poll is retried with the old validators. Every entry currently in a feed is
@@ -21,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote_plus, urljoin
+from urllib.parse import quote_plus, urljoin, urlsplit
 
 import feedparser
 import httpx
@@ -207,6 +212,17 @@ def _short(problem: object) -> str:
     return text[:200] or type(problem).__name__
 
 
+def feed_key(url: str) -> str:
+    """The name of a feed in the cursor, without its secrets: the host and a hash of the
+    whole URL (``feeds.example.com#3f2a…``), so user info, a token in the query or in the
+    path never reach the state file, and two URLs differing only there stay apart."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    return f"{host}#{hashlib.sha256(url.encode()).hexdigest()[:32]}"
+
+
 def expand_feeds(
     config: RssSourceConfig, brands: Sequence[BrandConfig]
 ) -> dict[str, timedelta | None]:
@@ -263,7 +279,8 @@ class RssCollector:
         not_modified = skipped = polled = 0
         backfill = False
         for url in self._urls:
-            state = previous.get(url)
+            key = feed_key(url)  # the state file never holds a feed's URL (it may carry a token)
+            state = previous.get(key)
             old: dict[str, Any] = dict(state) if isinstance(state, Mapping) else {}
             interval = self._feeds[url]
             last = old.get("polled_at")
@@ -272,7 +289,7 @@ class RssCollector:
                 and isinstance(last, int | float)
                 and now.timestamp() - last < interval.total_seconds() - 1
             ):
-                feeds[url] = old  # this feed has its own, longer interval
+                feeds[key] = old  # this feed has its own, longer interval
                 skipped += 1
                 continue
             polled += 1
@@ -281,9 +298,9 @@ class RssCollector:
             except CollectorError as exc:
                 errors.append(exc)
                 if old:
-                    feeds[url] = old
+                    feeds[key] = old
                 continue
-            feeds[url] = {**new, "polled_at": now.timestamp()}
+            feeds[key] = {**new, "polled_at": now.timestamp()}
             if found is None:
                 not_modified += 1
                 continue
@@ -320,9 +337,9 @@ class RssCollector:
             headers["If-Modified-Since"] = modified
         response = self._fetcher.get(url, headers)
         if response.status == 304:
-            return None, {**old, "href": response.url}
+            return None, {**old, "href": redact_url(response.url)}
         if response.status in (204, 205):
-            return [], {**old, "href": response.url}
+            return [], {**old, "href": redact_url(response.url)}
         feed_headers = dict(response.headers)
         feed_headers["content-location"] = urljoin(
             response.url, feed_headers.get("content-location", "")
@@ -334,7 +351,7 @@ class RssCollector:
         state = {
             "etag": response.headers.get("etag"),
             "modified": response.headers.get("last-modified"),
-            "href": response.url,
+            "href": redact_url(response.url),
         }
         return found, state
 

@@ -15,14 +15,30 @@ def cap_text(text: str) -> str:
     return text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
 
 
+def _same(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 def join_title(title: str, body: str) -> str:
     """A title and a body (summary, self-text) as one text: a full stop between them
     unless the title already ends a sentence; either alone when the other is empty or
-    the same."""
-    if not body or body == title:
+    repeats it.
+
+    Feeds often start the summary with the title (news search feeds put the headline,
+    then the publisher, in the summary): a body that starts with the title is the whole
+    text, and a body that is only the headline of a ``"Headline - Publisher"`` title,
+    with or without the publisher, adds nothing."""
+    if not body:
         return title
     if not title:
         return body
+    head, said = _same(title), _same(body)
+    if said.startswith(head):
+        return body
+    headline, dash, publisher = title.rpartition(" - ")
+    if dash and headline.strip() and said.startswith(_same(headline)):
+        rest = said[len(_same(headline)) :].strip(" -–—|·:")
+        return title if rest in ("", _same(publisher)) else body
     return title + (" " if title[-1] in ".!?:;…" else ". ") + body
 
 

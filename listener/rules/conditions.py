@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -594,9 +594,59 @@ class MeanSentiment:
         return Check(holds, facts)
 
 
+def _bound(condition: object) -> str | None:
+    """Whether ``condition``'s facts give a least (``"min"``) or a most (``"max"``) allowed
+    value as their threshold; None when it is not known (such facts are never merged)."""
+    if isinstance(condition, Volume):
+        return "min"
+    direction = getattr(condition, "direction", None)
+    return {"up": "min", "down": "max"}.get(direction) if isinstance(direction, str) else None
+
+
+def _merge_facts(pairs: Sequence[tuple[object, Check]]) -> tuple[Fact, ...]:
+    """The facts of an all-of, each measurement once.
+
+    Two conditions often measure the same thing (a zscore and a spike over the same
+    30m window both report "mentions in 30m = 59"), each with its own threshold: shown
+    twice, the alert reads as two contradictory facts. Facts with the same name and value
+    become one, carrying the threshold (and baseline) that binds, since every condition
+    must hold: the highest least-allowed value, or the lowest most-allowed one. When which
+    binds is unknown (directions differ, no threshold) both stay."""
+    out: list[Fact] = []
+    bounds: list[str | None] = []
+    first: dict[tuple[str, float], int] = {}
+    for condition, check in pairs:
+        bound = _bound(condition)
+        for fact in check.facts:
+            at = first.get((fact.name, fact.value))
+            if at is None:
+                first[(fact.name, fact.value)] = len(out)
+                out.append(fact)
+                bounds.append(bound)
+                continue
+            kept = out[at]
+            if fact == kept:
+                continue
+            if (
+                bound is None
+                or bound != bounds[at]
+                or fact.threshold is None
+                or kept.threshold is None
+            ):
+                out.append(fact)
+                bounds.append(bound)
+                continue
+            if (fact.threshold > kept.threshold) == (bound == "min") and (
+                fact.threshold != kept.threshold
+            ):
+                out[at] = fact
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class All:
-    """Holds when every inner condition holds; facts of all of them (all are evaluated)."""
+    """Holds when every inner condition holds; facts of all of them (all are evaluated),
+    each measurement once (:func:`_merge_facts`)."""
 
     conditions: tuple[Condition, ...]
 
@@ -606,7 +656,8 @@ class All:
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         checks = [c.check(view, brand, now) for c in self.conditions]
-        return Check(all(c.holds for c in checks), tuple(f for c in checks for f in c.facts))
+        facts = _merge_facts(list(zip(self.conditions, checks, strict=True)))
+        return Check(all(c.holds for c in checks), facts)
 
 
 @dataclass(frozen=True, slots=True)

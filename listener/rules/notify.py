@@ -12,7 +12,9 @@ are muted (and why), and which time-driven alerts are due:
   catch-up reminder goes out;
 * **inhibition**: while a brand has an incident at a ``source`` level, its alerts at
   ``target`` levels from other incidents are muted;
-* **reminders** every ``repeat_every`` while an incident is open and unacknowledged;
+* **reminders** every ``repeat_every`` while an incident is open and unacknowledged; a
+  reminder due while silenced or inhibited is recorded as muted (once per interval), so
+  the incident's history and ``listener_alerts_muted_total`` show it;
 * **time-based escalation**: unacknowledged at a level for ``after`` → hand off to the
   step's route (social team → PR lead → exec);
 * **acknowledgement** stops reminders and hand-offs and is announced once.
@@ -91,6 +93,8 @@ class Tracked:
     pages: int = 0
     """Hand-offs sent over the incident's whole life (numbers their alert ids)."""
     ack: Ack | None = None
+    muted_at: datetime | None = None
+    """When a reminder was last recorded as muted (one per interval while muted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class NotifyState:
                 "reminders": t.reminders,
                 "handoffs": t.handoffs,
                 "pages": t.pages,
+                "muted_at": t.muted_at.isoformat() if t.muted_at else None,
                 "ack": None
                 if t.ack is None
                 else {"by": t.ack.by, "at": t.ack.at.isoformat(), "note": t.ack.note},
@@ -140,6 +145,7 @@ class NotifyState:
                 handoffs=int(t.get("handoffs", 0)),
                 # saved before pages were: the current level's hand-offs are a lower bound
                 pages=int(t.get("pages", t.get("handoffs", 0))),
+                muted_at=datetime.fromisoformat(t["muted_at"]) if t.get("muted_at") else None,
                 ack=Ack(ack["by"], datetime.fromisoformat(ack["at"]), ack.get("note", ""))
                 if ack
                 else None,
@@ -327,5 +333,34 @@ def on_tick(
                     )
                 )
                 t = _send(t, route, now)
+            elif muted and route and every is not None:
+                t, muted_reminder = _muted_reminder(t, route, muted, every, now)
+                notices.extend(muted_reminder)
         incidents[key] = t
     return NotifyState(incidents), notices
+
+
+def _muted_reminder(
+    t: Tracked, route: tuple[str, ...], muted: str, every: timedelta, now: datetime
+) -> tuple[Tracked, list[Notice]]:
+    """A reminder that falls due while muted, recorded (no sinks) once per interval.
+
+    Due ``every`` after the last alert that went out (the opening, for an incident muted
+    from the start) and after the last muted one. The reminder clock itself does not
+    move: once the mute ends, the reminder goes out at once."""
+    since = t.last_sent_at or t.opened_at
+    if t.muted_at is not None:
+        since = max(since, t.muted_at)
+    if now - since < every:
+        return t, []
+    t = replace(t, reminders=t.reminders + 1, muted_at=now)
+    notice = Notice(
+        f"{t.incident_id}#reminder-{t.reminders}",
+        "reminder",
+        t.incident_id,
+        t.level,
+        (),
+        muted,
+        route,
+    )
+    return t, [notice]

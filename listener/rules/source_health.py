@@ -10,9 +10,11 @@ source name in the brand position.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from listener.config.duration import format_duration
 from listener.config.schema import SourceHealthConfig
@@ -31,6 +33,36 @@ class SourceStatus:
     since: datetime
     last_success_at: datetime | None = None
     last_new_at: datetime | None = None
+    last_error: str | None = None
+    """The last poll's error message (None after a success)."""
+    failures: int = 0
+    """Failed polls in a row."""
+
+
+_WHERE = re.compile(r"^(?P<url>[a-z][a-z0-9+.-]*://\S+)(?: \(redirected to \S+\))?: (?P<what>.*)$")
+_HTTP = re.compile(r"^(?P<head>(?:unexpected )?HTTP \d{3})\b[ ,]*(?P<rest>.*)$")
+_CLASS = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception|Timeout)\b(?::\s*)?")
+
+
+def plain_error(message: str) -> str:
+    """A collector's error message in plain words, as a person reads it in an alert:
+    ``https://feeds.example.com/rss: HTTP 503`` → ``HTTP 503 from feeds.example.com``;
+    ``…: timed out after 10s`` → ``timed out after 10s (feeds.example.com)``; library
+    class names (``ConnectError:``, ``(ReadTimeout)``) are left out. Pure."""
+    text = " ".join(message.split())
+    host = ""
+    where = _WHERE.match(text)
+    if where:
+        host = urlsplit(where["url"]).hostname or ""
+        text = where["what"]
+    text = _CLASS.sub("", text)
+    text = re.sub(r"\(\s*\)|\[Errno -?\d+\]", "", text)
+    text = " ".join(text.split()).strip(" :,;") or "unexpected error"
+    http = _HTTP.match(text)
+    if http and host:
+        rest = http["rest"].strip()
+        return f"{http['head']} from {host}" + (f" ({rest})" if rest else "")
+    return f"{text} ({host})" if host else text
 
 
 def _facts(
@@ -46,6 +78,13 @@ def _facts(
         )
     ]
     unhealthy = failing_for >= policy.failing_after
+    if status.last_error and status.failures:
+        facts.append(
+            Fact(
+                f"failed polls in a row (last error: {plain_error(status.last_error)})",
+                float(status.failures),
+            )
+        )
     if policy.silent_after is not None:
         silent_for = now - (status.last_new_at or status.since)
         facts.append(

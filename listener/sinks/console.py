@@ -15,6 +15,7 @@ from listener.config.schema import ConsoleSinkConfig
 from listener.errors import SinkUnavailable
 from listener.model import Alert, MentionRef
 from listener.sinks.text import clean_line, excerpt
+from listener.sinks.webhook import render_webhook
 
 EXCERPT_CHARS = 200
 """Mention texts longer than this are cut (with an ellipsis) in the text rendering."""
@@ -33,28 +34,49 @@ def _mention_lines(index: int, ref: MentionRef) -> list[str]:
     return lines
 
 
+def _level(alert: Alert) -> str:
+    """``crisis (was elevated)``; for a resolved alert ``resolved (last watch, peak crisis)``."""
+    if alert.kind == "resolved":
+        last = clean_line(alert.previous_level or alert.level)
+        peak = f", peak {clean_line(alert.peak_level)}" if alert.peak_level else ""
+        return f"resolved (last {last}{peak})"
+    level = clean_line(alert.level)
+    if alert.previous_level is not None and alert.previous_level != alert.level:
+        level += f" (was {clean_line(alert.previous_level)})"
+    return level
+
+
+def _ack(alert: Alert) -> str:
+    """``ana at 2026-…: "drafting a statement"`` (the note only when there is one)."""
+    assert alert.ack is not None
+    text = f"{clean_line(alert.ack.by)} at {alert.ack.at.isoformat()}"
+    if alert.ack.note:
+        text += f': "{excerpt(alert.ack.note, EXCERPT_CHARS)}"'
+    return text
+
+
 def render_text(alert: Alert) -> str:
     """Render ``alert`` as a multi-line block for people (no trailing newline).
 
-    Pure. Contains the title, brand, rule, level (and the previous level), the incident
-    id, every fact via ``str(fact)``, and the top mentions with author, followers, an
+    Pure. Contains the title, brand, rule, level (and the previous level; for a resolved
+    alert the last and the peak level), the incident id, who acknowledged it with their
+    note, every fact via ``str(fact)``, and the top mentions with author, followers, an
     excerpt and the url. A drill alert carries ``[DRILL]`` in the title and a banner.
     """
-    level = clean_line(alert.level)
-    if alert.previous_level is not None:
-        level += f" (was {clean_line(alert.previous_level)})"
     lines = [clean_line(alert.title)]
     if alert.drill:
         lines.append(DRILL_BANNER)
     lines += [
         f"  brand:    {clean_line(alert.brand)}",
         f"  rule:     {clean_line(alert.rule)}",
-        f"  level:    {level}",
+        f"  level:    {_level(alert)}",
         f"  kind:     {alert.kind}",
         f"  incident: {clean_line(alert.incident_id)}",
         f"  alert:    {clean_line(alert.id)}",
         f"  at:       {alert.at.isoformat()}",
     ]
+    if alert.ack is not None:
+        lines.append(f"  acknowledged: {_ack(alert)}")
     if alert.facts:
         lines.append("facts:")
         lines += [f"  - {clean_line(fact)}" for fact in alert.facts]
@@ -66,8 +88,10 @@ def render_text(alert: Alert) -> str:
 
 
 def render_json(alert: Alert) -> str:
-    """Render ``alert`` as one JSON line (``alert.to_dict()``), ASCII-safe. Pure."""
-    return json.dumps(alert.to_dict())
+    """Render ``alert`` as one JSON line: exactly the webhook document
+    (:func:`~listener.sinks.webhook.render_webhook`, ``schema/alert.v1.json``), ASCII-safe.
+    Pure."""
+    return json.dumps(render_webhook(alert))
 
 
 class ConsoleSink:

@@ -91,8 +91,9 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
     baseline, text), ``top_mentions`` (source, id, text, url, author, followers,
     created_at, sentiment), ``summary``, ``opened_at``, ``categories`` (name, mentions),
     ``authors`` (handle, source, mentions, reach, role: detractor/amplifier), ``trend``
-    (step_seconds, negative counts oldest first), ``ack`` (by, at, note, or null) and
-    ``route``. Non-finite numbers become ``null``. ``schema/alert.v1.json``
+    (step_seconds, negative counts oldest first), ``ack`` (by, at, note, or null),
+    ``route`` and ``peak_level`` (the highest level the incident reached, or null).
+    Non-finite numbers become ``null``. ``schema/alert.v1.json``
     is the JSON Schema of this document; keep the two in step.
     """
     return {
@@ -129,6 +130,7 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
             else None
         ),
         "route": list(alert.route),
+        "peak_level": alert.peak_level,
     }
 
 

@@ -14,6 +14,7 @@ from listener.config.load import load_config_text
 from listener.metrics import Metrics
 from listener.model import Mention
 from listener.processor import Processor
+from listener.sinks.console import render_text
 from listener.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -187,3 +188,72 @@ def test_cli_incidents_ack_and_silences(tmp_path: Path) -> None:
     bad = run("silence", "add", "--for", "soon", "--comment", "x", "--by", "y")
     assert bad.returncode == 1
     assert "invalid duration" in bad.stderr
+
+
+def test_inhibited_reminder_is_recorded_and_counted(tmp_path: Path) -> None:
+    """A reminder due while a crisis inhibits the incident is recorded as muted (shown by
+    `incidents show`) and counted in listener_alerts_muted_total{reason="inhibited"}."""
+    config = CONFIG.replace(
+        "        when: {type: volume, metric: total, window: 15m, above: 5}\n",
+        "        when: {type: volume, metric: total, window: 15m, above: 5}\n"
+        "    resolve_after: 2h\n    repeat_every: 30m\n",
+    )
+    cfg = load_config_text(config, "rules.yaml", {})
+    p = Processor(cfg, Store.open(tmp_path / "s.db"), Metrics())
+    p.ingest("news", [angry(i, T0) for i in range(25)], T0)
+    p.evaluate(T0 + timedelta(seconds=30))
+    other = next(r for r in p.store.incidents() if r.rule == "any-volume")
+    for minutes in (16, 31, 40):
+        p.evaluate(T0 + timedelta(minutes=minutes))
+
+    notes = p.store.notices(other.id)
+    assert [(n.kind, n.sinks) for n in notes] == [("opened", ()), ("reminder", ())]
+    assert all(n.muted and n.muted.startswith("inhibited by ") for n in notes)
+    assert (
+        p.metrics.registry.get_sample_value(
+            "listener_alerts_muted_total", {"rule": "any-volume", "reason": "inhibited"}
+        )
+        == 2
+    )
+    shown = incidents.render_detail(incidents.detail(p.store, other.id))
+    assert "reminder" in shown
+    assert shown.count("(muted: inhibited by ") == 2
+
+
+def test_resolved_alert_says_from_which_level_and_lists_no_angry_posts(tmp_path: Path) -> None:
+    """The all-clear carries the level it resolved from and its peak, no top mentions, and
+    a summary that says it is over."""
+    p = processor(tmp_path)
+    p.ingest("news", [angry(i, T0) for i in range(25)], T0)
+    (opened,) = [a for a in p.evaluate(T0 + timedelta(seconds=30)) if a.rule == "neg"]
+    assert opened.top_mentions
+    resolved = []
+    for minutes in range(5, 120, 5):
+        resolved += [a for a in p.evaluate(T0 + timedelta(minutes=minutes)) if a.kind == "resolved"]
+    (done,) = [a for a in resolved if a.rule == "neg"]
+    assert done.top_mentions == ()
+    assert done.peak_level == "crisis"
+    assert done.previous_level is not None
+    assert done.summary.startswith("Acme ")  # the rule's template
+    text = render_text(done)
+    assert f"resolved (last {done.previous_level}, peak crisis)" in text
+    assert "top mentions" not in text
+
+
+def test_ack_note_shows_in_incidents_show_and_the_api_document(tmp_path: Path) -> None:
+    """Who acknowledged and their note appear in `incidents show` and GET /incidents/ID."""
+    p = processor(tmp_path)
+    p.ingest("news", [angry(i, T0) for i in range(25)], T0)
+    (opened,) = [a for a in p.evaluate(T0 + timedelta(seconds=30)) if a.rule == "neg"]
+    incidents.acknowledge(
+        p.store, opened.incident_id, "ana", T0 + timedelta(minutes=5), "drafting a statement"
+    )
+    detail = incidents.detail(p.store, opened.incident_id)
+    assert detail["acknowledged_by"] == "ana"
+    assert detail["acknowledged_note"] == "drafting a statement"
+    assert json.loads(json.dumps(detail))["acknowledged_note"] == "drafting a statement"
+    shown = incidents.render_detail(detail)
+    assert "acknowledged by ana at " in shown
+    assert "note: drafting a statement" in shown
+    (listed,) = [r for r in incidents.listing(p.store) if r["id"] == opened.incident_id]
+    assert listed["acknowledged_note"] == "drafting a statement"

@@ -275,6 +275,23 @@ def test_source_health_incident_opens_routes_and_resolves(tmp_path: Path, config
     assert p.store.outbox_pending() == {"pager": 2}
 
 
+def test_source_health_alert_names_the_last_error(tmp_path: Path, config: Config) -> None:
+    """A failing source's alert says what went wrong in plain words, not a class name."""
+    text = CONFIG.replace(
+        "rules:\n",
+        "sources:\n  news: {type: rss, urls: ['http://127.0.0.1:9/f'],"
+        " health: {failing_after: 20m}}\nrules:\n",
+    )
+    p = open_processor(tmp_path / "s.db", load_config_text(text, "rules.yaml", {}))
+    failing = SourceStatus(
+        since=T0, last_error="https://feeds.example.com/rss?key=k: HTTP 503", failures=4
+    )
+    (opened,) = p.evaluate(T0 + timedelta(minutes=21), {"news": failing})
+    facts = [str(f) for f in opened.facts]
+    assert "failed polls in a row (last error: HTTP 503 from feeds.example.com) = 4" in facts
+    assert all("key=" not in f for f in facts)
+
+
 def test_silent_source_raises_source_health(tmp_path: Path, config: Config) -> None:
     """With silent_after, a source that polls fine but brings nothing new is an incident."""
     text = CONFIG.replace(

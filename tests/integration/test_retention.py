@@ -254,3 +254,69 @@ def test_vacuum_keeps_every_row(tmp_path: Path) -> None:
         Path(f"{tmp_path / 's.db'}-wal").stat().st_size == 0
     )
     store.close()
+
+
+def _outbox(store: Store) -> dict[tuple[str, str], tuple[str, int]]:
+    """(alert id, sink) → (status, payload size) of every outbox row."""
+    rows = store._read("SELECT alert_id, sink, status, length(payload) FROM outbox")
+    return {(str(a), str(s)): (str(st), int(n)) for a, s, st, n in rows}
+
+
+def test_outbox_documents_go_with_retention_and_the_report_keeps_its_deliveries(
+    tmp_path: Path,
+) -> None:
+    """Delivered and failed alerts older than the retention lose their document, not their
+    row; pending ones and recent ones keep everything; the report reads the same history."""
+    incident_id, _ = build_state(tmp_path / "s.db")
+    store = Store.open(tmp_path / "s.db")
+    before = _outbox(store)
+    report_before = gather(store, incident_id, LATER).alerts
+    statuses = {status for status, _ in before.values()}
+    assert statuses == {"delivered", "failed"}
+    # a recent delivered alert and an old alert still pending (its sink is down)
+    fresh = (incident_id + "#late", "ops")
+    store._write(
+        "INSERT INTO outbox (alert_id, sink, incident_id, rule, payload, created_at, "
+        "next_attempt_at, status, delivered_at) SELECT ?, sink, incident_id, rule, payload, "
+        "?, ?, 'delivered', ? FROM outbox LIMIT 1",
+        (fresh[0], LATER.timestamp(), LATER.timestamp(), LATER.timestamp()),
+    )
+    stuck = (incident_id + "#stuck", "ops")
+    store._write(
+        "INSERT INTO outbox (alert_id, sink, incident_id, rule, payload, created_at, "
+        "next_attempt_at) SELECT ?, sink, incident_id, rule, payload, created_at, "
+        "created_at FROM outbox LIMIT 1",
+        (stuck[0],),
+    )
+
+    pruned = store.prune_outbox(LATER - timedelta(days=30))
+
+    after = _outbox(store)
+    assert pruned == len(before)
+    assert set(after) == {*before, fresh, stuck}  # no row goes
+    assert all(after[k][0] == before[k][0] for k in before)  # outcomes unchanged
+    assert all(after[k][1] < 40 < before[k][1] for k in before)  # the documents went
+    assert after[fresh][1] > 1000
+    assert after[stuck] == ("pending", after[fresh][1])
+    assert [i.alert_id for i in store.due("ops", LATER)] == [stuck[0]]
+    assert gather(store, incident_id, LATER).alerts == report_before
+    assert store.prune_outbox(LATER - timedelta(days=30)) == 0  # nothing twice
+    store.close()
+
+
+async def test_housekeeping_prunes_the_outbox_and_counts_it(tmp_path: Path) -> None:
+    """Hourly housekeeping prunes old outbox documents into listener_outbox_pruned_total."""
+    build_state(tmp_path / "s.db")
+    clock = ManualClock(LATER)
+    daemon = _daemon(tmp_path / "s.db", clock)
+    assert daemon.store is not None
+    rows = len(_outbox(daemon.store))
+    assert rows > 0
+    assert _value(daemon, "listener_outbox_pruned_total") == 0
+
+    await daemon._housekeeping()
+
+    assert _value(daemon, "listener_outbox_pruned_total") == rows
+    await daemon._housekeeping()
+    assert _value(daemon, "listener_outbox_pruned_total") == rows
+    daemon.store.close()

@@ -17,6 +17,7 @@ import pytest
 from listener.collectors import RssCollector, build_collector
 from listener.collectors.base import PollResult
 from listener.collectors.fetch import HttpFetcher
+from listener.collectors.rss import feed_key
 from listener.config.schema import BrandConfig, RssSourceConfig
 from listener.errors import (
     CollectorError,
@@ -25,6 +26,7 @@ from listener.errors import (
     SourceRejected,
     SourceUnavailable,
 )
+from listener.store import Store
 from tests.conftest import SHARED, need_shared
 from tests.support.feed_server import FeedServer, Route
 
@@ -190,7 +192,7 @@ def test_conditional_get_gets_304_and_keeps_the_cursor(server: FeedServer) -> No
     assert [m.id for m in first.mentions] == ["urn:1"]
     assert first.cursor == {
         "feeds": {
-            url: {
+            feed_key(url): {
                 "etag": '"v1"',
                 "modified": last_modified,
                 "href": url,
@@ -232,7 +234,7 @@ def test_changed_feed_is_fetched_again_with_new_validators(server: FeedServer) -
     second = poll(cfg, first.cursor)
 
     assert [m.id for m in second.mentions] == ["urn:1", "urn:2"]
-    assert second.cursor["feeds"][url]["etag"] == '"v2"'
+    assert second.cursor["feeds"][feed_key(url)]["etag"] == '"v2"'
 
 
 def test_user_agent_and_accept_headers_are_sent(server: FeedServer) -> None:
@@ -284,7 +286,7 @@ def test_redirect_is_followed_and_final_url_recorded(server: FeedServer) -> None
 
     result = poll(config(old))
 
-    assert result.cursor["feeds"][old]["href"] == new
+    assert result.cursor["feeds"][feed_key(old)]["href"] == new
     assert [m.url for m in result.mentions] == [server.url("/new/posts/1")]
 
 
@@ -451,7 +453,7 @@ def test_one_failing_url_is_reported_beside_the_others_mentions(server: FeedServ
     assert [m.id for m in result.mentions] == ["urn:1"]
     assert len(result.errors) == 1
     assert isinstance(result.errors[0], SourceUnavailable)
-    assert set(result.cursor["feeds"]) == {good}
+    assert set(result.cursor["feeds"]) == {feed_key(good)}
 
 
 def test_failed_parse_keeps_the_old_validators(server: FeedServer) -> None:
@@ -466,10 +468,10 @@ def test_failed_parse_keeps_the_old_validators(server: FeedServer) -> None:
     good, broken = server.url("/good"), server.url("/broken")
     old_state = {"etag": '"old"', "modified": None, "href": broken}
 
-    result = poll(config(good, broken), {"feeds": {broken: old_state}})
+    result = poll(config(good, broken), {"feeds": {feed_key(broken): old_state}})
 
     assert [type(e) for e in result.errors] == [MalformedResponse]
-    assert result.cursor["feeds"][broken] == old_state
+    assert result.cursor["feeds"][feed_key(broken)] == old_state
 
 
 def test_every_url_failing_raises_the_first_error(server: FeedServer) -> None:
@@ -578,3 +580,71 @@ def test_first_poll_of_a_feed_is_backfill(server: FeedServer) -> None:
     second = poll(cfg, first.cursor)
     assert first.backfill is True
     assert second.backfill is False
+
+
+SECRET = "s3cr3t-Tok3n"
+
+
+def _file_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def test_cursor_holds_no_feed_credentials(server: FeedServer, tmp_path: Path) -> None:
+    """A feed URL with user info and an API key never reaches the state file."""
+    server.route("/feed", body=feed(("urn:1", "one")), etag='"v1"')
+    url = server.url(f"/feed?apikey={SECRET}").replace("://", f"://ops:{SECRET}x@")
+    first = poll(config(url))
+    assert first.mentions
+    assert SECRET not in repr(first.cursor)
+    store = Store.open(tmp_path / "s.db")
+    store.commit(now=NOW, cursor=("news", first.cursor))
+    store.close()
+    assert SECRET.encode() not in _file_bytes(tmp_path / "s.db")
+
+
+def test_old_cursors_are_migrated_without_secrets_or_loss(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    """A version-3 file keyed by secret-bearing URLs is rewritten on open: the secret is
+    gone from the file (free pages and WAL included) and the feed keeps its validators."""
+    server.route("/feed", body=feed(("urn:1", "one")), etag='"v1"')
+    url = server.url(f"/feed?apikey={SECRET}")
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    old = {"feeds": {url: {"etag": '"v1"', "modified": None, "href": url, "polled_at": 1.0}}}
+    for n in range(20):  # every poll rewrote the cursor: old copies sit in free pages
+        store.commit(now=NOW, cursor=("news", {**old, "n": n}))
+    other = {"brands": {"Acme": {"since_id": "42", "next": "https://api.example/p?c=abc"}}}
+    store.commit(now=NOW, cursor=("social", other))
+    store._write("PRAGMA user_version=3")
+    store.close()
+    assert SECRET.encode() in _file_bytes(path)
+
+    store = Store.open(path)
+    cursor = store.load_cursor("news")
+    assert store.load_cursor("social") == other  # other collectors' cursors stay as they are
+    store.close()
+
+    assert SECRET.encode() not in _file_bytes(path)
+    assert cursor is not None
+    assert cursor["feeds"][feed_key(url)]["etag"] == '"v1"'
+    second = poll(config(url), cursor)
+    assert server.requests_for("/feed")[-1].headers["if-none-match"] == '"v1"'
+    assert second.mentions == []  # 304: nothing fetched twice
+
+
+def test_source_errors_read_in_plain_words(server: FeedServer) -> None:
+    """What a source-health alert says about a failing feed: the status and the host, or
+    how long it waited; no library class names, no query string."""
+    from listener.rules.source_health import plain_error
+
+    server.route("/down", status=503)
+    server.route("/slow", stall_before_headers=20.0)
+    down = poll_error(config(server.url("/down?token=secret")))
+    slow = poll_error(config(server.url("/slow"), timeout=timedelta(seconds=0.3)))
+    refused = poll_error(config(f"http://127.0.0.1:{unused_port()}/feed"))
+
+    assert plain_error(str(down)) == "HTTP 503 from 127.0.0.1"
+    assert plain_error(str(slow)) == "timed out after 0.3s (127.0.0.1)"
+    assert "Error" not in plain_error(str(refused))
+    assert plain_error(str(refused)).endswith("(127.0.0.1)")

@@ -789,3 +789,34 @@ def test_distinct_lookback() -> None:
     assert distinct_lookback(cond({**SHARE, "metric": "negative_stories"})) == M15
     nested = {"type": "all", "conditions": [RAMP, {"type": "not", "condition": voices}]}
     assert distinct_lookback(cond(nested)) == M15 + H1
+
+
+def test_all_of_shows_a_shared_measurement_once_with_the_binding_threshold() -> None:
+    """A zscore and a spike over the same window both measure "mentions in 15m": the
+    all-of reports it once, with the higher of the two least-allowed values (both must
+    hold), beside the z-score and the ratio."""
+    values = {
+        **cur("total", 45),
+        **past_windows("total", [10, 10, 10, 10]),
+        **before("total", 40, baseline=H1),
+    }
+    zscore = {**ZSCORE, "metric": "total"}
+    spike = {**SPIKE, "metric": "total"}
+    alone = [check_of(c, values).facts[0] for c in (zscore, spike)]
+    assert len({f.threshold for f in alone}) == 2  # the two disagree on the threshold
+    check = check_of({"type": "all", "conditions": [zscore, spike]}, values)
+    names = [f.name for f in check.facts]
+    assert names.count("mentions in 15m") == 1
+    assert len(check.facts) == 3
+    (shared,) = [f for f in check.facts if f.name == "mentions in 15m"]
+    assert shared.threshold == max(f.threshold or 0 for f in alone)
+    swapped = check_of({"type": "all", "conditions": [spike, zscore]}, values)
+    assert set(swapped.facts) == set(check.facts)
+
+
+def test_all_of_keeps_facts_whose_binding_threshold_is_unknown() -> None:
+    """An up and a down condition on the same measurement keep their own facts."""
+    values = {**cur("total", 0), **before("total", 40)}
+    up, down = {**SPIKE, "metric": "total"}, {**SPIKE_DOWN, "metric": "total"}
+    check = check_of({"type": "all", "conditions": [up, down]}, values)
+    assert [f.name for f in check.facts].count("mentions in 15m") == 2

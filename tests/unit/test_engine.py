@@ -25,6 +25,7 @@ from listener.rules.engine import (
     max_lookback,
     slug,
 )
+from listener.rules.source_health import plain_error
 from listener.scoring.velocity import Sample, VelocityWindows
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -592,3 +593,26 @@ def test_random_sequences_keep_lifecycle_invariants(
             last[event.incident_id] = event
         state = new_state
         assert [o.incident_id for o in state.open_incidents()] == ([open_id] if open_id else [])
+
+
+@pytest.mark.parametrize(
+    ("message", "plain"),
+    [
+        ("https://feeds.example.com/rss: HTTP 503", "HTTP 503 from feeds.example.com"),
+        ("https://f.example/x: timed out after 10s", "timed out after 10s (f.example)"),
+        (
+            "https://f.example/x: HTTP 429 rate limited, retry after 30s",
+            "HTTP 429 from f.example (rate limited, retry after 30s)",
+        ),
+        (
+            "https://f.example/x: ConnectError: [Errno 111] Connection refused",
+            "Connection refused (f.example)",
+        ),
+        ("X API timed out (ReadTimeout)", "X API timed out"),
+        ("", "unexpected error"),
+    ],
+)
+def test_source_errors_in_plain_words(message: str, plain: str) -> None:
+    """A source's last error reads as words in its health alert: status and host, no
+    library class names."""
+    assert plain_error(message) == plain

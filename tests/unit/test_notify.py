@@ -223,3 +223,24 @@ def test_no_alert_id_is_ever_produced_twice(script: list[tuple[str, int]]) -> No
     ids = [n.alert_id for n in notices]
     assert len(ids) == len(set(ids))
     assert sum(n.kind == "acknowledged" for n in notices) <= 1
+
+
+def test_a_reminder_due_while_muted_is_recorded_once_per_interval() -> None:
+    """A reminder that falls due under a silence is recorded as muted (no sinks), once per
+    repeat interval however often the tick runs; it goes out as soon as the silence ends."""
+    p = policy(repeat=lambda rule: timedelta(minutes=30))
+    state, _ = on_changes([change("opened", "watch", 1, T0)], NotifyState(), [], p, T0)
+    silence = Silence("sil-1", T0, T0 + timedelta(minutes=75), "ana", "known issue")
+    out: list[Notice] = []
+    for minutes in range(5, 75, 5):
+        state, ticks = on_tick(state, [silence], {}, p, T0 + timedelta(minutes=minutes))
+        out += ticks
+        state = NotifyState.from_json(state.to_json())  # survives a restart
+    assert [(n.alert_id, n.sinks, n.muted) for n in out] == [
+        ("inc-a#reminder-1", (), "silenced sil-1"),
+        ("inc-a#reminder-2", (), "silenced sil-1"),
+    ]
+    state, ticks = on_tick(state, [silence], {}, p, T0 + timedelta(minutes=75))
+    assert [(n.alert_id, n.sinks, n.muted) for n in ticks] == [
+        ("inc-a#reminder-3", ("social",), None)
+    ]

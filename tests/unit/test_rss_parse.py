@@ -213,3 +213,26 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
 def test_redact_url_keeps_only_scheme_host_and_path(url: str, expected: str) -> None:
     """URLs in messages lose user info, query string and fragment."""
     assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "text"),
+    [
+        ("Acme recall", "Acme recall: customers angry", "Acme recall: customers angry"),
+        ("Acme  Recall", "acme recall - customers angry", "acme recall - customers angry"),
+        ("Acme down - The Verge", "Acme down  The Verge", "Acme down - The Verge"),
+        ("Acme down - The Verge", "Acme down", "Acme down - The Verge"),
+        (
+            "Acme down - The Verge",
+            "Acme down for hours, say users",
+            "Acme down for hours, say users",
+        ),
+        ("Acme recall", "Customers angry", "Acme recall. Customers angry"),
+    ],
+)
+def test_text_does_not_repeat_the_title(title: str, summary: str, text: str) -> None:
+    """A summary that starts with the title (or is only the headline and publisher of a
+    news search item) is not appended to it: the mention text says everything once."""
+    item = f"<item><guid>g</guid><title>{title}</title><description>{summary}</description></item>"
+    [mention] = parse_feed("news", rss(item), HEADERS, NOW)
+    assert mention.text == text

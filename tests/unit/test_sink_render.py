@@ -6,9 +6,12 @@ import copy
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
 
 from listener.config.schema import ConsoleSinkConfig
-from listener.model import Alert
+from listener.model import Ack
 from listener.sinks.console import DRILL_BANNER, ConsoleSink, render_json, render_text
 from listener.sinks.webhook import SCHEMA_ID, render_webhook
 from tests.support.receiver import sample_alert
@@ -34,7 +37,9 @@ WEBHOOK_KEYS = {
     "trend",
     "ack",
     "route",
+    "peak_level",
 }
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "alert.v1.json"
 
 
 def test_text_has_everything_a_person_needs() -> None:
@@ -87,12 +92,40 @@ def test_text_rendering_is_pure() -> None:
     assert alert.to_dict() == before
 
 
-def test_json_line_round_trips() -> None:
-    """The JSON rendering is one line that parses back into the same alert."""
-    alert = sample_alert(drill=True)
-    line = render_json(alert)
-    assert "\n" not in line
-    assert Alert.from_dict(json.loads(line)) == alert
+def test_json_line_is_the_webhook_document_and_valid() -> None:
+    """``format: json`` writes one line holding exactly the webhook document, which
+    validates against schema/alert.v1.json (schema id and fact texts included)."""
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    base = sample_alert(drill=True)
+    for alert in (
+        base,
+        replace(base, kind="acknowledged", ack=Ack("dana", base.at, "on it")),
+        replace(base, kind="resolved", previous_level="high", peak_level="critical"),
+    ):
+        line = render_json(alert)
+        assert "\n" not in line
+        doc = json.loads(line)
+        assert doc == json.loads(json.dumps(render_webhook(alert)))
+        validator.validate(doc)
+        assert doc["schema"] == "listener.alert/v1"
+        assert [f["text"] for f in doc["facts"]] == [str(f) for f in alert.facts]
+
+
+def test_text_says_a_resolved_alert_resolved_from_its_last_and_peak_level() -> None:
+    """A resolved alert reads "resolved (last high, peak critical)", never "high (was high)"."""
+    alert = sample_alert(kind="resolved", level="high", previous_level="high")
+    text = render_text(replace(alert, peak_level="critical"))
+    assert "level:    resolved (last high, peak critical)" in text
+    assert "(was high)" not in text
+
+
+def test_text_names_who_acknowledged_and_their_note() -> None:
+    """An acknowledged alert shows who took it, when, and the note."""
+    base = sample_alert()
+    alert = replace(base, kind="acknowledged", ack=Ack("dana", base.at, "drafting\na statement"))
+    text = render_text(alert)
+    assert f'acknowledged: dana at {base.at.isoformat()}: "drafting a statement"' in text
 
 
 def test_webhook_document_is_versioned_and_complete() -> None:
@@ -149,5 +182,33 @@ async def test_console_sink_writes_text_or_json_lines() -> None:
     await json_sink.send(alert, "k")
     assert text_out.getvalue() == render_text(alert) + "\n\n"
     lines = json_out.getvalue().splitlines()
-    expected = json.loads(json.dumps(alert.to_dict()))
+    expected = json.loads(json.dumps(render_webhook(alert)))
     assert [json.loads(line) for line in lines] == [expected, expected]
+
+
+def test_every_sink_names_who_acknowledged_and_their_note() -> None:
+    """The acknowledged alert carries who took it and their note in every sink's message
+    that has room for it (PagerDuty's acknowledge event has none: docs/sinks.md)."""
+    from datetime import timedelta
+
+    from listener.sinks.alertmanager import render_alerts
+    from listener.sinks.email import render_html, render_plain
+    from listener.sinks.slack import render_blocks, render_thread_reply
+
+    base = sample_alert()
+    alert = replace(base, kind="acknowledged", ack=Ack("dana", base.at, "drafting a statement"))
+    rendered = {
+        "console": render_text(alert),
+        "console json": render_json(alert),
+        "webhook": json.dumps(render_webhook(alert)),
+        "slack": json.dumps(render_blocks(alert), ensure_ascii=False),
+        "slack thread": json.dumps(render_thread_reply(alert), ensure_ascii=False),
+        "alertmanager": json.dumps(
+            render_alerts(alert, now=base.at, expire_after=timedelta(hours=1))
+        ),
+        "email": render_plain(alert),
+        "email html": render_html(alert),
+    }
+    for sink, text in rendered.items():
+        assert "dana" in text, sink
+        assert "drafting a statement" in text, sink

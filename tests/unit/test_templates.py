@@ -43,6 +43,9 @@ def test_default_summary_for_follow_ups() -> None:
     assert render_summary(replace(ALERT, kind="resolved")) == (
         "All clear for Acme: negative-surge no longer holds after 42m."
     )
+    assert render_summary(replace(ALERT, kind="resolved", peak_level="crisis")) == (
+        "All clear for Acme: negative-surge no longer holds after 42m (peak CRISIS)."
+    )
 
 
 def test_custom_template_and_errors() -> None:

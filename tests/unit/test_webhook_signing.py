@@ -282,6 +282,7 @@ def _alerts() -> Iterator[tuple[str, Any]]:
     for kind in KINDS:
         previous = "high" if kind in ("escalated", "deescalated") else None
         yield kind, replace(base, kind=kind, id=f"inc-0001#{kind}", previous_level=previous)
+    yield "resolved", replace(base, kind="resolved", previous_level="high", peak_level="critical")
     yield "drill", sample_alert(drill=True)
     yield "bare", replace(base, facts=(), top_mentions=())
     yield "non-finite", replace(base, facts=(Fact("z", float("nan"), baseline=float("inf")),))
