@@ -201,9 +201,9 @@ async def run_drill(
     muted = dict.fromkeys(config.sinks, QUIET_SINKS) if not deliver else dict(mute or {})
     tmp = tempfile.TemporaryDirectory(prefix="listener-drill-") if state is None else None
     path = state or str(Path(tmp.name if tmp else ".") / "drill.db")
-    begin = start or datetime.now(UTC).replace(second=0, microsecond=0)
-    clock = ManualClock(begin)
     store = Store.open(path)
+    begin = start or _start_after(store, chosen.name)
+    clock = ManualClock(begin)
     metrics = Metrics()
     try:
         processor = Processor(config, store, metrics, drill=True)
@@ -288,6 +288,18 @@ async def run_drill(
         store.close()
         if tmp is not None:
             tmp.cleanup()
+
+
+def _start_after(store: Store, brand: str) -> datetime:
+    """Now, or after the brand's last mention in a reused state file: a second drill on
+    one file must not replay its crisis over the first one's simulated hours."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    last = store.last_mention_at(
+        brand, datetime(1970, 1, 1, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    )
+    if last is None or last < now:
+        return now
+    return last.replace(second=0, microsecond=0) + 2 * STEP
 
 
 def _settle(store: Store, produced: list[Alert], muted: Mapping[str, str]) -> None:
