@@ -551,6 +551,12 @@ def test_drill_kept_open_in_a_state_file_for_ack_and_report(tmp_path: Path) -> N
     written = tmp_path / f"listener-report-{incident_id}.html"
     assert f"written to {written.name}" in report.stderr
     assert written.read_text().startswith("<!DOCTYPE html>")
+    again = listener("drill", "-c", str(rules), "--state", str(state), "--leave-open",
+                     "--quiet-sinks", "--no-report", cwd=tmp_path, env=env)  # fmt: skip
+    assert again.returncode == 0, again.stdout  # its crisis is not taken for duplicates
+    later = listener("incidents", "--state", str(state), "--status", "open", cwd=tmp_path)
+    (row,) = [r for r in later.stdout.splitlines() if "negative-surge" in r]
+    assert row.split()[0] > incident_id  # opened after the first drill's simulated hours
 
 
 def test_read_only_commands_run_without_sink_secrets(tmp_path: Path) -> None:
@@ -598,3 +604,42 @@ def test_read_only_commands_run_without_sink_secrets(tmp_path: Path) -> None:
     assert "brands not matched" in plain.stderr
     quiet = listener("-q", "score", "GitHub is down again", cwd=bare)
     assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+def test_verbosity_flags_move_the_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-v and -q, before or after the command, move the drill's log level from warning."""
+    levels: list[str] = []
+
+    async def fake_drill(config: object, **kwargs: object) -> int:
+        return 0
+
+    monkeypatch.setattr("listener.drill.run_drill", fake_drill)
+    monkeypatch.setattr("listener.log.configure_logging", lambda level, fmt: levels.append(level))
+    rules = str(REPO / "rules.yaml")
+    for argv in (
+        ["drill", "-c", rules],
+        ["-v", "drill", "-c", rules],
+        ["drill", "-c", rules, "-vv"],
+        ["-q", "drill", "-c", rules],
+    ):
+        assert main(argv) == 0
+    assert levels == ["warning", "info", "debug", "error"]
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_needs_v(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug surfaces as one line and exit 1; -v shows its traceback."""
+
+    def broken(args: object) -> int:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("listener.cli._score", broken)
+    assert main(["score", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: unexpected RuntimeError: boom (a bug; run with -v for the traceback and "
+        "report it)\n"
+    )
+    assert main(["-v", "score", "x"]) == 1
+    assert "Traceback" in capsys.readouterr().err
