@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -81,7 +82,7 @@ def _sub(
     return sub.add_parser(
         name,
         help=help,
-        description=description,
+        description=textwrap.fill(description, 79),
         epilog=_examples(*examples),
         parents=[_verbosity(suppress=True)],
     )
@@ -281,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
         help="list at most this many, newest first (default: 50)",
     )
     inc.add_argument("--json", action="store_true", help="print JSON")
-    inc.add_argument("--state", help=STATE_HELP)
+    inc.add_argument("--state", metavar="FILE", help=STATE_HELP)
 
     ack = _sub(
         sub,
@@ -293,9 +294,9 @@ def _parser() -> argparse.ArgumentParser:
         "listener ack 20260302T101500Z-acme-negative-surge --by alice",
     )
     ack.add_argument("incident", help="incident id")
-    ack.add_argument("--by", help="who is on it (default: $USER)")
-    ack.add_argument("--note", default="", help="what is being done")
-    ack.add_argument("--state", help=STATE_HELP)
+    ack.add_argument("--by", metavar="NAME", help="who is on it (default: $USER)")
+    ack.add_argument("--note", metavar="TEXT", default="", help="what is being done")
+    ack.add_argument("--state", metavar="FILE", help=STATE_HELP)
 
     sil = _sub(
         sub,
@@ -326,8 +327,8 @@ def _parser() -> argparse.ArgumentParser:
         help="mute every alert (needed without --brand, --rule or --level, off a terminal)",
     )
     add.add_argument("--for", dest="duration", required=True, help="how long, e.g. 30m, 2h, 1d")
-    add.add_argument("--comment", required=True, help="why")
-    add.add_argument("--by", help="who (default: $USER)")
+    add.add_argument("--comment", metavar="TEXT", required=True, help="why")
+    add.add_argument("--by", metavar="NAME", help="who (default: $USER)")
     lst = _sub(
         sil_sub,
         "list",
@@ -344,7 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("silence", help="silence id (see `listener silence list`)")
     for sp in (add, lst, exp):
-        sp.add_argument("--state", help=STATE_HELP)
+        sp.add_argument("--state", metavar="FILE", help=STATE_HELP)
 
     cfg = _sub(
         sub,
@@ -394,7 +395,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o",
         help="file to write, '-' for standard output (default: listener-report-ID.html, or .md)",
     )
-    rep.add_argument("--state", help=STATE_HELP)
+    rep.add_argument("--state", metavar="FILE", help=STATE_HELP)
     rep.add_argument(
         "--config",
         "-c",
@@ -463,7 +464,9 @@ def _verbosity_of(args: argparse.Namespace) -> int:
 
 def _level(args: argparse.Namespace, base: str) -> str:
     """``base`` moved one step down per ``-v`` and one step up per ``-q``."""
-    index = LEVELS.index(base) if base in LEVELS else 1
+    if _verbosity_of(args) == 0 or base not in LEVELS:
+        return base
+    index = LEVELS.index(base)
     return LEVELS[max(0, min(len(LEVELS) - 1, index - _verbosity_of(args)))]
 
 
