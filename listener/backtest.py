@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TextIO, cast, get_args
 
 from listener.clock import as_utc
-from listener.errors import ConfigError, ConfigProblem, ListenerError
+from listener.errors import ConfigError, ConfigProblem, ListenerError, UsageError
 
 # The engine is imported where it is used, so that ``listener`` can build its command line
 # (``add_arguments``) without loading it.
@@ -65,6 +65,7 @@ __all__ = [
     "MENTION_FIELDS",
     "BacktestError",
     "BacktestResult",
+    "BacktestUsageError",
     "Change",
     "IncidentReport",
     "InputKind",
@@ -135,6 +136,10 @@ class BacktestError(ListenerError):
     """The input of a backtest cannot be used (one line: the file, the line, the fix)."""
 
     error_type = "backtest"
+
+
+class BacktestUsageError(BacktestError, UsageError):
+    """A flag of ``listener backtest`` is wrong (``--map``): the CLI exits 2."""
 
 
 # --------------------------------------------------------------------------- reading
@@ -249,9 +254,9 @@ def parse_map(specs: Iterable[str]) -> dict[str, str]:
             name, sep, column = pair.partition("=")
             name, column = name.strip(), column.strip()
             if not sep or not name or not column:
-                raise BacktestError(f"--map: expected FIELD=COLUMN, not {pair.strip()!r}")
+                raise BacktestUsageError(f"--map: expected FIELD=COLUMN, not {pair.strip()!r}")
             if name not in MENTION_FIELDS:
-                raise BacktestError(
+                raise BacktestUsageError(
                     f"--map: unknown field {name!r} (known: {', '.join(MENTION_FIELDS)})"
                 )
             mapping[name] = column
@@ -1044,7 +1049,7 @@ def format_report(result: BacktestResult) -> list[str]:
     lines = [
         f"listener backtest: {result.source} ({_KIND_NAMES[result.kind]}, {result.rows:,} "
         f"{unit}{distinct}, {_when(result.start)} to {_when(result.end)})",
-        f"rules: {', '.join(result.rules) or '(none)'}; brands: {', '.join(result.brands)}",
+        f"rules: {_names(result.rules, 'rules')}; brands: {_names(result.brands, 'brands')}",
         f"replayed in {result.elapsed:.2f} s ({result.rows_per_second:,.0f} {unit}/s)",
         "",
     ]
@@ -1068,6 +1073,68 @@ def format_report(result: BacktestResult) -> list[str]:
             )
     if not incidents:
         lines.append("  none: the rules would not have opened an incident")
+    lines.extend(_summary(result, incidents))
+    return lines
+
+
+SHOWN: Final = 10
+"""How many names a header line lists before it summarises the rest."""
+TOP: Final = 20
+"""How many brand and rule pairs the summary lists."""
+
+
+def _names(names: Sequence[str], what: str) -> str:
+    """``a, b, c``, or for many names ``1,000 brands (first: a, b, c …)``: one short line."""
+    if not names:
+        return "(none)"
+    if len(names) <= SHOWN:
+        return ", ".join(names)
+    return f"{len(names):,} {what} (first: {', '.join(names[:3])} …)"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _summary(result: BacktestResult, incidents: Sequence[IncidentReport]) -> list[str]:
+    """Incidents and alerts (every change an incident notifies: opened, escalated,
+    de-escalated, resolved) per brand and rule, and alerts per week (weeks from Monday)."""
+    alerts = [c for inc in incidents for c in inc.changes]
+    lines = ["", f"summary: {_count(len(incidents), 'incident')}, {_count(len(alerts), 'alert')}"]
+    if not incidents:
+        return lines
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for inc in incidents:
+        counts = pairs.setdefault((inc.brand, inc.rule), [0, 0])
+        counts[0] += 1
+        counts[1] += len(inc.changes)
+    ranked = sorted(pairs.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+    lines.append("  by brand and rule:")
+    lines.extend(
+        f"    {brand} / {rule}: {_count(n, 'incident')}, {_count(a, 'alert')}"
+        for (brand, rule), (n, a) in ranked[:TOP]
+    )
+    if len(ranked) > TOP:
+        lines.append(f"    … and {len(ranked) - TOP:,} more brand and rule pairs")
+
+    def monday(at: datetime) -> datetime:
+        day = as_utc(at).replace(hour=0, minute=0, second=0, microsecond=0)
+        return day - timedelta(days=day.weekday())
+
+    first = monday(min(result.start or alerts[0].at, *(c.at for c in alerts)))
+    last = monday(max(result.end or alerts[-1].at, *(c.at for c in alerts)))
+    per_week = dict.fromkeys(
+        (first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)), 0
+    )
+    for change in alerts:
+        per_week[monday(change.at)] += 1
+    busiest = max(per_week, key=lambda w: (per_week[w], -w.timestamp()))
+    lines.append(
+        f"  alerts per week: {len(alerts) / len(per_week):.1f} on average over "
+        f"{len(per_week):,} weeks, at most {per_week[busiest]:,} (week of {busiest:%Y-%m-%d})"
+    )
+    if len(per_week) <= 12:
+        lines.extend(f"    week of {week:%Y-%m-%d}: {n:,}" for week, n in per_week.items())
     return lines
 
 
@@ -1102,9 +1169,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FIELD=COLUMN,...",
-        help="CSV mentions: which column holds each field, e.g. text=text,"
-        "created_at=tweet_created,id=tweet_id,author=name,brand=airline "
-        f"(fields: {', '.join(MENTION_FIELDS)})",
+        help="CSV mentions: which column holds each field; repeat it or separate pairs "
+        "with commas, e.g. --map text=text --map created_at=tweet_created --map "
+        f"brand=airline (fields: {', '.join(MENTION_FIELDS)})",
     )
     parser.add_argument(
         "--brand", help="volume series: the brand it counts (default: the file name)"
@@ -1112,18 +1179,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
 
 
-def run_backtest(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int:
+def run_backtest(
+    args: argparse.Namespace, out: TextIO, err: TextIO | None = None, config: Config | None = None
+) -> int:
     """Run ``listener backtest`` with parsed ``args``; the report goes to ``out`` and the
     progress bar to ``err`` (default stderr) when it is a terminal. Returns 0; raises
-    :class:`ConfigError` (bad rules file or rule name) or :class:`BacktestError`."""
+    :class:`ConfigError` (bad rules file or rule name) or :class:`BacktestError`.
+    ``config``: the rules file already loaded (else loaded from ``args.config``)."""
     from listener.config.load import load_config
 
     config_path = args.config or os.environ.get("LISTENER_CONFIG") or "rules.yaml"
-    config = load_config(config_path)
+    if config is None:
+        config = load_config(config_path)
     path = Path(args.file)
     kind: InputKind = args.kind or detect_kind(path)
     if args.map and kind != "csv":
-        raise BacktestError(f"{path}: --map applies to CSV mention files, and this is {kind}")
+        raise BacktestUsageError(f"{path}: --map applies to CSV mention files, and this is {kind}")
     default = DEFAULT_RULE if kind == "volume" else None
     rules = select_rules(config, args.rule, default=default, file=config_path)
     label = f"backtest {path.name}"

@@ -5,38 +5,167 @@ The only place that prints to the user, chooses exit codes, or turns a
 :class:`~listener.errors.ListenerError` into one clear line (never a traceback).
 
 Exit codes: 0 ok; 1 runtime error (store, network, listen address); 2 invalid
-configuration or usage.
+configuration or usage. A usage error (argparse's or a :class:`UsageError`) is one line
+too. ``-v`` shows the traceback of an unexpected error; ``-q`` drops notes and info logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import textwrap
 from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from listener import __version__
-from listener.errors import ConfigError, ListenerError
+from listener.errors import ConfigError, ListenerError, UsageError
+
+if TYPE_CHECKING:
+    from listener.config.schema import Config
 
 DEFAULT_CONFIG = "rules.yaml"
+LEVELS = ("debug", "info", "warning", "error")
+STATE_HELP = "state file (default: listener.db, env LISTENER_STATE)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2) and examples kept as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, not {value}")
+    return value
+
+
+def _listen_address(text: str) -> str:
+    """``HOST:PORT`` with a port in 1..65535 (``:9464`` listens on every interface)."""
+    from listener.httpapi import parse_listen
+
+    hint = "expected HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9464"
+    try:
+        _, port = parse_listen(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid listen address {text!r}: {hint}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid listen address {text!r}: {hint}")
+    return text
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _sub(
+    sub: argparse._SubParsersAction[_Parser],
+    name: str,
+    help: str,
+    description: str,
+    *examples: str,
+) -> _Parser:
+    """A subcommand with its one-line help, a description and examples."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, 79),
+        epilog=_examples(*examples),
+        parents=[_verbosity(suppress=True)],
+    )
+
+
+def _verbosity(*, suppress: bool) -> _Parser:
+    """``-v``/``-q``, accepted before and after the command (``listener run -v``)."""
+    p = _Parser(add_help=False)
+    default = argparse.SUPPRESS if suppress else 0
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="more output: info (then debug) logs, tracebacks of unexpected errors",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=default,
+        help="less output: only errors in the logs, no notes on standard error",
+    )
+    return p
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="listener",
         description="Social listening and crisis alerting daemon.",
+        epilog=_examples(
+            "listener check rules.yaml",
+            "listener run --config rules.yaml",
+            "listener drill --quiet-sinks",
+            "listener incidents --status open",
+        )
+        + "\n\nexit codes: 0 ok, 1 runtime error, 2 invalid configuration or usage",
+        parents=[_verbosity(suppress=False)],
     )
-    p.add_argument("--version", action="version", version=f"listener {__version__}")
+    p.add_argument(
+        "--version", action="version", version=f"listener {__version__}", help="print the version"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon")
+    run = _sub(
+        sub,
+        "run",
+        "run the daemon",
+        "Poll the sources, score and match mentions, evaluate the rules and deliver alerts "
+        "until SIGINT/SIGTERM; SIGHUP reloads the rules file.",
+        "listener run",
+        "listener run --config /etc/listener/rules.yaml --state /var/lib/listener/listener.db",
+        "LISTENER_LOG_FORMAT=json listener run --listen 0.0.0.0:9464",
+    )
     run.add_argument("--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)")
     run.add_argument("--state", help="SQLite state file (default: listener.db, env LISTENER_STATE)")
-    run.add_argument("--listen", help="metrics/health address (default: 127.0.0.1:9464)")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", choices=["auto", "json", "console"])
+    run.add_argument(
+        "--listen",
+        type=_listen_address,
+        help="metrics/health address HOST:PORT (default: 127.0.0.1:9464, env LISTENER_LISTEN)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        help="log events at this level and above (default: info, env LISTENER_LOG_LEVEL; "
+        "-v/-q move it)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="json, console, or auto: console on a terminal, else json (default: auto, "
+        "env LISTENER_LOG_FORMAT)",
+    )
 
-    check = sub.add_parser("check", help="validate a rules file")
+    check = _sub(
+        sub,
+        "check",
+        "validate a rules file",
+        "Validate a rules file: every problem on one line with file, line, path and hint "
+        "(exit 2). Every ${VARIABLE} the file uses must be set.",
+        "listener check rules.yaml",
+        "listener check --deep rules.yaml",
+    )
     check.add_argument("config", nargs="?", default=None, help="rules file (default: rules.yaml)")
     check.add_argument(
         "--deep",
@@ -45,17 +174,36 @@ def _parser() -> argparse.ArgumentParser:
         "credentials) and report which are reachable",
     )
 
-    drill = sub.add_parser(
-        "drill", help="rehearse a brand crisis through the real pipeline in simulated time"
+    drill = _sub(
+        sub,
+        "drill",
+        "rehearse a brand crisis through the real pipeline in simulated time",
+        "Play a scripted outage crisis through matching, scoring, windows, rules, incidents "
+        "and the configured sinks in simulated time; every alert and incident is marked as "
+        "a drill. Exit 1 when the rules miss the crisis.",
+        "listener drill --quiet-sinks",
+        "listener drill --state drill.db --leave-open   # then: listener ack ID --state drill.db",
+        "listener drill --brand Acme --no-report",
     )
     drill.add_argument("--config", "-c", help="rules file (default: rules.yaml)")
     drill.add_argument("--brand", help="brand to put in crisis (default: the first brand)")
-    drill.add_argument("--state", help="state file for the drill (default: a temporary file)")
+    drill.add_argument(
+        "--state",
+        help="keep the drill's incidents in this state file, for `listener incidents`, "
+        "`ack` and `report` (default: a temporary file, thrown away)",
+    )
     drill.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     drill.add_argument(
         "--quiet-sinks",
         action="store_true",
-        help="do not deliver to the configured sinks; only print the timeline",
+        help="do not deliver to the configured sinks (their alerts are recorded as muted); "
+        "only print the timeline",
+    )
+    drill.add_argument(
+        "--leave-open",
+        action="store_true",
+        help="stop at the peak, before the all-clear, leaving the incident open in --state "
+        "to try `listener ack` and `listener report` on",
     )
     drill.add_argument(
         "--report",
@@ -70,22 +218,49 @@ def _parser() -> argparse.ArgumentParser:
 
     from listener.backtest import add_arguments as add_backtest_arguments  # light import
 
-    backtest = sub.add_parser(
+    backtest = _sub(
+        sub,
         "backtest",
-        help="replay recorded mentions or a volume series through the rules in simulated time",
+        "replay recorded mentions or a volume series through the rules in simulated time",
+        "Replay recorded mentions (JSON Lines, or CSV with --map) or a volume series "
+        "(timestamp,value) through the same engine in simulated time and report the "
+        "incidents the rules would have opened. See docs/backtest.md.",
+        "listener backtest mentions.jsonl",
+        "listener backtest Tweets.csv --map text=text --map created_at=tweet_created "
+        "--map id=tweet_id --map brand=airline",
+        "listener backtest volume.csv --rule volume-spike --out scores.csv",
     )
     add_backtest_arguments(backtest)
 
-    score = sub.add_parser(
-        "score", help="score texts: sentiment, categories, emotion and matched brands (JSON lines)"
+    score = _sub(
+        sub,
+        "score",
+        "score texts: sentiment, categories, emotion and matched brands (JSON lines)",
+        "Score texts: one JSON line each with sentiment, crisis categories, emotion and the "
+        "brands matched (brands only with a rules file: --config, or ./rules.yaml).",
+        "listener score 'Is anyone else's GitHub down?'",
+        "listener score --file texts.txt",
+        "cat texts.txt | listener score --file -",
     )
     score.add_argument("texts", nargs="*", help="texts to score")
     score.add_argument("--file", "-f", help="one text per line; '-' reads standard input")
     score.add_argument(
-        "--config", "-c", help="rules file for brands and scorer (default: rules.yaml)"
+        "--config",
+        "-c",
+        help="rules file for brands and scorer (default: rules.yaml when present, env "
+        "LISTENER_CONFIG; without one, brands are not matched)",
     )
 
-    inc = sub.add_parser("incidents", help="list incidents, or show one with its history")
+    inc = _sub(
+        sub,
+        "incidents",
+        "list incidents, or show one with its history",
+        "List incidents (newest first; drills marked [DRILL]), or show one with its "
+        "timeline, notifications and deliveries.",
+        "listener incidents --status open",
+        "listener incidents show 20260302T101500Z-acme-negative-surge",
+        "listener incidents --json --limit 10",
+    )
     inc.add_argument(
         "show",
         nargs="?",
@@ -94,46 +269,119 @@ def _parser() -> argparse.ArgumentParser:
         help="'show ID' prints one incident's timeline, notifications and deliveries",
     )
     inc.add_argument("incident", nargs="?", help="incident id (with show)")
-    inc.add_argument("--status", choices=["open", "resolved", "all"], default="all")
-    inc.add_argument("--limit", type=int, default=50)
+    inc.add_argument(
+        "--status",
+        choices=["open", "resolved", "all"],
+        default="all",
+        help="list only open or resolved incidents (default: all)",
+    )
+    inc.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=50,
+        help="list at most this many, newest first (default: 50)",
+    )
     inc.add_argument("--json", action="store_true", help="print JSON")
-    inc.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+    inc.add_argument("--state", metavar="FILE", help=STATE_HELP)
 
-    ack = sub.add_parser("ack", help="acknowledge an incident: stops reminders and escalation")
+    ack = _sub(
+        sub,
+        "ack",
+        "acknowledge an incident: stops reminders and escalation",
+        "Acknowledge an open incident: the daemon announces it to whoever was alerted and "
+        "stops reminders and escalation.",
+        "listener ack 20260302T101500Z-acme-negative-surge --note 'status page updated'",
+        "listener ack 20260302T101500Z-acme-negative-surge --by alice",
+    )
     ack.add_argument("incident", help="incident id")
-    ack.add_argument("--by", required=True, help="who is on it")
-    ack.add_argument("--note", default="", help="what is being done")
-    ack.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+    ack.add_argument("--by", metavar="NAME", help="who is on it (default: $USER)")
+    ack.add_argument("--note", metavar="TEXT", default="", help="what is being done")
+    ack.add_argument("--state", metavar="FILE", help=STATE_HELP)
 
-    sil = sub.add_parser("silence", help="mute alerts for a while (add | list | expire)")
+    sil = _sub(
+        sub,
+        "silence",
+        "mute alerts for a while (add | list | expire)",
+        "Mute matching alerts for a while, with a reason; list and expire silences.",
+        "listener silence add --brand Acme --for 2h --comment 'planned maintenance'",
+        "listener silence list",
+        "listener silence expire sil-1a2b3c4d",
+    )
     sil_sub = sil.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = sil_sub.add_parser("add", help="add a silence")
-    add.add_argument("--brand")
-    add.add_argument("--rule")
-    add.add_argument("--level")
-    add.add_argument("--for", dest="duration", required=True, help="e.g. 2h")
-    add.add_argument("--comment", required=True, help="why")
-    add.add_argument("--by", required=True, help="who")
-    lst = sil_sub.add_parser("list", help="list silences")
-    exp = sil_sub.add_parser("expire", help="end a silence now")
-    exp.add_argument("silence", help="silence id")
+    add = _sub(
+        sil_sub,
+        "add",
+        "add a silence",
+        "Mute alerts matching every given --brand, --rule and --level for a while. Without "
+        "any of them the silence mutes everything: confirm on a terminal, or pass --all.",
+        "listener silence add --brand Acme --for 2h --comment 'planned maintenance'",
+        "listener silence add --rule volume-spike --level watch --for 30m --comment noisy",
+        "listener silence add --all --for 1h --comment 'migration' --by alice",
+    )
+    add.add_argument("--brand", help="mute only alerts about this brand")
+    add.add_argument("--rule", help="mute only alerts of this rule")
+    add.add_argument("--level", help="mute only alerts at this level")
+    add.add_argument(
+        "--all",
+        action="store_true",
+        help="mute every alert (needed without --brand, --rule or --level, off a terminal)",
+    )
+    add.add_argument("--for", dest="duration", required=True, help="how long, e.g. 30m, 2h, 1d")
+    add.add_argument("--comment", metavar="TEXT", required=True, help="why")
+    add.add_argument("--by", metavar="NAME", help="who (default: $USER)")
+    lst = _sub(
+        sil_sub,
+        "list",
+        "list silences",
+        "List silences, active and expired.",
+        "listener silence list",
+    )
+    exp = _sub(
+        sil_sub,
+        "expire",
+        "end a silence now",
+        "End a silence now.",
+        "listener silence expire sil-1a2b3c4d",
+    )
+    exp.add_argument("silence", help="silence id (see `listener silence list`)")
     for sp in (add, lst, exp):
-        sp.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+        sp.add_argument("--state", metavar="FILE", help=STATE_HELP)
 
-    cfg = sub.add_parser("config", help="show the effective configuration (secrets redacted)")
+    cfg = _sub(
+        sub,
+        "config",
+        "show the effective configuration (secrets redacted)",
+        "Show the effective configuration, secrets redacted.",
+        "listener config show",
+        "listener config show --config rules.yaml --format json",
+    )
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = cfg_sub.add_parser(
-        "show", help="print the rules file with every default filled in, and the process settings"
+    show = _sub(
+        cfg_sub,
+        "show",
+        "print the rules file with every default filled in, and the process settings",
+        "Print the rules file with every default filled in, and the process settings from "
+        "LISTENER_*; every secret shown as ***.",
+        "listener config show --format json",
     )
     show.add_argument(
         "--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)"
     )
-    show.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    show.add_argument(
+        "--format", choices=["yaml", "json"], default="yaml", help="yaml or json (default: yaml)"
+    )
 
-    rep = sub.add_parser(
+    rep = _sub(
+        sub,
         "report",
-        help="write the post-incident report of an incident: timeline chart, lifecycle, "
+        "write the post-incident report of an incident: timeline chart, lifecycle, "
         "alerts, top mentions and authors",
+        "Write the post-incident report of an incident: timeline chart, lifecycle, alerts, "
+        "top mentions and authors. Written to listener-report-ID.html (or .md) unless --out "
+        "says where; --out - writes to standard output. See docs/report.md.",
+        "listener report 20260302T101500Z-acme-negative-surge",
+        "listener report 20260302T101500Z-acme-negative-surge --out review.md",
+        "listener report 20260302T101500Z-acme-negative-surge --format md --out -",
     )
     rep.add_argument("incident", help="incident id (see `listener incidents`)")
     rep.add_argument(
@@ -142,8 +390,12 @@ def _parser() -> argparse.ArgumentParser:
         help="html (self-contained, chart embedded; the default) or md (GitHub Markdown, "
         "chart written beside --out as a PNG); default from --out's extension",
     )
-    rep.add_argument("--out", "-o", help="file to write (default: standard output)")
-    rep.add_argument("--state", help="state file (default: listener.db, env LISTENER_STATE)")
+    rep.add_argument(
+        "--out",
+        "-o",
+        help="file to write, '-' for standard output (default: listener-report-ID.html, or .md)",
+    )
+    rep.add_argument("--state", metavar="FILE", help=STATE_HELP)
     rep.add_argument(
         "--config",
         "-c",
@@ -151,7 +403,7 @@ def _parser() -> argparse.ArgumentParser:
         "when present, env LISTENER_CONFIG)",
     )
 
-    sub.add_parser("version", help="print the version")
+    _sub(sub, "version", "print the version", "Print the version.", "listener version")
     return p
 
 
@@ -181,23 +433,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ListenerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `listener ... | head`: the reader left early; no traceback
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the exit flush
         return 141  # as a shell reports a command ended by SIGPIPE
+    except Exception as exc:  # a bug: one line, the traceback with -v
+        if args.verbose > 0:
+            import traceback
+
+            traceback.print_exc()
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(
+            f"error: unexpected {detail} (a bug; run with -v for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
     return 2  # pragma: no cover - argparse enforces a command
 
 
-def _config_path(given: str | None) -> str:
-    import os
+def _verbosity_of(args: argparse.Namespace) -> int:
+    return int(args.verbose) - int(args.quiet)
 
+
+def _level(args: argparse.Namespace, base: str) -> str:
+    """``base`` moved one step down per ``-v`` and one step up per ``-q``."""
+    if _verbosity_of(args) == 0 or base not in LEVELS:
+        return base
+    index = LEVELS.index(base)
+    return LEVELS[max(0, min(len(LEVELS) - 1, index - _verbosity_of(args)))]
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    """A note for the person at the terminal, on standard error; ``-q`` drops it."""
+    if args.quiet <= 0:
+        print(f"note: {text}", file=sys.stderr)
+
+
+def _user(given: str | None, flag: str = "--by") -> str:
+    """Who does it: ``--by``, else ``$USER``."""
+    who = (given if given is not None else os.environ.get("USER") or "").strip()
+    if not who:
+        raise UsageError(f"say who: {flag} NAME (default: $USER, which is not set)")
+    return who
+
+
+def _config_path(given: str | None) -> str:
     return given or os.environ.get("LISTENER_CONFIG") or DEFAULT_CONFIG
+
+
+def _load_for_reading(args: argparse.Namespace, path: str, *, why: str) -> Config:
+    """The config for a command that polls no source: sinks and sources whose
+    ``${VARIABLE}`` is unset are noted as unusable instead of stopping it."""
+    from listener.config.load import load_config_without_secrets
+
+    config, unusable = load_config_without_secrets(path)
+    for block, names in unusable.items():
+        kind, _, name = block.partition(".")
+        unset = ", ".join(names)
+        verb = "is" if len(names) == 1 else "are"
+        _note(args, f"{kind[:-1]} {name!r} is unusable: {unset} {verb} not set ({why})")
+    args.unusable = unusable
+    return config
 
 
 def _check(path: str | None, *, deep: bool = False) -> int:
@@ -289,17 +592,32 @@ def _run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
     )
-    configure_logging(settings.log_level, settings.log_format)
+    try:  # LISTENER_LISTEN is checked like --listen
+        _listen_address(settings.listen)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"LISTENER_LISTEN: {exc}") from None
+    level = settings.log_level if args.log_level else _level(args, settings.log_level.lower())
+    configure_logging(level, settings.log_format)
     return asyncio.run(Daemon(settings).run())
 
 
 def _drill(args: argparse.Namespace) -> int:
-    from listener.config.load import load_config
     from listener.drill import run_drill
     from listener.log import configure_logging
 
-    configure_logging("warning", "console")
-    config = load_config(_config_path(args.config))
+    if args.leave_open and args.state is None:
+        raise UsageError(
+            "--leave-open needs --state FILE: the open incident would go with the temporary "
+            "state (e.g. --state drill.db)"
+        )
+    configure_logging(_level(args, "warning"), "console")
+    why = "the drill does not deliver to it" if not args.quiet_sinks else "--quiet-sinks"
+    config = _load_for_reading(args, _config_path(args.config), why=why)
+    mute = {
+        block.partition(".")[2]: f"drill: {', '.join(names)} not set"
+        for block, names in args.unusable.items()
+        if block.startswith("sinks.")
+    }
     return asyncio.run(
         run_drill(
             config,
@@ -309,6 +627,8 @@ def _drill(args: argparse.Namespace) -> int:
             deliver=not args.quiet_sinks,
             out=sys.stdout,
             report=None if args.no_report else args.report,
+            mute=mute,
+            leave_open=args.leave_open,
         )
     )
 
@@ -318,37 +638,37 @@ def _incidents(args: argparse.Namespace) -> int:
     allows it while the daemon runs; the daemon picks changes up at its next tick)."""
     import json
     from datetime import UTC, datetime
-    from pathlib import Path
 
     from listener import incidents
-    from listener.config.duration import parse_duration
     from listener.settings import Settings
     from listener.store import Store
 
     settings = Settings.from_env(state=args.state)
+    if args.command == "incidents" and args.show and not args.incident:
+        raise UsageError("incidents show needs an incident id (see `listener incidents`)")
+    if args.command == "ack":
+        by = _user(args.by)
+    if args.command == "silence" and args.action == "add":
+        duration, by = _silence_args(args)
     if not Path(settings.state).exists():
         raise ListenerError(f"no state file at {settings.state} (pass --state PATH)")
     store = Store.open(settings.state)
     now = datetime.now(UTC)
     try:
         if args.command == "ack":
-            incidents.acknowledge(store, args.incident, args.by, now, args.note)
+            incidents.acknowledge(store, args.incident, by, now, args.note)
             print(
-                f"acknowledged {args.incident} as {args.by}; the daemon announces it to "
+                f"acknowledged {args.incident} as {by}; the daemon announces it to "
                 "whoever was alerted and stops reminders"
             )
             return 0
         if args.command == "silence":
             if args.action == "add":
-                try:
-                    duration = parse_duration(args.duration)
-                except ValueError as exc:
-                    raise ListenerError(f"--for: {exc}") from None
                 silence = incidents.add_silence(
                     store,
                     now=now,
                     duration=duration,
-                    by=args.by,
+                    by=by,
                     comment=args.comment,
                     brand=args.brand,
                     rule=args.rule,
@@ -361,7 +681,10 @@ def _incidents(args: argparse.Namespace) -> int:
                     raise incidents.NotFound(f"no active silence {args.silence!r}")
                 print(f"{args.silence}: expired")
                 return 0
-            for sil in store.silences():
+            silences = store.silences()
+            if not silences:
+                print("no silences")
+            for sil in silences:
                 state = "active" if sil.active(now) else "expired"
                 match = (
                     ", ".join(
@@ -377,8 +700,6 @@ def _incidents(args: argparse.Namespace) -> int:
                 )
             return 0
         if args.show:
-            if not args.incident:
-                raise ListenerError("incidents show needs an incident id")
             detail = incidents.detail(store, args.incident)
             print(json.dumps(detail, indent=2) if args.json else incidents.render_detail(detail))
             return 0
@@ -390,13 +711,41 @@ def _incidents(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _report(args: argparse.Namespace) -> int:
-    """``report ID``: one incident's post-incident report, HTML or Markdown."""
-    import os
-    from datetime import UTC, datetime
-    from pathlib import Path
+def _silence_args(args: argparse.Namespace) -> tuple[timedelta, str]:
+    """``silence add``: the duration and who, checked before the state file is touched;
+    a silence that mutes everything is confirmed (a terminal) or asked for (``--all``)."""
+    from listener.config.duration import parse_duration
 
-    from listener.config.load import load_config
+    try:
+        duration = parse_duration(args.duration)
+    except (ValueError, ListenerError) as exc:
+        raise UsageError(f"--for: {exc}") from None
+    if duration <= timedelta(0):
+        raise UsageError(f"--for: a silence needs a positive duration, not {args.duration!r}")
+    if not args.comment.strip():
+        raise UsageError("--comment: say why (it is shown with every muted alert)")
+    by = _user(args.by)
+    matchers = (args.brand, args.rule, args.level)
+    if args.all and any(matchers):
+        raise UsageError("--all mutes everything: leave out --brand, --rule and --level")
+    if not args.all and not any(matchers):
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "no --brand, --rule or --level: this would mute every alert (hint: add "
+                "--all if that is what you mean)"
+            )
+        answer = input(f"mute EVERY alert for {args.duration}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise ListenerError("not silenced")
+    return duration, by
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``report ID``: one incident's post-incident report, HTML or Markdown, to a file
+    (``listener-report-ID.html`` by default) or, with ``--out -``, standard output."""
+    import re
+    from datetime import UTC, datetime
+
     from listener.report import Format, gather, render_document
     from listener.settings import Settings
     from listener.store import Store
@@ -404,30 +753,37 @@ def _report(args: argparse.Namespace) -> int:
     settings = Settings.from_env(state=args.state)
     if not Path(settings.state).exists():
         raise ListenerError(f"no state file at {settings.state} (pass --state PATH)")
+    to_stdout = args.out == "-"
     by_name = args.out is not None and args.out.lower().endswith(".md")
     fmt: Format = "md" if args.format == "md" or (args.format is None and by_name) else "html"
     config_path = args.config or os.environ.get("LISTENER_CONFIG")
     if config_path is None and Path(DEFAULT_CONFIG).exists():
         config_path = DEFAULT_CONFIG
-    config = load_config(config_path) if config_path else None
+    config = (
+        _load_for_reading(args, config_path, why="a report sends nothing") if config_path else None
+    )
     store = Store.open(settings.state)
     try:
         data = gather(store, args.incident, datetime.now(UTC), config)
     finally:
         store.close()
-    text, images = render_document([data], fmt, args.out)
-    if args.out is None:
+    name = args.out
+    if name is None:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", data.incident.id)
+        name = f"listener-report-{safe}.{fmt}"
+    text, images = render_document([data], fmt, None if to_stdout else name)
+    if to_stdout:
         sys.stdout.write(text)
         return 0
-    out = Path(args.out)
+    out = Path(name)
     try:
-        for name, png in images.items():
-            (out.parent / name).write_bytes(png)
+        for image, png in images.items():
+            (out.parent / image).write_bytes(png)
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ListenerError(f"cannot write the report: {exc.filename}: {exc.strerror}") from None
-    beside = "".join(f" and {out.parent / name}" for name in images)
-    print(f"report on {data.incident.id} written to {out}{beside}")
+    beside = "".join(f" and {out.parent / image}" for image in images)
+    print(f"report on {data.incident.id} written to {out}{beside}", file=sys.stderr)
     return 0
 
 
@@ -436,18 +792,29 @@ def _score(args: argparse.Namespace) -> int:
     import json
     from collections.abc import Iterable
 
-    from listener.config.load import load_config
+    from listener.config.schema import CategoriesConfig, ScoringConfig
     from listener.matching.brands import BrandMatcher
     from listener.scoring import build_scorer, score_many
     from listener.scoring.categories import CategoryTagger, EmotionDetector
 
-    config = load_config(_config_path(args.config))
-    matcher = BrandMatcher(config.brands)
-    scorer = build_scorer(config.scoring.sentiment)
-    tagger = CategoryTagger(config.categories.custom, defaults=config.categories.defaults)
-    emotions = EmotionDetector()
     if args.file and args.texts:
-        raise ListenerError("give texts or --file, not both")
+        raise UsageError("give texts or --file, not both")
+    if not args.file and not args.texts:
+        raise UsageError("nothing to score: give texts or --file FILE ('-' for stdin)")
+    path = args.config or os.environ.get("LISTENER_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    matcher: BrandMatcher | None = None
+    scoring, categories = ScoringConfig(), CategoriesConfig()
+    if path is not None:
+        config = _load_for_reading(args, path, why="score sends nothing")
+        matcher = BrandMatcher(config.brands)
+        scoring, categories = config.scoring, config.categories
+    else:
+        _note(args, f"no rules file ({DEFAULT_CONFIG} not found, no --config): brands not matched")
+    scorer = build_scorer(scoring.sentiment)
+    tagger = CategoryTagger(categories.custom, defaults=categories.defaults)
+    emotions = EmotionDetector()
     lines: Iterable[str]
     if args.file == "-":
         lines = sys.stdin
@@ -458,8 +825,6 @@ def _score(args: argparse.Namespace) -> int:
             raise ListenerError(f"{args.file}: {exc.strerror}") from None
     else:
         lines = args.texts
-        if not lines:
-            raise ListenerError("nothing to score: give texts or --file FILE ('-' for stdin)")
     out = sys.stdout
     batch: list[str] = []
 
@@ -471,7 +836,7 @@ def _score(args: argparse.Namespace) -> int:
                 "compound": round(sentiment.compound, 4),
                 "categories": {h.name: list(h.evidence) for h in tagger.tag(text)},
                 "emotion": [h.name for h in emotions.explain(text)],
-                "brands": list(matcher.match(text)),
+                "brands": list(matcher.match(text)) if matcher is not None else [],
             }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         batch.clear()
@@ -491,5 +856,6 @@ def _backtest(args: argparse.Namespace) -> int:
     from listener.backtest import run_backtest
     from listener.log import configure_logging
 
-    configure_logging("warning", "console")
-    return run_backtest(args, sys.stdout)
+    configure_logging(_level(args, "warning"), "console")
+    config = _load_for_reading(args, _config_path(args.config), why="a backtest delivers nothing")
+    return run_backtest(args, sys.stdout, config=config)

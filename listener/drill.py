@@ -4,7 +4,11 @@ A scripted scenario (a quiet baseline, then complaints about an outage that grow
 peak and subside) is generated minute by minute in simulated time and fed through
 the same :class:`~listener.processor.Processor` the daemon uses (matching,
 sentiment, windows, rules, incidents) and the same outbox and sinks. Every alert
-is marked as a drill. Nothing touches the network unless a configured sink does.
+is marked as a drill, and so is every incident it opens (``listener incidents`` shows
+``[DRILL]``). Nothing touches the network unless a configured sink does; alerts for a
+sink the drill does not deliver to (``--quiet-sinks``, or a sink whose secret is unset)
+are settled as ``muted`` with the reason, so no later ``listener run`` on the same state
+file sends them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import math
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +26,7 @@ from typing import TextIO
 from listener.clock import ManualClock
 from listener.components import build_sinks
 from listener.config.schema import BrandConfig, Config
-from listener.errors import ListenerError
+from listener.errors import ListenerError, UsageError
 from listener.metrics import Metrics
 from listener.model import Alert, Author, Engagement, Mention
 from listener.processor import Processor
@@ -32,6 +36,8 @@ from listener.sinks.delivery import Deliverer
 from listener.store import Store
 
 STEP = timedelta(minutes=1)
+QUIET_SINKS = "drill --quiet-sinks"
+"""Why the alerts of a drill that delivers nothing are muted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +81,26 @@ class Scenario:
     """Deterministic mentions for one brand, minute by minute."""
 
     def __init__(
-        self, brand: BrandConfig, seed: int, baseline_minutes: int = 180, tail_minutes: int = 120
+        self,
+        brand: BrandConfig,
+        seed: int,
+        baseline_minutes: int = 180,
+        tail_minutes: int = 120,
+        *,
+        leave_open: bool = False,
+        run: str = "",
     ) -> None:
-        self.script = (
+        self.script: tuple[Phase, ...] = (
             replace(SCENARIO[0], minutes=baseline_minutes),
             *SCENARIO[1:-1],
             replace(SCENARIO[-1], minutes=tail_minutes),
         )
+        if leave_open:  # stop at the end of the peak: the incident is open at its height
+            peak = next(i for i, p in enumerate(self.script) if p.name == "peak")
+            self.script = self.script[: peak + 1]
+        self.prefix = f"drill-{run}-" if run else "drill-"
+        """Mention ids are unique per run, so a second drill on one state file is not
+        taken for duplicates of the first."""
         self.rng = random.Random(seed)
         self.name = brand.search_terms[0]
         handle = brand.handles[0] if brand.handles else self.name
@@ -119,7 +138,7 @@ class Scenario:
             out.append(
                 Mention(
                     source="drill",
-                    id=f"drill-{self.counter}",
+                    id=f"{self.prefix}{self.counter}",
                     text=text,
                     created_at=at + timedelta(seconds=self.rng.randrange(60)),
                     url=f"https://drill.invalid/mention/{self.counter}",
@@ -161,26 +180,37 @@ async def run_drill(
     out: TextIO,
     start: datetime | None = None,
     report: str | None = None,
+    mute: Mapping[str, str] | None = None,
+    leave_open: bool = False,
 ) -> int:
     """Play the scenario; print the incident timeline. Returns 0 when an incident opened
-    and resolved, 1 when the rules did not catch the crisis.
+    and resolved (with ``leave_open``: is still open), 1 when the rules did not catch the
+    crisis. Raises :class:`UsageError` for an unknown brand.
+
+    ``deliver=False`` delivers to no sink; ``mute`` names sinks not to deliver to, with
+    why (e.g. a secret unset). Their alerts are settled as muted with that reason.
+    ``leave_open`` stops at the peak, before the all-clear, leaving the incident open in
+    ``state`` for ``listener ack`` and ``listener report``.
 
     With ``report``, the post-incident report (HTML) of the drill's incidents is written
     to that file, as of the end of the simulated time, before a temporary state goes."""
     chosen = next((b for b in config.brands if brand is None or b.name == brand), None)
     if chosen is None:
         known = ", ".join(b.name for b in config.brands)
-        print(f"error: unknown brand {brand!r} (known: {known})", file=out)
-        return 2
+        raise UsageError(f"unknown brand {brand!r} (known: {known})")
+    muted = dict.fromkeys(config.sinks, QUIET_SINKS) if not deliver else dict(mute or {})
     tmp = tempfile.TemporaryDirectory(prefix="listener-drill-") if state is None else None
     path = state or str(Path(tmp.name if tmp else ".") / "drill.db")
-    begin = start or datetime.now(UTC).replace(second=0, microsecond=0)
-    clock = ManualClock(begin)
     store = Store.open(path)
+    begin = start or _start_after(store, chosen.name)
+    clock = ManualClock(begin)
     metrics = Metrics()
     try:
         processor = Processor(config, store, metrics, drill=True)
-        sinks: dict[str, Sink] = build_sinks(config, "rules.yaml") if deliver else {}
+        usable = {n: c for n, c in config.sinks.items() if n not in muted}
+        sinks: dict[str, Sink] = build_sinks(
+            config.model_copy(update={"sinks": usable}), "rules.yaml"
+        )
         deliverer = Deliverer(
             store, sinks, {n: c.delivery for n, c in config.sinks.items()}, metrics, clock
         )
@@ -194,6 +224,8 @@ async def run_drill(
             seed,
             max(180, math.ceil(history.total_seconds() / 60)),
             max(120, math.ceil(settle.total_seconds() / 60)),
+            leave_open=leave_open,
+            run=f"{begin:%Y%m%d%H%M}",
         )
         total = scenario.minutes
         print(
@@ -204,7 +236,9 @@ async def run_drill(
         )
         print(
             f"rules: {', '.join(r.name for r in config.rules) or '(none)'}; sinks: "
-            f"{', '.join(sinks) if sinks else '(delivery off)'}\n",
+            f"{', '.join(sinks) if sinks else '(delivery off)'}"
+            + "".join(f"; {n} muted ({why})" for n, why in muted.items() if why != QUIET_SINKS)
+            + "\n",
             file=out,
         )
         phase_starts = dict(scenario.phases())
@@ -225,6 +259,8 @@ async def run_drill(
             now = clock.now()
             await asyncio.to_thread(processor.ingest, "drill", batch, now)
             produced = await asyncio.to_thread(processor.evaluate, now)
+            if produced:
+                await asyncio.to_thread(_settle, store, produced, muted)
             for alert in produced:
                 alerts.append(alert)
                 why = "; ".join(str(f) for f in alert.facts[:2])
@@ -238,7 +274,7 @@ async def run_drill(
         await deliverer.drain()
         for sink in sinks.values():
             await sink.aclose()
-        code = _summary(store, begin, alerts, out)
+        code = _summary(store, begin, alerts, out, leave_open=leave_open)
         incidents = sorted({a.incident_id for a in alerts})
         if report is not None and incidents:
             from listener.report.chart import ReportExtraMissing
@@ -251,11 +287,50 @@ async def run_drill(
                 print(f"\npost-incident report skipped: {exc}", file=out)
             else:
                 print(f"\npost-incident report: {report}", file=out)
+        if state is not None and incidents:
+            _next_steps(store, incidents, state, out)
         return code
     finally:
         store.close()
         if tmp is not None:
             tmp.cleanup()
+
+
+def _start_after(store: Store, brand: str) -> datetime:
+    """Now, or after the brand's last mention in a reused state file: a second drill on
+    one file must not replay its crisis over the first one's simulated hours."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    last = store.last_mention_at(
+        brand, datetime(1970, 1, 1, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    )
+    if last is None or last < now:
+        return now
+    return last.replace(second=0, microsecond=0) + 2 * STEP
+
+
+def _settle(store: Store, produced: list[Alert], muted: Mapping[str, str]) -> None:
+    """Mark the incidents the drill opened; mute what it will not deliver, by reason."""
+    ids = sorted({a.incident_id for a in produced})
+    store.mark_drill(ids)
+    reasons: dict[str, list[str]] = {}
+    for sink, why in muted.items():
+        reasons.setdefault(why, []).append(sink)
+    for why, sinks in reasons.items():
+        store.mute_pending(ids, sinks, why)
+
+
+def _next_steps(store: Store, incidents: list[str], state: str, out: TextIO) -> None:
+    """Where the drill's incidents are kept, and what to try on an open one."""
+    print(
+        f"\nthe drill's incidents are kept in {state}: listener incidents --state {state}", file=out
+    )
+    for record in (store.incident(i) for i in incidents):
+        if record is not None and record.status == "open":
+            print(
+                f"{record.id} is open: try  listener ack {record.id} --state {state}"
+                f"  and  listener report {record.id} --state {state}",
+                file=out,
+            )
 
 
 def _write_report(
@@ -275,16 +350,19 @@ def _write_report(
         raise ListenerError(f"cannot write the drill report to {path}: {exc.strerror}") from None
 
 
-def _summary(store: Store, begin: datetime, alerts: list[Alert], out: TextIO) -> int:
+def _summary(
+    store: Store, begin: datetime, alerts: list[Alert], out: TextIO, *, leave_open: bool = False
+) -> int:
     incidents = sorted({a.incident_id for a in alerts})
     print("\nincidents:", file=out)
-    resolved = 0
+    resolved = still_open = 0
     for incident_id in incidents:
         events = store.incident_events(incident_id)
         record = next((r for r in store.incidents(limit=1000) if r.id == incident_id), None)
         if record is None:
             continue
         resolved += record.status == "resolved"
+        still_open += record.status == "open"
         end = (
             f"resolved {_offset(begin, record.resolved_at)}" if record.resolved_at else "still open"
         )
@@ -304,4 +382,8 @@ def _summary(store: Store, begin: datetime, alerts: list[Alert], out: TextIO) ->
     if not incidents:
         print("  none: the configured rules did not open an incident for this crisis", file=out)
         return 1
+    if leave_open:
+        if still_open:
+            print("\nstopped before the all-clear (--leave-open)", file=out)
+        return 0 if still_open else 1
     return 0 if resolved else 1

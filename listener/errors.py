@@ -4,6 +4,7 @@ Third-party errors are translated into these at the boundary where they happen
 (collectors, sinks, store, config loading); the CLI turns any of them into one line.
 
     ListenerError
+    ├── UsageError             the command line is wrong: a bad flag value, a missing argument
     ├── ConfigError            rules.yaml cannot be used (carries one ConfigProblem per problem)
     ├── DurationError          not a duration, or out of range (also a ValueError)
     ├── StoreError             the SQLite state file cannot be opened or written
@@ -35,6 +36,12 @@ class ListenerError(Exception):
     """Base of every error listener raises on purpose."""
 
     error_type = "error"
+
+
+class UsageError(ListenerError):
+    """The command line cannot be used as given (the CLI exits 2, like a config error)."""
+
+    error_type = "usage"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
         "acknowledged_at": ack.at.isoformat() if ack else None,
         "acknowledged_note": ack.note if ack else None,
         "time_to_ack_seconds": (ack.at - record.opened_at).total_seconds() if ack else None,
+        "drill": bool(store.drill_ids([record.id])),
     }
 
 
@@ -146,14 +147,14 @@ def render_listing(rows: list[dict[str, Any]]) -> str:
         ack = r["acknowledged_by"] or "-"
         lines.append(
             f"{r['id']:<48} {r['status']:<9} {r['level']:<9} {r['peak_level']:<9} "
-            f"{opened:<20} {ack}"
+            f"{opened:<20} {ack}" + ("  [DRILL]" if r.get("drill") else "")
         )
     return "\n".join(lines)
 
 
 def render_detail(d: dict[str, Any]) -> str:
     lines = [
-        f"{d['id']}  ({d['rule']} for {d['brand']})",
+        ("[DRILL] " if d.get("drill") else "") + f"{d['id']}  ({d['rule']} for {d['brand']})",
         f"  status {d['status']}, level {d['level']}, peak {d['peak_level']}",
         f"  opened {d['opened_at']}"
         + (f", resolved {d['resolved_at']}" if d["resolved_at"] else ""),

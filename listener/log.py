@@ -1,14 +1,15 @@
 """Structured logging, configured once.
 
 JSON lines when standard error is not a terminal (production, containers), a
-readable console renderer when it is. A redaction processor removes secrets
-(tokens, webhook URLs, header values from the config) from every event before
-it is rendered, whatever key they were logged under.
+readable console renderer when it is (in colour, unless ``NO_COLOR`` is set). A
+redaction processor removes secrets (tokens, webhook URLs, header values from the
+config) from every event before it is rendered, whatever key they were logged under.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -81,7 +82,10 @@ def configure_logging(
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # colours only on a terminal, and never with NO_COLOR set (https://no-color.org)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty() and not os.environ.get("NO_COLOR")
+        )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

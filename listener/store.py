@@ -155,6 +155,9 @@ CREATE TABLE IF NOT EXISTS sink_state (
     updated_at REAL NOT NULL,
     PRIMARY KEY (sink, key)
 );
+CREATE TABLE IF NOT EXISTS drill_incidents (
+    incident_id TEXT PRIMARY KEY
+);
 """
 
 
@@ -1076,6 +1079,48 @@ class Store:
             if rows
             else None
         )
+
+    # ------------------------------------------------------------------ drills
+
+    def mark_drill(self, incident_ids: Iterable[str]) -> None:
+        """Remember that these incidents were opened by ``listener drill``."""
+        with self._lock:
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO drill_incidents VALUES (?)",
+                    [(i,) for i in incident_ids],
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: write failed: {exc}") from None
+
+    def drill_ids(self, incident_ids: Iterable[str]) -> set[str]:
+        """Those of ``incident_ids`` that a drill opened."""
+        ids = list(incident_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self._read(
+            f"SELECT incident_id FROM drill_incidents WHERE incident_id IN ({marks})", ids
+        )
+        return {str(r[0]) for r in rows}
+
+    def mute_pending(self, incident_ids: Iterable[str], sinks: Iterable[str], reason: str) -> int:
+        """Settle the alerts of these incidents still pending for these sinks as ``muted``
+        with ``reason`` (a drill that delivers nothing: no later run sends them)."""
+        ids, names = list(incident_ids), list(sinks)
+        if not ids or not names:
+            return 0
+        with self._lock:
+            try:
+                cur = self._conn.execute(
+                    "UPDATE outbox SET status = 'muted', last_error = ? WHERE status = 'pending' "
+                    f"AND incident_id IN ({','.join('?' * len(ids))}) "
+                    f"AND sink IN ({','.join('?' * len(names))})",
+                    [reason[:500], *ids, *names],
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: write failed: {exc}") from None
+        return cur.rowcount
 
 
 @dataclass(frozen=True, slots=True)

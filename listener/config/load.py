@@ -652,3 +652,52 @@ def line_of(file: str | Path, path: DocPath) -> int | None:
     except (OSError, ConfigError):
         return None
     return doc.line(path)
+
+
+_UNSET = "http://unset.invalid/"
+_UNSET_NAME = re.compile(re.escape(_UNSET) + r"([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def load_config_without_secrets(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[Config, dict[str, list[str]]]:
+    """For commands that poll no source and deliver to no sink (``score``, ``report``,
+    ``backtest``, ``drill``): like :func:`load_config`, but an unset ``${VARIABLE}`` inside
+    a sink or a source does not stop them.
+
+    Returns the config and, for each block that lacks a variable (``"sinks.pager"``,
+    ``"sources.x"``), the variables it lacks. Such a block holds a placeholder and must
+    not be used. An unset variable anywhere else is still an error (as is anything the
+    placeholder does not fit, e.g. a port): then this raises what :func:`load_config` does.
+    """
+    env = os.environ if env is None else env
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return load_config(path, env), {}  # raises the usual one-line error
+    missing = {
+        m.group(1)
+        for m in _ENV.finditer(text)
+        if m.group(1) and m.group(2) is None and m.group(1) not in env
+    }
+    if not missing:
+        return load_config(path, env), {}
+    try:
+        config = load_config(path, {**env, **{name: _UNSET + name for name in missing}})
+    except ConfigError:
+        return load_config(path, env), {}
+    from listener.config.secrets import secret_values
+
+    def lacking(model: BaseModel) -> list[str]:
+        seen = " ".join([model.model_dump_json(), *secret_values(model)])
+        return sorted(set(_UNSET_NAME.findall(seen)))
+
+    rest = config.model_copy(update={"sinks": {}, "sources": {}})
+    if lacking(rest):
+        return load_config(path, env), {}  # unset outside sinks and sources: the usual error
+    unusable: dict[str, list[str]] = {}
+    for section, blocks in (("sinks", config.sinks), ("sources", config.sources)):
+        for name, block in blocks.items():
+            if names := lacking(block):
+                unusable[f"{section}.{name}"] = names
+    return config, unusable

@@ -313,6 +313,8 @@ def alert_rows(
                 if o.status == "delivered"
                 else "failed"
                 if o.status == "failed"
+                else "muted"  # settled undelivered, e.g. by `drill --quiet-sinks`
+                if o.status == "muted"
                 else "pending"
             )
             rows.append(

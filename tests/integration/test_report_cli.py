@@ -35,7 +35,7 @@ def test_report_html_to_a_file(
     code = main(["report", incident_id, "--state", str(path), "--config", str(rules),
                  "--out", str(out)])  # fmt: skip
     assert code == 0
-    assert f"written to {out}" in capsys.readouterr().out
+    assert f"written to {out}" in capsys.readouterr().err
     html = out.read_text()
     root = ET.fromstring(html.split("\n", 1)[1])
     assert len(list(root.iter("img"))) == 1
@@ -51,7 +51,7 @@ def test_report_markdown_writes_the_chart_beside_it(
     path, incident_id = state
     out = tmp_path / "x.md"
     main(["report", incident_id, "--state", str(path), "-c", str(rules), "-o", str(out)])
-    assert "x.png" in capsys.readouterr().out
+    assert "x.png" in capsys.readouterr().err
     assert "](x.png)" in out.read_text()
     with Image.open(tmp_path / "x.png") as image:
         assert image.format == "PNG"
@@ -63,7 +63,7 @@ def test_report_markdown_to_stdout(
     """Markdown on standard output has the tables and says how to get the chart."""
     path, incident_id = state
     assert main(["report", incident_id, "--state", str(path), "-c", str(rules),
-                 "--format", "md"]) == 0  # fmt: skip
+                 "--format", "md", "--out", "-"]) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert text.startswith("# Post-incident report: Acme — neg")
     assert "| watch |" in text

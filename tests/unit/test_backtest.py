@@ -17,12 +17,15 @@ import pytest
 from listener import backtest
 from listener.backtest import (
     BacktestError,
+    BacktestResult,
+    Change,
     MentionRecord,
     Progress,
     VolumeRow,
     add_arguments,
     detect_kind,
     fast_windows,
+    format_report,
     parse_map,
     parse_time,
     read_jsonl,
@@ -504,3 +507,44 @@ def test_building_the_command_line_does_not_load_the_engine() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _change(kind: str, incident: str, brand: str, rule: str, at: datetime) -> Change:
+    return Change(kind, incident, rule, brand, "watch", None, at, ())  # type: ignore[arg-type]
+
+
+def test_report_summarises_many_brands_and_ends_with_a_summary() -> None:
+    """A thousand brands make one short header line, and the report ends with incidents
+    and alerts per brand and rule and alerts per week."""
+    start = datetime(2015, 3, 2, tzinfo=UTC)  # a Monday
+    changes = [
+        _change("opened", "i1", "b0", "neg", start + timedelta(days=1)),
+        _change("resolved", "i1", "b0", "neg", start + timedelta(days=1, hours=2)),
+        _change("opened", "i2", "b0", "neg", start + timedelta(days=15)),
+        _change("opened", "i3", "b7", "spike", start + timedelta(days=16)),
+    ]
+    result = BacktestResult(
+        kind="jsonl",
+        source="m.jsonl",
+        rules=("neg", "spike"),
+        brands=tuple(f"b{i}" for i in range(1000)),
+        rows=10,
+        start=start,
+        end=start + timedelta(days=20),
+        elapsed=1.0,
+        changes=changes,
+    )
+    lines = format_report(result)
+    assert lines[1] == "rules: neg, spike; brands: 1,000 brands (first: b0, b1, b2 …)"
+    assert max(len(line) for line in lines) < 120
+    summary = lines[lines.index("summary: 3 incidents, 4 alerts") :]
+    assert summary == [
+        "summary: 3 incidents, 4 alerts",
+        "  by brand and rule:",
+        "    b0 / neg: 2 incidents, 3 alerts",
+        "    b7 / spike: 1 incident, 1 alert",
+        "  alerts per week: 1.3 on average over 3 weeks, at most 2 (week of 2015-03-02)",
+        "    week of 2015-03-02: 2",
+        "    week of 2015-03-09: 0",
+        "    week of 2015-03-16: 2",
+    ]

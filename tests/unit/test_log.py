@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 import structlog
 
 from listener.log import REDACTED, Redactor, configure_logging
@@ -79,3 +80,23 @@ def test_redaction_in_rendered_output() -> None:
     finally:
         REDACTOR.update([])
     assert "super-secret-webhook" not in out.getvalue()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_console_on_a_terminal_honours_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the console renderer colours its output, unless NO_COLOR is set."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = _Terminal()
+    configure_logging("info", "auto", stream=coloured)
+    structlog.get_logger("t").warning("source failing", source="news")
+    assert "\x1b[" in coloured.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = _Terminal()
+    configure_logging("info", "auto", stream=plain)
+    structlog.get_logger("t").warning("source failing", source="news")
+    assert "source failing" in plain.getvalue()
+    assert "\x1b[" not in plain.getvalue()
