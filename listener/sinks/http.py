@@ -45,6 +45,10 @@ def _decoder(encoding: str) -> Callable[[bytes, int], bytes] | None:
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:
     """The body of ``response``, read in chunks; raises :class:`_TooLarge` as soon as more
     than ``cap`` bytes arrived or were decoded (nothing beyond is read)."""
+    if response.is_stream_consumed:  # a body given whole (an in-memory transport): no stream
+        if len(response.content) > cap:
+            raise _TooLarge
+        return response.content
     decode = _decoder(response.headers.get("content-encoding", ""))
     chunks: list[bytes] = []
     wire = size = 0
