@@ -54,15 +54,16 @@ def _positive_int(text: str) -> int:
 
 
 def _listen_address(text: str) -> str:
-    """``HOST:PORT`` with a port in 1..65535 (``:9464`` listens on every interface)."""
+    """``HOST:PORT`` with a port in 0..65535 (``:9464`` listens on every interface; port 0
+    takes any free port, which the ``started`` log line names)."""
     from listener.httpapi import parse_listen
 
-    hint = "expected HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9464"
+    hint = "expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:9464"
     try:
         _, port = parse_listen(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid listen address {text!r}: {hint}") from None
-    if not 1 <= port <= 65535:
+    if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"invalid listen address {text!r}: {hint}")
     return text
 

@@ -107,9 +107,11 @@ def post(title: str, minutes_ago: float, **fields: Any) -> dict[str, Any]:
 def test_search_cassette_yields_normalised_mentions(fake: FakeReddit, make: Factory) -> None:
     """A recorded r/all search replayed through the real praw becomes normalised mentions."""
     fake.load_cassette(cassette("TestSubreddit.test_search.json"), ignore_params={"q"})
-    recorded_at = datetime(2016, 7, 12, 17, 11, 28, tzinfo=UTC)
+    # the posts span 2013-11 to 2016-03, longer than the longest lookback (365d): poll as
+    # if within a year of the oldest, so the first poll's window keeps every one of them
+    first_poll_at = datetime(2014, 11, 1, tzinfo=UTC)
     brand = BrandConfig(name="praw")
-    result = make(brand, lookback=timedelta(days=1000)).poll(None, recorded_at)
+    result = make(brand, lookback=timedelta(days=365)).poll(None, first_poll_at)
 
     assert ids(result) == [
         "t3_3gpbiu",
@@ -147,7 +149,7 @@ def test_search_cassette_yields_normalised_mentions(fake: FakeReddit, make: Fact
     assert search.query["q"] == simple_query(brand)
     assert (search.query["sort"], search.query["t"], search.query["restrict_sr"]) == (
         "new",
-        "all",
+        "year",  # the time filter that covers a 365d lookback
         "False",
     )
     assert search.headers["authorization"].startswith("bearer fake-token-")
