@@ -185,6 +185,7 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        keep_event_level,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info if fmt == "json" else _noop,
@@ -204,6 +205,17 @@ def configure_logging(
         stdlib.handlers = [_ToStructlog()]
         stdlib.setLevel(max(logging.WARNING, min_level))
         stdlib.propagate = False
+
+
+def keep_event_level(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``level`` is the line's log level: an event's own ``level`` field (an incident's
+    or a silence's) is kept as ``severity`` instead of being overwritten."""
+    if "level" in event_dict:
+        value = event_dict.pop("level")
+        event_dict.setdefault("severity", value)
+    return event_dict
 
 
 def _noop(

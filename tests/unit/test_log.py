@@ -130,3 +130,12 @@ def test_apscheduler_records_are_structured() -> None:
     assert line["level"] == "warning"
     assert line["logger"] == "apscheduler.scheduler"
     assert "timestamp" in line
+
+
+def test_an_events_own_level_is_kept_as_severity() -> None:
+    """A field named level (an incident's) survives as severity; level is the log level."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    structlog.get_logger("t").info("silenced", level="critical")
+    line = json.loads(out.getvalue())
+    assert (line["level"], line["severity"]) == ("info", "critical")
