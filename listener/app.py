@@ -888,6 +888,10 @@ class Daemon:
         return Response.json({"expired": silence_id})
 
     async def _healthz(self, request: Request) -> Response:
+        """Alive: the event loop answers and the processing stage still runs (a dead one
+        would leave polls waiting on a full queue for ever: restart rather)."""
+        if self._processing is not None and self._processing.done():
+            return Response(503, b"processing stage stopped\n")
         return Response(200, b"ok\n")
 
     async def _readyz(self, request: Request) -> Response:

@@ -17,6 +17,7 @@ from listener.app import INGEST_CHUNK, Batch, Daemon, SourceHealth
 from listener.clock import ManualClock
 from listener.collectors.base import PollResult
 from listener.config.load import load_config_text
+from listener.httpapi import Request
 from listener.model import Mention
 from listener.settings import Settings
 from listener.store import Store
@@ -172,3 +173,22 @@ async def test_a_reload_failing_unexpectedly_is_rejected_not_raised(
     assert registry.get_sample_value("listener_errors_total", labels) == 1
     failed = next(entry for entry in logs if entry["event"] == "reload_failed")
     assert failed["error_type"] == "RecursionError"
+
+
+async def test_healthz_fails_once_the_processing_stage_is_gone(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """/healthz is 503 when the processing stage has ended, so a liveness probe restarts a
+    daemon whose polls could only pile up."""
+    daemon = _daemon(tmp_path, clock, CountingCollector())
+    request = Request("GET", "/healthz", "", {}, b"")
+    assert (await daemon._healthz(request)).status == 200
+
+    async def ended() -> None:
+        return None
+
+    daemon._processing = asyncio.ensure_future(ended())
+    await daemon._processing
+    assert (await daemon._healthz(request)).status == 503
+    assert daemon.store is not None
+    daemon.store.close()
