@@ -143,7 +143,7 @@ def test_stalling_sources_starve_neither_the_api_nor_healthy_sources(
 ) -> None:
     """Eight sources whose server never answers time out (counted, backed off, one thread
     each, no second poll while stuck); /incidents and /healthz answer promptly and the
-    healthy source keeps being polled."""
+    healthy source keeps being polled and the rules evaluated."""
     feed.route("/stall.xml", Route(stall_before_headers=60))
     stalling = "".join(
         source(f"stall{i}", feed.url(f"/stall.xml?n={i}"), "timeout: 60s") for i in range(8)
@@ -154,12 +154,15 @@ def test_stalling_sources_starve_neither_the_api_nor_healthy_sources(
     try:
         daemon.wait_metric("listener_errors_total", 8, stage="collect", error_type="poll_timeout")
         polls = daemon.metric("listener_polls_total", source="news", outcome="ok")
+        rule = {"rule": "negative-surge"}
+        evaluations = daemon.metric("listener_rule_evaluations_total", **rule)
         for _ in range(10):
             status, body = fetch(daemon.base, "/incidents", timeout=3)
             assert (status, json.loads(body)) == (200, [])
             assert fetch(daemon.base, "/healthz", timeout=3) == (200, "ok\n")
             time.sleep(0.3)
         daemon.wait_metric("listener_polls_total", polls + 3, source="news", outcome="ok")
+        daemon.wait_metric("listener_rule_evaluations_total", evaluations + 2, **rule)
         assert len(feed.requests_for("/stall.xml")) == 8  # stuck threads are not piled up
         stuck = json.loads(daemon.get("/readyz")[1])["sources"]["stall0"]
         assert stuck["status"] == "error"
