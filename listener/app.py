@@ -415,7 +415,10 @@ class Daemon:
 
         The file is parsed in a worker thread: polling and the HTTP API go on meanwhile."""
         async with self._reloading:
-            await self._reload()
+            try:
+                await self._reload()
+            except Exception as exc:  # a reload never takes the daemon down
+                self._reload_rejected([], error=exc)
 
     async def _reload(self) -> None:
         try:
