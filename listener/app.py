@@ -3,20 +3,27 @@
 Startup and SIGHUP reload go through the same :meth:`Daemon.apply` path. The
 daemon owns scheduling (APScheduler), backoff, isolation, metrics and logging;
 collectors, the processor and sinks stay small.
+
+APScheduler only *starts* work: each job spawns a task the daemon owns (one at a time
+per job), so shutdown waits for in-flight polls instead of cancelling them. Blocking
+work runs apart (:mod:`listener.workers`): polls in per-source threads with a deadline,
+store and processing in one small pool, the HTTP API's store reads in another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hmac
 import random
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import structlog
@@ -34,6 +41,7 @@ from listener.api_models import (
 from listener.clock import Clock, SystemClock
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.components import build_collectors, build_sinks
+from listener.config.duration import format_duration
 from listener.config.lint import config_warnings
 from listener.config.load import load_config
 from listener.config.schema import Config, SourceConfig
@@ -43,30 +51,45 @@ from listener.errors import (
     ConfigError,
     ConfigProblem,
     ListenerError,
+    PollTimeout,
     RateLimited,
     RequestError,
 )
 from listener.httpapi import HttpApi, Request, Response, parse_listen
-from listener.log import REDACTOR
-from listener.metrics import Metrics
-from listener.processor import Processor
+from listener.log import REDACTOR, WRITE_ERRORS
+from listener.metrics import STAGES, Metrics
+from listener.model import Mention
+from listener.processor import IngestResult, Processor
 from listener.queue import InProcessQueue, WorkQueue
-from listener.rules.source_health import SourceStatus
+from listener.rules.source_health import SOURCE_HEALTH, SourceStatus
 from listener.settings import Settings
 from listener.sinks.base import Sink, SinkContext
 from listener.sinks.delivery import Deliverer
 from listener.store import EVIDENCE_BEFORE, Store, StoreSinkState
+from listener.workers import SourceThreads
 
 log = structlog.get_logger("listener")
+
+T = TypeVar("T")
+
+INGEST_CHUNK = 1000
+"""Mentions per processing step: a big poll is handed over (and stored) in slices this
+size, so the queue stays bounded and no step holds the store for long."""
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one poll of one source handed to the processing stage."""
+    """A slice of what one poll of one source handed to the processing stage. The poll's
+    cursor rides with its last slice only, so it is stored once every slice is."""
 
     source: str
-    result: PollResult
+    mentions: list[Mention]
+    cursor: Cursor | None
+    backfill: bool
     at: datetime
+    poll: int
+    """A sequence number of the poll the slice comes from."""
+    last: bool = True
 
 
 @dataclass
@@ -124,14 +147,35 @@ class Daemon:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.batches: WorkQueue[Batch] = InProcessQueue(maxsize=100)
+        self.batches: WorkQueue[Batch] = InProcessQueue(
+            settings.queue_max_mentions, weigh=lambda batch: len(batch.mentions)
+        )
+        self.metrics.queue_mentions.set_function(lambda: self.batches.weight())
         self.cursors: dict[str, Cursor | None] = {}
         self._processing: asyncio.Task[None] | None = None
         self.bound: tuple[str, int] | None = None
+        self.threads = SourceThreads()
+        self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store")
+        self._api_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="api")
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._poll_seq = 0
+        self._ingested: dict[int, IngestResult] = {}
+        self._failed_polls: set[int] = set()
+        self._reloading = asyncio.Lock()
+        self._reloads = 0
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> int:
+        unsubscribe = WRITE_ERRORS.subscribe(self.metrics.log_write_errors.inc)
+        try:
+            return await self._run()
+        finally:
+            unsubscribe()
+            self._store_pool.shutdown(wait=False)
+            self._api_pool.shutdown(wait=False)
+
+    async def _run(self) -> int:
         config = load_config(self.settings.config)  # ConfigError → CLI prints, exit 2
         REDACTOR.update([*config_secrets(config), self.settings.api_token])
         self.store = Store.open(self.settings.state)
@@ -154,22 +198,24 @@ class Daemon:
             self.store.close()
             raise
         self.scheduler.add_job(
-            self._evaluate,
+            self._spawn_job,
             IntervalTrigger(seconds=self.settings.evaluate_every.total_seconds()),
+            args=["evaluate", self._evaluate],
             id="evaluate",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
         )
         self.scheduler.add_job(
-            self._housekeeping,
+            self._spawn_job,
             IntervalTrigger(hours=1),
+            args=["housekeeping", self._housekeeping],
             id="housekeeping",
             max_instances=1,
             coalesce=True,
             next_run_time=self.clock.now(),
         )
-        self._processing = asyncio.create_task(self._process())
+        self._processing = asyncio.create_task(self._process(), context=contextvars.Context())
         self.scheduler.start()
         for sig, handler in (
             (signal.SIGTERM, self.request_stop),
@@ -192,25 +238,84 @@ class Daemon:
 
     def request_stop(self) -> None:
         if not self.stop_event.is_set():
+            self.stop_event.set()  # first: nothing after this may keep the daemon running
             log.info("stopping")
-            self.stop_event.set()
 
     def request_reload(self) -> None:
-        asyncio.get_running_loop().create_task(self.reload())
+        self._reloads += 1  # each SIGHUP reloads (one after another): the last file wins
+        self._spawn(f"reload:{self._reloads}", self.reload)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _spawn(self, key: str, job: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Start ``job()`` as a task the daemon owns, in a fresh context (nothing bound by
+        whoever asked leaks into its log lines), unless ``key``'s last run still goes."""
+        running = self._tasks.get(key)
+        if running is not None and not running.done():
+            return False
+        if self.stop_event.is_set():
+            return False
+        task = asyncio.get_running_loop().create_task(
+            job(), name=key, context=contextvars.Context()
+        )
+        self._tasks[key] = task
+        task.add_done_callback(self._task_ended)
+        return True
+
+    async def _spawn_job(
+        self, key: str, job: Callable[..., Coroutine[Any, Any, None]], *args: Any
+    ) -> None:
+        """What APScheduler runs: start the work and return at once (never cancelled)."""
+        self._spawn(key, lambda: job(*args))
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(task.get_name()) is task:
+            del self._tasks[task.get_name()]
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # every job handles its own errors: this is a bug
+            kind = task.get_name().partition(":")[0]
+            stage = {"poll": "collect", "refresh": "deliver", "reload": "config"}.get(kind, kind)
+            self.metrics.error(stage if stage in STAGES else "store", type(exc).__name__)
+            log.error("task_failed", task=task.get_name(), error_type=type(exc).__name__)
+
+    async def _in_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store or processing call in the store's own threads."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self._store_pool, lambda: context.run(fn, *args, **kwargs)
+        )
+
+    async def _in_api(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store read for the HTTP API in its own threads: polls and processing
+        never make a request wait for a free thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._api_pool, lambda: fn(*args, **kwargs))
 
     async def shutdown(self) -> None:
-        """Stop polling, finish in-flight work, flush the outbox within the bound."""
+        """Stop polling, let in-flight polls and evaluations finish and process what they
+        brought, flush the outbox: all within ``LISTENER_SHUTDOWN_TIMEOUT``."""
         deadline = time.monotonic() + self.settings.shutdown_timeout.total_seconds()
         if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=False)  # its jobs only spawn tasks: none in flight
+        in_flight = [t for t in self._tasks.values() if not t.done()]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=max(0.1, deadline - time.monotonic()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), max(0.1, deadline - time.monotonic()))
         with contextlib.suppress(TimeoutError):  # finish processing what was polled
             await asyncio.wait_for(self.batches.join(), max(0.1, deadline - time.monotonic()))
+        left = [t for t in self._tasks.values() if not t.done()]
+        if left:  # past the bound: give up on them, quietly
+            log.warning("shutdown_abandoned", tasks=sorted(t.get_name() for t in left))
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         if self._processing is not None:
             self._processing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._processing
+            await asyncio.gather(self._processing, return_exceptions=True)
         await self._stop_delivery()
         if self.deliverer is not None:
             await self.deliverer.flush(max(0.5, deadline - time.monotonic()))
@@ -276,11 +381,11 @@ class Daemon:
         self.health = {name: self.health.get(name) or SourceHealth(now) for name in collectors}
         for name, cfg in config.sources.items():
             self.scheduler.add_job(
-                self._poll,
+                self._spawn_job,
                 IntervalTrigger(
                     seconds=cfg.interval.total_seconds(), jitter=cfg.jitter.total_seconds() or None
                 ),
-                args=[name],
+                args=[f"poll:{name}", self._poll, name],
                 id=f"poll:{name}",
                 max_instances=1,
                 coalesce=True,
@@ -294,9 +399,9 @@ class Daemon:
             every = getattr(sink, "resend_every", None)
             if every is not None and hasattr(sink, "refresh"):
                 self.scheduler.add_job(
-                    self._refresh_sink,
+                    self._spawn_job,
                     IntervalTrigger(seconds=every.total_seconds()),
-                    args=[name],
+                    args=[f"refresh:{name}", self._refresh_sink, name],
                     id=f"refresh:{name}",
                     max_instances=1,
                     coalesce=True,
@@ -316,12 +421,25 @@ class Daemon:
             log.warning("config_warning", warning=str(warning))
 
     async def reload(self) -> None:
-        """SIGHUP: load rules.yaml again; keep the running config when the new one is invalid."""
+        """SIGHUP: load rules.yaml again; keep the running config when the new one is invalid.
+
+        The file is parsed in a worker thread: polling and the HTTP API go on meanwhile."""
+        async with self._reloading:
+            try:
+                await self._reload()
+            except Exception as exc:  # a reload never takes the daemon down
+                self._reload_rejected([], error=exc)
+
+    async def _reload(self) -> None:
         try:
-            config = load_config(self.settings.config)
+            config = await asyncio.to_thread(load_config, self.settings.config)
         except ConfigError as exc:
             self._reload_rejected(exc.problems)
             log.error("reload_kept_old_config", problems=len(exc.problems))
+            return
+        except Exception as exc:  # anything else reading or parsing it: rejected, not a crash
+            self._reload_rejected([], error=exc)
+            log.error("reload_kept_old_config", problems=0)
             return
         old = config_secrets(self.config) if self.config is not None else []
         # both sets while the new config is applied: either may still be running after
@@ -379,7 +497,10 @@ class Daemon:
             self._idle.set()
 
     async def _poll(self, name: str) -> None:
-        """Poll one source and hand what it brought to the processing stage. Errors stop here."""
+        """Poll one source and hand what it brought to the processing stage. Errors stop here.
+
+        Runs as the source's own task (fresh context), so ``source`` bound here reaches
+        every line it and its collector log, and nothing else."""
         if self.stop_event.is_set() or name not in self.collectors:
             return
         collector, cfg, health = self.collectors[name], self.source_configs[name], self.health[name]
@@ -387,16 +508,31 @@ class Daemon:
         now = self.clock.now()
         if health.backoff_until is not None and now < health.backoff_until:
             return
+        if self.batches.full():  # processing is behind: fetch nothing more for now
+            self.metrics.queue_backpressure.labels(source=name, action="skipped").inc()
+            return
         self._busy()
-        bound = structlog.contextvars.bound_contextvars(source=name)
-        bound.__enter__()
+        structlog.contextvars.bind_contextvars(source=name)
         started = time.monotonic()
+        deadline = self.settings.poll_timeout
         try:
+            if self.threads.busy(name):
+                raise PollTimeout(
+                    f"an earlier poll is still running past {format_duration(deadline)}; "
+                    "no new poll starts until it ends"
+                )
             if name not in self.cursors:
-                self.cursors[name] = await asyncio.to_thread(self.store.load_cursor, name)
-            result = await asyncio.to_thread(collector.poll, self.cursors[name], now)
-        except CollectorError as exc:
-            self._source_failed(name, cfg, health, exc, now)
+                self.cursors[name] = await self._in_store(self.store.load_cursor, name)
+            try:
+                result = await asyncio.wait_for(
+                    self.threads.run(name, collector.poll, self.cursors[name], now),
+                    deadline.total_seconds(),
+                )
+            except TimeoutError:
+                raise PollTimeout(
+                    f"the poll did not finish within {format_duration(deadline)} "
+                    "(LISTENER_POLL_TIMEOUT)"
+                ) from None
         except Exception as exc:  # a bug in a collector or the store must not stop the daemon
             self._source_failed(name, cfg, health, exc, now)
         else:
@@ -415,11 +551,25 @@ class Daemon:
             self.metrics.source_up.labels(source=name).set(1)
             self.metrics.source_backoff.labels(source=name).set(0)
             self.metrics.source_last_success.labels(source=name).set(now.timestamp())
-            await self.batches.put(Batch(name, result, now))
+            await self._hand_over(name, result, now)
         finally:
             self.metrics.poll_duration.labels(source=name).observe(time.monotonic() - started)
-            bound.__exit__(None, None, None)
             self._done()
+
+    async def _hand_over(self, name: str, result: PollResult, now: datetime) -> None:
+        """Queue a poll's mentions in slices of :data:`INGEST_CHUNK`, waiting for room."""
+        self._poll_seq += 1
+        mentions = result.mentions
+        slices = [mentions[i : i + INGEST_CHUNK] for i in range(0, len(mentions), INGEST_CHUNK)]
+        slices = slices or [[]]  # an empty poll still stores its cursor
+        waited = False
+        for i, part in enumerate(slices):
+            last = i == len(slices) - 1
+            cursor = result.cursor if last else None
+            batch = Batch(name, part, cursor, result.backfill, now, self._poll_seq, last)
+            waited = await self.batches.put(batch) or waited
+        if waited:
+            self.metrics.queue_backpressure.labels(source=name, action="waited").inc()
 
     async def _process(self) -> None:
         """The processing stage: take polled batches off the queue; store, count, evaluate."""
@@ -428,27 +578,54 @@ class Daemon:
             batch = await self.batches.get()
             try:
                 await self._ingest(batch)
+            except Exception as exc:  # the stage must outlive any one batch
+                self.metrics.error("store", type(exc).__name__)
+                log.error(
+                    "processing_failed",
+                    source=batch.source,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                )
             finally:
                 self.batches.task_done()
 
     async def _ingest(self, batch: Batch) -> None:
         assert self.processor is not None
         assert self.store is not None
-        name, result = batch.source, batch.result
+        name = batch.source
+        if batch.poll in self._failed_polls:  # an earlier slice failed: the poll is redone
+            if batch.last:
+                self._failed_polls.discard(batch.poll)
+            return
         try:
-            ingest = await asyncio.to_thread(
+            ingest = await self._in_store(
                 self.processor.ingest,
                 name,
-                result.mentions,
+                batch.mentions,
                 batch.at,
-                cursor=result.cursor,
-                backfill=result.backfill,
+                cursor=batch.cursor,
+                backfill=batch.backfill,
             )
-        except Exception as exc:  # nothing was stored: poll again from the stored cursor
+        except Exception as exc:  # nothing more is stored: poll again from the stored cursor
             error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
             self.metrics.error("store", error_type)
             log.error("ingest_failed", source=name, error_type=error_type, error=str(exc))
-            self.cursors[name] = await asyncio.to_thread(self.store.load_cursor, name)
+            self._ingested.pop(batch.poll, None)
+            if not batch.last:
+                self._failed_polls.add(batch.poll)
+            self.cursors[name] = await self._in_store(self.store.load_cursor, name)
+            return
+        before = self._ingested.pop(batch.poll, None)
+        if before is not None:
+            ingest = IngestResult(
+                before.received + ingest.received,
+                before.new + ingest.new,
+                before.matched + ingest.matched,
+                before.negative + ingest.negative,
+                before.stale + ingest.stale,
+            )
+        if not batch.last:
+            self._ingested[batch.poll] = ingest
             return
         if ingest.new and name in self.health:
             self.health[name].last_new_at = batch.at
@@ -460,7 +637,7 @@ class Daemon:
                 matched=ingest.matched,
                 negative=ingest.negative,
                 stale=ingest.stale,
-                backfill=result.backfill,
+                backfill=batch.backfill,
             )
         if ingest.matched:
             await self._evaluate()
@@ -491,7 +668,8 @@ class Daemon:
         if self.scheduler is not None and self.scheduler.running:
             job = self.scheduler.get_job(f"poll:{name}")
             if job is not None and delay < cfg.interval.total_seconds():
-                job.modify(next_run_time=health.backoff_until)
+                # in an empty context: the scheduler's timer must not inherit ``source``
+                contextvars.Context().run(job.modify, next_run_time=health.backoff_until)
 
     async def _refresh_sink(self, name: str) -> None:
         """Keep firing alerts alive in sinks that expire them (Alertmanager's endsAt)."""
@@ -525,7 +703,7 @@ class Daemon:
                 )
                 for name, h in self.health.items()
             }
-            alerts = await asyncio.to_thread(self.processor.evaluate, self.clock.now(), statuses)
+            alerts = await self._in_store(self.processor.evaluate, self.clock.now(), statuses)
         except Exception as exc:
             self.metrics.error("evaluate", getattr(exc, "error_type", type(exc).__name__))
             log.error("evaluate_failed", error_type=type(exc).__name__, error=str(exc))
@@ -533,13 +711,16 @@ class Daemon:
         finally:
             self._done()
         for alert in alerts:
+            # ``severity``, not ``level``: that key is the log line's own level
+            extra = {"source": alert.brand} if alert.rule == SOURCE_HEALTH else {}
             log.info(
                 "incident_event",
                 incident_id=alert.incident_id,
                 kind=alert.kind,
                 rule=alert.rule,
                 brand=alert.brand,
-                level=alert.level,
+                severity=alert.level,
+                **extra,
             )
         if alerts and self.deliverer is not None:
             self.deliverer.wake()
@@ -554,8 +735,8 @@ class Daemon:
         retention = max(self.settings.mention_retention, EVIDENCE_BEFORE)
         self._busy()
         try:
-            removed = await asyncio.to_thread(store.prune_mentions, now - retention)
-            outbox = await asyncio.to_thread(store.prune_outbox, now - retention)
+            removed = await self._in_store(store.prune_mentions, now - retention)
+            outbox = await self._in_store(store.prune_outbox, now - retention)
         except ListenerError as exc:
             self.metrics.error("store", exc.error_type)
             log.error("prune_failed", error_type=exc.error_type, error=str(exc))
@@ -568,7 +749,7 @@ class Daemon:
                 await self._vacuum_if_due(store, now)
         finally:
             self._done()
-        self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
+        self.metrics.store_size.set(await self._in_store(store.size_bytes))
 
     async def _vacuum_if_due(self, store: Store, now: datetime) -> None:
         """``VACUUM`` once ``LISTENER_VACUUM_EVERY`` has passed since the last one (or
@@ -577,14 +758,14 @@ class Daemon:
         if every <= timedelta(0):
             return
         try:
-            last = await asyncio.to_thread(store.last_vacuum)
+            last = await self._in_store(store.last_vacuum)
             if last is not None:
                 self.metrics.store_last_vacuum.set(last.timestamp())
                 if now - last < every:
                     return
-            before = await asyncio.to_thread(store.size_bytes)
+            before = await self._in_store(store.size_bytes)
             started = time.monotonic()
-            await asyncio.to_thread(store.vacuum, now)
+            await self._in_store(store.vacuum, now)
         except ListenerError as exc:
             self.metrics.error("store", exc.error_type)
             log.error("vacuum_failed", error_type=exc.error_type, error=str(exc))
@@ -594,7 +775,7 @@ class Daemon:
             "vacuumed",
             seconds=round(time.monotonic() - started, 2),
             bytes_before=before,
-            bytes_after=await asyncio.to_thread(store.size_bytes),
+            bytes_after=await self._in_store(store.size_bytes),
         )
 
     # ------------------------------------------------------------------ HTTP
@@ -625,7 +806,7 @@ class Daemon:
 
     async def _store_call(self, fn: Any, *args: Any, **kwargs: Any) -> Response | Any:
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await self._in_api(fn, *args, **kwargs)
         except RequestError as exc:
             return Response.error(exc)
         except ListenerError as exc:
@@ -635,7 +816,7 @@ class Daemon:
         assert self.store is not None
         status = dict(parse_qsl(request.query)).get("status") or None
         check_incident_status(status)
-        rows = await asyncio.to_thread(incidents.listing, self.store, status)
+        rows = await self._in_api(incidents.listing, self.store, status)
         return Response.json(rows)
 
     async def _incident(self, request: Request) -> Response:
@@ -665,7 +846,7 @@ class Daemon:
     async def _silences(self, request: Request) -> Response:
         assert self.store is not None
         now = self.clock.now()
-        found = await asyncio.to_thread(self.store.silences)
+        found = await self._in_api(self.store.silences)
         return Response.json([incidents.silence_dict(s, now) for s in found])
 
     async def _add_silence(self, request: Request) -> Response:
@@ -708,12 +889,16 @@ class Daemon:
         if (denied := self._authorised(request)) is not None:
             return denied
         silence_id = request.path.removeprefix("/silences/")
-        done = await asyncio.to_thread(self.store.expire_silence, silence_id, self.clock.now())
+        done = await self._in_api(self.store.expire_silence, silence_id, self.clock.now())
         if not done:
             return Response.json({"error": f"no active silence {silence_id[:200]!r}"}, 404)
         return Response.json({"expired": silence_id})
 
     async def _healthz(self, request: Request) -> Response:
+        """Alive: the event loop answers and the processing stage still runs (a dead one
+        would leave polls waiting on a full queue for ever: restart rather)."""
+        if self._processing is not None and self._processing.done():
+            return Response(503, b"processing stage stopped\n")
         return Response(200, b"ok\n")
 
     async def _readyz(self, request: Request) -> Response:

@@ -10,6 +10,7 @@ Third-party errors are translated into these at the boundary where they happen
     ├── StoreError             the SQLite state file cannot be opened or written
     ├── CollectorError         a source could not be polled
     │   ├── SourceUnavailable  5xx, timeout, connection refused (retry with backoff)
+    │   │   └── PollTimeout    the whole poll ran past LISTENER_POLL_TIMEOUT (or still runs)
     │   ├── RateLimited        429; carries ``retry_after`` seconds when the source said so
     │   ├── SourceRejected     4xx other than 408/429 (bad URL, bad credentials)
     │   │   └── RedirectRefused  a redirect to a loopback/private/link-local/… address
@@ -101,6 +102,13 @@ class SourceUnavailable(CollectorError):
     """The source answered 5xx, timed out or refused the connection."""
 
     error_type = "unavailable"
+
+
+class PollTimeout(SourceUnavailable):
+    """A poll ran past its deadline. Its worker thread cannot be stopped: no new poll of
+    the source starts until that thread has ended."""
+
+    error_type = "poll_timeout"
 
 
 class RateLimited(CollectorError):

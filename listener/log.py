@@ -4,15 +4,23 @@ JSON lines when standard error is not a terminal (production, containers), a
 readable console renderer when it is (in colour, unless ``NO_COLOR`` is set). A
 redaction processor removes secrets (tokens, webhook URLs, header values from the
 config) from every event before it is rendered, whatever key they were logged under.
+Logging never breaks the daemon: a line that cannot be written (standard error is a
+closed pipe, ``listener run | head``) is dropped and counted in :data:`WRITE_ERRORS`
+(the daemon exports it as ``listener_log_write_errors_total``), never raised into the
+code that logged it. APScheduler's own stdlib log records (warning and above) go
+through the same chain, so they are structured too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+import threading
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -69,6 +77,97 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+class WriteErrors:
+    """How many log lines could not be written; callbacks run once per lost line."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._hooks: list[Callable[[], None]] = []
+
+    def subscribe(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` for every lost line from now on; returns the unsubscribe call."""
+        self._hooks.append(hook)
+        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+
+    def lost(self) -> None:
+        self.count += 1
+        for hook in list(self._hooks):
+            with contextlib.suppress(Exception):
+                hook()
+
+
+WRITE_ERRORS = WriteErrors()
+
+
+class LogOutput:
+    """Where rendered lines go: one write and flush per line, and never an exception.
+
+    A write error is counted in :data:`WRITE_ERRORS` and the line dropped. A broken pipe
+    is for good: the stream's descriptor is pointed at ``/dev/null`` (so the interpreter's
+    exit flush cannot fail either) and every later line is counted as lost, unwritten.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken = False
+        self._lock = threading.Lock()
+
+    def write_line(self, line: str) -> None:
+        with self._lock:
+            if not self.broken:
+                try:
+                    self.stream.write(line + "\n")
+                    self.stream.flush()
+                    return
+                except ValueError:  # the stream object was closed
+                    self.broken = True
+                except OSError as exc:
+                    if exc.errno in (errno.EPIPE, errno.EBADF):
+                        self.broken = True
+                        self._silence()
+        WRITE_ERRORS.lost()
+
+    def _silence(self) -> None:
+        """Point the broken descriptor at /dev/null and drop what is still buffered."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            fd = self.stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+            self.stream.flush()
+
+
+class SafeLogger:
+    """structlog's final logger: hands each rendered line to a :class:`LogOutput`."""
+
+    def __init__(self, output: LogOutput) -> None:
+        self._output = output
+
+    def msg(self, message: str) -> None:
+        self._output.write_line(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+class _ToStructlog(logging.Handler):
+    """A stdlib handler that re-emits records through structlog (structured, redacted)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # a handler never raises into the library that logged
+            WRITE_ERRORS.lost()
+
+
+ROUTED_STDLIB_LOGGERS = ("apscheduler",)
+"""Libraries whose stdlib loggers go through structlog, at warning level and above."""
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -88,20 +187,37 @@ def configure_logging(
         )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        keep_event_level,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info if fmt == "json" else _noop,
         REDACTOR,
         renderer,
     ]
+    output = LogOutput(out)
+    min_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        wrapper_class=structlog.make_filtering_bound_logger(min_level),
+        logger_factory=lambda *args: SafeLogger(output),
         cache_logger_on_first_use=False,
     )
+    for name in ROUTED_STDLIB_LOGGERS:
+        stdlib = logging.getLogger(name)
+        stdlib.handlers = [_ToStructlog()]
+        stdlib.setLevel(max(logging.WARNING, min_level))
+        stdlib.propagate = False
+
+
+def keep_event_level(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``level`` is the line's log level: an event's own ``level`` field (an incident's
+    or a silence's) is kept as ``severity`` instead of being overwritten."""
+    if "level" in event_dict:
+        value = event_dict.pop("level")
+        event_dict.setdefault("severity", value)
+    return event_dict
 
 
 def _noop(

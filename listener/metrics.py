@@ -86,6 +86,20 @@ class Metrics:
             registry=r,
         )
 
+        self.queue_mentions = Gauge(
+            "listener_queue_mentions",
+            "Mentions polled and waiting for the processing stage (bounded by "
+            "LISTENER_QUEUE_MAX_MENTIONS)",
+            registry=r,
+        )
+        self.queue_backpressure = Counter(
+            "listener_queue_backpressure_total",
+            "Polls of each source that waited for room in the full processing queue (waited) "
+            "or were not started because it was full (skipped)",
+            ["source", "action"],
+            registry=r,
+        )
+
         # match, score
         self.matches = Counter(
             "listener_matches_total",
@@ -224,6 +238,12 @@ class Metrics:
             "listener_errors_total",
             "Errors by pipeline stage and type",
             ["stage", "error_type"],
+            registry=r,
+        )
+        self.log_write_errors = Counter(
+            "listener_log_write_errors_total",
+            "Log lines that could not be written (standard error closed or a broken pipe) "
+            "and were dropped",
             registry=r,
         )
         self.config_reloads = Counter(

@@ -32,6 +32,10 @@ class Settings:
     """How often housekeeping rebuilds the state file (SQLite ``VACUUM``); 0 disables."""
     api_token: str = ""
     """Bearer token for the HTTP write endpoints (ack, silences); empty disables them."""
+    poll_timeout: timedelta = timedelta(minutes=2)
+    """Deadline of one whole poll of a source (every page and request of it)."""
+    queue_max_mentions: int = 20_000
+    """Mentions polled but not yet processed, at most; polls wait (or are skipped) beyond."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -44,7 +48,14 @@ class Settings:
             if key in env:
                 values[name] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("evaluate_every", "shutdown_timeout", "mention_retention", "vacuum_every"):
+        durations = (
+            "evaluate_every",
+            "shutdown_timeout",
+            "mention_retention",
+            "vacuum_every",
+            "poll_timeout",
+        )
+        for name in durations:
             if isinstance(values.get(name), str | int | float):
                 try:
                     values[name] = parse_duration(values[name])
@@ -64,6 +75,25 @@ class Settings:
                     "rules are evaluated this often; the default is 30s",
                 )
             )
+        poll_timeout = values.get("poll_timeout")
+        if isinstance(poll_timeout, timedelta) and poll_timeout <= timedelta(0):
+            problems.append(
+                ConfigProblem("environment", None, "LISTENER_POLL_TIMEOUT", "must be above 0")
+            )
+        if isinstance(values.get("queue_max_mentions"), str):
+            try:
+                values["queue_max_mentions"] = int(values["queue_max_mentions"])
+                if values["queue_max_mentions"] < 1:
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    ConfigProblem(
+                        "environment",
+                        None,
+                        "LISTENER_QUEUE_MAX_MENTIONS",
+                        f"not a positive whole number: {values['queue_max_mentions']!r}",
+                    )
+                )
         if values.get("log_format", "auto") not in ("auto", "json", "console"):
             problems.append(
                 ConfigProblem(

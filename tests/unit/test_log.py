@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 
 import pytest
 import structlog
@@ -100,3 +102,59 @@ def test_console_on_a_terminal_honours_no_color(monkeypatch: pytest.MonkeyPatch)
     structlog.get_logger("t").warning("source failing", source="news")
     assert "source failing" in plain.getvalue()
     assert "\x1b[" not in plain.getvalue()
+def test_a_closed_pipe_is_counted_never_raised() -> None:
+    """Writing to a pipe whose reader is gone loses the line, counts it, and raises nothing."""
+    from listener.log import WRITE_ERRORS
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = os.fdopen(write_end, "w")
+    lost: list[int] = []
+    unsubscribe = WRITE_ERRORS.subscribe(lambda: lost.append(1))
+    try:
+        configure_logging("info", "json", stream=stream)
+        structlog.get_logger("t").info("first")
+        structlog.get_logger("t").error("second")
+        stream.flush()  # the descriptor now points at /dev/null: nothing left to fail
+    finally:
+        unsubscribe()
+        stream.close()
+        configure_logging("info", "json", stream=io.StringIO())
+    assert len(lost) == 2
+
+
+def test_a_closed_stream_object_is_counted_never_raised() -> None:
+    """A closed file object (ValueError on write) is survived the same way."""
+    from listener.log import WRITE_ERRORS
+
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    out.close()
+    before = WRITE_ERRORS.count
+    structlog.get_logger("t").warning("lost")
+    assert WRITE_ERRORS.count == before + 1
+    configure_logging("info", "json", stream=io.StringIO())
+
+
+def test_apscheduler_records_are_structured() -> None:
+    """APScheduler's stdlib warnings come out as JSON lines with level and logger; its
+    info chatter is dropped."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    logger = logging.getLogger("apscheduler.scheduler")
+    logger.info("Added job %s", "poll:news")
+    logger.warning("Run time of job %r was missed by %s", "poll:news", "0:00:02")
+    (line,) = (json.loads(raw) for raw in out.getvalue().splitlines())
+    assert line["event"] == "Run time of job 'poll:news' was missed by 0:00:02"
+    assert line["level"] == "warning"
+    assert line["logger"] == "apscheduler.scheduler"
+    assert "timestamp" in line
+
+
+def test_an_events_own_level_is_kept_as_severity() -> None:
+    """A field named level (an incident's) survives as severity; level is the log level."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    structlog.get_logger("t").info("silenced", level="critical")
+    line = json.loads(out.getvalue())
+    assert (line["level"], line["severity"]) == ("info", "critical")

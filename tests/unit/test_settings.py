@@ -37,3 +37,18 @@ def test_bad_values_are_config_errors() -> None:
     assert "LISTENER_LOG_FORMAT" in text
     assert "known: auto, json, console" in text
     assert "LISTENER_EVALUATE_EVERY" in text
+
+
+def test_poll_timeout_and_queue_bound() -> None:
+    """LISTENER_POLL_TIMEOUT is a positive duration and LISTENER_QUEUE_MAX_MENTIONS a
+    positive whole number; both have defaults."""
+    s = Settings.from_env({})
+    assert (s.poll_timeout, s.queue_max_mentions) == (timedelta(minutes=2), 20_000)
+    s = Settings.from_env({"LISTENER_POLL_TIMEOUT": "30s", "LISTENER_QUEUE_MAX_MENTIONS": "500"})
+    assert (s.poll_timeout, s.queue_max_mentions) == (timedelta(seconds=30), 500)
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"LISTENER_POLL_TIMEOUT": "0", "LISTENER_QUEUE_MAX_MENTIONS": "lots"})
+    assert "LISTENER_POLL_TIMEOUT: must be above 0" in str(info.value)
+    assert "LISTENER_QUEUE_MAX_MENTIONS: not a positive whole number: 'lots'" in str(info.value)
+    with pytest.raises(ConfigError, match="LISTENER_QUEUE_MAX_MENTIONS"):
+        Settings.from_env({"LISTENER_QUEUE_MAX_MENTIONS": "0"})

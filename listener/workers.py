@@ -1,0 +1,71 @@
+"""Where the daemon's blocking work runs, kept apart so one stage cannot starve another.
+
+- **Polls** run in :class:`SourceThreads`: one daemon thread per poll and at most one per
+  source. A poll that outlives its deadline cannot be killed; its thread is left to end on
+  its own and no new poll of that source starts meanwhile, so a stalled source holds one
+  thread, never a healthy source's, and never delays the process exit.
+- **Store and processing** (ingest, evaluation, housekeeping) and the **HTTP API's store
+  reads** each get a small bounded :class:`~concurrent.futures.ThreadPoolExecutor` of
+  their own (see :class:`listener.app.Daemon`); delivery keeps the loop's default one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the caller gave up (deadline, shutdown)
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SourceThreads:
+    """Runs each source's blocking poll in a thread of its own, one at a time per source."""
+
+    def __init__(self) -> None:
+        self._threads: dict[str, threading.Thread] = {}
+
+    def busy(self, source: str) -> bool:
+        """True while the last poll of ``source`` is still running (stuck or not)."""
+        thread = self._threads.get(source)
+        return thread is not None and thread.is_alive()
+
+    def running(self) -> int:
+        """How many poll threads are alive now (stuck ones included)."""
+        return sum(t.is_alive() for t in self._threads.values())
+
+    async def run(self, source: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a new daemon thread, with the caller's context variables.
+
+        Cancelling the await (``asyncio.wait_for``) abandons the thread, which keeps
+        :meth:`busy` true until it returns. Raises RuntimeError when ``source`` is busy.
+        """
+        if self.busy(source):
+            raise RuntimeError(f"a poll of {source!r} is still running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        context = contextvars.copy_context()
+
+        def work() -> None:
+            try:
+                outcome: tuple[bool, Any] = (True, context.run(fn, *args))
+            except Exception as exc:
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+        thread = threading.Thread(target=work, name=f"poll:{source}", daemon=True)
+        self._threads[source] = thread
+        thread.start()
+        return await future

@@ -1,0 +1,194 @@
+"""The daemon's pipeline in process: back-pressure from the bounded queue, big polls handed
+over in slices, and reloads that fail in unexpected ways."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from listener import app
+from listener.app import INGEST_CHUNK, Batch, Daemon, SourceHealth
+from listener.clock import ManualClock
+from listener.collectors.base import PollResult
+from listener.config.load import load_config_text
+from listener.httpapi import Request
+from listener.model import Mention
+from listener.settings import Settings
+from listener.store import Store
+
+RULES = """\
+brands:
+  - name: Acme
+sources:
+  news:
+    type: rss
+    urls: ["http://127.0.0.1:9/feed.xml"]
+rules: []
+routes:
+  source-health: [console]
+sinks:
+  console: {type: console}
+"""
+
+
+class CountingCollector:
+    """Answers every poll with ``size`` mentions and counts the polls."""
+
+    def __init__(self, size: int = 0) -> None:
+        self.size = size
+        self.polls = 0
+
+    def poll(self, cursor: Any, now: datetime) -> PollResult:
+        self.polls += 1
+        mentions = [Mention("news", f"m{i}", "hello", now) for i in range(self.size)]
+        return PollResult(mentions, {"page": self.polls})
+
+    def close(self) -> None:
+        pass
+
+
+def _daemon(tmp_path: Path, clock: ManualClock, collector: CountingCollector, **env: str) -> Daemon:
+    settings = Settings.from_env({"LISTENER_STATE": str(tmp_path / "s.db"), **env})
+    daemon = Daemon(settings, clock=clock)
+    daemon.store = Store.open(tmp_path / "s.db")
+    config = load_config_text(RULES, "rules.yaml", {})
+    daemon.collectors = {"news": collector}  # type: ignore[dict-item]
+    daemon.source_configs = dict(config.sources)
+    daemon.health = {"news": SourceHealth(clock.now())}
+    return daemon
+
+
+def _value(daemon: Daemon, name: str, **labels: str) -> float | None:
+    return daemon.metrics.registry.get_sample_value(name, labels)
+
+
+async def test_a_full_queue_skips_the_poll(tmp_path: Path, clock: ManualClock) -> None:
+    """While the queue holds LISTENER_QUEUE_MAX_MENTIONS, a due poll fetches nothing and
+    is counted as skipped; once processing drains it, polling resumes."""
+    collector = CountingCollector()
+    daemon = _daemon(tmp_path, clock, collector, LISTENER_QUEUE_MAX_MENTIONS="5")
+    backlog = [Mention("news", f"b{i}", "x", clock.now()) for i in range(5)]
+    await daemon.batches.put(Batch("news", backlog, None, False, clock.now(), 0))
+    assert _value(daemon, "listener_queue_mentions") == 5
+    await daemon._poll("news")
+    assert collector.polls == 0
+    labels = {"source": "news", "action": "skipped"}
+    assert _value(daemon, "listener_queue_backpressure_total", **labels) == 1
+    await daemon.batches.get()
+    daemon.batches.task_done()
+    await daemon._poll("news")
+    assert collector.polls == 1
+    assert _value(daemon, "listener_polls_total", source="news", outcome="ok") == 1
+    assert daemon.store is not None
+    daemon.store.close()
+
+
+async def test_a_big_poll_is_handed_over_in_slices_within_the_bound(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A poll bigger than the queue goes in slices of INGEST_CHUNK, waiting for room (counted
+    once); the cursor rides with the last slice only; the queue never holds more than
+    its bound."""
+    size = 2 * INGEST_CHUNK + INGEST_CHUNK // 2
+    collector = CountingCollector(size)
+    daemon = _daemon(tmp_path, clock, collector, LISTENER_QUEUE_MAX_MENTIONS=str(INGEST_CHUNK))
+    taken: list[Batch] = []
+    peak = 0
+
+    async def consume() -> None:
+        nonlocal peak
+        while len(taken) < 3:
+            peak = max(peak, daemon.batches.weight())
+            await asyncio.sleep(0.01)
+            taken.append(await daemon.batches.get())
+            daemon.batches.task_done()
+
+    consumer = asyncio.ensure_future(consume())
+    await asyncio.wait_for(daemon._poll("news"), 10)
+    await asyncio.wait_for(consumer, 10)
+    assert [len(b.mentions) for b in taken] == [INGEST_CHUNK, INGEST_CHUNK, INGEST_CHUNK // 2]
+    assert [b.cursor for b in taken] == [None, None, {"page": 1}]
+    assert [b.last for b in taken] == [False, False, True]
+    assert len({b.poll for b in taken}) == 1
+    assert peak <= INGEST_CHUNK
+    labels = {"source": "news", "action": "waited"}
+    assert _value(daemon, "listener_queue_backpressure_total", **labels) == 1
+    assert daemon.store is not None
+    daemon.store.close()
+
+
+async def test_a_stuck_poll_times_out_and_is_not_started_again(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A poll past LISTENER_POLL_TIMEOUT is a failure with backoff; while its thread still
+    runs, the next due poll fails at once instead of starting a second thread."""
+    release = threading.Event()
+    started: list[int] = []
+
+    class Stuck(CountingCollector):
+        def poll(self, cursor: Any, now: datetime) -> PollResult:
+            started.append(1)
+            release.wait(30)
+            return super().poll(cursor, now)
+
+    daemon = _daemon(tmp_path, clock, Stuck(), LISTENER_POLL_TIMEOUT="0.2s")
+    await daemon._poll("news")
+    health = daemon.health["news"]
+    assert (health.status, health.consecutive_failures) == ("error", 1)
+    assert "LISTENER_POLL_TIMEOUT" in str(health.last_error)
+    assert _value(daemon, "listener_errors_total", stage="collect", error_type="poll_timeout") == 1
+    clock.advance(timedelta(minutes=5))  # past the backoff
+    await daemon._poll("news")
+    assert started == [1]
+    assert health.consecutive_failures == 2
+    assert "still running" in str(health.last_error)
+    release.set()
+    assert daemon.store is not None
+    daemon.store.close()
+
+
+async def test_a_reload_failing_unexpectedly_is_rejected_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever reading the new file raises, the reload is counted and logged as rejected
+    and the running config stays."""
+
+    def broken(path: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    daemon = Daemon(Settings.from_env({"LISTENER_CONFIG": str(tmp_path / "rules.yaml")}))
+    monkeypatch.setattr(app, "load_config", broken)
+    with capture_logs() as logs:
+        await daemon.reload()
+    registry = daemon.metrics.registry
+    assert registry.get_sample_value("listener_config_reloads_total", {"outcome": "error"}) == 1
+    assert registry.get_sample_value("listener_config_last_reload_successful") == 0
+    labels = {"stage": "config", "error_type": "RecursionError"}
+    assert registry.get_sample_value("listener_errors_total", labels) == 1
+    failed = next(entry for entry in logs if entry["event"] == "reload_failed")
+    assert failed["error_type"] == "RecursionError"
+
+
+async def test_healthz_fails_once_the_processing_stage_is_gone(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """/healthz is 503 when the processing stage has ended, so a liveness probe restarts a
+    daemon whose polls could only pile up."""
+    daemon = _daemon(tmp_path, clock, CountingCollector())
+    request = Request("GET", "/healthz", "", {}, b"")
+    assert (await daemon._healthz(request)).status == 200
+
+    async def ended() -> None:
+        return None
+
+    daemon._processing = asyncio.ensure_future(ended())
+    await daemon._processing
+    assert (await daemon._healthz(request)).status == 503
+    assert daemon.store is not None
+    daemon.store.close()
