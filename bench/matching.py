@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python bench/matching.py --data DIR      # another data folder
     .venv/bin/python bench/matching.py --synthetic     # generated texts, no data needed
     .venv/bin/python bench/matching.py --repeat 5      # best of 5 timed passes (default 3)
+    .venv/bin/python bench/matching.py --brands 1,1000 # brand counts of the scaling table
 
 Texts: ``twitter-airline-sentiment/Tweets.csv`` (exact duplicate rows dropped) when
 present, else 20,000 synthetic airline-ish posts (seeded). Six airlines are the brands,
@@ -24,7 +25,16 @@ CPU 0 where it can) after a warm-up pass, best of ``--repeat`` passes:
 
 Besides texts/s it prints how many texts matched some brand and, with the dataset, how
 often the labelled airline was among the matches (a sanity check of the queries, not a
-quality metric). Exit status 0.
+quality metric).
+
+Then the scaling table: texts/s at 1, 10, 100 and 1,000 brands (``--brands``): the six
+airlines, then other real airlines (they occur in the tweets), then generated company
+names (aliases, handle, hashtag, an exclusion; with ``queries`` also a query and an
+exclude each). ``old`` is the per-brand regex loop the automaton replaced
+(``tests/support/brand_reference.py``), timed on a sample of the texts where it is slow
+(at least 300 texts, about a second a pass); ``new`` is :class:`BrandMatcher` on every
+text; ``ratio`` is new/old, both measured in the same run. ``same`` counts the texts of
+the sample on which both return the same brands; exit status 1 if any differs.
 """
 
 from __future__ import annotations
@@ -37,12 +47,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-from listener.config.schema import BrandConfig
-from listener.matching.brands import BrandMatcher
-from listener.matching.query import Document
+from typing import Protocol
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# the repository root must be on the path first (tests.support)
+from listener.config.schema import BrandConfig  # noqa: E402
+from listener.matching.brands import BrandMatcher  # noqa: E402
+from listener.matching.query import Document  # noqa: E402
+from tests.support.brand_reference import ReferenceMatcher  # noqa: E402
+
 DEFAULT_DATA = Path(os.environ.get("LISTENER_SHARED_DIR", REPO.parent / "shared")) / "data"
 
 # name (as the dataset's airline column) -> (aliases, handles, hashtags, query, exclude)
@@ -195,11 +210,114 @@ def report(
     print(f"{name:<10} {rate:>12,.0f} {matched:>10,} {recall:>12}")
 
 
+OTHER_AIRLINES = (  # real airlines, so the larger configurations also hit in the tweets
+    "Delta Air Lines",
+    "Alaska Airlines",
+    "Frontier",
+    "Spirit",
+    "Hawaiian Airlines",
+    "Allegiant",
+    "Sun Country",
+    "Air Canada",
+    "British Airways",
+    "Lufthansa",
+    "Emirates",
+    "Ryanair",
+    "easyJet",
+    "Qantas",
+    "WestJet",
+    "Avianca",
+)
+SYLLABLES = "ka lo mi zen tor vex pra quo lin dar sul ber nox fi ta gro mar vel cor ion".split()  # noqa: SIM905
+SUFFIXES = ("", "", " Corp", " Labs", " Air", " Bank", " Foods", " Systems", " & Co")
+
+
+def generated_brand(name: str, with_queries: bool) -> BrandConfig:
+    """A brand named ``name``: alias, handle, hashtag, an exclusion, maybe a query."""
+    compact = "".join(ch for ch in name if ch.isalnum())
+    fields: dict[str, object] = {
+        "name": name,
+        "aliases": [name],
+        "handles": [compact],
+        "hashtags": [compact + "fail"],
+        "exclusions": [f"{name} stock"],
+    }
+    if with_queries:
+        first = name.split()[0]
+        fields["query"] = (
+            f'@{compact.lower()} OR "{name}" OR '
+            f"({{{first}}} NEAR/3 (flight* OR outage OR refund* OR service))"
+        )
+        fields["exclude"] = f'giveaway OR "{name} stock" OR (hiring NEAR/3 job*)'
+    return BrandConfig.model_validate(fields)
+
+
+def scaled_brands(count: int, with_queries: bool, seed: int = 11) -> list[BrandConfig]:
+    """``count`` brands: the six airlines, other airlines, then generated names."""
+    out = brands(with_queries)[:count]
+    names = {b.name for b in out}
+    rng = random.Random(seed)
+    others = iter(OTHER_AIRLINES)
+    while len(out) < count:
+        name = next(others, None)
+        if name is None:
+            stem = "".join(rng.choices(SYLLABLES, k=rng.randint(2, 3))).title()
+            name = stem + rng.choice(SUFFIXES)
+        if name not in names:
+            names.add(name)
+            out.append(generated_brand(name, with_queries))
+    return out
+
+
+class Matcher(Protocol):
+    def match(
+        self, text: str, *, language: str | None = None, source: str | None = None
+    ) -> tuple[str, ...]: ...
+
+
+def timed(
+    matcher: Matcher, texts: Sequence[str], repeat: int
+) -> tuple[float, list[tuple[str, ...]]]:
+    """Texts/s of ``matcher`` (best of ``repeat`` passes) and its decisions."""
+
+    def run() -> list[tuple[str, ...]]:
+        match = matcher.match
+        return [match(t, language="en", source="twitter") for t in texts]
+
+    return best_rate(run, len(texts), repeat), run()
+
+
+def scaling(texts: Sequence[str], counts: Sequence[int], repeat: int) -> bool:
+    """Print old vs new texts/s per brand count; False if any decision differs."""
+    print()
+    print(f"{'brands':>6} {'config':<8} {'old texts/s':>12} {'new texts/s':>12} {'ratio':>8}  same")
+    agree = True
+    for count in counts:
+        for with_queries in (False, True):
+            config = scaled_brands(count, with_queries)
+            new_rate, new_found = timed(BrandMatcher(config), texts, repeat)
+            sample = texts[: max(300, min(len(texts), 30_000 // count))]
+            old_repeat = repeat if len(sample) == len(texts) else 1
+            old_rate, old_found = timed(ReferenceMatcher(config), sample, old_repeat)
+            same = sum(a == b for a, b in zip(old_found, new_found, strict=False))
+            agree = agree and same == len(sample)
+            print(
+                f"{count:>6} {'queries' if with_queries else 'aliases':<8} {old_rate:>12,.0f} "
+                f"{new_rate:>12,.0f} {new_rate / old_rate:>7.1f}x  {same}/{len(sample)}"
+            )
+    return agree
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder")
     parser.add_argument("--synthetic", action="store_true", help="generated texts only")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes (best is kept)")
+    parser.add_argument(
+        "--brands",
+        default="1,10,100,1000",
+        help="brand counts of the scaling table, comma-separated (empty: no table)",
+    )
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         try:
@@ -215,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     rate = best_rate(lambda: [Document.of(t) for t in texts], len(texts), args.repeat)
     print(f"{'document':<10} {rate:>12,.0f} {'-':>10} {'-':>12}")
     print(f"python {sys.version.split()[0]}, {len(AIRLINES)} brands, one text at a time")
+    counts = [int(c) for c in args.brands.split(",") if c.strip()]
+    if counts and not scaling(texts, counts, args.repeat):
+        print("decisions differ between the old and the new matcher")
+        return 1
     return 0
 
 

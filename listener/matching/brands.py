@@ -27,28 +27,48 @@ Contract (pure, no I/O):
   that could match a mention with none of its terms (``NOT hiring``) is refused.
   Mentions are tokenised for queries (:class:`~listener.matching.query.Document`) once,
   only when some brand needs its query or exclude tested.
+
+Cost (:class:`BrandMatcher`): flat in the number of brands. One Aho-Corasick automaton
+holds every brand's include terms and exclusions; a text is scanned once and each hit
+whose ends pass the whole-word rule marks its brands. A query is tested only for brands
+one of whose query's necessary terms (:meth:`~listener.matching.query.Query.necessary_terms`)
+occurs, found through a second index over the prepared document; an ``exclude`` query
+only for brands otherwise matched.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar, cast
+
+import ahocorasick
 
 from listener.config.schema import BrandConfig
-from listener.matching.query import Document, Query, QuerySyntaxError, compile_query
+from listener.matching.query import (
+    Document,
+    NecessaryTerms,
+    Query,
+    QuerySyntaxError,
+    compile_query,
+)
 
-__all__ = ["BrandMatcher", "QuerySyntaxError", "compile_brand_query", "normalise"]
+__all__ = ["BrandMatcher", "QuerySyntaxError", "compile_brand_query", "is_word_char", "normalise"]
 
-_SPACE = re.compile(r"\s+")
+_V = TypeVar("_V")
 
 
 def normalise(text: str) -> str:
-    """NFKC + casefold the text and collapse whitespace runs to single spaces (stripped)."""
+    """NFKC + casefold the text and collapse whitespace runs to single spaces (stripped).
+
+    ``str.split()`` splits on exactly what ``\\s`` matches (``str.isspace()``), and ASCII
+    text is its own NFKC form and casefolds as ``lower()``: the fast forms of the same
+    function (both checked over every code point in the tests)."""
+    if text.isascii():
+        return " ".join(text.lower().split())
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    return _SPACE.sub(" ", folded).strip()
+    return " ".join(folded.split())
 
 
 def _term(raw: str, sigil: str = "") -> str | None:
@@ -60,20 +80,40 @@ def _term(raw: str, sigil: str = "") -> str | None:
     return term or None
 
 
-def _pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching any of ``terms`` as a whole word/phrase, or None when empty."""
-    unique = sorted(set(terms), key=lambda t: (-len(t), t))
-    if not unique:
+def is_word_char(char: str) -> bool:
+    """What ``\\w`` matches in a ``str`` pattern: ``str.isalnum()`` or ``_`` (checked
+    against :mod:`re` over every code point in the tests)."""
+    return char.isalnum() or char == "_"
+
+
+def _scanner(entries: Mapping[str, _V]) -> Callable[[str], Iterator[tuple[int, _V]]] | None:
+    """An Aho-Corasick automaton over the non-empty keys of ``entries``: its ``iter``,
+    which yields ``(end index, value)`` for every occurrence of every key, overlapping
+    ones included; None when there are no keys."""
+    if not entries:
         return None
-    alternation = "|".join(re.escape(t) for t in unique)
-    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
+    automaton = ahocorasick.Automaton()
+    for key, value in entries.items():
+        automaton.add_word(key, value)
+    automaton.make_automaton()
+    return cast("Callable[[str], Iterator[tuple[int, _V]]]", automaton.iter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One normalised term in the automaton: its length and the brands (config indices)
+    it is an include term or an exclusion of."""
+
+    length: int
+    include: tuple[int, ...]
+    exclude: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _CompiledBrand:
     name: str
-    include: re.Pattern[str] | None
-    exclude: re.Pattern[str] | None
+    include: frozenset[str]
+    exclude: frozenset[str]
     query: Query | None = None
     exclude_query: Query | None = None
 
@@ -115,33 +155,112 @@ def _compile(brand: BrandConfig) -> _CompiledBrand:
     exclusions = [_term(e) for e in brand.exclusions]
     return _CompiledBrand(
         name=brand.name,
-        include=_pattern(t for t in terms if t),
-        exclude=_pattern(e for e in exclusions if e),
+        include=frozenset(t for t in terms if t),
+        exclude=frozenset(e for e in exclusions if e),
         query=query,
         exclude_query=exclude_query,
     )
 
 
+def _terms_automaton(
+    brands: Sequence[_CompiledBrand],
+) -> Callable[[str], Iterator[tuple[int, _Entry]]] | None:
+    """One automaton over every brand's include terms and exclusions."""
+    include: dict[str, list[int]] = {}
+    exclude: dict[str, list[int]] = {}
+    for i, brand in enumerate(brands):
+        for term in brand.include:
+            include.setdefault(term, []).append(i)
+        for term in brand.exclude:
+            exclude.setdefault(term, []).append(i)
+    entries = {
+        term: _Entry(len(term), tuple(include.get(term, ())), tuple(exclude.get(term, ())))
+        for term in include.keys() | exclude.keys()
+    }
+    return _scanner(entries)
+
+
+class _QueryIndex:
+    """Which brand queries could match a document: an index over every query's
+    :class:`~listener.matching.query.NecessaryTerms` (words: a set intersection;
+    wildcard stems, case-kept and folded substrings: one automaton pass each), plus
+    the queries for which no such terms exist, tested always."""
+
+    __slots__ = ("_always", "_folded", "_prefixes", "_text", "_word_set", "_words")
+
+    def __init__(self, queries: Mapping[int, Query]) -> None:
+        words: dict[str, list[int]] = {}
+        prefixes: dict[str, list[int]] = {}
+        text: dict[str, list[int]] = {}
+        folded: dict[str, list[int]] = {}
+        always: list[int] = []
+        for i, query in queries.items():
+            need: NecessaryTerms | None = query.necessary_terms()
+            if need is None:
+                always.append(i)
+                continue
+            for kind, terms in (
+                (words, need.words),
+                (prefixes, need.prefixes),
+                (text, need.text),
+                (folded, need.folded),
+            ):
+                for term in terms:
+                    kind.setdefault(term, []).append(i)
+        self._always = frozenset(always)
+        self._words = {w: tuple(b) for w, b in words.items()}
+        self._word_set = frozenset(words)
+        # "\0" is in no term: "\0stem" matches only at the start of a term of "\0t1\0t2"
+        self._prefixes = _scanner({"\0" + p: tuple(b) for p, b in prefixes.items()})
+        self._text = _scanner({t: tuple(b) for t, b in text.items()})
+        self._folded = _scanner({t: tuple(b) for t, b in folded.items()})
+
+    def candidates(self, doc: Document) -> set[int]:
+        """The brands (config indices) whose query might match ``doc``."""
+        found = set(self._always)
+        words = self._words
+        for word in doc.terms & self._word_set:
+            found.update(words[word])
+        if self._prefixes is not None and doc.terms:
+            for _, brands in self._prefixes("\0" + "\0".join(doc.terms)):
+                found.update(brands)
+        if self._text is not None:
+            for _, brands in self._text(doc.text):
+                found.update(brands)
+        if self._folded is not None:
+            for _, brands in self._folded(doc.folded):
+                found.update(brands)
+        return found
+
+
 class BrandMatcher:
-    """Matches texts against brands; built once from config, regexes and queries
+    """Matches texts against brands; built once from config, automata and queries
     compiled once (raises :class:`~listener.matching.query.QuerySyntaxError`).
 
-    :meth:`match` normalises the text once and runs one include regex (and, when the
-    brand has exclusions and the include matched, one exclusion regex) per brand. Brands
-    with a ``query``/``exclude`` share one :class:`~listener.matching.query.Document`
-    of the text, built on first need.
+    :meth:`match` normalises the text once and scans it once with one automaton over
+    every brand's terms, whatever the number of brands. Brands with a ``query``/
+    ``exclude`` share one :class:`~listener.matching.query.Document` of the text; a
+    query is tested only when one of its necessary terms occurs in it.
     """
 
-    __slots__ = ("_brands", "_queries")
+    __slots__ = ("_brands", "_exclude_queries", "_names", "_queries", "_query_index", "_scan")
 
     def __init__(self, brands: Sequence[BrandConfig]) -> None:
         self._brands: tuple[_CompiledBrand, ...] = tuple(_compile(b) for b in brands)
-        self._queries = any(b.query or b.exclude_query for b in self._brands)
+        self._names = tuple(b.name for b in self._brands)
+        self._scan = _terms_automaton(self._brands)
+        self._queries: dict[int, Query] = {
+            i: b.query for i, b in enumerate(self._brands) if b.query is not None
+        }
+        self._query_index = _QueryIndex(self._queries) if self._queries else None
+        self._exclude_queries: dict[int, Query] = {
+            i: b.exclude_query for i, b in enumerate(self._brands) if b.exclude_query is not None
+        }
 
     @property
     def brand_names(self) -> tuple[str, ...]:
         """The configured brand names, in config order."""
-        return tuple(b.name for b in self._brands)
+        return self._names
 
     def match(
         self,
@@ -158,30 +277,47 @@ class BrandMatcher:
         language.
         """
         norm = normalise(text)
-        found: list[str] = []
-        if not self._queries:
-            for brand in self._brands:
-                if brand.include is None or brand.include.search(norm) is None:
-                    continue
-                if brand.exclude is not None and brand.exclude.search(norm) is not None:
-                    continue
-                found.append(brand.name)
-            return tuple(found)
+        hits: list[_Entry] = []
+        if self._scan is not None:
+            last = len(norm) - 1
+            for end, entry in self._scan(norm):
+                # the whole-word rule, (?<!\w)term(?!\w), on the hit's two neighbours
+                # (is_word_char, inlined)
+                start = end - entry.length + 1
+                if start > 0:
+                    c = norm[start - 1]
+                    if c.isalnum() or c == "_":
+                        continue
+                if end < last:
+                    c = norm[end + 1]
+                    if c.isalnum() or c == "_":
+                        continue
+                hits.append(entry)
+        plain = self._query_index is None and not self._exclude_queries
+        if plain:
+            if not hits:
+                return ()
+            if len(hits) == 1 and not hits[0].exclude:
+                return tuple(self._names[i] for i in hits[0].include)  # in config order
+        included: set[int] = set()
+        excluded: set[int] = set()
+        for entry in hits:
+            included.update(entry.include)
+            excluded.update(entry.exclude)
+        found = included - excluded
+        if plain:
+            return tuple(self._names[i] for i in sorted(found))
         doc: Document | None = None
-        for brand in self._brands:
-            if brand.include is None or brand.include.search(norm) is None:
-                if brand.query is None:
-                    continue
+        if self._query_index is not None:
+            doc = Document(text, language, source)
+            queries = self._queries
+            for i in self._query_index.candidates(doc):
+                if i not in included and i not in excluded and queries[i].matches(doc):
+                    found.add(i)
+        if self._exclude_queries and found:
+            for i in [i for i in found if i in self._exclude_queries]:
                 if doc is None:
                     doc = Document(text, language, source)
-                if not brand.query.matches(doc):
-                    continue
-            if brand.exclude is not None and brand.exclude.search(norm) is not None:
-                continue
-            if brand.exclude_query is not None:
-                if doc is None:
-                    doc = Document(text, language, source)
-                if brand.exclude_query.matches(doc):
-                    continue
-            found.append(brand.name)
-        return tuple(found)
+                if self._exclude_queries[i].matches(doc):
+                    found.discard(i)
+        return tuple(self._names[i] for i in sorted(found))

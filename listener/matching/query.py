@@ -31,7 +31,7 @@ import itertools
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -41,6 +41,7 @@ __all__ = [
     "FILTERS",
     "MIN_WILDCARD_PREFIX",
     "Document",
+    "NecessaryTerms",
     "Query",
     "QuerySyntaxError",
     "compile_query",
@@ -354,6 +355,62 @@ class Document:
             i += 1
 
 
+# --------------------------------------------------------------------------- necessary terms
+
+
+@dataclass(frozen=True, slots=True)
+class NecessaryTerms:
+    """What must occur in a :class:`Document` for a query to match it: at least one of
+    these (:meth:`Query.necessary_terms`). Each kind is implied by the test the query
+    itself makes (a case-kept word among the case-kept words is a substring of the
+    case-kept text), so a mention with none of them cannot match: never a guess.
+
+    * ``words``: folded words, ``#tags`` and ``@handles``, members of :attr:`Document.terms`;
+    * ``prefixes``: wildcard stems (``refund``, ``#acme``), prefixes of some member of
+      :attr:`Document.terms`;
+    * ``text``: substrings of :attr:`Document.text` (the NFKC, case-kept text), for
+      case-sensitive terms and symbols;
+    * ``folded``: substrings of :attr:`Document.folded`, for symbols (``😡``).
+
+    A caller that indexes the terms of many queries (``BrandMatcher``) tests only the
+    queries one of whose necessary terms occurs.
+    """
+
+    words: frozenset[str] = frozenset()
+    prefixes: frozenset[str] = frozenset()
+    text: frozenset[str] = frozenset()
+    folded: frozenset[str] = frozenset()
+
+    def __or__(self, other: NecessaryTerms) -> NecessaryTerms:
+        return NecessaryTerms(
+            self.words | other.words,
+            self.prefixes | other.prefixes,
+            self.text | other.text,
+            self.folded | other.folded,
+        )
+
+    @property
+    def cost(self) -> int:
+        """How costly the set is to look for: a word is a set look-up, the rest scans."""
+        return len(self.words) + 2 * (len(self.prefixes) + len(self.text) + len(self.folded))
+
+    def occur_in(self, doc: Document) -> bool:
+        """Whether any of the terms occurs in ``doc`` (one document; an index of many
+        queries' terms answers the same question for all at once)."""
+        return (
+            not self.words.isdisjoint(doc.terms)
+            or any(next(doc.terms_from(p), None) is not None for p in self.prefixes)
+            or any(t in doc.text for t in self.text)
+            or any(t in doc.folded for t in self.folded)
+        )
+
+
+def _cheapest(needs: Iterable[NecessaryTerms | None]) -> NecessaryTerms | None:
+    """The cheapest of ``needs`` that is known (any one is necessary), else None."""
+    known = [n for n in needs if n is not None]
+    return min(known, key=lambda n: n.cost) if known else None
+
+
 # --------------------------------------------------------------------------- compiled tree
 
 
@@ -376,6 +433,11 @@ class _Node:
     def filters(self) -> Iterator[tuple[str, str]]:
         yield from ()
 
+    def necessary(self) -> NecessaryTerms | None:
+        """Terms of which one occurs in every document :meth:`test` accepts, or None when
+        that cannot be said (``NOT``, filters)."""
+        return None
+
 
 class _Key(_Node):
     """One folded word, ``#tag`` or ``@handle``: a set look-up."""
@@ -389,6 +451,9 @@ class _Key(_Node):
 
     def test(self, doc: Document) -> bool:
         return self.key in doc.terms
+
+    def necessary(self) -> NecessaryTerms | None:
+        return NecessaryTerms(words=frozenset((self.key,)))
 
     def spans(self, doc: Document) -> list[_Span]:
         toks = doc.tokens(self.case_sensitive)
@@ -406,6 +471,10 @@ class _CaseKey(_Key):
 
     def test(self, doc: Document) -> bool:
         return self.key in doc.case_terms()
+
+    def necessary(self) -> NecessaryTerms | None:
+        # a case-kept term is a substring of the case-kept text
+        return NecessaryTerms(text=frozenset((self.key,)))
 
     def __str__(self) -> str:
         return f"{{{self.key}}}"
@@ -427,6 +496,10 @@ class _SymbolKey(_Node):
         toks = doc.tokens(self.case_sensitive)
         return any(toks.free(t, t) for t in toks.index.get(self.key, ()))
 
+    def necessary(self) -> NecessaryTerms | None:
+        key = frozenset((self.key,))
+        return NecessaryTerms(text=key) if self.case_sensitive else NecessaryTerms(folded=key)
+
     def spans(self, doc: Document) -> list[_Span]:
         toks = doc.tokens(self.case_sensitive)
         return [toks.span(t, t) for t in toks.index.get(self.key, ()) if toks.free(t, t)]
@@ -446,6 +519,9 @@ class _Prefix(_Node):
 
     def test(self, doc: Document) -> bool:
         return next(doc.terms_from(self.prefix), None) is not None
+
+    def necessary(self) -> NecessaryTerms | None:
+        return NecessaryTerms(prefixes=frozenset((self.prefix,)))
 
     def spans(self, doc: Document) -> list[_Span]:
         toks = doc.tokens(False)
@@ -516,6 +592,15 @@ class _Seq(_Node):
             if symbol not in text:
                 return False
         return bool(self.spans(doc))
+
+    def necessary(self) -> NecessaryTerms | None:
+        # test() needs every word among the terms and every symbol in the text: one will
+        # do, the longest (likely the rarest); a case-kept word is in the case-kept text
+        if self.words:
+            word = frozenset((min(self.words, key=lambda w: (-len(w), w)),))
+            return NecessaryTerms(text=word) if self.case_sensitive else NecessaryTerms(words=word)
+        symbol = frozenset((min(self.symbols, key=lambda w: (-len(w), w)),))
+        return NecessaryTerms(text=symbol) if self.case_sensitive else NecessaryTerms(folded=symbol)
 
     def spans(self, doc: Document) -> list[_Span]:
         toks = doc.tokens(self.case_sensitive)
@@ -606,6 +691,10 @@ class _And(_Node):
     def vacuous(self, env: Mapping[tuple[str, str], bool]) -> bool:
         return all(child.vacuous(env) for child in self.children)
 
+    def necessary(self) -> NecessaryTerms | None:
+        # every child must match: any one child's terms are necessary; take the cheapest
+        return _cheapest(child.necessary() for child in self.children)
+
     def filters(self) -> Iterator[tuple[str, str]]:
         for child in self.children:
             yield from child.filters()
@@ -632,6 +721,16 @@ class _Or(_Node):
 
     def vacuous(self, env: Mapping[tuple[str, str], bool]) -> bool:
         return any(child.vacuous(env) for child in self.children)
+
+    def necessary(self) -> NecessaryTerms | None:
+        # some child matches: the union, and nothing when one child has none
+        union = NecessaryTerms()
+        for child in self.children:
+            need = child.necessary()
+            if need is None:
+                return None
+            union = union | need
+        return union
 
     def filters(self) -> Iterator[tuple[str, str]]:
         for child in self.children:
@@ -686,6 +785,10 @@ class _Near(_Node):
     def vacuous(self, env: Mapping[tuple[str, str], bool]) -> bool:
         return False
 
+    def necessary(self) -> NecessaryTerms | None:
+        # _pairs tests both sides first
+        return _cheapest((self.left.necessary(), self.right.necessary()))
+
     def __str__(self) -> str:
         op = f"NEAR/{self.distance}{'f' if self.ordered else ''}"
         return f"({self.left} {op} {self.right})"
@@ -734,6 +837,13 @@ class Query:
             elif isinstance(node, _Near):
                 todo.extend((node.right, node.left))
         return tuple(found)
+
+    def necessary_terms(self) -> NecessaryTerms | None:
+        """Terms of which at least one occurs in every mention this query matches (so a
+        mention with none of them need not be tested), or None when no such set can be
+        derived (``NOT acme``, ``lang:en``, ``acme OR NOT hiring``): then every mention
+        must be tested. See :class:`NecessaryTerms`."""
+        return self._root.necessary()
 
     def __str__(self) -> str:
         """The query fully parenthesised, terms as compiled (folded): shows precedence."""
