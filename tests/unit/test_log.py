@@ -102,6 +102,8 @@ def test_console_on_a_terminal_honours_no_color(monkeypatch: pytest.MonkeyPatch)
     structlog.get_logger("t").warning("source failing", source="news")
     assert "source failing" in plain.getvalue()
     assert "\x1b[" not in plain.getvalue()
+
+
 def test_a_closed_pipe_is_counted_never_raised() -> None:
     """Writing to a pipe whose reader is gone loses the line, counts it, and raises nothing."""
     from listener.log import WRITE_ERRORS
