@@ -43,7 +43,7 @@ from listener.collectors.base import Collector, Cursor, PollResult
 from listener.components import build_collectors, build_sinks
 from listener.config.duration import format_duration
 from listener.config.lint import config_warnings
-from listener.config.load import load_config
+from listener.config.load import load_config_text, read_config_text
 from listener.config.schema import Config, SourceConfig
 from listener.config.secrets import config_secrets
 from listener.errors import (
@@ -117,6 +117,14 @@ class SourceHealth:
         }
 
 
+def load_with_warnings(path: str) -> tuple[Config, list[ConfigProblem]]:
+    """Read the rules file once, then load it and lint it from that same text (blocking:
+    a reload runs it in a worker thread, never on the event loop)."""
+    text = read_config_text(path)
+    config = load_config_text(text, path)
+    return config, config_warnings(config, path, text)
+
+
 def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: ``initial × 2^(failures-1)`` capped, then 50–100 %."""
     base: float = min(maximum, initial * 2.0 ** max(0, failures - 1))
@@ -176,7 +184,8 @@ class Daemon:
             self._api_pool.shutdown(wait=False)
 
     async def _run(self) -> int:
-        config = load_config(self.settings.config)  # ConfigError → CLI prints, exit 2
+        # ConfigError → CLI prints, exit 2
+        config, warnings = load_with_warnings(self.settings.config)
         REDACTOR.update([*config_secrets(config), self.settings.api_token])
         self.store = Store.open(self.settings.state)
         self.processor = Processor(config, self.store, self.metrics)
@@ -192,7 +201,7 @@ class Daemon:
                 f"cannot listen on {self.settings.listen}: {exc.strerror}"
             ) from None
         try:
-            await self.apply(config)
+            await self.apply(config, warnings)
         except ConfigError:
             await self.api.stop()
             self.store.close()
@@ -331,7 +340,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ config
 
-    async def apply(self, config: Config) -> None:
+    async def apply(self, config: Config, warnings: Sequence[ConfigProblem] = ()) -> None:
         """Build and start everything a config describes (startup and reload)."""
         assert self.store is not None
         assert self.processor is not None
@@ -417,7 +426,7 @@ class Daemon:
         self._delivery_task = asyncio.create_task(self.deliverer.run(self._delivery_stop))
         self.metrics.config_last_reload.set(time.time())
         self.metrics.config_reload_ok.set(1)
-        for warning in config_warnings(config, self.settings.config):
+        for warning in warnings:
             log.warning("config_warning", warning=str(warning))
 
     async def reload(self) -> None:
@@ -432,7 +441,7 @@ class Daemon:
 
     async def _reload(self) -> None:
         try:
-            config = await asyncio.to_thread(load_config, self.settings.config)
+            config, warnings = await asyncio.to_thread(load_with_warnings, self.settings.config)
         except ConfigError as exc:
             self._reload_rejected(exc.problems)
             log.error("reload_kept_old_config", problems=len(exc.problems))
@@ -445,7 +454,7 @@ class Daemon:
         # both sets while the new config is applied: either may still be running after
         REDACTOR.update([*old, *config_secrets(config), self.settings.api_token])
         try:
-            await self.apply(config)
+            await self.apply(config, warnings)
         except ConfigError as exc:  # a source or sink could not be built: keep the old config
             self._reload_rejected(exc.problems)
             return

@@ -609,6 +609,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return load_config_text(_read(Path(path)), str(path), env)
 
 
+def read_config_text(path: str | Path) -> str:
+    """The text of a rules file, read once (a ConfigError, with the line, if it cannot be
+    read or is not UTF-8): for callers that load it and also need the text itself."""
+    return _read(Path(path))
+
+
 def _read(path: Path) -> str:
     """The text of a rules file; a ConfigError (with the line) if it is not UTF-8."""
     try:

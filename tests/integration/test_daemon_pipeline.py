@@ -163,7 +163,7 @@ async def test_a_reload_failing_unexpectedly_is_rejected_not_raised(
         raise RecursionError("maximum recursion depth exceeded")
 
     daemon = Daemon(Settings.from_env({"LISTENER_CONFIG": str(tmp_path / "rules.yaml")}))
-    monkeypatch.setattr(app, "load_config", broken)
+    monkeypatch.setattr(app, "read_config_text", broken)
     with capture_logs() as logs:
         await daemon.reload()
     registry = daemon.metrics.registry

@@ -11,7 +11,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from structlog.testing import capture_logs
 
-from listener.app import Daemon
+from listener.app import Daemon, load_with_warnings
 from listener.config.lint import config_warnings
 from listener.config.load import load_config, load_config_text
 from listener.errors import ConfigError
@@ -488,7 +488,8 @@ def test_shipped_rules_give_no_warnings() -> None:
 
 
 async def test_daemon_logs_each_warning_when_a_config_is_applied(tmp_path: Path) -> None:
-    """Startup and reload go through apply, which logs each warning once."""
+    """Startup and reload load the file once and lint that same text (off the event loop
+    on reload); apply logs each warning once."""
     path = tmp_path / "rules.yaml"
     path.write_text(
         levels(
@@ -497,13 +498,13 @@ async def test_daemon_logs_each_warning_when_a_config_is_applied(tmp_path: Path)
         )
     )
     daemon = Daemon(Settings.from_env({"LISTENER_CONFIG": str(path)}))
-    config = load_config(path)
+    config, warnings = load_with_warnings(str(path))
     daemon.store = store = Store.open(tmp_path / "s.db")
     daemon.processor = Processor(config, store, daemon.metrics)
     daemon.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
     try:
         with capture_logs() as logs:
-            await daemon.apply(config)
+            await daemon.apply(config, warnings)
     finally:
         await daemon._stop_delivery()
         store.close()
