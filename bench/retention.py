@@ -17,9 +17,10 @@ of the bench's ``negative-surge`` rule that resolves within the hour after it en
 evidence (the brand's mentions from 30 h before it opened to 2 h after it resolved) is
 kept past retention.
 
-Every simulated hour the daemon's own housekeeping job runs: ``Daemon._housekeeping``
-of a :class:`~listener.app.Daemon` built with these settings (``mention_retention``,
-``vacuum_every``) around the same store and clock, so the prune (with the daemon's
+Every simulated hour the daemon's own housekeeping job runs: ``Housekeeping.run`` of a
+:class:`~listener.housekeeping.Housekeeping` built as the daemon builds it from these
+settings (``mention_retention``, ``vacuum_every``) around the same store and clock, so the
+prune (with the daemon's
 retention, at least ``EVIDENCE_BEFORE``) and the ``VACUUM`` when due are exactly the
 daemon's, in its order. Only the timing of ``Store.prune_mentions`` and ``Store.vacuum``
 is added, by a subclass of the store.
@@ -68,11 +69,12 @@ from statistics import mean
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from listener.app import Daemon  # noqa: E402 - needs the repository root on the path
-from listener.clock import ManualClock  # noqa: E402
+from listener.clock import ManualClock  # noqa: E402 - needs the repository root on the path
 from listener.config.duration import parse_duration  # noqa: E402
 from listener.config.load import load_config_text  # noqa: E402
+from listener.housekeeping import Housekeeping  # noqa: E402
 from listener.log import configure_logging  # noqa: E402
+from listener.metrics import Metrics  # noqa: E402
 from listener.model import Author, Engagement, Mention  # noqa: E402
 from listener.processor import Processor  # noqa: E402
 from listener.settings import Settings  # noqa: E402
@@ -397,16 +399,22 @@ def run(args: argparse.Namespace, path: Path, tweets: Path | None) -> int:
         state=str(path), mention_retention=retention, vacuum_every=args.vacuum_every
     )
     clock = ManualClock(START)
-    daemon = Daemon(settings, clock=clock)
     opened = TimedStore.open(path)
     assert isinstance(opened, TimedStore)
     store = opened
     store.timings = Timings()
-    daemon.store = store  # what Daemon.run would have opened; _housekeeping uses only this
-    processor = Processor(load_config_text(CONFIG, "bench/retention.py", {}), store, daemon.metrics)
+    metrics = Metrics()
+    housekeeping = Housekeeping(  # as Daemon.run builds it, around this store and clock
+        store,
+        metrics,
+        clock,
+        retention=settings.mention_retention,
+        vacuum_every=settings.vacuum_every,
+    )
+    processor = Processor(load_config_text(CONFIG, "bench/retention.py", {}), store, metrics)
     rng = random.Random(args.seed)
     traffic = Traffic(args.per_day, Texts(rng, tweets), rng)
-    cutoff_age = max(retention, EVIDENCE_BEFORE)  # what _housekeeping prunes before
+    cutoff_age = max(retention, EVIDENCE_BEFORE)  # what Housekeeping.run prunes before
     reference = max(nominal, EVIDENCE_BEFORE)  # "day = retention", as the daemon stretches it
     print(
         f"{days} days of Acme, {args.per_day:,} mentions/day ("
@@ -416,7 +424,7 @@ def run(args: argparse.Namespace, path: Path, tweets: Path | None) -> int:
         + "\nretention "
         + ("none (--no-retention)" if args.no_retention else _span(retention))
         + (f" (the daemon prunes at {_span(cutoff_age)})" if cutoff_age > retention else "")
-        + f", VACUUM every {_span(args.vacuum_every)}: Daemon._housekeeping every hour"
+        + f", VACUUM every {_span(args.vacuum_every)}: Housekeeping.run every hour"
         + f"\nstate file: {path}\n"
     )
     print(
@@ -437,7 +445,7 @@ def run(args: argparse.Namespace, path: Path, tweets: Path | None) -> int:
         while True:
             now = clock.now()
             if step % steps_per_hour == 0:  # the daemon's hourly job; its first run at start
-                runner.run(daemon._housekeeping())
+                runner.run(housekeeping.run())
                 size = store.size_bytes()
                 day = (now - START) / timedelta(days=1)
                 hourly.append((day, size))

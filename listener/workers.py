@@ -5,8 +5,8 @@
   its own and no new poll of that source starts meanwhile, so a stalled source holds one
   thread, never a healthy source's, and never delays the process exit.
 - **Store and processing** (ingest, evaluation, housekeeping) and the **HTTP API's store
-  reads** each get a small bounded :class:`~concurrent.futures.ThreadPoolExecutor` of
-  their own (see :class:`listener.app.Daemon`); delivery keeps the loop's default one.
+  reads** each get a small bounded :class:`Pool` of their own (built in
+  :class:`listener.app.Daemon`); delivery keeps the loop's default one.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -69,3 +70,28 @@ class SourceThreads:
         self._threads[source] = thread
         thread.start()
         return await future
+
+
+class Pool:
+    """A small bounded thread pool for one kind of blocking work (store, API reads).
+
+    ``await pool.run(fn, *args)`` runs ``fn`` in one of its threads, with the caller's
+    context variables when ``copy_context`` (so log lines keep ``source`` and the like).
+    """
+
+    def __init__(self, name: str, workers: int = 2, *, copy_context: bool = True) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._copy_context = copy_context
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        if self._copy_context:
+            context = contextvars.copy_context()
+            return await loop.run_in_executor(
+                self._executor, lambda: context.run(fn, *args, **kwargs)
+            )
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def shutdown(self) -> None:
+        """Take no more work; threads end once what they run returns (never waited for)."""
+        self._executor.shutdown(wait=False)

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from listener.api import RestApi
 from listener.app import Daemon
 from listener.clock import ManualClock
 from listener.config.load import load_config_text
 from listener.httpapi import MAX_BODY
 from listener.metrics import Metrics
+from listener.pipeline import SourceHealth
 from listener.processor import Processor
 from listener.settings import Settings
 from listener.store import Store
@@ -111,6 +113,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return path, incident.id
 
 
+class Idle:
+    """A pipeline with no sources and no processor: an ack evaluates nothing."""
+
+    health: dict[str, SourceHealth] = {}  # noqa: RUF012 - read only
+
+    def stopping(self) -> bool:
+        return False
+
+    def processing_alive(self) -> bool:
+        return True
+
+    async def evaluate(self) -> None:
+        return None
+
+
 async def start(tmp_path: Path, template: tuple[Path, str], token: str = TOKEN) -> Daemon:
     """A daemon with CONFIG and a copy of the template state, serving only its API."""
     shutil.copy(template[0], tmp_path / "state.db")
@@ -120,7 +137,9 @@ async def start(tmp_path: Path, template: tuple[Path, str], token: str = TOKEN) 
     )
     daemon.store = Store.open(tmp_path / "state.db")
     daemon.config = load_config_text(CONFIG, "rules.yaml", {})
-    daemon._routes()
+    RestApi(daemon.settings, daemon.store, Idle(), daemon.clock, lambda: daemon.config).mount(
+        daemon.api
+    )
     await daemon.api.start("127.0.0.1", 0)
     return daemon
 

@@ -13,12 +13,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from listener import app
-from listener.app import INGEST_CHUNK, Batch, Daemon, SourceHealth
+from listener.api import RestApi
+from listener.app import Daemon
 from listener.clock import ManualClock
 from listener.collectors.base import PollResult
 from listener.config.load import load_config_text
 from listener.httpapi import Request
+from listener.metrics import Metrics
 from listener.model import Mention
+from listener.pipeline import INGEST_CHUNK, Batch, Pipeline, SourceHealth
+from listener.processor import Processor
 from listener.settings import Settings
 from listener.store import Store
 
@@ -53,40 +57,42 @@ class CountingCollector:
         pass
 
 
-def _daemon(tmp_path: Path, clock: ManualClock, collector: CountingCollector, **env: str) -> Daemon:
+def _pipeline(
+    tmp_path: Path, clock: ManualClock, collector: CountingCollector, **env: str
+) -> Pipeline:
     settings = Settings.from_env({"LISTENER_STATE": str(tmp_path / "s.db"), **env})
-    daemon = Daemon(settings, clock=clock)
-    daemon.store = Store.open(tmp_path / "s.db")
+    store = Store.open(tmp_path / "s.db")
     config = load_config_text(RULES, "rules.yaml", {})
-    daemon.collectors = {"news": collector}  # type: ignore[dict-item]
-    daemon.source_configs = dict(config.sources)
-    daemon.health = {"news": SourceHealth(clock.now())}
-    return daemon
+    metrics = Metrics()
+    pipeline = Pipeline(settings, store, Processor(config, store, metrics), metrics, clock)
+    pipeline.collectors = {"news": collector}  # type: ignore[dict-item]
+    pipeline.source_configs = dict(config.sources)
+    pipeline.health = {"news": SourceHealth(clock.now())}
+    return pipeline
 
 
-def _value(daemon: Daemon, name: str, **labels: str) -> float | None:
-    return daemon.metrics.registry.get_sample_value(name, labels)
+def _value(pipeline: Pipeline, name: str, **labels: str) -> float | None:
+    return pipeline.metrics.registry.get_sample_value(name, labels)
 
 
 async def test_a_full_queue_skips_the_poll(tmp_path: Path, clock: ManualClock) -> None:
     """While the queue holds LISTENER_QUEUE_MAX_MENTIONS, a due poll fetches nothing and
     is counted as skipped; once processing drains it, polling resumes."""
     collector = CountingCollector()
-    daemon = _daemon(tmp_path, clock, collector, LISTENER_QUEUE_MAX_MENTIONS="5")
+    pipeline = _pipeline(tmp_path, clock, collector, LISTENER_QUEUE_MAX_MENTIONS="5")
     backlog = [Mention("news", f"b{i}", "x", clock.now()) for i in range(5)]
-    await daemon.batches.put(Batch("news", backlog, None, False, clock.now(), 0))
-    assert _value(daemon, "listener_queue_mentions") == 5
-    await daemon._poll("news")
+    await pipeline.batches.put(Batch("news", backlog, None, False, clock.now(), 0))
+    assert _value(pipeline, "listener_queue_mentions") == 5
+    await pipeline.poll("news")
     assert collector.polls == 0
     labels = {"source": "news", "action": "skipped"}
-    assert _value(daemon, "listener_queue_backpressure_total", **labels) == 1
-    await daemon.batches.get()
-    daemon.batches.task_done()
-    await daemon._poll("news")
+    assert _value(pipeline, "listener_queue_backpressure_total", **labels) == 1
+    await pipeline.batches.get()
+    pipeline.batches.task_done()
+    await pipeline.poll("news")
     assert collector.polls == 1
-    assert _value(daemon, "listener_polls_total", source="news", outcome="ok") == 1
-    assert daemon.store is not None
-    daemon.store.close()
+    assert _value(pipeline, "listener_polls_total", source="news", outcome="ok") == 1
+    pipeline.store.close()
 
 
 async def test_a_big_poll_is_handed_over_in_slices_within_the_bound(
@@ -97,20 +103,20 @@ async def test_a_big_poll_is_handed_over_in_slices_within_the_bound(
     its bound."""
     size = 2 * INGEST_CHUNK + INGEST_CHUNK // 2
     collector = CountingCollector(size)
-    daemon = _daemon(tmp_path, clock, collector, LISTENER_QUEUE_MAX_MENTIONS=str(INGEST_CHUNK))
+    pipeline = _pipeline(tmp_path, clock, collector, LISTENER_QUEUE_MAX_MENTIONS=str(INGEST_CHUNK))
     taken: list[Batch] = []
     peak = 0
 
     async def consume() -> None:
         nonlocal peak
         while len(taken) < 3:
-            peak = max(peak, daemon.batches.weight())
+            peak = max(peak, pipeline.batches.weight())
             await asyncio.sleep(0.01)
-            taken.append(await daemon.batches.get())
-            daemon.batches.task_done()
+            taken.append(await pipeline.batches.get())
+            pipeline.batches.task_done()
 
     consumer = asyncio.ensure_future(consume())
-    await asyncio.wait_for(daemon._poll("news"), 10)
+    await asyncio.wait_for(pipeline.poll("news"), 10)
     await asyncio.wait_for(consumer, 10)
     assert [len(b.mentions) for b in taken] == [INGEST_CHUNK, INGEST_CHUNK, INGEST_CHUNK // 2]
     assert [b.cursor for b in taken] == [None, None, {"page": 1}]
@@ -118,9 +124,8 @@ async def test_a_big_poll_is_handed_over_in_slices_within_the_bound(
     assert len({b.poll for b in taken}) == 1
     assert peak <= INGEST_CHUNK
     labels = {"source": "news", "action": "waited"}
-    assert _value(daemon, "listener_queue_backpressure_total", **labels) == 1
-    assert daemon.store is not None
-    daemon.store.close()
+    assert _value(pipeline, "listener_queue_backpressure_total", **labels) == 1
+    pipeline.store.close()
 
 
 async def test_a_stuck_poll_times_out_and_is_not_started_again(
@@ -137,20 +142,21 @@ async def test_a_stuck_poll_times_out_and_is_not_started_again(
             release.wait(30)
             return super().poll(cursor, now)
 
-    daemon = _daemon(tmp_path, clock, Stuck(), LISTENER_POLL_TIMEOUT="0.2s")
-    await daemon._poll("news")
-    health = daemon.health["news"]
+    pipeline = _pipeline(tmp_path, clock, Stuck(), LISTENER_POLL_TIMEOUT="0.2s")
+    await pipeline.poll("news")
+    health = pipeline.health["news"]
     assert (health.status, health.consecutive_failures) == ("error", 1)
     assert "LISTENER_POLL_TIMEOUT" in str(health.last_error)
-    assert _value(daemon, "listener_errors_total", stage="collect", error_type="poll_timeout") == 1
+    assert (
+        _value(pipeline, "listener_errors_total", stage="collect", error_type="poll_timeout") == 1
+    )
     clock.advance(timedelta(minutes=5))  # past the backoff
-    await daemon._poll("news")
+    await pipeline.poll("news")
     assert started == [1]
     assert health.consecutive_failures == 2
     assert "still running" in str(health.last_error)
     release.set()
-    assert daemon.store is not None
-    daemon.store.close()
+    pipeline.store.close()
 
 
 async def test_a_reload_failing_unexpectedly_is_rejected_not_raised(
@@ -179,16 +185,16 @@ async def test_healthz_fails_once_the_processing_stage_is_gone(
     tmp_path: Path, clock: ManualClock
 ) -> None:
     """/healthz is 503 when the processing stage has ended, so a liveness probe restarts a
-    daemon whose polls could only pile up."""
-    daemon = _daemon(tmp_path, clock, CountingCollector())
+    pipeline whose polls could only pile up."""
+    pipeline = _pipeline(tmp_path, clock, CountingCollector())
+    api = RestApi(pipeline.settings, pipeline.store, pipeline, clock, lambda: None)
     request = Request("GET", "/healthz", "", {}, b"")
-    assert (await daemon._healthz(request)).status == 200
+    assert (await api.healthz(request)).status == 200
 
     async def ended() -> None:
         return None
 
-    daemon._processing = asyncio.ensure_future(ended())
-    await daemon._processing
-    assert (await daemon._healthz(request)).status == 503
-    assert daemon.store is not None
-    daemon.store.close()
+    pipeline._processing = asyncio.ensure_future(ended())
+    await pipeline._processing
+    assert (await api.healthz(request)).status == 503
+    pipeline.store.close()

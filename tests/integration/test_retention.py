@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from listener.app import Daemon
 from listener.clock import ManualClock
 from listener.errors import StoreError
+from listener.housekeeping import Housekeeping
+from listener.metrics import Metrics
 from listener.model import Author, Mention, ScoredMention, Sentiment
 from listener.report import gather
 from listener.rules.engine import IncidentEvent
@@ -154,23 +155,27 @@ def test_settings_vacuum_every() -> None:
     assert Settings.from_env({"LISTENER_VACUUM_EVERY": "1d"}).vacuum_every == timedelta(days=1)
 
 
-def _daemon(path: Path, clock: ManualClock, **env: str) -> Daemon:
+def _housekeeping(path: Path, clock: ManualClock, **env: str) -> Housekeeping:
     settings = Settings.from_env({"LISTENER_STATE": str(path), **env})
-    daemon = Daemon(settings, clock=clock)
-    daemon.store = Store.open(path)
-    return daemon
+    return Housekeeping(
+        Store.open(path),
+        Metrics(),
+        clock,
+        retention=settings.mention_retention,
+        vacuum_every=settings.vacuum_every,
+    )
 
 
-def _value(daemon: Daemon, name: str) -> float | None:
-    return daemon.metrics.registry.get_sample_value(name)
+def _value(housekeeping: Housekeeping, name: str) -> float | None:
+    return housekeeping.metrics.registry.get_sample_value(name)
 
 
 async def test_housekeeping_prunes_vacuums_and_exports_the_store_size(tmp_path: Path) -> None:
     """Old mentions go, VACUUM gives the space back once a week, metrics follow."""
     path = tmp_path / "s.db"
     clock = ManualClock(LATER)
-    daemon = _daemon(path, clock)
-    store = daemon.store
+    housekeeping = _housekeeping(path, clock)
+    store = housekeeping.store
     assert store is not None
     old = T0 - timedelta(days=1)
     store.commit(now=old, mentions=[scored(i, old, size=4000) for i in range(600)])
@@ -178,23 +183,23 @@ async def test_housekeeping_prunes_vacuums_and_exports_the_store_size(tmp_path: 
     store._write("PRAGMA wal_checkpoint(TRUNCATE)")
     full = store.size_bytes()
 
-    await daemon._housekeeping()
+    await housekeeping.run()
 
     assert keys(store) == {"m9999"}
-    assert _value(daemon, "listener_mentions_pruned_total") == 600
+    assert _value(housekeeping, "listener_mentions_pruned_total") == 600
     assert store.size_bytes() < full / 4
-    assert _value(daemon, "listener_store_size_bytes") == store.size_bytes()
-    assert _value(daemon, "listener_store_last_vacuum_timestamp_seconds") == LATER.timestamp()
+    assert _value(housekeeping, "listener_store_size_bytes") == store.size_bytes()
+    assert _value(housekeeping, "listener_store_last_vacuum_timestamp_seconds") == LATER.timestamp()
     assert store.last_vacuum() == LATER
     assert store._read("PRAGMA integrity_check") == [("ok",)]
 
     clock.advance(timedelta(days=6))  # not due yet
-    await daemon._housekeeping()
+    await housekeeping.run()
     assert store.last_vacuum() == LATER
     clock.advance(timedelta(days=1))
-    await daemon._housekeeping()
+    await housekeeping.run()
     assert store.last_vacuum() == clock.now()
-    assert _value(daemon, "listener_store_last_vacuum_timestamp_seconds") == (
+    assert _value(housekeeping, "listener_store_last_vacuum_timestamp_seconds") == (
         clock.now().timestamp()
     )
     store.close()
@@ -203,12 +208,12 @@ async def test_housekeeping_prunes_vacuums_and_exports_the_store_size(tmp_path: 
 async def test_retention_never_cuts_into_a_new_incidents_look_back(tmp_path: Path) -> None:
     """A retention shorter than the evidence look-back is stretched to it."""
     clock = ManualClock(LATER)
-    daemon = _daemon(tmp_path / "s.db", clock, LISTENER_MENTION_RETENTION="1h")
-    store = daemon.store
+    housekeeping = _housekeeping(tmp_path / "s.db", clock, LISTENER_MENTION_RETENTION="1h")
+    store = housekeeping.store
     assert store is not None
     for i, age in enumerate((timedelta(hours=2), EVIDENCE_BEFORE + timedelta(minutes=1))):
         store.commit(now=LATER - age, mentions=[scored(i, LATER - age)])
-    await daemon._housekeeping()
+    await housekeeping.run()
     assert keys(store) == {"m0"}
     store.close()
 
@@ -218,27 +223,27 @@ async def test_vacuum_can_be_disabled_and_failures_are_counted(
 ) -> None:
     """LISTENER_VACUUM_EVERY=0 never vacuums; a failing VACUUM is counted, not raised."""
     clock = ManualClock(LATER)
-    off = _daemon(tmp_path / "off.db", clock, LISTENER_VACUUM_EVERY="0")
+    off = _housekeeping(tmp_path / "off.db", clock, LISTENER_VACUUM_EVERY="0")
     assert off.store is not None
-    await off._housekeeping()
+    await off.run()
     assert off.store.last_vacuum() is None
     assert _value(off, "listener_store_last_vacuum_timestamp_seconds") == 0
     assert _value(off, "listener_store_size_bytes") == off.store.size_bytes()
     off.store.close()
 
-    daemon = _daemon(tmp_path / "s.db", clock)
-    assert daemon.store is not None
+    housekeeping = _housekeeping(tmp_path / "s.db", clock)
+    assert housekeeping.store is not None
 
     def disk_full(now: datetime) -> None:
         raise StoreError("s.db: vacuum failed: database or disk is full")
 
-    monkeypatch.setattr(daemon.store, "vacuum", disk_full)
-    await daemon._housekeeping()
+    monkeypatch.setattr(housekeeping.store, "vacuum", disk_full)
+    await housekeeping.run()
     errors = {"stage": "store", "error_type": "store"}
-    assert daemon.metrics.registry.get_sample_value("listener_errors_total", errors) == 1
-    assert _value(daemon, "listener_store_last_vacuum_timestamp_seconds") == 0
-    assert _value(daemon, "listener_store_size_bytes") == daemon.store.size_bytes()
-    daemon.store.close()
+    assert housekeeping.metrics.registry.get_sample_value("listener_errors_total", errors) == 1
+    assert _value(housekeeping, "listener_store_last_vacuum_timestamp_seconds") == 0
+    assert _value(housekeeping, "listener_store_size_bytes") == housekeeping.store.size_bytes()
+    housekeeping.store.close()
 
 
 def test_vacuum_keeps_every_row(tmp_path: Path) -> None:
@@ -308,15 +313,15 @@ async def test_housekeeping_prunes_the_outbox_and_counts_it(tmp_path: Path) -> N
     """Hourly housekeeping prunes old outbox documents into listener_outbox_pruned_total."""
     build_state(tmp_path / "s.db")
     clock = ManualClock(LATER)
-    daemon = _daemon(tmp_path / "s.db", clock)
-    assert daemon.store is not None
-    rows = len(_outbox(daemon.store))
+    housekeeping = _housekeeping(tmp_path / "s.db", clock)
+    assert housekeeping.store is not None
+    rows = len(_outbox(housekeeping.store))
     assert rows > 0
-    assert _value(daemon, "listener_outbox_pruned_total") == 0
+    assert _value(housekeeping, "listener_outbox_pruned_total") == 0
 
-    await daemon._housekeeping()
+    await housekeeping.run()
 
-    assert _value(daemon, "listener_outbox_pruned_total") == rows
-    await daemon._housekeeping()
-    assert _value(daemon, "listener_outbox_pruned_total") == rows
-    daemon.store.close()
+    assert _value(housekeeping, "listener_outbox_pruned_total") == rows
+    await housekeeping.run()
+    assert _value(housekeeping, "listener_outbox_pruned_total") == rows
+    housekeeping.store.close()

@@ -3,12 +3,10 @@ used (errors), and configs that load but do not do what was meant (warnings)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from structlog.testing import capture_logs
 
 from listener.app import Daemon, load_with_warnings
@@ -17,6 +15,7 @@ from listener.config.load import load_config, load_config_text
 from listener.errors import ConfigError
 from listener.matching.brands import BrandMatcher
 from listener.matching.query import compile_query
+from listener.pipeline import Pipeline
 from listener.processor import Processor
 from listener.settings import Settings
 from listener.store import Store
@@ -500,13 +499,13 @@ async def test_daemon_logs_each_warning_when_a_config_is_applied(tmp_path: Path)
     daemon = Daemon(Settings.from_env({"LISTENER_CONFIG": str(path)}))
     config, warnings = load_with_warnings(str(path))
     daemon.store = store = Store.open(tmp_path / "s.db")
-    daemon.processor = Processor(config, store, daemon.metrics)
-    daemon.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
+    daemon.processor = processor = Processor(config, store, daemon.metrics)
+    daemon.pipeline = Pipeline(daemon.settings, store, processor, daemon.metrics, daemon.clock)
     try:
         with capture_logs() as logs:
             await daemon.apply(config, warnings)
     finally:
-        await daemon._stop_delivery()
+        await daemon.pipeline.stop_delivery()
         store.close()
     logged: list[Any] = [e["warning"] for e in logs if e["event"] == "config_warning"]
     assert len(logged) == 1
