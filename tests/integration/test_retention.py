@@ -325,3 +325,27 @@ async def test_housekeeping_prunes_the_outbox_and_counts_it(tmp_path: Path) -> N
     await housekeeping.run()
     assert _value(housekeeping, "listener_outbox_pruned_total") == rows
     housekeeping.store.close()
+
+
+async def test_housekeeping_leaves_vacuum_to_the_next_start_while_stopping(
+    tmp_path: Path,
+) -> None:
+    """A run that starts while the daemon stops still prunes and exports the size, but
+    never begins a VACUUM that could outlast the shutdown bound."""
+    clock = ManualClock(LATER)
+    store = Store.open(tmp_path / "s.db")
+    old = T0 - timedelta(days=1)
+    store.commit(now=old, mentions=[scored(1, old)])
+    housekeeping = Housekeeping(
+        store,
+        Metrics(),
+        clock,
+        retention=timedelta(days=30),
+        vacuum_every=timedelta(days=7),
+        stopping=lambda: True,
+    )
+    await housekeeping.run()
+    assert keys(store) == set()
+    assert store.last_vacuum() is None
+    assert _value(housekeeping, "listener_store_size_bytes") == store.size_bytes()
+    store.close()
