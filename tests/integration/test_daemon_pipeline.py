@@ -4,6 +4,7 @@ over in slices, and reloads that fail in unexpected ways."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -197,4 +198,24 @@ async def test_healthz_fails_once_the_processing_stage_is_gone(
     pipeline._processing = asyncio.ensure_future(ended())
     await pipeline._processing
     assert (await api.healthz(request)).status == 503
+    pipeline.store.close()
+
+
+async def test_readyz_shows_each_source_and_is_503_once_stopping(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """/readyz is 200 with every source's health while a config runs, flags a failing
+    source as degraded, and turns 503 as soon as the daemon stops."""
+    pipeline = _pipeline(tmp_path, clock, CountingCollector())
+    config = load_config_text(RULES, "rules.yaml", {})
+    api = RestApi(pipeline.settings, pipeline.store, pipeline, clock, lambda: config)
+    request = Request("GET", "/readyz", "", {}, b"")
+    answer = await api.readyz(request)
+    body = json.loads(answer.body)
+    assert (answer.status, body["ready"], body["degraded"]) == (200, True, False)
+    assert body["sources"]["news"]["status"] == "pending"
+    pipeline.health["news"].status = "error"
+    assert json.loads((await api.readyz(request)).body)["degraded"] is True
+    pipeline.stop_event.set()
+    assert (await api.readyz(request)).status == 503
     pipeline.store.close()
