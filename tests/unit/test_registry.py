@@ -125,6 +125,20 @@ def test_score_many_uses_the_batch_capability() -> None:
     assert [s.label for s in score_many(_Plain(), ["a"])] == ["neutral"]
 
 
+def test_a_built_collector_satisfies_the_protocol() -> None:
+    """What the collector registry builds is a Collector (runtime-checkable)."""
+    from listener.collectors import build_collector
+    from listener.collectors.base import Collector
+    from listener.config.schema import RssSourceConfig
+
+    config = RssSourceConfig.model_validate({"type": "rss", "urls": ["http://feeds.test/x"]})
+    collector = build_collector("news", config, [])
+    try:
+        assert isinstance(collector, Collector)
+    finally:
+        collector.close()
+
+
 async def test_sink_capabilities_are_protocols() -> None:
     """Refreshable and SendsTest are recognised by isinstance on the real sinks."""
     from listener.config.schema import AlertmanagerSinkConfig, ConsoleSinkConfig
