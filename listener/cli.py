@@ -543,14 +543,14 @@ async def _deep_check(config: object, path: str) -> int:
     verify the receiver (``healthcheck``); print one line per sink."""
     from listener.components import build_sinks
     from listener.config.schema import Config
+    from listener.sinks.base import SendsTest
 
     assert isinstance(config, Config)
     failed = 0
     for name, sink in build_sinks(config, path).items():
-        test = getattr(sink, "send_test", None)
         try:
-            if test is not None:
-                await test()
+            if isinstance(sink, SendsTest):
+                await sink.send_test()
                 print(f"sink {name}: reachable (test notification sent)")
             else:
                 await sink.healthcheck()

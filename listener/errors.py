@@ -5,25 +5,52 @@ Third-party errors are translated into these at the boundary where they happen
 
     ListenerError
     ├── UsageError             the command line is wrong: a bad flag value, a missing argument
+    │   └── BacktestUsageError   a flag of ``listener backtest`` (``--map``); also a BacktestError
     ├── ConfigError            rules.yaml cannot be used (carries one ConfigProblem per problem)
     ├── DurationError          not a duration, or out of range (also a ValueError)
+    ├── UnknownType            no builder is registered for a config class (also a ValueError)
+    ├── QuerySyntaxError       a brand query cannot be compiled (position, hint)
+    ├── CategoryError          a crisis category cannot be used (also a ValueError)
+    ├── ScorerError            a sentiment scorer cannot be built (extra, model, device, labels)
+    ├── BacktestError          the input of ``listener backtest`` cannot be used
+    │   └── BacktestUsageError   (also a UsageError, above)
+    ├── ReportExtraMissing     ``listener report`` needs matplotlib (the ``report`` extra)
     ├── StoreError             the SQLite state file cannot be opened or written
     ├── CollectorError         a source could not be polled
     │   ├── SourceUnavailable  5xx, timeout, connection refused (retry with backoff)
     │   │   └── PollTimeout    the whole poll ran past LISTENER_POLL_TIMEOUT (or still runs)
     │   ├── RateLimited        429; carries ``retry_after`` seconds when the source said so
     │   ├── SourceRejected     4xx other than 408/429 (bad URL, bad credentials)
-    │   │   └── RedirectRefused  a redirect to a loopback/private/link-local/… address
+    │   │   ├── RedirectRefused  a redirect to a loopback/private/link-local/… address
+    │   │   └── _Rejected      collectors.bluesky: a 4xx with its XRPC error name
     │   └── MalformedResponse  the body could not be parsed, or was larger than the cap
     ├── SinkError              an alert could not be delivered
     │   ├── SinkUnavailable    5xx, timeout, connection refused, 429 (retry with backoff)
+    │   │   └── _Unavailable   sinks.slack: a retryable Slack failure (``rate_limited`` for 429)
     │   └── SinkRejected       4xx other than 408/429: retrying will not help
-    └── RequestError           a request (HTTP API or CLI) cannot be served as sent; ``status``
-        │                      is the HTTP answer, ``field`` names the field at fault
-        ├── InvalidRequest     400: malformed, or a field of the wrong type, length or value
-        ├── NotFound           404: no such incident or silence
-        ├── Conflict           409: the current state forbids it (already acknowledged, resolved)
-        └── RequestTooLarge    413/414/431: the body, request line or headers over their limit
+    │       └── _Rejected      sinks.slack: a Slack API error code retrying will not fix
+    ├── RequestError           a request (HTTP API or CLI) cannot be served as sent; ``status``
+    │   │                      is the HTTP answer, ``field`` names the field at fault
+    │   ├── InvalidRequest     400: malformed, or a field of the wrong type, length or value
+    │   ├── NotFound           404: no such incident or silence
+    │   ├── Conflict           409: the current state forbids it (already acknowledged, resolved)
+    │   └── RequestTooLarge    413/414/431: the body, request line or headers over their limit
+    │
+    │   Signals that never leave the module raising them (translated there into one of the
+    │   above); in the tree so that nothing listener raises is outside it:
+    ├── ResponseTooLarge       collectors.requests_http: a body over the cap (also a
+    │                          requests RequestException, so the client libraries wrap it)
+    ├── _StopRequest           collectors.reddit: the session refuses to send (prawcore wraps it)
+    │   ├── _QuotaSpent        the rate-limit window is spent
+    │   ├── _PagesSpent        the stream's page budget is used up
+    │   └── _Unavailable       a timeout, connection error or retryable status
+    ├── _Refused               config.load: a YAML feature or size rules.yaml refuses (also a
+    │                          yaml.YAMLError, so PyYAML's callers see a YAML error)
+    └── _TooLarge              sinks.http: a receiver's answer over the cap (the body is ignored)
+
+``tests/unit/test_errors.py`` keeps this diagram complete: it imports every module of
+the package and checks that every exception class defined in it is a ListenerError and
+appears here under one of its bases.
 """
 
 from __future__ import annotations
@@ -34,7 +61,8 @@ from listener.retry_after import clamp_retry_after
 
 
 class ListenerError(Exception):
-    """Base of every error listener raises on purpose."""
+    """Base of every error listener raises on purpose (and of every exception class
+    defined in the package)."""
 
     error_type = "error"
 
@@ -84,6 +112,13 @@ class DurationError(ListenerError, ValueError):
         self.message = message
         self.hint = hint
         super().__init__(f"{message} (hint: {hint})" if hint else message)
+
+
+class UnknownType(ListenerError, ValueError):
+    """A config class that no builder is registered for in a
+    :class:`~listener.registry.Registry`; the message lists the known ``type`` tags."""
+
+    error_type = "unknown_type"
 
 
 class StoreError(ListenerError):

@@ -1,8 +1,9 @@
 """Collectors: one per configured source, built from its config block.
 
-:func:`build_collector` is the registry: it maps each source config class to the
-constructor of its collector. Adding a source type means adding a config class to
-``listener.config.schema`` and one entry to :data:`COLLECTORS`.
+:data:`COLLECTORS` is the registry (:class:`~listener.registry.Registry`, the shape
+every extension point shares): it maps each source config class to the builder of its
+collector. Adding a source type means adding a config class to the ``SourceConfig`` union
+in ``listener.config.schema`` and registering it in :data:`COLLECTORS`.
 """
 
 from __future__ import annotations
@@ -22,50 +23,56 @@ from listener.config.schema import (
     RssSourceConfig,
     TwitterSourceConfig,
 )
+from listener.registry import Registry
 
-Factory = Callable[[str, Any, Sequence[BrandConfig]], Collector]
+CollectorRegistry = Registry[[str, Sequence[BrandConfig]], Collector]
+"""The collector registry's shape: ``builder(config, name, brands) -> Collector``."""
 
 
-def _lazy(module: str, cls: str) -> Factory:
-    """Import a collector's module (and its client library) only when it is configured."""
+def _lazy(module: str, cls: str) -> Callable[[Any, str, Sequence[BrandConfig]], Collector]:
+    """Import a collector's module (and its client library) only when it is configured.
+    The class is built as ``cls(name, config, brands)``."""
 
-    def build(name: str, config: Any, brands: Sequence[BrandConfig]) -> Collector:
+    def build(config: Any, name: str, brands: Sequence[BrandConfig]) -> Collector:
         collector: Collector = getattr(importlib.import_module(module), cls)(name, config, brands)
         return collector
 
     return build
 
 
-COLLECTORS: dict[type[Any], Factory] = {
-    RssSourceConfig: RssCollector,
-    TwitterSourceConfig: _lazy("listener.collectors.twitter", "TwitterCollector"),
-    RedditSourceConfig: _lazy("listener.collectors.reddit", "RedditCollector"),
-    HackerNewsSourceConfig: _lazy("listener.collectors.hackernews", "HackerNewsCollector"),
-    MastodonSourceConfig: _lazy("listener.collectors.mastodon", "MastodonCollector"),
-    BlueskySourceConfig: _lazy("listener.collectors.bluesky", "BlueskyCollector"),
-}
-"""Source config class → collector constructor ``(name, config, brands) -> Collector``."""
+def _rss(config: RssSourceConfig, name: str, brands: Sequence[BrandConfig]) -> Collector:
+    return RssCollector(name, config, brands)
+
+
+COLLECTORS: CollectorRegistry = Registry("collector")
+"""Every registered source type: config class → ``builder(config, name, brands)``."""
+COLLECTORS.register(RssSourceConfig, _rss)
+COLLECTORS.register(TwitterSourceConfig, _lazy("listener.collectors.twitter", "TwitterCollector"))
+COLLECTORS.register(RedditSourceConfig, _lazy("listener.collectors.reddit", "RedditCollector"))
+COLLECTORS.register(
+    HackerNewsSourceConfig, _lazy("listener.collectors.hackernews", "HackerNewsCollector")
+)
+COLLECTORS.register(
+    MastodonSourceConfig, _lazy("listener.collectors.mastodon", "MastodonCollector")
+)
+COLLECTORS.register(BlueskySourceConfig, _lazy("listener.collectors.bluesky", "BlueskyCollector"))
 
 
 def build_collector(name: str, config: object, brands: Sequence[BrandConfig]) -> Collector:
     """Build the collector for source ``name`` from its config block.
 
-    Raises ``ValueError`` (listing the known types) for a config class with no collector.
+    Raises :class:`~listener.errors.UnknownType` (a ``ValueError`` listing the known
+    types) for a config class with no collector.
     """
-    factory = COLLECTORS.get(type(config))
-    if factory is None:
-        known = ", ".join(sorted(_type_name(cls) for cls in COLLECTORS))
-        raise ValueError(
-            f"source {name!r}: no collector for {type(config).__name__}; known types: {known}"
-        )
-    return factory(name, config, brands)
+    return COLLECTORS.build(config, name, brands)
 
 
-def _type_name(cls: type[Any]) -> str:
-    """The config's ``type`` tag (e.g. ``rss``) where it has one, else the class name."""
-    field = getattr(cls, "model_fields", {}).get("type")
-    args = getattr(getattr(field, "annotation", None), "__args__", ())
-    return str(args[0]) if args else cls.__name__
-
-
-__all__ = ["COLLECTORS", "Collector", "Cursor", "PollResult", "RssCollector", "build_collector"]
+__all__ = [
+    "COLLECTORS",
+    "Collector",
+    "CollectorRegistry",
+    "Cursor",
+    "PollResult",
+    "RssCollector",
+    "build_collector",
+]

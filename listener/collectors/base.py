@@ -5,13 +5,17 @@ Collectors are *blocking* (they use the real client libraries: feedparser, tweep
 praw); the pipeline runs ``poll`` in a worker thread, owns scheduling, backoff,
 metrics and error isolation, and persists the cursor in the same transaction as
 the mentions it produced.
+
+Collectors have no optional capability today; one would be a ``@runtime_checkable``
+protocol beside :class:`Collector` (as ``Refreshable`` is beside ``Sink``), checked with
+``isinstance``, never with ``getattr``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from listener.errors import CollectorError
 from listener.model import Mention
@@ -39,6 +43,7 @@ class PollResult:
     """Requests left in the current rate-limit window, where the API says."""
 
 
+@runtime_checkable
 class Collector(Protocol):
     """Contract: ``poll`` fetches what is new since ``cursor`` (``None`` on first start),
     never blocks longer than its configured timeouts, and raises only

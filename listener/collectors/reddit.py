@@ -90,6 +90,7 @@ from listener.collectors.text import cap_text, join_title
 from listener.config.schema import BrandConfig, RedditSourceConfig
 from listener.errors import (
     CollectorError,
+    ListenerError,
     MalformedResponse,
     RateLimited,
     SourceRejected,
@@ -127,7 +128,7 @@ _SHAPE_ERRORS = (LookupError, TypeError, ValueError, AttributeError)
 # --------------------------------------------------------------------------- session
 
 
-class _StopRequest(Exception):
+class _StopRequest(ListenerError):
     """Raised by the session instead of sending (or after receiving) a request.
 
     Not a ``requests`` exception, so prawcore wraps it in ``RequestException`` and does

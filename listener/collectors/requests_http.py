@@ -24,11 +24,15 @@ from requests.utils import get_environ_proxies
 
 from listener.collectors.fetch import redact_url
 from listener.collectors.redirects import MAX_REDIRECTS, Resolver, refusal, resolve_host
-from listener.errors import RedirectRefused
+from listener.errors import ListenerError, RedirectRefused
 
 
-class ResponseTooLarge(requests.exceptions.RequestException):
-    """The response body exceeded the configured byte cap."""
+class ResponseTooLarge(requests.exceptions.RequestException, ListenerError):
+    """The response body exceeded the configured byte cap. A ``requests`` exception, so the
+    client libraries wrap it as they wrap a network error; each collector translates it
+    into :class:`~listener.errors.MalformedResponse`."""
+
+    error_type = "malformed"
 
 
 class GuardedAdapter(HTTPAdapter):

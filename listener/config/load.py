@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from listener.config.schema import Config
-from listener.errors import ConfigError, ConfigProblem, DurationError
+from listener.errors import ConfigError, ConfigProblem, DurationError, ListenerError
 from listener.matching.brands import compile_brand_query
 from listener.matching.query import QuerySyntaxError
 from listener.templates import check_template
@@ -189,8 +189,11 @@ MAX_DEPTH = 100
 """How deeply collections may nest."""
 
 
-class _Refused(yaml.YAMLError):
-    """A YAML feature or size that rules.yaml does not accept, at ``line``."""
+class _Refused(yaml.YAMLError, ListenerError):
+    """A YAML feature or size that rules.yaml does not accept, at ``line``. Caught in this
+    module and reported as a ConfigProblem."""
+
+    error_type = "config"
 
     def __init__(self, line: int, message: str, hint: str) -> None:
         super().__init__(message)

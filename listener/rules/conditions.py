@@ -12,8 +12,9 @@ have a warm-up: with ``warmup`` they do not hold until the brand's ``first_seen`
 least their :attr:`~Condition.lookback` before ``now`` (a fact says how much history
 there is), so a brand that has just appeared cannot "spike" against an empty past.
 
-Built from config by :func:`build_condition`, whose registry maps each condition config
-class to its builder.
+Built from config by :func:`build_condition`, whose registry :data:`CONDITIONS` (a
+:class:`~listener.registry.Registry`, the shape every extension point shares) maps each
+condition config class to its builder.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ from listener.config.schema import (
     ZTransform,
 )
 from listener.model import Fact
+from listener.registry import Registry
 
 __all__ = [
+    "CONDITIONS",
     "All",
     "Any",
     "Check",
@@ -739,27 +742,24 @@ def _not(config: NotCondition) -> Condition:
     return Not(build_condition(config.condition))
 
 
-_BUILDERS: dict[type[object], Callable[..., Condition]] = {
-    VolumeCondition: _leaf(Volume),
-    SpikeCondition: _leaf(Spike),
-    NegativeShareCondition: _leaf(NegativeShare),
-    MeanSentimentCondition: _leaf(MeanSentiment),
-    ZScoreCondition: _leaf(ZScore),
-    SeasonalCondition: _leaf(Seasonal),
-    RampCondition: _leaf(Ramp),
-    AllCondition: _all,
-    AnyCondition: _any,
-    NotCondition: _not,
-}
+CONDITIONS: Registry[[], Condition] = Registry("condition")
+"""Every condition type: config class → ``builder(config)``."""
+CONDITIONS.register(VolumeCondition, _leaf(Volume))
+CONDITIONS.register(SpikeCondition, _leaf(Spike))
+CONDITIONS.register(NegativeShareCondition, _leaf(NegativeShare))
+CONDITIONS.register(MeanSentimentCondition, _leaf(MeanSentiment))
+CONDITIONS.register(ZScoreCondition, _leaf(ZScore))
+CONDITIONS.register(SeasonalCondition, _leaf(Seasonal))
+CONDITIONS.register(RampCondition, _leaf(Ramp))
+CONDITIONS.register(AllCondition, _all)
+CONDITIONS.register(AnyCondition, _any)
+CONDITIONS.register(NotCondition, _not)
 
 
 def build_condition(config: ConditionConfig) -> Condition:
-    """Build the runtime condition for a config block; ``ValueError`` on an unknown type."""
-    builder = _BUILDERS.get(type(config))
-    if builder is None:
-        known = ", ".join(sorted(c.__name__ for c in _BUILDERS))
-        raise ValueError(f"unknown condition config {type(config).__name__}; known: {known}")
-    return builder(config)
+    """Build the runtime condition for a config block; :class:`~listener.errors.UnknownType`
+    (a ``ValueError`` naming the known types) on an unknown config class."""
+    return CONDITIONS.build(config)
 
 
 def lookback(config: ConditionConfig) -> timedelta:

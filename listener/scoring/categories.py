@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from listener.errors import ListenerError
+
 __all__ = [
     "DEFAULT_CATEGORIES",
     "EMOTIONS",
@@ -81,10 +83,13 @@ def normalise_text(text: str) -> str:
 # --------------------------------------------------------------------------- public shapes
 
 
-class CategoryError(ValueError):
+class CategoryError(ListenerError, ValueError):
     """A category definition cannot be used. ``category``, ``field`` (``terms``,
     ``patterns`` or another key) and ``index`` locate the problem for a config path such
-    as ``categories.custom.<category>.<field>[<index>]``."""
+    as ``categories.custom.<category>.<field>[<index>]``. Also a ``ValueError``, so
+    pydantic reports it as a validation error of the field."""
+
+    error_type = "category"
 
     def __init__(
         self, category: str, message: str, *, field: str | None = None, index: int | None = None

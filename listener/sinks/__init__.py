@@ -3,14 +3,18 @@
 The registry maps each sink config class (one ``type`` tag of ``SinkConfig`` in
 :mod:`listener.config.schema`) to the constructor of its sink. Adding a sink type means:
 a config class in the schema union, a module here with a pure ``render_*`` and a small
-``send``, and one entry in :data:`SINK_FACTORIES` (the contract test covers every entry).
+``send``, and one registration in :data:`SINKS` (a :class:`~listener.registry.Registry`,
+the shape every extension point shares; the contract test covers every entry). Optional
+capabilities (:class:`~listener.sinks.base.Refreshable`,
+:class:`~listener.sinks.base.SendsTest`) are ``runtime_checkable`` protocols in
+:mod:`listener.sinks.base`.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from typing import Any, get_args
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -22,57 +26,60 @@ from listener.config.schema import (
     SlackSinkConfig,
     WebhookSinkConfig,
 )
-from listener.sinks.base import Sink, SinkContext
+from listener.registry import Registry
+from listener.sinks.base import Refreshable, SendsTest, Sink, SinkContext
 from listener.sinks.console import ConsoleSink
 from listener.sinks.webhook import WebhookSink
 
-SinkFactory = Callable[[str, Any, SinkContext], Sink]
+SinkRegistry = Registry[[str, SinkContext], Sink]
+"""The sink registry's shape: ``builder(config, name, context) -> Sink``."""
 
 
-def _lazy(module: str, cls: str) -> SinkFactory:
+def _lazy(module: str, cls: str) -> Callable[[Any, str, SinkContext], Sink]:
     """Import a sink's module (and its client library) only when it is configured.
     The class is built as ``cls(name, config, context=context)``."""
 
-    def build(name: str, config: Any, context: SinkContext) -> Sink:
+    def build(config: Any, name: str, context: SinkContext) -> Sink:
         sink: Sink = getattr(importlib.import_module(module), cls)(name, config, context=context)
         return sink
 
     return build
 
 
-_FACTORIES: dict[type[BaseModel], SinkFactory] = {
-    ConsoleSinkConfig: lambda name, config, context: ConsoleSink(name, config),
-    WebhookSinkConfig: lambda name, config, context: WebhookSink(name, config),
-    SlackSinkConfig: _lazy("listener.sinks.slack", "SlackSink"),
-    AlertmanagerSinkConfig: _lazy("listener.sinks.alertmanager", "AlertmanagerSink"),
-    PagerDutySinkConfig: _lazy("listener.sinks.pagerduty", "PagerDutySink"),
-    EmailSinkConfig: _lazy("listener.sinks.email", "EmailSink"),
-}
-
-SINK_FACTORIES: Mapping[type[BaseModel], SinkFactory] = _FACTORIES
-"""Every registered sink type: config class → ``factory(name, config, context)``."""
+def _console(config: ConsoleSinkConfig, name: str, context: SinkContext) -> Sink:
+    return ConsoleSink(name, config)
 
 
-def _tag(config_class: type[BaseModel]) -> str:
-    field = config_class.model_fields.get("type")
-    args = get_args(field.annotation) if field is not None else ()
-    return str(args[0]) if args else config_class.__name__
+def _webhook(config: WebhookSinkConfig, name: str, context: SinkContext) -> Sink:
+    return WebhookSink(name, config)
+
+
+SINKS: SinkRegistry = Registry("sink")
+"""Every registered sink type: config class → ``builder(config, name, context)``."""
+SINKS.register(ConsoleSinkConfig, _console)
+SINKS.register(WebhookSinkConfig, _webhook)
+SINKS.register(SlackSinkConfig, _lazy("listener.sinks.slack", "SlackSink"))
+SINKS.register(AlertmanagerSinkConfig, _lazy("listener.sinks.alertmanager", "AlertmanagerSink"))
+SINKS.register(PagerDutySinkConfig, _lazy("listener.sinks.pagerduty", "PagerDutySink"))
+SINKS.register(EmailSinkConfig, _lazy("listener.sinks.email", "EmailSink"))
 
 
 def build_sink(name: str, config: BaseModel, context: SinkContext | None = None) -> Sink:
     """Build the sink named ``name`` from its validated config block.
 
-    Raises ``ValueError`` (naming the known types) when no sink is registered for
-    ``type(config)``. Building opens no connection; call ``aclose`` on the result.
+    Raises :class:`~listener.errors.UnknownType` (a ``ValueError`` naming the known
+    types) when no sink is registered for ``type(config)``. Building opens no connection;
+    call ``aclose`` on the result.
     """
-    factory = _FACTORIES.get(type(config))
-    if factory is None:
-        known = ", ".join(sorted(_tag(c) for c in _FACTORIES))
-        raise ValueError(
-            f"sink {name!r}: no sink type is registered for {type(config).__name__}; "
-            f"known types: {known}"
-        )
-    return factory(name, config, context if context is not None else SinkContext())
+    return SINKS.build(config, name, context if context is not None else SinkContext())
 
 
-__all__ = ["SINK_FACTORIES", "Sink", "SinkContext", "SinkFactory", "build_sink"]
+__all__ = [
+    "SINKS",
+    "Refreshable",
+    "SendsTest",
+    "Sink",
+    "SinkContext",
+    "SinkRegistry",
+    "build_sink",
+]

@@ -4,17 +4,24 @@ A sink turns an :class:`~listener.model.Alert` into one request to one receiver.
 Rendering is a pure function in each sink module (``render_*``), unit-tested;
 ``send`` is the thin I/O part. Retries, backoff, ordering, metrics and the durable
 outbox belong to :mod:`listener.sinks.delivery`, never to a sink.
+
+Optional capabilities are ``@runtime_checkable`` protocols beside :class:`Sink`, checked
+with ``isinstance`` (never ``getattr`` with a string): :class:`SendsTest` (``listener
+check --deep`` sends a test notification) and :class:`Refreshable` (the daemon re-posts
+firing alerts every ``resend_every``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
 
 from listener.clock import Clock, SystemClock
 from listener.model import Alert
 
 
+@runtime_checkable
 class Sink(Protocol):
     """Contract: ``send`` delivers one alert once or raises
     :class:`~listener.errors.SinkError` (``SinkUnavailable`` when a retry may help,
@@ -29,6 +36,26 @@ class Sink(Protocol):
     async def healthcheck(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SendsTest(Protocol):
+    """Optional: ``send_test`` posts a harmless, clearly labelled test notification
+    (``listener check --deep`` prefers it to :meth:`Sink.healthcheck`). Raises
+    :class:`~listener.errors.SinkError` like ``send``."""
+
+    async def send_test(self) -> None: ...
+
+
+@runtime_checkable
+class Refreshable(Protocol):
+    """Optional: a receiver that expires what it was sent (Alertmanager's ``endsAt``).
+    The daemon calls ``refresh`` every ``resend_every`` to re-post what still fires;
+    it raises :class:`~listener.errors.SinkError` like ``send``."""
+
+    resend_every: timedelta
+
+    async def refresh(self) -> None: ...
 
 
 class SinkState(Protocol):

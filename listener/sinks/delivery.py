@@ -69,7 +69,7 @@ import structlog
 
 from listener.clock import Clock
 from listener.config.schema import DeliveryConfig
-from listener.errors import SinkError
+from listener.errors import ListenerError, SinkError
 from listener.metrics import Metrics
 from listener.model import Alert, Fact, MentionRef
 from listener.sinks.base import Sink
@@ -550,8 +550,8 @@ class Deliverer:
             await asyncio.gather(*waiters, return_exceptions=True)
 
     def _pass_failed(self, name: str, exc: BaseException) -> None:
-        error_type = getattr(exc, "error_type", type(exc).__name__)
-        self._metrics.error("deliver", str(error_type))
+        error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+        self._metrics.error("deliver", error_type)
         log.error("delivery_pass_failed", sink=name, error_type=error_type, error=str(exc))
 
     async def _drain_sink(self, name: str) -> None:

@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from listener.errors import SinkRejected, SinkUnavailable
+from listener.errors import ListenerError, SinkRejected, SinkUnavailable
 from listener.retry_after import retry_after_value
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -24,8 +24,10 @@ _CHUNK = 64 * 1024
 _DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(ListenerError):
+    """A receiver's answer over :data:`MAX_RESPONSE_BYTES`; caught in :func:`request`."""
+
+    error_type = "too_large"
 
 
 def _decoder(encoding: str) -> Callable[[bytes, int], bytes] | None:

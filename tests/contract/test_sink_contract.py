@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from listener.config.schema import ConsoleSinkConfig, WebhookSinkConfig
 from listener.errors import SinkError
-from listener.sinks import SINK_FACTORIES, build_sink
+from listener.sinks import SINKS, build_sink
 from listener.sinks.webhook import render_webhook
 from tests.contract.harnesses import Harness, discover
 from tests.support.receiver import sample_alert
@@ -20,7 +20,7 @@ HARNESSES = discover()
 
 def test_every_registered_sink_has_a_contract_harness() -> None:
     """Adding a sink type to the registry without a harness here fails the build."""
-    missing = {cls.__name__ for cls in SINK_FACTORIES} - {cls.__name__ for cls in HARNESSES}
+    missing = {cls.__name__ for cls in SINKS} - {cls.__name__ for cls in HARNESSES}
     assert not missing, f"add tests/contract/harnesses/<sink>.py for: {sorted(missing)}"
 
 
