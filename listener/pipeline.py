@@ -52,7 +52,7 @@ from listener.processor import IngestResult, Processor
 from listener.queue import InProcessQueue, WorkQueue
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus
 from listener.settings import Settings
-from listener.sinks.base import Sink
+from listener.sinks.base import Refreshable, Sink
 from listener.sinks.delivery import Deliverer
 from listener.store import Store
 from listener.workers import Pool, SourceThreads
@@ -255,11 +255,10 @@ class Pipeline:
             if job.id.startswith("refresh:"):
                 job.remove()
         for name, sink in sinks.items():
-            every = getattr(sink, "resend_every", None)
-            if every is not None and hasattr(sink, "refresh"):
+            if isinstance(sink, Refreshable) and sink.resend_every is not None:
                 self.scheduler.add_job(
                     self._spawn_job,
-                    IntervalTrigger(seconds=every.total_seconds()),
+                    IntervalTrigger(seconds=sink.resend_every.total_seconds()),
                     args=[f"refresh:{name}", self._refresh_sink, name],
                     id=f"refresh:{name}",
                     max_instances=1,
@@ -558,7 +557,8 @@ class Pipeline:
                     self.processor.evaluate, self.clock.now(), statuses
                 )
         except Exception as exc:
-            self.metrics.error("evaluate", getattr(exc, "error_type", type(exc).__name__))
+            error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+            self.metrics.error("evaluate", error_type)
             log.error("evaluate_failed", error_type=type(exc).__name__, error=str(exc))
             return
         for alert in alerts:
@@ -579,10 +579,10 @@ class Pipeline:
     async def _refresh_sink(self, name: str) -> None:
         """Keep firing alerts alive in sinks that expire them (Alertmanager's endsAt)."""
         sink = self.sinks.get(name)
-        if sink is None:
+        if not isinstance(sink, Refreshable):
             return
         try:
-            await sink.refresh()  # type: ignore[attr-defined]
+            await sink.refresh()
         except Exception as exc:  # logged and counted; the next refresh tries again
             error_type = exc.error_type if isinstance(exc, ListenerError) else "unexpected"
             self.metrics.error("deliver", error_type)

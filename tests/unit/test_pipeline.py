@@ -9,6 +9,7 @@ import asyncio
 import random
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from listener.metrics import Metrics
 from listener.pipeline import Pipeline, SourceHealth, backoff_delay
 from listener.processor import Processor
 from listener.settings import Settings
+from listener.sinks.base import Sink
 from listener.store import Store
 
 BASE = """\
@@ -145,4 +147,30 @@ async def test_install_drops_what_belonged_to_a_source_that_is_gone(
     up = pipeline.metrics.registry.get_sample_value("listener_source_up", {"source": "news"})
     assert up is None
     assert [j.id for j in pipeline.scheduler.get_jobs()] == []
+    await pipeline.stop_delivery()
+
+
+async def test_install_schedules_a_refresh_only_for_sinks_that_refresh(
+    store: Store, clock: ManualClock
+) -> None:
+    """A sink that is Refreshable (Alertmanager's resend_every) gets a refresh job at its
+    own interval; a plain sink gets none."""
+    pipeline = _pipeline(store, clock)
+    config = load_config_text(NO_SOURCES, "rules.yaml", {})
+
+    class Plain:
+        async def send(self, alert: object) -> None: ...
+
+        async def aclose(self) -> None: ...
+
+    class Expiring(Plain):
+        resend_every = timedelta(minutes=3)
+
+        async def refresh(self) -> None: ...
+
+    sinks: dict[str, Sink] = {"plain": Plain(), "am": Expiring()}  # type: ignore[dict-item]
+    await pipeline.install(config, {}, sinks, replacing=False)
+    jobs = {j.id: j for j in pipeline.scheduler.get_jobs()}
+    assert set(jobs) == {"refresh:am"}
+    assert jobs["refresh:am"].trigger.interval == timedelta(minutes=3)
     await pipeline.stop_delivery()
