@@ -264,8 +264,13 @@ async def run_drill(
             for alert in produced:
                 alerts.append(alert)
                 why = "; ".join(str(f) for f in alert.facts[:2])
+                level = alert.level
+                if alert.kind == "resolved":  # an all-clear, not a level: say what it ends
+                    level = "clear"
+                    peak = alert.peak_level or alert.level
+                    why = f"all clear (last {alert.level}, peak {peak}); {why}"
                 print(
-                    f"  {_offset(begin, now)}  {_MARK[alert.kind]:<15} {alert.level:<9} "
+                    f"  {_offset(begin, now)}  {_MARK[alert.kind]:<15} {level:<9} "
                     f"{alert.rule}  {why}",
                     file=out,
                 )

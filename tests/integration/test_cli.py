@@ -154,6 +154,9 @@ def test_drill_on_shipped_rules_opens_escalates_and_resolves(tmp_path: Path) -> 
         assert mark in out, out
     assert out.index("▲ OPENED") < out.index("▲ ESCALATED") < out.index("✔ RESOLVED")
     assert "peak crisis" in out
+    # the all-clear names the level it ends and the peak, not "RESOLVED watch"
+    resolved = next(line for line in out.splitlines() if "✔ RESOLVED" in line)
+    assert "all clear (last watch, peak crisis)" in resolved, resolved
     assert "alerts to console: 5 muted" in out  # settled: no later run delivers them
     assert out.rstrip().endswith("post-incident report: listener-drill-report.html")
     html = (tmp_path / "listener-drill-report.html").read_text()
