@@ -1,7 +1,7 @@
 """The performance suite of issue 12: figures and ratios measured in one run.
 
-    .venv/bin/python bench/perf.py --quick          # ~2-4 minutes, scaled-down sizes
-    .venv/bin/python bench/perf.py                  # full sizes (bounded: CPU-time budgets)
+    .venv/bin/python bench/perf.py --quick          # scaled down; at most ~4 CPU minutes
+    .venv/bin/python bench/perf.py                  # full sizes; at most ~16 CPU minutes
     .venv/bin/python bench/perf.py --quick --smoke  # tiny sizes: checks that it runs
 
 Every section prints its figures and its ratio to a bare ``vaderSentiment``
@@ -194,10 +194,10 @@ class Sizes:
     profile_texts: int
 
 
-FULL = Sizes(0, 120, (10, 100, 1000), 5, 3, 1, 100_000, 100_000, timedelta(hours=6), 1000, 600,
-             (100_000, 1_000_000), 600, 50, 0)  # fmt: skip
-QUICK = Sizes(0, 20, (10, 100, 1000), 2, 3, 5, 10_000, 10_000, timedelta(minutes=36), 1000, 45,
-              (10_000, 100_000), 60, 10, 5000)  # fmt: skip
+FULL = Sizes(0, 60, (10, 100, 1000), 5, 3, 2, 100_000, 100_000, timedelta(hours=6), 1000, 180,
+             (100_000, 1_000_000), 240, 50, 0)  # fmt: skip
+QUICK = Sizes(0, 20, (10, 100, 1000), 2, 3, 5, 10_000, 10_000, timedelta(minutes=36), 1000, 30,
+              (10_000, 100_000), 60, 10, 0)  # fmt: skip
 SMOKE = Sizes(300, 5, (2, 4), 1, 1, 60, 300, 300, timedelta(minutes=10), 10, 30,
               (200, 400), 30, 2, 200)  # fmt: skip
 
@@ -494,7 +494,7 @@ def section_tick(report: Report, sizes: Sizes) -> None:
             core.settle()
             ticks: list[float] = []
             spent = 0.0
-            while len(ticks) < sizes.tick_repeat and (not ticks or spent < sizes.e2e_budget):
+            while len(ticks) < sizes.tick_repeat and (not ticks or spent < sizes.e2e_budget / 2):
                 began = time.perf_counter()
                 core.evaluate(now + timedelta(minutes=len(ticks)))
                 ticks.append(time.perf_counter() - began)
@@ -512,8 +512,7 @@ def section_tick(report: Report, sizes: Sizes) -> None:
                 f"{times[count] * 1000:,.1f} ms",
                 "<= 50 ms" if count == 1000 else "",
                 verdict(ok) if count == 1000 else "",
-                f"{per:,.0f} µs a brand, median of {len(ticks)} (at most {sizes.tick_repeat}, "
-                f"while under {sizes.e2e_budget:.0f} s)",
+                f"{per:,.0f} µs a brand, median of {len(ticks)} ticks",
             )
         )
     counts = sorted(times)
@@ -691,7 +690,8 @@ def section_rss(report: Report, sizes: Sizes, data: Path) -> None:
             f"{ratio:.2f}x" if complete else f">= {ratio:.2f}x",
             "<= 1.1x",
             verdict(ratio <= 1.1 and complete),
-            "" if complete else f"the {n1:,} run stopped at {res1['done']:,}",
+            ("" if complete else f"the {n1:,} run stopped at {res1['done']:,}; ")
+            + "the target is for 100k -> 1M; smaller runs have not levelled off",
         )
     )
     per = res1["bytes"] / max(1, res1["done"])
@@ -816,6 +816,8 @@ def section_latency(report: Report, alerts: int, work: Path) -> None:
             f"median {median * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms",
             "p99 <= 1 s",
             verdict(p99 <= 1.0 and len(latencies) == alerts),
+            "poll served -> webhook POST received; p99 is the nearest rank"
+            + (" (the maximum here)" if len(latencies) <= 50 else ""),
         )
     )
 
@@ -863,11 +865,13 @@ def section_profile(report: Report, sizes: Sizes, data: Path, work: Path) -> Non
     frames = doc["shared"]["frames"]
     own: Counter[str] = Counter()
     total = 0.0
+    samples = 0
     for prof in doc["profiles"]:
         for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
             if not any(frames[i]["name"] == "_feed" for i in stack):
                 continue  # start-up, data loading, teardown
             total += weight
+            samples += 1
             if stack:
                 f = frames[stack[-1]]
                 where = Path(f.get("file") or "?")
@@ -875,8 +879,9 @@ def section_profile(report: Report, sizes: Sizes, data: Path, work: Path) -> Non
                 own[f"{f['name']} ({short})"] += weight
     report.profile = [(name, w, w / total) for name, w in own.most_common(10)]
     report.profile_note = (
-        f"{total:.0f} samples at 200 Hz inside the measured loop of "
-        f"`bench/perf.py --child-e2e {sizes.profile_texts}` (py-spy record, speedscope)"
+        f"{samples:,} samples at 200 Hz inside the measured loop of "
+        f"`bench/perf.py --child-e2e {sizes.profile_texts}` (py-spy record, speedscope; "
+        "0: every airline tweet)"
     )
     for name, _, share in report.profile:
         print(f"  {share:6.1%}  {name}")
@@ -943,7 +948,9 @@ def write_results(path: Path, report: Report, command: str, mode: str, started: 
         "Ratios are taken inside one run (the bare VADER loop runs on the same texts in the",
         "same process run), so they hold up better than the absolute figures on a shared,",
         'noisy machine. "Before" is quoted from issue 12: measured on main `6d8bc99`, 2 cores,',
-        "full sizes; this run's sizes are those of its mode.",
+        "full sizes; this run's sizes are those of its mode. The issue's 10-rule set for the",
+        "tick was not recorded: this suite's (`TEN_RULES` in bench/perf.py, heavier look-backs)",
+        "costs more per brand, so compare the tick's growth with brands, not its milliseconds.",
         "",
         "| measure | this run | target | verdict | before (issue 12, 6d8bc99) | notes |",
         "|---|---|---|---|---|---|",
@@ -954,6 +961,15 @@ def write_results(path: Path, report: Report, command: str, mode: str, started: 
             f"| {row.label} | {row.value} | {row.target} | {row.verdict} | {before} | {row.note} |"
         )
     lines += ["", "## Profile: top 10 functions by own time (6 brands, end to end)", ""]
+    lines += [
+        "Before (issue 12, main `6d8bc99`): `StoryIndex.assign` 27% (pure-Python MinHash),",
+        "crisis scorer 16%, condition window reads 16% (`ZScore.check`), `Store.commit` 12%",
+        "(`dataclasses.asdict` + `json.dumps`), category tagger 4%, window buckets re-encoded",
+        "as JSON 4%, `_readings` 3.5%, the Jinja summary template compiled on every alert.",
+        "",
+        "This run:",
+        "",
+    ]
     if report.profile:
         lines += [report.profile_note, "", "| own time | function (file) |", "|---|---|"]
         lines += [f"| {share:.1%} | `{name}` |" for name, _, share in report.profile]
