@@ -24,8 +24,8 @@ run: top 10 functions by own time).
 A part that runs past its CPU-time budget stops there and reports what it measured as a
 bound (e.g. ``> 37x``) and FAIL: the suite stays bounded however slow the code under test
 is. Budgets and ratios use CPU time (``time.process_time``, a child's ``wait4`` usage), which
-other load on a shared machine disturbs far less than wall time; a tick and the latency
-are wall time.
+other load on a shared machine disturbs far less than wall time; the latency is
+wall time.
 
 The processor-level calls live in :class:`Core` alone, so that the stage refactor of
 issue 12 has one place to update.
@@ -492,27 +492,30 @@ def section_tick(report: Report, sizes: Sizes) -> None:
                         at = start + timedelta(minutes=k * sizes.warm_stride)
                         core.warm(b["name"], at, total, int(total * 0.3))
             core.settle()
-            ticks: list[float] = []
-            spent = 0.0
-            while len(ticks) < sizes.tick_repeat and (not ticks or spent < sizes.e2e_budget / 2):
-                began = time.perf_counter()
+            ticks: list[float] = []  # CPU seconds: robust to other load on the machine
+            walls: list[float] = []
+            while len(ticks) < sizes.tick_repeat and (
+                not ticks or sum(ticks) < sizes.e2e_budget / 2
+            ):
+                began, cpu = time.perf_counter(), time.process_time()
                 core.evaluate(now + timedelta(minutes=len(ticks)))
-                ticks.append(time.perf_counter() - began)
-                spent += ticks[-1]  # wall: a tick is timed by the wall clock
+                ticks.append(time.process_time() - cpu)
+                walls.append(time.perf_counter() - began)
         finally:
             core.close()
             shutil.rmtree(state, ignore_errors=True)
         times[count] = statistics.median(ticks)
         per = times[count] / count * 1e6
-        ok = count != max(sizes.tick_brands) or times[count] <= 0.05
+        ok = times[count] <= 0.05
         report.add(
             Row(
                 f"tick{count}",
-                f"tick at {count:,} brands",
+                f"tick at {count:,} brands (CPU)",
                 f"{times[count] * 1000:,.1f} ms",
                 "<= 50 ms" if count == 1000 else "",
                 verdict(ok) if count == 1000 else "",
-                f"{per:,.0f} µs a brand, median of {len(ticks)} ticks",
+                f"{per:,.0f} µs a brand; median of {len(ticks)} tick(s); "
+                f"wall {statistics.median(walls) * 1000:,.0f} ms",
             )
         )
     counts = sorted(times)
