@@ -3,8 +3,9 @@ and retention.
 
 A mention is one ``mentions`` row and one ``mention_brands`` row per brand it matched.
 Rows are written compactly (:func:`mention_row`, schema 5): ``data`` holds the mention's
-fields that the columns do not (no ``source``, ``id`` or ``created_at``; no null or
-default field), as compact JSON; ``tags`` only the categories, emotions and story that are
+fields that the columns do not (no ``source``, ``id``, ``created_at``, nor the author's
+handle, which the ``author`` column holds as ``source:handle``; no null or default
+field), as compact JSON; ``tags`` only the categories, emotions and story that are
 set (a missing story is the mention's own ``source:id``). Rows of earlier versions, with
 every field, read the same (:func:`_ref`).
 """
@@ -67,21 +68,22 @@ def mention_row(s: ScoredMention, collected_at: float) -> MentionRow:
     m = s.mention
     created = ts(m.created_at)
     data: dict[str, Any] = {"text": m.text}
-    if dt(created) != m.created_at:  # pragma: no cover - only past float precision
-        data["created_at"] = m.created_at.isoformat()
+    if m.created_at.microsecond and dt(created) != m.created_at:  # pragma: no cover
+        data["created_at"] = m.created_at.isoformat()  # past float precision (year > 2100)
     if m.url is not None:
         data["url"] = m.url
     a = m.author
-    if a.handle is not None or a.display_name is not None or a.followers is not None:
-        data["author"] = {
-            k: v
-            for k, v in (
-                ("handle", a.handle),
-                ("display_name", a.display_name),
-                ("followers", a.followers),
-            )
-            if v is not None
-        }
+    author = {  # a handle is in the ``author`` column (``source:handle``) unless it is ""
+        k: v
+        for k, v in (
+            ("handle", a.handle if a.handle == "" else None),
+            ("display_name", a.display_name),
+            ("followers", a.followers),
+        )
+        if v is not None
+    }
+    if author:
+        data["author"] = author
     if m.language is not None:
         data["language"] = m.language
     e = m.engagement
@@ -124,7 +126,9 @@ def mention_row(s: ScoredMention, collected_at: float) -> MentionRow:
     )
 
 
-def _ref(source: str, id_: str, created_at: float, data: str, compound: float) -> MentionRef:
+def _ref(
+    source: str, id_: str, created_at: float, data: str, compound: float, by: str | None
+) -> MentionRef:
     """The MentionRef of a stored row, compact (schema 5) or full (earlier)."""
     d = json.loads(data)
     author = d.get("author") or {}
@@ -134,7 +138,7 @@ def _ref(source: str, id_: str, created_at: float, data: str, compound: float) -
         id=id_,
         text=d["text"][:280],
         url=d.get("url"),
-        author=author.get("handle"),
+        author=author.get("handle", by[len(source) + 1 :] if by else None),
         followers=author.get("followers"),
         created_at=datetime.fromisoformat(when) if when else dt(created_at),
         sentiment=compound,
@@ -205,7 +209,8 @@ class Mentions:
     ) -> list[MentionRef]:
         """The mentions of ``brand`` in [start, end) that travelled furthest."""
         rows = self.db.read(
-            "SELECT m.source, m.id, m.created_at, m.data, m.compound FROM mention_brands b "
+            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author "
+            "FROM mention_brands b "
             "JOIN mentions m ON m.source = b.source AND m.id = b.id "
             "WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
             + ("AND b.negative = 1 " if negative_only else "")
@@ -287,14 +292,14 @@ class Mentions:
     ) -> list[MentionRecord]:
         """The brand's mentions in [start, end) that travelled furthest, any sentiment."""
         rows = self.db.read(
-            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.reach, b.negative, "
-            "m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author, m.reach, "
+            "b.negative, m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
             "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
             "ORDER BY m.reach DESC, m.compound ASC, b.created_at DESC LIMIT ?",
             (brand, ts(start), ts(end), limit),
         )
         return [
-            MentionRecord(_ref(*r[:5]), float(r[5]), bool(r[6]), _categories(r[7])) for r in rows
+            MentionRecord(_ref(*r[:6]), float(r[6]), bool(r[7]), _categories(r[8])) for r in rows
         ]
 
     def source_counts(self, brand: str, start: datetime, end: datetime) -> list[SourceCount]:

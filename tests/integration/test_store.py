@@ -66,12 +66,14 @@ def test_compact_rows_keep_every_field_but_the_columns() -> None:
     assert data == {
         "text": "Acme 3 is down again",
         "url": "https://x.example/3",
-        "author": {"handle": "u3", "followers": 30},
+        "author": {"followers": 30},
         "engagement": {"likes": 2},
         "title": "T",
     }
     assert json.loads(row[9]) == {"categories": ["outage"], "emotions": ["anger"]}
     full = s.mention.to_dict()
+    assert row[8] == "x:u3"  # the handle lives in the author column
+    data["author"]["handle"] = row[8].partition(":")[2]
     rebuilt = Mention.from_dict({**data, "source": row[0], "id": row[1], "created_at": T0})
     assert rebuilt.to_dict() == full
 
@@ -322,3 +324,13 @@ def test_every_write_raises_store_error_on_a_locked_database(tmp_path: Path, nam
         other.close()
     store.write_ingest(IngestWrite(now=T0, mentions=[scored(1)]))
     assert store.mention_count() == 1
+
+
+def test_created_at_reads_back_to_the_microsecond(tmp_path: Path) -> None:
+    """The compact row keeps no created_at; the column gives it back exactly, microseconds too."""
+    store = Store.open(tmp_path / "s.db")
+    at = T0.replace(microsecond=123457)
+    store.write_ingest(IngestWrite(now=T0, mentions=[scored(1, at)]))
+    (ref,) = store.top_mentions("Acme", T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert ref.created_at == at
+    assert "created_at" not in json.loads(store._read("SELECT data FROM mentions")[0][0])
