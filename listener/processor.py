@@ -72,7 +72,7 @@ from listener.scoring import build_scorer, score_many
 from listener.scoring.base import Scorer
 from listener.scoring.categories import CategoryTagger, EmotionDetector
 from listener.scoring.velocity import Sample, VelocityWindows
-from listener.store import Store, reach_of
+from listener.store import EvaluateWrite, IngestWrite, Store, reach_of
 from listener.templates import render_summary
 
 log = structlog.get_logger("listener.processor")
@@ -332,14 +332,16 @@ class Processor:
                         quiet_until[brand] = at + span
                     self.windows.add(brand, at, sample_of(s))
             try:
-                self.store.commit(
-                    now=now,
-                    mentions=scored,
-                    cursor=(source, cursor) if cursor is not None else None,
-                    buckets=self.windows.drain_dirty(),
-                    kv={"quiet_until": _dump_times(quiet_until)}
-                    if quiet_until != self.quiet_until
-                    else None,
+                self.store.write_ingest(
+                    IngestWrite(
+                        now=now,
+                        mentions=scored,
+                        cursor=(source, cursor) if cursor is not None else None,
+                        buckets=self.windows.drain_dirty(),
+                        kv={"quiet_until": _dump_times(quiet_until)}
+                        if quiet_until != self.quiet_until
+                        else {},
+                    )
                 )
             except StoreError:
                 self._load_state()  # memory must not run ahead of the store
@@ -403,15 +405,19 @@ class Processor:
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
             try:
-                self.store.commit(
-                    now=now,
-                    engine_state=state.to_json(),
-                    events=events,
-                    notices=notices,
-                    outbox=[(a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks],
-                    buckets=self.windows.drain_dirty(),
-                    prune_buckets_before=cutoff,
-                    kv={"notify_state": notify.to_json()},
+                self.store.write_evaluate(
+                    EvaluateWrite(
+                        now=now,
+                        engine_state=state.to_json(),
+                        events=events,
+                        notices=notices,
+                        outbox=[
+                            (a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks
+                        ],
+                        buckets=self.windows.drain_dirty(),
+                        prune_buckets_before=cutoff,
+                        kv={"notify_state": notify.to_json()},
+                    )
                 )
             except StoreError:
                 self._load_state()

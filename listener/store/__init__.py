@@ -1,0 +1,330 @@
+"""The durable state of the daemon, in one SQLite file (WAL).
+
+What is kept: seen mentions (dedup by source and id), collector cursors, velocity
+window buckets, the rule engine's state, incidents with their timeline, and the
+delivery outbox. Each stage writes what it produced with one typed write
+(:class:`IngestWrite`, :class:`EvaluateWrite`) in a single transaction, so a crash
+(even ``kill -9``) leaves either the whole step or none of it: no mention counted
+twice, no alert lost.
+
+One module per concern, composed by :class:`Store`:
+
+    core        the connection, its lock, transactions; every ``sqlite3.Error`` → StoreError
+    schema      the tables, :data:`SCHEMA_VERSION` and the migrations from earlier files
+    mentions    seen mentions and their brands, the reports' reads, retention (store.mentions)
+    windows     velocity window buckets (store.buckets)
+    cursors     collector cursors (store.cursors) and small named values (store.kv)
+    incidents   incidents, events, notices, drills (store.incident_log), silences
+                (store.silence_log), acknowledgements (store.ack_log)
+    outbox      the delivery outbox (store.outbox)
+    sink_state  sinks' durable key-value state (:class:`StoreSinkState`)
+    writes      the typed writes of the stages
+
+The methods of :class:`Store` from before the split stay, as one-line delegations to
+those modules. Timestamps are stored as Unix seconds (UTC). All methods are thread-safe;
+the pipeline calls them from a worker thread so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from listener.collectors.base import Cursor
+from listener.errors import StoreError
+from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention
+from listener.store.core import Database, ts
+from listener.store.cursors import ENGINE_STATE, Cursors, KeyValues
+from listener.store.incidents import (
+    Acks,
+    IncidentEventRecord,
+    IncidentRecord,
+    Incidents,
+    NoticeRecord,
+    Silences,
+)
+from listener.store.mentions import (
+    EVIDENCE_AFTER,
+    EVIDENCE_BEFORE,
+    MentionRecord,
+    Mentions,
+    SourceCount,
+    mention_row,
+    reach_of,
+)
+from listener.store.outbox import Outbox, OutboxItem, OutboxRecord
+from listener.store.schema import SCHEMA_VERSION, connect
+from listener.store.sink_state import StoreSinkState
+from listener.store.windows import BucketRow, Buckets
+from listener.store.writes import EvaluateWrite, IngestWrite
+
+__all__ = [
+    "EVIDENCE_AFTER",
+    "EVIDENCE_BEFORE",
+    "SCHEMA_VERSION",
+    "BucketRow",
+    "EvaluateWrite",
+    "IncidentEventRecord",
+    "IncidentRecord",
+    "IngestWrite",
+    "MentionRecord",
+    "NoticeRecord",
+    "OutboxItem",
+    "OutboxRecord",
+    "SourceCount",
+    "Store",
+    "StoreError",
+    "StoreSinkState",
+    "mention_row",
+    "reach_of",
+]
+
+
+class Store:
+    """SQLite-backed state. Open with :meth:`open`; close with :meth:`close`.
+
+    A composition of one object per concern (:attr:`mentions`, :attr:`buckets`,
+    :attr:`cursors`, :attr:`kv`, :attr:`incident_log`, :attr:`silence_log`,
+    :attr:`ack_log`, :attr:`outbox`) over one :class:`~listener.store.core.Database`.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = db.path
+        self.mentions = Mentions(db)
+        self.buckets = Buckets(db)
+        self.cursors = Cursors(db)
+        self.kv = KeyValues(db)
+        self.incident_log = Incidents(db)
+        self.silence_log = Silences(db)
+        self.ack_log = Acks(db)
+        self.outbox = Outbox(db)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) the state file; raise :class:`StoreError` on failure."""
+        name = str(path)
+        return cls(Database(connect(name), name))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ the stages' writes
+
+    def write_ingest(self, w: IngestWrite) -> None:
+        """Write what ingesting one batch produced, atomically."""
+        t = ts(w.now)
+        with self.db.transaction("ingest commit") as c:
+            Mentions.insert(c, w.mentions, t)
+            if w.cursor is not None:
+                Cursors.save(c, w.cursor[0], w.cursor[1], t)
+            Buckets.upsert(c, w.buckets)
+            KeyValues.put(c, w.kv)
+
+    def write_evaluate(self, w: EvaluateWrite) -> None:
+        """Write what one evaluation produced (state, events, notices, outbox), atomically."""
+        t = ts(w.now)
+        with self.db.transaction("evaluate commit") as c:
+            Buckets.upsert(c, w.buckets)
+            Buckets.prune(c, w.prune_buckets_before)
+            values = dict(w.kv)
+            if w.engine_state is not None:
+                values = {ENGINE_STATE: w.engine_state, **values}
+            KeyValues.put(c, values)
+            Incidents.apply(c, w.events, w.notices, t)
+            Outbox.enqueue(c, w.outbox, t)
+
+    def commit(
+        self,
+        *,
+        now: datetime,
+        mentions: Sequence[ScoredMention] = (),
+        cursor: tuple[str, Cursor] | None = None,
+        buckets: Sequence[BucketRow] = (),
+        prune_buckets_before: int | None = None,
+        engine_state: str | None = None,
+        events: Sequence[Any] = (),
+        outbox: Sequence[tuple[Alert, Sequence[str]]] = (),
+        kv: Mapping[str, str] | None = None,
+        notices: Sequence[Any] = (),
+    ) -> None:
+        """Any mix of the two stages' writes in one transaction (kept for tests and tools
+        that build state by hand; the stages use :meth:`write_ingest` and
+        :meth:`write_evaluate`)."""
+        t = ts(now)
+        values = dict(kv or {})
+        if engine_state is not None:
+            values = {ENGINE_STATE: engine_state, **values}
+        with self.db.transaction() as c:
+            Mentions.insert(c, mentions, t)
+            if cursor is not None:
+                Cursors.save(c, cursor[0], cursor[1], t)
+            Buckets.upsert(c, buckets)
+            Buckets.prune(c, prune_buckets_before)
+            KeyValues.put(c, values)
+            Incidents.apply(c, events, notices, t)
+            Outbox.enqueue(c, outbox, t)
+
+    # ------------------------------------------------------------------ file upkeep
+
+    def vacuum(self, now: datetime) -> None:
+        """Rebuild the file to give back the space pruning freed (``VACUUM``), then
+        truncate the WAL. Holds the store's lock, so it never runs inside another
+        write; other writers wait for it. Records ``now`` as the last vacuum."""
+        with self.db.guard("vacuum") as c:
+            if c.in_transaction:  # pragma: no cover - every transaction holds the lock
+                raise StoreError(f"{self.path}: cannot vacuum inside a transaction")
+            c.execute("VACUUM")
+            KeyValues.put(c, {"last_vacuum_at": now.isoformat()})
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def last_vacuum(self) -> datetime | None:
+        """When :meth:`vacuum` last ran on this file (None: never)."""
+        value = self.kv.get("last_vacuum_at")
+        return datetime.fromisoformat(value) if value else None
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the database file plus its WAL (0 for ``:memory:``)."""
+        if self.path == ":memory:":
+            return 0
+        total = 0
+        for name in (self.path, f"{self.path}-wal"):
+            try:
+                total += Path(name).stat().st_size
+            except OSError:
+                continue
+        return total
+
+    # ------------------------------------------------------------------ for tests and benches
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.db.read(sql, params)
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.db.write(sql, params)
+
+    @property
+    def _conn(self) -> Any:
+        return self.db.conn
+
+    # ------------------------------------------------------------------ delegations
+    # The methods from before the split, kept so callers across the code base stay as
+    # they are; each is one line over the module that owns the concern.
+
+    def seen(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        return self.mentions.seen(keys)
+
+    def mention_count(self) -> int:
+        return self.mentions.count()
+
+    def top_mentions(
+        self, brand: str, start: datetime, end: datetime, limit: int = 5, negative_only: bool = True
+    ) -> list[MentionRef]:
+        return self.mentions.top(brand, start, end, limit, negative_only)
+
+    def top_categories(self, brand: str, start: datetime, end: datetime) -> list[tuple[str, int]]:
+        return self.mentions.top_categories(brand, start, end)
+
+    def top_authors(
+        self, brand: str, start: datetime, end: datetime, limit: int = 3
+    ) -> list[AuthorRef]:
+        return self.mentions.top_authors(brand, start, end, limit)
+
+    def mention_series(
+        self, brand: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[datetime, int, int, float]]:
+        return self.mentions.series(brand, start, end, step)
+
+    def first_mention_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
+        return self.mentions.first_at(brand, start, end)
+
+    def last_mention_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
+        return self.mentions.last_at(brand, start, end)
+
+    def mentions_by_reach(
+        self, brand: str, start: datetime, end: datetime, limit: int = 10
+    ) -> list[MentionRecord]:
+        return self.mentions.by_reach(brand, start, end, limit)
+
+    def source_counts(self, brand: str, start: datetime, end: datetime) -> list[SourceCount]:
+        return self.mentions.source_counts(brand, start, end)
+
+    def prune_mentions(self, before: datetime) -> int:
+        return self.mentions.prune(before)
+
+    def load_cursor(self, source: str) -> Cursor | None:
+        return self.cursors.load(source)
+
+    def load_buckets(self) -> list[BucketRow]:
+        return self.buckets.load()
+
+    def load_engine_state(self) -> str | None:
+        return self.kv.get(ENGINE_STATE)
+
+    def load_kv(self, key: str) -> str | None:
+        return self.kv.get(key)
+
+    def due(self, sink: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        return self.outbox.due(sink, now, limit)
+
+    def mark_delivered(self, item_id: int, now: datetime) -> None:
+        self.outbox.mark_delivered(item_id, now)
+
+    def mark_retry(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
+        self.outbox.mark_retry(item_id, next_attempt_at, error)
+
+    def mark_failed(self, item_id: int, now: datetime, error: str) -> None:
+        self.outbox.mark_failed(item_id, now, error)
+
+    def mute_pending(self, incident_ids: Iterable[str], sinks: Iterable[str], reason: str) -> int:
+        return self.outbox.mute_pending(incident_ids, sinks, reason)
+
+    def outbox_pending(self) -> dict[str, int]:
+        return {sink: n for sink, (n, _) in self.outbox.backlog().items()}
+
+    def outbox_backlog(self) -> dict[str, tuple[int, datetime]]:
+        return self.outbox.backlog()
+
+    def deliveries(self, incident_id: str) -> list[OutboxRecord]:
+        return self.outbox.deliveries(incident_id)
+
+    def prune_outbox(self, before: datetime) -> int:
+        return self.outbox.prune(before)
+
+    def incidents(self, status: str | None = None, limit: int = 100) -> list[IncidentRecord]:
+        return self.incident_log.recent(status, limit)
+
+    def incident(self, incident_id: str) -> IncidentRecord | None:
+        return self.incident_log.get(incident_id)
+
+    def incident_events(self, incident_id: str) -> list[IncidentEventRecord]:
+        return self.incident_log.events(incident_id)
+
+    def incident_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        return self.incident_log.ids(prefix, limit)
+
+    def notices(self, incident_id: str) -> list[NoticeRecord]:
+        return self.incident_log.notices(incident_id)
+
+    def mark_drill(self, incident_ids: Iterable[str]) -> None:
+        self.incident_log.mark_drill(incident_ids)
+
+    def drill_ids(self, incident_ids: Iterable[str]) -> set[str]:
+        return self.incident_log.drill_ids(incident_ids)
+
+    def add_silence(self, silence: Any) -> None:
+        self.silence_log.add(silence)
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        return self.silence_log.expire(silence_id, now)
+
+    def silences(self, active_at: datetime | None = None) -> list[Any]:
+        return self.silence_log.select(active_at)
+
+    def add_ack(self, incident_id: str, by: str, at: datetime, note: str = "") -> bool:
+        return self.ack_log.add(incident_id, by, at, note)
+
+    def acks(self, incident_ids: Iterable[str] | None = None) -> dict[str, Ack]:
+        return self.ack_log.get(incident_ids)

@@ -1,0 +1,90 @@
+"""The store's core: one SQLite connection, its lock, and the translation of every
+``sqlite3.Error`` into :class:`~listener.errors.StoreError`.
+
+Every module of the package reaches the database only through :class:`Database`:
+:meth:`Database.read` and :meth:`Database.write` for one statement,
+:meth:`Database.transaction` for a unit of work (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled
+back on any error). A ``sqlite3.Error`` never leaves the package.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from listener.errors import StoreError
+
+
+def ts(when: datetime) -> float:
+    """``when`` as Unix seconds, the form every time is stored in."""
+    return when.timestamp()
+
+
+def dt(seconds: float) -> datetime:
+    """Inverse of :func:`ts` (UTC)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Database:
+    """A SQLite connection shared by threads: every use holds :attr:`lock` (re-entrant)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.lock = threading.RLock()
+        self.path = path
+
+    def error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        """The StoreError for ``exc`` raised while doing ``what``."""
+        return StoreError(f"{self.path}: {what} failed: {exc}")
+
+    @contextmanager
+    def guard(self, what: str) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and translate ``sqlite3.Error`` (no transaction of its own)."""
+        with self.lock:
+            try:
+                yield self.conn
+            except sqlite3.Error as exc:
+                raise self.error(what, exc) from None
+
+    @contextmanager
+    def transaction(self, what: str = "commit") -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back when anything raises."""
+        with self.lock:
+            c = self.conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+                c.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise self.error(what, exc) from None
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.guard("read") as c:
+            return c.execute(sql, params).fetchall()
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement in its own implicit transaction; the rows it changed."""
+        with self.guard("write") as c:
+            return c.execute(sql, params).rowcount
+
+    def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.guard("write") as c:
+            c.executemany(sql, rows)
+
+    def close(self) -> None:
+        with self.guard("close") as c:
+            c.close()

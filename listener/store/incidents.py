@@ -1,0 +1,276 @@
+"""Incidents with their timeline (events), the notices sent or muted for them,
+acknowledgements, silences, and which incidents a drill opened."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from listener.model import Ack, Fact
+from listener.store.core import Database, dt, ts
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """An incident as stored, with its timeline when loaded one at a time."""
+
+    id: str
+    rule: str
+    brand: str
+    status: str
+    level: str
+    peak_level: str
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEventRecord:
+    incident_id: str
+    seq: int
+    kind: str
+    level: str
+    previous_level: str | None
+    at: datetime
+    facts: tuple[Fact, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    alert_id: str
+    kind: str
+    level: str
+    at: datetime
+    sinks: tuple[str, ...]
+    muted: str | None
+
+
+_INCIDENT_COLUMNS = "id, rule, brand, status, level, peak_level, opened_at, updated_at, resolved_at"
+
+
+def _incident(r: Sequence[Any]) -> IncidentRecord:
+    return IncidentRecord(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        dt(r[6]),
+        dt(r[7]),
+        dt(r[8]) if r[8] is not None else None,
+    )
+
+
+class Incidents:
+    """The ``incidents``, ``incident_events``, ``notices`` and ``drill_incidents`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------ writes
+
+    @staticmethod
+    def apply(c: Any, events: Sequence[Any], notices: Sequence[Any], at: float) -> None:
+        """Record rule-engine ``IncidentEvent``s and ``Notice``s (inside the caller's
+        transaction); a notice is stamped ``at``."""
+        for ev in events:
+            _apply_event(c, ev)
+        if notices:
+            c.executemany(
+                "INSERT OR IGNORE INTO notices VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        n.alert_id,
+                        n.incident_id,
+                        n.kind,
+                        n.level,
+                        at,
+                        json.dumps(list(n.sinks)),
+                        n.muted,
+                    )
+                    for n in notices
+                ],
+            )
+
+    def mark_drill(self, incident_ids: Iterable[str]) -> None:
+        """Remember that these incidents were opened by ``listener drill``."""
+        self.db.write_many(
+            "INSERT OR IGNORE INTO drill_incidents VALUES (?)", [(i,) for i in incident_ids]
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def recent(self, status: str | None = None, limit: int = 100) -> list[IncidentRecord]:
+        where = "WHERE status = ?" if status else ""
+        params: list[Any] = [status] if status else []
+        rows = self.db.read(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents {where} ORDER BY opened_at DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [_incident(r) for r in rows]
+
+    def get(self, incident_id: str) -> IncidentRecord | None:
+        rows = self.db.read(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        )
+        return _incident(rows[0]) if rows else None
+
+    def events(self, incident_id: str) -> list[IncidentEventRecord]:
+        rows = self.db.read(
+            "SELECT incident_id, seq, kind, level, previous_level, at, facts FROM incident_events "
+            "WHERE incident_id = ? ORDER BY seq",
+            (incident_id,),
+        )
+        return [
+            IncidentEventRecord(
+                r[0], r[1], r[2], r[3], r[4], dt(r[5]), tuple(Fact(**f) for f in json.loads(r[6]))
+            )
+            for r in rows
+        ]
+
+    def ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids of incidents starting with ``prefix`` (for hints), newest first."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.db.read(
+            "SELECT id FROM incidents WHERE id LIKE ? ESCAPE '\\' ORDER BY opened_at DESC LIMIT ?",
+            (escaped + "%", limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    def notices(self, incident_id: str) -> list[NoticeRecord]:
+        rows = self.db.read(
+            "SELECT alert_id, kind, level, at, sinks, muted FROM notices WHERE incident_id = ? "
+            "ORDER BY at, alert_id",
+            (incident_id,),
+        )
+        return [
+            NoticeRecord(r[0], r[1], r[2], dt(r[3]), tuple(json.loads(r[4])), r[5]) for r in rows
+        ]
+
+    def drill_ids(self, incident_ids: Iterable[str]) -> set[str]:
+        """Those of ``incident_ids`` that a drill opened."""
+        ids = list(incident_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self.db.read(
+            f"SELECT incident_id FROM drill_incidents WHERE incident_id IN ({marks})", ids
+        )
+        return {str(r[0]) for r in rows}
+
+
+def _apply_event(c: Any, ev: Any) -> None:
+    at = ts(ev.at)
+    if ev.kind == "opened":
+        c.execute(
+            "INSERT OR IGNORE INTO incidents VALUES (?,?,?,?,?,?,?,?,NULL)",
+            (ev.incident_id, ev.rule, ev.brand, "open", ev.level, ev.peak_level, at, at),
+        )
+    elif ev.kind == "resolved":
+        c.execute(
+            "UPDATE incidents SET status = 'resolved', updated_at = ?, resolved_at = ?, "
+            "peak_level = ? WHERE id = ?",
+            (at, at, ev.peak_level, ev.incident_id),
+        )
+    else:
+        c.execute(
+            "UPDATE incidents SET level = ?, peak_level = ?, updated_at = ? WHERE id = ?",
+            (ev.level, ev.peak_level, at, ev.incident_id),
+        )
+    facts = json.dumps(
+        [
+            {"name": f.name, "value": f.value, "threshold": f.threshold, "baseline": f.baseline}
+            for f in ev.facts
+        ]
+    )
+    c.execute(
+        "INSERT OR IGNORE INTO incident_events VALUES (?,?,?,?,?,?,?)",
+        (ev.incident_id, ev.seq, ev.kind, ev.level, ev.previous_level, at, facts),
+    )
+
+
+class Silences:
+    """The ``silences`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, silence: Any) -> None:
+        """Store a :class:`listener.rules.notify.Silence`."""
+        self.db.write(
+            "INSERT INTO silences VALUES (?,?,?,?,?,?,?,?)",
+            (
+                silence.id,
+                silence.brand,
+                silence.rule,
+                silence.level,
+                ts(silence.starts_at),
+                ts(silence.ends_at),
+                silence.created_by,
+                silence.comment,
+            ),
+        )
+
+    def expire(self, silence_id: str, now: datetime) -> bool:
+        """End a silence now; False when there is no such active silence."""
+        return bool(
+            self.db.write(
+                "UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?",
+                (ts(now), silence_id, ts(now)),
+            )
+        )
+
+    def select(self, active_at: datetime | None = None) -> list[Any]:
+        """Silences (only those active at ``active_at`` when given), newest first."""
+        from listener.rules.notify import Silence
+
+        where, params = "", []
+        if active_at is not None:
+            where, params = "WHERE starts_at <= ? AND ends_at > ?", [ts(active_at)] * 2
+        rows = self.db.read(f"SELECT * FROM silences {where} ORDER BY starts_at DESC", params)
+        return [
+            Silence(
+                id=r[0],
+                brand=r[1],
+                rule=r[2],
+                level=r[3],
+                starts_at=dt(r[4]),
+                ends_at=dt(r[5]),
+                created_by=r[6],
+                comment=r[7],
+            )
+            for r in rows
+        ]
+
+
+class Acks:
+    """The ``acks`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, incident_id: str, by: str, at: datetime, note: str = "") -> bool:
+        """Record an acknowledgement; the first one wins. False when already acknowledged."""
+        return bool(
+            self.db.write(
+                "INSERT OR IGNORE INTO acks VALUES (?,?,?,?)", (incident_id, by, ts(at), note)
+            )
+        )
+
+    def get(self, incident_ids: Iterable[str] | None = None) -> dict[str, Ack]:
+        ids = list(incident_ids) if incident_ids is not None else None
+        if ids is not None and not ids:
+            return {}
+        if ids is None:
+            rows = self.db.read("SELECT incident_id, by, at, note FROM acks")
+        else:
+            marks = ",".join("?" * len(ids))
+            rows = self.db.read(
+                f"SELECT incident_id, by, at, note FROM acks WHERE incident_id IN ({marks})", ids
+            )
+        return {r[0]: Ack(r[1], dt(r[2]), r[3]) for r in rows}

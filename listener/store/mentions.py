@@ -1,0 +1,398 @@
+"""Seen mentions (dedup by source and id), their brands, the reads the reports make,
+and retention.
+
+A mention is one ``mentions`` row and one ``mention_brands`` row per brand it matched.
+Rows are written compactly (:func:`mention_row`, schema 5): ``data`` holds the mention's
+fields that the columns do not (no ``source``, ``id``, ``created_at``, nor the author's
+handle, which the ``author`` column holds as ``source:handle``; no null or default
+field), as compact JSON; ``tags`` only the categories, emotions and story that are
+set (a missing story is the mention's own ``source:id``). Rows of earlier versions, with
+every field, read the same (:func:`_ref`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from listener.model import AuthorRef, MentionRef, ScoredMention
+from listener.scoring.reach import reach_score
+from listener.store.core import Database, dt, ts
+
+EVIDENCE_BEFORE = timedelta(hours=30)
+"""Mentions of a brand from this long before one of its incidents opened are evidence,
+kept past retention: the post-incident report's chart starts 6 h before the opening and
+its baseline reads the 24 h before that (:mod:`listener.report.data`)."""
+EVIDENCE_AFTER = timedelta(hours=2)
+"""... and until this long after the incident resolved (for ever while it is open)."""
+_PRUNE_SLICE = timedelta(days=1)
+
+MentionRow = tuple[str, str, float, float, str, float, float, str, str | None, str]
+"""One ``mentions`` row: source, id, created_at, collected_at, sentiment label, compound,
+reach, data, author, tags."""
+
+
+@dataclass(frozen=True, slots=True)
+class MentionRecord:
+    """A stored mention with what was computed for it: reach, polarity, categories."""
+
+    ref: MentionRef
+    reach: float
+    negative: bool
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCount:
+    """A brand's mentions from one source in a period."""
+
+    source: str
+    mentions: int
+    negative: int
+    reach: float
+
+
+def reach_of(scored: ScoredMention) -> float:
+    """Estimated readers of a mention (see :mod:`listener.scoring.reach`)."""
+    return reach_score(scored.mention)
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def mention_row(s: ScoredMention, collected_at: float) -> MentionRow:
+    """The ``mentions`` row of a scored mention (by hand: no ``dataclasses.asdict``)."""
+    m = s.mention
+    created = ts(m.created_at)
+    data: dict[str, Any] = {"text": m.text}
+    if m.created_at.microsecond and dt(created) != m.created_at:  # pragma: no cover
+        data["created_at"] = m.created_at.isoformat()  # past float precision (year > 2100)
+    if m.url is not None:
+        data["url"] = m.url
+    a = m.author
+    author = {  # a handle is in the ``author`` column (``source:handle``) unless it is ""
+        k: v
+        for k, v in (
+            ("handle", a.handle if a.handle == "" else None),
+            ("display_name", a.display_name),
+            ("followers", a.followers),
+        )
+        if v is not None
+    }
+    if author:
+        data["author"] = author
+    if m.language is not None:
+        data["language"] = m.language
+    e = m.engagement
+    engagement = {
+        k: v
+        for k, v in (
+            ("likes", e.likes),
+            ("reposts", e.reposts),
+            ("replies", e.replies),
+            ("quotes", e.quotes),
+        )
+        if v is not None
+    }
+    if engagement:
+        data["engagement"] = engagement
+    if m.is_repost:
+        data["is_repost"] = True
+    if m.reposted_id is not None:
+        data["reposted_id"] = m.reposted_id
+    if m.title is not None:
+        data["title"] = m.title
+    tags: dict[str, Any] = {}
+    if s.categories:
+        tags["categories"] = list(s.categories)
+    if s.emotions:
+        tags["emotions"] = list(s.emotions)
+    if s.story is not None and s.story != f"{m.source}:{m.id}":
+        tags["story"] = s.story
+    return (
+        m.source,
+        m.id,
+        created,
+        collected_at,
+        s.sentiment.label,
+        s.sentiment.compound,
+        reach_score(m),
+        _dumps(data),
+        f"{m.source}:{a.handle}" if a.handle else None,
+        _dumps(tags) if tags else "{}",
+    )
+
+
+def _ref(
+    source: str, id_: str, created_at: float, data: str, compound: float, by: str | None
+) -> MentionRef:
+    """The MentionRef of a stored row, compact (schema 5) or full (earlier)."""
+    d = json.loads(data)
+    author = d.get("author") or {}
+    when = d.get("created_at")
+    return MentionRef(
+        source=source,
+        id=id_,
+        text=d["text"][:280],
+        url=d.get("url"),
+        author=author.get("handle", by[len(source) + 1 :] if by else None),
+        followers=author.get("followers"),
+        created_at=datetime.fromisoformat(when) if when else dt(created_at),
+        sentiment=compound,
+    )
+
+
+def _categories(tags: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(tags or "{}").get("categories", ()))
+
+
+class Mentions:
+    """The ``mentions`` and ``mention_brands`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------ writes
+
+    @staticmethod
+    def insert(c: Any, mentions: Sequence[ScoredMention], collected_at: float) -> None:
+        """Store mentions not stored yet (inside the caller's transaction); the brands of a
+        mention already stored are left as they are."""
+        if not mentions:
+            return
+        rows = [mention_row(s, collected_at) for s in mentions]
+        c.execute("SAVEPOINT mentions")
+        before = c.total_changes
+        c.executemany("INSERT OR IGNORE INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        fresh: Iterable[tuple[ScoredMention, MentionRow]]
+        if c.total_changes - before == len(rows):  # every one new: the common case
+            fresh = zip(mentions, rows, strict=True)
+        else:  # some stored before (or twice in the batch): one at a time, as they come
+            c.execute("ROLLBACK TO mentions")
+            fresh = [
+                (s, r)
+                for s, r in zip(mentions, rows, strict=True)
+                if c.execute(
+                    "INSERT OR IGNORE INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?)", r
+                ).rowcount
+            ]
+        c.executemany(
+            "INSERT OR IGNORE INTO mention_brands VALUES (?,?,?,?,?)",
+            [(b, r[2], r[0], r[1], int(s.negative)) for s, r in fresh for b in s.brands],
+        )
+        c.execute("RELEASE mentions")
+
+    # ------------------------------------------------------------------ reads
+
+    def seen(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (source, id) keys are already stored."""
+        out: set[tuple[str, str]] = set()
+        keys = list(keys)
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            where = " OR ".join("(source = ? AND id = ?)" for _ in chunk)
+            params = [v for key in chunk for v in key]
+            out.update(
+                (s, i_)
+                for s, i_ in self.db.read(f"SELECT source, id FROM mentions WHERE {where}", params)
+            )
+        return out
+
+    def count(self) -> int:
+        return int(self.db.read("SELECT COUNT(*) FROM mentions")[0][0])
+
+    def top(
+        self, brand: str, start: datetime, end: datetime, limit: int = 5, negative_only: bool = True
+    ) -> list[MentionRef]:
+        """The mentions of ``brand`` in [start, end) that travelled furthest."""
+        rows = self.db.read(
+            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author "
+            "FROM mention_brands b "
+            "JOIN mentions m ON m.source = b.source AND m.id = b.id "
+            "WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            + ("AND b.negative = 1 " if negative_only else "")
+            + "ORDER BY m.reach DESC, m.compound ASC, b.created_at DESC LIMIT ?",
+            (brand, ts(start), ts(end), limit),
+        )
+        return [_ref(*row) for row in rows]
+
+    def top_categories(self, brand: str, start: datetime, end: datetime) -> list[tuple[str, int]]:
+        """Crisis categories of the brand's negative mentions in [start, end), most first."""
+        rows = self.db.read(
+            "SELECT m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            "AND b.negative = 1",
+            (brand, ts(start), ts(end)),
+        )
+        counts: dict[str, int] = {}
+        for (tags,) in rows:
+            for name in _categories(tags):
+                counts[name] = counts.get(name, 0) + 1
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+
+    def top_authors(
+        self, brand: str, start: datetime, end: datetime, limit: int = 3
+    ) -> list[AuthorRef]:
+        """Detractors (most negative mentions) and amplifiers (largest reach) in [start, end)."""
+        rows = self.db.read(
+            "SELECT m.author, COUNT(*), MAX(m.reach), SUM(b.negative) FROM mention_brands b "
+            "JOIN mentions m ON m.source = b.source AND m.id = b.id WHERE b.brand = ? AND "
+            "b.created_at >= ? AND b.created_at < ? AND m.author IS NOT NULL GROUP BY m.author",
+            (brand, ts(start), ts(end)),
+        )
+
+        def ref(row: Any, role: Any) -> AuthorRef:
+            source, _, handle = str(row[0]).partition(":")
+            return AuthorRef(
+                handle=handle, source=source, mentions=int(row[1]), reach=float(row[2]), role=role
+            )
+
+        detractors = [r for r in sorted(rows, key=lambda r: (-r[3], -r[2])) if r[3] > 1][:limit]
+        amplifiers = [r for r in sorted(rows, key=lambda r: -r[2]) if r[2] > 0][:limit]
+        return [ref(r, "detractor") for r in detractors] + [ref(r, "amplifier") for r in amplifiers]
+
+    def series(
+        self, brand: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[datetime, int, int, float]]:
+        """The brand's mentions in [start, end) per ``step`` from ``start``: one
+        ``(bucket start, mentions, negative, sum of sentiment)`` per non-empty bucket."""
+        size = step.total_seconds()
+        rows = self.db.read(
+            "SELECT CAST((b.created_at - ?) / ? AS INTEGER) AS k, COUNT(*), SUM(b.negative), "
+            "SUM(m.compound) FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            "GROUP BY k ORDER BY k",
+            (ts(start), size, brand, ts(start), ts(end)),
+        )
+        return [(start + step * int(k), int(n), int(neg), float(c)) for k, n, neg, c in rows]
+
+    def first_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
+        """When the brand's first stored mention in [start, end) was written."""
+        rows = self.db.read(
+            "SELECT MIN(created_at) FROM mention_brands WHERE brand = ? AND created_at >= ? "
+            "AND created_at < ?",
+            (brand, ts(start), ts(end)),
+        )
+        return dt(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def last_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
+        """When the brand's last stored mention in [start, end) was written."""
+        rows = self.db.read(
+            "SELECT MAX(created_at) FROM mention_brands WHERE brand = ? AND created_at >= ? "
+            "AND created_at < ?",
+            (brand, ts(start), ts(end)),
+        )
+        return dt(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def by_reach(
+        self, brand: str, start: datetime, end: datetime, limit: int = 10
+    ) -> list[MentionRecord]:
+        """The brand's mentions in [start, end) that travelled furthest, any sentiment."""
+        rows = self.db.read(
+            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author, m.reach, "
+            "b.negative, m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            "ORDER BY m.reach DESC, m.compound ASC, b.created_at DESC LIMIT ?",
+            (brand, ts(start), ts(end), limit),
+        )
+        return [
+            MentionRecord(_ref(*r[:6]), float(r[6]), bool(r[7]), _categories(r[8])) for r in rows
+        ]
+
+    def source_counts(self, brand: str, start: datetime, end: datetime) -> list[SourceCount]:
+        """The brand's mentions in [start, end) per source, most first."""
+        rows = self.db.read(
+            "SELECT b.source, COUNT(*), SUM(b.negative), SUM(m.reach) FROM mention_brands b "
+            "JOIN mentions m ON m.source = b.source AND m.id = b.id WHERE b.brand = ? "
+            "AND b.created_at >= ? AND b.created_at < ? GROUP BY b.source "
+            "ORDER BY COUNT(*) DESC, b.source",
+            (brand, ts(start), ts(end)),
+        )
+        return [SourceCount(str(s), int(n), int(neg), float(r)) for s, n, neg, r in rows]
+
+    # ------------------------------------------------------------------ retention
+
+    def prune(self, before: datetime) -> int:
+        """Forget mentions collected before ``before`` (retention), except evidence.
+
+        A mention is evidence while one of its brands has an incident that opened less
+        than ``EVIDENCE_BEFORE`` after the mention was written and resolved less than
+        ``EVIDENCE_AFTER`` before it (or is still open): reports of old incidents keep
+        their timeline, top posts and authors. Evidence is judged again at every prune, so
+        the mentions an open incident keeps go once it has resolved and they fall outside
+        its period. Incidents, their events, notices and acknowledgements are never pruned.
+        Returns how many mentions were deleted.
+
+        The work goes a day of collection time per transaction (skipping days with nothing
+        stored), so a first run over a large file neither holds the lock nor loads the
+        whole history at once.
+        """
+        cutoff, removed = ts(before), 0
+        since: float | None = float("-inf")
+        while since is not None:
+            n, since = self._prune_slice(cutoff, since)
+            removed += n
+        return removed
+
+    def _prune_slice(self, cutoff: float, since: float) -> tuple[int, float | None]:
+        """Judge the day of collection time that starts at the first mention collected at
+        or after ``since``; (deleted, where the next day starts, or None at ``cutoff``)."""
+        with self.db.transaction("prune") as c:
+            start = c.execute(
+                "SELECT MIN(collected_at) FROM mentions WHERE collected_at >= ?", (since,)
+            ).fetchone()[0]
+            if start is None or start >= cutoff:
+                return 0, None
+            upper = min(cutoff, float(start) + _PRUNE_SLICE.total_seconds())
+            candidates = c.execute(
+                "SELECT source, id, created_at FROM mentions "
+                "WHERE collected_at >= ? AND collected_at < ?",
+                (start, upper),
+            ).fetchall()
+            doomed, doomed_brands = _not_evidence(c, candidates)
+            c.executemany(
+                "DELETE FROM mention_brands WHERE brand = ? AND created_at = ? AND source = ? "
+                "AND id = ?",
+                doomed_brands,
+            )
+            c.executemany("DELETE FROM mentions WHERE source = ? AND id = ?", doomed)
+            return len(doomed), (upper if upper < cutoff else None)
+
+
+def _not_evidence(
+    c: Any, candidates: Sequence[tuple[str, str, float]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, float, str, str]]]:
+    """Which candidate mentions (and brand rows) are no incident's evidence."""
+    if not candidates:
+        return [], []
+    keys = {(str(s), str(i)) for s, i, _ in candidates}
+    lo = min(float(t) for _, _, t in candidates)
+    hi = max(float(t) for _, _, t in candidates)
+    periods: dict[str, list[tuple[float, float]]] = {}
+    before, after = EVIDENCE_BEFORE.total_seconds(), EVIDENCE_AFTER.total_seconds()
+    for brand, opened, resolved in c.execute("SELECT brand, opened_at, resolved_at FROM incidents"):
+        end = float("inf") if resolved is None else float(resolved) + after
+        periods.setdefault(str(brand), []).append((float(opened) - before, end))
+    rows: list[tuple[str, str, str, float]] = []
+    brand = c.execute("SELECT MIN(brand) FROM mention_brands").fetchone()[0]
+    while brand is not None:  # one index seek per brand, not a scan of every row
+        rows.extend(
+            (brand, s, i, t)
+            for s, i, t in c.execute(
+                "SELECT source, id, created_at FROM mention_brands WHERE brand = ? "
+                "AND created_at >= ? AND created_at <= ?",
+                (brand, lo, hi),
+            )
+            if (s, i) in keys
+        )
+        brand = c.execute(
+            "SELECT MIN(brand) FROM mention_brands WHERE brand > ?", (brand,)
+        ).fetchone()[0]
+    kept = {
+        (s, i) for b, s, i, t in rows if any(start <= t <= end for start, end in periods.get(b, ()))
+    }
+    doomed = sorted(keys - kept)
+    return doomed, [(b, t, s, i) for b, s, i, t in rows if (s, i) not in kept]

@@ -1,0 +1,43 @@
+"""Velocity window buckets, one row per (brand, bucket start), as
+:mod:`listener.scoring.velocity` encodes them. Only the buckets that changed are written
+(``Windows.drain_dirty``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from listener.store.core import Database
+
+BucketRow = tuple[str, int, str]
+"""``(brand, bucket_start_epoch_seconds, json)``."""
+
+
+class Buckets:
+    """The ``buckets`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def load(self) -> list[BucketRow]:
+        """Every stored window bucket as ``(brand, bucket_start, json)``."""
+        return [
+            (str(b), int(k), str(d))
+            for b, k, d in self.db.read("SELECT brand, bucket, data FROM buckets")
+        ]
+
+    @staticmethod
+    def upsert(c: Any, rows: Sequence[BucketRow]) -> None:
+        """Write changed buckets (inside the caller's transaction)."""
+        if rows:
+            c.executemany(
+                "INSERT INTO buckets VALUES (?,?,?) ON CONFLICT(brand, bucket) DO UPDATE "
+                "SET data = excluded.data",
+                rows,
+            )
+
+    @staticmethod
+    def prune(c: Any, before: int | None) -> None:
+        """Drop buckets that start before ``before`` (inside the caller's transaction)."""
+        if before is not None:
+            c.execute("DELETE FROM buckets WHERE bucket < ?", (before,))

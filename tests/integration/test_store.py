@@ -1,0 +1,336 @@
+"""The store package: typed writes, compact rows, old files, and errors translated."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from listener.errors import StoreError
+from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
+from listener.rules.engine import IncidentEvent
+from listener.rules.notify import Silence
+from listener.store import (
+    SCHEMA_VERSION,
+    EvaluateWrite,
+    IngestWrite,
+    Store,
+    StoreSinkState,
+    mention_row,
+)
+from tests.support.receiver import sample_alert
+
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def scored(
+    i: int,
+    at: datetime = T0,
+    brands: tuple[str, ...] = ("Acme",),
+    label: str = "negative",
+    **fields: Any,
+) -> ScoredMention:
+    mention = Mention(
+        source="x",
+        id=f"m{i}",
+        text=f"Acme {i} is down again",
+        created_at=at,
+        author=Author(handle=f"u{i}", followers=10 * i),
+        **fields,
+    )
+    compound = -0.5 if label == "negative" else 0.2
+    return ScoredMention(
+        mention,
+        brands,
+        Sentiment(label, compound),  # type: ignore[arg-type]
+        categories=("outage",),
+        emotions=("anger",),
+        story=f"x:m{i}",
+    )
+
+
+def opened(incident: str = "inc-1", at: datetime = T0) -> IncidentEvent:
+    return IncidentEvent("opened", incident, 1, "spike", "Acme", "high", None, "high", at, ())
+
+
+def test_compact_rows_keep_every_field_but_the_columns() -> None:
+    """A stored row carries no null field and nothing the columns hold; it reads back whole."""
+    s = scored(3, url="https://x.example/3", engagement=Engagement(likes=2), title="T")
+    row = mention_row(s, T0.timestamp())
+    data = json.loads(row[7])
+    assert data == {
+        "text": "Acme 3 is down again",
+        "url": "https://x.example/3",
+        "author": {"followers": 30},
+        "engagement": {"likes": 2},
+        "title": "T",
+    }
+    assert json.loads(row[9]) == {"categories": ["outage"], "emotions": ["anger"]}
+    full = s.mention.to_dict()
+    assert row[8] == "x:u3"  # the handle lives in the author column
+    data["author"]["handle"] = row[8].partition(":")[2]
+    rebuilt = Mention.from_dict({**data, "source": row[0], "id": row[1], "created_at": T0})
+    assert rebuilt.to_dict() == full
+
+
+def test_ingest_write_stores_mentions_cursor_buckets_and_kv_at_once(tmp_path: Path) -> None:
+    """One IngestWrite: mentions, their brands, cursor, buckets and kv land together."""
+    store = Store.open(tmp_path / "s.db")
+    store.write_ingest(
+        IngestWrite(
+            now=T0,
+            mentions=[scored(1), scored(2, brands=("Acme", "Globex"), label="neutral")],
+            cursor=("x", {"since": "m2"}),
+            buckets=[("Acme", 100, "{}")],
+            kv={"quiet_until": "{}"},
+        )
+    )
+    assert store.seen([("x", "m1"), ("x", "m2"), ("x", "m3")]) == {("x", "m1"), ("x", "m2")}
+    assert store.load_cursor("x") == {"since": "m2"}
+    assert store.load_buckets() == [("Acme", 100, "{}")]
+    assert store.load_kv("quiet_until") == "{}"
+    hour = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    top = store.top_mentions("Acme", *hour)
+    assert [(m.id, m.author, m.followers, m.created_at) for m in top] == [("m1", "u1", 10, T0)]
+    assert store.top_categories("Acme", *hour) == [("outage", 1)]
+    assert [r.ref.id for r in store.mentions_by_reach("Globex", *hour)] == ["m2"]
+    assert store.source_counts("Acme", *hour)[0].mentions == 2
+
+
+def test_ingest_write_leaves_the_brands_of_a_stored_mention(tmp_path: Path) -> None:
+    """A batch with a mention stored before adds only the new ones (and their brands)."""
+    store = Store.open(tmp_path / "s.db")
+    store.write_ingest(IngestWrite(now=T0, mentions=[scored(1)]))
+    store.write_ingest(
+        IngestWrite(now=T0, mentions=[scored(1, brands=("Acme", "Globex")), scored(2), scored(2)])
+    )
+    rows = store._read("SELECT brand, id FROM mention_brands ORDER BY id, brand")
+    assert rows == [("Acme", "m1"), ("Acme", "m2")]
+    assert store.mention_count() == 2
+
+
+def test_evaluate_write_is_all_or_nothing(tmp_path: Path) -> None:
+    """An EvaluateWrite that fails half-way leaves nothing; a good one writes everything."""
+    store = Store.open(tmp_path / "s.db")
+    alert = sample_alert(id="inc-1#1", incident_id="inc-1")
+    with pytest.raises(AttributeError):
+        store.write_evaluate(
+            EvaluateWrite(
+                now=T0, engine_state="{}", events=[opened(), object()], outbox=[(alert, ["hook"])]
+            )
+        )
+    assert store.load_engine_state() is None
+    assert store.incidents() == []
+    assert store.outbox_pending() == {}
+    store.write_evaluate(
+        EvaluateWrite(
+            now=T0,
+            engine_state="{}",
+            events=[opened()],
+            outbox=[(alert, ["hook"])],
+            buckets=[("Acme", 5, "{}"), ("Acme", 50, "{}")],
+            prune_buckets_before=10,
+            kv={"notify_state": "{}"},
+        )
+    )
+    assert store.load_engine_state() == "{}"
+    assert store.load_kv("notify_state") == "{}"
+    assert [i.id for i in store.incidents()] == ["inc-1"]
+    assert store.outbox_pending() == {"hook": 1}
+    assert store.load_buckets() == [("Acme", 50, "{}")]
+
+
+_V4_MENTIONS = """
+CREATE TABLE mentions (
+    source TEXT NOT NULL, id TEXT NOT NULL, created_at REAL NOT NULL,
+    collected_at REAL NOT NULL, sentiment TEXT NOT NULL, compound REAL NOT NULL,
+    reach REAL NOT NULL, data TEXT NOT NULL, author TEXT, tags TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (source, id)
+);
+CREATE INDEX mentions_collected ON mentions (collected_at);
+CREATE TABLE mention_brands (
+    brand TEXT NOT NULL, created_at REAL NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL,
+    negative INTEGER NOT NULL, PRIMARY KEY (brand, source, id)
+);
+CREATE INDEX mention_brands_time ON mention_brands (brand, created_at);
+CREATE TABLE incidents (
+    id TEXT PRIMARY KEY, rule TEXT NOT NULL, brand TEXT NOT NULL, status TEXT NOT NULL,
+    level TEXT NOT NULL, peak_level TEXT NOT NULL, opened_at REAL NOT NULL,
+    updated_at REAL NOT NULL, resolved_at REAL
+);
+PRAGMA user_version=4;
+"""
+
+
+def test_a_version_4_file_opens_reads_and_prunes(tmp_path: Path) -> None:
+    """A state file of schema 4 (full JSON rows, rowid mention_brands) opens at the current
+    version with its mentions readable, prunable, and new ones stored beside them."""
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_V4_MENTIONS)
+    old = scored(1, T0 - timedelta(days=40)).mention
+    conn.execute(
+        "INSERT INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            "x",
+            "m1",
+            old.created_at.timestamp(),
+            old.created_at.timestamp(),
+            "negative",
+            -0.5,
+            11.0,
+            json.dumps(old.to_dict()),
+            "x:u1",
+            json.dumps({"categories": ["outage"], "emotions": [], "story": "x:m1"}),
+        ),
+    )
+    conn.execute(
+        "INSERT INTO mention_brands VALUES (?,?,?,?,?)",
+        ("Acme", old.created_at.timestamp(), "x", "m1", 1),
+    )
+    conn.commit()
+    conn.close()
+
+    store = Store.open(path)
+    assert store._read("PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    (ddl,) = store._read("SELECT sql FROM sqlite_master WHERE name = 'mention_brands'")[0]
+    assert "WITHOUT ROWID" in ddl
+    around = (old.created_at - timedelta(hours=1), old.created_at + timedelta(hours=1))
+    (ref,) = store.top_mentions("Acme", *around)
+    assert (ref.id, ref.text, ref.author, ref.created_at) == ("m1", old.text, "u1", old.created_at)
+    assert store.top_categories("Acme", *around) == [("outage", 1)]
+    assert store.seen([("x", "m1")]) == {("x", "m1")}
+    store.write_ingest(IngestWrite(now=T0, mentions=[scored(1), scored(2)]))
+    assert store.mention_count() == 2
+    assert store.prune_mentions(T0 - timedelta(days=1)) == 1
+    assert store._read("SELECT id FROM mention_brands") == [("m2",)]
+    store.close()
+    Store.open(path).close()  # and again: the migration does not run twice
+
+
+def test_a_file_that_is_not_sqlite_raises_store_error(tmp_path: Path) -> None:
+    """Opening a file that is not a SQLite database is a StoreError, not sqlite3's error."""
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database at all" * 200)
+    with pytest.raises(StoreError, match="cannot open state file"):
+        Store.open(path)
+
+
+_SILENCE = Silence("s1", T0, T0 + timedelta(hours=1), "me", "")
+
+PUBLIC: dict[str, Callable[[Store], object]] = {
+    "write_ingest": lambda s: s.write_ingest(IngestWrite(now=T0, mentions=[scored(9)])),
+    "write_evaluate": lambda s: s.write_evaluate(EvaluateWrite(now=T0, engine_state="{}")),
+    "commit": lambda s: s.commit(now=T0, kv={"a": "b"}),
+    "seen": lambda s: s.seen([("x", "m1")]),
+    "mention_count": lambda s: s.mention_count(),
+    "top_mentions": lambda s: s.top_mentions("Acme", T0, T0),
+    "top_categories": lambda s: s.top_categories("Acme", T0, T0),
+    "top_authors": lambda s: s.top_authors("Acme", T0, T0),
+    "mention_series": lambda s: s.mention_series("Acme", T0, T0, timedelta(hours=1)),
+    "first_mention_at": lambda s: s.first_mention_at("Acme", T0, T0),
+    "last_mention_at": lambda s: s.last_mention_at("Acme", T0, T0),
+    "mentions_by_reach": lambda s: s.mentions_by_reach("Acme", T0, T0),
+    "source_counts": lambda s: s.source_counts("Acme", T0, T0),
+    "prune_mentions": lambda s: s.prune_mentions(T0),
+    "load_cursor": lambda s: s.load_cursor("x"),
+    "load_buckets": lambda s: s.load_buckets(),
+    "load_engine_state": lambda s: s.load_engine_state(),
+    "load_kv": lambda s: s.load_kv("a"),
+    "due": lambda s: s.due("hook", T0),
+    "mark_delivered": lambda s: s.mark_delivered(1, T0),
+    "mark_retry": lambda s: s.mark_retry(1, T0, "e"),
+    "mark_failed": lambda s: s.mark_failed(1, T0, "e"),
+    "mute_pending": lambda s: s.mute_pending(["i"], ["hook"], "drill"),
+    "outbox_pending": lambda s: s.outbox_pending(),
+    "outbox_backlog": lambda s: s.outbox_backlog(),
+    "deliveries": lambda s: s.deliveries("i"),
+    "prune_outbox": lambda s: s.prune_outbox(T0),
+    "incidents": lambda s: s.incidents(),
+    "incident": lambda s: s.incident("i"),
+    "incident_events": lambda s: s.incident_events("i"),
+    "incident_ids": lambda s: s.incident_ids("i"),
+    "notices": lambda s: s.notices("i"),
+    "mark_drill": lambda s: s.mark_drill(["i"]),
+    "drill_ids": lambda s: s.drill_ids(["i"]),
+    "add_silence": lambda s: s.add_silence(_SILENCE),
+    "expire_silence": lambda s: s.expire_silence("s1", T0),
+    "silences": lambda s: s.silences(),
+    "add_ack": lambda s: s.add_ack("i", "me", T0),
+    "acks": lambda s: s.acks(),
+    "vacuum": lambda s: s.vacuum(T0),
+    "last_vacuum": lambda s: s.last_vacuum(),
+    "sink_state.get": lambda s: StoreSinkState(s, "hook").get("k"),
+    "sink_state.set": lambda s: StoreSinkState(s, "hook").set("k", "v"),
+    "sink_state.delete": lambda s: StoreSinkState(s, "hook").delete("k"),
+}
+
+WRITES = {
+    "write_ingest",
+    "write_evaluate",
+    "commit",
+    "prune_mentions",
+    "mark_delivered",
+    "mark_retry",
+    "mark_failed",
+    "mute_pending",
+    "mark_drill",
+    "add_silence",
+    "expire_silence",
+    "add_ack",
+    "vacuum",
+    "sink_state.set",
+    "sink_state.delete",
+}
+
+
+def test_the_error_table_names_every_public_method() -> None:
+    """Every public method of Store is in the table below (a new one must be added)."""
+    public = {n for n in dir(Store) if not n.startswith("_") and callable(getattr(Store, n))}
+    assert public - {"open", "close", "size_bytes"} == {n for n in PUBLIC if "." not in n}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_public_method_raises_store_error_on_a_broken_connection(
+    tmp_path: Path, name: str
+) -> None:
+    """A sqlite3.Error from any read or write (here: the connection went away) leaves the
+    package as a StoreError naming the file."""
+    store = Store.open(tmp_path / "s.db")
+    store._conn.close()
+    with pytest.raises(StoreError, match=r"s\.db"):
+        PUBLIC[name](store)
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
+def test_every_write_raises_store_error_on_a_locked_database(tmp_path: Path, name: str) -> None:
+    """A write while another process holds the write lock is a StoreError (after the busy
+    timeout), and the store works again once the lock is released."""
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    store._conn.execute("PRAGMA busy_timeout=0")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            PUBLIC[name](store)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.write_ingest(IngestWrite(now=T0, mentions=[scored(1)]))
+    assert store.mention_count() == 1
+
+
+def test_created_at_reads_back_to_the_microsecond(tmp_path: Path) -> None:
+    """The compact row keeps no created_at; the column gives it back exactly, microseconds too."""
+    store = Store.open(tmp_path / "s.db")
+    at = T0.replace(microsecond=123457)
+    store.write_ingest(IngestWrite(now=T0, mentions=[scored(1, at)]))
+    (ref,) = store.top_mentions("Acme", T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert ref.created_at == at
+    assert "created_at" not in json.loads(store._read("SELECT data FROM mentions")[0][0])
