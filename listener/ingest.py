@@ -116,15 +116,17 @@ class Ingest:
         sentiments = iter(
             score_many(self.scorer, [d.text for d, b in zip(docs, brands_of, strict=True) if b])
         )
+        stories = iter(
+            self.stories.assign_many([m for m, b in zip(mentions, brands_of, strict=True) if b])
+        )
         tag, detect = self.tagger.tag_prepared, self.emotions.detect_prepared
-        assign = self.stories.assign
         out: list[ScoredMention] = []
         for m, doc, brands in zip(mentions, docs, brands_of, strict=True):
             if not brands:
                 out.append(ScoredMention(m, brands, UNMATCHED))
                 continue
             sentiment = next(sentiments)
-            story = assign(m).story
+            story = next(stories).story
             categories = tuple(hit.name for hit in tag(doc))
             out.append(ScoredMention(m, brands, sentiment, categories, detect(doc), story=story))
         return out
