@@ -193,9 +193,9 @@ class StoryIndex:
         self._by_url: dict[str, str] = {}
         self._by_text: dict[str, str] = {}
         self._bands: dict[Band, list[tuple[tuple[int, ...], str]]] = {}
-        self._order: deque[tuple[datetime, str, str | None, str | None, tuple[int, ...] | None]] = (
-            deque()
-        )
+        self._order: deque[
+            tuple[datetime, str, str | None, str | None, tuple[int, ...] | None, list[Band]]
+        ] = deque()
 
     def __len__(self) -> int:
         return len(self._order)
@@ -281,7 +281,7 @@ class StoryIndex:
         if sig is not None:
             for band in bands:
                 self._bands.setdefault(band, []).append((sig, story))
-        self._order.append((mention.created_at, key, url, text_key if tokens else None, sig))
+        self._order.append((mention.created_at, key, url, text_key if tokens else None, sig, bands))
         while len(self._order) > self.max_entries:
             self._forget(*self._order.popleft()[1:])
 
@@ -291,7 +291,12 @@ class StoryIndex:
             self._forget(*self._order.popleft()[1:])
 
     def _forget(
-        self, key: str, url: str | None, text_key: str | None, sig: tuple[int, ...] | None
+        self,
+        key: str,
+        url: str | None,
+        text_key: str | None,
+        sig: tuple[int, ...] | None,
+        bands: list[Band],
     ) -> None:
         story = self._by_mention.pop(key, None)
         if url is not None and self._by_url.get(url) == story:
@@ -299,7 +304,7 @@ class StoryIndex:
         if text_key is not None and self._by_text.get(text_key) == story:
             del self._by_text[text_key]
         if sig is not None:
-            for band in _bands(sig):
+            for band in bands:  # the signature's bands, kept from _remember
                 entries = self._bands.get(band)
                 if entries:
                     entries[:] = [e for e in entries if e[0] != sig]

@@ -1442,12 +1442,10 @@ class _Engine:
         for word in words & self._exact_keys:
             candidates.update(self._exact[word])
         prefix = self._prefix
-        for word in words:
-            entries = prefix.get(word[:_MIN_STEM])
-            if entries:
-                for stem, ids in entries:
-                    if word.startswith(stem):
-                        candidates.update(ids)
+        for word in [w for w in words if w[:_MIN_STEM] in prefix]:
+            for stem, ids in prefix[word[:_MIN_STEM]]:
+                if word.startswith(stem):
+                    candidates.update(ids)
         for literal, ids in self._substrings:
             if literal in norm:
                 candidates.update(ids)
