@@ -331,11 +331,17 @@ class Processor:
     # ------------------------------------------------------------------ evaluate
 
     def _count_matches(self, source: str, scored: Sequence[ScoredMention]) -> None:
+        """Matches and scores per brand; each labelled series is looked up once a batch."""
         per_pair: Counter[tuple[str, str]] = Counter()
+        compounds: dict[str, list[float]] = {}
         for s in scored:
             for brand in s.brands:
                 per_pair[brand, s.sentiment.label] += 1
-                self.metrics.sentiment.labels(brand=brand).observe(s.sentiment.compound)
+                compounds.setdefault(brand, []).append(s.sentiment.compound)
+        for brand, values in compounds.items():
+            histogram = self.metrics.sentiment.labels(brand=brand)
+            for value in values:
+                histogram.observe(value)
         for (brand, label), n in per_pair.items():
             self.metrics.matches.labels(source=source, brand=brand).inc(n)
             self.metrics.scored.labels(brand=brand, sentiment=label).inc(n)
