@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="default: REPO/rules.yaml")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() once the stage is built")
     parser.add_argument("--dump", type=Path)
     parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile")
     args = parser.parse_args(argv)
@@ -169,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind, ingest = "legacy", _legacy(config)
 
     analyser = SentimentIntensityAnalyzer()
+    if args.freeze:
+        gc.collect()
+        gc.freeze()
 
     def vader() -> None:
         for t in texts:
