@@ -30,10 +30,10 @@ from listener.config.schema import (
     SourceHealthConfig,
 )
 from listener.errors import StoreError
+from listener.ingest import Ingest
 from listener.matching.brands import BrandMatcher
-from listener.matching.stories import StoryIndex
 from listener.metrics import BRAND_WINDOW, Metrics
-from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention, Sentiment
+from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention
 from listener.rules.conditions import (
     All,
     Condition,
@@ -68,9 +68,7 @@ from listener.rules.notify import (
     on_tick,
 )
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
-from listener.scoring import build_scorer, score_many
 from listener.scoring.base import Scorer
-from listener.scoring.categories import CategoryTagger, EmotionDetector
 from listener.scoring.velocity import Sample, VelocityWindows
 from listener.store import EvaluateWrite, IngestWrite, Store, reach_of
 from listener.templates import render_summary
@@ -81,7 +79,6 @@ BUCKET = timedelta(minutes=1)
 TREND_STEP = timedelta(minutes=30)
 TREND_POINTS = 12
 """Alerts carry the last 6 hours of negative volume in 30-minute steps."""
-UNMATCHED = Sentiment("neutral", 0.0)
 
 
 def condition_window(cond: ConditionConfig) -> timedelta:
@@ -221,18 +218,13 @@ class Processor:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.scorer: Scorer = (
-            scorer if scorer is not None else build_scorer(config.scoring.sentiment)
-        )
         self.drill = drill
         self._lock = threading.RLock()
         self.config = config
-        self.matcher = BrandMatcher(config.brands)
+        self.stage = Ingest.build(config, scorer=scorer)
+        """The Ingest stage: match, score, tag, stories (:mod:`listener.ingest`)."""
         self.rules = compile_rules(config)
         self.windows = windows_for(self.rules)
-        self.stories = StoryIndex()
-        self.tagger = CategoryTagger(config.categories.custom, defaults=config.categories.defaults)
-        self.emotions = EmotionDetector()
         self.state = EngineState()
         self.notify = NotifyState()
         self.quiet_until: dict[str, datetime] = {}
@@ -253,22 +245,21 @@ class Processor:
         raw = self.store.load_engine_state()
         self.state = EngineState.from_json(raw) if raw else EngineState()
 
-    def _tags(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Crisis categories and emotions of a text."""
-        return (
-            tuple(hit.name for hit in self.tagger.tag(text)),
-            self.emotions.detect(text),
-        )
+    @property
+    def matcher(self) -> BrandMatcher:
+        """The Ingest stage's brand matcher (assigning one replaces the stage's)."""
+        return self.stage.matcher
+
+    @matcher.setter
+    def matcher(self, matcher: BrandMatcher) -> None:
+        self.stage = replace(self.stage, matcher=matcher)
 
     def reconfigure(self, config: Config) -> None:
         """Apply a new config; window counts and open incidents are kept."""
         with self._lock:
-            matcher = BrandMatcher(config.brands)
-            self.tagger = CategoryTagger(
-                config.categories.custom, defaults=config.categories.defaults
-            )
+            stage = self.stage.reconfigure(config)
             rules = compile_rules(config)
-            self.config, self.matcher, self.rules = config, matcher, rules
+            self.config, self.stage, self.rules = config, stage, rules
             self.windows.retention = retention_for(rules)
             self.windows.distinct_retention = distinct_retention_for(rules)
 
@@ -300,37 +291,24 @@ class Processor:
             oldest = now - self.windows.retention
             quiet_until = dict(self.quiet_until)
             span = self.quiet_span()
-            scored: list[ScoredMention] = []
+            scored = self.stage.run(fresh, now)
             matched = negative = stale = 0
-            texts = [
-                f"{m.title}. {m.text}" if m.title and m.title not in m.text else m.text
-                for m in fresh
-            ]
-            brands_of = [
-                self.matcher.match(t, language=m.language, source=m.source)
-                for t, m in zip(texts, fresh, strict=True)
-            ]
-            to_score = [t for t, b in zip(texts, brands_of, strict=True) if b]
-            sentiments = iter(score_many(self.scorer, to_score))
-            for m, text, brands in zip(fresh, texts, brands_of, strict=True):
-                if not brands:
-                    scored.append(ScoredMention(m, brands, UNMATCHED))
+            for s in scored:
+                if not s.brands:
                     continue
-                sentiment = next(sentiments)
-                story = self.stories.assign(m).story
-                s = ScoredMention(m, brands, sentiment, *self._tags(text), story=story)
-                scored.append(s)
+                m, brands = s.mention, s.brands
                 matched += 1
                 negative += s.negative
                 at = min(m.created_at, now)
                 if at < oldest:
                     stale += 1
                     continue
+                sample = sample_of(s)
                 for brand in brands:
                     # history is quiet until it has left the longest rule window
                     if backfill and quiet_until.get(brand, now) < at + span:
                         quiet_until[brand] = at + span
-                    self.windows.add(brand, at, sample_of(s))
+                    self.windows.add(brand, at, sample)
             try:
                 self.store.write_ingest(
                     IngestWrite(
@@ -355,11 +333,17 @@ class Processor:
     # ------------------------------------------------------------------ evaluate
 
     def _count_matches(self, source: str, scored: Sequence[ScoredMention]) -> None:
+        """Matches and scores per brand; each labelled series is looked up once a batch."""
         per_pair: Counter[tuple[str, str]] = Counter()
+        compounds: dict[str, list[float]] = {}
         for s in scored:
             for brand in s.brands:
                 per_pair[brand, s.sentiment.label] += 1
-                self.metrics.sentiment.labels(brand=brand).observe(s.sentiment.compound)
+                compounds.setdefault(brand, []).append(s.sentiment.compound)
+        for brand, values in compounds.items():
+            histogram = self.metrics.sentiment.labels(brand=brand)
+            for value in values:
+                histogram.observe(value)
         for (brand, label), n in per_pair.items():
             self.metrics.matches.labels(source=source, brand=brand).inc(n)
             self.metrics.scored.labels(brand=brand, sentiment=label).inc(n)

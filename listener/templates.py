@@ -10,9 +10,10 @@ A template sees the alert's fields: ``brand``, ``rule``, ``level``, ``previous_l
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from listener.config.duration import format_duration
@@ -37,6 +38,12 @@ DEFAULT_SUMMARY = (
 )
 
 _ENV = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """``source`` compiled once (a config holds a handful of templates; reloads add a few)."""
+    return _ENV.from_string(source)
 
 
 def check_template(source: str) -> str | None:
@@ -68,9 +75,9 @@ def render_summary(alert: Alert, source: str | None = None) -> str:
         "opened_for": _opened_for(alert),
     }
     try:
-        return _ENV.from_string(source or DEFAULT_SUMMARY).render(context).strip()
+        return _compiled(source or DEFAULT_SUMMARY).render(context).strip()
     except TemplateError as exc:
-        fallback = _ENV.from_string(DEFAULT_SUMMARY).render(context).strip()
+        fallback = _compiled(DEFAULT_SUMMARY).render(context).strip()
         return f"{fallback} (summary template failed: {exc})"
 
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 import ahocorasick
 
@@ -53,6 +53,9 @@ from listener.matching.query import (
     QuerySyntaxError,
     compile_query,
 )
+
+if TYPE_CHECKING:
+    from listener.matching.document import Prepared
 
 __all__ = ["BrandMatcher", "QuerySyntaxError", "compile_brand_query", "is_word_char", "normalise"]
 
@@ -257,6 +260,17 @@ class BrandMatcher:
             i: b.exclude_query for i, b in enumerate(self._brands) if b.exclude_query is not None
         }
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A subclass that overrides :meth:`match` alone (``backtest``'s pinned matcher)
+        gets a :meth:`match_prepared` that calls it, so the Ingest stage asks it too."""
+        super().__init_subclass__(**kwargs)
+        if "match" in cls.__dict__ and "match_prepared" not in cls.__dict__:
+
+            def match_prepared(self: BrandMatcher, doc: Prepared) -> tuple[str, ...]:
+                return self.match(doc.text, language=doc.language, source=doc.source)
+
+            cls.match_prepared = match_prepared  # type: ignore[method-assign]
+
     @property
     def brand_names(self) -> tuple[str, ...]:
         """The configured brand names, in config order."""
@@ -276,7 +290,14 @@ class BrandMatcher:
         ``lang:``/``source:`` filters test; a ``lang:`` filter never matches an unknown
         language.
         """
-        norm = normalise(text)
+        from listener.matching.document import Prepared  # document imports this module
+
+        return self.match_prepared(Prepared(text, language, source))
+
+    def match_prepared(self, doc: Prepared) -> tuple[str, ...]:
+        """:meth:`match` of a text already prepared (normalised once, its query document
+        shared with every other reader of ``doc``)."""
+        norm = doc.norm
         hits: list[_Entry] = []
         if self._scan is not None:
             last = len(norm) - 1
@@ -307,17 +328,14 @@ class BrandMatcher:
         found = included - excluded
         if plain:
             return tuple(self._names[i] for i in sorted(found))
-        doc: Document | None = None
         if self._query_index is not None:
-            doc = Document(text, language, source)
+            query_doc = doc.query_document()
             queries = self._queries
-            for i in self._query_index.candidates(doc):
-                if i not in included and i not in excluded and queries[i].matches(doc):
+            for i in self._query_index.candidates(query_doc):
+                if i not in included and i not in excluded and queries[i].matches(query_doc):
                     found.add(i)
         if self._exclude_queries and found:
             for i in [i for i in found if i in self._exclude_queries]:
-                if doc is None:
-                    doc = Document(text, language, source)
-                if self._exclude_queries[i].matches(doc):
+                if self._exclude_queries[i].matches(doc.query_document()):
                     found.discard(i)
         return tuple(self._names[i] for i in sorted(found))

@@ -57,8 +57,10 @@ import hashlib
 import re
 import zlib
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -134,6 +136,24 @@ def minhash(tokens: list[str]) -> tuple[int, ...]:
     return tuple(signature)
 
 
+def minhash_many(token_lists: Sequence[list[str]]) -> list[tuple[int, ...]]:
+    """:func:`minhash` of each (non-empty) token list, all permuted in one numpy pass (the
+    same values: the rows of one matrix, each signature the minimum over its own rows)."""
+    if not token_lists:
+        return []
+    hash_sets = [{_crc32(t.encode()) for t in tokens} for tokens in token_lists]
+    counts = [len(h) for h in hash_sets]
+    if not all(counts):
+        raise ValueError("minhash of an empty token set")
+    words = np.fromiter(chain.from_iterable(hash_sets), dtype=np.uint64, count=sum(counts))
+    permuted = words.reshape(-1, 1) * _A  # (all words x permutations), wraps modulo 2**64
+    permuted += _B
+    starts = np.zeros(len(counts), dtype=np.intp)
+    np.cumsum(counts[:-1], out=starts[1:])
+    rows: list[list[int]] = np.minimum.reduceat(permuted, starts, axis=0).tolist()
+    return [tuple(row) for row in rows]
+
+
 def similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     """Estimated Jaccard similarity of two signatures."""
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
@@ -173,24 +193,40 @@ class StoryIndex:
         self._by_url: dict[str, str] = {}
         self._by_text: dict[str, str] = {}
         self._bands: dict[Band, list[tuple[tuple[int, ...], str]]] = {}
-        self._order: deque[tuple[datetime, str, str | None, str | None, tuple[int, ...] | None]] = (
-            deque()
-        )
+        self._order: deque[
+            tuple[datetime, str, str | None, str | None, tuple[int, ...] | None, list[Band]]
+        ] = deque()
 
     def __len__(self) -> int:
         return len(self._order)
 
     def assign(self, mention: Mention) -> Assignment:
         """The story of ``mention``; remembers the mention for later copies."""
+        tokens = story_text(mention.text)
+        sig = minhash(tokens) if len(tokens) >= MIN_TOKENS else None
+        return self._assign(mention, tokens, sig)
+
+    def assign_many(self, mentions: Sequence[Mention]) -> list[Assignment]:
+        """:meth:`assign` each mention in order (the same stories), with the signatures
+        of the whole batch computed in one pass (:func:`minhash_many`)."""
+        tokens = [story_text(m.text) for m in mentions]
+        long = [t for t in tokens if len(t) >= MIN_TOKENS]
+        sigs = iter(minhash_many(long))
+        return [
+            self._assign(m, t, next(sigs) if len(t) >= MIN_TOKENS else None)
+            for m, t in zip(mentions, tokens, strict=True)
+        ]
+
+    def _assign(
+        self, mention: Mention, tokens: list[str], sig: tuple[int, ...] | None
+    ) -> Assignment:
         self._evict(mention.created_at)
         key = f"{mention.source}:{mention.id}"
         if key in self._by_mention:
             return Assignment(self._by_mention[key], "repeat")
-        tokens = story_text(mention.text)
         text_key = hashlib.blake2b(" ".join(tokens).encode(), digest_size=12).hexdigest()
         url = canonical_url(mention.url) if mention.url else None
         links = [c for c in (canonical_url(u) for u in _URL.findall(mention.text)) if c]
-        sig = minhash(tokens) if len(tokens) >= MIN_TOKENS else None
         bands = _bands(sig) if sig is not None else []
         found = self._find(mention, url, links, text_key, sig, bands)
         story, reason = found if found is not None else (key, "new")
@@ -245,7 +281,7 @@ class StoryIndex:
         if sig is not None:
             for band in bands:
                 self._bands.setdefault(band, []).append((sig, story))
-        self._order.append((mention.created_at, key, url, text_key if tokens else None, sig))
+        self._order.append((mention.created_at, key, url, text_key if tokens else None, sig, bands))
         while len(self._order) > self.max_entries:
             self._forget(*self._order.popleft()[1:])
 
@@ -255,7 +291,12 @@ class StoryIndex:
             self._forget(*self._order.popleft()[1:])
 
     def _forget(
-        self, key: str, url: str | None, text_key: str | None, sig: tuple[int, ...] | None
+        self,
+        key: str,
+        url: str | None,
+        text_key: str | None,
+        sig: tuple[int, ...] | None,
+        bands: list[Band],
     ) -> None:
         story = self._by_mention.pop(key, None)
         if url is not None and self._by_url.get(url) == story:
@@ -263,7 +304,7 @@ class StoryIndex:
         if text_key is not None and self._by_text.get(text_key) == story:
             del self._by_text[text_key]
         if sig is not None:
-            for band in _bands(sig):
+            for band in bands:  # the signature's bands, kept from _remember
                 entries = self._bands.get(band)
                 if entries:
                     entries[:] = [e for e in entries if e[0] != sig]

@@ -41,7 +41,10 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from listener.matching.document import Prepared
 
 from listener.errors import ListenerError
 
@@ -1075,6 +1078,16 @@ def _prepare(text: str) -> tuple[str, frozenset[str]]:
     return norm, words
 
 
+def _view(doc: Prepared) -> tuple[str, frozenset[str]]:
+    """The category view of a prepared text (what :func:`_prepare` gives for its text),
+    built from the text's shared normalised form on first use and kept on ``doc``."""
+    view = doc.category_view
+    if view is None:
+        norm = doc.norm if doc.norm.isascii() else doc.norm.translate(_APOSTROPHES)
+        view = doc.category_view = (norm, _words(norm))
+    return view
+
+
 def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"
 
@@ -1422,18 +1435,22 @@ class _Engine:
         ``gated=False`` tries every item's regex (slow; tests check that gating never
         changes a result)."""
         norm, words = _prepare(text)
+        return self.run_view(norm, words, negation=negation, gated=gated)
+
+    def run_view(
+        self, norm: str, words: frozenset[str], *, negation: bool = False, gated: bool = True
+    ) -> list[tuple[int, tuple[str, ...]]]:
+        """:meth:`run` on a text's normalised form and its words (:func:`_prepare`)."""
         if not gated:
             return self._decide(norm, range(len(self._items)), negation, proofs=False)
         candidates: set[int] = set(self._always)
         for word in words & self._exact_keys:
             candidates.update(self._exact[word])
         prefix = self._prefix
-        for word in words:
-            entries = prefix.get(word[:_MIN_STEM])
-            if entries:
-                for stem, ids in entries:
-                    if word.startswith(stem):
-                        candidates.update(ids)
+        for word in [w for w in words if w[:_MIN_STEM] in prefix]:
+            for stem, ids in prefix[word[:_MIN_STEM]]:
+                if word.startswith(stem):
+                    candidates.update(ids)
         for literal, ids in self._substrings:
             if literal in norm:
                 candidates.update(ids)
@@ -1555,10 +1572,15 @@ class CategoryTagger:
 
     def tag(self, text: str) -> tuple[CategoryHit, ...]:
         """The categories ``text`` falls into, with evidence, in :attr:`names` order."""
+        return self._hits(self._engine.run(text))
+
+    def tag_prepared(self, doc: Prepared) -> tuple[CategoryHit, ...]:
+        """:meth:`tag` of a prepared text (its normalised form and words shared)."""
+        return self._hits(self._engine.run_view(*_view(doc)))
+
+    def _hits(self, fired: list[tuple[int, tuple[str, ...]]]) -> tuple[CategoryHit, ...]:
         names = self._engine.names
-        return tuple(
-            CategoryHit(names[group], evidence) for group, evidence in self._engine.run(text)
-        )
+        return tuple(CategoryHit(names[group], evidence) for group, evidence in fired)
 
 
 class EmotionDetector:
@@ -1584,9 +1606,16 @@ class EmotionDetector:
 
     def explain(self, text: str) -> tuple[EmotionHit, ...]:
         """The emotions in ``text`` with the terms/patterns/signals behind each."""
-        found = dict(self._engine.run(text, negation=True))
+        return self._explain(text, *_prepare(text))
+
+    def detect_prepared(self, doc: Prepared) -> tuple[str, ...]:
+        """:meth:`detect` of a prepared text (its normalised form and words shared)."""
+        return tuple(hit.name for hit in self._explain(doc.text, *_view(doc)))
+
+    def _explain(self, text: str, norm: str, words: frozenset[str]) -> tuple[EmotionHit, ...]:
+        found = dict(self._engine.run_view(norm, words, negation=True))
         anger = EMOTIONS.index("anger")
-        if _shouting(text) and not _positive(text):
+        if _shouting(text) and not _positive(norm, words):
             found[anger] = (*found.get(anger, ()), SHOUTING)
         return tuple(EmotionHit(self._engine.names[group], found[group]) for group in sorted(found))
 
@@ -1594,9 +1623,9 @@ class EmotionDetector:
 _UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _positive(text: str) -> bool:
-    """Whether ``text`` carries a clearly positive cue (a word or an emoji)."""
-    norm, words = _prepare(text)
+def _positive(norm: str, words: frozenset[str]) -> bool:
+    """Whether a text (its normalised form and words) carries a clearly positive cue (a
+    word or an emoji)."""
     return not _POSITIVE_WORDS.isdisjoint(words) or any(e in norm for e in _POSITIVE_EMOJI)
 
 

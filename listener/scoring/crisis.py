@@ -42,11 +42,12 @@ from typing import Any, Final
 from vaderSentiment.vaderSentiment import (
     BOOSTER_DICT,
     C_INCR,
+    N_SCALAR,
     NEGATE,
     SentimentIntensityAnalyzer,
-    SentiText,
     allcap_differential,
     negated,
+    normalize,
     scalar_inc_dec,
 )
 
@@ -408,6 +409,28 @@ _WORD = re.compile(r"\w+")
 _MAX_FIRST_WORDS: Final = 500
 
 
+_NEGATE: Final = frozenset(NEGATE)
+
+
+def _negates(word: str) -> bool:
+    """VADER's ``negated([word])`` for one lower-cased word."""
+    return word in _NEGATE or "n't" in word
+
+
+class _Phrase:
+    """What VADER's ``SentiText`` holds that its rules read: the tokens (punctuation
+    stripped from words of 3+ characters, kept on short tokens and emoticons) and
+    ``is_cap_diff`` (set for the whole text by :meth:`_Analyser.compound`)."""
+
+    __slots__ = ("is_cap_diff", "words_and_emoticons")
+
+    def __init__(self, text: str) -> None:
+        self.words_and_emoticons = [
+            s if len(s := w.strip(_PUNCTUATION)) > 2 else w for w in text.split()
+        ]
+        self.is_cap_diff = False
+
+
 class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped library
     """VADER's lexicon and rules, run phrase by phrase, with crisis tokens as documented."""
 
@@ -415,7 +438,6 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
         super().__init__()
         emojis: dict[str, str] = self.emojis
         self.emoji_words = {ord(e): f" {d} " for e, d in emojis.items() if len(e) == 1}
-        self.vader_valence = super().sentiment_valence
 
     def compound(self, text: str) -> float:
         """VADER's compound score of ``text``: its rules per sentence ("but") and per
@@ -424,7 +446,7 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             text = text.translate(self.emoji_words)
         text = text.strip()
         sentences = [
-            [SentiText(p) for p in _PHRASE.split(s) if p and not p.isspace()]
+            [_Phrase(p) for p in _PHRASE.split(s) if p and not p.isspace()]
             for s in _SENTENCE.split(text)
         ]
         cap_diff = allcap_differential(
@@ -438,8 +460,10 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
                 phrase.is_cap_diff = cap_diff
                 local.extend(self._phrase_valences(phrase))
                 words.extend(phrase.words_and_emoticons)
-            local = self._but_check(words, local)
-            if RESOLVED in (lowered := [w.lower() for w in words]):
+            lowered = [w.lower() for w in words]
+            if "but" in lowered:  # VADER's but_check changes nothing without one
+                local = self._but_check(words, local)
+            if RESOLVED in lowered:
                 local = [  # "thanks for fixing the outage so fast"
                     0.0 if v < 0 and w.startswith(TOKEN) else v
                     for w, v in zip(lowered, local, strict=True)
@@ -447,7 +471,16 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             sentiments.extend(local)
         if any(v <= MILD for v in sentiments):
             sentiments = [v * COMPLAINT_DISCOUNT if v > 0 else v for v in sentiments]
-        return float(self.score_valence(sentiments, text)["compound"])
+        if not sentiments:
+            return 0.0
+        # VADER's score_valence, its compound only
+        total = float(sum(sentiments))
+        emphasis = self._punctuation_emphasis(text)
+        if total > 0:
+            total += emphasis
+        elif total < 0:
+            total -= emphasis
+        return float(round(normalize(total), 4))
 
     def _phrase_valences(self, phrase: Any) -> list[float]:
         """One valence per word of ``phrase``, as VADER's own loop computes them."""
@@ -464,6 +497,7 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
                     words[i] = words[i].strip(_PUNCTUATION)
                     lowered[i] = bare
         local: list[float] = []
+        cap_diff: bool = phrase.is_cap_diff
         for i, word in enumerate(lowered):
             if (
                 word not in lexicon
@@ -474,8 +508,42 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             elif word.startswith(TOKEN):
                 local.append(self._token_valence(word, phrase, i))
             else:
-                local = self.vader_valence(0.0, phrase, words[i], i, local)
+                local.append(self._valence(words, lowered, i, cap_diff))
         return local
+
+    def _valence(self, words: list[str], lowered: list[str], i: int, cap_diff: bool) -> Any:
+        """VADER's ``sentiment_valence`` of lexicon word ``i`` (same arithmetic, in the
+        same order), reading the phrase's lower-cased tokens once instead of lower-casing
+        the phrase again in every rule."""
+        lexicon: dict[str, float] = self.lexicon
+        item = words[i]
+        item_lowercase = lowered[i]
+        valence = lexicon[item_lowercase]
+        if item_lowercase == "no" and i != len(words) - 1 and lowered[i + 1] in lexicon:
+            valence = 0.0
+        if (
+            (i > 0 and lowered[i - 1] == "no")
+            or (i > 1 and lowered[i - 2] == "no")
+            or (i > 2 and lowered[i - 3] == "no" and lowered[i - 1] in ["or", "nor"])
+        ):
+            valence = lexicon[item_lowercase] * N_SCALAR
+        if item.isupper() and cap_diff:
+            if valence > 0:
+                valence += C_INCR
+            else:
+                valence -= C_INCR
+        for start_i in range(3):
+            if i > start_i and lowered[i - (start_i + 1)] not in lexicon:
+                s = scalar_inc_dec(words[i - (start_i + 1)], valence, cap_diff)
+                if start_i == 1 and s != 0:
+                    s = s * 0.95
+                if start_i == 2 and s != 0:
+                    s = s * 0.9
+                valence = valence + s
+                valence = _negation_check(valence, lowered, start_i, i)
+                if start_i == 2:
+                    valence = self._special_idioms_check(valence, lowered, i)
+        return self._least_check(valence, lowered, i)
 
     def _token_valence(self, token: str, phrase: Any, i: int) -> float:
         """A crisis token's valence: VADER's ALL CAPS and booster rules, but a negation
@@ -650,21 +718,45 @@ class _Patterns:
                 compiled[tuple(indexes)] = compile_(indexes)
         self._by_word = {w: compiled[tuple(ix)] for w, ix in merged.items()}
         self._everywhere = compile_(everywhere) if everywhere else None
+        self._anywhere = _loose([alternatives[i][1] for i in everywhere]) if everywhere else None
 
     def finditer(self, lowered: str) -> list[re.Match[str]]:
+        everywhere = self._everywhere
+        # two exact shortcuts: patterns that match nowhere in the text (one C-speed
+        # search of a looser form of them) need not be tried at each word, and a text
+        # with none of the listed first words (one set test) has no match at all
+        if self._anywhere is not None and self._anywhere.search(lowered) is None:
+            everywhere = None
+        by_word = self._by_word
+        if everywhere is None and by_word.keys().isdisjoint(_WORD.findall(lowered)):
+            return []
         matches: list[re.Match[str]] = []
         end = 0
         for word in _WORD.finditer(lowered):
             start = word.start()
             if start < end:
                 continue
-            regex = self._by_word.get(word.group(), self._everywhere)
+            regex = by_word.get(word.group(), everywhere)
             if regex is not None:
                 match = regex.match(lowered, start)
                 if match is not None:
                     matches.append(match)
                     end = match.end()
         return matches
+
+
+_LEADING_LOOKBEHINDS = re.compile(r"^(?:\(\?<!(?:[^()\\]|\\.)*\))+")
+
+
+def _loose(patterns: list[str]) -> re.Pattern[str]:
+    """A regex that matches wherever any of ``patterns`` matches (and maybe elsewhere):
+    their alternation without their leading negative look-behinds, which only forbid
+    matches and make a search test them at every position. The plain alternation if
+    the rest does not compile on its own."""
+    try:
+        return re.compile("|".join(f"(?:{_LEADING_LOOKBEHINDS.sub('', p)})" for p in patterns))
+    except re.error:
+        return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
 def _first_words(pattern: str) -> frozenset[str] | None:
@@ -770,6 +862,32 @@ def _substitute(
     parts.append(text[end:])
     text = "".join(parts)
     return text, text.lower()
+
+
+def _negation_check(valence: Any, lowered: list[str], start_i: int, i: int) -> Any:
+    """VADER's ``_negation_check`` on already lower-cased tokens."""
+    if start_i == 0:
+        if _negates(lowered[i - 1]):
+            valence = valence * N_SCALAR
+    elif start_i == 1:
+        if lowered[i - 2] == "never" and (lowered[i - 1] == "so" or lowered[i - 1] == "this"):
+            valence = valence * 1.25
+        elif lowered[i - 2] == "without" and lowered[i - 1] == "doubt":
+            pass
+        elif _negates(lowered[i - 2]):
+            valence = valence * N_SCALAR
+    elif start_i == 2:
+        if (lowered[i - 3] == "never" and (lowered[i - 2] == "so" or lowered[i - 2] == "this")) or (
+            lowered[i - 1] == "so" or lowered[i - 1] == "this"
+        ):
+            valence = valence * 1.25
+        elif lowered[i - 3] == "without" and (
+            lowered[i - 2] == "doubt" or lowered[i - 1] == "doubt"
+        ):
+            pass
+        elif _negates(lowered[i - 3]):
+            valence = valence * N_SCALAR
+    return valence
 
 
 def _persist(match: re.Match[str], original: str) -> str:

@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer, SentiText
 
 from listener.model import Sentiment
 from listener.scoring.base import Scorer
@@ -16,7 +17,9 @@ from listener.scoring.crisis import (
     DEFAULT_POSITIVE_THRESHOLD,
     CrisisScorer,
     _first_words,
+    _loose,
     _Patterns,
+    _Phrase,
 )
 
 SCORER = CrisisScorer()
@@ -290,3 +293,83 @@ def test_patterns_without_listable_first_words_are_tried_everywhere() -> None:
         "site down",
         "on hold",
     ]
+
+
+_WAIT_WORDS = [
+    *"0123456789",
+    "in",
+    "within",
+    "next",
+    "open",
+    "two",
+    "several",
+    "hours",
+    "hrs",
+    "days",
+    "more",
+    "a",
+    "day",
+    "on",
+    "hold",
+    "for",
+    "waiting",
+    "delayed",
+    "flight",
+    "cancelled",
+    "not",
+    "3hrs",
+    "+",
+    ",",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=st.lists(st.sampled_from(_WAIT_WORDS), max_size=14))
+def test_shortcuts_never_change_what_the_patterns_find(words: list[str]) -> None:
+    """Skipping the everywhere-patterns on a text where their loose form finds nothing,
+    and texts with no listed first word, finds exactly what the plain alternation finds."""
+    lowered = " ".join(words)
+    found = [(m.span(), m.lastgroup) for m in SCORER._patterns.finditer(lowered)]
+    assert found == [(m.span(), m.lastgroup) for m in _plain_alternation().finditer(lowered)]
+
+
+def test_loose_form_drops_leading_lookbehinds_only() -> None:
+    """An everywhere-pattern behind a negative look-behind is found where it holds."""
+    matcher = _Patterns([("wait", r"(?<!\bin )\d+ hours"), ("hold", r"on hold")])
+    assert [m.group() for m in matcher.finditer("in 3 hours, then 4 hours on hold")] == [
+        "4 hours",
+        "on hold",
+    ]
+    assert matcher.finditer("in 3 hours") == []
+    assert _loose([r"(?<!\bin )(?<!x)\d+ hours"]).pattern == r"(?:\d+ hours)"
+
+
+_PHRASE_TOKENS = [
+    *["good", "GOOD", "great", "bad", "BAD", "terrible", "love", "hate", "no", "not", "never"],
+    *["so", "this", "without", "doubt", "least", "at", "very", "extremely", "kind", "of"],
+    *["or", "nor", "isn't", "don't", "barely", "sort", "the", "bomb", "cut", "slack", "yeah"],
+    *["right", "bad", "ass", "kiss", "of", "death", "ok!", "NO.", ":)", ":(", "...", "!!", "but"],
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.lists(st.sampled_from(_PHRASE_TOKENS), min_size=1, max_size=12))
+def test_phrase_valences_equal_vaders_own_rules(words: list[str]) -> None:
+    """The phrase tokens and each lexicon word's valence are what VADER's SentiText and
+    sentiment_valence give (the port reads lower-cased tokens once)."""
+    text = " ".join(words)
+    phrase = _Phrase(text)
+    senti = SentiText(text)
+    assert phrase.words_and_emoticons == senti.words_and_emoticons
+    analyser = SCORER._analyser
+    tokens = senti.words_and_emoticons
+    lowered = [w.lower() for w in tokens]
+    for cap_diff in (False, True):
+        senti.is_cap_diff = cap_diff
+        for i, word in enumerate(lowered):
+            if word not in analyser.lexicon:
+                continue
+            expected = SentimentIntensityAnalyzer.sentiment_valence(
+                analyser, 0.0, senti, tokens[i], i, []
+            )[-1]
+            assert analyser._valence(tokens, lowered, i, cap_diff) == expected

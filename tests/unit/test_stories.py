@@ -19,6 +19,7 @@ from listener.matching.stories import (
     StoryIndex,
     canonical_url,
     minhash,
+    minhash_many,
     similarity,
     story_text,
 )
@@ -252,3 +253,28 @@ def test_grouping_is_the_same_in_fresh_processes() -> None:
         ["x:4", "near"],
     ]
     assert [tuple(r[2]) for r in runs[0]] == [minhash(story_text(t)) for t in texts]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    batch=st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "d", "é", "x1", "acme", "down"]), min_size=1),
+        max_size=8,
+    )
+)
+def test_batch_signatures_equal_one_at_a_time(batch: list[list[str]]) -> None:
+    """minhash_many gives each token list the signature minhash gives it alone."""
+    assert minhash_many(batch) == [minhash(tokens) for tokens in batch]
+
+
+def test_assign_many_equals_assign_in_order() -> None:
+    """A batch gets the stories (and reasons) that assigning one by one gives, copies
+    within the batch, repeats, short texts and evictions included."""
+    hour = timedelta(hours=1)
+    texts = [BASE, BASE + " again", "short one", BASE.upper(), "other news entirely " * 2]
+    mentions = [mention(i, t, at=T0 + i * hour) for i, t in enumerate(texts)]
+    mentions += [mentions[1], mention(9, BASE, at=T0 + 30 * hour)]
+    one, many = StoryIndex(), StoryIndex()
+    expected = [one.assign(m) for m in mentions]
+    assert many.assign_many(mentions) == expected
+    assert {a.reason for a in expected} >= {"new", "exact", "near", "repeat"}

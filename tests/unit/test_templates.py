@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from listener.model import Ack, Alert, Fact
 from listener.templates import check_template, render_summary
@@ -66,3 +69,24 @@ def test_templates_are_sandboxed() -> None:
     """A template cannot reach Python internals."""
     text = render_summary(ALERT, "{{ brand.__class__.__mro__[1].__subclasses__() }}")
     assert "summary template failed" in text
+
+
+def test_a_template_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering the same summary template again reuses its compiled form."""
+    from listener import templates
+
+    compiled: list[str] = []
+    original = templates._ENV.from_string
+
+    def counting(source: str) -> Any:
+        compiled.append(source)
+        return original(source)
+
+    templates._compiled.cache_clear()
+    monkeypatch.setattr(templates._ENV, "from_string", counting)
+    custom = "{{ brand }} at {{ level }}"
+    for _ in range(3):
+        assert render_summary(ALERT, custom) == "Acme at crisis"
+        render_summary(ALERT)
+    assert sorted(compiled) == sorted([custom, templates.DEFAULT_SUMMARY])
+    templates._compiled.cache_clear()

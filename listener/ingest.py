@@ -1,0 +1,132 @@
+"""The Ingest stage: a batch of :class:`~listener.model.Mention` →
+:class:`~listener.model.ScoredMention`.
+
+Contract:
+
+* **Pure but for stories.** :meth:`Ingest.run` is a function of the mentions and the
+  prepared (compiled once, immutable) matcher, scorer, category tagger and emotion
+  detector. Its one piece of state is the :class:`~listener.matching.stories.StoryIndex`,
+  which remembers recent mentions so later copies join their story; it is keyed by
+  mention time, never by the clock. No I/O, no store, no metrics, no clock.
+* **One prepared document per mention.** Each text (title and body, as the daemon has
+  always joined them) is normalised once into a
+  :class:`~listener.matching.document.Prepared`; brand terms, brand queries, crisis
+  categories and emotions all read that one document.
+* **Order and shape.** The output has one :class:`ScoredMention` per input mention, in
+  input order. A mention that matches no brand gets ``brands=()``, a neutral 0.0
+  sentiment, no categories, emotions or story, and is neither scored nor remembered by
+  the story index (a copy of it can still be found by a later matched mention only
+  through the mentions that were matched).
+* **Deduplication and counting are not here.** The caller hands over mentions not seen
+  before (the store knows which), and counts the scored ones into windows (Evaluate).
+* **Parallel-safe** for the matcher, scorer and taggers (they hold no mutable state);
+  the story index makes one :class:`Ingest` sequential. Workers that split a stream by
+  key each own an :class:`Ingest` (:meth:`with_new_stories`) and so their own stories.
+
+Stories stay in Ingest rather than Evaluate: a story is a property of the mention (its
+``story`` field is stored with it and counted per brand by the windows), it is decided
+across brands (a copy of a post about two brands is one story for both), and it needs
+the same normalised tokens the rest of this stage reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from listener.matching.brands import BrandMatcher
+from listener.matching.document import Prepared
+from listener.matching.stories import StoryIndex
+from listener.model import Mention, ScoredMention, Sentiment
+from listener.scoring import build_scorer, score_many
+from listener.scoring.base import Scorer
+from listener.scoring.categories import CategoryTagger, EmotionDetector
+
+if TYPE_CHECKING:
+    from listener.config.schema import Config
+
+__all__ = ["UNMATCHED", "Ingest", "mention_text"]
+
+UNMATCHED = Sentiment("neutral", 0.0)
+"""The sentiment of a mention that matches no brand (it is never scored)."""
+
+
+def mention_text(mention: Mention) -> str:
+    """The text matched and scored: the title, then the body, unless the body has it."""
+    title = mention.title
+    return f"{title}. {mention.text}" if title and title not in mention.text else mention.text
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """Match, score, tag and assign stories to a batch of new mentions (see the module).
+
+    Build once with :meth:`build`; on a config reload, :meth:`reconfigure` compiles the
+    new brands and categories and keeps the scorer (a model loads once) and the stories.
+    """
+
+    matcher: BrandMatcher
+    scorer: Scorer
+    tagger: CategoryTagger
+    emotions: EmotionDetector
+    stories: StoryIndex
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        *,
+        scorer: Scorer | None = None,
+        stories: StoryIndex | None = None,
+    ) -> Ingest:
+        """The stage ``config`` describes; ``scorer`` overrides ``scoring.sentiment``."""
+        return cls(
+            matcher=BrandMatcher(config.brands),
+            scorer=scorer if scorer is not None else build_scorer(config.scoring.sentiment),
+            tagger=CategoryTagger(config.categories.custom, defaults=config.categories.defaults),
+            emotions=EmotionDetector(),
+            stories=stories if stories is not None else StoryIndex(),
+        )
+
+    def reconfigure(self, config: Config) -> Ingest:
+        """This stage with ``config``'s brands and categories (same scorer and stories)."""
+        return replace(
+            self,
+            matcher=BrandMatcher(config.brands),
+            tagger=CategoryTagger(config.categories.custom, defaults=config.categories.defaults),
+        )
+
+    def with_new_stories(self) -> Ingest:
+        """This stage with an empty story index (for another worker or a fresh replay)."""
+        return replace(self, stories=StoryIndex(self.stories.horizon, self.stories.max_entries))
+
+    def run(self, mentions: Sequence[Mention], now: datetime) -> list[ScoredMention]:
+        """One :class:`ScoredMention` per mention, in order (see the module's contract).
+
+        ``now`` is the batch's processing time; no decision here depends on it (stories
+        follow mention time), it is part of the signature so that every stage is a
+        function of ``(input, state, now)``.
+        """
+        del now  # see the docstring
+        matcher = self.matcher
+        docs = [Prepared(mention_text(m), m.language, m.source) for m in mentions]
+        brands_of = [matcher.match_prepared(doc) for doc in docs]
+        sentiments = iter(
+            score_many(self.scorer, [d.text for d, b in zip(docs, brands_of, strict=True) if b])
+        )
+        stories = iter(
+            self.stories.assign_many([m for m, b in zip(mentions, brands_of, strict=True) if b])
+        )
+        tag, detect = self.tagger.tag_prepared, self.emotions.detect_prepared
+        out: list[ScoredMention] = []
+        for m, doc, brands in zip(mentions, docs, brands_of, strict=True):
+            if not brands:
+                out.append(ScoredMention(m, brands, UNMATCHED))
+                continue
+            sentiment = next(sentiments)
+            story = next(stories).story
+            categories = tuple(hit.name for hit in tag(doc))
+            out.append(ScoredMention(m, brands, sentiment, categories, detect(doc), story=story))
+        return out

@@ -1,0 +1,179 @@
+"""The Ingest stage: a batch of mentions → scored mentions, one prepared document each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from listener.config.load import load_config_text
+from listener.config.schema import Config
+from listener.ingest import UNMATCHED, Ingest, mention_text
+from listener.matching.brands import BrandMatcher
+from listener.matching.document import Prepared
+from listener.model import Author, Mention, Sentiment
+from listener.scoring.categories import CategoryTagger, EmotionDetector
+
+CONFIG = """
+brands:
+  - name: Acme
+    handles: ["@acme"]
+    aliases: [Acme, "Acme Cloud"]
+  - name: Globex
+    query: '{Globex} NEAR/3 (outage OR refund*) OR "globex corp"'
+    exclude: hiring
+rules: []
+"""
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+TEXTS = [
+    "@acme your service is terrible and broken, worst outage ever",
+    "Acme Cloud is down AGAIN?? I can’t log in, my data is gone",
+    "I love Acme, thanks for the quick refund!",
+    "Globex outage again, where is my refund",
+    "Globex Corp is hiring engineers",
+    "nothing to see here",
+    "ＡＣＭＥ ＣＬＯＵＤ ｉｓ ｄｏｗｎ",
+    "WHY IS ACME STILL BROKEN I AM SO DONE WITH THIS",
+    "@acme not worried at all, don't worry about it",
+]
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config_text(CONFIG, "rules.yaml", {})
+
+
+def mention(i: int, text: str, *, title: str | None = None, minutes: int = 0) -> Mention:
+    return Mention(
+        source="news",
+        id=f"m{i}",
+        text=text,
+        created_at=T0 + timedelta(minutes=minutes),
+        author=Author(handle=f"user{i}"),
+        title=title,
+    )
+
+
+def test_run_equals_the_steps_one_mention_at_a_time(config: Config) -> None:
+    """Each scored mention is what the matcher, scorer, tagger, emotion detector and a
+    story index give for that mention alone, in input order."""
+    stage = Ingest.build(config)
+    reference = Ingest.build(config)
+    mentions = [mention(i, t, minutes=i) for i, t in enumerate(TEXTS)]
+    scored = stage.run(mentions, T0)
+    assert [s.mention for s in scored] == mentions
+    for m, s in zip(mentions, scored, strict=True):
+        text = mention_text(m)
+        brands = reference.matcher.match(text, language=m.language, source=m.source)
+        assert s.brands == brands
+        if not brands:
+            assert (s.sentiment, s.categories, s.emotions, s.story) == (UNMATCHED, (), (), None)
+            continue
+        assert s.sentiment == reference.scorer.score(text)
+        assert s.categories == tuple(h.name for h in reference.tagger.tag(text))
+        assert s.emotions == reference.emotions.detect(text)
+        assert s.story == reference.stories.assign(m).story
+    assert any(s.categories for s in scored)
+    assert any(s.emotions for s in scored)
+    assert {s.brands for s in scored} >= {("Acme",), ("Globex",), ()}
+
+
+def test_unmatched_mentions_are_not_scored_or_remembered(config: Config) -> None:
+    """A mention of no brand is neutral with no story, and a later copy of it that does
+    match starts its own story."""
+    stage = Ingest.build(config)
+    text = "the same words repeated across several posts about nothing much"
+    first = stage.run([mention(1, text)], T0)[0]
+    assert first.brands == ()
+    assert first.sentiment == Sentiment("neutral", 0.0)
+    assert first.story is None
+    assert len(stage.stories) == 0
+    second = stage.run([mention(2, f"@acme {text}", minutes=1)], T0)[0]
+    assert second.story == "news:m2"
+
+
+def test_copies_share_a_story_across_batches(config: Config) -> None:
+    """The story index is the stage's state: a copy in a later batch joins the story."""
+    stage = Ingest.build(config)
+    text = "@acme checkout has been broken for two hours and support is silent"
+    stage.run([mention(1, text)], T0)
+    copy = stage.run([mention(2, text.upper(), minutes=5)], T0)[0]
+    assert copy.story == "news:m1"
+    fresh = stage.with_new_stories().run([mention(3, text, minutes=6)], T0)[0]
+    assert fresh.story == "news:m3"
+
+
+def test_title_is_matched_with_the_body(config: Config) -> None:
+    """A title not already in the body is read before it (``title. body``)."""
+    stage = Ingest.build(config)
+    m = mention(1, "service restored for most users", title="Acme Cloud outage")
+    assert mention_text(m) == "Acme Cloud outage. service restored for most users"
+    assert stage.run([m], T0)[0].brands == ("Acme",)
+    same = mention(2, "Acme Cloud outage: details", title="Acme Cloud outage")
+    assert mention_text(same) == same.text
+
+
+def test_reconfigure_keeps_scorer_and_stories(config: Config) -> None:
+    """A reload compiles the new brands; the scorer and the stories carry over."""
+    stage = Ingest.build(config)
+    stage.run([mention(1, "@acme the app is down for everyone in the office today")], T0)
+    reloaded = stage.reconfigure(
+        load_config_text("brands: [{name: Initech}]\nrules: []\n", "rules.yaml", {})
+    )
+    assert reloaded.scorer is stage.scorer
+    assert reloaded.stories is stage.stories
+    assert reloaded.matcher.brand_names == ("Initech",)
+    assert reloaded.run([mention(2, "@acme is down")], T0)[0].brands == ()
+
+
+_PIECES = [*"aAcCmMeE xyz'’‘ʼ!?.,#@_-", "ＡＣＭＥ", "é", "e\u0301", "Σ", "ß", "\u00a0", "\t"]
+_PIECES += [
+    "😡",
+    "🙂",
+    " acme ",
+    " outage ",
+    " refund ",
+    " worried ",
+    " not ",
+    " hiring ",
+    " globex ",
+]
+_TEXT = st.lists(st.sampled_from(_PIECES), max_size=20).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT)
+def test_prepared_document_gives_what_each_reader_gives_alone(text: str) -> None:
+    """Matching, tagging and emotions read the one prepared document exactly as they
+    read the raw text (Unicode, curly apostrophes, whitespace runs included)."""
+    config = load_config_text(CONFIG, "rules.yaml", {})
+    matcher = BrandMatcher(config.brands)
+    tagger = CategoryTagger()
+    emotions = EmotionDetector()
+    doc = Prepared(text, "en", "news")
+    assert matcher.match_prepared(doc) == matcher.match(text, language="en", source="news")
+    assert tagger.tag_prepared(doc) == tagger.tag(text)
+    assert emotions.detect_prepared(doc) == emotions.detect(text)
+    assert doc.query_document() is doc.query_document()
+
+
+def test_a_matcher_overriding_match_alone_decides_for_the_stage(config: Config) -> None:
+    """A BrandMatcher subclass that only overrides ``match`` (backtest's pinned brand)
+    is what the stage asks."""
+
+    class Pinned(BrandMatcher):
+        __slots__ = ()
+
+        def match(
+            self, text: str, *, language: str | None = None, source: object = None
+        ) -> tuple[str, ...]:
+            return ("Pinned",) if text.startswith("x") else ()
+
+    stage = Ingest.build(config)
+    stage = Ingest(Pinned([]), stage.scorer, stage.tagger, stage.emotions, stage.stories)
+    scored = stage.run([mention(1, "x marks the spot"), mention(2, "@acme y")], T0)
+    assert [s.brands for s in scored] == [("Pinned",), ()]
