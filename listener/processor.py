@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
+from prometheus_client import Gauge
 
 from listener.collectors.base import Cursor
 from listener.config.schema import (
@@ -189,6 +190,45 @@ class ReadOnce:
             )
         return found
 
+    def strided(
+        self,
+        brand: str,
+        measure: Measure,
+        end: datetime,
+        width: timedelta,
+        count: int,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> list[float]:
+        """Adjacent windows, from the view's own strided read when it has one (running
+        sums: cheaper than caching), else range by range through the cache."""
+        view = self._view
+        if isinstance(view, VelocityWindows):
+            return view.strided(
+                brand,
+                measure,
+                end,
+                width,
+                count,
+                category=category,
+                source=source,
+                language=language,
+            )
+        return [
+            self.value(
+                brand,
+                measure,
+                end - (k + 1) * width,
+                end - k * width,
+                category=category,
+                source=source,
+                language=language,
+            )
+            for k in range(count)
+        ]
+
     def first_seen(self, brand: str) -> datetime | None:
         return self._view.first_seen(brand)
 
@@ -238,6 +278,7 @@ class Processor:
         self.quiet_until: dict[str, datetime] = {}
         self._brand_series: set[str] = set()
         self._condition_series: dict[str, set[ConditionKey]] = {}
+        self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._load_state()
 
     def _load_state(self) -> None:
@@ -549,18 +590,32 @@ class Processor:
             m.brand_negative_share,
             m.brand_sentiment_mean,
         )
+        child = self._child
         for brand in brands:
             total = self.windows.value(brand, "total", start, now)
             negative = self.windows.value(brand, "negative", start, now)
             summed = self.windows.value(brand, "sentiment_sum", start, now)
-            m.brand_mentions.labels(brand=brand).set(total)
-            m.brand_negative.labels(brand=brand).set(negative)
-            m.brand_negative_share.labels(brand=brand).set(negative / total if total else 0.0)
-            m.brand_sentiment_mean.labels(brand=brand).set(summed / total if total else 0.0)
+            child(m.brand_mentions, (brand,)).set(total)
+            child(m.brand_negative, (brand,)).set(negative)
+            child(m.brand_negative_share, (brand,)).set(negative / total if total else 0.0)
+            child(m.brand_sentiment_mean, (brand,)).set(summed / total if total else 0.0)
         for gone in self._brand_series - set(brands):
             for gauge in gauges:
-                gauge.remove(gone)
+                self._remove(gauge, (gone,))
         self._brand_series = set(brands)
+
+    def _child(self, gauge: Gauge, labels: tuple[str, ...]) -> Gauge:
+        """``gauge.labels(*labels)``, looked up once (prometheus_client's ``labels`` costs
+        tens of µs; a tick sets thousands of series)."""
+        key = (gauge, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = gauge.labels(*labels)
+        return found
+
+    def _remove(self, gauge: Gauge, labels: tuple[str, ...]) -> None:
+        self._children.pop((gauge, labels), None)
+        gauge.remove(*labels)
 
     def _update_condition_gauges(self, readings: Mapping[ConditionKey, Fact]) -> None:
         """What each rule condition measured at this evaluation; the series of rules,
@@ -575,10 +630,10 @@ class Processor:
             for key, fact in readings.items():
                 number: float | None = getattr(fact, field)
                 if number is not None:
-                    gauge.labels(*key).set(number)
+                    self._child(gauge, key).set(number)
                     live.add(key)
             for gone in self._condition_series.get(field, set()) - live:
-                gauge.remove(*gone)
+                self._remove(gauge, gone)
             self._condition_series[field] = live
 
     def _rule_config(self, name: str) -> RuleConfig | None:

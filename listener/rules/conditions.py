@@ -23,9 +23,10 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Protocol
+from functools import lru_cache
+from typing import Protocol, cast, runtime_checkable
 
-from listener.config.duration import format_duration
+from listener.config.duration import format_duration as _format_duration
 from listener.config.schema import (
     AllCondition,
     AnyCondition,
@@ -60,6 +61,7 @@ __all__ = [
     "Ramp",
     "Seasonal",
     "Spike",
+    "StridedView",
     "Volume",
     "ZScore",
     "build_condition",
@@ -89,6 +91,34 @@ class CountView(Protocol):
     def first_seen(self, brand: str) -> datetime | None:
         """When the brand's history starts (None when it has none)."""
         ...
+
+
+@runtime_checkable
+class StridedView(CountView, Protocol):
+    """A :class:`CountView` that reads adjacent windows in one call (``VelocityWindows``
+    does it from running sums); views without it are read window by window."""
+
+    def strided(
+        self,
+        brand: str,
+        measure: Measure,
+        end: datetime,
+        width: timedelta,
+        count: int,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> list[float]:
+        """``value`` over ``[end - (k + 1) × width, end - k × width)`` for k = 0 … count - 1."""
+        ...
+
+
+@lru_cache(maxsize=64)
+def _strided(view_type: type) -> bool:
+    """Whether views of this type are :class:`StridedView` (an isinstance check on a
+    runtime protocol costs tens of µs; the answer depends on the type only)."""
+    return issubclass(view_type, StridedView)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +186,33 @@ class Filters:
             language=self.language,
         )
 
+    def strided(
+        self,
+        view: CountView,
+        brand: str,
+        measure: Measure,
+        end: datetime,
+        width: timedelta,
+        count: int,
+    ) -> list[float]:
+        """``measure`` over ``[end - (k + 1) × width, end - k × width)`` for k = 0 … count - 1
+        through these filters (the latest window first)."""
+        if _strided(type(view)):
+            return cast(StridedView, view).strided(
+                brand,
+                measure,
+                end,
+                width,
+                count,
+                category=self.category,
+                source=self.source,
+                language=self.language,
+            )
+        return [
+            self.read(view, brand, measure, end - (k + 1) * width, end - k * width)
+            for k in range(count)
+        ]
+
     @property
     def suffix(self) -> str:
         """`` [category=outage, source=news]`` for fact names; empty without filters."""
@@ -174,6 +231,11 @@ class Filters:
 NO_FILTERS = Filters()
 
 
+format_duration = lru_cache(maxsize=1024)(_format_duration)
+"""Fact names repeat every check: their durations are formatted once."""
+
+
+@lru_cache(maxsize=4096)
 def _label(measure: Measure, window: timedelta, filters: Filters = NO_FILTERS) -> str:
     """A fact name such as ``negative mentions in 15m`` or ``voices in 1h [source=x]``."""
     return f"{_NOUNS[measure]} in {format_duration(window)}{filters.suffix}"
@@ -367,13 +429,11 @@ class ZScore:
         return self.window * (self.history + 1)
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        read, metric, window = self.filters.read, self.metric, self.window
+        metric, window = self.metric, self.window
         forward, inverse = _TRANSFORMS[self.transform]
-        current = read(view, brand, metric, now - window, now)
-        past = [
-            forward(read(view, brand, metric, now - (k + 1) * window, now - k * window))
-            for k in range(1, self.history + 1)
-        ]
+        values = self.filters.strided(view, brand, metric, now, window, self.history + 1)
+        current = values[0]
+        past = [forward(value) for value in values[1:]]
         middle, spread = center_and_spread(past, self.center)
         deviation = max(spread, self.min_deviation)
         z = (forward(current) - middle) / deviation
@@ -497,11 +557,8 @@ class Ramp:
         return self.window * (self.steps + 1)
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        read, metric, window = self.filters.read, self.metric, self.window
-        values = [
-            read(view, brand, metric, now - (k + 1) * window, now - k * window)
-            for k in range(self.steps, -1, -1)
-        ]
+        metric, window = self.metric, self.window
+        values = self.filters.strided(view, brand, metric, now, window, self.steps + 1)[::-1]
         rises = 0
         for i in range(len(values) - 1, 0, -1):
             if values[i] <= values[i - 1]:

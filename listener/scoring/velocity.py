@@ -495,7 +495,7 @@ class VelocityWindows:
                 origin = prefix.origin
                 self._extend(brand, prefix, high)
                 sums = prefix.sums[measure]
-                at = [sums[min(max(b, low), high) - origin] for b in bounds]
+                at = [sums[(low if b < low else high if b > high else b) - origin] for b in bounds]
                 return [float(at[k] - at[k + 1]) for k in range(count)]
         return [
             self.value(
