@@ -24,7 +24,6 @@ from prometheus_client import Gauge
 
 from listener.collectors.base import Cursor
 from listener.config.schema import (
-    ConditionConfig,
     Config,
     Measure,
     RuleConfig,
@@ -35,26 +34,15 @@ from listener.matching.brands import BrandMatcher
 from listener.matching.stories import StoryIndex
 from listener.metrics import BRAND_WINDOW, Metrics
 from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention, Sentiment
-from listener.rules.conditions import (
-    All,
-    Condition,
-    CountView,
-    MeanSentiment,
-    NegativeShare,
-    Not,
-    Ramp,
-    Seasonal,
-    Spike,
-    Volume,
-    ZScore,
-)
-from listener.rules.conditions import Any as AnyOf
+from listener.rules.conditions import Check, CountView
+from listener.rules.conditions import condition_leaves as condition_leaves  # re-exported
 from listener.rules.engine import (
     CompiledRule,
     EngineState,
     IncidentEvent,
+    compile_rule,
     compile_rules,
-    evaluate_rule,
+    evaluate_rule_checks,
     max_lookback,
 )
 from listener.rules.notify import (
@@ -85,16 +73,9 @@ TREND_POINTS = 12
 UNMATCHED = Sentiment("neutral", 0.0)
 
 
-def condition_window(cond: ConditionConfig) -> timedelta:
-    """The longest 'current' window a condition looks at (for picking top mentions)."""
-    inner = [*getattr(cond, "conditions", ())]
-    if getattr(cond, "condition", None) is not None:
-        inner.append(cond.condition)  # type: ignore[union-attr]
-    return max([getattr(cond, "window", timedelta(0)), *(condition_window(c) for c in inner)])
-
-
 def rule_window(rule: RuleConfig) -> timedelta:
-    return max(condition_window(level.when) for level in rule.levels.values()) or timedelta(hours=1)
+    """The longest 'current' window of a rule's levels (``CompiledRule.window``)."""
+    return compile_rule(rule).window
 
 
 def retention_for(rules: Sequence[CompiledRule]) -> timedelta:
@@ -135,31 +116,6 @@ def sample_of(s: ScoredMention) -> Sample:
         source=m.source,
         language=m.language,
     )
-
-
-_LEAF_TYPES: Mapping[type, str] = {
-    Volume: "volume",
-    Spike: "spike",
-    NegativeShare: "negative_share",
-    MeanSentiment: "mean_sentiment",
-    ZScore: "zscore",
-    Seasonal: "seasonal",
-    Ramp: "ramp",
-}
-
-
-def condition_leaves(condition: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
-    """Every leaf condition under ``condition`` with its path, the ``condition`` label of
-    the condition gauges: ``spike``, ``all.1.negative_share``, ``not.volume`` (config
-    types and positions only, so the label set is bounded by the config)."""
-    if isinstance(condition, All | AnyOf):
-        kind = "all" if isinstance(condition, All) else "any"
-        for i, inner in enumerate(condition.conditions):
-            yield from condition_leaves(inner, f"{path}{kind}.{i}.")
-    elif isinstance(condition, Not):
-        yield from condition_leaves(condition.condition, f"{path}not.")
-    else:
-        yield path + _LEAF_TYPES.get(type(condition), type(condition).__name__.lower()), condition
 
 
 class ReadOnce:
@@ -405,8 +361,7 @@ class Processor:
 
     def quiet_span(self) -> timedelta:
         """How long a backfilled brand cannot open incidents: the longest rule window."""
-        windows = [rule_window(r) for r in self.config.rules]
-        return max(windows, default=timedelta(0))
+        return max((r.window for r in self.rules), default=timedelta(0))
 
     def evaluate(
         self, now: datetime, sources: Mapping[str, SourceStatus] | None = None
@@ -429,7 +384,9 @@ class Processor:
                 events.extend(produced)
             for rule in self.rules:
                 try:
-                    state, produced = evaluate_rule(rule, brands, view, state, now, quiet)
+                    state, produced, checks = evaluate_rule_checks(
+                        rule, brands, view, state, now, quiet
+                    )
                 except Exception as exc:
                     self.metrics.error("evaluate", type(exc).__name__)
                     log.error(
@@ -438,8 +395,7 @@ class Processor:
                     continue
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
-                # the same checks the engine just made, from the same reads: cannot fail now
-                readings.update(_readings(rule, brands, view, now))
+                readings.update(_readings(rule, checks))
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -665,7 +621,8 @@ class Processor:
         peak_level: str | None = None,
     ) -> Alert:
         cfg = self._rule_config(rule)
-        window = rule_window(cfg) if cfg else timedelta(hours=1)
+        compiled = next((r for r in self.rules if r.name == rule), None)
+        window = compiled.window if compiled is not None else timedelta(hours=1)
         brand_rule = rule != SOURCE_HEALTH
         start, end = at - window, at + BUCKET
         # an all-clear lists no angry posts: they are what the incident was, not what is
@@ -708,18 +665,15 @@ class Processor:
 
 
 def _readings(
-    rule: CompiledRule, brands: Sequence[str], view: CountView, now: datetime
+    rule: CompiledRule, checks: Mapping[str, tuple[Check, ...]]
 ) -> Iterator[tuple[ConditionKey, Fact]]:
     """The first fact (value, threshold, baseline) of every leaf condition of every level
-    of ``rule`` for each brand it applies to."""
-    for brand in brands:
-        if rule.brands is not None and brand not in rule.brands:
-            continue
-        for level in rule.levels:
-            for path, leaf in condition_leaves(level.when):
-                facts = leaf.check(view, brand, now).facts
-                if facts:
-                    yield (rule.name, brand, level.name, path), facts[0]
+    of ``rule`` for each brand it was evaluated for, from the checks the engine made."""
+    for brand, made in checks.items():
+        for level, check in zip(rule.levels, made, strict=True):
+            for path, fact in zip(level.leaves, check.readings, strict=True):
+                if fact is not None:
+                    yield (rule.name, brand, level.name, path), fact
 
 
 def _dump_times(times: Mapping[str, datetime]) -> str:

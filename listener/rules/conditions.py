@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Protocol, cast, runtime_checkable
@@ -66,8 +66,10 @@ __all__ = [
     "ZScore",
     "build_condition",
     "center_and_spread",
+    "condition_leaves",
     "distinct_lookback",
     "lookback",
+    "reads_distinct",
 ]
 
 
@@ -123,10 +125,23 @@ def _strided(view_type: type) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """The outcome of a condition: whether it holds, and the numbers behind it."""
+    """The outcome of a condition: whether it holds, and the numbers behind it.
+
+    ``parts`` are the checks an all/any/not made of its inner conditions (None for a
+    leaf), so what every leaf measured is known without checking it again
+    (:attr:`readings`)."""
 
     holds: bool
     facts: tuple[Fact, ...]
+    parts: tuple[Check, ...] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def readings(self) -> tuple[Fact | None, ...]:
+        """The first fact (value, threshold, baseline) of each leaf check, in the order of
+        :func:`condition_leaves`; None for a leaf without facts."""
+        if self.parts is None:
+            return (self.facts[0] if self.facts else None,)
+        return tuple(reading for part in self.parts for reading in part.readings)
 
 
 class Condition(Protocol):
@@ -135,6 +150,11 @@ class Condition(Protocol):
     @property
     def lookback(self) -> timedelta:
         """How far before ``now`` the condition reads."""
+        ...
+
+    @property
+    def window(self) -> timedelta:
+        """The longest 'current' window it looks at (the mentions an alert shows)."""
         ...
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check: ...
@@ -711,10 +731,14 @@ class All:
     def lookback(self) -> timedelta:
         return max(c.lookback for c in self.conditions)
 
+    @property
+    def window(self) -> timedelta:
+        return max(c.window for c in self.conditions)
+
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        checks = [c.check(view, brand, now) for c in self.conditions]
+        checks = tuple(c.check(view, brand, now) for c in self.conditions)
         facts = _merge_facts(list(zip(self.conditions, checks, strict=True)))
-        return Check(all(c.holds for c in checks), facts)
+        return Check(all(c.holds for c in checks), facts, checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -727,11 +751,15 @@ class Any:
     def lookback(self) -> timedelta:
         return max(c.lookback for c in self.conditions)
 
+    @property
+    def window(self) -> timedelta:
+        return max(c.window for c in self.conditions)
+
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        checks = [c.check(view, brand, now) for c in self.conditions]
+        checks = tuple(c.check(view, brand, now) for c in self.conditions)
         holding = [c for c in checks if c.holds]
         shown = holding or checks
-        return Check(bool(holding), tuple(f for c in shown for f in c.facts))
+        return Check(bool(holding), tuple(f for c in shown for f in c.facts), checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,9 +775,13 @@ class Not:
     def lookback(self) -> timedelta:
         return self.condition.lookback
 
+    @property
+    def window(self) -> timedelta:
+        return self.condition.window
+
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         inner = self.condition.check(view, brand, now)
-        return Check(not inner.holds, inner.facts)
+        return Check(not inner.holds, inner.facts, (inner,))
 
 
 _Filtered = (
@@ -817,6 +849,45 @@ def build_condition(config: ConditionConfig) -> Condition:
         known = ", ".join(sorted(c.__name__ for c in _BUILDERS))
         raise ValueError(f"unknown condition config {type(config).__name__}; known: {known}")
     return builder(config)
+
+
+_LEAF_TYPES: dict[type, str] = {
+    Volume: "volume",
+    Spike: "spike",
+    NegativeShare: "negative_share",
+    MeanSentiment: "mean_sentiment",
+    ZScore: "zscore",
+    Seasonal: "seasonal",
+    Ramp: "ramp",
+}
+
+
+def condition_leaves(condition: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
+    """Every leaf condition under ``condition`` with its path, the ``condition`` label of
+    the condition gauges: ``spike``, ``all.1.negative_share``, ``not.volume`` (config
+    types and positions only, so the label set is bounded by the config). The order is
+    that of :attr:`Check.readings`."""
+    if isinstance(condition, All | Any):
+        kind = "all" if isinstance(condition, All) else "any"
+        for i, inner in enumerate(condition.conditions):
+            yield from condition_leaves(inner, f"{path}{kind}.{i}.")
+    elif isinstance(condition, Not):
+        yield from condition_leaves(condition.condition, f"{path}not.")
+    else:
+        yield path + _LEAF_TYPES.get(type(condition), type(condition).__name__.lower()), condition
+
+
+def reads_distinct(condition: Condition) -> timedelta:
+    """How far back ``condition`` reads a distinct measure (voices, stories), zero when it
+    reads none: how long the windows must keep their author and story sets."""
+    return max(
+        (
+            leaf.lookback
+            for _, leaf in condition_leaves(condition)
+            if getattr(leaf, "metric", None) in _DISTINCT
+        ),
+        default=timedelta(0),
+    )
 
 
 def lookback(config: ConditionConfig) -> timedelta:

@@ -25,8 +25,10 @@ from listener.rules.conditions import (
     Volume,
     build_condition,
     center_and_spread,
+    condition_leaves,
     distinct_lookback,
     lookback,
+    reads_distinct,
 )
 from listener.rules.conditions import Any as AnyOf
 from listener.scoring.velocity import Sample, VelocityWindows
@@ -789,6 +791,50 @@ def test_distinct_lookback() -> None:
     assert distinct_lookback(cond({**SHARE, "metric": "negative_stories"})) == M15
     nested = {"type": "all", "conditions": [RAMP, {"type": "not", "condition": voices}]}
     assert distinct_lookback(cond(nested)) == M15 + H1
+    for config in (SPIKE, voices, {**SHARE, "metric": "negative_stories"}, nested):
+        assert reads_distinct(build_condition(cond(config))) == distinct_lookback(cond(config))
+
+
+def test_window_is_the_longest_current_window_of_the_leaves() -> None:
+    """A condition's window is the longest window among its leaves, through all/any/not."""
+    nested = {
+        "type": "any",
+        "conditions": [
+            {**RAMP, "window": "5m"},
+            {"type": "not", "condition": {**VOLUME, "window": "2h"}},
+            {"type": "all", "conditions": [{**SHARE, "window": "30m"}]},
+        ],
+    }
+    assert build_condition(cond(nested)).window == timedelta(hours=2)
+    assert build_condition(cond({**ZSCORE, "window": "7m"})).window == timedelta(minutes=7)
+
+
+def test_checks_carry_the_readings_of_every_leaf_in_leaf_order() -> None:
+    """An all/any/not check's readings are each leaf's own first fact (what the gauges
+    show), in the order of condition_leaves, without checking the leaves again."""
+    windows = VelocityWindows(retention=timedelta(days=1))
+    for minute in range(120):
+        sample = Sample(negative=minute % 2 == 0, compound=-0.2, author=f"a{minute % 7}")
+        windows.add("acme", NOW - timedelta(minutes=minute + 1), sample, weight=minute % 4)
+    nested = {
+        "type": "any",
+        "conditions": [
+            {**RAMP, "window": "5m"},
+            {"type": "not", "condition": {**VOLUME, "window": "2h"}},
+            {"type": "all", "conditions": [SHARE, ZSCORE, {**SPIKE, "metric": "voices"}]},
+        ],
+    }
+    condition = build_condition(cond(nested))
+    leaves = list(condition_leaves(condition))
+    assert [path for path, _ in leaves] == [
+        "any.0.ramp",
+        "any.1.not.volume",
+        "any.2.all.0.negative_share",
+        "any.2.all.1.zscore",
+        "any.2.all.2.spike",
+    ]
+    check = condition.check(windows, "acme", NOW)
+    assert check.readings == tuple(leaf.check(windows, "acme", NOW).facts[0] for _, leaf in leaves)
 
 
 def test_all_of_shows_a_shared_measurement_once_with_the_binding_threshold() -> None:
