@@ -16,12 +16,13 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, fields, is_dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from prometheus_client import Gauge
 
+from listener.clock import as_utc
 from listener.collectors.base import Cursor
 from listener.config.schema import (
     Config,
@@ -57,6 +58,7 @@ from listener.rules.notify import (
     on_tick,
 )
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
+from listener.rules.state import KeyState
 from listener.scoring import build_scorer, score_many
 from listener.scoring.base import Scorer
 from listener.scoring.categories import CategoryTagger, EmotionDetector
@@ -71,6 +73,8 @@ TREND_STEP = timedelta(minutes=30)
 TREND_POINTS = 12
 """Alerts carry the last 6 hours of negative volume in 30-minute steps."""
 UNMATCHED = Sentiment("neutral", 0.0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
 
 
 def rule_window(rule: RuleConfig) -> timedelta:
@@ -194,6 +198,45 @@ ConditionKey = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
+class Settled:
+    """A (rule, brand) key whose last evaluation found nothing that time alone can move:
+    no open incident, no level holding (so no timer running), the brand's history past
+    the rule's warm-up (or none at all), and every range the rule reads aligned to the
+    windows' buckets. Until the brand's windows change (``changes``) or ``now`` enters
+    another bucket (``epoch``), evaluating it again gives the same checks and leaves its
+    state as it is, so the Evaluate stage reuses ``checks`` instead."""
+
+    epoch: int
+    changes: int
+    key_state: KeyState
+    checks: tuple[Check, ...]
+
+
+def read_epoch(now: datetime, bucket: timedelta) -> int:
+    """Which buckets a read ending at ``now`` covers: ranges ``[now - a, now - b)`` with
+    ``a`` and ``b`` whole buckets cover the same buckets for every ``now`` of one epoch
+    (``now`` in ``((e - 1) × bucket, e × bucket]``)."""
+    size_us = bucket // _MICRO
+    return -(-((as_utc(now) - _EPOCH) // _MICRO) // size_us)
+
+
+def bucket_aligned(rule: CompiledRule, bucket: timedelta) -> bool:
+    """Whether every duration a rule's conditions read by is a whole number of buckets."""
+    for level in rule.levels:
+        for condition in (level.when, level.exit):
+            if condition is None:
+                continue
+            for _, leaf in condition_leaves(condition):
+                if not is_dataclass(leaf):
+                    return False
+                for f in fields(leaf):
+                    value = getattr(leaf, f.name)
+                    if isinstance(value, timedelta) and value % bucket:
+                        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     received: int
     new: int
@@ -235,6 +278,8 @@ class Processor:
         self._brand_series: set[str] = set()
         self._condition_series: dict[str, set[ConditionKey]] = {}
         self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
+        self._settled: dict[tuple[str, str], Settled] = {}
+        self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._load_state()
 
     def _load_state(self) -> None:
@@ -249,6 +294,7 @@ class Processor:
         self.windows.drain_dirty()
         raw = self.store.load_engine_state()
         self.state = EngineState.from_json(raw) if raw else EngineState()
+        self._settled = {}
 
     def _tags(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Crisis categories and emotions of a text."""
@@ -266,6 +312,8 @@ class Processor:
             )
             rules = compile_rules(config)
             self.config, self.matcher, self.rules = config, matcher, rules
+            self._settled = {}
+            self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in rules}
             self.windows.retention = retention_for(rules)
             self.windows.distinct_retention = distinct_retention_for(rules)
 
@@ -382,20 +430,26 @@ class Processor:
                 policies = {name: self.health_policy(name) for name in sources}
                 state, produced = evaluate_sources(sources, policies, state, now)
                 events.extend(produced)
+            epoch = read_epoch(now, self.windows.bucket)
+            settled = dict(self._settled)
             for rule in self.rules:
+                due, kept = self._coalesce(rule, brands, state, now, epoch, settled)
                 try:
                     state, produced, checks = evaluate_rule_checks(
-                        rule, brands, view, state, now, quiet
+                        rule, due, view, state, now, quiet
                     )
                 except Exception as exc:
                     self.metrics.error("evaluate", type(exc).__name__)
                     log.error(
                         "rule_failed", rule=rule.name, error_type=type(exc).__name__, error=str(exc)
                     )
+                    for brand in brands:
+                        settled.pop((rule.name, brand), None)
                     continue
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
-                readings.update(_readings(rule, checks))
+                self._settle(rule, checks, state, now, epoch, settled)
+                readings.update(_readings(rule, {**kept, **checks}))
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -413,7 +467,7 @@ class Processor:
             except StoreError:
                 self._load_state()
                 raise
-            self.state, self.notify = state, notify
+            self.state, self.notify, self._settled = state, notify, settled
             for ev in events:
                 self.metrics.incident_events.labels(
                     rule=ev.rule, brand=ev.brand, kind=ev.kind
@@ -431,6 +485,66 @@ class Processor:
             self._update_brand_gauges(brands, now)
             self._update_condition_gauges(readings)
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
+
+    def _coalesce(
+        self,
+        rule: CompiledRule,
+        brands: Sequence[str],
+        state: EngineState,
+        now: datetime,
+        epoch: int,
+        settled: Mapping[tuple[str, str], Settled],
+    ) -> tuple[list[str], dict[str, tuple[Check, ...]]]:
+        """The brands ``rule`` must evaluate at ``now``, and the checks of those it can
+        skip: settled keys (:class:`Settled`) whose brand's windows have not changed, in
+        the same read epoch, still past warm-up, with the state left by that evaluation."""
+        due: list[str] = []
+        kept: dict[str, tuple[Check, ...]] = {}
+        windows = self.windows
+        for brand in brands:
+            memo = settled.get((rule.name, brand))
+            if (
+                memo is not None
+                and memo.epoch == epoch
+                and memo.changes == windows.changes(brand)
+                and state.keys.get((rule.name, brand)) is memo.key_state
+                and self._warm(rule, brand, now)
+            ):
+                kept[brand] = memo.checks
+            else:
+                due.append(brand)
+        return due, kept
+
+    def _settle(
+        self,
+        rule: CompiledRule,
+        checks: Mapping[str, tuple[Check, ...]],
+        state: EngineState,
+        now: datetime,
+        epoch: int,
+        settled: dict[tuple[str, str], Settled],
+    ) -> None:
+        """Record which keys just evaluated are settled (see :class:`Settled`)."""
+        aligned = self._aligned.get(rule.name, False)
+        for brand, made in checks.items():
+            key = (rule.name, brand)
+            key_state = state.keys.get(key)
+            if (
+                aligned
+                and key_state is not None
+                and key_state.incident is None
+                and not any(check.holds for check in made)
+                and self._warm(rule, brand, now)
+            ):
+                settled[key] = Settled(epoch, self.windows.changes(brand), key_state, made)
+            else:
+                settled.pop(key, None)
+
+    def _warm(self, rule: CompiledRule, brand: str, now: datetime) -> bool:
+        """Whether no condition of ``rule`` can leave its warm-up as time passes: the
+        brand's history is at least the rule's look-back, or it has none at all."""
+        first = self.windows.first_seen(brand)
+        return first is None or now - first >= rule.lookback
 
     # ------------------------------------------------------------------ notifications
 

@@ -289,6 +289,7 @@ class VelocityWindows:
     """
 
     __slots__ = (
+        "_changes",
         "_dirty",
         "_first",
         "_high",
@@ -331,11 +332,22 @@ class VelocityWindows:
         self._high: dict[str, int] = {}
         # brand -> running sums of the unfiltered counts (built on first read)
         self._prefix: dict[str, _Prefix] = {}
+        # brand -> a number that moves whenever anything a read of the brand sees changes
+        self._changes: dict[str, int] = {}
 
     @property
     def bucket(self) -> timedelta:
         """The bucket length."""
         return timedelta(seconds=self._size)
+
+    def changes(self, brand: str) -> int:
+        """A number that differs after any change to ``brand``'s buckets (an add, a load,
+        a prune dropping buckets or sets): equal numbers at two times mean every read of
+        the brand's buckets gives the same value (the Evaluate stage's coalescing)."""
+        return self._changes.get(brand, 0)
+
+    def _changed(self, brand: str) -> None:
+        self._changes[brand] = self._changes.get(brand, 0) + 1
 
     def bucket_start(self, at: datetime) -> int:
         """The epoch second at which the bucket holding ``at`` starts."""
@@ -356,6 +368,7 @@ class VelocityWindows:
             bucket = series[key] = _Bucket()
             self._created(brand, key)
         bucket.add(sample, weight)
+        self._changed(brand)
         prefix = self._prefix.get(brand)
         if prefix is not None:
             index = key // self._size
@@ -590,6 +603,8 @@ class VelocityWindows:
             held = self._sets.get(brand, set())
             if self._low[brand] * 1_000_000 < cutoff_us:
                 old = sorted(key for key in series if key * 1_000_000 < cutoff_us)
+                if old:
+                    self._changed(brand)
                 for key in old:
                     del series[key]
                     held.discard(key)
@@ -608,6 +623,7 @@ class VelocityWindows:
                     held.discard(key)
                     if _strip(series[key]):
                         self._dirty.add((brand, key))
+                        self._changed(brand)
         return dropped
 
     def drain_dirty(self) -> list[BucketRow]:
@@ -661,6 +677,7 @@ class VelocityWindows:
                 raise ValueError(f"{where}: bad first_seen {first!r}")
             self._series.setdefault(brand, {})[key] = bucket
             self._prefix.pop(brand, None)
+            self._changed(brand)
             self._created(brand, key)
             if first < self._first[brand]:
                 self._first[brand] = first
