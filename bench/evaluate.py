@@ -4,8 +4,9 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/evaluate.py [--brands 10,100,1000] [--repeat 3]
 
-Each brand gets 3 days of counts (one weighted sample every 10 minutes, and one a minute
-in the last 2 hours; a few with a source and a category) in the daemon's own windows,
+Each brand gets 3 days (and 2 hours, so the 3-day rules are past warm-up) of counts (a
+weighted sample every 5 minutes; a few with a source and a category) in the daemon's own
+windows, quiet enough that no rule holds,
 then the daemon's ``Processor.evaluate`` runs 10 rules (20 leaf conditions: volume,
 spike up and down, zscore mean / median / sqrt, seasonal, ramp, negative share with a
 source filter, mean sentiment, voices) over every brand. Printed per size:
@@ -142,19 +143,19 @@ def warm(processor: Any, brands: list[str]) -> None:
     windows = processor.windows
     plain = Sample(negative=False, positive=True, compound=0.3, reach=10.0)
     neg = Sample(negative=True, compound=-0.6, reach=5.0)
-    news = Sample(negative=True, compound=-0.4, reach=50.0, source="news", categories=("outage",))
-    start = NOW - timedelta(days=DAYS)
-    dense = NOW - timedelta(hours=2)
+    news = Sample(negative=False, compound=0.1, reach=50.0, source="news", categories=("outage",))
+    start = NOW - timedelta(days=DAYS, hours=2)
     for b, brand in enumerate(brands):
         at = start
         i = b
         while at < NOW:
             windows.add(brand, at, plain, weight=3 + i % 5)
-            windows.add(brand, at, neg, weight=1 + i % 3)
+            if i % 3 == 0:
+                windows.add(brand, at, neg)
             if i % 7 == 0:
                 windows.add(brand, at, news)
             i += 1
-            at += timedelta(minutes=1) if at >= dense else timedelta(minutes=10)
+            at += timedelta(minutes=5)
     windows.drain_dirty()
 
 

@@ -424,7 +424,7 @@ class Processor:
             state = self.state
             quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
-            view = ReadOnce(self.windows)
+            view = self.windows  # reads of counts are O(1): nothing to gain from caching
             readings: dict[ConditionKey, Fact] = {}
             if sources:
                 policies = {name: self.health_policy(name) for name in sources}
