@@ -279,6 +279,7 @@ class Processor:
         self._condition_series: dict[str, set[ConditionKey]] = {}
         self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._settled: dict[tuple[str, str], Settled] = {}
+        self._last_now = datetime.min.replace(tzinfo=UTC)
         self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._load_state()
 
@@ -431,7 +432,8 @@ class Processor:
                 state, produced = evaluate_sources(sources, policies, state, now)
                 events.extend(produced)
             epoch = read_epoch(now, self.windows.bucket)
-            settled = dict(self._settled)
+            # time went back (prunes since may have dropped what now reads): no reuse
+            settled = dict(self._settled) if as_utc(now) >= self._last_now else {}
             for rule in self.rules:
                 due, kept = self._coalesce(rule, brands, state, now, epoch, settled)
                 try:
@@ -468,6 +470,7 @@ class Processor:
                 self._load_state()
                 raise
             self.state, self.notify, self._settled = state, notify, settled
+            self._last_now = max(self._last_now, as_utc(now))
             for ev in events:
                 self.metrics.incident_events.labels(
                     rule=ev.rule, brand=ev.brand, kind=ev.kind

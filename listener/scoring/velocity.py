@@ -341,9 +341,11 @@ class VelocityWindows:
         return timedelta(seconds=self._size)
 
     def changes(self, brand: str) -> int:
-        """A number that differs after any change to ``brand``'s buckets (an add, a load,
-        a prune dropping buckets or sets): equal numbers at two times mean every read of
-        the brand's buckets gives the same value (the Evaluate stage's coalescing)."""
+        """A number that differs after any change to ``brand``'s buckets that a read
+        within the retentions can see (an add, a load): equal numbers at two times mean
+        every such read gives the same value (the Evaluate stage's coalescing). ``prune``
+        does not move it: it drops only buckets (sets) that no range within ``retention``
+        (``distinct_retention``) of the prune's ``now``, or of a later one, covers."""
         return self._changes.get(brand, 0)
 
     def _changed(self, brand: str) -> None:
@@ -603,8 +605,6 @@ class VelocityWindows:
             held = self._sets.get(brand, set())
             if self._low[brand] * 1_000_000 < cutoff_us:
                 old = sorted(key for key in series if key * 1_000_000 < cutoff_us)
-                if old:
-                    self._changed(brand)
                 for key in old:
                     del series[key]
                     held.discard(key)
@@ -623,7 +623,6 @@ class VelocityWindows:
                     held.discard(key)
                     if _strip(series[key]):
                         self._dirty.add((brand, key))
-                        self._changed(brand)
         return dropped
 
     def drain_dirty(self) -> list[BucketRow]:
