@@ -279,6 +279,8 @@ class Processor:
         self._condition_series: dict[str, set[ConditionKey]] = {}
         self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._settled: dict[tuple[str, str], Settled] = {}
+        self._brand_read: dict[str, tuple[int, int] | None] = {}
+        self._shown: dict[tuple[str, ConditionKey], float] = {}
         self._last_now = datetime.min.replace(tzinfo=UTC)
         self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._load_state()
@@ -296,6 +298,7 @@ class Processor:
         raw = self.store.load_engine_state()
         self.state = EngineState.from_json(raw) if raw else EngineState()
         self._settled = {}
+        self._brand_read = {}  # new windows: their change counts start again
 
     def _tags(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Crisis categories and emotions of a text."""
@@ -664,7 +667,14 @@ class Processor:
             m.brand_sentiment_mean,
         )
         child = self._child
+        windows = self.windows
+        # a brand's 1h reads give the same values while its windows and read epoch stay
+        epoch = read_epoch(now, windows.bucket) if not BRAND_WINDOW % windows.bucket else None
         for brand in brands:
+            read = (epoch, windows.changes(brand)) if epoch is not None else None
+            if read is not None and self._brand_read.get(brand) == read:
+                continue
+            self._brand_read[brand] = read
             total = self.windows.value(brand, "total", start, now)
             negative = self.windows.value(brand, "negative", start, now)
             summed = self.windows.value(brand, "sentiment_sum", start, now)
@@ -673,6 +683,7 @@ class Processor:
             child(m.brand_negative_share, (brand,)).set(negative / total if total else 0.0)
             child(m.brand_sentiment_mean, (brand,)).set(summed / total if total else 0.0)
         for gone in self._brand_series - set(brands):
+            self._brand_read.pop(gone, None)
             for gauge in gauges:
                 self._remove(gauge, (gone,))
         self._brand_series = set(brands)
@@ -693,7 +704,7 @@ class Processor:
     def _update_condition_gauges(self, readings: Mapping[ConditionKey, Fact]) -> None:
         """What each rule condition measured at this evaluation; the series of rules,
         brands, levels or conditions no longer evaluated (a reload, a failing rule) go."""
-        m = self.metrics
+        m, shown = self.metrics, self._shown
         for gauge, field in (
             (m.condition_value, "value"),
             (m.condition_threshold, "threshold"),
@@ -703,9 +714,12 @@ class Processor:
             for key, fact in readings.items():
                 number: float | None = getattr(fact, field)
                 if number is not None:
-                    self._child(gauge, key).set(number)
+                    if shown.get((field, key)) != number:  # unchanged: a skipped key
+                        self._child(gauge, key).set(number)
+                        shown[(field, key)] = number
                     live.add(key)
             for gone in self._condition_series.get(field, set()) - live:
+                shown.pop((field, gone), None)
                 self._remove(gauge, gone)
             self._condition_series[field] = live
 
