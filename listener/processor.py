@@ -421,7 +421,11 @@ class Processor:
         """Run every rule at ``now`` (and the source-health check when ``sources`` is
         given); persist state, events and routed alerts atomically.
 
-        A rule that raises is logged and counted and the others still run.
+        A rule that raises is logged and counted and the others still run. Each
+        (rule, brand) is evaluated at most once per call, and only when something could
+        have moved it: keys :class:`Settled` at an earlier call in the same bucket, whose
+        brand's windows have not changed since, reuse that call's checks (same decisions,
+        state and gauges as evaluating them again).
         """
         with self._lock:
             brands = self.config.brand_names()
