@@ -28,7 +28,6 @@ line naming the file and, for a bad row, its line number; an unknown rule is a
 from __future__ import annotations
 
 import argparse
-import bisect
 import csv
 import io
 import json
@@ -50,13 +49,12 @@ from listener.errors import ConfigError, ConfigProblem, ListenerError, UsageErro
 # The engine is imported where it is used, so that ``listener`` can build its command line
 # (``add_arguments``) without loading it.
 if TYPE_CHECKING:
-    from listener.config.schema import Config, Measure, RuleConfig
+    from listener.config.schema import Config, RuleConfig
     from listener.matching.brands import BrandMatcher
     from listener.model import Fact, Mention
     from listener.processor import Processor
     from listener.rules.engine import EventKind, IncidentEvent
     from listener.scoring.base import Scorer
-    from listener.scoring.velocity import VelocityWindows
     from listener.store import IncidentEventRecord, IncidentRecord
 
 __all__ = [
@@ -74,7 +72,6 @@ __all__ = [
     "VolumeRow",
     "add_arguments",
     "detect_kind",
-    "fast_windows",
     "format_report",
     "parse_map",
     "parse_time",
@@ -674,154 +671,6 @@ def _level_order(rules: Iterable[RuleConfig]) -> dict[str, tuple[str, ...]]:
     return {rule.name: tuple(rule.levels) for rule in rules}
 
 
-# --------------------------------------------------------------------------- windows
-
-_RUNNING: Final[tuple[Measure, ...]] = ("total", "negative", "positive")
-_MICRO: Final = timedelta(microseconds=1)
-
-
-class _Run:
-    """Running totals of one brand's buckets in time order: ``sums[m][k]`` is measure
-    ``m`` over every bucket up to and including ``keys[k]`` (pruned ones too); ``base[m]``
-    is the same over the pruned buckets before ``keys[0]``."""
-
-    __slots__ = ("base", "keys", "sums")
-
-    def __init__(self) -> None:
-        self.keys: list[int] = []
-        self.sums: dict[Measure, list[float]] = {m: [] for m in _RUNNING}
-        self.base: dict[Measure, float] = dict.fromkeys(_RUNNING, 0.0)
-
-
-def fast_windows(like: VelocityWindows) -> VelocityWindows:
-    """Empty windows with the bucket and retentions of ``like`` that read unfiltered
-    counts from running totals (see :func:`_running_windows`): the same numbers, in
-    O(log n) per range instead of one lookup per bucket."""
-    return _running_windows()(like.bucket, like.retention, like.distinct_retention)
-
-
-@cache
-def _running_windows() -> type[VelocityWindows]:
-    """The class behind :func:`fast_windows`, built on first use (it subclasses the
-    engine's windows, which a light import of this module does not load)."""
-    from listener.scoring.velocity import BucketRow, Sample, VelocityWindows
-
-    class RunningWindows(VelocityWindows):
-        """:class:`VelocityWindows` that also keep running totals of the unfiltered mention
-        counts (``total``, ``negative``, ``positive``) per brand, so that a range of any
-        length is read in O(log n) instead of bucket by bucket. Everything else (adding,
-        buckets, warm-up, pruning, filtered and distinct measures) is the base class's, and
-        the counts read are the same whole numbers. Built for replays, where a brand's
-        samples arrive in time order; a brand that receives a sample for an older bucket, or
-        buckets loaded from a store, falls back to the base class's reads for good."""
-
-        __slots__ = ("_off", "_runs", "_step", "_step_us")
-
-        def __init__(
-            self,
-            bucket: timedelta = timedelta(minutes=1),
-            retention: timedelta = timedelta(hours=24),
-            distinct_retention: timedelta | None = None,
-        ) -> None:
-            super().__init__(bucket, retention, distinct_retention)
-            self._runs: dict[str, _Run] = {}
-            self._off: set[str] = set()
-            self._step = bucket // timedelta(seconds=1)
-            self._step_us = self._step * 1_000_000
-
-        def add(self, brand: str, at: datetime, sample: Sample, weight: int = 1) -> None:
-            super().add(brand, at, sample, weight)
-            if brand in self._off:
-                return
-            run = self._runs.get(brand)
-            if run is None:
-                run = self._runs[brand] = _Run()
-            key = self.bucket_start(at)
-            if run.keys and key < run.keys[-1]:
-                self._off.add(brand)
-                del self._runs[brand]
-                return
-            start = _EPOCH + timedelta(seconds=key)
-            end = start + self.bucket
-            same = bool(run.keys) and run.keys[-1] == key
-            if not same:
-                run.keys.append(key)
-            for measure in _RUNNING:
-                sums = run.sums[measure]
-                now = super().value(brand, measure, start, end)
-                if same:
-                    sums.pop()
-                before = sums[-1] if sums else run.base[measure]
-                sums.append(before + now)
-
-        def load(self, rows: Iterable[BucketRow]) -> None:
-            rows = list(rows)
-            super().load(rows)
-            for brand, _, _ in rows:
-                self._off.add(brand)
-                self._runs.pop(brand, None)
-
-        def prune(self, now: datetime) -> list[tuple[str, int]]:
-            dropped = super().prune(now)
-            gone: dict[str, int] = {}
-            for brand, key in dropped:
-                gone[brand] = max(key, gone.get(brand, key))
-            for brand, newest in gone.items():
-                run = self._runs.get(brand)
-                if run is None:
-                    continue
-                cut = bisect.bisect_right(run.keys, newest)
-                if cut:
-                    for measure in _RUNNING:
-                        run.base[measure] = run.sums[measure][cut - 1]
-                        del run.sums[measure][:cut]
-                    del run.keys[:cut]
-            return dropped
-
-        def value(
-            self,
-            brand: str,
-            measure: Measure,
-            start: datetime,
-            end: datetime,
-            *,
-            category: str | None = None,
-            source: str | None = None,
-            language: str | None = None,
-        ) -> float:
-            run = self._runs.get(brand)
-            if (
-                run is None
-                or category is not None
-                or source is not None
-                or language is not None
-                or measure not in _RUNNING
-            ):
-                return super().value(
-                    brand, measure, start, end, category=category, source=source, language=language
-                )
-            if start.tzinfo is not UTC:
-                start = as_utc(start)
-            if end.tzinfo is not UTC:
-                end = as_utc(end)
-            start_us = (start - _EPOCH) // _MICRO
-            end_us = (end - _EPOCH) // _MICRO
-            if end_us <= start_us:
-                return 0.0
-            size, size_us = self._step, self._step_us
-            lo = -(-start_us // size_us) * size  # the first bucket start at or after start
-            hi = -(-end_us // size_us) * size  # the first bucket start at or after end
-            keys = run.keys
-            i = bisect.bisect_left(keys, lo)
-            j = bisect.bisect_left(keys, hi)
-            if j <= i:
-                return 0.0
-            sums = run.sums[measure]
-            return sums[j - 1] - (sums[i - 1] if i else run.base[measure])
-
-    return RunningWindows
-
-
 # --------------------------------------------------------------------------- replay
 
 
@@ -832,21 +681,18 @@ def replay_volume(
     brand: str,
     source: str = "",
     progress: Progress | None = None,
-    fast: bool = True,
 ) -> BacktestResult:
     """Replay a volume series online: each row is added as one sample weighted by its
     count at its timestamp, then every rule is evaluated for ``brand`` at the end of the
     window bucket holding the row. ``rules`` apply to ``brand`` whatever their own
-    ``brands`` say. Work per row is constant (the windows keep only the rules' look-back).
-    ``fast`` reads counts from running totals (:func:`fast_windows`, the same numbers)."""
+    ``brands`` say. Work per row is constant (the windows keep only the rules' look-back
+    and read counts from their running sums)."""
     from listener.processor import windows_for
     from listener.rules.engine import EngineState, compile_rule, evaluate_rule
     from listener.scoring.velocity import Sample
 
     compiled = [compile_rule(rule.model_copy(update={"brands": None})) for rule in rules]
     windows = windows_for(compiled)
-    if fast:
-        windows = fast_windows(windows)
     state = EngineState()
     sample = Sample(negative=False)
     brands = (brand,)
@@ -928,7 +774,6 @@ def replay_mentions(
     scorer: Scorer | None = None,
     step: timedelta = _STEP,
     progress: Progress | None = None,
-    fast: bool = True,
 ) -> BacktestResult:
     """Replay mentions through the daemon's :class:`Processor` in simulated time.
 
@@ -937,8 +782,7 @@ def replay_mentions(
     then evaluates every rule at its end, until the step holding the last mention. Records
     with a ``brand`` count for that brand only (added to the config when it lacks it);
     others are matched from their text. ``rules`` (default: all of the config's) are the
-    rules evaluated. ``fast`` reads counts from running totals (:func:`fast_windows`,
-    the same numbers)."""
+    rules evaluated."""
     from listener.metrics import Metrics
     from listener.processor import Processor
     from listener.store import Store
@@ -952,8 +796,6 @@ def replay_mentions(
     began = time.perf_counter()
     try:
         processor = Processor(run_config, store, Metrics(), scorer=scorer)
-        if fast:  # the store is new and empty: nothing is lost
-            processor.windows = fast_windows(processor.windows)
         matcher = processor.matcher
         n = len(ordered)
         i = 0

@@ -16,14 +16,15 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, fields, is_dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import structlog
+from prometheus_client import Gauge
 
+from listener.clock import as_utc
 from listener.collectors.base import Cursor
 from listener.config.schema import (
-    ConditionConfig,
     Config,
     Measure,
     RuleConfig,
@@ -34,26 +35,15 @@ from listener.ingest import Ingest
 from listener.matching.brands import BrandMatcher
 from listener.metrics import BRAND_WINDOW, Metrics
 from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention
-from listener.rules.conditions import (
-    All,
-    Condition,
-    CountView,
-    MeanSentiment,
-    NegativeShare,
-    Not,
-    Ramp,
-    Seasonal,
-    Spike,
-    Volume,
-    ZScore,
-)
-from listener.rules.conditions import Any as AnyOf
+from listener.rules.conditions import Check, CountView
+from listener.rules.conditions import condition_leaves as condition_leaves  # re-exported
 from listener.rules.engine import (
     CompiledRule,
     EngineState,
     IncidentEvent,
+    compile_rule,
     compile_rules,
-    evaluate_rule,
+    evaluate_rule_checks,
     max_lookback,
 )
 from listener.rules.notify import (
@@ -68,6 +58,7 @@ from listener.rules.notify import (
     on_tick,
 )
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
+from listener.rules.state import KeyState
 from listener.scoring.base import Scorer
 from listener.scoring.velocity import Sample, VelocityWindows
 from listener.store import EvaluateWrite, IngestWrite, Store, reach_of
@@ -79,18 +70,13 @@ BUCKET = timedelta(minutes=1)
 TREND_STEP = timedelta(minutes=30)
 TREND_POINTS = 12
 """Alerts carry the last 6 hours of negative volume in 30-minute steps."""
-
-
-def condition_window(cond: ConditionConfig) -> timedelta:
-    """The longest 'current' window a condition looks at (for picking top mentions)."""
-    inner = [*getattr(cond, "conditions", ())]
-    if getattr(cond, "condition", None) is not None:
-        inner.append(cond.condition)  # type: ignore[union-attr]
-    return max([getattr(cond, "window", timedelta(0)), *(condition_window(c) for c in inner)])
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
 
 
 def rule_window(rule: RuleConfig) -> timedelta:
-    return max(condition_window(level.when) for level in rule.levels.values()) or timedelta(hours=1)
+    """The longest 'current' window of a rule's levels (``CompiledRule.window``)."""
+    return compile_rule(rule).window
 
 
 def retention_for(rules: Sequence[CompiledRule]) -> timedelta:
@@ -133,31 +119,6 @@ def sample_of(s: ScoredMention) -> Sample:
     )
 
 
-_LEAF_TYPES: Mapping[type, str] = {
-    Volume: "volume",
-    Spike: "spike",
-    NegativeShare: "negative_share",
-    MeanSentiment: "mean_sentiment",
-    ZScore: "zscore",
-    Seasonal: "seasonal",
-    Ramp: "ramp",
-}
-
-
-def condition_leaves(condition: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
-    """Every leaf condition under ``condition`` with its path, the ``condition`` label of
-    the condition gauges: ``spike``, ``all.1.negative_share``, ``not.volume`` (config
-    types and positions only, so the label set is bounded by the config)."""
-    if isinstance(condition, All | AnyOf):
-        kind = "all" if isinstance(condition, All) else "any"
-        for i, inner in enumerate(condition.conditions):
-            yield from condition_leaves(inner, f"{path}{kind}.{i}.")
-    elif isinstance(condition, Not):
-        yield from condition_leaves(condition.condition, f"{path}not.")
-    else:
-        yield path + _LEAF_TYPES.get(type(condition), type(condition).__name__.lower()), condition
-
-
 class ReadOnce:
     """A :class:`CountView` that reads each range of the windows once: one evaluation's
     conditions and the gauges of what they measured share the reads. Use for one
@@ -186,12 +147,90 @@ class ReadOnce:
             )
         return found
 
+    def strided(
+        self,
+        brand: str,
+        measure: Measure,
+        end: datetime,
+        width: timedelta,
+        count: int,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> list[float]:
+        """Adjacent windows, from the view's own strided read when it has one (running
+        sums: cheaper than caching), else range by range through the cache."""
+        view = self._view
+        if isinstance(view, VelocityWindows):
+            return view.strided(
+                brand,
+                measure,
+                end,
+                width,
+                count,
+                category=category,
+                source=source,
+                language=language,
+            )
+        return [
+            self.value(
+                brand,
+                measure,
+                end - (k + 1) * width,
+                end - k * width,
+                category=category,
+                source=source,
+                language=language,
+            )
+            for k in range(count)
+        ]
+
     def first_seen(self, brand: str) -> datetime | None:
         return self._view.first_seen(brand)
 
 
 ConditionKey = tuple[str, str, str, str]
 """(rule, brand, level, condition): the labels of the condition gauges."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A (rule, brand) key whose last evaluation found nothing that time alone can move:
+    no open incident, no level holding (so no timer running), the brand's history past
+    the rule's warm-up (or none at all), and every range the rule reads aligned to the
+    windows' buckets. Until the brand's windows change (``changes``) or ``now`` enters
+    another bucket (``epoch``), evaluating it again gives the same checks and leaves its
+    state as it is, so the Evaluate stage reuses ``checks`` instead."""
+
+    epoch: int
+    changes: int
+    key_state: KeyState
+    checks: tuple[Check, ...]
+
+
+def read_epoch(now: datetime, bucket: timedelta) -> int:
+    """Which buckets a read ending at ``now`` covers: ranges ``[now - a, now - b)`` with
+    ``a`` and ``b`` whole buckets cover the same buckets for every ``now`` of one epoch
+    (``now`` in ``((e - 1) × bucket, e × bucket]``)."""
+    size_us = bucket // _MICRO
+    return -(-((as_utc(now) - _EPOCH) // _MICRO) // size_us)
+
+
+def bucket_aligned(rule: CompiledRule, bucket: timedelta) -> bool:
+    """Whether every duration a rule's conditions read by is a whole number of buckets."""
+    for level in rule.levels:
+        for condition in (level.when, level.exit):
+            if condition is None:
+                continue
+            for _, leaf in condition_leaves(condition):
+                if not is_dataclass(leaf):
+                    return False
+                for f in fields(leaf):
+                    value = getattr(leaf, f.name)
+                    if isinstance(value, timedelta) and value % bucket:
+                        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +269,12 @@ class Processor:
         self.quiet_until: dict[str, datetime] = {}
         self._brand_series: set[str] = set()
         self._condition_series: dict[str, set[ConditionKey]] = {}
+        self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
+        self._settled: dict[tuple[str, str], Settled] = {}
+        self._brand_read: dict[str, tuple[int, int] | None] = {}
+        self._shown: dict[tuple[str, ConditionKey], float] = {}
+        self._last_now = datetime.min.replace(tzinfo=UTC)
+        self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._load_state()
 
     def _load_state(self) -> None:
@@ -244,6 +289,8 @@ class Processor:
         self.windows.drain_dirty()
         raw = self.store.load_engine_state()
         self.state = EngineState.from_json(raw) if raw else EngineState()
+        self._settled = {}
+        self._brand_read = {}  # new windows: their change counts start again
 
     @property
     def matcher(self) -> BrandMatcher:
@@ -260,6 +307,8 @@ class Processor:
             stage = self.stage.reconfigure(config)
             rules = compile_rules(config)
             self.config, self.stage, self.rules = config, stage, rules
+            self._settled = {}
+            self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in rules}
             self.windows.retention = retention_for(rules)
             self.windows.distinct_retention = distinct_retention_for(rules)
 
@@ -350,8 +399,7 @@ class Processor:
 
     def quiet_span(self) -> timedelta:
         """How long a backfilled brand cannot open incidents: the longest rule window."""
-        windows = [rule_window(r) for r in self.config.rules]
-        return max(windows, default=timedelta(0))
+        return max((r.window for r in self.rules), default=timedelta(0))
 
     def evaluate(
         self, now: datetime, sources: Mapping[str, SourceStatus] | None = None
@@ -359,32 +407,44 @@ class Processor:
         """Run every rule at ``now`` (and the source-health check when ``sources`` is
         given); persist state, events and routed alerts atomically.
 
-        A rule that raises is logged and counted and the others still run.
+        A rule that raises is logged and counted and the others still run. Each
+        (rule, brand) is evaluated at most once per call, and only when something could
+        have moved it: keys :class:`Settled` at an earlier call in the same bucket, whose
+        brand's windows have not changed since, reuse that call's checks (same decisions,
+        state and gauges as evaluating them again).
         """
         with self._lock:
             brands = self.config.brand_names()
             state = self.state
             quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
-            view = ReadOnce(self.windows)
+            view = self.windows  # reads of counts are O(1): nothing to gain from caching
             readings: dict[ConditionKey, Fact] = {}
             if sources:
                 policies = {name: self.health_policy(name) for name in sources}
                 state, produced = evaluate_sources(sources, policies, state, now)
                 events.extend(produced)
+            epoch = read_epoch(now, self.windows.bucket)
+            # time went back (prunes since may have dropped what now reads): no reuse
+            settled = dict(self._settled) if as_utc(now) >= self._last_now else {}
             for rule in self.rules:
+                due, kept = self._coalesce(rule, brands, state, now, epoch, settled)
                 try:
-                    state, produced = evaluate_rule(rule, brands, view, state, now, quiet)
+                    state, produced, checks = evaluate_rule_checks(
+                        rule, due, view, state, now, quiet
+                    )
                 except Exception as exc:
                     self.metrics.error("evaluate", type(exc).__name__)
                     log.error(
                         "rule_failed", rule=rule.name, error_type=type(exc).__name__, error=str(exc)
                     )
+                    for brand in brands:
+                        settled.pop((rule.name, brand), None)
                     continue
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
-                # the same checks the engine just made, from the same reads: cannot fail now
-                readings.update(_readings(rule, brands, view, now))
+                self._settle(rule, checks, state, now, epoch, settled)
+                readings.update(_readings(rule, {**kept, **checks}))
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -406,7 +466,8 @@ class Processor:
             except StoreError:
                 self._load_state()
                 raise
-            self.state, self.notify = state, notify
+            self.state, self.notify, self._settled = state, notify, settled
+            self._last_now = max(self._last_now, as_utc(now))
             for ev in events:
                 self.metrics.incident_events.labels(
                     rule=ev.rule, brand=ev.brand, kind=ev.kind
@@ -424,6 +485,66 @@ class Processor:
             self._update_brand_gauges(brands, now)
             self._update_condition_gauges(readings)
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
+
+    def _coalesce(
+        self,
+        rule: CompiledRule,
+        brands: Sequence[str],
+        state: EngineState,
+        now: datetime,
+        epoch: int,
+        settled: Mapping[tuple[str, str], Settled],
+    ) -> tuple[list[str], dict[str, tuple[Check, ...]]]:
+        """The brands ``rule`` must evaluate at ``now``, and the checks of those it can
+        skip: settled keys (:class:`Settled`) whose brand's windows have not changed, in
+        the same read epoch, still past warm-up, with the state left by that evaluation."""
+        due: list[str] = []
+        kept: dict[str, tuple[Check, ...]] = {}
+        windows = self.windows
+        for brand in brands:
+            memo = settled.get((rule.name, brand))
+            if (
+                memo is not None
+                and memo.epoch == epoch
+                and memo.changes == windows.changes(brand)
+                and state.keys.get((rule.name, brand)) is memo.key_state
+                and self._warm(rule, brand, now)
+            ):
+                kept[brand] = memo.checks
+            else:
+                due.append(brand)
+        return due, kept
+
+    def _settle(
+        self,
+        rule: CompiledRule,
+        checks: Mapping[str, tuple[Check, ...]],
+        state: EngineState,
+        now: datetime,
+        epoch: int,
+        settled: dict[tuple[str, str], Settled],
+    ) -> None:
+        """Record which keys just evaluated are settled (see :class:`Settled`)."""
+        aligned = self._aligned.get(rule.name, False)
+        for brand, made in checks.items():
+            key = (rule.name, brand)
+            key_state = state.keys.get(key)
+            if (
+                aligned
+                and key_state is not None
+                and key_state.incident is None
+                and not any(check.holds for check in made)
+                and self._warm(rule, brand, now)
+            ):
+                settled[key] = Settled(epoch, self.windows.changes(brand), key_state, made)
+            else:
+                settled.pop(key, None)
+
+    def _warm(self, rule: CompiledRule, brand: str, now: datetime) -> bool:
+        """Whether no condition of ``rule`` can leave its warm-up as time passes: the
+        brand's history is at least the rule's look-back, or it has none at all."""
+        first = self.windows.first_seen(brand)
+        return first is None or now - first >= rule.lookback
 
     # ------------------------------------------------------------------ notifications
 
@@ -539,23 +660,45 @@ class Processor:
             m.brand_negative_share,
             m.brand_sentiment_mean,
         )
+        child = self._child
+        windows = self.windows
+        # a brand's 1h reads give the same values while its windows and read epoch stay
+        epoch = read_epoch(now, windows.bucket) if not BRAND_WINDOW % windows.bucket else None
         for brand in brands:
+            read = (epoch, windows.changes(brand)) if epoch is not None else None
+            if read is not None and self._brand_read.get(brand) == read:
+                continue
+            self._brand_read[brand] = read
             total = self.windows.value(brand, "total", start, now)
             negative = self.windows.value(brand, "negative", start, now)
             summed = self.windows.value(brand, "sentiment_sum", start, now)
-            m.brand_mentions.labels(brand=brand).set(total)
-            m.brand_negative.labels(brand=brand).set(negative)
-            m.brand_negative_share.labels(brand=brand).set(negative / total if total else 0.0)
-            m.brand_sentiment_mean.labels(brand=brand).set(summed / total if total else 0.0)
+            child(m.brand_mentions, (brand,)).set(total)
+            child(m.brand_negative, (brand,)).set(negative)
+            child(m.brand_negative_share, (brand,)).set(negative / total if total else 0.0)
+            child(m.brand_sentiment_mean, (brand,)).set(summed / total if total else 0.0)
         for gone in self._brand_series - set(brands):
+            self._brand_read.pop(gone, None)
             for gauge in gauges:
-                gauge.remove(gone)
+                self._remove(gauge, (gone,))
         self._brand_series = set(brands)
+
+    def _child(self, gauge: Gauge, labels: tuple[str, ...]) -> Gauge:
+        """``gauge.labels(*labels)``, looked up once (prometheus_client's ``labels`` costs
+        tens of µs; a tick sets thousands of series)."""
+        key = (gauge, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = gauge.labels(*labels)
+        return found
+
+    def _remove(self, gauge: Gauge, labels: tuple[str, ...]) -> None:
+        self._children.pop((gauge, labels), None)
+        gauge.remove(*labels)
 
     def _update_condition_gauges(self, readings: Mapping[ConditionKey, Fact]) -> None:
         """What each rule condition measured at this evaluation; the series of rules,
         brands, levels or conditions no longer evaluated (a reload, a failing rule) go."""
-        m = self.metrics
+        m, shown = self.metrics, self._shown
         for gauge, field in (
             (m.condition_value, "value"),
             (m.condition_threshold, "threshold"),
@@ -565,10 +708,13 @@ class Processor:
             for key, fact in readings.items():
                 number: float | None = getattr(fact, field)
                 if number is not None:
-                    gauge.labels(*key).set(number)
+                    if shown.get((field, key)) != number:  # unchanged: a skipped key
+                        self._child(gauge, key).set(number)
+                        shown[(field, key)] = number
                     live.add(key)
             for gone in self._condition_series.get(field, set()) - live:
-                gauge.remove(*gone)
+                shown.pop((field, gone), None)
+                self._remove(gauge, gone)
             self._condition_series[field] = live
 
     def _rule_config(self, name: str) -> RuleConfig | None:
@@ -600,7 +746,8 @@ class Processor:
         peak_level: str | None = None,
     ) -> Alert:
         cfg = self._rule_config(rule)
-        window = rule_window(cfg) if cfg else timedelta(hours=1)
+        compiled = next((r for r in self.rules if r.name == rule), None)
+        window = compiled.window if compiled is not None else timedelta(hours=1)
         brand_rule = rule != SOURCE_HEALTH
         start, end = at - window, at + BUCKET
         # an all-clear lists no angry posts: they are what the incident was, not what is
@@ -643,18 +790,15 @@ class Processor:
 
 
 def _readings(
-    rule: CompiledRule, brands: Sequence[str], view: CountView, now: datetime
+    rule: CompiledRule, checks: Mapping[str, tuple[Check, ...]]
 ) -> Iterator[tuple[ConditionKey, Fact]]:
     """The first fact (value, threshold, baseline) of every leaf condition of every level
-    of ``rule`` for each brand it applies to."""
-    for brand in brands:
-        if rule.brands is not None and brand not in rule.brands:
-            continue
-        for level in rule.levels:
-            for path, leaf in condition_leaves(level.when):
-                facts = leaf.check(view, brand, now).facts
-                if facts:
-                    yield (rule.name, brand, level.name, path), facts[0]
+    of ``rule`` for each brand it was evaluated for, from the checks the engine made."""
+    for brand, made in checks.items():
+        for level, check in zip(rule.levels, made, strict=True):
+            for path, fact in zip(level.leaves, check.readings, strict=True):
+                if fact is not None:
+                    yield (rule.name, brand, level.name, path), fact
 
 
 def _dump_times(times: Mapping[str, datetime]) -> str:

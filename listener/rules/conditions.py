@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Protocol
+from functools import lru_cache
+from typing import Protocol, cast, runtime_checkable
 
-from listener.config.duration import format_duration
+from listener.config.duration import format_duration as _format_duration
 from listener.config.schema import (
     AllCondition,
     AnyCondition,
@@ -63,12 +64,15 @@ __all__ = [
     "Ramp",
     "Seasonal",
     "Spike",
+    "StridedView",
     "Volume",
     "ZScore",
     "build_condition",
     "center_and_spread",
+    "condition_leaves",
     "distinct_lookback",
     "lookback",
+    "reads_distinct",
 ]
 
 
@@ -94,12 +98,53 @@ class CountView(Protocol):
         ...
 
 
+@runtime_checkable
+class StridedView(CountView, Protocol):
+    """A :class:`CountView` that reads adjacent windows in one call (``VelocityWindows``
+    does it from running sums); views without it are read window by window."""
+
+    def strided(
+        self,
+        brand: str,
+        measure: Measure,
+        end: datetime,
+        width: timedelta,
+        count: int,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> list[float]:
+        """``value`` over ``[end - (k + 1) × width, end - k × width)`` for k = 0 … count - 1."""
+        ...
+
+
+@lru_cache(maxsize=64)
+def _strided(view_type: type) -> bool:
+    """Whether views of this type are :class:`StridedView` (an isinstance check on a
+    runtime protocol costs tens of µs; the answer depends on the type only)."""
+    return issubclass(view_type, StridedView)
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
-    """The outcome of a condition: whether it holds, and the numbers behind it."""
+    """The outcome of a condition: whether it holds, and the numbers behind it.
+
+    ``parts`` are the checks an all/any/not made of its inner conditions (None for a
+    leaf), so what every leaf measured is known without checking it again
+    (:attr:`readings`)."""
 
     holds: bool
     facts: tuple[Fact, ...]
+    parts: tuple[Check, ...] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def readings(self) -> tuple[Fact | None, ...]:
+        """The first fact (value, threshold, baseline) of each leaf check, in the order of
+        :func:`condition_leaves`; None for a leaf without facts."""
+        if self.parts is None:
+            return (self.facts[0] if self.facts else None,)
+        return tuple(reading for part in self.parts for reading in part.readings)
 
 
 class Condition(Protocol):
@@ -108,6 +153,11 @@ class Condition(Protocol):
     @property
     def lookback(self) -> timedelta:
         """How far before ``now`` the condition reads."""
+        ...
+
+    @property
+    def window(self) -> timedelta:
+        """The longest 'current' window it looks at (the mentions an alert shows)."""
         ...
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check: ...
@@ -159,6 +209,33 @@ class Filters:
             language=self.language,
         )
 
+    def strided(
+        self,
+        view: CountView,
+        brand: str,
+        measure: Measure,
+        end: datetime,
+        width: timedelta,
+        count: int,
+    ) -> list[float]:
+        """``measure`` over ``[end - (k + 1) × width, end - k × width)`` for k = 0 … count - 1
+        through these filters (the latest window first)."""
+        if _strided(type(view)):
+            return cast(StridedView, view).strided(
+                brand,
+                measure,
+                end,
+                width,
+                count,
+                category=self.category,
+                source=self.source,
+                language=self.language,
+            )
+        return [
+            self.read(view, brand, measure, end - (k + 1) * width, end - k * width)
+            for k in range(count)
+        ]
+
     @property
     def suffix(self) -> str:
         """`` [category=outage, source=news]`` for fact names; empty without filters."""
@@ -177,6 +254,11 @@ class Filters:
 NO_FILTERS = Filters()
 
 
+format_duration = lru_cache(maxsize=1024)(_format_duration)
+"""Fact names repeat every check: their durations are formatted once."""
+
+
+@lru_cache(maxsize=4096)
 def _label(measure: Measure, window: timedelta, filters: Filters = NO_FILTERS) -> str:
     """A fact name such as ``negative mentions in 15m`` or ``voices in 1h [source=x]``."""
     return f"{_NOUNS[measure]} in {format_duration(window)}{filters.suffix}"
@@ -370,13 +452,11 @@ class ZScore:
         return self.window * (self.history + 1)
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        read, metric, window = self.filters.read, self.metric, self.window
+        metric, window = self.metric, self.window
         forward, inverse = _TRANSFORMS[self.transform]
-        current = read(view, brand, metric, now - window, now)
-        past = [
-            forward(read(view, brand, metric, now - (k + 1) * window, now - k * window))
-            for k in range(1, self.history + 1)
-        ]
+        values = self.filters.strided(view, brand, metric, now, window, self.history + 1)
+        current = values[0]
+        past = [forward(value) for value in values[1:]]
         middle, spread = center_and_spread(past, self.center)
         deviation = max(spread, self.min_deviation)
         z = (forward(current) - middle) / deviation
@@ -500,11 +580,8 @@ class Ramp:
         return self.window * (self.steps + 1)
 
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        read, metric, window = self.filters.read, self.metric, self.window
-        values = [
-            read(view, brand, metric, now - (k + 1) * window, now - k * window)
-            for k in range(self.steps, -1, -1)
-        ]
+        metric, window = self.metric, self.window
+        values = self.filters.strided(view, brand, metric, now, window, self.steps + 1)[::-1]
         rises = 0
         for i in range(len(values) - 1, 0, -1):
             if values[i] <= values[i - 1]:
@@ -657,10 +734,14 @@ class All:
     def lookback(self) -> timedelta:
         return max(c.lookback for c in self.conditions)
 
+    @property
+    def window(self) -> timedelta:
+        return max(c.window for c in self.conditions)
+
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        checks = [c.check(view, brand, now) for c in self.conditions]
+        checks = tuple(c.check(view, brand, now) for c in self.conditions)
         facts = _merge_facts(list(zip(self.conditions, checks, strict=True)))
-        return Check(all(c.holds for c in checks), facts)
+        return Check(all(c.holds for c in checks), facts, checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,11 +754,15 @@ class Any:
     def lookback(self) -> timedelta:
         return max(c.lookback for c in self.conditions)
 
+    @property
+    def window(self) -> timedelta:
+        return max(c.window for c in self.conditions)
+
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
-        checks = [c.check(view, brand, now) for c in self.conditions]
+        checks = tuple(c.check(view, brand, now) for c in self.conditions)
         holding = [c for c in checks if c.holds]
         shown = holding or checks
-        return Check(bool(holding), tuple(f for c in shown for f in c.facts))
+        return Check(bool(holding), tuple(f for c in shown for f in c.facts), checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,9 +778,13 @@ class Not:
     def lookback(self) -> timedelta:
         return self.condition.lookback
 
+    @property
+    def window(self) -> timedelta:
+        return self.condition.window
+
     def check(self, view: CountView, brand: str, now: datetime) -> Check:
         inner = self.condition.check(view, brand, now)
-        return Check(not inner.holds, inner.facts)
+        return Check(not inner.holds, inner.facts, (inner,))
 
 
 _Filtered = (
@@ -760,6 +849,45 @@ def build_condition(config: ConditionConfig) -> Condition:
     """Build the runtime condition for a config block; :class:`~listener.errors.UnknownType`
     (a ``ValueError`` naming the known types) on an unknown config class."""
     return CONDITIONS.build(config)
+
+
+_LEAF_TYPES: dict[type, str] = {
+    Volume: "volume",
+    Spike: "spike",
+    NegativeShare: "negative_share",
+    MeanSentiment: "mean_sentiment",
+    ZScore: "zscore",
+    Seasonal: "seasonal",
+    Ramp: "ramp",
+}
+
+
+def condition_leaves(condition: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
+    """Every leaf condition under ``condition`` with its path, the ``condition`` label of
+    the condition gauges: ``spike``, ``all.1.negative_share``, ``not.volume`` (config
+    types and positions only, so the label set is bounded by the config). The order is
+    that of :attr:`Check.readings`."""
+    if isinstance(condition, All | Any):
+        kind = "all" if isinstance(condition, All) else "any"
+        for i, inner in enumerate(condition.conditions):
+            yield from condition_leaves(inner, f"{path}{kind}.{i}.")
+    elif isinstance(condition, Not):
+        yield from condition_leaves(condition.condition, f"{path}not.")
+    else:
+        yield path + _LEAF_TYPES.get(type(condition), type(condition).__name__.lower()), condition
+
+
+def reads_distinct(condition: Condition) -> timedelta:
+    """How far back ``condition`` reads a distinct measure (voices, stories), zero when it
+    reads none: how long the windows must keep their author and story sets."""
+    return max(
+        (
+            leaf.lookback
+            for _, leaf in condition_leaves(condition)
+            if getattr(leaf, "metric", None) in _DISTINCT
+        ),
+        default=timedelta(0),
+    )
 
 
 def lookback(config: ConditionConfig) -> timedelta:

@@ -47,8 +47,8 @@ from listener.rules.conditions import (
     Condition,
     CountView,
     build_condition,
-    distinct_lookback,
-    lookback,
+    condition_leaves,
+    reads_distinct,
 )
 from listener.rules.state import EngineState, Incident, KeyState, LevelTimer, OpenIncident
 
@@ -62,6 +62,7 @@ __all__ = [
     "compile_rules",
     "evaluate",
     "evaluate_rule",
+    "evaluate_rule_checks",
     "incident_id",
     "max_lookback",
     "slug",
@@ -80,6 +81,9 @@ class CompiledLevel:
     exit: Condition | None
     for_: timedelta
     keep_firing_for: timedelta
+    leaves: tuple[str, ...] = ()
+    """The paths of ``when``'s leaf conditions (:func:`condition_leaves`), in the order of
+    its check's ``readings``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,9 @@ class CompiledRule:
     """A rule ready to evaluate. ``brands`` None = every brand passed to evaluation.
 
     ``lookback`` is how far before ``now`` its conditions read counts;
-    ``distinct_lookback`` how far they read distinct voices or stories (zero: never).
+    ``distinct_lookback`` how far they read distinct voices or stories (zero: never);
+    ``window`` the longest 'current' window of its levels' ``when`` (the span an alert's
+    top mentions come from; 1h when no leaf has one). All three are worked out here, once.
     """
 
     name: str
@@ -96,6 +102,7 @@ class CompiledRule:
     resolve_after: timedelta
     lookback: timedelta = timedelta(0)
     distinct_lookback: timedelta = timedelta(0)
+    window: timedelta = timedelta(hours=1)
 
     def level(self, name: str) -> CompiledLevel | None:
         """The level called ``name``, or None when the rule has no such level."""
@@ -133,26 +140,30 @@ class IncidentEvent:
 
 def compile_rule(config: RuleConfig) -> CompiledRule:
     """Compile one rule config (levels in config order, lowest severity first)."""
-    levels = tuple(
-        CompiledLevel(
-            name=name,
-            rank=rank,
-            when=build_condition(level.when),
-            exit=None if level.exit is None else build_condition(level.exit),
-            for_=level.for_,
-            keep_firing_for=level.keep_firing_for,
+    levels = []
+    for rank, (name, level) in enumerate(config.levels.items()):
+        when = build_condition(level.when)
+        levels.append(
+            CompiledLevel(
+                name=name,
+                rank=rank,
+                when=when,
+                exit=None if level.exit is None else build_condition(level.exit),
+                for_=level.for_,
+                keep_firing_for=level.keep_firing_for,
+                leaves=tuple(path for path, _ in condition_leaves(when)),
+            )
         )
-        for rank, (name, level) in enumerate(config.levels.items())
-    )
-    conditions = [level.when for level in config.levels.values()]
-    conditions += [level.exit for level in config.levels.values() if level.exit is not None]
+    conditions = [level.when for level in levels]
+    conditions += [level.exit for level in levels if level.exit is not None]
     return CompiledRule(
         name=config.name,
         brands=None if config.brands is None else tuple(config.brands),
-        levels=levels,
+        levels=tuple(levels),
         resolve_after=config.resolve_after,
-        lookback=max(lookback(c) for c in conditions),
-        distinct_lookback=max(distinct_lookback(c) for c in conditions),
+        lookback=max(c.lookback for c in conditions),
+        distinct_lookback=max(reads_distinct(c) for c in conditions),
+        window=max(level.when.window for level in levels) or timedelta(hours=1),
     )
 
 
@@ -208,17 +219,33 @@ def evaluate_rule(
     Returns a new state (``state`` is not changed) and the events, in brand order.
     Exceptions from conditions propagate, with ``state`` untouched.
     """
+    state, events, _ = evaluate_rule_checks(rule, brands, view, state, now, quiet)
+    return state, events
+
+
+def evaluate_rule_checks(
+    rule: CompiledRule,
+    brands: Sequence[str],
+    view: CountView,
+    state: EngineState,
+    now: datetime,
+    quiet: Container[str] = (),
+) -> tuple[EngineState, list[IncidentEvent], dict[str, tuple[Check, ...]]]:
+    """:func:`evaluate_rule`, also returning the checks it made: per brand evaluated, the
+    check of each level's ``when`` (in level order), for gauges and facts to reuse."""
     now = as_utc(now)
     updates: dict[tuple[str, str], KeyState] = {}
     events: list[IncidentEvent] = []
+    made: dict[str, tuple[Check, ...]] = {}
     for brand in _rule_brands(rule, brands):
-        key_state, event = _evaluate_key(
+        key_state, event, checks = _evaluate_key(
             rule, brand, view, state.get(rule.name, brand), now, brand in quiet
         )
         updates[(rule.name, brand)] = key_state
+        made[brand] = checks
         if event is not None:
             events.append(event)
-    return state.with_keys(updates), events
+    return state.with_keys(updates), events, made
 
 
 def evaluate(
@@ -243,13 +270,28 @@ def _evaluate_key(
     key_state: KeyState,
     now: datetime,
     quiet: bool = False,
+) -> tuple[KeyState, IncidentEvent | None, tuple[Check, ...]]:
+    checks: dict[str, Check] = {}
+    new_state, event = _decide(rule, brand, view, key_state, now, quiet, checks)
+    return new_state, event, tuple(checks.values())
+
+
+def _decide(
+    rule: CompiledRule,
+    brand: str,
+    view: CountView,
+    key_state: KeyState,
+    now: datetime,
+    quiet: bool,
+    checks: dict[str, Check],
 ) -> tuple[KeyState, IncidentEvent | None]:
+    """The new state and event of one key; fills ``checks`` with each level's ``when``
+    check, in level order."""
     incident = key_state.incident
     current = rule.level(incident.level) if incident is not None else None
     current_rank = current.rank if current is not None else -1
 
     timers: dict[str, LevelTimer] = {}
-    checks: dict[str, Check] = {}
     exits: dict[str, Check] = {}
     target: CompiledLevel | None = None
     for level in rule.levels:

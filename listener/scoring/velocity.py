@@ -27,6 +27,12 @@ Contract (pure, in memory; the caller persists and restores):
 * ``add(..., weight=n)`` adds ``n`` identical mentions at once (a backtest replaying a
   volume series): counts, reach and sentiment are multiplied by ``n``; the author and the
   story are one voice and one story. ``weight=0`` only records history (``first_seen``).
+* **Running sums**: the unfiltered counts (``total``, ``negative``, ``positive``) are also
+  kept as prefix sums over each brand's bucket indices (built lazily, cut back from the
+  earliest bucket changed since, advanced past pruned buckets), so ``value`` of any range
+  of them is two array reads, and ``strided`` reads ``count`` adjacent windows (a
+  z-score's history, a ramp's steps) in one pass: O(1) per window whatever its length.
+  They are whole numbers, so the values are exactly those of summing the buckets.
 * ``first_seen(brand)`` is the start of the earliest bucket ever added for the brand (for
   warm-up). Pruning does not move it in memory; persisted, it travels in every bucket
   row, so after a restart it is the earliest among the stored rows (a brand with no
@@ -59,6 +65,7 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -235,6 +242,43 @@ class _Bucket(_Cell):
         self.parts: dict[_PartKey, _Cell] | None = None
 
 
+class _Prefix:
+    """Running sums of one brand's unfiltered counts over consecutive bucket indices:
+    ``sums[m][i]`` is ``m`` summed over the buckets with index in ``[origin, origin + i)``
+    (buckets pruned since included: reads clamp to the brand's lowest held bucket, so
+    they cancel out). Only the leading entries that are still exact are kept: adding to
+    bucket ``origin + i`` cuts the arrays to ``i + 1`` entries, reading extends them."""
+
+    __slots__ = ("origin", "sums")
+
+    def __init__(self, origin: int) -> None:
+        self.origin = origin
+        self.sums: dict[str, array[int]] = {m: array("q", (0,)) for m in _COUNTS}
+
+    def cut(self, keep: int) -> None:
+        if len(self.sums["total"]) > keep:
+            for sums in self.sums.values():
+                del sums[keep:]
+
+    def advance(self, low: int) -> None:
+        """Drop the entries before index ``low`` when they are many (amortised O(1))."""
+        drop = low - self.origin
+        total = self.sums["total"]
+        if drop > 512 and drop * 2 >= len(total):
+            if drop >= len(total):
+                for name in _COUNTS:
+                    self.sums[name] = array("q", (0,))
+            else:
+                for sums in self.sums.values():
+                    del sums[:drop]
+            self.origin = low
+
+
+_SPAN_SLACK: Final = 1024
+"""Bucket indices a brand's running sums may span beyond 4 × the retention (future-dated
+buckets further out fall back to summing buckets)."""
+
+
 class VelocityWindows:
     """Bucketed measures of mentions per brand (see the module docstring).
 
@@ -245,9 +289,12 @@ class VelocityWindows:
     """
 
     __slots__ = (
+        "_changes",
         "_dirty",
         "_first",
+        "_high",
         "_low",
+        "_prefix",
         "_series",
         "_sets",
         "_size",
@@ -281,11 +328,28 @@ class VelocityWindows:
         # brand -> starts of the buckets that may hold author or story sets
         self._sets: dict[str, set[int]] = {}
         self._dirty: set[tuple[str, int]] = set()
+        # brand -> the latest bucket start held (the running sums stop there)
+        self._high: dict[str, int] = {}
+        # brand -> running sums of the unfiltered counts (built on first read)
+        self._prefix: dict[str, _Prefix] = {}
+        # brand -> a number that moves whenever anything a read of the brand sees changes
+        self._changes: dict[str, int] = {}
 
     @property
     def bucket(self) -> timedelta:
         """The bucket length."""
         return timedelta(seconds=self._size)
+
+    def changes(self, brand: str) -> int:
+        """A number that differs after any change to ``brand``'s buckets that a read
+        within the retentions can see (an add, a load): equal numbers at two times mean
+        every such read gives the same value (the Evaluate stage's coalescing). ``prune``
+        does not move it: it drops only buckets (sets) that no range within ``retention``
+        (``distinct_retention``) of the prune's ``now``, or of a later one, covers."""
+        return self._changes.get(brand, 0)
+
+    def _changed(self, brand: str) -> None:
+        self._changes[brand] = self._changes.get(brand, 0) + 1
 
     def bucket_start(self, at: datetime) -> int:
         """The epoch second at which the bucket holding ``at`` starts."""
@@ -306,6 +370,14 @@ class VelocityWindows:
             bucket = series[key] = _Bucket()
             self._created(brand, key)
         bucket.add(sample, weight)
+        self._changed(brand)
+        prefix = self._prefix.get(brand)
+        if prefix is not None:
+            index = key // self._size
+            if index < prefix.origin:
+                del self._prefix[brand]
+            else:
+                prefix.cut(index - prefix.origin + 1)
         if weight and (sample.author is not None or sample.story is not None):
             held = self._sets.get(brand)
             if held is None:
@@ -331,6 +403,9 @@ class VelocityWindows:
         low = self._low.get(brand)
         if low is None or key < low:
             self._low[brand] = key
+        high = self._high.get(brand)
+        if high is None or key > high:
+            self._high[brand] = key
 
     # ------------------------------------------------------------------ reading
 
@@ -368,6 +443,19 @@ class VelocityWindows:
 
         Raises ``ValueError`` on an unknown measure.
         """
+        if category is None and source is None and language is None and measure in _COUNTS:
+            prefix = self._running(brand)
+            if prefix is not None:
+                start_us = (as_utc(start) - _EPOCH) // _MICRO
+                end_us = (as_utc(end) - _EPOCH) // _MICRO
+                if end_us <= start_us:
+                    return 0.0
+                size_us = self._size_us
+                return float(
+                    self._between(
+                        brand, prefix, measure, -(-start_us // size_us), -(-end_us // size_us)
+                    )
+                )
         if measure not in MEASURES:
             raise ValueError(f"unknown measure {measure!r}; known: {', '.join(MEASURES)}")
         buckets = self._buckets(brand, start, end)
@@ -394,6 +482,99 @@ class VelocityWindows:
                     seen.update(members)
             return float(len(seen))
         return float(sum(getattr(cell, measure) for cell in cells))
+
+    def strided(
+        self,
+        brand: str,
+        measure: Measure,
+        end: datetime,
+        width: timedelta,
+        count: int,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> list[float]:
+        """``value`` over ``[end - (k + 1) × width, end - k × width)`` for k = 0 … count - 1
+        (the latest window first): the same numbers, read in one pass."""
+        if category is None and source is None and language is None and measure in _COUNTS:
+            prefix = self._running(brand)
+            if prefix is not None and width > timedelta(0):
+                end_us = (as_utc(end) - _EPOCH) // _MICRO
+                width_us = width // _MICRO
+                size_us = self._size_us
+                # bounds[k]: the first bucket index starting at or after end - k × width
+                bounds = [-(-(end_us - k * width_us) // size_us) for k in range(count + 1)]
+                low = self._low[brand] // self._size
+                high = self._high[brand] // self._size + 1
+                origin = prefix.origin
+                self._extend(brand, prefix, high)
+                sums = prefix.sums[measure]
+                at = [sums[(low if b < low else high if b > high else b) - origin] for b in bounds]
+                return [float(at[k] - at[k + 1]) for k in range(count)]
+        return [
+            self.value(
+                brand,
+                measure,
+                end - (k + 1) * width,
+                end - k * width,
+                category=category,
+                source=source,
+                language=language,
+            )
+            for k in range(count)
+        ]
+
+    def _running(self, brand: str) -> _Prefix | None:
+        """The running sums of ``brand`` (built when missing); None when the brand has no
+        bucket or its buckets span too far ahead for them."""
+        prefix = self._prefix.get(brand)
+        if prefix is not None:
+            return prefix
+        low = self._low.get(brand)
+        if low is None or brand not in self._series:
+            return None
+        size = self._size
+        span = self._high[brand] // size - low // size
+        if span > 4 * (self.retention // self.bucket) + _SPAN_SLACK:
+            return None
+        prefix = self._prefix[brand] = _Prefix(low // size)
+        return prefix
+
+    def _extend(self, brand: str, prefix: _Prefix, upto: int) -> None:
+        """Make the running sums exact up to bucket index ``upto`` (exclusive)."""
+        sums = prefix.sums
+        totals, negatives, positives = sums["total"], sums["negative"], sums["positive"]
+        have = len(totals)
+        need = upto - prefix.origin + 1
+        if have >= need:
+            return
+        t, n, p = totals[-1], negatives[-1], positives[-1]
+        size = self._size
+        get = self._series[brand].get
+        key = (prefix.origin + have - 1) * size
+        for _ in range(have, need):
+            bucket = get(key)
+            if bucket is not None:
+                t += bucket.total
+                n += bucket.negative
+                p += bucket.positive
+            totals.append(t)
+            negatives.append(n)
+            positives.append(p)
+            key += size
+
+    def _between(self, brand: str, prefix: _Prefix, measure: str, first: int, last: int) -> int:
+        """An unfiltered count over the bucket indices ``[first, last)``."""
+        low = self._low[brand] // self._size
+        high = self._high[brand] // self._size + 1
+        first = min(max(first, low), high)
+        last = min(max(last, low), high)
+        if last <= first:
+            return 0
+        self._extend(brand, prefix, last)
+        sums = prefix.sums[measure]
+        return sums[last - prefix.origin] - sums[first - prefix.origin]
 
     def count(self, brand: str, metric: Metric, start: datetime, end: datetime) -> int:
         """``value`` as a whole number (for counting measures such as total and negative)."""
@@ -431,8 +612,12 @@ class VelocityWindows:
                     dropped.append((brand, key))
                 if series:
                     self._low[brand] = min(series)
+                    prefix = self._prefix.get(brand)
+                    if prefix is not None:
+                        prefix.advance(self._low[brand] // self._size)
                 else:
-                    del self._series[brand], self._low[brand]
+                    del self._series[brand], self._low[brand], self._high[brand]
+                    self._prefix.pop(brand, None)
             if distinct_us > cutoff_us:
                 for key in [k for k in held if k * 1_000_000 < distinct_us]:
                     held.discard(key)
@@ -490,6 +675,8 @@ class VelocityWindows:
             if type(first) is not int:
                 raise ValueError(f"{where}: bad first_seen {first!r}")
             self._series.setdefault(brand, {})[key] = bucket
+            self._prefix.pop(brand, None)
+            self._changed(brand)
             self._created(brand, key)
             if first < self._first[brand]:
                 self._first[brand] = first

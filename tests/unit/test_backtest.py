@@ -24,7 +24,6 @@ from listener.backtest import (
     VolumeRow,
     add_arguments,
     detect_kind,
-    fast_windows,
     format_report,
     parse_map,
     parse_time,
@@ -42,7 +41,7 @@ from listener.config.schema import Config, RuleConfig
 from listener.errors import ConfigError
 from listener.model import Author, Mention, Sentiment
 from listener.rules.engine import EventKind
-from listener.scoring.velocity import Sample, VelocityWindows
+from listener.scoring.velocity import VelocityWindows
 
 START = datetime(2015, 2, 26, 21, 42, 53, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -293,36 +292,19 @@ def test_no_look_ahead() -> None:
         assert part.changes == [c for c in full.changes if c.row is not None and c.row < n]
 
 
-def test_running_windows_read_what_velocity_windows_read() -> None:
-    """Counts from running totals equal bucket-by-bucket reads, across prunes and late adds."""
-    rng = random.Random(3)
-    plain = VelocityWindows(timedelta(minutes=1), timedelta(hours=2))
-    running = fast_windows(plain)
-    at = START
-    for step in range(600):
-        at += timedelta(seconds=rng.choice([0, 20, 60, 200]))
-        brand = rng.choice(["a", "b"])
-        sample = Sample(negative=rng.random() < 0.4, positive=rng.random() < 0.2)
-        weight = rng.randint(0, 5)
-        late = at - timedelta(minutes=30) if step == 400 and brand == "b" else at
-        for windows in (plain, running):
-            windows.add(brand, late, sample, weight)
-        if step % 50 == 0:
-            assert plain.prune(at) == running.prune(at)
-        for _ in range(5):
-            start = at - timedelta(seconds=rng.randint(0, 9000))
-            end = start + timedelta(seconds=rng.randint(0, 4000))
-            for measure in ("total", "negative", "positive"):
-                assert running.value(brand, measure, start, end) == plain.value(
-                    brand, measure, start, end
-                )
+def _bucket_by_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every VelocityWindows read sum its buckets (no running sums)."""
+    monkeypatch.setattr(VelocityWindows, "_running", lambda self, brand: None)
 
 
-def test_fast_and_plain_windows_give_the_same_backtest() -> None:
-    """A replay with running totals scores every row as one with plain VelocityWindows."""
+def test_running_sums_and_bucket_reads_give_the_same_backtest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay reading the windows' running sums scores every row as one summing buckets."""
     rows = _series(1050, spike_at=1000)
     fast = replay_volume(rows, _rule(), brand="Acme")
-    plain = replay_volume(rows, _rule(), brand="Acme", fast=False)
+    _bucket_by_bucket(monkeypatch)
+    plain = replay_volume(rows, _rule(), brand="Acme")
     assert fast.scores == plain.scores
     assert fast.changes == plain.changes
 
@@ -353,13 +335,16 @@ sinks:
 """
 
 
-def test_fast_and_plain_windows_agree_on_transformed_and_robust_zscores() -> None:
-    """The z-score's transform and median options read the same counts either way, so the
-    bench (running totals) opens the same incidents as the daemon's plain windows."""
+def test_running_sums_and_bucket_reads_agree_on_transformed_and_robust_zscores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The z-score's transform and median options read the same counts either way, so
+    running sums open the same incidents as summing buckets."""
     rules = select_rules(_config(ROBUST_RULES), None, default="volume-spike-robust")
     rows = _series(1050, spike_at=1000)
     fast = replay_volume(rows, rules, brand="Acme")
-    plain = replay_volume(rows, rules, brand="Acme", fast=False)
+    _bucket_by_bucket(monkeypatch)
+    plain = replay_volume(rows, rules, brand="Acme")
     assert fast.scores == plain.scores
     assert fast.changes == plain.changes
     assert any(fast.scores[1000:])

@@ -25,8 +25,10 @@ from listener.rules.conditions import (
     Volume,
     build_condition,
     center_and_spread,
+    condition_leaves,
     distinct_lookback,
     lookback,
+    reads_distinct,
 )
 from listener.rules.conditions import Any as AnyOf
 from listener.scoring.velocity import Sample, VelocityWindows
@@ -438,7 +440,7 @@ def test_volume_reads_its_window() -> None:
 
 def test_zscore_seasonal_and_ramp_read_their_windows() -> None:
     """zscore reads history windows back to back; seasonal the same window per period;
-    ramp steps + 1 windows ending now."""
+    ramp steps + 1 windows ending now (in any order)."""
     view = RangeView()
     build_condition(cond(ZSCORE)).check(view, "a", NOW)
     assert [(c[2] - NOW, c[3] - NOW) for c in view.calls] == [(-M15, ZERO)] + [
@@ -453,7 +455,7 @@ def test_zscore_seasonal_and_ramp_read_their_windows() -> None:
     ]
     view = RangeView()
     build_condition(cond(RAMP)).check(view, "a", NOW)
-    assert [(c[2] - NOW, c[3] - NOW) for c in view.calls] == [
+    assert sorted((c[2] - NOW, c[3] - NOW) for c in view.calls) == [
         (-4 * M15, -3 * M15),
         (-3 * M15, -2 * M15),
         (-2 * M15, -M15),
@@ -789,6 +791,50 @@ def test_distinct_lookback() -> None:
     assert distinct_lookback(cond({**SHARE, "metric": "negative_stories"})) == M15
     nested = {"type": "all", "conditions": [RAMP, {"type": "not", "condition": voices}]}
     assert distinct_lookback(cond(nested)) == M15 + H1
+    for config in (SPIKE, voices, {**SHARE, "metric": "negative_stories"}, nested):
+        assert reads_distinct(build_condition(cond(config))) == distinct_lookback(cond(config))
+
+
+def test_window_is_the_longest_current_window_of_the_leaves() -> None:
+    """A condition's window is the longest window among its leaves, through all/any/not."""
+    nested = {
+        "type": "any",
+        "conditions": [
+            {**RAMP, "window": "5m"},
+            {"type": "not", "condition": {**VOLUME, "window": "2h"}},
+            {"type": "all", "conditions": [{**SHARE, "window": "30m"}]},
+        ],
+    }
+    assert build_condition(cond(nested)).window == timedelta(hours=2)
+    assert build_condition(cond({**ZSCORE, "window": "7m"})).window == timedelta(minutes=7)
+
+
+def test_checks_carry_the_readings_of_every_leaf_in_leaf_order() -> None:
+    """An all/any/not check's readings are each leaf's own first fact (what the gauges
+    show), in the order of condition_leaves, without checking the leaves again."""
+    windows = VelocityWindows(retention=timedelta(days=1))
+    for minute in range(120):
+        sample = Sample(negative=minute % 2 == 0, compound=-0.2, author=f"a{minute % 7}")
+        windows.add("acme", NOW - timedelta(minutes=minute + 1), sample, weight=minute % 4)
+    nested = {
+        "type": "any",
+        "conditions": [
+            {**RAMP, "window": "5m"},
+            {"type": "not", "condition": {**VOLUME, "window": "2h"}},
+            {"type": "all", "conditions": [SHARE, ZSCORE, {**SPIKE, "metric": "voices"}]},
+        ],
+    }
+    condition = build_condition(cond(nested))
+    leaves = list(condition_leaves(condition))
+    assert [path for path, _ in leaves] == [
+        "any.0.ramp",
+        "any.1.not.volume",
+        "any.2.all.0.negative_share",
+        "any.2.all.1.zscore",
+        "any.2.all.2.spike",
+    ]
+    check = condition.check(windows, "acme", NOW)
+    assert check.readings == tuple(leaf.check(windows, "acme", NOW).facts[0] for _, leaf in leaves)
 
 
 def test_all_of_shows_a_shared_measurement_once_with_the_binding_threshold() -> None:
@@ -820,3 +866,63 @@ def test_all_of_keeps_facts_whose_binding_threshold_is_unknown() -> None:
     up, down = {**SPIKE, "metric": "total"}, {**SPIKE_DOWN, "metric": "total"}
     check = check_of({"type": "all", "conditions": [up, down]}, values)
     assert [f.name for f in check.facts].count("mentions in 15m") == 2
+
+
+@dataclass
+class PlainView:
+    """``VelocityWindows`` seen through the bare :class:`CountView` (no strided reads)."""
+
+    inner: VelocityWindows
+
+    def value(
+        self,
+        brand: str,
+        measure: Measure,
+        start: datetime,
+        end: datetime,
+        *,
+        category: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> float:
+        return self.inner.value(
+            brand, measure, start, end, category=category, source=source, language=language
+        )
+
+    def first_seen(self, brand: str) -> datetime | None:
+        return self.inner.first_seen(brand)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=9), min_size=1, max_size=150),
+    negative_every=st.integers(min_value=1, max_value=4),
+    offset_s=st.integers(min_value=0, max_value=119),
+    extra=st.sampled_from(
+        [
+            {},
+            {"center": "median"},
+            {"transform": "sqrt"},
+            {"transform": "log", "direction": "down"},
+            {"metric": "negative", "window": "7m", "history": 9},
+            {"source": "x"},
+        ]
+    ),
+)
+def test_strided_reads_decide_like_range_reads(
+    counts: list[int], negative_every: int, offset_s: int, extra: dict[str, Any]
+) -> None:
+    """zscore and ramp read through running sums (strided) give the same checks, facts and
+    all, as when every window is read range by range."""
+    windows = VelocityWindows(retention=timedelta(days=2))
+    start = NOW - len(counts) * timedelta(minutes=1)
+    for i, n in enumerate(counts):
+        sample = Sample(negative=i % negative_every == 0, source="x" if i % 3 else None)
+        windows.add("acme", start + i * timedelta(minutes=1), sample, weight=n)
+    now = NOW + timedelta(seconds=offset_s)
+    zscore = build_condition(cond({**ZSCORE, "threshold": 1, "min_volume": 1, **extra}))
+    ramp = build_condition(cond({**RAMP, "min_volume": 1, "window": "2m"}))
+    for condition in (zscore, ramp):
+        assert condition.check(windows, "acme", now) == condition.check(
+            PlainView(windows), "acme", now
+        )

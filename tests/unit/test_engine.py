@@ -21,6 +21,7 @@ from listener.rules.engine import (
     compile_rules,
     evaluate,
     evaluate_rule,
+    evaluate_rule_checks,
     incident_id,
     max_lookback,
     slug,
@@ -616,3 +617,25 @@ def test_source_errors_in_plain_words(message: str, plain: str) -> None:
     """A source's last error reads as words in its health alert: status and host, no
     library class names."""
     assert plain_error(message) == plain
+
+
+def test_evaluate_rule_checks_returns_each_levels_when_check() -> None:
+    """The checks returned are those of every level's ``when`` for each brand the rule
+    applies to, equal to checking them afresh; the state and events are evaluate_rule's."""
+    rule = one_rule(
+        {"warning": {"when": vol(3)}, "critical": {"when": vol(5), "for": "1m"}},
+        resolve_after="5m",
+    )
+    windows = VelocityWindows(retention=timedelta(hours=1))
+    for second in (10, 20, 30, 40):
+        windows.add("Acme", T0 + timedelta(seconds=second), Sample(negative=True))
+    now = T0 + MIN
+    state, events, checks = evaluate_rule_checks(
+        rule, ["Acme", "Other"], windows, EngineState(), now
+    )
+    assert (state, events) == evaluate_rule(rule, ["Acme", "Other"], windows, EngineState(), now)
+    assert set(checks) == {"Acme", "Other"}
+    for brand, made in checks.items():
+        assert made == tuple(level.when.check(windows, brand, now) for level in rule.levels)
+    assert [c.holds for c in checks["Acme"]] == [True, False]
+    assert rule.levels[0].leaves == ("volume",)

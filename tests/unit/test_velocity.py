@@ -566,3 +566,111 @@ def test_processor_samples_carry_what_rules_read() -> None:
     )
     happy = sample_of(ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4)))
     assert (happy.negative, happy.positive) == (False, True)
+
+
+# ---------------------------------------------------------------- running sums
+
+STEP = st.one_of(
+    st.tuples(st.just("add"), RAW),
+    st.tuples(st.just("add"), RAW),
+    st.tuples(st.just("read"), st.integers(-600_000, 2 * 3600 * 1000), st.integers(-1000, 10**7)),
+    st.tuples(
+        st.just("strided"),
+        st.integers(0, 3 * 3600 * 1000),
+        st.integers(1, 40 * 60 * 1000),
+        st.integers(0, 12),
+    ),
+    st.tuples(st.just("prune"), st.integers(0, 3 * 3600 * 1000)),
+    st.tuples(st.just("reload")),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(STEP, min_size=5, max_size=60),
+    bucket=BUCKETS,
+    retention_min=st.integers(min_value=1, max_value=300),
+)
+def test_running_sums_match_brute_force_between_changes(
+    steps: list[tuple[object, ...]], bucket: timedelta, retention_min: int
+) -> None:
+    """Unfiltered counts read through the running sums, interleaved with adds in and out of
+    time order, prunes and reloads, are exactly (whole numbers) the brute-force sums over
+    the samples still held, for single ranges and for strided windows."""
+    size = int(bucket.total_seconds())
+    w = VelocityWindows(bucket=bucket, retention=retention_min * MIN)
+    held: list[Raw] = []
+    for step in steps:
+        kind = step[0]
+        if kind == "add":
+            raw = step[1]
+            assert isinstance(raw, Raw)
+            w.add(raw.brand, T0 + timedelta(milliseconds=raw.ms), raw.sample, raw.weight)
+            held.append(raw)
+        elif kind == "prune":
+            now = T0 + timedelta(milliseconds=int(step[1]))  # type: ignore[call-overload]
+            w.prune(now)
+            held = [r for r in held if _bucket_of(r, size) >= now - w.retention]
+        elif kind == "reload":
+            fresh = VelocityWindows(bucket=bucket, retention=w.retention)
+            fresh.load(_all_rows(w))
+            w = fresh
+        elif kind == "read":
+            start = T0 + timedelta(milliseconds=int(step[1]))  # type: ignore[call-overload]
+            end = start + timedelta(milliseconds=int(step[2]))  # type: ignore[call-overload]
+            for brand in ("acme", "globex"):
+                for measure in ("total", "negative", "positive"):
+                    expected = brute_force(held, brand, measure, start, end, size, {})
+                    got = w.value(brand, measure, start, end)
+                    assert got == expected, (measure, got, expected)
+                    assert float(int(got)) == got
+        else:
+            end = T0 + timedelta(milliseconds=int(step[1]))  # type: ignore[call-overload]
+            width = timedelta(milliseconds=int(step[2]))  # type: ignore[call-overload]
+            count = int(step[3])  # type: ignore[call-overload]
+            for measure in ("total", "negative", "voices"):
+                got_all = w.strided("acme", measure, end, width, count)
+                expected_all = [
+                    w.value("acme", measure, end - (k + 1) * width, end - k * width)
+                    for k in range(count)
+                ]
+                brute = [
+                    brute_force(
+                        held, "acme", measure, end - (k + 1) * width, end - k * width, size, {}
+                    )
+                    for k in range(count)
+                ]
+                assert got_all == expected_all, measure
+                if measure != "voices":
+                    assert got_all == brute, measure
+
+
+def _all_rows(w: VelocityWindows) -> list[tuple[str, int, str]]:
+    """Every bucket of ``w`` as a row (marking all dirty first)."""
+    for brand, series in w._series.items():
+        for key in series:
+            w._dirty.add((brand, key))
+    return w.drain_dirty()
+
+
+def test_strided_reads_filtered_windows_one_by_one() -> None:
+    """Filtered and distinct measures read through ``strided`` equal ``value`` per window."""
+    w = VelocityWindows(retention=timedelta(days=1))
+    for minute in range(90):
+        w.add("acme", T0 + minute * MIN, Sample(negative=minute % 3 == 0, source="x"))
+    end = T0 + 90 * MIN
+    got = w.strided("acme", "negative", end, 10 * MIN, 9, source="x")
+    assert got == [
+        w.value("acme", "negative", end - (k + 1) * 10 * MIN, end - k * 10 * MIN, source="x")
+        for k in range(9)
+    ]
+    assert sum(got) == 30.0
+
+
+def test_running_sums_survive_far_future_buckets() -> None:
+    """A bucket far ahead of the rest (beyond the running sums' span) still reads exactly."""
+    w = VelocityWindows(retention=HOUR)
+    w.add("acme", T0, NEUTRAL)
+    w.add("acme", T0 + timedelta(days=400), NEUTRAL)
+    assert w.value("acme", "total", T0 - HOUR, T0 + timedelta(days=401)) == 2.0
+    assert w.strided("acme", "total", T0 + MIN, MIN, 2) == [1.0, 0.0]

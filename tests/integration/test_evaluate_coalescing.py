@@ -1,0 +1,177 @@
+"""The Evaluate stage evaluates a (rule, brand) only when something could have changed:
+the brand's windows, the read epoch (bucket), a running timer, an open incident or a
+warm-up; whatever it skips, its decisions and gauges are those of evaluating everything."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import generate_latest
+
+from listener.config.load import load_config_text
+from listener.metrics import Metrics
+from listener.model import Alert
+from listener.processor import BUCKET, Processor, bucket_aligned, read_epoch
+from listener.rules.engine import compile_rule
+from listener.scoring.velocity import Sample
+from listener.store import Store
+
+CONFIG = """
+brands:
+  - name: Acme
+  - name: Globex
+  - name: Initech
+rules:
+  - name: neg
+    levels:
+      watch:
+        when: {type: volume, metric: negative, window: 5m, above: 4}
+        keep_firing_for: 3m
+      crisis:
+        when: {type: volume, metric: negative, window: 5m, above: 12}
+        for: 2m
+    resolve_after: 4m
+  - name: spike
+    levels:
+      watch:
+        when:
+          type: all
+          conditions:
+            - {type: spike, metric: total, window: 5m, baseline: 30m, ratio: 3, min_volume: 6}
+            - {type: zscore, metric: total, window: 5m, history: 6, threshold: 2, min_volume: 6}
+        for: 1m
+    resolve_after: 5m
+  - name: odd-window
+    levels:
+      watch:
+        when: {type: volume, metric: total, window: 90s, above: 7}
+    resolve_after: 2m
+routes:
+  default: [ops]
+sinks:
+  ops: {type: console}
+"""
+
+T0 = datetime(2026, 3, 2, 9, 0, 7, tzinfo=UTC)
+BRANDS = ("Acme", "Globex", "Initech")
+
+
+def _processor() -> Processor:
+    config = load_config_text(CONFIG, "rules.yaml", {})
+    return Processor(config, Store.open(":memory:"), Metrics())
+
+
+def _gauges(p: Processor) -> list[str]:
+    text = generate_latest(p.metrics.registry).decode()
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith(("listener_condition_", "listener_brand_"))
+    ]
+
+
+def _decisions(alerts: Sequence[Alert]) -> list[tuple[object, ...]]:
+    return [(a.id, a.kind, a.level, a.facts) for a in alerts]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_coalesced_evaluation_decides_like_evaluating_everything(seed: int) -> None:
+    """Over a random schedule (bursts, quiet stretches, late counts, ticks several times a
+    bucket and across buckets), a processor that skips settled keys raises the same alerts
+    with the same facts, keeps the same engine state and shows the same gauges as one that
+    evaluates every rule for every brand and sets every gauge at every tick; and it does
+    skip."""
+    rng = random.Random(seed)
+    coalesced, everything = _processor(), _processor()
+    everything._coalesce = lambda rule, brands, *_: (list(brands), {})  # type: ignore[method-assign]
+    skipped = 0
+    now = T0
+    for _ in range(260):
+        now += timedelta(seconds=rng.choice([5, 10, 20, 30, 45, 60, 90, 300, -100]))
+        if rng.random() < 0.5:
+            brand = rng.choice(BRANDS)
+            weight = rng.choice([1, 1, 2, 3, 5, 8])
+            late = timedelta(seconds=rng.choice([0, 0, 0, 30, 200]))
+            sample = Sample(negative=rng.random() < 0.7)
+            for p in (coalesced, everything):
+                p.windows.add(brand, now - late, sample, weight=weight)
+        due = sum(
+            len(
+                coalesced._coalesce(
+                    r, BRANDS, coalesced.state, now, read_epoch(now, BUCKET), coalesced._settled
+                )[0]
+            )
+            for r in coalesced.rules
+        )
+        skipped += len(coalesced.rules) * len(BRANDS) - due
+        everything._brand_read, everything._shown = {}, {}  # every gauge computed and set
+        got, expected = coalesced.evaluate(now), everything.evaluate(now)
+        assert _decisions(got) == _decisions(expected)
+        assert coalesced.state.to_json() == everything.state.to_json()
+        assert _gauges(coalesced) == _gauges(everything)
+    assert skipped > 0
+    opened = list(coalesced.store.incidents(limit=1000))
+    assert opened, "the schedule should open incidents"
+
+
+def test_a_quiet_brand_is_evaluated_once_per_bucket_and_when_its_windows_change() -> None:
+    """A brand with nothing new is skipped within a bucket, evaluated again when now enters
+    the next bucket or a count arrives; a rule with a window that is not whole buckets is
+    never skipped."""
+    p = _processor()
+    p.windows.add("Acme", T0 - timedelta(minutes=40), Sample(negative=False))  # warm, kept
+    evaluated: list[tuple[str, tuple[str, ...]]] = []
+    real = p._coalesce
+
+    def spy(rule, brands, *rest):  # type: ignore[no-untyped-def]
+        due, kept = real(rule, brands, *rest)
+        evaluated.append((rule.name, tuple(due)))
+        return due, kept
+
+    p._coalesce = spy  # type: ignore[method-assign]
+    p.evaluate(T0)
+    assert evaluated == [(r.name, BRANDS) for r in p.rules]
+    evaluated.clear()
+    p.evaluate(T0 + timedelta(seconds=20))  # same bucket, nothing new
+    assert evaluated == [("neg", ()), ("spike", ()), ("odd-window", BRANDS)]
+    evaluated.clear()
+    p.windows.add("Globex", T0 + timedelta(seconds=21), Sample(negative=True))
+    p.evaluate(T0 + timedelta(seconds=30))
+    assert evaluated[:2] == [("neg", ("Globex",)), ("spike", ("Globex",))]
+    evaluated.clear()
+    p.evaluate(T0 + timedelta(seconds=60))  # the next bucket: reads move
+    assert evaluated[:2] == [("neg", BRANDS), ("spike", BRANDS)]
+
+
+def test_an_open_incident_resolves_on_time_without_new_counts() -> None:
+    """Time-driven transitions stay exact: with nothing new after the burst, the incident
+    resolves at exactly resolve_after after its condition cleared."""
+    p = _processor()
+    p.windows.add("Acme", T0, Sample(negative=True), weight=5)
+    alerts = p.evaluate(T0 + timedelta(seconds=10))
+    assert [(a.rule, a.kind) for a in alerts] == [("neg", "opened")]
+    # the 5m window no longer covers T0's bucket from T0's bucket + 5m on (+1 bucket start)
+    now = T0 + timedelta(seconds=10)
+    kinds: list[tuple[datetime, str]] = []
+    while now < T0 + timedelta(minutes=20):
+        now += timedelta(seconds=10)
+        kinds += [(now, a.kind) for a in p.evaluate(now) if a.rule == "neg"]
+    # last held at 9:04:57 (the last tick whose 5m window covers the 9:00 bucket);
+    # keep_firing_for 3m: clear from 9:07:57; resolve_after 4m: resolved at 9:11:57
+    assert kinds == [(datetime(2026, 3, 2, 9, 11, 57, tzinfo=UTC), "resolved")]
+
+
+def test_bucket_aligned_and_read_epoch() -> None:
+    """A rule is aligned when every duration it reads by is whole buckets; the read epoch
+    changes just after a bucket boundary, not on it."""
+    config = load_config_text(CONFIG, "rules.yaml", {})
+    aligned = {r.name: bucket_aligned(compile_rule(r), BUCKET) for r in config.rules}
+    assert aligned == {"neg": True, "spike": True, "odd-window": False}
+    boundary = datetime(2026, 3, 2, 9, 1, tzinfo=UTC)
+    assert read_epoch(boundary, BUCKET) == read_epoch(boundary - timedelta(seconds=59), BUCKET)
+    assert read_epoch(boundary + timedelta(microseconds=1), BUCKET) == (
+        read_epoch(boundary, BUCKET) + 1
+    )
