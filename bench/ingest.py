@@ -71,7 +71,12 @@ def _best(run: Callable[[], object], repeat: int) -> float:
 
 def _legacy(config: Any) -> Callable[[Sequence[Any], Any], list[Any]]:
     """The ingest steps of a ``Processor`` without ``listener.ingest`` (main before the stage)."""
-    from listener.processor import UNMATCHED, Processor
+    from listener.processor import Processor
+
+    try:  # main before the Ingest stage kept it in the processor
+        from listener.processor import UNMATCHED  # type: ignore[attr-defined]
+    except ImportError:
+        from listener.ingest import UNMATCHED
     from listener.scoring import build_scorer, score_many
 
     fake = Processor.__new__(Processor)
