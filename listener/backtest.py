@@ -8,7 +8,10 @@ Two kinds of input, and one path for each:
   ``created_at`` and fed minute by minute through the same
   :class:`~listener.processor.Processor` the daemon runs (matching, sentiment, velocity
   windows, rules, incidents) over an in-memory store, evaluating after every simulated
-  minute. De-duplication is the processor's own (``(source, id)``).
+  minute. De-duplication is the processor's own (``(source, id)``). Rows whose file names
+  their brand skip matching through the Ingest stage's pins
+  (:attr:`~listener.ingest.Ingest.pins`), built for the replay and handed to the
+  processor (``Processor(..., stage=...)``).
 * **Volume series**, CSV ``timestamp,value`` with one row per bucket, the value a count
   of mentions (as in NAB). Each row is added to the same
   :class:`~listener.scoring.velocity.VelocityWindows` as one weighted sample at its
@@ -36,10 +39,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TextIO, cast, get_args
 
@@ -50,9 +52,7 @@ from listener.errors import ConfigError, ConfigProblem, ListenerError, UsageErro
 # (``add_arguments``) without loading it.
 if TYPE_CHECKING:
     from listener.config.schema import Config, RuleConfig
-    from listener.matching.brands import BrandMatcher
     from listener.model import Fact, Mention
-    from listener.processor import Processor
     from listener.rules.engine import EventKind, IncidentEvent
     from listener.scoring.base import Scorer
     from listener.store import IncidentEventRecord, IncidentRecord
@@ -731,27 +731,6 @@ def replay_volume(
     )
 
 
-@cache
-def _pinned(brand: str) -> BrandMatcher:
-    """A matcher that says every text is about ``brand`` (rows of an export that already
-    name their brand)."""
-    from listener.matching.brands import BrandMatcher
-
-    class Pinned(BrandMatcher):
-        __slots__ = ()
-
-        def match(
-            self,
-            text: str,
-            *,
-            language: str | None = None,
-            source: str | Iterable[str] | None = None,
-        ) -> tuple[str, ...]:
-            return (brand,)
-
-    return Pinned([])
-
-
 def _with_brands(config: Config, names: Iterable[str]) -> Config:
     """``config`` with a brand added for each name it lacks."""
     from listener.config.schema import BrandConfig
@@ -783,6 +762,7 @@ def replay_mentions(
     with a ``brand`` count for that brand only (added to the config when it lacks it);
     others are matched from their text. ``rules`` (default: all of the config's) are the
     rules evaluated."""
+    from listener.ingest import Ingest
     from listener.metrics import Metrics
     from listener.processor import Processor
     from listener.store import Store
@@ -791,27 +771,18 @@ def replay_mentions(
     pinned = [r.brand for r in records if r.brand is not None]
     run_config = _with_brands(config, pinned).model_copy(update={"rules": chosen})
     ordered = sorted(records, key=lambda r: r.mention.created_at)
+    stage = Ingest.build(run_config, scorer=scorer, pins=_pins(ordered, step))
     store = Store.open(":memory:")
     changes: list[Change] = []
     began = time.perf_counter()
     try:
-        processor = Processor(run_config, store, Metrics(), scorer=scorer)
-        matcher = processor.matcher
-        n = len(ordered)
-        i = 0
-        first = ordered[0].mention.created_at if n else _EPOCH
-        t = _EPOCH + (first - _EPOCH) // step * step
-        while i < n:
-            now = t + step
-            j = i
-            while j < n and ordered[j].mention.created_at < now:
-                j += 1
-            if j > i:
-                _ingest(processor, matcher, ordered[i:j], now)
+        processor = Processor(run_config, store, Metrics(), stage=stage)
+        for now, batch, stop in _steps(ordered, step):
+            if batch:
+                processor.ingest("backtest", [r.mention for r in batch], now)
             processor.evaluate(now)
-            i, t = j, now
             if progress is not None:
-                progress.update(i)
+                progress.update(stop)
         # the processor's own record of what it opened (whatever was routed or muted)
         for incident in store.incidents(limit=sys.maxsize):
             changes.extend(
@@ -838,21 +809,42 @@ def replay_mentions(
     )
 
 
-def _ingest(
-    processor: Processor, matcher: BrandMatcher, batch: Sequence[MentionRecord], now: datetime
-) -> None:
-    free = [r.mention for r in batch if r.brand is None]
-    if free:
-        processor.matcher = matcher
-        processor.ingest("backtest", free, now)
-    by_brand: dict[str, list[Mention]] = {}
-    for r in batch:
-        if r.brand is not None:
-            by_brand.setdefault(r.brand, []).append(r.mention)
-    for brand, mentions in by_brand.items():
-        processor.matcher = _pinned(brand)
-        processor.ingest("backtest", mentions, now)
-    processor.matcher = matcher
+def _steps(
+    ordered: Sequence[MentionRecord], step: timedelta
+) -> Iterator[tuple[datetime, list[MentionRecord], int]]:
+    """``(now, records, stop)`` for each step of a replay of ``ordered`` (time-ordered), from the
+    step holding the first record to the one holding the last, empty steps included.
+
+    A step's records are ingested as one batch: those matched from their text first, then
+    those whose file names their brand, brand by brand in the order the step first names
+    them. That is the order replays have always used, so a row's story and which of two
+    rows with one key counts stay as they were. ``stop``: where the step ends in
+    ``ordered`` (for the progress bar)."""
+    n = len(ordered)
+    i = 0
+    t = _EPOCH + ((ordered[0].mention.created_at if n else _EPOCH) - _EPOCH) // step * step
+    while i < n:
+        now = t + step
+        j = i
+        while j < n and ordered[j].mention.created_at < now:
+            j += 1
+        batch = ordered[i:j]
+        by_brand: dict[str | None, list[MentionRecord]] = {None: []}
+        for r in batch:
+            by_brand.setdefault(r.brand, []).append(r)
+        yield now, [r for group in by_brand.values() for r in group], j
+        i, t = j, now
+
+
+def _pins(ordered: Sequence[MentionRecord], step: timedelta) -> dict[tuple[str, str], str]:
+    """The Ingest stage's pins for a replay: each mention key whose first record, in the
+    order the replay ingests them, names its brand. Later records of a key are never
+    counted (the processor de-duplicates by key), so the first one decides."""
+    first: dict[tuple[str, str], str | None] = {}
+    for _, batch, _ in _steps(ordered, step):
+        for r in batch:
+            first.setdefault(r.mention.key, r.brand)
+    return {key: brand for key, brand in first.items() if brand is not None}
 
 
 # --------------------------------------------------------------------------- output

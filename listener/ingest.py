@@ -19,6 +19,10 @@ Contract:
   through the mentions that were matched).
 * **Deduplication and counting are not here.** The caller hands over mentions not seen
   before (the store knows which), and counts the scored ones into windows (Evaluate).
+* **Pinned brands.** A mention whose key is in :attr:`Ingest.pins` is about the brand
+  pinned there alone and skips brand matching (``listener backtest`` of an export whose
+  rows name their brand); everything else about it (score, tags, story) is as for a
+  matched mention. The daemon and the drill pin nothing.
 * **Parallel-safe** for the matcher, scorer and taggers (they hold no mutable state);
   the story index makes one :class:`Ingest` sequential. Workers that split a stream by
   key each own an :class:`Ingest` (:meth:`with_new_stories`) and so their own stories.
@@ -31,9 +35,10 @@ the same normalised tokens the rest of this stage reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from listener.matching.brands import BrandMatcher
@@ -47,7 +52,10 @@ from listener.scoring.categories import CategoryTagger, EmotionDetector
 if TYPE_CHECKING:
     from listener.config.schema import Config
 
-__all__ = ["UNMATCHED", "Ingest", "mention_text"]
+__all__ = ["UNMATCHED", "Ingest", "Pins", "mention_text"]
+
+Pins = Mapping[tuple[str, str], str]
+"""Mention key (``(source, id)``, :attr:`Mention.key`) → the one brand it is about."""
 
 UNMATCHED = Sentiment("neutral", 0.0)
 """The sentiment of a mention that matches no brand (it is never scored)."""
@@ -72,6 +80,8 @@ class Ingest:
     tagger: CategoryTagger
     emotions: EmotionDetector
     stories: StoryIndex
+    pins: Pins = field(default_factory=lambda: MappingProxyType({}))
+    """Mentions whose brand the input already names (see the module): not matched."""
 
     @classmethod
     def build(
@@ -80,18 +90,22 @@ class Ingest:
         *,
         scorer: Scorer | None = None,
         stories: StoryIndex | None = None,
+        pins: Pins | None = None,
     ) -> Ingest:
-        """The stage ``config`` describes; ``scorer`` overrides ``scoring.sentiment``."""
+        """The stage ``config`` describes; ``scorer`` overrides ``scoring.sentiment``;
+        ``pins`` names the brand of mentions that skip matching (kept as a copy)."""
         return cls(
             matcher=BrandMatcher(config.brands),
             scorer=scorer if scorer is not None else build_scorer(config.scoring.sentiment),
             tagger=CategoryTagger(config.categories.custom, defaults=config.categories.defaults),
             emotions=EmotionDetector(),
             stories=stories if stories is not None else StoryIndex(),
+            pins=MappingProxyType(dict(pins or {})),
         )
 
     def reconfigure(self, config: Config) -> Ingest:
-        """This stage with ``config``'s brands and categories (same scorer and stories)."""
+        """This stage with ``config``'s brands and categories (same scorer, stories and
+        pins)."""
         return replace(
             self,
             matcher=BrandMatcher(config.brands),
@@ -112,7 +126,15 @@ class Ingest:
         del now  # see the docstring
         matcher = self.matcher
         docs = [Prepared(mention_text(m), m.language, m.source) for m in mentions]
-        brands_of = [matcher.match_prepared(doc) for doc in docs]
+        pins = self.pins
+        brands_of = (
+            [
+                (pin,) if (pin := pins.get(m.key)) is not None else matcher.match_prepared(doc)
+                for m, doc in zip(mentions, docs, strict=True)
+            ]
+            if pins
+            else [matcher.match_prepared(doc) for doc in docs]
+        )
         sentiments = iter(
             score_many(self.scorer, [d.text for d, b in zip(docs, brands_of, strict=True) if b])
         )

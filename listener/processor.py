@@ -32,7 +32,6 @@ from listener.config.schema import (
 )
 from listener.errors import StoreError
 from listener.ingest import Ingest
-from listener.matching.brands import BrandMatcher
 from listener.metrics import BRAND_WINDOW, Metrics
 from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention
 from listener.rules.conditions import Check, CountView
@@ -253,14 +252,19 @@ class Processor:
         metrics: Metrics,
         *,
         scorer: Scorer | None = None,
+        stage: Ingest | None = None,
         drill: bool = False,
     ) -> None:
+        """``stage``: the Ingest stage to run (default: built from ``config``, with
+        ``scorer`` overriding ``scoring.sentiment``); give one or the other."""
+        if stage is not None and scorer is not None:
+            raise TypeError("Processor: pass a stage or a scorer, not both")
         self.store = store
         self.metrics = metrics
         self.drill = drill
         self._lock = threading.RLock()
         self.config = config
-        self.stage = Ingest.build(config, scorer=scorer)
+        self.stage = stage if stage is not None else Ingest.build(config, scorer=scorer)
         """The Ingest stage: match, score, tag, stories (:mod:`listener.ingest`)."""
         self.rules = compile_rules(config)
         self.windows = windows_for(self.rules)
@@ -291,15 +295,6 @@ class Processor:
         self.state = EngineState.from_json(raw) if raw else EngineState()
         self._settled = {}
         self._brand_read = {}  # new windows: their change counts start again
-
-    @property
-    def matcher(self) -> BrandMatcher:
-        """The Ingest stage's brand matcher (assigning one replaces the stage's)."""
-        return self.stage.matcher
-
-    @matcher.setter
-    def matcher(self, matcher: BrandMatcher) -> None:
-        self.stage = replace(self.stage, matcher=matcher)
 
     def reconfigure(self, config: Config) -> None:
         """Apply a new config; window counts and open incidents are kept."""

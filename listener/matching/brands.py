@@ -260,17 +260,6 @@ class BrandMatcher:
             i: b.exclude_query for i, b in enumerate(self._brands) if b.exclude_query is not None
         }
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        """A subclass that overrides :meth:`match` alone (``backtest``'s pinned matcher)
-        gets a :meth:`match_prepared` that calls it, so the Ingest stage asks it too."""
-        super().__init_subclass__(**kwargs)
-        if "match" in cls.__dict__ and "match_prepared" not in cls.__dict__:
-
-            def match_prepared(self: BrandMatcher, doc: Prepared) -> tuple[str, ...]:
-                return self.match(doc.text, language=doc.language, source=doc.source)
-
-            cls.match_prepared = match_prepared  # type: ignore[method-assign]
-
     @property
     def brand_names(self) -> tuple[str, ...]:
         """The configured brand names, in config order."""

@@ -408,6 +408,32 @@ def test_mention_replay_counts_rows_for_the_brand_the_export_names() -> None:
     assert [(i.brand, i.rule) for i in result.incidents] == [("Initech", "complaints")]
 
 
+def test_mention_replay_counts_a_repeated_key_once_for_the_brand_fed_first() -> None:
+    """A key on several rows counts once, for the brand of the row the replay feeds first:
+    within a step, rows matched from their text, then each named brand in the order the
+    step first names it (so the Initech rows of a minute go in before its Hooli rows)."""
+    t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+    def row(key: str, second: int, brand: str | None, text: str = "so broken") -> MentionRecord:
+        return MentionRecord(Mention("csv", key, text, t0 + timedelta(seconds=second)), 0, brand)
+
+    records: list[MentionRecord] = []
+    for i in range(6):
+        records += [
+            row(f"a{i}", 10 * i, "Initech"),
+            row(f"b{i}", 10 * i + 1, "Hooli"),
+            row(f"b{i}", 10 * i + 2, "Initech"),  # fed before the Hooli row of b{i}
+            row(f"c{i}", 10 * i + 3, "Hooli"),
+            row(f"c{i}", 10 * i + 4, None, "@acme so broken"),  # matched: fed first
+        ]
+    result = replay_mentions(records, _config(), _rule("complaints"), scorer=_Keywords())
+    assert result.distinct == 18
+    assert [(i.brand, i.rule) for i in result.incidents] == [
+        ("Acme", "complaints"),
+        ("Initech", "complaints"),
+    ]
+
+
 # --------------------------------------------------------------------------- rules, command line
 
 

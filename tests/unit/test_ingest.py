@@ -161,19 +161,54 @@ def test_prepared_document_gives_what_each_reader_gives_alone(text: str) -> None
     assert doc.query_document() is doc.query_document()
 
 
-def test_a_matcher_overriding_match_alone_decides_for_the_stage(config: Config) -> None:
-    """A BrandMatcher subclass that only overrides ``match`` (backtest's pinned brand)
-    is what the stage asks."""
+def test_pinned_mentions_skip_matching_and_are_scored(config: Config) -> None:
+    """A pinned mention is about its pinned brand alone, whatever its text says, and is
+    scored, tagged and given a story like a matched one; the others are matched."""
+    text = "nothing about any brand here, the checkout has been broken for hours"
+    pins = {("news", "m1"): "Initech", ("news", "m2"): "Globex"}
+    stage = Ingest.build(config, pins=pins)
+    pins[("news", "m3")] = "Initech"  # the stage keeps its own copy
+    reference = Ingest.build(config)
+    scored = stage.run(
+        [mention(1, text), mention(2, "@acme is down"), mention(3, text), mention(4, "@acme")],
+        T0,
+    )
+    assert [s.brands for s in scored] == [("Initech",), ("Globex",), (), ("Acme",)]
+    assert scored[0].sentiment == reference.scorer.score(text)
+    assert scored[0].sentiment != UNMATCHED
+    assert scored[0].categories == tuple(h.name for h in reference.tagger.tag(text))
+    assert scored[0].story == "news:m1"
+    assert (scored[2].sentiment, scored[2].story) == (UNMATCHED, None)
 
-    class Pinned(BrandMatcher):
-        __slots__ = ()
 
-        def match(
-            self, text: str, *, language: str | None = None, source: object = None
-        ) -> tuple[str, ...]:
-            return ("Pinned",) if text.startswith("x") else ()
+def test_pins_carry_over_reload_and_new_stories(config: Config) -> None:
+    """Reconfiguring the brands or starting new stories keeps what the input pinned;
+    the stage the daemon builds pins nothing."""
+    assert Ingest.build(config).pins == {}
+    stage = Ingest.build(config, pins={("news", "m1"): "Initech"})
+    reloaded = stage.reconfigure(load_config_text("brands: [{name: Hooli}]\nrules: []\n", "r", {}))
+    for other in (reloaded, stage.with_new_stories()):
+        assert other.run([mention(1, "@acme")], T0)[0].brands == ("Initech",)
 
-    stage = Ingest.build(config)
-    stage = Ingest(Pinned([]), stage.scorer, stage.tagger, stage.emotions, stage.stories)
-    scored = stage.run([mention(1, "x marks the spot"), mention(2, "@acme y")], T0)
-    assert [s.brands for s in scored] == [("Pinned",), ()]
+
+def test_processor_runs_the_stage_it_is_given(config: Config) -> None:
+    """``Processor(stage=...)`` runs that stage (pins included) instead of building one;
+    a stage and a scorer together are refused."""
+    from listener.metrics import Metrics
+    from listener.processor import Processor
+    from listener.store import Store
+
+    stage = Ingest.build(config, pins={("news", "m1"): "Globex"})
+    store = Store.open(":memory:")
+    try:
+        processor = Processor(config, store, Metrics(), stage=stage)
+        assert processor.stage is stage
+        assert not hasattr(processor, "matcher")
+        result = processor.ingest("news", [mention(1, "@acme hello")], T0)
+        assert result.matched == 1
+        assert processor.windows.count("Globex", "total", T0, T0 + timedelta(minutes=1)) == 1
+        assert processor.windows.count("Acme", "total", T0, T0 + timedelta(minutes=1)) == 0
+        with pytest.raises(TypeError, match="stage or a scorer"):
+            Processor(config, store, Metrics(), stage=stage, scorer=stage.scorer)
+    finally:
+        store.close()
