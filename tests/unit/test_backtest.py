@@ -559,3 +559,25 @@ def test_report_summarises_many_brands_and_ends_with_a_summary() -> None:
         "    week of 2015-03-09: 0",
         "    week of 2015-03-16: 2",
     ]
+
+
+@pytest.mark.parametrize("module", ["backtest", "drill"])
+def test_backtest_and_drill_compose_stages_without_swapping_a_processors_insides(
+    module: str,
+) -> None:
+    """Neither assigns to an attribute of its processor (the old pinned-matcher swap):
+    what a replay needs differently goes into the stages it builds and hands over."""
+    import ast
+
+    tree = ast.parse((Path(backtest.__file__).parent / f"{module}.py").read_text("utf-8"))
+    swaps = [
+        f"line {node.lineno}: {ast.unparse(target)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        for part in ast.walk(target)
+        if isinstance(part, ast.Attribute)
+        and isinstance(part.value, ast.Name)
+        and part.value.id == "processor"
+    ]
+    assert swaps == []
