@@ -58,7 +58,7 @@ from listener.rules.notify import (
     on_tick,
 )
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
-from listener.rules.state import KeyState
+from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
 from listener.scoring.velocity import Sample, VelocityWindows
 from listener.store import EvaluateWrite, IngestWrite, Store, reach_of
@@ -268,11 +268,14 @@ class Processor:
         self.notify = NotifyState()
         self.quiet_until: dict[str, datetime] = {}
         self._brand_series: set[str] = set()
-        self._condition_series: dict[str, set[ConditionKey]] = {}
         self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._settled: dict[tuple[str, str], Settled] = {}
         self._brand_read: dict[str, tuple[int, int] | None] = {}
-        self._shown: dict[tuple[str, ConditionKey], float] = {}
+        self._shown: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
+        """Per (rule, brand): the facts its condition gauges show."""
+        self._encoder = StateEncoder()
+        self._written = EngineState()
+        """The engine state the store holds (the object: written again only when not it)."""
         self._last_now = datetime.min.replace(tzinfo=UTC)
         self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._load_state()
@@ -288,7 +291,7 @@ class Processor:
         self.windows.load(self.store.load_buckets())
         self.windows.drain_dirty()
         raw = self.store.load_engine_state()
-        self.state = EngineState.from_json(raw) if raw else EngineState()
+        self.state = self._written = EngineState.from_json(raw) if raw else EngineState()
         self._settled = {}
         self._brand_read = {}  # new windows: their change counts start again
 
@@ -419,7 +422,8 @@ class Processor:
             quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
             view = self.windows  # reads of counts are O(1): nothing to gain from caching
-            readings: dict[ConditionKey, Fact] = {}
+            fresh: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
+            live: set[tuple[str, str]] = set()
             if sources:
                 policies = {name: self.health_policy(name) for name in sources}
                 state, produced = evaluate_sources(sources, policies, state, now)
@@ -444,7 +448,11 @@ class Processor:
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
                 self._settle(rule, checks, state, now, epoch, settled)
-                readings.update(_readings(rule, {**kept, **checks}))
+                # a kept key's gauges already show its memo's checks: nothing to rebuild
+                live.update((rule.name, brand) for brand in kept)
+                for brand, made in checks.items():
+                    live.add((rule.name, brand))
+                    fresh[(rule.name, brand)] = dict(_readings(rule, {brand: made}))
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -452,7 +460,9 @@ class Processor:
                 self.store.write_evaluate(
                     EvaluateWrite(
                         now=now,
-                        engine_state=state.to_json(),
+                        engine_state=None
+                        if state is self._written
+                        else self._encoder.encode(state),
                         events=events,
                         notices=notices,
                         outbox=[
@@ -467,6 +477,7 @@ class Processor:
                 self._load_state()
                 raise
             self.state, self.notify, self._settled = state, notify, settled
+            self._written = state
             self._last_now = max(self._last_now, as_utc(now))
             for ev in events:
                 self.metrics.incident_events.labels(
@@ -483,7 +494,7 @@ class Processor:
                     )
             self._update_open_gauge()
             self._update_brand_gauges(brands, now)
-            self._update_condition_gauges(readings)
+            self._update_condition_gauges(fresh, live)
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
 
     def _coalesce(
@@ -695,27 +706,52 @@ class Processor:
         self._children.pop((gauge, labels), None)
         gauge.remove(*labels)
 
-    def _update_condition_gauges(self, readings: Mapping[ConditionKey, Fact]) -> None:
-        """What each rule condition measured at this evaluation; the series of rules,
-        brands, levels or conditions no longer evaluated (a reload, a failing rule) go."""
-        m, shown = self.metrics, self._shown
-        for gauge, field in (
+    def _update_condition_gauges(
+        self,
+        fresh: Mapping[tuple[str, str], Mapping[ConditionKey, Fact]],
+        live: set[tuple[str, str]],
+    ) -> None:
+        """What each rule condition measured at this evaluation: ``fresh`` holds the facts
+        of the (rule, brand) keys just evaluated; the other ``live`` keys were skipped and
+        their gauges keep what they show. The series of keys not live (a reload, a failing
+        rule) and of facts no longer measured go."""
+        shown = self._shown
+        fields = self._condition_fields()
+        for gone in [key for key in shown if key not in live]:
+            for labels, fact in shown.pop(gone).items():
+                self._show(fields, labels, None, fact)
+        for key, facts in fresh.items():
+            before = shown.get(key, {})
+            for labels, fact in facts.items():
+                self._show(fields, labels, fact, before.get(labels))
+            for labels in before.keys() - facts.keys():
+                self._show(fields, labels, None, before[labels])
+            shown[key] = dict(facts)
+
+    def _condition_fields(self) -> tuple[tuple[Gauge, str], ...]:
+        m = self.metrics
+        return (
             (m.condition_value, "value"),
             (m.condition_threshold, "threshold"),
             (m.condition_baseline, "baseline"),
-        ):
-            live: set[ConditionKey] = set()
-            for key, fact in readings.items():
-                number: float | None = getattr(fact, field)
-                if number is not None:
-                    if shown.get((field, key)) != number:  # unchanged: a skipped key
-                        self._child(gauge, key).set(number)
-                        shown[(field, key)] = number
-                    live.add(key)
-            for gone in self._condition_series.get(field, set()) - live:
-                shown.pop((field, gone), None)
-                self._remove(gauge, gone)
-            self._condition_series[field] = live
+        )
+
+    def _show(
+        self,
+        fields: tuple[tuple[Gauge, str], ...],
+        labels: ConditionKey,
+        fact: Fact | None,
+        before: Fact | None,
+    ) -> None:
+        """Move the gauges of one condition from showing ``before`` to ``fact``."""
+        for gauge, field in fields:
+            number: float | None = None if fact is None else getattr(fact, field)
+            was: float | None = None if before is None else getattr(before, field)
+            if number is not None:
+                if number != was:
+                    self._child(gauge, labels).set(number)
+            elif was is not None:
+                self._remove(gauge, labels)
 
     def _rule_config(self, name: str) -> RuleConfig | None:
         return next((r for r in self.config.rules if r.name == name), None)
