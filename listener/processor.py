@@ -273,6 +273,8 @@ class Processor:
         self._brand_read: dict[str, tuple[int, int] | None] = {}
         self._shown: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
         """Per (rule, brand): the facts its condition gauges show."""
+        self._present: tuple[list[CompiledRule], tuple[str, ...], tuple[str, ...]] | None = None
+        """(the rules, the rules that ran, the brands) at the last gauge update."""
         self._encoder = StateEncoder()
         self._written = EngineState()
         """The engine state the store holds (the object: written again only when not it)."""
@@ -423,7 +425,7 @@ class Processor:
             events: list[IncidentEvent] = []
             view = self.windows  # reads of counts are O(1): nothing to gain from caching
             fresh: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
-            live: set[tuple[str, str]] = set()
+            present: dict[str, tuple[Mapping[str, object], Mapping[str, object]]] = {}
             if sources:
                 policies = {name: self.health_policy(name) for name in sources}
                 state, produced = evaluate_sources(sources, policies, state, now)
@@ -431,8 +433,9 @@ class Processor:
             epoch = read_epoch(now, self.windows.bucket)
             # time went back (prunes since may have dropped what now reads): no reuse
             settled = dict(self._settled) if as_utc(now) >= self._last_now else {}
+            marks = self._marks(brands)
             for rule in self.rules:
-                due, kept = self._coalesce(rule, brands, state, now, epoch, settled)
+                due, kept = self._coalesce(rule, brands, state, now, epoch, settled, marks)
                 try:
                     state, produced, checks = evaluate_rule_checks(
                         rule, due, view, state, now, quiet
@@ -449,9 +452,8 @@ class Processor:
                 events.extend(produced)
                 self._settle(rule, checks, state, now, epoch, settled)
                 # a kept key's gauges already show its memo's checks: nothing to rebuild
-                live.update((rule.name, brand) for brand in kept)
+                present[rule.name] = (kept, checks)
                 for brand, made in checks.items():
-                    live.add((rule.name, brand))
                     fresh[(rule.name, brand)] = dict(_readings(rule, {brand: made}))
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
@@ -494,7 +496,7 @@ class Processor:
                     )
             self._update_open_gauge()
             self._update_brand_gauges(brands, now)
-            self._update_condition_gauges(fresh, live)
+            self._update_condition_gauges(fresh, present, brands)
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
 
     def _coalesce(
@@ -505,26 +507,35 @@ class Processor:
         now: datetime,
         epoch: int,
         settled: Mapping[tuple[str, str], Settled],
+        marks: Mapping[str, tuple[int, datetime | None]] | None = None,
     ) -> tuple[list[str], dict[str, tuple[Check, ...]]]:
         """The brands ``rule`` must evaluate at ``now``, and the checks of those it can
         skip: settled keys (:class:`Settled`) whose brand's windows have not changed, in
-        the same read epoch, still past warm-up, with the state left by that evaluation."""
+        the same read epoch, still past warm-up, with the state left by that evaluation.
+        ``marks``: :meth:`_marks` of ``brands``, read once for all rules of a tick."""
         due: list[str] = []
         kept: dict[str, tuple[Check, ...]] = {}
-        windows = self.windows
+        if marks is None:
+            marks = self._marks(brands)
+        name, keys, lookback = rule.name, state.keys, rule.lookback
         for brand in brands:
-            memo = settled.get((rule.name, brand))
-            if (
-                memo is not None
-                and memo.epoch == epoch
-                and memo.changes == windows.changes(brand)
-                and state.keys.get((rule.name, brand)) is memo.key_state
-                and self._warm(rule, brand, now)
-            ):
-                kept[brand] = memo.checks
-            else:
-                due.append(brand)
+            memo = settled.get((name, brand))
+            if memo is not None and memo.epoch == epoch:
+                changes, first = marks[brand]
+                if (
+                    memo.changes == changes
+                    and keys.get((name, brand)) is memo.key_state
+                    and (first is None or now - first >= lookback)
+                ):
+                    kept[brand] = memo.checks
+                    continue
+            due.append(brand)
         return due, kept
+
+    def _marks(self, brands: Sequence[str]) -> dict[str, tuple[int, datetime | None]]:
+        """Per brand: its windows' change count and first bucket (see :meth:`_warm`)."""
+        windows = self.windows
+        return {brand: (windows.changes(brand), windows.first_seen(brand)) for brand in brands}
 
     def _settle(
         self,
@@ -709,16 +720,33 @@ class Processor:
     def _update_condition_gauges(
         self,
         fresh: Mapping[tuple[str, str], Mapping[ConditionKey, Fact]],
-        live: set[tuple[str, str]],
+        present: Mapping[str, tuple[Mapping[str, object], Mapping[str, object]]],
+        brands: Sequence[str],
     ) -> None:
         """What each rule condition measured at this evaluation: ``fresh`` holds the facts
-        of the (rule, brand) keys just evaluated; the other ``live`` keys were skipped and
-        their gauges keep what they show. The series of keys not live (a reload, a failing
-        rule) and of facts no longer measured go."""
+        of the (rule, brand) keys just evaluated; ``present`` the brands each rule that ran
+        kept (skipped: their gauges keep what they show) and evaluated. The series of keys
+        no longer present (a reload, a failing rule) and of facts no longer measured go.
+
+        The keys present are the brands each rule that ran applies to, so they can only
+        change with the rules, the brands or which rules ran: only then are they looked
+        for among the keys shown."""
         shown = self._shown
         fields = self._condition_fields()
-        for gone in [key for key in shown if key not in live]:
-            for labels, fact in shown.pop(gone).items():
+        ran, names = tuple(present), tuple(brands)
+        last = self._present
+        if last is None or last[0] is not self.rules or (last[1], last[2]) != (ran, names):
+            gone = [
+                (rule, brand)
+                for rule, brand in shown
+                if (made := present.get(rule)) is None
+                or (brand not in made[0] and brand not in made[1])
+            ]
+            self._present = (self.rules, ran, names)
+        else:
+            gone = []
+        for key in gone:
+            for labels, fact in shown.pop(key).items():
                 self._show(fields, labels, None, fact)
         for key, facts in fresh.items():
             before = shown.get(key, {})
