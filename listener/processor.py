@@ -57,7 +57,7 @@ from listener.rules.notify import (
     on_tick,
 )
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
-from listener.rules.state import KeyState
+from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
 from listener.scoring.velocity import Sample, VelocityWindows
 from listener.store import EvaluateWrite, IngestWrite, Store, reach_of
@@ -272,11 +272,16 @@ class Processor:
         self.notify = NotifyState()
         self.quiet_until: dict[str, datetime] = {}
         self._brand_series: set[str] = set()
-        self._condition_series: dict[str, set[ConditionKey]] = {}
         self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._settled: dict[tuple[str, str], Settled] = {}
         self._brand_read: dict[str, tuple[int, int] | None] = {}
-        self._shown: dict[tuple[str, ConditionKey], float] = {}
+        self._shown: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
+        """Per (rule, brand): the facts its condition gauges show."""
+        self._present: tuple[list[CompiledRule], tuple[str, ...], tuple[str, ...]] | None = None
+        """(the rules, the rules that ran, the brands) at the last gauge update."""
+        self._encoder = StateEncoder()
+        self._written = EngineState()
+        """The engine state the store holds (the object: written again only when not it)."""
         self._last_now = datetime.min.replace(tzinfo=UTC)
         self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._load_state()
@@ -292,7 +297,7 @@ class Processor:
         self.windows.load(self.store.load_buckets())
         self.windows.drain_dirty()
         raw = self.store.load_engine_state()
-        self.state = EngineState.from_json(raw) if raw else EngineState()
+        self.state = self._written = EngineState.from_json(raw) if raw else EngineState()
         self._settled = {}
         self._brand_read = {}  # new windows: their change counts start again
 
@@ -414,7 +419,8 @@ class Processor:
             quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
             view = self.windows  # reads of counts are O(1): nothing to gain from caching
-            readings: dict[ConditionKey, Fact] = {}
+            fresh: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
+            present: dict[str, tuple[Mapping[str, object], Mapping[str, object]]] = {}
             if sources:
                 policies = {name: self.health_policy(name) for name in sources}
                 state, produced = evaluate_sources(sources, policies, state, now)
@@ -422,8 +428,9 @@ class Processor:
             epoch = read_epoch(now, self.windows.bucket)
             # time went back (prunes since may have dropped what now reads): no reuse
             settled = dict(self._settled) if as_utc(now) >= self._last_now else {}
+            marks = self._marks(brands)
             for rule in self.rules:
-                due, kept = self._coalesce(rule, brands, state, now, epoch, settled)
+                due, kept = self._coalesce(rule, brands, state, now, epoch, settled, marks)
                 try:
                     state, produced, checks = evaluate_rule_checks(
                         rule, due, view, state, now, quiet
@@ -439,7 +446,10 @@ class Processor:
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
                 self._settle(rule, checks, state, now, epoch, settled)
-                readings.update(_readings(rule, {**kept, **checks}))
+                # a kept key's gauges already show its memo's checks: nothing to rebuild
+                present[rule.name] = (kept, checks)
+                for brand, made in checks.items():
+                    fresh[(rule.name, brand)] = dict(_readings(rule, {brand: made}))
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -447,7 +457,9 @@ class Processor:
                 self.store.write_evaluate(
                     EvaluateWrite(
                         now=now,
-                        engine_state=state.to_json(),
+                        engine_state=None
+                        if state is self._written
+                        else self._encoder.encode(state),
                         events=events,
                         notices=notices,
                         outbox=[
@@ -462,6 +474,7 @@ class Processor:
                 self._load_state()
                 raise
             self.state, self.notify, self._settled = state, notify, settled
+            self._written = state
             self._last_now = max(self._last_now, as_utc(now))
             for ev in events:
                 self.metrics.incident_events.labels(
@@ -478,7 +491,7 @@ class Processor:
                     )
             self._update_open_gauge()
             self._update_brand_gauges(brands, now)
-            self._update_condition_gauges(readings)
+            self._update_condition_gauges(fresh, present, brands)
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
 
     def _coalesce(
@@ -489,26 +502,35 @@ class Processor:
         now: datetime,
         epoch: int,
         settled: Mapping[tuple[str, str], Settled],
+        marks: Mapping[str, tuple[int, datetime | None]] | None = None,
     ) -> tuple[list[str], dict[str, tuple[Check, ...]]]:
         """The brands ``rule`` must evaluate at ``now``, and the checks of those it can
         skip: settled keys (:class:`Settled`) whose brand's windows have not changed, in
-        the same read epoch, still past warm-up, with the state left by that evaluation."""
+        the same read epoch, still past warm-up, with the state left by that evaluation.
+        ``marks``: :meth:`_marks` of ``brands``, read once for all rules of a tick."""
         due: list[str] = []
         kept: dict[str, tuple[Check, ...]] = {}
-        windows = self.windows
+        if marks is None:
+            marks = self._marks(brands)
+        name, keys, lookback = rule.name, state.keys, rule.lookback
         for brand in brands:
-            memo = settled.get((rule.name, brand))
-            if (
-                memo is not None
-                and memo.epoch == epoch
-                and memo.changes == windows.changes(brand)
-                and state.keys.get((rule.name, brand)) is memo.key_state
-                and self._warm(rule, brand, now)
-            ):
-                kept[brand] = memo.checks
-            else:
-                due.append(brand)
+            memo = settled.get((name, brand))
+            if memo is not None and memo.epoch == epoch:
+                changes, first = marks[brand]
+                if (
+                    memo.changes == changes
+                    and keys.get((name, brand)) is memo.key_state
+                    and (first is None or now - first >= lookback)
+                ):
+                    kept[brand] = memo.checks
+                    continue
+            due.append(brand)
         return due, kept
+
+    def _marks(self, brands: Sequence[str]) -> dict[str, tuple[int, datetime | None]]:
+        """Per brand: its windows' change count and first bucket (see :meth:`_warm`)."""
+        windows = self.windows
+        return {brand: (windows.changes(brand), windows.first_seen(brand)) for brand in brands}
 
     def _settle(
         self,
@@ -690,27 +712,69 @@ class Processor:
         self._children.pop((gauge, labels), None)
         gauge.remove(*labels)
 
-    def _update_condition_gauges(self, readings: Mapping[ConditionKey, Fact]) -> None:
-        """What each rule condition measured at this evaluation; the series of rules,
-        brands, levels or conditions no longer evaluated (a reload, a failing rule) go."""
-        m, shown = self.metrics, self._shown
-        for gauge, field in (
+    def _update_condition_gauges(
+        self,
+        fresh: Mapping[tuple[str, str], Mapping[ConditionKey, Fact]],
+        present: Mapping[str, tuple[Mapping[str, object], Mapping[str, object]]],
+        brands: Sequence[str],
+    ) -> None:
+        """What each rule condition measured at this evaluation: ``fresh`` holds the facts
+        of the (rule, brand) keys just evaluated; ``present`` the brands each rule that ran
+        kept (skipped: their gauges keep what they show) and evaluated. The series of keys
+        no longer present (a reload, a failing rule) and of facts no longer measured go.
+
+        The keys present are the brands each rule that ran applies to, so they can only
+        change with the rules, the brands or which rules ran: only then are they looked
+        for among the keys shown."""
+        shown = self._shown
+        fields = self._condition_fields()
+        ran, names = tuple(present), tuple(brands)
+        last = self._present
+        if last is None or last[0] is not self.rules or (last[1], last[2]) != (ran, names):
+            gone = [
+                (rule, brand)
+                for rule, brand in shown
+                if (made := present.get(rule)) is None
+                or (brand not in made[0] and brand not in made[1])
+            ]
+            self._present = (self.rules, ran, names)
+        else:
+            gone = []
+        for key in gone:
+            for labels, fact in shown.pop(key).items():
+                self._show(fields, labels, None, fact)
+        for key, facts in fresh.items():
+            before = shown.get(key, {})
+            for labels, fact in facts.items():
+                self._show(fields, labels, fact, before.get(labels))
+            for labels in before.keys() - facts.keys():
+                self._show(fields, labels, None, before[labels])
+            shown[key] = dict(facts)
+
+    def _condition_fields(self) -> tuple[tuple[Gauge, str], ...]:
+        m = self.metrics
+        return (
             (m.condition_value, "value"),
             (m.condition_threshold, "threshold"),
             (m.condition_baseline, "baseline"),
-        ):
-            live: set[ConditionKey] = set()
-            for key, fact in readings.items():
-                number: float | None = getattr(fact, field)
-                if number is not None:
-                    if shown.get((field, key)) != number:  # unchanged: a skipped key
-                        self._child(gauge, key).set(number)
-                        shown[(field, key)] = number
-                    live.add(key)
-            for gone in self._condition_series.get(field, set()) - live:
-                shown.pop((field, gone), None)
-                self._remove(gauge, gone)
-            self._condition_series[field] = live
+        )
+
+    def _show(
+        self,
+        fields: tuple[tuple[Gauge, str], ...],
+        labels: ConditionKey,
+        fact: Fact | None,
+        before: Fact | None,
+    ) -> None:
+        """Move the gauges of one condition from showing ``before`` to ``fact``."""
+        for gauge, field in fields:
+            number: float | None = None if fact is None else getattr(fact, field)
+            was: float | None = None if before is None else getattr(before, field)
+            if number is not None:
+                if number != was:
+                    self._child(gauge, labels).set(number)
+            elif was is not None:
+                self._remove(gauge, labels)
 
     def _rule_config(self, name: str) -> RuleConfig | None:
         return next((r for r in self.config.rules if r.name == name), None)

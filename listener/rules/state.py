@@ -24,7 +24,15 @@ from typing import Any
 from listener.clock import as_utc
 from listener.errors import StoreError
 
-__all__ = ["STATE_VERSION", "EngineState", "Incident", "KeyState", "LevelTimer", "OpenIncident"]
+__all__ = [
+    "STATE_VERSION",
+    "EngineState",
+    "Incident",
+    "KeyState",
+    "LevelTimer",
+    "OpenIncident",
+    "StateEncoder",
+]
 
 STATE_VERSION = 1
 
@@ -89,10 +97,20 @@ class EngineState:
         return self.keys.get((rule, brand)) or KeyState()
 
     def with_keys(self, updates: Mapping[StateKey, KeyState]) -> EngineState:
-        """A new state with ``updates`` replacing those keys (others kept as they are)."""
-        if not updates:
+        """A new state with ``updates`` replacing those keys (others kept as they are).
+
+        An update equal to the key's current state keeps the current object, and when no
+        key changes the result is ``self``: identity tells a caller what changed (what
+        to persist, which cached encodings still hold)."""
+        keys = self.keys
+        changed = {
+            key: value
+            for key, value in updates.items()
+            if (old := keys.get(key)) is not value and old != value
+        }
+        if not changed:
             return self
-        return replace(self, keys={**self.keys, **updates})
+        return replace(self, keys={**keys, **changed})
 
     def prune(self, rule_names: Iterable[str], brands: Iterable[str] | None = None) -> EngineState:
         """A new state keeping only keys of ``rule_names`` (and of ``brands`` when given).
@@ -132,18 +150,7 @@ class EngineState:
 
     def to_json(self) -> str:
         """Versioned JSON (``"version": 1``), keys sorted so equal states give equal text."""
-        keys = [
-            {
-                "rule": rule,
-                "brand": brand,
-                "timers": {
-                    name: {"since": _iso(t.since), "last_held": _iso(t.last_held)}
-                    for name, t in sorted(ks.timers.items())
-                },
-                "incident": _incident_json(ks.incident),
-            }
-            for (rule, brand), ks in sorted(self.keys.items())
-        ]
+        keys = [_key_json(key, ks) for key, ks in sorted(self.keys.items())]
         return json.dumps({"version": STATE_VERSION, "keys": keys}, sort_keys=True)
 
     @classmethod
@@ -178,6 +185,41 @@ class EngineState:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StoreError(f"engine state is malformed: {exc!r}") from exc
         return cls(keys=keys)
+
+
+class StateEncoder:
+    """:meth:`EngineState.to_json`, re-encoding only the keys whose :class:`KeyState`
+    object changed since the last call (the engine keeps the object of a key that did not
+    change, see :meth:`EngineState.with_keys`); the text is the same as ``to_json``'s."""
+
+    def __init__(self) -> None:
+        self._parts: dict[StateKey, tuple[KeyState, str]] = {}
+        self._order: list[StateKey] = []
+
+    def encode(self, state: EngineState) -> str:
+        parts, keys = self._parts, state.keys
+        if len(parts) != len(keys) or any(key not in parts for key in keys):
+            parts = self._parts = {k: v for k, v in parts.items() if k in keys}
+            self._order = sorted(keys)
+        for key, ks in keys.items():
+            cached = parts.get(key)
+            if cached is None or cached[0] is not ks:
+                parts[key] = (ks, json.dumps(_key_json(key, ks), sort_keys=True))
+        body = ", ".join(parts[key][1] for key in self._order)
+        return f'{{"keys": [{body}], "version": {STATE_VERSION}}}'
+
+
+def _key_json(key: StateKey, ks: KeyState) -> dict[str, Any]:
+    rule, brand = key
+    return {
+        "rule": rule,
+        "brand": brand,
+        "timers": {
+            name: {"since": _iso(t.since), "last_held": _iso(t.last_held)}
+            for name, t in sorted(ks.timers.items())
+        },
+        "incident": _incident_json(ks.incident),
+    }
 
 
 def _iso(when: datetime | None) -> str | None:
