@@ -27,8 +27,7 @@ import structlog
 from listener.api import RestApi
 from listener.clock import Clock, SystemClock
 from listener.components import build_collectors, build_sinks
-from listener.config.lint import config_warnings
-from listener.config.load import load_config_text, read_config_text
+from listener.config.lint import load_with_warnings
 from listener.config.schema import Config
 from listener.config.secrets import config_secrets
 from listener.errors import ConfigError, ConfigProblem, ListenerError
@@ -44,14 +43,6 @@ from listener.store import Store, StoreSinkState
 from listener.workers import Pool
 
 log = structlog.get_logger("listener")
-
-
-def load_with_warnings(path: str) -> tuple[Config, list[ConfigProblem]]:
-    """Read the rules file once, then load it and lint it from that same text (blocking:
-    a reload runs it in a worker thread, never on the event loop)."""
-    text = read_config_text(path)
-    config = load_config_text(text, path)
-    return config, config_warnings(config, path, text)
 
 
 class Daemon:

@@ -508,10 +508,10 @@ def _check(path: str | None, *, deep: bool = False) -> int:
     import contextlib
 
     from listener.components import build_collectors, build_sinks
-    from listener.config.load import load_config
+    from listener.config.lint import load_with_warnings
 
     path = _config_path(path)
-    config = load_config(path)
+    config, warnings = load_with_warnings(path)
     problems = []
     try:  # constructors validate what the schema cannot (e.g. an X query too long)
         for collector in build_collectors(config, path).values():
@@ -525,9 +525,7 @@ def _check(path: str | None, *, deep: bool = False) -> int:
         problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    from listener.config.lint import config_warnings
-
-    for warning in config_warnings(config, path):  # exit 0 still: the file can be used
+    for warning in warnings:  # exit 0 still: the file can be used
         print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{path}: ok ({len(config.brands)} brands, {len(config.sources)} sources, "

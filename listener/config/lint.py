@@ -24,7 +24,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from listener.config.duration import format_duration
-from listener.config.load import DocPath, format_path, parse_yaml
+from listener.config.load import (
+    DocPath,
+    format_path,
+    load_config_text,
+    parse_yaml,
+    read_config_text,
+)
 from listener.config.schema import BrandConfig, Config, LevelConfig
 from listener.errors import ConfigError, ConfigProblem
 from listener.matching.brands import compile_brand_query
@@ -43,6 +49,14 @@ the tighter test (``volume`` above 10 is tighter than above 5; ``mean_sentiment`
 -0.5 is tighter than below -0.2)."""
 
 Warn = Callable[[DocPath, str, str], None]
+
+
+def load_with_warnings(path: str) -> tuple[Config, list[ConfigProblem]]:
+    """Read the rules file once, then load it and lint it from that same text (blocking:
+    the daemon's reload runs it in a worker thread, never on the event loop)."""
+    text = read_config_text(path)
+    config = load_config_text(text, path)
+    return config, config_warnings(config, path, text)
 
 
 def config_warnings(config: Config, file: str, text: str | None = None) -> list[ConfigProblem]:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from listener import app
 from listener.api import RestApi
 from listener.app import Daemon
 from listener.clock import ManualClock
 from listener.collectors.base import PollResult
+from listener.config import lint
 from listener.config.load import load_config_text
 from listener.httpapi import Request
 from listener.metrics import Metrics
@@ -170,7 +170,7 @@ async def test_a_reload_failing_unexpectedly_is_rejected_not_raised(
         raise RecursionError("maximum recursion depth exceeded")
 
     daemon = Daemon(Settings.from_env({"LISTENER_CONFIG": str(tmp_path / "rules.yaml")}))
-    monkeypatch.setattr(app, "read_config_text", broken)
+    monkeypatch.setattr(lint, "read_config_text", broken)
     with capture_logs() as logs:
         await daemon.reload()
     registry = daemon.metrics.registry

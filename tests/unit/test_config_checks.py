@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from listener.app import Daemon, load_with_warnings
-from listener.config.lint import config_warnings
+from listener.app import Daemon
+from listener.config.lint import config_warnings, load_with_warnings
 from listener.config.load import load_config, load_config_text
 from listener.errors import ConfigError
 from listener.matching.brands import BrandMatcher
