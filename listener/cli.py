@@ -330,6 +330,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--for", dest="duration", required=True, help="how long, e.g. 30m, 2h, 1d")
     add.add_argument("--comment", metavar="TEXT", required=True, help="why")
     add.add_argument("--by", metavar="NAME", help="who (default: $USER)")
+    add.add_argument(
+        "--config",
+        "-c",
+        help="rules file that --brand, --rule and --level are checked against "
+        "(default: env LISTENER_CONFIG, else ./rules.yaml when present)",
+    )
     lst = _sub(
         sil_sub,
         "list",
@@ -649,6 +655,7 @@ def _incidents(args: argparse.Namespace) -> int:
         by = _user(args.by)
     if args.command == "silence" and args.action == "add":
         duration, by = _silence_args(args)
+        _check_silence_scope(args)
     if not Path(settings.state).exists():
         raise ListenerError(f"no state file at {settings.state} (pass --state PATH)")
     store = Store.open(settings.state)
@@ -708,6 +715,25 @@ def _incidents(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _check_silence_scope(args: argparse.Namespace) -> None:
+    """``silence add``: the same check as ``POST /silences`` (a rule that exists, a brand
+    it watches, one of its levels) against the rules file, when there is one to read."""
+    from listener.api_models import check_silence_scope
+    from listener.errors import InvalidRequest
+
+    path = args.config or os.environ.get("LISTENER_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    if path is None:
+        _note(args, "no rules file: --brand, --rule and --level are not checked")
+        return
+    config = _load_for_reading(args, path, why="a silence sends nothing")
+    try:
+        check_silence_scope(config, args.brand, args.rule, args.level)
+    except InvalidRequest as exc:
+        raise UsageError(f"{exc} (in {path})") from None
 
 
 def _silence_args(args: argparse.Namespace) -> tuple[timedelta, str]:

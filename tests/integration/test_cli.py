@@ -530,6 +530,20 @@ def test_every_command_has_a_description_and_examples() -> None:
         assert token in result.stdout  # not broken across lines
 
 
+ACME_RULES = """brands:
+  - name: Acme
+rules:
+  - name: neg
+    levels:
+      watch:
+        when: {type: volume, window: 15m, above: 10}
+routes:
+  default: [console]
+sinks:
+  console: {type: console}
+"""
+
+
 def test_silences_default_to_user_and_a_mute_all_needs_all(tmp_path: Path) -> None:
     """`silence list` says when there are none; --by defaults to $USER; a silence without
     a matcher needs --all off a terminal."""
@@ -537,16 +551,18 @@ def test_silences_default_to_user_and_a_mute_all_needs_all(tmp_path: Path) -> No
 
     state = str(tmp_path / "s.db")
     Store.open(state).close()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(ACME_RULES)
     empty = listener("silence", "list", "--state", state)
     assert (empty.returncode, empty.stdout) == (0, "no silences\n")
     added = listener(
         "silence", "add", "--brand", "Acme", "--for", "2h", "--comment", "maintenance",
-        "--state", state, env={"USER": "alice"},
+        "--state", state, "--config", str(rules), env={"USER": "alice"},
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     everything = listener(
         "silence", "add", "--all", "--for", "1h", "--comment", "migration", "--state", state,
-        env={"USER": "bob"},
+        "--config", str(rules), env={"USER": "bob"},
     )  # fmt: skip
     assert everything.returncode == 0, everything.stderr
     listing = listener("silence", "list", "--state", state).stdout.splitlines()
@@ -555,10 +571,34 @@ def test_silences_default_to_user_and_a_mute_all_needs_all(tmp_path: Path) -> No
     assert any("everything" in line and "by bob: migration" in line for line in listing)
     nobody = listener(
         "silence", "add", "--brand", "Acme", "--for", "2h", "--comment", "x", "--state", state,
-        env={"USER": ""},
+        "--config", str(rules), env={"USER": ""},
     )  # fmt: skip
     assert nobody.returncode == 2
     assert "--by NAME" in nobody.stderr
+
+
+def test_silence_add_checks_brand_rule_and_level_against_the_rules_file(tmp_path: Path) -> None:
+    """`silence add` refuses, as POST /silences does, a brand, rule or level the rules
+    file does not have (it would silence nothing): exit 2 naming the known ones."""
+    from listener.store import Store
+
+    state = str(tmp_path / "s.db")
+    Store.open(state).close()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(ACME_RULES)
+    base = ["silence", "add", "--for", "2h", "--comment", "x", "--by", "ana", "--state", state]
+    for extra, field in (
+        (["--brand", "Acme Corp"], "unknown brand 'Acme Corp'"),
+        (["--rule", "negative-surge"], "unknown rule 'negative-surge'"),
+        (["--brand", "Acme", "--level", "crisis"], "unknown level 'crisis'"),
+    ):
+        refused = listener(*base, *extra, "--config", str(rules))
+        assert refused.returncode == 2, refused.stderr
+        assert field in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert listener("silence", "list", "--state", state).stdout == "no silences\n"
+    added = listener(*base, "--brand", "Acme", "--level", "watch", "--config", str(rules))
+    assert added.returncode == 0, added.stderr
 
 
 def test_a_mute_all_silence_is_confirmed_on_a_terminal(

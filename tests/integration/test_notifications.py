@@ -153,6 +153,8 @@ def test_cli_incidents_ack_and_silences(tmp_path: Path) -> None:
             timeout=60,
         )
 
+    rules = tmp_path / "rules.yaml"  # what silence add checks --brand against
+    rules.write_text(CONFIG)
     listing = run("incidents", "--status", "open", "--json")
     assert listing.returncode == 0, listing.stderr
     assert {r["id"] for r in json.loads(listing.stdout)} >= {opened.incident_id}
@@ -179,6 +181,8 @@ def test_cli_incidents_ack_and_silences(tmp_path: Path) -> None:
         "known issue",
         "--by",
         "ana",
+        "--config",
+        str(rules),
     )
     assert added.returncode == 0, added.stderr
     silence_id = added.stdout.split(":")[0]
