@@ -9,9 +9,15 @@ Never a mention's text, author, URL or id.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 
+import numpy as np
+from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from listener import __version__
 
@@ -152,26 +158,8 @@ class Metrics:
         self.evaluations = Counter(
             "listener_rule_evaluations_total", "Rule evaluations", ["rule"], registry=r
         )
-        self.condition_value = Gauge(
-            "listener_condition_value",
-            "What each rule condition measured for each brand at the last evaluation "
-            "(a count, share or mean: the condition's first fact)",
-            ["rule", "brand", "level", "condition"],
-            registry=r,
-        )
-        self.condition_threshold = Gauge(
-            "listener_condition_threshold",
-            "The value at which each rule condition holds (the most allowed, for a drop)",
-            ["rule", "brand", "level", "condition"],
-            registry=r,
-        )
-        self.condition_baseline = Gauge(
-            "listener_condition_baseline",
-            "The baseline each history-comparing condition (spike, zscore, seasonal, ramp) "
-            "compared the current value with",
-            ["rule", "brand", "level", "condition"],
-            registry=r,
-        )
+        self.conditions = ConditionReadings()
+        r.register(self.conditions)
         self.incident_events = Counter(
             "listener_incident_events_total",
             "Incident lifecycle events (opened, escalated, deescalated, resolved)",
@@ -289,3 +277,117 @@ class Metrics:
 
     def error(self, stage: str, error_type: str) -> None:
         self.errors.labels(stage=stage, error_type=error_type).inc()
+
+
+ReadingKey = tuple[str, str, str]
+"""``(rule, level, condition path)``: one leaf of one rule's level."""
+
+_FIELDS = (
+    (
+        "listener_condition_value",
+        "What each rule condition measured for each brand at the last evaluation "
+        "(a count, share or mean: the condition's first fact)",
+    ),
+    (
+        "listener_condition_threshold",
+        "The value at which each rule condition holds (the most allowed, for a drop)",
+    ),
+    (
+        "listener_condition_baseline",
+        "The baseline each history-comparing condition (spike, zscore, seasonal, ramp) "
+        "compared the current value with",
+    ),
+)
+
+
+class ConditionReadings(Collector):
+    """The ``listener_condition_{value,threshold,baseline}`` gauges, labelled by rule,
+    brand, level and condition path, held as arrays and turned into samples at scrape
+    time.
+
+    A tick at 1,000 brands × 10 rules measures tens of thousands of readings; setting
+    a labelled gauge child for each costs more than evaluating them. Here the Evaluate
+    stage writes them in bulk (:meth:`put_many`, numpy rows) or one key at a time
+    (:meth:`put`), and a scrape reads them. A reading that is NaN is absent (no sample),
+    as a fact without a threshold or baseline, or a key not evaluated, is."""
+
+    def __init__(self) -> None:
+        self._brands: tuple[str, ...] = ()
+        self._rows: dict[str, int] = {}
+        # (rule, level, path) -> 3 × brands array: value, threshold, baseline
+        self._values: dict[ReadingKey, NDArray[np.float64]] = {}
+
+    def layout(self, leaves: Sequence[ReadingKey], brands: Sequence[str]) -> None:
+        """Hold readings for these leaves and brands (values of leaves and brands held
+        before are kept; the others go)."""
+        brands = tuple(brands)
+        if brands == self._brands and list(self._values) == list(leaves):
+            return
+        old_rows, old = self._rows, self._values
+        rows = {brand: i for i, brand in enumerate(brands)}
+        keep_new = np.array([i for b, i in rows.items() if b in old_rows], dtype=np.intp)
+        keep_old = np.array([old_rows[b] for b in rows if b in old_rows], dtype=np.intp)
+        values: dict[ReadingKey, NDArray[np.float64]] = {}
+        for key in leaves:
+            fresh = np.full((3, len(brands)), np.nan)
+            held = old.get(key)
+            if held is not None and len(keep_new):
+                fresh[:, keep_new] = held[:, keep_old]
+            values[key] = fresh
+        self._brands, self._rows, self._values = brands, rows, values
+
+    def row(self, brand: str) -> int | None:
+        return self._rows.get(brand)
+
+    def put(
+        self, key: ReadingKey, row: int, reading: tuple[float, float | None, float | None]
+    ) -> None:
+        """One brand's reading of one leaf (None: no such number)."""
+        held = self._values.get(key)
+        if held is not None:
+            value, threshold, baseline = reading
+            held[0, row] = value
+            held[1, row] = math.nan if threshold is None else threshold
+            held[2, row] = math.nan if baseline is None else baseline
+
+    def put_many(
+        self,
+        key: ReadingKey,
+        rows: NDArray[np.intp],
+        value: NDArray[np.float64],
+        threshold: NDArray[np.float64] | None,
+        baseline: NDArray[np.float64] | None,
+    ) -> None:
+        """Readings of one leaf for the brands at ``rows``."""
+        held = self._values.get(key)
+        if held is not None and len(rows):
+            held[0, rows] = value
+            held[1, rows] = math.nan if threshold is None else threshold
+            held[2, rows] = math.nan if baseline is None else baseline
+
+    def clear(self, key: ReadingKey, rows: NDArray[np.intp] | None = None) -> None:
+        """Forget the readings of one leaf (for the brands at ``rows``, or all)."""
+        held = self._values.get(key)
+        if held is not None:
+            if rows is None:
+                held[:] = math.nan
+            else:
+                held[:, rows] = math.nan
+
+    def readings(self) -> Mapping[ReadingKey, NDArray[np.float64]]:
+        return self._values
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["rule", "brand", "level", "condition"]
+        families = [GaugeMetricFamily(name, text, labels=labels) for name, text in _FIELDS]
+        brands = self._brands
+        for (rule, level, path), held in self._values.items():
+            for family, numbers in zip(families, held, strict=True):
+                for row in np.flatnonzero(~np.isnan(numbers)).tolist():
+                    family.add_metric([rule, brands[row], level, path], float(numbers[row]))
+        yield from families
+
+    def describe(self) -> Iterator[Metric]:
+        labels = ["rule", "brand", "level", "condition"]
+        for name, text in _FIELDS:
+            yield GaugeMetricFamily(name, text, labels=labels)

@@ -13,12 +13,14 @@ next evaluation sees the stored counts and raises the same events.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import structlog
 from prometheus_client import Gauge
 
@@ -44,6 +46,7 @@ from listener.rules.engine import (
     compile_rules,
     evaluate_rule_checks,
     max_lookback,
+    rule_brands,
 )
 from listener.rules.notify import (
     IncidentChange,
@@ -56,6 +59,7 @@ from listener.rules.notify import (
     on_changes,
     on_tick,
 )
+from listener.rules.screen import RuleScreen, screen_rule, table_for
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
@@ -189,10 +193,6 @@ class ReadOnce:
         return self._view.first_seen(brand)
 
 
-ConditionKey = tuple[str, str, str, str]
-"""(rule, brand, level, condition): the labels of the condition gauges."""
-
-
 @dataclass(frozen=True, slots=True)
 class Settled:
     """A (rule, brand) key whose last evaluation found nothing that time alone can move:
@@ -200,12 +200,12 @@ class Settled:
     the rule's warm-up (or none at all), and every range the rule reads aligned to the
     windows' buckets. Until the brand's windows change (``changes``) or ``now`` enters
     another bucket (``epoch``), evaluating it again gives the same checks and leaves its
-    state as it is, so the Evaluate stage reuses ``checks`` instead."""
+    state as it is (and its condition gauges show what they show), so the Evaluate stage
+    skips it."""
 
     epoch: int
     changes: int
     key_state: KeyState
-    checks: tuple[Check, ...]
 
 
 def read_epoch(now: datetime, bucket: timedelta) -> int:
@@ -275,10 +275,11 @@ class Processor:
         self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._settled: dict[tuple[str, str], Settled] = {}
         self._brand_read: dict[str, tuple[int, int] | None] = {}
-        self._shown: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
-        """Per (rule, brand): the facts its condition gauges show."""
-        self._present: tuple[list[CompiledRule], tuple[str, ...], tuple[str, ...]] | None = None
-        """(the rules, the rules that ran, the brands) at the last gauge update."""
+        self._leaf_cache: tuple[list[CompiledRule] | None, list[tuple[str, str, str]]] = (None, [])
+        self._row_cache: tuple[tuple[str, ...], dict[str, int]] = ((), {})
+        self.screening = True
+        """Whether evaluation screens the due brands in bulk first (``listener.rules.screen``);
+        off, every due key is checked one by one (the same decisions, state and gauges)."""
         self._encoder = StateEncoder()
         self._written = EngineState()
         """The engine state the store holds (the object: written again only when not it)."""
@@ -419,8 +420,6 @@ class Processor:
             quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
             view = self.windows  # reads of counts are O(1): nothing to gain from caching
-            fresh: dict[tuple[str, str], dict[ConditionKey, Fact]] = {}
-            present: dict[str, tuple[Mapping[str, object], Mapping[str, object]]] = {}
             if sources:
                 policies = {name: self.health_policy(name) for name in sources}
                 state, produced = evaluate_sources(sources, policies, state, now)
@@ -429,12 +428,38 @@ class Processor:
             # time went back (prunes since may have dropped what now reads): no reuse
             settled = dict(self._settled) if as_utc(now) >= self._last_now else {}
             marks = self._marks(brands)
-            for rule in self.rules:
-                due, kept = self._coalesce(rule, brands, state, now, epoch, settled, marks)
+            gauges = self.metrics.conditions
+            gauges.layout(self._leaf_keys, brands)
+            rows = self._rows(brands)
+            # a rule's keys move only with that rule: what each must evaluate is known now
+            dues = [
+                (rule, self._coalesce(rule, brands, state, now, epoch, settled, marks)[0])
+                for rule in self.rules
+            ]
+            table, at_row = None, {}
+            if self.screening:
+                wanted = {brand for _, due in dues for brand in due}
+                read = [b for b in brands if b in wanted]
+                table = table_for(self.rules, read, view, now)
+                at_row = {b: i for i, b in enumerate(read)}
+            for rule, due in dues:
+                screen = None
+                targets = rule_brands(rule, due) if table is not None else []
+                if table is not None and targets:
+                    at = np.fromiter((at_row[b] for b in targets), np.intp, len(targets))
+                    screen = screen_rule(rule, table, at)
                 try:
                     state, produced, checks = evaluate_rule_checks(
-                        rule, due, view, state, now, quiet
+                        rule,
+                        due,
+                        view,
+                        state,
+                        now,
+                        quiet,
+                        still=screen.still if screen is not None else frozenset(),
                     )
+                    if screen is not None:
+                        self._show_screened(rule, screen, checks, rows, now)
                 except Exception as exc:
                     self.metrics.error("evaluate", type(exc).__name__)
                     log.error(
@@ -442,14 +467,17 @@ class Processor:
                     )
                     for brand in brands:
                         settled.pop((rule.name, brand), None)
+                    for level in rule.levels:
+                        for path in level.leaves:
+                            gauges.clear((rule.name, level.name, path))
                     continue
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
-                self._settle(rule, checks, state, now, epoch, settled)
-                # a kept key's gauges already show its memo's checks: nothing to rebuild
-                present[rule.name] = (kept, checks)
-                for brand, made in checks.items():
-                    fresh[(rule.name, brand)] = dict(_readings(rule, {brand: made}))
+                screened: dict[str, tuple[Check, ...]] = (
+                    {b: () for b in screen.still if b not in checks} if screen is not None else {}
+                )
+                self._settle(rule, {**checks, **screened}, state, now, epoch, settled, marks)
+                self._show_checks(rule, checks, rows)
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -491,7 +519,6 @@ class Processor:
                     )
             self._update_open_gauge()
             self._update_brand_gauges(brands, now)
-            self._update_condition_gauges(fresh, present, brands)
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
 
     def _coalesce(
@@ -503,13 +530,13 @@ class Processor:
         epoch: int,
         settled: Mapping[tuple[str, str], Settled],
         marks: Mapping[str, tuple[int, datetime | None]] | None = None,
-    ) -> tuple[list[str], dict[str, tuple[Check, ...]]]:
-        """The brands ``rule`` must evaluate at ``now``, and the checks of those it can
-        skip: settled keys (:class:`Settled`) whose brand's windows have not changed, in
-        the same read epoch, still past warm-up, with the state left by that evaluation.
-        ``marks``: :meth:`_marks` of ``brands``, read once for all rules of a tick."""
+    ) -> tuple[list[str], list[str]]:
+        """The brands ``rule`` must evaluate at ``now``, and those it can skip: settled
+        keys (:class:`Settled`) whose brand's windows have not changed, in the same read
+        epoch, still past warm-up, with the state left by that evaluation. ``marks``:
+        :meth:`_marks` of ``brands``, read once for all rules of a tick."""
         due: list[str] = []
-        kept: dict[str, tuple[Check, ...]] = {}
+        kept: list[str] = []
         if marks is None:
             marks = self._marks(brands)
         name, keys, lookback = rule.name, state.keys, rule.lookback
@@ -522,7 +549,7 @@ class Processor:
                     and keys.get((name, brand)) is memo.key_state
                     and (first is None or now - first >= lookback)
                 ):
-                    kept[brand] = memo.checks
+                    kept.append(brand)
                     continue
             due.append(brand)
         return due, kept
@@ -540,20 +567,27 @@ class Processor:
         now: datetime,
         epoch: int,
         settled: dict[tuple[str, str], Settled],
+        marks: Mapping[str, tuple[int, datetime | None]] | None = None,
     ) -> None:
-        """Record which keys just evaluated are settled (see :class:`Settled`)."""
+        """Record which keys just evaluated are settled (see :class:`Settled`); ``checks``
+        holds the checks of each (no checks: the screen found no level holding);
+        ``marks``: :meth:`_marks` of (at least) those brands."""
         aligned = self._aligned.get(rule.name, False)
+        keys, lookback, name = state.keys, rule.lookback, rule.name
+        if marks is None:
+            marks = self._marks(list(checks))
         for brand, made in checks.items():
-            key = (rule.name, brand)
-            key_state = state.keys.get(key)
+            key = (name, brand)
+            key_state = keys.get(key)
+            changes, first = marks[brand]
             if (
                 aligned
                 and key_state is not None
                 and key_state.incident is None
                 and not any(check.holds for check in made)
-                and self._warm(rule, brand, now)
+                and (first is None or now - first >= lookback)
             ):
-                settled[key] = Settled(epoch, self.windows.changes(brand), key_state, made)
+                settled[key] = Settled(epoch, changes, key_state)
             else:
                 settled.pop(key, None)
 
@@ -712,69 +746,88 @@ class Processor:
         self._children.pop((gauge, labels), None)
         gauge.remove(*labels)
 
-    def _update_condition_gauges(
-        self,
-        fresh: Mapping[tuple[str, str], Mapping[ConditionKey, Fact]],
-        present: Mapping[str, tuple[Mapping[str, object], Mapping[str, object]]],
-        brands: Sequence[str],
+    def _show_checks(
+        self, rule: CompiledRule, checks: Mapping[str, tuple[Check, ...]], rows: Mapping[str, int]
     ) -> None:
-        """What each rule condition measured at this evaluation: ``fresh`` holds the facts
-        of the (rule, brand) keys just evaluated; ``present`` the brands each rule that ran
-        kept (skipped: their gauges keep what they show) and evaluated. The series of keys
-        no longer present (a reload, a failing rule) and of facts no longer measured go.
+        """The condition gauges of the keys the engine just checked: each leaf's first
+        fact (value, threshold, baseline)."""
+        put = self.metrics.conditions.put
+        name = rule.name
+        for brand, made in checks.items():
+            row = rows[brand]
+            for level, check in zip(rule.levels, made, strict=True):
+                for path, fact in zip(level.leaves, check.readings, strict=True):
+                    reading = (
+                        (math.nan, None, None)
+                        if fact is None
+                        else (
+                            fact.value,
+                            fact.threshold,
+                            fact.baseline,
+                        )
+                    )
+                    put((name, level.name, path), row, reading)
 
-        The keys present are the brands each rule that ran applies to, so they can only
-        change with the rules, the brands or which rules ran: only then are they looked
-        for among the keys shown."""
-        shown = self._shown
-        fields = self._condition_fields()
-        ran, names = tuple(present), tuple(brands)
-        last = self._present
-        if last is None or last[0] is not self.rules or (last[1], last[2]) != (ran, names):
-            gone = [
-                (rule, brand)
-                for rule, brand in shown
-                if (made := present.get(rule)) is None
-                or (brand not in made[0] and brand not in made[1])
+    def _show_screened(
+        self,
+        rule: CompiledRule,
+        screen: RuleScreen,
+        checks: Mapping[str, tuple[Check, ...]],
+        rows: Mapping[str, int],
+        now: datetime,
+    ) -> None:
+        """The condition gauges of the keys the engine let the screen settle: the
+        screen's readings, and a check of each leaf it could not read in bulk."""
+        skipped = [b for b in screen.brands if b in screen.still and b not in checks]
+        if not skipped:
+            return
+        gauges = self.metrics.conditions
+        at = np.fromiter((rows[b] for b in skipped), np.intp, len(skipped))
+        where = {b: i for i, b in enumerate(screen.brands)}
+        pick = np.fromiter((where[b] for b in skipped), np.intp, len(skipped))
+        for level, found in zip(rule.levels, screen.readings, strict=True):
+            leaves = condition_leaves(level.when)
+            for (path, leaf), reading in zip(leaves, found, strict=True):
+                key = (rule.name, level.name, path)
+                if reading is not None:
+                    gauges.put_many(
+                        key,
+                        at,
+                        reading.value[pick],
+                        None if reading.threshold is None else reading.threshold[pick],
+                        None if reading.baseline is None else reading.baseline[pick],
+                    )
+                    continue
+                for brand in skipped:
+                    first = leaf.check(self.windows, brand, now).readings[0]
+                    gauges.put(
+                        key,
+                        rows[brand],
+                        (math.nan, None, None)
+                        if first is None
+                        else (first.value, first.threshold, first.baseline),
+                    )
+
+    @property
+    def _leaf_keys(self) -> list[tuple[str, str, str]]:
+        """Every (rule, level, leaf path) the condition gauges show."""
+        rules = self.rules
+        if self._leaf_cache[0] is not rules:
+            keys = [
+                (rule.name, level.name, path)
+                for rule in rules
+                for level in rule.levels
+                for path in level.leaves
             ]
-            self._present = (self.rules, ran, names)
-        else:
-            gone = []
-        for key in gone:
-            for labels, fact in shown.pop(key).items():
-                self._show(fields, labels, None, fact)
-        for key, facts in fresh.items():
-            before = shown.get(key, {})
-            for labels, fact in facts.items():
-                self._show(fields, labels, fact, before.get(labels))
-            for labels in before.keys() - facts.keys():
-                self._show(fields, labels, None, before[labels])
-            shown[key] = dict(facts)
+            self._leaf_cache = (rules, keys)
+        return self._leaf_cache[1]
 
-    def _condition_fields(self) -> tuple[tuple[Gauge, str], ...]:
-        m = self.metrics
-        return (
-            (m.condition_value, "value"),
-            (m.condition_threshold, "threshold"),
-            (m.condition_baseline, "baseline"),
-        )
-
-    def _show(
-        self,
-        fields: tuple[tuple[Gauge, str], ...],
-        labels: ConditionKey,
-        fact: Fact | None,
-        before: Fact | None,
-    ) -> None:
-        """Move the gauges of one condition from showing ``before`` to ``fact``."""
-        for gauge, field in fields:
-            number: float | None = None if fact is None else getattr(fact, field)
-            was: float | None = None if before is None else getattr(before, field)
-            if number is not None:
-                if number != was:
-                    self._child(gauge, labels).set(number)
-            elif was is not None:
-                self._remove(gauge, labels)
+    def _rows(self, brands: Sequence[str]) -> dict[str, int]:
+        """Each brand's row in the screen's table and the gauges' arrays."""
+        names = tuple(brands)
+        if self._row_cache[0] != names:
+            self._row_cache = (names, {b: i for i, b in enumerate(names)})
+        return self._row_cache[1]
 
     def _rule_config(self, name: str) -> RuleConfig | None:
         return next((r for r in self.config.rules if r.name == name), None)
@@ -846,18 +899,6 @@ class Processor:
         )
         template = (cfg.summary if cfg else None) or self.config.notifications.summary
         return replace(alert, summary=render_summary(alert, template))
-
-
-def _readings(
-    rule: CompiledRule, checks: Mapping[str, tuple[Check, ...]]
-) -> Iterator[tuple[ConditionKey, Fact]]:
-    """The first fact (value, threshold, baseline) of every leaf condition of every level
-    of ``rule`` for each brand it was evaluated for, from the checks the engine made."""
-    for brand, made in checks.items():
-        for level, check in zip(rule.levels, made, strict=True):
-            for path, fact in zip(level.leaves, check.readings, strict=True):
-                if fact is not None:
-                    yield (rule.name, brand, level.name, path), fact
 
 
 def _dump_times(times: Mapping[str, datetime]) -> str:

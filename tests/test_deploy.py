@@ -72,6 +72,10 @@ def _populated() -> Metrics:
                 child.set(1)
             elif isinstance(child, Counter):
                 child.inc()
+    # the condition gauges are a collector: one leaf of one rule, read for one brand
+    key = ("x", "x", "x")
+    metrics.conditions.layout([key], ["x"])
+    metrics.conditions.put(key, 0, (1.0, 1.0, 1.0))
     return metrics
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import Info, Metric
 from prometheus_client.metrics import MetricWrapperBase
 
-from listener.metrics import Metrics
+from listener.metrics import ConditionReadings, Metrics
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 # Label names that would mean a mention's content or an unbounded id became a label.
@@ -44,6 +44,10 @@ def exported() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Exposed name → (type, label names) for every metric attribute of ``Metrics``."""
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for metric in vars(Metrics()).values():
+        if isinstance(metric, ConditionReadings):  # a collector: families of its own
+            for family in metric.describe():
+                out[family.name] = (str(family.type), tuple(family._labelnames))
+            continue
         if not isinstance(metric, MetricWrapperBase):
             continue
         kind = str(_family(metric).type)
@@ -74,6 +78,7 @@ def test_every_metric_family_is_an_attribute_of_metrics() -> None:
     attributes = {
         _family(m).name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)
     }
+    attributes |= {family.name for family in metrics.conditions.describe()}
     assert {family.name for family in metrics.registry.collect()} == attributes
 
 

@@ -34,7 +34,7 @@ only if a key reopens within the same second it last opened.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -65,6 +65,7 @@ __all__ = [
     "evaluate_rule_checks",
     "incident_id",
     "max_lookback",
+    "rule_brands",
     "slug",
 ]
 
@@ -196,7 +197,8 @@ def incident_id(opened_at: datetime, rule: str, brand: str) -> str:
     return f"{as_utc(opened_at):%Y%m%dT%H%M%SZ}-{slug(brand)}-{slug(rule)}"
 
 
-def _rule_brands(rule: CompiledRule, brands: Sequence[str]) -> list[str]:
+def rule_brands(rule: CompiledRule, brands: Sequence[str]) -> list[str]:
+    """Those of ``brands`` that ``rule`` applies to, in their order."""
     if rule.brands is None:
         return list(brands)
     wanted = set(rule.brands)
@@ -230,22 +232,80 @@ def evaluate_rule_checks(
     state: EngineState,
     now: datetime,
     quiet: Container[str] = (),
+    *,
+    still: Container[str] = frozenset(),
 ) -> tuple[EngineState, list[IncidentEvent], dict[str, tuple[Check, ...]]]:
     """:func:`evaluate_rule`, also returning the checks it made: per brand evaluated, the
-    check of each level's ``when`` (in level order), for gauges and facts to reuse."""
+    check of each level's ``when`` (in level order), for gauges and facts to reuse.
+
+    ``still``: brands for which no level's ``when`` holds at ``now``, known beforehand
+    (the screen, ``listener.rules.screen``). Such a brand whose key has no open incident
+    and no level timer running is not checked: its new state is what checking it would
+    give (timers stopped, nothing opened), and it has no entry in the checks returned."""
     now = as_utc(now)
     updates: dict[tuple[str, str], KeyState] = {}
     events: list[IncidentEvent] = []
     made: dict[str, tuple[Check, ...]] = {}
-    for brand in _rule_brands(rule, brands):
+    keys = state.keys
+    names = {level.name for level in rule.levels}
+    for brand in rule_brands(rule, brands):
+        old = keys.get((rule.name, brand))
+        if brand in still:
+            if old is not None and _rests(old, names):
+                continue  # checking it would leave it as it is
+            if old is None or _resting(old):
+                updates[(rule.name, brand)] = _rested(rule, old)
+                continue
         key_state, event, checks = _evaluate_key(
-            rule, brand, view, state.get(rule.name, brand), now, brand in quiet
+            rule, brand, view, old or KeyState(), now, brand in quiet
         )
         updates[(rule.name, brand)] = key_state
         made[brand] = checks
         if event is not None:
             events.append(event)
     return state.with_keys(updates), events, made
+
+
+def _resting(key_state: KeyState) -> bool:
+    """No open incident and no level timer running: a key that no holding level moves."""
+    return key_state.incident is None and all(
+        timer.since is None for timer in key_state.timers.values()
+    )
+
+
+def _rests(key_state: KeyState, names: Set[str]) -> bool:
+    """Whether ``key_state`` is what :func:`_rested` leaves it as: no incident, a stopped
+    timer for each level named, and no other."""
+    timers = key_state.timers
+    return (
+        key_state.incident is None
+        and timers.keys() == names
+        and all(timer.since is None for timer in timers.values())
+    )
+
+
+def _rested(rule: CompiledRule, old: KeyState | None) -> KeyState:
+    """The state :func:`_decide` leaves a resting key in when no level holds: every
+    level's timer stopped, ``last_held`` kept (the same object when nothing changes)."""
+    timers = old.timers if old is not None else {}
+    if (
+        old is not None
+        and len(timers) == len(rule.levels)
+        and all(level.name in timers for level in rule.levels)
+    ):
+        return old
+    return KeyState(
+        {
+            level.name: LevelTimer(since=None, last_held=_last_held(timers, level.name))
+            for level in rule.levels
+        },
+        None,
+    )
+
+
+def _last_held(timers: Mapping[str, LevelTimer], name: str) -> datetime | None:
+    timer = timers.get(name)
+    return timer.last_held if timer is not None else None
 
 
 def evaluate(

@@ -66,10 +66,13 @@ from __future__ import annotations
 import json
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, get_args
+
+import numpy as np
+from numpy.typing import NDArray
 
 from listener.clock import as_utc
 from listener.config.schema import Measure, Metric
@@ -524,6 +527,61 @@ class VelocityWindows:
             )
             for k in range(count)
         ]
+
+    def running_at(
+        self, brands: Sequence[str], indices: NDArray[np.int64], measures: Iterable[str]
+    ) -> tuple[dict[str, NDArray[np.int64]], NDArray[np.bool_]]:
+        """The running sums of the unfiltered counts ``measures`` (``total``, ``negative``,
+        ``positive``) of each of ``brands`` at the bucket indices ``indices`` (bucket index
+        = bucket start // bucket length): ``sums[m][i, k] - sums[m][i, j]`` is ``m`` of
+        ``brands[i]`` over the buckets with index in ``[indices[j], indices[k])``, exactly
+        what :meth:`value` reads over that range (the rows of different brands have
+        different origins: only differences within a row mean anything).
+
+        Also a mask of the brands read this way: False for a brand whose running sums are
+        unavailable (buckets spanning too far ahead), whose values must be read one by
+        one. A brand with no bucket reads zeros. The Evaluate stage's screen reads every
+        brand's windows in one pass through this."""
+        wanted = [m for m in _COUNTS if m in set(measures)]
+        count = len(indices)
+        out = {m: np.zeros((len(brands), count), dtype=np.int64) for m in wanted}
+        exact = np.ones(len(brands), dtype=np.bool_)
+        if not count or not wanted:
+            return out, exact
+        size = self._size
+        series, lows, highs = self._series, self._low, self._high
+        held: list[tuple[int, _Prefix]] = []
+        bounds: list[tuple[int, int, int]] = []
+        for row, brand in enumerate(brands):
+            if brand not in series or brand not in lows:
+                continue
+            prefix = self._running(brand)
+            if prefix is None:
+                exact[row] = False
+                continue
+            low = lows[brand] // size
+            high = highs[brand] // size + 1
+            self._extend(brand, prefix, high)
+            held.append((row, prefix))
+            bounds.append((low, high, prefix.origin))
+        if not held:
+            return out, exact
+        edges = np.array(bounds, dtype=np.int64)
+        # every brand's read positions at once: clamped to its buckets, from its origin
+        at = np.clip(indices[None, :], edges[:, :1], edges[:, 1:2]) - edges[:, 2:3]
+        frombuffer, int64 = np.frombuffer, np.int64
+        for m in wanted:
+            target = out[m]
+            for (row, prefix), where in zip(held, at, strict=True):
+                target[row] = frombuffer(prefix.sums[m], dtype=int64)[where]
+        return out, exact
+
+    def first_seen_seconds(self, brands: Sequence[str]) -> NDArray[np.int64]:
+        """:meth:`first_seen` of each of ``brands`` as epoch seconds (the int64 minimum
+        for a brand never seen)."""
+        first = self._first
+        never = np.iinfo(np.int64).min
+        return np.fromiter((first.get(b, never) for b in brands), dtype=np.int64, count=len(brands))
 
     def _running(self, brand: str) -> _Prefix | None:
         """The running sums of ``brand`` (built when missing); None when the brand has no

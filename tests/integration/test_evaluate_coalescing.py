@@ -96,14 +96,15 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
     failing = {"spike": False}
     real_evaluate = processor_module.evaluate_rule_checks
 
-    def flaky(rule, *rest):  # type: ignore[no-untyped-def]
+    def flaky(rule, *rest, **named):  # type: ignore[no-untyped-def]
         if failing.get(rule.name):
             raise RuntimeError("a failing condition")
-        return real_evaluate(rule, *rest)
+        return real_evaluate(rule, *rest, **named)
 
     monkeypatch.setattr(processor_module, "evaluate_rule_checks", flaky)
     coalesced, everything = _processor(), _processor()
     everything._coalesce = lambda rule, brands, *_: (list(brands), {})  # type: ignore[method-assign]
+    everything.screening = False  # every key checked by the engine, one by one
     skipped = 0
     now = T0
     for i in range(260):
@@ -130,13 +131,8 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
         )
         skipped += len(coalesced.rules) * len(BRANDS) - due
         # every gauge computed and set from nothing: no series kept from an earlier tick
-        everything._brand_read, everything._shown, everything._children = {}, {}, {}
-        for gauge in (
-            everything.metrics.condition_value,
-            everything.metrics.condition_threshold,
-            everything.metrics.condition_baseline,
-        ):
-            gauge.clear()
+        everything._brand_read, everything._children = {}, {}
+        everything.metrics.conditions.layout([], ())
         got, expected = coalesced.evaluate(now), everything.evaluate(now)
         assert _decisions(got) == _decisions(expected)
         assert coalesced.state.to_json() == everything.state.to_json()

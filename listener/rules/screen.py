@@ -1,0 +1,393 @@
+"""The Evaluate stage's screen: every rule's conditions checked for every brand at once.
+
+Evaluating a rule for one brand costs tens of µs of Python (conditions, facts, timers),
+so a tick at 1,000 brands × 10 rules took seconds although almost every key ends as it
+started: no level holds, no incident, nothing to do. The screen answers, per rule and
+brand, whether each level's ``when`` **surely does not hold** at ``now``, with numpy over
+all brands together (one read of the running sums per tick,
+:meth:`~listener.scoring.velocity.VelocityWindows.running_at`). The engine then skips the
+keys whose every level surely does not hold and whose state has nothing running
+(:func:`listener.rules.engine.evaluate_rule_checks`, ``still=``), and evaluates the rest
+exactly as before. The screen never decides anything itself:
+
+* a leaf it cannot read in bulk (filters, reach, voices and stories, sentiment, seasonal,
+  ramp) is *unknown* for every brand, so a level with one is evaluated by the engine
+  unless another leaf of an ``all`` surely fails;
+* a comparison of floats that are not computed in the engine's order (a z-score's
+  deviation: numpy's sums and power functions may differ from the engine's in the last
+  bit) is *unknown* within a relative ``1e-9`` of its threshold, so a tie goes to the
+  engine; counts, shares and spikes are computed elementwise with the engine's operations
+  and compare exactly.
+
+Its readings (the first fact of each leaf: value, threshold, baseline) are what the
+engine's check would show for that leaf, as arrays, for the condition gauges of the keys
+it lets the engine skip (equal to the engine's to the last bit for counts, shares and
+spikes; z-score thresholds to about 1e-15 relative).
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from listener.clock import as_utc
+from listener.rules.conditions import (
+    MAD_SCALE,
+    NO_FILTERS,
+    All,
+    Any,
+    Condition,
+    NegativeShare,
+    Not,
+    Spike,
+    Volume,
+    ZScore,
+)
+from listener.rules.engine import CompiledRule
+
+__all__ = ["Readings", "RuleScreen", "RunningReads", "Table", "screen_rule", "table_for"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_COUNTS = frozenset({"total", "negative", "positive"})
+_TIE = 1e-9
+"""Relative distance from a threshold within which a float comparison is left to the engine."""
+
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
+
+
+class RunningReads(Protocol):
+    """What the screen reads from the windows (``VelocityWindows`` provides it)."""
+
+    @property
+    def bucket(self) -> timedelta: ...
+
+    def running_at(
+        self, brands: Sequence[str], indices: NDArray[np.int64], measures: Iterable[str]
+    ) -> tuple[dict[str, NDArray[np.int64]], NDArray[np.bool_]]: ...
+
+    def first_seen_seconds(self, brands: Sequence[str]) -> NDArray[np.int64]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """A leaf's first fact for each brand: value, threshold and baseline (None when the
+    fact has none)."""
+
+    value: Floats
+    threshold: Floats | None
+    baseline: Floats | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    """A leaf checked in bulk: whether it holds, whether that is sure, and its readings."""
+
+    holds: Bools
+    sure: Bools
+    readings: Readings | None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One tick's bulk read of the windows: the running sums of ``brands`` at the bucket
+    indices ``columns`` (sorted), which brands read exactly, and when each was first
+    seen."""
+
+    brands: tuple[str, ...]
+    now_us: int
+    size_us: int
+    columns: NDArray[np.int64]
+    sums: Mapping[str, NDArray[np.int64]]
+    exact: Bools
+    first: NDArray[np.int64]
+
+    def column(self, index: int) -> int:
+        return int(np.searchsorted(self.columns, index))
+
+    def between(self, measure: str, first: int, last: int) -> Floats:
+        """``measure`` over the bucket indices ``[first, last)`` for every brand."""
+        sums = self.sums[measure]
+        return (sums[:, self.column(last)] - sums[:, self.column(first)]).astype(np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleScreen:
+    """One rule's screen: ``still`` holds the brands (of those screened) whose every
+    level's ``when`` surely does not hold; ``readings[level][leaf]`` the leaf readings
+    of every screened brand (None for a leaf read only by the engine)."""
+
+    brands: tuple[str, ...]
+    still: frozenset[str]
+    readings: tuple[tuple[Readings | None, ...], ...]
+
+
+def _us(at: datetime) -> int:
+    return (as_utc(at) - _EPOCH) // _MICRO
+
+
+def _ceil(value: int, size: int) -> int:
+    return -(-value // size)
+
+
+def _bulk(leaf: Condition) -> bool:
+    """Whether the screen reads ``leaf`` in bulk: an unfiltered count of the kinds below."""
+    if isinstance(leaf, Volume | Spike | ZScore):
+        return leaf.metric in _COUNTS and leaf.filters == NO_FILTERS
+    if isinstance(leaf, NegativeShare):
+        return leaf.metric == "negative" and leaf.filters == NO_FILTERS
+    return False
+
+
+def _measures(leaf: Condition) -> tuple[str, ...]:
+    """The counts a bulk leaf reads."""
+    if isinstance(leaf, NegativeShare):
+        return ("total", leaf.metric)
+    if isinstance(leaf, Volume | Spike | ZScore):
+        return (leaf.metric,)
+    return ()
+
+
+def _bounds(leaf: Condition, now_us: int, size_us: int) -> list[int]:
+    """The bucket indices ``leaf`` reads at ``now`` (as ``VelocityWindows.value`` and
+    ``strided`` work them out)."""
+    if isinstance(leaf, Volume | NegativeShare):
+        return [_ceil(now_us - leaf.window // _MICRO, size_us), _ceil(now_us, size_us)]
+    if isinstance(leaf, Spike):
+        start = now_us - leaf.window // _MICRO
+        return [
+            _ceil(start - leaf.baseline // _MICRO, size_us),
+            _ceil(start, size_us),
+            _ceil(now_us, size_us),
+        ]
+    if isinstance(leaf, ZScore):
+        width = leaf.window // _MICRO
+        return [_ceil(now_us - k * width, size_us) for k in range(leaf.history + 2)]
+    return []
+
+
+def _leaves(condition: Condition) -> Iterable[Condition]:
+    if isinstance(condition, All | Any):
+        for inner in condition.conditions:
+            yield from _leaves(inner)
+    elif isinstance(condition, Not):
+        yield from _leaves(condition.condition)
+    else:
+        yield condition
+
+
+def table_for(
+    rules: Sequence[CompiledRule], brands: Sequence[str], view: RunningReads, now: datetime
+) -> Table | None:
+    """The bulk read every bulk leaf of ``rules`` needs at ``now`` (None when none has
+    one)."""
+    size_us = view.bucket // _MICRO
+    now_us = _us(now)
+    indices: set[int] = set()
+    measures: set[str] = set()
+    for rule in rules:
+        for level in rule.levels:
+            for leaf in _leaves(level.when):
+                if _bulk(leaf):
+                    indices.update(_bounds(leaf, now_us, size_us))
+                    measures.update(_measures(leaf))
+    if not indices or not brands:
+        return None
+    columns = np.array(sorted(indices), dtype=np.int64)
+    sums, exact = view.running_at(brands, columns, measures)
+    first = view.first_seen_seconds(brands)
+    return Table(tuple(brands), now_us, size_us, columns, sums, exact, first)
+
+
+def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> RuleScreen:
+    """The screen of ``rule`` for the brands at ``rows`` of ``table``."""
+    brands = tuple(table.brands[i] for i in rows)
+    still: Bools = np.ones(len(rows), dtype=np.bool_)
+    readings: list[tuple[Readings | None, ...]] = []
+    for level in rule.levels:
+        shown: list[Readings | None] = []
+        holds, sure = _tree(level.when, table, rows, shown)
+        still &= sure & ~holds
+        readings.append(tuple(shown))
+    still &= table.exact[rows]
+    return RuleScreen(
+        brands,
+        frozenset(b for b, ok in zip(brands, still.tolist(), strict=True) if ok),
+        tuple(readings),
+    )
+
+
+def _tree(
+    condition: Condition, table: Table, rows: NDArray[np.intp], shown: list[Readings | None]
+) -> tuple[Bools, Bools]:
+    """``(holds, sure)`` of ``condition`` for the brands at ``rows``; appends each leaf's
+    readings to ``shown`` in :func:`~listener.rules.conditions.condition_leaves` order."""
+    if isinstance(condition, All | Any):
+        parts = [_tree(inner, table, rows, shown) for inner in condition.conditions]
+        holds_all = np.logical_and.reduce([h for h, _ in parts])
+        sure_all = np.logical_and.reduce([s for _, s in parts])
+        if isinstance(condition, All):
+            decided = np.logical_or.reduce([s & ~h for h, s in parts])
+            return holds_all, sure_all | decided
+        holds_any = np.logical_or.reduce([h for h, _ in parts])
+        decided = np.logical_or.reduce([s & h for h, s in parts])
+        return holds_any, sure_all | decided
+    if isinstance(condition, Not):
+        holds, sure = _tree(condition.condition, table, rows, shown)
+        return ~holds, sure
+    if not _bulk(condition):
+        shown.append(None)
+        unknown = np.zeros(len(rows), dtype=np.bool_)
+        return unknown, unknown
+    leaf = _LEAVES[type(condition)](condition, table, rows)
+    shown.append(leaf.readings)
+    return leaf.holds, leaf.sure
+
+
+def _read(table: Table, rows: NDArray[np.intp], measure: str, start_us: int, end_us: int) -> Floats:
+    size = table.size_us
+    return table.between(measure, _ceil(start_us, size), _ceil(end_us, size))[rows]
+
+
+def _warm(table: Table, rows: NDArray[np.intp], need: timedelta) -> Bools:
+    """Whether each brand has at least ``need`` of history (``_warm_up``'s test)."""
+    first = table.first[rows]
+    seen = first != np.iinfo(np.int64).min
+    history = np.maximum(table.now_us - np.where(seen, first, 0) * 1_000_000, 0)
+    return np.asarray(seen & (history >= need // _MICRO), dtype=np.bool_)
+
+
+def _all_sure(n: int) -> Bools:
+    return np.ones(n, dtype=np.bool_)
+
+
+def _volume(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
+    assert isinstance(leaf, Volume)
+    now = table.now_us
+    current = _read(table, rows, leaf.metric, now - leaf.window // _MICRO, now)
+    above = np.full(len(rows), float(leaf.above))
+    return _Leaf(current >= leaf.above, _all_sure(len(rows)), Readings(current, above, None))
+
+
+def _share(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
+    assert isinstance(leaf, NegativeShare)
+    now = table.now_us
+    start = now - leaf.window // _MICRO
+    whole = _read(table, rows, "total", start, now)
+    part = _read(table, rows, leaf.metric, start, now)
+    share = np.divide(part, whole, out=np.zeros_like(part), where=whole != 0)
+    holds = (whole >= leaf.min_volume) & (share >= leaf.above)
+    above = np.full(len(rows), float(leaf.above))
+    return _Leaf(holds, _all_sure(len(rows)), Readings(share, above, None))
+
+
+def _spike(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
+    assert isinstance(leaf, Spike)
+    now = table.now_us
+    start = now - leaf.window // _MICRO
+    current = _read(table, rows, leaf.metric, start, now)
+    before = _read(table, rows, leaf.metric, start - leaf.baseline // _MICRO, start)
+    per_window = before * (leaf.window / leaf.baseline)
+    effective = np.maximum(per_window, leaf.min_baseline)
+    if leaf.direction == "up":
+        needed = leaf.ratio * effective
+        holds = (current >= leaf.min_volume) & (current >= needed)
+        threshold = np.maximum(float(leaf.min_volume), needed)
+    else:
+        threshold = per_window / leaf.ratio
+        holds = (per_window >= leaf.min_volume) & (current <= threshold)
+    if leaf.warmup:
+        holds &= _warm(table, rows, leaf.lookback)
+    return _Leaf(holds, _all_sure(len(rows)), Readings(current, threshold, per_window))
+
+
+_Map = Callable[[Floats], Floats]
+
+
+def _anscombe(x: Floats) -> Floats:
+    return 2.0 * np.sqrt(np.maximum(x, 0.0) + 0.375)
+
+
+def _anscombe_inverse(y: Floats) -> Floats:
+    half = np.maximum(y, 0.0) / 2.0
+    return half * half - 0.375
+
+
+def _identity(x: Floats) -> Floats:
+    return x
+
+
+_TRANSFORMS: dict[str, tuple[_Map, _Map]] = {
+    "none": (_identity, _identity),
+    "sqrt": (_anscombe, _anscombe_inverse),
+    "log": (np.log1p, np.expm1),
+}
+
+
+def _near(a: Floats, b: Floats | float) -> Bools:
+    """Where ``a`` and ``b`` are within the tie distance (a decision left to the engine)."""
+    scale = np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
+    return np.asarray(np.abs(a - b) <= _TIE * scale)
+
+
+def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
+    assert isinstance(leaf, ZScore)
+    size = table.size_us
+    width = leaf.window // _MICRO
+    now = table.now_us
+    sums = table.sums[leaf.metric]
+    at = sums[:, [table.column(_ceil(now - k * width, size)) for k in range(leaf.history + 2)]]
+    values = (at[:, :-1] - at[:, 1:]).astype(np.float64)[rows]
+    forward, inverse = _TRANSFORMS[leaf.transform]
+    current = values[:, 0]
+    past = forward(values[:, 1:])
+    n = past.shape[1]
+    if leaf.center == "median":
+        middle = np.median(past, axis=1)
+        spread = MAD_SCALE * np.median(np.abs(past - middle[:, None]), axis=1)
+    else:
+        # summed left to right, as the engine's sum() does
+        middle = np.cumsum(past, axis=1)[:, -1] / n if n else np.zeros(len(rows))
+        dev = past - middle[:, None]
+        spread = np.sqrt(np.cumsum(dev * dev, axis=1)[:, -1] / n)
+    deviation = np.maximum(spread, leaf.min_deviation)
+    z = (forward(current) - middle) / deviation
+    baseline = inverse(middle)
+    plain = leaf.transform == "none"
+    if leaf.direction == "up":
+        threshold = np.maximum(float(leaf.min_volume), inverse(middle + leaf.threshold * deviation))
+        if plain:
+            holds = current >= threshold
+            tie = _near(current, threshold)
+        else:
+            holds = (current >= leaf.min_volume) & (z >= leaf.threshold)
+            tie = _near(z, leaf.threshold)
+    else:
+        threshold = inverse(middle - leaf.threshold * deviation)
+        low = current <= threshold if plain else z <= -leaf.threshold
+        holds = (baseline >= leaf.min_volume) & low
+        tie = (_near(current, threshold) if plain else _near(z, -leaf.threshold)) | _near(
+            baseline, float(leaf.min_volume)
+        )
+    sure = ~tie
+    if leaf.warmup:
+        warm = _warm(table, rows, leaf.lookback)
+        holds &= warm
+        sure |= ~warm  # in warm-up it surely does not hold
+    return _Leaf(np.asarray(holds), np.asarray(sure), Readings(current, threshold, baseline))
+
+
+_LEAVES: dict[type, Callable[[Condition, Table, NDArray[np.intp]], _Leaf]] = {
+    Volume: _volume,
+    NegativeShare: _share,
+    Spike: _spike,
+    ZScore: _zscore,
+}

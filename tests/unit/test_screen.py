@@ -1,0 +1,247 @@
+"""The screen (listener.rules.screen) reads every brand's windows in bulk and says which
+levels surely do not hold: it must never say so of a level the engine finds holding, must
+agree with the engine wherever it is sure, and its readings are the engine's."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from listener.config.load import load_config_text
+from listener.model import Fact
+from listener.rules.conditions import condition_leaves
+from listener.rules.engine import CompiledRule, compile_rules, evaluate_rule_checks
+from listener.rules.screen import screen_rule, table_for
+from listener.rules.state import EngineState
+from listener.scoring.velocity import Sample, VelocityWindows
+
+T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+BRANDS = ("Acme", "Globex", "Initech", "Umbrella")
+
+LEAVES = st.one_of(
+    st.builds(
+        lambda m, w, a: {"type": "volume", "metric": m, "window": f"{w}m", "above": a},
+        st.sampled_from(["total", "negative", "positive"]),
+        st.integers(1, 20),
+        st.integers(1, 12),
+    ),
+    st.builds(
+        lambda m, w, b, r, v, d, warm: {
+            "type": "spike",
+            "metric": m,
+            "window": f"{w}m",
+            "baseline": f"{b}m",
+            "ratio": r,
+            "min_volume": v,
+            "direction": d,
+            "warmup": warm,
+        },
+        st.sampled_from(["total", "negative"]),
+        st.integers(1, 10),
+        st.integers(1, 60),
+        st.sampled_from([1.5, 2, 3]),
+        st.integers(1, 6),
+        st.sampled_from(["up", "down"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda m, w, h, t, v, d, tr, c, warm: {
+            "type": "zscore",
+            "metric": m,
+            "window": f"{w}m",
+            "history": h,
+            "threshold": t,
+            "min_volume": v,
+            "direction": d,
+            "transform": tr,
+            "center": c,
+            "warmup": warm,
+            "min_deviation": 0.05,
+        },
+        st.sampled_from(["total", "negative"]),
+        st.integers(1, 6),
+        st.integers(2, 12),
+        st.sampled_from([1, 2, 3.5]),
+        st.integers(1, 5),
+        st.sampled_from(["up", "down"]),
+        st.sampled_from(["none", "sqrt", "log"]),
+        st.sampled_from(["mean", "median"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda w, a, v: {"type": "negative_share", "window": f"{w}m", "above": a, "min_volume": v},
+        st.integers(1, 20),
+        st.sampled_from([0.3, 0.5, 0.75]),
+        st.integers(1, 8),
+    ),
+    # read only by the engine: filtered, distinct, sentiment
+    st.builds(
+        lambda w: {"type": "volume", "metric": "voices", "window": f"{w}m", "above": 2},
+        st.integers(1, 10),
+    ),
+    st.builds(
+        lambda w: {"type": "mean_sentiment", "window": f"{w}m", "below": -0.2, "min_volume": 1},
+        st.integers(1, 10),
+    ),
+)
+
+
+def _some(inner: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[list[dict[str, Any]]]:
+    return st.lists(inner, min_size=1, max_size=3)
+
+
+def _tree(depth: int) -> st.SearchStrategy[dict[str, Any]]:
+    if depth == 0:
+        return LEAVES
+    inner = _tree(depth - 1)
+    return st.one_of(
+        LEAVES,
+        st.builds(
+            lambda cs: {"type": "all", "conditions": cs}, st.lists(inner, min_size=1, max_size=3)
+        ),
+        st.builds(
+            lambda cs: {"type": "any", "conditions": cs}, st.lists(inner, min_size=1, max_size=3)
+        ),
+        st.builds(lambda c: {"type": "not", "condition": c}, inner),
+    )
+
+
+COUNTS = st.lists(
+    st.tuples(
+        st.sampled_from(BRANDS[:3]),  # the fourth brand never has a mention
+        st.integers(-100, 3),  # minutes from T0 (a few in the future)
+        st.integers(1, 9),
+        st.booleans(),
+    ),
+    max_size=80,
+)
+
+
+def _rule(when: dict[str, Any], high: dict[str, Any]) -> CompiledRule:
+    import json
+
+    text = json.dumps(
+        {
+            "brands": [{"name": b} for b in BRANDS],
+            "rules": [
+                {
+                    "name": "r",
+                    "levels": {"watch": {"when": when}, "crisis": {"when": high}},
+                    "resolve_after": "5m",
+                }
+            ],
+            "routes": {"default": ["ops"]},
+            "sinks": {"ops": {"type": "console"}},
+        }
+    )
+    return compile_rules(load_config_text(text, "rules.yaml", {}))[0]
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return (
+            (a is None and b is None)
+            or (a is not None and math.isnan(a))
+            or (b is not None and math.isnan(b))
+        )
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    when=_tree(2),
+    high=_tree(1),
+    counts=COUNTS,
+    offset=st.integers(0, 179),  # seconds past T0: not always on a bucket edge
+)
+def test_the_screen_is_never_wrong_where_it_is_sure(
+    when: dict[str, Any],
+    high: dict[str, Any],
+    counts: list[tuple[str, int, int, bool]],
+    offset: int,
+) -> None:
+    rule = _rule(when, high)
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(days=2))
+    for brand, minute, weight, negative in counts:
+        windows.add(
+            brand,
+            T0 + timedelta(minutes=minute, seconds=7),
+            Sample(
+                negative=negative,
+                positive=not negative,
+                compound=-0.5 if negative else 0.4,
+                author=f"u{minute % 3}",
+            ),
+            weight,
+        )
+    now = T0 + timedelta(seconds=offset)
+    table = table_for([rule], BRANDS, windows, now)
+    _, _, checks = evaluate_rule_checks(rule, BRANDS, windows, EngineState(), now)
+    if table is None:  # no leaf read in bulk: nothing to screen
+        return
+    screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
+    for row, brand in enumerate(BRANDS):
+        made = checks[brand]
+        if brand in screen.still:
+            assert not any(check.holds for check in made), (brand, made)
+        for level, check, readings in zip(rule.levels, made, screen.readings, strict=True):
+            leaves = list(condition_leaves(level.when))
+            assert len(readings) == len(leaves) == len(check.readings)
+            for reading, fact in zip(readings, check.readings, strict=True):
+                if reading is None:
+                    continue
+                assert isinstance(fact, Fact)
+                assert reading.value[row] == fact.value
+                got_t = None if reading.threshold is None else float(reading.threshold[row])
+                got_b = None if reading.baseline is None else float(reading.baseline[row])
+                assert _close(got_t, fact.threshold), (got_t, fact)
+                assert _close(got_b, fact.baseline), (got_b, fact)
+
+
+def test_a_level_whose_all_has_a_surely_failing_leaf_is_settled_without_the_engine() -> None:
+    """An ``all`` with one leaf it cannot read in bulk is still settled when a bulk leaf
+    surely fails; and the brand with a burst is left to the engine."""
+    rule = _rule(
+        {
+            "type": "all",
+            "conditions": [
+                {"type": "volume", "metric": "negative", "window": "5m", "above": 5},
+                {"type": "volume", "metric": "voices", "window": "5m", "above": 1},
+            ],
+        },
+        {"type": "volume", "metric": "total", "window": "5m", "above": 50},
+    )
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(hours=2))
+    windows.add("Acme", T0 - timedelta(minutes=2), Sample(negative=True, author="a"), 9)
+    windows.add("Globex", T0 - timedelta(minutes=2), Sample(negative=True, author="b"), 2)
+    table = table_for([rule], BRANDS, windows, T0)
+    assert table is not None
+    screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
+    assert screen.still == {"Globex", "Initech", "Umbrella"}
+    # the voices leaf has no bulk reading; the volume leaf's is the count
+    watch = screen.readings[0]
+    assert watch[1] is None
+    assert watch[0] is not None
+    assert watch[0].value.tolist() == [9.0, 2.0, 0.0, 0.0]
+
+
+def test_a_brand_whose_buckets_span_too_far_is_left_to_the_engine() -> None:
+    """Running sums are not kept for a brand with a bucket far in the future: the screen
+    does not read it in bulk and so never settles it."""
+    rule = _rule(
+        {"type": "volume", "metric": "negative", "window": "5m", "above": 5},
+        {"type": "volume", "metric": "total", "window": "5m", "above": 50},
+    )
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(hours=1))
+    windows.add("Acme", T0 - timedelta(minutes=2), Sample(negative=True), 1)
+    windows.add("Acme", T0 + timedelta(days=30), Sample(negative=True), 1)
+    table = table_for([rule], BRANDS, windows, T0)
+    assert table is not None
+    screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
+    assert "Acme" not in screen.still
+    assert {"Globex", "Initech", "Umbrella"} <= screen.still
