@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import structlog
-from prometheus_client import Gauge
 
 from listener.clock import as_utc
 from listener.collectors.base import Cursor
@@ -34,7 +34,7 @@ from listener.config.schema import (
 )
 from listener.errors import StoreError
 from listener.ingest import Ingest
-from listener.metrics import BRAND_WINDOW, Metrics
+from listener.metrics import BRAND_WINDOW, BrandValues, Metrics
 from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention
 from listener.rules.conditions import Check, CountView
 from listener.rules.conditions import condition_leaves as condition_leaves  # re-exported
@@ -193,8 +193,17 @@ class ReadOnce:
         return self._view.first_seen(brand)
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
+class Plan(NamedTuple):
+    """One rule's keys at a tick: ``due`` must be evaluated, ``kept`` need not be (their
+    last evaluation still holds); ``resting`` are the due ones whose state is that of a
+    settled evaluation (no incident, no timer running: the screen may leave them be)."""
+
+    due: list[str]
+    kept: list[str]
+    resting: set[str]
+
+
+class Settled(NamedTuple):
     """A (rule, brand) key whose last evaluation found nothing that time alone can move:
     no open incident, no level holding (so no timer running), the brand's history past
     the rule's warm-up (or none at all), and every range the rule reads aligned to the
@@ -271,10 +280,11 @@ class Processor:
         self.state = EngineState()
         self.notify = NotifyState()
         self.quiet_until: dict[str, datetime] = {}
-        self._brand_series: set[str] = set()
-        self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._settled: dict[tuple[str, str], Settled] = {}
-        self._brand_read: dict[str, tuple[int, int] | None] = {}
+        self._brand_memo: dict[str, tuple[tuple[int, int] | None, BrandValues]] = {}
+        self._evaluated_at: datetime | None = None
+        """The ``now`` of the last evaluation (what the brand gauges read up to)."""
+        metrics.brands.source(self.brand_readings)
         self._leaf_cache: tuple[list[CompiledRule] | None, list[tuple[str, str, str]]] = (None, [])
         self._row_cache: tuple[tuple[str, ...], dict[str, int]] = ((), {})
         self.screening = True
@@ -300,7 +310,7 @@ class Processor:
         raw = self.store.load_engine_state()
         self.state = self._written = EngineState.from_json(raw) if raw else EngineState()
         self._settled = {}
-        self._brand_read = {}  # new windows: their change counts start again
+        self._brand_memo = {}  # new windows: their change counts start again
 
     def reconfigure(self, config: Config) -> None:
         """Apply a new config; window counts and open incidents are kept."""
@@ -433,21 +443,25 @@ class Processor:
             rows = self._rows(brands)
             # a rule's keys move only with that rule: what each must evaluate is known now
             dues = [
-                (rule, self._coalesce(rule, brands, state, now, epoch, settled, marks)[0])
+                (rule, self._coalesce(rule, brands, state, now, epoch, settled, marks))
                 for rule in self.rules
             ]
             table, at_row = None, {}
             if self.screening:
-                wanted = {brand for _, due in dues for brand in due}
+                wanted = {brand for _, plan in dues for brand in plan.due}
                 read = [b for b in brands if b in wanted]
                 table = table_for(self.rules, read, view, now)
                 at_row = {b: i for i, b in enumerate(read)}
-            for rule, due in dues:
-                screen = None
+            for rule, plan in dues:
+                due, screen = plan.due, None
                 targets = rule_brands(rule, due) if table is not None else []
                 if table is not None and targets:
                     at = np.fromiter((at_row[b] for b in targets), np.intp, len(targets))
                     screen = screen_rule(rule, table, at)
+                    # a resting key that surely stays still: checking it changes nothing
+                    resting = plan.resting
+                    still = screen.still
+                    due = [b for b in due if b not in still or b not in resting]
                 try:
                     state, produced, checks = evaluate_rule_checks(
                         rule,
@@ -518,7 +532,7 @@ class Processor:
                         max(0.0, (notice.ack.at - opened).total_seconds())
                     )
             self._update_open_gauge()
-            self._update_brand_gauges(brands, now)
+            self._evaluated_at = now
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
 
     def _coalesce(
@@ -530,29 +544,31 @@ class Processor:
         epoch: int,
         settled: Mapping[tuple[str, str], Settled],
         marks: Mapping[str, tuple[int, datetime | None]] | None = None,
-    ) -> tuple[list[str], list[str]]:
-        """The brands ``rule`` must evaluate at ``now``, and those it can skip: settled
+    ) -> Plan:
+        """Which brands ``rule`` must evaluate at ``now`` (:class:`Plan`): not the settled
         keys (:class:`Settled`) whose brand's windows have not changed, in the same read
         epoch, still past warm-up, with the state left by that evaluation. ``marks``:
         :meth:`_marks` of ``brands``, read once for all rules of a tick."""
         due: list[str] = []
         kept: list[str] = []
+        resting: set[str] = set()
         if marks is None:
             marks = self._marks(brands)
         name, keys, lookback = rule.name, state.keys, rule.lookback
         for brand in brands:
             memo = settled.get((name, brand))
-            if memo is not None and memo.epoch == epoch:
+            if memo is not None and keys.get((name, brand)) is memo.key_state:
                 changes, first = marks[brand]
                 if (
-                    memo.changes == changes
-                    and keys.get((name, brand)) is memo.key_state
+                    memo.epoch == epoch
+                    and memo.changes == changes
                     and (first is None or now - first >= lookback)
                 ):
                     kept.append(brand)
                     continue
+                resting.add(brand)
             due.append(brand)
-        return due, kept
+        return Plan(due, kept, resting)
 
     def _marks(self, brands: Sequence[str]) -> dict[str, tuple[int, datetime | None]]:
         """Per brand: its windows' change count and first bucket (see :meth:`_warm`)."""
@@ -701,50 +717,38 @@ class Processor:
                 rule=inc.rule, brand=inc.brand, level=inc.level
             ).inc()
 
-    def _update_brand_gauges(self, brands: Sequence[str], now: datetime) -> None:
-        """Volume, negative volume, negative share and mean sentiment of each brand over
-        :data:`~listener.metrics.BRAND_WINDOW`; brands no longer configured lose theirs."""
-        m, start = self.metrics, now - BRAND_WINDOW
-        gauges = (
-            m.brand_mentions,
-            m.brand_negative,
-            m.brand_negative_share,
-            m.brand_sentiment_mean,
-        )
-        child = self._child
-        windows = self.windows
-        # a brand's 1h reads give the same values while its windows and read epoch stay
-        epoch = read_epoch(now, windows.bucket) if not BRAND_WINDOW % windows.bucket else None
-        for brand in brands:
-            read = (epoch, windows.changes(brand)) if epoch is not None else None
-            if read is not None and self._brand_read.get(brand) == read:
-                continue
-            self._brand_read[brand] = read
-            total = self.windows.value(brand, "total", start, now)
-            negative = self.windows.value(brand, "negative", start, now)
-            summed = self.windows.value(brand, "sentiment_sum", start, now)
-            child(m.brand_mentions, (brand,)).set(total)
-            child(m.brand_negative, (brand,)).set(negative)
-            child(m.brand_negative_share, (brand,)).set(negative / total if total else 0.0)
-            child(m.brand_sentiment_mean, (brand,)).set(summed / total if total else 0.0)
-        for gone in self._brand_series - set(brands):
-            self._brand_read.pop(gone, None)
-            for gauge in gauges:
-                self._remove(gauge, (gone,))
-        self._brand_series = set(brands)
-
-    def _child(self, gauge: Gauge, labels: tuple[str, ...]) -> Gauge:
-        """``gauge.labels(*labels)``, looked up once (prometheus_client's ``labels`` costs
-        tens of µs; a tick sets thousands of series)."""
-        key = (gauge, labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = gauge.labels(*labels)
-        return found
-
-    def _remove(self, gauge: Gauge, labels: tuple[str, ...]) -> None:
-        self._children.pop((gauge, labels), None)
-        gauge.remove(*labels)
+    def brand_readings(self) -> dict[str, BrandValues]:
+        """Volume, negative volume, negative share and mean sentiment of each configured
+        brand over :data:`~listener.metrics.BRAND_WINDOW` before the last evaluation (the
+        ``listener_brand_*_1h`` gauges, read when scraped); empty before the first."""
+        with self._lock:
+            now = self._evaluated_at
+            if now is None:
+                return {}
+            windows, start = self.windows, now - BRAND_WINDOW
+            # a brand's 1h reads give the same values while its windows and epoch stay
+            epoch = read_epoch(now, windows.bucket) if not BRAND_WINDOW % windows.bucket else None
+            memo, out = self._brand_memo, {}
+            for brand in self.config.brand_names():
+                mark = (epoch, windows.changes(brand)) if epoch is not None else None
+                held = memo.get(brand)
+                if held is not None and mark is not None and held[0] == mark:
+                    out[brand] = held[1]
+                    continue
+                total = windows.value(brand, "total", start, now)
+                negative = windows.value(brand, "negative", start, now)
+                summed = windows.value(brand, "sentiment_sum", start, now)
+                values = (
+                    total,
+                    negative,
+                    negative / total if total else 0.0,
+                    summed / total if total else 0.0,
+                )
+                memo[brand] = (mark, values)
+                out[brand] = values
+            for gone in memo.keys() - out.keys():
+                del memo[gone]
+            return out
 
     def _show_checks(
         self, rule: CompiledRule, checks: Mapping[str, tuple[Check, ...]], rows: Mapping[str, int]

@@ -76,6 +76,7 @@ def _populated() -> Metrics:
     key = ("x", "x", "x")
     metrics.conditions.layout([key], ["x"])
     metrics.conditions.put(key, 0, (1.0, 1.0, 1.0))
+    metrics.brands.source(lambda: {"x": (1.0, 1.0, 1.0, 1.0)})
     return metrics
 
 

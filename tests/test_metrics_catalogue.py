@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import Info, Metric
 from prometheus_client.metrics import MetricWrapperBase
 
-from listener.metrics import ConditionReadings, Metrics
+from listener.metrics import BrandReadings, ConditionReadings, Metrics
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 # Label names that would mean a mention's content or an unbounded id became a label.
@@ -44,7 +44,9 @@ def exported() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Exposed name → (type, label names) for every metric attribute of ``Metrics``."""
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for metric in vars(Metrics()).values():
-        if isinstance(metric, ConditionReadings):  # a collector: families of its own
+        if isinstance(
+            metric, ConditionReadings | BrandReadings
+        ):  # a collector: families of its own
             for family in metric.describe():
                 out[family.name] = (str(family.type), tuple(family._labelnames))
             continue
@@ -78,7 +80,12 @@ def test_every_metric_family_is_an_attribute_of_metrics() -> None:
     attributes = {
         _family(m).name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)
     }
-    attributes |= {family.name for family in metrics.conditions.describe()}
+    attributes |= {
+        family.name
+        for m in vars(metrics).values()
+        if isinstance(m, ConditionReadings | BrandReadings)
+        for family in m.describe()
+    }
     assert {family.name for family in metrics.registry.collect()} == attributes
 
 

@@ -15,7 +15,7 @@ import listener.processor as processor_module
 from listener.config.load import load_config_text
 from listener.metrics import Metrics
 from listener.model import Alert
-from listener.processor import BUCKET, Processor, bucket_aligned, read_epoch
+from listener.processor import BUCKET, Plan, Processor, bucket_aligned, read_epoch
 from listener.rules.engine import compile_rule
 from listener.scoring.velocity import Sample
 from listener.store import Store
@@ -103,7 +103,7 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
 
     monkeypatch.setattr(processor_module, "evaluate_rule_checks", flaky)
     coalesced, everything = _processor(), _processor()
-    everything._coalesce = lambda rule, brands, *_: (list(brands), {})  # type: ignore[method-assign]
+    everything._coalesce = lambda rule, brands, *_: Plan(list(brands), [], set())  # type: ignore[method-assign]
     everything.screening = False  # every key checked by the engine, one by one
     skipped = 0
     now = T0
@@ -131,7 +131,7 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
         )
         skipped += len(coalesced.rules) * len(BRANDS) - due
         # every gauge computed and set from nothing: no series kept from an earlier tick
-        everything._brand_read, everything._children = {}, {}
+        everything._brand_memo = {}
         everything.metrics.conditions.layout([], ())
         got, expected = coalesced.evaluate(now), everything.evaluate(now)
         assert _decisions(got) == _decisions(expected)
@@ -152,9 +152,9 @@ def test_a_quiet_brand_is_evaluated_once_per_bucket_and_when_its_windows_change(
     real = p._coalesce
 
     def spy(rule, brands, *rest):  # type: ignore[no-untyped-def]
-        due, kept = real(rule, brands, *rest)
-        evaluated.append((rule.name, tuple(due)))
-        return due, kept
+        plan = real(rule, brands, *rest)
+        evaluated.append((rule.name, tuple(plan.due)))
+        return plan
 
     p._coalesce = spy  # type: ignore[method-assign]
     p.evaluate(T0)
