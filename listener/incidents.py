@@ -10,7 +10,7 @@ from listener.config.duration import format_duration
 from listener.errors import Conflict as Conflict  # re-exported: the tree is in listener.errors
 from listener.errors import ListenerError
 from listener.errors import NotFound as NotFound
-from listener.rules.notify import Silence
+from listener.model import Silence
 from listener.sinks.text import clean_line
 from listener.store import IncidentRecord, Store
 

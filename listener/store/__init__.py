@@ -34,7 +34,7 @@ from typing import Any
 
 from listener.collectors.base import Cursor
 from listener.errors import StoreError
-from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention
+from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention, Silence
 from listener.store.core import Database, ts
 from listener.store.cursors import ENGINE_STATE, Cursors, KeyValues
 from listener.store.incidents import (
@@ -314,13 +314,13 @@ class Store:
     def drill_ids(self, incident_ids: Iterable[str]) -> set[str]:
         return self.incident_log.drill_ids(incident_ids)
 
-    def add_silence(self, silence: Any) -> None:
+    def add_silence(self, silence: Silence) -> None:
         self.silence_log.add(silence)
 
     def expire_silence(self, silence_id: str, now: datetime) -> bool:
         return self.silence_log.expire(silence_id, now)
 
-    def silences(self, active_at: datetime | None = None) -> list[Any]:
+    def silences(self, active_at: datetime | None = None) -> list[Silence]:
         return self.silence_log.select(active_at)
 
     def add_ack(self, incident_id: str, by: str, at: datetime, note: str = "") -> bool:

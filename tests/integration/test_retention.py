@@ -37,7 +37,7 @@ def scored(i: int, at: datetime, brands: tuple[str, ...] = ("Acme",), size: int 
         created_at=at,
         author=Author(handle=f"u{i}"),
     )
-    return ScoredMention(mention, brands, Sentiment("neutral", 0.0))
+    return ScoredMention(mention, brands, Sentiment("neutral", 0.0), reach=1.0)
 
 
 def test_evidence_mentions_survive_pruning_and_the_rest_go(tmp_path: Path) -> None:
@@ -92,7 +92,10 @@ def test_evidence_window_edges(tmp_path: Path) -> None:
     for name, at in edges.items():
         m = scored(0, at)
         m = ScoredMention(
-            Mention(source="s", id=name, text="Acme", created_at=at), m.brands, m.sentiment
+            Mention(source="s", id=name, text="Acme", created_at=at),
+            m.brands,
+            m.sentiment,
+            reach=1.0,
         )
         store.commit(now=at, mentions=[m])
     store.prune_mentions(LATER)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from listener.errors import StoreError
-from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
+from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment, Silence
 from listener.rules.engine import IncidentEvent
-from listener.rules.notify import Silence
+from listener.scoring.reach import reach_score
 from listener.store import (
     SCHEMA_VERSION,
     EvaluateWrite,
@@ -51,6 +51,7 @@ def scored(
         categories=("outage",),
         emotions=("anger",),
         story=f"x:m{i}",
+        reach=reach_score(mention),
     )
 
 

@@ -18,6 +18,7 @@ from listener.config.schema import Measure
 from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
 from listener.processor import sample_of
 from listener.rules.conditions import CountView
+from listener.scoring.reach import reach_score
 from listener.scoring.velocity import DISTINCT_MEASURES, MEASURES, Sample, VelocityWindows
 from listener.store import SCHEMA_VERSION, Store
 
@@ -560,11 +561,15 @@ def test_processor_samples_carry_what_rules_read() -> None:
         language="en",
         engagement=Engagement(likes=5),
     )
-    sample = sample_of(ScoredMention(mention, ("Acme",), Sentiment("negative", -0.6)))
+    sample = sample_of(
+        ScoredMention(mention, ("Acme",), Sentiment("negative", -0.6), reach=reach_score(mention))
+    )
     assert sample == Sample(
         negative=True, compound=-0.6, reach=115.0, author="x:ann", source="x", language="en"
     )
-    happy = sample_of(ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4)))
+    happy = sample_of(
+        ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4), reach=reach_score(mention))
+    )
     assert (happy.negative, happy.positive) == (False, True)
 
 
