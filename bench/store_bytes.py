@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             _write(store, batch, now)
             elapsed += time.perf_counter() - t0
-        stored = store.mention_count()
+        stored = store.mentions.count()
         conn = store._conn  # a bench reads the page counts
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]

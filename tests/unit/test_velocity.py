@@ -508,7 +508,7 @@ def test_rows_round_trip_through_the_store(tmp_path: Path) -> None:
         w.add("acme", T0 + MIN, neg("cy"))
         store.commit(now=T0, buckets=w.drain_dirty())
         restored = VelocityWindows(retention=HOUR)
-        restored.load(store.load_buckets())
+        restored.load(store.buckets.load())
     finally:
         store.close()
     for measure in MEASURES:
@@ -535,14 +535,14 @@ def test_store_migrates_version_1_buckets(tmp_path: Path) -> None:
     row = ("acme", _epoch(T0), '{"total":1}')
     store = Store.open(path)
     try:
-        assert store.load_buckets() == []
-        assert store.load_kv("quiet_until") == "{}"
+        assert store.buckets.load() == []
+        assert store.kv.get("quiet_until") == "{}"
         store.commit(now=T0, buckets=[row])
     finally:
         store.close()
     store = Store.open(path)  # opening again migrates nothing
     try:
-        assert store.load_buckets() == [row]
+        assert store.buckets.load() == [row]
     finally:
         store.close()
     conn = sqlite3.connect(path)
