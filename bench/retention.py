@@ -22,8 +22,8 @@ Every simulated hour the daemon's own housekeeping job runs: ``Housekeeping.run`
 settings (``mention_retention``, ``vacuum_every``) around the same store and clock, so the
 prune (with the daemon's
 retention, at least ``EVIDENCE_BEFORE``) and the ``VACUUM`` when due are exactly the
-daemon's, in its order. Only the timing of ``Store.prune_mentions`` and ``Store.vacuum``
-is added, by a subclass of the store.
+daemon's, in its order. Only the timing of ``Store.mentions.prune`` and ``Store.vacuum``
+is added, by subclasses of the store and its mentions.
 
 Texts: ``x`` posts are sampled from the airline tweets (``twitter-airline-sentiment/
 Tweets.csv`` under ``--data``, read in place; complaints from the crowd's negative
@@ -84,6 +84,8 @@ from listener.store import (  # noqa: E402
     IncidentRecord,
     Store,
 )
+from listener.store.core import Database  # noqa: E402
+from listener.store.mentions import Mentions  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 MIB = 1024 * 1024
@@ -178,12 +180,9 @@ class TimedStore(Store):
 
     timings: Timings
 
-    def prune_mentions(self, before: datetime) -> int:
-        started = time.perf_counter()
-        try:
-            return super().prune_mentions(before)
-        finally:
-            self.timings.prune.append(time.perf_counter() - started)
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.mentions = TimedMentions(db, self)
 
     def vacuum(self, now: datetime) -> None:
         started = time.perf_counter()
@@ -191,6 +190,21 @@ class TimedStore(Store):
             super().vacuum(now)
         finally:
             self.timings.vacuum.append(time.perf_counter() - started)
+
+
+class TimedMentions(Mentions):
+    """The store's mentions; each prune is timed into the store's timings."""
+
+    def __init__(self, db: Database, store: TimedStore) -> None:
+        super().__init__(db)
+        self.store = store
+
+    def prune(self, before: datetime) -> int:
+        started = time.perf_counter()
+        try:
+            return super().prune(before)
+        finally:
+            self.store.timings.prune.append(time.perf_counter() - started)
 
 
 class Texts:
@@ -339,12 +353,12 @@ def _kept(store: Store, cutoff: datetime) -> int:
 
 
 def _evidence(store: Store, incident: IncidentRecord) -> int:
-    """The brand's stored mentions an incident keeps (:meth:`Store.prune_mentions`)."""
+    """The brand's stored mentions an incident keeps (:meth:`Mentions.prune`)."""
     if incident.resolved_at is None:
         return 0
     start = incident.opened_at - EVIDENCE_BEFORE
     end = incident.resolved_at + EVIDENCE_AFTER
-    return sum(c.mentions for c in store.source_counts(incident.brand, start, end))
+    return sum(c.mentions for c in store.mentions.source_counts(incident.brand, start, end))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -451,10 +465,10 @@ def run(args: argparse.Namespace, path: Path, tweets: Path | None) -> int:
                 hourly.append((day, size))
                 week_max = max(week_max, size)
                 if at_retention is None and now - START >= reference:
-                    at_retention = (size, _used(store), store.mention_count())
+                    at_retention = (size, _used(store), store.mentions.count())
                 if (step and (now - START) % timedelta(days=7) == timedelta(0)) or now >= end:
                     print(
-                        f"{day:>4.0f} {store.mention_count():>9,} "
+                        f"{day:>4.0f} {store.mentions.count():>9,} "
                         f"{_kept(store, now - cutoff_age):>9,} "
                         f"{len(store.incidents(limit=1000)):>9} {_mib(size):>9} "
                         f"{_mib(_wal(store)):>8} {_mib(week_max):>9}",
@@ -497,7 +511,7 @@ def run(args: argparse.Namespace, path: Path, tweets: Path | None) -> int:
     if days >= 28:
         steady = mean(size for day, size in hourly if day > days - 28)
         print(f"steady-state size     {_mib(steady)} MiB (mean of the hourly sizes, last 28 days)")
-    print(f"final size            {_mib(final)} MiB ({store.mention_count():,} mentions stored)")
+    print(f"final size            {_mib(final)} MiB ({store.mentions.count():,} mentions stored)")
     if at_retention is not None:
         size, used, stored = at_retention
         per_mention = used / max(1, stored)

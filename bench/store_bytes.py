@@ -40,6 +40,15 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 _COMPOUND = {"negative": -0.6, "neutral": 0.0, "positive": 0.6}
 
 
+def _reach(m: Mention) -> dict[str, float]:
+    """The ``reach`` argument where ScoredMention carries it (before, the store computed it)."""
+    if "reach" not in ScoredMention.__dataclass_fields__:
+        return {}
+    from listener.scoring.reach import reach_score
+
+    return {"reach": reach_score(m)}
+
+
 def airline_mentions(path: Path, limit: int | None) -> list[ScoredMention]:
     out: list[ScoredMention] = []
     with path.open(newline="", encoding="utf-8") as f:
@@ -63,6 +72,7 @@ def airline_mentions(path: Path, limit: int | None) -> list[ScoredMention]:
                     categories,
                     ("anger",) if label == "negative" else (),
                     story=f"{m.source}:{m.id}",
+                    **_reach(m),
                 )
             )
             if limit is not None and len(out) >= limit:
@@ -97,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             _write(store, batch, now)
             elapsed += time.perf_counter() - t0
-        stored = store.mention_count()
+        stored = store.mentions.count()
         conn = store._conn  # a bench reads the page counts
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]

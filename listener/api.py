@@ -144,7 +144,7 @@ class RestApi:
 
     async def silences(self, request: Request) -> Response:
         now = self.clock.now()
-        found = await self.pool.run(self.store.silences)
+        found = await self.pool.run(self.store.silence_log.select)
         return Response.json([incidents.silence_dict(s, now) for s in found])
 
     async def add_silence(self, request: Request) -> Response:
@@ -186,7 +186,7 @@ class RestApi:
         if (denied := self._authorised(request)) is not None:
             return denied
         silence_id = request.path.removeprefix("/silences/")
-        done = await self.pool.run(self.store.expire_silence, silence_id, self.clock.now())
+        done = await self.pool.run(self.store.silence_log.expire, silence_id, self.clock.now())
         if not done:
             return Response.json({"error": f"no active silence {silence_id[:200]!r}"}, 404)
         return Response.json({"expired": silence_id})

@@ -163,7 +163,7 @@ class Daemon:
             await self.pipeline.shutdown(deadline)
         await self.api.stop()
         if self.store is not None:
-            pending = self.store.outbox_pending()
+            pending = self.store.outbox.pending()
             self.store.close()
             log.info("stopped", outbox_pending=sum(pending.values()))
 

@@ -683,11 +683,11 @@ def _incidents(args: argparse.Namespace) -> int:
                 print(f"{silence.id}: silenced until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
                 return 0
             if args.action == "expire":
-                if not store.expire_silence(args.silence, now):
+                if not store.silence_log.expire(args.silence, now):
                     raise incidents.NotFound(f"no active silence {args.silence!r}")
                 print(f"{args.silence}: expired")
                 return 0
-            silences = store.silences()
+            silences = store.silence_log.select()
             if not silences:
                 print("no silences")
             for sil in silences:

@@ -305,7 +305,7 @@ def _start_after(store: Store, brand: str) -> datetime:
     """Now, or after the brand's last mention in a reused state file: a second drill on
     one file must not replay its crisis over the first one's simulated hours."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    last = store.last_mention_at(
+    last = store.mentions.last_at(
         brand, datetime(1970, 1, 1, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
     )
     if last is None or last < now:
@@ -316,12 +316,12 @@ def _start_after(store: Store, brand: str) -> datetime:
 def _settle(store: Store, produced: list[Alert], muted: Mapping[str, str]) -> None:
     """Mark the incidents the drill opened; mute what it will not deliver, by reason."""
     ids = sorted({a.incident_id for a in produced})
-    store.mark_drill(ids)
+    store.incident_log.mark_drill(ids)
     reasons: dict[str, list[str]] = {}
     for sink, why in muted.items():
         reasons.setdefault(why, []).append(sink)
     for why, sinks in reasons.items():
-        store.mute_pending(ids, sinks, why)
+        store.outbox.mute_pending(ids, sinks, why)
 
 
 def _next_steps(store: Store, incidents: list[str], state: str, out: TextIO) -> None:
@@ -329,7 +329,7 @@ def _next_steps(store: Store, incidents: list[str], state: str, out: TextIO) -> 
     print(
         f"\nthe drill's incidents are kept in {state}: listener incidents --state {state}", file=out
     )
-    for record in (store.incident(i) for i in incidents):
+    for record in (store.incident_log.get(i) for i in incidents):
         if record is not None and record.status == "open":
             print(
                 f"{record.id} is open: try  listener ack {record.id} --state {state}"
@@ -362,8 +362,10 @@ def _summary(
     print("\nincidents:", file=out)
     resolved = still_open = 0
     for incident_id in incidents:
-        events = store.incident_events(incident_id)
-        record = next((r for r in store.incidents(limit=1000) if r.id == incident_id), None)
+        events = store.incident_log.events(incident_id)
+        record = next(
+            (r for r in store.incident_log.recent(limit=1000) if r.id == incident_id), None
+        )
         if record is None:
             continue
         resolved += record.status == "resolved"
@@ -378,7 +380,7 @@ def _summary(
             file=out,
         )
         by_sink: dict[str, dict[str, int]] = {}
-        for d in store.deliveries(incident_id):
+        for d in store.outbox.deliveries(incident_id):
             by_sink.setdefault(d.sink, {}).setdefault(d.status, 0)
             by_sink[d.sink][d.status] += 1
         for sink, counts in sorted(by_sink.items()):

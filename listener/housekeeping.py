@@ -69,8 +69,8 @@ class Housekeeping:
         retention = max(self.retention, EVIDENCE_BEFORE)
         with self._working():
             try:
-                removed = await self.pool.run(store.prune_mentions, now - retention)
-                outbox = await self.pool.run(store.prune_outbox, now - retention)
+                removed = await self.pool.run(store.mentions.prune, now - retention)
+                outbox = await self.pool.run(store.outbox.prune, now - retention)
             except ListenerError as exc:
                 self.metrics.error("store", exc.error_type)
                 log.error("prune_failed", error_type=exc.error_type, error=str(exc))

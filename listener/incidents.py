@@ -10,13 +10,13 @@ from listener.config.duration import format_duration
 from listener.errors import Conflict as Conflict  # re-exported: the tree is in listener.errors
 from listener.errors import ListenerError
 from listener.errors import NotFound as NotFound
-from listener.rules.notify import Silence
+from listener.model import Silence
 from listener.sinks.text import clean_line
 from listener.store import IncidentRecord, Store
 
 
 def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
-    ack = store.acks([record.id]).get(record.id)
+    ack = store.ack_log.get([record.id]).get(record.id)
     return {
         "id": record.id,
         "rule": record.rule,
@@ -30,16 +30,16 @@ def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
         "acknowledged_at": ack.at.isoformat() if ack else None,
         "acknowledged_note": ack.note if ack else None,
         "time_to_ack_seconds": (ack.at - record.opened_at).total_seconds() if ack else None,
-        "drill": bool(store.drill_ids([record.id])),
+        "drill": bool(store.incident_log.drill_ids([record.id])),
     }
 
 
 def listing(store: Store, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    return [summary(r, store) for r in store.incidents(status=status, limit=limit)]
+    return [summary(r, store) for r in store.incident_log.recent(status=status, limit=limit)]
 
 
 def detail(store: Store, incident_id: str) -> dict[str, Any]:
-    record = store.incident(incident_id)
+    record = store.incident_log.get(incident_id)
     if record is None:
         raise NotFound(f"no incident {incident_id!r}")
     out = summary(record, store)
@@ -52,7 +52,7 @@ def detail(store: Store, incident_id: str) -> dict[str, Any]:
             "at": e.at.isoformat(),
             "facts": [str(f) for f in e.facts],
         }
-        for e in store.incident_events(incident_id)
+        for e in store.incident_log.events(incident_id)
     ]
     out["notifications"] = [
         {
@@ -63,7 +63,7 @@ def detail(store: Store, incident_id: str) -> dict[str, Any]:
             "sinks": list(n.sinks),
             "muted": n.muted,
         }
-        for n in store.notices(incident_id)
+        for n in store.incident_log.notices(incident_id)
     ]
     out["deliveries"] = [
         {
@@ -74,22 +74,22 @@ def detail(store: Store, incident_id: str) -> dict[str, Any]:
             "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
             "last_error": d.last_error,
         }
-        for d in store.deliveries(incident_id)
+        for d in store.outbox.deliveries(incident_id)
     ]
     return out
 
 
 def acknowledge(store: Store, incident_id: str, by: str, now: datetime, note: str = "") -> None:
     """Record that ``by`` took the incident; the daemon announces it and stops reminders."""
-    record = store.incident(incident_id)
+    record = store.incident_log.get(incident_id)
     if record is None:
         raise NotFound(f"no incident {incident_id!r}")
     if record.status != "open":
         raise Conflict(f"incident {incident_id} is {record.status}")
     if not by.strip():
         raise ListenerError("say who acknowledges (--by NAME)")
-    if not store.add_ack(incident_id, by.strip(), now, note):
-        existing = store.acks([incident_id])[incident_id]
+    if not store.ack_log.add(incident_id, by.strip(), now, note):
+        existing = store.ack_log.get([incident_id])[incident_id]
         raise Conflict(f"incident {incident_id} was already acknowledged by {existing.by}")
 
 
@@ -120,7 +120,7 @@ def add_silence(
         rule=rule,
         level=level,
     )
-    store.add_silence(silence)
+    store.silence_log.add(silence)
     return silence
 
 

@@ -16,7 +16,8 @@ Contract:
   input order. A mention that matches no brand gets ``brands=()``, a neutral 0.0
   sentiment, no categories, emotions or story, and is neither scored nor remembered by
   the story index (a copy of it can still be found by a later matched mention only
-  through the mentions that were matched).
+  through the mentions that were matched). Every mention, matched or not, carries its
+  reach (:func:`~listener.scoring.reach.reach_score`), computed here once.
 * **Deduplication and counting are not here.** The caller hands over mentions not seen
   before (the store knows which), and counts the scored ones into windows (Evaluate).
 * **Pinned brands.** A mention whose key is in :attr:`Ingest.pins` is about the brand
@@ -48,6 +49,7 @@ from listener.model import Mention, ScoredMention, Sentiment
 from listener.scoring import build_scorer, score_many
 from listener.scoring.base import Scorer
 from listener.scoring.categories import CategoryTagger, EmotionDetector
+from listener.scoring.reach import reach_score
 
 if TYPE_CHECKING:
     from listener.config.schema import Config
@@ -145,10 +147,14 @@ class Ingest:
         out: list[ScoredMention] = []
         for m, doc, brands in zip(mentions, docs, brands_of, strict=True):
             if not brands:
-                out.append(ScoredMention(m, brands, UNMATCHED))
+                out.append(ScoredMention(m, brands, UNMATCHED, reach=reach_score(m)))
                 continue
             sentiment = next(sentiments)
             story = next(stories).story
             categories = tuple(hit.name for hit in tag(doc))
-            out.append(ScoredMention(m, brands, sentiment, categories, detect(doc), story=story))
+            out.append(
+                ScoredMention(
+                    m, brands, sentiment, categories, detect(doc), story=story, reach=reach_score(m)
+                )
+            )
         return out

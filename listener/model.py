@@ -1,7 +1,8 @@
 """The shapes that flow through the pipeline. Frozen, typed, serialisable.
 
 ``Mention`` is the one shape every source produces. ``ScoredMention`` is a mention
-after matching and scoring. ``Alert`` is what the delivery stage sends.
+after matching and scoring. ``Alert`` is what the delivery stage sends. ``Ack`` and
+``Silence`` are the operators' stored records that the notification policy reads.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class Sentiment:
 
 @dataclass(frozen=True, slots=True)
 class ScoredMention:
-    """A mention with the brands it matched and its sentiment."""
+    """A mention with the brands it matched, its sentiment, tags and reach."""
 
     mention: Mention
     brands: tuple[str, ...]
@@ -108,6 +109,9 @@ class ScoredMention:
     """Clear emotion signals (anger, concern, confusion)."""
     story: str | None = None
     """The story this mention belongs to (its own ``source:id`` unless it is a copy)."""
+    reach: float = field(kw_only=True)
+    """Estimated readers (:func:`listener.scoring.reach.reach_score`), computed once at
+    ingest; the store keeps it and the windows weigh by it."""
 
     @property
     def negative(self) -> bool:
@@ -177,6 +181,32 @@ class Ack:
     by: str
     at: datetime
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Mute alerts matching ``brand``/``rule``/``level`` (``None`` matches any) from
+    ``starts_at`` until ``ends_at``. A stored record: the store keeps silences, the
+    notification policy (:mod:`listener.rules.notify`) applies them."""
+
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    brand: str | None = None
+    rule: str | None = None
+    level: str | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, brand: str, rule: str, level: str) -> bool:
+        return (
+            (self.brand is None or self.brand == brand)
+            and (self.rule is None or self.rule == rule)
+            and (self.level is None or self.level == level)
+        )
 
 
 @dataclass(frozen=True, slots=True)

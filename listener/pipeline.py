@@ -391,7 +391,7 @@ class Pipeline:
                         "no new poll starts until it ends"
                     )
                 if name not in self.cursors:
-                    self.cursors[name] = await self.store_pool.run(self.store.load_cursor, name)
+                    self.cursors[name] = await self.store_pool.run(self.store.cursors.load, name)
                 try:
                     result = await asyncio.wait_for(
                         self.threads.run(name, collector.poll, self.cursors[name], now),
@@ -509,7 +509,7 @@ class Pipeline:
             self._ingested.pop(batch.poll, None)
             if not batch.last:
                 self._failed_polls.add(batch.poll)
-            self.cursors[name] = await self.store_pool.run(self.store.load_cursor, name)
+            self.cursors[name] = await self.store_pool.run(self.store.cursors.load, name)
             return
         before = self._ingested.pop(batch.poll, None)
         if before is not None:

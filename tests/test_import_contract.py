@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,17 @@ def test_the_import_contract_is_kept() -> None:
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_the_store_contract_has_no_exception() -> None:
+    """The store contract (no scoring, no rules) holds with no ignored import, and no other
+    contract ignores an import from the store."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (store,) = [c for c in contracts if c["id"] == "store-below-rules"]
+    assert "ignore_imports" not in store
+    ignored = [i for c in contracts for i in c.get("ignore_imports", ())]
+    assert [i for i in ignored if i.startswith("listener.store")] == []
 
 
 def test_a_violation_breaks_the_contract(tmp_path: Path) -> None:

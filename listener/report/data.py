@@ -393,10 +393,10 @@ def severity_order(
 
 def resolve(store: Store, incident_id: str) -> IncidentRecord:
     """The incident with this id; :class:`NotFound` naming close matches otherwise."""
-    record = store.incident(incident_id)
+    record = store.incident_log.get(incident_id)
     if record is not None:
         return record
-    similar = store.incident_ids(incident_id, limit=4)
+    similar = store.incident_log.ids(incident_id, limit=4)
     hint = f" (did you mean {', '.join(similar)}?)" if similar else ""
     raise NotFound(f"no incident {incident_id!r}{hint}; `listener incidents` lists them")
 
@@ -412,22 +412,24 @@ def gather(
     incident = resolve(store, incident_id)
     now = max(now, incident.updated_at)
     rule_cfg = next((r for r in config.rules if r.name == incident.rule), None) if config else None
-    events = tuple(store.incident_events(incident.id))
-    alerts = alert_rows(store.notices(incident.id), outbox := store.deliveries(incident.id))
+    events = tuple(store.incident_log.events(incident.id))
+    alerts = alert_rows(
+        store.incident_log.notices(incident.id), outbox := store.outbox.deliveries(incident.id)
+    )
     levels = severity_order(events, list(rule_cfg.levels) if rule_cfg else ())
     brand_incident = incident.rule != SOURCE_HEALTH
     brand = incident.brand
     known_until = None
     if brand_incident and incident.resolved_at is not None:
         after = incident.resolved_at + AFTER
-        known_until = store.last_mention_at(brand, incident.opened_at, after)
+        known_until = store.mentions.last_at(brand, incident.opened_at, after)
     chart_start, chart_end, step = chart_window(incident, now, known_until)
     data_start = None
     rows: list[tuple[datetime, int, int, float]] = []
     if brand_incident:
         history = chart_start - BASELINE_WINDOW
-        data_start = store.first_mention_at(brand, history, chart_end)
-        rows = store.mention_series(brand, history, chart_end, step)
+        data_start = store.mentions.first_at(brand, history, chart_end)
+        rows = store.mentions.series(brand, history, chart_end, step)
     buckets = build_buckets(rows, chart_start, chart_end, step, data_start)
     detection = detect(buckets, alerts, step)
     lead = rule_window(rule_cfg) if rule_cfg else DEFAULT_LEAD  # what its alerts look at
@@ -444,7 +446,7 @@ def gather(
         events=events,
         spans=level_spans(events),
         alerts=alerts,
-        ack=store.acks([incident.id]).get(incident.id),
+        ack=store.ack_log.get([incident.id]).get(incident.id),
         chart_start=chart_start,
         chart_end=chart_end,
         step=step,
@@ -453,16 +455,16 @@ def gather(
         detection=detection,
         period_start=period_start,
         period_end=period_end,
-        sources=tuple(store.source_counts(brand, period_start, period_end))
+        sources=tuple(store.mentions.source_counts(brand, period_start, period_end))
         if brand_incident
         else (),
-        top_mentions=tuple(store.mentions_by_reach(brand, period_start, period_end, TOP_MENTIONS))
+        top_mentions=tuple(store.mentions.by_reach(brand, period_start, period_end, TOP_MENTIONS))
         if brand_incident
         else (),
-        authors=tuple(store.top_authors(brand, period_start, period_end, TOP_AUTHORS))
+        authors=tuple(store.mentions.top_authors(brand, period_start, period_end, TOP_AUTHORS))
         if brand_incident
         else (),
-        categories=tuple(store.top_categories(brand, period_start, period_end))
+        categories=tuple(store.mentions.top_categories(brand, period_start, period_end))
         if brand_incident
         else (),
         brand_incident=brand_incident,

@@ -32,34 +32,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from listener.model import Ack, AlertKind
+from listener.model import Ack, AlertKind, Silence
 
 FOLLOW_UPS = frozenset({"deescalated", "acknowledged", "resolved"})
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    """Mute alerts matching ``brand``/``rule``/``level`` (``None`` matches any) from
-    ``starts_at`` until ``ends_at``."""
-
-    id: str
-    starts_at: datetime
-    ends_at: datetime
-    created_by: str
-    comment: str
-    brand: str | None = None
-    rule: str | None = None
-    level: str | None = None
-
-    def active(self, now: datetime) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def matches(self, brand: str, rule: str, level: str) -> bool:
-        return (
-            (self.brand is None or self.brand == brand)
-            and (self.rule is None or self.rule == rule)
-            and (self.level is None or self.level == level)
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -567,7 +567,7 @@ class Deliverer:
         delivered = 0
         async with self._locks[name]:
             while True:
-                items = await asyncio.to_thread(self._store.due, name, _FAR_FUTURE, WINDOW)
+                items = await asyncio.to_thread(self._store.outbox.due, name, _FAR_FUTURE, WINDOW)
                 step = await self._step(name, items, stop)
                 delivered += step.delivered
                 self._next_at[name] = step.wake_at()
@@ -734,7 +734,7 @@ class Deliverer:
         fields.update(extra)
         if error is None:
             done = self._clock.now()
-            await asyncio.to_thread(self._store.mark_delivered, item.id, done)
+            await asyncio.to_thread(self._store.outbox.mark_delivered, item.id, done)
             self._metrics.alerts.labels(rule=item.rule, sink=item.sink, outcome="delivered").inc()
             self._observe_latency(name, item, done)
             log.info("alert_delivered", **fields)
@@ -746,7 +746,7 @@ class Deliverer:
         expires = item.created_at + policy.max_age
         delay = backoff(policy, item.attempts, self._rng, error.retry_after)
         retry_at = min(now + delay, expires)
-        await asyncio.to_thread(self._store.mark_retry, item.id, retry_at, message)
+        await asyncio.to_thread(self._store.outbox.mark_retry, item.id, retry_at, message)
         self._metrics.alerts.labels(rule=item.rule, sink=item.sink, outcome="retry").inc()
         self._metrics.error("deliver", error.error_type)
         log.warning(
@@ -761,7 +761,7 @@ class Deliverer:
     async def _fail(
         self, item: OutboxItem, error_type: str, message: str, fields: dict[str, object]
     ) -> _Result:
-        await asyncio.to_thread(self._store.mark_failed, item.id, self._clock.now(), message)
+        await asyncio.to_thread(self._store.outbox.mark_failed, item.id, self._clock.now(), message)
         self._metrics.alerts.labels(rule=item.rule, sink=item.sink, outcome="failed").inc()
         self._metrics.error("deliver", error_type)
         log.error("alert_delivery_failed", **fields, error_type=error_type, error=message)
@@ -861,11 +861,11 @@ class Deliverer:
         resends the same digest and finishes the marks."""
         for item in live:
             if outcome == "delivered":
-                self._store.mark_delivered(item.id, when)
+                self._store.outbox.mark_delivered(item.id, when)
             elif outcome == "retry":
-                self._store.mark_retry(item.id, when, message or "")
+                self._store.outbox.mark_retry(item.id, when, message or "")
             else:
-                self._store.mark_failed(item.id, when, message or "")
+                self._store.outbox.mark_failed(item.id, when, message or "")
         if outcome != "retry":
             self._journals[name].clear_digest()
 
@@ -877,7 +877,7 @@ class Deliverer:
     async def _update_pending(self) -> None:
         """The outbox gauges after a pass: every sink's pending count and
         the age of its oldest pending alert (0 when none waits), from one query."""
-        backlog = await asyncio.to_thread(self._store.outbox_backlog)
+        backlog = await asyncio.to_thread(self._store.outbox.backlog)
         now = self._clock.now()
         for sink in set(self._sinks) | set(backlog):
             n, oldest = backlog.get(sink, (0, now))

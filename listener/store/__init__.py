@@ -20,21 +20,23 @@ One module per concern, composed by :class:`Store`:
     sink_state  sinks' durable key-value state (:class:`StoreSinkState`)
     writes      the typed writes of the stages
 
-The methods of :class:`Store` from before the split stay, as one-line delegations to
-those modules. Timestamps are stored as Unix seconds (UTC). All methods are thread-safe;
-the pipeline calls them from a worker thread so the event loop never waits on disk.
+Callers use the concern's object (``store.mentions.top(...)``, ``store.outbox.due(...)``).
+A few methods of :class:`Store` from before the split stay, as one-line delegations, while
+the processor and the backtest still call them. Timestamps are stored as Unix seconds
+(UTC). All methods are thread-safe; the pipeline calls them from a worker thread so the
+event loop never waits on disk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from listener.collectors.base import Cursor
 from listener.errors import StoreError
-from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention
+from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention, Silence
 from listener.store.core import Database, ts
 from listener.store.cursors import ENGINE_STATE, Cursors, KeyValues
 from listener.store.incidents import (
@@ -210,14 +212,12 @@ class Store:
         return self.db.conn
 
     # ------------------------------------------------------------------ delegations
-    # The methods from before the split, kept so callers across the code base stay as
-    # they are; each is one line over the module that owns the concern.
+    # Methods from before the split that callers still use (the processor and the
+    # backtest); each is one line over the module that owns the concern. New code calls
+    # the concern's object (store.mentions, store.kv, store.incident_log, ...) directly.
 
     def seen(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         return self.mentions.seen(keys)
-
-    def mention_count(self) -> int:
-        return self.mentions.count()
 
     def top_mentions(
         self, brand: str, start: datetime, end: datetime, limit: int = 5, negative_only: bool = True
@@ -232,31 +232,6 @@ class Store:
     ) -> list[AuthorRef]:
         return self.mentions.top_authors(brand, start, end, limit)
 
-    def mention_series(
-        self, brand: str, start: datetime, end: datetime, step: timedelta
-    ) -> list[tuple[datetime, int, int, float]]:
-        return self.mentions.series(brand, start, end, step)
-
-    def first_mention_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
-        return self.mentions.first_at(brand, start, end)
-
-    def last_mention_at(self, brand: str, start: datetime, end: datetime) -> datetime | None:
-        return self.mentions.last_at(brand, start, end)
-
-    def mentions_by_reach(
-        self, brand: str, start: datetime, end: datetime, limit: int = 10
-    ) -> list[MentionRecord]:
-        return self.mentions.by_reach(brand, start, end, limit)
-
-    def source_counts(self, brand: str, start: datetime, end: datetime) -> list[SourceCount]:
-        return self.mentions.source_counts(brand, start, end)
-
-    def prune_mentions(self, before: datetime) -> int:
-        return self.mentions.prune(before)
-
-    def load_cursor(self, source: str) -> Cursor | None:
-        return self.cursors.load(source)
-
     def load_buckets(self) -> list[BucketRow]:
         return self.buckets.load()
 
@@ -266,65 +241,14 @@ class Store:
     def load_kv(self, key: str) -> str | None:
         return self.kv.get(key)
 
-    def due(self, sink: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
-        return self.outbox.due(sink, now, limit)
-
-    def mark_delivered(self, item_id: int, now: datetime) -> None:
-        self.outbox.mark_delivered(item_id, now)
-
-    def mark_retry(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
-        self.outbox.mark_retry(item_id, next_attempt_at, error)
-
-    def mark_failed(self, item_id: int, now: datetime, error: str) -> None:
-        self.outbox.mark_failed(item_id, now, error)
-
-    def mute_pending(self, incident_ids: Iterable[str], sinks: Iterable[str], reason: str) -> int:
-        return self.outbox.mute_pending(incident_ids, sinks, reason)
-
-    def outbox_pending(self) -> dict[str, int]:
-        return {sink: n for sink, (n, _) in self.outbox.backlog().items()}
-
-    def outbox_backlog(self) -> dict[str, tuple[int, datetime]]:
-        return self.outbox.backlog()
-
-    def deliveries(self, incident_id: str) -> list[OutboxRecord]:
-        return self.outbox.deliveries(incident_id)
-
-    def prune_outbox(self, before: datetime) -> int:
-        return self.outbox.prune(before)
-
     def incidents(self, status: str | None = None, limit: int = 100) -> list[IncidentRecord]:
         return self.incident_log.recent(status, limit)
-
-    def incident(self, incident_id: str) -> IncidentRecord | None:
-        return self.incident_log.get(incident_id)
 
     def incident_events(self, incident_id: str) -> list[IncidentEventRecord]:
         return self.incident_log.events(incident_id)
 
-    def incident_ids(self, prefix: str, limit: int = 10) -> list[str]:
-        return self.incident_log.ids(prefix, limit)
-
-    def notices(self, incident_id: str) -> list[NoticeRecord]:
-        return self.incident_log.notices(incident_id)
-
-    def mark_drill(self, incident_ids: Iterable[str]) -> None:
-        self.incident_log.mark_drill(incident_ids)
-
-    def drill_ids(self, incident_ids: Iterable[str]) -> set[str]:
-        return self.incident_log.drill_ids(incident_ids)
-
-    def add_silence(self, silence: Any) -> None:
-        self.silence_log.add(silence)
-
-    def expire_silence(self, silence_id: str, now: datetime) -> bool:
-        return self.silence_log.expire(silence_id, now)
-
-    def silences(self, active_at: datetime | None = None) -> list[Any]:
+    def silences(self, active_at: datetime | None = None) -> list[Silence]:
         return self.silence_log.select(active_at)
-
-    def add_ack(self, incident_id: str, by: str, at: datetime, note: str = "") -> bool:
-        return self.ack_log.add(incident_id, by, at, note)
 
     def acks(self, incident_ids: Iterable[str] | None = None) -> dict[str, Ack]:
         return self.ack_log.get(incident_ids)

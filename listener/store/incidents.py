@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from listener.model import Ack, Fact
+from listener.model import Ack, Fact, Silence
 from listener.store.core import Database, dt, ts
 
 
@@ -200,8 +200,8 @@ class Silences:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, silence: Any) -> None:
-        """Store a :class:`listener.rules.notify.Silence`."""
+    def add(self, silence: Silence) -> None:
+        """Store a silence."""
         self.db.write(
             "INSERT INTO silences VALUES (?,?,?,?,?,?,?,?)",
             (
@@ -225,10 +225,8 @@ class Silences:
             )
         )
 
-    def select(self, active_at: datetime | None = None) -> list[Any]:
+    def select(self, active_at: datetime | None = None) -> list[Silence]:
         """Silences (only those active at ``active_at`` when given), newest first."""
-        from listener.rules.notify import Silence
-
         where, params = "", []
         if active_at is not None:
             where, params = "WHERE starts_at <= ? AND ends_at > ?", [ts(active_at)] * 2

@@ -7,7 +7,9 @@ fields that the columns do not (no ``source``, ``id``, ``created_at``, nor the a
 handle, which the ``author`` column holds as ``source:handle``; no null or default
 field), as compact JSON; ``tags`` only the categories, emotions and story that are
 set (a missing story is the mention's own ``source:id``). Rows of earlier versions, with
-every field, read the same (:func:`_ref`).
+every field, read the same (:func:`_ref`). ``reach`` is the number Ingest computed
+(:attr:`listener.model.ScoredMention.reach`), stored as it is and read from its column
+(every version has it), never recomputed here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from listener.model import AuthorRef, MentionRef, ScoredMention
-from listener.scoring.reach import reach_score
 from listener.store.core import Database, dt, ts
 
 EVIDENCE_BEFORE = timedelta(hours=30)
@@ -56,8 +57,9 @@ class SourceCount:
 
 
 def reach_of(scored: ScoredMention) -> float:
-    """Estimated readers of a mention (see :mod:`listener.scoring.reach`)."""
-    return reach_score(scored.mention)
+    """Estimated readers of a mention: the reach Ingest computed for it
+    (:attr:`ScoredMention.reach <listener.model.ScoredMention.reach>`)."""
+    return scored.reach
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -119,7 +121,7 @@ def mention_row(s: ScoredMention, collected_at: float) -> MentionRow:
         collected_at,
         s.sentiment.label,
         s.sentiment.compound,
-        reach_score(m),
+        s.reach,
         _dumps(data),
         f"{m.source}:{a.handle}" if a.handle else None,
         _dumps(tags) if tags else "{}",

@@ -135,6 +135,10 @@ class Outbox:
         )
         return {str(s): (int(n), dt(float(t))) for s, n, t in rows}
 
+    def pending(self) -> dict[str, int]:
+        """Per sink with alerts waiting: how many (:meth:`backlog` without the age)."""
+        return {sink: n for sink, (n, _) in self.backlog().items()}
+
     def deliveries(self, incident_id: str) -> list[OutboxRecord]:
         """Every outbox row of an incident, oldest first, with when it ended (a failed
         row keeps its failure time in ``next_attempt_at``: see :meth:`mark_failed`)."""

@@ -108,7 +108,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     processor = Processor(load_config_text(CONFIG, "rules.yaml", {}), store, Metrics())
     processor.ingest("news", [angry(i, T0) for i in range(8)], T0)
     processor.evaluate(T0 + timedelta(minutes=1))
-    (incident,) = store.incidents(status="open")
+    (incident,) = store.incident_log.recent(status="open")
     store.close()
     return path, incident.id
 

@@ -619,7 +619,7 @@ def test_a_mute_all_silence_is_confirmed_on_a_terminal(
     assert "not silenced" in capsys.readouterr().err
     assert main(argv) == 0
     assert prompts == ["mute EVERY alert for 2h? [y/N] "] * 2
-    (silence,) = Store.open(state).silences()
+    (silence,) = Store.open(state).silence_log.select()
     assert (silence.created_by, silence.brand, silence.rule, silence.level) == (
         "carol",
         None,
@@ -657,11 +657,11 @@ def test_drill_kept_open_in_a_state_file_for_ack_and_report(tmp_path: Path) -> N
     assert f"{incident_id} is open: try  listener ack {incident_id}" in result.stdout
     store = Store.open(state)
     try:
-        assert store.outbox_pending() == {}
-        pager = [d for d in store.deliveries(incident_id) if d.sink == "pager"]
+        assert store.outbox.pending() == {}
+        pager = [d for d in store.outbox.deliveries(incident_id) if d.sink == "pager"]
         assert pager
         assert {(d.status, d.last_error) for d in pager} == {("muted", "drill: PD_KEY not set")}
-        assert {d.status for d in store.deliveries(incident_id) if d.sink == "console"} == {
+        assert {d.status for d in store.outbox.deliveries(incident_id) if d.sink == "console"} == {
             "delivered"
         }
     finally:

@@ -32,6 +32,8 @@ from listener.sinks.delivery import (
 )
 from listener.sinks.webhook import WebhookSink
 from listener.store import OutboxItem, Store
+from listener.store.core import Database
+from listener.store.outbox import Outbox
 from tests.support.receiver import WebhookReceiver, sample_alert
 
 SECRET = "s3cret"
@@ -90,7 +92,7 @@ def enqueue(store: Store, clock: ManualClock, sinks: list[str], *alerts: Alert) 
 
 def pending_items(store: Store, sink: str) -> list[OutboxItem]:
     """Every pending item of ``sink``, due or not, oldest first."""
-    return store.due(sink, datetime(9999, 1, 1, tzinfo=UTC), 1000)
+    return store.outbox.due(sink, datetime(9999, 1, 1, tzinfo=UTC), 1000)
 
 
 def alerts_total(metrics: Metrics, sink: str, outcome: str) -> float:
@@ -185,12 +187,12 @@ async def test_outage_then_recovery_delivers_each_alert_once_in_order(
         assert await d.deliver_due("hook") == 0  # both incidents wait: nothing is sent
         assert len(receiver.requests) == 2
         for _ in range(20):
-            if not store.outbox_pending():
+            if not store.outbox.pending():
                 break
             clock.advance(POLICY.max_backoff + timedelta(seconds=1))
             await d.deliver_due("hook")
 
-    assert store.outbox_pending() == {}
+    assert store.outbox.pending() == {}
     assert None not in receiver.idempotency_keys()
     keys = [str(k) for k in receiver.idempotency_keys()]
     assert sorted(keys) == sorted(a.id for a in alerts)  # each exactly once
@@ -337,7 +339,7 @@ async def test_an_item_older_than_max_age_is_failed_loudly(
     with capture_logs() as logs:
         assert await d.deliver_due("s") == 1
     assert sink.sent == [("A-3", "A-3")]
-    assert [(r.alert_id, r.status) for r in store.deliveries("A")] == [
+    assert [(r.alert_id, r.status) for r in store.outbox.deliveries("A")] == [
         ("A-1", "failed"),
         ("A-2", "failed"),
         ("A-3", "delivered"),
@@ -362,8 +364,8 @@ async def test_retries_stop_at_max_age(store: Store, clock: ManualClock, metrics
     assert item.next_attempt_at == start + POLICY.max_age
     clock.set(item.next_attempt_at)
     await d.deliver_due("s")
-    assert store.outbox_pending() == {}
-    assert store.deliveries("A")[0].status == "failed"
+    assert store.outbox.pending() == {}
+    assert store.outbox.deliveries("A")[0].status == "failed"
     assert sink.attempts == 1
 
 
@@ -381,7 +383,7 @@ async def test_rejected_is_failed_and_the_next_item_proceeds(
     with capture_logs() as logs:
         assert await d.deliver_due("hook") == 1
     assert receiver.idempotency_keys() == ["A-2"]
-    records = store.deliveries("A")
+    records = store.outbox.deliveries("A")
     assert [(r.alert_id, r.status) for r in records] == [("A-1", "failed"), ("A-2", "delivered")]
     assert records[0].last_error == "webhook sink 'hook': HTTP 400"
     assert alerts_total(metrics, "hook", "failed") == 1
@@ -437,7 +439,7 @@ async def test_a_down_sink_does_not_delay_another(
         hanging.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hanging
-    assert store.outbox_pending() == {"stuck": 2}
+    assert store.outbox.pending() == {"stuck": 2}
 
 
 async def test_run_delivers_on_wake_and_isolates_a_stuck_sink(
@@ -472,7 +474,7 @@ async def test_run_delivers_on_wake_and_isolates_a_stuck_sink(
         async with asyncio.timeout(HANG):
             await task
     assert receiver.idempotency_keys() == ["A-1", "A-2"]
-    assert store.outbox_pending() == {"stuck": 1}
+    assert store.outbox.pending() == {"stuck": 1}
 
 
 async def test_flush_is_bounded_and_leaves_the_rest_pending(
@@ -485,7 +487,7 @@ async def test_flush_is_bounded_and_leaves_the_rest_pending(
     async with asyncio.timeout(HANG):
         await d.flush(0.2)
     assert [a for a, _ in ok.sent] == ["A-1", "A-2"]
-    assert store.outbox_pending() == {"stuck": 2}
+    assert store.outbox.pending() == {"stuck": 2}
 
 
 async def test_drain_delivers_everything_due_across_incidents(
@@ -498,7 +500,7 @@ async def test_drain_delivers_everything_due_across_incidents(
     await d.drain()
     assert [a for a, _ in flaky.sent] == ["B-1", "C-1"]
     assert [a for a, _ in ok.sent] == ["A-1", "B-1", "C-1"]
-    assert store.outbox_pending() == {"flaky": 1}
+    assert store.outbox.pending() == {"flaky": 1}
     assert gauge(metrics, "flaky") == 1
     assert gauge(metrics, "ok") == 0
 
@@ -528,7 +530,7 @@ async def test_a_restart_resends_only_what_was_not_delivered(
         clock.advance(POLICY.max_backoff)
         d2 = deliverer(second, {"hook": make_webhook("hook")}, Metrics(), clock)
         assert await d2.deliver_due("hook") == 2
-        assert second.outbox_pending() == {}
+        assert second.outbox.pending() == {}
     finally:
         second.close()
     assert receiver.idempotency_keys() == ["A-1", "A-2", "B-1"]
@@ -560,7 +562,7 @@ async def test_rejected_from_a_fake_sink_is_failed(
     enqueue(store, clock, ["s"], alert("A", 1))
     d = deliverer(store, {"s": sink}, metrics, clock)
     assert await d.deliver_due("s") == 0
-    [record] = store.deliveries("A")
+    [record] = store.outbox.deliveries("A")
     assert (record.status, record.last_error, record.attempts) == ("failed", "no such channel", 1)
 
 
@@ -606,14 +608,27 @@ class Crash(BaseException):
 
 
 class CrashingStore(Store):
-    """A Store that dies at its ``crash_after``-th mark_delivered call, before writing it."""
+    """A Store that dies at its ``crash_after``-th ``outbox.mark_delivered`` call, before
+    writing it."""
 
     crash_after: int | None = None
     marks = 0
 
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.outbox = CrashingOutbox(db, self)
+
+
+class CrashingOutbox(Outbox):
+    """The outbox of a :class:`CrashingStore`: counts its marks and dies on cue."""
+
+    def __init__(self, db: Database, store: CrashingStore) -> None:
+        super().__init__(db)
+        self.store = store
+
     def mark_delivered(self, item_id: int, now: datetime) -> None:
-        self.marks += 1
-        if self.crash_after is not None and self.marks >= self.crash_after:
+        self.store.marks += 1
+        if self.store.crash_after is not None and self.store.marks >= self.store.crash_after:
             raise Crash
         super().mark_delivered(item_id, now)
 
@@ -674,7 +689,7 @@ async def test_rate_limit_spreads_sends_over_time_without_dropping(
     assert await d.deliver_due("s") == 3
     assert await d.deliver_due("s") == 0  # over the limit: nothing is sent
     await d.drain()  # returns: it does not wait for the limit
-    assert store.outbox_pending() == {"s": 5}
+    assert store.outbox.pending() == {"s": 5}
     assert {i.attempts for i in pending_items(store, "s")} == {0}  # waiting is not a retry
     clock.advance(timedelta(seconds=59))
     assert await d.deliver_due("s") == 0
@@ -684,7 +699,7 @@ async def test_rate_limit_spreads_sends_over_time_without_dropping(
     assert await d.deliver_due("s") == 2
 
     assert [a for a, _ in sink.sent] == [a.id for a in alerts]
-    assert store.outbox_pending() == {}
+    assert store.outbox.pending() == {}
     for i, sent_at in enumerate(sink.times):  # never more than 3 in any sixty seconds
         assert sum(sent_at <= t < sent_at + timedelta(minutes=1) for t in sink.times[i:]) <= 3
     assert sink.times[-1] - sink.times[0] >= timedelta(minutes=2)
@@ -717,8 +732,10 @@ async def test_a_storm_arrives_as_one_digest_carrying_all_members(
     assert member_ids(body) == [a.id for a in alerts]
     assert body["title"] == "30 alerts: 1 escalated, 29 opened — Acme"
     assert (body["kind"], body["level"]) == ("escalated", "crisis")
-    assert store.outbox_pending() == {}
-    assert {r.status for i in range(10) for r in store.deliveries(f"I{i:02d}")} == {"delivered"}
+    assert store.outbox.pending() == {}
+    assert {r.status for i in range(10) for r in store.outbox.deliveries(f"I{i:02d}")} == {
+        "delivered"
+    }
     assert alerts_total(metrics, "hook", "delivered") == 30
     assert alerts_total(metrics, "hook", "grouped") == 30
     assert [e["alert_id"] for e in logs if e["event"] == "alert_delivered"] == [
@@ -767,7 +784,7 @@ async def test_a_digest_retried_after_a_failure_keeps_its_id(
         clock.advance(POLICY.initial_backoff)
         d2 = deliverer(second, {"hook": make_webhook("hook")}, Metrics(), clock, policy=policy)
         assert await d2.deliver_due("hook") == 7
-        assert second.outbox_pending() == {}
+        assert second.outbox.pending() == {}
     finally:
         second.close()
     digest_id = digest_key(a.id for a in alerts)
@@ -805,7 +822,7 @@ async def test_a_crash_between_digest_and_marks_resends_the_same_digest(
             await deliverer(second, {"s": after}, Metrics(), clock, policy=policy).deliver_due("s")
             == 6 - 2 + 3
         )
-        assert second.outbox_pending() == {}
+        assert second.outbox.pending() == {}
     finally:
         second.close()
     first_key = before.sent[0][1]
@@ -896,11 +913,11 @@ async def test_a_digest_older_than_max_age_fails_as_a_whole(
     d = deliverer(store, {"s": sink}, metrics, clock, policy=with_policy(group_over=2))
     with capture_logs() as logs:
         for _ in range(200):
-            if not store.outbox_pending():
+            if not store.outbox.pending():
                 break
             await d.deliver_due("s")
             clock.advance(POLICY.max_backoff)
-    assert store.outbox_pending() == {}
+    assert store.outbox.pending() == {}
     assert alerts_total(metrics, "s", "failed") == 3
     assert errors_total(metrics, "expired") == 1
     failed = [e["alert_id"] for e in logs if e["event"] == "alert_delivery_failed"]
@@ -932,11 +949,11 @@ async def test_a_sink_down_for_ten_minutes_gets_everything_in_order_afterwards(
         clock.advance(timedelta(seconds=30))
     assert down.sent == []
     assert down.attempts > 3
-    assert store.outbox_pending() == {"down": 20}
+    assert store.outbox.pending() == {"down": 20}
 
     down.down = False
     for _ in range(10):
-        if not store.outbox_pending():
+        if not store.outbox.pending():
             break
         clock.advance(POLICY.max_backoff)
         await d.deliver_due("down")

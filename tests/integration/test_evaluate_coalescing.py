@@ -138,7 +138,7 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
         assert coalesced.state.to_json() == everything.state.to_json()
         assert _gauges(coalesced) == _gauges(everything)
     assert skipped > 0
-    opened = list(coalesced.store.incidents(limit=1000))
+    opened = list(coalesced.store.incident_log.recent(limit=1000))
     assert opened, "the schedule should open incidents"
 
 

@@ -67,7 +67,7 @@ def processor(tmp_path: Path) -> Processor:
 
 
 def kinds_to(p: Processor, sink: str, now: datetime) -> list[str]:
-    return [i.alert.kind + ":" + i.alert.level for i in p.store.due(sink, now, 100)]
+    return [i.alert.kind + ":" + i.alert.level for i in p.store.outbox.due(sink, now, 100)]
 
 
 def test_crisis_inhibits_the_other_rules_watch_and_escalates_to_exec(tmp_path: Path) -> None:
@@ -77,10 +77,10 @@ def test_crisis_inhibits_the_other_rules_watch_and_escalates_to_exec(tmp_path: P
     p.ingest("news", [angry(i, T0) for i in range(25)], T0)
     first = p.evaluate(T0 + timedelta(seconds=30))
     assert [(a.rule, a.kind, a.level) for a in first] == [("neg", "opened", "crisis")]
-    muted = p.store.notices(p.store.incidents(status="open")[-1].id)
+    muted = p.store.incident_log.notices(p.store.incident_log.recent(status="open")[-1].id)
     assert muted == [] or all(n.muted is None for n in muted)
-    other = next(r for r in p.store.incidents() if r.rule == "any-volume")
-    (note,) = p.store.notices(other.id)
+    other = next(r for r in p.store.incident_log.recent() if r.rule == "any-volume")
+    (note,) = p.store.incident_log.notices(other.id)
     assert note.muted is not None
     assert note.muted.startswith("inhibited by ")
     assert (
@@ -206,11 +206,11 @@ def test_inhibited_reminder_is_recorded_and_counted(tmp_path: Path) -> None:
     p = Processor(cfg, Store.open(tmp_path / "s.db"), Metrics())
     p.ingest("news", [angry(i, T0) for i in range(25)], T0)
     p.evaluate(T0 + timedelta(seconds=30))
-    other = next(r for r in p.store.incidents() if r.rule == "any-volume")
+    other = next(r for r in p.store.incident_log.recent() if r.rule == "any-volume")
     for minutes in (16, 31, 40):
         p.evaluate(T0 + timedelta(minutes=minutes))
 
-    notes = p.store.notices(other.id)
+    notes = p.store.incident_log.notices(other.id)
     assert [(n.kind, n.sinks) for n in notes] == [("opened", ()), ("reminder", ())]
     assert all(n.muted and n.muted.startswith("inhibited by ") for n in notes)
     assert (

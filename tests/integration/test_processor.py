@@ -83,8 +83,8 @@ def test_cursor_is_persisted_with_the_mentions(tmp_path: Path, config: Config) -
     """The cursor is stored in the same step as the mentions it produced."""
     p = open_processor(tmp_path / "s.db", config)
     p.ingest("news", [angry(1, T0)], T0, cursor={"feeds": {"u": {"etag": "x"}}})
-    assert p.store.load_cursor("news") == {"feeds": {"u": {"etag": "x"}}}
-    assert p.store.load_cursor("other") is None
+    assert p.store.cursors.load("news") == {"feeds": {"u": {"etag": "x"}}}
+    assert p.store.cursors.load("other") is None
 
 
 def test_backfill_is_stored_but_cannot_raise_a_spike(tmp_path: Path, config: Config) -> None:
@@ -95,7 +95,7 @@ def test_backfill_is_stored_but_cannot_raise_a_spike(tmp_path: Path, config: Con
     result = p.ingest("news", old, now)
     assert (result.new, result.stale) == (50, 50)
     assert p.evaluate(now) == []
-    assert p.store.mention_count() == 50
+    assert p.store.mentions.count() == 50
 
 
 def test_unmatched_mentions_are_remembered_not_counted(tmp_path: Path, config: Config) -> None:
@@ -121,7 +121,7 @@ def test_incident_lifecycle_routes_alerts_into_the_outbox(tmp_path: Path, config
     for _ in range(40):
         p.evaluate(clock.now())
         clock.advance(timedelta(minutes=1))
-    incidents = p.store.incidents()
+    incidents = p.store.incident_log.recent()
     assert len(incidents) == 1
     inc = incidents[0]
     assert (inc.rule, inc.brand, inc.status, inc.peak_level) == (
@@ -130,18 +130,18 @@ def test_incident_lifecycle_routes_alerts_into_the_outbox(tmp_path: Path, config
         "resolved",
         "crisis",
     )
-    kinds = [e.kind for e in p.store.incident_events(inc.id)]
+    kinds = [e.kind for e in p.store.incident_log.events(inc.id)]
     assert kinds[0] == "opened"
     assert kinds[-1] == "resolved"
     assert "escalated" in kinds
-    deliveries = p.store.deliveries(inc.id)
+    deliveries = p.store.outbox.deliveries(inc.id)
     by_sink = {s: [d.alert_id for d in deliveries if d.sink == s] for s in ("ops", "pager")}
     assert by_sink["ops"][0] == f"{inc.id}#1"
     assert len(by_sink["ops"]) == len(kinds)
     # the pager hears from the crisis on, including the all-clear
     assert by_sink["pager"][-1] == f"{inc.id}#{len(kinds)}"
     assert f"{inc.id}#1" not in by_sink["pager"]
-    opened = p.store.due("ops", clock.now())[0].alert
+    opened = p.store.outbox.due("ops", clock.now())[0].alert
     assert opened.top_mentions
     assert opened.top_mentions[0].url
     assert opened.facts[0].threshold == 5
@@ -153,7 +153,7 @@ def test_evaluating_twice_at_the_same_instant_adds_nothing(tmp_path: Path, confi
     p.ingest("news", [angry(i, T0) for i in range(6)], T0)
     assert len(p.evaluate(T0 + timedelta(seconds=1))) == 1
     assert p.evaluate(T0 + timedelta(seconds=1)) == []
-    assert sum(p.store.outbox_pending().values()) == 1
+    assert sum(p.store.outbox.pending().values()) == 1
 
 
 def test_restart_between_ingest_and_evaluate_loses_nothing(tmp_path: Path, config: Config) -> None:
@@ -167,7 +167,7 @@ def test_restart_between_ingest_and_evaluate_loses_nothing(tmp_path: Path, confi
     p2.store.close()
     p3 = open_processor(tmp_path / "s.db", config)
     assert p3.evaluate(T0 + timedelta(seconds=40)) == []
-    assert p3.store.outbox_pending() == {"ops": 1}
+    assert p3.store.outbox.pending() == {"ops": 1}
 
 
 def test_a_failing_rule_does_not_stop_the_others(tmp_path: Path, config: Config) -> None:
@@ -266,13 +266,13 @@ def test_source_health_incident_opens_routes_and_resolves(tmp_path: Path, config
         "watch",
     )
     assert opened.facts[0].value == 21.0
-    assert p.store.outbox_pending() == {"pager": 1}
+    assert p.store.outbox.pending() == {"pager": 1}
     assert p.evaluate(T0 + timedelta(minutes=30), {"news": started}) == []
     healthy = SourceStatus(since=T0, last_success_at=T0 + timedelta(minutes=31))
     (resolved,) = p.evaluate(T0 + timedelta(minutes=32), {"news": healthy})
     assert resolved.kind == "resolved"
     assert resolved.incident_id == opened.incident_id
-    assert p.store.outbox_pending() == {"pager": 2}
+    assert p.store.outbox.pending() == {"pager": 2}
 
 
 def test_source_health_alert_names_the_last_error(tmp_path: Path, config: Config) -> None:
@@ -305,7 +305,7 @@ def test_silent_source_raises_source_health(tmp_path: Path, config: Config) -> N
     (opened,) = p.evaluate(now, {"news": status})
     assert opened.level == "crisis"
     assert [f.value for f in opened.facts] == [0.0, 150.0]
-    assert p.store.outbox_pending() == {"ops": 1, "pager": 1}
+    assert p.store.outbox.pending() == {"ops": 1, "pager": 1}
 
 
 def test_sink_state_is_durable_per_sink(tmp_path: Path) -> None:
@@ -383,6 +383,6 @@ def test_mention_retention_forgets_old_mentions_only(tmp_path: Path, config: Con
     p = open_processor(tmp_path / "s.db", config)
     p.ingest("news", [angry(1, T0)], T0)
     p.ingest("news", [angry(2, T0)], T0 + timedelta(days=40))
-    assert p.store.prune_mentions(T0 + timedelta(days=30)) == 1
-    assert p.store.mention_count() == 1
-    assert p.store.seen([("news", "m2"), ("news", "m1")]) == {("news", "m2")}
+    assert p.store.mentions.prune(T0 + timedelta(days=30)) == 1
+    assert p.store.mentions.count() == 1
+    assert p.store.mentions.seen([("news", "m2"), ("news", "m1")]) == {("news", "m2")}

@@ -37,14 +37,14 @@ def scored(i: int, at: datetime, brands: tuple[str, ...] = ("Acme",), size: int 
         created_at=at,
         author=Author(handle=f"u{i}"),
     )
-    return ScoredMention(mention, brands, Sentiment("neutral", 0.0))
+    return ScoredMention(mention, brands, Sentiment("neutral", 0.0), reach=1.0)
 
 
 def test_evidence_mentions_survive_pruning_and_the_rest_go(tmp_path: Path) -> None:
     """An old incident's mentions stay (and its report still renders); the rest go."""
     incident_id, _ = build_state(tmp_path / "s.db")
     store = Store.open(tmp_path / "s.db")
-    incident = store.incident(incident_id)
+    incident = store.incident_log.get(incident_id)
     assert incident is not None
     assert incident.resolved_at is not None
     # mentions far from any incident, of the same brand, of another brand and of none
@@ -55,7 +55,7 @@ def test_evidence_mentions_survive_pruning_and_the_rest_go(tmp_path: Path) -> No
         now=T0 + timedelta(hours=5), mentions=[scored(4, incident.resolved_at + EVIDENCE_AFTER * 2)]
     )
     before = keys(store)
-    removed = store.prune_mentions(LATER - timedelta(days=30))
+    removed = store.mentions.prune(LATER - timedelta(days=30))
     kept = keys(store)
     assert removed == len(before) - len(kept) == 4
     assert {"m1", "m2", "m3", "m4"}.isdisjoint(kept)
@@ -66,11 +66,11 @@ def test_evidence_mentions_survive_pruning_and_the_rest_go(tmp_path: Path) -> No
     data = gather(store, incident_id, LATER)
     assert data.top_mentions[0].ref.id == "evil"
     assert any(b.baseline is not None for b in data.buckets)
-    assert store.incident_events(incident_id)
-    assert store.notices(incident_id)
-    assert store.acks([incident_id])
+    assert store.incident_log.events(incident_id)
+    assert store.incident_log.notices(incident_id)
+    assert store.ack_log.get([incident_id])
     assert (
-        store.prune_mentions(LATER - timedelta(days=30)) == 0
+        store.mentions.prune(LATER - timedelta(days=30)) == 0
     )  # nothing more goes on a second run
     store.close()
 
@@ -79,7 +79,7 @@ def test_evidence_window_edges(tmp_path: Path) -> None:
     """Kept from EVIDENCE_BEFORE before opening to EVIDENCE_AFTER after resolving."""
     incident_id, _ = build_state(tmp_path / "s.db")
     store = Store.open(tmp_path / "s.db")
-    incident = store.incident(incident_id)
+    incident = store.incident_log.get(incident_id)
     assert incident is not None
     assert incident.resolved_at is not None
     second = timedelta(seconds=1)
@@ -92,10 +92,13 @@ def test_evidence_window_edges(tmp_path: Path) -> None:
     for name, at in edges.items():
         m = scored(0, at)
         m = ScoredMention(
-            Mention(source="s", id=name, text="Acme", created_at=at), m.brands, m.sentiment
+            Mention(source="s", id=name, text="Acme", created_at=at),
+            m.brands,
+            m.sentiment,
+            reach=1.0,
         )
         store.commit(now=at, mentions=[m])
-    store.prune_mentions(LATER)
+    store.mentions.prune(LATER)
     kept = keys(store)
     assert {"in-first", "in-last"} <= kept
     assert not {"out-early", "out-late"} & kept
@@ -114,7 +117,7 @@ def test_open_incident_keeps_everything_since_its_look_back(tmp_path: Path) -> N
     )
     store.commit(now=opened, mentions=[scored(1, opened + timedelta(days=3))])
     store.commit(now=opened, mentions=[scored(2, opened - EVIDENCE_BEFORE * 2)])
-    assert store.prune_mentions(LATER) == 1
+    assert store.mentions.prune(LATER) == 1
     assert keys(store) == {"m1"}
     store.close()
 
@@ -132,7 +135,7 @@ def test_what_an_open_incident_kept_goes_once_it_resolved(tmp_path: Path) -> Non
     )
     late = opened + timedelta(days=3)  # after the resolution below + EVIDENCE_AFTER
     store.commit(now=late, mentions=[scored(1, late), scored(2, opened + timedelta(hours=1))])
-    assert store.prune_mentions(LATER) == 0  # open: both kept
+    assert store.mentions.prune(LATER) == 0  # open: both kept
     resolved = opened + timedelta(days=1)
     store.commit(
         now=resolved,
@@ -142,7 +145,7 @@ def test_what_an_open_incident_kept_goes_once_it_resolved(tmp_path: Path) -> Non
             )
         ],
     )
-    assert store.prune_mentions(LATER) == 1
+    assert store.mentions.prune(LATER) == 1
     assert keys(store) == {"m2"}
     assert brand_rows(store) == {"m2"}
     store.close()
@@ -250,10 +253,10 @@ def test_vacuum_keeps_every_row(tmp_path: Path) -> None:
     """VACUUM rebuilds the file without losing data, incidents or the schema version."""
     incident_id, _ = build_state(tmp_path / "s.db")
     store = Store.open(tmp_path / "s.db")
-    count = store.mention_count()
+    count = store.mentions.count()
     store.vacuum(datetime(2026, 4, 1, tzinfo=UTC))
-    assert store.mention_count() == count
-    assert store.incident(incident_id) is not None
+    assert store.mentions.count() == count
+    assert store.incident_log.get(incident_id) is not None
     assert store._read("PRAGMA user_version")[0][0] >= 3
     assert not Path(f"{tmp_path / 's.db'}-wal").exists() or (
         Path(f"{tmp_path / 's.db'}-wal").stat().st_size == 0
@@ -294,7 +297,7 @@ def test_outbox_documents_go_with_retention_and_the_report_keeps_its_deliveries(
         (stuck[0],),
     )
 
-    pruned = store.prune_outbox(LATER - timedelta(days=30))
+    pruned = store.outbox.prune(LATER - timedelta(days=30))
 
     after = _outbox(store)
     assert pruned == len(before)
@@ -303,9 +306,9 @@ def test_outbox_documents_go_with_retention_and_the_report_keeps_its_deliveries(
     assert all(after[k][1] < 40 < before[k][1] for k in before)  # the documents went
     assert after[fresh][1] > 1000
     assert after[stuck] == ("pending", after[fresh][1])
-    assert [i.alert_id for i in store.due("ops", LATER)] == [stuck[0]]
+    assert [i.alert_id for i in store.outbox.due("ops", LATER)] == [stuck[0]]
     assert gather(store, incident_id, LATER).alerts == report_before
-    assert store.prune_outbox(LATER - timedelta(days=30)) == 0  # nothing twice
+    assert store.outbox.prune(LATER - timedelta(days=30)) == 0  # nothing twice
     store.close()
 
 

@@ -621,8 +621,8 @@ def test_old_cursors_are_migrated_without_secrets_or_loss(
     assert SECRET.encode() in _file_bytes(path)
 
     store = Store.open(path)
-    cursor = store.load_cursor("news")
-    assert store.load_cursor("social") == other  # other collectors' cursors stay as they are
+    cursor = store.cursors.load("news")
+    assert store.cursors.load("social") == other  # other collectors' cursors stay as they are
     store.close()
 
     assert SECRET.encode() not in _file_bytes(path)

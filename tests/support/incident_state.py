@@ -109,12 +109,14 @@ def build_state(path: Path) -> tuple[str, datetime]:
     for _ in range(60):
         processor.evaluate(clock.now())
         clock.advance(timedelta(minutes=1))
-    (incident,) = store.incidents()
-    store.add_ack(incident.id, "dana", incident.opened_at + timedelta(minutes=5), "on it")
+    (incident,) = store.incident_log.recent()
+    store.ack_log.add(incident.id, "dana", incident.opened_at + timedelta(minutes=5), "on it")
     end = clock.now()
-    for item in store.due("ops", end, limit=100):
-        store.mark_delivered(item.id, item.created_at + timedelta(seconds=2))
-    for item in store.due("pager", end, limit=100):
-        store.mark_failed(item.id, item.created_at + timedelta(minutes=1), "HTTP 503 from pager")
+    for item in store.outbox.due("ops", end, limit=100):
+        store.outbox.mark_delivered(item.id, item.created_at + timedelta(seconds=2))
+    for item in store.outbox.due("pager", end, limit=100):
+        store.outbox.mark_failed(
+            item.id, item.created_at + timedelta(minutes=1), "HTTP 503 from pager"
+        )
     store.close()
     return incident.id, end

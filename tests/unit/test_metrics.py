@@ -347,5 +347,5 @@ async def test_outbox_age_is_the_oldest_pending_alert(
     for _ in range(5):
         clock.advance(timedelta(seconds=11))
         await d.deliver_due("hook")
-    assert store.outbox_pending() == {}
+    assert store.outbox.pending() == {}
     assert age() == 0

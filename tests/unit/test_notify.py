@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.model import Ack
+from listener.model import Ack, Silence
 from listener.rules.notify import (
     IncidentChange,
     InhibitRule,
     Notice,
     NotifyState,
     Policy,
-    Silence,
     Step,
     on_changes,
     on_tick,

@@ -18,6 +18,7 @@ from listener.config.schema import Measure
 from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
 from listener.processor import sample_of
 from listener.rules.conditions import CountView
+from listener.scoring.reach import reach_score
 from listener.scoring.velocity import DISTINCT_MEASURES, MEASURES, Sample, VelocityWindows
 from listener.store import SCHEMA_VERSION, Store
 
@@ -507,7 +508,7 @@ def test_rows_round_trip_through_the_store(tmp_path: Path) -> None:
         w.add("acme", T0 + MIN, neg("cy"))
         store.commit(now=T0, buckets=w.drain_dirty())
         restored = VelocityWindows(retention=HOUR)
-        restored.load(store.load_buckets())
+        restored.load(store.buckets.load())
     finally:
         store.close()
     for measure in MEASURES:
@@ -534,14 +535,14 @@ def test_store_migrates_version_1_buckets(tmp_path: Path) -> None:
     row = ("acme", _epoch(T0), '{"total":1}')
     store = Store.open(path)
     try:
-        assert store.load_buckets() == []
-        assert store.load_kv("quiet_until") == "{}"
+        assert store.buckets.load() == []
+        assert store.kv.get("quiet_until") == "{}"
         store.commit(now=T0, buckets=[row])
     finally:
         store.close()
     store = Store.open(path)  # opening again migrates nothing
     try:
-        assert store.load_buckets() == [row]
+        assert store.buckets.load() == [row]
     finally:
         store.close()
     conn = sqlite3.connect(path)
@@ -560,11 +561,15 @@ def test_processor_samples_carry_what_rules_read() -> None:
         language="en",
         engagement=Engagement(likes=5),
     )
-    sample = sample_of(ScoredMention(mention, ("Acme",), Sentiment("negative", -0.6)))
+    sample = sample_of(
+        ScoredMention(mention, ("Acme",), Sentiment("negative", -0.6), reach=reach_score(mention))
+    )
     assert sample == Sample(
         negative=True, compound=-0.6, reach=115.0, author="x:ann", source="x", language="en"
     )
-    happy = sample_of(ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4)))
+    happy = sample_of(
+        ScoredMention(mention, ("Acme",), Sentiment("positive", 0.4), reach=reach_score(mention))
+    )
     assert (happy.negative, happy.positive) == (False, True)
 
 
