@@ -16,7 +16,7 @@ import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -437,7 +437,7 @@ class Processor:
             epoch = read_epoch(now, self.windows.bucket)
             # time went back (prunes since may have dropped what now reads): no reuse
             settled = dict(self._settled) if as_utc(now) >= self._last_now else {}
-            marks = self._marks(brands)
+            marks = self._marks(brands, now)
             gauges = self.metrics.conditions
             gauges.layout(self._leaf_keys, brands)
             rows = self._rows(brands)
@@ -459,8 +459,7 @@ class Processor:
                     at = np.fromiter((at_row[b] for b in targets), np.intp, len(targets))
                     screen = screen_rule(rule, table, at)
                     # a resting key that surely stays still: checking it changes nothing
-                    resting = plan.resting
-                    still = screen.still
+                    resting, still = plan.resting, screen.still
                     due = [b for b in due if b not in still or b not in resting]
                 try:
                     state, produced, checks = evaluate_rule_checks(
@@ -487,10 +486,8 @@ class Processor:
                     continue
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
-                screened: dict[str, tuple[Check, ...]] = (
-                    {b: () for b in screen.still if b not in checks} if screen is not None else {}
-                )
-                self._settle(rule, {**checks, **screened}, state, now, epoch, settled, marks)
+                left = [b for b in screen.still if b not in checks] if screen is not None else []
+                self._settle(rule, checks, left, state, epoch, settled, marks)
                 self._show_checks(rule, checks, rows)
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
@@ -543,7 +540,7 @@ class Processor:
         now: datetime,
         epoch: int,
         settled: Mapping[tuple[str, str], Settled],
-        marks: Mapping[str, tuple[int, datetime | None]] | None = None,
+        marks: Mapping[str, tuple[int, timedelta | None]] | None = None,
     ) -> Plan:
         """Which brands ``rule`` must evaluate at ``now`` (:class:`Plan`): not the settled
         keys (:class:`Settled`) whose brand's windows have not changed, in the same read
@@ -553,16 +550,16 @@ class Processor:
         kept: list[str] = []
         resting: set[str] = set()
         if marks is None:
-            marks = self._marks(brands)
+            marks = self._marks(brands, now)
         name, keys, lookback = rule.name, state.keys, rule.lookback
         for brand in brands:
             memo = settled.get((name, brand))
             if memo is not None and keys.get((name, brand)) is memo.key_state:
-                changes, first = marks[brand]
+                changes, age = marks[brand]
                 if (
                     memo.epoch == epoch
                     and memo.changes == changes
-                    and (first is None or now - first >= lookback)
+                    and (age is None or age >= lookback)
                 ):
                     kept.append(brand)
                     continue
@@ -570,40 +567,52 @@ class Processor:
             due.append(brand)
         return Plan(due, kept, resting)
 
-    def _marks(self, brands: Sequence[str]) -> dict[str, tuple[int, datetime | None]]:
-        """Per brand: its windows' change count and first bucket (see :meth:`_warm`)."""
+    def _marks(
+        self, brands: Sequence[str], now: datetime
+    ) -> dict[str, tuple[int, timedelta | None]]:
+        """Per brand: its windows' change count and how long before ``now`` its history
+        starts (None: it has none; see :meth:`_warm`)."""
         windows = self.windows
-        return {brand: (windows.changes(brand), windows.first_seen(brand)) for brand in brands}
+        out: dict[str, tuple[int, timedelta | None]] = {}
+        for brand in brands:
+            first = windows.first_seen(brand)
+            out[brand] = (windows.changes(brand), None if first is None else now - first)
+        return out
 
     def _settle(
         self,
         rule: CompiledRule,
         checks: Mapping[str, tuple[Check, ...]],
+        still: Iterable[str],
         state: EngineState,
-        now: datetime,
         epoch: int,
         settled: dict[tuple[str, str], Settled],
-        marks: Mapping[str, tuple[int, datetime | None]] | None = None,
+        marks: Mapping[str, tuple[int, timedelta | None]],
     ) -> None:
-        """Record which keys just evaluated are settled (see :class:`Settled`); ``checks``
-        holds the checks of each (no checks: the screen found no level holding);
-        ``marks``: :meth:`_marks` of (at least) those brands."""
+        """Record which keys just evaluated are settled (see :class:`Settled`): those the
+        engine checked (``checks``) and those the screen found still without it (their
+        state rests); ``marks``: :meth:`_marks` of (at least) those brands."""
         aligned = self._aligned.get(rule.name, False)
         keys, lookback, name = state.keys, rule.lookback, rule.name
-        if marks is None:
-            marks = self._marks(list(checks))
         for brand, made in checks.items():
             key = (name, brand)
             key_state = keys.get(key)
-            changes, first = marks[brand]
+            changes, age = marks[brand]
             if (
                 aligned
                 and key_state is not None
                 and key_state.incident is None
                 and not any(check.holds for check in made)
-                and (first is None or now - first >= lookback)
+                and (age is None or age >= lookback)
             ):
                 settled[key] = Settled(epoch, changes, key_state)
+            else:
+                settled.pop(key, None)
+        for brand in still:
+            key = (name, brand)
+            changes, age = marks[brand]
+            if aligned and (age is None or age >= lookback):
+                settled[key] = Settled(epoch, changes, keys[key])
             else:
                 settled.pop(key, None)
 
