@@ -72,7 +72,7 @@ class RunningReads(Protocol):
 
     def running_at(
         self, brands: Sequence[str], indices: NDArray[np.int64], measures: Iterable[str]
-    ) -> tuple[dict[str, NDArray[np.int64]], NDArray[np.bool_]]: ...
+    ) -> dict[str, NDArray[np.int64]]: ...
 
     def first_seen_seconds(self, brands: Sequence[str]) -> NDArray[np.int64]: ...
 
@@ -99,15 +99,13 @@ class _Leaf:
 @dataclass(frozen=True, slots=True)
 class Table:
     """One tick's bulk read of the windows: the running sums of ``brands`` at the bucket
-    indices ``columns`` (sorted), which brands read exactly, and when each was first
-    seen."""
+    indices ``columns`` (sorted), and when each brand was first seen."""
 
     brands: tuple[str, ...]
     now_us: int
     size_us: int
     columns: NDArray[np.int64]
     sums: Mapping[str, NDArray[np.int64]]
-    exact: Bools
     first: NDArray[np.int64]
 
     def column(self, index: int) -> int:
@@ -202,9 +200,9 @@ def table_for(
     if not indices or not brands:
         return None
     columns = np.array(sorted(indices), dtype=np.int64)
-    sums, exact = view.running_at(brands, columns, measures)
+    sums = view.running_at(brands, columns, measures)
     first = view.first_seen_seconds(brands)
-    return Table(tuple(brands), now_us, size_us, columns, sums, exact, first)
+    return Table(tuple(brands), now_us, size_us, columns, sums, first)
 
 
 def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> RuleScreen:
@@ -217,7 +215,6 @@ def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> Rul
         holds, sure = _tree(level.when, table, rows, shown)
         still &= sure & ~holds
         readings.append(tuple(shown))
-    still &= table.exact[rows]
     return RuleScreen(
         brands,
         frozenset(b for b, ok in zip(brands, still.tolist(), strict=True) if ok),

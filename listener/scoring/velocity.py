@@ -28,11 +28,14 @@ Contract (pure, in memory; the caller persists and restores):
   volume series): counts, reach and sentiment are multiplied by ``n``; the author and the
   story are one voice and one story. ``weight=0`` only records history (``first_seen``).
 * **Running sums**: the unfiltered counts (``total``, ``negative``, ``positive``) are also
-  kept as prefix sums over each brand's bucket indices (built lazily, cut back from the
-  earliest bucket changed since, advanced past pruned buckets), so ``value`` of any range
-  of them is two array reads, and ``strided`` reads ``count`` adjacent windows (a
-  z-score's history, a ramp's steps) in one pass: O(1) per window whatever its length.
-  They are whole numbers, so the values are exactly those of summing the buckets.
+  kept as sparse prefix sums over each brand's buckets (the indices of the buckets that
+  hold mentions and the sums up to each; built lazily, cut back from the earliest bucket
+  changed since, advanced past pruned buckets), so ``value`` of any range of them is two
+  binary searches, ``strided`` reads ``count`` adjacent windows (a z-score's history, a
+  ramp's steps) in one pass, and ``running_at`` reads many brands at many bounds at once
+  (the Evaluate stage's screen): O(log n) per window whatever its length, and memory and
+  upkeep that follow the buckets holding mentions, not the time they span. They are
+  whole numbers, so the values are exactly those of summing the buckets.
 * ``first_seen(brand)`` is the start of the earliest bucket ever added for the brand (for
   warm-up). Pruning does not move it in memory; persisted, it travels in every bucket
   row, so after a restart it is the earliest among the stored rows (a brand with no
@@ -66,6 +69,7 @@ from __future__ import annotations
 import json
 import math
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -246,40 +250,53 @@ class _Bucket(_Cell):
 
 
 class _Prefix:
-    """Running sums of one brand's unfiltered counts over consecutive bucket indices:
-    ``sums[m][i]`` is ``m`` summed over the buckets with index in ``[origin, origin + i)``
-    (buckets pruned since included: reads clamp to the brand's lowest held bucket, so
-    they cancel out). Only the leading entries that are still exact are kept: adding to
-    bucket ``origin + i`` cuts the arrays to ``i + 1`` entries, reading extends them."""
+    """Running sums of one brand's unfiltered counts over its buckets, sparse: ``keys``
+    are the indices (bucket start // bucket length) of the buckets summed, ascending, and
+    ``sums[m][j]`` is ``m`` summed over the buckets ``keys[:j]`` (so ``sums[m][0] == 0``).
+    The count over the indices ``[first, last)`` is ``sums[m][bisect(keys, last)] -
+    sums[m][bisect(keys, first)]``: the cost follows the buckets that hold mentions, not
+    the time they span (a quiet brand's week is a handful of entries, not 10,080).
 
-    __slots__ = ("origin", "sums")
+    ``pending`` holds the indices of buckets not summed yet, all after ``keys[-1]``:
+    adding to a bucket at or before the last key cuts the sums there and moves the keys
+    from there to ``pending``; reading sums them in (:meth:`VelocityWindows._extend`).
+    Pruned buckets stay summed (reads clamp to the brand's lowest held bucket, so they
+    cancel out) until :meth:`advance` drops them."""
 
-    def __init__(self, origin: int) -> None:
-        self.origin = origin
+    __slots__ = ("keys", "pending", "sums")
+
+    def __init__(self) -> None:
+        self.keys: array[int] = array("q")
+        self.pending: list[int] = []
         self.sums: dict[str, array[int]] = {m: array("q", (0,)) for m in _COUNTS}
 
-    def cut(self, keep: int) -> None:
-        if len(self.sums["total"]) > keep:
-            for sums in self.sums.values():
-                del sums[keep:]
+    def touch(self, index: int, new: bool) -> None:
+        """Bucket ``index`` changed (``new``: it did not exist before)."""
+        keys = self.keys
+        if not keys or index > keys[-1]:
+            if new:
+                self.pending.append(index)
+            return
+        at = bisect_left(keys, index)
+        self.pending.extend(keys[at:])
+        if new and keys[at] != index:
+            self.pending.append(index)
+        del keys[at:]
+        for sums in self.sums.values():
+            del sums[at + 1 :]
+
+    def position(self, index: int) -> int:
+        """How many summed buckets have an index below ``index``."""
+        return bisect_left(self.keys, index)
 
     def advance(self, low: int) -> None:
-        """Drop the entries before index ``low`` when they are many (amortised O(1))."""
-        drop = low - self.origin
-        total = self.sums["total"]
-        if drop > 512 and drop * 2 >= len(total):
-            if drop >= len(total):
-                for name in _COUNTS:
-                    self.sums[name] = array("q", (0,))
-            else:
-                for sums in self.sums.values():
-                    del sums[:drop]
-            self.origin = low
-
-
-_SPAN_SLACK: Final = 1024
-"""Bucket indices a brand's running sums may span beyond 4 × the retention (future-dated
-buckets further out fall back to summing buckets)."""
+        """Drop the entries of buckets before index ``low`` when they are many (amortised
+        O(1))."""
+        drop = bisect_left(self.keys, low)
+        if drop > 512 and drop * 2 >= len(self.keys):
+            del self.keys[:drop]
+            for sums in self.sums.values():
+                del sums[:drop]
 
 
 class VelocityWindows:
@@ -295,7 +312,6 @@ class VelocityWindows:
         "_changes",
         "_dirty",
         "_first",
-        "_high",
         "_low",
         "_prefix",
         "_series",
@@ -331,8 +347,6 @@ class VelocityWindows:
         # brand -> starts of the buckets that may hold author or story sets
         self._sets: dict[str, set[int]] = {}
         self._dirty: set[tuple[str, int]] = set()
-        # brand -> the latest bucket start held (the running sums stop there)
-        self._high: dict[str, int] = {}
         # brand -> running sums of the unfiltered counts (built on first read)
         self._prefix: dict[str, _Prefix] = {}
         # brand -> a number that moves whenever anything a read of the brand sees changes
@@ -369,6 +383,7 @@ class VelocityWindows:
         if series is None:
             series = self._series[brand] = {}
         bucket = series.get(key)
+        new = bucket is None
         if bucket is None:
             bucket = series[key] = _Bucket()
             self._created(brand, key)
@@ -376,11 +391,7 @@ class VelocityWindows:
         self._changed(brand)
         prefix = self._prefix.get(brand)
         if prefix is not None:
-            index = key // self._size
-            if index < prefix.origin:
-                del self._prefix[brand]
-            else:
-                prefix.cut(index - prefix.origin + 1)
+            prefix.touch(key // self._size, new)
         if weight and (sample.author is not None or sample.story is not None):
             held = self._sets.get(brand)
             if held is None:
@@ -406,9 +417,6 @@ class VelocityWindows:
         low = self._low.get(brand)
         if low is None or key < low:
             self._low[brand] = key
-        high = self._high.get(brand)
-        if high is None or key > high:
-            self._high[brand] = key
 
     # ------------------------------------------------------------------ reading
 
@@ -509,11 +517,9 @@ class VelocityWindows:
                 # bounds[k]: the first bucket index starting at or after end - k × width
                 bounds = [-(-(end_us - k * width_us) // size_us) for k in range(count + 1)]
                 low = self._low[brand] // self._size
-                high = self._high[brand] // self._size + 1
-                origin = prefix.origin
-                self._extend(brand, prefix, high)
-                sums = prefix.sums[measure]
-                at = [sums[(low if b < low else high if b > high else b) - origin] for b in bounds]
+                self._extend(brand, prefix)
+                sums, keys = prefix.sums[measure], prefix.keys
+                at = [sums[bisect_left(keys, low if b < low else b)] for b in bounds]
                 return [float(at[k] - at[k + 1]) for k in range(count)]
         return [
             self.value(
@@ -530,51 +536,39 @@ class VelocityWindows:
 
     def running_at(
         self, brands: Sequence[str], indices: NDArray[np.int64], measures: Iterable[str]
-    ) -> tuple[dict[str, NDArray[np.int64]], NDArray[np.bool_]]:
+    ) -> dict[str, NDArray[np.int64]]:
         """The running sums of the unfiltered counts ``measures`` (``total``, ``negative``,
         ``positive``) of each of ``brands`` at the bucket indices ``indices`` (bucket index
         = bucket start // bucket length): ``sums[m][i, k] - sums[m][i, j]`` is ``m`` of
         ``brands[i]`` over the buckets with index in ``[indices[j], indices[k])``, exactly
         what :meth:`value` reads over that range (the rows of different brands have
-        different origins: only differences within a row mean anything).
-
-        Also a mask of the brands read this way: False for a brand whose running sums are
-        unavailable (buckets spanning too far ahead), whose values must be read one by
-        one. A brand with no bucket reads zeros. The Evaluate stage's screen reads every
-        brand's windows in one pass through this."""
+        different origins: only differences within a row mean anything). A brand with no
+        bucket reads zeros. The Evaluate stage's screen reads every brand's windows in one
+        pass through this."""
         wanted = [m for m in _COUNTS if m in set(measures)]
         count = len(indices)
         out = {m: np.zeros((len(brands), count), dtype=np.int64) for m in wanted}
-        exact = np.ones(len(brands), dtype=np.bool_)
         if not count or not wanted:
-            return out, exact
+            return out
         size = self._size
-        series, lows, highs = self._series, self._low, self._high
-        held: list[tuple[int, _Prefix]] = []
-        bounds: list[tuple[int, int, int]] = []
+        series, lows = self._series, self._low
+        searchsorted, frombuffer, int64 = np.searchsorted, np.frombuffer, np.int64
         for row, brand in enumerate(brands):
             if brand not in series or brand not in lows:
                 continue
             prefix = self._running(brand)
             if prefix is None:
-                exact[row] = False
                 continue
+            self._extend(brand, prefix)
             low = lows[brand] // size
-            high = highs[brand] // size + 1
-            self._extend(brand, prefix, high)
-            held.append((row, prefix))
-            bounds.append((low, high, prefix.origin))
-        if not held:
-            return out, exact
-        edges = np.array(bounds, dtype=np.int64)
-        # every brand's read positions at once: clamped to its buckets, from its origin
-        at = np.clip(indices[None, :], edges[:, :1], edges[:, 1:2]) - edges[:, 2:3]
-        frombuffer, int64 = np.frombuffer, np.int64
-        for m in wanted:
-            target = out[m]
-            for (row, prefix), where in zip(held, at, strict=True):
-                target[row] = frombuffer(prefix.sums[m], dtype=int64)[where]
-        return out, exact
+            keys = frombuffer(prefix.keys, dtype=int64) if prefix.keys else np.zeros(0, int64)
+            # reads clamp to the lowest bucket held: pruned buckets still summed cancel out
+            at = searchsorted(keys, np.maximum(indices, low))
+            del keys
+            sums = prefix.sums
+            for m in wanted:
+                out[m][row] = frombuffer(sums[m], dtype=int64)[at]
+        return out
 
     def first_seen_seconds(self, brands: Sequence[str]) -> NDArray[np.int64]:
         """:meth:`first_seen` of each of ``brands`` as epoch seconds (the int64 minimum
@@ -584,55 +578,51 @@ class VelocityWindows:
         return np.fromiter((first.get(b, never) for b in brands), dtype=np.int64, count=len(brands))
 
     def _running(self, brand: str) -> _Prefix | None:
-        """The running sums of ``brand`` (built when missing); None when the brand has no
-        bucket or its buckets span too far ahead for them."""
+        """The running sums of ``brand`` (built when missing); None when it has no bucket."""
         prefix = self._prefix.get(brand)
         if prefix is not None:
             return prefix
-        low = self._low.get(brand)
-        if low is None or brand not in self._series:
+        series = self._series.get(brand)
+        if not series or brand not in self._low:
             return None
+        prefix = self._prefix[brand] = _Prefix()
         size = self._size
-        span = self._high[brand] // size - low // size
-        if span > 4 * (self.retention // self.bucket) + _SPAN_SLACK:
-            return None
-        prefix = self._prefix[brand] = _Prefix(low // size)
+        prefix.pending = [key // size for key in series]
         return prefix
 
-    def _extend(self, brand: str, prefix: _Prefix, upto: int) -> None:
-        """Make the running sums exact up to bucket index ``upto`` (exclusive)."""
+    def _extend(self, brand: str, prefix: _Prefix) -> None:
+        """Sum the pending buckets in (the running sums are then exact everywhere)."""
+        if not prefix.pending:
+            return
+        pending = sorted(set(prefix.pending))
+        prefix.pending = []
         sums = prefix.sums
         totals, negatives, positives = sums["total"], sums["negative"], sums["positive"]
-        have = len(totals)
-        need = upto - prefix.origin + 1
-        if have >= need:
-            return
         t, n, p = totals[-1], negatives[-1], positives[-1]
         size = self._size
         get = self._series[brand].get
-        key = (prefix.origin + have - 1) * size
-        for _ in range(have, need):
-            bucket = get(key)
-            if bucket is not None:
-                t += bucket.total
-                n += bucket.negative
-                p += bucket.positive
+        keys = prefix.keys
+        for index in pending:
+            bucket = get(index * size)
+            if bucket is None:  # pruned since
+                continue
+            keys.append(index)
+            t += bucket.total
+            n += bucket.negative
+            p += bucket.positive
             totals.append(t)
             negatives.append(n)
             positives.append(p)
-            key += size
 
     def _between(self, brand: str, prefix: _Prefix, measure: str, first: int, last: int) -> int:
         """An unfiltered count over the bucket indices ``[first, last)``."""
         low = self._low[brand] // self._size
-        high = self._high[brand] // self._size + 1
-        first = min(max(first, low), high)
-        last = min(max(last, low), high)
+        first = max(first, low)
         if last <= first:
             return 0
-        self._extend(brand, prefix, last)
-        sums = prefix.sums[measure]
-        return sums[last - prefix.origin] - sums[first - prefix.origin]
+        self._extend(brand, prefix)
+        sums, keys = prefix.sums[measure], prefix.keys
+        return sums[bisect_left(keys, last)] - sums[bisect_left(keys, first)]
 
     def count(self, brand: str, metric: Metric, start: datetime, end: datetime) -> int:
         """``value`` as a whole number (for counting measures such as total and negative)."""
@@ -674,7 +664,7 @@ class VelocityWindows:
                     if prefix is not None:
                         prefix.advance(self._low[brand] // self._size)
                 else:
-                    del self._series[brand], self._low[brand], self._high[brand]
+                    del self._series[brand], self._low[brand]
                     self._prefix.pop(brand, None)
             if distinct_us > cutoff_us:
                 for key in [k for k in held if k * 1_000_000 < distinct_us]:

@@ -230,18 +230,21 @@ def test_a_level_whose_all_has_a_surely_failing_leaf_is_settled_without_the_engi
     assert watch[0].value.tolist() == [9.0, 2.0, 0.0, 0.0]
 
 
-def test_a_brand_whose_buckets_span_too_far_is_left_to_the_engine() -> None:
-    """Running sums are not kept for a brand with a bucket far in the future: the screen
-    does not read it in bulk and so never settles it."""
+def test_a_brand_with_a_bucket_far_ahead_is_read_in_bulk_exactly() -> None:
+    """A bucket a month ahead costs the running sums one entry, not a month of buckets,
+    and the windows at ``now`` do not count it."""
     rule = _rule(
-        {"type": "volume", "metric": "negative", "window": "5m", "above": 5},
+        {"type": "volume", "metric": "negative", "window": "5m", "above": 2},
         {"type": "volume", "metric": "total", "window": "5m", "above": 50},
     )
     windows = VelocityWindows(timedelta(minutes=1), timedelta(hours=1))
     windows.add("Acme", T0 - timedelta(minutes=2), Sample(negative=True), 1)
-    windows.add("Acme", T0 + timedelta(days=30), Sample(negative=True), 1)
+    windows.add("Acme", T0 + timedelta(days=30), Sample(negative=True), 5)
+    windows.add("Globex", T0 - timedelta(minutes=2), Sample(negative=True), 3)
     table = table_for([rule], BRANDS, windows, T0)
     assert table is not None
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert "Acme" not in screen.still
-    assert {"Globex", "Initech", "Umbrella"} <= screen.still
+    assert screen.still == {"Acme", "Initech", "Umbrella"}
+    watch = screen.readings[0][0]
+    assert watch is not None
+    assert watch.value.tolist() == [1.0, 3.0, 0.0, 0.0]

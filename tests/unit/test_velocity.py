@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from listener.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
@@ -629,6 +631,17 @@ def test_running_sums_match_brute_force_between_changes(
                     got = w.value(brand, measure, start, end)
                     assert got == expected, (measure, got, expected)
                     assert float(int(got)) == got
+            # the bulk read of every brand at once gives the same numbers
+            first = -(-((start - EPOCH) // timedelta(microseconds=1)) // (size * 1_000_000))
+            last = -(-((end - EPOCH) // timedelta(microseconds=1)) // (size * 1_000_000))
+            if last > first:
+                names = ("acme", "globex", "nobody")
+                bulk = w.running_at(names, np.array([first, last]), ("total", "negative"))
+                for row, brand in enumerate(names):
+                    for measure in ("total", "negative"):
+                        expected = brute_force(held, brand, measure, start, end, size, {})
+                        sums = bulk[measure][row]
+                        assert float(sums[1] - sums[0]) == expected, (brand, measure)
         else:
             end = T0 + timedelta(milliseconds=int(step[1]))  # type: ignore[call-overload]
             width = timedelta(milliseconds=int(step[2]))  # type: ignore[call-overload]
@@ -679,3 +692,43 @@ def test_running_sums_survive_far_future_buckets() -> None:
     w.add("acme", T0 + timedelta(days=400), NEUTRAL)
     assert w.value("acme", "total", T0 - HOUR, T0 + timedelta(days=401)) == 2.0
     assert w.strided("acme", "total", T0 + MIN, MIN, 2) == [1.0, 0.0]
+
+
+def test_running_sums_drop_many_pruned_buckets_and_stay_exact() -> None:
+    """A long history pruned by more than the running sums keep (their leading entries
+    are dropped), then late adds before the last bucket: reads equal summing buckets."""
+    w = VelocityWindows(bucket=MIN, retention=600 * MIN)
+    for minute in range(3000):
+        w.add("acme", T0 + minute * MIN, Sample(negative=minute % 3 == 0), 1 + minute % 4)
+    assert w.value("acme", "total", T0, T0 + 3000 * MIN) == sum(1 + m % 4 for m in range(3000))
+    now = T0 + 3000 * MIN
+    w.prune(now)
+    assert len(w._prefix["acme"].keys) < 3000 - 512  # the pruned entries went
+    for late in (2990, 2500, 2999):
+        w.add("acme", T0 + late * MIN, Sample(negative=True), 2)
+    for start in (2400, 2450, 2700, 2990):
+        expected = sum(1 + m % 4 for m in range(start, 3000)) + sum(
+            2 for late in (2990, 2500, 2999) if late >= start
+        )
+        assert w.value("acme", "total", T0 + start * MIN, now) == expected
+    got = w.strided("acme", "negative", now, 100 * MIN, 5)
+    assert got == [
+        w.value("acme", "negative", now - (k + 1) * 100 * MIN, now - k * 100 * MIN)
+        for k in range(5)
+    ]
+
+
+def test_bulk_reads_do_not_count_pruned_buckets() -> None:
+    """Pruned buckets stay in the running sums for a while; a bulk read of a range that
+    starts before the retention counts only the buckets still held, as ``value`` does."""
+    w = VelocityWindows(bucket=MIN, retention=5 * MIN)
+    for minute in range(11):
+        w.add("acme", T0 + minute * MIN, Sample(negative=minute % 2 == 0), 1)
+    assert w.value("acme", "total", T0, T0 + 11 * MIN) == 11  # the running sums exist
+    w.prune(T0 + 11 * MIN)
+    first = (T0 - EPOCH) // MIN
+    bulk = w.running_at(["acme", "nobody"], np.array([first, first + 11]), ["total", "negative"])
+    assert w.value("acme", "total", T0, T0 + 11 * MIN) == 5
+    assert bulk["total"][0, 1] - bulk["total"][0, 0] == 5
+    assert bulk["negative"][0, 1] - bulk["negative"][0, 0] == 3  # minutes 6, 8, 10
+    assert bulk["total"][1].tolist() == [0, 0]
