@@ -36,7 +36,7 @@ import html
 import importlib
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from vaderSentiment.vaderSentiment import (
@@ -400,6 +400,9 @@ _FLOOD = re.compile(r"\b[a-z]*?([a-z])\1{2,}[a-z]*", re.IGNORECASE)
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # JSON escapes some exports leave in the text
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _PHRASE = re.compile(r"(?<=[,;:])\s+|\s+[-–—]+\s+")  # ":)" has no space after the colon
+# what every separator holds: a regex that starts with a character class scans fast
+_SENTENCE_MARK = re.compile(r"[.!?…](?=\s)|\n")
+_PHRASE_MARK = re.compile(r"[,;:\-–—]")
 _QUOTES: Final = ("\u2019", "\u2018", "\u02bc", "\uff07")  # read as ASCII apostrophes
 _PUNCTUATION: Final = string.punctuation
 _SPECIAL_TOKENS: Final = {"contrast": "but"}  # read by VADER's own "but" rule
@@ -413,6 +416,12 @@ _NEGATE: Final = frozenset(NEGATE)
 def _negates(word: str) -> bool:
     """VADER's ``negated([word])`` for one lower-cased word."""
     return word in _NEGATE or "n't" in word
+
+
+def _split(pattern: re.Pattern[str], mark: re.Pattern[str], text: str) -> list[str]:
+    """``pattern.split(text)``, skipped (one fast scan) when ``text`` has no ``mark``,
+    which every separator contains."""
+    return pattern.split(text) if mark.search(text) else [text]
 
 
 def _phrase_words(text: str) -> list[str]:
@@ -455,8 +464,8 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             text = text.translate(self.emoji_words)
         text = text.strip()
         sentences = [
-            [_phrase_words(p) for p in _PHRASE.split(s) if p and not p.isspace()]
-            for s in _SENTENCE.split(text)
+            [_phrase_words(p) for p in _split(_PHRASE, _PHRASE_MARK, s) if p and not p.isspace()]
+            for s in _split(_SENTENCE, _SENTENCE_MARK, text)
         ]
         # VADER's allcap_differential over every token of the text
         count = upper = 0
@@ -780,22 +789,24 @@ class _Patterns:
             if tuple(indexes) not in compiled:
                 compiled[tuple(indexes)] = compile_(indexes)
         self._by_word = {w: compiled[tuple(ix)] for w, ix in merged.items()}
+        # the listed first words as one regex (a trie, so the engine reads each word
+        # once): the words where a pattern can start are found in one C-speed scan
+        self._starts = re.compile(rf"(?<!\w){_trie(by_word)}(?!\w)")
         self._everywhere = compile_(everywhere) if everywhere else None
         self._anywhere = _loose([alternatives[i][1] for i in everywhere]) if everywhere else None
 
     def finditer(self, lowered: str) -> list[re.Match[str]]:
         everywhere = self._everywhere
-        # two exact shortcuts: patterns that match nowhere in the text (one C-speed
-        # search of a looser form of them) need not be tried at each word, and a text
-        # with none of the listed first words (one set test) has no match at all
+        # an exact shortcut: patterns that match nowhere in the text (one C-speed search
+        # of a looser form of them) need not be tried at each word, and then only the
+        # words some pattern can start with are visited
         if self._anywhere is not None and self._anywhere.search(lowered) is None:
             everywhere = None
         by_word = self._by_word
-        if everywhere is None and by_word.keys().isdisjoint(_WORD.findall(lowered)):
-            return []
+        words = (self._starts if everywhere is None else _WORD).finditer(lowered)
         matches: list[re.Match[str]] = []
         end = 0
-        for word in _WORD.finditer(lowered):
+        for word in words:
             start = word.start()
             if start < end:
                 continue
@@ -806,6 +817,27 @@ class _Patterns:
                     matches.append(match)
                     end = match.end()
         return matches
+
+
+def _trie(words: Iterable[str]) -> str:
+    """A regex matching exactly ``words`` (non-empty), as a trie of non-capturing groups:
+    ``(?:on(?:e)?|to)`` for one, on and to."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def emit(node: dict[str, Any]) -> str:
+        alternatives = [re.escape(char) + emit(node[char]) for char in sorted(node) if char]
+        if not alternatives:
+            return ""
+        if "" in node:
+            return f"(?:{'|'.join(alternatives)})?"
+        return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+
+    return f"(?:{emit(root)})"
 
 
 _LEADING_LOOKBEHINDS = re.compile(r"^(?:\(\?<!(?:[^()\\]|\\.)*\))+")

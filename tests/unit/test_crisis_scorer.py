@@ -12,6 +12,10 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer, SentiText
 from listener.model import Sentiment
 from listener.scoring.base import Scorer
 from listener.scoring.crisis import (
+    _PHRASE,
+    _PHRASE_MARK,
+    _SENTENCE,
+    _SENTENCE_MARK,
     CRISIS_PATTERNS,
     DEFAULT_NEGATIVE_THRESHOLD,
     DEFAULT_POSITIVE_THRESHOLD,
@@ -20,6 +24,8 @@ from listener.scoring.crisis import (
     _loose,
     _Patterns,
     _phrase_words,
+    _split,
+    _trie,
 )
 
 SCORER = CrisisScorer()
@@ -372,3 +378,41 @@ def test_phrase_valences_equal_vaders_own_rules(words: list[str]) -> None:
                 analyser, 0.0, senti, tokens[i], i, []
             )[-1]
             assert analyser._valence(tokens, lowered, i, cap_diff) == expected
+
+
+_SPLIT_PIECES = [
+    "a",
+    "b.",
+    "c!",
+    "d?",
+    "e…",
+    "f,",
+    "g;",
+    "h:",
+    ":)",
+    "-",
+    "--",
+    "–",
+    "—",
+    " ",
+    "  ",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from([*_SPLIT_PIECES, "\n", "\t"]), max_size=12))
+def test_split_skips_only_texts_without_separators(pieces: list[str]) -> None:
+    """Sentence and phrase splitting with the fast pre-scan give the plain split."""
+    text = " ".join(pieces)
+    assert _split(_SENTENCE, _SENTENCE_MARK, text) == _SENTENCE.split(text)
+    assert _split(_PHRASE, _PHRASE_MARK, text) == _PHRASE.split(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    words=st.sets(st.text(alphabet="abno'é", min_size=1, max_size=4), min_size=1, max_size=8),
+    probe=st.text(alphabet="abno'é", min_size=1, max_size=5),
+)
+def test_trie_matches_exactly_its_words(words: set[str], probe: str) -> None:
+    """The trie regex of a word set matches a string exactly when it is one of them."""
+    assert (re.fullmatch(_trie(words), probe) is not None) == (probe in words)
