@@ -37,6 +37,7 @@ import importlib
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping
+from itertools import compress, count
 from typing import Any, Final
 
 from vaderSentiment.vaderSentiment import (
@@ -392,7 +393,9 @@ _SARCASM = re.compile(
     rf"sleeping|paying|having|watching)\b(?:\s+\S+){{0,4}}?\s+{TOKEN})"
     r")"
 )
-_URL_OR_MENTION = re.compile(r"https?://\S+|\bwww\.\S+|(?<![\w@])@\w+")
+# each alternative starts with a literal, so the engine skips to an "h", "w" or "@" fast;
+# the look-behinds after it are "\bwww" and "(?<![\w@])@" of the plain form
+_URL_OR_MENTION = re.compile(r"https?://\S+|w(?<!\ww)ww\.\S+|@(?<![\w@]@)\w+")
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _RUN = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
@@ -464,7 +467,7 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             text = text.translate(self.emoji_words)
         text = text.strip()
         sentences = [
-            [_phrase_words(p) for p in _split(_PHRASE, _PHRASE_MARK, s) if p and not p.isspace()]
+            [self._tokens(p) for p in _split(_PHRASE, _PHRASE_MARK, s) if p and not p.isspace()]
             for s in _split(_SENTENCE, _SENTENCE_MARK, text)
         ]
         # VADER's allcap_differential over every token of the text
@@ -478,12 +481,12 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
         for phrases in sentences:
             if len(phrases) == 1:
                 words = phrases[0]
-                lowered = [w.lower() for w in words]
+                lowered = list(map(str.lower, words))
                 local = self._phrase_valences(words, lowered, cap_diff)
             else:
                 words, lowered, local = [], [], []
                 for phrase in phrases:
-                    low = [w.lower() for w in phrase]
+                    low = list(map(str.lower, phrase))
                     local += self._phrase_valences(phrase, low, cap_diff)
                     words += phrase
                     lowered += low
@@ -508,27 +511,36 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             total -= emphasis
         return float(round(normalize(total), 4))
 
+    def _tokens(self, phrase: str) -> list[str]:
+        """The phrase's tokens as :func:`_phrase_words` gives them, except that a token
+        VADER keeps whole because it has ≤ 2 letters ("NO." "ok!"), as if it were an
+        emoticon, is read as its word when that is a lexicon word and the token is not
+        (":)" stays)."""
+        reads = self._reads_as_word
+        return [
+            s if len(s := w.strip(_PUNCTUATION)) > 2 or (s != w and reads(w)) else w
+            for w in phrase.split()
+        ]
+
+    def _reads_as_word(self, token: str) -> bool:
+        lexicon: dict[str, float] = self.lexicon
+        word = token.lower()
+        if word in lexicon or (word[0].isalnum() and word[-1].isalnum()):
+            return False
+        bare = word.strip(_PUNCTUATION)
+        return len(bare) <= 2 and bare.isalpha() and bare in lexicon
+
     def _phrase_valences(self, words: list[str], lowered: list[str], cap_diff: bool) -> list[float]:
         """One valence per token of a phrase (``lowered``: its tokens lower-cased), as
-        VADER's own loop computes them; 0.0 for every word it does not score. Tokens that
-        VADER keeps whole but reads as a lexicon word are fixed in both lists."""
-        lexicon: dict[str, float] = self.lexicon
-        for i, word in enumerate(lowered):
-            # VADER keeps a token whole when it has ≤ 2 letters ("NO." "ok!"), as if it
-            # were an emoticon; read the word when it is a lexicon word and the token is
-            # not (":)" stays)
-            if not (word[0].isalnum() and word[-1].isalnum()) and word not in lexicon:
-                bare = word.strip(_PUNCTUATION)
-                if len(bare) <= 2 and bare.isalpha() and bare in lexicon:
-                    words[i] = words[i].strip(_PUNCTUATION)
-                    lowered[i] = bare
-        local = [0.0] * len(lowered)
+        VADER's own loop computes them; 0.0 for every word it does not score."""
         scored = self._scored
+        local = [0.0] * len(lowered)
         if scored.isdisjoint(lowered):
             return local
         last = len(lowered) - 1
-        for i, word in enumerate(lowered):
-            if word not in scored or (word == "kind" and i < last and lowered[i + 1] == "of"):
+        for i in compress(count(), map(scored.__contains__, lowered)):
+            word = lowered[i]
+            if word == "kind" and i < last and lowered[i + 1] == "of":
                 continue  # VADER's own loop gives these words 0.0
             if word.startswith(TOKEN):
                 local[i] = self._token_valence(words, lowered, i, cap_diff)
