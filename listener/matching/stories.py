@@ -147,7 +147,7 @@ def minhash_many(token_lists: Sequence[list[str]]) -> list[tuple[int, ...]]:
 
 def _signatures(token_lists: Sequence[list[str]]) -> npt.NDArray[np.uint64]:
     """The signatures of (a non-empty list of non-empty) token lists, one row each."""
-    hash_sets = [{_crc32(t.encode()) for t in tokens} for tokens in token_lists]
+    hash_sets = [set(map(_crc32, map(str.encode, tokens))) for tokens in token_lists]
     counts = [len(h) for h in hash_sets]
     if not all(counts):
         raise ValueError("minhash of an empty token set")
