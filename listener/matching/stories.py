@@ -120,7 +120,7 @@ def story_text(text: str) -> list[str]:
     text = _RT_PREFIX.sub("", text.strip())
     text = _URL.sub(" ", text)
     text = _HANDLE.sub(" ", text)
-    return [t for t in _NON_WORD.split(normalise(text)) if t]
+    return list(filter(None, _NON_WORD.split(normalise(text))))
 
 
 def minhash(tokens: list[str]) -> tuple[int, ...]:

@@ -371,6 +371,7 @@ HASHTAG_PREFIXES: Final = (
     "terrible", "horrible", "no more", "fix",
 )
 # fmt: on
+_PLAIN_PREFIXES: Final = tuple(prefix.replace(" ", "") for prefix in HASHTAG_PREFIXES)
 
 # Persistence: in a text that reports trouble, these say it goes on ("delayed again").
 _PERSIST = re.compile(
@@ -751,15 +752,16 @@ class CrisisScorer:
         lowered = tag.lower()
         if lowered in self._vocabulary:
             return tag
-        for suffix in HASHTAG_SUFFIXES:
-            head = lowered[: -len(suffix)]
-            if lowered.endswith(suffix) and len(head) >= 3:
-                return f"{head} {suffix}"  # #customerservicefail
-        for prefix in HASHTAG_PREFIXES:
-            plain = prefix.replace(" ", "")
-            rest = lowered[len(plain) :]
-            if lowered.startswith(plain) and (len(rest) >= 4 or rest in self._vocabulary):
-                return f"{prefix} {rest}"  # #neveragain
+        if lowered.endswith(HASHTAG_SUFFIXES):  # one C-level test first: most tags don't
+            for suffix in HASHTAG_SUFFIXES:
+                head = lowered[: -len(suffix)]
+                if lowered.endswith(suffix) and len(head) >= 3:
+                    return f"{head} {suffix}"  # #customerservicefail
+        if lowered.startswith(_PLAIN_PREFIXES):
+            for prefix, plain in zip(HASHTAG_PREFIXES, _PLAIN_PREFIXES, strict=True):
+                rest = lowered[len(plain) :]
+                if lowered.startswith(plain) and (len(rest) >= 4 or rest in self._vocabulary):
+                    return f"{prefix} {rest}"  # #neveragain
         return tag
 
     def _shorten_flood(self, match: re.Match[str]) -> str:
