@@ -314,8 +314,9 @@ class StoryIndex:
         if tokens:
             self._by_text.setdefault(text_key, story)
         if sig is not None:
-            for index, band in enumerate(bands):
-                self._bands[index].setdefault(band, []).append((sig, story))
+            entry = (sig, story)
+            for keyed, band in zip(self._bands, bands, strict=True):
+                keyed.setdefault(band, []).append(entry)
         self._order.append((mention.created_at, key, url, text_key if tokens else None, sig, bands))
         while len(self._order) > self.max_entries:
             self._forget(*self._order.popleft()[1:])
@@ -339,8 +340,7 @@ class StoryIndex:
         if text_key is not None and self._by_text.get(text_key) == story:
             del self._by_text[text_key]
         if sig is not None:
-            for index, band in enumerate(bands):  # the signature's bands, from _remember
-                keyed = self._bands[index]
+            for keyed, band in zip(self._bands, bands, strict=True):  # kept by _remember
                 entries = keyed.get(band)
                 if entries and len(entries) == 1 and entries[0][0] == sig:
                     del keyed[band]  # the usual case: a bucket of this signature alone
