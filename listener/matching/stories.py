@@ -56,11 +56,12 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import chain
+from operator import eq
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -119,7 +120,7 @@ def story_text(text: str) -> list[str]:
     text = _RT_PREFIX.sub("", text.strip())
     text = _URL.sub(" ", text)
     text = _HANDLE.sub(" ", text)
-    return [t for t in _NON_WORD.split(normalise(text)) if t]
+    return list(filter(None, _NON_WORD.split(normalise(text))))
 
 
 def minhash(tokens: list[str]) -> tuple[int, ...]:
@@ -141,7 +142,12 @@ def minhash_many(token_lists: Sequence[list[str]]) -> list[tuple[int, ...]]:
     same values: the rows of one matrix, each signature the minimum over its own rows)."""
     if not token_lists:
         return []
-    hash_sets = [{_crc32(t.encode()) for t in tokens} for tokens in token_lists]
+    return [tuple(row) for row in _signatures(token_lists).tolist()]
+
+
+def _signatures(token_lists: Sequence[list[str]]) -> npt.NDArray[np.uint64]:
+    """The signatures of (a non-empty list of non-empty) token lists, one row each."""
+    hash_sets = [set(map(_crc32, map(str.encode, tokens))) for tokens in token_lists]
     counts = [len(h) for h in hash_sets]
     if not all(counts):
         raise ValueError("minhash of an empty token set")
@@ -150,22 +156,45 @@ def minhash_many(token_lists: Sequence[list[str]]) -> list[tuple[int, ...]]:
     permuted += _B
     starts = np.zeros(len(counts), dtype=np.intp)
     np.cumsum(counts[:-1], out=starts[1:])
-    rows: list[list[int]] = np.minimum.reduceat(permuted, starts, axis=0).tolist()
-    return [tuple(row) for row in rows]
+    signatures: npt.NDArray[np.uint64] = np.minimum.reduceat(permuted, starts, axis=0)
+    return signatures
 
 
 def similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    """Estimated Jaccard similarity of two signatures."""
-    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+    """Estimated Jaccard similarity of two signatures (of the same length)."""
+    if len(a) != len(b):
+        raise ValueError(f"signatures of different lengths ({len(a)} and {len(b)})")
+    agree: int = sum(map(eq, a, b))
+    return agree / len(a)
 
 
-Band = tuple[int, ...]
+BANDS = PERMUTATIONS // ROWS
+Signature = bytes
+"""A signature as the index keeps it: its :data:`PERMUTATIONS` ``uint64`` values as
+bytes (compared, hashed and sliced fast, and no work for the garbage collector)."""
+Band = bytes
+_WIDTH = PERMUTATIONS * 8
+_BAND_WIDTH = ROWS * 8
 
 
-def _bands(signature: tuple[int, ...]) -> list[Band]:
-    """The LSH keys: band number and its :data:`ROWS` values (the values themselves, not a
-    hash of them, so candidates are exactly the signatures that agree on a whole band)."""
-    return [(i, *signature[i * ROWS : (i + 1) * ROWS]) for i in range(PERMUTATIONS // ROWS)]
+def _signed(signatures: npt.NDArray[np.uint64]) -> list[tuple[Signature, tuple[Band, ...]]]:
+    """Each signature row as bytes with its LSH keys: per band, its :data:`ROWS` values
+    (the values themselves, not a hash of them, so candidates are exactly the signatures
+    that agree on a whole band)."""
+    raw = signatures.tobytes()
+    return [
+        (
+            raw[at : at + _WIDTH],
+            tuple(raw[a : a + _BAND_WIDTH] for a in range(at, at + _WIDTH, _BAND_WIDTH)),
+        )
+        for at in range(0, len(raw), _WIDTH)
+    ]
+
+
+def _similarity(a: Signature, b: Signature) -> float:
+    """:func:`similarity` of two signatures as the index keeps them (the same value)."""
+    agree: int = sum(map(eq, memoryview(a).cast("Q"), memoryview(b).cast("Q")))
+    return agree / PERMUTATIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +218,14 @@ class StoryIndex:
     ) -> None:
         self.horizon = horizon
         self.max_entries = max_entries
-        self._by_mention: OrderedDict[str, str] = OrderedDict()
+        self._by_mention: dict[str, str] = {}
         self._by_url: dict[str, str] = {}
         self._by_text: dict[str, str] = {}
-        self._bands: dict[Band, list[tuple[tuple[int, ...], str]]] = {}
+        self._bands: list[dict[Band, list[tuple[Signature, str]]]] = [
+            {} for _ in range(BANDS)
+        ]  # per band: its key → (signature, story) of the mentions that have it
         self._order: deque[
-            tuple[datetime, str, str | None, str | None, tuple[int, ...] | None, list[Band]]
+            tuple[datetime, str, str | None, str | None, Signature | None, tuple[Band, ...]]
         ] = deque()
 
     def __len__(self) -> int:
@@ -203,22 +234,25 @@ class StoryIndex:
     def assign(self, mention: Mention) -> Assignment:
         """The story of ``mention``; remembers the mention for later copies."""
         tokens = story_text(mention.text)
-        sig = minhash(tokens) if len(tokens) >= MIN_TOKENS else None
-        return self._assign(mention, tokens, sig)
+        signed = _signed(_signatures([tokens]))[0] if len(tokens) >= MIN_TOKENS else None
+        return self._assign(mention, tokens, signed)
 
     def assign_many(self, mentions: Sequence[Mention]) -> list[Assignment]:
         """:meth:`assign` each mention in order (the same stories), with the signatures
         of the whole batch computed in one pass (:func:`minhash_many`)."""
         tokens = [story_text(m.text) for m in mentions]
         long = [t for t in tokens if len(t) >= MIN_TOKENS]
-        sigs = iter(minhash_many(long))
+        sigs = iter(_signed(_signatures(long)) if long else [])
         return [
             self._assign(m, t, next(sigs) if len(t) >= MIN_TOKENS else None)
             for m, t in zip(mentions, tokens, strict=True)
         ]
 
     def _assign(
-        self, mention: Mention, tokens: list[str], sig: tuple[int, ...] | None
+        self,
+        mention: Mention,
+        tokens: list[str],
+        signed: tuple[Signature, tuple[Band, ...]] | None,
     ) -> Assignment:
         self._evict(mention.created_at)
         key = f"{mention.source}:{mention.id}"
@@ -227,7 +261,7 @@ class StoryIndex:
         text_key = hashlib.blake2b(" ".join(tokens).encode(), digest_size=12).hexdigest()
         url = canonical_url(mention.url) if mention.url else None
         links = [c for c in (canonical_url(u) for u in _URL.findall(mention.text)) if c]
-        bands = _bands(sig) if sig is not None else []
+        sig, bands = signed if signed is not None else (None, ())
         found = self._find(mention, url, links, text_key, sig, bands)
         story, reason = found if found is not None else (key, "new")
         self._remember(mention, key, story, url, links, text_key, sig, bands, tokens)
@@ -239,8 +273,8 @@ class StoryIndex:
         url: str | None,
         links: list[str],
         text_key: str,
-        sig: tuple[int, ...] | None,
-        bands: list[Band],
+        sig: Signature | None,
+        bands: tuple[Band, ...],
     ) -> tuple[str, str] | None:
         if mention.reposted_id is not None:
             original = f"{mention.source}:{mention.reposted_id}"
@@ -252,9 +286,10 @@ class StoryIndex:
             return self._by_text[text_key], "exact"
         if sig is not None:
             best: tuple[float, str] | None = None
-            for band in bands:
-                for other, story in self._bands.get(band, ()):
-                    score = similarity(sig, other)
+            # the buckets of the signature's bands, looked up in one pass (most are empty)
+            for bucket in map(dict.get, self._bands, bands):
+                for other, story in bucket or ():
+                    score = _similarity(sig, other)
                     if score >= SIMILARITY and (best is None or score > best[0]):
                         best = (score, story)
             if best is not None:
@@ -269,8 +304,8 @@ class StoryIndex:
         url: str | None,
         links: list[str],
         text_key: str,
-        sig: tuple[int, ...] | None,
-        bands: list[Band],
+        sig: Signature | None,
+        bands: tuple[Band, ...],
         tokens: list[str],
     ) -> None:
         self._by_mention[key] = story
@@ -279,8 +314,9 @@ class StoryIndex:
         if tokens:
             self._by_text.setdefault(text_key, story)
         if sig is not None:
-            for band in bands:
-                self._bands.setdefault(band, []).append((sig, story))
+            entry = (sig, story)
+            for keyed, band in zip(self._bands, bands, strict=True):
+                keyed.setdefault(band, []).append(entry)
         self._order.append((mention.created_at, key, url, text_key if tokens else None, sig, bands))
         while len(self._order) > self.max_entries:
             self._forget(*self._order.popleft()[1:])
@@ -295,8 +331,8 @@ class StoryIndex:
         key: str,
         url: str | None,
         text_key: str | None,
-        sig: tuple[int, ...] | None,
-        bands: list[Band],
+        sig: Signature | None,
+        bands: tuple[Band, ...],
     ) -> None:
         story = self._by_mention.pop(key, None)
         if url is not None and self._by_url.get(url) == story:
@@ -304,9 +340,11 @@ class StoryIndex:
         if text_key is not None and self._by_text.get(text_key) == story:
             del self._by_text[text_key]
         if sig is not None:
-            for band in bands:  # the signature's bands, kept from _remember
-                entries = self._bands.get(band)
-                if entries:
+            for keyed, band in zip(self._bands, bands, strict=True):  # kept by _remember
+                entries = keyed.get(band)
+                if entries and len(entries) == 1 and entries[0][0] == sig:
+                    del keyed[band]  # the usual case: a bucket of this signature alone
+                elif entries:
                     entries[:] = [e for e in entries if e[0] != sig]
                     if not entries:
-                        del self._bands[band]
+                        del keyed[band]

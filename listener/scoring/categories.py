@@ -38,10 +38,12 @@ from __future__ import annotations
 import importlib
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import ahocorasick
 
 if TYPE_CHECKING:
     from listener.matching.document import Prepared
@@ -1349,6 +1351,20 @@ class _GateReader:
         return frozenset({best})
 
 
+def _automaton(
+    entries: Mapping[str, tuple[int, ...]],
+) -> Callable[[str], Iterator[tuple[int, tuple[int, ...]]]] | None:
+    """An Aho-Corasick automaton over ``entries``' keys: its ``iter``, which yields
+    ``(end index, value)`` for every occurrence of every key; None when there are none."""
+    if not entries:
+        return None
+    automaton = ahocorasick.Automaton()
+    for key, value in entries.items():
+        automaton.add_word(key, value)
+    automaton.make_automaton()
+    return cast("Callable[[str], Iterator[tuple[int, tuple[int, ...]]]]", automaton.iter)
+
+
 def _negated(norm: str, start: int) -> bool:
     return _NEGATED.search(norm[max(0, start - _NEGATION_WINDOW) : start]) is not None
 
@@ -1359,10 +1375,8 @@ class _Engine:
     __slots__ = (
         "_always",
         "_evidence",
-        "_exact",
-        "_exact_keys",
+        "_gates",
         "_items",
-        "_prefix",
         "_substrings",
         "names",
     )
@@ -1419,12 +1433,16 @@ class _Engine:
         self.names: tuple[str, ...] = tuple(names)
         self._evidence = tuple(evidence)
         self._items = tuple(items)
-        self._exact = {k: tuple(v) for k, v in exact.items()}
-        self._exact_keys = frozenset(self._exact)
-        self._prefix = {
-            k: tuple((stem, tuple(ids)) for stem, ids in v.items()) for k, v in prefix.items()
-        }
-        self._substrings = tuple((k, tuple(v)) for k, v in substrings.items())
+        # word gates as one Aho-Corasick automaton over " word1 word2 ... ": " refund "
+        # occurs exactly when the text has the word, " refund" when a word starts with it
+        keys: dict[str, set[int]] = {}
+        for word, ids in exact.items():
+            keys.setdefault(f" {word} ", set()).update(ids)
+        for stems in prefix.values():
+            for stem, ids in stems.items():
+                keys.setdefault(f" {stem}", set()).update(ids)
+        self._gates = _automaton({k: tuple(sorted(v)) for k, v in keys.items()})
+        self._substrings = _automaton({k: tuple(v) for k, v in substrings.items()})
         self._always = tuple(always)
 
     def run(
@@ -1444,15 +1462,11 @@ class _Engine:
         if not gated:
             return self._decide(norm, range(len(self._items)), negation, proofs=False)
         candidates: set[int] = set(self._always)
-        for word in words & self._exact_keys:
-            candidates.update(self._exact[word])
-        prefix = self._prefix
-        for word in [w for w in words if w[:_MIN_STEM] in prefix]:
-            for stem, ids in prefix[word[:_MIN_STEM]]:
-                if word.startswith(stem):
-                    candidates.update(ids)
-        for literal, ids in self._substrings:
-            if literal in norm:
+        if self._gates is not None and words:
+            for _, ids in self._gates(f" {' '.join(words)} "):
+                candidates.update(ids)
+        if self._substrings is not None:
+            for _, ids in self._substrings(norm):
                 candidates.update(ids)
         if not candidates:
             return []

@@ -36,7 +36,8 @@ import html
 import importlib
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from itertools import compress, count
 from typing import Any, Final
 
 from vaderSentiment.vaderSentiment import (
@@ -44,11 +45,9 @@ from vaderSentiment.vaderSentiment import (
     C_INCR,
     N_SCALAR,
     NEGATE,
+    SPECIAL_CASES,
     SentimentIntensityAnalyzer,
-    allcap_differential,
-    negated,
     normalize,
-    scalar_inc_dec,
 )
 
 from listener.model import Sentiment, SentimentLabel
@@ -372,6 +371,7 @@ HASHTAG_PREFIXES: Final = (
     "terrible", "horrible", "no more", "fix",
 )
 # fmt: on
+_PLAIN_PREFIXES: Final = tuple(prefix.replace(" ", "") for prefix in HASHTAG_PREFIXES)
 
 # Persistence: in a text that reports trouble, these say it goes on ("delayed again").
 _PERSIST = re.compile(
@@ -394,7 +394,9 @@ _SARCASM = re.compile(
     rf"sleeping|paying|having|watching)\b(?:\s+\S+){{0,4}}?\s+{TOKEN})"
     r")"
 )
-_URL_OR_MENTION = re.compile(r"https?://\S+|\bwww\.\S+|(?<![\w@])@\w+")
+# each alternative starts with a literal, so the engine skips to an "h", "w" or "@" fast;
+# the look-behinds after it are "\bwww" and "(?<![\w@])@" of the plain form
+_URL_OR_MENTION = re.compile(r"https?://\S+|w(?<!\ww)ww\.\S+|@(?<![\w@]@)\w+")
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _RUN = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
@@ -402,6 +404,9 @@ _FLOOD = re.compile(r"\b[a-z]*?([a-z])\1{2,}[a-z]*", re.IGNORECASE)
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # JSON escapes some exports leave in the text
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _PHRASE = re.compile(r"(?<=[,;:])\s+|\s+[-–—]+\s+")  # ":)" has no space after the colon
+# what every separator holds: a regex that starts with a character class scans fast
+_SENTENCE_MARK = re.compile(r"[.!?…](?=\s)|\n")
+_PHRASE_MARK = re.compile(r"[,;:\-–—]")
 _QUOTES: Final = ("\u2019", "\u2018", "\u02bc", "\uff07")  # read as ASCII apostrophes
 _PUNCTUATION: Final = string.punctuation
 _SPECIAL_TOKENS: Final = {"contrast": "but"}  # read by VADER's own "but" rule
@@ -417,27 +422,44 @@ def _negates(word: str) -> bool:
     return word in _NEGATE or "n't" in word
 
 
-class _Phrase:
-    """What VADER's ``SentiText`` holds that its rules read: the tokens (punctuation
-    stripped from words of 3+ characters, kept on short tokens and emoticons) and
-    ``is_cap_diff`` (set for the whole text by :meth:`_Analyser.compound`)."""
+def _split(pattern: re.Pattern[str], mark: re.Pattern[str], text: str) -> list[str]:
+    """``pattern.split(text)``, skipped (one fast scan) when ``text`` has no ``mark``,
+    which every separator contains."""
+    return pattern.split(text) if mark.search(text) else [text]
 
-    __slots__ = ("is_cap_diff", "words_and_emoticons")
 
-    def __init__(self, text: str) -> None:
-        self.words_and_emoticons = [
-            s if len(s := w.strip(_PUNCTUATION)) > 2 else w for w in text.split()
-        ]
-        self.is_cap_diff = False
+def _phrase_words(text: str) -> list[str]:
+    """What VADER's ``SentiText.words_and_emoticons`` holds for ``text``: its tokens, with
+    punctuation stripped from words of 3+ characters and kept on short tokens and
+    emoticons."""
+    return [s if len(s := w.strip(_PUNCTUATION)) > 2 else w for w in text.split()]
+
+
+# First words of VADER's multi-word idioms and booster n-grams (_Analyser._idioms reads
+# them): a word whose three predecessors and itself are none of these is in no idiom.
+_IDIOM_STARTS: Final = frozenset(
+    key.split(" ", 1)[0]
+    for key in (*SPECIAL_CASES, *BOOSTER_DICT)
+    if " " in key  # the n-grams VADER forms have spaces; one-word keys never match them
+)
 
 
 class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped library
-    """VADER's lexicon and rules, run phrase by phrase, with crisis tokens as documented."""
+    """VADER's lexicon and rules, run phrase by phrase, with crisis tokens as documented.
 
-    def __init__(self) -> None:
+    ``additions`` extend (or override) VADER's lexicon; the analyser's lookup tables are
+    built from the final lexicon once, here, and every rule reads a phrase's lower-cased
+    tokens, computed once per phrase.
+    """
+
+    def __init__(self, additions: Mapping[str, float] | None = None) -> None:
         super().__init__()
+        lexicon: dict[str, float] = self.lexicon  # this analyser's own copy
+        lexicon.update(additions or {})
         emojis: dict[str, str] = self.emojis
         self.emoji_words = {ord(e): f" {d} " for e, d in emojis.items() if len(e) == 1}
+        # the words VADER's own loop scores: lexicon words that are not boosters
+        self._scored = frozenset(w for w in lexicon if w not in BOOSTER_DICT)
 
     def compound(self, text: str) -> float:
         """VADER's compound score of ``text``: its rules per sentence ("but") and per
@@ -446,21 +468,29 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             text = text.translate(self.emoji_words)
         text = text.strip()
         sentences = [
-            [_Phrase(p) for p in _PHRASE.split(s) if p and not p.isspace()]
-            for s in _SENTENCE.split(text)
+            [self._tokens(p) for p in _split(_PHRASE, _PHRASE_MARK, s) if p and not p.isspace()]
+            for s in _split(_SENTENCE, _SENTENCE_MARK, text)
         ]
-        cap_diff = allcap_differential(
-            [w for phrases in sentences for p in phrases for w in p.words_and_emoticons]
-        )
+        # VADER's allcap_differential over every token of the text
+        count = upper = 0
+        for phrases in sentences:
+            for words in phrases:
+                count += len(words)
+                upper += sum(map(str.isupper, words))
+        cap_diff = 0 < count - upper < count
         sentiments: list[float] = []
         for phrases in sentences:
-            words: list[str] = []
-            local: list[float] = []
-            for phrase in phrases:
-                phrase.is_cap_diff = cap_diff
-                local.extend(self._phrase_valences(phrase))
-                words.extend(phrase.words_and_emoticons)
-            lowered = [w.lower() for w in words]
+            if len(phrases) == 1:
+                words = phrases[0]
+                lowered = list(map(str.lower, words))
+                local = self._phrase_valences(words, lowered, cap_diff)
+            else:
+                words, lowered, local = [], [], []
+                for phrase in phrases:
+                    low = list(map(str.lower, phrase))
+                    local += self._phrase_valences(phrase, low, cap_diff)
+                    words += phrase
+                    lowered += low
             if "but" in lowered:  # VADER's but_check changes nothing without one
                 local = self._but_check(words, local)
             if RESOLVED in lowered:
@@ -468,11 +498,11 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
                     0.0 if v < 0 and w.startswith(TOKEN) else v
                     for w, v in zip(lowered, local, strict=True)
                 ]
-            sentiments.extend(local)
-        if any(v <= MILD for v in sentiments):
-            sentiments = [v * COMPLAINT_DISCOUNT if v > 0 else v for v in sentiments]
+            sentiments += local
         if not sentiments:
             return 0.0
+        if min(sentiments) <= MILD:  # any clear negative
+            sentiments = [v * COMPLAINT_DISCOUNT if v > 0 else v for v in sentiments]
         # VADER's score_valence, its compound only
         total = float(sum(sentiments))
         emphasis = self._punctuation_emphasis(text)
@@ -482,33 +512,41 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             total -= emphasis
         return float(round(normalize(total), 4))
 
-    def _phrase_valences(self, phrase: Any) -> list[float]:
-        """One valence per word of ``phrase``, as VADER's own loop computes them."""
+    def _tokens(self, phrase: str) -> list[str]:
+        """The phrase's tokens as :func:`_phrase_words` gives them, except that a token
+        VADER keeps whole because it has ≤ 2 letters ("NO." "ok!"), as if it were an
+        emoticon, is read as its word when that is a lexicon word and the token is not
+        (":)" stays)."""
+        reads = self._reads_as_word
+        return [
+            s if len(s := w.strip(_PUNCTUATION)) > 2 or (s != w and reads(w)) else w
+            for w in phrase.split()
+        ]
+
+    def _reads_as_word(self, token: str) -> bool:
         lexicon: dict[str, float] = self.lexicon
-        words: list[str] = phrase.words_and_emoticons
-        lowered = [w.lower() for w in words]
-        for i, word in enumerate(lowered):
-            # VADER keeps a token whole when it has ≤ 2 letters ("NO." "ok!"), as if it
-            # were an emoticon; read the word when it is a lexicon word and the token is
-            # not (":)" stays)
-            if word not in lexicon and not (word[0].isalnum() and word[-1].isalnum()):
-                bare = word.strip(_PUNCTUATION)
-                if len(bare) <= 2 and bare.isalpha() and bare in lexicon:
-                    words[i] = words[i].strip(_PUNCTUATION)
-                    lowered[i] = bare
-        local: list[float] = []
-        cap_diff: bool = phrase.is_cap_diff
-        for i, word in enumerate(lowered):
-            if (
-                word not in lexicon
-                or word in BOOSTER_DICT
-                or (word == "kind" and i + 1 < len(lowered) and lowered[i + 1] == "of")
-            ):
-                local.append(0.0)  # what VADER's own loop gives these words
-            elif word.startswith(TOKEN):
-                local.append(self._token_valence(word, phrase, i))
+        word = token.lower()
+        if word in lexicon or (word[0].isalnum() and word[-1].isalnum()):
+            return False
+        bare = word.strip(_PUNCTUATION)
+        return len(bare) <= 2 and bare.isalpha() and bare in lexicon
+
+    def _phrase_valences(self, words: list[str], lowered: list[str], cap_diff: bool) -> list[float]:
+        """One valence per token of a phrase (``lowered``: its tokens lower-cased), as
+        VADER's own loop computes them; 0.0 for every word it does not score."""
+        scored = self._scored
+        local = [0.0] * len(lowered)
+        if scored.isdisjoint(lowered):
+            return local
+        last = len(lowered) - 1
+        for i in compress(count(), map(scored.__contains__, lowered)):
+            word = lowered[i]
+            if word == "kind" and i < last and lowered[i + 1] == "of":
+                continue  # VADER's own loop gives these words 0.0
+            if word.startswith(TOKEN):
+                local[i] = self._token_valence(words, lowered, i, cap_diff)
             else:
-                local.append(self._valence(words, lowered, i, cap_diff))
+                local[i] = self._valence(words, lowered, i, cap_diff)
         return local
 
     def _valence(self, words: list[str], lowered: list[str], i: int, cap_diff: bool) -> Any:
@@ -516,7 +554,6 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
         same order), reading the phrase's lower-cased tokens once instead of lower-casing
         the phrase again in every rule."""
         lexicon: dict[str, float] = self.lexicon
-        item = words[i]
         item_lowercase = lowered[i]
         valence = lexicon[item_lowercase]
         if item_lowercase == "no" and i != len(words) - 1 and lowered[i + 1] in lexicon:
@@ -524,42 +561,91 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
         if (
             (i > 0 and lowered[i - 1] == "no")
             or (i > 1 and lowered[i - 2] == "no")
-            or (i > 2 and lowered[i - 3] == "no" and lowered[i - 1] in ["or", "nor"])
+            or (i > 2 and lowered[i - 3] == "no" and lowered[i - 1] in ("or", "nor"))
         ):
             valence = lexicon[item_lowercase] * N_SCALAR
-        if item.isupper() and cap_diff:
+        if cap_diff and words[i].isupper():
             if valence > 0:
                 valence += C_INCR
             else:
                 valence -= C_INCR
-        for start_i in range(3):
-            if i > start_i and lowered[i - (start_i + 1)] not in lexicon:
-                s = scalar_inc_dec(words[i - (start_i + 1)], valence, cap_diff)
+        for start_i in range(min(i, 3)):
+            before = i - (start_i + 1)
+            if lowered[before] not in lexicon:
+                s = _scalar(words[before], lowered[before], valence, cap_diff)
                 if start_i == 1 and s != 0:
                     s = s * 0.95
                 if start_i == 2 and s != 0:
                     s = s * 0.9
                 valence = valence + s
                 valence = _negation_check(valence, lowered, start_i, i)
-                if start_i == 2:
-                    valence = self._special_idioms_check(valence, lowered, i)
-        return self._least_check(valence, lowered, i)
+                if start_i == 2 and not _IDIOM_STARTS.isdisjoint(lowered[i - 3 : i + 1]):
+                    valence = self._idioms(valence, lowered, i)
+        # VADER's _least_check
+        if (
+            i > 0
+            and lowered[i - 1] == "least"
+            and "least" not in lexicon
+            and (i == 1 or (lowered[i - 2] != "at" and lowered[i - 2] != "very"))
+        ):
+            valence = valence * N_SCALAR
+        return valence
 
-    def _token_valence(self, token: str, phrase: Any, i: int) -> float:
+    @staticmethod
+    def _idioms(valence: Any, lowered: list[str], i: int) -> Any:
+        """VADER's ``_special_idioms_check`` on the phrase's lower-cased tokens (``i`` ≥ 3)."""
+        onezero = f"{lowered[i - 1]} {lowered[i]}"
+        twoonezero = f"{lowered[i - 2]} {lowered[i - 1]} {lowered[i]}"
+        twoone = f"{lowered[i - 2]} {lowered[i - 1]}"
+        threetwoone = f"{lowered[i - 3]} {lowered[i - 2]} {lowered[i - 1]}"
+        threetwo = f"{lowered[i - 3]} {lowered[i - 2]}"
+        for seq in (onezero, twoonezero, twoone, threetwoone, threetwo):
+            if seq in SPECIAL_CASES:
+                valence = SPECIAL_CASES[seq]
+                break
+        if len(lowered) - 1 > i:
+            zeroone = f"{lowered[i]} {lowered[i + 1]}"
+            if zeroone in SPECIAL_CASES:
+                valence = SPECIAL_CASES[zeroone]
+        if len(lowered) - 1 > i + 1:
+            zeroonetwo = f"{lowered[i]} {lowered[i + 1]} {lowered[i + 2]}"
+            if zeroonetwo in SPECIAL_CASES:
+                valence = SPECIAL_CASES[zeroonetwo]
+        for n_gram in (threetwoone, threetwo, twoone):
+            if n_gram in BOOSTER_DICT:
+                valence = valence + BOOSTER_DICT[n_gram]
+        return valence
+
+    def _token_valence(self, words: list[str], lowered: list[str], i: int, cap_diff: bool) -> float:
         """A crisis token's valence: VADER's ALL CAPS and booster rules, but a negation
         within two words makes it neutral ("not delayed", "no outage") instead of praise."""
-        words: list[str] = phrase.words_and_emoticons
-        cap_diff: bool = phrase.is_cap_diff
-        value = float(self.lexicon[token])
-        if words[i].isupper() and cap_diff:
+        lexicon: dict[str, float] = self.lexicon
+        value = float(lexicon[lowered[i]])
+        if cap_diff and words[i].isupper():
             value += C_INCR if value > 0 else -C_INCR
         for distance, damp in ((1, 1.0), (2, 0.95), (3, 0.9)):
-            if i >= distance and words[i - distance].lower() not in self.lexicon:
-                value += float(scalar_inc_dec(words[i - distance], value, cap_diff)) * damp
-        before = [w.lower() for w in words[max(0, i - 2) : i]]
-        if "no" in before or negated(before):
-            return 0.0
+            if i >= distance and lowered[i - distance] not in lexicon:
+                scalar = _scalar(words[i - distance], lowered[i - distance], value, cap_diff)
+                value += float(scalar) * damp
+        for word in lowered[max(0, i - 2) : i]:
+            if word == "no" or _negates(word):
+                return 0.0
         return value
+
+
+def _scalar(word: str, lowered: str, valence: float, cap_diff: bool) -> float:
+    """VADER's ``scalar_inc_dec`` of ``word`` (``lowered`` is its lower-cased form)."""
+    if lowered not in BOOSTER_DICT:
+        return 0.0
+    scalar: float = BOOSTER_DICT[lowered]
+    if valence < 0:
+        scalar *= -1
+    if word.isupper() and cap_diff:
+        if valence > 0:
+            scalar += C_INCR
+        else:
+            scalar -= C_INCR
+    return scalar
 
 
 class CrisisScorer:
@@ -591,13 +677,11 @@ class CrisisScorer:
             )
         self.negative_threshold = negative_threshold
         self.positive_threshold = positive_threshold
-        analyser = _Analyser()
-        lexicon: dict[str, float] = analyser.lexicon  # this analyser's own copy
-        lexicon.update(LEXICON_OVERRIDES)
+        additions: dict[str, float] = dict(LEXICON_OVERRIDES)  # to VADER's lexicon
         translate: dict[int, str] = {ord(q): "'" for q in _QUOTES}
         for n, (char, value) in enumerate(sorted(EMOJI_VALENCE.items())):
             token = f"{TOKEN if value < 0 else IDIOM}emoji{n}"
-            lexicon[token] = value
+            additions[token] = value
             translate[ord(char[0])] = f" {token} "
         self._translate = translate
         tokens: dict[str, str] = {}
@@ -605,14 +689,15 @@ class CrisisScorer:
             prefix = TOKEN if valence < 0 else IDIOM if valence > 0 else NEUTRAL
             tokens[name] = _SPECIAL_TOKENS.get(name, f"{prefix}{name}")
             if valence:
-                lexicon[tokens[name]] = valence
-        lexicon[f"{TOKEN}persist"] = CUE
-        lexicon[f"{TOKEN}sarcasm"] = MILD
+                additions[tokens[name]] = valence
+        additions[f"{TOKEN}persist"] = CUE
+        additions[f"{TOKEN}sarcasm"] = MILD
+        analyser = _Analyser(additions)
         self._tokens = tokens
         self._patterns = _Patterns([(n, p) for n, _, ps in CRISIS_PATTERNS for p in ps])
         self._vocabulary = frozenset(
             w
-            for words in (lexicon, BOOSTER_DICT, NEGATE, HASHTAG_SUFFIXES)
+            for words in (analyser.lexicon, BOOSTER_DICT, NEGATE, HASHTAG_SUFFIXES)
             for w in words
             if w.isalpha()
         )
@@ -667,15 +752,16 @@ class CrisisScorer:
         lowered = tag.lower()
         if lowered in self._vocabulary:
             return tag
-        for suffix in HASHTAG_SUFFIXES:
-            head = lowered[: -len(suffix)]
-            if lowered.endswith(suffix) and len(head) >= 3:
-                return f"{head} {suffix}"  # #customerservicefail
-        for prefix in HASHTAG_PREFIXES:
-            plain = prefix.replace(" ", "")
-            rest = lowered[len(plain) :]
-            if lowered.startswith(plain) and (len(rest) >= 4 or rest in self._vocabulary):
-                return f"{prefix} {rest}"  # #neveragain
+        if lowered.endswith(HASHTAG_SUFFIXES):  # one C-level test first: most tags don't
+            for suffix in HASHTAG_SUFFIXES:
+                head = lowered[: -len(suffix)]
+                if lowered.endswith(suffix) and len(head) >= 3:
+                    return f"{head} {suffix}"  # #customerservicefail
+        if lowered.startswith(_PLAIN_PREFIXES):
+            for prefix, plain in zip(HASHTAG_PREFIXES, _PLAIN_PREFIXES, strict=True):
+                rest = lowered[len(plain) :]
+                if lowered.startswith(plain) and (len(rest) >= 4 or rest in self._vocabulary):
+                    return f"{prefix} {rest}"  # #neveragain
         return tag
 
     def _shorten_flood(self, match: re.Match[str]) -> str:
@@ -717,22 +803,24 @@ class _Patterns:
             if tuple(indexes) not in compiled:
                 compiled[tuple(indexes)] = compile_(indexes)
         self._by_word = {w: compiled[tuple(ix)] for w, ix in merged.items()}
+        # the listed first words as one regex (a trie, so the engine reads each word
+        # once): the words where a pattern can start are found in one C-speed scan
+        self._starts = re.compile(rf"(?<!\w){_trie(by_word)}(?!\w)")
         self._everywhere = compile_(everywhere) if everywhere else None
         self._anywhere = _loose([alternatives[i][1] for i in everywhere]) if everywhere else None
 
     def finditer(self, lowered: str) -> list[re.Match[str]]:
         everywhere = self._everywhere
-        # two exact shortcuts: patterns that match nowhere in the text (one C-speed
-        # search of a looser form of them) need not be tried at each word, and a text
-        # with none of the listed first words (one set test) has no match at all
+        # an exact shortcut: patterns that match nowhere in the text (one C-speed search
+        # of a looser form of them) need not be tried at each word, and then only the
+        # words some pattern can start with are visited
         if self._anywhere is not None and self._anywhere.search(lowered) is None:
             everywhere = None
         by_word = self._by_word
-        if everywhere is None and by_word.keys().isdisjoint(_WORD.findall(lowered)):
-            return []
+        words = (self._starts if everywhere is None else _WORD).finditer(lowered)
         matches: list[re.Match[str]] = []
         end = 0
-        for word in _WORD.finditer(lowered):
+        for word in words:
             start = word.start()
             if start < end:
                 continue
@@ -743,6 +831,27 @@ class _Patterns:
                     matches.append(match)
                     end = match.end()
         return matches
+
+
+def _trie(words: Iterable[str]) -> str:
+    """A regex matching exactly ``words`` (non-empty), as a trie of non-capturing groups:
+    ``(?:on(?:e)?|to)`` for one, on and to."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def emit(node: dict[str, Any]) -> str:
+        alternatives = [re.escape(char) + emit(node[char]) for char in sorted(node) if char]
+        if not alternatives:
+            return ""
+        if "" in node:
+            return f"(?:{'|'.join(alternatives)})?"
+        return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+
+    return f"(?:{emit(root)})"
 
 
 _LEADING_LOOKBEHINDS = re.compile(r"^(?:\(\?<!(?:[^()\\]|\\.)*\))+")

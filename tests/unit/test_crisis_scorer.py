@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,11 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer, SentiText
 from listener.model import Sentiment
 from listener.scoring.base import Scorer
 from listener.scoring.crisis import (
+    _PHRASE,
+    _PHRASE_MARK,
+    _SENTENCE,
+    _SENTENCE_MARK,
+    _URL_OR_MENTION,
     CRISIS_PATTERNS,
     DEFAULT_NEGATIVE_THRESHOLD,
     DEFAULT_POSITIVE_THRESHOLD,
@@ -19,7 +25,9 @@ from listener.scoring.crisis import (
     _first_words,
     _loose,
     _Patterns,
-    _Phrase,
+    _phrase_words,
+    _split,
+    _trie,
 )
 
 SCORER = CrisisScorer()
@@ -358,9 +366,8 @@ def test_phrase_valences_equal_vaders_own_rules(words: list[str]) -> None:
     """The phrase tokens and each lexicon word's valence are what VADER's SentiText and
     sentiment_valence give (the port reads lower-cased tokens once)."""
     text = " ".join(words)
-    phrase = _Phrase(text)
     senti = SentiText(text)
-    assert phrase.words_and_emoticons == senti.words_and_emoticons
+    assert _phrase_words(text) == senti.words_and_emoticons
     analyser = SCORER._analyser
     tokens = senti.words_and_emoticons
     lowered = [w.lower() for w in tokens]
@@ -373,3 +380,66 @@ def test_phrase_valences_equal_vaders_own_rules(words: list[str]) -> None:
                 analyser, 0.0, senti, tokens[i], i, []
             )[-1]
             assert analyser._valence(tokens, lowered, i, cap_diff) == expected
+
+
+_SPLIT_PIECES = [
+    "a",
+    "b.",
+    "c!",
+    "d?",
+    "e…",
+    "f,",
+    "g;",
+    "h:",
+    ":)",
+    "-",
+    "--",
+    "–",
+    "—",
+    " ",
+    "  ",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from([*_SPLIT_PIECES, "\n", "\t"]), max_size=12))
+def test_split_skips_only_texts_without_separators(pieces: list[str]) -> None:
+    """Sentence and phrase splitting with the fast pre-scan give the plain split."""
+    text = " ".join(pieces)
+    assert _split(_SENTENCE, _SENTENCE_MARK, text) == _SENTENCE.split(text)
+    assert _split(_PHRASE, _PHRASE_MARK, text) == _PHRASE.split(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    words=st.sets(st.text(alphabet="abno'é", min_size=1, max_size=4), min_size=1, max_size=8),
+    probe=st.text(alphabet="abno'é", min_size=1, max_size=5),
+)
+def test_trie_matches_exactly_its_words(words: set[str], probe: str) -> None:
+    """The trie regex of a word set matches a string exactly when it is one of them."""
+    assert (re.fullmatch(_trie(words), probe) is not None) == (probe in words)
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.lists(st.sampled_from(_PHRASE_TOKENS), min_size=1, max_size=12))
+def test_tokens_read_short_lexicon_words_as_vader_keeps_them(words: list[str]) -> None:
+    """A phrase's tokens are VADER's, with a kept-whole short token ("ok!", "NO.") read as
+    its lexicon word unless the token itself is in the lexicon (":)")."""
+    text = " ".join(words)
+    lexicon = SCORER._analyser.lexicon
+    expected = _phrase_words(text)
+    for i, token in enumerate(expected):
+        word = token.lower()
+        if word not in lexicon and not (word[0].isalnum() and word[-1].isalnum()):
+            bare = word.strip(string.punctuation)
+            if len(bare) <= 2 and bare.isalpha() and bare in lexicon:
+                expected[i] = token.strip(string.punctuation)
+    assert SCORER._analyser._tokens(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="wh.@_ tps:/xé", max_size=30))
+def test_url_and_mention_pattern_is_the_plain_one(text: str) -> None:
+    """The literal-first URL/mention pattern removes what the plain one removes."""
+    plain = r"https?://\S+|\bwww\.\S+|(?<![\w@])@\w+"
+    assert _URL_OR_MENTION.sub(" ", text) == re.sub(plain, " ", text)

@@ -17,6 +17,9 @@ from listener.matching.stories import (
     PERMUTATIONS,
     SEEDS,
     StoryIndex,
+    _signatures,
+    _signed,
+    _similarity,
     canonical_url,
     minhash,
     minhash_many,
@@ -265,6 +268,29 @@ def test_grouping_is_the_same_in_fresh_processes() -> None:
 def test_batch_signatures_equal_one_at_a_time(batch: list[list[str]]) -> None:
     """minhash_many gives each token list the signature minhash gives it alone."""
     assert minhash_many(batch) == [minhash(tokens) for tokens in batch]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    batch=st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "acme", "down"]), min_size=1),
+        min_size=2,
+        max_size=6,
+    )
+)
+def test_index_signatures_and_bands_are_the_signature_values(batch: list[list[str]]) -> None:
+    """The index's byte signatures hold minhash's values, their bands the values band by
+    band, and their similarity is similarity's."""
+    signed = _signed(_signatures(batch))
+    sigs = [minhash(tokens) for tokens in batch]
+    for (raw, bands), sig in zip(signed, sigs, strict=True):
+        assert tuple(memoryview(raw).cast("Q")) == sig
+        assert [tuple(memoryview(b).cast("Q")) for b in bands] == [
+            sig[i : i + 4] for i in range(0, PERMUTATIONS, 4)
+        ]
+    for (a, _), x in zip(signed, sigs, strict=True):
+        for (b, _), y in zip(signed, sigs, strict=True):
+            assert _similarity(a, b) == similarity(x, y)
 
 
 def test_assign_many_equals_assign_in_order() -> None:
