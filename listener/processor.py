@@ -204,17 +204,18 @@ class Plan(NamedTuple):
 
 
 class Settled(NamedTuple):
-    """A (rule, brand) key whose last evaluation found nothing that time alone can move:
-    no open incident, no level holding (so no timer running), the brand's history past
-    the rule's warm-up (or none at all), and every range the rule reads aligned to the
-    windows' buckets. Until the brand's windows change (``changes``) or ``now`` enters
-    another bucket (``epoch``), evaluating it again gives the same checks and leaves its
-    state as it is (and its condition gauges show what they show), so the Evaluate stage
-    skips it."""
+    """A (rule, brand) key whose last evaluation left it resting: no open incident, no
+    level holding (so no timer running); ``key_state`` is the state it left. When also
+    ``reusable`` (the brand's history past the rule's warm-up, or none at all, and every
+    range the rule reads aligned to the windows' buckets), then until the brand's windows
+    change (``changes``) or ``now`` enters another bucket (``epoch``), evaluating it again
+    gives the same checks and leaves its state as it is (and its condition gauges show
+    what they show), so the Evaluate stage skips it."""
 
     epoch: int
     changes: int
     key_state: KeyState
+    reusable: bool
 
 
 def read_epoch(now: datetime, bucket: timedelta) -> int:
@@ -557,7 +558,8 @@ class Processor:
             if memo is not None and keys.get((name, brand)) is memo.key_state:
                 changes, age = marks[brand]
                 if (
-                    memo.epoch == epoch
+                    memo.reusable
+                    and memo.epoch == epoch
                     and memo.changes == changes
                     and (age is None or age >= lookback)
                 ):
@@ -597,24 +599,21 @@ class Processor:
         for brand, made in checks.items():
             key = (name, brand)
             key_state = keys.get(key)
-            changes, age = marks[brand]
             if (
-                aligned
-                and key_state is not None
+                key_state is not None
                 and key_state.incident is None
                 and not any(check.holds for check in made)
-                and (age is None or age >= lookback)
             ):
-                settled[key] = Settled(epoch, changes, key_state)
+                changes, age = marks[brand]
+                reusable = aligned and (age is None or age >= lookback)
+                settled[key] = Settled(epoch, changes, key_state, reusable)
             else:
                 settled.pop(key, None)
         for brand in still:
             key = (name, brand)
             changes, age = marks[brand]
-            if aligned and (age is None or age >= lookback):
-                settled[key] = Settled(epoch, changes, keys[key])
-            else:
-                settled.pop(key, None)
+            reusable = aligned and (age is None or age >= lookback)
+            settled[key] = Settled(epoch, changes, keys[key], reusable)
 
     def _warm(self, rule: CompiledRule, brand: str, now: datetime) -> bool:
         """Whether no condition of ``rule`` can leave its warm-up as time passes: the

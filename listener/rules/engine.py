@@ -276,12 +276,12 @@ def _resting(key_state: KeyState) -> bool:
 def _rests(key_state: KeyState, names: Set[str]) -> bool:
     """Whether ``key_state`` is what :func:`_rested` leaves it as: no incident, a stopped
     timer for each level named, and no other."""
+    if key_state.incident is not None:
+        return False
     timers = key_state.timers
-    return (
-        key_state.incident is None
-        and timers.keys() == names
-        and all(timer.since is None for timer in timers.values())
-    )
+    if timers.keys() != names:
+        return False
+    return all(timer.since is None for timer in timers.values())
 
 
 def _rested(rule: CompiledRule, old: KeyState | None) -> KeyState:

@@ -99,22 +99,23 @@ class _Leaf:
 @dataclass(frozen=True, slots=True)
 class Table:
     """One tick's bulk read of the windows: the running sums of ``brands`` at the bucket
-    indices ``columns`` (sorted), and when each brand was first seen."""
+    indices ``columns`` (sorted), where each bulk leaf's bounds sit among them
+    (``positions``, by leaf identity), and when each brand was first seen."""
 
     brands: tuple[str, ...]
     now_us: int
     size_us: int
     columns: NDArray[np.int64]
+    positions: Mapping[int, NDArray[np.intp]]
     sums: Mapping[str, NDArray[np.int64]]
     first: NDArray[np.int64]
 
-    def column(self, index: int) -> int:
-        return int(np.searchsorted(self.columns, index))
-
-    def between(self, measure: str, first: int, last: int) -> Floats:
-        """``measure`` over the bucket indices ``[first, last)`` for every brand."""
+    def window(self, leaf: Condition, measure: str, start: int, end: int) -> Floats:
+        """``measure`` between ``leaf``'s bounds number ``start`` and ``end`` (its bounds
+        are in :func:`_offsets` order), for every brand."""
+        at = self.positions[id(leaf)]
         sums = self.sums[measure]
-        return (sums[:, self.column(last)] - sums[:, self.column(first)]).astype(np.float64)
+        return (sums[:, at[end]] - sums[:, at[start]]).astype(np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +131,6 @@ class RuleScreen:
 
 def _us(at: datetime) -> int:
     return (as_utc(at) - _EPOCH) // _MICRO
-
-
-def _ceil(value: int, size: int) -> int:
-    return -(-value // size)
 
 
 def _bulk(leaf: Condition) -> bool:
@@ -154,22 +151,19 @@ def _measures(leaf: Condition) -> tuple[str, ...]:
     return ()
 
 
-def _bounds(leaf: Condition, now_us: int, size_us: int) -> list[int]:
-    """The bucket indices ``leaf`` reads at ``now`` (as ``VelocityWindows.value`` and
-    ``strided`` work them out)."""
+def _offsets(leaf: Condition) -> tuple[int, ...]:
+    """How far before ``now`` (µs) each bound ``leaf`` reads lies: the bucket index of a
+    bound is that of the first bucket starting at or after ``now - offset``, as
+    ``VelocityWindows.value`` and ``strided`` work them out."""
     if isinstance(leaf, Volume | NegativeShare):
-        return [_ceil(now_us - leaf.window // _MICRO, size_us), _ceil(now_us, size_us)]
+        return (leaf.window // _MICRO, 0)
     if isinstance(leaf, Spike):
-        start = now_us - leaf.window // _MICRO
-        return [
-            _ceil(start - leaf.baseline // _MICRO, size_us),
-            _ceil(start, size_us),
-            _ceil(now_us, size_us),
-        ]
+        window = leaf.window // _MICRO
+        return (window + leaf.baseline // _MICRO, window, 0)
     if isinstance(leaf, ZScore):
         width = leaf.window // _MICRO
-        return [_ceil(now_us - k * width, size_us) for k in range(leaf.history + 2)]
-    return []
+        return tuple(k * width for k in range(leaf.history + 2))
+    return ()
 
 
 def _leaves(condition: Condition) -> Iterable[Condition]:
@@ -182,27 +176,67 @@ def _leaves(condition: Condition) -> Iterable[Condition]:
         yield condition
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a set of rules reads in bulk: every bulk leaf's bound offsets, end to end."""
+
+    leaves: tuple[Condition, ...]
+    spans: tuple[tuple[int, int], ...]
+    offsets: NDArray[np.int64]
+    measures: frozenset[str]
+
+
+_PLANS: dict[tuple[int, ...], tuple[tuple[CompiledRule, ...], _Plan]] = {}
+
+
+def _plan(rules: Sequence[CompiledRule]) -> _Plan:
+    key = tuple(id(rule) for rule in rules)
+    held = _PLANS.get(key)
+    if held is not None and all(a is b for a, b in zip(held[0], rules, strict=True)):
+        return held[1]
+    leaves: list[Condition] = []
+    seen: set[int] = set()
+    for rule in rules:
+        for level in rule.levels:
+            for leaf in _leaves(level.when):
+                if _bulk(leaf) and id(leaf) not in seen:
+                    seen.add(id(leaf))
+                    leaves.append(leaf)
+    spans: list[tuple[int, int]] = []
+    offsets: list[int] = []
+    at = 0
+    for leaf in leaves:
+        own = _offsets(leaf)
+        spans.append((at, at + len(own)))
+        offsets.extend(own)
+        at += len(own)
+    measures = frozenset(m for leaf in leaves for m in _measures(leaf))
+    plan = _Plan(tuple(leaves), tuple(spans), np.array(offsets, dtype=np.int64), measures)
+    if len(_PLANS) > 64:
+        _PLANS.clear()
+    _PLANS[key] = (tuple(rules), plan)
+    return plan
+
+
 def table_for(
     rules: Sequence[CompiledRule], brands: Sequence[str], view: RunningReads, now: datetime
 ) -> Table | None:
     """The bulk read every bulk leaf of ``rules`` needs at ``now`` (None when none has
     one)."""
+    plan = _plan(rules)
+    if not plan.leaves or not brands:
+        return None
     size_us = view.bucket // _MICRO
     now_us = _us(now)
-    indices: set[int] = set()
-    measures: set[str] = set()
-    for rule in rules:
-        for level in rule.levels:
-            for leaf in _leaves(level.when):
-                if _bulk(leaf):
-                    indices.update(_bounds(leaf, now_us, size_us))
-                    measures.update(_measures(leaf))
-    if not indices or not brands:
-        return None
-    columns = np.array(sorted(indices), dtype=np.int64)
-    sums = view.running_at(brands, columns, measures)
+    indices = -(-(now_us - plan.offsets) // size_us)
+    columns, inverse = np.unique(indices, return_inverse=True)
+    positions = {
+        id(leaf): inverse[start:end]
+        for leaf, (start, end) in zip(plan.leaves, plan.spans, strict=True)
+    }
+    sums = view.running_at(brands, columns, plan.measures)
     first = view.first_seen_seconds(brands)
-    return Table(tuple(brands), now_us, size_us, columns, sums, first)
+    return Table(tuple(brands), now_us, size_us, columns, positions, sums, first)
 
 
 def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> RuleScreen:
@@ -249,9 +283,10 @@ def _tree(
     return leaf.holds, leaf.sure
 
 
-def _read(table: Table, rows: NDArray[np.intp], measure: str, start_us: int, end_us: int) -> Floats:
-    size = table.size_us
-    return table.between(measure, _ceil(start_us, size), _ceil(end_us, size))[rows]
+def _read(
+    table: Table, rows: NDArray[np.intp], leaf: Condition, measure: str, span: tuple[int, int]
+) -> Floats:
+    return table.window(leaf, measure, *span)[rows]
 
 
 def _warm(table: Table, rows: NDArray[np.intp], need: timedelta) -> Bools:
@@ -268,18 +303,15 @@ def _all_sure(n: int) -> Bools:
 
 def _volume(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     assert isinstance(leaf, Volume)
-    now = table.now_us
-    current = _read(table, rows, leaf.metric, now - leaf.window // _MICRO, now)
+    current = _read(table, rows, leaf, leaf.metric, (0, 1))
     above = np.full(len(rows), float(leaf.above))
     return _Leaf(current >= leaf.above, _all_sure(len(rows)), Readings(current, above, None))
 
 
 def _share(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     assert isinstance(leaf, NegativeShare)
-    now = table.now_us
-    start = now - leaf.window // _MICRO
-    whole = _read(table, rows, "total", start, now)
-    part = _read(table, rows, leaf.metric, start, now)
+    whole = _read(table, rows, leaf, "total", (0, 1))
+    part = _read(table, rows, leaf, leaf.metric, (0, 1))
     share = np.divide(part, whole, out=np.zeros_like(part), where=whole != 0)
     holds = (whole >= leaf.min_volume) & (share >= leaf.above)
     above = np.full(len(rows), float(leaf.above))
@@ -288,10 +320,8 @@ def _share(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
 
 def _spike(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     assert isinstance(leaf, Spike)
-    now = table.now_us
-    start = now - leaf.window // _MICRO
-    current = _read(table, rows, leaf.metric, start, now)
-    before = _read(table, rows, leaf.metric, start - leaf.baseline // _MICRO, start)
+    current = _read(table, rows, leaf, leaf.metric, (1, 2))
+    before = _read(table, rows, leaf, leaf.metric, (0, 1))
     per_window = before * (leaf.window / leaf.baseline)
     effective = np.maximum(per_window, leaf.min_baseline)
     if leaf.direction == "up":
@@ -337,12 +367,8 @@ def _near(a: Floats, b: Floats | float) -> Bools:
 
 def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     assert isinstance(leaf, ZScore)
-    size = table.size_us
-    width = leaf.window // _MICRO
-    now = table.now_us
-    sums = table.sums[leaf.metric]
-    at = sums[:, [table.column(_ceil(now - k * width, size)) for k in range(leaf.history + 2)]]
-    values = (at[:, :-1] - at[:, 1:]).astype(np.float64)[rows]
+    at = table.sums[leaf.metric][rows[:, None], table.positions[id(leaf)]]
+    values = (at[:, :-1] - at[:, 1:]).astype(np.float64)
     forward, inverse = _TRANSFORMS[leaf.transform]
     current = values[:, 0]
     past = forward(values[:, 1:])
