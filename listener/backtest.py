@@ -776,7 +776,8 @@ def replay_mentions(
     changes: list[Change] = []
     began = time.perf_counter()
     try:
-        processor = Processor(run_config, store, Metrics(), stage=stage)
+        # no condition gauges to keep: keys that cannot move wait for their brand's next mention
+        processor = Processor(run_config, store, Metrics(), stage=stage, readings=False)
         for now, batch, stop in _steps(ordered, step):
             if batch:
                 processor.ingest("backtest", [r.mention for r in batch], now)

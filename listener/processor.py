@@ -16,7 +16,7 @@ import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -210,12 +210,15 @@ class Settled(NamedTuple):
     range the rule reads aligned to the windows' buckets), then until the brand's windows
     change (``changes``) or ``now`` enters another bucket (``epoch``), evaluating it again
     gives the same checks and leaves its state as it is (and its condition gauges show
-    what they show), so the Evaluate stage skips it."""
+    what they show), so the Evaluate stage skips it. When ``dormant`` (only without
+    condition gauges: the key was *sunk*), it is skipped until the brand's windows change,
+    whatever the bucket: no level can hold before."""
 
     epoch: int
     changes: int
     key_state: KeyState
     reusable: bool
+    dormant: bool = False
 
 
 def read_epoch(now: datetime, bucket: timedelta) -> int:
@@ -264,6 +267,7 @@ class Processor:
         scorer: Scorer | None = None,
         stage: Ingest | None = None,
         drill: bool = False,
+        readings: bool = True,
     ) -> None:
         """``stage``: the Ingest stage to run (default: built from ``config``, with
         ``scorer`` overriding ``scoring.sentiment``); give one or the other."""
@@ -272,6 +276,12 @@ class Processor:
         self.store = store
         self.metrics = metrics
         self.drill = drill
+        self.readings = readings
+        """Whether the condition gauges are kept. Without them (a backtest), a key the
+        screen finds *sunk* (``RuleScreen.sunk``) is not evaluated again until its brand
+        gets a mention: its decisions cannot change before, only what it measures."""
+        self._ingested_until = datetime.min.replace(tzinfo=UTC)
+        """The latest ``now`` of an ingest (no bucket starts after it)."""
         self._lock = threading.RLock()
         self.config = config
         self.stage = stage if stage is not None else Ingest.build(config, scorer=scorer)
@@ -306,8 +316,12 @@ class Processor:
             brand: datetime.fromisoformat(at) for brand, at in json.loads(raw_quiet or "{}").items()
         }
         self.windows = windows_for(self.rules)
-        self.windows.load(self.store.load_buckets())
+        rows = self.store.load_buckets()
+        self.windows.load(rows)
         self.windows.drain_dirty()
+        if rows:  # no bucket starts after the end of the latest one loaded
+            latest = max(key for _, key, _ in rows) + self.windows.bucket // timedelta(seconds=1)
+            self._ingested_until = max(self._ingested_until, _EPOCH + timedelta(seconds=latest))
         raw = self.store.load_engine_state()
         self.state = self._written = EngineState.from_json(raw) if raw else EngineState()
         self._settled = {}
@@ -385,6 +399,7 @@ class Processor:
             except StoreError:
                 self._load_state()  # memory must not run ahead of the store
                 raise
+            self._ingested_until = max(self._ingested_until, as_utc(now))
             self._count_matches(source, scored)  # once stored: a retried batch counts once
             self.quiet_until = quiet_until
             self.metrics.mentions_collected.labels(source=source).inc(len(mentions))
@@ -472,7 +487,7 @@ class Processor:
                         quiet,
                         still=screen.still if screen is not None else frozenset(),
                     )
-                    if screen is not None:
+                    if screen is not None and self.readings:
                         self._show_screened(rule, screen, checks, rows, now)
                 except Exception as exc:
                     self.metrics.error("evaluate", type(exc).__name__)
@@ -488,8 +503,15 @@ class Processor:
                 self.metrics.evaluations.labels(rule=rule.name).inc()
                 events.extend(produced)
                 left = [b for b in screen.still if b not in checks] if screen is not None else []
-                self._settle(rule, checks, left, state, epoch, settled, marks)
-                self._show_checks(rule, checks, rows)
+                # sunk keys may stand until their brand moves (nothing after now is counted)
+                sunk = (
+                    screen.sunk
+                    if screen is not None and not self.readings and self._ingested_until <= now
+                    else frozenset()
+                )
+                self._settle(rule, checks, left, sunk, state, epoch, settled, marks)
+                if self.readings:
+                    self._show_checks(rule, checks, rows)
             notify, notices, alerts = self._notify(events, now)
             pruned = self.windows.prune(now)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -557,11 +579,9 @@ class Processor:
             memo = settled.get((name, brand))
             if memo is not None and keys.get((name, brand)) is memo.key_state:
                 changes, age = marks[brand]
-                if (
-                    memo.reusable
-                    and memo.epoch == epoch
-                    and memo.changes == changes
-                    and (age is None or age >= lookback)
+                if memo.changes == changes and (
+                    memo.dormant
+                    or (memo.reusable and memo.epoch == epoch and (age is None or age >= lookback))
                 ):
                     kept.append(brand)
                     continue
@@ -586,14 +606,16 @@ class Processor:
         rule: CompiledRule,
         checks: Mapping[str, tuple[Check, ...]],
         still: Iterable[str],
+        sunk: Container[str],
         state: EngineState,
         epoch: int,
         settled: dict[tuple[str, str], Settled],
         marks: Mapping[str, tuple[int, timedelta | None]],
     ) -> None:
         """Record which keys just evaluated are settled (see :class:`Settled`): those the
-        engine checked (``checks``) and those the screen found still without it (their
-        state rests); ``marks``: :meth:`_marks` of (at least) those brands."""
+        engine checked (``checks``) and those the screen found ``still`` without it
+        (their state rests), dormant when ``sunk``; ``marks``: :meth:`_marks` of (at
+        least) those brands."""
         aligned = self._aligned.get(rule.name, False)
         keys, lookback, name = state.keys, rule.lookback, rule.name
         for brand, made in checks.items():
@@ -613,7 +635,7 @@ class Processor:
             key = (name, brand)
             changes, age = marks[brand]
             reusable = aligned and (age is None or age >= lookback)
-            settled[key] = Settled(epoch, changes, keys[key], reusable)
+            settled[key] = Settled(epoch, changes, keys[key], reusable, brand in sunk)
 
     def _warm(self, rule: CompiledRule, brand: str, now: datetime) -> bool:
         """Whether no condition of ``rule`` can leave its warm-up as time passes: the

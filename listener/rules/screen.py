@@ -89,10 +89,12 @@ class Readings:
 
 @dataclass(frozen=True, slots=True)
 class _Leaf:
-    """A leaf checked in bulk: whether it holds, whether that is sure, and its readings."""
+    """A leaf checked in bulk: whether it holds, whether that is sure, whether it is
+    *sunk* (see :class:`RuleScreen`), and its readings."""
 
     holds: Bools
     sure: Bools
+    sunk: Bools
     readings: Readings | None
 
 
@@ -121,11 +123,16 @@ class Table:
 @dataclass(frozen=True, slots=True)
 class RuleScreen:
     """One rule's screen: ``still`` holds the brands (of those screened) whose every
-    level's ``when`` surely does not hold; ``readings[level][leaf]`` the leaf readings
-    of every screened brand (None for a leaf read only by the engine)."""
+    level's ``when`` surely does not hold; ``sunk`` those of them for which that stays
+    so as time passes until the brand gets a new mention (every level has a count below
+    its least needed value that time alone can only lower: a volume, or the
+    ``min_volume`` of a rising spike, z-score or negative share, in an ``all``);
+    ``readings[level][leaf]`` the leaf readings of every screened brand (None for a leaf
+    read only by the engine)."""
 
     brands: tuple[str, ...]
     still: frozenset[str]
+    sunk: frozenset[str]
     readings: tuple[tuple[Readings | None, ...], ...]
 
 
@@ -243,44 +250,52 @@ def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> Rul
     """The screen of ``rule`` for the brands at ``rows`` of ``table``."""
     brands = tuple(table.brands[i] for i in rows)
     still: Bools = np.ones(len(rows), dtype=np.bool_)
+    sunk: Bools = np.ones(len(rows), dtype=np.bool_)
     readings: list[tuple[Readings | None, ...]] = []
     for level in rule.levels:
         shown: list[Readings | None] = []
-        holds, sure = _tree(level.when, table, rows, shown)
+        holds, sure, down = _tree(level.when, table, rows, shown)
         still &= sure & ~holds
+        sunk &= down
         readings.append(tuple(shown))
+    sunk &= still
     return RuleScreen(
         brands,
         frozenset(b for b, ok in zip(brands, still.tolist(), strict=True) if ok),
+        frozenset(b for b, ok in zip(brands, sunk.tolist(), strict=True) if ok),
         tuple(readings),
     )
 
 
 def _tree(
     condition: Condition, table: Table, rows: NDArray[np.intp], shown: list[Readings | None]
-) -> tuple[Bools, Bools]:
-    """``(holds, sure)`` of ``condition`` for the brands at ``rows``; appends each leaf's
-    readings to ``shown`` in :func:`~listener.rules.conditions.condition_leaves` order."""
+) -> tuple[Bools, Bools, Bools]:
+    """``(holds, sure, sunk)`` of ``condition`` for the brands at ``rows``; appends each
+    leaf's readings to ``shown`` in :func:`~listener.rules.conditions.condition_leaves`
+    order. Sunk: surely does not hold, and cannot until a new mention (time alone only
+    lowers the count that keeps it from holding)."""
     if isinstance(condition, All | Any):
         parts = [_tree(inner, table, rows, shown) for inner in condition.conditions]
-        holds_all = np.logical_and.reduce([h for h, _ in parts])
-        sure_all = np.logical_and.reduce([s for _, s in parts])
+        holds_all = np.logical_and.reduce([h for h, _, _ in parts])
+        sure_all = np.logical_and.reduce([s for _, s, _ in parts])
         if isinstance(condition, All):
-            decided = np.logical_or.reduce([s & ~h for h, s in parts])
-            return holds_all, sure_all | decided
-        holds_any = np.logical_or.reduce([h for h, _ in parts])
-        decided = np.logical_or.reduce([s & h for h, s in parts])
-        return holds_any, sure_all | decided
-    if isinstance(condition, Not):
-        holds, sure = _tree(condition.condition, table, rows, shown)
-        return ~holds, sure
+            decided = np.logical_or.reduce([s & ~h for h, s, _ in parts])
+            sunk = np.logical_or.reduce([d for _, _, d in parts])
+            return holds_all, sure_all | decided, sunk
+        holds_any = np.logical_or.reduce([h for h, _, _ in parts])
+        decided = np.logical_or.reduce([s & h for h, s, _ in parts])
+        sunk = np.logical_and.reduce([d for _, _, d in parts])
+        return holds_any, sure_all | decided, sunk
+    nothing = np.zeros(len(rows), dtype=np.bool_)
+    if isinstance(condition, Not):  # time lowering the inner count may make it hold
+        holds, sure, _ = _tree(condition.condition, table, rows, shown)
+        return ~holds, sure, nothing
     if not _bulk(condition):
         shown.append(None)
-        unknown = np.zeros(len(rows), dtype=np.bool_)
-        return unknown, unknown
+        return nothing, nothing, nothing
     leaf = _LEAVES[type(condition)](condition, table, rows)
     shown.append(leaf.readings)
-    return leaf.holds, leaf.sure
+    return leaf.holds, leaf.sure, leaf.sunk
 
 
 def _read(
@@ -305,7 +320,8 @@ def _volume(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     assert isinstance(leaf, Volume)
     current = _read(table, rows, leaf, leaf.metric, (0, 1))
     above = np.full(len(rows), float(leaf.above))
-    return _Leaf(current >= leaf.above, _all_sure(len(rows)), Readings(current, above, None))
+    holds = current >= leaf.above
+    return _Leaf(holds, _all_sure(len(rows)), ~holds, Readings(current, above, None))
 
 
 def _share(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
@@ -315,7 +331,8 @@ def _share(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     share = np.divide(part, whole, out=np.zeros_like(part), where=whole != 0)
     holds = (whole >= leaf.min_volume) & (share >= leaf.above)
     above = np.full(len(rows), float(leaf.above))
-    return _Leaf(holds, _all_sure(len(rows)), Readings(share, above, None))
+    sunk = whole < leaf.min_volume
+    return _Leaf(holds, _all_sure(len(rows)), sunk, Readings(share, above, None))
 
 
 def _spike(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
@@ -333,7 +350,8 @@ def _spike(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
         holds = (per_window >= leaf.min_volume) & (current <= threshold)
     if leaf.warmup:
         holds &= _warm(table, rows, leaf.lookback)
-    return _Leaf(holds, _all_sure(len(rows)), Readings(current, threshold, per_window))
+    sunk = current < leaf.min_volume if leaf.direction == "up" else np.zeros_like(holds)
+    return _Leaf(holds, _all_sure(len(rows)), sunk, Readings(current, threshold, per_window))
 
 
 _Map = Callable[[Floats], Floats]
@@ -405,7 +423,8 @@ def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
         warm = _warm(table, rows, leaf.lookback)
         holds &= warm
         sure |= ~warm  # in warm-up it surely does not hold
-    return _Leaf(np.asarray(holds), np.asarray(sure), Readings(current, threshold, baseline))
+    sunk = current < leaf.min_volume if leaf.direction == "up" else np.zeros_like(holds)
+    return _Leaf(np.asarray(holds), np.asarray(sure), sunk, Readings(current, threshold, baseline))
 
 
 _LEAVES: dict[type, Callable[[Condition, Table, NDArray[np.intp]], _Leaf]] = {

@@ -248,3 +248,71 @@ def test_a_brand_with_a_bucket_far_ahead_is_read_in_bulk_exactly() -> None:
     watch = screen.readings[0][0]
     assert watch is not None
     assert watch.value.tolist() == [1.0, 3.0, 0.0, 0.0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    when=_tree(2),
+    high=_tree(1),
+    counts=COUNTS,
+    offset=st.integers(0, 179),
+    later=st.lists(st.integers(1, 400), min_size=1, max_size=6),
+)
+def test_a_sunk_brand_holds_nothing_until_its_next_mention(
+    when: dict[str, Any],
+    high: dict[str, Any],
+    counts: list[tuple[str, int, int, bool]],
+    offset: int,
+    later: list[int],
+) -> None:
+    """A brand the screen finds sunk has no level holding at any later time while it
+    gets no new mention (what lets a backtest skip it until then)."""
+    rule = _rule(when, high)
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(days=2))
+    now = T0 + timedelta(minutes=5, seconds=offset)  # every count is before now
+    for brand, minute, weight, negative in counts:
+        windows.add(
+            brand,
+            T0 + timedelta(minutes=min(minute, 4), seconds=7),
+            Sample(negative=negative, positive=not negative, author=f"u{minute % 3}"),
+            weight,
+        )
+    table = table_for([rule], BRANDS, windows, now)
+    if table is None:
+        return
+    screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
+    assert screen.sunk <= screen.still
+    for minutes in later:
+        at = now + timedelta(minutes=minutes)
+        _, _, checks = evaluate_rule_checks(rule, sorted(screen.sunk), windows, EngineState(), at)
+        for brand, made in checks.items():
+            assert not any(check.holds for check in made), (brand, minutes)
+
+
+def test_a_share_that_time_can_raise_is_not_sunk() -> None:
+    """Volume holds and the negative share is short of its threshold: as the positive
+    minutes leave the window the share rises, so the brand is still now but not sunk
+    (it would hold three minutes later without a new mention)."""
+    rule = _rule(
+        {
+            "type": "all",
+            "conditions": [
+                {"type": "volume", "metric": "total", "window": "5m", "above": 1},
+                {"type": "negative_share", "window": "5m", "above": 0.5, "min_volume": 1},
+            ],
+        },
+        {"type": "volume", "metric": "negative", "window": "5m", "above": 40},
+    )
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(hours=2))
+    windows.add("Acme", T0 - timedelta(minutes=4), Sample(negative=False, positive=True), 3)
+    windows.add("Acme", T0 - timedelta(minutes=1), Sample(negative=True), 2)
+    table = table_for([rule], BRANDS, windows, T0)
+    assert table is not None
+    screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
+    assert "Acme" in screen.still
+    assert "Acme" not in screen.sunk
+    assert {"Globex", "Initech", "Umbrella"} <= screen.sunk  # nothing at all: volume 0 < 1
+    _, _, checks = evaluate_rule_checks(
+        rule, ["Acme"], windows, EngineState(), T0 + timedelta(minutes=3)
+    )
+    assert checks["Acme"][0].holds
