@@ -762,6 +762,7 @@ def replay_mentions(
     with a ``brand`` count for that brand only (added to the config when it lacks it);
     others are matched from their text. ``rules`` (default: all of the config's) are the
     rules evaluated."""
+    from listener import heap
     from listener.ingest import Ingest
     from listener.metrics import Metrics
     from listener.processor import Processor
@@ -777,12 +778,13 @@ def replay_mentions(
     began = time.perf_counter()
     try:
         processor = Processor(run_config, store, Metrics(), stage=stage)
-        for now, batch, stop in _steps(ordered, step):
-            if batch:
-                processor.ingest("backtest", [r.mention for r in batch], now)
-            processor.evaluate(now)
-            if progress is not None:
-                progress.update(stop)
+        with heap.settled():  # the models and the rules are loaded: they live as long as the run
+            for now, batch, stop in _steps(ordered, step):
+                if batch:
+                    processor.ingest("backtest", [r.mention for r in batch], now)
+                processor.evaluate(now)
+                if progress is not None:
+                    progress.update(stop)
         # the processor's own record of what it opened (whatever was routed or muted)
         for incident in store.incidents(limit=sys.maxsize):
             changes.extend(
