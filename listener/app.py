@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from listener import heap
 from listener.api import RestApi
 from listener.clock import Clock, SystemClock
 from listener.components import build_collectors, build_sinks
@@ -123,25 +124,26 @@ class Daemon:
             await self.api.stop()
             store.close()
             raise
-        pipeline.start(self.housekeeping.run)
-        loop = asyncio.get_running_loop()
-        for sig, handler in (
-            (signal.SIGTERM, self.request_stop),
-            (signal.SIGINT, self.request_stop),
-            (signal.SIGHUP, self.request_reload),
-        ):
-            loop.add_signal_handler(sig, handler)
-        log.info(
-            "started",
-            listen=f"{self.bound[0]}:{self.bound[1]}",
-            state=self.settings.state,
-            config=self.settings.config,
-            sources=sorted(pipeline.collectors),
-            sinks=sorted(pipeline.sinks),
-            rules=[r.name for r in config.rules],
-        )
-        await self.stop_event.wait()
-        await self.shutdown()
+        with heap.settled():  # the config, models and state are loaded: they live on
+            pipeline.start(self.housekeeping.run)
+            loop = asyncio.get_running_loop()
+            for sig, handler in (
+                (signal.SIGTERM, self.request_stop),
+                (signal.SIGINT, self.request_stop),
+                (signal.SIGHUP, self.request_reload),
+            ):
+                loop.add_signal_handler(sig, handler)
+            log.info(
+                "started",
+                listen=f"{self.bound[0]}:{self.bound[1]}",
+                state=self.settings.state,
+                config=self.settings.config,
+                sources=sorted(pipeline.collectors),
+                sinks=sorted(pipeline.sinks),
+                rules=[r.name for r in config.rules],
+            )
+            await self.stop_event.wait()
+            await self.shutdown()
         return 0
 
     def request_stop(self) -> None:

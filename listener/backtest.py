@@ -762,6 +762,7 @@ def replay_mentions(
     with a ``brand`` count for that brand only (added to the config when it lacks it);
     others are matched from their text. ``rules`` (default: all of the config's) are the
     rules evaluated."""
+    from listener import heap
     from listener.ingest import Ingest
     from listener.metrics import Metrics
     from listener.processor import Processor
@@ -778,12 +779,13 @@ def replay_mentions(
     try:
         # no condition gauges to keep: keys that cannot move wait for their brand's next mention
         processor = Processor(run_config, store, Metrics(), stage=stage, readings=False)
-        for now, batch, stop in _steps(ordered, step):
-            if batch:
-                processor.ingest("backtest", [r.mention for r in batch], now)
-            processor.evaluate(now)
-            if progress is not None:
-                progress.update(stop)
+        with heap.settled():  # the models and the rules are loaded: they live as long as the run
+            for now, batch, stop in _steps(ordered, step):
+                if batch:
+                    processor.ingest("backtest", [r.mention for r in batch], now)
+                processor.evaluate(now)
+                if progress is not None:
+                    progress.update(stop)
         # the processor's own record of what it opened (whatever was routed or muted)
         for incident in store.incidents(limit=sys.maxsize):
             changes.extend(

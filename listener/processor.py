@@ -306,6 +306,10 @@ class Processor:
         """The engine state the store holds (the object: written again only when not it)."""
         self._last_now = datetime.min.replace(tzinfo=UTC)
         self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
+        self._policy: tuple[Config, Policy] | None = None
+        """The notification policy and the config it was built from."""
+        self._open_shown: EngineState | None = None
+        """The state whose open incidents the open-incidents gauge shows."""
         self._load_state()
 
     def _load_state(self) -> None:
@@ -315,6 +319,8 @@ class Processor:
         self.quiet_until = {
             brand: datetime.fromisoformat(at) for brand, at in json.loads(raw_quiet or "{}").items()
         }
+        self._notify_written = self.notify
+        """The notification state the store holds (written again only when not equal)."""
         self.windows = windows_for(self.rules)
         rows = self.store.load_buckets()
         self.windows.load(rows)
@@ -322,6 +328,11 @@ class Processor:
         if rows:  # no bucket starts after the end of the latest one loaded
             latest = max(key for _, key, _ in rows) + self.windows.bucket // timedelta(seconds=1)
             self._ingested_until = max(self._ingested_until, _EPOCH + timedelta(seconds=latest))
+        self._pruned_epoch: int | None = None
+        """The read epoch (bucket) of the last prune of the windows."""
+        self._swept = False
+        """Whether the store's buckets were pruned of every brand since the load (later
+        prunes delete only those of the brands whose buckets the windows dropped)."""
         raw = self.store.load_engine_state()
         self.state = self._written = EngineState.from_json(raw) if raw else EngineState()
         self._settled = {}
@@ -337,6 +348,7 @@ class Processor:
             self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in rules}
             self.windows.retention = retention_for(rules)
             self.windows.distinct_retention = distinct_retention_for(rules)
+            self._pruned_epoch = None  # the retention may have shrunk: prune at the next tick
 
     # ------------------------------------------------------------------ ingest
 
@@ -384,6 +396,7 @@ class Processor:
                     if backfill and quiet_until.get(brand, now) < at + span:
                         quiet_until[brand] = at + span
                     self.windows.add(brand, at, sample)
+                self._pruned_epoch = None  # a bucket added may already be due a prune
             try:
                 self.store.write_ingest(
                     IngestWrite(
@@ -513,7 +526,7 @@ class Processor:
                 if self.readings:
                     self._show_checks(rule, checks, rows)
             notify, notices, alerts = self._notify(events, now)
-            pruned = self.windows.prune(now)
+            pruned, prune_brands = self._prune(now, epoch)
             cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
             try:
                 self.store.write_evaluate(
@@ -529,14 +542,18 @@ class Processor:
                         ],
                         buckets=self.windows.drain_dirty(),
                         prune_buckets_before=cutoff,
-                        kv={"notify_state": notify.to_json()},
+                        prune_brands=prune_brands,
+                        kv={}
+                        if notify == self._notify_written
+                        else {"notify_state": notify.to_json()},
                     )
                 )
             except StoreError:
                 self._load_state()
                 raise
             self.state, self.notify, self._settled = state, notify, settled
-            self._written = state
+            self._written, self._notify_written = state, notify
+            self._swept = self._swept or cutoff is not None
             self._last_now = max(self._last_now, as_utc(now))
             for ev in events:
                 self.metrics.incident_events.labels(
@@ -554,6 +571,24 @@ class Processor:
             self._update_open_gauge()
             self._evaluated_at = now
             return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
+
+    def _prune(self, now: datetime, epoch: int) -> tuple[bool, list[str] | None]:
+        """Prune the windows, once per read epoch (bucket) and after an ingest: with
+        retentions of whole buckets, the buckets a prune drops (those starting before
+        ``now - retention``) are the same for every ``now`` of one epoch, so pruning again
+        would drop nothing. Whether buckets were dropped, and the brands whose stored
+        buckets to prune with them (None: every brand's, the first time after a load)."""
+        windows = self.windows
+        if epoch == self._pruned_epoch and not (
+            windows.retention % windows.bucket
+            or (windows.distinct_retention or windows.retention) % windows.bucket
+        ):
+            return False, None
+        dropped = windows.prune(now)
+        self._pruned_epoch = epoch
+        if not dropped:
+            return False, None
+        return True, sorted({brand for brand, _ in dropped}) if self._swept else None
 
     def _coalesce(
         self,
@@ -646,37 +681,11 @@ class Processor:
     # ------------------------------------------------------------------ notifications
 
     def policy(self) -> Policy:
-        """The notification policy of the current config."""
+        """The notification policy of the current config (built once per config)."""
         config = self.config
-
-        def route(rule: str, level: str) -> list[str]:
-            if rule == SOURCE_HEALTH:
-                routes = config.routes
-                sinks = routes.get(SOURCE_HEALTH) or routes.get(level) or routes.get("default")
-            else:
-                cfg = self._rule_config(rule)
-                sinks = cfg.route_for(level, config.routes) if cfg is not None else []
-            return [s for s in sinks or [] if s in config.sinks]
-
-        def steps(rule: str, level: str) -> list[Step]:
-            cfg = self._rule_config(rule)
-            lvl = cfg.levels.get(level) if cfg is not None else None
-            if lvl is None:
-                return []
-            return [
-                Step(e.after, tuple(s for s in e.route if s in config.sinks)) for e in lvl.escalate
-            ]
-
-        def repeat(rule: str) -> timedelta | None:
-            cfg = self._rule_config(rule)
-            own = cfg.repeat_every if cfg is not None else None
-            return own or config.notifications.repeat_every
-
-        inhibit = [
-            InhibitRule(frozenset(i.source), frozenset(i.target))
-            for i in config.notifications.inhibit
-        ]
-        return Policy(route=route, steps=steps, repeat=repeat, inhibit=inhibit)
+        if self._policy is None or self._policy[0] is not config:
+            self._policy = (config, policy_of(config))
+        return self._policy[1]
 
     def _notify(
         self, events: Sequence[IncidentEvent], now: datetime
@@ -741,6 +750,9 @@ class Processor:
         )
 
     def _update_open_gauge(self) -> None:
+        if self.state is self._open_shown:
+            return  # the same open incidents
+        self._open_shown = self.state
         self.metrics.incidents_open.clear()
         for inc in self.state.open_incidents():
             self.metrics.incidents_open.labels(
@@ -933,6 +945,56 @@ class Processor:
         )
         template = (cfg.summary if cfg else None) or self.config.notifications.summary
         return replace(alert, summary=render_summary(alert, template))
+
+
+def policy_of(config: Config) -> Policy:
+    """The notification policy of ``config``. Its answers depend on ``config`` alone, so
+    each is worked out once per (rule, level) and kept."""
+    rule_configs: dict[str, RuleConfig] = {}
+    for r in config.rules:
+        rule_configs.setdefault(r.name, r)
+    routes: dict[tuple[str, str], tuple[str, ...]] = {}
+    escalations: dict[tuple[str, str], tuple[Step, ...]] = {}
+    repeats: dict[str, timedelta | None] = {}
+
+    def route(rule: str, level: str) -> tuple[str, ...]:
+        found = routes.get((rule, level))
+        if found is None:
+            if rule == SOURCE_HEALTH:
+                known = config.routes
+                sinks = known.get(SOURCE_HEALTH) or known.get(level) or known.get("default")
+            else:
+                cfg = rule_configs.get(rule)
+                sinks = cfg.route_for(level, config.routes) if cfg is not None else []
+            found = routes[(rule, level)] = tuple(s for s in sinks or [] if s in config.sinks)
+        return found
+
+    def steps(rule: str, level: str) -> tuple[Step, ...]:
+        found = escalations.get((rule, level))
+        if found is None:
+            cfg = rule_configs.get(rule)
+            lvl = cfg.levels.get(level) if cfg is not None else None
+            found = escalations[(rule, level)] = (
+                ()
+                if lvl is None
+                else tuple(
+                    Step(e.after, tuple(s for s in e.route if s in config.sinks))
+                    for e in lvl.escalate
+                )
+            )
+        return found
+
+    def repeat(rule: str) -> timedelta | None:
+        if rule not in repeats:
+            cfg = rule_configs.get(rule)
+            own = cfg.repeat_every if cfg is not None else None
+            repeats[rule] = own or config.notifications.repeat_every
+        return repeats[rule]
+
+    inhibit = [
+        InhibitRule(frozenset(i.source), frozenset(i.target)) for i in config.notifications.inhibit
+    ]
+    return Policy(route=route, steps=steps, repeat=repeat, inhibit=inhibit)
 
 
 def _dump_times(times: Mapping[str, datetime]) -> str:

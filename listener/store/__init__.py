@@ -126,11 +126,14 @@ class Store:
             KeyValues.put(c, w.kv)
 
     def write_evaluate(self, w: EvaluateWrite) -> None:
-        """Write what one evaluation produced (state, events, notices, outbox), atomically."""
+        """Write what one evaluation produced (state, events, notices, outbox), atomically;
+        nothing at all (no transaction) when it changed nothing."""
+        if w.empty():
+            return
         t = ts(w.now)
         with self.db.transaction("evaluate commit") as c:
             Buckets.upsert(c, w.buckets)
-            Buckets.prune(c, w.prune_buckets_before)
+            Buckets.prune(c, w.prune_buckets_before, w.prune_brands)
             values = dict(w.kv)
             if w.engine_state is not None:
                 values = {ENGINE_STATE: w.engine_state, **values}

@@ -36,6 +36,17 @@ class Database:
         self.conn = conn
         self.lock = threading.RLock()
         self.path = path
+        self._edits = 0
+
+    def version(self) -> tuple[int, int]:
+        """A token that changes whenever the file may hold other silences or acks than
+        when it was taken: the single-statement writes made through this connection
+        (:meth:`write`, :meth:`write_many`: how silences and acks are written; the stages'
+        transactions never touch them) and ``PRAGMA data_version``, which moves when
+        another connection, in this process or another, commits. Caches of what those
+        writers change compare it before use (one cheap statement, no table read)."""
+        with self.guard("read") as c:
+            return self._edits, int(c.execute("PRAGMA data_version").fetchone()[0])
 
     def error(self, what: str, exc: sqlite3.Error) -> StoreError:
         """The StoreError for ``exc`` raised while doing ``what``."""
@@ -79,10 +90,12 @@ class Database:
     def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement in its own implicit transaction; the rows it changed."""
         with self.guard("write") as c:
+            self._edits += 1
             return c.execute(sql, params).rowcount
 
     def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.guard("write") as c:
+            self._edits += 1
             c.executemany(sql, rows)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ acknowledgements, silences, and which incidents a drill opened."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -195,10 +196,18 @@ def _apply_event(c: Any, ev: Any) -> None:
 
 
 class Silences:
-    """The ``silences`` table."""
+    """The ``silences`` table.
+
+    The active silences are read every evaluation: :meth:`select` with ``active_at``
+    keeps the last answer for as long as it holds, i.e. until the next time a silence
+    starts or ends, or until :meth:`Database.version` says the table may have changed (a
+    silence added or expired through this store or by another process)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._active: tuple[tuple[int, int], float, float, list[Any]] | None = None
+        """(version, from, until, answer): the silences active at any time in
+        ``[from, until)``, as the query gave them at ``from``."""
 
     def add(self, silence: Silence) -> None:
         """Store a silence."""
@@ -227,9 +236,26 @@ class Silences:
 
     def select(self, active_at: datetime | None = None) -> list[Silence]:
         """Silences (only those active at ``active_at`` when given), newest first."""
-        where, params = "", []
-        if active_at is not None:
-            where, params = "WHERE starts_at <= ? AND ends_at > ?", [ts(active_at)] * 2
+        if active_at is None:
+            return self._select("", [])
+        at = ts(active_at)
+        with self.db.lock:
+            version = self.db.version()
+            kept = self._active
+            if kept is not None and kept[0] == version and kept[1] <= at < kept[2]:
+                return list(kept[3])
+            found = self._select("WHERE starts_at <= ? AND ends_at > ?", [at, at])
+            # the set active at ``at`` holds until the next start or end after it
+            rows = self.db.read(
+                "SELECT MIN(x) FROM (SELECT MIN(starts_at) AS x FROM silences WHERE starts_at > ?"
+                " UNION ALL SELECT MIN(ends_at) FROM silences WHERE ends_at > ?)",
+                (at, at),
+            )
+            until = rows[0][0] if rows and rows[0][0] is not None else math.inf
+            self._active = (version, at, float(until), found)
+            return list(found)
+
+    def _select(self, where: str, params: list[Any]) -> list[Silence]:
         rows = self.db.read(f"SELECT * FROM silences {where} ORDER BY starts_at DESC", params)
         return [
             Silence(
@@ -247,10 +273,17 @@ class Silences:
 
 
 class Acks:
-    """The ``acks`` table."""
+    """The ``acks`` table.
+
+    The open incidents' acknowledgements are read every evaluation: :meth:`get` of given
+    ids answers from what it read before, per id, until :meth:`Database.version` says the
+    table may have changed (an ack through this store or by another process)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._known: dict[str, Ack | None] = {}
+        """Per incident id read since ``_version``: its ack (None: none)."""
+        self._version: tuple[int, int] | None = None
 
     def add(self, incident_id: str, by: str, at: datetime, note: str = "") -> bool:
         """Record an acknowledgement; the first one wins. False when already acknowledged."""
@@ -266,9 +299,20 @@ class Acks:
             return {}
         if ids is None:
             rows = self.db.read("SELECT incident_id, by, at, note FROM acks")
-        else:
-            marks = ",".join("?" * len(ids))
-            rows = self.db.read(
-                f"SELECT incident_id, by, at, note FROM acks WHERE incident_id IN ({marks})", ids
-            )
-        return {r[0]: Ack(r[1], dt(r[2]), r[3]) for r in rows}
+            return {r[0]: Ack(r[1], dt(r[2]), r[3]) for r in rows}
+        with self.db.lock:
+            version = self.db.version()
+            known = self._known
+            if version != self._version or len(known) > 2 * len(ids) + 64:
+                known = self._known = {}  # changed, or holding many ids no longer asked for
+                self._version = version
+            missing = [i for i in dict.fromkeys(ids) if i not in known]
+            if missing:
+                marks = ",".join("?" * len(missing))
+                rows = self.db.read(
+                    f"SELECT incident_id, by, at, note FROM acks WHERE incident_id IN ({marks})",
+                    missing,
+                )
+                known.update(dict.fromkeys(missing))
+                known.update({r[0]: Ack(r[1], dt(r[2]), r[3]) for r in rows})
+            return {i: ack for i in ids if (ack := known[i]) is not None}

@@ -37,7 +37,16 @@ class Buckets:
             )
 
     @staticmethod
-    def prune(c: Any, before: int | None) -> None:
-        """Drop buckets that start before ``before`` (inside the caller's transaction)."""
-        if before is not None:
+    def prune(c: Any, before: int | None, brands: Sequence[str] | None = None) -> None:
+        """Drop buckets that start before ``before`` (inside the caller's transaction): of
+        every brand, or only of ``brands`` (a range of the primary key each, where every
+        brand is a scan of the table)."""
+        if before is None:
+            return
+        if brands is None:
             c.execute("DELETE FROM buckets WHERE bucket < ?", (before,))
+        elif brands:
+            c.executemany(
+                "DELETE FROM buckets WHERE brand = ? AND bucket < ?",
+                [(brand, before) for brand in brands],
+            )

@@ -39,8 +39,9 @@ class EvaluateWrite:
     ``engine_state``: the rule engine's state (JSON); ``events``: rule-engine
     ``IncidentEvent``s; ``notices``: the notification policy's ``Notice``s; ``outbox``:
     each alert with the sinks it is routed to; ``buckets``: window buckets that changed
-    (those a prune stripped); ``prune_buckets_before``: drop buckets older than this start;
-    ``kv``: other state (the notification state).
+    (those a prune stripped); ``prune_buckets_before``: drop buckets older than this start,
+    of ``prune_brands`` only when given (the brands the windows dropped buckets of: the
+    store holds no bucket the windows do not); ``kv``: other state (the notification state).
     """
 
     now: datetime
@@ -50,4 +51,17 @@ class EvaluateWrite:
     outbox: Sequence[tuple[Alert, Sequence[str]]] = ()
     buckets: Sequence[BucketRow] = ()
     prune_buckets_before: int | None = None
+    prune_brands: Sequence[str] | None = None
     kv: Mapping[str, str] = field(default_factory=dict)
+
+    def empty(self) -> bool:
+        """Whether applying it would change nothing."""
+        return (
+            self.engine_state is None
+            and not self.events
+            and not self.notices
+            and not self.outbox
+            and not self.buckets
+            and (self.prune_buckets_before is None or self.prune_brands == ())
+            and not self.kv
+        )

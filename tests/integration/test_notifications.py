@@ -261,3 +261,62 @@ def test_ack_note_shows_in_incidents_show_and_the_api_document(tmp_path: Path) -
     assert "note: drafting a statement" in shown
     (listed,) = [r for r in incidents.listing(p.store) if r["id"] == opened.incident_id]
     assert listed["acknowledged_note"] == "drafting a statement"
+
+
+def test_silence_and_ack_from_another_process_apply_at_the_next_tick(tmp_path: Path) -> None:
+    """While the processor runs (its ticks have read silences and acks already), a
+    silence and an ack stored by `listener silence add` and `listener ack` in other
+    processes take effect at its next evaluation."""
+    p = processor(tmp_path)
+    p.ingest("news", [angry(i, T0) for i in range(25)], T0)
+    (opened,) = p.evaluate(T0 + timedelta(seconds=30))
+    assert p.evaluate(T0 + timedelta(minutes=1)) == []
+
+    def run(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "listener", *args, "--state", str(tmp_path / "s.db")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+
+    silence = (  # as `listener silence add` stores it, at the processor's time
+        "from datetime import datetime, timedelta; import sys; from listener.store import Store;"
+        "from listener.model import Silence; at = datetime.fromisoformat(sys.argv[2]);"
+        "Store.open(sys.argv[1]).silence_log.add("
+        "Silence('s1', at, at + timedelta(hours=2), 'ana', 'known', brand='Acme'))"
+    )
+    added = subprocess.run(
+        [sys.executable, "-c", silence, str(tmp_path / "s.db"), T0.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    assert p.evaluate(T0 + timedelta(minutes=16)) == []  # the hand-off to exec is muted
+    notices = p.store.incident_log.notices(opened.incident_id)
+    (handoff,) = [n for n in notices if n.kind == "handoff"]
+    assert handoff.muted == "silenced s1"
+    run("ack", opened.incident_id, "--by", "ana")
+    (ack,) = p.evaluate(T0 + timedelta(minutes=17))
+    assert (ack.kind, ack.ack and ack.ack.by) == ("acknowledged", "ana")
+
+
+def test_a_tick_that_changes_nothing_writes_nothing(tmp_path: Path) -> None:
+    """Ticks that raise nothing and change no state open no transaction; the next one
+    that opens an incident writes it all, and a restart loads what was written."""
+    p = processor(tmp_path)
+    p.ingest("news", [angry(i, T0) for i in range(3)], T0)  # below every threshold
+    p.evaluate(T0 + timedelta(seconds=30))
+    statements: list[str] = []
+    p.store._conn.set_trace_callback(statements.append)
+    for minute in range(1, 5):
+        assert p.evaluate(T0 + timedelta(minutes=minute)) == []
+    assert not [s for s in statements if s.startswith(("BEGIN", "INSERT", "UPDATE", "DELETE"))]
+    p.ingest("news", [angry(i, T0 + timedelta(minutes=5)) for i in range(3, 28)], T0)
+    (opened,) = p.evaluate(T0 + timedelta(minutes=5))
+    assert opened.kind == "opened"
+    reopened = processor(tmp_path)  # what was written is what the next process loads
+    assert reopened.notify == p.notify
+    assert reopened.state == p.state

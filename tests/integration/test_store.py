@@ -375,3 +375,77 @@ def test_created_at_reads_back_to_the_microsecond(tmp_path: Path) -> None:
     (ref,) = store.mentions.top("Acme", T0 - timedelta(hours=1), T0 + timedelta(hours=1))
     assert ref.created_at == at
     assert "created_at" not in json.loads(store._read("SELECT data FROM mentions")[0][0])
+
+
+def _silence(sid: str, start: datetime, minutes: int, brand: str = "Acme") -> Silence:
+    return Silence(sid, start, start + timedelta(minutes=minutes), "ana", "why", brand=brand)
+
+
+def test_active_silences_follow_time_and_every_writer(tmp_path: Path) -> None:
+    """The silences active at a time are read again as time passes a silence's start or
+    end, and after a silence is added or expired through this store or by another
+    connection to the file (`listener silence` from another process)."""
+    path = tmp_path / "s.db"
+    store, other = Store.open(path), Store.open(path)
+
+    def active(at: datetime) -> list[str]:
+        return [s.id for s in store.silences(active_at=at)]
+
+    store.silence_log.add(_silence("now", T0, 30))
+    store.silence_log.add(_silence("later", T0 + timedelta(minutes=10), 30))
+    assert active(T0) == ["now"]
+    assert active(T0 + timedelta(minutes=10)) == ["later", "now"]  # newest first
+    assert active(T0 + timedelta(minutes=30)) == ["later"]
+    assert active(T0) == ["now"]  # time may go back
+    other.silence_log.add(_silence("cli", T0 - timedelta(minutes=1), 60))
+    assert active(T0) == ["now", "cli"]
+    assert store.silence_log.expire("now", T0 + timedelta(seconds=1))
+    assert active(T0 + timedelta(seconds=2)) == ["cli"]
+    assert other.silence_log.expire("cli", T0 + timedelta(seconds=3))
+    assert active(T0 + timedelta(seconds=4)) == []
+    assert active(T0 + timedelta(minutes=10)) == ["later"]
+
+
+def test_acks_written_by_another_connection_are_read_at_once(tmp_path: Path) -> None:
+    """An incident's ack is found as soon as it is stored, by this store or by another
+    connection to the file (`listener ack` from another process)."""
+    path = tmp_path / "s.db"
+    store, other = Store.open(path), Store.open(path)
+    assert store.acks(["i1", "i2"]) == {}
+    assert store.acks(["i1", "i2"]) == {}
+    other.ack_log.add("i1", "ana", T0, "on it")
+    assert {k: a.by for k, a in store.acks(["i1", "i2"]).items()} == {"i1": "ana"}
+    store.ack_log.add("i2", "bob", T0)
+    assert {k: a.by for k, a in store.acks(["i1", "i2"]).items()} == {"i1": "ana", "i2": "bob"}
+    assert set(store.acks(["i2"])) == {"i2"}
+
+
+def test_an_evaluate_write_of_nothing_opens_no_transaction(tmp_path: Path) -> None:
+    """An evaluation that changed nothing costs no transaction (no lock, no fsync); one
+    that changed anything is written as before."""
+    store = Store.open(tmp_path / "s.db")
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    store.write_evaluate(EvaluateWrite(now=T0))
+    store.write_evaluate(EvaluateWrite(now=T0, prune_buckets_before=10, prune_brands=()))
+    assert statements == []
+    store.write_evaluate(EvaluateWrite(now=T0, kv={"notify_state": "{}"}))
+    assert statements[0] == "BEGIN IMMEDIATE"
+    assert store.load_kv("notify_state") == "{}"
+
+
+def test_pruning_buckets_of_some_brands_keeps_the_others(tmp_path: Path) -> None:
+    """A prune limited to the brands whose buckets the windows dropped deletes only
+    theirs; an unlimited one deletes every brand's."""
+    store = Store.open(tmp_path / "s.db")
+    rows = [(b, k, "{}") for b in ("Acme", "Globex") for k in (60, 120, 180)]
+    store.commit(now=T0, buckets=rows)
+    store.write_evaluate(EvaluateWrite(now=T0, prune_buckets_before=180, prune_brands=["Acme"]))
+    assert sorted((b, k) for b, k, _ in store.load_buckets()) == [
+        ("Acme", 180),
+        ("Globex", 60),
+        ("Globex", 120),
+        ("Globex", 180),
+    ]
+    store.write_evaluate(EvaluateWrite(now=T0, prune_buckets_before=180))
+    assert sorted((b, k) for b, k, _ in store.load_buckets()) == [("Acme", 180), ("Globex", 180)]
