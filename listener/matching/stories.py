@@ -221,9 +221,10 @@ class StoryIndex:
         self._by_mention: dict[str, str] = {}
         self._by_url: dict[str, str] = {}
         self._by_text: dict[str, str] = {}
-        self._bands: list[dict[Band, list[tuple[Signature, str]]]] = [
+        self._bands: list[dict[Band, tuple[tuple[Signature, str], ...]]] = [
             {} for _ in range(BANDS)
-        ]  # per band: its key → (signature, story) of the mentions that have it
+        ]  # per band: its key → (signature, story) of the mentions that have it, oldest
+        # first (tuples of bytes and str: nothing for the garbage collector to track)
         self._order: deque[
             tuple[datetime, str, str | None, str | None, Signature | None, tuple[Band, ...]]
         ] = deque()
@@ -314,9 +315,10 @@ class StoryIndex:
         if tokens:
             self._by_text.setdefault(text_key, story)
         if sig is not None:
-            entry = (sig, story)
+            entry = ((sig, story),)
             for keyed, band in zip(self._bands, bands, strict=True):
-                keyed.setdefault(band, []).append(entry)
+                held = keyed.get(band)
+                keyed[band] = entry if held is None else held + entry
         self._order.append((mention.created_at, key, url, text_key if tokens else None, sig, bands))
         while len(self._order) > self.max_entries:
             self._forget(*self._order.popleft()[1:])
@@ -345,6 +347,8 @@ class StoryIndex:
                 if entries and len(entries) == 1 and entries[0][0] == sig:
                     del keyed[band]  # the usual case: a bucket of this signature alone
                 elif entries:
-                    entries[:] = [e for e in entries if e[0] != sig]
-                    if not entries:
+                    kept = tuple(e for e in entries if e[0] != sig)
+                    if kept:
+                        keyed[band] = kept
+                    else:
                         del keyed[band]

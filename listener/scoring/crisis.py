@@ -444,6 +444,20 @@ _IDIOM_STARTS: Final = frozenset(
 )
 
 
+# Tokens that can make a lexicon word's valence differ from its lexicon value when they
+# are the word itself or one of the three before it (as far as VADER's rules look back):
+# "no", negations (and any word with "n't", tested apart), boosters, the words of the
+# "never so", "without doubt", "so"/"this" and "least" rules, and idiom starts. A word
+# with none of them there and no ALL CAPS emphasis is worth its lexicon value exactly:
+# every rule of _Analyser._valence leaves it unchanged (adding 0.0 included).
+_MODIFIERS: Final = frozenset(
+    {"no", "never", "without", "doubt", "so", "this", "least", "or", "nor"}
+    | _NEGATE
+    | frozenset(BOOSTER_DICT)
+    | _IDIOM_STARTS
+)
+
+
 class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped library
     """VADER's lexicon and rules, run phrase by phrase, with crisis tokens as documented.
 
@@ -538,6 +552,11 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
         local = [0.0] * len(lowered)
         if scored.isdisjoint(lowered):
             return local
+        lexicon: dict[str, float] = self.lexicon
+        # which tokens may change a valence (see _MODIFIERS); None: assume any may
+        modifies = (
+            None if "n't" in " ".join(lowered) else list(map(_MODIFIERS.__contains__, lowered))
+        )
         last = len(lowered) - 1
         for i in compress(count(), map(scored.__contains__, lowered)):
             word = lowered[i]
@@ -545,6 +564,12 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
                 continue  # VADER's own loop gives these words 0.0
             if word.startswith(TOKEN):
                 local[i] = self._token_valence(words, lowered, i, cap_diff)
+            elif (
+                modifies is not None
+                and not any(modifies[max(0, i - 3) : i + 1])
+                and not (cap_diff and words[i].isupper())
+            ):
+                local[i] = lexicon[word]  # no rule applies: what _valence would return
             else:
                 local[i] = self._valence(words, lowered, i, cap_diff)
         return local

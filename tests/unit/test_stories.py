@@ -114,6 +114,19 @@ def test_horizon_evicts_old_stories() -> None:
     assert len(index) == 1
 
 
+def test_forgetting_a_signature_keeps_the_others_in_its_buckets() -> None:
+    """Eviction drops the evicted signature from a band bucket it shares with a later
+    near-copy, whose story later copies still find; no bucket is left empty."""
+    index = StoryIndex(horizon=timedelta(hours=1))
+    index.assign(mention(1, BASE))
+    near = index.assign(mention(2, f"{BASE} today", at=T0 + timedelta(minutes=40)))
+    assert near.reason == "near"
+    later = index.assign(mention(3, f"{BASE} today!!", at=T0 + timedelta(minutes=70)))
+    assert (later.story, later.reason) in {("x:1", "exact"), ("x:1", "near")}
+    assert all(entries for keyed in index._bands for entries in keyed.values())
+    assert all(isinstance(e, tuple) for keyed in index._bands for e in keyed.values())
+
+
 def test_canonical_url() -> None:
     """Canonical URLs keep meaningful query parameters, sorted, and drop the rest."""
     assert canonical_url("https://www.Example.com/a/?utm_source=x&id=2&b=1#top") == (
