@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import gc
 import json
 import os
 import platform
@@ -212,12 +213,16 @@ class Core:
     update this class (and nothing else here)."""
 
     def __init__(self, config: Any, path: Path) -> None:
+        from listener import heap
         from listener.metrics import Metrics
         from listener.processor import Processor
         from listener.store import Store
 
         self.store = Store.open(path)
         self.processor = Processor(config, self.store, Metrics())
+        # as the daemon runs: the loaded state frozen out of the collector's way
+        self._heap = heap.settled()
+        self._heap.__enter__()
 
     def ingest(self, mentions: Sequence[Any], now: datetime) -> None:
         self.processor.ingest("bench", mentions, now)
@@ -240,8 +245,11 @@ class Core:
         """Forget that the warmed windows are unsaved: a tick then writes only what it
         changes (the warm-up stands for history the store already holds)."""
         self.processor.windows.drain_dirty()
+        gc.collect()  # the warmed windows are loaded state too (heap.settled at start-up)
+        gc.freeze()
 
     def close(self) -> None:
+        self._heap.__exit__(None, None, None)
         self.store.close()
 
 
