@@ -197,7 +197,7 @@ class Sizes:
 
 FULL = Sizes(0, 60, (10, 100, 1000), 5, 3, 2, 100_000, 100_000, timedelta(hours=6), 1000, 180,
              (100_000, 1_000_000), 240, 50, 0)  # fmt: skip
-QUICK = Sizes(0, 20, (10, 100, 1000), 2, 3, 5, 10_000, 10_000, timedelta(minutes=36), 1000, 30,
+QUICK = Sizes(0, 20, (10, 100, 1000), 5, 3, 5, 10_000, 10_000, timedelta(minutes=36), 1000, 30,
               (10_000, 100_000), 60, 10, 0)  # fmt: skip
 SMOKE = Sizes(300, 5, (2, 4), 1, 1, 60, 300, 300, timedelta(minutes=10), 10, 30,
               (200, 400), 30, 2, 200)  # fmt: skip

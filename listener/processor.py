@@ -203,7 +203,8 @@ class Plan(NamedTuple):
     resting: set[str]
 
 
-class Settled(NamedTuple):
+@dataclass(slots=True)
+class Settled:
     """A (rule, brand) key whose last evaluation left it resting: no open incident, no
     level holding (so no timer running); ``key_state`` is the state it left. When also
     ``reusable`` (the brand's history past the rule's warm-up, or none at all, and every
@@ -212,7 +213,10 @@ class Settled(NamedTuple):
     gives the same checks and leaves its state as it is (and its condition gauges show
     what they show), so the Evaluate stage skips it. When ``dormant`` (only without
     condition gauges: the key was *sunk*), it is skipped until the brand's windows change,
-    whatever the bucket: no level can hold before."""
+    whatever the bucket: no level can hold before.
+
+    Refreshed in place at each tick that settles the key again (a tick at 1,000 brands
+    settles ten thousand keys; on a failed write the processor drops them all)."""
 
     epoch: int
     changes: int
@@ -609,10 +613,12 @@ class Processor:
         resting: set[str] = set()
         if marks is None:
             marks = self._marks(brands, now)
-        name, keys, lookback = rule.name, state.keys, rule.lookback
+        name, lookback = rule.name, rule.lookback
+        memo_of, state_of = settled.get, state.keys.get
         for brand in brands:
-            memo = settled.get((name, brand))
-            if memo is not None and keys.get((name, brand)) is memo.key_state:
+            key = (name, brand)
+            memo = memo_of(key)
+            if memo is not None and state_of(key) is memo.key_state:
                 changes, age = marks[brand]
                 if memo.changes == changes and (
                     memo.dormant
@@ -666,11 +672,18 @@ class Processor:
                 settled[key] = Settled(epoch, changes, key_state, reusable)
             else:
                 settled.pop(key, None)
+        memo_of = settled.get
         for brand in still:
             key = (name, brand)
             changes, age = marks[brand]
             reusable = aligned and (age is None or age >= lookback)
-            settled[key] = Settled(epoch, changes, keys[key], reusable, brand in sunk)
+            key_state = keys[key]
+            memo = memo_of(key)
+            if memo is not None and memo.key_state is key_state:  # the usual tick: refresh
+                memo.epoch, memo.changes = epoch, changes
+                memo.reusable, memo.dormant = reusable, brand in sunk
+            else:
+                settled[key] = Settled(epoch, changes, key_state, reusable, brand in sunk)
 
     def _warm(self, rule: CompiledRule, brand: str, now: datetime) -> bool:
         """Whether no condition of ``rule`` can leave its warm-up as time passes: the

@@ -552,22 +552,30 @@ class VelocityWindows:
             return out
         size = self._size
         series, lows = self._series, self._low
-        searchsorted, frombuffer, int64 = np.searchsorted, np.frombuffer, np.int64
+        frombuffer, int64, maximum = np.frombuffer, np.int64, np.maximum
+        targets = [out[m] for m in wanted]
+        held = self._prefix
         for row, brand in enumerate(brands):
-            if brand not in series or brand not in lows:
-                continue
-            prefix = self._running(brand)
+            prefix = held.get(brand)
             if prefix is None:
+                if brand not in series or brand not in lows:
+                    continue
+                prefix = self._running(brand)
+                if prefix is None:
+                    continue
+            if prefix.pending:
+                self._extend(brand, prefix)
+            keys = prefix.keys
+            if not keys:
                 continue
-            self._extend(brand, prefix)
-            low = lows[brand] // size
-            keys = frombuffer(prefix.keys, dtype=int64) if prefix.keys else np.zeros(0, int64)
             # reads clamp to the lowest bucket held: pruned buckets still summed cancel out
-            at = searchsorted(keys, np.maximum(indices, low))
-            del keys
+            at = maximum(
+                frombuffer(keys, dtype=int64).searchsorted(indices),
+                bisect_left(keys, lows[brand] // size),
+            )
             sums = prefix.sums
-            for m in wanted:
-                out[m][row] = frombuffer(sums[m], dtype=int64)[at]
+            for m, target in zip(wanted, targets, strict=True):
+                target[row] = frombuffer(sums[m], dtype=int64)[at]
         return out
 
     def first_seen_seconds(self, brands: Sequence[str]) -> NDArray[np.int64]:
