@@ -16,6 +16,10 @@ Third-party errors are translated into these at the boundary where they happen
     │   └── BacktestUsageError   (also a UsageError, above)
     ├── ReportExtraMissing     ``listener report`` needs matplotlib (the ``report`` extra)
     ├── StoreError             the SQLite state file cannot be opened or written
+    ├── BrandStateError        a brand's Evaluate state cannot be handed over: malformed, or
+    │   │                      not of the brand it names
+    │   └── BrandHeld          the brand is already held where it was to be adopted (or is
+    │                          not held where it was to be exported)
     ├── CollectorError         a source could not be polled
     │   ├── SourceUnavailable  5xx, timeout, connection refused (retry with backoff)
     │   │   └── PollTimeout    the whole poll ran past LISTENER_POLL_TIMEOUT (or still runs)
@@ -125,6 +129,21 @@ class StoreError(ListenerError):
     """The state store could not be opened or written."""
 
     error_type = "store"
+
+
+class BrandStateError(ListenerError):
+    """A brand's Evaluate state (``listener.rules.brand_state.BrandState``) cannot be
+    handed from one worker to another: its JSON is malformed, or a part of it belongs to
+    another brand."""
+
+    error_type = "brand_state"
+
+
+class BrandHeld(BrandStateError):
+    """A brand cannot be adopted where it is already held (its state would be merged
+    into state of the same brand), or exported from where it is not held."""
+
+    error_type = "brand_held"
 
 
 class CollectorError(ListenerError):

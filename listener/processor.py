@@ -32,10 +32,11 @@ from listener.config.schema import (
     RuleConfig,
     SourceHealthConfig,
 )
-from listener.errors import StoreError
+from listener.errors import BrandHeld, BrandStateError, StoreError
 from listener.ingest import Ingest
 from listener.metrics import BRAND_WINDOW, BrandValues, Metrics
 from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention
+from listener.rules.brand_state import BrandState, first_seen_at, merge_brand, split_brand
 from listener.rules.conditions import Check, CountView
 from listener.rules.conditions import condition_leaves as condition_leaves  # re-exported
 from listener.rules.engine import (
@@ -64,7 +65,7 @@ from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_s
 from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
 from listener.scoring.velocity import Sample, VelocityWindows
-from listener.store import EvaluateWrite, IngestWrite, Store, reach_of
+from listener.store import BrandWrite, EvaluateWrite, IngestWrite, Store, reach_of
 from listener.templates import render_summary
 
 log = structlog.get_logger("listener.processor")
@@ -72,6 +73,8 @@ log = structlog.get_logger("listener.processor")
 BUCKET = timedelta(minutes=1)
 TREND_STEP = timedelta(minutes=30)
 TREND_POINTS = 12
+RELEASED = "released_brands"
+"""The store's kv key of the brands handed to another worker (a JSON list)."""
 """Alerts carry the last 6 hours of negative volume in 30-minute steps."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -295,6 +298,9 @@ class Processor:
         self.state = EngineState()
         self.notify = NotifyState()
         self.quiet_until: dict[str, datetime] = {}
+        self.released: frozenset[str] = frozenset()
+        """Configured brands this processor does not hold (handed to another worker with
+        :meth:`export_brand`, not adopted back since): not counted, not evaluated."""
         self._settled: dict[tuple[str, str], Settled] = {}
         self._brand_memo: dict[str, tuple[tuple[int, int] | None, BrandValues]] = {}
         self._evaluated_at: datetime | None = None
@@ -324,6 +330,7 @@ class Processor:
             brand: datetime.fromisoformat(at) for brand, at in json.loads(raw_quiet or "{}").items()
         }
         self._notify_written = self.notify
+        self.released = frozenset(json.loads(self.store.load_kv(RELEASED) or "[]"))
         """The notification state the store holds (written again only when not equal)."""
         self.windows = windows_for(self.rules)
         rows = self.store.load_buckets()
@@ -353,6 +360,120 @@ class Processor:
             self.windows.retention = retention_for(rules)
             self.windows.distinct_retention = distinct_retention_for(rules)
             self._pruned_epoch = None  # the retention may have shrunk: prune at the next tick
+
+    # ------------------------------------------------------------------ brand hand-off
+
+    def held_brands(self) -> list[str]:
+        """The configured brands this processor holds (counts and evaluates)."""
+        names = self.config.brand_names()
+        released = self.released
+        return [b for b in names if b not in released] if released else names
+
+    def export_brand(self, brand: str) -> BrandState:
+        """Hand ``brand`` over: its Evaluate state (window buckets, engine keys, tracked
+        notifications, quiet period) leaves memory and the store in one transaction, and
+        the brand is released (no longer counted or evaluated here, across restarts)
+        until :meth:`adopt_brand` takes it back. :class:`~listener.errors.BrandHeld` when
+        it is not held here. Stored mentions and incident history stay."""
+        with self._lock:
+            if brand in self.released:
+                raise BrandHeld(f"cannot export brand {brand!r}: this processor released it")
+            windows = self.windows
+            state, engine, notify = split_brand(
+                brand,
+                self.state,
+                self.notify,
+                tuple(windows.export_brand(brand)),
+                windows.first_seen(brand),
+                self.quiet_until,
+            )
+            quiet = {b: at for b, at in self.quiet_until.items() if b != brand}
+            released = self.released | {brand}
+            self._write_brand(brand, engine, notify, quiet, released, ())
+            windows.drop_brand(brand)
+            self._swap_brand(brand, engine, notify, quiet, released)
+            return state
+
+    def adopt_brand(self, state: BrandState) -> None:
+        """Take over a brand :meth:`export_brand` handed out (here or in another
+        process): its state joins memory and the store in one transaction, and the brand
+        is counted and evaluated here from then on, deciding as the exporter would have.
+        :class:`~listener.errors.BrandHeld` when this processor holds the brand already;
+        :class:`~listener.errors.BrandStateError` when its buckets cannot be loaded."""
+        brand = state.brand
+        with self._lock:
+            if brand not in self.released and brand in self.config.brand_names():
+                raise BrandHeld(
+                    f"cannot adopt brand {brand!r}: this processor already holds it "
+                    "(a brand lives in one worker: export it from here first)"
+                )
+            engine, notify = merge_brand(state, self.state, self.notify)
+            if brand in self.windows.brands() or brand in self.quiet_until:
+                raise BrandHeld(f"cannot adopt brand {brand!r}: its windows are already here")
+            check = windows_for(self.rules)
+            try:
+                check.load(state.buckets)
+            except ValueError as exc:
+                raise BrandStateError(f"cannot adopt brand {brand!r}: {exc}") from None
+            quiet = dict(self.quiet_until)
+            if state.quiet_until is not None:
+                quiet[brand] = state.quiet_until
+            released = self.released - {brand}
+            self._write_brand(brand, engine, notify, quiet, released, state.buckets)
+            self.windows.load(state.buckets)
+            first = first_seen_at(state)
+            if first is not None:
+                self.windows.start_history(brand, first)
+            if state.buckets:
+                end = state.buckets[-1][1] + self.windows.bucket // timedelta(seconds=1)
+                self._ingested_until = max(self._ingested_until, _EPOCH + timedelta(seconds=end))
+            self._pruned_epoch = None  # its buckets may be due a prune
+            self._swap_brand(brand, engine, notify, quiet, released)
+
+    def _write_brand(
+        self,
+        brand: str,
+        engine: EngineState,
+        notify: NotifyState,
+        quiet: Mapping[str, datetime],
+        released: frozenset[str],
+        buckets: Sequence[tuple[str, int, str]],
+    ) -> None:
+        """Store a brand's departure or arrival (memory is changed only once it is)."""
+        try:
+            self.store.write_brand(
+                BrandWrite(
+                    brand=brand,
+                    engine_state=self._encoder.encode(engine),
+                    buckets=buckets,
+                    kv={
+                        "notify_state": notify.to_json(),
+                        "quiet_until": _dump_times(quiet),
+                        RELEASED: json.dumps(sorted(released)),
+                    },
+                )
+            )
+        except StoreError:
+            self._load_state()
+            raise
+
+    def _swap_brand(
+        self,
+        brand: str,
+        engine: EngineState,
+        notify: NotifyState,
+        quiet: dict[str, datetime],
+        released: frozenset[str],
+    ) -> None:
+        """Hold the states written by :meth:`_write_brand`; forget what was cached of the
+        brand (its keys are evaluated afresh at the next tick)."""
+        self.state = self._written = engine
+        self.notify = self._notify_written = notify
+        self.quiet_until, self.released = quiet, released
+        for key in [k for k in self._settled if k[1] == brand]:
+            del self._settled[key]
+        self._brand_memo.pop(brand, None)
+        self._update_open_gauge()
 
     # ------------------------------------------------------------------ ingest
 
@@ -396,6 +517,8 @@ class Processor:
                     continue
                 sample = sample_of(s)
                 for brand in brands:
+                    if brand in self.released:
+                        continue  # another worker holds it
                     # history is quiet until it has left the longest rule window
                     if backfill and quiet_until.get(brand, now) < at + span:
                         quiet_until[brand] = at + span
@@ -458,7 +581,7 @@ class Processor:
         state and gauges as evaluating them again).
         """
         with self._lock:
-            brands = self.config.brand_names()
+            brands = self.held_brands()
             state = self.state
             quiet = {b for b, until in self.quiet_until.items() if until > now}
             events: list[IncidentEvent] = []
@@ -784,7 +907,7 @@ class Processor:
             # a brand's 1h reads give the same values while its windows and epoch stay
             epoch = read_epoch(now, windows.bucket) if not BRAND_WINDOW % windows.bucket else None
             memo, out = self._brand_memo, {}
-            for brand in self.config.brand_names():
+            for brand in self.held_brands():
                 mark = (epoch, windows.changes(brand)) if epoch is not None else None
                 held = memo.get(brand)
                 if held is not None and mark is not None and held[0] == mark:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from listener.errors import BrandHeld
 from listener.model import Ack, AlertKind, Silence
 
 FOLLOW_UPS = frozenset({"deescalated", "acknowledged", "resolved"})
@@ -75,6 +76,36 @@ class Tracked:
 @dataclass(frozen=True, slots=True)
 class NotifyState:
     incidents: Mapping[str, Tracked] = field(default_factory=dict)
+
+    def brands(self) -> set[str]:
+        """The brands with at least one tracked incident."""
+        return {t.brand for t in self.incidents.values()}
+
+    def split_brand(self, brand: str) -> tuple[NotifyState, NotifyState]:
+        """``(part, rest)``: the tracked incidents of ``brand``, and the others (``rest``
+        is ``self`` when ``brand`` has none)."""
+        part = {k: t for k, t in self.incidents.items() if t.brand == brand}
+        if not part:
+            return NotifyState(), self
+        return NotifyState(part), NotifyState(
+            {k: t for k, t in self.incidents.items() if t.brand != brand}
+        )
+
+    def merge_brands(self, part: NotifyState) -> NotifyState:
+        """A new state with the incidents of ``part`` added; :class:`BrandHeld` when a
+        brand of ``part`` already has a tracked incident here, or an incident id is taken."""
+        if not part.incidents:
+            return self
+        clash = sorted(part.brands() & self.brands())
+        if clash:
+            raise BrandHeld(
+                f"notification state already tracks incidents of {', '.join(map(repr, clash))}:"
+                " a brand's state can be merged only where the brand has none"
+            )
+        taken = sorted(part.incidents.keys() & self.incidents.keys())
+        if taken:
+            raise BrandHeld(f"notification state already tracks incident {taken[0]!r}")
+        return NotifyState({**self.incidents, **part.incidents})
 
     def to_json(self) -> str:
         def dump(t: Tracked) -> dict[str, Any]:

@@ -16,13 +16,13 @@ JSON form (``to_json``/``from_json``), version 1::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from listener.clock import as_utc
-from listener.errors import StoreError
+from listener.errors import BrandHeld, StoreError
 
 __all__ = [
     "STATE_VERSION",
@@ -126,6 +126,39 @@ class EngineState:
             if key[0] in rules and (keep is None or key[1] in keep)
         }
         return self if len(kept) == len(self.keys) else replace(self, keys=kept)
+
+    def brands(self) -> set[str]:
+        """The brands that have at least one key."""
+        return {brand for _, brand in self.keys}
+
+    def split_brand(self, brand: str) -> tuple[EngineState, EngineState]:
+        """``(part, rest)``: the keys of ``brand``, and every other key (``rest`` is
+        ``self`` when ``brand`` has none). :meth:`merge_brands` of the two gives back an
+        equal state."""
+        part = {key: value for key, value in self.keys.items() if key[1] == brand}
+        if not part:
+            return EngineState(), self
+        rest = {key: value for key, value in self.keys.items() if key[1] != brand}
+        return EngineState(part), EngineState(rest)
+
+    def merge_brands(self, part: EngineState, besides: Container[str] = ()) -> EngineState:
+        """A new state with the keys of ``part`` added; :class:`BrandHeld` when a brand of
+        ``part`` already has a key here (its state would be mixed with another's), or a
+        key is taken. Keys of the rules in ``besides`` are not a brand's (source health:
+        keyed by source) and do not make their brand present."""
+        if not part.keys:
+            return self
+        mine = {brand for rule, brand in part.keys if rule not in besides}
+        clash = sorted(mine & {brand for rule, brand in self.keys if rule not in besides})
+        if clash:
+            raise BrandHeld(
+                f"engine state already holds keys of {', '.join(map(repr, clash))}: "
+                "a brand's state can be merged only where the brand has none"
+            )
+        taken = sorted(part.keys.keys() & self.keys.keys())
+        if taken:
+            raise BrandHeld(f"engine state already holds key {taken[0]!r}")
+        return replace(self, keys={**self.keys, **part.keys})
 
     def open_incidents(self) -> list[OpenIncident]:
         """Open incidents, sorted by opening time then id."""

@@ -52,6 +52,10 @@ Contract (pure, in memory; the caller persists and restores):
   writing to SQLite; ``load(rows)`` restores buckets from such rows (and does not mark
   them dirty). Buckets dropped by ``prune`` are no longer dirty; ``prune`` returns their
   keys so the caller can delete them from the store.
+* **Hand-off** (a brand's state moving to another worker): ``export_brand(brand)`` gives
+  every bucket of the brand as rows (dirty or not), ``drop_brand(brand)`` forgets the
+  brand, and ``load(rows)`` plus ``start_history(brand, first_seen)`` restore it
+  elsewhere: every read of the brand then gives what it gave before the hand-off.
 
 Memory (measured with tracemalloc, CPython 3.11): a bucket costs about 0.4 KiB, plus about
 0.45 KiB per (source, language, categories) sub-series it holds, plus about 250 bytes per
@@ -644,6 +648,39 @@ class VelocityWindows:
     def brands(self) -> set[str]:
         """Brands that have at least one bucket."""
         return set(self._series)
+
+    # ------------------------------------------------------------------ hand-off
+
+    def export_brand(self, brand: str) -> list[BucketRow]:
+        """Rows for every bucket of ``brand`` (changed since the last drain or not),
+        sorted by start: what :meth:`load` restores the brand from."""
+        series = self._series.get(brand)
+        if not series:
+            return []
+        return [(brand, key, self._dump(brand, series[key])) for key in sorted(series)]
+
+    def drop_brand(self, brand: str) -> None:
+        """Forget ``brand``: its buckets (dirty or not), their sets and running sums, and
+        its first bucket. Its :meth:`changes` number moves (reads of it now see nothing)."""
+        if brand not in self._series and brand not in self._first:
+            return
+        self._series.pop(brand, None)
+        self._first.pop(brand, None)
+        self._low.pop(brand, None)
+        self._sets.pop(brand, None)
+        self._prefix.pop(brand, None)
+        self._dirty -= {(b, key) for b, key in self._dirty if b == brand}
+        self._changed(brand)
+
+    def start_history(self, brand: str, first_seen: datetime) -> None:
+        """Make ``brand``'s history start at ``first_seen`` (the start of a bucket) when it
+        starts later or not at all: a brand handed over keeps its warm-up even when none
+        of its buckets is left (``first_seen`` outlives pruning in memory)."""
+        key = self.bucket_start(first_seen)
+        first = self._first.get(brand)
+        if first is None or key < first:
+            self._first[brand] = key
+            self._changed(brand)
 
     # ------------------------------------------------------------------ housekeeping
 

@@ -3,7 +3,8 @@
 What is kept: seen mentions (dedup by source and id), collector cursors, velocity
 window buckets, the rule engine's state, incidents with their timeline, and the
 delivery outbox. Each stage writes what it produced with one typed write
-(:class:`IngestWrite`, :class:`EvaluateWrite`) in a single transaction, so a crash
+(:class:`IngestWrite`, :class:`EvaluateWrite`; :class:`BrandWrite` when a brand is handed
+to or from another worker) in a single transaction, so a crash
 (even ``kill -9``) leaves either the whole step or none of it: no mention counted
 twice, no alert lost.
 
@@ -60,12 +61,13 @@ from listener.store.outbox import Outbox, OutboxItem, OutboxRecord
 from listener.store.schema import SCHEMA_VERSION, connect
 from listener.store.sink_state import StoreSinkState
 from listener.store.windows import BucketRow, Buckets
-from listener.store.writes import EvaluateWrite, IngestWrite
+from listener.store.writes import BrandWrite, EvaluateWrite, IngestWrite
 
 __all__ = [
     "EVIDENCE_AFTER",
     "EVIDENCE_BEFORE",
     "SCHEMA_VERSION",
+    "BrandWrite",
     "BucketRow",
     "EvaluateWrite",
     "IncidentEventRecord",
@@ -140,6 +142,14 @@ class Store:
             KeyValues.put(c, values)
             Incidents.apply(c, w.events, w.notices, t)
             Outbox.enqueue(c, w.outbox, t)
+
+    def write_brand(self, w: BrandWrite) -> None:
+        """Write a brand's arrival or departure (its buckets, the engine and notification
+        state, quiet periods), atomically."""
+        with self.db.transaction("brand hand-off") as c:
+            Buckets.drop_brand(c, w.brand)
+            Buckets.upsert(c, w.buckets)
+            KeyValues.put(c, {ENGINE_STATE: w.engine_state, **w.kv})
 
     def commit(
         self,

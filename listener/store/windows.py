@@ -50,3 +50,8 @@ class Buckets:
                 "DELETE FROM buckets WHERE brand = ? AND bucket < ?",
                 [(brand, before) for brand in brands],
             )
+
+    @staticmethod
+    def drop_brand(c: Any, brand: str) -> None:
+        """Drop every bucket of ``brand`` (inside the caller's transaction)."""
+        c.execute("DELETE FROM buckets WHERE brand = ?", (brand,))

@@ -65,3 +65,19 @@ class EvaluateWrite:
             and (self.prune_buckets_before is None or self.prune_brands == ())
             and not self.kv
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BrandWrite:
+    """A brand's Evaluate state leaving or joining this store (a hand-off between workers).
+
+    Every stored bucket of ``brand`` is dropped, then ``buckets`` (its buckets when it
+    joins, none when it leaves) are written; ``engine_state`` (JSON) and ``kv`` (the
+    notification state, quiet periods, the brands released) are the whole values after
+    the change.
+    """
+
+    brand: str
+    engine_state: str
+    buckets: Sequence[BucketRow] = ()
+    kv: Mapping[str, str] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from listener.rules.engine import IncidentEvent
 from listener.scoring.reach import reach_score
 from listener.store import (
     SCHEMA_VERSION,
+    BrandWrite,
     EvaluateWrite,
     IngestWrite,
     Store,
@@ -235,6 +236,7 @@ _SILENCE = Silence("s1", T0, T0 + timedelta(hours=1), "me", "")
 PUBLIC: dict[str, Callable[[Store], object]] = {
     "write_ingest": lambda s: s.write_ingest(IngestWrite(now=T0, mentions=[scored(9)])),
     "write_evaluate": lambda s: s.write_evaluate(EvaluateWrite(now=T0, engine_state="{}")),
+    "write_brand": lambda s: s.write_brand(BrandWrite(brand="Acme", engine_state="{}")),
     "commit": lambda s: s.commit(now=T0, kv={"a": "b"}),
     "mentions.seen": lambda s: s.mentions.seen([("x", "m1")]),
     "mentions.count": lambda s: s.mentions.count(),
@@ -293,6 +295,7 @@ PUBLIC: dict[str, Callable[[Store], object]] = {
 WRITES = {
     "write_ingest",
     "write_evaluate",
+    "write_brand",
     "commit",
     "mentions.prune",
     "outbox.mark_delivered",
@@ -449,3 +452,23 @@ def test_pruning_buckets_of_some_brands_keeps_the_others(tmp_path: Path) -> None
     ]
     store.write_evaluate(EvaluateWrite(now=T0, prune_buckets_before=180))
     assert sorted((b, k) for b, k, _ in store.load_buckets()) == [("Acme", 180), ("Globex", 180)]
+
+
+def test_a_brand_write_replaces_the_brands_buckets_and_state_at_once(tmp_path: Path) -> None:
+    """A brand hand-off drops every stored bucket of the brand, writes the ones it brings
+    and the engine and other state, in one transaction; other brands' buckets stay."""
+    store = Store.open(tmp_path / "s.db")
+    store.commit(now=T0, buckets=[("Acme", 60, "{}"), ("Acme", 120, "{}"), ("Globex", 60, "{}")])
+    store.write_brand(
+        BrandWrite(
+            brand="Acme",
+            engine_state='{"keys": [], "version": 1}',
+            buckets=[("Acme", 180, '{"total":1}')],
+            kv={"quiet_until": "{}"},
+        )
+    )
+    assert sorted(store.load_buckets()) == [("Acme", 180, '{"total":1}'), ("Globex", 60, "{}")]
+    assert store.load_engine_state() == '{"keys": [], "version": 1}'
+    assert store.load_kv("quiet_until") == "{}"
+    store.write_brand(BrandWrite(brand="Acme", engine_state="{}"))
+    assert store.load_buckets() == [("Globex", 60, "{}")]
