@@ -313,9 +313,6 @@ class ConditionReadings(Collector):
             values[key] = fresh
         self._brands, self._rows, self._values = brands, rows, values
 
-    def row(self, brand: str) -> int | None:
-        return self._rows.get(brand)
-
     def put(
         self, key: ReadingKey, row: int, reading: tuple[float, float | None, float | None]
     ) -> None:
@@ -350,9 +347,6 @@ class ConditionReadings(Collector):
                 held[:] = math.nan
             else:
                 held[:, rows] = math.nan
-
-    def readings(self) -> Mapping[ReadingKey, NDArray[np.float64]]:
-        return self._values
 
     def collect(self) -> Iterator[Metric]:
         labels = ["rule", "brand", "level", "condition"]

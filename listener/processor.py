@@ -197,12 +197,11 @@ class ReadOnce:
 
 
 class Plan(NamedTuple):
-    """One rule's keys at a tick: ``due`` must be evaluated, ``kept`` need not be (their
-    last evaluation still holds); ``resting`` are the due ones whose state is that of a
-    settled evaluation (no incident, no timer running: the screen may leave them be)."""
+    """One rule's keys at a tick: ``due`` must be evaluated (the others' last evaluation
+    still holds); ``resting`` are the due ones whose state is that of a settled evaluation
+    (no incident, no timer running: the screen may leave them be)."""
 
     due: list[str]
-    kept: list[str]
     resting: set[str]
 
 
@@ -523,7 +522,6 @@ class Processor:
                     if backfill and quiet_until.get(brand, now) < at + span:
                         quiet_until[brand] = at + span
                     self.windows.add(brand, at, sample)
-                self._pruned_epoch = None  # a bucket added may already be due a prune
             try:
                 self.store.write_ingest(
                     IngestWrite(
@@ -539,6 +537,8 @@ class Processor:
             except StoreError:
                 self._load_state()  # memory must not run ahead of the store
                 raise
+            if matched > stale:
+                self._pruned_epoch = None  # a bucket added may already be due a prune
             self._ingested_until = max(self._ingested_until, as_utc(now))
             self._count_matches(source, scored)  # once stored: a retried batch counts once
             self.quiet_until = quiet_until
@@ -577,8 +577,9 @@ class Processor:
         A rule that raises is logged and counted and the others still run. Each
         (rule, brand) is evaluated at most once per call, and only when something could
         have moved it: keys :class:`Settled` at an earlier call in the same bucket, whose
-        brand's windows have not changed since, reuse that call's checks (same decisions,
-        state and gauges as evaluating them again).
+        brand's windows have not changed since, are skipped; the due brands are screened
+        in bulk first (``listener.rules.screen``) and the engine checks only the keys the
+        screen cannot settle (same decisions, state and gauges as checking every key).
         """
         with self._lock:
             brands = self.held_brands()
@@ -732,7 +733,6 @@ class Processor:
         epoch, still past warm-up, with the state left by that evaluation. ``marks``:
         :meth:`_marks` of ``brands``, read once for all rules of a tick."""
         due: list[str] = []
-        kept: list[str] = []
         resting: set[str] = set()
         if marks is None:
             marks = self._marks(brands, now)
@@ -747,11 +747,10 @@ class Processor:
                     memo.dormant
                     or (memo.reusable and memo.epoch == epoch and (age is None or age >= lookback))
                 ):
-                    kept.append(brand)
-                    continue
+                    continue  # its last evaluation still holds
                 resting.add(brand)
             due.append(brand)
-        return Plan(due, kept, resting)
+        return Plan(due, resting)
 
     def _marks(
         self, brands: Sequence[str], now: datetime
@@ -807,12 +806,6 @@ class Processor:
                 memo.reusable, memo.dormant = reusable, brand in sunk
             else:
                 settled[key] = Settled(epoch, changes, key_state, reusable, brand in sunk)
-
-    def _warm(self, rule: CompiledRule, brand: str, now: datetime) -> bool:
-        """Whether no condition of ``rule`` can leave its warm-up as time passes: the
-        brand's history is at least the rule's look-back, or it has none at all."""
-        first = self.windows.first_seen(brand)
-        return first is None or now - first >= rule.lookback
 
     # ------------------------------------------------------------------ notifications
 

@@ -34,7 +34,7 @@ only if a key reopens within the same second it last opened.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable, Mapping, Sequence, Set
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -247,15 +247,13 @@ def evaluate_rule_checks(
     events: list[IncidentEvent] = []
     made: dict[str, tuple[Check, ...]] = {}
     keys = state.keys
-    names = {level.name for level in rule.levels}
     for brand in rule_brands(rule, brands):
         old = keys.get((rule.name, brand))
-        if brand in still:
-            if old is not None and _rests(old, names):
-                continue  # checking it would leave it as it is
-            if old is None or _resting(old):
-                updates[(rule.name, brand)] = _rested(rule, old)
-                continue
+        if brand in still and (old is None or _resting(old)):
+            rested = _rested(rule, old)
+            if rested is not old:  # else checking it would leave it as it is
+                updates[(rule.name, brand)] = rested
+            continue
         key_state, event, checks = _evaluate_key(
             rule, brand, view, old or KeyState(), now, brand in quiet
         )
@@ -271,17 +269,6 @@ def _resting(key_state: KeyState) -> bool:
     return key_state.incident is None and all(
         timer.since is None for timer in key_state.timers.values()
     )
-
-
-def _rests(key_state: KeyState, names: Set[str]) -> bool:
-    """Whether ``key_state`` is what :func:`_rested` leaves it as: no incident, a stopped
-    timer for each level named, and no other."""
-    if key_state.incident is not None:
-        return False
-    timers = key_state.timers
-    if timers.keys() != names:
-        return False
-    return all(timer.since is None for timer in timers.values())
 
 
 def _rested(rule: CompiledRule, old: KeyState | None) -> KeyState:

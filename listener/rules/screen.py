@@ -101,13 +101,11 @@ class _Leaf:
 @dataclass(frozen=True, slots=True)
 class Table:
     """One tick's bulk read of the windows: the running sums of ``brands`` at the bucket
-    indices ``columns`` (sorted), where each bulk leaf's bounds sit among them
-    (``positions``, by leaf identity), and when each brand was first seen."""
+    indices a tick's bulk leaves read (their columns), where each leaf's bounds sit among
+    those columns (``positions``, by leaf identity), and when each brand was first seen."""
 
     brands: tuple[str, ...]
     now_us: int
-    size_us: int
-    columns: NDArray[np.int64]
     positions: Mapping[int, NDArray[np.intp]]
     sums: Mapping[str, NDArray[np.int64]]
     first: NDArray[np.int64]
@@ -243,7 +241,7 @@ def table_for(
     }
     sums = view.running_at(brands, columns, plan.measures)
     first = view.first_seen_seconds(brands)
-    return Table(tuple(brands), now_us, size_us, columns, positions, sums, first)
+    return Table(tuple(brands), now_us, positions, sums, first)
 
 
 def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> RuleScreen:

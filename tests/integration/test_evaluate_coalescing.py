@@ -103,7 +103,7 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
 
     monkeypatch.setattr(processor_module, "evaluate_rule_checks", flaky)
     coalesced, everything = _processor(readings=readings), _processor()
-    everything._coalesce = lambda rule, brands, *_: Plan(list(brands), [], set())  # type: ignore[method-assign]
+    everything._coalesce = lambda rule, brands, *_: Plan(list(brands), set())  # type: ignore[method-assign]
     everything.screening = False  # every key checked by the engine, one by one
     skipped = 0
     now = T0
