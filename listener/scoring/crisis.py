@@ -33,10 +33,9 @@ positive word ("ok", "join") does not make a statement praise.
 from __future__ import annotations
 
 import html
-import importlib
 import re
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from itertools import compress, count
 from typing import Any, Final
 
@@ -51,6 +50,7 @@ from vaderSentiment.vaderSentiment import (
 )
 
 from listener.model import Sentiment, SentimentLabel
+from listener.scoring.alternation import factor
 
 __all__ = [
     "COMPLAINT_DISCOUNT",
@@ -410,8 +410,6 @@ _PHRASE_MARK = re.compile(r"[,;:\-–—]")
 _QUOTES: Final = ("\u2019", "\u2018", "\u02bc", "\uff07")  # read as ASCII apostrophes
 _PUNCTUATION: Final = string.punctuation
 _SPECIAL_TOKENS: Final = {"contrast": "but"}  # read by VADER's own "but" rule
-_WORD = re.compile(r"\w+")
-_MAX_FIRST_WORDS: Final = 500
 
 
 _NEGATE: Final = frozenset(NEGATE)
@@ -682,6 +680,7 @@ class CrisisScorer:
 
     __slots__ = (
         "_analyser",
+        "_categories",
         "_patterns",
         "_tokens",
         "_translate",
@@ -718,8 +717,15 @@ class CrisisScorer:
         additions[f"{TOKEN}persist"] = CUE
         additions[f"{TOKEN}sarcasm"] = MILD
         analyser = _Analyser(additions)
+        # all crisis patterns as one regex that matches as the alternation
+        # (?<!\w)(?:p1|p2|...)(?!\w) does (leftmost match; at one position the first
+        # pattern in table order wins), with the alternatives factored on the letters of
+        # their first words so that the engine reads each word once instead of trying every
+        # pattern at every word (several times faster; listener.scoring.alternation)
+        crisis = factor([(name, p) for name, _, ps in CRISIS_PATTERNS for p in ps])
+        self._patterns = re.compile(rf"(?<!\w)(?:{crisis.source})(?!\w)")
+        self._categories = ("", *crisis.labels)  # the category of capturing group n at [n]
         self._tokens = tokens
-        self._patterns = _Patterns([(n, p) for n, _, ps in CRISIS_PATTERNS for p in ps])
         self._vocabulary = frozenset(
             w
             for words in (analyser.lexicon, BOOSTER_DICT, NEGATE, HASHTAG_SUFFIXES)
@@ -765,7 +771,7 @@ class CrisisScorer:
         return text
 
     def _token(self, match: re.Match[str], original: str) -> str:
-        token = self._tokens[self._patterns.categories[match.lastgroup or ""]]
+        token = self._tokens[self._categories[match.lastindex or 0]]  # never 0: see factor
         return token.upper() if original.isupper() else token
 
     def _split_hashtag(self, match: re.Match[str]) -> str:
@@ -798,186 +804,8 @@ class CrisisScorer:
         return single if single.lower() in self._vocabulary else double
 
 
-class _Patterns:
-    r"""All crisis patterns as one matcher with the semantics of a single alternation
-    ``(?<!\w)(?:p1|p2|...)(?!\w)`` run with ``finditer`` over lower-cased text (leftmost
-    match; at one position the first pattern in table order wins), but dispatched on the
-    word where a match starts: each word tries only the patterns that can begin with it.
-    That is several times faster than the plain alternation, which tries every pattern at
-    every word. A pattern whose first words cannot be listed is tried at every word."""
-
-    def __init__(self, alternatives: list[tuple[str, str]]) -> None:
-        by_word: dict[str, list[int]] = {}
-        everywhere: list[int] = []
-        for index, (_, pattern) in enumerate(alternatives):
-            words = _first_words(pattern)
-            if words is None:
-                everywhere.append(index)
-            else:
-                for word in words:
-                    by_word.setdefault(word, []).append(index)
-
-        def compile_(indexes: list[int]) -> re.Pattern[str]:
-            alts = [f"(?P<g{i}>{alternatives[i][1]})" for i in indexes]
-            return re.compile(rf"(?:{'|'.join(alts)})(?!\w)")
-
-        self.categories = {f"g{i}": name for i, (name, _) in enumerate(alternatives)}
-        merged = {w: sorted({*ix, *everywhere}) for w, ix in by_word.items()}
-        compiled: dict[tuple[int, ...], re.Pattern[str]] = {}
-        for indexes in merged.values():
-            if tuple(indexes) not in compiled:
-                compiled[tuple(indexes)] = compile_(indexes)
-        self._by_word = {w: compiled[tuple(ix)] for w, ix in merged.items()}
-        # the listed first words as one regex (a trie, so the engine reads each word
-        # once): the words where a pattern can start are found in one C-speed scan
-        self._starts = re.compile(rf"(?<!\w){_trie(by_word)}(?!\w)")
-        self._everywhere = compile_(everywhere) if everywhere else None
-        self._anywhere = _loose([alternatives[i][1] for i in everywhere]) if everywhere else None
-
-    def finditer(self, lowered: str) -> list[re.Match[str]]:
-        everywhere = self._everywhere
-        # an exact shortcut: patterns that match nowhere in the text (one C-speed search
-        # of a looser form of them) need not be tried at each word, and then only the
-        # words some pattern can start with are visited
-        if self._anywhere is not None and self._anywhere.search(lowered) is None:
-            everywhere = None
-        by_word = self._by_word
-        words = (self._starts if everywhere is None else _WORD).finditer(lowered)
-        matches: list[re.Match[str]] = []
-        end = 0
-        for word in words:
-            start = word.start()
-            if start < end:
-                continue
-            regex = by_word.get(word.group(), everywhere)
-            if regex is not None:
-                match = regex.match(lowered, start)
-                if match is not None:
-                    matches.append(match)
-                    end = match.end()
-        return matches
-
-
-def _trie(words: Iterable[str]) -> str:
-    """A regex matching exactly ``words`` (non-empty), as a trie of non-capturing groups:
-    ``(?:on(?:e)?|to)`` for one, on and to."""
-    root: dict[str, Any] = {}
-    for word in words:
-        node = root
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}  # a word ends here
-
-    def emit(node: dict[str, Any]) -> str:
-        alternatives = [re.escape(char) + emit(node[char]) for char in sorted(node) if char]
-        if not alternatives:
-            return ""
-        if "" in node:
-            return f"(?:{'|'.join(alternatives)})?"
-        return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
-
-    return f"(?:{emit(root)})"
-
-
-_LEADING_LOOKBEHINDS = re.compile(r"^(?:\(\?<!(?:[^()\\]|\\.)*\))+")
-
-
-def _loose(patterns: list[str]) -> re.Pattern[str]:
-    """A regex that matches wherever any of ``patterns`` matches (and maybe elsewhere):
-    their alternation without their leading negative look-behinds, which only forbid
-    matches and make a search test them at every position. The plain alternation if
-    the rest does not compile on its own."""
-    try:
-        return re.compile("|".join(f"(?:{_LEADING_LOOKBEHINDS.sub('', p)})" for p in patterns))
-    except re.error:
-        return re.compile("|".join(f"(?:{p})" for p in patterns))
-
-
-def _first_words(pattern: str) -> frozenset[str] | None:
-    """The words (maximal runs of word characters) a match of ``pattern`` can begin with,
-    or None when they cannot be listed. Reads the pattern with the standard library's own
-    parser; on a Python whose internals differ, None (the pattern is then tried at every
-    word: slower, never wrong)."""
-    try:
-        parser = importlib.import_module("re._parser")
-        codes = importlib.import_module("re._constants")
-        words = _expand(list(parser.parse(pattern).data), {""}, codes)
-    except Exception:
-        return None
-    return None if words is None or len(words) > _MAX_FIRST_WORDS else frozenset(words)
-
-
-def _expand(items: list[Any], partial: set[str], c: Any) -> set[str] | None:
-    """First words of the parsed sequence ``items``, each continuing a string in
-    ``partial`` (the word read so far; "" at the start); None when they cannot be listed."""
-    for index, (op, av) in enumerate(items):
-        rest = items[index + 1 :]
-        if op is c.LITERAL:
-            chars: set[str] | None = {chr(av)}
-        elif op is c.IN:
-            chars = _class(av, c)
-        elif op is c.BRANCH or op is c.SUBPATTERN:
-            found: set[str] = set()
-            for sequence in av[1] if op is c.BRANCH else [av[-1]]:
-                words = _expand([*sequence, *rest], partial, c)
-                if words is None:
-                    return None
-                found |= words
-            return found
-        elif op is c.MAX_REPEAT or op is c.MIN_REPEAT:
-            low, high, sequence = av
-            found = set()
-            if high > 3:  # unbounded: fine when each repeat begins with a non-word char
-                first = sequence[0]
-                if "" in partial or first[0] is not c.LITERAL or _is_word(chr(first[1])):
-                    return None
-                found, high = set(partial), low
-            for times in range(low, high + 1):
-                words = _expand([*list(sequence) * times, *rest], partial, c)
-                if words is None:
-                    return None
-                found |= words
-            return found
-        elif op is c.ASSERT_NOT or (op is c.ASSERT and av[0] < 0):
-            continue  # a negative look-around or a look-behind consumes nothing
-        elif op is c.ASSERT and av[1][0][0] is c.LITERAL and not _is_word(chr(av[1][0][1])):
-            chars, rest = {chr(av[1][0][1])}, []  # "(?= ...)": the word ends here
-        else:
-            return None
-        if chars is None:
-            return None
-        word_chars = {ch for ch in chars if _is_word(ch)}
-        ended: set[str] = set()
-        if len(word_chars) < len(chars):  # a non-word character ends the word
-            if "" in partial:
-                return None  # a match could begin with it
-            ended = partial
-        partial = {p + ch for p in partial for ch in word_chars}
-        if not partial:
-            return ended
-        more = _expand(rest, partial, c)
-        return None if more is None else ended | more
-    return None if "" in partial else partial
-
-
-def _class(av: Any, c: Any) -> set[str] | None:
-    chars: set[str] = set()
-    for op, value in av:
-        if op is c.LITERAL:
-            chars.add(chr(value))
-        elif op is c.RANGE:
-            chars.update(chr(x) for x in range(value[0], value[1] + 1))
-        else:
-            return None
-    return chars
-
-
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
-
-
 def _substitute(
-    pattern: re.Pattern[str] | _Patterns,
+    pattern: re.Pattern[str],
     text: str,
     lowered: str,
     replace: Callable[[re.Match[str], str], str],
