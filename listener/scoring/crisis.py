@@ -36,7 +36,8 @@ import html
 import re
 import string
 from collections.abc import Callable, Mapping
-from itertools import compress, count
+from itertools import compress, count, repeat
+from operator import ne
 from typing import Any, Final
 
 from vaderSentiment.vaderSentiment import (
@@ -402,11 +403,14 @@ _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _RUN = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
 _FLOOD = re.compile(r"\b[a-z]*?([a-z])\1{2,}[a-z]*", re.IGNORECASE)
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # JSON escapes some exports leave in the text
-_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
-_PHRASE = re.compile(r"(?<=[,;:])\s+|\s+[-–—]+\s+")  # ":)" has no space after the colon
-# what every separator holds: a regex that starts with a character class scans fast
-_SENTENCE_MARK = re.compile(r"[.!?…](?=\s)|\n")
-_PHRASE_MARK = re.compile(r"[,;:\-–—]")
+# Where a text splits into sentences and phrases, on text as CrisisScorer.prepare leaves it
+# (single spaces, no newline): a sentence ends at a space after ". ! ? …", a phrase at a
+# space after ", ; :" and at a run of dashes between spaces (":)" has no space after the
+# colon). re.split gives the empty group's "" after a sentence, None after a phrase. One
+# pass of VADER-style splitting into sentences, (?<=[.!?…])\s+|\n+, and each of those into
+# phrases, (?<=[,;:])\s+|\s+[-–—]+\s+: on such text both split at the same places. It
+# starts with a literal space, so the engine skips to the spaces.
+_CLAUSE = re.compile(r" (?:(?<=[.!?…] )()|(?<=[,;:] )|[-–—]+ )")
 _QUOTES: Final = ("\u2019", "\u2018", "\u02bc", "\uff07")  # read as ASCII apostrophes
 _PUNCTUATION: Final = string.punctuation
 _SPECIAL_TOKENS: Final = {"contrast": "but"}  # read by VADER's own "but" rule
@@ -418,12 +422,6 @@ _NEGATE: Final = frozenset(NEGATE)
 def _negates(word: str) -> bool:
     """VADER's ``negated([word])`` for one lower-cased word."""
     return word in _NEGATE or "n't" in word
-
-
-def _split(pattern: re.Pattern[str], mark: re.Pattern[str], text: str) -> list[str]:
-    """``pattern.split(text)``, skipped (one fast scan) when ``text`` has no ``mark``,
-    which every separator contains."""
-    return pattern.split(text) if mark.search(text) else [text]
 
 
 def _phrase_words(text: str) -> list[str]:
@@ -474,45 +472,39 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
         self._scored = frozenset(w for w in lexicon if w not in BOOSTER_DICT)
 
     def compound(self, text: str) -> float:
-        """VADER's compound score of ``text``: its rules per sentence ("but") and per
-        phrase (negation and boosters stop at a comma, semicolon, colon or dash)."""
+        """VADER's compound score of ``text`` (as :meth:`CrisisScorer.prepare` leaves it:
+        single spaces, no newline): its rules per sentence ("but") and per phrase (negation
+        and boosters stop at a comma, semicolon, colon or dash). The text is tokenised once,
+        as a whole; its phrases are slices of that."""
         if not text.isascii():
-            text = text.translate(self.emoji_words)
-        text = text.strip()
-        sentences = [
-            [self._tokens(p) for p in _split(_PHRASE, _PHRASE_MARK, s) if p and not p.isspace()]
-            for s in _split(_SENTENCE, _SENTENCE_MARK, text)
-        ]
-        # VADER's allcap_differential over every token of the text
-        count = upper = 0
-        for phrases in sentences:
-            for words in phrases:
-                count += len(words)
-                upper += sum(map(str.isupper, words))
-        cap_diff = 0 < count - upper < count
-        sentiments: list[float] = []
-        for phrases in sentences:
-            if len(phrases) == 1:
-                words = phrases[0]
-                lowered = list(map(str.lower, words))
-                local = self._phrase_valences(words, lowered, cap_diff)
-            else:
-                words, lowered, local = [], [], []
-                for phrase in phrases:
-                    low = list(map(str.lower, phrase))
-                    local += self._phrase_valences(phrase, low, cap_diff)
-                    words += phrase
-                    lowered += low
-            if "but" in lowered:  # VADER's but_check changes nothing without one
-                local = self._but_check(words, local)
-            if RESOLVED in lowered:
-                local = [  # "thanks for fixing the outage so fast"
-                    0.0 if v < 0 and w.startswith(TOKEN) else v
-                    for w, v in zip(lowered, local, strict=True)
-                ]
-            sentiments += local
-        if not sentiments:
+            text = " ".join(text.translate(self.emoji_words).split())
+        pieces = _CLAUSE.split(text)  # phrase, end, phrase, ...: an end "" closes a sentence
+        words = self._tokens(text if len(pieces) == 1 else " ".join(pieces[::2]))
+        if not words:
             return 0.0
+        lowered = list(map(str.lower, words))
+        # VADER's allcap_differential over every token of the text
+        upper = sum(map(str.isupper, words))
+        cap_diff = 0 < len(words) - upper < len(words)
+        # VADER's but_check, and resolved failures: rules on a sentence as a whole
+        sentence_rules = "but" in lowered or RESOLVED in lowered
+        if len(pieces) == 1:
+            sentiments = self._phrase_valences(words, lowered, cap_diff)
+            if sentence_rules:
+                sentiments = self._sentence_valences(lowered, sentiments)
+        else:
+            sentiments = []
+            local: list[float] = []
+            sentence = start = 0
+            for k in range(0, len(pieces), 2):
+                end = start + pieces[k].count(" ") + 1  # the phrase's tokens: [start:end]
+                local += self._phrase_valences(words[start:end], lowered[start:end], cap_diff)
+                start = end
+                if k + 1 == len(pieces) or pieces[k + 1] is not None:  # the sentence ends
+                    if sentence_rules:
+                        local = self._sentence_valences(lowered[sentence:end], local)
+                    sentiments += local
+                    sentence, local = end, []
         if min(sentiments) <= MILD:  # any clear negative
             sentiments = [v * COMPLAINT_DISCOUNT if v > 0 else v for v in sentiments]
         # VADER's score_valence, its compound only
@@ -524,16 +516,30 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             total -= emphasis
         return float(round(normalize(total), 4))
 
-    def _tokens(self, phrase: str) -> list[str]:
-        """The phrase's tokens as :func:`_phrase_words` gives them, except that a token
+    def _sentence_valences(self, lowered: list[str], local: list[float]) -> list[float]:
+        """A sentence's valences (``lowered``: its tokens lower-cased) after VADER's "but"
+        rule and the rule that a failure reported as resolved no longer counts."""
+        if "but" in lowered:
+            local = self._but_check(lowered, local)
+        if RESOLVED in lowered:
+            local = [  # "thanks for fixing the outage so fast"
+                0.0 if v < 0 and w.startswith(TOKEN) else v
+                for w, v in zip(lowered, local, strict=True)
+            ]
+        return local
+
+    def _tokens(self, text: str) -> list[str]:
+        """The tokens of ``text`` as :func:`_phrase_words` gives them, except that a token
         VADER keeps whole because it has ≤ 2 letters ("NO." "ok!"), as if it were an
         emoticon, is read as its word when that is a lexicon word and the token is not
         (":)" stays)."""
-        reads = self._reads_as_word
-        return [
-            s if len(s := w.strip(_PUNCTUATION)) > 2 or (s != w and reads(w)) else w
-            for w in phrase.split()
-        ]
+        words = text.split()
+        tokens = list(map(str.strip, words, repeat(_PUNCTUATION)))
+        # only tokens that lose punctuation can be read otherwise: few, and found in C
+        for i in compress(count(), map(ne, tokens, words)):
+            if len(tokens[i]) <= 2 and not self._reads_as_word(words[i]):
+                tokens[i] = words[i]
+        return tokens
 
     def _reads_as_word(self, token: str) -> bool:
         lexicon: dict[str, float] = self.lexicon
