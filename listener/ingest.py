@@ -46,7 +46,7 @@ from listener.matching.brands import BrandMatcher
 from listener.matching.document import Prepared
 from listener.matching.stories import StoryIndex
 from listener.model import Mention, ScoredMention, Sentiment
-from listener.scoring import build_scorer, score_many
+from listener.scoring import BatchScore, batch_scoring, build_scorer
 from listener.scoring.base import Scorer
 from listener.scoring.categories import CategoryTagger, EmotionDetector
 from listener.scoring.reach import reach_score
@@ -84,6 +84,12 @@ class Ingest:
     stories: StoryIndex
     pins: Pins = field(default_factory=lambda: MappingProxyType({}))
     """Mentions whose brand the input already names (see the module): not matched."""
+    score_texts: BatchScore = field(init=False, repr=False, compare=False)
+    """``scorer`` over a batch of texts (:func:`~listener.scoring.batch_scoring`, decided
+    once here, not per batch)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "score_texts", batch_scoring(self.scorer))
 
     @classmethod
     def build(
@@ -138,7 +144,7 @@ class Ingest:
             else [matcher.match_prepared(doc) for doc in docs]
         )
         sentiments = iter(
-            score_many(self.scorer, [d.text for d, b in zip(docs, brands_of, strict=True) if b])
+            self.score_texts([d.text for d, b in zip(docs, brands_of, strict=True) if b])
         )
         stories = iter(
             self.stories.assign_many([m for m, b in zip(mentions, brands_of, strict=True) if b])

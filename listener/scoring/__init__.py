@@ -7,7 +7,7 @@ side.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from listener.config.schema import (
     CrisisScoringConfig,
@@ -58,8 +58,31 @@ def build_scorer(config: ScorerConfig) -> Scorer:
     return SCORERS.build(config)
 
 
+BatchScore = Callable[[Sequence[str]], list[Sentiment]]
+"""Texts → their sentiments, in order."""
+
+
+def batch_scoring(scorer: Scorer) -> BatchScore:
+    """How ``scorer`` scores many texts, decided once: in one batch where it supports it
+    (:class:`~listener.scoring.base.BatchScorer`: transformers), else one by one. A
+    stage keeps this rather than calling :func:`score_many` per batch, because checking a
+    ``@runtime_checkable`` protocol takes microseconds (typing's ``__instancecheck__``)."""
+    if isinstance(scorer, BatchScorer):
+        score_batch = scorer.score_batch
+
+        def batched(texts: Sequence[str]) -> list[Sentiment]:
+            return list(score_batch(texts)) if texts else []
+
+        return batched
+    score = scorer.score
+
+    def one_by_one(texts: Sequence[str]) -> list[Sentiment]:
+        return [score(t) for t in texts]
+
+    return one_by_one
+
+
 def score_many(scorer: Scorer, texts: Sequence[str]) -> list[Sentiment]:
-    """Score texts in one batch where the scorer supports it (transformers), else one by one."""
-    if isinstance(scorer, BatchScorer) and texts:
-        return list(scorer.score_batch(texts))
-    return [scorer.score(t) for t in texts]
+    """Score texts in one batch where the scorer supports it (transformers), else one by
+    one (a one-off call: see :func:`batch_scoring`)."""
+    return batch_scoring(scorer)(texts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -115,6 +116,34 @@ def test_title_is_matched_with_the_body(config: Config) -> None:
     assert stage.run([m], T0)[0].brands == ("Acme",)
     same = mention(2, "Acme Cloud outage: details", title="Acme Cloud outage")
     assert mention_text(same) == same.text
+
+
+class _BatchScorer:
+    """A scorer with the batch capability that records the batches it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def score(self, text: str) -> Sentiment:
+        raise AssertionError("scored one by one")
+
+    def score_batch(self, texts: Sequence[str]) -> list[Sentiment]:
+        self.batches.append(list(texts))
+        return [Sentiment("negative", -0.5) for _ in texts]
+
+
+def test_a_batch_scorer_scores_each_run_in_one_call(config: Config) -> None:
+    """A scorer with score_batch gets the matched texts of a run in one call, also after
+    a reload (the stage decides how to score once, when it is built)."""
+    scorer = _BatchScorer()
+    stage = Ingest.build(config, scorer=scorer)
+    scored = stage.run([mention(1, "@acme down"), mention(2, "nothing"), mention(3, "Acme!")], T0)
+    assert scorer.batches == [["@acme down", "Acme!"]]
+    assert [s.sentiment.label for s in scored] == ["negative", "neutral", "negative"]
+    stage.run([mention(4, "nothing at all")], T0)
+    assert scorer.batches == [["@acme down", "Acme!"]]  # no call for an empty batch
+    stage.reconfigure(config).run([mention(5, "@acme again")], T0)
+    assert scorer.batches[-1] == ["@acme again"]
 
 
 def test_reconfigure_keeps_scorer_and_stories(config: Config) -> None:

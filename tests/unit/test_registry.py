@@ -21,7 +21,7 @@ from listener.errors import ListenerError, UnknownType
 from listener.model import Sentiment
 from listener.registry import Registry, type_tag
 from listener.rules.conditions import CONDITIONS
-from listener.scoring import SCORERS, score_many
+from listener.scoring import SCORERS, batch_scoring, score_many
 from listener.scoring.base import BatchScorer, Scorer
 from listener.sinks import SINKS
 from listener.sinks.base import Refreshable, SendsTest, Sink, SinkContext
@@ -123,6 +123,17 @@ def test_score_many_uses_the_batch_capability() -> None:
     assert [s.label for s in score_many(batched, ["a", "b"])] == ["positive", "positive"]
     assert batched.batches == [["a", "b"]]
     assert [s.label for s in score_many(_Plain(), ["a"])] == ["neutral"]
+
+
+def test_batch_scoring_is_decided_once_per_scorer() -> None:
+    """batch_scoring picks the batch call or text-by-text scoring when it is made; an
+    empty batch calls nothing."""
+    batched = _Batched()
+    score = batch_scoring(batched)
+    assert [s.label for s in score(["a"])] == ["positive"]
+    assert score([]) == []
+    assert batched.batches == [["a"]]
+    assert [s.label for s in batch_scoring(_Plain())(["a", "b"])] == ["neutral", "neutral"]
 
 
 def test_a_built_collector_satisfies_the_protocol() -> None:
