@@ -401,6 +401,7 @@ _URL_OR_MENTION = re.compile(r"https?://\S+|w(?<!\ww)ww\.\S+|@(?<![\w@]@)\w+")
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _RUN = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
+_TRIPLE = re.compile(r"([a-z])\1\1", re.IGNORECASE)  # in every _RUN: a faster test than {2,}
 _FLOOD = re.compile(r"\b[a-z]*?([a-z])\1{2,}[a-z]*", re.IGNORECASE)
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # JSON escapes some exports leave in the text
 # Where a text splits into sentences and phrases, on text as CrisisScorer.prepare leaves it
@@ -445,7 +446,8 @@ _IDIOM_STARTS: Final = frozenset(
 # "no", negations (and any word with "n't", tested apart), boosters, the words of the
 # "never so", "without doubt", "so"/"this" and "least" rules, and idiom starts. A word
 # with none of them there and no ALL CAPS emphasis is worth its lexicon value exactly:
-# every rule of _Analyser._valence leaves it unchanged (adding 0.0 included).
+# every rule of _Analyser._valence leaves it unchanged (adding 0.0 included), and so does
+# every rule of _Analyser._token_valence for a crisis token (boosters, "no", negations).
 _MODIFIERS: Final = frozenset(
     {"no", "never", "without", "doubt", "so", "this", "least", "or", "nor"}
     | _NEGATE
@@ -483,6 +485,8 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
         if not words:
             return 0.0
         lowered = list(map(str.lower, words))
+        if self._scored.isdisjoint(lowered):
+            return 0.0  # no word VADER scores: every valence 0.0, and so the compound
         # VADER's allcap_differential over every token of the text
         upper = sum(map(str.isupper, words))
         cap_diff = 0 < len(words) - upper < len(words)
@@ -509,11 +513,10 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             sentiments = [v * COMPLAINT_DISCOUNT if v > 0 else v for v in sentiments]
         # VADER's score_valence, its compound only
         total = float(sum(sentiments))
-        emphasis = self._punctuation_emphasis(text)
         if total > 0:
-            total += emphasis
+            total += self._punctuation_emphasis(text)
         elif total < 0:
-            total -= emphasis
+            total -= self._punctuation_emphasis(text)
         return float(round(normalize(total), 4))
 
     def _sentence_valences(self, lowered: list[str], local: list[float]) -> list[float]:
@@ -566,14 +569,15 @@ class _Analyser(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped li
             word = lowered[i]
             if word == "kind" and i < last and lowered[i + 1] == "of":
                 continue  # VADER's own loop gives these words 0.0
-            if word.startswith(TOKEN):
-                local[i] = self._token_valence(words, lowered, i, cap_diff)
-            elif (
+            if (
                 modifies is not None
                 and not any(modifies[max(0, i - 3) : i + 1])
                 and not (cap_diff and words[i].isupper())
             ):
-                local[i] = lexicon[word]  # no rule applies: what _valence would return
+                # no rule applies: what _valence (and _token_valence) would return
+                local[i] = lexicon[word]
+            elif word.startswith(TOKEN):
+                local[i] = self._token_valence(words, lowered, i, cap_diff)
             else:
                 local[i] = self._valence(words, lowered, i, cap_diff)
         return local
@@ -764,7 +768,7 @@ class CrisisScorer:
         text = _URL_OR_MENTION.sub(" ", text)
         if "#" in text:
             text = _HASHTAG.sub(self._split_hashtag, text)
-        if _RUN.search(text):
+        if _TRIPLE.search(text):
             text = _FLOOD.sub(self._shorten_flood, text)
         text = " ".join(text.split())
         lowered = text.lower()

@@ -350,23 +350,29 @@ def test_phrase_valences_equal_vaders_own_rules(words: list[str]) -> None:
             assert analyser._valence(tokens, lowered, i, cap_diff) == expected
 
 
+_CRISIS = [f"{TOKEN}delayed", f"{TOKEN}delayed".upper(), f"{TOKEN}persist", f"{TOKEN}outage"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     words=st.lists(
-        st.sampled_from([*_PHRASE_TOKENS, "mustn't", "happy", "HAPPY", "sad", "fine"]),
+        st.sampled_from([*_PHRASE_TOKENS, "mustn't", "happy", "HAPPY", "sad", "fine", *_CRISIS]),
         min_size=1,
         max_size=12,
     )
 )
 def test_unmodified_words_take_their_lexicon_value_as_the_full_rules_do(words: list[str]) -> None:
     """The fast path for a lexicon word with no modifier within three words before it
-    gives, bit for bit, what the full rules (_valence) give for every word of a phrase."""
+    gives, bit for bit, what the full rules (_valence, _token_valence for a crisis token)
+    give for every word of a phrase."""
     analyser = SCORER._analyser
     tokens = _phrase_words(" ".join(words))
     lowered = [w.lower() for w in tokens]
     for cap_diff in (False, True):
         full = [
-            analyser._valence(tokens, lowered, i, cap_diff)
+            (analyser._token_valence if w.startswith(TOKEN) else analyser._valence)(
+                tokens, lowered, i, cap_diff
+            )
             if w in analyser._scored
             and not (w == "kind" and i < len(lowered) - 1 and lowered[i + 1] == "of")
             else 0.0
