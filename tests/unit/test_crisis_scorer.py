@@ -14,6 +14,8 @@ from listener.model import Sentiment
 from listener.scoring.base import Scorer
 from listener.scoring.crisis import (
     _PUNCTUATION,
+    _SARCASM,
+    _SARCASM_FRAMES,
     _URL_OR_MENTION,
     COMPLAINT_DISCOUNT,
     CRISIS_PATTERNS,
@@ -318,6 +320,35 @@ def test_factored_patterns_find_what_the_plain_alternation_finds(words: list[str
     spans and categories as the plain alternation."""
     lowered = " ".join(words)
     assert _found(lowered) == _expected(lowered)
+
+
+_SARCASM_WORDS = sorted(
+    {w for frame in _SARCASM_FRAMES for w in re.findall(r"[a-z']+", frame)}
+    | {f"{TOKEN}delayed", f"{TOKEN}outage", ",", "!", "...", "-", "…", "the", "for", "x"}
+)
+
+
+# pieces of the frames, drawn half the time, so that many texts match
+_SARCASM_PIECES = ["thanks for", "thank you so much for the", "ty again for", "thx", "for"]
+_SARCASM_PIECES += ["oh just great,", "perfect!", "another", "yet another", "one more", "again"]
+_SARCASM_PIECES += ["love being", "enjoy waiting on", "so much fun sitting", "losing", "my bag"]
+_SARCASM_PIECES += [f"{TOKEN}delayed", f"{TOKEN}outage", "the", "x"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    words=st.lists(
+        st.one_of(st.sampled_from(_SARCASM_PIECES), st.sampled_from(_SARCASM_WORDS)), max_size=10
+    )
+)
+def test_factored_sarcasm_frames_match_as_their_plain_alternation(words: list[str]) -> None:
+    """The sarcasm regex (its frames factored on their first words) finds what the plain
+    alternation of the frames finds."""
+    plain = re.compile(rf"(?<!\w)(?:{'|'.join(_SARCASM_FRAMES)})")
+    lowered = " ".join(words)
+    assert [m.span() for m in _SARCASM.finditer(lowered)] == [
+        m.span() for m in plain.finditer(lowered)
+    ]
 
 
 _PHRASE_TOKENS = [
