@@ -61,7 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import chain, repeat
-from operator import eq, is_
+from operator import eq
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -149,20 +149,25 @@ def _fold(text: str) -> str:
 
 def story_words(texts: Sequence[str]) -> list[bytes]:
     """Each text's :func:`story_text` words, UTF-8 encoded and joined by single spaces
-    (``b""`` for none): ``" ".join(story_text(t)).encode()`` for each ``t``.
+    (``b""`` for none): ``" ".join(story_text(t)).encode()`` for each ``t``."""
+    return list(map(b" ".join, _word_lists(texts)))
+
+
+def _word_lists(texts: Sequence[str]) -> list[list[bytes]]:
+    """Each text's :func:`story_text` words, UTF-8 encoded.
 
     The URL and handle patterns, the splitting into words and the encoding run once over
     the batch, its texts joined by :data:`_SEPARATOR`, instead of once a text (they were
     most of the index's cost); an ASCII text's words are split by a byte table rather
-    than a pattern. The words never contain a space, so ``.split(b" ")`` gives them back."""
+    than a pattern."""
     if not texts:
         return []
     joined = _SEPARATOR.join(map(_RT_PREFIX.sub, repeat(""), map(str.strip, texts)))
     if joined.count("\x01") != len(texts) - 1:  # a text holds the marker itself: one by one
-        return [" ".join(story_text(t)).encode() for t in texts]
+        return [[word.encode() for word in story_text(t)] for t in texts]
     joined = _HANDLE.sub(" ", _URL.sub(" ", joined))
     folded = "\x01".join(map(_fold, joined.split("\x01"))).encode()
-    return [b" ".join(words.split()) for words in folded.translate(_GAPS).split(b"\x01")]
+    return list(map(bytes.split, folded.translate(_GAPS).split(b"\x01")))
 
 
 def minhash(tokens: list[str]) -> tuple[int, ...]:
@@ -197,24 +202,26 @@ def _signatures(token_lists: Sequence[list[str]]) -> npt.NDArray[np.uint64]:
     return _minimums(words, counts)
 
 
-def _word_signatures(texts: Sequence[bytes]) -> npt.NDArray[np.uint64]:
-    """:func:`_signatures` of (a non-empty list of) texts as :func:`story_words` gives them
-    (each non-empty): the words of the whole batch split and hashed in one pass, repeats
-    kept (a minimum does not change for a repeated value)."""
-    counts = [text.count(b" ") + 1 for text in texts]
-    words = b" ".join(texts).split(b" ")
-    return _minimums(np.fromiter(map(_crc32, words), dtype=np.uint64, count=len(words)), counts)
+def _word_signatures(word_lists: Sequence[list[bytes]]) -> npt.NDArray[np.uint64]:
+    """:func:`_signatures` of (a non-empty list of non-empty) word lists as
+    :func:`_word_lists` gives them: the words of the whole batch hashed in one pass,
+    repeats kept (a minimum does not change for a repeated value)."""
+    counts = list(map(len, word_lists))
+    words = chain.from_iterable(word_lists)
+    return _minimums(np.fromiter(map(_crc32, words), dtype=np.uint64, count=sum(counts)), counts)
 
 
 def _minimums(words: npt.NDArray[np.uint64], counts: list[int]) -> npt.NDArray[np.uint64]:
     """Per run of ``counts`` word hashes, the least ``a * x + b`` over its words ``x``, for
     each permutation ``(a, b)``: one signature a row."""
-    permuted = words.reshape(-1, 1) * _A  # (all words x permutations), wraps modulo 2**64
-    permuted += _B
+    # (permutations x all words), wrapping modulo 2**64: the minimum of each run is then
+    # taken along the rows' contiguous memory (a third faster than down the columns)
+    permuted = _A.reshape(-1, 1) * words
+    permuted += _B.reshape(-1, 1)
     starts = np.zeros(len(counts), dtype=np.intp)
     np.cumsum(counts[:-1], out=starts[1:])
-    signatures: npt.NDArray[np.uint64] = np.minimum.reduceat(permuted, starts, axis=0)
-    return signatures
+    signatures: npt.NDArray[np.uint64] = np.minimum.reduceat(permuted, starts, axis=1).T
+    return np.ascontiguousarray(signatures)
 
 
 def similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
@@ -231,19 +238,22 @@ Signature = bytes
 bytes (compared, hashed and sliced fast, and no work for the garbage collector)."""
 Band = bytes
 Bucket = tuple[tuple[Signature, str], ...]
-"""The ``(signature, story)`` of the remembered mentions that share one band key, oldest
-first (tuples of bytes and str: nothing for the garbage collector to track)."""
+"""The ``(signature, key)`` of the remembered mentions that share one band key, oldest
+first (tuples of bytes and str: nothing for the garbage collector to track). An entry
+names its mention rather than its story: while the entry is in the index so is its
+mention (forgetting the mention takes out the entry), with the story it was given."""
 _WIDTH = PERMUTATIONS * 8
 _BAND_WIDTH = ROWS * 8
 
 
 def _signed(signatures: npt.NDArray[np.uint64]) -> list[tuple[Signature, tuple[Band, ...]]]:
-    """Each signature row as bytes with its LSH keys: per band, its :data:`ROWS` values
-    (the values themselves, not a hash of them, so candidates are exactly the signatures
-    that agree on a whole band)."""
-    raw = signatures.tobytes()
-    bands = [raw[at : at + _BAND_WIDTH] for at in range(0, len(raw), _BAND_WIDTH)]
-    rows = [raw[at : at + _WIDTH] for at in range(0, len(raw), _WIDTH)]
+    """Each signature row (C-contiguous) as bytes with its LSH keys: per band, its
+    :data:`ROWS` values (the values themselves, not a hash of them, so candidates are
+    exactly the signatures that agree on a whole band)."""
+    # viewed as raw (void) fields of a row's or a band's width, numpy makes the bytes
+    # objects itself: five times faster than slicing them out of one bytes in Python
+    rows: list[Signature] = signatures.view(f"V{_WIDTH}").ravel().tolist()
+    bands: list[Band] = signatures.view(f"V{_BAND_WIDTH}").ravel().tolist()
     keyed = zip(*[iter(bands)] * BANDS, strict=True)  # each BANDS in a row: one row's keys
     return list(zip(rows, keyed, strict=True))
 
@@ -299,12 +309,13 @@ class StoryIndex:
         """:meth:`assign` each mention in order (the same stories), with the words
         (:func:`story_words`), signatures and links of the whole batch found in one pass."""
         raw = [m.text for m in mentions]
-        texts = story_words(raw)
-        counts = [text.count(b" ") + 1 if text else 0 for text in texts]
-        long = [text for text, n in zip(texts, counts, strict=True) if n >= MIN_TOKENS]
+        word_lists = _word_lists(raw)
+        counts = list(map(len, word_lists))
+        long = [words for words, n in zip(word_lists, counts, strict=True) if n >= MIN_TOKENS]
         signed = iter(_signed(_word_signatures(long)) if long else ())
+        texts = map(b" ".join, word_lists)
         order, forget, horizon = self._order, self._forget, self.horizon
-        by_mention, find, remember = self._by_mention, self._find, self._remember
+        by_mention, enter, find = self._by_mention, self._enter, self._find
         out: list[Assignment] = []
         for mention, text, n, links in zip(
             mentions, texts, counts, map(_URL.findall, raw), strict=True
@@ -322,10 +333,23 @@ class StoryIndex:
             urls = [url] if url else []
             if links:
                 urls += filter(None, map(canonical_url, links))
-            story, reason = find(mention, urls, text, sig, bands) or (key, "new")
-            remember(mention.created_at, key, story, url, urls, text, sig, bands)
+            bucket, held = enter(key, sig, bands) if sig is not None else (None, None)
+            story, reason = find(mention, urls, text, sig, bucket, held) or (key, "new")
+            self._remember(mention.created_at, key, story, url, urls, text, bucket, bands, held)
             out.append(Assignment(story, reason))
         return out
+
+    def _enter(
+        self, key: str, sig: Signature, bands: tuple[Band, ...]
+    ) -> tuple[Bucket, list[Bucket] | None]:
+        """A bucket of the mention's own entry, put in at each of its band keys that no
+        other mention holds: one pass over the bands serves the look-up and the usual case
+        of remembering. With it, what each band key held before (that bucket where none),
+        or ``None`` when no other mention holds any of them. (Another bucket never equals
+        this one: no entry names a mention that is not remembered.)"""
+        bucket = ((sig, key),)
+        held = list(map(dict.setdefault, self._bands, bands, [bucket] * BANDS))
+        return bucket, None if held.count(bucket) == BANDS else held
 
     def _find(
         self,
@@ -333,7 +357,8 @@ class StoryIndex:
         urls: list[str],
         text: bytes,
         sig: Signature | None,
-        bands: tuple[Band, ...],
+        bucket: Bucket | None,
+        held: list[Bucket] | None,
     ) -> tuple[str, str] | None:
         if mention.reposted_id is not None:
             original = f"{mention.source}:{mention.reposted_id}"
@@ -343,17 +368,17 @@ class StoryIndex:
                 return self._by_url[candidate], "url"
         if text in self._by_text:
             return self._by_text[text], "exact"
-        if sig is not None:
-            # the entries in the buckets of the signature's bands, band by band, oldest
-            # first: a mention that shares several bands is scored once (its first place)
-            buckets = list(filter(None, map(dict.get, self._bands, bands)))
+        if sig is not None and held is not None:
+            # the entries other mentions hold at the signature's band keys, band by band,
+            # oldest first: each is scored once, where first met
+            others = chain.from_iterable(filter(bucket.__ne__, held))
             best: tuple[float, str] | None = None
-            for other, story in dict.fromkeys(chain.from_iterable(buckets)) if buckets else ():
+            for other, key in dict.fromkeys(others):
                 score = _similarity(sig, other)
                 if score >= SIMILARITY and (best is None or score > best[0]):
-                    best = (score, story)
-            if best is not None:
-                return best[1], "near"
+                    best = (score, key)
+            if best is not None:  # an entry's mention is remembered as long as the entry
+                return self._by_mention[best[1]], "near"
         return None
 
     def _remember(
@@ -364,24 +389,21 @@ class StoryIndex:
         url: str | None,
         urls: list[str],
         text: bytes,
-        sig: Signature | None,
+        bucket: Bucket | None,
         bands: tuple[Band, ...],
+        held: list[Bucket] | None,
     ) -> None:
         self._by_mention[key] = story
         for candidate in urls:
             self._by_url.setdefault(candidate, story)
         if text:
             self._by_text.setdefault(text, story)
-        bucket = None
-        if sig is not None:
-            bucket = ((sig, story),)
-            # one pass over the bands: the bucket goes in where the key is new (the usual
-            # case) and is appended to where another signature holds it already
-            held = list(map(dict.setdefault, self._bands, bands, [bucket] * BANDS))
-            if not all(map(is_, held, [bucket] * BANDS)):
-                for keyed, band, entries in zip(self._bands, bands, held, strict=True):
-                    if entries is not bucket:
-                        keyed[band] = entries + bucket
+        if bucket is not None and held is not None:
+            # the band keys that other mentions hold already (_enter put the bucket in
+            # the others): its entry goes after theirs
+            for keyed, band, entries in zip(self._bands, bands, held, strict=True):
+                if entries is not bucket:
+                    keyed[band] = entries + bucket
         self._order.append((at, key, url, text or None, bucket, bands))
         while len(self._order) > self.max_entries:
             self._forget(self._order.popleft())

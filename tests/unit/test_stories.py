@@ -404,9 +404,9 @@ def test_story_words_of_a_text_holding_the_batch_marker() -> None:
     )
 )
 def test_word_signatures_equal_the_token_signatures(batch: list[list[str]]) -> None:
-    """The index's signatures of space-joined words are minhash's, repeated words and all."""
-    texts = [" ".join(tokens).encode() for tokens in batch]
-    assert _word_signatures(texts).tolist() == [list(minhash(tokens)) for tokens in batch]
+    """The index's signatures of encoded word lists are minhash's, repeated words and all."""
+    word_lists = [[token.encode() for token in tokens] for tokens in batch]
+    assert _word_signatures(word_lists).tolist() == [list(minhash(tokens)) for tokens in batch]
 
 
 class ReferenceIndex:
