@@ -60,7 +60,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import chain
+from itertools import chain, repeat
 from operator import eq
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -123,6 +123,53 @@ def story_text(text: str) -> list[str]:
     return list(filter(None, _NON_WORD.split(normalise(text))))
 
 
+_SEPARATOR = "\n\x01\n"
+"""Between the texts of a batch in :func:`story_words`. ``\\x01`` marks the boundary: no
+pattern here matches it (it is neither a word character nor white space), and NFKC and
+case folding keep it. The newlines keep every match inside its own text: a URL's ``\\S+``
+and a handle's ``\\w+`` stop at them, and Unicode normalisation never composes a newline
+with its neighbours."""
+_WORD_BYTES = frozenset(
+    b"#\x01_" + bytes(range(48, 58)) + bytes(range(65, 91)) + bytes(range(97, 123))
+)
+_GAPS = bytes(b if b in _WORD_BYTES or b >= 0x80 else 0x20 for b in range(256))
+"""A ``bytes.translate`` table: the ASCII bytes that are not a word character (``\\w``),
+``#`` or the batch marker become spaces; the rest, UTF-8 of other characters included,
+stay."""
+
+
+def _fold(text: str) -> str:
+    """The text as :func:`~listener.matching.brands.normalise` folds it (ASCII: lower
+    case), spaces aside; a text with other characters comes back as its words already,
+    split by the slower Unicode-aware pattern."""
+    if text.isascii():
+        return text.lower()
+    return " ".join(filter(None, _NON_WORD.split(normalise(text))))
+
+
+def story_words(texts: Sequence[str]) -> list[bytes]:
+    """Each text's :func:`story_text` words, UTF-8 encoded and joined by single spaces
+    (``b""`` for none): ``" ".join(story_text(t)).encode()`` for each ``t``."""
+    return list(map(b" ".join, _word_lists(texts)))
+
+
+def _word_lists(texts: Sequence[str]) -> list[list[bytes]]:
+    """Each text's :func:`story_text` words, UTF-8 encoded.
+
+    The URL and handle patterns, the splitting into words and the encoding run once over
+    the batch, its texts joined by :data:`_SEPARATOR`, instead of once a text (they were
+    most of the index's cost); an ASCII text's words are split by a byte table rather
+    than a pattern."""
+    if not texts:
+        return []
+    joined = _SEPARATOR.join(map(_RT_PREFIX.sub, repeat(""), map(str.strip, texts)))
+    if joined.count("\x01") != len(texts) - 1:  # a text holds the marker itself: one by one
+        return [[word.encode() for word in story_text(t)] for t in texts]
+    joined = _HANDLE.sub(" ", _URL.sub(" ", joined))
+    folded = "\x01".join(map(_fold, joined.split("\x01"))).encode()
+    return list(map(bytes.split, folded.translate(_GAPS).split(b"\x01")))
+
+
 def minhash(tokens: list[str]) -> tuple[int, ...]:
     """A MinHash signature of the (non-empty) token set: for each of the
     :data:`PERMUTATIONS` seeds ``(a, b)``, the least ``(a * crc32(t) + b) mod 2**64`` over
@@ -152,12 +199,29 @@ def _signatures(token_lists: Sequence[list[str]]) -> npt.NDArray[np.uint64]:
     if not all(counts):
         raise ValueError("minhash of an empty token set")
     words = np.fromiter(chain.from_iterable(hash_sets), dtype=np.uint64, count=sum(counts))
-    permuted = words.reshape(-1, 1) * _A  # (all words x permutations), wraps modulo 2**64
-    permuted += _B
+    return _minimums(words, counts)
+
+
+def _word_signatures(word_lists: Sequence[list[bytes]]) -> npt.NDArray[np.uint64]:
+    """:func:`_signatures` of (a non-empty list of non-empty) word lists as
+    :func:`_word_lists` gives them: the words of the whole batch hashed in one pass,
+    repeats kept (a minimum does not change for a repeated value)."""
+    counts = list(map(len, word_lists))
+    words = chain.from_iterable(word_lists)
+    return _minimums(np.fromiter(map(_crc32, words), dtype=np.uint64, count=sum(counts)), counts)
+
+
+def _minimums(words: npt.NDArray[np.uint64], counts: list[int]) -> npt.NDArray[np.uint64]:
+    """Per run of ``counts`` word hashes, the least ``a * x + b`` over its words ``x``, for
+    each permutation ``(a, b)``: one signature a row."""
+    # (permutations x all words), wrapping modulo 2**64: the minimum of each run is then
+    # taken along the rows' contiguous memory (a third faster than down the columns)
+    permuted = _A.reshape(-1, 1) * words
+    permuted += _B.reshape(-1, 1)
     starts = np.zeros(len(counts), dtype=np.intp)
     np.cumsum(counts[:-1], out=starts[1:])
-    signatures: npt.NDArray[np.uint64] = np.minimum.reduceat(permuted, starts, axis=0)
-    return signatures
+    signatures: npt.NDArray[np.uint64] = np.minimum.reduceat(permuted, starts, axis=1).T
+    return np.ascontiguousarray(signatures)
 
 
 def similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
@@ -173,22 +237,25 @@ Signature = bytes
 """A signature as the index keeps it: its :data:`PERMUTATIONS` ``uint64`` values as
 bytes (compared, hashed and sliced fast, and no work for the garbage collector)."""
 Band = bytes
+Bucket = tuple[tuple[Signature, str], ...]
+"""The ``(signature, key)`` of the remembered mentions that share one band key, oldest
+first (tuples of bytes and str: nothing for the garbage collector to track). An entry
+names its mention rather than its story: while the entry is in the index so is its
+mention (forgetting the mention takes out the entry), with the story it was given."""
 _WIDTH = PERMUTATIONS * 8
 _BAND_WIDTH = ROWS * 8
 
 
 def _signed(signatures: npt.NDArray[np.uint64]) -> list[tuple[Signature, tuple[Band, ...]]]:
-    """Each signature row as bytes with its LSH keys: per band, its :data:`ROWS` values
-    (the values themselves, not a hash of them, so candidates are exactly the signatures
-    that agree on a whole band)."""
-    raw = signatures.tobytes()
-    return [
-        (
-            raw[at : at + _WIDTH],
-            tuple(raw[a : a + _BAND_WIDTH] for a in range(at, at + _WIDTH, _BAND_WIDTH)),
-        )
-        for at in range(0, len(raw), _WIDTH)
-    ]
+    """Each signature row (C-contiguous) as bytes with its LSH keys: per band, its
+    :data:`ROWS` values (the values themselves, not a hash of them, so candidates are
+    exactly the signatures that agree on a whole band)."""
+    # viewed as raw (void) fields of a row's or a band's width, numpy makes the bytes
+    # objects itself: five times faster than slicing them out of one bytes in Python
+    rows: list[Signature] = signatures.view(f"V{_WIDTH}").ravel().tolist()
+    bands: list[Band] = signatures.view(f"V{_BAND_WIDTH}").ravel().tolist()
+    keyed = zip(*[iter(bands)] * BANDS, strict=True)  # each BANDS in a row: one row's keys
+    return list(zip(rows, keyed, strict=True))
 
 
 def _similarity(a: Signature, b: Signature) -> float:
@@ -200,7 +267,7 @@ def _similarity(a: Signature, b: Signature) -> float:
 @dataclass(frozen=True, slots=True)
 class Assignment:
     """Which story a mention belongs to, and why (``new``, ``repost``, ``url``,
-    ``exact`` or ``near``)."""
+    ``exact``, ``near`` or ``repeat``)."""
 
     story: str
     reason: str
@@ -208,6 +275,13 @@ class Assignment:
     @property
     def is_copy(self) -> bool:
         return self.reason != "new"
+
+
+_Remembered = tuple[datetime, str, str | None, bytes | None, Bucket | None, tuple[Band, ...]]
+"""What the index must undo when it forgets a mention: when it was made, its key, its
+canonical URL, its words (``None`` when it has none) and, for a signed text, the bucket it
+added to its bands with those band keys."""
+_UNSIGNED: tuple[None, tuple[Band, ...]] = (None, ())
 
 
 class StoryIndex:
@@ -220,135 +294,135 @@ class StoryIndex:
         self.max_entries = max_entries
         self._by_mention: dict[str, str] = {}
         self._by_url: dict[str, str] = {}
-        self._by_text: dict[str, str] = {}
-        self._bands: list[dict[Band, tuple[tuple[Signature, str], ...]]] = [
-            {} for _ in range(BANDS)
-        ]  # per band: its key → (signature, story) of the mentions that have it, oldest
-        # first (tuples of bytes and str: nothing for the garbage collector to track)
-        self._order: deque[
-            tuple[datetime, str, str | None, str | None, Signature | None, tuple[Band, ...]]
-        ] = deque()
+        self._by_text: dict[bytes, str] = {}  # story_words → story
+        self._bands: list[dict[Band, Bucket]] = [{} for _ in range(BANDS)]
+        self._order: deque[_Remembered] = deque()
 
     def __len__(self) -> int:
         return len(self._order)
 
     def assign(self, mention: Mention) -> Assignment:
         """The story of ``mention``; remembers the mention for later copies."""
-        tokens = story_text(mention.text)
-        signed = _signed(_signatures([tokens]))[0] if len(tokens) >= MIN_TOKENS else None
-        return self._assign(mention, tokens, signed)
+        return self.assign_many([mention])[0]
 
     def assign_many(self, mentions: Sequence[Mention]) -> list[Assignment]:
-        """:meth:`assign` each mention in order (the same stories), with the signatures
-        of the whole batch computed in one pass (:func:`minhash_many`)."""
-        tokens = [story_text(m.text) for m in mentions]
-        long = [t for t in tokens if len(t) >= MIN_TOKENS]
-        sigs = iter(_signed(_signatures(long)) if long else [])
-        return [
-            self._assign(m, t, next(sigs) if len(t) >= MIN_TOKENS else None)
-            for m, t in zip(mentions, tokens, strict=True)
-        ]
+        """:meth:`assign` each mention in order (the same stories), with the words
+        (:func:`story_words`), signatures and links of the whole batch found in one pass."""
+        raw = [m.text for m in mentions]
+        word_lists = _word_lists(raw)
+        counts = list(map(len, word_lists))
+        long = [words for words, n in zip(word_lists, counts, strict=True) if n >= MIN_TOKENS]
+        signed = iter(_signed(_word_signatures(long)) if long else ())
+        texts = map(b" ".join, word_lists)
+        order, forget, horizon = self._order, self._forget, self.horizon
+        by_mention, enter, find = self._by_mention, self._enter, self._find
+        out: list[Assignment] = []
+        for mention, text, n, links in zip(
+            mentions, texts, counts, map(_URL.findall, raw), strict=True
+        ):
+            sig, bands = next(signed) if n >= MIN_TOKENS else _UNSIGNED
+            cutoff = mention.created_at - horizon
+            while order and order[0][0] < cutoff:
+                forget(order.popleft())
+            key = f"{mention.source}:{mention.id}"
+            story = by_mention.get(key)
+            if story is not None:
+                out.append(Assignment(story, "repeat"))
+                continue
+            url = canonical_url(mention.url) if mention.url else None
+            urls = [url] if url else []
+            if links:
+                urls += filter(None, map(canonical_url, links))
+            bucket, held = enter(key, sig, bands) if sig is not None else (None, None)
+            story, reason = find(mention, urls, text, sig, bucket, held) or (key, "new")
+            self._remember(mention.created_at, key, story, url, urls, text, bucket, bands, held)
+            out.append(Assignment(story, reason))
+        return out
 
-    def _assign(
-        self,
-        mention: Mention,
-        tokens: list[str],
-        signed: tuple[Signature, tuple[Band, ...]] | None,
-    ) -> Assignment:
-        self._evict(mention.created_at)
-        key = f"{mention.source}:{mention.id}"
-        if key in self._by_mention:
-            return Assignment(self._by_mention[key], "repeat")
-        text_key = hashlib.blake2b(" ".join(tokens).encode(), digest_size=12).hexdigest()
-        url = canonical_url(mention.url) if mention.url else None
-        links = [c for c in (canonical_url(u) for u in _URL.findall(mention.text)) if c]
-        sig, bands = signed if signed is not None else (None, ())
-        found = self._find(mention, url, links, text_key, sig, bands)
-        story, reason = found if found is not None else (key, "new")
-        self._remember(mention, key, story, url, links, text_key, sig, bands, tokens)
-        return Assignment(story, reason)
+    def _enter(
+        self, key: str, sig: Signature, bands: tuple[Band, ...]
+    ) -> tuple[Bucket, list[Bucket] | None]:
+        """A bucket of the mention's own entry, put in at each of its band keys that no
+        other mention holds: one pass over the bands serves the look-up and the usual case
+        of remembering. With it, what each band key held before (that bucket where none),
+        or ``None`` when no other mention holds any of them. (Another bucket never equals
+        this one: no entry names a mention that is not remembered.)"""
+        bucket = ((sig, key),)
+        held = list(map(dict.setdefault, self._bands, bands, [bucket] * BANDS))
+        return bucket, None if held.count(bucket) == BANDS else held
 
     def _find(
         self,
         mention: Mention,
-        url: str | None,
-        links: list[str],
-        text_key: str,
+        urls: list[str],
+        text: bytes,
         sig: Signature | None,
-        bands: tuple[Band, ...],
+        bucket: Bucket | None,
+        held: list[Bucket] | None,
     ) -> tuple[str, str] | None:
         if mention.reposted_id is not None:
             original = f"{mention.source}:{mention.reposted_id}"
             return self._by_mention.get(original, original), "repost"
-        for candidate in ([url] if url else []) + links:
+        for candidate in urls:
             if candidate in self._by_url:
                 return self._by_url[candidate], "url"
-        if text_key in self._by_text:
-            return self._by_text[text_key], "exact"
-        if sig is not None:
+        if text in self._by_text:
+            return self._by_text[text], "exact"
+        if sig is not None and held is not None:
+            # the entries other mentions hold at the signature's band keys, band by band,
+            # oldest first: each is scored once, where first met
+            others = chain.from_iterable(filter(bucket.__ne__, held))
             best: tuple[float, str] | None = None
-            # the buckets of the signature's bands, looked up in one pass (most are empty)
-            for bucket in map(dict.get, self._bands, bands):
-                for other, story in bucket or ():
-                    score = _similarity(sig, other)
-                    if score >= SIMILARITY and (best is None or score > best[0]):
-                        best = (score, story)
-            if best is not None:
-                return best[1], "near"
+            for other, key in dict.fromkeys(others):
+                score = _similarity(sig, other)
+                if score >= SIMILARITY and (best is None or score > best[0]):
+                    best = (score, key)
+            if best is not None:  # an entry's mention is remembered as long as the entry
+                return self._by_mention[best[1]], "near"
         return None
 
     def _remember(
         self,
-        mention: Mention,
+        at: datetime,
         key: str,
         story: str,
         url: str | None,
-        links: list[str],
-        text_key: str,
-        sig: Signature | None,
+        urls: list[str],
+        text: bytes,
+        bucket: Bucket | None,
         bands: tuple[Band, ...],
-        tokens: list[str],
+        held: list[Bucket] | None,
     ) -> None:
         self._by_mention[key] = story
-        for candidate in ([url] if url else []) + links:
+        for candidate in urls:
             self._by_url.setdefault(candidate, story)
-        if tokens:
-            self._by_text.setdefault(text_key, story)
-        if sig is not None:
-            entry = ((sig, story),)
-            for keyed, band in zip(self._bands, bands, strict=True):
-                held = keyed.get(band)
-                keyed[band] = entry if held is None else held + entry
-        self._order.append((mention.created_at, key, url, text_key if tokens else None, sig, bands))
+        if text:
+            self._by_text.setdefault(text, story)
+        if bucket is not None and held is not None:
+            # the band keys that other mentions hold already (_enter put the bucket in
+            # the others): its entry goes after theirs
+            for keyed, band, entries in zip(self._bands, bands, held, strict=True):
+                if entries is not bucket:
+                    keyed[band] = entries + bucket
+        self._order.append((at, key, url, text or None, bucket, bands))
         while len(self._order) > self.max_entries:
-            self._forget(*self._order.popleft()[1:])
+            self._forget(self._order.popleft())
 
-    def _evict(self, now: datetime) -> None:
-        cutoff = now - self.horizon
-        while self._order and self._order[0][0] < cutoff:
-            self._forget(*self._order.popleft()[1:])
-
-    def _forget(
-        self,
-        key: str,
-        url: str | None,
-        text_key: str | None,
-        sig: Signature | None,
-        bands: tuple[Band, ...],
-    ) -> None:
+    def _forget(self, remembered: _Remembered) -> None:
+        _, key, url, text, bucket, bands = remembered
         story = self._by_mention.pop(key, None)
         if url is not None and self._by_url.get(url) == story:
             del self._by_url[url]
-        if text_key is not None and self._by_text.get(text_key) == story:
-            del self._by_text[text_key]
-        if sig is not None:
-            for keyed, band in zip(self._bands, bands, strict=True):  # kept by _remember
-                entries = keyed.get(band)
-                if entries and len(entries) == 1 and entries[0][0] == sig:
-                    del keyed[band]  # the usual case: a bucket of this signature alone
-                elif entries:
-                    kept = tuple(e for e in entries if e[0] != sig)
+        if text is not None and self._by_text.get(text) == story:
+            del self._by_text[text]
+        if bucket is not None:
+            # the signature leaves every bucket of its bands (with any other mention's
+            # entry of the same signature). One pass takes the buckets out: the usual case
+            # is a bucket of this entry alone; any other entries go back.
+            taken = list(map(dict.pop, self._bands, bands, [None] * BANDS))
+            if taken.count(bucket) != BANDS:
+                sig = bucket[0][0]
+                for keyed, band, entries in zip(self._bands, bands, taken, strict=True):
+                    kept = tuple(e for e in entries or () if e[0] != sig)
                     if kept:
                         keyed[band] = kept
-                    else:
-                        del keyed[band]

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zlib
 from datetime import UTC, datetime, timedelta
+from itertools import cycle
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from listener.matching.stories import (
+    BANDS,
+    MIN_TOKENS,
     PERMUTATIONS,
+    ROWS,
     SEEDS,
+    SIMILARITY,
+    Assignment,
     StoryIndex,
     _signatures,
     _signed,
     _similarity,
+    _word_signatures,
     canonical_url,
     minhash,
     minhash_many,
     similarity,
     story_text,
+    story_words,
 )
 from listener.model import Mention
 
@@ -224,6 +233,7 @@ def test_identical_and_disjoint_word_sets() -> None:
 _GROUPING = """
 import json, sys
 from datetime import UTC, datetime, timedelta
+from itertools import cycle
 from listener.matching.stories import StoryIndex, minhash, story_text
 from listener.model import Mention
 texts = json.loads(sys.argv[1])
@@ -317,3 +327,222 @@ def test_assign_many_equals_assign_in_order() -> None:
     expected = [one.assign(m) for m in mentions]
     assert many.assign_many(mentions) == expected
     assert {a.reason for a in expected} >= {"new", "exact", "near", "repeat"}
+
+
+# Pieces of text that the story words of a batch must treat exactly as story_text does one
+# text at a time: retweet prefixes (only at the start), links and handles (which end at
+# white space or a non-word character, never in the next text), white space of every
+# kind, the batch's own marker, and characters that NFKC or case folding change, compose
+# or split (ligatures, a combining accent, Hangul jamo, dotted İ, fullwidth @ and letters).
+FRAGMENTS = [
+    "RT @acme: ",
+    "rt @a ",
+    "via @x:",
+    "RT",
+    "Rt @",
+    "@acme",
+    "@",
+    "http://t.co/x1",
+    "https://",
+    "HTTPS://x.y",
+    "acme",
+    "Down",
+    "again",
+    "#fail",
+    "_",
+    "42",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\x1c",
+    "\u00a0",
+    "\x01",
+    ",",
+    "!!",
+    "é",
+    "E\u0301",
+    "\u0301",
+    "ﬁ",
+    "İ",
+    "ß",
+    "Ⅻ",
+    "＠acme",
+    "ｈｔｔｐ://",
+    "\u1100",
+    "\u1161",
+    "\u0345",
+    "K",
+    "ſ",
+    "😀",
+    "’",
+]
+texts_from_fragments = st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(texts_from_fragments | st.text(max_size=30), max_size=8))
+def test_story_words_of_a_batch_are_each_texts_story_text(texts: list[str]) -> None:
+    """story_words gives each text of a batch the words story_text gives it alone,
+    encoded and joined by single spaces, whatever its neighbours."""
+    assert story_words(texts) == [" ".join(story_text(t)).encode() for t in texts]
+
+
+def test_story_words_of_a_text_holding_the_batch_marker() -> None:
+    """A text with the batch's marker character in it is split one text at a time."""
+    texts = ["Acme down\x01again", "RT @a: acme\x01", "fine"]
+    assert story_words(texts) == [b"acme down again", b"acme", b"fine"]
+    assert story_words([]) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "é", "x1", "acme", "down", "#x"]), min_size=1),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_word_signatures_equal_the_token_signatures(batch: list[list[str]]) -> None:
+    """The index's signatures of encoded word lists are minhash's, repeated words and all."""
+    word_lists = [[token.encode() for token in tokens] for tokens in batch]
+    assert _word_signatures(word_lists).tolist() == [list(minhash(tokens)) for tokens in batch]
+
+
+class ReferenceIndex:
+    """StoryIndex spelled out plainly: a list of what is remembered, in order, searched
+    one entry at a time. It follows the same rules, including the ones that a faster
+    index could be tempted to bend: a mention's canonical URL (not the links in its text)
+    is dropped when it is forgotten, and only if it still names that mention's story (the
+    same for its words); forgetting a signature drops every entry of that signature; the
+    best near-duplicate is the first of the highest scores, band by band, oldest first."""
+
+    def __init__(self, horizon: timedelta, max_entries: int) -> None:
+        self.horizon, self.max_entries = horizon, max_entries
+        self.by_mention: dict[str, str] = {}
+        self.by_url: dict[str, str] = {}
+        self.by_text: dict[str, str] = {}
+        self.signed: list[tuple[tuple[int, ...], str]] = []  # (signature, story), oldest first
+        self.order: list[tuple[datetime, str, str | None, str, tuple[int, ...] | None]] = []
+
+    def assign(self, m: Mention) -> Assignment:
+        while self.order and self.order[0][0] < m.created_at - self.horizon:
+            self.forget(self.order.pop(0))
+        key = f"{m.source}:{m.id}"
+        if key in self.by_mention:
+            return Assignment(self.by_mention[key], "repeat")
+        tokens = story_text(m.text)
+        text = " ".join(tokens)
+        sig = minhash(tokens) if len(tokens) >= MIN_TOKENS else None
+        url = canonical_url(m.url) if m.url else None
+        links = [c for c in map(canonical_url, re.findall(r"https?://\S+", m.text)) if c]
+        urls = ([url] if url else []) + links
+        story, reason = self.find(m, urls, text, sig) or (key, "new")
+        self.by_mention[key] = story
+        for u in urls:
+            self.by_url.setdefault(u, story)
+        if tokens:
+            self.by_text.setdefault(text, story)
+        if sig is not None:
+            self.signed.append((sig, story))
+        self.order.append((m.created_at, key, url, text, sig))
+        while len(self.order) > self.max_entries:
+            self.forget(self.order.pop(0))
+        return Assignment(story, reason)
+
+    def find(
+        self, m: Mention, urls: list[str], text: str, sig: tuple[int, ...] | None
+    ) -> tuple[str, str] | None:
+        if m.reposted_id is not None:
+            original = f"{m.source}:{m.reposted_id}"
+            return self.by_mention.get(original, original), "repost"
+        for u in urls:
+            if u in self.by_url:
+                return self.by_url[u], "url"
+        if text in self.by_text:
+            return self.by_text[text], "exact"
+        best: tuple[float, str] | None = None
+        for band in range(BANDS) if sig is not None else ():
+            rows = slice(band * ROWS, (band + 1) * ROWS)
+            for other, story in self.signed:
+                if sig is not None and other[rows] == sig[rows]:
+                    score = similarity(sig, other)
+                    if score >= SIMILARITY and (best is None or score > best[0]):
+                        best = (score, story)
+        return (best[1], "near") if best is not None else None
+
+    def forget(self, entry: tuple[datetime, str, str | None, str, tuple[int, ...] | None]) -> None:
+        _, key, url, text, sig = entry
+        story = self.by_mention.pop(key, None)
+        if url is not None and self.by_url.get(url) == story:
+            del self.by_url[url]
+        if self.by_text.get(text) == story:
+            del self.by_text[text]
+        self.signed = [(s, st) for s, st in self.signed if s != sig]
+
+
+VOCABULARY = [f"w{i}" for i in range(30)]
+BASES = [VOCABULARY[0:12], VOCABULARY[6:18], VOCABULARY[14:26]]
+
+
+@st.composite
+def story_words_drawn(draw: st.DrawFn) -> list[str]:
+    """Words for one mention: mostly one of a few base texts with a few words dropped,
+    added or moved (near copies of each other, many sharing bands of their signatures and
+    some scoring the same against several stories), otherwise a few random words (exact
+    copies, and texts too short to sign)."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(st.lists(st.sampled_from(VOCABULARY[:8]), max_size=6))
+    words = list(draw(st.sampled_from(BASES)))
+    for _ in range(draw(st.integers(0, 3))):
+        del words[draw(st.integers(0, len(words) - 1))]
+    words += draw(st.lists(st.sampled_from(VOCABULARY), max_size=3))
+    return draw(st.permutations(words)) if draw(st.booleans()) else words
+
+
+@st.composite
+def mention_streams(draw: st.DrawFn) -> list[Mention]:
+    """Mentions with near and exact copies, repeated ids, reposts, shared links and URLs,
+    and times that mostly move forward but sometimes step back."""
+    stream = []
+    at = T0
+    for _ in range(draw(st.integers(0, 40))):
+        at += timedelta(minutes=draw(st.integers(-20, 30)))
+        words = draw(story_words_drawn())
+        link = draw(st.sampled_from(["", "", " https://t.co/a", " https://Www.acme.test/x/?s=1"]))
+        stream.append(
+            Mention(
+                source="x",
+                id=str(draw(st.integers(0, 30))),
+                text=draw(st.sampled_from(["", "RT @acme: ", "@acme "])) + " ".join(words) + link,
+                created_at=at,
+                url=draw(st.sampled_from([None, None, None, "https://acme.test/a"])),
+                reposted_id=draw(st.sampled_from([None, None, None, None, "3"])),
+            )
+        )
+    return stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stream=mention_streams(),
+    sizes=st.lists(st.integers(1, 7), min_size=1),
+    horizon=st.integers(10, 120),
+    max_entries=st.sampled_from([2, 5, 1000]),
+)
+def test_index_decides_as_the_plain_reference(
+    stream: list[Mention], sizes: list[int], horizon: int, max_entries: int
+) -> None:
+    """Batches of any size get the stories and reasons that the plain reference gives
+    the same mentions one at a time."""
+    index = StoryIndex(timedelta(minutes=horizon), max_entries)
+    reference = ReferenceIndex(timedelta(minutes=horizon), max_entries)
+    expected = [reference.assign(m) for m in stream]
+    got: list[Assignment] = []
+    for size in cycle(sizes):
+        if len(got) == len(stream):
+            break
+        got += index.assign_many(stream[len(got) : len(got) + size])
+    assert got == expected
+    assert len(index) == len(reference.order)
+    assert all(entries for keyed in index._bands for entries in keyed.values())
