@@ -187,7 +187,7 @@ def test_the_screen_is_never_wrong_where_it_is_sure(
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
     for row, brand in enumerate(BRANDS):
         made = checks[brand]
-        if brand in screen.still:
+        if brand in screen.brands(table, screen.still):
             assert not any(check.holds for check in made), (brand, made)
         for level, check, readings in zip(rule.levels, made, screen.readings, strict=True):
             leaves = list(condition_leaves(level.when))
@@ -222,7 +222,7 @@ def test_a_level_whose_all_has_a_surely_failing_leaf_is_settled_without_the_engi
     table = table_for([rule], BRANDS, windows, T0)
     assert table is not None
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert screen.still == {"Globex", "Initech", "Umbrella"}
+    assert screen.brands(table, screen.still) == {"Globex", "Initech", "Umbrella"}
     # the voices leaf has no bulk reading; the volume leaf's is the count
     watch = screen.readings[0]
     assert watch[1] is None
@@ -244,7 +244,7 @@ def test_a_brand_with_a_bucket_far_ahead_is_read_in_bulk_exactly() -> None:
     table = table_for([rule], BRANDS, windows, T0)
     assert table is not None
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert screen.still == {"Acme", "Initech", "Umbrella"}
+    assert screen.brands(table, screen.still) == {"Acme", "Initech", "Umbrella"}
     watch = screen.readings[0][0]
     assert watch is not None
     assert watch.value.tolist() == [1.0, 3.0, 0.0, 0.0]
@@ -281,10 +281,12 @@ def test_a_sunk_brand_holds_nothing_until_its_next_mention(
     if table is None:
         return
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert screen.sunk <= screen.still
+    assert screen.brands(table, screen.sunk) <= screen.brands(table, screen.still)
     for minutes in later:
         at = now + timedelta(minutes=minutes)
-        _, _, checks = evaluate_rule_checks(rule, sorted(screen.sunk), windows, EngineState(), at)
+        _, _, checks = evaluate_rule_checks(
+            rule, sorted(screen.brands(table, screen.sunk)), windows, EngineState(), at
+        )
         for brand, made in checks.items():
             assert not any(check.holds for check in made), (brand, minutes)
 
@@ -309,9 +311,11 @@ def test_a_share_that_time_can_raise_is_not_sunk() -> None:
     table = table_for([rule], BRANDS, windows, T0)
     assert table is not None
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert "Acme" in screen.still
-    assert "Acme" not in screen.sunk
-    assert {"Globex", "Initech", "Umbrella"} <= screen.sunk  # nothing at all: volume 0 < 1
+    assert "Acme" in screen.brands(table, screen.still)
+    assert "Acme" not in screen.brands(table, screen.sunk)
+    assert {"Globex", "Initech", "Umbrella"} <= screen.brands(
+        table, screen.sunk
+    )  # nothing at all: volume 0 < 1
     _, _, checks = evaluate_rule_checks(
         rule, ["Acme"], windows, EngineState(), T0 + timedelta(minutes=3)
     )
