@@ -382,19 +382,23 @@ def _near(a: Floats, b: Floats | float) -> Bools:
 def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     assert isinstance(leaf, ZScore)
     at = table.sums[leaf.metric][rows[:, None], table.positions[id(leaf)]]
-    values = (at[:, :-1] - at[:, 1:]).astype(np.float64)
+    # one row per window, one column per brand (C order): a sum down the rows adds each
+    # brand's windows one by one, in order, as the engine's sum() does (numpy sums the
+    # contiguous axis pairwise, which may differ in the last bit)
+    values = np.ascontiguousarray((at[:, :-1] - at[:, 1:]).T, dtype=np.float64)
     forward, inverse = _TRANSFORMS[leaf.transform]
-    current = values[:, 0]
-    past = forward(values[:, 1:])
-    n = past.shape[1]
+    current = values[0]
+    past = forward(values[1:])
+    n = past.shape[0]
     if leaf.center == "median":
-        middle = np.median(past, axis=1)
-        spread = MAD_SCALE * np.median(np.abs(past - middle[:, None]), axis=1)
+        middle = np.median(past, axis=0)
+        spread = MAD_SCALE * np.median(np.abs(past - middle), axis=0)
+    elif n:
+        middle = np.add.reduce(past, axis=0) / n
+        dev = past - middle
+        spread = np.sqrt(np.add.reduce(dev * dev, axis=0) / n)
     else:
-        # summed left to right, as the engine's sum() does
-        middle = np.cumsum(past, axis=1)[:, -1] / n if n else np.zeros(len(rows))
-        dev = past - middle[:, None]
-        spread = np.sqrt(np.cumsum(dev * dev, axis=1)[:, -1] / n)
+        middle = spread = np.zeros(len(rows))
     deviation = np.maximum(spread, leaf.min_deviation)
     z = (forward(current) - middle) / deviation
     baseline = inverse(middle)

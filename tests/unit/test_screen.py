@@ -5,10 +5,12 @@ agree with the engine wherever it is sure, and its readings are the engine's."""
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -228,6 +230,48 @@ def test_a_level_whose_all_has_a_surely_failing_leaf_is_settled_without_the_engi
     assert watch[1] is None
     assert watch[0] is not None
     assert watch[0].value.tolist() == [9.0, 2.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_z_score_readings_over_a_long_history_are_the_engines_to_the_last_bit(
+    direction: str,
+) -> None:
+    """A mean z-score over hundreds of windows of very different counts: the screen's
+    value, threshold and baseline are the engine's exactly (its sums add the windows in
+    the engine's order; summed pairwise, the deviation would differ in the last bits)."""
+    rule = _rule(
+        {
+            "type": "zscore",
+            "metric": "total",
+            "window": "2m",
+            "history": 288,
+            "threshold": 3,
+            "min_volume": 1,
+            "direction": direction,
+        },
+        {"type": "volume", "metric": "total", "window": "5m", "above": 10**9},
+    )
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(days=2))
+    rng = random.Random(7)
+    for minute in range(600):
+        for row, brand in enumerate(BRANDS):
+            weight = rng.choice([0, 1, 3, 17, 250, 4099]) * (row + 1)
+            windows.add(brand, T0 - timedelta(minutes=minute, seconds=-3), Sample(False), weight)
+    now = T0 + timedelta(seconds=30)
+    table = table_for([rule], BRANDS, windows, now)
+    assert table is not None
+    screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
+    _, _, checks = evaluate_rule_checks(rule, BRANDS, windows, EngineState(), now)
+    reading = screen.readings[0][0]
+    assert reading is not None
+    assert reading.threshold is not None
+    assert reading.baseline is not None
+    for row, brand in enumerate(BRANDS):
+        fact = checks[brand][0].readings[0]
+        assert fact is not None
+        assert float(reading.value[row]) == fact.value
+        assert float(reading.threshold[row]) == fact.threshold
+        assert float(reading.baseline[row]) == fact.baseline
 
 
 def test_a_brand_with_a_bucket_far_ahead_is_read_in_bulk_exactly() -> None:
