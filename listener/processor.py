@@ -16,13 +16,13 @@ import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
 import numpy as np
 import structlog
+from numpy.typing import NDArray
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 
@@ -49,7 +49,6 @@ from listener.rules.engine import (
     compile_rules,
     evaluate_rule_checks,
     max_lookback,
-    rule_brands,
 )
 from listener.rules.notify import (
     IncidentChange,
@@ -63,6 +62,7 @@ from listener.rules.notify import (
     on_tick,
 )
 from listener.rules.screen import RuleScreen, screen_rule, table_for
+from listener.rules.settled import Marks, Plan, SettledKeys, marks_of
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
@@ -199,37 +199,6 @@ class ReadOnce:
         return self._view.first_seen(brand)
 
 
-class Plan(NamedTuple):
-    """One rule's keys at a tick: ``due`` must be evaluated (the others' last evaluation
-    still holds); ``resting`` are the due ones whose state is that of a settled evaluation
-    (no incident, no timer running: the screen may leave them be)."""
-
-    due: list[str]
-    resting: set[str]
-
-
-@dataclass(slots=True)
-class Settled:
-    """A (rule, brand) key whose last evaluation left it resting: no open incident, no
-    level holding (so no timer running); ``key_state`` is the state it left. When also
-    ``reusable`` (the brand's history past the rule's warm-up, or none at all, and every
-    range the rule reads aligned to the windows' buckets), then until the brand's windows
-    change (``changes``) or ``now`` enters another bucket (``epoch``), evaluating it again
-    gives the same checks and leaves its state as it is (and its condition gauges show
-    what they show), so the Evaluate stage skips it. When ``dormant`` (only without
-    condition gauges: the key was *sunk*), it is skipped until the brand's windows change,
-    whatever the bucket: no level can hold before.
-
-    Refreshed in place at each tick that settles the key again (a tick at 1,000 brands
-    settles ten thousand keys; on a failed write the processor drops them all)."""
-
-    epoch: int
-    changes: int
-    key_state: KeyState
-    reusable: bool
-    dormant: bool = False
-
-
 def read_epoch(now: datetime, bucket: timedelta) -> int:
     """Which buckets a read ending at ``now`` covers: ranges ``[now - a, now - b)`` with
     ``a`` and ``b`` whole buckets cover the same buckets for every ``now`` of one epoch
@@ -303,7 +272,16 @@ class Processor:
         self.released: frozenset[str] = frozenset()
         """Configured brands this processor does not hold (handed to another worker with
         :meth:`export_brand`, not adopted back since): not counted, not evaluated."""
-        self._settled: dict[tuple[str, str], Settled] = {}
+        self._memos: dict[str, SettledKeys] = {}
+        """Per rule, the keys settled by earlier evaluations (:mod:`listener.rules.settled`),
+        by row of :attr:`_memo_brands`."""
+        self._memo_brands: tuple[str, ...] = ()
+        self._applies: dict[str, NDArray[np.bool_]] = {}
+        """Per rule, whether it applies to the brand at each row of :attr:`_memo_brands`."""
+        self._memo_keys: Mapping[tuple[str, str], KeyState] | None = None
+        """The engine keys the memos were left consistent with (the states they hold are
+        those keys' states): while the engine state's keys are this very mapping, nothing
+        else has changed a key since."""
         self._brand_memo: dict[str, tuple[tuple[int, int] | None, BrandValues]] = {}
         self._evaluated_at: datetime | None = None
         """The ``now`` of the last evaluation (what the brand gauges read up to)."""
@@ -352,7 +330,7 @@ class Processor:
         prunes delete only those of the brands whose buckets the windows dropped)."""
         raw = self.store.load_engine_state()
         self.state = self._written = EngineState.from_json(raw) if raw else EngineState()
-        self._settled = {}
+        self._forget_settled()
         self._brand_memo = {}  # new windows: their change counts start again
 
     def reconfigure(self, config: Config) -> None:
@@ -361,7 +339,7 @@ class Processor:
             stage = self.stage.reconfigure(config)
             rules = compile_rules(config)
             self.config, self.stage, self.rules = config, stage, rules
-            self._settled = {}
+            self._forget_settled()
             self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in rules}
             self.windows.retention = retention_for(rules)
             self.windows.distinct_retention = distinct_retention_for(rules)
@@ -476,8 +454,10 @@ class Processor:
         self.state = self._written = engine
         self.notify = self._notify_written = notify
         self.quiet_until, self.released = quiet, released
-        for key in [k for k in self._settled if k[1] == brand]:
-            del self._settled[key]
+        if brand in self._memo_brands:
+            row = self._memo_brands.index(brand)
+            for memo in self._memos.values():
+                memo.forget(row)
         self._brand_memo.pop(brand, None)
         self._update_open_gauge()
 
@@ -606,123 +586,146 @@ class Processor:
         screen cannot settle (same decisions, state and gauges as checking every key).
         """
         with self._lock:
-            brands = self.held_brands()
-            state = self.state
-            quiet = {b for b, until in self.quiet_until.items() if until > now}
-            events: list[IncidentEvent] = []
-            view = self.windows  # reads of counts are O(1): nothing to gain from caching
-            if sources:
-                policies = {name: self.health_policy(name) for name in sources}
-                state, produced = evaluate_sources(sources, policies, state, now)
-                events.extend(produced)
-            epoch = read_epoch(now, self.windows.bucket)
-            # time went back (prunes since may have dropped what now reads): no reuse
-            settled = dict(self._settled) if as_utc(now) >= self._last_now else {}
-            marks = self._marks(brands, now)
-            gauges = self.metrics.conditions
-            gauges.layout(self._leaf_keys, brands)
-            rows = self._rows(brands)
-            # a rule's keys move only with that rule: what each must evaluate is known now
-            dues = [
-                (rule, self._coalesce(rule, brands, state, now, epoch, settled, marks))
-                for rule in self.rules
-            ]
-            table, at_row = None, {}
-            if self.screening:
-                wanted = {brand for _, plan in dues for brand in plan.due}
-                read = [b for b in brands if b in wanted]
-                table = table_for(self.rules, read, view, now)
-                at_row = {b: i for i, b in enumerate(read)}
-            for rule, plan in dues:
-                due, screen = plan.due, None
-                targets = rule_brands(rule, due) if table is not None else []
-                if table is not None and targets:
-                    at = np.fromiter((at_row[b] for b in targets), np.intp, len(targets))
-                    screen = screen_rule(rule, table, at)
-                    # a resting key that surely stays still: checking it changes nothing
-                    resting, still = plan.resting, screen.still
-                    due = [b for b in due if b not in still or b not in resting]
-                try:
-                    state, produced, checks = evaluate_rule_checks(
-                        rule,
-                        due,
-                        view,
-                        state,
-                        now,
-                        quiet,
-                        still=screen.still if screen is not None else frozenset(),
-                    )
-                    if screen is not None and self.readings:
-                        self._show_screened(rule, screen, checks, rows, now)
-                except Exception as exc:
-                    self.metrics.error("evaluate", type(exc).__name__)
-                    log.error(
-                        "rule_failed", rule=rule.name, error_type=type(exc).__name__, error=str(exc)
-                    )
-                    for brand in brands:
-                        settled.pop((rule.name, brand), None)
-                    for level in rule.levels:
-                        for path in level.leaves:
-                            gauges.clear((rule.name, level.name, path))
-                    continue
-                self.metrics.evaluations.labels(rule=rule.name).inc()
-                events.extend(produced)
-                left = [b for b in screen.still if b not in checks] if screen is not None else []
-                # sunk keys may stand until their brand moves (nothing after now is counted)
-                sunk = (
-                    screen.sunk
-                    if screen is not None and not self.readings and self._ingested_until <= now
-                    else frozenset()
-                )
-                self._settle(rule, checks, left, sunk, state, epoch, settled, marks)
-                if self.readings:
-                    self._show_checks(rule, checks, rows)
-            notify, notices, alerts = self._notify(events, now)
-            pruned, prune_brands = self._prune(now, epoch)
-            cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
             try:
-                self.store.write_evaluate(
-                    EvaluateWrite(
-                        now=now,
-                        engine_state=None
-                        if state is self._written
-                        else self._encoder.encode(state),
-                        events=events,
-                        notices=notices,
-                        outbox=[
-                            (a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks
-                        ],
-                        buckets=self.windows.drain_dirty(),
-                        prune_buckets_before=cutoff,
-                        prune_brands=prune_brands,
-                        kv={}
-                        if notify == self._notify_written
-                        else {"notify_state": notify.to_json()},
-                    )
-                )
-            except StoreError:
-                self._load_state()
+                return self._evaluate(now, sources)
+            except BaseException:
+                # what the memos were left in may not match the state held: start again
+                self._forget_settled()
                 raise
-            self.state, self.notify, self._settled = state, notify, settled
-            self._written, self._notify_written = state, notify
-            self._swept = self._swept or cutoff is not None
-            self._last_now = max(self._last_now, as_utc(now))
-            for ev in events:
-                self.metrics.incident_events.labels(
-                    rule=ev.rule, brand=ev.brand, kind=ev.kind
-                ).inc()
-            for alert, notice in zip(alerts, notices, strict=True):
-                if notice.muted:
-                    reason = notice.muted.split(" ", 1)[0]
-                    self.metrics.alerts_muted.labels(rule=alert.rule, reason=reason).inc()
-                if notice.kind == "acknowledged" and notice.ack is not None:
-                    opened = alert.opened_at or notice.ack.at
-                    self.metrics.time_to_ack.labels(rule=alert.rule).observe(
-                        max(0.0, (notice.ack.at - opened).total_seconds())
-                    )
-            self._update_open_gauge()
-            self._evaluated_at = now
-            return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
+
+    def _evaluate(self, now: datetime, sources: Mapping[str, SourceStatus] | None) -> list[Alert]:
+        brands = self.held_brands()
+        state = self.state
+        quiet = {b for b, until in self.quiet_until.items() if until > now}
+        events: list[IncidentEvent] = []
+        view = self.windows  # reads of counts are O(1): nothing to gain from caching
+        if sources:
+            policies = {name: self.health_policy(name) for name in sources}
+            state, produced = evaluate_sources(sources, policies, state, now)
+            events.extend(produced)
+        epoch = read_epoch(now, self.windows.bucket)
+        memos = self._settled_for(brands)
+        if as_utc(now) < self._last_now:
+            # time went back (prunes since may have dropped what now reads): no reuse
+            for memo in memos.values():
+                memo.forget()
+        trusted = state.keys is self._memo_keys
+        self._memo_keys = None  # until this evaluation has settled every rule's keys
+        marks = self._marks(brands, now)
+        gauges = self.metrics.conditions
+        gauges.layout(self._leaf_keys, brands)
+        rows = self._rows(brands)
+        # a rule's keys move only with that rule: what each must evaluate is known now
+        dues = [
+            (rule, self._coalesce(rule, brands, state, now, epoch, marks, trusted=trusted))
+            for rule in self.rules
+        ]
+        table, table_row = None, np.zeros(0, dtype=np.intp)
+        if self.screening and dues:
+            wanted = np.logical_or.reduce([plan.due for _, plan in dues])
+            read_rows = np.flatnonzero(wanted)
+            read = brands if len(read_rows) == len(brands) else [brands[i] for i in read_rows]
+            table = table_for(self.rules, read, view, now)
+            table_row = np.full(len(brands), -1, dtype=np.intp)
+            table_row[read_rows] = np.arange(len(read_rows), dtype=np.intp)
+        none = np.zeros(0, dtype=np.intp)
+        for rule, plan in dues:
+            memo = memos[rule.name]
+            due_rows = np.flatnonzero(plan.due)
+            engine_rows, engine_still, screen = due_rows, none, None
+            if table is not None and len(due_rows):
+                screen = screen_rule(rule, table, table_row[due_rows])
+                resting = plan.resting[due_rows]
+                # a resting key that surely stays still: checking it changes nothing
+                engine_rows = due_rows[~(screen.still & resting)]
+                engine_still = due_rows[screen.still & ~resting]
+            still_rows, rested, sunk = none, none, np.zeros(0, dtype=np.bool_)
+            try:
+                state, produced, checks = evaluate_rule_checks(
+                    rule,
+                    [brands[i] for i in engine_rows.tolist()],
+                    view,
+                    state,
+                    now,
+                    quiet,
+                    still={brands[i] for i in engine_still.tolist()},
+                )
+                if screen is not None:
+                    checked = np.zeros(len(brands), dtype=np.bool_)
+                    checked[[rows[b] for b in checks]] = True
+                    left = screen.still & ~checked[due_rows]  # settled by the screen alone
+                    still_rows = due_rows[left]
+                    rested = still_rows[~plan.resting[still_rows]]  # those the engine rested
+                    # sunk keys may stand until their brand moves (nothing after now is counted)
+                    dormant = not self.readings and self._ingested_until <= now
+                    sunk = screen.sunk[left] if dormant else np.zeros(len(still_rows), np.bool_)
+                    if self.readings:
+                        self._show_screened(rule, screen, left, still_rows, brands, now)
+            except Exception as exc:
+                self.metrics.error("evaluate", type(exc).__name__)
+                log.error(
+                    "rule_failed", rule=rule.name, error_type=type(exc).__name__, error=str(exc)
+                )
+                memo.forget()
+                for level in rule.levels:
+                    for path in level.leaves:
+                        gauges.clear((rule.name, level.name, path))
+                continue
+            self.metrics.evaluations.labels(rule=rule.name).inc()
+            events.extend(produced)
+            memo.settle(
+                rule,
+                checks,
+                rows,
+                still_rows,
+                rested,
+                sunk,
+                state.keys,
+                marks,
+                epoch,
+                self._aligned.get(rule.name, False),
+            )
+            if self.readings:
+                self._show_checks(rule, checks, rows)
+        notify, notices, alerts = self._notify(events, now)
+        pruned, prune_brands = self._prune(now, epoch)
+        cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
+        try:
+            self.store.write_evaluate(
+                EvaluateWrite(
+                    now=now,
+                    engine_state=None if state is self._written else self._encoder.encode(state),
+                    events=events,
+                    notices=notices,
+                    outbox=[(a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks],
+                    buckets=self.windows.drain_dirty(),
+                    prune_buckets_before=cutoff,
+                    prune_brands=prune_brands,
+                    kv={} if notify == self._notify_written else {"notify_state": notify.to_json()},
+                )
+            )
+        except StoreError:
+            self._load_state()
+            raise
+        self.state, self.notify = state, notify
+        self._memo_keys = state.keys  # every memo now holds its keys' states
+        self._written, self._notify_written = state, notify
+        self._swept = self._swept or cutoff is not None
+        self._last_now = max(self._last_now, as_utc(now))
+        for ev in events:
+            self.metrics.incident_events.labels(rule=ev.rule, brand=ev.brand, kind=ev.kind).inc()
+        for alert, notice in zip(alerts, notices, strict=True):
+            if notice.muted:
+                reason = notice.muted.split(" ", 1)[0]
+                self.metrics.alerts_muted.labels(rule=alert.rule, reason=reason).inc()
+            if notice.kind == "acknowledged" and notice.ack is not None:
+                opened = alert.opened_at or notice.ack.at
+                self.metrics.time_to_ack.labels(rule=alert.rule).observe(
+                    max(0.0, (notice.ack.at - opened).total_seconds())
+                )
+        self._update_open_gauge()
+        self._evaluated_at = now
+        return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
 
     def _prune(self, now: datetime, epoch: int) -> tuple[bool, list[str] | None]:
         """Prune the windows, once per read epoch (bucket) and after an ingest: with
@@ -742,6 +745,36 @@ class Processor:
             return False, None
         return True, sorted({brand for brand, _ in dropped}) if self._swept else None
 
+    def _settled_for(self, brands: Sequence[str]) -> dict[str, SettledKeys]:
+        """Each rule's memo of settled keys, by row of ``brands`` (moved along when the
+        brands held change: a brand keeps what was settled of it)."""
+        names = tuple(brands)
+        rules = self.rules
+        if names != self._memo_brands or self._memos.keys() != {r.name for r in rules}:
+            old = {brand: row for row, brand in enumerate(self._memo_brands)}
+            take = [old.get(brand, -1) for brand in names]
+            held = self._memos
+            self._memos = {
+                r.name: held[r.name].moved(r.name, names, take)
+                if r.name in held
+                else SettledKeys(r.name, names)
+                for r in rules
+            }
+            self._applies = {
+                r.name: np.ones(len(names), dtype=np.bool_)
+                if r.brands is None
+                else np.fromiter((b in set(r.brands) for b in names), np.bool_, len(names))
+                for r in rules
+            }
+            self._memo_brands = names
+        return self._memos
+
+    def _forget_settled(self) -> None:
+        """Forget every memo of settled keys (the next evaluation checks every key)."""
+        self._memos = {}
+        self._memo_brands = ()
+        self._memo_keys = None
+
     def _coalesce(
         self,
         rule: CompiledRule,
@@ -749,87 +782,30 @@ class Processor:
         state: EngineState,
         now: datetime,
         epoch: int,
-        settled: Mapping[tuple[str, str], Settled],
-        marks: Mapping[str, tuple[int, timedelta | None]] | None = None,
+        marks: Marks | None = None,
+        *,
+        trusted: bool | None = None,
     ) -> Plan:
-        """Which brands ``rule`` must evaluate at ``now`` (:class:`Plan`): not the settled
-        keys (:class:`Settled`) whose brand's windows have not changed, in the same read
-        epoch, still past warm-up, with the state left by that evaluation. ``marks``:
-        :meth:`_marks` of ``brands``, read once for all rules of a tick."""
-        due: list[str] = []
-        resting: set[str] = set()
+        """Which of ``brands`` ``rule`` must evaluate at ``now`` (:class:`Plan`, by row of
+        ``brands``): not the settled keys whose brand's windows have not changed, in the
+        same read epoch, still past warm-up, with the state left by that evaluation.
+        ``marks``: :meth:`_marks` of ``brands``, read once for all rules of a tick;
+        ``trusted``: whether ``state``'s keys are those the memos were left with (default:
+        whether they are the very mapping)."""
+        memos = self._settled_for(brands)
         if marks is None:
             marks = self._marks(brands, now)
-        name, lookback = rule.name, rule.lookback
-        memo_of, state_of = settled.get, state.keys.get
-        for brand in brands:
-            key = (name, brand)
-            memo = memo_of(key)
-            if memo is not None and state_of(key) is memo.key_state:
-                changes, age = marks[brand]
-                if memo.changes == changes and (
-                    memo.dormant
-                    or (memo.reusable and memo.epoch == epoch and (age is None or age >= lookback))
-                ):
-                    continue  # its last evaluation still holds
-                resting.add(brand)
-            due.append(brand)
-        return Plan(due, resting)
+        if trusted is None:
+            trusted = state.keys is self._memo_keys
+        keys = None if trusted else state.keys
+        return memos[rule.name].plan(rule, self._applies[rule.name], marks, epoch, keys)
 
-    def _marks(
-        self, brands: Sequence[str], now: datetime
-    ) -> dict[str, tuple[int, timedelta | None]]:
-        """Per brand: its windows' change count and how long before ``now`` its history
-        starts (None: it has none; see :meth:`_warm`)."""
+    def _marks(self, brands: Sequence[str], now: datetime) -> Marks:
+        """Each brand's windows' change count and first bucket (:class:`Marks`)."""
         windows = self.windows
-        out: dict[str, tuple[int, timedelta | None]] = {}
-        for brand in brands:
-            first = windows.first_seen(brand)
-            out[brand] = (windows.changes(brand), None if first is None else now - first)
-        return out
-
-    def _settle(
-        self,
-        rule: CompiledRule,
-        checks: Mapping[str, tuple[Check, ...]],
-        still: Iterable[str],
-        sunk: Container[str],
-        state: EngineState,
-        epoch: int,
-        settled: dict[tuple[str, str], Settled],
-        marks: Mapping[str, tuple[int, timedelta | None]],
-    ) -> None:
-        """Record which keys just evaluated are settled (see :class:`Settled`): those the
-        engine checked (``checks``) and those the screen found ``still`` without it
-        (their state rests), dormant when ``sunk``; ``marks``: :meth:`_marks` of (at
-        least) those brands."""
-        aligned = self._aligned.get(rule.name, False)
-        keys, lookback, name = state.keys, rule.lookback, rule.name
-        for brand, made in checks.items():
-            key = (name, brand)
-            key_state = keys.get(key)
-            if (
-                key_state is not None
-                and key_state.incident is None
-                and not any(check.holds for check in made)
-            ):
-                changes, age = marks[brand]
-                reusable = aligned and (age is None or age >= lookback)
-                settled[key] = Settled(epoch, changes, key_state, reusable)
-            else:
-                settled.pop(key, None)
-        memo_of = settled.get
-        for brand in still:
-            key = (name, brand)
-            changes, age = marks[brand]
-            reusable = aligned and (age is None or age >= lookback)
-            key_state = keys[key]
-            memo = memo_of(key)
-            if memo is not None and memo.key_state is key_state:  # the usual tick: refresh
-                memo.epoch, memo.changes = epoch, changes
-                memo.reusable, memo.dormant = reusable, brand in sunk
-            else:
-                settled[key] = Settled(epoch, changes, key_state, reusable, brand in sunk)
+        return marks_of(
+            [windows.changes(brand) for brand in brands], windows.first_seen_seconds(brands), now
+        )
 
     # ------------------------------------------------------------------ notifications
 
@@ -971,19 +947,18 @@ class Processor:
         self,
         rule: CompiledRule,
         screen: RuleScreen,
-        checks: Mapping[str, tuple[Check, ...]],
-        rows: Mapping[str, int],
+        left: NDArray[np.bool_],
+        rows: NDArray[np.intp],
+        brands: Sequence[str],
         now: datetime,
     ) -> None:
-        """The condition gauges of the keys the engine let the screen settle: the
-        screen's readings, and a check of each leaf it could not read in bulk."""
-        skipped = [b for b in screen.brands if b in screen.still and b not in checks]
-        if not skipped:
+        """The condition gauges of the keys the engine let the screen settle (``left``:
+        which of those screened; ``rows``: their rows among ``brands``, and the gauges'):
+        the screen's readings, and a check of each leaf it could not read in bulk."""
+        if not len(rows):
             return
         gauges = self.metrics.conditions
-        at = np.fromiter((rows[b] for b in skipped), np.intp, len(skipped))
-        where = {b: i for i, b in enumerate(screen.brands)}
-        pick = np.fromiter((where[b] for b in skipped), np.intp, len(skipped))
+        pick = np.flatnonzero(left)
         for level, found in zip(rule.levels, screen.readings, strict=True):
             leaves = condition_leaves(level.when)
             for (path, leaf), reading in zip(leaves, found, strict=True):
@@ -991,17 +966,17 @@ class Processor:
                 if reading is not None:
                     gauges.put_many(
                         key,
-                        at,
+                        rows,
                         reading.value[pick],
                         None if reading.threshold is None else reading.threshold[pick],
                         None if reading.baseline is None else reading.baseline[pick],
                     )
                     continue
-                for brand in skipped:
-                    first = leaf.check(self.windows, brand, now).readings[0]
+                for row in rows.tolist():
+                    first = leaf.check(self.windows, brands[row], now).readings[0]
                     gauges.put(
                         key,
-                        rows[brand],
+                        row,
                         (math.nan, None, None)
                         if first is None
                         else (first.value, first.threshold, first.baseline),

@@ -120,18 +120,22 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class RuleScreen:
-    """One rule's screen: ``still`` holds the brands (of those screened) whose every
-    level's ``when`` surely does not hold; ``sunk`` those of them for which that stays
-    so as time passes until the brand gets a new mention (every level has a count below
-    its least needed value that time alone can only lower: a volume, or the
-    ``min_volume`` of a rising spike, z-score or negative share, in an ``all``);
-    ``readings[level][leaf]`` the leaf readings of every screened brand (None for a leaf
-    read only by the engine)."""
+    """One rule's screen of the brands at ``rows`` of the table, as masks aligned with
+    ``rows``: ``still`` where every level's ``when`` surely does not hold; ``sunk`` where,
+    moreover, that stays so as time passes until the brand gets a new mention (every
+    level has a count below its least needed value that time alone can only lower: a
+    volume, or the ``min_volume`` of a rising spike, z-score or negative share, in an
+    ``all``); ``readings[level][leaf]`` the leaf readings of every screened brand (None
+    for a leaf read only by the engine)."""
 
-    brands: tuple[str, ...]
-    still: frozenset[str]
-    sunk: frozenset[str]
+    rows: NDArray[np.intp]
+    still: Bools
+    sunk: Bools
     readings: tuple[tuple[Readings | None, ...], ...]
+
+    def brands(self, table: Table, mask: Bools) -> frozenset[str]:
+        """The brands where ``mask`` (``still``, ``sunk``) is set."""
+        return frozenset(table.brands[i] for i in self.rows[mask].tolist())
 
 
 def _us(at: datetime) -> int:
@@ -246,7 +250,6 @@ def table_for(
 
 def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> RuleScreen:
     """The screen of ``rule`` for the brands at ``rows`` of ``table``."""
-    brands = tuple(table.brands[i] for i in rows)
     still: Bools = np.ones(len(rows), dtype=np.bool_)
     sunk: Bools = np.ones(len(rows), dtype=np.bool_)
     readings: list[tuple[Readings | None, ...]] = []
@@ -257,12 +260,7 @@ def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> Rul
         sunk &= down
         readings.append(tuple(shown))
     sunk &= still
-    return RuleScreen(
-        brands,
-        frozenset(b for b, ok in zip(brands, still.tolist(), strict=True) if ok),
-        frozenset(b for b, ok in zip(brands, sunk.tolist(), strict=True) if ok),
-        tuple(readings),
-    )
+    return RuleScreen(rows, still, sunk, tuple(readings))
 
 
 def _tree(
@@ -384,19 +382,23 @@ def _near(a: Floats, b: Floats | float) -> Bools:
 def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     assert isinstance(leaf, ZScore)
     at = table.sums[leaf.metric][rows[:, None], table.positions[id(leaf)]]
-    values = (at[:, :-1] - at[:, 1:]).astype(np.float64)
+    # one row per window, one column per brand (C order): a sum down the rows adds each
+    # brand's windows one by one, in order, as the engine's sum() does (numpy sums the
+    # contiguous axis pairwise, which may differ in the last bit)
+    values = np.ascontiguousarray((at[:, :-1] - at[:, 1:]).T, dtype=np.float64)
     forward, inverse = _TRANSFORMS[leaf.transform]
-    current = values[:, 0]
-    past = forward(values[:, 1:])
-    n = past.shape[1]
+    current = values[0]
+    past = forward(values[1:])
+    n = past.shape[0]
     if leaf.center == "median":
-        middle = np.median(past, axis=1)
-        spread = MAD_SCALE * np.median(np.abs(past - middle[:, None]), axis=1)
+        middle = np.median(past, axis=0)
+        spread = MAD_SCALE * np.median(np.abs(past - middle), axis=0)
+    elif n:
+        middle = np.add.reduce(past, axis=0) / n
+        dev = past - middle
+        spread = np.sqrt(np.add.reduce(dev * dev, axis=0) / n)
     else:
-        # summed left to right, as the engine's sum() does
-        middle = np.cumsum(past, axis=1)[:, -1] / n if n else np.zeros(len(rows))
-        dev = past - middle[:, None]
-        spread = np.sqrt(np.cumsum(dev * dev, axis=1)[:, -1] / n)
+        middle = spread = np.zeros(len(rows))
     deviation = np.maximum(spread, leaf.min_deviation)
     z = (forward(current) - middle) / deviation
     baseline = inverse(middle)

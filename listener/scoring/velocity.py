@@ -30,12 +30,15 @@ Contract (pure, in memory; the caller persists and restores):
 * **Running sums**: the unfiltered counts (``total``, ``negative``, ``positive``) are also
   kept as sparse prefix sums over each brand's buckets (the indices of the buckets that
   hold mentions and the sums up to each; built lazily, cut back from the earliest bucket
-  changed since, advanced past pruned buckets), so ``value`` of any range of them is two
-  binary searches, ``strided`` reads ``count`` adjacent windows (a z-score's history, a
-  ramp's steps) in one pass, and ``running_at`` reads many brands at many bounds at once
-  (the Evaluate stage's screen): O(log n) per window whatever its length, and memory and
-  upkeep that follow the buckets holding mentions, not the time they span. They are
-  whole numbers, so the values are exactly those of summing the buckets.
+  changed since, advanced past pruned buckets), every brand's in one shared arena of
+  numpy buffers, so ``value`` of any range of them is two binary searches, ``strided``
+  reads ``count`` adjacent windows (a z-score's history, a ramp's steps) in one pass, and
+  ``running_at`` reads many brands at many bounds at once (the Evaluate stage's screen)
+  with a few numpy operations over all of them, starting from where the bounds fell at
+  the last bulk read: O(log n) per window whatever its length (O(1) for a bound that
+  moved a bucket or a few), and memory and upkeep that follow the buckets holding
+  mentions, not the time they span. They are whole numbers, so the values are exactly
+  those of summing the buckets.
 * ``first_seen(brand)`` is the start of the earliest bucket ever added for the brand (for
   warm-up). Pruning does not move it in memory; persisted, it travels in every bucket
   row, so after a restart it is the earliest among the stored rows (a brand with no
@@ -67,7 +70,9 @@ mention whose author or story sits in its sets (until ``distinct_retention``). P
 per day of ``retention``, with mentions in every 1-minute bucket: about 0.55 MiB with no
 sub-series, 1.2 MiB with one (one source, the processor's usual case: 8.5 MiB for a 7-day
 seasonal rule), and about 0.65 MiB more per further combination present in every minute
-(3 sources × 2 languages: about 4.4 MiB per day).
+(3 sources × 2 languages: about 4.4 MiB per day). The running sums add 32 bytes per
+bucket summed (its index and three sums), and up to about as much again in room kept for
+growth and left behind by moves until the arena compacts.
 
 **Rows.** A bucket is one JSON array, ``[first_seen, whole, part, part, ...]``. A *cell*
 (the measures of the whole bucket, or of one sub-series) is written as ``total,
@@ -93,9 +98,7 @@ from __future__ import annotations
 
 import json
 import math
-from array import array
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, get_args
@@ -311,54 +314,310 @@ class _Bucket(_Cell):
         self.parts: dict[_PartKey, _Cell] | None = None
 
 
+_FLOOR = np.iinfo(np.int64).min
+_CEILING = np.iinfo(np.int64).max
+_ROW = {m: i for i, m in enumerate(_COUNTS)}
+"""The row of each unfiltered count in :attr:`_Arena.sums`."""
+
+
+class _Arena:
+    """Every brand's running sums (:class:`_Prefix`) in shared numpy buffers, one region
+    per brand, so that the bulk read gathers all brands' sums at once
+    (:meth:`VelocityWindows.running_at`).
+
+    A region at ``start`` holding ``count`` summed buckets: ``keys[start]`` is a floor
+    sentinel (the int64 minimum), ``keys[start + 1 : start + 1 + count]`` the bucket
+    indices summed, ascending, and ``keys[start + 1 + count]`` a ceiling sentinel (the
+    int64 maximum); ``sums[row, start + 1 + c]`` is that count (``_ROW``) summed over the
+    first ``c`` of them (``c = 0 … count``). So the first key at or above an index ``q``
+    sits at ``p = start + 1 + #(keys below q)``, ``sums[row, p]`` is the running sum there,
+    and ``keys[p - 1] < q <= keys[p]`` tells that ``p`` is right (the sentinels make that
+    hold at the ends). A region that outgrows its room moves to the end with a quarter
+    more; the room it leaves, and that of brands dropped, is reclaimed when the buffers
+    are full (a compaction keeps the regions of ``live``). Region 0 is empty: it stands
+    for every brand with nothing summed."""
+
+    __slots__ = ("keys", "live", "sums", "top")
+
+    def __init__(self, live: Mapping[str, _Prefix]) -> None:
+        self.live = live
+        self.keys: NDArray[np.int64] = np.zeros(64, dtype=np.int64)
+        self.sums: NDArray[np.int64] = np.zeros((len(_COUNTS), 64), dtype=np.int64)
+        self.keys[0], self.keys[1] = _FLOOR, _CEILING
+        self.top = 2
+
+    def region(self, size: int) -> int:
+        """The start of ``size`` free slots (the regions of ``live`` may move first)."""
+        self.reserve(size)
+        start = self.top
+        self.top += size
+        return start
+
+    def reserve(self, size: int) -> None:
+        """Make room for regions of ``size`` slots in all (the regions of ``live`` may
+        move): one growth for many regions, rather than doubling up to them."""
+        if self.top + size <= len(self.keys):
+            return
+        held = sum(prefix.size for prefix in self.live.values()) + 2
+        if (self.top - held) * 2 > self.top:  # mostly room left behind: compact
+            self._rebuild(max(64, (held + size) * 3 // 2), compact=True)
+        else:
+            self._rebuild(max(64, (self.top + size) * 3 // 2), compact=False)
+
+    def _rebuild(self, capacity: int, compact: bool) -> None:
+        """New buffers of ``capacity`` slots, holding the regions of ``live`` one after the
+        other (``compact``) or where they are."""
+        keys = np.zeros(capacity, dtype=np.int64)
+        sums = np.zeros((len(_COUNTS), capacity), dtype=np.int64)
+        if compact:
+            keys[0], keys[1] = _FLOOR, _CEILING
+            top = 2
+            for prefix in self.live.values():
+                if prefix.size:
+                    old, end = prefix.start, prefix.start + prefix.count + 2
+                    keys[top : top + end - old] = self.keys[old:end]
+                    sums[:, top : top + end - old] = self.sums[:, old:end]
+                    prefix.start = top
+                    top += prefix.size
+        else:
+            top = self.top
+            keys[:top] = self.keys[:top]
+            sums[:, :top] = self.sums[:, :top]
+        self.keys, self.sums, self.top = keys, sums, top
+
+
 class _Prefix:
-    """Running sums of one brand's unfiltered counts over its buckets, sparse: ``keys``
-    are the indices (bucket start // bucket length) of the buckets summed, ascending, and
-    ``sums[m][j]`` is ``m`` summed over the buckets ``keys[:j]`` (so ``sums[m][0] == 0``).
-    The count over the indices ``[first, last)`` is ``sums[m][bisect(keys, last)] -
-    sums[m][bisect(keys, first)]``: the cost follows the buckets that hold mentions, not
-    the time they span (a quiet brand's week is a handful of entries, not 10,080).
+    """Running sums of one brand's unfiltered counts over its buckets, sparse: a region of
+    the :class:`_Arena` (``start``, room for ``size`` slots) holding the indices (bucket
+    start // bucket length) of the ``count`` buckets summed, ascending, and the sums up to
+    each. The count over the indices ``[first, last)`` is the running sum at the first key
+    at or above ``last`` less that at ``first``: the cost follows the buckets that hold
+    mentions, not the time they span (a quiet brand's week is a handful of entries, not
+    10,080).
 
-    ``pending`` holds the indices of buckets not summed yet, all after ``keys[-1]``:
-    adding to a bucket at or before the last key cuts the sums there and moves the keys
-    from there to ``pending``; reading sums them in (:meth:`VelocityWindows._extend`).
-    Pruned buckets stay summed (reads clamp to the brand's lowest held bucket, so they
-    cancel out) until :meth:`advance` drops them."""
+    ``pending`` holds the indices of buckets not summed yet, all after the last key
+    (``last``): adding to a bucket at or before it cuts the sums there and moves the keys
+    from there to ``pending``; reading sums them in (:meth:`extend`). Pruned buckets stay
+    summed (reads clamp to the brand's lowest held bucket, so they cancel out) until
+    :meth:`advance` drops them."""
 
-    __slots__ = ("keys", "pending", "sums")
+    __slots__ = ("arena", "count", "last", "pending", "size", "start")
 
-    def __init__(self) -> None:
-        self.keys: array[int] = array("q")
+    def __init__(self, arena: _Arena) -> None:
+        self.arena = arena
+        self.start = 0  # the empty region until something is summed
+        self.size = 0
+        self.count = 0
+        self.last: int | None = None
         self.pending: list[int] = []
-        self.sums: dict[str, array[int]] = {m: array("q", (0,)) for m in _COUNTS}
+
+    def keys(self) -> NDArray[np.int64]:
+        """The indices summed (a view: valid until the next change)."""
+        first = self.start + 1
+        return self.arena.keys[first : first + self.count]
+
+    def sums(self, measure: str) -> NDArray[np.int64]:
+        """``measure`` summed over the first ``c`` keys, for ``c = 0 … count`` (a view)."""
+        first = self.start + 1
+        return self.arena.sums[_ROW[measure], first : first + self.count + 1]
 
     def touch(self, index: int, new: bool) -> None:
         """Bucket ``index`` changed (``new``: it did not exist before)."""
-        keys = self.keys
-        if not keys or index > keys[-1]:
+        last = self.last
+        if last is None or index > last:
             if new:
                 self.pending.append(index)
             return
-        at = bisect_left(keys, index)
-        self.pending.extend(keys[at:])
+        keys = self.keys()
+        at = int(keys.searchsorted(index))
+        self.pending.extend(keys[at:].tolist())
         if new and keys[at] != index:
             self.pending.append(index)
-        del keys[at:]
-        for sums in self.sums.values():
-            del sums[at + 1 :]
+        self.count = at
+        self.arena.keys[self.start + 1 + at] = _CEILING
+        self.last = int(keys[at - 1]) if at else None
 
     def position(self, index: int) -> int:
         """How many summed buckets have an index below ``index``."""
-        return bisect_left(self.keys, index)
+        return int(self.keys().searchsorted(index))
+
+    def extend(self, bucket_at: Callable[[int], _Bucket | None], size: int) -> None:
+        """Sum the pending buckets in (``bucket_at``: the bucket starting at a second, None
+        when pruned since; ``size``: the bucket length in seconds)."""
+        if not self.pending:
+            return
+        pending = sorted(set(self.pending))
+        self.pending = []
+        indices: list[int] = []
+        counts: tuple[list[int], list[int], list[int]] = ([], [], [])
+        totals, negatives, positives = counts
+        for index in pending:
+            bucket = bucket_at(index * size)
+            if bucket is not None:  # else pruned since
+                indices.append(index)
+                totals.append(bucket.total)
+                negatives.append(bucket.negative)
+                positives.append(bucket.positive)
+        if not indices:
+            return
+        count, added = self.count, len(indices)
+        if count + added + 2 > self.size:
+            self._move(count + added + 2)
+        arena, at = self.arena, self.start + 1 + count
+        keys, sums = arena.keys, arena.sums
+        keys[at : at + added] = indices
+        keys[at + added] = _CEILING
+        if added > 8:  # a brand's history summed at once
+            sums[:, at + 1 : at + 1 + added] = sums[:, at, None] + np.cumsum(counts, axis=1)
+        else:  # the usual read after an add: a bucket or two, cheaper one by one
+            for row, values in zip(sums, counts, strict=True):
+                running = int(row[at])
+                for j, value in enumerate(values, start=at + 1):
+                    running += value
+                    row[j] = running
+        self.count = count + added
+        self.last = indices[-1]
+
+    @staticmethod
+    def room(need: int) -> int:
+        """The size of a region for ``need`` slots: a quarter more, so that a brand's
+        growth moves it now and then, not at every new bucket."""
+        return need + max(need // 4, 8)
+
+    def _move(self, need: int) -> None:
+        """Move to a region with room for ``need`` slots (:meth:`room`)."""
+        size = self.room(need)
+        new = self.arena.region(size)  # may move this region too: read start after
+        old, end = self.start, self.start + self.count + 2
+        arena = self.arena
+        arena.keys[new : new + end - old] = arena.keys[old:end]
+        arena.sums[:, new : new + end - old] = arena.sums[:, old:end]
+        self.start, self.size = new, size
 
     def advance(self, low: int) -> None:
         """Drop the entries of buckets before index ``low`` when they are many (amortised
         O(1))."""
-        drop = bisect_left(self.keys, low)
-        if drop > 512 and drop * 2 >= len(self.keys):
-            del self.keys[:drop]
-            for sums in self.sums.values():
-                del sums[:drop]
+        drop = self.position(low)
+        count = self.count
+        if drop > 512 and drop * 2 >= count:
+            first = self.start + 1
+            keys, sums = self.arena.keys, self.arena.sums
+            keys[first : first + count - drop] = keys[first + drop : first + count].copy()
+            sums[:, first : first + count - drop + 1] = sums[
+                :, first + drop : first + count + 1
+            ].copy()
+            self.count = count - drop
+            keys[first + self.count] = _CEILING
+            if not self.count:
+                self.last = None
+
+
+class _Positions:
+    """Where the bulk read (:meth:`VelocityWindows.running_at`) found each brand's bounds
+    last time, as the number of the brand's keys below each bound: the next read starts
+    from there. Ticks a bucket or a few apart move each bound by a key or a few (and a
+    brand's new buckets add a key or a few near the top), so stepping every position up
+    or down while it is not where it belongs, over all brands at once, finds them
+    exactly for a few numpy operations, where a binary search per brand would cost a
+    call and a log factor each. A position is checked against its keys either side
+    (the arena's sentinels make that hold at the ends), so whatever changed since, the
+    positions found are exact: a row it cannot settle in a few steps (a brand new here,
+    a jump in time, many late buckets) is searched for directly."""
+
+    __slots__ = ("base", "offsets", "rows")
+
+    STEPS: Final = 8
+    """How many steps up or down a guess may take (and how far the bounds may have moved
+    since it was made) before its row is searched for instead."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+        self.offsets: NDArray[np.int64] = np.zeros((0, 0), dtype=np.int64)
+        self.base: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        """The first bound of each row when it was found (how far the bounds moved since)."""
+
+    def find(
+        self,
+        keys: NDArray[np.int64],
+        brands: Sequence[str],
+        starts: NDArray[np.int64],
+        counts: NDArray[np.int64],
+        bounds: NDArray[np.int64],
+    ) -> NDArray[np.int64]:
+        """The position in ``keys`` (the arena's) of the first key at or above each of
+        ``bounds`` (brands × bounds) in the region of each brand (``starts``, ``counts``)."""
+        first = (starts + 1)[:, None]
+        rows = [self.rows.get(brand, -1) for brand in brands]
+        known = np.fromiter((r >= 0 for r in rows), np.bool_, len(rows))
+        if len(self.offsets) and self.offsets.shape[1] == bounds.shape[1]:
+            at = np.where(known, rows, 0)
+            guess = np.minimum(self.offsets[at], counts[:, None])
+            known &= np.abs(bounds[:, 0] - self.base[at]) <= self.STEPS
+        else:
+            guess = np.zeros(bounds.shape, dtype=np.int64)
+            known[:] = False
+        found = first + guess
+        self._search(keys, found, bounds, first, counts, np.flatnonzero(~known))
+        if known.any():
+            lost = self._step(keys, found, bounds)
+            self._search(keys, found, bounds, first, counts, np.flatnonzero(lost))
+        self._keep(brands, rows, found - first, bounds[:, 0])
+        return found
+
+    @staticmethod
+    def _search(
+        keys: NDArray[np.int64],
+        found: NDArray[np.int64],
+        bounds: NDArray[np.int64],
+        first: NDArray[np.int64],
+        counts: NDArray[np.int64],
+        rows: NDArray[np.intp],
+    ) -> None:
+        """Find the positions of ``rows`` by binary search, one brand at a time (in place)."""
+        for row in rows.tolist():
+            start, count = int(first[row, 0]), int(counts[row])
+            found[row] = start + keys[start : start + count].searchsorted(bounds[row])
+
+    def _step(
+        self, keys: NDArray[np.int64], found: NDArray[np.int64], bounds: NDArray[np.int64]
+    ) -> NDArray[np.bool_]:
+        """Step the positions ``found`` (in place) up while the key there is below its
+        bound, and down while the key before is not; the rows not settled in
+        :attr:`STEPS` steps."""
+        flat, want = found.reshape(-1), bounds.reshape(-1)
+        up = np.flatnonzero(keys[flat] < want)
+        for _ in range(self.STEPS):
+            if not len(up):
+                break
+            flat[up] += 1
+            up = up[keys[flat[up]] < want[up]]
+        down = np.flatnonzero(keys[flat - 1] >= want)
+        for _ in range(self.STEPS):
+            if not len(down):
+                break
+            flat[down] -= 1
+            down = down[keys[flat[down] - 1] >= want[down]]
+        lost = np.zeros(found.shape[0], dtype=np.bool_)
+        width = found.shape[1]
+        lost[up // width] = True
+        lost[down // width] = True
+        return lost
+
+    def _keep(
+        self,
+        brands: Sequence[str],
+        rows: list[int],
+        offsets: NDArray[np.int64],
+        base: NDArray[np.int64],
+    ) -> None:
+        """Remember what was found (in the rows of the brands known, or afresh)."""
+        if len(self.offsets) and self.offsets.shape[1] == offsets.shape[1] and min(rows) >= 0:
+            at = np.asarray(rows, dtype=np.intp)
+            self.offsets[at] = offsets
+            self.base[at] = base
+            return
+        self.rows = {brand: row for row, brand in enumerate(brands)}
+        self.offsets, self.base = offsets, base
 
 
 class VelocityWindows:
@@ -371,11 +630,13 @@ class VelocityWindows:
     """
 
     __slots__ = (
+        "_arena",
         "_changes",
         "_dirty",
         "_first",
         "_keys",
         "_low",
+        "_positions",
         "_prefix",
         "_series",
         "_sets",
@@ -412,8 +673,11 @@ class VelocityWindows:
         # brand -> starts of the buckets that may hold author or story sets, ascending
         self._sets: dict[str, list[int]] = {}
         self._dirty: set[tuple[str, int]] = set()
-        # brand -> running sums of the unfiltered counts (built on first read)
+        # brand -> running sums of the unfiltered counts (built on first read), all in one arena
         self._prefix: dict[str, _Prefix] = {}
+        self._arena = _Arena(self._prefix)
+        # the bulk read's last positions (see running_at)
+        self._positions: _Positions | None = None
         # brand -> a number that moves whenever anything a read of the brand sees changes
         self._changes: dict[str, int] = {}
 
@@ -605,9 +869,10 @@ class VelocityWindows:
                 bounds = [-(-(end_us - k * width_us) // size_us) for k in range(count + 1)]
                 low = self._low[brand] // self._size
                 self._extend(brand, prefix)
-                sums, keys = prefix.sums[measure], prefix.keys
-                at = [sums[bisect_left(keys, low if b < low else b)] for b in bounds]
-                return [float(at[k] - at[k + 1]) for k in range(count)]
+                # reads clamp to the lowest bucket held: pruned buckets still summed cancel out
+                at = prefix.sums(measure)[prefix.keys().searchsorted(np.maximum(bounds, low))]
+                windows: list[float] = (at[:-1] - at[1:]).astype(np.float64).tolist()
+                return windows
         return [
             self.value(
                 brand,
@@ -631,38 +896,47 @@ class VelocityWindows:
         what :meth:`value` reads over that range (the rows of different brands have
         different origins: only differences within a row mean anything). A brand with no
         bucket reads zeros. The Evaluate stage's screen reads every brand's windows in one
-        pass through this."""
+        pass through this: every brand's sums are in one arena, so finding where each
+        bound falls and reading the sums there are a few numpy operations over all brands
+        (:class:`_Positions`)."""
         wanted = [m for m in _COUNTS if m in set(measures)]
-        count = len(indices)
-        out = {m: np.zeros((len(brands), count), dtype=np.int64) for m in wanted}
-        if not count or not wanted:
-            return out
-        size = self._size
-        series, lows = self._series, self._low
-        frombuffer, int64, maximum = np.frombuffer, np.int64, np.maximum
-        targets = [out[m] for m in wanted]
-        held = self._prefix
-        for row, brand in enumerate(brands):
+        shape = (len(brands), len(indices))
+        if not shape[0] or not shape[1] or not wanted:
+            return {m: np.zeros(shape, dtype=np.int64) for m in wanted}
+        held = self._summed(brands)  # first: summing may move the regions
+        size, lows = self._size, self._low
+        starts = np.fromiter((p.start if p else 0 for p in held), np.int64, shape[0])
+        counts = np.fromiter((p.count if p else 0 for p in held), np.int64, shape[0])
+        low = np.fromiter(
+            (lows[b] // size if p else _FLOOR for b, p in zip(brands, held, strict=True)),
+            np.int64,
+            shape[0],
+        )
+        # reads clamp to the lowest bucket held: pruned buckets still summed cancel out
+        bounds = np.maximum(np.asarray(indices, dtype=np.int64)[None, :], low[:, None])
+        if self._positions is None:
+            self._positions = _Positions()
+        at = self._positions.find(self._arena.keys, brands, starts, counts, bounds)
+        sums = self._arena.sums
+        return {m: sums[_ROW[m]][at] for m in wanted}
+
+    def _summed(self, brands: Sequence[str]) -> list[_Prefix | None]:
+        """The running sums of each of ``brands`` with nothing pending (None: no bucket)."""
+        held, series, lows = self._prefix, self._series, self._low
+        out: list[_Prefix | None] = []
+        growing: list[tuple[str, _Prefix]] = []
+        for brand in brands:
             prefix = held.get(brand)
-            if prefix is None:
-                if brand not in series or brand not in lows:
-                    continue
+            if prefix is None and brand in series and brand in lows:
                 prefix = self._running(brand)
-                if prefix is None:
-                    continue
-            if prefix.pending:
+            if prefix is not None and prefix.pending:
+                growing.append((brand, prefix))
+            out.append(prefix)
+        if growing:  # room for them all at once (the first read after a start sums everything)
+            needs = (p.count + len(p.pending) + 2 for _, p in growing)
+            self._arena.reserve(sum(_Prefix.room(need) for need in needs))
+            for brand, prefix in growing:
                 self._extend(brand, prefix)
-            keys = prefix.keys
-            if not keys:
-                continue
-            # reads clamp to the lowest bucket held: pruned buckets still summed cancel out
-            at = maximum(
-                frombuffer(keys, dtype=int64).searchsorted(indices),
-                bisect_left(keys, lows[brand] // size),
-            )
-            sums = prefix.sums
-            for m, target in zip(wanted, targets, strict=True):
-                target[row] = frombuffer(sums[m], dtype=int64)[at]
         return out
 
     def first_seen_seconds(self, brands: Sequence[str]) -> NDArray[np.int64]:
@@ -680,34 +954,15 @@ class VelocityWindows:
         series = self._series.get(brand)
         if not series or brand not in self._low:
             return None
-        prefix = self._prefix[brand] = _Prefix()
+        prefix = self._prefix[brand] = _Prefix(self._arena)
         size = self._size
         prefix.pending = [key // size for key in series]
         return prefix
 
     def _extend(self, brand: str, prefix: _Prefix) -> None:
         """Sum the pending buckets in (the running sums are then exact everywhere)."""
-        if not prefix.pending:
-            return
-        pending = sorted(set(prefix.pending))
-        prefix.pending = []
-        sums = prefix.sums
-        totals, negatives, positives = sums["total"], sums["negative"], sums["positive"]
-        t, n, p = totals[-1], negatives[-1], positives[-1]
-        size = self._size
-        get = self._series[brand].get
-        keys = prefix.keys
-        for index in pending:
-            bucket = get(index * size)
-            if bucket is None:  # pruned since
-                continue
-            keys.append(index)
-            t += bucket.total
-            n += bucket.negative
-            p += bucket.positive
-            totals.append(t)
-            negatives.append(n)
-            positives.append(p)
+        if prefix.pending:
+            prefix.extend(self._series[brand].get, self._size)
 
     def _between(self, brand: str, prefix: _Prefix, measure: str, first: int, last: int) -> int:
         """An unfiltered count over the bucket indices ``[first, last)``."""
@@ -716,8 +971,9 @@ class VelocityWindows:
         if last <= first:
             return 0
         self._extend(brand, prefix)
-        sums, keys = prefix.sums[measure], prefix.keys
-        return sums[bisect_left(keys, last)] - sums[bisect_left(keys, first)]
+        at = prefix.keys().searchsorted((last, first))
+        sums = prefix.sums(measure)
+        return int(sums[at[0]] - sums[at[1]])
 
     def count(self, brand: str, metric: Metric, start: datetime, end: datetime) -> int:
         """``value`` as a whole number (for counting measures such as total and negative)."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
@@ -61,9 +63,23 @@ T0 = datetime(2026, 3, 2, 9, 0, 7, tzinfo=UTC)
 BRANDS = ("Acme", "Globex", "Initech")
 
 
-def _processor(store: Store | None = None, *, readings: bool = True) -> Processor:
-    """A processor on ``store`` (a restart: it loads what the store holds) or a new one."""
-    config = load_config_text(CONFIG, "rules.yaml", {})
+ONE_BRAND_RULE = """
+  - name: acme-only
+    brands: [Acme, Initech]
+    levels:
+      watch:
+        when: {type: volume, metric: negative, window: 3m, above: 3}
+    resolve_after: 2m
+"""
+
+
+def _processor(
+    store: Store | None = None, *, readings: bool = True, restricted: bool = False
+) -> Processor:
+    """A processor on ``store`` (a restart: it loads what the store holds) or a new one;
+    ``restricted``: with a rule that applies to two of the brands only."""
+    text = CONFIG.replace("\nroutes:", ONE_BRAND_RULE + "routes:") if restricted else CONFIG
+    config = load_config_text(text, "rules.yaml", {})
     return Processor(config, store or Store.open(":memory:"), Metrics(), readings=readings)
 
 
@@ -81,15 +97,34 @@ def _decisions(alerts: Sequence[Alert]) -> list[tuple[object, ...]]:
     return [(a.id, a.kind, a.level, a.facts) for a in alerts]
 
 
-@pytest.mark.parametrize(("seed", "readings"), [(1, True), (2, True), (3, False), (4, False)])
+def _spied(p: Processor) -> list[tuple[str, tuple[str, ...]]]:
+    """Record, for each rule planned, the brands it must evaluate."""
+    evaluated: list[tuple[str, tuple[str, ...]]] = []
+    real = p._coalesce
+
+    def spy(rule, brands, *rest, **named):  # type: ignore[no-untyped-def]
+        plan = real(rule, brands, *rest, **named)
+        due = tuple(b for b, d in zip(brands, plan.due, strict=True) if d)
+        evaluated.append((rule.name, due))
+        return plan
+
+    p._coalesce = spy  # type: ignore[method-assign]
+    return evaluated
+
+
+@pytest.mark.parametrize(
+    ("seed", "readings", "restricted"),
+    [(1, True, False), (2, True, False), (3, False, False), (4, False, False), (5, True, True)],
+)
 def test_coalesced_evaluation_decides_like_evaluating_everything(
-    seed: int, readings: bool, monkeypatch: pytest.MonkeyPatch
+    seed: int, readings: bool, restricted: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Over a random schedule (bursts, quiet stretches, late counts, ticks several times a
     bucket and across buckets), a processor that skips settled keys raises the same alerts
     with the same facts, keeps the same engine state and shows the same gauges as one that
     evaluates every rule for every brand and sets every gauge at every tick; and it does
-    skip. A rule fails now and then (its gauges go, and come back when it runs again).
+    skip (one run has a rule that applies to two of the brands only). A rule fails now
+    and then (its gauges go, and come back when it runs again).
     Restarted from its store now and then, it resumes exactly (the engine state it
     writes only when changed, re-encoding only changed keys, is the state it holds)."""
     rng = random.Random(seed)
@@ -102,14 +137,17 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
         return real_evaluate(rule, *rest, **named)
 
     monkeypatch.setattr(processor_module, "evaluate_rule_checks", flaky)
-    coalesced, everything = _processor(readings=readings), _processor()
-    everything._coalesce = lambda rule, brands, *_: Plan(list(brands), set())  # type: ignore[method-assign]
+    coalesced = _processor(readings=readings, restricted=restricted)
+    everything = _processor(restricted=restricted)
+    everything._coalesce = lambda rule, brands, *_, **__: Plan(  # type: ignore[method-assign]
+        np.ones(len(brands), dtype=np.bool_), np.zeros(len(brands), dtype=np.bool_)
+    )
     everything.screening = False  # every key checked by the engine, one by one
     skipped = 0
     now = T0
     for i in range(260):
         if i % 40 == 39:
-            restarted = _processor(coalesced.store, readings=readings)
+            restarted = _processor(coalesced.store, readings=readings, restricted=restricted)
             assert restarted.state.to_json() == coalesced.state.to_json()
             coalesced = restarted
         now += timedelta(seconds=rng.choice([5, 10, 20, 30, 45, 60, 90, 300, -100]))
@@ -122,10 +160,10 @@ def test_coalesced_evaluation_decides_like_evaluating_everything(
             for p in (coalesced, everything):
                 p.windows.add(brand, now - late, sample, weight=weight)
         due = sum(
-            len(
+            int(
                 coalesced._coalesce(
-                    r, BRANDS, coalesced.state, now, read_epoch(now, BUCKET), coalesced._settled
-                )[0]
+                    r, BRANDS, coalesced.state, now, read_epoch(now, BUCKET)
+                ).due.sum()
             )
             for r in coalesced.rules
         )
@@ -149,15 +187,7 @@ def test_a_quiet_brand_is_evaluated_once_per_bucket_and_when_its_windows_change(
     never skipped."""
     p = _processor()
     p.windows.add("Acme", T0 - timedelta(minutes=40), Sample(negative=False))  # warm, kept
-    evaluated: list[tuple[str, tuple[str, ...]]] = []
-    real = p._coalesce
-
-    def spy(rule, brands, *rest):  # type: ignore[no-untyped-def]
-        plan = real(rule, brands, *rest)
-        evaluated.append((rule.name, tuple(plan.due)))
-        return plan
-
-    p._coalesce = spy  # type: ignore[method-assign]
+    evaluated = _spied(p)
     p.evaluate(T0)
     assert evaluated == [(r.name, BRANDS) for r in p.rules]
     evaluated.clear()
@@ -224,3 +254,57 @@ def test_the_engine_state_is_written_only_when_it_changed() -> None:
     p.evaluate(T0 + timedelta(seconds=30))  # neg opens for Globex
     assert written[-1] == p.state.to_json()
     assert p.store.load_engine_state() == p.state.to_json()
+
+
+def test_a_key_whose_state_changed_behind_the_memo_is_evaluated_again() -> None:
+    """A key's state replaced from outside the evaluation (an equal state, but not the one
+    the memo recorded) is not taken for settled: it is evaluated again in the same bucket,
+    and the other keys are still skipped."""
+    p = _processor()
+    p.windows.add("Acme", T0 - timedelta(minutes=40), Sample(negative=False))
+    p.evaluate(T0)
+    evaluated = _spied(p)
+    keys = dict(p.state.keys)
+    old = keys[("neg", "Globex")]
+    keys[("neg", "Globex")] = replace(old, timers=dict(old.timers))
+    p.state = replace(p.state, keys=keys)
+    p.evaluate(T0 + timedelta(seconds=20))
+    assert evaluated[:2] == [("neg", ("Globex",)), ("spike", ())]
+    evaluated.clear()
+    p.evaluate(T0 + timedelta(seconds=30))  # settled again: nothing due
+    assert evaluated[:2] == [("neg", ()), ("spike", ())]
+
+
+def test_handing_a_brand_off_keeps_what_is_settled_of_the_others() -> None:
+    """When a brand leaves (and comes back), the others' keys stay settled: the next
+    evaluation in the same bucket skips them; the brand adopted back is evaluated."""
+    p = _processor()
+    p.windows.add("Acme", T0 - timedelta(minutes=40), Sample(negative=False))
+    p.evaluate(T0)
+    evaluated = _spied(p)
+    handed = p.export_brand("Globex")
+    p.evaluate(T0 + timedelta(seconds=20))
+    assert evaluated[:2] == [("neg", ()), ("spike", ())]
+    evaluated.clear()
+    p.adopt_brand(handed)
+    p.evaluate(T0 + timedelta(seconds=30))
+    assert evaluated[:2] == [("neg", ("Globex",)), ("spike", ("Globex",))]
+
+
+def test_a_failed_evaluation_forgets_what_was_settled() -> None:
+    """An evaluation that fails part-way (here: writing to the store) leaves nothing
+    settled that the state held does not show: the next one evaluates every key again."""
+    p = _processor()
+    p.evaluate(T0)
+    evaluated = _spied(p)
+
+    def broken(w: EvaluateWrite) -> None:
+        raise RuntimeError("disk full")
+
+    real, p.store.write_evaluate = p.store.write_evaluate, broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        p.evaluate(T0 + timedelta(seconds=20))
+    p.store.write_evaluate = real  # type: ignore[method-assign]
+    evaluated.clear()
+    p.evaluate(T0 + timedelta(seconds=30))
+    assert evaluated[:2] == [("neg", BRANDS), ("spike", BRANDS)]

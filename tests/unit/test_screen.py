@@ -5,10 +5,12 @@ agree with the engine wherever it is sure, and its readings are the engine's."""
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,7 +189,7 @@ def test_the_screen_is_never_wrong_where_it_is_sure(
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
     for row, brand in enumerate(BRANDS):
         made = checks[brand]
-        if brand in screen.still:
+        if brand in screen.brands(table, screen.still):
             assert not any(check.holds for check in made), (brand, made)
         for level, check, readings in zip(rule.levels, made, screen.readings, strict=True):
             leaves = list(condition_leaves(level.when))
@@ -222,12 +224,54 @@ def test_a_level_whose_all_has_a_surely_failing_leaf_is_settled_without_the_engi
     table = table_for([rule], BRANDS, windows, T0)
     assert table is not None
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert screen.still == {"Globex", "Initech", "Umbrella"}
+    assert screen.brands(table, screen.still) == {"Globex", "Initech", "Umbrella"}
     # the voices leaf has no bulk reading; the volume leaf's is the count
     watch = screen.readings[0]
     assert watch[1] is None
     assert watch[0] is not None
     assert watch[0].value.tolist() == [9.0, 2.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_z_score_readings_over_a_long_history_are_the_engines_to_the_last_bit(
+    direction: str,
+) -> None:
+    """A mean z-score over hundreds of windows of very different counts: the screen's
+    value, threshold and baseline are the engine's exactly (its sums add the windows in
+    the engine's order; summed pairwise, the deviation would differ in the last bits)."""
+    rule = _rule(
+        {
+            "type": "zscore",
+            "metric": "total",
+            "window": "2m",
+            "history": 288,
+            "threshold": 3,
+            "min_volume": 1,
+            "direction": direction,
+        },
+        {"type": "volume", "metric": "total", "window": "5m", "above": 10**9},
+    )
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(days=2))
+    rng = random.Random(7)
+    for minute in range(600):
+        for row, brand in enumerate(BRANDS):
+            weight = rng.choice([0, 1, 3, 17, 250, 4099]) * (row + 1)
+            windows.add(brand, T0 - timedelta(minutes=minute, seconds=-3), Sample(False), weight)
+    now = T0 + timedelta(seconds=30)
+    table = table_for([rule], BRANDS, windows, now)
+    assert table is not None
+    screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
+    _, _, checks = evaluate_rule_checks(rule, BRANDS, windows, EngineState(), now)
+    reading = screen.readings[0][0]
+    assert reading is not None
+    assert reading.threshold is not None
+    assert reading.baseline is not None
+    for row, brand in enumerate(BRANDS):
+        fact = checks[brand][0].readings[0]
+        assert fact is not None
+        assert float(reading.value[row]) == fact.value
+        assert float(reading.threshold[row]) == fact.threshold
+        assert float(reading.baseline[row]) == fact.baseline
 
 
 def test_a_brand_with_a_bucket_far_ahead_is_read_in_bulk_exactly() -> None:
@@ -244,7 +288,7 @@ def test_a_brand_with_a_bucket_far_ahead_is_read_in_bulk_exactly() -> None:
     table = table_for([rule], BRANDS, windows, T0)
     assert table is not None
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert screen.still == {"Acme", "Initech", "Umbrella"}
+    assert screen.brands(table, screen.still) == {"Acme", "Initech", "Umbrella"}
     watch = screen.readings[0][0]
     assert watch is not None
     assert watch.value.tolist() == [1.0, 3.0, 0.0, 0.0]
@@ -281,10 +325,12 @@ def test_a_sunk_brand_holds_nothing_until_its_next_mention(
     if table is None:
         return
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert screen.sunk <= screen.still
+    assert screen.brands(table, screen.sunk) <= screen.brands(table, screen.still)
     for minutes in later:
         at = now + timedelta(minutes=minutes)
-        _, _, checks = evaluate_rule_checks(rule, sorted(screen.sunk), windows, EngineState(), at)
+        _, _, checks = evaluate_rule_checks(
+            rule, sorted(screen.brands(table, screen.sunk)), windows, EngineState(), at
+        )
         for brand, made in checks.items():
             assert not any(check.holds for check in made), (brand, minutes)
 
@@ -309,9 +355,11 @@ def test_a_share_that_time_can_raise_is_not_sunk() -> None:
     table = table_for([rule], BRANDS, windows, T0)
     assert table is not None
     screen = screen_rule(rule, table, np.arange(len(BRANDS), dtype=np.intp))
-    assert "Acme" in screen.still
-    assert "Acme" not in screen.sunk
-    assert {"Globex", "Initech", "Umbrella"} <= screen.sunk  # nothing at all: volume 0 < 1
+    assert "Acme" in screen.brands(table, screen.still)
+    assert "Acme" not in screen.brands(table, screen.sunk)
+    assert {"Globex", "Initech", "Umbrella"} <= screen.brands(
+        table, screen.sunk
+    )  # nothing at all: volume 0 < 1
     _, _, checks = evaluate_rule_checks(
         rule, ["Acme"], windows, EngineState(), T0 + timedelta(minutes=3)
     )

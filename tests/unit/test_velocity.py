@@ -20,7 +20,13 @@ from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
 from listener.processor import sample_of
 from listener.rules.conditions import CountView
 from listener.scoring.reach import reach_score
-from listener.scoring.velocity import DISTINCT_MEASURES, MEASURES, Sample, VelocityWindows
+from listener.scoring.velocity import (
+    DISTINCT_MEASURES,
+    MEASURES,
+    Sample,
+    VelocityWindows,
+    _Arena,
+)
 from listener.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -1022,7 +1028,7 @@ def test_running_sums_drop_many_pruned_buckets_and_stay_exact() -> None:
     assert w.value("acme", "total", T0, T0 + 3000 * MIN) == sum(1 + m % 4 for m in range(3000))
     now = T0 + 3000 * MIN
     w.prune(now)
-    assert len(w._prefix["acme"].keys) < 3000 - 512  # the pruned entries went
+    assert w._prefix["acme"].count < 3000 - 512  # the pruned entries went
     for late in (2990, 2500, 2999):
         w.add("acme", T0 + late * MIN, Sample(negative=True), 2)
     for start in (2400, 2450, 2700, 2990):
@@ -1035,6 +1041,159 @@ def test_running_sums_drop_many_pruned_buckets_and_stay_exact() -> None:
         w.value("acme", "negative", now - (k + 1) * 100 * MIN, now - k * 100 * MIN)
         for k in range(5)
     ]
+
+
+BULK_BRANDS = ("b0", "b1", "b2", "b3", "b4", "b5")
+OFFSETS = (0, 1, 2, 3, 5, 8, 13, 21, 34)  # minutes before now each bound reads from
+BULK_STEP = st.one_of(
+    st.tuples(
+        st.just("add"),
+        st.sampled_from(BULK_BRANDS),
+        st.integers(-40, 2),  # minutes from now: late, current, a little ahead
+        st.integers(0, 3),
+        st.booleans(),
+    ),
+    st.tuples(st.just("add"), st.sampled_from(BULK_BRANDS), st.just(0), st.just(1), st.just(True)),
+    st.tuples(st.just("burst"), st.sampled_from(BULK_BRANDS), st.integers(-30, 0)),
+    st.tuples(st.just("tick"), st.sampled_from([0, 1, 1, 1, 2, 3, -1, 12])),
+    st.tuples(st.just("read"), st.lists(st.sampled_from(BULK_BRANDS), unique=True)),
+    st.tuples(st.just("read"), st.just(list(BULK_BRANDS))),
+    st.tuples(st.just("prune")),
+    st.tuples(st.just("drop"), st.sampled_from(BULK_BRANDS)),
+    st.tuples(st.just("hand-off"), st.sampled_from(BULK_BRANDS)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(BULK_STEP, min_size=10, max_size=120), retention=st.integers(5, 90))
+def test_bulk_reads_over_moving_bounds_match_brute_force(
+    steps: list[tuple[object, ...]], retention: int
+) -> None:
+    """The bulk read of many brands at bounds that move with the clock (a bucket or a few
+    per tick, sometimes back, sometimes far), interleaved with adds in and out of time
+    order (and bursts of late buckets), prunes, brands dropped and handed off (their
+    running sums moving about the shared arena, which grows and compacts), gives every
+    window exactly its brute-force count, for all brands or any subset, in any order."""
+    w = VelocityWindows(bucket=MIN, retention=retention * MIN)
+    counts: dict[str, dict[int, list[int]]] = {b: {} for b in BULK_BRANDS}  # minute -> counts
+    now = 100  # minutes after T0; reads happen 7 s into the minute
+    for step in steps:
+        kind = step[0]
+        if kind in ("add", "burst"):
+            brand, offset = step[1], step[2]
+            assert isinstance(brand, str)
+            assert isinstance(offset, int)
+            late = (
+                [(offset, step[3], step[4])]
+                if kind == "add"
+                else [(offset - k, 1, k % 2) for k in range(12)]
+            )
+            for when, weight, negative in late:
+                assert isinstance(weight, int)
+                minute = now + when
+                w.add(brand, T0 + minute * MIN, Sample(negative=bool(negative)), weight)
+                held = counts[brand].setdefault(minute, [0, 0])
+                held[0] += weight
+                held[1] += weight if negative else 0
+        elif kind == "tick":
+            assert isinstance(step[1], int)
+            now += step[1]
+        elif kind == "prune":
+            w.prune(T0 + now * MIN + 7 * timedelta(seconds=1))
+            for held in counts.values():
+                for minute in [m for m in held if m < now + 1 - retention]:
+                    del held[minute]
+        elif kind == "drop":
+            assert isinstance(step[1], str)
+            w.drop_brand(step[1])
+            counts[step[1]] = {}
+        elif kind == "hand-off":
+            assert isinstance(step[1], str)
+            rows, first = w.export_brand(step[1]), w.first_seen(step[1])
+            w.drop_brand(step[1])
+            w.load(rows)
+            if first is not None:
+                w.start_history(step[1], first)
+        else:
+            names = step[1]
+            assert isinstance(names, list)
+            if not names:
+                continue
+            base = (T0 - EPOCH) // MIN + now  # the bucket index of now's minute
+            # bounds: the first bucket starting at or after now (+7 s) - offset
+            indices = np.array([base + 1 - offset for offset in OFFSETS], dtype=np.int64)
+            bulk = w.running_at(names, indices, ("total", "negative"))
+            for row, brand in enumerate(names):
+                for j in range(len(OFFSETS) - 1):
+                    lo, hi = now + 1 - OFFSETS[j + 1], now + 1 - OFFSETS[j]
+                    window = [c for m, c in counts[brand].items() if lo <= m < hi]
+                    for col, measure in enumerate(("total", "negative")):
+                        sums = bulk[measure][row]
+                        expected = sum(c[col] for c in window)
+                        assert sums[j] - sums[j + 1] == expected, (brand, measure, j)
+
+
+def test_the_arena_compacts_and_reads_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brands that grow their running sums, most of them then dropped while the others
+    grow on: the shared arena reclaims the room left behind (compacts) and stays within a
+    few times what the brands hold, and every brand reads what summing its buckets gives,
+    in bulk and one range at a time."""
+    w = VelocityWindows(bucket=MIN, retention=timedelta(days=1))
+    brands = [f"b{i}" for i in range(30)]
+    for minute in range(200):
+        for i, brand in enumerate(brands):
+            if minute % (i % 5 + 1) == 0:
+                w.add(brand, T0 + minute * MIN, Sample(negative=minute % 3 == 0), 1 + i % 2)
+        if minute % 20 == 19:
+            w.running_at(brands, np.array([0, 10**9], dtype=np.int64), ("total",))
+    arena = w._arena
+    rebuilt: list[bool] = []
+    rebuild = _Arena._rebuild
+
+    def spy(self: _Arena, capacity: int, compact: bool) -> None:
+        rebuilt.append(compact)
+        rebuild(self, capacity, compact)
+
+    monkeypatch.setattr(_Arena, "_rebuild", spy)
+    for brand in brands[:25]:
+        w.drop_brand(brand)
+    for minute in range(200, 1000):  # the others grow, and move into the room left behind
+        for brand in brands[25:]:
+            w.add(brand, T0 + minute * MIN, Sample(negative=True), 3)
+        if minute % 10 == 0:
+            w.running_at(brands, np.array([0, 10**9], dtype=np.int64), ("total",))
+    assert True in rebuilt  # the room left behind was reclaimed
+    assert len(arena.keys) <= 4 * sum(p.size for p in w._prefix.values()) + 64
+    start = (T0 - EPOCH) // MIN
+    bulk = w.running_at(brands, np.array([start, start + 130, start + 1000]), ("total", "negative"))
+    for row, brand in enumerate(brands):
+        for j, (lo, hi) in enumerate([(0, 130), (130, 1000)]):
+            for measure in ("total", "negative"):
+                expected = w.value(brand, measure, T0 + lo * MIN, T0 + hi * MIN)
+                sums = bulk[measure][row]
+                assert sums[j + 1] - sums[j] == expected, (brand, measure, lo)
+    assert (
+        w.value("b29", "total", T0, T0 + 260 * MIN)
+        == sum(2 for m in range(200) if m % 5 == 0) + 3 * 60
+    )
+    assert w.value("b0", "total", T0, T0 + 260 * MIN) == 0
+
+
+def test_bulk_reads_after_many_late_buckets_stay_exact() -> None:
+    """More late buckets than the bulk read steps over between two reads of the same
+    bounds: the brand's positions are searched for again, and read exactly."""
+    w = VelocityWindows(bucket=MIN, retention=timedelta(hours=2))
+    for minute in range(0, 60, 3):
+        w.add("acme", T0 + minute * MIN, NEUTRAL)
+        w.add("globex", T0 + minute * MIN, NEUTRAL, 2)
+    start = (T0 - EPOCH) // MIN
+    indices = np.array([start + 60, start + 45, start + 30, start])
+    w.running_at(["acme", "globex"], indices, ("total",))
+    for minute in range(31, 60, 3):  # ten new buckets in the middle of acme's history
+        w.add("acme", T0 + minute * MIN, NEUTRAL, 5)
+    bulk = w.running_at(["acme", "globex"], indices, ("total",))["total"]
+    assert (bulk[0, :-1] - bulk[0, 1:]).tolist() == [5 + 25, 5 + 25, 10]
+    assert (bulk[1, :-1] - bulk[1, 1:]).tolist() == [10, 10, 20]
 
 
 def test_bulk_reads_do_not_count_pruned_buckets() -> None:
