@@ -102,6 +102,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Final, get_args
 
 import numpy as np
@@ -319,6 +321,9 @@ _FLOOR = np.iinfo(np.int64).min
 _CEILING = np.iinfo(np.int64).max
 _ROW = {m: i for i, m in enumerate(_COUNTS)}
 """The row of each unfiltered count in :attr:`_Arena.sums`."""
+_GET_COUNTS = tuple(attrgetter(m) for m in _COUNTS)
+_NO_REGION = (0, 0, _FLOOR)
+"""The region of a brand with nothing summed: the empty one, read from anywhere."""
 
 
 class _Arena:
@@ -429,14 +434,19 @@ class _Prefix:
             if new:
                 self.pending.append(index)
             return
-        keys = self.keys()
-        at = int(keys.searchsorted(index))
-        self.pending.extend(keys[at:].tolist())
-        if new and keys[at] != index:
+        keys = self.arena.keys
+        first = self.start + 1
+        if index == last:  # the latest bucket again (the usual add after a read): unsum it
+            at = self.count - 1
             self.pending.append(index)
+        else:
+            at = int(keys[first : first + self.count].searchsorted(index))
+            self.pending.extend(keys[first + at : first + self.count].tolist())
+            if new and keys.item(first + at) != index:
+                self.pending.append(index)
         self.count = at
-        self.arena.keys[self.start + 1 + at] = _CEILING
-        self.last = int(keys[at - 1]) if at else None
+        keys[first + at] = _CEILING
+        self.last = keys.item(first + at - 1) if at else None
 
     def position(self, index: int) -> int:
         """How many summed buckets have an index below ``index``."""
@@ -447,35 +457,37 @@ class _Prefix:
         when pruned since; ``size``: the bucket length in seconds)."""
         if not self.pending:
             return
-        pending = sorted(set(self.pending))
+        indices = sorted(set(self.pending)) if len(self.pending) > 1 else self.pending
         self.pending = []
-        indices: list[int] = []
-        counts: tuple[list[int], list[int], list[int]] = ([], [], [])
-        totals, negatives, positives = counts
-        for index in pending:
-            bucket = bucket_at(index * size)
-            if bucket is not None:  # else pruned since
-                indices.append(index)
-                totals.append(bucket.total)
-                negatives.append(bucket.negative)
-                positives.append(bucket.positive)
-        if not indices:
-            return
+        found = [bucket_at(index * size) for index in indices]
+        buckets = [b for b in found if b is not None]
+        if len(buckets) < len(found):  # pruned since
+            indices = [index for index, b in zip(indices, found, strict=True) if b is not None]
+            if not indices:
+                return
         count, added = self.count, len(indices)
         if count + added + 2 > self.size:
             self._move(count + added + 2)
         arena, at = self.arena, self.start + 1 + count
         keys, sums = arena.keys, arena.sums
-        keys[at : at + added] = indices
         keys[at + added] = _CEILING
         if added > 8:  # a brand's history summed at once
-            sums[:, at + 1 : at + 1 + added] = sums[:, at, None] + np.cumsum(counts, axis=1)
+            keys[at : at + added] = indices
+            counts = np.array(
+                [np.fromiter(map(get, buckets), np.int64, added) for get in _GET_COUNTS]
+            )
+            sums[:, at + 1 : at + 1 + added] = sums[:, at, None] + counts.cumsum(axis=1)
         else:  # the usual read after an add: a bucket or two, cheaper one by one
-            for row, values in zip(sums, counts, strict=True):
-                running = int(row[at])
-                for j, value in enumerate(values, start=at + 1):
-                    running += value
-                    row[j] = running
+            totals, negatives, positives = sums
+            total, negative, positive = sums[:, at].tolist()
+            for j, (index, bucket) in enumerate(zip(indices, buckets, strict=True), start=at):
+                keys[j] = index
+                total += bucket.total
+                negative += bucket.negative
+                positive += bucket.positive
+                totals[j + 1] = total
+                negatives[j + 1] = negative
+                positives[j + 1] = positive
         self.count = count + added
         self.last = indices[-1]
 
@@ -525,15 +537,18 @@ class _Positions:
     positions found are exact: a row it cannot settle in a few steps (a brand new here,
     a jump in time, many late buckets) is searched for directly."""
 
-    __slots__ = ("base", "offsets", "rows")
+    __slots__ = ("base", "brands", "offsets", "rows")
 
     STEPS: Final = 8
     """How many steps up or down a guess may take (and how far the bounds may have moved
     since it was made) before its row is searched for instead."""
 
     def __init__(self) -> None:
+        self.brands: tuple[str, ...] = ()
         self.rows: dict[str, int] = {}
+        """The row of each brand in :attr:`offsets` (:attr:`brands` in order)."""
         self.offsets: NDArray[np.int64] = np.zeros((0, 0), dtype=np.int64)
+        """Per brand and bound: how many of its keys lay below the bound."""
         self.base: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         """The first bound of each row when it was found (how far the bounds moved since)."""
 
@@ -547,22 +562,33 @@ class _Positions:
     ) -> NDArray[np.int64]:
         """The position in ``keys`` (the arena's) of the first key at or above each of
         ``bounds`` (brands × bounds) in the region of each brand (``starts``, ``counts``)."""
+        names = tuple(brands)
         first = (starts + 1)[:, None]
-        rows = [self.rows.get(brand, -1) for brand in brands]
-        known = np.fromiter((r >= 0 for r in rows), np.bool_, len(rows))
-        if len(self.offsets) and self.offsets.shape[1] == bounds.shape[1]:
-            at = np.where(known, rows, 0)
-            guess = np.minimum(self.offsets[at], counts[:, None])
-            known &= np.abs(bounds[:, 0] - self.base[at]) <= self.STEPS
-        else:
+        rows: NDArray[np.intp] | None = None  # the rows of ``names`` here (None: in order)
+        if self.offsets.shape[1] != bounds.shape[1]:  # other bounds: nothing to start from
             guess = np.zeros(bounds.shape, dtype=np.int64)
-            known[:] = False
-        found = first + guess
+            known = np.zeros(len(names), dtype=np.bool_)
+        elif names == self.brands:  # the usual tick: every brand read again
+            guess = self.offsets
+            known = np.abs(bounds[:, 0] - self.base) <= self.STEPS
+        else:  # some brands (those due within a bucket), or others
+            rows = np.fromiter((self.rows.get(b, -1) for b in names), np.intp, len(names))
+            held = np.maximum(rows, 0)
+            guess = self.offsets[held]
+            known = (rows >= 0) & (np.abs(bounds[:, 0] - self.base[held]) <= self.STEPS)
+        found = first + np.minimum(guess, counts[:, None])
         self._search(keys, found, bounds, first, counts, np.flatnonzero(~known))
         if known.any():
             lost = self._step(keys, found, bounds)
             self._search(keys, found, bounds, first, counts, np.flatnonzero(lost))
-        self._keep(brands, rows, found - first, bounds[:, 0])
+        offsets, base = found - first, bounds[:, 0].copy()
+        if rows is not None and (rows >= 0).all():
+            self.offsets[rows] = offsets
+            self.base[rows] = base
+        else:
+            if names != self.brands:
+                self.brands, self.rows = names, {b: row for row, b in enumerate(names)}
+            self.offsets, self.base = offsets, base
         return found
 
     @staticmethod
@@ -603,22 +629,6 @@ class _Positions:
         lost[up // width] = True
         lost[down // width] = True
         return lost
-
-    def _keep(
-        self,
-        brands: Sequence[str],
-        rows: list[int],
-        offsets: NDArray[np.int64],
-        base: NDArray[np.int64],
-    ) -> None:
-        """Remember what was found (in the rows of the brands known, or afresh)."""
-        if len(self.offsets) and self.offsets.shape[1] == offsets.shape[1] and min(rows) >= 0:
-            at = np.asarray(rows, dtype=np.intp)
-            self.offsets[at] = offsets
-            self.base[at] = base
-            return
-        self.rows = {brand: row for row, brand in enumerate(brands)}
-        self.offsets, self.base = offsets, base
 
 
 class VelocityWindows:
@@ -904,15 +914,8 @@ class VelocityWindows:
         shape = (len(brands), len(indices))
         if not shape[0] or not shape[1] or not wanted:
             return {m: np.zeros(shape, dtype=np.int64) for m in wanted}
-        held = self._summed(brands)  # first: summing may move the regions
-        size, lows = self._size, self._low
-        starts = np.fromiter((p.start if p else 0 for p in held), np.int64, shape[0])
-        counts = np.fromiter((p.count if p else 0 for p in held), np.int64, shape[0])
-        low = np.fromiter(
-            (lows[b] // size if p else _FLOOR for b, p in zip(brands, held, strict=True)),
-            np.int64,
-            shape[0],
-        )
+        regions = self._regions(brands)
+        starts, counts, low = regions[:, 0], regions[:, 1], regions[:, 2]
         # reads clamp to the lowest bucket held: pruned buckets still summed cancel out
         bounds = np.maximum(np.asarray(indices, dtype=np.int64)[None, :], low[:, None])
         if self._positions is None:
@@ -921,8 +924,10 @@ class VelocityWindows:
         sums = self._arena.sums
         return {m: sums[_ROW[m]][at] for m in wanted}
 
-    def _summed(self, brands: Sequence[str]) -> list[_Prefix | None]:
-        """The running sums of each of ``brands`` with nothing pending (None: no bucket)."""
+    def _regions(self, brands: Sequence[str]) -> NDArray[np.int64]:
+        """Per brand (a row): the start and count of its running sums' region in the arena,
+        with nothing pending, and the index of its lowest bucket held (the empty region and
+        the int64 minimum for a brand with no bucket)."""
         held, series, lows = self._prefix, self._series, self._low
         out: list[_Prefix | None] = []
         growing: list[tuple[str, _Prefix]] = []
@@ -933,12 +938,17 @@ class VelocityWindows:
             if prefix is not None and prefix.pending:
                 growing.append((brand, prefix))
             out.append(prefix)
-        if growing:  # room for them all at once (the first read after a start sums everything)
-            needs = (p.count + len(p.pending) + 2 for _, p in growing)
-            self._arena.reserve(sum(_Prefix.room(need) for need in needs))
+        if growing:  # room for all that move at once (the first read after a start sums all)
+            needs = ((p.count + len(p.pending) + 2, p.size) for _, p in growing)
+            self._arena.reserve(sum(_Prefix.room(need) for need, room in needs if need > room))
             for brand, prefix in growing:
                 self._extend(brand, prefix)
-        return out
+        size = self._size
+        found = chain.from_iterable(
+            (p.start, p.count, lows[b] // size) if p else _NO_REGION
+            for b, p in zip(brands, out, strict=True)
+        )
+        return np.fromiter(found, np.int64, 3 * len(brands)).reshape(-1, 3)
 
     def first_seen_seconds(self, brands: Sequence[str]) -> NDArray[np.int64]:
         """:meth:`first_seen` of each of ``brands`` as epoch seconds (the int64 minimum
@@ -972,9 +982,11 @@ class VelocityWindows:
         if last <= first:
             return 0
         self._extend(brand, prefix)
-        at = prefix.keys().searchsorted((last, first))
-        sums = prefix.sums(measure)
-        return int(sums[at[0]] - sums[at[1]])
+        start = prefix.start + 1
+        hi, lo = self._arena.keys[start : start + prefix.count].searchsorted((last, first))
+        sums = self._arena.sums
+        row = _ROW[measure]
+        return sums.item(row, start + hi) - sums.item(row, start + lo)
 
     def count(self, brand: str, metric: Metric, start: datetime, end: datetime) -> int:
         """``value`` as a whole number (for counting measures such as total and negative)."""
