@@ -23,8 +23,8 @@ alternatives whose matches begin with a word character is split by that characte
 ``c(?:derivatives by c, in order)`` branches; alternatives that begin with different
 characters can never match at the same place, so only the order within a branch matters.
 The splitting stops at the end of the first word (a continuation that may match nothing or
-begins with a non-word character is written out as it is), which keeps the regex about as
-large as the alternation itself.
+begins with a non-word character is written out as it is; so is one past :data:`MAX_DEPTH`
+characters), which keeps the regex about as large as the alternation itself.
 """
 
 from __future__ import annotations
@@ -342,7 +342,8 @@ def factor(alternatives: Sequence[tuple[L, str]]) -> Factored[L]:
     """``(label, pattern)`` pairs as one regex equivalent to ``p0|p1|...``: wherever that
     alternation matches (given what surrounds it) this one matches the same span, and the
     label of the capturing group that closed last is the label of the alternative that
-    matched there."""
+    matched there. Compile it without flags that change which characters a literal
+    matches (``IGNORECASE``): branches are told apart by their literal first characters."""
     labels: list[L] = []
     items = [(label, option) for label, pattern in alternatives for option in _options(pattern)]
     return Factored(_alternation(items, labels, 0), tuple(labels))
