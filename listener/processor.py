@@ -105,8 +105,9 @@ def windows_for(rules: Sequence[CompiledRule]) -> VelocityWindows:
     )
 
 
-def sample_of(s: ScoredMention) -> Sample:
-    """What the velocity windows count of a scored mention.
+def sample_of(s: ScoredMention, *, distinct: bool = True) -> Sample:
+    """What the velocity windows count of a scored mention; without author and story
+    when not ``distinct`` (it then adds to no voice or story count).
 
     Voices are ``source:handle`` (the same handle on two platforms is two voices).
     """
@@ -117,8 +118,8 @@ def sample_of(s: ScoredMention) -> Sample:
         positive=label == "positive",
         compound=s.sentiment.compound,
         reach=reach_of(s),
-        author=f"{m.source}:{m.author.handle}" if m.author.handle else None,
-        story=s.story,
+        author=f"{m.source}:{m.author.handle}" if distinct and m.author.handle else None,
+        story=s.story if distinct else None,
         categories=s.categories,
         source=m.source,
         language=m.language,
@@ -500,6 +501,9 @@ class Processor:
             seen = self.store.seen(batch) if batch else set()
             fresh = [m for k, m in batch.items() if k not in seen]
             oldest = now - self.windows.retention
+            # the next prune (at this now or later) strips the buckets before this of their
+            # authors and stories: adding them without is the same, and encodes them once
+            sets_from = self.windows.sets_from(now)
             quiet_until = dict(self.quiet_until)
             span = self.quiet_span()
             scored = self.stage.run(fresh, now)
@@ -514,7 +518,7 @@ class Processor:
                 if at < oldest:
                     stale += 1
                     continue
-                sample = sample_of(s)
+                sample = sample_of(s, distinct=at >= sets_from)
                 for brand in brands:
                     if brand in self.released:
                         continue  # another worker holds it

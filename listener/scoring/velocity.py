@@ -47,11 +47,15 @@ Contract (pure, in memory; the caller persists and restores):
   before ``now - distinct_retention`` are dropped earlier (to bound memory): from then on
   those buckets add nothing to ``voices`` and ``stories`` measures (size
   ``distinct_retention`` to the longest look-back of a rule on a distinct measure).
+* ``sets_from(now)``: mentions before it fall in buckets that a prune at ``now`` strips
+  of their sets, so a caller about to prune at ``now`` (or later) may add them without
+  author and story (a backfill, a batch spanning hours): the windows after that prune
+  are the same, and the bucket is encoded once, without sets, instead of twice.
 * ``drain_dirty()`` hands out the buckets changed since the last drain (added to, or
   stripped of their sets by a prune) as ``(brand, bucket_start, json)`` rows, for
   writing to SQLite; ``load(rows)`` restores buckets from such rows (and does not mark
   them dirty). Buckets dropped by ``prune`` are no longer dirty; ``prune`` returns their
-  keys so the caller can delete them from the store.
+  keys so the caller can delete them from the store. The rows' form is under **Rows**.
 * **Hand-off** (a brand's state moving to another worker): ``export_brand(brand)`` gives
   every bucket of the brand as rows (dirty or not), ``drop_brand(brand)`` forgets the
   brand, and ``load(rows)`` plus ``start_history(brand, first_seen)`` restore it
@@ -64,6 +68,22 @@ per day of ``retention``, with mentions in every 1-minute bucket: about 0.55 MiB
 sub-series, 1.2 MiB with one (one source, the processor's usual case: 8.5 MiB for a 7-day
 seasonal rule), and about 0.65 MiB more per further combination present in every minute
 (3 sources × 2 languages: about 4.4 MiB per day).
+
+**Rows.** A bucket is one JSON array, ``[first_seen, whole, part, part, ...]``. A *cell*
+(the measures of the whole bucket, or of one sub-series) is written as ``total,
+negative, positive, reach, negative_reach, sentiment_sum``, then, only when it holds any,
+its four sets ``voices, negative_voices, stories, negative_stories`` (each a sorted list,
+``0`` when empty). ``whole`` is a cell as a list, or ``null`` when the bucket has a single
+sub-series holding every mention of it (the bucket is that sub-series: the processor's
+usual case, each mention having a source). A part is ``[source, language, [categories],
+cell...]`` (``null`` for no source or language). When the parts' totals add up to the
+whole's, every mention is in a part and the whole's sets are the unions of the parts'
+(not written); otherwise they are written. Parts are written in the order they were
+made and floats as Python's ``repr`` (exact), so a loaded bucket equals the one dumped
+and every read of it sums the same numbers in the same order (reads sum buckets in time
+order). Rows written before schema 6 are JSON objects (``{"total": 1, ..., "voices":
+[...], "parts": [{"source": ..., ...}], "first_seen": ...}``: every measure of the whole
+and of each part, zeros left out) and load as they did.
 
 Datetimes may be aware (any zone) or naive (taken as UTC).
 """
@@ -197,46 +217,83 @@ class _Cell:
     def drop_sets(self) -> None:
         self.voices = self.negative_voices = self.stories = self.negative_stories = None
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for name in _COUNTS + _SUMS:
-            value = getattr(self, name)
-            if value:
-                data[name] = value
-        for name in _SETS:
-            members = getattr(self, name)
-            if members:
-                data[name] = sorted(members)
-        return data
+    def row(self, sets: bool = True) -> list[Any]:
+        """The cell as a row writes it (see **Rows** in the module docstring): the six
+        numbers, then the four sets when it holds any (and ``sets``)."""
+        values: list[Any] = [
+            self.total,
+            self.negative,
+            self.positive,
+            self.reach,
+            self.negative_reach,
+            self.sentiment_sum,
+        ]
+        if sets and (self.voices is not None or self.stories is not None):
+            v, nv, st, nst = self.voices, self.negative_voices, self.stories, self.negative_stories
+            values += (
+                sorted(v) if v else 0,
+                sorted(nv) if nv else 0,
+                sorted(st) if st else 0,
+                sorted(nst) if nst else 0,
+            )
+        return values
+
+    @classmethod
+    def from_row(cls, values: list[Any], start: int, where: str) -> _Cell:
+        """The cell written from ``values[start]`` on by :meth:`row`."""
+        n = len(values) - start
+        if n != 6 and n != 10:
+            raise ValueError(f"{where}: expected 6 or 10 measures, not {n}")
+        cell = cls()
+        for name, value in zip(_COUNTS + _SUMS, values[start : start + 6], strict=True):
+            setattr(cell, name, _measure(name, value, where))
+        if n == 10:
+            for name, members in zip(_SETS, values[start + 6 :], strict=True):
+                if members != 0:
+                    setattr(cell, name, _members(name, members, where))
+        return cell._checked(where)
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> _Cell:
+        """A cell of a row written before schema 6 (a JSON object)."""
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected an object")
         cell = cls()
         for name in _COUNTS:
-            value = data.get(name, 0)
-            if type(value) is not int or value < 0:
-                raise ValueError(f"{where}: bad {name} {value!r}")
-            setattr(cell, name, value)
+            setattr(cell, name, _measure(name, data.get(name, 0), where))
         for name in _SUMS:
-            value = data.get(name, 0.0)
-            if type(value) not in (int, float) or not math.isfinite(value):
-                raise ValueError(f"{where}: bad {name} {value!r}")
-            setattr(cell, name, float(value))
+            setattr(cell, name, _measure(name, data.get(name, 0.0), where))
         for name in _SETS:
             members = data.get(name)
-            if members is None:
-                continue
-            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-                raise ValueError(f"{where}: bad {name} {members!r}")
-            setattr(cell, name, set(members) or None)
-        if cell.negative > cell.total or cell.positive > cell.total:
+            if members is not None:
+                setattr(cell, name, _members(name, members, where))
+        return cell._checked(where)
+
+    def _checked(self, where: str) -> _Cell:
+        if self.negative > self.total or self.positive > self.total:
             raise ValueError(
-                f"{where}: bad counts: total={cell.total}, negative={cell.negative}, "
-                f"positive={cell.positive}"
+                f"{where}: bad counts: total={self.total}, negative={self.negative}, "
+                f"positive={self.positive}"
             )
-        return cell
+        return self
+
+
+def _measure(name: str, value: Any, where: str) -> int | float:
+    """A stored count (a whole number, not negative) or sum (finite, as a float)."""
+    if name in _COUNTS:
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{where}: bad {name} {value!r}")
+        return value
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise ValueError(f"{where}: bad {name} {value!r}")
+    return float(value)
+
+
+def _members(name: str, members: Any, where: str) -> set[str] | None:
+    """A stored set (a list of strings; None when empty)."""
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise ValueError(f"{where}: bad {name} {members!r}")
+    return set(members) or None
 
 
 _PartKey = tuple[str | None, str | None, tuple[str, ...]]
@@ -316,6 +373,7 @@ class VelocityWindows:
         "_changes",
         "_dirty",
         "_first",
+        "_keys",
         "_low",
         "_prefix",
         "_series",
@@ -346,10 +404,12 @@ class VelocityWindows:
         self._series: dict[str, dict[int, _Bucket]] = {}
         # brand -> earliest bucket start ever added or loaded
         self._first: dict[str, int] = {}
-        # brand -> at most the earliest bucket start held (prune skips brands with nothing old)
+        # brand -> the starts of its buckets, ascending (prune cuts a prefix)
+        self._keys: dict[str, list[int]] = {}
+        # brand -> the earliest bucket start held
         self._low: dict[str, int] = {}
-        # brand -> starts of the buckets that may hold author or story sets
-        self._sets: dict[str, set[int]] = {}
+        # brand -> starts of the buckets that may hold author or story sets, ascending
+        self._sets: dict[str, list[int]] = {}
         self._dirty: set[tuple[str, int]] = set()
         # brand -> running sums of the unfiltered counts (built on first read)
         self._prefix: dict[str, _Prefix] = {}
@@ -374,7 +434,9 @@ class VelocityWindows:
 
     def bucket_start(self, at: datetime) -> int:
         """The epoch second at which the bucket holding ``at`` starts."""
-        return ((as_utc(at) - _EPOCH) // _SECOND) // self._size * self._size
+        if at.tzinfo is None:  # naive: UTC (an aware time subtracts whatever its zone)
+            at = at.replace(tzinfo=UTC)
+        return ((at - _EPOCH) // _SECOND) // self._size * self._size
 
     # ------------------------------------------------------------------ writing
 
@@ -391,17 +453,23 @@ class VelocityWindows:
         if bucket is None:
             bucket = series[key] = _Bucket()
             self._created(brand, key)
+            keys = self._keys.get(brand)
+            if keys is None:
+                self._keys[brand] = [key]
+            else:
+                _insert(keys, key)
         bucket.add(sample, weight)
-        self._changed(brand)
+        changes = self._changes
+        changes[brand] = changes.get(brand, 0) + 1
         prefix = self._prefix.get(brand)
         if prefix is not None:
             prefix.touch(key // self._size, new)
         if weight and (sample.author is not None or sample.story is not None):
             held = self._sets.get(brand)
             if held is None:
-                self._sets[brand] = {key}
+                self._sets[brand] = [key]
             else:
-                held.add(key)
+                _insert(held, key)
         source, language, categories = sample.source, sample.language, sample.categories
         if source is not None or language is not None or categories:
             parts = bucket.parts
@@ -413,6 +481,16 @@ class VelocityWindows:
                 cell = parts[part] = _Cell()
             cell.add(sample, weight)
         self._dirty.add((brand, key))
+
+    def sets_from(self, now: datetime) -> datetime:
+        """The start of the earliest bucket whose author and story sets a prune at ``now``
+        keeps: a mention before it adds to no voice or story count that any read after
+        that prune sees, so it may be added without author and story (see the module
+        docstring)."""
+        kept = min(self.distinct_retention or self.retention, self.retention)
+        cut_us = (as_utc(now) - _EPOCH) // _MICRO - kept // _MICRO
+        below = -(-cut_us // 1_000_000)  # prune strips the buckets starting before this
+        return _EPOCH + timedelta(seconds=-(-below // self._size) * self._size)
 
     def _created(self, brand: str, key: int) -> None:
         first = self._first.get(brand)
@@ -440,8 +518,12 @@ class VelocityWindows:
         if last - first <= len(series):
             get = series.get
             return [b for b in (get(i * size) for i in range(first, last)) if b is not None]
-        lo, hi = first * size, last * size
-        return [b for key, b in series.items() if lo <= key < hi]
+        # in time order too (the order of their sums), whatever order they were made in
+        keys = self._keys[brand]
+        return [
+            series[k]
+            for k in keys[bisect_left(keys, first * size) : bisect_left(keys, last * size)]
+        ]
 
     def value(
         self,
@@ -657,7 +739,7 @@ class VelocityWindows:
         series = self._series.get(brand)
         if not series:
             return []
-        return [(brand, key, self._dump(brand, series[key])) for key in sorted(series)]
+        return [(brand, key, self._dump(brand, series[key])) for key in self._keys[brand]]
 
     def drop_brand(self, brand: str) -> None:
         """Forget ``brand``: its buckets (dirty or not), their sets and running sums, and
@@ -666,6 +748,7 @@ class VelocityWindows:
             return
         self._series.pop(brand, None)
         self._first.pop(brand, None)
+        self._keys.pop(brand, None)
         self._low.pop(brand, None)
         self._sets.pop(brand, None)
         self._prefix.pop(brand, None)
@@ -687,99 +770,129 @@ class VelocityWindows:
     def prune(self, now: datetime) -> list[tuple[str, int]]:
         """Drop buckets starting before ``now - retention`` (return their ``(brand, start)``)
         and the author/story sets of buckets starting before ``now - distinct_retention``
-        (marking those buckets dirty)."""
+        (marking those buckets dirty). The cost follows what goes, not what stays: each
+        brand's bucket starts (and those of its buckets holding sets) are kept ascending,
+        so what a prune takes is a prefix found by bisection."""
         now_us = (as_utc(now) - _EPOCH) // _MICRO
         cutoff_us = now_us - self.retention // _MICRO
         distinct = self.distinct_retention
         distinct_us = now_us - distinct // _MICRO if distinct is not None else cutoff_us
+        # the buckets starting (whole seconds) before these go, lose their sets
+        drop_below = -(-cutoff_us // 1_000_000)
+        strip_below = max(drop_below, -(-distinct_us // 1_000_000))
         dropped: list[tuple[str, int]] = []
+        dirty = self._dirty
         for brand in list(self._series):
             series = self._series[brand]
-            held = self._sets.get(brand, set())
-            if self._low[brand] * 1_000_000 < cutoff_us:
-                old = sorted(key for key in series if key * 1_000_000 < cutoff_us)
-                for key in old:
+            keys = self._keys[brand]
+            if keys[0] < drop_below:
+                cut = bisect_left(keys, drop_below)
+                for key in keys[:cut]:
                     del series[key]
-                    held.discard(key)
-                    self._dirty.discard((brand, key))
+                    dirty.discard((brand, key))
                     dropped.append((brand, key))
-                if series:
-                    self._low[brand] = min(series)
+                del keys[:cut]
+                if keys:
+                    self._low[brand] = keys[0]
                     prefix = self._prefix.get(brand)
                     if prefix is not None:
-                        prefix.advance(self._low[brand] // self._size)
+                        prefix.advance(keys[0] // self._size)
                 else:
-                    del self._series[brand], self._low[brand]
+                    del self._series[brand], self._low[brand], self._keys[brand]
                     self._prefix.pop(brand, None)
-            if distinct_us > cutoff_us:
-                for key in [k for k in held if k * 1_000_000 < distinct_us]:
-                    held.discard(key)
-                    if _strip(series[key]):
-                        self._dirty.add((brand, key))
+            held = self._sets.get(brand)
+            if held and held[0] < strip_below:
+                cut = bisect_left(held, strip_below)
+                for key in held[:cut]:
+                    bucket = series.get(key)  # None: dropped above
+                    if bucket is not None and _strip(bucket):
+                        dirty.add((brand, key))
+                del held[:cut]
+                if not held:
+                    del self._sets[brand]
         return dropped
 
     def drain_dirty(self) -> list[BucketRow]:
         """Rows for the buckets changed since the last drain, sorted by brand then start."""
         rows: list[BucketRow] = []
+        series = self._series
+        dump = self._dump
         for brand, key in sorted(self._dirty):
-            bucket = self._series.get(brand, {}).get(key)
+            bucket = series.get(brand, {}).get(key)
             if bucket is not None:
-                rows.append((brand, key, self._dump(brand, bucket)))
+                rows.append((brand, key, dump(brand, bucket)))
         self._dirty.clear()
         return rows
 
     def _dump(self, brand: str, bucket: _Bucket) -> str:
-        data = bucket.to_json()
-        if bucket.parts:
-            parts = []
-            for (source, language, categories), cell in sorted(
-                bucket.parts.items(), key=lambda item: _part_order(item[0])
-            ):
-                part: dict[str, Any] = {}
-                if source is not None:
-                    part["source"] = source
-                if language is not None:
-                    part["language"] = language
-                if categories:
-                    part["categories"] = list(categories)
-                part.update(cell.to_json())
-                parts.append(part)
-            data["parts"] = parts
-        data["first_seen"] = self._first[brand]
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        """The row of a bucket (see **Rows** in the module docstring)."""
+        row: list[Any] = [self._first[brand], None]
+        parts = bucket.parts
+        if not parts:
+            row[1] = bucket.row()
+            return _encode(row)
+        held = 0
+        # in the order they were made: loaded, they sum (filtered reads) in the same order
+        for (source, language, categories), cell in parts.items():
+            held += cell.total
+            row.append([source, language, categories, *cell.row()])
+        if len(parts) > 1 or held != bucket.total:
+            # the whole's sets are the unions of the parts' when these hold every mention
+            row[1] = bucket.row(sets=held != bucket.total)
+        return _encode(row)
 
     def load(self, rows: Iterable[BucketRow]) -> None:
-        """Restore buckets from rows (replacing any in memory with the same key).
+        """Restore buckets from rows (replacing any in memory with the same key), in the
+        form :meth:`drain_dirty` writes or the one written before schema 6.
 
         Raises ``ValueError`` on a row whose start is not bucket-aligned or whose JSON is
         not a bucket (bad JSON, negative counts, more negatives or positives than
-        mentions, sets that are not lists of strings).
+        mentions, parts holding more mentions than the bucket, sets that are not lists of
+        strings).
         """
-        for brand, key, blob in rows:
-            where = f"bucket {key} of {brand!r}"
-            if key % self._size:
-                raise ValueError(f"{where}: start is not a multiple of {self._size}s")
-            try:
-                data = json.loads(blob)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{where}: bad JSON: {exc}") from None
-            bucket = _load_bucket(data, where)
-            first = data.get("first_seen", key)
-            if type(first) is not int:
-                raise ValueError(f"{where}: bad first_seen {first!r}")
-            self._series.setdefault(brand, {})[key] = bucket
-            self._prefix.pop(brand, None)
-            self._changed(brand)
-            self._created(brand, key)
-            if first < self._first[brand]:
-                self._first[brand] = first
-            if bucket.has_sets() or any(c.has_sets() for c in (bucket.parts or {}).values()):
-                self._sets.setdefault(brand, set()).add(key)
+        touched: set[str] = set()
+        try:
+            for brand, key, blob in rows:
+                where = f"bucket {key} of {brand!r}"
+                if key % self._size:
+                    raise ValueError(f"{where}: start is not a multiple of {self._size}s")
+                try:
+                    data = json.loads(blob)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{where}: bad JSON: {exc}") from None
+                if isinstance(data, list):
+                    bucket, first = _bucket_from_row(data, where)
+                else:
+                    bucket, first = _bucket_from_object(data, key, where)
+                self._series.setdefault(brand, {})[key] = bucket
+                touched.add(brand)
+                self._prefix.pop(brand, None)
+                self._changed(brand)
+                self._created(brand, key)
+                if first < self._first[brand]:
+                    self._first[brand] = first
+                if bucket.has_sets() or any(c.has_sets() for c in (bucket.parts or {}).values()):
+                    self._sets.setdefault(brand, []).append(key)
+        finally:  # rows come in any order: sort the indexes of each brand loaded once
+            for brand in touched:
+                self._keys[brand] = sorted(self._series[brand])
+                held = self._sets.get(brand)
+                if held is not None:
+                    self._sets[brand] = sorted(set(held))
 
 
-def _part_order(key: _PartKey) -> tuple[str, str, tuple[str, ...]]:
-    source, language, categories = key
-    return (source or "", language or "", categories)
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _insert(keys: list[int], key: int) -> None:
+    """Put ``key`` into the ascending ``keys`` unless it is there: an append when it is
+    the latest (the usual case: buckets are made as time goes), else a bisection."""
+    if not keys or key > keys[-1]:
+        keys.append(key)
+    elif key != keys[-1]:
+        at = bisect_left(keys, key)
+        if keys[at] != key:
+            keys.insert(at, key)
 
 
 def _strip(bucket: _Bucket) -> bool:
@@ -792,26 +905,81 @@ def _strip(bucket: _Bucket) -> bool:
     return had
 
 
-def _load_bucket(data: Any, where: str) -> _Bucket:
-    cell = _Cell.from_json(data, where)
+def _bucket_of(cell: _Cell) -> _Bucket:
+    """A bucket with the measures of ``cell`` (sets copied: they change apart)."""
     bucket = _Bucket()
-    for name in _Cell.__slots__:
+    for name in _COUNTS + _SUMS:
         setattr(bucket, name, getattr(cell, name))
+    for name in _SETS:
+        members = getattr(cell, name)
+        setattr(bucket, name, set(members) if members else None)
+    return bucket
+
+
+def _part_key(raw: Any, where: str) -> _PartKey:
+    source, language, categories = raw
+    if not (source is None or isinstance(source, str)) or not (
+        language is None or isinstance(language, str)
+    ):
+        raise ValueError(f"{where}: bad source or language")
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise ValueError(f"{where}: bad categories {categories!r}")
+    return (source, language, tuple(categories))
+
+
+def _bucket_from_row(data: list[Any], where: str) -> tuple[_Bucket, int]:
+    """A bucket and its brand's first_seen from a row (see **Rows**)."""
+    if len(data) < 2:
+        raise ValueError(f"{where}: expected [first_seen, whole, parts...]")
+    first, whole = data[0], data[1]
+    if type(first) is not int:
+        raise ValueError(f"{where}: bad first_seen {first!r}")
+    parts: dict[_PartKey, _Cell] = {}
+    for i, raw in enumerate(data[2:]):
+        at = f"{where}, part {i}"
+        if not isinstance(raw, list) or len(raw) < 3:
+            raise ValueError(f"{at}: expected [source, language, categories, measures...]")
+        parts[_part_key(raw[:3], at)] = _Cell.from_row(raw, 3, at)
+    if whole is None:
+        if len(parts) != 1:
+            raise ValueError(f"{where}: no measures of its own needs exactly one part")
+        bucket = _bucket_of(next(iter(parts.values())))
+    elif isinstance(whole, list):
+        bucket = _bucket_of(_Cell.from_row(whole, 0, where))
+        held = sum(cell.total for cell in parts.values())
+        if held > bucket.total:
+            raise ValueError(f"{where}: parts hold {held} mentions, the bucket {bucket.total}")
+        if parts and held == bucket.total:  # every mention is in a part
+            for name in _SETS:
+                union: set[str] = set()
+                for cell in parts.values():
+                    members = getattr(cell, name)
+                    if members:
+                        union |= members
+                setattr(bucket, name, union or None)
+    else:
+        raise ValueError(f"{where}: bad measures {whole!r}")
+    bucket.parts = parts or None
+    return bucket, first
+
+
+def _bucket_from_object(data: Any, key: int, where: str) -> tuple[_Bucket, int]:
+    """A bucket and its brand's first_seen from a row written before schema 6."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an array or an object")
+    bucket = _bucket_of(_Cell.from_json(data, where))
     raw_parts = data.get("parts", [])
     if not isinstance(raw_parts, list):
         raise ValueError(f"{where}: bad parts {raw_parts!r}")
     for i, raw in enumerate(raw_parts):
         at = f"{where}, part {i}"
         part = _Cell.from_json(raw, at)
-        source, language = raw.get("source"), raw.get("language")
         categories = raw.get("categories", [])
-        if not (source is None or isinstance(source, str)) or not (
-            language is None or isinstance(language, str)
-        ):
-            raise ValueError(f"{at}: bad source or language")
-        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
-            raise ValueError(f"{at}: bad categories {categories!r}")
+        found = _part_key((raw.get("source"), raw.get("language"), categories), at)
         if bucket.parts is None:
             bucket.parts = {}
-        bucket.parts[(source, language, tuple(categories))] = part
-    return bucket
+        bucket.parts[found] = part
+    first = data.get("first_seen", key)
+    if type(first) is not int:
+        raise ValueError(f"{where}: bad first_seen {first!r}")
+    return bucket, first

@@ -15,7 +15,7 @@ from listener.collectors.fetch import redact_url
 from listener.collectors.rss import feed_key
 from listener.errors import StoreError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version 2: ``buckets`` holds one JSON blob per bucket (``listener.scoring.velocity``).
 Opening a version-1 file drops and recreates the ``buckets`` table, so velocity window
 history (and the rules' warm-up) restarts once after the upgrade; nothing else changes.
@@ -27,7 +27,13 @@ only what the columns do not, without null fields; ``tags`` only what is set) an
 ``mention_brands`` is a ``WITHOUT ROWID`` table keyed by (brand, created_at, source, id)
 (no rowid, no index holding a second copy of the rows). Rows written
 before stay readable as they are; opening an older file rebuilds ``mention_brands`` once.
-A version-4 listener refuses a version-5 file (it could not read the compact rows)."""
+A version-4 listener refuses a version-5 file (it could not read the compact rows).
+Version 6: ``buckets`` rows are written as JSON arrays, the measures in a fixed order and
+a bucket holding one sub-series written once (:mod:`listener.scoring.velocity`, **Rows**):
+about a third of the bytes, and a third of the time to encode. The table is unchanged and
+rows written before (JSON objects) load as they are and take the new form when next
+written, so opening an older file changes nothing in it; a version-5 listener refuses a
+version-6 file (it could not read the new rows)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mentions (

@@ -16,7 +16,7 @@ from listener.metrics import Metrics
 from listener.model import Author, Mention
 from listener.processor import BUCKET, Processor
 from listener.rules.source_health import SourceStatus
-from listener.store import Store
+from listener.store import EvaluateWrite, Store
 
 CONFIG = """
 brands:
@@ -168,6 +168,45 @@ def test_restart_between_ingest_and_evaluate_loses_nothing(tmp_path: Path, confi
     p3 = open_processor(tmp_path / "s.db", config)
     assert p3.evaluate(T0 + timedelta(seconds=40)) == []
     assert p3.store.outbox.pending() == {"ops": 1}
+
+
+def test_a_batch_reaching_back_counts_old_mentions_without_voices_or_stories(
+    tmp_path: Path, config: Config
+) -> None:
+    """Mentions of a batch from before the windows' distinct retention (a backfill, a batch
+    spanning hours) count, but add no voice or story: the evaluation's prune would strip
+    them. Their buckets are written once, by the ingest (the evaluation has nothing to
+    strip), and a restart restores the same windows."""
+    slow = (
+        "  - name: slow\n    levels:\n      watch:\n"
+        "        when: {type: volume, window: 3h, above: 99}\n"
+    )
+    config = load_config_text(CONFIG.replace("routes:", slow + "routes:"), "rules.yaml", {})
+    p = open_processor(tmp_path / "s.db", config)
+    assert p.windows.retention == timedelta(hours=3, minutes=10)
+    assert p.windows.distinct_retention == timedelta(minutes=70)
+    now = T0 + timedelta(hours=2)
+    old = [angry(i, T0 + timedelta(minutes=i)) for i in range(5)]
+    recent = [angry(10 + i, now - timedelta(minutes=i + 1)) for i in range(3)]
+    written: list[int] = []
+    write_evaluate = p.store.write_evaluate
+
+    def spy(w: EvaluateWrite) -> None:
+        written.append(len(w.buckets))
+        write_evaluate(w)
+
+    p.store.write_evaluate = spy  # type: ignore[method-assign]
+    p.ingest("news", old + recent, now)
+    p.evaluate(now)
+    assert written == [0]
+    span = (T0 - timedelta(hours=1), now + timedelta(minutes=1))
+    assert p.windows.value("Acme", "total", *span) == 8
+    assert p.windows.value("Acme", "voices", *span) == 3  # the recent authors only
+    assert p.windows.value("Acme", "negative_voices", *span) == 3
+    assert p.windows.value("Acme", "stories", *span) == 1  # near-duplicates: one story
+    p.store.close()
+    again = open_processor(tmp_path / "s.db", config)
+    assert again.windows.export_brand("Acme") == p.windows.export_brand("Acme")
 
 
 def test_a_failing_rule_does_not_stop_the_others(tmp_path: Path, config: Config) -> None:
