@@ -44,9 +44,17 @@ class Database:
         (:meth:`write`, :meth:`write_many`: how silences and acks are written; the stages'
         transactions never touch them) and ``PRAGMA data_version``, which moves when
         another connection, in this process or another, commits. Caches of what those
-        writers change compare it before use (one cheap statement, no table read)."""
-        with self.guard("read") as c:
-            return self._edits, int(c.execute("PRAGMA data_version").fetchone()[0])
+        writers change compare it before use (one statement, no table read; read every
+        evaluation, so without :meth:`guard`'s context manager around it). A ``:memory:``
+        database (a backtest's) belongs to its connection alone: no statement is needed."""
+        if self.path == ":memory:":
+            return self._edits, 0
+        with self.lock:
+            try:
+                found = self.conn.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as exc:
+                raise self.error("read", exc) from None
+            return self._edits, int(found[0])
 
     def error(self, what: str, exc: sqlite3.Error) -> StoreError:
         """The StoreError for ``exc`` raised while doing ``what``."""

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from listener.errors import StoreError
 from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment, Silence
@@ -83,6 +85,61 @@ def test_compact_rows_keep_every_field_but_the_columns() -> None:
     data["author"]["handle"] = row[8].partition(":")[2]
     rebuilt = Mention.from_dict({**data, "source": row[0], "id": row[1], "created_at": T0})
     assert rebuilt.to_dict() == full
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(max_size=40),
+    url=st.none() | st.just("https://x.example/1"),
+    handle=st.none() | st.sampled_from(["", "ann", 'o"brien']),
+    display_name=st.none() | st.text(max_size=5),
+    followers=st.none() | st.integers(0, 10**6),
+    language=st.none() | st.just("en"),
+    likes=st.none() | st.integers(0, 9),
+    quotes=st.none() | st.integers(0, 9),
+    is_repost=st.booleans(),
+    reposted_id=st.none() | st.just("r1"),
+    title=st.none() | st.text(max_size=5),
+)
+def test_compact_rows_read_back_any_mention(
+    text: str,
+    url: str | None,
+    handle: str | None,
+    display_name: str | None,
+    followers: int | None,
+    language: str | None,
+    likes: int | None,
+    quotes: int | None,
+    is_repost: bool,
+    reposted_id: str | None,
+    title: str | None,
+) -> None:
+    """Whatever fields a mention has, its row's ``data`` is compact JSON (the text alone
+    written as ``{"text":...}``) that rebuilds the mention with the row's columns."""
+    mention = Mention(
+        source="x",
+        id="m1",
+        text=text,
+        created_at=T0,
+        url=url,
+        author=Author(handle=handle, display_name=display_name, followers=followers),
+        language=language,
+        engagement=Engagement(likes=likes, quotes=quotes),
+        is_repost=is_repost,
+        reposted_id=reposted_id,
+        title=title,
+    )
+    scored_ = ScoredMention(mention, ("Acme",), Sentiment("neutral", 0.0), reach=0.0)
+    row = mention_row(scored_, 0.0)
+    data = json.loads(row[7])
+    assert row[7] == json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    assert None not in data.values()
+    by = row[8]
+    assert by == (f"x:{handle}" if handle else None)
+    if by is not None:
+        data.setdefault("author", {})["handle"] = by.partition(":")[2]
+    rebuilt = Mention.from_dict({**data, "source": row[0], "id": row[1], "created_at": T0})
+    assert rebuilt == mention
 
 
 def test_ingest_write_stores_mentions_cursor_buckets_and_kv_at_once(tmp_path: Path) -> None:
@@ -407,6 +464,20 @@ def test_active_silences_follow_time_and_every_writer(tmp_path: Path) -> None:
     assert other.silence_log.expire("cli", T0 + timedelta(seconds=3))
     assert active(T0 + timedelta(seconds=4)) == []
     assert active(T0 + timedelta(minutes=10)) == ["later"]
+
+
+def test_a_memory_store_reads_its_own_silences_and_acks() -> None:
+    """A ``:memory:`` store (a backtest's: no other connection can write it) still reads
+    the silences and acks written through it as soon as they are."""
+    store = Store.open(":memory:")
+    assert store.silences(active_at=T0) == []
+    assert store.acks(["i1"]) == {}
+    store.silence_log.add(_silence("now", T0, 30))
+    assert [s.id for s in store.silences(active_at=T0)] == ["now"]
+    assert store.silence_log.expire("now", T0 + timedelta(seconds=1))
+    assert store.silences(active_at=T0 + timedelta(seconds=2)) == []
+    store.ack_log.add("i1", "ana", T0)
+    assert list(store.acks(["i1"])) == ["i1"]
 
 
 def test_acks_written_by_another_connection_are_read_at_once(tmp_path: Path) -> None:
