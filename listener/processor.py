@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 import structlog
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
 
 from listener.clock import as_utc
 from listener.collectors.base import Cursor
@@ -307,6 +309,10 @@ class Processor:
         """The ``now`` of the last evaluation (what the brand gauges read up to)."""
         metrics.brands.source(self.brand_readings)
         self._leaf_cache: tuple[list[CompiledRule] | None, list[tuple[str, str, str]]] = (None, [])
+        # the labelled series of _count_matches, looked up once each
+        self._sentiment_series: dict[str, Histogram] = {}
+        self._match_series: dict[tuple[str, str], PromCounter] = {}
+        self._score_series: dict[tuple[str, str], PromCounter] = {}
         self._row_cache: tuple[tuple[str, ...], dict[str, int]] = ((), {})
         self.screening = True
         """Whether evaluation screens the due brands in bulk first (``listener.rules.screen``);
@@ -553,20 +559,34 @@ class Processor:
     # ------------------------------------------------------------------ evaluate
 
     def _count_matches(self, source: str, scored: Sequence[ScoredMention]) -> None:
-        """Matches and scores per brand; each labelled series is looked up once a batch."""
+        """Matches and scores per brand. Each labelled series is looked up once and kept
+        (``labels()`` checks and locks at every call: at 1,000 brands, a lookup per brand
+        per batch was most of the cost; nothing removes these series)."""
         per_pair: Counter[tuple[str, str]] = Counter()
         compounds: dict[str, list[float]] = {}
         for s in scored:
             for brand in s.brands:
                 per_pair[brand, s.sentiment.label] += 1
                 compounds.setdefault(brand, []).append(s.sentiment.compound)
+        metrics, histograms = self.metrics, self._sentiment_series
         for brand, values in compounds.items():
-            histogram = self.metrics.sentiment.labels(brand=brand)
+            histogram = histograms.get(brand)
+            if histogram is None:
+                histogram = histograms[brand] = metrics.sentiment.labels(brand=brand)
             for value in values:
                 histogram.observe(value)
+        matches, scores = self._match_series, self._score_series
         for (brand, label), n in per_pair.items():
-            self.metrics.matches.labels(source=source, brand=brand).inc(n)
-            self.metrics.scored.labels(brand=brand, sentiment=label).inc(n)
+            matched = matches.get((source, brand))
+            if matched is None:
+                matched = matches[source, brand] = metrics.matches.labels(
+                    source=source, brand=brand
+                )
+            matched.inc(n)
+            score = scores.get((brand, label))
+            if score is None:
+                score = scores[brand, label] = metrics.scored.labels(brand=brand, sentiment=label)
+            score.inc(n)
 
     def quiet_span(self) -> timedelta:
         """How long a backfilled brand cannot open incidents: the longest rule window."""

@@ -105,6 +105,29 @@ def test_matches_and_sentiment_are_counted_per_source_and_brand(processor: Proce
     assert sample(processor, "listener_sentiment_compound_bucket", {**globex, "le": "0.6"}) == 1
 
 
+def test_match_counts_add_up_over_batches(processor: Processor) -> None:
+    """Batch after batch, the same (source, brand) and (brand, sentiment) series keep
+    counting (the processor keeps each labelled series once looked up)."""
+    for batch in range(3):
+        texts = ["Acme is bad", "Acme is good", "Globex is bad"]
+        processor.ingest(
+            "news", [mention(10 * batch + i, t, NOW) for i, t in enumerate(texts)], NOW
+        )
+
+    def scored(brand: str, label: str) -> float | None:
+        return sample(
+            processor, "listener_mentions_scored_total", {"brand": brand, "sentiment": label}
+        )
+
+    def matches(brand: str) -> float | None:
+        return sample(processor, "listener_matches_total", {"source": "news", "brand": brand})
+
+    assert (matches("Acme"), matches("Globex")) == (6, 3)
+    assert (scored("Acme", "negative"), scored("Acme", "positive")) == (3, 3)
+    assert scored("Globex", "negative") == 3
+    assert sample(processor, "listener_sentiment_compound_count", {"brand": "Acme"}) == 6
+
+
 def test_brand_gauges_cover_the_last_hour(processor: Processor) -> None:
     """Volume, negative volume and negative share per brand count mentions dated in the
     last hour at the evaluation; a brand with none reads 0 (share 0, not NaN)."""
