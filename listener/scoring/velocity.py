@@ -86,23 +86,6 @@ whole's, every mention is in a part and the whole's sets are the unions of the p
 (not written); otherwise they are written. Parts are written in the order they were
 made and floats as Python's ``repr`` (exact), so a loaded bucket equals the one dumped
 and every read of it sums the same numbers in the same order (reads sum buckets in time
-order). Rows written before schema 6 are JSON
-objects (``{"total": 1, ..., "voices": [...], "parts": [{"source": ..., ...}],
-"first_seen": ...}``, every measure of the whole and of each part, zeros left out) and
-load as they did.
-
-**Rows.** A bucket is one JSON array, ``[first_seen, whole, part, part, ...]``. A *cell*
-(the measures of the whole bucket, or of one sub-series) is written as ``total,
-negative, positive, reach, negative_reach, sentiment_sum``, then, only when it holds any,
-its four sets ``voices, negative_voices, stories, negative_stories`` (each a sorted list,
-``0`` when empty). ``whole`` is a cell as a list, or ``null`` when the bucket has a single
-sub-series holding every mention of it (the bucket is that sub-series: the processor's
-usual case, each mention having a source). A part is ``[source, language, [categories],
-cell...]`` (``null`` for no source or language). When the parts' totals add up to the
-whole's, every mention is in a part and the whole's sets are the unions of the parts'
-(not written); otherwise they are written. Parts are written in the order they were
-made and floats as Python's ``repr`` (exact), so a loaded bucket equals the one dumped
-and every read of it sums the same numbers in the same order (reads sum buckets in time
 order). Rows written before schema 6 are JSON objects (``{"total": 1, ..., "voices":
 [...], "parts": [{"source": ..., ...}], "first_seen": ...}``: every measure of the whole
 and of each part, zeros left out) and load as they did.
