@@ -39,7 +39,10 @@ from listener.scoring.velocity import BucketRow
 
 __all__ = ["BRAND_STATE_VERSION", "BrandState", "first_seen_at", "merge_brand", "split_brand"]
 
-BRAND_STATE_VERSION = 1
+BRAND_STATE_VERSION = 2
+# 1: bucket rows as JSON objects (store schema 5); 2: bucket rows as arrays (schema 6).
+# The windows load both row forms, so a version-1 document is still read.
+_READABLE_VERSIONS = (1, 2)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 
@@ -108,7 +111,7 @@ class BrandState:
         if not isinstance(data, dict):
             raise BrandStateError("brand state is not a JSON object")
         version = data.get("version")
-        if version != BRAND_STATE_VERSION or isinstance(version, bool):
+        if version not in _READABLE_VERSIONS or isinstance(version, bool):
             raise BrandStateError(
                 f"brand state version {version!r} is not one this listener reads "
                 f"({BRAND_STATE_VERSION})"

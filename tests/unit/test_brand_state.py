@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from listener.errors import BrandHeld, BrandStateError
 from listener.model import Ack
-from listener.rules.brand_state import BrandState, first_seen_at, merge_brand, split_brand
+from listener.rules.brand_state import (
+    BRAND_STATE_VERSION,
+    BrandState,
+    first_seen_at,
+    merge_brand,
+    split_brand,
+)
 from listener.rules.notify import NotifyState, Tracked
 from listener.rules.source_health import SOURCE_HEALTH
 from listener.rules.state import EngineState, Incident, KeyState, LevelTimer
@@ -156,7 +163,8 @@ def test_a_record_holds_one_brand_only() -> None:
     [
         ("not json", "not valid JSON"),
         ("[]", "not a JSON object"),
-        ('{"version": 2, "brand": "Acme"}', "version 2"),
+        ('{"version": 3, "brand": "Acme"}', "version 3"),
+        ('{"version": true, "brand": "Acme"}', "version True"),
         ('{"version": 1, "brand": ""}', "no valid brand"),
         ('{"version": 1, "brand": "Acme"}', "malformed"),
         (
@@ -177,6 +185,29 @@ def test_malformed_json_is_a_brand_state_error(text: str, message: str) -> None:
     """Bad JSON says what is wrong with it, as a BrandStateError."""
     with pytest.raises(BrandStateError, match=message):
         BrandState.from_json(text)
+
+
+def test_a_version_1_record_with_object_bucket_rows_is_still_read() -> None:
+    """Version 1 (store schema 5) wrote bucket rows as JSON objects; the windows still load
+    them, so a record from a worker not yet upgraded is adopted with its counts."""
+    text = json.dumps(
+        {
+            "version": 1,
+            "brand": "Acme",
+            "buckets": [[60, '{"total":3,"negative":2,"first_seen":60}']],
+            "first_seen": 60,
+            "engine": {"version": 1, "keys": []},
+            "notify": {"version": 1, "incidents": {}},
+            "quiet_until": None,
+        }
+    )
+    state = BrandState.from_json(text)
+    w = VelocityWindows(retention=timedelta(hours=2))
+    w.load(state.buckets)
+    at = datetime(1970, 1, 1, 0, 1, tzinfo=UTC)
+    assert w.value("Acme", "total", at, at + timedelta(minutes=1)) == 3
+    assert w.value("Acme", "negative", at, at + timedelta(minutes=1)) == 2
+    assert json.loads(state.to_json())["version"] == BRAND_STATE_VERSION == 2
 
 
 def test_windows_hand_a_brand_over_with_every_read() -> None:
