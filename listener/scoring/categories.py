@@ -1097,7 +1097,8 @@ def _is_word(char: str) -> bool:
 def _matches(regex: re.Pattern[str], norm: str) -> Iterator[re.Match[str]]:
     """Non-empty matches of ``regex`` that do not start inside a word."""
     pos = 0
-    while (m := regex.search(norm, pos)) is not None:
+    # past the end, search would find the empty match at the end again and again
+    while pos <= len(norm) and (m := regex.search(norm, pos)) is not None:
         start, end = m.start(), m.end()
         if end > start and (start == 0 or not _is_word(norm[start - 1]) or not _is_word(m[0][0])):
             yield m

@@ -532,6 +532,18 @@ def test_gating_never_changes_a_result(text: str) -> None:
     assert emotions.run(text, negation=True) == emotions.run(text, negation=True, gated=False)
 
 
+@pytest.mark.parametrize("pattern", ["(?<=a)", r"x?\b", "(?<=a)(?=b)?"])
+def test_a_pattern_that_matches_only_the_empty_string_in_a_text_never_fires(
+    pattern: str,
+) -> None:
+    """An empty match (here at the end of the text) is no match, and looking past it
+    ends (it once searched the end of the text forever)."""
+    tagger = CategoryTagger({"x": {"patterns": [pattern]}}, defaults=False)
+    for text in ["a", "ab", "b", ""]:
+        assert tagger._engine.run(text, gated=False) == tagger._engine.run(text)
+    assert tagger.tag("a b") == tagger.tag("ba") == ()
+
+
 # --------------------------------------------------------------------------- docs
 
 
