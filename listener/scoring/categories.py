@@ -974,6 +974,7 @@ _URLS = re.compile(r"https?://\S+|www\.\S+")
 _SHOUT_MIN_WORDS = 4
 _SHOUT_SHARE = 0.6
 _SHOUT_MIN_UPPER = 10  # 2 + 2 + 2 + 4 letters: cheap early exit
+_FOUR_CAPITALS = re.compile("[A-Z]{4}")
 # Shouting is intensity, not necessarily anger: "THANK YOU SO MUCH, BEST AIRLINE EVER".
 # It counts as anger only when the text has none of these clearly positive cues.
 _POSITIVE_WORDS = frozenset(
@@ -1357,9 +1358,11 @@ class _Engine:
         ]
 
     def fired(
-        self, norm: str, scan: str, *, negation: bool, gated: bool = True
+        self, norm: str, scan: str, *, negation: bool, gated: bool = True, every: bool = True
     ) -> dict[int, list[int]]:
-        """Evidence positions of the items that fire, by group in group order."""
+        """Evidence positions of the items that fire, by group in group order. With
+        ``every`` false, a group stops being tried at its first item that fires (for
+        callers that want the groups, not the evidence)."""
         items = self._items
         if gated:
             found = set(self._always)
@@ -1375,6 +1378,8 @@ class _Engine:
         for index in candidates:
             item = items[index]
             positions = fired.get(item.group)
+            if positions is not None and not every:
+                continue
             negatable = negation and item.negatable
             if not (gated and item.proof and not negatable) and (
                 (gated and not all(map(scan.__contains__, item.needs)))
@@ -1491,6 +1496,13 @@ class CategoryTagger:
         """:meth:`tag` of a prepared text (its normalised form and scan shared)."""
         return self._hits(self._engine.run_view(*_view(doc)))
 
+    def categories_prepared(self, doc: Prepared) -> tuple[str, ...]:
+        """The names of :meth:`tag_prepared`'s hits, found faster: without evidence, a
+        category stops being tried at its first term or pattern that fires."""
+        norm, scan = _view(doc)
+        fired = self._engine.fired(norm, scan, negation=False, every=False)
+        return tuple(map(self._engine.names.__getitem__, fired))
+
     def _hits(self, fired: list[tuple[int, tuple[str, ...]]]) -> tuple[CategoryHit, ...]:
         names = self._engine.names
         return tuple(CategoryHit(names[group], evidence) for group, evidence in fired)
@@ -1515,7 +1527,7 @@ class EmotionDetector:
 
     def detect(self, text: str) -> tuple[str, ...]:
         """The emotions in ``text``, in :data:`EMOTIONS` order; ``()`` when neutral."""
-        return tuple(hit.name for hit in self.explain(text))
+        return self._detect(text, *_prepare(text))
 
     def explain(self, text: str) -> tuple[EmotionHit, ...]:
         """The emotions in ``text`` with the terms/patterns/signals behind each."""
@@ -1523,7 +1535,15 @@ class EmotionDetector:
 
     def detect_prepared(self, doc: Prepared) -> tuple[str, ...]:
         """:meth:`detect` of a prepared text (its normalised form and scan shared)."""
-        return tuple(hit.name for hit in self._explain(doc.text, *_view(doc)))
+        return self._detect(doc.text, *_view(doc))
+
+    def _detect(self, text: str, norm: str, scan: str) -> tuple[str, ...]:
+        """The names of :meth:`_explain`'s hits; without evidence, an emotion stops being
+        tried at its first sign, and shouting is only looked at when anger is not found."""
+        groups: Iterable[int] = self._engine.fired(norm, scan, negation=True, every=False)
+        if _ANGER not in groups and _shouting(text) and not _positive(norm, scan):
+            groups = sorted([*groups, _ANGER])
+        return tuple(map(self._engine.names.__getitem__, groups))
 
     def _explain(self, text: str, norm: str, scan: str) -> tuple[EmotionHit, ...]:
         found = dict(self._engine.run_view(norm, scan, negation=True))
@@ -1546,9 +1566,11 @@ def _shouting(text: str) -> bool:
     """Whether ``text`` is mostly written in capitals (ignoring URLs, @handles, #tags)."""
     if text.isascii():
         upper = len(text) - len(text.encode().translate(None, _UPPER))
-    else:
-        upper = sum(map(str.isupper, text))
-    if upper < _SHOUT_MIN_UPPER:
+        # cheap exits: too few capitals, or no four in a row (an ASCII capital word of
+        # four letters is four in a row)
+        if upper < _SHOUT_MIN_UPPER or _FOUR_CAPITALS.search(text) is None:
+            return False
+    elif sum(map(str.isupper, text)) < _SHOUT_MIN_UPPER:
         return False
     words = _LETTER_WORDS.findall(_URLS.sub(" ", unicodedata.normalize("NFKC", text)))
     caps = [w for w in words if w.isupper()]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from listener.matching.brands import normalise
+from listener.matching.document import Prepared
 from listener.scoring.categories import (
     DEFAULT_CATEGORIES,
     EMOTION_DEFINITIONS,
@@ -530,6 +531,16 @@ def test_gating_never_changes_a_result(text: str) -> None:
     assert engine.run(text) == engine.run(text, gated=False)
     emotions = EMOTION._engine
     assert emotions.run(text, negation=True) == emotions.run(text, negation=True, gated=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(crisis_texts())
+def test_names_without_evidence_are_the_names_of_the_hits(text: str) -> None:
+    """The paths that skip evidence (categories_prepared, detect, detect_prepared) name
+    exactly the hits of tag and explain, shouting included."""
+    assert TAGGER.categories_prepared(Prepared(text)) == names(text)
+    assert EMOTION.detect(text) == tuple(hit.name for hit in EMOTION.explain(text))
+    assert EMOTION.detect_prepared(Prepared(text)) == EMOTION.detect(text)
 
 
 @pytest.mark.parametrize("pattern", ["(?<=a)", r"x?\b", "(?<=a)(?=b)?"])
