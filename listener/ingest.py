@@ -149,7 +149,7 @@ class Ingest:
         stories = iter(
             self.stories.assign_many([m for m, b in zip(mentions, brands_of, strict=True) if b])
         )
-        tag, detect = self.tagger.tag_prepared, self.emotions.detect_prepared
+        tag, detect = self.tagger.categories_prepared, self.emotions.detect_prepared
         out: list[ScoredMention] = []
         for m, doc, brands in zip(mentions, docs, brands_of, strict=True):
             if not brands:
@@ -157,7 +157,7 @@ class Ingest:
                 continue
             sentiment = next(sentiments)
             story = next(stories).story
-            categories = tuple(hit.name for hit in tag(doc))
+            categories = tag(doc)
             out.append(
                 ScoredMention(
                     m, brands, sentiment, categories, detect(doc), story=story, reach=reach_score(m)

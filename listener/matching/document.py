@@ -5,7 +5,7 @@
 collapsed), which the brand automaton scans, and two
 forms built on first need and then shared: the query
 :class:`~listener.matching.query.Document` (brand ``query``/``exclude``) and the category
-view (the normalised text with straight apostrophes and its set of words), which the
+view (the normalised text with straight apostrophes and its words between spaces), which the
 crisis-category tagger and the emotion detector both read
 (:mod:`listener.scoring.categories` fills it). So a mention is normalised once and
 tokenised once for queries and once for categories, however many brands, categories and
@@ -48,9 +48,9 @@ class Prepared:
         self.source = source
         self.norm = normalise(text)
         self._query: Document | None = None
-        self.category_view: tuple[str, frozenset[str]] | None = None
-        """(normalised text with straight apostrophes, its ``\\w+`` words): filled by
-        :mod:`listener.scoring.categories` on first use."""
+        self.category_view: tuple[str, str] | None = None
+        """(normalised text with straight apostrophes, its scan: its words between spaces,
+        then itself): filled by :mod:`listener.scoring.categories` on first use."""
 
     def query_document(self) -> Document:
         """The query :class:`~listener.matching.query.Document` of the text (built once)."""

@@ -24,7 +24,7 @@ Contract (pure, no I/O, no clock; regexes are compiled once, when the tagger is 
   as written, built-in patterns by their short label (:data:`PATTERN_LABELS`, e.g.
   ``charged twice``). Categories are topics: negation does not suppress them ("this is
   *not* a data breach" is still about security).
-* Speed: a text is normalised and split into words once; a term or pattern is tried
+* Speed: a text is normalised and read into its words once; a term or pattern is tried
   only when a word or literal it cannot match without is present (see "compiling").
 * :meth:`CategoryTagger.tag` returns hits in a stable order: built-in categories in
   :data:`DEFAULT_CATEGORIES` order, then new custom categories in the order given.
@@ -35,13 +35,12 @@ Contract (pure, no I/O, no clock; regexes are compiled once, when the tagger is 
 
 from __future__ import annotations
 
-import importlib
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import ahocorasick
 
@@ -49,6 +48,17 @@ if TYPE_CHECKING:
     from listener.matching.document import Prepared
 
 from listener.errors import ListenerError
+from listener.scoring.gates import (
+    EXACT,
+    MIN_STEM,
+    STEM,
+    SUBSTRING,
+    Clause,
+    Gate,
+    cost,
+    pattern_clauses,
+    weak,
+)
 
 __all__ = [
     "DEFAULT_CATEGORIES",
@@ -964,6 +974,7 @@ _URLS = re.compile(r"https?://\S+|www\.\S+")
 _SHOUT_MIN_WORDS = 4
 _SHOUT_SHARE = 0.6
 _SHOUT_MIN_UPPER = 10  # 2 + 2 + 2 + 4 letters: cheap early exit
+_FOUR_CAPITALS = re.compile("[A-Z]{4}")
 # Shouting is intensity, not necessarily anger: "THANK YOU SO MUCH, BEST AIRLINE EVER".
 # It counts as anger only when the text has none of these clearly positive cues.
 _POSITIVE_WORDS = frozenset(
@@ -1010,6 +1021,7 @@ _POSITIVE_EMOJI = (
     "😃",
     "😄",
 )
+_POSITIVE_NEEDLES = tuple(f" {word} " for word in sorted(_POSITIVE_WORDS))  # in the scan
 SHOUTING = "ALL CAPS"
 
 
@@ -1017,17 +1029,26 @@ SHOUTING = "ALL CAPS"
 #
 # Speed: Python's regex engine pays for every text position it tries, so running a few
 # hundred whole-word regexes over every text would be far too slow. Instead each term
-# and pattern is *gated*: a text is split once into its set of words, and an item is
-# only tried when something it cannot match without is present:
+# and pattern is *gated* (:mod:`listener.scoring.gates`): it has clauses, sets of
+# literals one of which every match contains, and it is only tried on a text that
+# passes them:
 #
-# * a one-word term (``refund``, ``refund*``) is decided by the word set alone (that
-#   word, or a word starting with the stem);
-# * a longer term is gated by its longest word, then confirmed by its regex, which
-#   starts with a literal and so is found by a fast literal scan;
-# * a pattern is gated by the literals every match must contain, read from the parsed
-#   regex, as whole words where the regex shows where words start and end
-#   (``(?:is|are) down`` needs the word ``down``; ``recall(?:s|ed)`` a word starting
-#   with ``recall``); a pattern without such literals (``\d{3}``) is tried on every text.
+# * a one-word term (``refund``, ``refund*``) is decided by its gate alone (that word, or
+#   a word starting with the stem);
+# * a longer term needs its words in a row (``on hold``), then is confirmed by its regex,
+#   which starts with a literal and so is found by a fast literal scan;
+# * a pattern needs the literals read from its source, as whole words where the regex
+#   shows where words start and end (``(?:is|are) down`` needs the word ``down``;
+#   ``recall(?:s|ed)`` a word starting with ``recall``); a pattern without such literals
+#   (``\d{3}``), or written with syntax the reader does not know, is tried on every text.
+#
+# A text is read once into its *scan*: its words between single spaces, then the
+# normalised text itself (`` refund my fees \nrefund my fees!``), so that " refund " is
+# in the scan exactly when the text has the word ``refund``, " ref" when a word starts
+# with ``ref``, and any literal of the text is in it too. One Aho-Corasick automaton
+# over the scan (per tagger) finds the items whose cheapest clause holds;
+# each candidate's other one-literal clauses are then checked with ``in`` (a fraction
+# of a regex search) before its regex runs.
 #
 # Regexes carry their right word edge; the left edge ("a match never starts inside a
 # word") is checked in Python, so that a regex starting with a literal keeps the
@@ -1036,57 +1057,60 @@ SHOUTING = "ALL CAPS"
 _KNOWN_KEYS = frozenset({"terms", "patterns", "replace"})
 _WORD_SEP = re.compile(r"[ -]+")
 _WORD = re.compile(r"\w+")
+_NON_WORD = re.compile(r"\W+")
 _END = r"(?:(?!\w)|(?<!\w))"
-_MIN_STEM = 3
 _ESCAPES = re.compile(r"\\.")
-# ASCII bytes that are not word characters become spaces (bytes ≥ 0x80 are kept, so
-# UTF-8 text survives the round trip).
+# ASCII bytes that are not word characters become spaces.
 _ASCII_NON_WORD = bytes(
     b if b >= 0x80 or chr(b).isalnum() or b == ord("_") else ord(" ") for b in range(256)
 )
-
-# Gate kinds, cheapest first: a whole word, a word's start, a substring of the text.
-_EXACT, _STEM, _SUBSTRING = 0, 1, 2
-Gate = tuple[int, str]
+_Search = Callable[[str, int], "re.Match[str] | None"]  # a compiled regex's search
+_Scanner = Callable[[str], Iterator[tuple[int, tuple[int, ...]]]]  # an automaton's iter
 
 
-def _words(norm: str) -> frozenset[str]:
-    r"""The set of ``\w+`` runs of normalised text."""
-    tokens = norm.encode().translate(_ASCII_NON_WORD).decode().split()
+def _scan(norm: str) -> str:
+    """The scan of normalised text, `` <its words between spaces> \\n<norm>``: before the
+    newline only word characters and spaces (" refund " is there exactly when the text
+    has the word), after it the text itself (for literals with other characters). Texts
+    and terms have no newline, so no term's gate can match across the two parts."""
     if norm.isascii():
-        return frozenset(tokens)
-    words: set[str] = set()
-    for token in tokens:
-        if token.isalnum():
-            words.add(token)
-        else:  # non-ASCII punctuation, emoji or an underscore inside
-            words.update(_WORD.findall(token))
-    return frozenset(words)
+        spaced = norm.encode().translate(_ASCII_NON_WORD).decode()
+    else:
+        spaced = _NON_WORD.sub(" ", norm)
+    return f" {spaced} \n{norm}"
 
 
-_last: tuple[str, str, frozenset[str]] = ("", "", frozenset())
+def _needle(gate: Gate) -> str:
+    """What the scan contains when ``gate`` holds."""
+    kind, literal = gate
+    if kind == EXACT:
+        return f" {literal} "
+    return f" {literal}" if kind == STEM else literal
 
 
-def _prepare(text: str) -> tuple[str, frozenset[str]]:
-    """The normalised text and its words. The last text is remembered, so that tagging
-    categories and then emotions of one mention normalises and splits it once."""
+_last: tuple[str, str, str] = ("", "", "")
+
+
+def _prepare(text: str) -> tuple[str, str]:
+    """The normalised text and its scan. The last text is remembered, so that tagging
+    categories and then emotions of one mention normalises and reads it once."""
     global _last
     last = _last  # one read: another thread may replace it, never half of it
     if last[0] is text:
         return last[1], last[2]
     norm = normalise_text(text)
-    words = _words(norm)
-    _last = (text, norm, words)
-    return norm, words
+    scan = _scan(norm)
+    _last = (text, norm, scan)
+    return norm, scan
 
 
-def _view(doc: Prepared) -> tuple[str, frozenset[str]]:
+def _view(doc: Prepared) -> tuple[str, str]:
     """The category view of a prepared text (what :func:`_prepare` gives for its text),
     built from the text's shared normalised form on first use and kept on ``doc``."""
     view = doc.category_view
     if view is None:
         norm = doc.norm if doc.norm.isascii() else doc.norm.translate(_APOSTROPHES)
-        view = doc.category_view = (norm, _words(norm))
+        view = doc.category_view = (norm, _scan(norm))
     return view
 
 
@@ -1094,16 +1118,22 @@ def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def _matches(regex: re.Pattern[str], norm: str) -> Iterator[re.Match[str]]:
-    """Non-empty matches of ``regex`` that do not start inside a word."""
+def _fires(search: _Search, norm: str, negatable: bool) -> bool:
+    """Whether a regex (its ``search``) has a non-empty match in ``norm`` that does not
+    start inside a word and, when ``negatable``, does not follow a negation."""
     pos = 0
-    while (m := regex.search(norm, pos)) is not None:
-        start, end = m.start(), m.end()
-        if end > start and (start == 0 or not _is_word(norm[start - 1]) or not _is_word(m[0][0])):
-            yield m
+    # past the end, search would find the empty match at the end again and again
+    while pos <= len(norm) and (m := search(norm, pos)) is not None:
+        start, end = m.span()
+        if end > start and (
+            start == 0 or not _is_word(norm[start - 1]) or not _is_word(norm[start])
+        ):
+            if not (negatable and _negated(norm, start)):
+                return True
             pos = end
         else:
             pos = start + 1
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1112,15 +1142,16 @@ class _Item:
 
     group: int
     position: int  # evidence position within the group
-    regex: re.Pattern[str]
+    search: _Search  # its regex's search
     proof: bool  # the gate alone decides (one-word terms, emoji)
     negatable: bool  # a negation just before a match cancels it (emotion terms)
+    needs: tuple[str, ...]  # what the scan must also contain before the regex is tried
 
 
 @dataclass(frozen=True, slots=True)
 class _Term:
     regex: str
-    gates: frozenset[Gate]
+    clauses: tuple[Clause, ...]
     proof: bool
 
 
@@ -1132,37 +1163,60 @@ def _term(group: str, raw: object, index: int) -> _Term | None:
     if not words:
         return None
     parts: list[str] = []
+    stems: list[str] = []
     gates: list[Gate] = []
+    phrase: list[str] = []  # plain words in a row (the text has them one space apart)
     for word in words:
         wildcard = word.endswith("*")
         stem = word[:-1] if wildcard else word
-        if wildcard and len(stem) < _MIN_STEM:
+        if wildcard and len(stem) < MIN_STEM:
             raise CategoryError(
                 group,
-                f"term {raw!r}: a wildcard '*' needs at least {_MIN_STEM} characters before it",
+                f"term {raw!r}: a wildcard '*' needs at least {MIN_STEM} characters before it",
                 field="terms",
                 index=index,
             )
         parts.append(re.escape(stem).replace("n't", "n'?t") + (r"\w*" if wildcard else ""))
+        stems.append(stem)
+        if _WORD.fullmatch(stem):
+            phrase.append(stem)
+            if wildcard:  # the text's word only starts with it: the phrase ends here
+                gates.append((STEM, " ".join(phrase)))
+                phrase = []
+            continue
+        if phrase:
+            gates.append((EXACT, " ".join(phrase)))
+            phrase = []
+        if "n't" not in stem:  # a literal of every match ("#recall", "f*ck", "😡")
+            gates.append((SUBSTRING, stem))
         found = _WORD.findall(stem)
         open_end = wildcard and _is_word(stem[-1])
         for n, fragment in enumerate(found):
             is_stem = open_end and n == len(found) - 1
             if "'" in stem:  # "can't" also matches "cant": a substring of both
-                gates.append((_SUBSTRING, fragment))
+                gates.append((SUBSTRING, fragment))
             elif not is_stem:
-                gates.append((_EXACT, fragment))
-            elif len(fragment) >= _MIN_STEM:
-                gates.append((_STEM, fragment))
-            else:  # too short for the prefix index ("f*ck*")
-                gates.append((_SUBSTRING, fragment))
+                gates.append((EXACT, fragment))
+            elif len(fragment) >= MIN_STEM:
+                gates.append((STEM, fragment))
+            else:  # too short for a word's start
+                gates.append((SUBSTRING, fragment))
+    if phrase:
+        gates.append((EXACT, " ".join(phrase)))
     right = r"(?!\w)" if _is_word(words[-1][-1]) or words[-1].endswith("*") else ""
     regex = "[ -]".join(parts) + right
-    if not gates:  # only non-word characters (emoji, "??"): no word edges to respect
-        return _Term(regex, frozenset({(_SUBSTRING, words[0])}), proof=len(words) == 1)
-    best = min(gates, key=lambda g: _cost(frozenset({g})))
-    one_word = len(words) == 1 and _WORD.fullmatch(words[0].rstrip("*"))
-    return _Term(regex, frozenset({best}), proof=bool(one_word) and best[0] != _SUBSTRING)
+    clauses = tuple(frozenset({gate}) for gate in dict.fromkeys(gates))
+    # One plain word ("refund", "refund*") or one without word characters ("😡", "??"):
+    # its one gate holds exactly when its regex matches.
+    proof = len(words) == 1 and (_WORD.fullmatch(stems[0]) or not _WORD.search(stems[0]))
+    return _Term(regex, clauses, proof=bool(proof))
+
+
+def _ignorecase(pattern: str) -> bool:
+    """Whether ``pattern`` is compiled case-insensitively: it has capitals (escapes such
+    as ``\\W`` and ``\\S`` aside)."""
+    plain = _ESCAPES.sub("", pattern)
+    return plain != plain.lower()
 
 
 def _check_pattern(group: str, pattern: object, index: int) -> re.Pattern[str]:
@@ -1174,8 +1228,7 @@ def _check_pattern(group: str, pattern: object, index: int) -> re.Pattern[str]:
             field="patterns",
             index=index,
         )
-    plain = _ESCAPES.sub("", pattern)
-    flags = re.IGNORECASE if plain != plain.lower() else 0
+    flags = re.IGNORECASE if _ignorecase(pattern) else 0
     try:
         alone = re.compile(pattern, flags)
     except re.error as exc:
@@ -1205,155 +1258,7 @@ def _check_pattern(group: str, pattern: object, index: int) -> re.Pattern[str]:
     return compiled
 
 
-def _pattern_gates(pattern: str) -> frozenset[Gate] | None:
-    """Gates at least one of which every match of ``pattern`` satisfies, or None when
-    none can be read from it (the pattern is then tried on every text)."""
-    try:
-        parser = importlib.import_module("re._parser")
-        constants = importlib.import_module("re._constants")
-        return _GateReader(constants).sequence(parser.parse(pattern), left=True, right=True)
-    except Exception:  # an internal API that may change: then no gate, never a wrong one
-        return None
-
-
-# Words too common to be worth gating on when the regex offers a rarer one.
-_COMMON = frozenset(
-    {
-        "a",
-        "an",
-        "and",
-        "are",
-        "be",
-        "been",
-        "being",
-        "can",
-        "did",
-        "do",
-        "does",
-        "for",
-        "had",
-        "has",
-        "have",
-        "i",
-        "in",
-        "is",
-        "it",
-        "it's",
-        "my",
-        "no",
-        "not",
-        "of",
-        "on",
-        "or",
-        "our",
-        "so",
-        "that",
-        "the",
-        "their",
-        "them",
-        "they",
-        "this",
-        "to",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-    }
-)
-
-
-def _cost(gates: frozenset[Gate]) -> tuple[bool, bool, int, int]:
-    """Lower is better: word gates before substrings, rare words before common ones,
-    long literals before short ones, few alternatives before many."""
-    return (
-        any(k == _SUBSTRING for k, _ in gates),
-        any(v in _COMMON for _, v in gates),
-        -min(len(v) for _, v in gates),
-        len(gates),
-    )
-
-
-def _cheaper(a: frozenset[Gate] | None, b: frozenset[Gate] | None) -> frozenset[Gate] | None:
-    if a is None or b is None:
-        return b if a is None else a
-    return b if _cost(b) < _cost(a) else a
-
-
-class _GateReader:
-    """Reads gates from a parsed regex (``re._parser``), tracking whether the position
-    before/after each literal run is known to be a word edge."""
-
-    def __init__(self, c: Any) -> None:
-        self.c = c
-
-    def sequence(self, items: Any, *, left: bool, right: bool) -> frozenset[Gate] | None:
-        c = self.c
-        best: frozenset[Gate] | None = None
-        run: list[str] = []
-        run_left = left
-        edge = left  # whether the position before the current item is a word edge
-        ops = list(items)
-        for k, (op, av) in enumerate(ops):
-            if op is c.LITERAL:
-                char = chr(av).lower()
-                if not run:
-                    run_left = edge
-                run.append(char)
-                edge = not _is_word(char)
-                continue
-            boundary = op is c.AT and av in (c.AT_BOUNDARY, c.AT_BEGINNING, c.AT_END)
-            if run:
-                best = _cheaper(best, self.run("".join(run), run_left, boundary))
-                run = []
-            after = right if k == len(ops) - 1 else self.starts_non_word(ops[k + 1])
-            found: frozenset[Gate] | None = None
-            if op is c.SUBPATTERN:
-                found = self.sequence(av[-1], left=edge, right=after)
-            elif op is c.ATOMIC_GROUP:
-                found = self.sequence(av, left=edge, right=after)
-            elif op is c.BRANCH:
-                alternatives = [self.sequence(a, left=edge, right=after) for a in av[1]]
-                if all(a is not None for a in alternatives):
-                    found = frozenset().union(*(a for a in alternatives if a is not None))
-            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
-                found = self.sequence(av[2], left=edge, right=after and av[1] == 1)
-            best = _cheaper(best, found)
-            edge = boundary
-        if run:
-            best = _cheaper(best, self.run("".join(run), run_left, right))
-        return best
-
-    def starts_non_word(self, item: Any) -> bool:
-        op, av = item
-        return bool(op is self.c.LITERAL and not _is_word(chr(av)))
-
-    @staticmethod
-    def run(text: str, left: bool, right: bool) -> frozenset[Gate]:
-        """The cheapest gate a literal run gives, knowing whether its ends are word edges."""
-        best: Gate = (_SUBSTRING, text)
-        if "'" not in text:  # "can't" may match "cant": keep to runs without apostrophes
-            for m in _WORD.finditer(text):
-                starts = m.start() > 0 or left
-                ends = m.end() < len(text) or right
-                if starts and ends:
-                    gate: Gate = (_EXACT, m[0])
-                elif starts and len(m[0]) >= _MIN_STEM:
-                    gate = (_STEM, m[0])
-                else:
-                    continue
-                best = min(best, gate, key=lambda g: _cost(frozenset({g})))
-        return frozenset({best})
-
-
-def _automaton(
-    entries: Mapping[str, tuple[int, ...]],
-) -> Callable[[str], Iterator[tuple[int, tuple[int, ...]]]] | None:
+def _automaton(entries: Mapping[str, tuple[int, ...]]) -> _Scanner | None:
     """An Aho-Corasick automaton over ``entries``' keys: its ``iter``, which yields
     ``(end index, value)`` for every occurrence of every key; None when there are none."""
     if not entries:
@@ -1362,7 +1267,7 @@ def _automaton(
     for key, value in entries.items():
         automaton.add_word(key, value)
     automaton.make_automaton()
-    return cast("Callable[[str], Iterator[tuple[int, tuple[int, ...]]]]", automaton.iter)
+    return cast("_Scanner", automaton.iter)
 
 
 def _negated(norm: str, start: int) -> bool:
@@ -1372,14 +1277,7 @@ def _negated(norm: str, start: int) -> bool:
 class _Engine:
     """All terms and patterns of several groups, gated and compiled once."""
 
-    __slots__ = (
-        "_always",
-        "_evidence",
-        "_gates",
-        "_items",
-        "_substrings",
-        "names",
-    )
+    __slots__ = ("_always", "_evidence", "_gates", "_items", "names")
 
     def __init__(
         self, groups: Iterable[tuple[str, Sequence[str], Sequence[str]]], *, negatable: bool
@@ -1387,23 +1285,29 @@ class _Engine:
         names: list[str] = []
         evidence: list[tuple[str, ...]] = []
         items: list[_Item] = []
-        exact: dict[str, list[int]] = {}
-        prefix: dict[str, dict[str, list[int]]] = {}
-        substrings: dict[str, list[int]] = {}
+        keys: dict[str, list[int]] = {}
         always: list[int] = []
 
-        def gate(gates: frozenset[Gate] | None, item: int) -> None:
-            if gates is None:
+        def add(
+            group: int, regex: re.Pattern[str], clauses: Sequence[Clause], proof: bool, neg: bool
+        ) -> None:
+            item = len(items)
+            needs: tuple[str, ...] = ()
+            if clauses:  # the cheapest clause picks candidates; single literals filter them
+                first, *rest = sorted(clauses, key=cost)
+                for gate in first:
+                    keys.setdefault(_needle(gate), []).append(item)
+                needs = tuple(
+                    dict.fromkeys(
+                        _needle(gate)
+                        for clause in rest
+                        if len(clause) == 1 and not weak(clause)
+                        for gate in clause
+                    )
+                )
+            else:
                 always.append(item)
-                return
-            for kind, literal in sorted(gates):
-                if kind == _EXACT:
-                    exact.setdefault(literal, []).append(item)
-                elif kind == _STEM:
-                    stems = prefix.setdefault(literal[:_MIN_STEM], {})
-                    stems.setdefault(literal, []).append(item)
-                else:
-                    substrings.setdefault(literal, []).append(item)
+            items.append(_Item(group, len(labels), regex.search, proof, neg, needs))
 
         for name, terms, patterns in groups:
             labels: list[str] = []
@@ -1414,18 +1318,15 @@ class _Engine:
                 if term is None or term.regex in seen:
                     continue
                 seen.add(term.regex)
-                gate(term.gates, len(items))
-                regex = re.compile(term.regex)
-                items.append(_Item(group, len(labels), regex, term.proof, negatable))
+                add(group, re.compile(term.regex), term.clauses, term.proof, negatable)
                 labels.append(raw)
             for index, raw in enumerate(patterns):
                 compiled = _check_pattern(name, raw, index)
                 if raw in seen:
                     continue
                 seen.add(raw)
-                gate(_pattern_gates(raw), len(items))
-                negates = negatable and raw in _NEGATABLE
-                items.append(_Item(group, len(labels), compiled, proof=False, negatable=negates))
+                clauses = pattern_clauses(raw, ignorecase=_ignorecase(raw))
+                add(group, compiled, clauses, False, negatable and raw in _NEGATABLE)
                 labels.append(_LABELS.get(raw, raw))
             if labels:
                 names.append(name)
@@ -1433,16 +1334,7 @@ class _Engine:
         self.names: tuple[str, ...] = tuple(names)
         self._evidence = tuple(evidence)
         self._items = tuple(items)
-        # word gates as one Aho-Corasick automaton over " word1 word2 ... ": " refund "
-        # occurs exactly when the text has the word, " refund" when a word starts with it
-        keys: dict[str, set[int]] = {}
-        for word, ids in exact.items():
-            keys.setdefault(f" {word} ", set()).update(ids)
-        for stems in prefix.values():
-            for stem, ids in stems.items():
-                keys.setdefault(f" {stem}", set()).update(ids)
-        self._gates = _automaton({k: tuple(sorted(v)) for k, v in keys.items()})
-        self._substrings = _automaton({k: tuple(v) for k, v in substrings.items()})
+        self._gates = _automaton({key: tuple(ids) for key, ids in keys.items()})
         self._always = tuple(always)
 
     def run(
@@ -1452,41 +1344,53 @@ class _Engine:
 
         ``gated=False`` tries every item's regex (slow; tests check that gating never
         changes a result)."""
-        norm, words = _prepare(text)
-        return self.run_view(norm, words, negation=negation, gated=gated)
+        norm, scan = _prepare(text)
+        return self.run_view(norm, scan, negation=negation, gated=gated)
 
     def run_view(
-        self, norm: str, words: frozenset[str], *, negation: bool = False, gated: bool = True
+        self, norm: str, scan: str, *, negation: bool = False, gated: bool = True
     ) -> list[tuple[int, tuple[str, ...]]]:
-        """:meth:`run` on a text's normalised form and its words (:func:`_prepare`)."""
-        if not gated:
-            return self._decide(norm, range(len(self._items)), negation, proofs=False)
-        candidates: set[int] = set(self._always)
-        if self._gates is not None and words:
-            for _, ids in self._gates(f" {' '.join(words)} "):
-                candidates.update(ids)
-        if self._substrings is not None:
-            for _, ids in self._substrings(norm):
-                candidates.update(ids)
-        if not candidates:
-            return []
-        return self._decide(norm, sorted(candidates), negation, proofs=True)
-
-    def _decide(
-        self, norm: str, candidates: Iterable[int], negation: bool, *, proofs: bool
-    ) -> list[tuple[int, tuple[str, ...]]]:
-        fired: dict[int, list[int]] = {}
-        for index in candidates:
-            item = self._items[index]
-            negatable = negation and item.negatable
-            if (proofs and item.proof and not negatable) or any(
-                not (negatable and _negated(norm, m.start())) for m in _matches(item.regex, norm)
-            ):
-                fired.setdefault(item.group, []).append(item.position)
+        """:meth:`run` on a text's normalised form and its scan (:func:`_prepare`)."""
+        fired = self.fired(norm, scan, negation=negation, gated=gated)
         return [
             (group, tuple(self._evidence[group][p] for p in positions))
-            for group, positions in sorted(fired.items())
+            for group, positions in fired.items()
         ]
+
+    def fired(
+        self, norm: str, scan: str, *, negation: bool, gated: bool = True, every: bool = True
+    ) -> dict[int, list[int]]:
+        """Evidence positions of the items that fire, by group in group order. With
+        ``every`` false, a group stops being tried at its first item that fires (for
+        callers that want the groups, not the evidence)."""
+        items = self._items
+        if gated:
+            found = set(self._always)
+            if self._gates is not None:
+                for _, ids in self._gates(scan):
+                    found.update(ids)
+            if not found:
+                return {}
+            candidates: Iterable[int] = sorted(found)  # items are in group order
+        else:
+            candidates = range(len(items))
+        fired: dict[int, list[int]] = {}
+        for index in candidates:
+            item = items[index]
+            positions = fired.get(item.group)
+            if positions is not None and not every:
+                continue
+            negatable = negation and item.negatable
+            if not (gated and item.proof and not negatable) and (
+                (gated and not all(map(scan.__contains__, item.needs)))
+                or not _fires(item.search, norm, negatable)
+            ):
+                continue
+            if positions is None:
+                fired[item.group] = [item.position]
+            else:
+                positions.append(item.position)
+        return fired
 
 
 def _spec_fields(name: str, spec: CategorySpecInput) -> tuple[list[str], list[str], bool]:
@@ -1589,8 +1493,15 @@ class CategoryTagger:
         return self._hits(self._engine.run(text))
 
     def tag_prepared(self, doc: Prepared) -> tuple[CategoryHit, ...]:
-        """:meth:`tag` of a prepared text (its normalised form and words shared)."""
+        """:meth:`tag` of a prepared text (its normalised form and scan shared)."""
         return self._hits(self._engine.run_view(*_view(doc)))
+
+    def categories_prepared(self, doc: Prepared) -> tuple[str, ...]:
+        """The names of :meth:`tag_prepared`'s hits, found faster: without evidence, a
+        category stops being tried at its first term or pattern that fires."""
+        norm, scan = _view(doc)
+        fired = self._engine.fired(norm, scan, negation=False, every=False)
+        return tuple(map(self._engine.names.__getitem__, fired))
 
     def _hits(self, fired: list[tuple[int, tuple[str, ...]]]) -> tuple[CategoryHit, ...]:
         names = self._engine.names
@@ -1616,40 +1527,50 @@ class EmotionDetector:
 
     def detect(self, text: str) -> tuple[str, ...]:
         """The emotions in ``text``, in :data:`EMOTIONS` order; ``()`` when neutral."""
-        return tuple(hit.name for hit in self.explain(text))
+        return self._detect(text, *_prepare(text))
 
     def explain(self, text: str) -> tuple[EmotionHit, ...]:
         """The emotions in ``text`` with the terms/patterns/signals behind each."""
         return self._explain(text, *_prepare(text))
 
     def detect_prepared(self, doc: Prepared) -> tuple[str, ...]:
-        """:meth:`detect` of a prepared text (its normalised form and words shared)."""
-        return tuple(hit.name for hit in self._explain(doc.text, *_view(doc)))
+        """:meth:`detect` of a prepared text (its normalised form and scan shared)."""
+        return self._detect(doc.text, *_view(doc))
 
-    def _explain(self, text: str, norm: str, words: frozenset[str]) -> tuple[EmotionHit, ...]:
-        found = dict(self._engine.run_view(norm, words, negation=True))
-        anger = EMOTIONS.index("anger")
-        if _shouting(text) and not _positive(norm, words):
-            found[anger] = (*found.get(anger, ()), SHOUTING)
+    def _detect(self, text: str, norm: str, scan: str) -> tuple[str, ...]:
+        """The names of :meth:`_explain`'s hits; without evidence, an emotion stops being
+        tried at its first sign, and shouting is only looked at when anger is not found."""
+        groups: Iterable[int] = self._engine.fired(norm, scan, negation=True, every=False)
+        if _ANGER not in groups and _shouting(text) and not _positive(norm, scan):
+            groups = sorted([*groups, _ANGER])
+        return tuple(map(self._engine.names.__getitem__, groups))
+
+    def _explain(self, text: str, norm: str, scan: str) -> tuple[EmotionHit, ...]:
+        found = dict(self._engine.run_view(norm, scan, negation=True))
+        if _shouting(text) and not _positive(norm, scan):
+            found[_ANGER] = (*found.get(_ANGER, ()), SHOUTING)
         return tuple(EmotionHit(self._engine.names[group], found[group]) for group in sorted(found))
 
 
+_ANGER = EMOTIONS.index("anger")  # its group in the detector's engine
 _UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _positive(norm: str, words: frozenset[str]) -> bool:
-    """Whether a text (its normalised form and words) carries a clearly positive cue (a
+def _positive(norm: str, scan: str) -> bool:
+    """Whether a text (its normalised form and scan) carries a clearly positive cue (a
     word or an emoji)."""
-    return not _POSITIVE_WORDS.isdisjoint(words) or any(e in norm for e in _POSITIVE_EMOJI)
+    return any(w in scan for w in _POSITIVE_NEEDLES) or any(e in norm for e in _POSITIVE_EMOJI)
 
 
 def _shouting(text: str) -> bool:
     """Whether ``text`` is mostly written in capitals (ignoring URLs, @handles, #tags)."""
     if text.isascii():
         upper = len(text) - len(text.encode().translate(None, _UPPER))
-    else:
-        upper = sum(map(str.isupper, text))
-    if upper < _SHOUT_MIN_UPPER:
+        # cheap exits: too few capitals, or no four in a row (an ASCII capital word of
+        # four letters is four in a row)
+        if upper < _SHOUT_MIN_UPPER or _FOUR_CAPITALS.search(text) is None:
+            return False
+    elif sum(map(str.isupper, text)) < _SHOUT_MIN_UPPER:
         return False
     words = _LETTER_WORDS.findall(_URLS.sub(" ", unicodedata.normalize("NFKC", text)))
     caps = [w for w in words if w.isupper()]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from listener.matching.brands import normalise
+from listener.matching.document import Prepared
 from listener.scoring.categories import (
     DEFAULT_CATEGORIES,
     EMOTION_DEFINITIONS,
@@ -530,6 +531,28 @@ def test_gating_never_changes_a_result(text: str) -> None:
     assert engine.run(text) == engine.run(text, gated=False)
     emotions = EMOTION._engine
     assert emotions.run(text, negation=True) == emotions.run(text, negation=True, gated=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(crisis_texts())
+def test_names_without_evidence_are_the_names_of_the_hits(text: str) -> None:
+    """The paths that skip evidence (categories_prepared, detect, detect_prepared) name
+    exactly the hits of tag and explain, shouting included."""
+    assert TAGGER.categories_prepared(Prepared(text)) == names(text)
+    assert EMOTION.detect(text) == tuple(hit.name for hit in EMOTION.explain(text))
+    assert EMOTION.detect_prepared(Prepared(text)) == EMOTION.detect(text)
+
+
+@pytest.mark.parametrize("pattern", ["(?<=a)", r"x?\b", "(?<=a)(?=b)?"])
+def test_a_pattern_that_matches_only_the_empty_string_in_a_text_never_fires(
+    pattern: str,
+) -> None:
+    """An empty match (here at the end of the text) is no match, and looking past it
+    ends (it once searched the end of the text forever)."""
+    tagger = CategoryTagger({"x": {"patterns": [pattern]}}, defaults=False)
+    for text in ["a", "ab", "b", ""]:
+        assert tagger._engine.run(text, gated=False) == tagger._engine.run(text)
+    assert tagger.tag("a b") == tagger.tag("ba") == ()
 
 
 # --------------------------------------------------------------------------- docs
