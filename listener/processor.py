@@ -16,7 +16,7 @@ import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -61,7 +61,7 @@ from listener.rules.notify import (
     on_changes,
     on_tick,
 )
-from listener.rules.screen import RuleScreen, screen_rule, table_for
+from listener.rules.screen import RuleScreen, Table, screen_rule, table_for
 from listener.rules.settled import Marks, Plan, SettledKeys, marks_of
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.rules.state import KeyState, StateEncoder
@@ -231,6 +231,22 @@ class IngestResult:
     negative: int
     stale: int
     """Matched mentions older than the windows' retention: stored, never counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    """What one evaluation knows before it runs the rules: the brands held (``rows``:
+    each one's row), their :class:`Marks`, those quiet, and the screen's bulk read of the
+    due ones (``table_row``: each brand's row in it, -1 when not read)."""
+
+    now: datetime
+    epoch: int
+    brands: Sequence[str]
+    rows: Mapping[str, int]
+    marks: Marks
+    quiet: Container[str]
+    table: Table | None
+    table_row: NDArray[np.intp]
 
 
 class Processor:
@@ -580,10 +596,11 @@ class Processor:
 
         A rule that raises is logged and counted and the others still run. Each
         (rule, brand) is evaluated at most once per call, and only when something could
-        have moved it: keys :class:`Settled` at an earlier call in the same bucket, whose
-        brand's windows have not changed since, are skipped; the due brands are screened
-        in bulk first (``listener.rules.screen``) and the engine checks only the keys the
-        screen cannot settle (same decisions, state and gauges as checking every key).
+        have moved it: keys settled at an earlier call in the same bucket
+        (``listener.rules.settled``), whose brand's windows have not changed since, are
+        skipped; the due brands are screened in bulk first (``listener.rules.screen``) and
+        the engine checks only the keys the screen cannot settle (same decisions, state and
+        gauges as checking every key).
         """
         with self._lock:
             try:
@@ -612,8 +629,7 @@ class Processor:
         trusted = state.keys is self._memo_keys
         self._memo_keys = None  # until this evaluation has settled every rule's keys
         marks = self._marks(brands, now)
-        gauges = self.metrics.conditions
-        gauges.layout(self._leaf_keys, brands)
+        self.metrics.conditions.layout(self._leaf_keys, brands)
         rows = self._rows(brands)
         # a rule's keys move only with that rule: what each must evaluate is known now
         dues = [
@@ -628,65 +644,9 @@ class Processor:
             table = table_for(self.rules, read, view, now)
             table_row = np.full(len(brands), -1, dtype=np.intp)
             table_row[read_rows] = np.arange(len(read_rows), dtype=np.intp)
-        none = np.zeros(0, dtype=np.intp)
+        tick = _Tick(now, epoch, brands, rows, marks, quiet, table, table_row)
         for rule, plan in dues:
-            memo = memos[rule.name]
-            due_rows = np.flatnonzero(plan.due)
-            engine_rows, engine_still, screen = due_rows, none, None
-            if table is not None and len(due_rows):
-                screen = screen_rule(rule, table, table_row[due_rows])
-                resting = plan.resting[due_rows]
-                # a resting key that surely stays still: checking it changes nothing
-                engine_rows = due_rows[~(screen.still & resting)]
-                engine_still = due_rows[screen.still & ~resting]
-            still_rows, rested, sunk = none, none, np.zeros(0, dtype=np.bool_)
-            try:
-                state, produced, checks = evaluate_rule_checks(
-                    rule,
-                    [brands[i] for i in engine_rows.tolist()],
-                    view,
-                    state,
-                    now,
-                    quiet,
-                    still={brands[i] for i in engine_still.tolist()},
-                )
-                if screen is not None:
-                    checked = np.zeros(len(brands), dtype=np.bool_)
-                    checked[[rows[b] for b in checks]] = True
-                    left = screen.still & ~checked[due_rows]  # settled by the screen alone
-                    still_rows = due_rows[left]
-                    rested = still_rows[~plan.resting[still_rows]]  # those the engine rested
-                    # sunk keys may stand until their brand moves (nothing after now is counted)
-                    dormant = not self.readings and self._ingested_until <= now
-                    sunk = screen.sunk[left] if dormant else np.zeros(len(still_rows), np.bool_)
-                    if self.readings:
-                        self._show_screened(rule, screen, left, still_rows, brands, now)
-            except Exception as exc:
-                self.metrics.error("evaluate", type(exc).__name__)
-                log.error(
-                    "rule_failed", rule=rule.name, error_type=type(exc).__name__, error=str(exc)
-                )
-                memo.forget()
-                for level in rule.levels:
-                    for path in level.leaves:
-                        gauges.clear((rule.name, level.name, path))
-                continue
-            self.metrics.evaluations.labels(rule=rule.name).inc()
-            events.extend(produced)
-            memo.settle(
-                rule,
-                checks,
-                rows,
-                still_rows,
-                rested,
-                sunk,
-                state.keys,
-                marks,
-                epoch,
-                self._aligned.get(rule.name, False),
-            )
-            if self.readings:
-                self._show_checks(rule, checks, rows)
+            state = self._run_rule(tick, rule, plan, memos[rule.name], state, events)
         notify, notices, alerts = self._notify(events, now)
         pruned, prune_brands = self._prune(now, epoch)
         cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
@@ -726,6 +686,69 @@ class Processor:
         self._update_open_gauge()
         self._evaluated_at = now
         return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
+
+    def _run_rule(
+        self,
+        tick: _Tick,
+        rule: CompiledRule,
+        plan: Plan,
+        memo: SettledKeys,
+        state: EngineState,
+        events: list[IncidentEvent],
+    ) -> EngineState:
+        """Evaluate ``rule`` for the brands its ``plan`` says are due: screen them, check
+        with the engine those the screen cannot settle, record what is settled, show the
+        gauges; its events join ``events``. The engine state after it (a rule that raises
+        is logged and counted, its memo and gauges go, and its events are dropped)."""
+        brands, none = tick.brands, np.zeros(0, dtype=np.intp)
+        due_rows = np.flatnonzero(plan.due)
+        engine_rows, engine_still, screen = due_rows, none, None
+        if tick.table is not None and len(due_rows):
+            screen = screen_rule(rule, tick.table, tick.table_row[due_rows])
+            resting = plan.resting[due_rows]
+            # a resting key that surely stays still: checking it changes nothing
+            engine_rows = due_rows[~(screen.still & resting)]
+            engine_still = due_rows[screen.still & ~resting]
+        still_rows, rested, sunk = none, none, np.zeros(0, dtype=np.bool_)
+        try:
+            state, produced, checks = evaluate_rule_checks(
+                rule,
+                [brands[i] for i in engine_rows.tolist()],
+                self.windows,
+                state,
+                tick.now,
+                tick.quiet,
+                still={brands[i] for i in engine_still.tolist()},
+            )
+            if screen is not None:
+                checked = np.zeros(len(brands), dtype=np.bool_)
+                checked[[tick.rows[b] for b in checks]] = True
+                left = screen.still & ~checked[due_rows]  # settled by the screen alone
+                still_rows = due_rows[left]
+                rested = still_rows[~plan.resting[still_rows]]  # those the engine rested
+                # sunk keys may stand until their brand moves (nothing after now is counted)
+                dormant = not self.readings and self._ingested_until <= tick.now
+                sunk = screen.sunk[left] if dormant else np.zeros(len(still_rows), np.bool_)
+                if self.readings:
+                    self._show_screened(rule, screen, left, still_rows, brands, tick.now)
+        except Exception as exc:
+            self.metrics.error("evaluate", type(exc).__name__)
+            log.error("rule_failed", rule=rule.name, error_type=type(exc).__name__, error=str(exc))
+            memo.forget()
+            for level in rule.levels:
+                for path in level.leaves:
+                    self.metrics.conditions.clear((rule.name, level.name, path))
+            return state
+        self.metrics.evaluations.labels(rule=rule.name).inc()
+        events.extend(produced)
+        aligned = self._aligned.get(rule.name, False)
+        keys = state.keys
+        memo.settle(
+            rule, checks, tick.rows, still_rows, rested, sunk, keys, tick.marks, tick.epoch, aligned
+        )
+        if self.readings:
+            self._show_checks(rule, checks, tick.rows)
+        return state
 
     def _prune(self, now: datetime, epoch: int) -> tuple[bool, list[str] | None]:
         """Prune the windows, once per read epoch (bucket) and after an ingest: with
