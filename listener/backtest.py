@@ -7,8 +7,10 @@ Two kinds of input, and one path for each:
   mapping (``--map text=text,created_at=tweet_created,id=tweet_id``). They are sorted by
   ``created_at`` and fed minute by minute through the same
   :class:`~listener.processor.Processor` the daemon runs (matching, sentiment, velocity
-  windows, rules, incidents) over an in-memory store, evaluating after every simulated
-  minute. De-duplication is the processor's own (``(source, id)``). Rows whose file names
+  windows, rules, incidents) over an in-memory store, evaluated at the end of every
+  simulated minute at which something could change (the others are skipped: the changes
+  are those of evaluating every minute, see :func:`replay_mentions`). De-duplication is
+  the processor's own (``(source, id)``). Rows whose file names
   their brand skip matching through the Ingest stage's pins
   (:attr:`~listener.ingest.Ingest.pins`), built for the replay and handed to the
   processor (``Processor(..., stage=...)``).
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -53,6 +56,7 @@ from listener.errors import ConfigError, ConfigProblem, ListenerError, UsageErro
 if TYPE_CHECKING:
     from listener.config.schema import Config, RuleConfig
     from listener.model import Fact, Mention
+    from listener.processor import Processor
     from listener.rules.engine import EventKind, IncidentEvent
     from listener.scoring.base import Scorer
     from listener.store import IncidentEventRecord, IncidentRecord
@@ -127,6 +131,12 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PRUNE_EVERY: Final = 64
 _STEP: Final = timedelta(minutes=1)
 """Simulated time per step of a mention replay: the windows' bucket (``processor.BUCKET``)."""
+_STRETCH: Final = 1440
+"""The most steps in a segment of a mention replay (a simulated day at the default step):
+how far it ingests ahead of its evaluations, and so how far the windows run ahead of
+their last prune."""
+_PROBE: Final = 16
+"""The steps of a segment a mention replay reads step by step to see how dense it is."""
 
 
 class BacktestError(ListenerError):
@@ -753,6 +763,7 @@ def replay_mentions(
     scorer: Scorer | None = None,
     step: timedelta = _STEP,
     progress: Progress | None = None,
+    every_step: bool = False,
 ) -> BacktestResult:
     """Replay mentions through the daemon's :class:`Processor` in simulated time.
 
@@ -761,7 +772,11 @@ def replay_mentions(
     then evaluates every rule at its end, until the step holding the last mention. Records
     with a ``brand`` count for that brand only (added to the config when it lacks it);
     others are matched from their text. ``rules`` (default: all of the config's) are the
-    rules evaluated."""
+    rules evaluated.
+
+    The evaluations that cannot change anything are skipped (:func:`_replay`); with
+    ``every_step`` every step is evaluated, with the same changes (slower: the reference
+    the skipping is tested against)."""
     from listener import heap
     from listener.ingest import Ingest
     from listener.metrics import Metrics
@@ -780,12 +795,15 @@ def replay_mentions(
         # no condition gauges to keep: keys that cannot move wait for their brand's next mention
         processor = Processor(run_config, store, Metrics(), stage=stage, readings=False)
         with heap.settled():  # the models and the rules are loaded: they live as long as the run
-            for now, batch, stop in _steps(ordered, step):
-                if batch:
-                    processor.ingest("backtest", [r.mention for r in batch], now)
-                processor.evaluate(now)
-                if progress is not None:
-                    progress.update(stop)
+            if every_step:
+                for now, batch, stop in _steps(ordered, step):
+                    if batch:
+                        processor.ingest("backtest", [r.mention for r in batch], now)
+                    processor.evaluate(now)
+                    if progress is not None:
+                        progress.update(stop)
+            else:
+                _replay(processor, _steps(ordered, step), progress)
         # the processor's own record of what it opened (whatever was routed or muted)
         for incident in store.incidents(limit=sys.maxsize):
             changes.extend(
@@ -812,9 +830,104 @@ def replay_mentions(
     )
 
 
-def _steps(
-    ordered: Sequence[MentionRecord], step: timedelta
-) -> Iterator[tuple[datetime, list[MentionRecord], int]]:
+_Step = tuple[datetime, list[MentionRecord], int]
+
+
+def _replay(processor: Processor, steps: Iterable[_Step], progress: Progress | None) -> None:
+    """Feed ``steps`` (:func:`_steps`) to ``processor``, evaluating only where that can
+    change something.
+
+    A step is evaluated when some level of some rule may hold at it for some brand (the
+    timeline, :mod:`listener.rules.timeline`), or when the processor has something due
+    by then without one (:meth:`~listener.processor.Processor.next_change`: a level
+    timer to stop, an incident to move down or resolve, a reminder); any other evaluation
+    would leave every key, incident and notification as it is. The steps go in segments
+    (:class:`_Pace`), and the last step of each is evaluated whatever it is (it prunes the
+    windows)."""
+    from listener.rules.timeline import Timeline
+
+    timeline = Timeline(processor.rules)
+    brands = processor.held_brands()
+    view = processor.windows
+    pace = _Pace(min(_STRETCH, timeline.span(len(brands))))
+
+    def ingest(now: datetime, batch: list[MentionRecord]) -> None:
+        if batch:
+            processor.ingest("backtest", [r.mention for r in batch], now)
+
+    steps = iter(steps)
+    while segment := list(itertools.islice(steps, pace.size)):
+        if pace.mode == "ahead":
+            for now, batch, _ in segment:
+                ingest(now, batch)
+            hot = timeline.hot(view, brands, [now for now, _, _ in segment])
+        evaluated, last = 0, len(segment) - 1
+        due: datetime | None = None
+        asked = False  # the processor's next change, since its last evaluation
+        for k, (now, batch, stop) in enumerate(segment):
+            if pace.mode != "ahead":
+                ingest(now, batch)
+            if pace.mode == "every" or k == last:
+                must = True
+            elif pace.mode == "ahead":
+                must = hot[k]
+            else:
+                (must,) = timeline.hot(view, brands, [now])
+            if not must:
+                if not asked:
+                    due, asked = processor.next_change(), True
+                must = due is not None and now >= due
+            if must:
+                processor.evaluate(now)
+                evaluated, asked = evaluated + 1, False
+            if progress is not None:
+                progress.update(stop)
+        pace.after(len(segment), evaluated)
+
+
+@dataclass(slots=True)
+class _Pace:
+    """How a mention replay takes its next segment of steps, from how many steps of the
+    last one needed an evaluation:
+
+    * ``ahead`` (after a segment where fewer than half did, and at most ``span`` steps):
+      the whole segment is ingested, then read by the timeline in one pass (reads at a
+      step never see the buckets of later steps, so the mentions ahead change no read
+      and no decision; only an alert's top mentions, read from the store up to a minute
+      past its time, may list some of the next minute's, and a backtest reports no
+      alert). What makes a sparse replay cheap; but while the windows hold mentions of
+      later steps the processor lets no key lie dormant (``RuleScreen.sunk``), which at
+      many brands costs a dense replay more than it saves;
+    * ``steps`` (the first segment, and after one between half and 15/16): each step is
+      ingested, read by the timeline, and evaluated if it must;
+    * ``every`` (after one where almost all steps did): every step is evaluated, as a
+      plain replay does (a read per step would cost more than the few evaluations it
+      saves), for twice as many steps each time in a row, then ``steps`` again to see
+      whether it still is so."""
+
+    span: int
+    mode: Literal["ahead", "steps", "every"] = "steps"
+    size: int = 0
+    dense: int = 0
+    """Dense segments in a row."""
+
+    def __post_init__(self) -> None:
+        self.size = min(self.span, _PROBE)
+
+    def after(self, steps: int, evaluated: int) -> None:
+        """Choose the next segment after one of ``steps`` steps, ``evaluated`` of them."""
+        if self.mode == "every":  # measured nothing: measure again
+            self.mode, self.size = "steps", min(self.span, _PROBE)
+        elif 2 * evaluated < steps:
+            self.mode, self.size, self.dense = "ahead", self.span, 0
+        elif 16 * evaluated >= 15 * steps:
+            self.dense += 1
+            self.mode, self.size = "every", self.span << min(self.dense - 1, 4)
+        else:
+            self.mode, self.size, self.dense = "steps", self.span, 0
+
+
+def _steps(ordered: Sequence[MentionRecord], step: timedelta) -> Iterator[_Step]:
     """``(now, records, stop)`` for each step of a replay of ``ordered`` (time-ordered), from the
     step holding the first record to the one holding the last, empty steps included.
 

@@ -49,6 +49,7 @@ from listener.rules.engine import (
     compile_rules,
     evaluate_rule_checks,
     max_lookback,
+    next_change,
 )
 from listener.rules.notify import (
     IncidentChange,
@@ -58,6 +59,7 @@ from listener.rules.notify import (
     Policy,
     Step,
     Tracked,
+    next_tick,
     on_changes,
     on_tick,
 )
@@ -749,6 +751,43 @@ class Processor:
         if self.readings:
             self._show_checks(rule, checks, tick.rows)
         return state
+
+    def next_change(self) -> datetime | None:
+        """While no level of any rule holds for any brand, the earliest ``now`` at which an
+        evaluation (without source health) can change anything: a key (a level timer to
+        stop, an incident to move down or resolve), or a notification (a hand-off, a
+        reminder, a silence starting or ending while one is due); the time of the last
+        evaluation when the next one may already, None when nothing moves before a level
+        holds (every key rests, nothing is due). Evaluations before it decide nothing: a
+        backtest skips them (:func:`listener.backtest.replay_mentions`). Assumes no
+        acknowledgement or silence is added meanwhile."""
+        with self._lock:
+            last = self._evaluated_at
+            state, notify = self.state, self.notify
+            held = set(self.held_brands())
+            rules = {rule.name: rule for rule in self.rules}
+            times: list[datetime] = []
+            for (name, brand), key in state.keys.items():
+                rule = rules.get(name)
+                if key.resting or rule is None or brand not in held:
+                    continue  # at rest, or never evaluated again
+                if rule.brands is not None and brand not in rule.brands:
+                    continue
+                if last is None:  # loaded, never evaluated here: it may move at once
+                    return datetime.min.replace(tzinfo=UTC)
+                found = next_change(rule, key, last)
+                if found is not None:
+                    times.append(found)
+            if notify.incidents:
+                if last is None:
+                    return datetime.min.replace(tzinfo=UTC)
+                acks = self.store.acks(notify.incidents)
+                if any(t.ack is None and key in acks for key, t in notify.incidents.items()):
+                    return last  # an acknowledgement the next tick announces
+                found = next_tick(notify, self.policy(), self.store.silences(), last)
+                if found is not None:
+                    times.append(found)
+            return min(times, default=None)
 
     def _prune(self, now: datetime, epoch: int) -> tuple[bool, list[str] | None]:
         """Prune the windows, once per read epoch (bucket) and after an ingest: with

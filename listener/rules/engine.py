@@ -65,6 +65,7 @@ __all__ = [
     "evaluate_rule_checks",
     "incident_id",
     "max_lookback",
+    "next_change",
     "rule_brands",
     "slug",
 ]
@@ -288,6 +289,48 @@ def _rested(rule: CompiledRule, old: KeyState | None) -> KeyState:
         },
         None,
     )
+
+
+def next_change(
+    rule: CompiledRule, key_state: KeyState | None, evaluated: datetime
+) -> datetime | None:
+    """While no level of ``rule`` holds for a key, the earliest time at which evaluating
+    it can change it, given ``key_state``, what its evaluation at ``evaluated`` left:
+
+    * a level timer running (a level held then): ``evaluated`` (the next evaluation
+      stops it);
+    * no incident: None (it rests: nothing moves it until a level holds);
+    * an incident at a level at or below which some level has an ``exit``:
+      ``evaluated`` (only an evaluation can check it, and while it does not hold its
+      level fires again, all-clear or not);
+    * an incident whose levels all stopped firing: when it resolves (``clear_since +
+      resolve_after``);
+    * else the next time a held level stops firing (``last_held + keep_firing_for``,
+      which may move the incident down or start its all-clear).
+
+    Every evaluation before that time leaves the key as it is (:func:`_decide`: no timer
+    runs, the same levels fire, the incident neither moves nor resolves)."""
+    if key_state is None:
+        return None
+    timers = key_state.timers
+    if any(timer.since is not None for timer in timers.values()):
+        return evaluated
+    incident = key_state.incident
+    if incident is None:
+        return None
+    current = rule.level(incident.level)
+    held = rule.levels[: current.rank + 1] if current is not None else ()
+    if any(level.exit is not None for level in held):
+        return evaluated  # an exit that stops holding fires its level again, all-clear or not
+    if incident.clear_since is not None:
+        return incident.clear_since + rule.resolve_after
+    stops: list[datetime] = []
+    for level in held:
+        last = _last_held(timers, level.name)
+        if last is not None and last + level.keep_firing_for > evaluated:
+            stops.append(last + level.keep_firing_for)
+    # none still firing: the next evaluation starts the all-clear
+    return min(stops, default=evaluated)
 
 
 def _last_held(timers: Mapping[str, LevelTimer], name: str) -> datetime | None:

@@ -346,6 +346,37 @@ def on_tick(
     return NotifyState(incidents), notices
 
 
+def next_tick(
+    state: NotifyState, policy: Policy, silences: Iterable[Silence], ticked: datetime
+) -> datetime | None:
+    """The earliest time after ``ticked`` (when :func:`on_tick` last ran, leaving
+    ``state``) at which it can send or record anything while no incident changes and no
+    acknowledgement or silence is added: the next hand-off, reminder or record of a muted
+    reminder, or, while an incident is tracked unacknowledged, the start or end of one of
+    ``silences`` (which may unmute a reminder or a catch-up held back). None when nothing
+    is due by time alone. A time due at or before ``ticked`` that :func:`on_tick` did not
+    act on was held back by a mute, which only those changes lift."""
+    times: list[datetime] = []
+    waiting = False
+    for t in state.incidents.values():
+        if t.ack is not None:  # acknowledged: nothing more is sent by time
+            continue
+        waiting = True
+        steps = policy.steps(t.rule, t.level)
+        if t.handoffs < len(steps):
+            times.append(t.level_since + steps[t.handoffs].after)
+        every = policy.repeat(t.rule)
+        if every is not None and policy.route(t.rule, t.level):
+            if t.last_sent_at is not None:
+                times.append(t.last_sent_at + every)
+            since = t.last_sent_at or t.opened_at
+            times.append((since if t.muted_at is None else max(since, t.muted_at)) + every)
+    if waiting:
+        for silence in silences:
+            times += (silence.starts_at, silence.ends_at)
+    return min((at for at in times if at > ticked), default=None)
+
+
 def _muted_reminder(
     t: Tracked, route: tuple[str, ...], muted: str, every: timedelta, now: datetime
 ) -> tuple[Tracked, list[Notice]]:

@@ -70,6 +70,12 @@ class KeyState:
     timers: Mapping[str, LevelTimer] = field(default_factory=dict)
     incident: Incident | None = None
 
+    @property
+    def resting(self) -> bool:
+        """No open incident and no level timer running: only a level that holds can move
+        it."""
+        return self.incident is None and all(t.since is None for t in self.timers.values())
+
 
 @dataclass(frozen=True, slots=True)
 class OpenIncident:

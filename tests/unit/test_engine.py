@@ -24,9 +24,11 @@ from listener.rules.engine import (
     evaluate_rule_checks,
     incident_id,
     max_lookback,
+    next_change,
     slug,
 )
 from listener.rules.source_health import plain_error
+from listener.rules.state import KeyState, LevelTimer
 from listener.scoring.velocity import Sample, VelocityWindows
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -639,3 +641,70 @@ def test_evaluate_rule_checks_returns_each_levels_when_check() -> None:
         assert made == tuple(level.when.check(windows, brand, now) for level in rule.levels)
     assert [c.holds for c in checks["Acme"]] == [True, False]
     assert rule.levels[0].leaves == ("volume",)
+
+
+LEVEL_SPECS = st.lists(
+    st.tuples(
+        st.integers(0, 4),  # for, minutes
+        st.integers(0, 8),  # keep_firing_for, minutes
+        st.booleans(),  # an exit condition
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    specs=LEVEL_SPECS,
+    resolve_after=st.integers(1, 12),
+    counts=st.lists(st.integers(0, 70), max_size=25),
+    totals=st.lists(st.integers(0, 6), min_size=60, max_size=60),
+)
+def test_a_key_changes_nothing_before_its_next_change_while_no_level_holds(
+    specs: list[tuple[int, int, bool]], resolve_after: int, counts: list[int], totals: list[int]
+) -> None:
+    """After a stretch of negative counts, with none from then on (no level holds; all
+    mentions, which exits read, still come and go), evaluating the key at any minute
+    before ``next_change`` gives no event and leaves its state as it is; once nothing is
+    due, it never changes again."""
+    calm = {
+        "type": "not",
+        "condition": {"type": "volume", "metric": "total", "window": "15m", "above": 3},
+    }
+    levels = {
+        f"l{i}": {
+            "when": vol(10 + 20 * i),
+            **({"for": f"{f}m"} if f else {}),
+            **({"keep_firing_for": f"{k}m"} if k else {}),
+            **({"exit": calm} if exit else {}),
+        }
+        for i, (f, k, exit) in enumerate(specs)
+    }
+    rule = one_rule(levels, resolve_after=f"{resolve_after}m")
+    view = FakeView()
+    state = EngineState()
+    for minute, count in enumerate(counts):
+        view.negative["Acme"] = view.total["Acme"] = count
+        state, _ = evaluate_rule(rule, ["Acme"], view, state, T0 + minute * MIN)
+    view.negative["Acme"] = 0  # quiet from now on: no level holds
+    evaluated = T0 + (len(counts) - 1) * MIN
+    for minute, total in enumerate(totals, start=len(counts)):
+        view.total["Acme"] = total
+        now = T0 + minute * MIN
+        due = next_change(rule, state.keys.get(("neg", "Acme")), evaluated)
+        after, events = evaluate_rule(rule, ["Acme"], view, state, now)
+        if due is None or now < due:
+            assert events == []
+            assert _decides_as(rule, after.get("neg", "Acme"), state.get("neg", "Acme"))
+        else:
+            state, evaluated = after, now
+
+
+def _decides_as(rule: CompiledRule, a: KeyState, b: KeyState) -> bool:
+    """Whether two states of a key decide alike: the same incident, and the same timer
+    per level (a level without one has a stopped timer that never held)."""
+    return a.incident == b.incident and all(
+        (a.timers.get(level.name) or LevelTimer()) == (b.timers.get(level.name) or LevelTimer())
+        for level in rule.levels
+    )

@@ -16,6 +16,7 @@ from listener.rules.notify import (
     NotifyState,
     Policy,
     Step,
+    next_tick,
     on_changes,
     on_tick,
 )
@@ -243,3 +244,63 @@ def test_a_reminder_due_while_muted_is_recorded_once_per_interval() -> None:
     assert [(n.alert_id, n.sinks, n.muted) for n in ticks] == [
         ("inc-a#reminder-3", ("social",), None)
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    opened=st.lists(
+        st.tuples(st.sampled_from(["watch", "elevated", "crisis"]), st.integers(0, 30)),
+        min_size=1,
+        max_size=3,
+    ),
+    repeat=st.sampled_from([None, 7, 20]),
+    handoffs=st.lists(st.integers(1, 40), max_size=2),
+    silence=st.sampled_from([None, (5, 25), (-10, 40)]),
+    inhibit=st.booleans(),
+)
+def test_nothing_is_sent_or_recorded_before_the_next_tick(
+    opened: list[tuple[str, int]],
+    repeat: int | None,
+    handoffs: list[int],
+    silence: tuple[int, int] | None,
+    inhibit: bool,
+) -> None:
+    """Ticking at any minute before ``next_tick`` sends and records nothing and leaves
+    the state as it is; after it, ticks go on from the new state."""
+    steps = [Step(timedelta(minutes=m), ("pager",)) for m in sorted(handoffs)]
+    p = policy(
+        repeat=lambda rule: None if repeat is None else timedelta(minutes=repeat),
+        steps=lambda rule, level: steps if level != "watch" else [],
+        inhibit=[InhibitRule(frozenset({"crisis"}), frozenset({"watch"}))] if inhibit else [],
+    )
+    silences = (
+        []
+        if silence is None
+        else [
+            Silence(
+                "s1",
+                T0 + timedelta(minutes=silence[0]),
+                T0 + timedelta(minutes=silence[1]),
+                "ana",
+                "",
+                level="elevated",
+            )
+        ]
+    )
+    state = NotifyState()
+    for i, (level, minute) in enumerate(opened):
+        at = T0 + timedelta(minutes=minute)
+        state, _ = on_changes(
+            [change("opened", level, 1, at, inc=f"inc-{i}", rule=f"r{i}")], state, silences, p, at
+        )
+    ticked = T0 + timedelta(minutes=max(m for _, m in opened))
+    state, _ = on_tick(state, silences, {}, p, ticked)
+    for minute in range(1, 120):
+        now = ticked + timedelta(minutes=minute)
+        due = next_tick(state, p, silences, ticked)
+        after, notices = on_tick(state, silences, {}, p, now)
+        if due is None or now < due:
+            assert notices == [], (now, due)
+            assert after == state
+        else:
+            state, ticked = after, now
