@@ -80,7 +80,11 @@ __all__ = [
 
 # --------------------------------------------------------------------------- normalising
 
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+
+def _straight(text: str) -> str:
+    """``text`` with curly apostrophes (``’ ‘ ʼ``) made straight: three replaces, far
+    faster than ``str.translate`` on non-ASCII text."""
+    return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u02bc", "'")
 
 
 def normalise_text(text: str) -> str:
@@ -92,7 +96,7 @@ def normalise_text(text: str) -> str:
     """
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
     flat = " ".join(folded.split())
-    return flat if flat.isascii() else flat.translate(_APOSTROPHES)
+    return flat if flat.isascii() else _straight(flat)
 
 
 # --------------------------------------------------------------------------- public shapes
@@ -1109,7 +1113,7 @@ def _view(doc: Prepared) -> tuple[str, str]:
     built from the text's shared normalised form on first use and kept on ``doc``."""
     view = doc.category_view
     if view is None:
-        norm = doc.norm if doc.norm.isascii() else doc.norm.translate(_APOSTROPHES)
+        norm = doc.norm if doc.norm.isascii() else _straight(doc.norm)
         view = doc.category_view = (norm, _scan(norm))
     return view
 
