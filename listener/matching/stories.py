@@ -112,7 +112,9 @@ def canonical_url(url: str) -> str | None:
         if not _TRACKING.match(k.lower())
     ]
     path = parts.path.rstrip("/") or ""
-    return urlunsplit(("", host, path, urlencode(sorted(query)), "")).lstrip("/")
+    # most links have no query (urlencode of none is ""): a fifth of the time saved
+    encoded = urlencode(sorted(query)) if query else ""
+    return urlunsplit(("", host, path, encoded, "")).lstrip("/")
 
 
 def story_text(text: str) -> list[str]:
@@ -260,7 +262,13 @@ def _signed(signatures: npt.NDArray[np.uint64]) -> list[tuple[Signature, tuple[B
 
 def _similarity(a: Signature, b: Signature) -> float:
     """:func:`similarity` of two signatures as the index keeps them (the same value)."""
-    agree: int = sum(map(eq, memoryview(a).cast("Q"), memoryview(b).cast("Q")))
+    return _similarity_to(memoryview(a).cast("Q"), b)
+
+
+def _similarity_to(values: memoryview, b: Signature) -> float:
+    """:func:`_similarity` of the signature whose values are ``values`` (cast once for
+    all the candidates of a look-up) and ``b``."""
+    agree: int = sum(map(eq, values, memoryview(b).cast("Q")))
     return agree / PERMUTATIONS
 
 
@@ -372,9 +380,10 @@ class StoryIndex:
             # the entries other mentions hold at the signature's band keys, band by band,
             # oldest first: each is scored once, where first met
             others = chain.from_iterable(filter(bucket.__ne__, held))
+            values = memoryview(sig).cast("Q")
             best: tuple[float, str] | None = None
             for other, key in dict.fromkeys(others):
-                score = _similarity(sig, other)
+                score = _similarity_to(values, other)
                 if score >= SIMILARITY and (best is None or score > best[0]):
                     best = (score, key)
             if best is not None:  # an entry's mention is remembered as long as the entry
@@ -410,11 +419,12 @@ class StoryIndex:
 
     def _forget(self, remembered: _Remembered) -> None:
         _, key, url, text, bucket, bands = remembered
-        story = self._by_mention.pop(key, None)
+        story = self._by_mention.pop(key)  # each remembered key is in it until forgotten
         if url is not None and self._by_url.get(url) == story:
             del self._by_url[url]
-        if text is not None and self._by_text.get(text) == story:
-            del self._by_text[text]
+        # taken out and put back when another story holds it (one look-up, usually)
+        if text is not None and (held := self._by_text.pop(text, story)) != story:
+            self._by_text[text] = held
         if bucket is not None:
             # the signature leaves every bucket of its bands (with any other mention's
             # entry of the same signature). One pass takes the buckets out: the usual case
