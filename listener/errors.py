@@ -50,6 +50,8 @@ Third-party errors are translated into these at the boundary where they happen
     │   └── _Unavailable       a timeout, connection error or retryable status
     ├── _Refused               config.load: a YAML feature or size rules.yaml refuses (also a
     │                          yaml.YAMLError, so PyYAML's callers see a YAML error)
+    ├── _Unsupported           scoring.gates: regex syntax the pattern reader does not know
+    │                          (the pattern then has no gates and is tried on every text)
     └── _TooLarge              sinks.http: a receiver's answer over the cap (the body is ignored)
 
 ``tests/unit/test_errors.py`` keeps this diagram complete: it imports every module of

@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from listener.errors import ListenerError
+
 __all__ = [
     "COMMON",
     "EXACT",
@@ -99,8 +101,9 @@ def cheapest(clauses: list[Clause]) -> Clause:
 # an alternation or a repetition.
 
 
-class _Unsupported(Exception):
-    """Syntax outside the subset the reader knows."""
+class _Unsupported(ListenerError):
+    """Syntax outside the subset the reader knows (never leaves this module: the pattern
+    then has no clauses)."""
 
 
 @dataclass(frozen=True, slots=True)
