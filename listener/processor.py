@@ -642,8 +642,10 @@ class Processor:
         if self.screening and dues:
             wanted = np.logical_or.reduce([plan.due for _, plan in dues])
             read_rows = np.flatnonzero(wanted)
-            read = brands if len(read_rows) == len(brands) else [brands[i] for i in read_rows]
-            table = table_for(self.rules, read, view, now)
+            everyone = len(read_rows) == len(brands)
+            read = brands if everyone else [brands[i] for i in read_rows]
+            first = marks.first_seen if everyone else marks.first_seen[read_rows]
+            table = table_for(self.rules, read, view, now, first)
             table_row = np.full(len(brands), -1, dtype=np.intp)
             table_row[read_rows] = np.arange(len(read_rows), dtype=np.intp)
         tick = _Tick(now, epoch, brands, rows, marks, quiet, table, table_row)

@@ -228,10 +228,15 @@ def _plan(rules: Sequence[CompiledRule]) -> _Plan:
 
 
 def table_for(
-    rules: Sequence[CompiledRule], brands: Sequence[str], view: RunningReads, now: datetime
+    rules: Sequence[CompiledRule],
+    brands: Sequence[str],
+    view: RunningReads,
+    now: datetime,
+    first_seen: NDArray[np.int64] | None = None,
 ) -> Table | None:
     """The bulk read every bulk leaf of ``rules`` needs at ``now`` (None when none has
-    one)."""
+    one); ``first_seen``: each brand's first bucket, when already read
+    (``first_seen_seconds``)."""
     plan = _plan(rules)
     if not plan.leaves or not brands:
         return None
@@ -244,7 +249,7 @@ def table_for(
         for leaf, (start, end) in zip(plan.leaves, plan.spans, strict=True)
     }
     sums = view.running_at(brands, columns, plan.measures)
-    first = view.first_seen_seconds(brands)
+    first = view.first_seen_seconds(brands) if first_seen is None else first_seen
     return Table(tuple(brands), now_us, positions, sums, first)
 
 

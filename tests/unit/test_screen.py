@@ -364,3 +364,23 @@ def test_a_share_that_time_can_raise_is_not_sunk() -> None:
         rule, ["Acme"], windows, EngineState(), T0 + timedelta(minutes=3)
     )
     assert checks["Acme"][0].holds
+
+
+def test_the_table_takes_first_buckets_already_read() -> None:
+    """Given each brand's first bucket (read once per tick for the memo of settled keys),
+    the bulk read uses it: the same table as reading them itself."""
+    rule = _rule(
+        {"type": "spike", "metric": "total", "window": "5m", "baseline": "30m", "warmup": True},
+        {"type": "volume", "metric": "total", "window": "5m", "above": 50},
+    )
+    windows = VelocityWindows(timedelta(minutes=1), timedelta(hours=2))
+    windows.add("Acme", T0 - timedelta(minutes=50), Sample(negative=False), 2)
+    windows.add("Globex", T0 - timedelta(minutes=3), Sample(negative=False), 9)
+    own = table_for([rule], BRANDS, windows, T0)
+    given = table_for([rule], BRANDS, windows, T0, windows.first_seen_seconds(BRANDS))
+    assert own is not None
+    assert given is not None
+    assert given.first.tolist() == own.first.tolist()
+    assert {m: s.tolist() for m, s in given.sums.items()} == {
+        m: s.tolist() for m, s in own.sums.items()
+    }
