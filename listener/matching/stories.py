@@ -49,6 +49,17 @@ near joined another story, and 1 exact copy followed its original; the exact and
 counts are unchanged. Across seed draws the two schemes are indistinguishable: the
 difference between 130 and 111 is the spread of a 32-value estimate (standard deviation
 0.08 at a Jaccard of 0.7), not the hash family.
+
+:meth:`StoryIndex.assign_many` (what the ingest stage calls) prepares a whole batch before
+it walks the mentions in order: the words of every text in a few passes over one joined
+string (:func:`story_words`), their signatures in one numpy pass, and the signature and
+band-key bytes made by numpy. Per mention, one ``dict.setdefault`` per band both finds the
+mentions that share a band key and puts the mention's own entry in. The decisions are
+those of assigning one mention at a time (``tests/unit/test_stories.py`` checks them
+against a plain reference index). On the airline tweets in the ingest stage's batches of
+100, ``bench/stories.py --check --against 2312b7a --batch 100`` gives 22.8 µs per mention
+before (words, a BLAKE2b key and bands per text) and 14.0 µs now (1.6x, CPU time on a
+shared 2-core host), with no decision differing.
 """
 
 from __future__ import annotations
@@ -60,7 +71,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from operator import eq
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -220,8 +231,9 @@ def _minimums(words: npt.NDArray[np.uint64], counts: list[int]) -> npt.NDArray[n
     # taken along the rows' contiguous memory (a third faster than down the columns)
     permuted = _A.reshape(-1, 1) * words
     permuted += _B.reshape(-1, 1)
-    starts = np.zeros(len(counts), dtype=np.intp)
-    np.cumsum(counts[:-1], out=starts[1:])
+    # where each run starts, summed in Python: numpy's cumsum costs more than it saves on
+    # the small batches of a backtest (a mention or two a simulated minute)
+    starts = list(accumulate(counts[:-1], initial=0))
     signatures: npt.NDArray[np.uint64] = np.minimum.reduceat(permuted, starts, axis=1).T
     return np.ascontiguousarray(signatures)
 

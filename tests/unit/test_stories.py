@@ -137,6 +137,22 @@ def test_forgetting_a_signature_keeps_the_others_in_its_buckets() -> None:
     assert all(isinstance(e, tuple) for keyed in index._bands for e in keyed.values())
 
 
+def test_forgetting_a_copy_keeps_the_words_of_the_story_that_holds_them() -> None:
+    """A copy that joined another story (a repost) does not take the words' entry with it
+    when it is forgotten, once a later mention holds them for its own story."""
+    index = StoryIndex(horizon=timedelta(hours=1))
+    words = "acme down again"
+    index.assign(mention(1, words))
+    assert index.assign(mention(2, words, at=T0 + timedelta(minutes=10), reposted="9")) == (
+        Assignment("x:9", "repost")
+    )
+    # the first is forgotten: its words go, and the third holds them for its own story
+    assert index.assign(mention(3, words, at=T0 + timedelta(minutes=65))).reason == "new"
+    # forgetting the repost leaves the third's entry: the fourth is its exact copy
+    late = index.assign(mention(4, words, at=T0 + timedelta(minutes=75)))
+    assert (late.story, late.reason) == ("x:3", "exact")
+
+
 def test_canonical_url() -> None:
     """Canonical URLs keep meaningful query parameters, sorted, and drop the rest."""
     assert canonical_url("https://www.Example.com/a/?utm_source=x&id=2&b=1#top") == (
