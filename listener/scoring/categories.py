@@ -1292,26 +1292,17 @@ class _Engine:
         keys: dict[str, list[int]] = {}
         always: list[int] = []
 
-        def add(
-            group: int, regex: re.Pattern[str], clauses: Sequence[Clause], proof: bool, neg: bool
-        ) -> None:
-            item = len(items)
-            needs: tuple[str, ...] = ()
-            if clauses:  # the cheapest clause picks candidates; single literals filter them
-                first, *rest = sorted(clauses, key=cost)
-                for gate in first:
-                    keys.setdefault(_needle(gate), []).append(item)
-                needs = tuple(
-                    dict.fromkeys(
-                        _needle(gate)
-                        for clause in rest
-                        if len(clause) == 1 and not weak(clause)
-                        for gate in clause
-                    )
-                )
-            else:
+        def gate(item: int, clauses: Sequence[Clause]) -> tuple[str, ...]:
+            """Dispatch ``item`` by its cheapest clause; its other single literals (unless
+            weak) are what it ``needs`` before its regex runs."""
+            if not clauses:
                 always.append(item)
-            items.append(_Item(group, len(labels), regex.search, proof, neg, needs))
+                return ()
+            first, *rest = sorted(clauses, key=cost)
+            for g in first:
+                keys.setdefault(_needle(g), []).append(item)
+            singles = (c for c in rest if len(c) == 1 and not weak(c))
+            return tuple(dict.fromkeys(_needle(g) for c in singles for g in c))
 
         for name, terms, patterns in groups:
             labels: list[str] = []
@@ -1322,15 +1313,18 @@ class _Engine:
                 if term is None or term.regex in seen:
                     continue
                 seen.add(term.regex)
-                add(group, re.compile(term.regex), term.clauses, term.proof, negatable)
+                needs = gate(len(items), term.clauses)
+                search = re.compile(term.regex).search
+                items.append(_Item(group, len(labels), search, term.proof, negatable, needs))
                 labels.append(raw)
             for index, raw in enumerate(patterns):
                 compiled = _check_pattern(name, raw, index)
                 if raw in seen:
                     continue
                 seen.add(raw)
-                clauses = pattern_clauses(raw, ignorecase=_ignorecase(raw))
-                add(group, compiled, clauses, False, negatable and raw in _NEGATABLE)
+                needs = gate(len(items), pattern_clauses(raw, ignorecase=_ignorecase(raw)))
+                negates = negatable and raw in _NEGATABLE
+                items.append(_Item(group, len(labels), compiled.search, False, negates, needs))
                 labels.append(_LABELS.get(raw, raw))
             if labels:
                 names.append(name)
@@ -1385,7 +1379,8 @@ class _Engine:
             if positions is not None and not every:
                 continue
             negatable = negation and item.negatable
-            if not (gated and item.proof and not negatable) and (
+            decided = gated and item.proof and not negatable  # its gate was found: it fires
+            if not decided and (
                 (gated and not all(map(scan.__contains__, item.needs)))
                 or not _fires(item.search, norm, negatable)
             ):
