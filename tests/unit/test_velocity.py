@@ -26,6 +26,7 @@ from listener.scoring.velocity import (
     Sample,
     VelocityWindows,
     _Arena,
+    _zeros,
 )
 from listener.store import SCHEMA_VERSION, Store
 
@@ -1210,3 +1211,15 @@ def test_bulk_reads_do_not_count_pruned_buckets() -> None:
     assert bulk["total"][0, 1] - bulk["total"][0, 0] == 5
     assert bulk["negative"][0, 1] - bulk["negative"][0, 0] == 3  # minutes 6, 8, 10
     assert bulk["total"][1].tolist() == [0, 0]
+
+
+def test_arena_buffers_of_any_size_are_zeroed_and_writable() -> None:
+    """The arena's buffers, small (numpy's own) or large (anonymous memory in small
+    pages), start at zero, have the shape asked for and take writes."""
+    for shape in ((64,), (3, 64), (1 << 20,), (3, 1 << 19)):
+        buffer = _zeros(*shape)
+        assert buffer.shape == shape
+        assert buffer.dtype == np.int64
+        assert not buffer.any()
+        buffer[..., -1] = 7
+        assert int(buffer.sum()) == 7 * (shape[0] if len(shape) == 2 else 1)
