@@ -54,10 +54,14 @@ from listener.errors import ConfigError, ConfigProblem, ListenerError, UsageErro
 # The engine is imported where it is used, so that ``listener`` can build its command line
 # (``add_arguments``) without loading it.
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from listener.config.schema import Config, RuleConfig
     from listener.model import Fact, Mention
     from listener.processor import Processor
     from listener.rules.engine import EventKind, IncidentEvent
+    from listener.rules.timeline import Holding
     from listener.scoring.base import Scorer
     from listener.store import IncidentEventRecord, IncidentRecord
 
@@ -837,13 +841,19 @@ def _replay(processor: Processor, steps: Iterable[_Step], progress: Progress | N
     """Feed ``steps`` (:func:`_steps`) to ``processor``, evaluating only where that can
     change something.
 
-    A step is evaluated when some level of some rule may hold at it for some brand (the
-    timeline, :mod:`listener.rules.timeline`), or when the processor has something due
-    by then without one (:meth:`~listener.processor.Processor.next_change`: a level
-    timer to stop, an incident to move down or resolve, a reminder); any other evaluation
-    would leave every key, incident and notification as it is. The steps go in segments
-    (:class:`_Pace`), and the last step of each is evaluated whatever it is (it prunes the
-    windows)."""
+    At a step where no level of any rule may hold for any brand (the timeline,
+    :mod:`listener.rules.timeline`), an evaluation leaves every key, incident and
+    notification as it is unless the processor has something due by then
+    (:meth:`~listener.processor.Processor.next_change`: a level timer to stop, an incident
+    to move down or resolve, a reminder). Where levels hold and the timeline knows exactly
+    which (:meth:`~listener.rules.timeline.Timeline.holding`, read ahead), a step is
+    evaluated only when they differ from those that held at the last evaluation, when one
+    that keeps firing for a while after it stops (``keep_firing_for``) stops at the next
+    step (its last hold must be recorded), or when something is due
+    (:meth:`~listener.processor.Processor.next_move`: a ``for`` reached, a level or an
+    incident timing out, a reminder); the evaluations in between would decide as the last
+    one did. The steps go in segments (:class:`_Pace`), and the last step of each is
+    evaluated whatever it is (it prunes the windows)."""
     from listener.rules.timeline import Timeline
 
     timeline = Timeline(processor.rules)
@@ -855,31 +865,43 @@ def _replay(processor: Processor, steps: Iterable[_Step], progress: Progress | N
         if batch:
             processor.ingest("backtest", [r.mention for r in batch], now)
 
+    # the processor's next change and next move, asked once after each evaluation
+    dues: dict[Callable[[], datetime | None], datetime | None] = {}
+
+    def due(ask: Callable[[], datetime | None], now: datetime) -> bool:
+        if ask not in dues:
+            dues[ask] = ask()
+        found = dues[ask]
+        return found is not None and now >= found
+
     steps = iter(steps)
+    held: NDArray[np.int64] | None = None  # which levels held at the last evaluation
     while segment := list(itertools.islice(steps, pace.size)):
-        if pace.mode == "ahead":
-            for now, batch, _ in segment:
-                ingest(now, batch)
-            hot = timeline.hot(view, brands, [now for now, _, _ in segment])
+        holding: Holding | None = None
+        if pace.mode == "ahead":  # the whole segment, with one run of the Ingest stage
+            batches = [(now, [r.mention for r in batch]) for now, batch, _ in segment if batch]
+            processor.ingest_many("backtest", batches)
+            holding = timeline.holding(view, brands, [now for now, _, _ in segment])
+            hot = holding.hot
         evaluated, last = 0, len(segment) - 1
-        due: datetime | None = None
-        asked = False  # the processor's next change, since its last evaluation
         for k, (now, batch, stop) in enumerate(segment):
             if pace.mode != "ahead":
                 ingest(now, batch)
             if pace.mode == "every" or k == last:
                 must = True
-            elif pace.mode == "ahead":
-                must = hot[k]
+            elif holding is not None and hot[k]:
+                # levels hold: the step decides nothing new while they hold as they did at
+                # the last evaluation, none stops at the next step in a way that needs its
+                # last hold recorded, and nothing is due
+                must = not holding.steady(k, held) or due(processor.next_move, now)
             else:
-                (must,) = timeline.hot(view, brands, [now])
-            if not must:
-                if not asked:
-                    due, asked = processor.next_change(), True
-                must = due is not None and now >= due
+                (hot_now,) = [hot[k]] if holding is not None else timeline.hot(view, brands, [now])
+                must = hot_now or due(processor.next_change, now)
             if must:
                 processor.evaluate(now)
-                evaluated, asked = evaluated + 1, False
+                evaluated += 1
+                dues.clear()
+                held = holding.codes[:, k].copy() if holding is not None else None
             if progress is not None:
                 progress.update(stop)
         pace.after(len(segment), evaluated)

@@ -12,11 +12,12 @@ next evaluation sees the stored counts and raises the same events.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -50,6 +51,7 @@ from listener.rules.engine import (
     evaluate_rule_checks,
     max_lookback,
     next_change,
+    next_move,
 )
 from listener.rules.notify import (
     IncidentChange,
@@ -498,61 +500,111 @@ class Processor:
         incident until that history has left the longest rule window: day one cannot raise
         a false spike. Mentions dated in the future count now.
         """
+        (result,) = self.ingest_many(source, [(now, mentions)], cursor=cursor, backfill=backfill)
+        return result
+
+    def ingest_many(
+        self,
+        source: str,
+        batches: Sequence[tuple[datetime, Sequence[Mention]]],
+        *,
+        cursor: Cursor | None = None,
+        backfill: bool = False,
+    ) -> list[IngestResult]:
+        """:meth:`ingest` each ``(now, mentions)`` batch in turn, with no evaluation
+        between them (the same windows, store and results), the Ingest stage run once over
+        them all and one transaction storing them; ``cursor`` is persisted with the last.
+        A replay ingests a stretch of simulated time so (``listener.backtest``)."""
+        if not batches:
+            return []
         with self._lock:
-            batch: dict[tuple[str, str], Mention] = {}
-            for m in mentions:
-                batch.setdefault(m.key, m)
-            seen = self.store.seen(batch) if batch else set()
-            fresh = [m for k, m in batch.items() if k not in seen]
-            oldest = now - self.windows.retention
-            # the next prune (at this now or later) strips the buckets before this of their
-            # authors and stories: adding them without is the same, and encodes them once
-            sets_from = self.windows.sets_from(now)
+            known: set[tuple[str, str]] = set()
+            firsts: list[list[Mention]] = []
+            for _, mentions in batches:
+                batch: dict[tuple[str, str], Mention] = {}
+                for m in mentions:
+                    if m.key not in known:
+                        batch.setdefault(m.key, m)
+                known.update(batch)
+                firsts.append(list(batch.values()))
+            seen = self.store.seen(known) if known else set()
+            fresh = [[m for m in first if m.key not in seen] for first in firsts]
+            scored_all = iter(self.stage.run([m for f in fresh for m in f], batches[-1][0]))
             quiet_until = dict(self.quiet_until)
             span = self.quiet_span()
-            scored = self.stage.run(fresh, now)
-            matched = negative = stale = 0
-            for s in scored:
-                if not s.brands:
-                    continue
-                m, brands = s.mention, s.brands
-                matched += 1
-                negative += s.negative
-                at = min(m.created_at, now)
-                if at < oldest:
-                    stale += 1
-                    continue
-                sample = sample_of(s, distinct=at >= sets_from)
-                for brand in brands:
-                    if brand in self.released:
-                        continue  # another worker holds it
-                    # history is quiet until it has left the longest rule window
-                    if backfill and quiet_until.get(brand, now) < at + span:
-                        quiet_until[brand] = at + span
-                    self.windows.add(brand, at, sample)
-            try:
-                self.store.write_ingest(
+            results: list[IngestResult] = []
+            writes: list[IngestWrite] = []
+            for (now, mentions), new in zip(batches, fresh, strict=True):
+                scored = list(itertools.islice(scored_all, len(new)))
+                before = dict(quiet_until)
+                matched, negative, stale = self._count(scored, now, backfill, quiet_until, span)
+                writes.append(
                     IngestWrite(
                         now=now,
                         mentions=scored,
-                        cursor=(source, cursor) if cursor is not None else None,
-                        buckets=self.windows.drain_dirty(),
                         kv={"quiet_until": _dump_times(quiet_until)}
-                        if quiet_until != self.quiet_until
+                        if quiet_until != before
                         else {},
                     )
                 )
+                results.append(IngestResult(len(mentions), len(new), matched, negative, stale))
+            last = writes[-1]
+            writes[-1] = replace(
+                last,
+                cursor=(source, cursor) if cursor is not None else None,
+                buckets=self.windows.drain_dirty(),
+            )
+            try:
+                self.store.write_ingest(*writes)
             except StoreError:
                 self._load_state()  # memory must not run ahead of the store
                 raise
-            if matched > stale:
+            if any(r.matched > r.stale for r in results):
                 self._pruned_epoch = None  # a bucket added may already be due a prune
-            self._ingested_until = max(self._ingested_until, as_utc(now))
-            self._count_matches(source, scored)  # once stored: a retried batch counts once
+            self._ingested_until = max(self._ingested_until, as_utc(batches[-1][0]))
+            for w in writes:  # once stored: a retried batch counts once
+                self._count_matches(source, w.mentions)
             self.quiet_until = quiet_until
-            self.metrics.mentions_collected.labels(source=source).inc(len(mentions))
-            self.metrics.mentions_new.labels(source=source).inc(len(fresh))
-            return IngestResult(len(mentions), len(fresh), matched, negative, stale)
+            self.metrics.mentions_collected.labels(source=source).inc(
+                sum(r.received for r in results)
+            )
+            self.metrics.mentions_new.labels(source=source).inc(sum(r.new for r in results))
+            return results
+
+    def _count(
+        self,
+        scored: Sequence[ScoredMention],
+        now: datetime,
+        backfill: bool,
+        quiet_until: dict[str, datetime],
+        span: timedelta,
+    ) -> tuple[int, int, int]:
+        """Count one batch's matched mentions into the windows (``quiet_until`` updated for
+        a backfill); ``(matched, negative, stale)``."""
+        oldest = now - self.windows.retention
+        # the next prune (at this now or later) strips the buckets before this of their
+        # authors and stories: adding them without is the same, and encodes them once
+        sets_from = self.windows.sets_from(now)
+        matched = negative = stale = 0
+        for s in scored:
+            if not s.brands:
+                continue
+            m, brands = s.mention, s.brands
+            matched += 1
+            negative += s.negative
+            at = min(m.created_at, now)
+            if at < oldest:
+                stale += 1
+                continue
+            sample = sample_of(s, distinct=at >= sets_from)
+            for brand in brands:
+                if brand in self.released:
+                    continue  # another worker holds it
+                # history is quiet until it has left the longest rule window
+                if backfill and quiet_until.get(brand, now) < at + span:
+                    quiet_until[brand] = at + span
+                self.windows.add(brand, at, sample)
+        return matched, negative, stale
 
     # ------------------------------------------------------------------ evaluate
 
@@ -763,6 +815,26 @@ class Processor:
         holds (every key rests, nothing is due). Evaluations before it decide nothing: a
         backtest skips them (:func:`listener.backtest.replay_mentions`). Assumes no
         acknowledgement or silence is added meanwhile."""
+        return self._next(next_change)
+
+    def next_move(self) -> datetime | None:
+        """While every level of every rule holds for every brand exactly as it did at the
+        last evaluation, the earliest ``now`` at which an evaluation (without source
+        health) can change more than when the holding levels last held
+        (:func:`listener.rules.engine.next_move` per key, a notification as in
+        :meth:`next_change`; the last evaluation's time while a brand is quiet). The
+        evaluations before it decide as that one did: a backtest that knows which levels
+        hold skips them, evaluating the last step before the levels change (which records
+        when they last held). Assumes no acknowledgement or silence is added meanwhile."""
+        with self._lock:
+            last = self._evaluated_at
+            if last is not None and any(until > last for until in self.quiet_until.values()):
+                return last  # a quiet brand's timers run, and it opens when it is not
+        return self._next(next_move)
+
+    def _next(
+        self, per_key: Callable[[CompiledRule, KeyState, datetime], datetime | None]
+    ) -> datetime | None:
         with self._lock:
             last = self._evaluated_at
             state, notify = self.state, self.notify
@@ -777,7 +849,7 @@ class Processor:
                     continue
                 if last is None:  # loaded, never evaluated here: it may move at once
                     return datetime.min.replace(tzinfo=UTC)
-                found = next_change(rule, key, last)
+                found = per_key(rule, key, last)
                 if found is not None:
                     times.append(found)
             if notify.incidents:

@@ -66,6 +66,7 @@ __all__ = [
     "incident_id",
     "max_lookback",
     "next_change",
+    "next_move",
     "rule_brands",
     "slug",
 ]
@@ -331,6 +332,57 @@ def next_change(
             stops.append(last + level.keep_firing_for)
     # none still firing: the next evaluation starts the all-clear
     return min(stops, default=evaluated)
+
+
+def next_move(
+    rule: CompiledRule, key_state: KeyState | None, evaluated: datetime
+) -> datetime | None:
+    """While every level's ``when`` of ``rule`` holds for a key exactly as it held at
+    ``evaluated`` (each holding level still holding, the others still not), the earliest
+    time at which evaluating it can change more than its holding levels' ``last_held``,
+    given ``key_state``, what its evaluation at ``evaluated`` left (a level held then
+    exactly when its timer runs, ``since`` set):
+
+    * a holding level that does not fire yet (``for``: above the incident's level, or any
+      level with no incident): when it has held for ``for`` (it opens or escalates);
+    * a held level (at or below the incident's level) that no longer holds: the next time
+      one stops firing (``last_held + keep_firing_for``, which may move the incident down
+      or start its all-clear);
+    * an incident with no level firing: when it resolves (``clear_since +
+      resolve_after``);
+    * a held level with an ``exit``: ``evaluated`` (only an evaluation can check it);
+    * None when nothing moves while the levels hold as they did (no incident and no
+      level holding).
+
+    Every evaluation before that time, with the levels holding so, decides as the one at
+    ``evaluated`` did (:func:`_decide`: no event; the same timers, but for ``last_held``
+    of the holding levels, which is the time of the evaluation). So a replay that knows
+    which levels hold at each step evaluates only the steps where that changes and the
+    last step before it does (to record when each level last held), and the times this
+    gives."""
+    if key_state is None:
+        return None
+    timers = key_state.timers
+    incident = key_state.incident
+    current = rule.level(incident.level) if incident is not None else None
+    rank = current.rank if current is not None else -1
+    moves: list[datetime] = []
+    for level in rule.levels:
+        timer = timers.get(level.name)
+        since = timer.since if timer is not None else None
+        held = incident is not None and level.rank <= rank
+        if held and level.exit is not None:
+            return evaluated
+        if since is not None:
+            if not held and since + level.for_ > evaluated:
+                moves.append(since + level.for_)
+        elif held:
+            last = _last_held(timers, level.name)
+            if last is not None and last + level.keep_firing_for > evaluated:
+                moves.append(last + level.keep_firing_for)
+    if incident is not None and incident.clear_since is not None:
+        moves.append(incident.clear_since + rule.resolve_after)
+    return min(moves, default=None)
 
 
 def _last_held(timers: Mapping[str, LevelTimer], name: str) -> datetime | None:

@@ -68,7 +68,7 @@ from listener.rules.conditions import (
 from listener.rules.engine import CompiledRule
 from listener.rules.screen import RunningReads
 
-__all__ = ["CELLS", "Timeline"]
+__all__ = ["CELLS", "Holding", "Timeline"]
 
 CELLS: Final = 1 << 20
 """How many running sums (per count) one read of a stretch holds at most: the steps of a
@@ -295,6 +295,47 @@ class _Stretch:
         return found
 
 
+_LEVEL_BITS: Final = 62
+"""Levels whose holding a :class:`Holding` code can tell (a bit each, lowest rank first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """Which levels hold, by (rule, brand) key and step, where that is known exactly.
+
+    ``codes[rule_index * len(brands) + brand_index, step]``: the bits of the levels whose
+    ``when`` surely holds (rank ``i`` → bit ``i``), when every level's answer is exact
+    (holds surely or surely not); ``-1`` when some level's is not (it may hold or not: the
+    engine decides). A key a rule does not apply to is ``0``. Equal codes at two steps
+    mean the engine finds the same levels holding at both (see
+    :func:`listener.rules.engine.next_move`)."""
+
+    codes: NDArray[np.int64]
+    lasting: NDArray[np.int64]
+    """Per key: the bits of the levels whose ``keep_firing_for`` is not zero (when such a
+    level last held is what its firing after it stops depends on)."""
+
+    @property
+    def hot(self) -> list[bool]:
+        """Per step: whether some level may hold for some key (:meth:`Timeline.hot`)."""
+        return [bool(h) for h in (self.codes != 0).any(axis=0).tolist()]
+
+    def steady(self, k: int, before: NDArray[np.int64] | None) -> bool:
+        """Whether every key's levels hold at step ``k`` exactly as in ``before`` (the
+        codes of an earlier step; None: unknown), and no level that stops holding at step
+        ``k + 1`` keeps firing for a while after it last held (so the engine need not
+        record that it held at ``k``)."""
+        if before is None or k + 1 >= self.codes.shape[1]:
+            return False
+        at, after = self.codes[:, k], self.codes[:, k + 1]
+        return (
+            bool((at >= 0).all())
+            and np.array_equal(at, before)
+            and bool((after >= 0).all())
+            and not (at & ~after & self.lasting).any()
+        )
+
+
 class Timeline:
     """The hot steps of a set of rules (see the module): what they read is planned once."""
 
@@ -341,6 +382,45 @@ class Timeline:
                     continue
                 hot |= may[rows].any(axis=0)
         return [bool(h) for h in hot.tolist()]
+
+    def holding(
+        self, view: RunningReads, brands: Sequence[str], nows: Sequence[datetime]
+    ) -> Holding:
+        """Which levels surely hold at each of ``nows`` (ascending) for each (rule, brand)
+        key, where the answer is exact (see :class:`Holding`)."""
+        keys = len(self.rules) * len(brands)
+        codes = np.zeros((keys, len(nows)), dtype=np.int64)
+        lasting = np.zeros(keys, dtype=np.int64)
+        if not nows or not keys:
+            return Holding(codes, lasting)
+        stretch = self._read(view, brands, nows)
+        row = {brand: i for i, brand in enumerate(brands)}
+        for r, rule in enumerate(self.rules):
+            rows = (
+                np.arange(len(brands))
+                if rule.brands is None
+                else np.array([row[b] for b in rule.brands if b in row], dtype=np.intp)
+            )
+            if not len(rows):
+                continue
+            code = np.zeros((len(rows), len(nows)), dtype=np.int64)
+            exact = np.ones((len(rows), len(nows)), dtype=np.bool_)
+            for level in rule.levels:
+                surely, may = _tree(level.when, stretch)
+                sure = np.broadcast_to(surely, (len(brands), len(nows)))[rows]
+                exact &= sure == np.broadcast_to(may, (len(brands), len(nows)))[rows]
+                if level.rank < _LEVEL_BITS:
+                    code |= sure.astype(np.int64) << level.rank
+                else:
+                    exact &= ~sure  # no bit to say so: holding is left open
+            code[~exact] = -1
+            codes[r * len(brands) + rows] = code
+            lasting[r * len(brands) + rows] = sum(
+                1 << level.rank
+                for level in rule.levels
+                if level.keep_firing_for and level.rank < _LEVEL_BITS
+            )
+        return Holding(codes, lasting)
 
     def _read(
         self, view: RunningReads, brands: Sequence[str], nows: Sequence[datetime]

@@ -117,15 +117,17 @@ class Store:
 
     # ------------------------------------------------------------------ the stages' writes
 
-    def write_ingest(self, w: IngestWrite) -> None:
-        """Write what ingesting one batch produced, atomically."""
-        t = ts(w.now)
+    def write_ingest(self, *writes: IngestWrite) -> None:
+        """Write what ingesting one batch produced, atomically; given several (batches
+        ingested in turn), all of them in one transaction, in order."""
         with self.db.transaction("ingest commit") as c:
-            Mentions.insert(c, w.mentions, t)
-            if w.cursor is not None:
-                Cursors.save(c, w.cursor[0], w.cursor[1], t)
-            Buckets.upsert(c, w.buckets)
-            KeyValues.put(c, w.kv)
+            for w in writes:
+                t = ts(w.now)
+                Mentions.insert(c, w.mentions, t)
+                if w.cursor is not None:
+                    Cursors.save(c, w.cursor[0], w.cursor[1], t)
+                Buckets.upsert(c, w.buckets)
+                KeyValues.put(c, w.kv)
 
     def write_evaluate(self, w: EvaluateWrite) -> None:
         """Write what one evaluation produced (state, events, notices, outbox), atomically;

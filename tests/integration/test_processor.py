@@ -425,3 +425,42 @@ def test_mention_retention_forgets_old_mentions_only(tmp_path: Path, config: Con
     assert p.store.mentions.prune(T0 + timedelta(days=30)) == 1
     assert p.store.mentions.count() == 1
     assert p.store.mentions.seen([("news", "m2"), ("news", "m1")]) == {("news", "m2")}
+
+
+def test_ingesting_many_batches_at_once_is_ingesting_them_in_turn(
+    tmp_path: Path, config: Config
+) -> None:
+    """``ingest_many`` (a replay's stretch of steps, the stage run once, one transaction)
+    leaves the results, windows, stored mentions, buckets and quiet periods that
+    ingesting each batch in turn leaves: repeats across batches and with the store are
+    counted once, stale mentions move no window, a backfill keeps its brand quiet."""
+    stored = [angry(0, T0)]
+    batches = [
+        (T0 + timedelta(minutes=1), [angry(1, T0), angry(2, T0), angry(1, T0), angry(0, T0)]),
+        (T0 + timedelta(minutes=2), []),
+        (T0 + timedelta(minutes=3), [angry(2, T0), angry(3, T0 + timedelta(minutes=2))]),
+        (T0 + timedelta(hours=3), [angry(4, T0), angry(5, T0 + timedelta(hours=2, minutes=59))]),
+    ]
+    for backfill in (False, True):
+        one = open_processor(tmp_path / f"one{backfill}.db", config)
+        many = open_processor(tmp_path / f"many{backfill}.db", config)
+        for p in (one, many):
+            p.ingest("news", stored, T0)
+        each = [p for now, ms in batches for p in [one.ingest("news", ms, now, backfill=backfill)]]
+        assert many.ingest_many("news", batches, backfill=backfill) == each
+        assert [r.new for r in each] == [2, 0, 1, 2]
+        assert each[-1].stale == 1  # three hours late for a 15m rule: stored, not counted
+        assert many.store.load_buckets() == one.store.load_buckets()
+        assert many.store.load_kv("quiet_until") == one.store.load_kv("quiet_until")
+        assert many.quiet_until == one.quiet_until
+        assert bool(many.quiet_until) == backfill
+        keys = [(m.source, m.id) for _, ms in batches for m in ms]
+        assert many.store.seen(keys) == one.store.seen(keys) == set(keys)
+        now = T0 + timedelta(hours=3)
+        for brand in ("Acme", "Globex"):
+            for measure in ("total", "negative"):
+                start = now - timedelta(hours=4)
+                assert many.windows.count(brand, measure, start, now) == one.windows.count(
+                    brand, measure, start, now
+                )
+        assert many.windows.count("Acme", "total", T0, now) == 5

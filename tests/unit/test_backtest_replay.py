@@ -298,6 +298,22 @@ SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[MentionRecord], set[str]]]
         _burst(10, 1, 3, "a") + _burst(120, 1, 1, "b"),
         {"opened", "handoff", "reminder", "resolved"},
     ),
+    # a steady stream holds 'watch' for many steps: 'high' fires after its 'for' while
+    # both hold unchanged, and 'watch' keeps firing 4m after it last held, then resolves
+    "a steady hold escalates after its for and keeps firing after it stops": (
+        [
+            {
+                "levels": [
+                    {"when": _volume("5m", 2), "keep_firing_for": "4m"},
+                    {"when": _volume("5m", 4), "for": "3m"},
+                ],
+                "resolve_after": "5m",
+                "repeat_every": "9m",
+            }
+        ],
+        _burst(10, 30, 1, "a") + _burst(90, 1, 1, "c"),
+        {"opened", "escalated", "deescalated", "reminder", "resolved"},
+    ),
     # 'high' of r1 mutes r0's 'watch' incident: its reminders are recorded as muted
     "muted reminders fall due in quiet steps": (
         [
@@ -381,6 +397,25 @@ class _Calls:
 
     def __exit__(self, *exc: object) -> None:
         self._patch.__exit__(*exc)
+
+
+def test_a_steady_hold_is_evaluated_where_something_can_change() -> None:
+    """Thirty minutes of one mention a minute hold a level unchanged for more than twenty
+    steps: read ahead, they are evaluated where the holding starts, where its ``for`` is
+    reached, at its reminder and at the last step before it stops (it keeps firing after),
+    not at every step, and decide what evaluating every step decides."""
+    rules, records, _ = SCENARIOS[
+        "a steady hold escalates after its for and keeps firing after it stops"
+    ]
+    config = _config(rules, inhibit=False)
+    full = replay_mentions(records, config, scorer=_Words(), every_step=True)
+    with _paced("ahead", 200), _Calls() as calls:
+        fast = replay_mentions(records, config, scorer=_Words())
+    assert [c.to_dict() for c in fast.changes] == [c.to_dict() for c in full.changes]
+    during = [
+        at for at in calls.at if T0 + timedelta(minutes=14) < at <= T0 + timedelta(minutes=39)
+    ]
+    assert 0 < len(during) <= 6, during
 
 
 def test_a_quiet_replay_skips_its_quiet_steps() -> None:

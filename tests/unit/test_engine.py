@@ -25,6 +25,7 @@ from listener.rules.engine import (
     incident_id,
     max_lookback,
     next_change,
+    next_move,
     slug,
 )
 from listener.rules.source_health import plain_error
@@ -697,6 +698,72 @@ def test_a_key_changes_nothing_before_its_next_change_while_no_level_holds(
         if due is None or now < due:
             assert events == []
             assert _decides_as(rule, after.get("neg", "Acme"), state.get("neg", "Acme"))
+        else:
+            state, evaluated = after, now
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    specs=LEVEL_SPECS,
+    resolve_after=st.integers(1, 12),
+    counts=st.lists(st.integers(0, 70), max_size=25),
+    held=st.integers(0, 70),
+    totals=st.lists(st.integers(0, 6), min_size=40, max_size=40),
+)
+def test_a_key_decides_as_it_did_before_its_next_move_while_its_levels_hold_as_they_did(
+    specs: list[tuple[int, int, bool]],
+    resolve_after: int,
+    counts: list[int],
+    held: int,
+    totals: list[int],
+) -> None:
+    """After a stretch of negative counts, with the count then kept at ``held`` (every
+    level's ``when`` holds as it did; all mentions, which exits read, still come and go),
+    evaluating the key at any minute before ``next_move`` gives no event and the state the
+    evaluation it was last evaluated at left, but for the holding levels' ``last_held``
+    (that minute); at ``next_move`` it is evaluated. The same state's ``next_move`` is the
+    same whenever the levels hold so."""
+    calm = {
+        "type": "not",
+        "condition": {"type": "volume", "metric": "total", "window": "15m", "above": 3},
+    }
+    levels = {
+        f"l{i}": {
+            "when": vol(10 + 20 * i),
+            **({"for": f"{f}m"} if f else {}),
+            **({"keep_firing_for": f"{k}m"} if k else {}),
+            **({"exit": calm} if exit else {}),
+        }
+        for i, (f, k, exit) in enumerate(specs)
+    }
+    rule = one_rule(levels, resolve_after=f"{resolve_after}m")
+    view = FakeView()
+    state = EngineState()
+    for minute, count in enumerate(counts):
+        view.negative["Acme"] = view.total["Acme"] = count
+        state, _ = evaluate_rule(rule, ["Acme"], view, state, T0 + minute * MIN)
+    view.negative["Acme"] = held
+    start = len(counts)
+    state, _ = evaluate_rule(rule, ["Acme"], view, state, T0 + start * MIN)  # the new pattern
+    evaluated = T0 + start * MIN
+    holding = {level.name for level in rule.levels if held >= 10 + 20 * level.rank}
+    for minute, total in enumerate(totals, start=start + 1):
+        view.total["Acme"] = total
+        now = T0 + minute * MIN
+        key = state.keys.get(("neg", "Acme"))
+        due = next_move(rule, key, evaluated)
+        after, events = evaluate_rule(rule, ["Acme"], view, state, now)
+        if due is None or now < due:
+            assert events == []
+            moved = after.get("neg", "Acme")
+            assert moved.incident == state.get("neg", "Acme").incident
+            for level in rule.levels:
+                old = state.get("neg", "Acme").timers.get(level.name) or LevelTimer()
+                new = moved.timers.get(level.name) or LevelTimer()
+                if level.name in holding:
+                    assert new == LevelTimer(since=old.since, last_held=now)
+                else:
+                    assert new == old
         else:
             state, evaluated = after, now
 

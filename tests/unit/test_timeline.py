@@ -349,6 +349,68 @@ def test_an_unfiltered_count_leaf_is_hot_exactly_where_it_holds(
             assert offset or _near_tie(check, leaf["min_volume"]), (brand, now, check)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    levels=st.lists(st.one_of(BULK, LEAVES, _tree(1)), min_size=1, max_size=3),
+    kept=st.lists(st.booleans(), min_size=3, max_size=3),
+    samples=SAMPLES,
+    first=st.integers(-60, 60),
+    offset=st.sampled_from([0, 0, 25]),
+    only=st.sampled_from([None, ["Acme", "Umbrella"]]),
+)
+def test_where_holding_is_known_it_is_what_the_engine_finds(
+    levels: list[dict[str, Any]],
+    kept: list[bool],
+    samples: list[tuple[str, int, int, str, str, bool]],
+    first: int,
+    offset: int,
+    only: list[str] | None,
+) -> None:
+    """Where the timeline's holding code of a (rule, brand) key is known (not ``-1``), its
+    bits are exactly the levels whose ``when`` the engine finds holding at that step; a
+    brand the rule does not apply to is ``0``; ``hot`` is where some code is not ``0``.
+    Unfiltered counts are known wherever they are worked out exactly, and ``lasting``
+    names the levels that keep firing for a while."""
+    (plain,) = _rules(levels, only)
+    rule = replace(
+        plain,
+        levels=tuple(
+            replace(level, keep_firing_for=timedelta(minutes=5) if keep else timedelta(0))
+            for level, keep in zip(plain.levels, kept, strict=False)
+        ),
+    )
+    windows = _windows(samples)
+    nows = [T0 + timedelta(minutes=first + k, seconds=offset) for k in range(30)]
+    timeline = Timeline([rule, plain])
+    holding = timeline.holding(windows, BRANDS, nows)
+    assert holding.codes.shape == (2 * len(BRANDS), len(nows))
+    for r, compiled in enumerate((rule, plain)):
+        for b, brand in enumerate(BRANDS):
+            row = holding.codes[r * len(BRANDS) + b]
+            lasting = sum(1 << lv.rank for lv in compiled.levels if lv.keep_firing_for)
+            if only is not None and brand not in only:
+                assert not row.any()
+                continue
+            assert holding.lasting[r * len(BRANDS) + b] == lasting
+            for now, code in zip(nows, row.tolist(), strict=True):
+                if code == -1:
+                    continue
+                holds = [lv.when.check(windows, brand, now).holds for lv in compiled.levels]
+                assert code == sum(1 << i for i, h in enumerate(holds) if h), (brand, now)
+    assert holding.hot == timeline.hot(windows, BRANDS, nows)
+    if all(_exact(level) for level in levels):
+        assert (holding.codes >= 0).all()
+
+
+def _exact(leaf: dict[str, Any]) -> bool:
+    """Whether the timeline works ``leaf`` out exactly everywhere: volume or spike of an
+    unfiltered count, or the negative share of unfiltered counts."""
+    unfiltered = "source" not in leaf and "category" not in leaf
+    if leaf["type"] in ("volume", "spike"):
+        return unfiltered and leaf["metric"] in ("total", "negative", "positive")
+    return leaf["type"] == "negative_share" and unfiltered and leaf["metric"] == "negative"
+
+
 def _near_tie(check: Check, min_volume: int) -> bool:
     """Whether a z-score's value (or its baseline, falling) is within 1e-9 of a bound."""
     fact = check.facts[0]
