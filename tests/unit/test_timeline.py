@@ -408,7 +408,11 @@ def _exact(leaf: dict[str, Any]) -> bool:
     unfiltered = "source" not in leaf and "category" not in leaf
     if leaf["type"] in ("volume", "spike"):
         return unfiltered and leaf["metric"] in ("total", "negative", "positive")
-    return leaf["type"] == "negative_share" and unfiltered and leaf["metric"] == "negative"
+    return (
+        leaf["type"] == "negative_share"
+        and unfiltered
+        and leaf.get("metric", "negative") == "negative"
+    )
 
 
 def _near_tie(check: Check, min_volume: int) -> bool:
