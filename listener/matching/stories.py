@@ -297,10 +297,10 @@ class Assignment:
         return self.reason != "new"
 
 
-_Remembered = tuple[datetime, str, str | None, bytes | None, Bucket | None, tuple[Band, ...]]
+_Remembered = tuple[datetime, str, tuple[str, ...], bytes | None, Bucket | None, tuple[Band, ...]]
 """What the index must undo when it forgets a mention: when it was made, its key, its
-canonical URL, its words (``None`` when it has none) and, for a signed text, the bucket it
-added to its bands with those band keys."""
+canonical URLs (its own and the links in its text), its words (``None`` when it has none)
+and, for a signed text, the bucket it added to its bands with those band keys."""
 _UNSIGNED: tuple[None, tuple[Band, ...]] = (None, ())
 
 
@@ -355,7 +355,7 @@ class StoryIndex:
                 urls += filter(None, map(canonical_url, links))
             bucket, held = enter(key, sig, bands) if sig is not None else (None, None)
             story, reason = find(mention, urls, text, sig, bucket, held) or (key, "new")
-            self._remember(mention.created_at, key, story, url, urls, text, bucket, bands, held)
+            self._remember(mention.created_at, key, story, urls, text, bucket, bands, held)
             out.append(Assignment(story, reason))
         return out
 
@@ -407,7 +407,6 @@ class StoryIndex:
         at: datetime,
         key: str,
         story: str,
-        url: str | None,
         urls: list[str],
         text: bytes,
         bucket: Bucket | None,
@@ -425,15 +424,16 @@ class StoryIndex:
             for keyed, band, entries in zip(self._bands, bands, held, strict=True):
                 if entries is not bucket:
                     keyed[band] = entries + bucket
-        self._order.append((at, key, url, text or None, bucket, bands))
+        self._order.append((at, key, tuple(urls), text or None, bucket, bands))
         while len(self._order) > self.max_entries:
             self._forget(self._order.popleft())
 
     def _forget(self, remembered: _Remembered) -> None:
-        _, key, url, text, bucket, bands = remembered
+        _, key, urls, text, bucket, bands = remembered
         story = self._by_mention.pop(key)  # each remembered key is in it until forgotten
-        if url is not None and self._by_url.get(url) == story:
-            del self._by_url[url]
+        for url in urls:  # its own URL and the links in its text
+            if self._by_url.get(url) == story:
+                del self._by_url[url]
         # taken out and put back when another story holds it (one look-up, usually)
         if text is not None and (held := self._by_text.pop(text, story)) != story:
             self._by_text[text] = held

@@ -124,6 +124,30 @@ def test_horizon_evicts_old_stories() -> None:
     assert len(index) == 1
 
 
+def test_links_in_texts_are_forgotten_with_their_mention() -> None:
+    """A link in a mention's text joins later mentions of it to its story within the
+    horizon only: past it, the link starts a new story, and a day of mentions each with
+    its own link leaves no more links remembered than mentions (a long-running daemon's
+    index stays bounded)."""
+    index = StoryIndex(horizon=timedelta(hours=1))
+    index.assign(mention(1, "Acme outage details https://status.acme.test/incident/1"))
+    near = index.assign(
+        mention(2, "read this https://status.acme.test/incident/1", at=T0 + timedelta(minutes=30))
+    )
+    assert (near.story, near.reason) == ("x:1", "url")
+    late = index.assign(
+        mention(3, "still down https://status.acme.test/incident/1", at=T0 + timedelta(hours=3))
+    )
+    assert (late.story, late.reason) == ("x:3", "new")
+    for i in range(4, 1444):
+        at = T0 + timedelta(hours=3, minutes=i)
+        index.assign(
+            mention(i, f"{i} https://short.test/{i} and https://www.other.test/p{i}", at=at)
+        )
+    assert len(index) == 61  # an hour of mentions, one a minute
+    assert len(index._by_url) <= 2 * len(index)
+
+
 def test_forgetting_a_signature_keeps_the_others_in_its_buckets() -> None:
     """Eviction drops the evicted signature from a band bucket it shares with a later
     near-copy, whose story later copies still find; no bucket is left empty."""
@@ -429,9 +453,9 @@ def test_word_signatures_equal_the_token_signatures(batch: list[list[str]]) -> N
 class ReferenceIndex:
     """StoryIndex spelled out plainly: a list of what is remembered, in order, searched
     one entry at a time. It follows the same rules, including the ones that a faster
-    index could be tempted to bend: a mention's canonical URL (not the links in its text)
-    is dropped when it is forgotten, and only if it still names that mention's story (the
-    same for its words); forgetting a signature drops every entry of that signature; the
+    index could be tempted to bend: a mention's canonical URL and the links in its text
+    are dropped when it is forgotten, each only if it still names that mention's story
+    (the same for its words); forgetting a signature drops every entry of that signature; the
     best near-duplicate is the first of the highest scores, band by band, oldest first."""
 
     def __init__(self, horizon: timedelta, max_entries: int) -> None:
@@ -440,7 +464,7 @@ class ReferenceIndex:
         self.by_url: dict[str, str] = {}
         self.by_text: dict[str, str] = {}
         self.signed: list[tuple[tuple[int, ...], str]] = []  # (signature, story), oldest first
-        self.order: list[tuple[datetime, str, str | None, str, tuple[int, ...] | None]] = []
+        self.order: list[tuple[datetime, str, list[str], str, tuple[int, ...] | None]] = []
 
     def assign(self, m: Mention) -> Assignment:
         while self.order and self.order[0][0] < m.created_at - self.horizon:
@@ -462,7 +486,7 @@ class ReferenceIndex:
             self.by_text.setdefault(text, story)
         if sig is not None:
             self.signed.append((sig, story))
-        self.order.append((m.created_at, key, url, text, sig))
+        self.order.append((m.created_at, key, urls, text, sig))
         while len(self.order) > self.max_entries:
             self.forget(self.order.pop(0))
         return Assignment(story, reason)
@@ -488,11 +512,12 @@ class ReferenceIndex:
                         best = (score, story)
         return (best[1], "near") if best is not None else None
 
-    def forget(self, entry: tuple[datetime, str, str | None, str, tuple[int, ...] | None]) -> None:
-        _, key, url, text, sig = entry
+    def forget(self, entry: tuple[datetime, str, list[str], str, tuple[int, ...] | None]) -> None:
+        _, key, urls, text, sig = entry
         story = self.by_mention.pop(key, None)
-        if url is not None and self.by_url.get(url) == story:
-            del self.by_url[url]
+        for url in urls:
+            if self.by_url.get(url) == story:
+                del self.by_url[url]
         if self.by_text.get(text) == story:
             del self.by_text[text]
         self.signed = [(s, st) for s, st in self.signed if s != sig]
