@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Sequence
 from datetime import timedelta
@@ -22,10 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from listener import __version__
-from listener.errors import ConfigError, ListenerError, UsageError
+from listener.errors import BusError, ConfigError, ListenerError, UsageError
+from listener.roles import ROLES
 
 if TYPE_CHECKING:
+    from listener.bus import Bus
     from listener.config.schema import Config
+    from listener.settings import Settings
 
 DEFAULT_CONFIG = "rules.yaml"
 LEVELS = ("debug", "info", "warning", "error")
@@ -137,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         "listener run",
         "listener run --config /etc/listener/rules.yaml --state /var/lib/listener/listener.db",
         "LISTENER_LOG_FORMAT=json listener run --listen 0.0.0.0:9464",
+        "LISTENER_BUS=kafka://127.0.0.1:9092 listener run --role ingest",
     )
     run.add_argument("--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)")
     run.add_argument("--state", help="SQLite state file (default: listener.db, env LISTENER_STATE)")
@@ -157,6 +162,25 @@ def _parser() -> argparse.ArgumentParser:
         help="json, console, or auto: console on a terminal, else json (default: auto, "
         "env LISTENER_LOG_FORMAT)",
     )
+    run.add_argument(
+        "--role",
+        choices=ROLES,
+        help="all: the whole pipeline in this process (embedded mode, the default); ingest: "
+        "a worker of distributed mode on LISTENER_BUS (docs/scaling.md; env LISTENER_ROLE)",
+    )
+
+    publish = _sub(
+        sub,
+        "publish",
+        "put mentions on the bus",
+        "Put the mentions of a JSON Lines file (the backtest's mention format, one "
+        "Mention.to_dict object a line) on the bus's mentions topic (LISTENER_BUS), keyed by "
+        "source and id, for distributed mode's ingest workers: a replay, or a feed from "
+        "outside. Prints how many were published.",
+        "listener publish mentions.jsonl",
+        "LISTENER_BUS=kafka://127.0.0.1:9092 listener publish - < mentions.jsonl",
+    )
+    publish.add_argument("path", help="JSON Lines file of mentions ('-': standard input)")
 
     check = _sub(
         sub,
@@ -426,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_show(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "publish":
+            return _publish(args)
         if args.command == "drill":
             return _drill(args)
         if args.command == "score":
@@ -596,6 +622,7 @@ def _run(args: argparse.Namespace) -> int:
         listen=args.listen,
         log_level=args.log_level,
         log_format=args.log_format,
+        role=args.role,
     )
     try:  # LISTENER_LISTEN is checked like --listen
         _listen_address(settings.listen)
@@ -603,7 +630,57 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"LISTENER_LISTEN: {exc}") from None
     level = settings.log_level if args.log_level else _level(args, settings.log_level.lower())
     configure_logging(level, settings.log_format)
+    if settings.role == "ingest":
+        from listener.roles.ingest import IngestWorker
+
+        return IngestWorker(_bus(settings), settings.config, state_dir=settings.bus_state).run()
     return asyncio.run(Daemon(settings).run())
+
+
+def _bus(settings: Settings) -> Bus:
+    from listener.bus import Bus
+
+    if not settings.bus:
+        raise UsageError(
+            "distributed mode needs LISTENER_BUS (e.g. kafka://127.0.0.1:9092; docs/scaling.md)"
+        )
+    return Bus.parse(settings.bus)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from listener.backtest import read_jsonl
+    from listener.bus import encode_mention, mention_key, quix_app, topic
+    from listener.log import configure_logging
+    from listener.settings import Settings
+
+    configure_logging(_level(args, "warning"), "console")
+    bus = _bus(Settings.from_env())
+    records = read_jsonl("/dev/stdin" if args.path == "-" else args.path)
+    with tempfile.TemporaryDirectory() as state:
+        app = quix_app(bus, "publish", state)
+        name = bus.name("mentions")
+        failed: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failed.append(str(err))
+
+        try:
+            topic(app, bus, "mentions")  # made as the workers make it, when missing
+            with app.get_producer() as producer:
+                for record in records:
+                    m = record.mention
+                    producer.produce(name, encode_mention(m), mention_key(m), on_delivery=delivered)
+                left = producer.flush(60)
+        except Exception as exc:  # librdkafka's errors: the broker, the buffer
+            raise BusError(f"publishing to {bus.brokers}: {type(exc).__name__}: {exc}") from None
+    if left or failed:
+        raise BusError(
+            f"publishing to {bus.brokers}: {left + len(failed)} of {len(records)} mentions "
+            f"not acknowledged ({failed[0] if failed else 'timed out after 60s'})"
+        )
+    print(f"published {len(records):,} mentions to {name} on {bus.brokers}")
+    return 0
 
 
 def _drill(args: argparse.Namespace) -> int:

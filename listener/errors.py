@@ -20,6 +20,9 @@ Third-party errors are translated into these at the boundary where they happen
     │   │                      not of the brand it names
     │   └── BrandHeld          the brand is already held where it was to be adopted (or is
     │                          not held where it was to be exported)
+    ├── BusError               the message bus of distributed mode cannot be used (a bad
+    │   │                      LISTENER_BUS, the broker or its client library missing)
+    │   └── MessageError       a message on a topic is not what its topic carries
     ├── CollectorError         a source could not be polled
     │   ├── SourceUnavailable  5xx, timeout, connection refused (retry with backoff)
     │   │   └── PollTimeout    the whole poll ran past LISTENER_POLL_TIMEOUT (or still runs)
@@ -146,6 +149,22 @@ class BrandHeld(BrandStateError):
     into state of the same brand), or exported from where it is not held."""
 
     error_type = "brand_held"
+
+
+class BusError(ListenerError):
+    """The message bus of distributed mode (``LISTENER_BUS``, a Kafka-protocol broker) cannot
+    be used: its address is malformed, the client library is not installed, or the broker
+    refuses what is asked of it."""
+
+    error_type = "bus"
+
+
+class MessageError(BusError):
+    """A message read from a topic is not what the topic carries (not JSON, a missing or
+    wrongly typed field, an unknown format version). The message is skipped and counted;
+    the worker keeps consuming."""
+
+    error_type = "message"
 
 
 class CollectorError(ListenerError):

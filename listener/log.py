@@ -164,8 +164,10 @@ class _ToStructlog(logging.Handler):
             WRITE_ERRORS.lost()
 
 
-ROUTED_STDLIB_LOGGERS = ("apscheduler",)
-"""Libraries whose stdlib loggers go through structlog, at warning level and above."""
+ROUTED_STDLIB_LOGGERS = {"apscheduler": logging.WARNING, "quixstreams": logging.INFO}
+"""Libraries whose stdlib loggers go through structlog, each from its level up (Quix
+Streams' info lines say what a worker of distributed mode was given: partitions, state
+recovered, topics made)."""
 
 
 def configure_logging(
@@ -202,10 +204,10 @@ def configure_logging(
         logger_factory=lambda *args: SafeLogger(output),
         cache_logger_on_first_use=False,
     )
-    for name in ROUTED_STDLIB_LOGGERS:
+    for name, floor in ROUTED_STDLIB_LOGGERS.items():
         stdlib = logging.getLogger(name)
         stdlib.handlers = [_ToStructlog()]
-        stdlib.setLevel(max(logging.WARNING, min_level))
+        stdlib.setLevel(max(floor, min_level))
         stdlib.propagate = False
 
 

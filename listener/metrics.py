@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from listener import __version__
 
-STAGES = ("collect", "match", "score", "store", "evaluate", "deliver", "config")
+STAGES = ("collect", "match", "score", "store", "evaluate", "deliver", "config", "bus")
 
 BRAND_WINDOW = timedelta(hours=1)
 """The window of the ``listener_brand_*_1h`` gauges: mentions dated in the last hour."""
@@ -195,6 +195,15 @@ class Metrics:
             "listener_outbox_oldest_age_seconds",
             "Age of the oldest alert waiting in the outbox for each sink (0 when none waits)",
             ["sink"],
+            registry=r,
+        )
+
+        # distributed mode
+        self.bus_messages = Counter(
+            "listener_bus_messages_total",
+            "Messages each role of distributed mode read from a topic, by outcome (ok; "
+            "skipped: not what the topic carries)",
+            ["role", "topic", "outcome"],
             registry=r,
         )
 

@@ -117,6 +117,36 @@ class ScoredMention:
     def negative(self) -> bool:
         return self.sentiment.label == "negative"
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the mention (:meth:`Mention.to_dict`) and what ingest found."""
+        return {
+            "mention": self.mention.to_dict(),
+            "brands": list(self.brands),
+            "sentiment": {"label": self.sentiment.label, "compound": self.sentiment.compound},
+            "categories": list(self.categories),
+            "emotions": list(self.emotions),
+            "story": self.story,
+            "reach": self.reach,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoredMention:
+        """Inverse of :meth:`to_dict`; raises KeyError, ValueError or TypeError on bad input."""
+        sentiment = data["sentiment"]
+        label = str(sentiment["label"])
+        if label not in ("negative", "neutral", "positive"):
+            raise ValueError(f"unknown sentiment label {label!r}")
+        story = data.get("story")
+        return cls(
+            mention=Mention.from_dict(data["mention"]),
+            brands=tuple(str(b) for b in data["brands"]),
+            sentiment=Sentiment(label, float(sentiment["compound"])),  # type: ignore[arg-type]
+            categories=tuple(str(c) for c in data.get("categories") or ()),
+            emotions=tuple(str(e) for e in data.get("emotions") or ()),
+            story=None if story is None else str(story),
+            reach=float(data["reach"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Fact:

@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal
 
+from listener.bus import Bus
 from listener.config.duration import parse_duration
-from listener.errors import ConfigError, ConfigProblem, DurationError
+from listener.errors import BusError, ConfigError, ConfigProblem, DurationError
+from listener.roles import ROLES
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -36,6 +38,13 @@ class Settings:
     """Deadline of one whole poll of a source (every page and request of it)."""
     queue_max_mentions: int = 20_000
     """Mentions polled but not yet processed, at most; polls wait (or are skipped) beyond."""
+    role: str = "all"
+    """``all``: embedded mode; another role (``listener.roles``) runs one stage of
+    distributed mode on ``bus``."""
+    bus: str = ""
+    """Distributed mode's message bus, ``kafka://HOST:PORT...`` (``listener.bus``)."""
+    bus_state: str = "listener-state"
+    """The folder where a worker of distributed mode keeps its local state."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -120,6 +129,22 @@ class Settings:
                     "known: debug, info, warning, error, critical",
                 )
             )
+        if values.get("role", "all") not in ROLES:
+            problems.append(
+                ConfigProblem(
+                    "environment",
+                    None,
+                    "LISTENER_ROLE",
+                    f"unknown role {values['role']!r}",
+                    f"known: {', '.join(ROLES)}",
+                )
+            )
+        if values.get("bus"):
+            try:
+                Bus.parse(values["bus"])
+            except BusError as exc:
+                message = str(exc).removeprefix("LISTENER_BUS: ")
+                problems.append(ConfigProblem("environment", None, "LISTENER_BUS", message))
         if problems:
             raise ConfigError(problems)
         return replace(cls(), **values)

