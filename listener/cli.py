@@ -633,7 +633,8 @@ def _run(args: argparse.Namespace) -> int:
     if settings.role == "ingest":
         from listener.roles.ingest import IngestWorker
 
-        return IngestWorker(_bus(settings), settings.config, state_dir=settings.bus_state).run()
+        worker = IngestWorker(_bus(settings), settings.config, state_dir=settings.bus_state)
+        return worker.run(settings.listen)
     return asyncio.run(Daemon(settings).run())
 
 

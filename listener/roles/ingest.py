@@ -28,9 +28,11 @@ import structlog
 from listener.bus import Bus, decode_mention, quix_app, scored_message, topic
 from listener.clock import Clock, SystemClock
 from listener.config.lint import load_with_warnings
-from listener.errors import ConfigError, MessageError
+from listener.errors import ConfigError, ListenerError, MessageError
+from listener.httpapi import parse_listen
 from listener.ingest import Ingest
 from listener.metrics import Metrics
+from listener.roles.health import HealthServer, Readiness
 from listener.roles.supervise import supervise
 
 if TYPE_CHECKING:
@@ -63,6 +65,8 @@ class IngestWorker:
         self.stage = Ingest.build(config)
         self._reload = threading.Event()
         self._messages = self.metrics.bus_messages
+        self.bound: tuple[str, int] = ("", 0)
+        """Where ``/healthz``, ``/readyz`` and ``/metrics`` are served (once running)."""
 
     def score(self, value: bytes) -> list[dict[str, Any]]:
         """The scored messages of one raw message: one per brand it matched (none for a
@@ -105,11 +109,23 @@ class IngestWorker:
         self.stage = self.stage.reconfigure(config)
         log.info("config_reloaded", role=ROLE, brands=len(config.brands))
 
-    def run(self) -> int:
-        """Consume until stopped (SIGTERM, SIGINT); the process's exit code. A broker that
-        cannot be reached is waited for (:func:`~listener.roles.supervise.supervise`)."""
+    def run(self, listen: str) -> int:
+        """Serve ``/healthz``, ``/readyz`` and ``/metrics`` on ``listen`` and consume until
+        stopped (SIGTERM, SIGINT); the process's exit code. A broker that cannot be
+        reached is waited for (:func:`~listener.roles.supervise.supervise`)."""
+        readiness = Readiness(ROLE, self.bus)
+        server = HealthServer(readiness, self.metrics)
+        host, port = parse_listen(listen)
+        try:
+            self.bound = server.start(host, port)
+        except OSError as exc:
+            raise ListenerError(f"cannot listen on {listen}: {exc.strerror}") from None
+        log.info("role_listening", role=ROLE, listen=f"{self.bound[0]}:{self.bound[1]}")
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-        return supervise(ROLE, self.application, self.metrics)
+        try:
+            return supervise(ROLE, self.application, self.metrics, readiness, self.clock)
+        finally:
+            server.stop()
 
     def application(self) -> Application:
         """The worker's Quix Streams application, its topics made when missing (this
@@ -127,5 +143,6 @@ class IngestWorker:
             group=self.bus.group(ROLE),
             reads=self.bus.name("mentions"),
             writes=self.bus.name("scored"),
+            listen=f"{self.bound[0]}:{self.bound[1]}",
         )
         return app

@@ -4,8 +4,9 @@ A worker whose broker cannot be reached at start (or whose application stops wit
 error) does not exit: it logs ``bus_unavailable`` (or ``role_failed``) with the error and
 when it tries again, counts it (``listener_errors_total{stage="bus"}``), waits with
 exponential backoff and jitter (1 s doubling to 60 s; SIGTERM or SIGINT end the wait and
-the worker, exit 0) and starts again. Once running, librdkafka reconnects by itself and
-Quix Streams resumes from the committed offsets. A worker never stops listening silently.
+the worker, exit 0) and starts again; meanwhile ``/readyz`` answers 503 with the error
+(:mod:`listener.roles.health`). Once running, librdkafka reconnects by itself and Quix
+Streams resumes from the committed offsets. A worker never stops listening silently.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from listener.clock import Clock
 from listener.metrics import Metrics
 from listener.pipeline import backoff_delay
+from listener.roles.health import Readiness
 
 log = structlog.get_logger("listener")
 
@@ -38,15 +41,22 @@ def supervise(
     role: str,
     start: Callable[[], Runnable],
     metrics: Metrics,
+    readiness: Readiness,
+    clock: Clock,
     *,
     rng: random.Random | None = None,
     stop: threading.Event | None = None,
 ) -> int:
     """Run what ``start`` builds until it stops cleanly (exit code 0), starting it again
-    after a failure to build or run it (see the module)."""
+    after a failure to build or run it (see the module); ``readiness`` (``/readyz``) says
+    whether it runs."""
     rng = rng or random.Random()
     stop = stop or threading.Event()
     failures = 0
+
+    def failed(event: str, exc: Exception) -> None:
+        readiness.down(f"{type(exc).__name__}: {exc}", clock.now())
+        _wait(role, event, exc, failures, metrics, rng, stop)
 
     def on_signal(*_: Any) -> None:
         stop.set()
@@ -60,14 +70,15 @@ def supervise(
             app = start()
         except Exception as exc:  # the broker unreachable, a topic refused: try again
             failures += 1
-            _wait(role, "bus_unavailable", exc, failures, metrics, rng, stop)
+            failed("bus_unavailable", exc)
             continue
         failures = 0
+        readiness.up(clock.now())
         try:
             app.run()
         except Exception as exc:  # the run ended with an error: start again
             failures += 1
-            _wait(role, "role_failed", exc, failures, metrics, rng, stop)
+            failed("role_failed", exc)
             continue
         return 0
     log.info("role_stopped", role=role)

@@ -116,6 +116,7 @@ def bus_env(bus: Bus, state: Path, **extra: str) -> dict[str, str]:
         "LISTENER_BUS": url,
         "LISTENER_BUS_STATE": str(state),
         "LISTENER_LOG_FORMAT": "json",
+        "LISTENER_LISTEN": "127.0.0.1:0",  # /healthz, /readyz, /metrics: any free port
         **extra,
     }
 
@@ -145,6 +146,24 @@ class Worker:
                 if isinstance(record, dict):
                     out.append(record)
         return out
+
+    def address(self, timeout: float = 60) -> str:
+        """Where it serves /healthz, /readyz and /metrics (from its ``role_listening``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events():
+                if event.get("event") == "role_listening":
+                    return str(event["listen"])
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no role_listening: {self.output()[-2000:]}")
+            time.sleep(0.1)
+
+    def get(self, path: str) -> tuple[int, str]:
+        """``GET path`` from its HTTP endpoint: status and body."""
+        import httpx
+
+        response = httpx.get(f"http://{self.address()}{path}", timeout=10)
+        return response.status_code, response.text
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then its exit code (killed after ``timeout``)."""

@@ -161,6 +161,46 @@ def test_ingest_workers_score_what_embedded_ingest_scores(
     assert started[0]["group"] == bus.group("ingest")
 
 
+def test_killing_an_ingest_worker_loses_no_mention(
+    broker: str, config: Path, tmp_path: Path
+) -> None:
+    """SIGKILL one of two ingest workers while they score 600 tweets, then start another:
+    every matched mention still comes out for each of its brands (at least once; the
+    killed worker's uncommitted ones again, which the evaluator counts once)."""
+    bus = new_bus(broker, partitions=4)
+    mentions = airline_mentions(600, every=24)
+    stage = Ingest.build(load_with_warnings(str(config))[0])
+    expected = {
+        (s.mention.key, brand) for s in stage.run(mentions, datetime.now(UTC)) for brand in s.brands
+    }
+    assert publish(bus, mentions, tmp_path).returncode == 0
+    workers = [
+        Worker("ingest", config, bus_env(bus, tmp_path / f"w{i}"), tmp_path / f"w{i}.log")
+        for i in range(2)
+    ]
+    try:
+        consume(bus, "scored", lambda got: len(got) >= 50, alive=lambda: _alive(*workers))
+        workers[0].proc.kill()
+        workers[0].proc.wait()
+        workers.append(Worker("ingest", config, bus_env(bus, tmp_path / "w2"), tmp_path / "w2.log"))
+
+        def seen(got: list[tuple[str, bytes]]) -> set[tuple[tuple[str, str], str]]:
+            return {(s.mention.key, b) for b, s in (decode_scored(v) for _, v in got)}
+
+        out = consume(
+            bus,
+            "scored",
+            lambda got: expected <= seen(got),
+            alive=lambda: _alive(*workers[1:]),
+        )
+    finally:
+        codes = [w.stop() for w in workers[1:]]
+        workers[0].stop()
+    assert codes == [0, 0]
+    assert seen(out) == expected
+    assert len(out) >= len(expected)
+
+
 def test_a_message_that_is_not_a_mention_is_skipped_and_the_worker_goes_on(
     broker: str, config: Path, tmp_path: Path
 ) -> None:
@@ -213,12 +253,35 @@ def test_a_worker_waits_for_a_broker_that_is_not_there_yet(config: Path, tmp_pat
         (waiting,) = [e for e in worker.events() if e.get("event") == "bus_unavailable"][:1]
         assert waiting["failures"] == 1
         assert 0.5 <= waiting["retry_in_s"] <= 1.0
+        assert worker.get("/healthz") == (200, "ok\n")
+        status, body = worker.get("/readyz")
+        assert status == 503
+        ready = json.loads(body)
+        assert ready["ready"] is False
+        assert ready["bus"]["reachable"] is False
+        assert "KafkaException" in ready["bus"]["error"]
         with running_broker(tmp_path / "tansu.log", port):
             mention = Mention("x", "1", "@united lost my bag", datetime(2026, 3, 2, tzinfo=UTC))
             done = publish(bus, [mention], tmp_path)
             assert done.returncode == 0, done.stderr
             out = consume(bus, "scored", lambda got: len(got) >= 1, alive=lambda: _alive(worker))
             assert decode_scored(out[0][1])[0] == "United"
+            status, body = worker.get("/readyz")
+            assert status == 200
+            assert json.loads(body)["bus"] == {
+                "brokers": bus.brokers,
+                "prefix": bus.prefix,
+                "reachable": True,
+                "error": None,
+                "since": json.loads(body)["bus"]["since"],
+            }
+            status, metrics = worker.get("/metrics")
+            assert status == 200
+            assert (
+                'listener_bus_messages_total{outcome="ok",role="ingest",topic="mentions"} 1.0'
+                in metrics
+            )
+            assert 'listener_errors_total{error_type="KafkaException",stage="bus"}' in metrics
             assert worker.stop() == 0, worker.output()[-2000:]
     finally:
         worker.stop()
