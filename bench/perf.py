@@ -1020,8 +1020,17 @@ def write_results(path: Path, report: Report, command: str, mode: str, started: 
         lines += [f"| {share:.1%} | `{name}` |" for name, _, share in report.profile]
     else:
         lines.append(report.profile_note or "not run")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    kept = ""  # bench/scale.py's section of the same file stays as it was
+    if path.exists():
+        before = path.read_text(encoding="utf-8")
+        if SCALE_SECTION in before:
+            kept = "\n" + SCALE_SECTION + before.split(SCALE_SECTION, 1)[1]
+    path.write_text("\n".join(lines) + "\n" + kept, encoding="utf-8")
     print(f"wrote {path}")
+
+
+SCALE_SECTION = "## Distributed mode (bench/scale.py)"
+"""The heading of the section of bench/RESULTS.md that bench/scale.py writes."""
 
 
 # --------------------------------------------------------------------------- main

