@@ -137,48 +137,64 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def read_scored(
-    address: str, topic: str, want: int, timeout: float, procs: list[subprocess.Popen[bytes]]
-) -> tuple[list[tuple[float, bytes]], float, float]:
-    """(arrival time, value) of scored messages until ``want`` (or the timeout), and the
-    workers' CPU seconds from the first message to the last."""
-    from confluent_kafka import Consumer
+class Reader:
+    """A consumer of the ``scored`` topic that has its partitions before the workers start,
+    so that a message's arrival is (within a poll) when it was written."""
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": address,
-            "group.id": f"bench-reader-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 10_000,
-            "max.poll.interval.ms": 10_000,
-            "topic.metadata.refresh.interval.ms": 1_000,
-        }
-    )
-    consumer.subscribe([topic])
-    began = time.monotonic()
-    got: list[tuple[float, bytes]] = []
-    pids = [p.pid for p in procs]
-    first_cpu = 0.0
-    try:
+    def __init__(self, address: str, bus_prefix: str) -> None:
+        from confluent_kafka import Consumer
+
+        from listener.bus import Bus, quix_app, topic
+
+        bus = Bus(address, prefix=bus_prefix, partitions=4)
+        with tempfile.TemporaryDirectory() as state:
+            topic(quix_app(bus, "bench", state), bus, "scored")  # made before it is read
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": address,
+                "group.id": f"bench-reader-{bus_prefix}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 10_000,
+                "max.poll.interval.ms": 10_000,
+            }
+        )
+        assigned: list[Any] = []
+        self.consumer.subscribe([bus.name("scored")], on_assign=lambda _c, p: assigned.extend(p))
+        deadline = time.monotonic() + 60
+        while not assigned:
+            if time.monotonic() > deadline:
+                raise SystemExit("the bench's reader got no partition within 60 s")
+            self.consumer.poll(0.2)
+
+    def read(
+        self, want: int, timeout: float, procs: list[subprocess.Popen[bytes]]
+    ) -> tuple[list[tuple[float, bytes]], float]:
+        """(arrival time, value) of scored messages until ``want`` (or the timeout), and
+        the workers' CPU seconds from the first message to the last."""
+        began = time.monotonic()
+        got: list[tuple[float, bytes]] = []
+        pids = [p.pid for p in procs]
+        first_cpu = 0.0
         while len(got) < want and time.monotonic() - began < timeout:
             if any(p.poll() is not None for p in procs):
                 raise SystemExit("an ingest worker exited early")
-            msg = consumer.poll(0.2)
+            msg = self.consumer.poll(0.2)
             if msg is None or msg.error() is not None:
                 continue
             if not got:
                 first_cpu = cpu_seconds(pids)
             got.append((time.monotonic(), msg.value() or b""))
-        busy = cpu_seconds(pids) - first_cpu
-    finally:
-        consumer.close()
-    return got, busy, began
+        return got, cpu_seconds(pids) - first_cpu
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def run_workers(
     count: int, address: str, prefix: str, config: Path, work: Path, want: int, timeout: float
 ) -> dict[str, Any]:
+    reader = Reader(address, prefix)
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     for i in range(count):
@@ -203,8 +219,9 @@ def run_workers(
         )
     started = time.monotonic()
     try:
-        got, busy, _ = read_scored(address, f"{prefix}.scored", want, timeout, procs)
+        got, busy = reader.read(want, timeout, procs)
     finally:
+        reader.close()
         cpu = 0.0
         for p in procs:
             if p.poll() is None:
