@@ -65,10 +65,34 @@ class Mention:
         return (self.source, self.id)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the daemon's JSON Lines mention format)."""
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
+        """A JSON-ready dict (the daemon's JSON Lines mention format). Spelled out rather
+        than ``dataclasses.asdict``, which deep-copies every value: a bus worker encodes one
+        per message."""
+        author, engagement = self.author, self.engagement
+        return {
+            "source": self.source,
+            "id": self.id,
+            "text": self.text,
+            "created_at": self.created_at.isoformat(),
+            "url": self.url,
+            "author": {
+                "handle": author.handle,
+                "display_name": author.display_name,
+                "followers": author.followers,
+            },
+            "language": self.language,
+            "engagement": {
+                "likes": engagement.likes,
+                "reposts": engagement.reposts,
+                "replies": engagement.replies,
+                "quotes": engagement.quotes,
+                "upvotes": engagement.upvotes,
+                "comments": engagement.comments,
+            },
+            "is_repost": self.is_repost,
+            "reposted_id": self.reposted_id,
+            "title": self.title,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Mention:

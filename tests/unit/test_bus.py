@@ -178,3 +178,14 @@ def test_a_scored_message_must_name_a_brand_it_matched() -> None:
         with pytest.raises(MessageError, match=r"^scored mention: ") as caught:
             decode_scored(json.dumps({**good, **change}))
         assert message in str(caught.value)
+
+
+@given(mention=MENTIONS)
+def test_a_mentions_dict_is_every_field_of_it(mention: Mention) -> None:
+    """``Mention.to_dict`` (spelled out for speed) has every field ``dataclasses.asdict``
+    gives, the time as ISO 8601."""
+    import dataclasses
+
+    expected = dataclasses.asdict(mention)
+    expected["created_at"] = mention.created_at.isoformat()
+    assert mention.to_dict() == expected
