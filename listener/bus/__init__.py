@@ -237,6 +237,10 @@ hold a join for the whole poll interval, 5 minutes by the client's default. A wo
 handles each message in well under the 10 s allowed between polls."""
 
 
+REQUEST_TIMEOUT: Final = 10.0
+"""Seconds a worker waits for the broker's answer to a metadata or admin request."""
+
+
 def quix_app(bus: Bus, role: str, state_dir: str, **options: Any) -> Application:
     """The Quix Streams application of one role's worker (consumer group
     ``{prefix}-{role}``, state under ``state_dir``); :class:`BusError` when the
@@ -254,6 +258,9 @@ def quix_app(bus: Bus, role: str, state_dir: str, **options: Any) -> Application
         processing_guarantee=bus.guarantee,
         state_dir=state_dir,
         consumer_extra_config=dict(CONSUMER),
+        # a broker that does not answer a metadata or admin request within 10 s counts as
+        # unreachable: the worker says so and tries again (listener.roles.supervise)
+        request_timeout=REQUEST_TIMEOUT,
         loglevel=None,  # listener's logging (listener.log) is configured by then
         **options,
     )

@@ -225,7 +225,9 @@ def produce(bus: Bus, topic: str, items: list[tuple[str, bytes]]) -> None:
     """Write ``(key, value)`` messages to ``topic`` (which must exist) and wait for them."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bus.brokers})
+    # murmur2: the Java client's partitioner, and Quix Streams' (librdkafka's default,
+    # crc32, would put a key in another partition than the workers put it)
+    producer = Producer({"bootstrap.servers": bus.brokers, "partitioner": "murmur2"})
     for key, value in items:
         producer.produce(bus.name(topic), value, key)
     assert producer.flush(30) == 0
