@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from listener.bus import Bus, decode_scored, encode_mention, mention_key
+from listener.bus import Bus, decode_scored, encode_mention
 from listener.config.lint import load_with_warnings
 from listener.ingest import Ingest
 from listener.model import Author, Mention
@@ -112,13 +112,25 @@ def test_ingest_workers_score_what_embedded_ingest_scores(
     """300 airline tweets published to the bus and scored by two ingest workers sharing
     the partitions: each matched mention comes out once per brand, keyed by the brand,
     with the brands, sentiment, categories, emotions and reach that embedded mode's
-    Ingest stage gives it, and a story; unmatched ones do not come out. SIGTERM stops a
-    worker cleanly (exit 0)."""
+    Ingest stage gives it, and a story; unmatched ones do not come out. Messages that are
+    not mentions (not JSON, another format version, a field missing) are each logged once
+    and skipped. SIGTERM stops a worker cleanly (exit 0)."""
     bus = new_bus(broker, partitions=4)
     mentions = airline_mentions(300)
     done = publish(bus, mentions, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"published 300 mentions to {bus.name('mentions')} on {broker}"
+    # not mentions: each is logged once, counted as skipped and passed over
+    bad_version = json.dumps({**json.loads(encode_mention(mentions[0])), "v": 99}).encode()
+    produce(
+        bus,
+        "mentions",
+        [
+            ("k1", b"\xff not json"),
+            ("k2", bad_version),
+            ("k3", json.dumps({"v": 1, "source": "x"}).encode()),
+        ],
+    )
     stage = Ingest.build(load_with_warnings(str(config))[0])
     expected = {
         (s.mention.key, brand): s
@@ -156,6 +168,14 @@ def test_ingest_workers_score_what_embedded_ingest_scores(
         assert have.story
     by_brand = Counter(brand for _, brand in got)
     assert set(by_brand) == set(AIRLINES)
+    skipped = sorted(
+        e["error"] for w in workers for e in w.events() if e.get("event") == "message_skipped"
+    )
+    assert len(skipped) == 3
+    assert all(error.startswith("raw mention: ") for error in skipped)
+    assert "format 99" in skipped[0]
+    assert "missing key 'id'" in skipped[1]
+    assert "not JSON" in skipped[2]
     started = [e for w in workers for e in w.events() if e.get("event") == "role_started"]
     assert len(started) == 2
     assert started[0]["group"] == bus.group("ingest")
@@ -199,42 +219,6 @@ def test_killing_an_ingest_worker_loses_no_mention(
     assert codes == [0, 0]
     assert seen(out) == expected
     assert len(out) >= len(expected)
-
-
-def test_a_message_that_is_not_a_mention_is_skipped_and_the_worker_goes_on(
-    broker: str, config: Path, tmp_path: Path
-) -> None:
-    """Not JSON, another format version, a field missing: each is logged once and
-    counted as skipped; the mentions around them are scored."""
-    bus = new_bus(broker, partitions=1)
-    good = [
-        Mention("x", "1", "@united lost my bag again", datetime(2026, 3, 2, tzinfo=UTC)),
-        Mention("x", "2", "@Delta thanks for the upgrade!", datetime(2026, 3, 2, tzinfo=UTC)),
-    ]
-    done = publish(bus, good[:1], tmp_path)  # makes the topic
-    assert done.returncode == 0, done.stderr
-    bad_version = json.dumps({**json.loads(encode_mention(good[0])), "v": 99}).encode()
-    produce(
-        bus,
-        "mentions",
-        [
-            ("k1", b"\xff not json"),
-            ("k2", bad_version),
-            ("k3", json.dumps({"v": 1, "source": "x"}).encode()),
-            (mention_key(good[1]), encode_mention(good[1])),
-        ],
-    )
-    worker = Worker("ingest", config, bus_env(bus, tmp_path / "w"), tmp_path / "w.log")
-    try:
-        out = consume(bus, "scored", lambda got: len(got) >= 2, alive=lambda: _alive(worker))
-    finally:
-        assert worker.stop() == 0, worker.output()[-2000:]
-    assert sorted(decode_scored(v)[0] for _, v in out) == ["Delta", "United"]
-    skipped = [e for e in worker.events() if e.get("event") == "message_skipped"]
-    assert [e["error"].split(":")[0] for e in skipped] == ["raw mention"] * 3
-    assert "not JSON" in skipped[0]["error"]
-    assert "format 99" in skipped[1]["error"]
-    assert "missing key 'id'" in skipped[2]["error"]
 
 
 def test_a_worker_waits_for_a_broker_that_is_not_there_yet(config: Path, tmp_path: Path) -> None:

@@ -702,7 +702,7 @@ def test_a_key_changes_nothing_before_its_next_change_while_no_level_holds(
             state, evaluated = after, now
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     specs=LEVEL_SPECS,
     resolve_after=st.integers(1, 12),

@@ -349,7 +349,7 @@ def test_an_unfiltered_count_leaf_is_hot_exactly_where_it_holds(
             assert offset or _near_tie(check, leaf["min_volume"]), (brand, now, check)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     levels=st.lists(st.one_of(BULK, LEAVES, _tree(1)), min_size=1, max_size=3),
     kept=st.lists(st.booleans(), min_size=3, max_size=3),
