@@ -13,7 +13,8 @@ within each worker's own index (a copy read by another worker starts its own sto
 ``docs/scaling.md``). A message that is not a mention is logged, counted
 (``listener_bus_messages_total{outcome="skipped"}``) and skipped; the worker goes on.
 SIGHUP re-reads rules.yaml for the brands and categories (a file that does not load is
-logged and the running one kept), as the daemon's reload does.
+logged and the running one kept), as the daemon's reload does. The secrets of sinks and
+sources need not be set where a worker runs (it uses neither).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import structlog
 
 from listener.bus import Bus, decode_mention, quix_app, scored_message, topic
 from listener.clock import Clock, SystemClock
-from listener.config.lint import load_with_warnings
+from listener.config.load import load_config_without_secrets
+from listener.config.schema import Config
 from listener.errors import ConfigError, ListenerError, MessageError
 from listener.httpapi import parse_listen
 from listener.ingest import Ingest
@@ -41,6 +43,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger("listener")
 
 ROLE = "ingest"
+
+
+def _load(path: str) -> Config:
+    """rules.yaml for an ingest worker: it polls no source and delivers to no sink, so
+    their secrets (``${VARIABLE}``s) need not be set where it runs, and are not held
+    there."""
+    config, _ = load_config_without_secrets(path)
+    return config
 
 
 class IngestWorker:
@@ -61,7 +71,7 @@ class IngestWorker:
         self.state_dir = state_dir
         self.metrics = metrics or Metrics()
         self.clock: Clock = clock or SystemClock()
-        config, _ = load_with_warnings(config_path)  # ConfigError: the CLI says why, exit 2
+        config = _load(config_path)  # ConfigError: the CLI says why, exit 2
         self.stage = Ingest.build(config)
         self._reload = threading.Event()
         self._messages = self.metrics.bus_messages
@@ -97,7 +107,7 @@ class IngestWorker:
     def _apply_reload(self) -> None:
         self._reload.clear()
         try:
-            config, _ = load_with_warnings(self.config_path)
+            config = _load(self.config_path)
         except ConfigError as exc:
             log.error(
                 "reload_kept_old_config", role=ROLE, problems=len(exc.problems), error=str(exc)

@@ -26,6 +26,7 @@ routes:
   default: [ops]
 sinks:
   ops: {{type: console}}
+  pager: {{type: webhook, url: "${{INGEST_TEST_HOOK_URL}}"}}
 """
 
 
@@ -42,6 +43,8 @@ def _brands(messages: list[dict[str, object]]) -> list[str]:
 def test_a_mention_comes_out_once_per_brand_and_reloads_take_the_new_brands(
     tmp_path: Path,
 ) -> None:
+    """A sink's secret (``${INGEST_TEST_HOOK_URL}``, unset) does not stop a worker that
+    delivers nothing."""
     rules = tmp_path / "rules.yaml"
     _write(rules, "Acme")
     metrics = Metrics(CollectorRegistry())
