@@ -1,7 +1,7 @@
-"""Distributed mode's throughput (issue 13, docs/scaling.md): ingest workers on a real
-Kafka-protocol broker.
+"""Distributed mode's throughput (issue 13, docs/scaling.md): ingest workers and evaluators
+on a real Kafka-protocol broker.
 
-    .venv/bin/python bench/scale.py --quick          # 3,000 mentions; about a minute
+    .venv/bin/python bench/scale.py --quick          # 3,000 mentions (2,000 evaluated)
     .venv/bin/python bench/scale.py                  # 20,000 mentions
     .venv/bin/python bench/scale.py --transformers   # also the transformers backend, on a
                                                      # small model built locally (needs torch)
@@ -22,10 +22,17 @@ prints:
 * how many matched mentions did not come out (``lost``; the run fails when any did) and
   how many came out twice.
 
+Then the evaluate role at 1,000 brands and 10 rules (``--brands``): the airline tweets,
+half of them also naming one of 994 synthetic brands, scored in this process and put on
+``scored`` once per brand, then ticks a minute apart for every brand; for 1 and 2
+evaluators (``listener run --role evaluate``, ``LISTENER_TICKER=off``), scored mentions
+counted per second and brand ticks evaluated per second (wall, from the evaluators'
+``listener_bus_messages_total``, from the first counted to the last), and per CPU second.
+
 The machine has 2 cores here: more workers than cores share them, so wall throughput
-stops growing at 2; CPU per mention is the figure that carries to bigger machines. Only
-the ingest role exists so far: the evaluate, deliver and kill/parity scenarios of issue 13
-come with those roles.
+stops growing at 2; CPU per mention is the figure that carries to bigger machines. The
+deliver role and the kill/parity scenarios of issue 13 come with the deliver role (the
+parity and kill tests of ingest and evaluate: tests/integration/test_bus_evaluate.py).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +82,8 @@ def config_file(path: Path, transformers: Path | None) -> Path:
 def env_for(address: str, prefix: str, state: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "LISTENER_BUS": f"kafka://{address}?prefix={prefix}&partitions=4",
+        # batch=1: tansu 0.6 reports a partition's end wrongly otherwise (listener.bus.Bus)
+        "LISTENER_BUS": f"kafka://{address}?prefix={prefix}&partitions=4&batch=1",
         "LISTENER_BUS_STATE": str(state),
         "LISTENER_LISTEN": "127.0.0.1:0",
         "LISTENER_LOG_FORMAT": "json",
@@ -103,7 +111,7 @@ class Reader:
 
         from listener.bus import Bus, quix_app, topic
 
-        bus = Bus(address, prefix=bus_prefix, partitions=4)
+        bus = Bus(address, prefix=bus_prefix, partitions=4, batch=1)
         with tempfile.TemporaryDirectory() as state:
             topic(quix_app(bus, "bench", state), bus, "scored")  # made before it is read
         self.consumer = Consumer(
@@ -206,6 +214,169 @@ def run_workers(
     }
 
 
+def evaluated(urls: list[str], topic: str) -> int:
+    """Messages of ``topic`` the evaluators counted or evaluated (their metrics)."""
+    import httpx
+
+    total = 0
+    for url in urls:
+        try:
+            text = httpx.get(f"http://{url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if (
+                line.startswith("listener_bus_messages_total{")
+                and 'role="evaluate"' in line
+                and f'topic="{topic}"' in line
+                and 'outcome="ok"' in line
+            ):
+                total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def listening(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if '"role_listening"' in line:
+                return str(json.loads(line)["listen"])
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise SystemExit(f"an evaluator did not start: {log.read_text(errors='replace')[-2000:]}")
+
+
+def run_evaluators(
+    count: int,
+    address: str,
+    prefix: str,
+    config: Path,
+    work: Path,
+    scored: list[tuple[str, bytes]],
+    ticks: list[tuple[str, bytes]],
+) -> dict[str, float]:
+    """Count ``scored`` then evaluate ``ticks`` with ``count`` evaluators: rates and CPU."""
+    from confluent_kafka import Producer
+
+    from listener.bus import Bus, quix_app, topic
+
+    bus = Bus(address, prefix=prefix, partitions=4, batch=1)
+    with tempfile.TemporaryDirectory() as state:
+        app = quix_app(bus, "bench", state)
+        for name in ("scored", "ticks", "alerts"):
+            topic(app, bus, name)  # type: ignore[arg-type]
+        app.setup_topics()
+    producer = Producer(
+        {"bootstrap.servers": address, "partitioner": "murmur2", "batch.num.messages": 1}
+    )
+
+    def put(name: str, items: list[tuple[str, bytes]]) -> None:
+        for key, value in items:
+            while True:
+                try:
+                    producer.produce(bus.name(name), value, key)  # type: ignore[arg-type]
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        if producer.flush(120):
+            raise SystemExit(f"{name}: not all messages acknowledged")
+
+    put("scored", scored)
+    procs, logs, urls = [], [], []
+    for i in range(count):
+        log = work / f"{prefix}-e{i}.log"
+        logs.append(log)
+        env = {**env_for(address, prefix, work / f"{prefix}-estate{i}"), "LISTENER_TICKER": "off"}
+        env["LISTENER_LOG_LEVEL"] = "info"
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "listener", "run", "--role", "evaluate", "-c", str(config)],
+                env=env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        urls = [listening(log, p) for log, p in zip(logs, procs, strict=True)]
+        out: dict[str, float] = {}
+        for name, items in (("scored", scored), ("ticks", ticks)):
+            if name == "ticks":
+                put("ticks", ticks)
+            want = len(items) if name == "ticks" else len({(k, v) for k, v in items})
+            first_t, first_cpu = 0.0, 0.0
+            deadline = time.monotonic() + 900
+            while True:
+                if any(p.poll() is not None for p in procs):
+                    raise SystemExit("an evaluator exited early")
+                done = evaluated(urls, name)
+                now = time.monotonic()
+                if done and not first_t:
+                    first_t, first_cpu = now, cpu_seconds([p.pid for p in procs])
+                if done >= want:
+                    break
+                if now > deadline:
+                    raise SystemExit(f"{name}: {done} of {want} after 900 s")
+                time.sleep(0.25)
+            wall = max(now - first_t, 1e-6)
+            busy = max(cpu_seconds([p.pid for p in procs]) - first_cpu, 1e-6)
+            out[f"{name}_wall"], out[f"{name}_cpu"], out[f"{name}_n"] = wall, busy, want
+        alerts = sum(
+            line.count('"incident_event"')
+            for log in logs
+            for line in log.read_text(errors="replace").splitlines()
+        )
+        out["alerts"] = alerts
+        return out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+
+
+def evaluate_section(
+    report: list[str], address: str, work: Path, tweets: list[Any], size: int, counts: list[int]
+) -> None:
+    from listener.bus import scored_message, tick_message
+    from listener.ingest import Ingest
+    from listener.roles.evaluate import tick_times
+
+    brands = perf.brand_dicts(1000)
+    config = perf.config_file(work / "rules-1000.yaml", brands, perf.TEN_RULES)
+    from listener.config.lint import load_with_warnings
+
+    stage = Ingest.build(load_with_warnings(str(config))[0])
+    rows = perf.with_synthetic_brands(perf.replicate(tweets, size), brands)
+    mentions = sorted((perf.mention(t) for t in rows), key=lambda m: m.created_at)
+    scored_all = stage.run(mentions, mentions[-1].created_at)
+    scored = [(b, json.dumps(scored_message(s, b)).encode()) for s in scored_all for b in s.brands]
+    end = mentions[-1].created_at
+    times = tick_times(end, end + timedelta(minutes=5), timedelta(minutes=1))
+    ticks = [
+        (b["name"], json.dumps(tick_message(b["name"], at)).encode())
+        for at in times
+        for b in brands
+    ]
+    say(
+        report,
+        f"evaluate, 1,000 brands x 10 rules: {len(scored):,} scored messages "
+        f"({size:,} mentions), then {len(times)} ticks a minute apart for every brand "
+        f"({len(ticks):,} messages)",
+    )
+    for count in counts:
+        r = run_evaluators(count, address, f"ev{count}", config, work, scored, ticks)
+        say(
+            report,
+            f"  {count} evaluator(s): {r['scored_n'] / r['scored_wall']:,.0f} scored/s wall, "
+            f"{r['scored_n'] / r['scored_cpu']:,.0f} per CPU s; "
+            f"{r['ticks_n'] / r['ticks_wall']:,.0f} brand ticks/s wall "
+            f"({r['ticks_wall'] / len(times) * 1000:,.0f} ms a tick of all 1,000 brands), "
+            f"{r['ticks_n'] / r['ticks_cpu']:,.0f} per CPU s; {r['alerts']:,} alerts",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3,000 mentions")
@@ -217,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also the transformers backend (small local model)",
     )
     parser.add_argument("--data", type=Path, default=perf.DEFAULT_DATA)
+    parser.add_argument(
+        "--roles", default="ingest,evaluate", help="which roles to measure (default: both)"
+    )
     parser.add_argument(
         "--out",
         default=str(REPO / "bench" / "RESULTS.md"),
@@ -253,7 +427,11 @@ def main(argv: list[str] | None = None) -> int:
         vader = perf.vader_seconds([t.text for t in rows], time.process_time)
         say(report, f"{size:,} airline mentions; bare VADER {size / vader:,.0f} mentions per CPU s")
         with running_broker(work / "tansu.log") as address:
-            for name, model in backends:
+            if "evaluate" in args.roles:
+                evaluate_section(
+                    report, address, work, tweets, 2_000 if args.quick else 10_000, [1, 2]
+                )
+            for name, model in backends if "ingest" in args.roles else []:
                 config = config_file(work / f"rules-{len(name)}.yaml", model)
                 stage = Ingest.build(load_with_warnings(str(config))[0])
                 began = time.process_time()
@@ -296,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"({vader / r['busy']:.2f}x bare VADER; {r['cpu']:.1f} CPU s in all, "
                         f"start-up included), lost={lost} twice={r['twice']}",
                     )
-    say(report, "ingest: " + ("FAIL (mentions lost)" if failed else "ok (none lost)"))
+    if "ingest" in args.roles:
+        say(report, "ingest: " + ("FAIL (mentions lost)" if failed else "ok (none lost)"))
     if args.out != "-":
         write_section(Path(args.out), command, report)
     return 1 if failed else 0

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,7 +27,7 @@ from listener.errors import BusError, ConfigError, ListenerError, UsageError
 from listener.roles import ROLES
 
 if TYPE_CHECKING:
-    from listener.bus import Bus
+    from listener.bus import Bus, TopicName
     from listener.config.schema import Config
     from listener.settings import Settings
 
@@ -165,8 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--role",
         choices=ROLES,
-        help="all: the whole pipeline in this process (embedded mode, the default); ingest: "
-        "a worker of distributed mode on LISTENER_BUS (docs/scaling.md; env LISTENER_ROLE)",
+        help="all: the whole pipeline in this process (embedded mode, the default); ingest, "
+        "evaluate: a worker of distributed mode on LISTENER_BUS (docs/scaling.md; env "
+        "LISTENER_ROLE)",
     )
 
     publish = _sub(
@@ -181,6 +182,26 @@ def _parser() -> argparse.ArgumentParser:
         "LISTENER_BUS=kafka://127.0.0.1:9092 listener publish - < mentions.jsonl",
     )
     publish.add_argument("path", help="JSON Lines file of mentions ('-': standard input)")
+
+    tick = _sub(
+        sub,
+        "tick",
+        "put ticks on the bus",
+        "Put ticks on the bus's ticks topic (LISTENER_BUS): for every brand of the rules "
+        "file, one at each multiple of --every from --from to --to, in time order. An "
+        "evaluator runs a brand's rules at each of its ticks: a replay on distributed mode "
+        "publishes its mentions, lets them be counted, then publishes the ticks "
+        "(evaluators run with LISTENER_TICKER=off; docs/scaling.md).",
+        "listener tick --from 2015-02-17T00:00:00Z --to 2015-02-24T00:00:00Z --every 1m",
+    )
+    tick.add_argument("--config", "-c", help="rules file (default: rules.yaml)")
+    tick.add_argument(
+        "--from", dest="start", required=True, type=_instant, help="first instant (ISO 8601)"
+    )
+    tick.add_argument("--to", dest="end", required=True, type=_instant, help="last instant")
+    tick.add_argument(
+        "--every", type=_duration_arg, default=timedelta(minutes=1), help="step (default: 1m)"
+    )
 
     check = _sub(
         sub,
@@ -452,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "publish":
             return _publish(args)
+        if args.command == "tick":
+            return _tick(args)
         if args.command == "drill":
             return _drill(args)
         if args.command == "score":
@@ -519,6 +542,33 @@ def _user(given: str | None, flag: str = "--by") -> str:
 
 def _config_path(given: str | None) -> str:
     return given or os.environ.get("LISTENER_CONFIG") or DEFAULT_CONFIG
+
+
+def _instant(text: str) -> datetime:
+    """An argparse type: an ISO 8601 instant with a UTC offset (``Z`` allowed)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 instant (e.g. 2015-02-17T00:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add Z or +00:00)")
+    return when.astimezone(UTC)
+
+
+def _duration_arg(text: str) -> timedelta:
+    """An argparse type: a positive duration (``30s``, ``1m``)."""
+    from listener.config.duration import parse_duration
+    from listener.errors import DurationError
+
+    try:
+        value = parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
 
 
 def _load_for_reading(args: argparse.Namespace, path: str, *, why: str) -> Config:
@@ -635,6 +685,17 @@ def _run(args: argparse.Namespace) -> int:
 
         worker = IngestWorker(_bus(settings), settings.config, state_dir=settings.bus_state)
         return worker.run(settings.listen)
+    if settings.role == "evaluate":
+        from listener.roles.evaluate import EvaluateWorker
+
+        evaluator = EvaluateWorker(
+            _bus(settings),
+            settings.config,
+            state_dir=settings.bus_state,
+            evaluate_every=settings.evaluate_every,
+            ticker=settings.ticker,
+        )
+        return evaluator.run(settings.listen)
     return asyncio.run(Daemon(settings).run())
 
 
@@ -650,38 +711,74 @@ def _bus(settings: Settings) -> Bus:
 
 def _publish(args: argparse.Namespace) -> int:
     from listener.backtest import read_jsonl
-    from listener.bus import encode_mention, mention_key, quix_app, topic
+    from listener.bus import encode_mention, mention_key
     from listener.log import configure_logging
     from listener.settings import Settings
 
     configure_logging(_level(args, "warning"), "console")
     bus = _bus(Settings.from_env())
     records = read_jsonl("/dev/stdin" if args.path == "-" else args.path)
+    messages = [(mention_key(r.mention), encode_mention(r.mention)) for r in records]
+    _produce(bus, "mentions", messages, "mentions")
+    print(f"published {len(records):,} mentions to {bus.name('mentions')} on {bus.brokers}")
+    return 0
+
+
+def _tick(args: argparse.Namespace) -> int:
+    import json
+
+    from listener.bus import tick_message
+    from listener.log import configure_logging
+    from listener.roles.evaluate import tick_times
+    from listener.settings import Settings
+
+    configure_logging(_level(args, "warning"), "console")
+    if args.end < args.start:
+        raise UsageError("--to is before --from")
+    bus = _bus(Settings.from_env())
+    from listener.config.load import load_config_without_secrets
+
+    config, _ = load_config_without_secrets(_config_path(args.config))  # only its brands
+    brands = config.brand_names()
+    times = tick_times(args.start - timedelta(microseconds=1), args.end, args.every)
+    messages = [
+        (brand, json.dumps(tick_message(brand, at)).encode()) for at in times for brand in brands
+    ]
+    _produce(bus, "ticks", messages, "ticks")
+    print(
+        f"published {len(times):,} ticks for {len(brands):,} brands to {bus.name('ticks')} "
+        f"on {bus.brokers}"
+    )
+    return 0
+
+
+def _produce(bus: Bus, name: TopicName, messages: list[tuple[str, bytes]], what: str) -> None:
+    """Put ``(key, value)`` messages on one of the bus's topics (made as the workers make
+    it, when missing), waiting until the broker has acknowledged every one."""
+    from listener.bus import quix_app, topic
+
+    full = bus.name(name)
+    failed: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
     with tempfile.TemporaryDirectory() as state:
         app = quix_app(bus, "publish", state)
-        name = bus.name("mentions")
-        failed: list[str] = []
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                failed.append(str(err))
-
         try:
-            topic(app, bus, "mentions")  # made as the workers make it, when missing
+            topic(app, bus, name)
             with app.get_producer() as producer:
-                for record in records:
-                    m = record.mention
-                    producer.produce(name, encode_mention(m), mention_key(m), on_delivery=delivered)
+                for key, value in messages:
+                    producer.produce(full, value, key, on_delivery=delivered)
                 left = producer.flush(60)
         except Exception as exc:  # librdkafka's errors: the broker, the buffer
             raise BusError(f"publishing to {bus.brokers}: {type(exc).__name__}: {exc}") from None
     if left or failed:
         raise BusError(
-            f"publishing to {bus.brokers}: {left + len(failed)} of {len(records)} mentions "
+            f"publishing to {bus.brokers}: {left + len(failed)} of {len(messages)} {what} "
             f"not acknowledged ({failed[0] if failed else 'timed out after 60s'})"
         )
-    print(f"published {len(records):,} mentions to {name} on {bus.brokers}")
-    return 0
 
 
 def _drill(args: argparse.Namespace) -> int:

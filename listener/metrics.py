@@ -201,9 +201,38 @@ class Metrics:
         # distributed mode
         self.bus_messages = Counter(
             "listener_bus_messages_total",
-            "Messages each role of distributed mode read from a topic, by outcome (ok; "
-            "skipped: not what the topic carries)",
+            "Messages each role of distributed mode read from a topic (an evaluator: or "
+            "wrote to alerts), by outcome (ok; skipped: not what the topic carries; "
+            "duplicate: counted or evaluated before; stale: older than the windows keep)",
             ["role", "topic", "outcome"],
+            registry=r,
+        )
+        self.bus_lag = Gauge(
+            "listener_bus_lag",
+            "Messages of a topic the role's consumer group has not committed yet, all "
+            "partitions (every worker of the role reports its whole group: take the max)",
+            ["role", "topic"],
+            registry=r,
+        )
+        self.bus_rebalances = Counter(
+            "listener_bus_rebalances_total",
+            "Partition assignments this worker was given (assigned), gave back (revoked) "
+            "or lost to the group (lost)",
+            ["role", "event"],
+            registry=r,
+        )
+        self.bus_partitions = Gauge(
+            "listener_bus_partitions",
+            "Partitions of the role's input topics this worker holds now",
+            ["role"],
+            registry=r,
+        )
+        self.bus_recovery = Histogram(
+            "listener_bus_recovery_seconds",
+            "How long a worker took to restore its state from the changelog after being "
+            "given partitions",
+            ["role"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
         )
 

@@ -17,7 +17,7 @@ import json
 import math
 import threading
 from collections import Counter
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -70,7 +70,7 @@ from listener.rules.settled import Marks, Plan, SettledKeys, marks_of
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
-from listener.scoring.velocity import Sample, VelocityWindows
+from listener.scoring.velocity import BucketRow, Sample, VelocityWindows
 from listener.store import BrandWrite, EvaluateWrite, IngestWrite, Store, reach_of
 from listener.templates import render_summary
 
@@ -238,6 +238,16 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BrandDecisions:
+    """What :meth:`Processor.evaluate_brands` decided: each alert with the sinks it is
+    routed to (none for one muted or routed nowhere: it still records the incident), and
+    the rows of the window buckets that changed (a prune stripped them)."""
+
+    alerts: list[tuple[Alert, tuple[str, ...]]]
+    buckets: list[BucketRow]
+
+
+@dataclass(frozen=True, slots=True)
 class _Tick:
     """What one evaluation knows before it runs the rules: the brands held (``rows``:
     each one's row), their :class:`Marks`, those quiet, and the screen's bulk read of the
@@ -266,6 +276,7 @@ class Processor:
         stage: Ingest | None = None,
         drill: bool = False,
         readings: bool = True,
+        enqueue: bool = True,
     ) -> None:
         """``stage``: the Ingest stage to run (default: built from ``config``, with
         ``scorer`` overriding ``scoring.sentiment``); give one or the other."""
@@ -274,6 +285,9 @@ class Processor:
         self.store = store
         self.metrics = metrics
         self.drill = drill
+        self.enqueue = enqueue
+        """Whether routed alerts go to the store's outbox, for embedded mode's Deliverer (an
+        evaluator of distributed mode writes them to the ``alerts`` topic instead)."""
         self.readings = readings
         """Whether the condition gauges are kept. Without them (a backtest), a key the
         screen finds *sunk* (``RuleScreen.sunk``) is not evaluated again until its brand
@@ -571,6 +585,31 @@ class Processor:
             self.metrics.mentions_new.labels(source=source).inc(sum(r.new for r in results))
             return results
 
+    def count_scored(
+        self, brand: str, scored: Sequence[ScoredMention], now: datetime
+    ) -> list[BucketRow]:
+        """Count mentions scored elsewhere (by an ingest worker of distributed mode) into
+        the windows of ``brand``, a brand held here, each once (the caller knows which it
+        counted before), as :meth:`ingest` would at ``now``: the other brands they matched
+        are counted by whoever holds them. They are stored (an alert lists the top posts).
+        The rows of the window buckets that changed."""
+        with self._lock:
+            if brand in self.released:
+                raise BrandHeld(f"cannot count for brand {brand!r}: this processor released it")
+            mine = [replace(s, brands=(brand,)) for s in scored if brand in s.brands]
+            quiet = dict(self.quiet_until)
+            matched, _, stale = self._count(mine, now, False, quiet, self.quiet_span())
+            changed = self.windows.drain_dirty()
+            try:
+                self.store.write_ingest(IngestWrite(now=now, mentions=scored, buckets=changed))
+            except StoreError:
+                self._load_state()
+                raise
+            if matched > stale:
+                self._pruned_epoch = None
+            self._ingested_until = max(self._ingested_until, as_utc(now))
+            return changed
+
     def _count(
         self,
         scored: Sequence[ScoredMention],
@@ -658,13 +697,34 @@ class Processor:
         """
         with self._lock:
             try:
-                return self._evaluate(now, sources)
+                decided, _ = self._evaluate(now, sources)
             except BaseException:
                 # what the memos were left in may not match the state held: start again
                 self._forget_settled()
                 raise
+        return [alert for alert, sinks in decided if sinks]
 
-    def _evaluate(self, now: datetime, sources: Mapping[str, SourceStatus] | None) -> list[Alert]:
+    def evaluate_brands(self, now: datetime, brands: Collection[str]) -> BrandDecisions:
+        """Run every rule at ``now`` for these held brands only (an evaluator of
+        distributed mode, where time reaches each brand in its own tick message): the same
+        decisions for them as :meth:`evaluate`, and nothing else moves (the other brands'
+        keys, windows, notifications)."""
+        with self._lock:
+            try:
+                decided, changed = self._evaluate(now, None, frozenset(brands))
+                return BrandDecisions(decided, changed)
+            except BaseException:
+                self._forget_settled()
+                raise
+
+    def _evaluate(
+        self,
+        now: datetime,
+        sources: Mapping[str, SourceStatus] | None,
+        only: frozenset[str] | None = None,
+    ) -> tuple[list[tuple[Alert, tuple[str, ...]]], list[BucketRow]]:
+        """Each alert the evaluation made with the sinks it is routed to, and the window
+        buckets it changed."""
         brands = self.held_brands()
         state = self.state
         quiet = {b for b, until in self.quiet_until.items() if until > now}
@@ -690,6 +750,12 @@ class Processor:
             (rule, self._coalesce(rule, brands, state, now, epoch, marks, trusted=trusted))
             for rule in self.rules
         ]
+        if only is not None:  # the other brands are not due: their time has not come
+            wanted_rows = np.fromiter((b in only for b in brands), np.bool_, len(brands))
+            dues = [
+                (rule, Plan(plan.due & wanted_rows, plan.resting & wanted_rows))
+                for rule, plan in dues
+            ]
         table, table_row = None, np.zeros(0, dtype=np.intp)
         if self.screening and dues:
             wanted = np.logical_or.reduce([plan.due for _, plan in dues])
@@ -703,9 +769,10 @@ class Processor:
         tick = _Tick(now, epoch, brands, rows, marks, quiet, table, table_row)
         for rule, plan in dues:
             state = self._run_rule(tick, rule, plan, memos[rule.name], state, events)
-        notify, notices, alerts = self._notify(events, now)
-        pruned, prune_brands = self._prune(now, epoch)
+        notify, notices, alerts = self._notify(events, now, only)
+        pruned, prune_brands = self._prune(now, epoch, only)
         cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
+        changed = self.windows.drain_dirty()
         try:
             self.store.write_evaluate(
                 EvaluateWrite(
@@ -713,8 +780,10 @@ class Processor:
                     engine_state=None if state is self._written else self._encoder.encode(state),
                     events=events,
                     notices=notices,
-                    outbox=[(a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks],
-                    buckets=self.windows.drain_dirty(),
+                    outbox=[(a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks]
+                    if self.enqueue
+                    else [],
+                    buckets=changed,
                     prune_buckets_before=cutoff,
                     prune_brands=prune_brands,
                     kv={} if notify == self._notify_written else {"notify_state": notify.to_json()},
@@ -741,7 +810,7 @@ class Processor:
                 )
         self._update_open_gauge()
         self._evaluated_at = now
-        return [a for a, n in zip(alerts, notices, strict=True) if n.sinks]
+        return [(a, n.sinks) for a, n in zip(alerts, notices, strict=True)], changed
 
     def _run_rule(
         self,
@@ -863,13 +932,19 @@ class Processor:
                     times.append(found)
             return min(times, default=None)
 
-    def _prune(self, now: datetime, epoch: int) -> tuple[bool, list[str] | None]:
+    def _prune(
+        self, now: datetime, epoch: int, only: frozenset[str] | None = None
+    ) -> tuple[bool, list[str] | None]:
         """Prune the windows, once per read epoch (bucket) and after an ingest: with
         retentions of whole buckets, the buckets a prune drops (those starting before
         ``now - retention``) are the same for every ``now`` of one epoch, so pruning again
         would drop nothing. Whether buckets were dropped, and the brands whose stored
-        buckets to prune with them (None: every brand's, the first time after a load)."""
+        buckets to prune with them (None: every brand's, the first time after a load).
+        With ``only``, the windows of those brands alone, every time."""
         windows = self.windows
+        if only is not None:
+            gone = windows.prune(now, only)
+            return bool(gone), sorted({brand for brand, _ in gone})
         if epoch == self._pruned_epoch and not (
             windows.retention % windows.bucket
             or (windows.distinct_retention or windows.retention) % windows.bucket
@@ -953,19 +1028,27 @@ class Processor:
         return self._policy[1]
 
     def _notify(
-        self, events: Sequence[IncidentEvent], now: datetime
+        self, events: Sequence[IncidentEvent], now: datetime, only: frozenset[str] | None = None
     ) -> tuple[NotifyState, list[Notice], list[Alert]]:
-        """Apply the notification policy; one Alert per Notice, in the same order."""
+        """Apply the notification policy (to the incidents of ``only``'s brands alone, when
+        given); one Alert per Notice, in the same order."""
         policy = self.policy()
         silences = self.store.silences(active_at=now)
         changes = [
             IncidentChange(ev.alert_id, ev.kind, ev.incident_id, ev.rule, ev.brand, ev.level, ev.at)
             for ev in events
         ]
-        notify, from_events = on_changes(changes, self.notify, silences, policy, now)
+        held, rest = self.notify, NotifyState()
+        if only is not None:
+            incidents = self.notify.incidents
+            held = NotifyState({k: t for k, t in incidents.items() if t.brand in only})
+            rest = NotifyState({k: t for k, t in incidents.items() if t.brand not in only})
+        notify, from_events = on_changes(changes, held, silences, policy, now)
         acks = self.store.acks(notify.incidents)
         notify, from_ticks = on_tick(notify, silences, acks, policy, now)
-        tracked = {**self.notify.incidents, **notify.incidents}
+        tracked = {**held.incidents, **notify.incidents}
+        if rest.incidents:
+            notify = NotifyState({**rest.incidents, **notify.incidents})
         alerts = [
             self._event_alert(ev, notice, tracked.get(ev.incident_id))
             for ev, notice in zip(events, from_events, strict=True)

@@ -45,6 +45,9 @@ class Settings:
     """Distributed mode's message bus, ``kafka://HOST:PORT...`` (``listener.bus``)."""
     bus_state: str = "listener-state"
     """The folder where a worker of distributed mode keeps its local state."""
+    ticker: bool = True
+    """Whether an evaluator publishes ticks for every brand each ``evaluate_every``
+    (``LISTENER_TICKER=off`` for a replay that publishes its own)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -139,6 +142,21 @@ class Settings:
                     f"known: {', '.join(ROLES)}",
                 )
             )
+        ticker = values.get("ticker", True)
+        if isinstance(ticker, str):
+            flag = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+            if ticker.strip().lower() in flag:
+                values["ticker"] = flag[ticker.strip().lower()]
+            else:
+                problems.append(
+                    ConfigProblem(
+                        "environment",
+                        None,
+                        "LISTENER_TICKER",
+                        f"not on or off: {ticker!r}",
+                        "on (the default) or off",
+                    )
+                )
         if values.get("bus"):
             try:
                 Bus.parse(values["bus"])

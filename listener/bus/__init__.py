@@ -8,7 +8,7 @@ each other in memory. In distributed mode each stage runs as its own role (``lis
 
     kafka://HOST:PORT[,HOST:PORT...][?prefix=listener&partitions=6&replication=1
                                       &retention=7d&retention_bytes=-1
-                                      &guarantee=at-least-once]
+                                      &guarantee=at-least-once&batch=0]
 
 Topics (``{prefix}.{name}``), each created when missing with explicit ``retention.ms`` and
 ``retention.bytes`` (Quix Streams reads both back, and some brokers report neither):
@@ -16,9 +16,16 @@ Topics (``{prefix}.{name}``), each created when missing with explicit ``retentio
 * ``mentions``: raw mentions as collected, keyed by ``[source, id]`` (JSON), the value a
   :meth:`~listener.model.Mention.to_dict` object with ``"v": 1``;
 * ``scored``: each mention that matched a brand, once per brand, keyed by the brand, the
-  value ``{"v": 1, "brand": ..., "scored": ScoredMention.to_dict()}``.
+  value ``{"v": 1, "brand": ..., "scored": ScoredMention.to_dict()}``;
+* ``ticks``: the time reaching a brand, keyed by the brand, the value
+  ``{"v": 1, "brand": ..., "at": "<ISO 8601 instant>"}`` (the brand's evaluator runs the
+  rules at that instant);
+* ``alerts``: what an evaluation decided, keyed by the incident id, the value
+  ``{"v": 1, "alert": Alert.to_dict(), "sinks": [...]}`` (no sinks: muted or routed
+  nowhere; it still records the incident).
 
-Messages are decoded here (:func:`decode_mention`, :func:`decode_scored`): one that is not
+Messages are decoded here (:func:`decode_mention`, :func:`decode_scored`,
+:func:`decode_event`, :func:`decode_alert`): one that is not
 what its topic carries raises :class:`~listener.errors.MessageError`, which the roles
 count and skip. Pure but for :func:`quix_app`, which builds the client application.
 """
@@ -26,15 +33,17 @@ count and skip. Pure but for :func:`quix_app`, which builds the client applicati
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
 from urllib.parse import parse_qsl, urlsplit
 
+from listener.clock import as_utc
 from listener.config.duration import parse_duration
 from listener.errors import BusError, DurationError, MessageError
-from listener.model import Mention, ScoredMention
+from listener.model import Alert, Mention, ScoredMention
 
 if TYPE_CHECKING:
     from quixstreams import Application
@@ -43,8 +52,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT",
     "TOPICS",
+    "AppWatch",
     "Bus",
     "Guarantee",
+    "alert_message",
+    "decode_alert",
+    "decode_event",
     "decode_mention",
     "decode_scored",
     "encode_mention",
@@ -53,6 +66,7 @@ __all__ = [
     "mention_message",
     "quix_app",
     "scored_message",
+    "tick_message",
     "topic",
 ]
 
@@ -60,7 +74,7 @@ FORMAT: Final = 1
 """The version of the messages' JSON (``"v"``); a reader refuses any other."""
 
 Guarantee = Literal["at-least-once", "exactly-once"]
-TopicName = Literal["mentions", "scored"]
+TopicName = Literal["mentions", "scored", "ticks", "alerts"]
 TOPICS: Final[tuple[TopicName, ...]] = get_args(TopicName)
 
 _HINT: Final = "e.g. LISTENER_BUS=kafka://127.0.0.1:9092 (docs/scaling.md)"
@@ -84,6 +98,11 @@ class Bus:
     """Quix Streams' processing guarantee. ``exactly-once`` needs a broker whose
     transactions work (Apache Kafka, Redpanda; not tansu, which never aborts the
     transaction of a producer that died)."""
+    batch: int = 0
+    """Records per batch a producer sends, at most (librdkafka's ``batch.num.messages``);
+    0: the client's default (10,000). tansu 0.6 needs 1: it reports a partition's end as
+    one past the first record of its last batch, so a worker given back a partition whose
+    state it holds would find the changelog shorter than its state and refuse it."""
 
     @classmethod
     def parse(cls, url: str) -> Bus:
@@ -117,7 +136,15 @@ class Bus:
 
 
 def _options(query: Mapping[str, str], url: str) -> dict[str, Any]:
-    known = {"prefix", "partitions", "replication", "retention", "retention_bytes", "guarantee"}
+    known = {
+        "prefix",
+        "partitions",
+        "replication",
+        "retention",
+        "retention_bytes",
+        "guarantee",
+        "batch",
+    }
     unknown = sorted(set(query) - known)
     if unknown:
         raise BusError(
@@ -132,10 +159,10 @@ def _options(query: Mapping[str, str], url: str) -> dict[str, Any]:
                 f"LISTENER_BUS: prefix {prefix!r}: use letters, digits, '-', '_' and '.'"
             )
         out["prefix"] = prefix
-    for name in ("partitions", "replication", "retention_bytes"):
+    for name in ("partitions", "replication", "retention_bytes", "batch"):
         if name in query:
             value = query[name]
-            low = -1 if name == "retention_bytes" else 1
+            low = {"retention_bytes": -1, "batch": 0}.get(name, 1)
             if not value.lstrip("-").isdigit() or int(value) < low:
                 raise BusError(f"LISTENER_BUS: {name}={value!r}: a whole number >= {low}")
             out[name] = int(value)
@@ -171,6 +198,16 @@ def mention_message(mention: Mention) -> dict[str, Any]:
 def scored_message(scored: ScoredMention, brand: str) -> dict[str, Any]:
     """The value of a scored mention's message for one of the brands it matched."""
     return {"v": FORMAT, "brand": brand, "scored": scored.to_dict()}
+
+
+def tick_message(brand: str, at: datetime) -> dict[str, Any]:
+    """The value of a tick: ``brand``'s evaluator runs the rules at ``at``."""
+    return {"v": FORMAT, "brand": brand, "at": as_utc(at).isoformat()}
+
+
+def alert_message(alert: Alert, sinks: Sequence[str]) -> dict[str, Any]:
+    """The value of an alert's message: the alert and the sinks it is routed to."""
+    return {"v": FORMAT, "alert": alert.to_dict(), "sinks": list(sinks)}
 
 
 def encode_mention(mention: Mention) -> bytes:
@@ -218,6 +255,37 @@ def decode_scored(value: bytes | str) -> tuple[str, ScoredMention]:
     return brand, scored
 
 
+def decode_event(value: bytes | str) -> tuple[str, ScoredMention | datetime]:
+    """What reaches a brand's evaluator: a scored mention (``scored``) or a tick (``ticks``),
+    with the brand; :class:`MessageError` when the message is neither."""
+    data = _object(value, "evaluator message")
+    if "scored" in data:
+        return decode_scored(value)
+    brand, at = data.get("brand"), data.get("at")
+    if not isinstance(brand, str) or not brand or not isinstance(at, str):
+        raise MessageError("evaluator message: neither a scored mention nor a tick")
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise MessageError(f"tick: {at!r} is not an ISO 8601 instant") from None
+    if when.tzinfo is None:
+        raise MessageError(f"tick: {at!r} has no UTC offset")
+    return brand, as_utc(when)
+
+
+def decode_alert(value: bytes | str) -> tuple[Alert, tuple[str, ...]]:
+    """The alert and sinks an alert message carries; :class:`MessageError` otherwise."""
+    data = _object(value, "alert")
+    try:
+        alert = Alert.from_dict(data["alert"])
+        sinks = data["sinks"]
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise MessageError(f"alert: {_describe(exc)}") from None
+    if not isinstance(sinks, list) or not all(isinstance(s, str) for s in sinks):
+        raise MessageError("alert: sinks is not a list of names")
+    return alert, tuple(sinks)
+
+
 def _describe(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"missing key {exc.args[0]!r}"
@@ -241,29 +309,81 @@ REQUEST_TIMEOUT: Final = 10.0
 """Seconds a worker waits for the broker's answer to a metadata or admin request."""
 
 
-def quix_app(bus: Bus, role: str, state_dir: str, **options: Any) -> Application:
+class AppWatch(Protocol):
+    """What a worker wants told of its application (``listener.roles.watch.Watch``)."""
+
+    def assigned(self, partitions: Sequence[Any]) -> None: ...
+
+    def revoked(self, partitions: Sequence[Any], *, lost: bool = False) -> None: ...
+
+    def recovered(self, seconds: float) -> None: ...
+
+
+def quix_app(
+    bus: Bus, role: str, state_dir: str, *, watch: AppWatch | None = None, **options: Any
+) -> Application:
     """The Quix Streams application of one role's worker (consumer group
-    ``{prefix}-{role}``, state under ``state_dir``); :class:`BusError` when the
-    ``kafka`` extra is not installed."""
+    ``{prefix}-{role}``, state under ``state_dir``), telling ``watch`` of its partition
+    assignments and state recoveries; :class:`BusError` when the ``kafka`` extra is not
+    installed."""
     try:
         from quixstreams import Application
     except ImportError:
         raise BusError(
             "distributed mode needs the kafka extra: pip install 'listener[kafka]'"
         ) from None
-    return Application(
+    kind: type[Application] = Application if watch is None else _watched(Application, watch)
+    app = kind(
         broker_address=bus.brokers,
         consumer_group=bus.group(role),
         auto_offset_reset="earliest",
         processing_guarantee=bus.guarantee,
         state_dir=state_dir,
         consumer_extra_config=dict(CONSUMER),
+        producer_extra_config={"batch.num.messages": bus.batch} if bus.batch else None,
         # a broker that does not answer a metadata or admin request within 10 s counts as
         # unreachable: the worker says so and tries again (listener.roles.supervise)
         request_timeout=REQUEST_TIMEOUT,
         loglevel=None,  # listener's logging (listener.log) is configured by then
         **options,
     )
+    if watch is not None:  # the restore from the changelog, timed
+        manager = app._state_manager  # Quix Streams has no hook for it
+        recover = manager.do_recovery
+
+        def timed() -> None:
+            began = time.monotonic()
+            try:
+                recover()
+            finally:
+                watch.recovered(time.monotonic() - began)
+
+        manager.do_recovery = timed  # type: ignore[method-assign]
+    return app
+
+
+def _watched(base: type[Application], watch: AppWatch) -> type[Application]:
+    """``base`` telling ``watch`` of each assignment (Quix Streams' rebalance callbacks,
+    which it offers no public hook for; quixstreams is pinned below 4)."""
+
+    class Watched(base):  # type: ignore[valid-type,misc]
+        def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+            super()._on_assign(consumer, partitions)
+            watch.assigned(partitions)
+
+        def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+            try:
+                super()._on_revoke(consumer, partitions)
+            finally:
+                watch.revoked(partitions)
+
+        def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+            try:
+                super()._on_lost(consumer, partitions)
+            finally:
+                watch.revoked(partitions, lost=True)
+
+    return Watched
 
 
 def topic(

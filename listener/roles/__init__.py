@@ -4,14 +4,16 @@ runs one stage of the pipeline as a worker of a consumer group on the message bu
 another. ``all`` (the default) is embedded mode, :class:`listener.app.Daemon`.
 
 * ``ingest`` (:mod:`listener.roles.ingest`): raw mentions → the Ingest stage → scored
-  mentions keyed by brand.
+  mentions keyed by brand;
+* ``evaluate`` (:mod:`listener.roles.evaluate`): scored mentions and ticks, keyed by
+  brand → the Evaluate stage, its state in Quix Streams state → alerts keyed by incident.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-Role = Literal["all", "ingest"]
+Role = Literal["all", "ingest", "evaluate"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 
 __all__ = ["ROLES", "Role"]

@@ -19,23 +19,16 @@ sources need not be set where a worker runs (it uses neither).
 
 from __future__ import annotations
 
-import signal
-import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from listener.bus import Bus, decode_mention, quix_app, scored_message, topic
-from listener.clock import Clock, SystemClock
-from listener.config.load import load_config_without_secrets
-from listener.config.schema import Config
-from listener.errors import ConfigError, ListenerError, MessageError
-from listener.httpapi import parse_listen
+from listener.bus import decode_mention, quix_app, scored_message, topic
+from listener.errors import MessageError
 from listener.ingest import Ingest
-from listener.metrics import Metrics
-from listener.roles.health import HealthServer, Readiness
-from listener.roles.supervise import supervise
+from listener.roles.watch import Watch
+from listener.roles.worker import RoleWorker
 
 if TYPE_CHECKING:
     from quixstreams import Application
@@ -45,44 +38,23 @@ log = structlog.get_logger("listener")
 ROLE = "ingest"
 
 
-def _load(path: str) -> Config:
-    """rules.yaml for an ingest worker: it polls no source and delivers to no sink, so
-    their secrets (``${VARIABLE}``s) need not be set where it runs, and are not held
-    there."""
-    config, _ = load_config_without_secrets(path)
-    return config
-
-
-class IngestWorker:
+class IngestWorker(RoleWorker):
     """One ingest worker: :meth:`score` is its whole decision (a raw message → the scored
     messages it makes), :meth:`run` consumes until SIGTERM or SIGINT."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        config_path: str,
-        *,
-        state_dir: str,
-        metrics: Metrics | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        self.bus = bus
-        self.config_path = config_path
-        self.state_dir = state_dir
-        self.metrics = metrics or Metrics()
-        self.clock: Clock = clock or SystemClock()
-        config = _load(config_path)  # ConfigError: the CLI says why, exit 2
-        self.stage = Ingest.build(config)
-        self._reload = threading.Event()
+    role = ROLE
+    inputs = ("mentions",)
+
+    def setup(self) -> None:
+        self.stage = Ingest.build(self.config)
         self._messages = self.metrics.bus_messages
-        self.bound: tuple[str, int] = ("", 0)
-        """Where ``/healthz``, ``/readyz`` and ``/metrics`` are served (once running)."""
 
     def score(self, value: bytes) -> list[dict[str, Any]]:
         """The scored messages of one raw message: one per brand it matched (none for a
         mention of no brand, or a message that is not a mention: counted and skipped)."""
-        if self._reload.is_set():
-            self._apply_reload()
+        config = self.reloaded()
+        if config is not None:
+            self.stage = self.stage.reconfigure(config)
         try:
             mention = decode_mention(value)
         except MessageError as exc:
@@ -100,59 +72,14 @@ class IngestWorker:
             self.metrics.scored.labels(brand=brand, sentiment=scored.sentiment.label).inc()
         return [scored_message(scored, brand) for brand in scored.brands]
 
-    def request_reload(self) -> None:
-        """Re-read rules.yaml before the next message (SIGHUP)."""
-        self._reload.set()
-
-    def _apply_reload(self) -> None:
-        self._reload.clear()
-        try:
-            config = _load(self.config_path)
-        except ConfigError as exc:
-            log.error(
-                "reload_kept_old_config", role=ROLE, problems=len(exc.problems), error=str(exc)
-            )
-            return
-        except Exception as exc:  # reading or parsing it failed otherwise: kept, not a crash
-            log.error("reload_kept_old_config", role=ROLE, error=f"{type(exc).__name__}: {exc}")
-            return
-        self.stage = self.stage.reconfigure(config)
-        log.info("config_reloaded", role=ROLE, brands=len(config.brands))
-
-    def run(self, listen: str) -> int:
-        """Serve ``/healthz``, ``/readyz`` and ``/metrics`` on ``listen`` and consume until
-        stopped (SIGTERM, SIGINT); the process's exit code. A broker that cannot be
-        reached is waited for (:func:`~listener.roles.supervise.supervise`)."""
-        readiness = Readiness(ROLE, self.bus)
-        server = HealthServer(readiness, self.metrics)
-        host, port = parse_listen(listen)
-        try:
-            self.bound = server.start(host, port)
-        except OSError as exc:
-            raise ListenerError(f"cannot listen on {listen}: {exc.strerror}") from None
-        log.info("role_listening", role=ROLE, listen=f"{self.bound[0]}:{self.bound[1]}")
-        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-        try:
-            return supervise(ROLE, self.application, self.metrics, readiness, self.clock)
-        finally:
-            server.stop()
-
     def application(self) -> Application:
         """The worker's Quix Streams application, its topics made when missing (this
         reaches the broker, and raises when it cannot)."""
-        app = quix_app(self.bus, ROLE, self.state_dir)
+        app = quix_app(self.bus, ROLE, self.state_dir, watch=Watch(ROLE, self.metrics))
         raw = topic(app, self.bus, "mentions")
         scored = topic(app, self.bus, "scored", write="json")
         sdf = app.dataframe(raw)
         sdf = sdf.apply(self.score, expand=True)
         sdf.to_topic(scored, key=lambda message: message["brand"])
-        log.info(
-            "role_started",
-            role=ROLE,
-            bus=self.bus.brokers,
-            group=self.bus.group(ROLE),
-            reads=self.bus.name("mentions"),
-            writes=self.bus.name("scored"),
-            listen=f"{self.bound[0]}:{self.bound[1]}",
-        )
+        self.started(reads=self.bus.name("mentions"), writes=self.bus.name("scored"))
         return app

@@ -1019,6 +1019,10 @@ class VelocityWindows:
 
     # ------------------------------------------------------------------ hand-off
 
+    def bucket_starts(self, brand: str) -> list[int]:
+        """The starts (epoch seconds) of ``brand``'s buckets, ascending."""
+        return list(self._keys.get(brand, ()))
+
     def export_brand(self, brand: str) -> list[BucketRow]:
         """Rows for every bucket of ``brand`` (changed since the last drain or not),
         sorted by start: what :meth:`load` restores the brand from."""
@@ -1053,12 +1057,13 @@ class VelocityWindows:
 
     # ------------------------------------------------------------------ housekeeping
 
-    def prune(self, now: datetime) -> list[tuple[str, int]]:
+    def prune(self, now: datetime, brands: Iterable[str] | None = None) -> list[tuple[str, int]]:
         """Drop buckets starting before ``now - retention`` (return their ``(brand, start)``)
         and the author/story sets of buckets starting before ``now - distinct_retention``
-        (marking those buckets dirty). The cost follows what goes, not what stays: each
-        brand's bucket starts (and those of its buckets holding sets) are kept ascending,
-        so what a prune takes is a prefix found by bisection."""
+        (marking those buckets dirty), of every brand or of ``brands`` only. The cost
+        follows what goes, not what stays: each brand's bucket starts (and those of its
+        buckets holding sets) are kept ascending, so what a prune takes is a prefix found
+        by bisection."""
         now_us = (as_utc(now) - _EPOCH) // _MICRO
         cutoff_us = now_us - self.retention // _MICRO
         distinct = self.distinct_retention
@@ -1068,7 +1073,8 @@ class VelocityWindows:
         strip_below = max(drop_below, -(-distinct_us // 1_000_000))
         dropped: list[tuple[str, int]] = []
         dirty = self._dirty
-        for brand in list(self._series):
+        all_series = self._series
+        for brand in list(all_series) if brands is None else [b for b in brands if b in all_series]:
             series = self._series[brand]
             keys = self._keys[brand]
             if keys[0] < drop_below:

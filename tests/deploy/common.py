@@ -45,6 +45,21 @@ def require_tool(name: str, package: str) -> str:
     return tool
 
 
+def check_compose_spec(path: Path) -> None:
+    """check-jsonschema validates a compose file against the Compose Specification."""
+    import subprocess
+    import sys
+
+    schema = ["--builtin-schema", "vendor.compose-spec"]
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", *schema, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 

@@ -3,8 +3,6 @@ port and paths (the truth comes from listener.settings, not from another copy)."
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -15,6 +13,7 @@ from tests.deploy.common import (
     COMPOSE,
     DEPLOY,
     REPO,
+    check_compose_spec,
     daemon_port,
     dockerfile,
     load_yaml,
@@ -34,20 +33,7 @@ def _volumes(service: dict[str, Any]) -> dict[str, str]:
 
 def test_compose_file_matches_the_compose_spec() -> None:
     """check-jsonschema validates the compose file against the Compose Specification."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "check_jsonschema",
-            "--builtin-schema",
-            "vendor.compose-spec",
-            str(COMPOSE),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    check_compose_spec(COMPOSE)
 
 
 def test_compose_settings_are_the_daemons() -> None:

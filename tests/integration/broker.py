@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +105,13 @@ def running_broker(log: Path, port: int | None = None) -> Iterator[str]:
 def new_bus(address: str, **options: Any) -> Bus:
     """A bus on ``address`` with a prefix of its own (2 partitions unless told)."""
     options.setdefault("partitions", 2)
+    options.setdefault("batch", 1)  # tansu 0.6: see Bus.batch
     return Bus(address, prefix=f"t{os.getpid()}-{next(_NUMBERS)}", **options)
 
 
 def bus_env(bus: Bus, state: Path, **extra: str) -> dict[str, str]:
     """The environment of a worker on ``bus`` keeping its state in ``state``."""
-    url = f"kafka://{bus.brokers}?prefix={bus.prefix}&partitions={bus.partitions}"
+    url = f"kafka://{bus.brokers}?prefix={bus.prefix}&partitions={bus.partitions}&batch={bus.batch}"
     return {
         **os.environ,
         "LISTENER_BUS": url,
@@ -165,9 +166,10 @@ class Worker:
         response = httpx.get(f"http://{self.address()}{path}", timeout=10)
         return response.status_code, response.text
 
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM, then its exit code (killed after ``timeout``)."""
-        if self.proc.poll() is None:
+    def stop(self, timeout: float = 30, *, signalled: bool = False) -> int:
+        """SIGTERM (unless ``signalled`` already: one more would find Quix Streams' handler
+        gone while it stops), then its exit code (killed after ``timeout``)."""
+        if self.proc.poll() is None and not signalled:
             self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(timeout)
@@ -187,25 +189,30 @@ def consume(
 ) -> list[tuple[str, bytes]]:
     """Read ``topic`` from the start (keys as text) until ``until(messages)`` or the
     timeout (then fail); ``alive`` is called between polls (to fail early when a worker
-    died)."""
-    from confluent_kafka import Consumer
+    died). Its partitions are assigned, not subscribed: no consumer group to join (a
+    join costs seconds on tansu); the topic may not exist yet (its first writer makes
+    it)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
         {
             "bootstrap.servers": bus.brokers,
-            "group.id": f"{bus.prefix}-reader-{next(_NUMBERS)}",
-            "auto.offset.reset": "earliest",
+            "group.id": f"{bus.prefix}-reader-{next(_NUMBERS)}",  # never joined
             "enable.auto.commit": False,
-            "session.timeout.ms": 10_000,
-            "max.poll.interval.ms": 10_000,
-            # the topic may not exist yet (its first writer makes it): look again soon
-            "topic.metadata.refresh.interval.ms": 1_000,
         }
     )
+    name = bus.name(topic)
     messages: list[tuple[str, bytes]] = []
+    deadline = time.monotonic() + timeout
     try:
-        consumer.subscribe([bus.name(topic)])  # type: ignore[arg-type]
-        deadline = time.monotonic() + timeout
+        while True:
+            meta = consumer.list_topics(name, timeout=5).topics.get(name)
+            if meta is not None and meta.error is None and meta.partitions:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{topic}: no such topic after {timeout:.0f} s")
+            time.sleep(0.5)
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in meta.partitions])
         while not until(messages):
             if time.monotonic() > deadline:
                 pytest.fail(f"{topic}: {len(messages)} messages after {timeout:.0f} s")
@@ -221,13 +228,52 @@ def consume(
     return messages
 
 
+def stop_all(workers: Sequence[Worker], timeout: float = 30) -> list[int]:
+    """SIGTERM every worker at once, then their exit codes (as :meth:`Worker.stop`)."""
+    for worker in workers:
+        if worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGTERM)
+    return [worker.stop(timeout, signalled=True) for worker in workers]
+
+
 def produce(bus: Bus, topic: str, items: list[tuple[str, bytes]]) -> None:
     """Write ``(key, value)`` messages to ``topic`` (which must exist) and wait for them."""
     from confluent_kafka import Producer
 
     # murmur2: the Java client's partitioner, and Quix Streams' (librdkafka's default,
     # crc32, would put a key in another partition than the workers put it)
-    producer = Producer({"bootstrap.servers": bus.brokers, "partitioner": "murmur2"})
+    producer = Producer(
+        {"bootstrap.servers": bus.brokers, "partitioner": "murmur2", "batch.num.messages": 1}
+    )
     for key, value in items:
         producer.produce(bus.name(topic), value, key)
     assert producer.flush(30) == 0
+
+
+def caught_up(bus: Bus, role: str, topic: str) -> bool:
+    """Whether the consumer group of ``role`` has committed every message of ``topic``
+    (read without joining the group)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bus.brokers, "group.id": bus.group(role), "enable.auto.commit": False}
+    )
+    try:
+        name = bus.name(topic)
+        wanted = [TopicPartition(name, p) for p in range(bus.partitions)]
+        for tp in consumer.committed(wanted, timeout=10):
+            _, high = consumer.get_watermark_offsets(TopicPartition(name, tp.partition), timeout=10)
+            if high > 0 and tp.offset < high:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
+    """Poll ``check`` until it holds (fail after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not after {timeout:.0f} s")
+        time.sleep(0.5)

@@ -30,6 +30,7 @@ from tests.integration.broker import (
     new_bus,
     produce,
     running_broker,
+    stop_all,
 )
 
 pytestmark = pytest.mark.e2e
@@ -147,7 +148,7 @@ def test_ingest_workers_score_what_embedded_ingest_scores(
             bus, "scored", lambda got: len(got) >= len(expected), alive=lambda: _alive(*workers)
         )
     finally:
-        codes = [w.stop() for w in workers]
+        codes = stop_all(workers)
     assert codes == [0, 0], [w.output()[-2000:] for w in workers]
     got = {}
     for key, value in out:
@@ -179,46 +180,6 @@ def test_ingest_workers_score_what_embedded_ingest_scores(
     started = [e for w in workers for e in w.events() if e.get("event") == "role_started"]
     assert len(started) == 2
     assert started[0]["group"] == bus.group("ingest")
-
-
-def test_killing_an_ingest_worker_loses_no_mention(
-    broker: str, config: Path, tmp_path: Path
-) -> None:
-    """SIGKILL one of two ingest workers while they score 600 tweets: the other takes
-    over its partitions (once the group's session timeout notices it) and every matched
-    mention still comes out for each of its brands (at least once; the killed worker's
-    uncommitted ones again, which the evaluator counts once)."""
-    bus = new_bus(broker, partitions=4)
-    mentions = airline_mentions(600, every=24)
-    stage = Ingest.build(load_with_warnings(str(config))[0])
-    expected = {
-        (s.mention.key, brand) for s in stage.run(mentions, datetime.now(UTC)) for brand in s.brands
-    }
-    assert publish(bus, mentions, tmp_path).returncode == 0
-    workers = [
-        Worker("ingest", config, bus_env(bus, tmp_path / f"w{i}"), tmp_path / f"w{i}.log")
-        for i in range(2)
-    ]
-    try:
-        consume(bus, "scored", lambda got: len(got) >= 50, alive=lambda: _alive(*workers))
-        workers[0].proc.kill()
-        workers[0].proc.wait()
-
-        def seen(got: list[tuple[str, bytes]]) -> set[tuple[tuple[str, str], str]]:
-            return {(s.mention.key, b) for b, s in (decode_scored(v) for _, v in got)}
-
-        out = consume(
-            bus,
-            "scored",
-            lambda got: expected <= seen(got),
-            alive=lambda: _alive(*workers[1:]),
-        )
-    finally:
-        codes = [w.stop() for w in workers[1:]]
-        workers[0].stop()
-    assert codes == [0]
-    assert seen(out) == expected
-    assert len(out) >= len(expected)
 
 
 def test_a_worker_waits_for_a_broker_that_is_not_there_yet(config: Path, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def _factored(alternatives: list[tuple[int, str]], frame: str, text: str) -> lis
     return [(m.span(), factored.labels[(m.lastindex or 0) - 1]) for m in regex.finditer(text)]
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=750, deadline=None)
 @given(alternatives=ALTERNATIVES, text=TEXTS)
 def test_factored_alternation_matches_as_the_plain_one(
     alternatives: list[tuple[int, str]], text: str
@@ -65,7 +65,7 @@ def test_factored_alternation_matches_as_the_plain_one(
         assert _factored(alternatives, frame, text) == _plain(alternatives, frame, text)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(pattern=PATTERNS, text=TEXTS)
 def test_source_of_a_parsed_pattern_matches_as_the_pattern(pattern: str, text: str) -> None:
     """Reading a pattern and writing it back gives a regex that matches the same."""

@@ -207,7 +207,7 @@ def _recording(into: list[tuple[object, ...]]) -> Iterator[None]:
         yield
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rules=st.lists(RULE, min_size=1, max_size=2),
     inhibit=st.booleans(),

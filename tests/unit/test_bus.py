@@ -12,14 +12,18 @@ from hypothesis import strategies as st
 from listener.bus import (
     FORMAT,
     Bus,
+    alert_message,
+    decode_alert,
+    decode_event,
     decode_mention,
     decode_scored,
     encode_mention,
     encode_scored,
     mention_key,
+    tick_message,
 )
 from listener.errors import BusError, ConfigError, MessageError
-from listener.model import Author, Engagement, Mention, ScoredMention, Sentiment
+from listener.model import Alert, Author, Engagement, Mention, ScoredMention, Sentiment
 from listener.settings import Settings
 
 
@@ -29,7 +33,7 @@ def test_a_bus_url_names_brokers_and_settings() -> None:
     assert Bus.parse("kafka://127.0.0.1:9092") == Bus("127.0.0.1:9092")
     bus = Bus.parse(
         "kafka://k1:9092,k2:9093?prefix=acme.prod&partitions=12&replication=3"
-        "&retention=3d&retention_bytes=1000000&guarantee=exactly-once"
+        "&retention=3d&retention_bytes=1000000&guarantee=exactly-once&batch=1"
     )
     assert bus == Bus(
         "k1:9092,k2:9093",
@@ -39,6 +43,7 @@ def test_a_bus_url_names_brokers_and_settings() -> None:
         retention=timedelta(days=3),
         retention_bytes=1_000_000,
         guarantee="exactly-once",
+        batch=1,
     )
     assert bus.name("scored") == "acme.prod.scored"
     assert bus.group("ingest") == "acme.prod-ingest"
@@ -63,6 +68,7 @@ def test_a_bus_url_names_brokers_and_settings() -> None:
         ("kafka://k:9092?retention=0s", "retention must be more than 0s"),
         ("kafka://k:9092?guarantee=maybe", "at-least-once or exactly-once"),
         ("kafka://k:9092?prefix=a/b", "prefix 'a/b'"),
+        ("kafka://k:9092?batch=-1", "batch='-1': a whole number >= 0"),
     ],
 )
 def test_a_bad_bus_url_says_what_is_wrong(url: str, message: str) -> None:
@@ -82,7 +88,72 @@ def test_settings_check_the_bus_and_the_role() -> None:
     problems = {p.path: p for p in caught.value.problems}
     assert set(problems) == {"LISTENER_BUS", "LISTENER_ROLE"}
     assert "'k' is not HOST:PORT" in problems["LISTENER_BUS"].message
-    assert problems["LISTENER_ROLE"].hint == "known: all, ingest"
+    assert problems["LISTENER_ROLE"].hint == "known: all, ingest, evaluate"
+
+
+def test_the_ticker_is_on_or_off() -> None:
+    assert Settings.from_env({}).ticker is True
+    assert Settings.from_env({"LISTENER_TICKER": "off"}).ticker is False
+    assert Settings.from_env({"LISTENER_TICKER": "ON"}).ticker is True
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"LISTENER_TICKER": "sometimes"})
+    (problem,) = caught.value.problems
+    assert problem.path == "LISTENER_TICKER"
+    assert problem.hint == "on (the default) or off"
+
+
+def test_ticks_and_alerts_come_back_as_they_were_sent() -> None:
+    at = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
+    assert decode_event(json.dumps(tick_message("Acme", at))) == ("Acme", at)
+    offset = json.dumps({"v": FORMAT, "brand": "Acme", "at": "2026-03-02T09:30:00+01:00"})
+    assert decode_event(offset) == ("Acme", at)
+    alert = Alert(
+        id="i#1",
+        incident_id="i",
+        kind="opened",
+        rule="angry",
+        brand="Acme",
+        level="watch",
+        previous_level=None,
+        at=at,
+        facts=(),
+        route=("ops",),
+        trend=(1, 2, 3),
+        trend_step=1800,
+    )
+    assert decode_alert(json.dumps(alert_message(alert, ["ops"]))) == (alert, ("ops",))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"v": FORMAT, "brand": "Acme"}, "neither a scored mention nor a tick"),
+        ({"v": FORMAT, "brand": "", "at": "2026-03-02T08:00:00Z"}, "neither"),
+        ({"v": FORMAT, "brand": "Acme", "at": "noon"}, "'noon' is not an ISO 8601 instant"),
+        ({"v": FORMAT, "brand": "Acme", "at": "2026-03-02T08:00:00"}, "has no UTC offset"),
+        ({"v": 2, "brand": "Acme", "at": "2026-03-02T08:00:00Z"}, "format 2"),
+    ],
+)
+def test_an_evaluator_message_that_is_neither_says_why(
+    value: dict[str, object], message: str
+) -> None:
+    with pytest.raises(MessageError) as caught:
+        decode_event(json.dumps(value))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"v": FORMAT, "sinks": []}, "missing key 'alert'"),
+        ({"v": FORMAT, "alert": {"id": "x"}, "sinks": []}, "alert: "),
+        ({"v": FORMAT, "alert": None, "sinks": []}, "alert: "),
+    ],
+)
+def test_an_alert_message_that_is_not_one_says_why(value: dict[str, object], message: str) -> None:
+    with pytest.raises(MessageError) as caught:
+        decode_alert(json.dumps(value))
+    assert message in str(caught.value)
 
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)

@@ -190,7 +190,7 @@ PATTERNS = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(PATTERNS, st.lists(texts(), min_size=1, max_size=6))
 def test_gated_custom_patterns_tag_as_the_regex_on_every_text(
     pattern: str, samples: list[str]
@@ -217,7 +217,7 @@ TERM_WORDS = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(TERM_WORDS, min_size=1, max_size=3).map(" ".join),
     st.lists(st.lists(TERM_WORDS | TEXT_PIECES, max_size=6).map(" ".join), min_size=1, max_size=6),

@@ -174,7 +174,7 @@ _PIECES += [
 _TEXT = st.lists(st.sampled_from(_PIECES), max_size=20).map("".join)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(text=_TEXT)
 def test_prepared_document_gives_what_each_reader_gives_alone(text: str) -> None:
     """Matching, tagging and emotions read the one prepared document exactly as they

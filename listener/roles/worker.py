@@ -1,0 +1,141 @@
+"""What every worker of distributed mode does around its role's application.
+
+:class:`RoleWorker` holds the worker's bus, rules file, state folder, metrics and clock;
+:meth:`RoleWorker.run` serves ``/healthz``, ``/readyz`` and ``/metrics``, watches its
+group's lag, re-reads rules.yaml on SIGHUP (:meth:`RoleWorker.reloaded`) and runs the
+role's application under :func:`~listener.roles.supervise.supervise` until SIGTERM or
+SIGINT. A role gives :meth:`RoleWorker.application` (its Quix Streams dataframe) and the
+topics it reads.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import TYPE_CHECKING, ClassVar
+
+import structlog
+
+from listener.bus import Bus, TopicName
+from listener.clock import Clock, SystemClock
+from listener.config.load import load_config_without_secrets
+from listener.config.schema import Config
+from listener.errors import ConfigError, ListenerError
+from listener.httpapi import parse_listen
+from listener.metrics import Metrics
+from listener.roles.health import HealthServer, Readiness
+from listener.roles.supervise import supervise
+from listener.roles.watch import LagWatch
+
+if TYPE_CHECKING:
+    from quixstreams import Application
+
+log = structlog.get_logger("listener")
+
+
+def load_rules(path: str) -> Config:
+    """rules.yaml for a worker: it polls no source and delivers to no sink, so their
+    secrets (``${VARIABLE}``s) need not be set where it runs, and are not held there."""
+    config, _ = load_config_without_secrets(path)
+    return config
+
+
+class RoleWorker:
+    """The common part of a role's worker (see the module)."""
+
+    role: ClassVar[str]
+    inputs: ClassVar[tuple[TopicName, ...]]
+    """The topics its consumer group reads (their lag is ``listener_bus_lag``)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        config_path: str,
+        *,
+        state_dir: str,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.bus = bus
+        self.config_path = config_path
+        self.state_dir = state_dir
+        self.metrics = metrics or Metrics()
+        self.clock: Clock = clock or SystemClock()
+        self.config = load_rules(config_path)  # ConfigError: the CLI says why, exit 2
+        self._reload = threading.Event()
+        self.bound: tuple[str, int] = ("", 0)
+        """Where ``/healthz``, ``/readyz`` and ``/metrics`` are served (once running)."""
+        self.setup()
+
+    def setup(self) -> None:
+        """A role's own start, once the rules are read (``self.config``)."""
+
+    def request_reload(self) -> None:
+        """Re-read rules.yaml before the next message (SIGHUP)."""
+        self._reload.set()
+
+    def reloaded(self) -> Config | None:
+        """The rules file read again when a reload was asked for (and it loads), else
+        None; one that does not load is logged and the running one kept."""
+        if not self._reload.is_set():
+            return None
+        self._reload.clear()
+        try:
+            config = load_rules(self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "reload_kept_old_config",
+                role=self.role,
+                problems=len(exc.problems),
+                error=str(exc),
+            )
+            return None
+        except Exception as exc:  # reading or parsing it failed otherwise: kept, not a crash
+            log.error(
+                "reload_kept_old_config", role=self.role, error=f"{type(exc).__name__}: {exc}"
+            )
+            return None
+        self.config = config
+        log.info("config_reloaded", role=self.role, brands=len(config.brands))
+        return config
+
+    def application(self) -> Application:
+        """The role's Quix Streams application, its topics made when missing (this
+        reaches the broker, and raises when it cannot)."""
+        raise NotImplementedError
+
+    def stopped(self) -> None:
+        """Called once the worker has stopped consuming (a role's own clean-up)."""
+
+    def run(self, listen: str) -> int:
+        """Serve ``/healthz``, ``/readyz`` and ``/metrics`` on ``listen`` and consume until
+        stopped (SIGTERM, SIGINT); the process's exit code. A broker that cannot be
+        reached is waited for (:func:`~listener.roles.supervise.supervise`)."""
+        readiness = Readiness(self.role, self.bus)
+        server = HealthServer(readiness, self.metrics)
+        host, port = parse_listen(listen)
+        try:
+            self.bound = server.start(host, port)
+        except OSError as exc:
+            raise ListenerError(f"cannot listen on {listen}: {exc.strerror}") from None
+        log.info("role_listening", role=self.role, listen=f"{self.bound[0]}:{self.bound[1]}")
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        lag = LagWatch(self.bus, self.role, self.inputs, self.metrics)
+        lag.start()
+        try:
+            return supervise(self.role, self.application, self.metrics, readiness, self.clock)
+        finally:
+            lag.stop()
+            server.stop()
+            self.stopped()
+
+    def started(self, **fields: object) -> None:
+        """Log ``role_started`` with the worker's group and address."""
+        log.info(
+            "role_started",
+            role=self.role,
+            bus=self.bus.brokers,
+            group=self.bus.group(self.role),
+            listen=f"{self.bound[0]}:{self.bound[1]}",
+            **fields,
+        )

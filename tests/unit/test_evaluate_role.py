@@ -1,0 +1,326 @@
+"""The evaluate role's decisions without a broker: ``Processor.evaluate_brands`` (a brand's
+own tick) decides as one evaluation of every brand does, and a :class:`BrandEvaluator`
+fed scored mentions and ticks, its state in per-brand key-value state as Quix Streams
+holds it, decides as embedded mode: across a worker that starts over from that state, a
+brand that moves between workers, and a mention delivered twice. On a real broker:
+tests/integration/test_bus_evaluate.py."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from listener.bus import decode_alert, scored_message, tick_message
+from listener.config.lint import load_with_warnings
+from listener.config.schema import Config
+from listener.ingest import Ingest
+from listener.metrics import Metrics
+from listener.model import Author, Mention, ScoredMention
+from listener.processor import Processor
+from listener.roles.evaluate import SEEN_CHUNK, BrandEvaluator, tick_times
+from listener.store import Store
+
+BRANDS = ("Acme", "Globex", "Initech")
+RULES = """brands:
+  - name: Acme
+  - name: Globex
+  - name: Initech
+rules:
+  - name: angry
+    resolve_after: 20m
+    levels:
+      watch:
+        when: {type: volume, metric: negative, window: 15m, above: 4}
+      critical:
+        when: {type: volume, metric: negative, window: 15m, above: 9}
+        for: 10m
+        escalate: [{after: 15m, route: [pager]}]
+  - name: loud
+    brands: [Globex]
+    levels:
+      busy:
+        when: {type: volume, window: 30m, above: 12}
+routes:
+  default: [ops]
+  critical: [ops, pager]
+sinks:
+  ops: {type: console}
+  pager: {type: console}
+notifications:
+  repeat_every: 30m
+"""
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+EVERY = timedelta(minutes=1)
+
+
+class KeyValues(dict[str, Any]):
+    """One brand's state as Quix Streams keeps it: values go through JSON."""
+
+    def set(self, key: str, value: Any) -> None:
+        self[key] = json.loads(json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES, encoding="utf-8")
+    return load_with_warnings(str(path))[0]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "embedded.db")
+    yield s
+    s.close()
+
+
+def stream(config: Config, seed: int, n: int = 220) -> list[ScoredMention]:
+    """Mentions of the brands over three hours, angry in bursts, scored as ingest does."""
+    rng = random.Random(seed)
+    texts = {
+        True: "{b} is down again, terrible awful service, I hate this",
+        False: "{b} shipped my order, nice",
+    }
+    mentions = []
+    for i in range(n):
+        brand = rng.choice(BRANDS)
+        minute = rng.random() * 180
+        burst = int(minute // 20) % 3 == rng.randrange(3)
+        text = texts[burst or rng.random() < 0.2].format(b=brand)
+        if rng.random() < 0.1:
+            text += f" and {rng.choice(BRANDS)} too"
+        at = START + timedelta(minutes=minute)
+        mentions.append(Mention("x", f"m{i}", text, at, author=Author(f"u{i % 37}")))
+    mentions.sort(key=lambda m: m.created_at)
+    return Ingest.build(config).run(mentions, START)
+
+
+def ticks() -> list[datetime]:
+    return tick_times(START, START + timedelta(hours=4), EVERY)
+
+
+def _alert(alert: Any) -> tuple[str, str, str, str]:
+    return (alert.id, alert.kind, alert.level, alert.incident_id)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_each_brand_at_its_own_tick_decides_as_all_brands_at_once(
+    config: Config, tmp_path: Path, seed: int
+) -> None:
+    scored = stream(config, seed)
+    decided = []
+    for name in ("all", "each"):
+        store = Store.open(tmp_path / f"{name}.db")
+        processor = Processor(config, store, Metrics(CollectorRegistry()))
+        for s in scored:  # counted as they come, as an evaluator does
+            for brand in s.brands:
+                processor.count_scored(brand, [s], s.mention.created_at)
+        alerts = []
+        for at in ticks():
+            if name == "all":
+                alerts += [_alert(a) for a in processor.evaluate(at)]
+            else:
+                for brand in BRANDS:
+                    found = processor.evaluate_brands(at, [brand]).alerts
+                    alerts += [_alert(a) for a, sinks in found if sinks]
+        decided.append((sorted(alerts), processor.state.to_json(), processor.notify.to_json()))
+        store.close()
+    assert decided[0] == decided[1]
+    alerts = decided[0][0]
+    assert {kind for _, kind, _, _ in alerts} >= {"opened", "resolved"}
+
+
+def _messages(scored: list[ScoredMention]) -> list[tuple[str, bytes]]:
+    """Each scored mention once per brand, then a tick a minute for each brand."""
+    out = [
+        (brand, json.dumps(scored_message(s, brand)).encode()) for s in scored for brand in s.brands
+    ]
+    out += [
+        (brand, json.dumps(tick_message(brand, at)).encode()) for at in ticks() for brand in BRANDS
+    ]
+    return out
+
+
+def _embedded(config: Config, store: Store, scored: list[ScoredMention]) -> list[tuple[str, ...]]:
+    processor = Processor(config, store, Metrics(CollectorRegistry()))
+    for s in scored:
+        for brand in s.brands:
+            processor.count_scored(brand, [s], s.mention.created_at)
+    return sorted(_alert(a) for at in ticks() for a in processor.evaluate(at))
+
+
+def _evaluator(config: Config, tmp: Path, name: str) -> BrandEvaluator:
+    folder = tmp / name
+    folder.mkdir(exist_ok=True)
+    return BrandEvaluator(config, str(folder), Metrics(CollectorRegistry()), START)
+
+
+def test_an_evaluator_decides_as_embedded_mode_from_its_stored_state(
+    config: Config, store: Store, tmp_path: Path
+) -> None:
+    """Workers take turns: every 97 messages another worker (or one that started over)
+    handles what comes, its brands read from the stored state; each mention is also
+    delivered twice. The alerts are embedded mode's, each once."""
+    scored = stream(config, 7)
+    want = _embedded(config, store, scored)
+    assert len(want) > 5
+    states = {brand: KeyValues() for brand in BRANDS}
+    workers = [_evaluator(config, tmp_path, f"w{i}") for i in range(2)]
+    got = []
+    for i, (brand, value) in enumerate(_messages(scored)):
+        if i % 97 == 96:  # a worker started over: it holds nothing yet
+            workers[0].close()
+            workers[0] = _evaluator(config, tmp_path, f"w0-{i}")
+        worker = workers[(i // 41) % 2]  # brands move from one worker to the other
+        for _ in range(2 if b'"scored"' in value else 1):
+            for message in worker.handle(value, states[brand]):
+                alert, sinks = decode_alert(json.dumps(message))
+                if sinks:
+                    got.append(_alert(alert))
+    assert sorted(got) == want
+
+
+def test_a_mention_is_counted_once_and_ticks_move_only_forward(
+    config: Config, tmp_path: Path
+) -> None:
+    scored = [s for s in stream(config, 3) if s.brands == ("Acme",)]
+    state = KeyValues()
+    worker = _evaluator(config, tmp_path, "w")
+    message = json.dumps(scored_message(scored[0], "Acme")).encode()
+    worker.handle(message, state)
+    version = state["v"]
+    worker.handle(message, state)
+    assert state["v"] == version  # a repeat changes nothing
+    other = _evaluator(config, tmp_path, "other")
+    other.handle(message, state)  # nor does it where another worker reads the state
+    assert state["v"] == version
+    at = scored[0].mention.created_at + timedelta(minutes=1)
+    tick = json.dumps(tick_message("Acme", at)).encode()
+    worker.handle(tick, state)
+    assert state["tick"] == at.isoformat()
+    version = state["v"]
+    worker.handle(json.dumps(tick_message("Acme", at - EVERY)).encode(), state)
+    worker.handle(tick, state)
+    assert state["v"] == version  # a tick not after the last one is passed over
+
+
+def test_a_brands_counted_keys_are_stored_in_chunks_and_leave_with_their_bucket(
+    config: Config, tmp_path: Path
+) -> None:
+    at = START + timedelta(seconds=5)
+    mentions = [
+        Mention("x", f"k{i}", "Acme is down, awful", at, author=Author(f"u{i}"))
+        for i in range(SEEN_CHUNK + 3)
+    ]
+    scored = Ingest.build(config).run(mentions, START)
+    state = KeyValues()
+    worker = _evaluator(config, tmp_path, "w")
+    for s in scored:
+        worker.handle(json.dumps(scored_message(s, "Acme")).encode(), state)
+    start = int(START.timestamp())
+    assert state["idx"] == [start]
+    assert len(state[f"s{start}.0"]) == SEEN_CHUNK
+    assert len(state[f"s{start}.1"]) == 3
+    later = START + timedelta(days=2)  # past every rule's retention: the bucket goes
+    worker.handle(json.dumps(tick_message("Acme", later)).encode(), state)
+    assert state["idx"] == []
+    assert not [k for k in state if k.startswith(("b", "s"))]
+    fresh = _evaluator(config, tmp_path, "fresh")
+    stale = json.dumps(scored_message(scored[0], "Acme")).encode()
+    fresh.handle(stale, state)  # a repeat after its bucket went: too old to count
+    assert state["idx"] == []
+
+
+def test_messages_that_are_not_for_an_evaluator_are_skipped(config: Config, tmp_path: Path) -> None:
+    metrics = Metrics(CollectorRegistry())
+    worker = BrandEvaluator(config, str(tmp_path), metrics, START)
+    state = KeyValues()
+    for value in (
+        b"not json",
+        json.dumps({"v": 1, "brand": "Acme"}).encode(),
+        json.dumps(tick_message("Umbrella", START)).encode(),
+        json.dumps({"v": 1, "brand": "Acme", "at": "yesterday"}).encode(),
+    ):
+        assert worker.handle(value, state) == []
+    assert state == {}
+    skipped = metrics.bus_messages.labels(role="evaluate", topic="evaluate", outcome="skipped")
+    assert skipped._value.get() == 4
+
+
+def test_tick_times_are_the_multiples_of_the_step() -> None:
+    t = datetime(2026, 3, 2, 8, 0, 30, tzinfo=UTC)
+    assert tick_times(t, t + timedelta(minutes=2), EVERY) == [
+        datetime(2026, 3, 2, 8, 1, tzinfo=UTC),
+        datetime(2026, 3, 2, 8, 2, tzinfo=UTC),
+    ]
+    assert tick_times(t, t, EVERY) == []
+
+
+def test_listener_tick_says_what_is_wrong_with_its_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from listener.cli import main
+
+    monkeypatch.delenv("LISTENER_BUS", raising=False)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES, encoding="utf-8")
+    span = ["--from", "2026-03-02T08:00:00Z", "--to", "2026-03-02T09:00:00Z"]
+    assert main(["tick", "-c", str(rules), *span]) == 2
+    assert "distributed mode needs LISTENER_BUS" in capsys.readouterr().err
+    for bad, says in [
+        (["--from", "noon", "--to", "2026-03-02T09:00:00Z"], "is not an ISO 8601 instant"),
+        (["--from", "2026-03-02T08:00:00", "--to", "2026-03-02T09:00:00Z"], "no UTC offset"),
+        ([*span, "--every", "0s"], "is not above 0"),
+        ([*span, "--every", "often"], "often"),
+    ]:
+        with pytest.raises(SystemExit) as caught:
+            main(["tick", "-c", str(rules), *bad])
+        assert caught.value.code == 2
+        assert says in capsys.readouterr().err
+    late = ["--from", "2026-03-02T09:00:00Z", "--to", "2026-03-02T08:00:00Z"]
+    monkeypatch.setenv("LISTENER_BUS", "kafka://127.0.0.1:9")
+    assert main(["tick", "-c", str(rules), *late]) == 2
+    assert "--to is before --from" in capsys.readouterr().err
+
+
+def test_an_evaluators_cache_keeps_no_outbox_and_forgets_old_mentions(
+    config: Config, tmp_path: Path
+) -> None:
+    """Alerts leave on the bus, not through the cache's outbox; the cached mentions
+    (an alert's top posts) older than a day are pruned as the ticks move on, but for
+    the evidence of incidents (as embedded mode's retention keeps it)."""
+    scored = stream(config, 5)
+    worker = _evaluator(config, tmp_path, "w")
+    states = {brand: KeyValues() for brand in BRANDS}
+    alerts = []
+    for brand, value in _messages(scored):
+        alerts += worker.handle(value, states[brand])
+    assert alerts
+    assert worker.store.outbox.pending() == {}
+    assert worker.store.seen([scored[0].mention.key]) == {scored[0].mention.key}
+    calm = Ingest.build(config).run(
+        [
+            Mention("x", f"calm{i}", "Initech shipped my order, nice", START - timedelta(days=3))
+            for i in range(5)
+        ],
+        START,
+    )
+    for c in calm:  # days before anything happened: no incident's evidence
+        worker.handle(json.dumps(scored_message(c, "Initech")).encode(), KeyValues())
+    keys = [s.mention.key for s in [*scored, *calm]]
+    assert len(worker.store.seen(keys)) == len(keys)
+    for brand in BRANDS:
+        at = START + timedelta(days=3)
+        worker.handle(json.dumps(tick_message(brand, at)).encode(), states[brand])
+    # the calm ones go; those near an incident stay (a report of it shows them)
+    assert worker.store.seen(keys) == {s.mention.key for s in scored}
