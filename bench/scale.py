@@ -79,11 +79,13 @@ def config_file(path: Path, transformers: Path | None) -> Path:
     return path
 
 
-def env_for(address: str, prefix: str, state: Path) -> dict[str, str]:
+def env_for(address: str, prefix: str, state: Path, *, batch: int = 0) -> dict[str, str]:
+    """A worker's environment; ``batch=1`` for one that keeps state (tansu 0.6 reports a
+    partition's end wrongly otherwise, and Quix Streams then refuses a warm state store:
+    listener.bus.Bus.batch); ingest workers keep none and send batches as usual."""
     return {
         **os.environ,
-        # batch=1: tansu 0.6 reports a partition's end wrongly otherwise (listener.bus.Bus)
-        "LISTENER_BUS": f"kafka://{address}?prefix={prefix}&partitions=4&batch=1",
+        "LISTENER_BUS": f"kafka://{address}?prefix={prefix}&partitions=4&batch={batch}",
         "LISTENER_BUS_STATE": str(state),
         "LISTENER_LISTEN": "127.0.0.1:0",
         "LISTENER_LOG_FORMAT": "json",
@@ -111,7 +113,7 @@ class Reader:
 
         from listener.bus import Bus, quix_app, topic
 
-        bus = Bus(address, prefix=bus_prefix, partitions=4, batch=1)
+        bus = Bus(address, prefix=bus_prefix, partitions=4)
         with tempfile.TemporaryDirectory() as state:
             topic(quix_app(bus, "bench", state), bus, "scored")  # made before it is read
         self.consumer = Consumer(
@@ -266,7 +268,6 @@ def run_evaluators(
         app = quix_app(bus, "bench", state)
         for name in ("scored", "ticks", "alerts"):
             topic(app, bus, name)  # type: ignore[arg-type]
-        app.setup_topics()
     producer = Producer(
         {"bootstrap.servers": address, "partitioner": "murmur2", "batch.num.messages": 1}
     )
@@ -287,7 +288,10 @@ def run_evaluators(
     for i in range(count):
         log = work / f"{prefix}-e{i}.log"
         logs.append(log)
-        env = {**env_for(address, prefix, work / f"{prefix}-estate{i}"), "LISTENER_TICKER": "off"}
+        env = {
+            **env_for(address, prefix, work / f"{prefix}-estate{i}", batch=1),
+            "LISTENER_TICKER": "off",
+        }
         env["LISTENER_LOG_LEVEL"] = "info"
         procs.append(
             subprocess.Popen(

@@ -277,6 +277,7 @@ class Processor:
         drill: bool = False,
         readings: bool = True,
         enqueue: bool = True,
+        holds_state: bool = True,
     ) -> None:
         """``stage``: the Ingest stage to run (default: built from ``config``, with
         ``scorer`` overriding ``scoring.sentiment``); give one or the other."""
@@ -288,6 +289,11 @@ class Processor:
         self.enqueue = enqueue
         """Whether routed alerts go to the store's outbox, for embedded mode's Deliverer (an
         evaluator of distributed mode writes them to the ``alerts`` topic instead)."""
+        self.holds_state = holds_state
+        """Whether the store is the home of the Evaluate state (window buckets, engine and
+        notification state, quiet periods, released brands): embedded mode. An evaluator
+        of distributed mode keeps that state in Quix Streams state; its store is a cache
+        of mentions and incidents for the alerts, and none of it is written there."""
         self.readings = readings
         """Whether the condition gauges are kept. Without them (a backtest), a key the
         screen finds *sunk* (``RuleScreen.sunk``) is not evaluated again until its brand
@@ -335,6 +341,7 @@ class Processor:
         self._last_now = datetime.min.replace(tzinfo=UTC)
         self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._policy: tuple[Config, Policy] | None = None
+        self._brand_set: tuple[Config, frozenset[str]] | None = None
         """The notification policy and the config it was built from."""
         self._open_shown: EngineState | None = None
         """The state whose open incidents the open-incidents gauge shows."""
@@ -380,6 +387,13 @@ class Processor:
             self._pruned_epoch = None  # the retention may have shrunk: prune at the next tick
 
     # ------------------------------------------------------------------ brand hand-off
+
+    def _configured(self) -> frozenset[str]:
+        """The configured brands' names (worked out once per config)."""
+        config = self.config
+        if self._brand_set is None or self._brand_set[0] is not config:
+            self._brand_set = (config, frozenset(config.brand_names()))
+        return self._brand_set[1]
 
     def held_brands(self) -> list[str]:
         """The configured brands this processor holds (counts and evaluates)."""
@@ -458,6 +472,8 @@ class Processor:
         buckets: Sequence[tuple[str, int, str]],
     ) -> None:
         """Store a brand's departure or arrival (memory is changed only once it is)."""
+        if not self.holds_state:
+            return
         try:
             self.store.write_brand(
                 BrandWrite(
@@ -601,7 +617,11 @@ class Processor:
             matched, _, stale = self._count(mine, now, False, quiet, self.quiet_span())
             changed = self.windows.drain_dirty()
             try:
-                self.store.write_ingest(IngestWrite(now=now, mentions=scored, buckets=changed))
+                self.store.write_ingest(
+                    IngestWrite(
+                        now=now, mentions=scored, buckets=changed if self.holds_state else ()
+                    )
+                )
             except StoreError:
                 self._load_state()
                 raise
@@ -725,7 +745,11 @@ class Processor:
     ) -> tuple[list[tuple[Alert, tuple[str, ...]]], list[BucketRow]]:
         """Each alert the evaluation made with the sinks it is routed to, and the window
         buckets it changed."""
-        brands = self.held_brands()
+        if only is None:
+            brands = self.held_brands()
+        else:  # the due brands alone: nothing is read or planned of the others
+            configured, released = self._configured(), self.released
+            brands = [b for b in sorted(only) if b in configured and b not in released]
         state = self.state
         quiet = {b for b, until in self.quiet_until.items() if until > now}
         events: list[IncidentEvent] = []
@@ -743,19 +767,14 @@ class Processor:
         trusted = state.keys is self._memo_keys
         self._memo_keys = None  # until this evaluation has settled every rule's keys
         marks = self._marks(brands, now)
-        self.metrics.conditions.layout(self._leaf_keys, brands)
+        if self.readings:
+            self.metrics.conditions.layout(self._leaf_keys, brands)
         rows = self._rows(brands)
         # a rule's keys move only with that rule: what each must evaluate is known now
         dues = [
             (rule, self._coalesce(rule, brands, state, now, epoch, marks, trusted=trusted))
             for rule in self.rules
         ]
-        if only is not None:  # the other brands are not due: their time has not come
-            wanted_rows = np.fromiter((b in only for b in brands), np.bool_, len(brands))
-            dues = [
-                (rule, Plan(plan.due & wanted_rows, plan.resting & wanted_rows))
-                for rule, plan in dues
-            ]
         table, table_row = None, np.zeros(0, dtype=np.intp)
         if self.screening and dues:
             wanted = np.logical_or.reduce([plan.due for _, plan in dues])
@@ -777,16 +796,20 @@ class Processor:
             self.store.write_evaluate(
                 EvaluateWrite(
                     now=now,
-                    engine_state=None if state is self._written else self._encoder.encode(state),
+                    engine_state=None
+                    if state is self._written or not self.holds_state
+                    else self._encoder.encode(state),
                     events=events,
                     notices=notices,
                     outbox=[(a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks]
                     if self.enqueue
                     else [],
-                    buckets=changed,
-                    prune_buckets_before=cutoff,
+                    buckets=changed if self.holds_state else (),
+                    prune_buckets_before=cutoff if self.holds_state else None,
                     prune_brands=prune_brands,
-                    kv={} if notify == self._notify_written else {"notify_state": notify.to_json()},
+                    kv={}
+                    if notify == self._notify_written or not self.holds_state
+                    else {"notify_state": notify.to_json()},
                 )
             )
         except StoreError:

@@ -305,6 +305,16 @@ hold a join for the whole poll interval, 5 minutes by the client's default. A wo
 handles each message in well under the 10 s allowed between polls."""
 
 
+BUFFER: Final = 1000
+"""Messages a worker takes from the broker per partition at a time (Quix Streams'
+``max_partition_buffer_size``; its default is 10,000). It handles them all before it
+polls again, and must poll within ``max.poll.interval.ms`` (10 s) or lose its
+partitions: 1,000 ticks of an evaluator at 1,000 brands take about 3 s, 1,000 mentions
+through VADER a quarter of a second. A worker whose messages cost more (the
+transformers backend on CPU) asks for fewer (``buffer`` of :func:`quix_app`); fewer
+than about 1,000 slow the evaluator's counting down several times (bench/scale.py)."""
+
+
 REQUEST_TIMEOUT: Final = 10.0
 """Seconds a worker waits for the broker's answer to a metadata or admin request."""
 
@@ -320,7 +330,13 @@ class AppWatch(Protocol):
 
 
 def quix_app(
-    bus: Bus, role: str, state_dir: str, *, watch: AppWatch | None = None, **options: Any
+    bus: Bus,
+    role: str,
+    state_dir: str,
+    *,
+    watch: AppWatch | None = None,
+    buffer: int = BUFFER,
+    **options: Any,
 ) -> Application:
     """The Quix Streams application of one role's worker (consumer group
     ``{prefix}-{role}``, state under ``state_dir``), telling ``watch`` of its partition
@@ -345,6 +361,7 @@ def quix_app(
         # unreachable: the worker says so and tries again (listener.roles.supervise)
         request_timeout=REQUEST_TIMEOUT,
         loglevel=None,  # listener's logging (listener.log) is configured by then
+        max_partition_buffer_size=buffer,
         **options,
     )
     if watch is not None:  # the restore from the changelog, timed

@@ -43,7 +43,6 @@ from listener.bus import (
     alert_message,
     decode_event,
     mention_key,
-    quix_app,
     tick_message,
     topic,
 )
@@ -53,7 +52,6 @@ from listener.errors import MessageError
 from listener.metrics import Metrics
 from listener.model import ScoredMention
 from listener.processor import RELEASED, Processor
-from listener.roles.watch import Watch
 from listener.roles.worker import RoleWorker
 from listener.rules.brand_state import BrandState
 from listener.rules.notify import NotifyState
@@ -202,7 +200,9 @@ class BrandEvaluator:
         # every brand starts released: a brand is held once its state is read
         self.store.commit(now=now, kv={RELEASED: json.dumps(sorted(self.brands))})
         # alerts go to the alerts topic, not to this cache's outbox
-        self.processor = Processor(config, self.store, metrics, readings=False, enqueue=False)
+        self.processor = Processor(
+            config, self.store, metrics, readings=False, enqueue=False, holds_state=False
+        )
         self.records: dict[str, BrandRecord] = {}
         self._messages = metrics.bus_messages
         self._pruned_at: datetime | None = None
@@ -284,7 +284,9 @@ class BrandEvaluator:
         processor = self.processor
         decided = processor.evaluate_brands(at, (brand,))
         record.put_rows(state, decided.buckets, processor.windows.bucket_starts(brand))
-        engine, _ = processor.state.split_brand(brand)
+        keys = processor.state.keys
+        mine = ((rule.name, brand) for rule in processor.rules)  # its keys: no scan of all
+        engine = EngineState({key: keys[key] for key in mine if key in keys})
         notify, _ = processor.notify.split_brand(brand)
         first = processor.windows.first_seen(brand)
         first_s = None if first is None else int((first - _EPOCH).total_seconds())
@@ -415,7 +417,7 @@ class EvaluateWorker(RoleWorker):
         """The worker's Quix Streams application (its topics made when missing); the
         brand cache starts empty with it (a restarted application re-reads every brand)."""
         self._drop_cache()
-        app = quix_app(self.bus, ROLE, self.state_dir, watch=Watch(ROLE, self.metrics))
+        app = self.quix()
         scored = topic(app, self.bus, "scored")
         ticks = topic(app, self.bus, "ticks", write="json")
         alerts = topic(app, self.bus, "alerts", write="json")

@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from listener.bus import decode_mention, quix_app, scored_message, topic
+from listener.bus import decode_mention, scored_message, topic
 from listener.errors import MessageError
 from listener.ingest import Ingest
-from listener.roles.watch import Watch
 from listener.roles.worker import RoleWorker
 
 if TYPE_CHECKING:
@@ -36,6 +35,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("listener")
 
 ROLE = "ingest"
+TRANSFORMERS_BUFFER = 100
+"""Mentions taken per partition at a time when the transformers backend scores them."""
 
 
 class IngestWorker(RoleWorker):
@@ -48,6 +49,9 @@ class IngestWorker(RoleWorker):
     def setup(self) -> None:
         self.stage = Ingest.build(self.config)
         self._messages = self.metrics.bus_messages
+        if self.config.scoring.sentiment.type == "transformers":
+            # tens of milliseconds a mention on CPU: poll again well within 10 s
+            self.buffer = TRANSFORMERS_BUFFER
 
     def score(self, value: bytes) -> list[dict[str, Any]]:
         """The scored messages of one raw message: one per brand it matched (none for a
@@ -75,7 +79,7 @@ class IngestWorker(RoleWorker):
     def application(self) -> Application:
         """The worker's Quix Streams application, its topics made when missing (this
         reaches the broker, and raises when it cannot)."""
-        app = quix_app(self.bus, ROLE, self.state_dir, watch=Watch(ROLE, self.metrics))
+        app = self.quix()
         raw = topic(app, self.bus, "mentions")
         scored = topic(app, self.bus, "scored", write="json")
         sdf = app.dataframe(raw)

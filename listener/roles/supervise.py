@@ -46,10 +46,12 @@ def supervise(
     *,
     rng: random.Random | None = None,
     stop: threading.Event | None = None,
+    restart: threading.Event | None = None,
 ) -> int:
     """Run what ``start`` builds until it stops cleanly (exit code 0), starting it again
     after a failure to build or run it (see the module); ``readiness`` (``/readyz``) says
-    whether it runs."""
+    whether it runs. A run that ends while ``restart`` is set (the worker stopped it to
+    start afresh) is started again at once."""
     rng = rng or random.Random()
     stop = stop or threading.Event()
     failures = 0
@@ -79,6 +81,10 @@ def supervise(
         except Exception as exc:  # the run ended with an error: start again
             failures += 1
             failed("role_failed", exc)
+            continue
+        if restart is not None and restart.is_set():
+            restart.clear()
+            log.info("role_restarting", role=role)
             continue
         return 0
     log.info("role_stopped", role=role)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,9 @@ class Watch:
         self._recovery = metrics.bus_recovery.labels(role=role)
         self._held: set[tuple[str, int]] = set()
         self._partitions.set(0)
+        self.lost_at: float | None = None
+        """When (``time.monotonic``) the worker last lost its partitions to the group, while
+        it has not been given any since (None otherwise)."""
 
     @staticmethod
     def _inputs(partitions: Sequence[Any]) -> set[tuple[str, int]]:
@@ -48,6 +52,7 @@ class Watch:
         }
 
     def assigned(self, partitions: Sequence[Any]) -> None:
+        self.lost_at = None
         self._rebalances.labels(role=self.role, event="assigned").inc()
         self._held |= self._inputs(partitions)
         self._partitions.set(len(self._held))
@@ -56,6 +61,14 @@ class Watch:
         self._rebalances.labels(role=self.role, event="lost" if lost else "revoked").inc()
         self._held -= self._inputs(partitions)
         self._partitions.set(len(self._held))
+        if lost:
+            self.lost_at = time.monotonic()
+            log.warning("partitions_lost", role=self.role, partitions=len(partitions))
+
+    def stalled(self, after: float) -> bool:
+        """Whether the worker lost its partitions over ``after`` seconds ago and has not
+        been given any since (the group did not take it back)."""
+        return self.lost_at is not None and time.monotonic() - self.lost_at > after
 
     def recovered(self, seconds: float) -> None:
         self._recovery.observe(seconds)

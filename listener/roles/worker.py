@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import structlog
 
-from listener.bus import Bus, TopicName
+from listener.bus import BUFFER, Bus, TopicName, quix_app
 from listener.clock import Clock, SystemClock
 from listener.config.load import load_config_without_secrets
 from listener.config.schema import Config
@@ -25,12 +25,16 @@ from listener.httpapi import parse_listen
 from listener.metrics import Metrics
 from listener.roles.health import HealthServer, Readiness
 from listener.roles.supervise import supervise
-from listener.roles.watch import LagWatch
+from listener.roles.watch import LagWatch, Watch
 
 if TYPE_CHECKING:
     from quixstreams import Application
 
 log = structlog.get_logger("listener")
+
+STALLED = 30.0
+"""Seconds a worker that lost its partitions waits to be given some before it restarts
+its application."""
 
 
 def load_rules(path: str) -> Config:
@@ -65,6 +69,9 @@ class RoleWorker:
         self._reload = threading.Event()
         self.bound: tuple[str, int] = ("", 0)
         """Where ``/healthz``, ``/readyz`` and ``/metrics`` are served (once running)."""
+        self._app: Application | None = None
+        self._watch: Watch | None = None
+        self._restart = threading.Event()
         self.setup()
 
     def setup(self) -> None:
@@ -101,8 +108,34 @@ class RoleWorker:
 
     def application(self) -> Application:
         """The role's Quix Streams application, its topics made when missing (this
-        reaches the broker, and raises when it cannot)."""
+        reaches the broker, and raises when it cannot); built on :meth:`quix`."""
         raise NotImplementedError
+
+    buffer: int = BUFFER
+    """Messages taken from the broker per partition at a time (:data:`listener.bus.BUFFER`)."""
+
+    def quix(self) -> Application:
+        """A new Quix Streams application for the role, watched (:class:`Watch`)."""
+        self._watch = Watch(self.role, self.metrics)
+        self._app = quix_app(
+            self.bus, self.role, self.state_dir, watch=self._watch, buffer=self.buffer
+        )
+        return self._app
+
+    def _guard(self, stop: threading.Event) -> None:
+        """Restart the application when it lost its partitions and the group has not
+        given it any for :data:`STALLED` seconds: a new consumer joins afresh (seen on
+        tansu, where a consumer that overran ``max.poll.interval.ms`` was never taken
+        back)."""
+        while not stop.wait(STALLED / 6):
+            watch, app = self._watch, self._app
+            if watch is None or app is None or not watch.stalled(STALLED):
+                continue
+            log.warning("rejoin_stalled", role=self.role, after=STALLED)
+            self.metrics.error("bus", "rejoin_stalled")
+            watch.lost_at = None
+            self._restart.set()
+            app.stop()
 
     def stopped(self) -> None:
         """Called once the worker has stopped consuming (a role's own clean-up)."""
@@ -122,9 +155,20 @@ class RoleWorker:
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         lag = LagWatch(self.bus, self.role, self.inputs, self.metrics)
         lag.start()
+        done = threading.Event()
+        guard = threading.Thread(target=self._guard, args=(done,), name="guard", daemon=True)
+        guard.start()
         try:
-            return supervise(self.role, self.application, self.metrics, readiness, self.clock)
+            return supervise(
+                self.role,
+                self.application,
+                self.metrics,
+                readiness,
+                self.clock,
+                restart=self._restart,
+            )
         finally:
+            done.set()
             lag.stop()
             server.stop()
             self.stopped()

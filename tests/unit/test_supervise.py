@@ -1,0 +1,67 @@
+"""Keeping a worker's application running (listener.roles.supervise) and the watch on its
+partitions (listener.roles.watch.Watch): a run the worker stopped to start afresh is
+started again; one that ends on its own ends the worker; a worker that lost its
+partitions and was not given any back is stalled."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import namedtuple
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+
+from listener.bus import Bus
+from listener.clock import ManualClock
+from listener.metrics import Metrics
+from listener.roles.health import Readiness
+from listener.roles.supervise import supervise
+from listener.roles.watch import Watch
+
+Partition = namedtuple("Partition", "topic partition")
+
+
+class Runs:
+    """An application whose runs end at once; the first asks for a restart."""
+
+    def __init__(self, restart: threading.Event) -> None:
+        self.restart = restart
+        self.runs = 0
+
+    def run(self) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            self.restart.set()
+
+
+def test_a_run_stopped_to_restart_is_started_again_and_a_clean_end_ends() -> None:
+    restart = threading.Event()
+    app = Runs(restart)
+    metrics = Metrics(CollectorRegistry())
+    clock = ManualClock(datetime(2026, 3, 2, tzinfo=UTC))
+    readiness = Readiness("ingest", Bus("127.0.0.1:9"))
+    code = supervise(
+        "ingest", lambda: app, metrics, readiness, clock, rng=random.Random(1), restart=restart
+    )
+    assert (code, app.runs) == (0, 2)
+    assert not restart.is_set()
+
+
+def test_a_worker_that_lost_its_partitions_and_got_none_back_is_stalled() -> None:
+    metrics = Metrics(CollectorRegistry())
+    watch = Watch("evaluate", metrics)
+    held = [Partition("p.scored", 0), Partition("p.ticks", 0), Partition("changelog__x", 0)]
+    watch.assigned(held)
+    assert metrics.bus_partitions.labels(role="evaluate")._value.get() == 2
+    assert not watch.stalled(0)
+    watch.revoked(held, lost=True)
+    assert metrics.bus_partitions.labels(role="evaluate")._value.get() == 0
+    time.sleep(0.01)
+    assert watch.stalled(0.001)
+    assert not watch.stalled(60)
+    watch.assigned(held[:1])
+    assert not watch.stalled(0)
+    watch.revoked(held[:1])  # given back in a rebalance: not lost
+    assert not watch.stalled(0)
