@@ -719,7 +719,7 @@ def _publish(args: argparse.Namespace) -> int:
     bus = _bus(Settings.from_env())
     records = read_jsonl("/dev/stdin" if args.path == "-" else args.path)
     messages = [(mention_key(r.mention), encode_mention(r.mention)) for r in records]
-    _produce(bus, "mentions", messages, "mentions")
+    _produce(bus, "mentions", messages)
     print(f"published {len(records):,} mentions to {bus.name('mentions')} on {bus.brokers}")
     return 0
 
@@ -728,6 +728,7 @@ def _tick(args: argparse.Namespace) -> int:
     import json
 
     from listener.bus import tick_message
+    from listener.config.load import load_config_without_secrets
     from listener.log import configure_logging
     from listener.roles.evaluate import tick_times
     from listener.settings import Settings
@@ -736,15 +737,13 @@ def _tick(args: argparse.Namespace) -> int:
     if args.end < args.start:
         raise UsageError("--to is before --from")
     bus = _bus(Settings.from_env())
-    from listener.config.load import load_config_without_secrets
-
     config, _ = load_config_without_secrets(_config_path(args.config))  # only its brands
     brands = config.brand_names()
     times = tick_times(args.start - timedelta(microseconds=1), args.end, args.every)
     messages = [
         (brand, json.dumps(tick_message(brand, at)).encode()) for at in times for brand in brands
     ]
-    _produce(bus, "ticks", messages, "ticks")
+    _produce(bus, "ticks", messages)
     print(
         f"published {len(times):,} ticks for {len(brands):,} brands to {bus.name('ticks')} "
         f"on {bus.brokers}"
@@ -752,7 +751,7 @@ def _tick(args: argparse.Namespace) -> int:
     return 0
 
 
-def _produce(bus: Bus, name: TopicName, messages: list[tuple[str, bytes]], what: str) -> None:
+def _produce(bus: Bus, name: TopicName, messages: list[tuple[str, bytes]]) -> None:
     """Put ``(key, value)`` messages on one of the bus's topics (made as the workers make
     it, when missing), waiting until the broker has acknowledged every one."""
     from listener.bus import quix_app, topic
@@ -776,7 +775,7 @@ def _produce(bus: Bus, name: TopicName, messages: list[tuple[str, bytes]], what:
             raise BusError(f"publishing to {bus.brokers}: {type(exc).__name__}: {exc}") from None
     if left or failed:
         raise BusError(
-            f"publishing to {bus.brokers}: {left + len(failed)} of {len(messages)} {what} "
+            f"publishing to {bus.brokers}: {left + len(failed)} of {len(messages)} {name} "
             f"not acknowledged ({failed[0] if failed else 'timed out after 60s'})"
         )
 

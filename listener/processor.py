@@ -276,7 +276,6 @@ class Processor:
         stage: Ingest | None = None,
         drill: bool = False,
         readings: bool = True,
-        enqueue: bool = True,
         holds_state: bool = True,
     ) -> None:
         """``stage``: the Ingest stage to run (default: built from ``config``, with
@@ -286,14 +285,12 @@ class Processor:
         self.store = store
         self.metrics = metrics
         self.drill = drill
-        self.enqueue = enqueue
-        """Whether routed alerts go to the store's outbox, for embedded mode's Deliverer (an
-        evaluator of distributed mode writes them to the ``alerts`` topic instead)."""
         self.holds_state = holds_state
         """Whether the store is the home of the Evaluate state (window buckets, engine and
-        notification state, quiet periods, released brands): embedded mode. An evaluator
-        of distributed mode keeps that state in Quix Streams state; its store is a cache
-        of mentions and incidents for the alerts, and none of it is written there."""
+        notification state, quiet periods, released brands) and of the outbox embedded
+        mode's Deliverer drains. An evaluator of distributed mode keeps that state in Quix
+        Streams state and writes its alerts to the ``alerts`` topic; its store is a cache
+        of mentions and incidents for the alerts, and none of the rest is written there."""
         self.readings = readings
         """Whether the condition gauges are kept. Without them (a backtest), a key the
         screen finds *sunk* (``RuleScreen.sunk``) is not evaluated again until its brand
@@ -341,8 +338,8 @@ class Processor:
         self._last_now = datetime.min.replace(tzinfo=UTC)
         self._aligned = {r.name: bucket_aligned(r, BUCKET) for r in self.rules}
         self._policy: tuple[Config, Policy] | None = None
-        self._brand_set: tuple[Config, frozenset[str]] | None = None
         """The notification policy and the config it was built from."""
+        self._brand_set: tuple[Config, frozenset[str]] | None = None
         self._open_shown: EngineState | None = None
         """The state whose open incidents the open-incidents gauge shows."""
         self._load_state()
@@ -802,7 +799,7 @@ class Processor:
                     events=events,
                     notices=notices,
                     outbox=[(a, n.sinks) for a, n in zip(alerts, notices, strict=True) if n.sinks]
-                    if self.enqueue
+                    if self.holds_state
                     else [],
                     buckets=changed if self.holds_state else (),
                     prune_buckets_before=cutoff if self.holds_state else None,

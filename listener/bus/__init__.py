@@ -336,7 +336,6 @@ def quix_app(
     *,
     watch: AppWatch | None = None,
     buffer: int = BUFFER,
-    **options: Any,
 ) -> Application:
     """The Quix Streams application of one role's worker (consumer group
     ``{prefix}-{role}``, state under ``state_dir``), telling ``watch`` of its partition
@@ -362,7 +361,6 @@ def quix_app(
         request_timeout=REQUEST_TIMEOUT,
         loglevel=None,  # listener's logging (listener.log) is configured by then
         max_partition_buffer_size=buffer,
-        **options,
     )
     if watch is not None:  # the restore from the changelog, timed
         manager = app._state_manager  # Quix Streams has no hook for it

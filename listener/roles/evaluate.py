@@ -69,6 +69,7 @@ SEEN_CHUNK = 200
 """Mention keys per state entry of a bucket's counted keys (each message rewrites the
 last chunk of its bucket only)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 CACHE_PRUNE_EVERY = timedelta(hours=1)
 
 
@@ -166,14 +167,18 @@ class BrandRecord:
         i = (len(keys) - 1) // SEEN_CHUNK
         state.set(f"s{start}.{i}", keys[i * SEEN_CHUNK : (i + 1) * SEEN_CHUNK])
 
-    def put_texts(self, state: KeyedState, engine: str, notify: str, first: int | None) -> None:
-        """Store the engine and notification state and first bucket, where they changed."""
+    def put_texts(self, state: KeyedState, engine: str, notify: str) -> None:
+        """Store the engine and notification state, where they changed."""
         if engine != self.engine:
             state.set("engine", engine)
             self.engine = engine
         if notify != self.notify:
             state.set("notify", notify)
             self.notify = notify
+
+    def put_first(self, state: KeyedState, first_seen: datetime | None) -> None:
+        """Store the start of the brand's first bucket ever, when it changed."""
+        first = None if first_seen is None else (as_utc(first_seen) - _EPOCH) // _SECOND
         if first != self.first:
             state.set("first", first)
             self.first = first
@@ -200,9 +205,7 @@ class BrandEvaluator:
         # every brand starts released: a brand is held once its state is read
         self.store.commit(now=now, kv={RELEASED: json.dumps(sorted(self.brands))})
         # alerts go to the alerts topic, not to this cache's outbox
-        self.processor = Processor(
-            config, self.store, metrics, readings=False, enqueue=False, holds_state=False
-        )
+        self.processor = Processor(config, self.store, metrics, readings=False, holds_state=False)
         self.records: dict[str, BrandRecord] = {}
         self._messages = metrics.bus_messages
         self._pruned_at: datetime | None = None
@@ -259,19 +262,15 @@ class BrandEvaluator:
             return
         created = as_utc(scored.mention.created_at)
         now = max(created, record.tick) if record.tick is not None else created
-        windows = self.processor.windows
-        if created < now - windows.retention:  # as embedded mode: stale, never counted
+        rows = self.processor.count_scored(brand, [scored], now)
+        if not rows:  # older than the windows keep (as embedded mode): never counted
             self._messages.labels(role=ROLE, topic="scored", outcome="stale").inc()
             return
         self._messages.labels(role=ROLE, topic="scored", outcome="ok").inc()
-        rows = self.processor.count_scored(brand, [scored], now)
-        starts = windows.bucket_starts(brand)
-        start = (created - _EPOCH) // windows.bucket * int(windows.bucket.total_seconds())
-        record.put_rows(state, rows, starts)
-        record.count_key(state, start, key)
-        first = windows.first_seen(brand)
-        first_s = None if first is None else int((first - _EPOCH).total_seconds())
-        record.put_texts(state, record.engine, record.notify, first_s)
+        windows = self.processor.windows
+        record.put_rows(state, rows, windows.bucket_starts(brand))
+        record.count_key(state, windows.bucket_start(created), key)
+        record.put_first(state, windows.first_seen(brand))
         record.bump(state)
 
     def _tick(
@@ -288,14 +287,12 @@ class BrandEvaluator:
         mine = ((rule.name, brand) for rule in processor.rules)  # its keys: no scan of all
         engine = EngineState({key: keys[key] for key in mine if key in keys})
         notify, _ = processor.notify.split_brand(brand)
-        first = processor.windows.first_seen(brand)
-        first_s = None if first is None else int((first - _EPOCH).total_seconds())
         record.put_texts(
             state,
             engine.to_json() if engine.keys else "",
             notify.to_json() if notify.incidents else "",
-            first_s,
         )
+        record.put_first(state, processor.windows.first_seen(brand))
         record.tick = at
         state.set("tick", at.isoformat())
         record.bump(state)

@@ -50,6 +50,8 @@ class RoleWorker:
     role: ClassVar[str]
     inputs: ClassVar[tuple[TopicName, ...]]
     """The topics its consumer group reads (their lag is ``listener_bus_lag``)."""
+    buffer: int = BUFFER
+    """Messages taken from the broker per partition at a time (:data:`listener.bus.BUFFER`)."""
 
     def __init__(
         self,
@@ -111,9 +113,6 @@ class RoleWorker:
         reaches the broker, and raises when it cannot); built on :meth:`quix`."""
         raise NotImplementedError
 
-    buffer: int = BUFFER
-    """Messages taken from the broker per partition at a time (:data:`listener.bus.BUFFER`)."""
-
     def quix(self) -> Application:
         """A new Quix Streams application for the role, watched (:class:`Watch`)."""
         self._watch = Watch(self.role, self.metrics)
@@ -122,16 +121,16 @@ class RoleWorker:
         )
         return self._app
 
-    def _guard(self, stop: threading.Event) -> None:
-        """Restart the application when it lost its partitions and the group has not
-        given it any for :data:`STALLED` seconds: a new consumer joins afresh (seen on
-        tansu, where a consumer that overran ``max.poll.interval.ms`` was never taken
-        back)."""
-        while not stop.wait(STALLED / 6):
+    def guard(self, stop: threading.Event, stalled: float = STALLED) -> None:
+        """Until ``stop``: restart the application when it lost its partitions and the
+        group has not given it any for ``stalled`` seconds: a new consumer joins afresh
+        (seen on tansu, where a consumer that overran ``max.poll.interval.ms`` was never
+        taken back)."""
+        while not stop.wait(stalled / 6):
             watch, app = self._watch, self._app
-            if watch is None or app is None or not watch.stalled(STALLED):
+            if watch is None or app is None or not watch.stalled(stalled):
                 continue
-            log.warning("rejoin_stalled", role=self.role, after=STALLED)
+            log.warning("rejoin_stalled", role=self.role, after=stalled)
             self.metrics.error("bus", "rejoin_stalled")
             watch.lost_at = None
             self._restart.set()
@@ -156,7 +155,7 @@ class RoleWorker:
         lag = LagWatch(self.bus, self.role, self.inputs, self.metrics)
         lag.start()
         done = threading.Event()
-        guard = threading.Thread(target=self._guard, args=(done,), name="guard", daemon=True)
+        guard = threading.Thread(target=self.guard, args=(done,), name="guard", daemon=True)
         guard.start()
         try:
             return supervise(

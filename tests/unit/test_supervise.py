@@ -10,6 +10,7 @@ import threading
 import time
 from collections import namedtuple
 from datetime import UTC, datetime
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +20,7 @@ from listener.metrics import Metrics
 from listener.roles.health import Readiness
 from listener.roles.supervise import supervise
 from listener.roles.watch import Watch
+from listener.roles.worker import RoleWorker
 
 Partition = namedtuple("Partition", "topic partition")
 
@@ -65,3 +67,46 @@ def test_a_worker_that_lost_its_partitions_and_got_none_back_is_stalled() -> Non
     assert not watch.stalled(0)
     watch.revoked(held[:1])  # given back in a rebalance: not lost
     assert not watch.stalled(0)
+
+
+class Stoppable:
+    """Stands in for the application: a stalled rejoin cannot be made on demand."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_a_worker_stalled_after_losing_its_partitions_restarts_its_application(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("brands:\n  - name: Acme\n", encoding="utf-8")
+
+    class Worker(RoleWorker):
+        role = "ingest"
+        inputs = ("mentions",)
+
+    metrics = Metrics(CollectorRegistry())
+    worker = Worker(Bus("127.0.0.1:9"), str(rules), state_dir=str(tmp_path), metrics=metrics)
+    app = Stoppable()
+    worker._app = app  # type: ignore[assignment]
+    worker._watch = watch = Watch("ingest", metrics)
+    done = threading.Event()
+    guard = threading.Thread(target=worker.guard, args=(done, 0.06))
+    guard.start()
+    try:
+        watch.assigned([Partition("p.mentions", 0)])
+        time.sleep(0.2)
+        assert not app.stopped.is_set()  # holding partitions: left alone
+        watch.revoked([Partition("p.mentions", 0)], lost=True)
+        assert app.stopped.wait(5)
+    finally:
+        done.set()
+        guard.join(5)
+    assert worker._restart.is_set()  # supervise starts it again
+    assert watch.lost_at is None
+    errors = metrics.errors.labels(stage="bus", error_type="rejoin_stalled")
+    assert errors._value.get() == 1
