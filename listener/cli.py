@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "rules.yaml"
 LEVELS = ("debug", "info", "warning", "error")
-STATE_HELP = "state file (default: listener.db, env LISTENER_STATE)"
+STATE_HELP = (
+    "state file, or distributed mode's postgresql://USER@HOST/DB (default: listener.db, "
+    "env LISTENER_STATE)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,9 +145,15 @@ def _parser() -> argparse.ArgumentParser:
         "listener run --config /etc/listener/rules.yaml --state /var/lib/listener/listener.db",
         "LISTENER_LOG_FORMAT=json listener run --listen 0.0.0.0:9464",
         "LISTENER_BUS=kafka://127.0.0.1:9092 listener run --role ingest",
+        "LISTENER_BUS=kafka://127.0.0.1:9092 listener run --role deliver "
+        "--state postgresql://listener@db/listener",
     )
     run.add_argument("--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)")
-    run.add_argument("--state", help="SQLite state file (default: listener.db, env LISTENER_STATE)")
+    run.add_argument(
+        "--state",
+        help="SQLite state file, or in distributed mode the shared postgresql://USER@HOST/DB "
+        "(default: listener.db, env LISTENER_STATE)",
+    )
     run.add_argument(
         "--listen",
         type=_listen_address,
@@ -166,8 +175,8 @@ def _parser() -> argparse.ArgumentParser:
         "--role",
         choices=ROLES,
         help="all: the whole pipeline in this process (embedded mode, the default); ingest, "
-        "evaluate: a worker of distributed mode on LISTENER_BUS (docs/scaling.md; env "
-        "LISTENER_ROLE)",
+        "evaluate, deliver: a worker of distributed mode on LISTENER_BUS (deliver: with "
+        "--state postgresql://...; docs/scaling.md; env LISTENER_ROLE)",
     )
 
     publish = _sub(
@@ -328,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
         help="list at most this many, newest first (default: 50)",
     )
     inc.add_argument("--json", action="store_true", help="print JSON")
-    inc.add_argument("--state", metavar="FILE", help=STATE_HELP)
+    inc.add_argument("--state", metavar="STATE", help=STATE_HELP)
 
     ack = _sub(
         sub,
@@ -342,7 +351,7 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("incident", help="incident id")
     ack.add_argument("--by", metavar="NAME", help="who is on it (default: $USER)")
     ack.add_argument("--note", metavar="TEXT", default="", help="what is being done")
-    ack.add_argument("--state", metavar="FILE", help=STATE_HELP)
+    ack.add_argument("--state", metavar="STATE", help=STATE_HELP)
 
     sil = _sub(
         sub,
@@ -397,7 +406,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("silence", help="silence id (see `listener silence list`)")
     for sp in (add, lst, exp):
-        sp.add_argument("--state", metavar="FILE", help=STATE_HELP)
+        sp.add_argument("--state", metavar="STATE", help=STATE_HELP)
 
     cfg = _sub(
         sub,
@@ -447,7 +456,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o",
         help="file to write, '-' for standard output (default: listener-report-ID.html, or .md)",
     )
-    rep.add_argument("--state", metavar="FILE", help=STATE_HELP)
+    rep.add_argument("--state", metavar="STATE", help=STATE_HELP)
     rep.add_argument(
         "--config",
         "-c",
@@ -696,6 +705,13 @@ def _run(args: argparse.Namespace) -> int:
             ticker=settings.ticker,
         )
         return evaluator.run(settings.listen)
+    if settings.role == "deliver":
+        from listener.roles.deliver import DeliverWorker
+
+        deliverer = DeliverWorker(
+            _bus(settings), settings.config, state_dir=settings.bus_state, database=settings.state
+        )
+        return deliverer.run(settings.listen)
     return asyncio.run(Daemon(settings).run())
 
 
@@ -812,6 +828,15 @@ def _drill(args: argparse.Namespace) -> int:
     )
 
 
+def _existing_state(state: str) -> None:
+    """A state file must exist (a command that reads one must not create an empty one); a
+    distributed mode's PostgreSQL database is opened as it is."""
+    from listener.store import is_database_url
+
+    if not is_database_url(state) and not Path(state).exists():
+        raise ListenerError(f"no state file at {state} (pass --state PATH)")
+
+
 def _incidents(args: argparse.Namespace) -> int:
     """``incidents``, ``ack`` and ``silence``: work on the state file directly (SQLite
     allows it while the daemon runs; the daemon picks changes up at its next tick)."""
@@ -830,8 +855,7 @@ def _incidents(args: argparse.Namespace) -> int:
     if args.command == "silence" and args.action == "add":
         duration, by = _silence_args(args)
         _check_silence_scope(args)
-    if not Path(settings.state).exists():
-        raise ListenerError(f"no state file at {settings.state} (pass --state PATH)")
+    _existing_state(settings.state)
     store = Store.open(settings.state)
     now = datetime.now(UTC)
     try:
@@ -950,8 +974,7 @@ def _report(args: argparse.Namespace) -> int:
     from listener.store import Store
 
     settings = Settings.from_env(state=args.state)
-    if not Path(settings.state).exists():
-        raise ListenerError(f"no state file at {settings.state} (pass --state PATH)")
+    _existing_state(settings.state)
     to_stdout = args.out == "-"
     by_name = args.out is not None and args.out.lower().endswith(".md")
     fmt: Format = "md" if args.format == "md" or (args.format is None and by_name) else "html"

@@ -238,13 +238,17 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
-class BrandDecisions:
-    """What :meth:`Processor.evaluate_brands` decided: each alert with the sinks it is
-    routed to (none for one muted or routed nowhere: it still records the incident), and
-    the rows of the window buckets that changed (a prune stripped them)."""
+class Evaluated:
+    """What one evaluation decided: each alert with the sinks it is routed to (none for
+    one muted or routed nowhere: it still records the incident), the rows of the window
+    buckets that changed (a prune stripped them), and what it recorded of the incidents:
+    the engine's events and the notification policy's notices (one notice per alert, in
+    the same order; the first ``len(events)`` alerts are the events', in their order)."""
 
     alerts: list[tuple[Alert, tuple[str, ...]]]
     buckets: list[BucketRow]
+    events: Sequence[IncidentEvent] = ()
+    notices: Sequence[Notice] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -714,22 +718,21 @@ class Processor:
         """
         with self._lock:
             try:
-                decided, _ = self._evaluate(now, sources)
+                decided = self._evaluate(now, sources).alerts
             except BaseException:
                 # what the memos were left in may not match the state held: start again
                 self._forget_settled()
                 raise
         return [alert for alert, sinks in decided if sinks]
 
-    def evaluate_brands(self, now: datetime, brands: Collection[str]) -> BrandDecisions:
+    def evaluate_brands(self, now: datetime, brands: Collection[str]) -> Evaluated:
         """Run every rule at ``now`` for these held brands only (an evaluator of
         distributed mode, where time reaches each brand in its own tick message): the same
         decisions for them as :meth:`evaluate`, and nothing else moves (the other brands'
         keys, windows, notifications)."""
         with self._lock:
             try:
-                decided, changed = self._evaluate(now, None, frozenset(brands))
-                return BrandDecisions(decided, changed)
+                return self._evaluate(now, None, frozenset(brands))
             except BaseException:
                 self._forget_settled()
                 raise
@@ -739,9 +742,9 @@ class Processor:
         now: datetime,
         sources: Mapping[str, SourceStatus] | None,
         only: frozenset[str] | None = None,
-    ) -> tuple[list[tuple[Alert, tuple[str, ...]]], list[BucketRow]]:
-        """Each alert the evaluation made with the sinks it is routed to, and the window
-        buckets it changed."""
+    ) -> Evaluated:
+        """Each alert the evaluation made with the sinks it is routed to, the window
+        buckets it changed, and the incident events and notices it recorded."""
         if only is None:
             brands = self.held_brands()
         else:  # the due brands alone: nothing is read or planned of the others
@@ -830,7 +833,9 @@ class Processor:
                 )
         self._update_open_gauge()
         self._evaluated_at = now
-        return [(a, n.sinks) for a, n in zip(alerts, notices, strict=True)], changed
+        return Evaluated(
+            [(a, n.sinks) for a, n in zip(alerts, notices, strict=True)], changed, events, notices
+        )
 
     def _run_rule(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,3 +42,21 @@ def clock() -> ManualClock:
 def metrics() -> Metrics:
     """Metrics on a fresh registry."""
     return Metrics()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session (tests/support/postgres.py): its base URL.
+    Skips without the server, but fails under CI=true."""
+    from tests.support.postgres import running_server
+
+    with running_server() as url:
+        yield url
+
+
+@pytest.fixture
+def database(pg_server: str) -> str:
+    """The URL of a new, empty PostgreSQL database of this test's own."""
+    from tests.support.postgres import new_database
+
+    return new_database(pg_server)

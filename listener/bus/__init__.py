@@ -21,11 +21,15 @@ Topics (``{prefix}.{name}``), each created when missing with explicit ``retentio
   ``{"v": 1, "brand": ..., "at": "<ISO 8601 instant>"}`` (the brand's evaluator runs the
   rules at that instant);
 * ``alerts``: what an evaluation decided, keyed by the incident id, the value
-  ``{"v": 1, "alert": Alert.to_dict(), "sinks": [...]}`` (no sinks: muted or routed
-  nowhere; it still records the incident).
+  ``{"v": 1, "alert": Alert.to_dict(), "sinks": [...], "event": {...}, "notice": {...}}``
+  (no sinks: muted or routed nowhere; it still records the incident). ``event`` (the
+  rule engine's event behind it; absent for reminders, acknowledgements and hand-offs)
+  and ``notice`` (what the notification policy decided, stamped with the evaluation's
+  instant) are what the deliver role records in the shared state.
 
 Messages are decoded here (:func:`decode_mention`, :func:`decode_scored`,
-:func:`decode_event`, :func:`decode_alert`): one that is not
+:func:`decode_event`, :func:`decode_alert`; an alert's record:
+:mod:`listener.bus.alerts`): one that is not
 what its topic carries raises :class:`~listener.errors.MessageError`, which the roles
 count and skip. Pure but for :func:`quix_app`, which builds the client application.
 """
@@ -55,13 +59,13 @@ __all__ = [
     "AppWatch",
     "Bus",
     "Guarantee",
-    "alert_message",
     "decode_alert",
     "decode_event",
     "decode_mention",
     "decode_scored",
     "encode_mention",
     "encode_scored",
+    "instant",
     "mention_key",
     "mention_message",
     "quix_app",
@@ -205,11 +209,6 @@ def tick_message(brand: str, at: datetime) -> dict[str, Any]:
     return {"v": FORMAT, "brand": brand, "at": as_utc(at).isoformat()}
 
 
-def alert_message(alert: Alert, sinks: Sequence[str]) -> dict[str, Any]:
-    """The value of an alert's message: the alert and the sinks it is routed to."""
-    return {"v": FORMAT, "alert": alert.to_dict(), "sinks": list(sinks)}
-
-
 def encode_mention(mention: Mention) -> bytes:
     """:func:`mention_message` as the bytes of a message."""
     return json.dumps(mention_message(mention), ensure_ascii=False).encode()
@@ -264,13 +263,21 @@ def decode_event(value: bytes | str) -> tuple[str, ScoredMention | datetime]:
     brand, at = data.get("brand"), data.get("at")
     if not isinstance(brand, str) or not brand or not isinstance(at, str):
         raise MessageError("evaluator message: neither a scored mention nor a tick")
+    return brand, instant(at, "tick")
+
+
+def instant(value: Any, what: str) -> datetime:
+    """``value`` as a UTC instant (ISO 8601 with an offset); :class:`MessageError` naming
+    ``what`` otherwise."""
+    if not isinstance(value, str):
+        raise MessageError(f"{what}: not an ISO 8601 instant")
     try:
-        when = datetime.fromisoformat(at)
+        when = datetime.fromisoformat(value)
     except ValueError:
-        raise MessageError(f"tick: {at!r} is not an ISO 8601 instant") from None
+        raise MessageError(f"{what}: {value!r} is not an ISO 8601 instant") from None
     if when.tzinfo is None:
-        raise MessageError(f"tick: {at!r} has no UTC offset")
-    return brand, as_utc(when)
+        raise MessageError(f"{what}: {value!r} has no UTC offset")
+    return as_utc(when)
 
 
 def decode_alert(value: bytes | str) -> tuple[Alert, tuple[str, ...]]:

@@ -6,14 +6,16 @@ another. ``all`` (the default) is embedded mode, :class:`listener.app.Daemon`.
 * ``ingest`` (:mod:`listener.roles.ingest`): raw mentions → the Ingest stage → scored
   mentions keyed by brand;
 * ``evaluate`` (:mod:`listener.roles.evaluate`): scored mentions and ticks, keyed by
-  brand → the Evaluate stage, its state in Quix Streams state → alerts keyed by incident.
+  brand → the Evaluate stage, its state in Quix Streams state → alerts keyed by incident;
+* ``deliver`` (:mod:`listener.roles.deliver`): alerts → the shared state in PostgreSQL
+  (incidents, notices, the delivery ledger) → the sinks, one sender at a time.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-Role = Literal["all", "ingest", "evaluate"]
+Role = Literal["all", "ingest", "evaluate", "deliver"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 
 __all__ = ["ROLES", "Role"]

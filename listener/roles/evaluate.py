@@ -40,12 +40,12 @@ import structlog
 
 from listener.bus import (
     Bus,
-    alert_message,
     decode_event,
     mention_key,
     tick_message,
     topic,
 )
+from listener.bus.alerts import alert_message
 from listener.clock import Clock, as_utc
 from listener.config.schema import Config
 from listener.errors import MessageError
@@ -298,7 +298,10 @@ class BrandEvaluator:
         record.bump(state)
         self._prune_cache(at)
         out = []
-        for alert, sinks in decided.alerts:
+        events = decided.events
+        for i, ((alert, sinks), notice) in enumerate(
+            zip(decided.alerts, decided.notices, strict=True)
+        ):
             self._messages.labels(role=ROLE, topic="alerts", outcome="ok").inc()
             log.info(
                 "incident_event",
@@ -310,7 +313,8 @@ class BrandEvaluator:
                 brand=alert.brand,
                 severity=alert.level,
             )
-            out.append(alert_message(alert, sinks))
+            event = events[i] if i < len(events) else None
+            out.append(alert_message(alert, sinks, event=event, notice=notice, at=at))
         return out
 
 

@@ -18,7 +18,7 @@ import structlog
 
 from listener.bus import BUFFER, Bus, TopicName, quix_app
 from listener.clock import Clock, SystemClock
-from listener.config.load import load_config_without_secrets
+from listener.config.load import load_config, load_config_without_secrets
 from listener.config.schema import Config
 from listener.errors import ConfigError, ListenerError
 from listener.httpapi import parse_listen
@@ -37,9 +37,12 @@ STALLED = 30.0
 its application."""
 
 
-def load_rules(path: str) -> Config:
-    """rules.yaml for a worker: it polls no source and delivers to no sink, so their
-    secrets (``${VARIABLE}``s) need not be set where it runs, and are not held there."""
+def load_rules(path: str, *, secrets: bool = False) -> Config:
+    """rules.yaml for a worker. One that polls no source and delivers to no sink reads it
+    without secrets: they (``${VARIABLE}``s) need not be set where it runs, and are not
+    held there. A delivery worker reads them (its sinks need them)."""
+    if secrets:
+        return load_config(path)
     config, _ = load_config_without_secrets(path)
     return config
 
@@ -52,6 +55,8 @@ class RoleWorker:
     """The topics its consumer group reads (their lag is ``listener_bus_lag``)."""
     buffer: int = BUFFER
     """Messages taken from the broker per partition at a time (:data:`listener.bus.BUFFER`)."""
+    secrets: ClassVar[bool] = False
+    """Whether it reads rules.yaml with the secrets (:func:`load_rules`)."""
 
     def __init__(
         self,
@@ -67,7 +72,7 @@ class RoleWorker:
         self.state_dir = state_dir
         self.metrics = metrics or Metrics()
         self.clock: Clock = clock or SystemClock()
-        self.config = load_rules(config_path)  # ConfigError: the CLI says why, exit 2
+        self.config = load_rules(config_path, secrets=self.secrets)  # ConfigError: exit 2
         self._reload = threading.Event()
         self.bound: tuple[str, int] = ("", 0)
         """Where ``/healthz``, ``/readyz`` and ``/metrics`` are served (once running)."""
@@ -90,7 +95,7 @@ class RoleWorker:
             return None
         self._reload.clear()
         try:
-            config = load_rules(self.config_path)
+            config = load_rules(self.config_path, secrets=self.secrets)
         except ConfigError as exc:
             log.error(
                 "reload_kept_old_config",

@@ -1,4 +1,5 @@
-"""The durable state of the daemon, in one SQLite file (WAL).
+"""The durable state of the daemon, in one SQLite file (WAL), or in distributed mode in
+PostgreSQL (:mod:`listener.store.postgres`: the same concerns and statements).
 
 What is kept: seen mentions (dedup by source and id), collector cursors, velocity
 window buckets, the rule engine's state, incidents with their timeline, and the
@@ -58,6 +59,7 @@ from listener.store.mentions import (
     reach_of,
 )
 from listener.store.outbox import Outbox, OutboxItem, OutboxRecord
+from listener.store.postgres import PostgresDatabase, is_database_url
 from listener.store.schema import SCHEMA_VERSION, connect
 from listener.store.sink_state import StoreSinkState
 from listener.store.windows import BucketRow, Buckets
@@ -81,6 +83,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreSinkState",
+    "is_database_url",
     "mention_row",
     "reach_of",
 ]
@@ -108,8 +111,11 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        """Open (creating if needed) the state file; raise :class:`StoreError` on failure."""
+        """Open (creating if needed) the state file, or the PostgreSQL database a
+        ``postgresql://`` URL names (migrating it); raise :class:`StoreError` on failure."""
         name = str(path)
+        if is_database_url(name):
+            return cls(PostgresDatabase(name))
         return cls(Database(connect(name), name))
 
     def close(self) -> None:
@@ -191,11 +197,8 @@ class Store:
         truncate the WAL. Holds the store's lock, so it never runs inside another
         write; other writers wait for it. Records ``now`` as the last vacuum."""
         with self.db.guard("vacuum") as c:
-            if c.in_transaction:  # pragma: no cover - every transaction holds the lock
-                raise StoreError(f"{self.path}: cannot vacuum inside a transaction")
-            c.execute("VACUUM")
+            self.db.compact(c)
             KeyValues.put(c, {"last_vacuum_at": now.isoformat()})
-            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def last_vacuum(self) -> datetime | None:
         """When :meth:`vacuum` last ran on this file (None: never)."""
@@ -203,16 +206,9 @@ class Store:
         return datetime.fromisoformat(value) if value else None
 
     def size_bytes(self) -> int:
-        """Bytes on disk: the database file plus its WAL (0 for ``:memory:``)."""
-        if self.path == ":memory:":
-            return 0
-        total = 0
-        for name in (self.path, f"{self.path}-wal"):
-            try:
-                total += Path(name).stat().st_size
-            except OSError:
-                continue
-        return total
+        """Bytes on disk: the database file plus its WAL (0 for ``:memory:``; a
+        PostgreSQL database's size)."""
+        return self.db.size_bytes()
 
     # ------------------------------------------------------------------ for tests and benches
 

@@ -5,6 +5,11 @@ Every module of the package reaches the database only through :class:`Database`:
 :meth:`Database.read` and :meth:`Database.write` for one statement,
 :meth:`Database.transaction` for a unit of work (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled
 back on any error). A ``sqlite3.Error`` never leaves the package.
+
+The statements are written once, in the SQL both databases take (``?`` placeholders,
+``INSERT … ON CONFLICT``); the few expressions that differ come from the database's
+:class:`Dialect` (``db.sql``). :class:`listener.store.postgres.PostgresDatabase` is the
+same contract on PostgreSQL (distributed mode's shared state).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from listener.errors import StoreError
@@ -29,8 +36,43 @@ def dt(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The expressions that differ between SQLite and PostgreSQL."""
+
+    name: str
+    whole: str
+    """``{}`` as a whole number, towards zero."""
+    json_text: str
+    """The field ``{key}`` of the JSON text in column ``{col}`` (NULL when absent)."""
+    json_flag: str
+    """The boolean field ``{key}`` of the JSON text in ``{col}`` (true/false or 1/0)."""
+    pruned_payload: str
+    """A pruned outbox document keeping ``drill`` of the document in ``{col}``."""
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    whole="CAST({} AS INTEGER)",
+    json_text="json_extract({col}, '$.{key}')",
+    json_flag="json_extract({col}, '$.{key}')",
+    pruned_payload="json_object('pruned', 1, 'drill', COALESCE(json_extract({col}, '$.drill'), 0))",
+)
+
+POSTGRES = Dialect(
+    name="postgresql",
+    whole="TRUNC({})::bigint",
+    json_text="({col}::jsonb ->> '{key}')",
+    json_flag="({col}::jsonb ->> '{key}')::boolean",
+    pruned_payload="json_build_object('pruned', 1, 'drill', "
+    "COALESCE(({col}::jsonb ->> 'drill')::boolean, false))::text",
+)
+
+
 class Database:
     """A SQLite connection shared by threads: every use holds :attr:`lock` (re-entrant)."""
+
+    sql: Dialect = SQLITE
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
@@ -105,6 +147,26 @@ class Database:
         with self.guard("write") as c:
             self._edits += 1
             c.executemany(sql, rows)
+
+    def compact(self, c: Any) -> None:
+        """Give back the space pruning freed (``VACUUM``, then truncate the WAL), with
+        the lock held (``c`` from :meth:`guard`), never inside a transaction."""
+        if c.in_transaction:  # pragma: no cover - every transaction holds the lock
+            raise StoreError(f"{self.path}: cannot vacuum inside a transaction")
+        c.execute("VACUUM")
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the file plus its WAL (0 for ``:memory:``)."""
+        if self.path == ":memory:":
+            return 0
+        total = 0
+        for name in (self.path, f"{self.path}-wal"):
+            try:
+                total += Path(name).stat().st_size
+            except OSError:
+                continue
+        return total
 
     def close(self) -> None:
         with self.guard("close") as c:

@@ -83,7 +83,7 @@ class Incidents:
             _apply_event(c, ev)
         if notices:
             c.executemany(
-                "INSERT OR IGNORE INTO notices VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO notices VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 [
                     (
                         n.alert_id,
@@ -101,7 +101,8 @@ class Incidents:
     def mark_drill(self, incident_ids: Iterable[str]) -> None:
         """Remember that these incidents were opened by ``listener drill``."""
         self.db.write_many(
-            "INSERT OR IGNORE INTO drill_incidents VALUES (?)", [(i,) for i in incident_ids]
+            "INSERT INTO drill_incidents VALUES (?) ON CONFLICT DO NOTHING",
+            [(i,) for i in incident_ids],
         )
 
     # ------------------------------------------------------------------ reads
@@ -169,7 +170,7 @@ def _apply_event(c: Any, ev: Any) -> None:
     at = ts(ev.at)
     if ev.kind == "opened":
         c.execute(
-            "INSERT OR IGNORE INTO incidents VALUES (?,?,?,?,?,?,?,?,NULL)",
+            "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,NULL) ON CONFLICT DO NOTHING",
             (ev.incident_id, ev.rule, ev.brand, "open", ev.level, ev.peak_level, at, at),
         )
     elif ev.kind == "resolved":
@@ -190,7 +191,7 @@ def _apply_event(c: Any, ev: Any) -> None:
         ]
     )
     c.execute(
-        "INSERT OR IGNORE INTO incident_events VALUES (?,?,?,?,?,?,?)",
+        "INSERT INTO incident_events VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         (ev.incident_id, ev.seq, ev.kind, ev.level, ev.previous_level, at, facts),
     )
 
@@ -248,7 +249,7 @@ class Silences:
             # the set active at ``at`` holds until the next start or end after it
             rows = self.db.read(
                 "SELECT MIN(x) FROM (SELECT MIN(starts_at) AS x FROM silences WHERE starts_at > ?"
-                " UNION ALL SELECT MIN(ends_at) FROM silences WHERE ends_at > ?)",
+                " UNION ALL SELECT MIN(ends_at) FROM silences WHERE ends_at > ?) AS bounds",
                 (at, at),
             )
             until = rows[0][0] if rows and rows[0][0] is not None else math.inf
@@ -289,7 +290,8 @@ class Acks:
         """Record an acknowledgement; the first one wins. False when already acknowledged."""
         return bool(
             self.db.write(
-                "INSERT OR IGNORE INTO acks VALUES (?,?,?,?)", (incident_id, by, ts(at), note)
+                "INSERT INTO acks VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+                (incident_id, by, ts(at), note),
             )
         )
 

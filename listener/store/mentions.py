@@ -173,10 +173,11 @@ class Mentions:
             return
         rows = [mention_row(s, collected_at) for s in mentions]
         c.execute("SAVEPOINT mentions")
-        before = c.total_changes
-        c.executemany("INSERT OR IGNORE INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        inserted = c.executemany(
+            "INSERT INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows
+        ).rowcount
         fresh: Iterable[tuple[ScoredMention, MentionRow]]
-        if c.total_changes - before == len(rows):  # every one new: the common case
+        if inserted == len(rows):  # every one new: the common case
             fresh = zip(mentions, rows, strict=True)
         else:  # some stored before (or twice in the batch): one at a time, as they come
             c.execute("ROLLBACK TO mentions")
@@ -184,11 +185,11 @@ class Mentions:
                 (s, r)
                 for s, r in zip(mentions, rows, strict=True)
                 if c.execute(
-                    "INSERT OR IGNORE INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?)", r
+                    "INSERT INTO mentions VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", r
                 ).rowcount
             ]
         c.executemany(
-            "INSERT OR IGNORE INTO mention_brands VALUES (?,?,?,?,?)",
+            "INSERT INTO mention_brands VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             [(b, r[2], r[0], r[1], int(s.negative)) for s, r in fresh for b in s.brands],
         )
         c.execute("RELEASE mentions")
@@ -268,8 +269,9 @@ class Mentions:
         """The brand's mentions in [start, end) per ``step`` from ``start``: one
         ``(bucket start, mentions, negative, sum of sentiment)`` per non-empty bucket."""
         size = step.total_seconds()
+        k = self.db.sql.whole.format("(b.created_at - ?) / ?")
         rows = self.db.read(
-            "SELECT CAST((b.created_at - ?) / ? AS INTEGER) AS k, COUNT(*), SUM(b.negative), "
+            f"SELECT {k} AS k, COUNT(*), SUM(b.negative), "
             "SUM(m.compound) FROM mention_brands b JOIN mentions m ON m.source = b.source "
             "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
             "GROUP BY k ORDER BY k",

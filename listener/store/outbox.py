@@ -64,8 +64,8 @@ class Outbox:
             )
         if params:
             c.executemany(
-                "INSERT OR IGNORE INTO outbox (alert_id, sink, incident_id, rule, payload, "
-                "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO outbox (alert_id, sink, incident_id, rule, payload, "
+                "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 params,
             )
 
@@ -142,9 +142,10 @@ class Outbox:
     def deliveries(self, incident_id: str) -> list[OutboxRecord]:
         """Every outbox row of an incident, oldest first, with when it ended (a failed
         row keeps its failure time in ``next_attempt_at``: see :meth:`mark_failed`)."""
+        drill = self.db.sql.json_flag.format(col="payload", key="drill")
         rows = self.db.read(
             "SELECT alert_id, sink, status, attempts, last_error, created_at, delivered_at, "
-            "next_attempt_at, json_extract(payload, '$.drill') FROM outbox "
+            f"next_attempt_at, {drill} FROM outbox "
             "WHERE incident_id = ? ORDER BY id",
             (incident_id,),
         )
@@ -175,14 +176,15 @@ class Outbox:
         second run over the same rows prunes none. Works in batches, one transaction each.
         """
         cutoff, removed = ts(before), 0
+        pruned = self.db.sql.pruned_payload.format(col="payload")
+        unpruned = self.db.sql.json_text.format(col="payload", key="pruned")
         while True:
             with self.db.guard("outbox prune") as c:
                 n = c.execute(
-                    "UPDATE outbox SET payload = json_object('pruned', 1, 'drill', "
-                    "COALESCE(json_extract(payload, '$.drill'), 0)) WHERE id IN ("
+                    f"UPDATE outbox SET payload = {pruned} WHERE id IN ("
                     "SELECT id FROM outbox WHERE status IN ('delivered', 'failed') "
                     "AND COALESCE(delivered_at, next_attempt_at) < ? "
-                    "AND json_extract(payload, '$.pruned') IS NULL LIMIT ?)",
+                    f"AND {unpruned} IS NULL LIMIT ?)",
                     (cutoff, _OUTBOX_PRUNE_BATCH),
                 ).rowcount
             removed += n

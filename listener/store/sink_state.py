@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,10 +28,10 @@ class StoreSinkState:
 
     def set(self, key: str, value: str) -> None:
         self.store.db.write(
-            "INSERT INTO sink_state VALUES (?, ?, ?, strftime('%s','now')) "
+            "INSERT INTO sink_state VALUES (?, ?, ?, ?) "
             "ON CONFLICT(sink, key) DO UPDATE SET value = excluded.value, "
             "updated_at = excluded.updated_at",
-            (self.sink, key, value),
+            (self.sink, key, value, int(time.time())),
         )
 
     def delete(self, key: str) -> None:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from listener.bus import (
     FORMAT,
     Bus,
-    alert_message,
     decode_alert,
     decode_event,
     decode_mention,
@@ -22,8 +21,11 @@ from listener.bus import (
     mention_key,
     tick_message,
 )
+from listener.bus.alerts import alert_message, decode_record
 from listener.errors import BusError, ConfigError, MessageError
-from listener.model import Alert, Author, Engagement, Mention, ScoredMention, Sentiment
+from listener.model import Alert, Author, Engagement, Fact, Mention, ScoredMention, Sentiment
+from listener.rules.engine import IncidentEvent
+from listener.rules.notify import Notice
 from listener.settings import Settings
 
 
@@ -88,7 +90,7 @@ def test_settings_check_the_bus_and_the_role() -> None:
     problems = {p.path: p for p in caught.value.problems}
     assert set(problems) == {"LISTENER_BUS", "LISTENER_ROLE"}
     assert "'k' is not HOST:PORT" in problems["LISTENER_BUS"].message
-    assert problems["LISTENER_ROLE"].hint == "known: all, ingest, evaluate"
+    assert problems["LISTENER_ROLE"].hint == "known: all, ingest, evaluate, deliver"
 
 
 def test_the_ticker_is_on_or_off() -> None:
@@ -122,6 +124,65 @@ def test_ticks_and_alerts_come_back_as_they_were_sent() -> None:
         trend_step=1800,
     )
     assert decode_alert(json.dumps(alert_message(alert, ["ops"]))) == (alert, ("ops",))
+
+
+def _recorded_alert() -> tuple[Alert, IncidentEvent, Notice]:
+    at = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    facts = (Fact("negative", 14.0, threshold=12.0, baseline=2.5),)
+    event = IncidentEvent(
+        "escalated", "i", 2, "angry", "Acme", "critical", "watch", "critical", at, facts
+    )
+    alert = Alert(
+        id="i#2",
+        incident_id="i",
+        kind="escalated",
+        rule="angry",
+        brand="Acme",
+        level="critical",
+        previous_level="watch",
+        at=at,
+        facts=facts,
+    )
+    notice = Notice("i#2", "escalated", "i", "critical", (), muted="silenced s1")
+    return alert, event, notice
+
+
+def test_an_alert_record_carries_the_event_and_notice_the_deliver_role_records() -> None:
+    """The event behind an alert and its notice (stamped with the evaluation's instant)
+    travel with it and decode to what the evaluator had; without them (an older writer)
+    the record has none and the alert's own time."""
+    alert, event, notice = _recorded_alert()
+    now = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
+    record = decode_record(json.dumps(alert_message(alert, [], event=event, notice=notice, at=now)))
+    assert (record.alert, record.sinks, record.event, record.notice) == (alert, (), event, notice)
+    assert record.at == now
+    bare = decode_record(json.dumps(alert_message(alert, ["ops"])))
+    assert (bare.event, bare.notice, bare.at, bare.sinks) == (None, None, alert.at, ("ops",))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"event": {"seq": 2}}, "missing key 'kind'"),
+        ({"notice": {"at": "noon"}}, "not an ISO 8601 instant"),
+        ({"event.seq": 3}, "event i#3 is not alert i#2's"),
+        ({"notice.alert_id": "i#1"}, "notice i#1 is not alert i#2's"),
+    ],
+)
+def test_an_alert_record_that_does_not_hold_together_says_why(
+    change: dict[str, object], message: str
+) -> None:
+    alert, event, notice = _recorded_alert()
+    value = alert_message(alert, [], event=event, notice=notice, at=alert.at)
+    for key, new in change.items():
+        if "." in key:
+            part, field = key.split(".")
+            value[part][field] = new
+        else:
+            value[key] = new
+    with pytest.raises(MessageError) as caught:
+        decode_record(json.dumps(value))
+    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,293 @@
+"""``listener run --role deliver``: the Deliver stage as a worker of distributed mode.
+
+Each worker of the consumer group ``{prefix}-deliver`` reads the ``alerts`` topic (keyed by
+incident) and records every message in the shared state in PostgreSQL
+(``LISTENER_STATE=postgresql://…``), in one transaction: the incident and its timeline
+(the rule engine's event), the notice (sent or muted, and why), and one outbox row per
+(alert id, sink). The outbox is the **delivery ledger**: a row is unique by (alert id,
+sink), so a message read again after a crash or a rebalance adds nothing, and a row once
+delivered is never sent again.
+
+**One sender at a time.** The worker that holds the delivery lease (a PostgreSQL
+advisory lock, :class:`~listener.store.postgres.Lease`) drains the outbox into the sinks
+with the same :class:`~listener.sinks.delivery.Deliverer` as embedded mode (order per
+incident, retries with backoff, rate limits, storm digests and their journal); the others
+record and stand by, trying for the lease every :data:`LEASE_EVERY` seconds. The server
+lets a lock go the moment its holder's connection closes, so when a delivery worker dies
+(even ``kill -9``) another takes over within about a second. A send that was accepted
+but not yet marked when its worker died is sent again by the next holder with the same
+idempotency key (the alert id), which the receivers deduplicate by: at least once on the
+wire, once in effect.
+
+SIGHUP re-reads rules.yaml (with the sinks' secrets, which must be set where a delivery
+worker runs) and rebuilds the sinks; a file that does not load is logged and the running
+one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import TYPE_CHECKING, ClassVar
+
+import structlog
+
+from listener.bus import topic
+from listener.bus.alerts import decode_record
+from listener.clock import Clock
+from listener.collectors.fetch import redact_url
+from listener.components import build_sinks
+from listener.config.schema import Config
+from listener.errors import ListenerError, MessageError, StoreError
+from listener.metrics import Metrics
+from listener.roles.worker import RoleWorker
+from listener.sinks.base import Refreshable, SinkContext
+from listener.sinks.delivery import Deliverer
+from listener.store import EvaluateWrite, Store, StoreSinkState, is_database_url
+from listener.store.postgres import Lease
+
+if TYPE_CHECKING:
+    from quixstreams import Application
+
+    from listener.bus import Bus
+
+log = structlog.get_logger("listener")
+
+ROLE = "deliver"
+LEASE_KEY = 0x6C646C76  # "ldlv": the advisory lock of the delivery lease
+LEASE_EVERY = 1.0
+"""Seconds between a standby's tries for the lease (and a holder's checks that it still
+holds it)."""
+
+
+class Sender:
+    """Drains the outbox into the sinks while this worker holds the lease: an event loop
+    in a thread of its own, with its own connection to the database."""
+
+    def __init__(
+        self, url: str, config: Config, config_path: str, metrics: Metrics, clock: Clock
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.config_path = config_path
+        self.metrics = metrics
+        self.clock = clock
+        self.leading = threading.Event()
+        """Set while this worker holds the lease and delivers."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._rebuild: asyncio.Event | None = None
+        self._deliverer: Deliverer | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(10)
+
+    def wake(self) -> None:
+        """New outbox rows were committed (from any thread)."""
+        loop, deliverer = self._loop, self._deliverer
+        if loop is not None and deliverer is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(deliverer.wake)
+
+    def reconfigure(self, config: Config) -> None:
+        """Deliver with these sinks from the next pass on (from any thread)."""
+        self.config = config
+        loop, rebuild = self._loop, self._rebuild
+        if loop is not None and rebuild is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(rebuild.set)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop, self._rebuild = asyncio.Event(), asyncio.Event()
+        self._started.set()
+        lease = Lease(self.url, LEASE_KEY)
+        try:
+            while not self._stop.is_set():
+                try:
+                    held = await asyncio.to_thread(lease.hold)
+                except StoreError as exc:
+                    log.warning("delivery_lease_failed", role=ROLE, error=str(exc))
+                    held = False
+                if held:
+                    await self._lead(lease)
+                else:
+                    await self._pause(LEASE_EVERY)
+        finally:
+            await asyncio.to_thread(lease.release)
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._stop is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _lead(self, lease: Lease) -> None:
+        """Deliver until the lease is lost or the worker stops."""
+        assert self._stop is not None
+        assert self._rebuild is not None
+        try:
+            store = await asyncio.to_thread(Store.open, self.url)
+        except StoreError as exc:
+            log.warning("delivery_store_failed", role=ROLE, error=str(exc))
+            await self._pause(LEASE_EVERY)
+            return
+        self.leading.set()
+        log.info("delivery_lease_taken", role=ROLE)
+        self.metrics.bus_rebalances.labels(role=ROLE, event="lease_taken").inc()
+        try:
+            while not self._stop.is_set():
+                self._rebuild.clear()
+                config = self.config
+                sinks = build_sinks(
+                    config,
+                    self.config_path,
+                    lambda name: SinkContext(StoreSinkState(store, name), self.clock),
+                )
+                deliverer = Deliverer(
+                    store,
+                    sinks,
+                    {n: c.delivery for n, c in config.sinks.items()},
+                    self.metrics,
+                    self.clock,
+                )
+                self._deliverer = deliverer
+                done = asyncio.Event()
+                tasks = [asyncio.create_task(deliverer.run(done))]
+                tasks += [
+                    asyncio.create_task(self._refresh(name, sink, done))
+                    for name, sink in sinks.items()
+                    if isinstance(sink, Refreshable) and sink.resend_every is not None
+                ]
+                kept = True
+                while not self._stop.is_set() and not self._rebuild.is_set():
+                    await self._pause(LEASE_EVERY)
+                    try:
+                        kept = await asyncio.to_thread(lease.hold)
+                    except StoreError:
+                        kept = False
+                    if not kept:
+                        break
+                done.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self._deliverer = None
+                for sink in sinks.values():
+                    with contextlib.suppress(Exception):
+                        await sink.aclose()
+                if not kept:
+                    log.warning("delivery_lease_lost", role=ROLE)
+                    return
+        finally:
+            self.leading.clear()
+            await asyncio.to_thread(store.close)
+
+    async def _refresh(self, name: str, sink: Refreshable, done: asyncio.Event) -> None:
+        """Keep what still fires alive in a sink that expires it (Alertmanager's
+        ``endsAt``), as embedded mode does, while this worker delivers."""
+        every = sink.resend_every.total_seconds()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), every)
+            if done.is_set():
+                return
+            try:
+                await sink.refresh()
+            except Exception as exc:  # logged and counted; the next refresh tries again
+                error_type = exc.error_type if isinstance(exc, ListenerError) else "unexpected"
+                self.metrics.error("deliver", error_type)
+                log.warning("sink_refresh_failed", role=ROLE, sink=name, error=str(exc))
+
+
+class DeliverWorker(RoleWorker):
+    """One delivery worker: :meth:`record` is what it does with each alert message,
+    :meth:`run` consumes until SIGTERM or SIGINT."""
+
+    role = ROLE
+    inputs = ("alerts",)
+    secrets: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        bus: Bus,
+        config_path: str,
+        *,
+        state_dir: str,
+        database: str,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not is_database_url(database):
+            raise ListenerError(
+                "the deliver role keeps the delivery ledger in PostgreSQL: set LISTENER_STATE "
+                "(or --state) to postgresql://USER@HOST/DB (docs/scaling.md)"
+            )
+        self.database = database
+        super().__init__(bus, config_path, state_dir=state_dir, metrics=metrics, clock=clock)
+
+    def setup(self) -> None:
+        self._messages = self.metrics.bus_messages
+        self.store = Store.open(self.database)  # StoreError: the CLI says why, exit 1
+        self.sender = Sender(self.database, self.config, self.config_path, self.metrics, self.clock)
+
+    def record(self, value: bytes) -> None:
+        """Record one alert message in the shared state (the incident's timeline, the
+        notice, the ledger's rows), all or nothing; one that is not an alert is counted
+        and skipped. A StoreError propagates: the application restarts and the message is
+        read again (nothing of it was committed)."""
+        config = self.reloaded()
+        if config is not None:
+            self.sender.reconfigure(config)
+        try:
+            rec = decode_record(value)
+        except MessageError as exc:
+            self._messages.labels(role=ROLE, topic="alerts", outcome="skipped").inc()
+            self.metrics.error("deliver", exc.error_type)
+            log.warning("message_skipped", role=ROLE, topic=self.bus.name("alerts"), error=str(exc))
+            return
+        unknown = sorted(set(rec.sinks) - set(self.config.sinks))
+        if unknown:  # an evaluator on another rules file: its rows wait in the ledger
+            log.error("alert_sink_unknown", role=ROLE, alert_id=rec.alert.id, sinks=unknown)
+            self.metrics.error("deliver", "unknown_sink")
+        self.store.write_evaluate(
+            EvaluateWrite(
+                now=rec.at,
+                events=[rec.event] if rec.event is not None else [],
+                notices=[rec.notice] if rec.notice is not None else [],
+                outbox=[(rec.alert, rec.sinks)] if rec.sinks else [],
+            )
+        )
+        self._messages.labels(role=ROLE, topic="alerts", outcome="ok").inc()
+        if rec.sinks:
+            self.sender.wake()
+
+    def stopped(self) -> None:
+        self.sender.stop()
+        with contextlib.suppress(StoreError):
+            self.store.close()
+
+    def application(self) -> Application:
+        """The worker's Quix Streams application (its topic made when missing); the
+        sender starts with the first one."""
+        app = self.quix()
+        alerts = topic(app, self.bus, "alerts")
+        app.dataframe(alerts).update(self.record)
+        if not self._sender_started:
+            self._sender_started = True
+            self.sender.start()
+        self.started(reads=self.bus.name("alerts"), ledger=redact_url(self.database))
+        return app
+
+    _sender_started = False
