@@ -29,10 +29,19 @@ evaluators (``listener run --role evaluate``, ``LISTENER_TICKER=off``), scored m
 counted per second and brand ticks evaluated per second (wall, from the evaluators'
 ``listener_bus_messages_total``, from the first counted to the last), and per CPU second.
 
+First, the kill and parity rounds (``bench/resilience.py``; ``--rounds``, 3 by default, 1
+with ``--quick``): airline tweets as six brands through 2 ingest, 2 evaluate and 2 deliver
+workers on the broker and a real PostgreSQL (Debian's, started as the tests start it),
+an ingest worker, an evaluator and the sending delivery worker SIGKILLed mid-stream,
+compared with embedded mode: lost pairs or alerts, alerts accepted twice by the receiver,
+counts that differ (recounted), parity of alerts and shared state, and each role's
+failover time.
+
 The machine has 2 cores here: more workers than cores share them, so wall throughput
-stops growing at 2; CPU per mention is the figure that carries to bigger machines. The
-deliver role and the kill/parity scenarios of issue 13 come with the deliver role (the
-parity and kill tests of ingest and evaluate: tests/integration/test_bus_evaluate.py).
+stops growing at 2; CPU per mention is the figure that carries to bigger machines.
+
+The last line is ``lost=N duplicate_alerts=N recounted=N parity=ok|MISMATCH``; the exit
+status is 1 unless every count is 0 and parity ok.
 """
 
 from __future__ import annotations
@@ -393,7 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=perf.DEFAULT_DATA)
     parser.add_argument(
-        "--roles", default="ingest,evaluate", help="which roles to measure (default: both)"
+        "--roles",
+        default="ingest,evaluate,kill",
+        help="what to run: ingest and evaluate throughput, the kill and parity rounds "
+        "(default: all three)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="kill and parity rounds (default 3; 1 with --quick)"
     )
     parser.add_argument(
         "--out",
@@ -414,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     from listener.ingest import Ingest
 
     failed = False
+    totals = {"lost": 0, "duplicate_alerts": 0, "recounted": 0}
+    parity = True
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         backends: list[tuple[str, Path | None]] = [("vader (crisis-aware)", None)]
@@ -431,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         vader = perf.vader_seconds([t.text for t in rows], time.process_time)
         say(report, f"{size:,} airline mentions; bare VADER {size / vader:,.0f} mentions per CPU s")
         with running_broker(work / "tansu.log") as address:
+            if "kill" in args.roles:
+                rounds = args.rounds or (1 if args.quick else 3)
+                size_k = 1_200 if args.quick else 2_400
+                found = kill_section(report, address, work, rounds, size_k)
+                for key in totals:
+                    totals[key] += found[key]
+                parity = parity and bool(found["parity"])
             if "evaluate" in args.roles:
                 evaluate_section(
                     report, address, work, tweets, 2_000 if args.quick else 10_000, [1, 2]
@@ -480,9 +504,63 @@ def main(argv: list[str] | None = None) -> int:
                     )
     if "ingest" in args.roles:
         say(report, "ingest: " + ("FAIL (mentions lost)" if failed else "ok (none lost)"))
+    say(
+        report,
+        f"lost={totals['lost'] + (1 if failed else 0)} "
+        f"duplicate_alerts={totals['duplicate_alerts']} recounted={totals['recounted']} "
+        f"parity={'ok' if parity else 'MISMATCH'}",
+    )
     if args.out != "-":
         write_section(Path(args.out), command, report)
-    return 1 if failed else 0
+    bad = failed or any(totals.values()) or not parity
+    return 1 if bad else 0
+
+
+def kill_section(
+    report: list[str], address: str, work: Path, rounds: int, size: int
+) -> dict[str, int | bool]:
+    """The kill and parity rounds (bench/resilience.py) on a PostgreSQL of their own."""
+    import math
+
+    from resilience import run_round
+
+    from tests.support.postgres import running_server
+
+    say(
+        report,
+        f"kill and parity: {rounds} round(s) of {size:,} airline tweets as six brands; 2 "
+        "ingest, 2 evaluate, 2 deliver workers; SIGKILL of an ingest worker while scoring, "
+        "an evaluator while counting, the sending delivery worker while alerts go out",
+    )
+    out: dict[str, int | bool] = {"lost": 0, "duplicate_alerts": 0, "recounted": 0, "parity": True}
+    failovers: dict[str, list[float]] = {}
+    with running_server() as pg:
+        for n in range(rounds):
+            folder = work / f"round{n}"
+            folder.mkdir()
+            r = run_round(address, pg, folder, size, n)
+            for key in ("lost", "duplicate_alerts", "recounted"):
+                out[key] = int(out[key]) + getattr(r, key)
+            out["parity"] = bool(out["parity"]) and r.parity
+            for role, seconds in r.failover.items():
+                failovers.setdefault(role, []).append(seconds)
+            say(
+                report,
+                f"  round {n + 1}: {r.mentions:,} mentions, {r.alerts} alerts; lost={r.lost} "
+                f"duplicate_alerts={r.duplicate_alerts} recounted={r.recounted} "
+                f"parity={'ok' if r.parity else 'MISMATCH ' + ', '.join(r.notes)}; failover "
+                + ", ".join(f"{role} {s:.1f} s" for role, s in r.failover.items())
+                + f"; {r.seconds:.0f} s",
+            )
+    say(
+        report,
+        "  failover (worst of the rounds): "
+        + ", ".join(
+            f"{role} {max(v):.1f} s" if not any(math.isnan(x) for x in v) else f"{role} n/a"
+            for role, v in failovers.items()
+        ),
+    )
+    return out
 
 
 def say(report: list[str], line: str) -> None:

@@ -174,9 +174,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--role",
         choices=ROLES,
-        help="all: the whole pipeline in this process (embedded mode, the default); ingest, "
-        "evaluate, deliver: a worker of distributed mode on LISTENER_BUS (deliver: with "
-        "--state postgresql://...; docs/scaling.md; env LISTENER_ROLE)",
+        help="all: the whole pipeline in this process (embedded mode, the default); "
+        "collector, ingest, evaluate, deliver: a worker of distributed mode on LISTENER_BUS "
+        "(collector and deliver: with --state postgresql://...; docs/scaling.md; env "
+        "LISTENER_ROLE)",
     )
 
     publish = _sub(
@@ -405,6 +406,12 @@ def _parser() -> argparse.ArgumentParser:
         "listener silence expire sil-1a2b3c4d",
     )
     exp.add_argument("silence", help="silence id (see `listener silence list`)")
+    exp.add_argument(
+        "--config",
+        "-c",
+        help="rules file listing the brands (distributed mode: a silence of every brand "
+        "ends for each; default: env LISTENER_CONFIG, else ./rules.yaml when present)",
+    )
     for sp in (add, lst, exp):
         sp.add_argument("--state", metavar="STATE", help=STATE_HELP)
 
@@ -705,6 +712,18 @@ def _run(args: argparse.Namespace) -> int:
             ticker=settings.ticker,
         )
         return evaluator.run(settings.listen)
+    if settings.role == "collector":
+        from listener.roles.collect import CollectorWorker
+
+        collector = CollectorWorker(
+            _bus(settings),
+            settings.config,
+            state_dir=settings.bus_state,
+            database=settings.state,
+            poll_timeout=settings.poll_timeout,
+            retention=settings.mention_retention,
+        )
+        return collector.run(settings.listen)
     if settings.role == "deliver":
         from listener.roles.deliver import DeliverWorker
 
@@ -844,6 +863,8 @@ def _incidents(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from listener import incidents
+    from listener.bus import ack_command, expire_command, silence_command
+    from listener.model import Ack
     from listener.settings import Settings
     from listener.store import Store
 
@@ -856,10 +877,14 @@ def _incidents(args: argparse.Namespace) -> int:
         duration, by = _silence_args(args)
         _check_silence_scope(args)
     _existing_state(settings.state)
+    evaluators = _evaluators(args, settings)
     store = Store.open(settings.state)
     now = datetime.now(UTC)
     try:
         if args.command == "ack":
+            record = incidents.ackable(store, args.incident, by)
+            if evaluators is not None:  # told first: a failure after it is healed by a rerun
+                evaluators.tell([ack_command(record.brand, record.id, Ack(by, now, args.note))])
             incidents.acknowledge(store, args.incident, by, now, args.note)
             print(
                 f"acknowledged {args.incident} as {by}; the daemon announces it to "
@@ -868,8 +893,7 @@ def _incidents(args: argparse.Namespace) -> int:
             return 0
         if args.command == "silence":
             if args.action == "add":
-                silence = incidents.add_silence(
-                    store,
+                silence = incidents.new_silence(
                     now=now,
                     duration=duration,
                     by=by,
@@ -878,11 +902,20 @@ def _incidents(args: argparse.Namespace) -> int:
                     rule=args.rule,
                     level=args.level,
                 )
+                if evaluators is not None:
+                    brands = evaluators.brands(silence.brand)
+                    evaluators.tell([silence_command(b, silence) for b in brands])
+                store.silence_log.add(silence)
                 print(f"{silence.id}: silenced until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
                 return 0
             if args.action == "expire":
-                if not store.silence_log.expire(args.silence, now):
+                found = [s for s in store.silence_log.select(now) if s.id == args.silence]
+                if not found:
                     raise incidents.NotFound(f"no active silence {args.silence!r}")
+                if evaluators is not None:
+                    brands = evaluators.brands(found[0].brand)
+                    evaluators.tell([expire_command(b, args.silence, now) for b in brands])
+                store.silence_log.expire(args.silence, now)
                 print(f"{args.silence}: expired")
                 return 0
             silences = store.silence_log.select()
@@ -913,6 +946,61 @@ def _incidents(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+class _Evaluators:
+    """Distributed mode's evaluators, as ``ack`` and ``silence`` reach them: the
+    ``commands`` topic, keyed by brand."""
+
+    def __init__(self, bus: Bus, config_path: str | None) -> None:
+        self.bus = bus
+        self.config_path = config_path
+
+    def brands(self, brand: str | None) -> list[str]:
+        """The brands a silence of ``brand`` (None: every brand) may mute: one command
+        each, for the evaluator that holds it."""
+        if brand is not None:
+            return [brand]
+        if self.config_path is None:
+            raise UsageError(
+                "a silence of every brand must reach the evaluator of each: pass --config "
+                "rules.yaml (or set LISTENER_CONFIG) for the list of brands"
+            )
+        from listener.config.load import load_config_without_secrets
+
+        config, _ = load_config_without_secrets(self.config_path)
+        return config.brand_names()
+
+    def tell(self, messages: list[dict[str, Any]]) -> None:
+        import json
+
+        try:
+            _produce(self.bus, "commands", [(m["brand"], json.dumps(m).encode()) for m in messages])
+        except BusError as exc:
+            raise ListenerError(
+                f"{exc}; nothing was changed: run the command again once the bus is back"
+            ) from None
+
+
+def _evaluators(args: argparse.Namespace, settings: Settings) -> _Evaluators | None:
+    """The evaluators to tell of an ack or a silence: those of distributed mode when the
+    state is its shared PostgreSQL database (None on a state file: the daemon reads it)."""
+    from listener.store import is_database_url
+
+    changes = args.command == "ack" or (
+        args.command == "silence" and args.action in ("add", "expire")
+    )
+    if not changes or not is_database_url(settings.state):
+        return None
+    if not settings.bus:
+        raise UsageError(
+            "the state is distributed mode's database: set LISTENER_BUS too, so that the "
+            "evaluators hear of it (docs/scaling.md)"
+        )
+    path = (args.config if args.command == "silence" else None) or os.environ.get("LISTENER_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    return _Evaluators(_bus(settings), path)
 
 
 def _check_silence_scope(args: argparse.Namespace) -> None:

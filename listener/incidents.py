@@ -79,8 +79,8 @@ def detail(store: Store, incident_id: str) -> dict[str, Any]:
     return out
 
 
-def acknowledge(store: Store, incident_id: str, by: str, now: datetime, note: str = "") -> None:
-    """Record that ``by`` took the incident; the daemon announces it and stops reminders."""
+def ackable(store: Store, incident_id: str, by: str) -> IncidentRecord:
+    """The open incident ``by`` may acknowledge; NotFound or Conflict (with why) else."""
     record = store.incident_log.get(incident_id)
     if record is None:
         raise NotFound(f"no incident {incident_id!r}")
@@ -88,6 +88,15 @@ def acknowledge(store: Store, incident_id: str, by: str, now: datetime, note: st
         raise Conflict(f"incident {incident_id} is {record.status}")
     if not by.strip():
         raise ListenerError("say who acknowledges (--by NAME)")
+    existing = store.ack_log.get([incident_id]).get(incident_id)
+    if existing is not None:
+        raise Conflict(f"incident {incident_id} was already acknowledged by {existing.by}")
+    return record
+
+
+def acknowledge(store: Store, incident_id: str, by: str, now: datetime, note: str = "") -> None:
+    """Record that ``by`` took the incident; the daemon announces it and stops reminders."""
+    ackable(store, incident_id, by)
     if not store.ack_log.add(incident_id, by.strip(), now, note):
         existing = store.ack_log.get([incident_id])[incident_id]
         raise Conflict(f"incident {incident_id} was already acknowledged by {existing.by}")
@@ -104,6 +113,32 @@ def add_silence(
     rule: str | None = None,
     level: str | None = None,
 ) -> Silence:
+    """A new silence (:func:`new_silence`), stored."""
+    silence = new_silence(
+        now=now,
+        duration=duration,
+        by=by,
+        comment=comment,
+        brand=brand,
+        rule=rule,
+        level=level,
+    )
+    store.silence_log.add(silence)
+    return silence
+
+
+def new_silence(
+    *,
+    now: datetime,
+    duration: timedelta,
+    by: str,
+    comment: str,
+    brand: str | None = None,
+    rule: str | None = None,
+    level: str | None = None,
+) -> Silence:
+    """A silence from now for ``duration``, checked (a comment, who, a positive
+    duration), with a new id."""
     if not comment.strip():
         raise ListenerError("a silence needs a comment saying why (--comment)")
     if not by.strip():
@@ -120,7 +155,6 @@ def add_silence(
         rule=rule,
         level=level,
     )
-    store.silence_log.add(silence)
     return silence
 
 

@@ -25,7 +25,11 @@ Topics (``{prefix}.{name}``), each created when missing with explicit ``retentio
   (no sinks: muted or routed nowhere; it still records the incident). ``event`` (the
   rule engine's event behind it; absent for reminders, acknowledgements and hand-offs)
   and ``notice`` (what the notification policy decided, stamped with the evaluation's
-  instant) are what the deliver role records in the shared state.
+  instant) are what the deliver role records in the shared state;
+* ``commands``: what people decided, keyed by the brand, for the brand's evaluator: an
+  acknowledgement (``{"v": 1, "brand": ..., "command": "ack", "incident_id": ..., "by":
+  ..., "at": ..., "note": ...}``), a silence (``"command": "silence"``, one message per
+  brand it may mute) or a silence ended (``"command": "expire"``).
 
 Messages are decoded here (:func:`decode_mention`, :func:`decode_scored`,
 :func:`decode_event`, :func:`decode_alert`; an alert's record:
@@ -47,7 +51,7 @@ from urllib.parse import parse_qsl, urlsplit
 from listener.clock import as_utc
 from listener.config.duration import parse_duration
 from listener.errors import BusError, DurationError, MessageError
-from listener.model import Alert, Mention, ScoredMention
+from listener.model import Ack, Alert, Mention, ScoredMention, Silence
 
 if TYPE_CHECKING:
     from quixstreams import Application
@@ -58,18 +62,25 @@ __all__ = [
     "TOPICS",
     "AppWatch",
     "Bus",
+    "Command",
     "Guarantee",
+    "ack_command",
     "decode_alert",
+    "decode_command",
     "decode_event",
     "decode_mention",
     "decode_scored",
     "encode_mention",
     "encode_scored",
+    "expire_command",
     "instant",
     "mention_key",
     "mention_message",
     "quix_app",
     "scored_message",
+    "silence_command",
+    "silence_from",
+    "silence_value",
     "tick_message",
     "topic",
 ]
@@ -78,7 +89,7 @@ FORMAT: Final = 1
 """The version of the messages' JSON (``"v"``); a reader refuses any other."""
 
 Guarantee = Literal["at-least-once", "exactly-once"]
-TopicName = Literal["mentions", "scored", "ticks", "alerts"]
+TopicName = Literal["mentions", "scored", "ticks", "alerts", "commands"]
 TOPICS: Final[tuple[TopicName, ...]] = get_args(TopicName)
 
 _HINT: Final = "e.g. LISTENER_BUS=kafka://127.0.0.1:9092 (docs/scaling.md)"
@@ -254,12 +265,117 @@ def decode_scored(value: bytes | str) -> tuple[str, ScoredMention]:
     return brand, scored
 
 
-def decode_event(value: bytes | str) -> tuple[str, ScoredMention | datetime]:
-    """What reaches a brand's evaluator: a scored mention (``scored``) or a tick (``ticks``),
-    with the brand; :class:`MessageError` when the message is neither."""
+@dataclass(frozen=True, slots=True)
+class Command:
+    """What people decided about a brand's alerts, for the evaluator that holds the brand
+    (the ``commands`` topic): an acknowledgement of one of its incidents (``ack`` with
+    ``incident_id``), a silence that covers it (``silence``), or a silence ended
+    (``expire``: ``silence_id`` at ``at``)."""
+
+    brand: str
+    incident_id: str | None = None
+    ack: Ack | None = None
+    silence: Silence | None = None
+    silence_id: str | None = None
+    at: datetime | None = None
+
+
+def ack_command(brand: str, incident_id: str, ack: Ack) -> dict[str, Any]:
+    """The value of a command: ``incident_id`` (of ``brand``) was acknowledged."""
+    return {
+        "v": FORMAT,
+        "brand": brand,
+        "command": "ack",
+        "incident_id": incident_id,
+        "by": ack.by,
+        "at": as_utc(ack.at).isoformat(),
+        "note": ack.note,
+    }
+
+
+def silence_command(brand: str, silence: Silence) -> dict[str, Any]:
+    """The value of a command: ``silence`` covers ``brand`` (one per brand it may mute)."""
+    return {
+        "v": FORMAT,
+        "brand": brand,
+        "command": "silence",
+        "silence": {"id": silence.id, **silence_value(silence)},
+    }
+
+
+def silence_value(silence: Silence) -> dict[str, Any]:
+    """A silence as JSON (but its id): in a command, and in an evaluator's state."""
+    return {
+        "brand": silence.brand,
+        "rule": silence.rule,
+        "level": silence.level,
+        "starts_at": as_utc(silence.starts_at).isoformat(),
+        "ends_at": as_utc(silence.ends_at).isoformat(),
+        "created_by": silence.created_by,
+        "comment": silence.comment,
+    }
+
+
+def silence_from(silence_id: str, value: Mapping[str, Any]) -> Silence:
+    """The silence :func:`silence_value` wrote (``KeyError``, ``TypeError``,
+    :class:`MessageError` when it is not one)."""
+    return Silence(
+        id=silence_id,
+        starts_at=instant(value["starts_at"], "silence"),
+        ends_at=instant(value["ends_at"], "silence"),
+        created_by=str(value["created_by"]),
+        comment=str(value["comment"]),
+        brand=value.get("brand"),
+        rule=value.get("rule"),
+        level=value.get("level"),
+    )
+
+
+def expire_command(brand: str, silence_id: str, at: datetime) -> dict[str, Any]:
+    """The value of a command: the silence ``silence_id`` ended at ``at``."""
+    return {
+        "v": FORMAT,
+        "brand": brand,
+        "command": "expire",
+        "silence_id": silence_id,
+        "at": as_utc(at).isoformat(),
+    }
+
+
+def decode_command(value: bytes | str) -> Command:
+    """The command a ``commands`` message carries; :class:`MessageError` otherwise."""
+    data = _object(value, "command")
+    brand, kind = data.get("brand"), data.get("command")
+    if not isinstance(brand, str) or not brand:
+        raise MessageError("command: no brand")
+    try:
+        if kind == "ack":
+            return Command(
+                brand,
+                incident_id=str(data["incident_id"]),
+                ack=Ack(str(data["by"]), instant(data["at"], "ack"), str(data.get("note", ""))),
+            )
+        if kind == "silence":
+            return Command(brand, silence=silence_from(str(data["silence"]["id"]), data["silence"]))
+        if kind == "expire":
+            return Command(
+                brand, silence_id=str(data["silence_id"]), at=instant(data["at"], "expire")
+            )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MessageError(f"command: {_describe(exc)}") from None
+    raise MessageError(f"command: unknown command {kind!r} (ack, silence, expire)")
+
+
+def decode_event(value: bytes | str) -> tuple[str, ScoredMention | datetime | Command]:
+    """What reaches a brand's evaluator: a scored mention (``scored``), a tick (``ticks``)
+    or a command (``commands``), with the brand; :class:`MessageError` when the message is
+    none of them."""
     data = _object(value, "evaluator message")
     if "scored" in data:
         return decode_scored(value)
+    if "command" in data:
+        command = decode_command(value)
+        return command.brand, command
     brand, at = data.get("brand"), data.get("at")
     if not isinstance(brand, str) or not brand or not isinstance(at, str):
         raise MessageError("evaluator message: neither a scored mention nor a tick")

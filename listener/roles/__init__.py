@@ -3,6 +3,8 @@ runs one stage of the pipeline as a worker of a consumer group on the message bu
 (:mod:`listener.bus`), so that workers of a role share its work and take over from one
 another. ``all`` (the default) is embedded mode, :class:`listener.app.Daemon`.
 
+* ``collector`` (:mod:`listener.roles.collect`): the sources, each polled by one collector
+  at a time → raw mentions keyed by source and id, cursors in the shared state;
 * ``ingest`` (:mod:`listener.roles.ingest`): raw mentions → the Ingest stage → scored
   mentions keyed by brand;
 * ``evaluate`` (:mod:`listener.roles.evaluate`): scored mentions and ticks, keyed by
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-Role = Literal["all", "ingest", "evaluate", "deliver"]
+Role = Literal["all", "collector", "ingest", "evaluate", "deliver"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 
 __all__ = ["ROLES", "Role"]

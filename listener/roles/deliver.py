@@ -19,6 +19,10 @@ but not yet marked when its worker died is sent again by the next holder with th
 idempotency key (the alert id), which the receivers deduplicate by: at least once on the
 wire, once in effect.
 
+**The mention archive.** Each delivery worker also archives the scored mentions
+(:class:`Archiver`, consumer group ``{prefix}-archive`` on ``scored``) in the shared state,
+for the reports and the incident pages.
+
 SIGHUP re-reads rules.yaml (with the sinks' secrets, which must be set where a delivery
 worker runs) and rebuilds the sinks; a file that does not load is logged and the running
 one kept.
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import structlog
 
-from listener.bus import topic
+from listener.bus import CONSUMER, decode_scored, topic
 from listener.bus.alerts import decode_record
 from listener.clock import Clock
 from listener.collectors.fetch import redact_url
@@ -41,10 +45,11 @@ from listener.components import build_sinks
 from listener.config.schema import Config
 from listener.errors import ListenerError, MessageError, StoreError
 from listener.metrics import Metrics
-from listener.roles.worker import RoleWorker
+from listener.model import ScoredMention
+from listener.roles.worker import RoleWorker, shared_state
 from listener.sinks.base import Refreshable, SinkContext
 from listener.sinks.delivery import Deliverer
-from listener.store import EvaluateWrite, Store, StoreSinkState, is_database_url
+from listener.store import EvaluateWrite, IngestWrite, Store, StoreSinkState
 from listener.store.postgres import Lease
 
 if TYPE_CHECKING:
@@ -55,6 +60,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("listener")
 
 ROLE = "deliver"
+ARCHIVE_BATCH = 500
+"""Scored mentions the archiver writes in one transaction, at most."""
 LEASE_KEY = 0x6C646C76  # "ldlv": the advisory lock of the delivery lease
 LEASE_EVERY = 1.0
 """Seconds between a standby's tries for the lease (and a holder's checks that it still
@@ -184,6 +191,10 @@ class Sender:
                 done.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self._deliverer = None
+                for name in sinks:  # the next holder reports the ledger: no stale gauge here
+                    for gauge in (self.metrics.outbox_pending, self.metrics.outbox_oldest_age):
+                        with contextlib.suppress(KeyError):
+                            gauge.remove(name)
                 for sink in sinks.values():
                     with contextlib.suppress(Exception):
                         await sink.aclose()
@@ -211,6 +222,83 @@ class Sender:
                 log.warning("sink_refresh_failed", role=ROLE, sink=name, error=str(exc))
 
 
+class Archiver:
+    """Keeps the mention archive (what ``listener report`` and the incident pages read)
+    in the shared state: a consumer of its own, group ``{prefix}-archive``, on ``scored``,
+    in a thread; each batch of up to :data:`ARCHIVE_BATCH` messages is written in one
+    transaction (a mention once, with every brand it matched; one stored before adds
+    nothing), then its offsets are committed. At least once, and a repeat changes
+    nothing. A failure (the database or the broker away) is logged and counted, and the
+    archiver starts again after a pause from the last committed offsets."""
+
+    def __init__(self, bus: Bus, url: str, metrics: Metrics, clock: Clock) -> None:
+        self.bus = bus
+        self.url = url
+        self.metrics = metrics
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="archiver", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pause = 1.0
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                pause = 1.0
+            except Exception as exc:  # the database or the broker: again after a pause
+                error = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+                self.metrics.error("store", error)
+                log.warning("archive_failed", role=ROLE, error=str(exc), retry_in=pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, 60.0)
+
+    def _consume(self) -> None:
+        from confluent_kafka import Consumer
+
+        messages = self.metrics.bus_messages
+        store = Store.open(self.url)
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bus.brokers,
+                "group.id": self.bus.group("archive"),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                **CONSUMER,
+            }
+        )
+        try:
+            consumer.subscribe([self.bus.name("scored")])
+            while not self._stop.is_set():
+                batch = consumer.consume(ARCHIVE_BATCH, 1.0)
+                fresh: dict[tuple[str, str], ScoredMention] = {}
+                for message in batch:
+                    if message.error() is not None:
+                        continue
+                    try:
+                        _, scored = decode_scored(message.value() or b"")
+                    except MessageError:
+                        messages.labels(role="archive", topic="scored", outcome="skipped").inc()
+                        continue
+                    fresh.setdefault(scored.mention.key, scored)
+                if fresh:
+                    store.write_ingest(
+                        IngestWrite(now=self.clock.now(), mentions=list(fresh.values()))
+                    )
+                    messages.labels(role="archive", topic="scored", outcome="ok").inc(len(fresh))
+                if batch:
+                    consumer.commit(asynchronous=False)
+        finally:
+            consumer.close()
+            store.close()
+
+
 class DeliverWorker(RoleWorker):
     """One delivery worker: :meth:`record` is what it does with each alert message,
     :meth:`run` consumes until SIGTERM or SIGINT."""
@@ -229,18 +317,14 @@ class DeliverWorker(RoleWorker):
         metrics: Metrics | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if not is_database_url(database):
-            raise ListenerError(
-                "the deliver role keeps the delivery ledger in PostgreSQL: set LISTENER_STATE "
-                "(or --state) to postgresql://USER@HOST/DB (docs/scaling.md)"
-            )
-        self.database = database
+        self.database = shared_state(database, "the delivery ledger")
         super().__init__(bus, config_path, state_dir=state_dir, metrics=metrics, clock=clock)
 
     def setup(self) -> None:
         self._messages = self.metrics.bus_messages
-        self.store = Store.open(self.database)  # StoreError: the CLI says why, exit 1
+        self._store: Store | None = None
         self.sender = Sender(self.database, self.config, self.config_path, self.metrics, self.clock)
+        self.archiver = Archiver(self.bus, self.database, self.metrics, self.clock)
 
     def record(self, value: bytes) -> None:
         """Record one alert message in the shared state (the incident's timeline, the
@@ -261,7 +345,9 @@ class DeliverWorker(RoleWorker):
         if unknown:  # an evaluator on another rules file: its rows wait in the ledger
             log.error("alert_sink_unknown", role=ROLE, alert_id=rec.alert.id, sinks=unknown)
             self.metrics.error("deliver", "unknown_sink")
-        self.store.write_evaluate(
+        if self._store is None:
+            self._store = Store.open(self.database)
+        self._store.write_evaluate(
             EvaluateWrite(
                 now=rec.at,
                 events=[rec.event] if rec.event is not None else [],
@@ -275,18 +361,23 @@ class DeliverWorker(RoleWorker):
 
     def stopped(self) -> None:
         self.sender.stop()
-        with contextlib.suppress(StoreError):
-            self.store.close()
+        self.archiver.stop()
+        if self._store is not None:
+            with contextlib.suppress(StoreError):
+                self._store.close()
 
     def application(self) -> Application:
         """The worker's Quix Streams application (its topic made when missing); the
         sender starts with the first one."""
+        if self._store is None:  # a database that cannot be reached: supervise waits
+            self._store = Store.open(self.database)
         app = self.quix()
         alerts = topic(app, self.bus, "alerts")
         app.dataframe(alerts).update(self.record)
         if not self._sender_started:
             self._sender_started = True
             self.sender.start()
+            self.archiver.start()
         self.started(reads=self.bus.name("alerts"), ledger=redact_url(self.database))
         return app
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,8 +40,11 @@ import structlog
 
 from listener.bus import (
     Bus,
+    Command,
     decode_event,
     mention_key,
+    silence_from,
+    silence_value,
     tick_message,
     topic,
 )
@@ -50,7 +53,7 @@ from listener.clock import Clock, as_utc
 from listener.config.schema import Config
 from listener.errors import MessageError
 from listener.metrics import Metrics
-from listener.model import ScoredMention
+from listener.model import Ack, ScoredMention, Silence
 from listener.processor import RELEASED, Processor
 from listener.roles.worker import RoleWorker
 from listener.rules.brand_state import BrandState
@@ -58,6 +61,7 @@ from listener.rules.notify import NotifyState
 from listener.rules.state import EngineState
 from listener.scoring.velocity import BucketRow
 from listener.store import Store
+from listener.store.incidents import Acks, Silences
 
 if TYPE_CHECKING:
     from quixstreams import Application
@@ -96,6 +100,8 @@ class BrandRecord:
         notify        its tracked incidents (NotifyState JSON)
         first         the start of its first bucket ever (epoch seconds) or null
         tick          its last tick (ISO 8601) or null
+        silences      the silences that may mute it (``commands``), by id
+        acks          its open incidents' acknowledgements (``commands``), by incident
     """
 
     version: int = 0
@@ -106,6 +112,8 @@ class BrandRecord:
     engine: str = ""
     notify: str = ""
     first: int | None = None
+    silences: dict[str, Silence] = field(default_factory=dict)
+    acks: dict[str, Ack] = field(default_factory=dict)
 
     @classmethod
     def read(cls, brand: str, state: KeyedState) -> tuple[BrandRecord, BrandState]:
@@ -133,6 +141,13 @@ class BrandRecord:
             engine=engine,
             notify=notify,
             first=first,
+            silences={
+                sid: silence_from(sid, v) for sid, v in (state.get("silences") or {}).items()
+            },
+            acks={
+                i: Ack(v["by"], datetime.fromisoformat(v["at"]), v.get("note", ""))
+                for i, v in (state.get("acks") or {}).items()
+            },
         )
         brand_state = BrandState(
             brand=brand,
@@ -183,9 +198,77 @@ class BrandRecord:
             state.set("first", first)
             self.first = first
 
+    def put_commands(self, state: KeyedState) -> None:
+        """Store its silences and acknowledgements as they are now."""
+        state.set("silences", {sid: silence_value(v) for sid, v in self.silences.items()})
+        state.set(
+            "acks",
+            {
+                i: {"by": a.by, "at": as_utc(a.at).isoformat(), "note": a.note}
+                for i, a in self.acks.items()
+            },
+        )
+
+    def apply(self, command: Command) -> bool:
+        """Take one command (the first acknowledgement of an incident wins, as in the
+        store; a silence seen before, or an expiry of none, changes nothing); whether the
+        record changed."""
+        if command.ack is not None and command.incident_id is not None:
+            if command.incident_id in self.acks:
+                return False
+            self.acks[command.incident_id] = command.ack
+            return True
+        if command.silence is not None:
+            if command.silence.id in self.silences:
+                return False
+            self.silences[command.silence.id] = command.silence
+            return True
+        if command.silence_id is not None and command.at is not None:
+            found = self.silences.get(command.silence_id)
+            if found is None or found.ends_at <= command.at:
+                return False
+            self.silences[command.silence_id] = replace(found, ends_at=command.at)
+            return True
+        return False
+
+    def forget(self, at: datetime, tracked: Collection[str]) -> bool:
+        """Drop silences that ended a day before ``at`` and the acknowledgements of
+        incidents no longer tracked (resolved); whether any went."""
+        ended = [sid for sid, v in self.silences.items() if v.ends_at < at - timedelta(days=1)]
+        done = [i for i in self.acks if i not in tracked]
+        for sid in ended:
+            del self.silences[sid]
+        for i in done:
+            del self.acks[i]
+        return bool(ended or done)
+
     def bump(self, state: KeyedState) -> None:
         self.version += 1
         state.set("v", self.version)
+
+
+class HeldSilences(Silences):
+    """The silences the processor sees: those of the brand being evaluated (its record's,
+    from ``commands``), not the cache's table."""
+
+    current: BrandRecord | None = None
+
+    def select(self, active_at: datetime | None = None) -> list[Silence]:
+        held = self.current.silences.values() if self.current is not None else ()
+        found = [s for s in held if active_at is None or s.active(active_at)]
+        return sorted(found, key=lambda s: s.starts_at, reverse=True)
+
+
+class HeldAcks(Acks):
+    """The acknowledgements the processor sees: those of the brand being evaluated."""
+
+    current: BrandRecord | None = None
+
+    def get(self, incident_ids: Iterable[str] | None = None) -> dict[str, Ack]:
+        held = self.current.acks if self.current is not None else {}
+        if incident_ids is None:
+            return dict(held)
+        return {i: held[i] for i in incident_ids if i in held}
 
 
 class BrandEvaluator:
@@ -204,6 +287,9 @@ class BrandEvaluator:
         self.store = Store.open(path)
         # every brand starts released: a brand is held once its state is read
         self.store.commit(now=now, kv={RELEASED: json.dumps(sorted(self.brands))})
+        # silences and acknowledgements reach a brand in its commands, and live in its state
+        self.silences, self.acks = HeldSilences(self.store.db), HeldAcks(self.store.db)
+        self.store.silence_log, self.store.ack_log = self.silences, self.acks
         # alerts go to the alerts topic, not to this cache's outbox
         self.processor = Processor(config, self.store, metrics, readings=False, holds_state=False)
         self.records: dict[str, BrandRecord] = {}
@@ -251,7 +337,25 @@ class BrandEvaluator:
         if isinstance(what, ScoredMention):
             self._count(brand, what, record, state)
             return []
+        if isinstance(what, Command):
+            self._command(what, record, state)
+            return []
         return self._tick(brand, what, record, state)
+
+    def _command(self, command: Command, record: BrandRecord, state: KeyedState) -> None:
+        if not record.apply(command):
+            self._messages.labels(role=ROLE, topic="commands", outcome="duplicate").inc()
+            return
+        self._messages.labels(role=ROLE, topic="commands", outcome="ok").inc()
+        record.put_commands(state)
+        record.bump(state)
+        log.info(
+            "command_applied",
+            role=ROLE,
+            brand=command.brand,
+            incident_id=command.incident_id,
+            silence_id=command.silence.id if command.silence else command.silence_id,
+        )
 
     def _count(
         self, brand: str, scored: ScoredMention, record: BrandRecord, state: KeyedState
@@ -281,7 +385,11 @@ class BrandEvaluator:
             return []
         self._messages.labels(role=ROLE, topic="ticks", outcome="ok").inc()
         processor = self.processor
-        decided = processor.evaluate_brands(at, (brand,))
+        self.silences.current = self.acks.current = record
+        try:
+            decided = processor.evaluate_brands(at, (brand,))
+        finally:
+            self.silences.current = self.acks.current = None
         record.put_rows(state, decided.buckets, processor.windows.bucket_starts(brand))
         keys = processor.state.keys
         mine = ((rule.name, brand) for rule in processor.rules)  # its keys: no scan of all
@@ -293,6 +401,8 @@ class BrandEvaluator:
             notify.to_json() if notify.incidents else "",
         )
         record.put_first(state, processor.windows.first_seen(brand))
+        if record.forget(at, notify.incidents):
+            record.put_commands(state)
         record.tick = at
         state.set("tick", at.isoformat())
         record.bump(state)
@@ -374,7 +484,7 @@ class EvaluateWorker(RoleWorker):
     """One evaluator: :meth:`run` consumes until SIGTERM or SIGINT."""
 
     role = ROLE
-    inputs = ("scored", "ticks")
+    inputs = ("scored", "ticks", "commands")
 
     def __init__(
         self,
@@ -422,7 +532,8 @@ class EvaluateWorker(RoleWorker):
         scored = topic(app, self.bus, "scored")
         ticks = topic(app, self.bus, "ticks", write="json")
         alerts = topic(app, self.bus, "alerts", write="json")
-        sdf = app.dataframe(scored).concat(app.dataframe(ticks))
+        commands = topic(app, self.bus, "commands")
+        sdf = app.dataframe(scored).concat(app.dataframe(ticks)).concat(app.dataframe(commands))
         sdf = sdf.apply(self.handle, stateful=True, expand=True)
         sdf.to_topic(alerts, key=lambda message: message["alert"]["incident_id"])
         if self.ticker_on and self._ticker is None:  # once its topic is known to exist
@@ -441,7 +552,7 @@ class EvaluateWorker(RoleWorker):
             )
             self._ticker.start()
         self.started(
-            reads=[self.bus.name("scored"), self.bus.name("ticks")],
+            reads=[self.bus.name(t) for t in ("scored", "ticks", "commands")],
             writes=self.bus.name("alerts"),
             ticker=self.ticker_on,
         )

@@ -20,12 +20,13 @@ from listener.bus import BUFFER, Bus, TopicName, quix_app
 from listener.clock import Clock, SystemClock
 from listener.config.load import load_config, load_config_without_secrets
 from listener.config.schema import Config
-from listener.errors import ConfigError, ListenerError
+from listener.errors import ConfigError, ConfigProblem, ListenerError
 from listener.httpapi import parse_listen
 from listener.metrics import Metrics
 from listener.roles.health import HealthServer, Readiness
 from listener.roles.supervise import supervise
 from listener.roles.watch import LagWatch, Watch
+from listener.store import is_database_url
 
 if TYPE_CHECKING:
     from quixstreams import Application
@@ -45,6 +46,25 @@ def load_rules(path: str, *, secrets: bool = False) -> Config:
         return load_config(path)
     config, _ = load_config_without_secrets(path)
     return config
+
+
+def shared_state(database: str, what: str) -> str:
+    """``database`` (``LISTENER_STATE``), which must name the shared state in PostgreSQL
+    for a role that keeps ``what`` there; a ConfigError saying so otherwise (exit 2)."""
+    if not is_database_url(database):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "environment",
+                    None,
+                    "LISTENER_STATE",
+                    f"{what}: kept in the shared state in PostgreSQL, not in {database!r}",
+                    "set LISTENER_STATE (or --state) to postgresql://USER@HOST/DB "
+                    "(docs/scaling.md)",
+                )
+            ]
+        )
+    return database
 
 
 class RoleWorker:

@@ -164,16 +164,19 @@ class RateLimiter:
 
     def ready_at(self) -> datetime:
         """When the next send is allowed (now, when one is)."""
-        now = self._clock.now()
+        return self._ready_at(self._clock.now())
+
+    def _ready_at(self, now: datetime) -> datetime:
         self._refill(now)
         if len(self._spent) < self.per_minute:
             return now
         return self._spent[0] + RATE_PERIOD
 
     def try_take(self) -> bool:
-        """Spend a token for one send now; ``False`` (nothing spent) when none is left."""
+        """Spend a token for one send now; ``False`` (nothing spent) when none is left.
+        One reading of the clock decides (a real clock moves between two readings)."""
         now = self._clock.now()
-        if self.ready_at() > now:
+        if self._ready_at(now) > now:
             return False
         self._spent.append(now)
         return True

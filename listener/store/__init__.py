@@ -15,7 +15,8 @@ One module per concern, composed by :class:`Store`:
     schema      the tables, :data:`SCHEMA_VERSION` and the migrations from earlier files
     mentions    seen mentions and their brands, the reports' reads, retention (store.mentions)
     windows     velocity window buckets (store.buckets)
-    cursors     collector cursors (store.cursors) and small named values (store.kv)
+    cursors     collector cursors (store.cursors), what distributed mode's collectors
+                published (store.collected) and small named values (store.kv)
     incidents   incidents, events, notices, drills (store.incident_log), silences
                 (store.silence_log), acknowledgements (store.ack_log)
     outbox      the delivery outbox (store.outbox)
@@ -40,7 +41,7 @@ from listener.collectors.base import Cursor
 from listener.errors import StoreError
 from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention, Silence
 from listener.store.core import Database, ts
-from listener.store.cursors import ENGINE_STATE, Cursors, KeyValues
+from listener.store.cursors import ENGINE_STATE, Collected, Cursors, KeyValues
 from listener.store.incidents import (
     Acks,
     IncidentEventRecord,
@@ -103,6 +104,7 @@ class Store:
         self.mentions = Mentions(db)
         self.buckets = Buckets(db)
         self.cursors = Cursors(db)
+        self.collected = Collected(db)
         self.kv = KeyValues(db)
         self.incident_log = Incidents(db)
         self.silence_log = Silences(db)
@@ -199,6 +201,7 @@ class Store:
         with self.db.guard("vacuum") as c:
             self.db.compact(c)
             KeyValues.put(c, {"last_vacuum_at": now.isoformat()})
+            self.db.checkpoint(c)
 
     def last_vacuum(self) -> datetime | None:
         """When :meth:`vacuum` last ran on this file (None: never)."""

@@ -149,11 +149,14 @@ class Database:
             c.executemany(sql, rows)
 
     def compact(self, c: Any) -> None:
-        """Give back the space pruning freed (``VACUUM``, then truncate the WAL), with
-        the lock held (``c`` from :meth:`guard`), never inside a transaction."""
+        """Give back the space pruning freed (``VACUUM``), with the lock held (``c`` from
+        :meth:`guard`), never inside a transaction."""
         if c.in_transaction:  # pragma: no cover - every transaction holds the lock
             raise StoreError(f"{self.path}: cannot vacuum inside a transaction")
         c.execute("VACUUM")
+
+    def checkpoint(self, c: Any) -> None:
+        """Fold the WAL into the file and truncate it (after :meth:`compact`)."""
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def size_bytes(self) -> int:

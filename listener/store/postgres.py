@@ -159,6 +159,19 @@ CREATE TABLE drill_incidents (
 );
 """,
     ),
+    (
+        2,
+        "collected: what the collectors have put on the bus",
+        """
+CREATE TABLE collected (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    collected_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (source, id)
+);
+CREATE INDEX collected_at ON collected (collected_at);
+""",
+    ),
 )
 """(version, what, SQL), oldest first. Never edit a released one: add the next."""
 
@@ -310,6 +323,9 @@ class PostgresDatabase(Database):
     def compact(self, c: Any) -> None:
         """``VACUUM`` (outside a transaction: the connection is in autocommit)."""
         c.execute("VACUUM")
+
+    def checkpoint(self, c: Any) -> None:
+        """Nothing: the server manages its write-ahead log."""
 
     def size_bytes(self) -> int:
         rows = self.read("SELECT pg_database_size(current_database())")

@@ -147,6 +147,13 @@ CREATE TABLE IF NOT EXISTS sink_state (
 CREATE TABLE IF NOT EXISTS drill_incidents (
     incident_id TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS collected (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    collected_at REAL NOT NULL,
+    PRIMARY KEY (source, id)
+);
+CREATE INDEX IF NOT EXISTS collected_at ON collected (collected_at);
 """
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -39,6 +42,7 @@ from tests.integration.broker import (
     wait_for,
 )
 from tests.integration.test_bus_ingest import AIRLINES, airline_mentions, publish
+from tests.support.receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -56,11 +60,22 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as hook:
+        yield hook
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, receiver: WebhookReceiver) -> Path:
+    return write_rules(tmp_path_factory.mktemp("config") / "rules.yaml", receiver.url())
+
+
+def write_rules(path: Path, hook: str) -> Path:
+    """The six airlines, a rule that opens, escalates and resolves over their week, and a
+    webhook sink at ``hook`` (also bench/resilience.py's)."""
     brands = "".join(
         f"  - name: {name}\n    handles: ['{handle}']\n" for name, handle in AIRLINES.items()
     )
-    path = tmp_path_factory.mktemp("config") / "rules.yaml"
     path.write_text(
         "brands:\n" + brands + "rules:\n"
         "  - name: angry\n"
@@ -72,7 +87,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "        when: {type: volume, metric: negative, window: 2h, above: 12}\n"
         "        for: 30m\n"
         "routes:\n  default: [ops]\n"
-        "sinks:\n  ops: {type: console}\n",
+        # the replayed week ends hours ago: its alerts are days old when they go out
+        f"sinks:\n  ops: {{type: webhook, url: '{hook}', delivery: {{max_age: 30d}}}}\n",
         encoding="utf-8",
     )
     return path
@@ -80,19 +96,50 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def mentions() -> list[Mention]:
-    return airline_mentions(2400, every=6)
+    return recent(airline_mentions(2400, every=6))
+
+
+def recent(mentions: list[Mention]) -> list[Mention]:
+    """The mentions moved by whole weeks (days and hours of the week kept) to end over 5
+    hours ago: the delivery workers run on the real clock, and an alert that ends up
+    older than its sink's ``max_age`` (at most a year) expires undelivered."""
+    last = max(m.created_at for m in mentions)
+    weeks = (datetime.now(UTC) - timedelta(hours=5) - last) // timedelta(weeks=1)
+    shift = timedelta(weeks=weeks)
+    return [replace(m, created_at=m.created_at + shift) for m in mentions]
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What embedded mode made of the mentions: the alerts routed to a sink, the
+    (mention, brand) pairs counted, and what its state file records (:func:`records`)."""
+
+    alerts: set[Decision]
+    pairs: set[Pair]
+    records: dict[str, list[tuple[Any, ...]]]
 
 
 @pytest.fixture(scope="module")
 def want(
     config: Path, mentions: list[Mention], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[set[Decision], set[Pair]]:
+) -> Embedded:
     return embedded(config, mentions, tmp_path_factory.mktemp("embedded"))
 
 
-def embedded(config: Path, mentions: list[Mention], tmp: Path) -> tuple[set[Decision], set[Pair]]:
+def records(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """What a state records of the incidents: every incident, event, notice and ledger row
+    (the ledger's alert ids and sinks)."""
+    return {
+        "incidents": sorted(tuple(r) for r in store._read("SELECT * FROM incidents")),
+        "events": sorted(tuple(r) for r in store._read("SELECT * FROM incident_events")),
+        "notices": sorted(tuple(r) for r in store._read("SELECT * FROM notices")),
+        "ledger": sorted(tuple(r) for r in store._read("SELECT alert_id, sink FROM outbox")),
+    }
+
+
+def embedded(config: Path, mentions: list[Mention], tmp: Path) -> Embedded:
     """What embedded mode's processor decides: every mention counted, then the rules run at
-    each tick instant. The alerts, and the (mention, brand) pairs counted."""
+    each tick instant."""
     cfg = load_with_warnings(str(config))[0]
     store = Store.open(tmp / "embedded.db")
     try:
@@ -104,6 +151,7 @@ def embedded(config: Path, mentions: list[Mention], tmp: Path) -> tuple[set[Deci
             for alert in processor.evaluate(at):
                 alerts.add((alert.id, alert.kind, alert.level, alert.incident_id))
         counted_pairs = sum(r.matched for r in results)
+        recorded = records(store)
     finally:
         store.close()
     scored = {
@@ -112,7 +160,7 @@ def embedded(config: Path, mentions: list[Mention], tmp: Path) -> tuple[set[Deci
         for brand in s.brands
     }
     assert counted_pairs <= len(scored)
-    return alerts, scored
+    return Embedded(alerts, scored, recorded)
 
 
 def ticks(mentions: list[Mention]) -> list[datetime]:
@@ -192,24 +240,29 @@ def decisions(out: list[tuple[str, bytes]]) -> list[Decision]:
     return found
 
 
-def test_evaluators_decide_what_embedded_mode_decides_through_kills_and_rebuilds(
+def test_distributed_mode_decides_and_records_what_embedded_mode_does_through_kills(
     broker: str,
     config: Path,
     mentions: list[Mention],
-    want: tuple[set[Decision], set[Pair]],
+    want: Embedded,
+    receiver: WebhookReceiver,
+    database: str,
     tmp_path: Path,
 ) -> None:
-    """2,400 airline tweets through two ingest workers and two evaluators sharing four
-    partitions, then a tick every 30 minutes of the week for each brand: the alerts on
-    ``alerts`` (keyed by incident) are those of embedded mode, no more, no fewer. While
-    mentions are scored, an ingest worker is SIGKILLed, and while they are counted, an
-    evaluator; each comes back on its state folder (a pod restarted): every matched
-    mention still reaches ``scored`` for each of its brands (some twice: the killed
-    worker's uncommitted ones again), and none is lost or counted twice. Halfway through
-    the ticks the other evaluator stops and comes back with an empty state folder: it
-    rebuilds its brands from the changelog, says so in its metrics, and decides on as
-    before."""
-    want_alerts, want_pairs = want
+    """2,400 airline tweets through two ingest workers, two evaluators and two delivery
+    workers sharing four partitions, then a tick every 30 minutes of the week for each
+    brand: the alerts on ``alerts`` (keyed by incident) are those of embedded mode, no
+    more, no fewer; the shared state in PostgreSQL records the same incidents, events,
+    notices and ledger rows as embedded mode's state file, the receiver accepts every
+    routed alert, and the archive holds every matched mention for each of its brands.
+    While mentions are scored, an ingest worker is SIGKILLed, while they are counted, an
+    evaluator, and while alerts are delivered, a delivery worker; each comes back on its
+    state folder (a pod restarted): every matched mention still reaches ``scored`` for
+    each of its brands, none is counted twice, and no alert is lost (at most the one in
+    flight is sent again, with its idempotency key). Halfway through the ticks the other
+    evaluator stops and comes back with an empty state folder: it rebuilds its brands
+    from the changelog, says so in its metrics, and decides on as before."""
+    want_alerts, want_pairs = want.alerts, want.pairs
     pairs = len(want_pairs)
     assert len(want_alerts) > 20  # incidents open, escalate and resolve: the test is not empty
     assert {kind for _, kind, _, _ in want_alerts} >= {"opened", "escalated", "resolved"}
@@ -218,11 +271,14 @@ def test_evaluators_decide_what_embedded_mode_decides_through_kills_and_rebuilds
 
     def start(role: str, folder: str, log: str) -> Worker:
         extra = {"LISTENER_TICKER": "off"} if role == "evaluate" else {}
+        if role == "deliver":
+            extra["LISTENER_STATE"] = database
         return Worker(role, config, bus_env(bus, tmp_path / folder, **extra), tmp_path / log)
 
     ingest = [start("ingest", f"i{i}", f"i{i}.log") for i in range(2)]
     evaluators = [start("evaluate", f"e{i}", f"e{i}.log") for i in range(2)]
-    killed = [ingest[0], evaluators[1]]
+    deliver = [start("deliver", f"d{i}", f"d{i}.log") for i in range(2)]
+    killed = [ingest[0], evaluators[1], deliver[0]]
     try:
         wait_for("a sixth counted", lambda: counted(evaluators) >= pairs // 6)
         killed[0].proc.kill()
@@ -238,6 +294,9 @@ def test_evaluators_decide_what_embedded_mode_decides_through_kills_and_rebuilds
         half = len(times) // 2
         tick(bus, config, times[:half], tmp_path)
         consume(bus, "alerts", lambda got: len(decisions(got)) >= 10, timeout=120)
+        killed[2].proc.kill()  # a delivery worker, while alerts go out
+        killed[2].proc.wait()
+        deliver[0] = start("deliver", "d0", "d0-again.log")
         # one evaluator goes and comes back with nothing: its state is the changelog's
         assert evaluators[0].stop() == 0
         evaluators[0] = start("evaluate", "e-empty", "e0-empty.log")
@@ -258,10 +317,14 @@ def test_evaluators_decide_what_embedded_mode_decides_through_kills_and_rebuilds
             return found >= want_pairs
 
         consume(bus, "scored", all_scored)
+        routed = {alert_id for alert_id, _ in want.records["ledger"]}
+        wait_for("alerts delivered", lambda: set(accepted(receiver)) >= routed, timeout=120)
+        wait_for("alerts recorded", lambda: caught_up(bus, "deliver", "alerts"))
+        wait_for("mentions archived", lambda: caught_up(bus, "archive", "scored"))
     finally:
-        codes = stop_all([*ingest, *evaluators])
+        codes = stop_all([*ingest, *evaluators, *deliver])
         stop_all(killed)
-    assert codes == [0, 0, 0, 0], [w.output()[-2000:] for w in [*ingest, *evaluators]]
+    assert codes == [0] * 6, [w.output()[-2000:] for w in [*ingest, *evaluators, *deliver]]
     assert set(decisions(out)) == want_alerts
     assert found == want_pairs  # every one scored, for each of its brands
     # the worker that came back empty restored its partitions' state, and says so
@@ -269,6 +332,29 @@ def test_evaluators_decide_what_embedded_mode_decides_through_kills_and_rebuilds
     assert metric(rebuilt, "listener_bus_rebalances_total", event="assigned") >= 1
     assert metric(rebuilt, "listener_bus_partitions") >= 1
     assert behind == {"scored": 0, "ticks": 0}
+    # delivered: every routed alert, once in effect (the one in flight at the kill may
+    # have gone twice, with the same idempotency key)
+    sent = Counter(accepted(receiver))
+    assert set(sent) == routed
+    assert sum(sent.values()) - len(sent) <= 1
+    # recorded: the shared state holds what embedded mode's state file does
+    store = Store.open(database)
+    try:
+        shared = records(store)
+        archived = {
+            ((r[1], r[2]), r[0])
+            for r in store._read("SELECT brand, source, id FROM mention_brands")
+        }
+        statuses = {r[0] for r in store._read("SELECT status FROM outbox")}
+    finally:
+        store.close()
+    assert shared == want.records
+    assert statuses == {"delivered"}
+    assert archived == want_pairs
+
+
+def accepted(receiver: WebhookReceiver) -> list[str]:
+    return [str(r.idempotency_key) for r in receiver.requests if r.accepted]
 
 
 def pairs_of(messages: list[tuple[str, bytes]]) -> set[Pair]:

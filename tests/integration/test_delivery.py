@@ -676,6 +676,22 @@ def test_rate_limiter_is_strict_per_sliding_minute() -> None:
         RateLimiter(0, clock)
 
 
+class TickingClock(ManualClock):
+    """A clock that moves a microsecond at every reading, as the real one does."""
+
+    def now(self) -> datetime:
+        return self.advance(timedelta(microseconds=1))
+
+
+def test_rate_limiter_takes_a_free_token_on_a_clock_that_moves_between_readings() -> None:
+    """With tokens left, a send is allowed even though the clock moved since the caller
+    read it (a real clock always does: before the fix, a rate-limited sink sent only when
+    two readings fell in the same microsecond, and otherwise spun)."""
+    clock = TickingClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    limiter = RateLimiter(2, clock)
+    assert [limiter.try_take() for _ in range(3)] == [True, True, False]
+
+
 async def test_rate_limit_spreads_sends_over_time_without_dropping(
     store: Store, clock: ManualClock, metrics: Metrics
 ) -> None:

@@ -26,7 +26,7 @@ from listener.store import (
     StoreSinkState,
     mention_row,
 )
-from listener.store.cursors import ENGINE_STATE, Cursors, KeyValues
+from listener.store.cursors import ENGINE_STATE, Collected, Cursors, KeyValues
 from listener.store.incidents import Acks, Incidents, Silences
 from listener.store.mentions import Mentions
 from listener.store.outbox import Outbox
@@ -307,6 +307,8 @@ PUBLIC: dict[str, Callable[[Store], object]] = {
     "mentions.source_counts": lambda s: s.mentions.source_counts("Acme", T0, T0),
     "mentions.prune": lambda s: s.mentions.prune(T0),
     "cursors.load": lambda s: s.cursors.load("x"),
+    "collected.seen": lambda s: s.collected.seen("x", ["m1"]),
+    "collected.prune": lambda s: s.collected.prune(T0),
     "buckets.load": lambda s: s.buckets.load(),
     "kv.get": lambda s: s.kv.get(ENGINE_STATE),
     "outbox.due": lambda s: s.outbox.due("hook", T0),
@@ -355,6 +357,7 @@ WRITES = {
     "write_brand",
     "commit",
     "mentions.prune",
+    "collected.prune",
     "outbox.mark_delivered",
     "outbox.mark_retry",
     "outbox.mark_failed",
@@ -372,6 +375,7 @@ WRITES = {
 CONCERNS: dict[str, type] = {
     "mentions": Mentions,
     "cursors": Cursors,
+    "collected": Collected,
     "buckets": Buckets,
     "kv": KeyValues,
     "outbox": Outbox,

@@ -90,7 +90,7 @@ def test_settings_check_the_bus_and_the_role() -> None:
     problems = {p.path: p for p in caught.value.problems}
     assert set(problems) == {"LISTENER_BUS", "LISTENER_ROLE"}
     assert "'k' is not HOST:PORT" in problems["LISTENER_BUS"].message
-    assert problems["LISTENER_ROLE"].hint == "known: all, ingest, evaluate, deliver"
+    assert problems["LISTENER_ROLE"].hint == "known: all, collector, ingest, evaluate, deliver"
 
 
 def test_the_ticker_is_on_or_off() -> None:

@@ -324,3 +324,95 @@ def test_an_evaluators_cache_keeps_no_outbox_and_forgets_old_mentions(
         worker.handle(json.dumps(tick_message(brand, at)).encode(), states[brand])
     # the calm ones go; those near an incident stay (a report of it shows them)
     assert worker.store.seen(keys) == {s.mention.key for s in scored}
+
+
+def test_acks_and_silences_reach_the_evaluator_as_commands(config: Config, tmp_path: Path) -> None:
+    """An acknowledgement and silences given as ``commands`` messages, just before the tick
+    at which embedded mode's store first holds them, give the same notices: the
+    acknowledged alert and no more reminders, muted alerts with the silence's id, a
+    silence of every brand (one command per brand) and one expired early. A command
+    delivered twice changes nothing."""
+    from listener.bus import ack_command, expire_command, silence_command
+    from listener.bus.alerts import decode_record
+    from listener.model import Ack, Silence
+
+    scored = stream(config, 7)
+    probe = Store.open(tmp_path / "probe.db")
+    processor = Processor(config, probe, Metrics(CollectorRegistry()))
+    for s in scored:
+        for brand in s.brands:
+            processor.count_scored(brand, [s], s.mention.created_at)
+    opened = next(a for at in ticks() for a in processor.evaluate(at) if a.kind == "opened")
+    probe.close()
+    ack_at = opened.at + timedelta(minutes=3)
+    mute_at, end_at = START + timedelta(minutes=40), START + timedelta(minutes=100)
+    everyone = Silence("sil-all", mute_at, end_at, "ana", "release", rule="angry")
+    g_at = START + timedelta(hours=2)
+    globex = Silence("sil-g", g_at, START + timedelta(hours=3), "bo", "ok", brand="Globex")
+    expire_at = g_at + timedelta(minutes=25)  # before the reminder of the incident it muted
+
+    def commands(at: datetime) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if at == ack_at:
+            out.append(ack_command(opened.brand, opened.incident_id, Ack("ana", at, "on it")))
+        if at == mute_at:
+            out += [silence_command(b, everyone) for b in BRANDS]
+        if at == g_at:
+            out.append(silence_command("Globex", globex))
+        if at == expire_at:
+            out.append(expire_command("Globex", "sil-g", at))
+        return out
+
+    # embedded mode: the store holds each at the same instant
+    store = Store.open(tmp_path / "embedded.db")
+    processor = Processor(config, store, Metrics(CollectorRegistry()))
+    for s in scored:
+        for brand in s.brands:
+            processor.count_scored(brand, [s], s.mention.created_at)
+    for at in ticks():
+        if at == ack_at:
+            store.ack_log.add(opened.incident_id, "ana", at, "on it")
+        if at == mute_at:
+            store.silence_log.add(everyone)
+        if at == g_at:
+            store.silence_log.add(globex)
+        if at == expire_at:
+            store.silence_log.expire("sil-g", at)
+        processor.evaluate(at)
+    want = sorted(
+        (r[0], r[1], r[2], tuple(json.loads(r[3])), r[4])
+        for r in store._read("SELECT alert_id, kind, level, sinks, muted FROM notices")
+    )
+    store.close()
+    assert any(kind == "acknowledged" for _, kind, _, _, _ in want)
+    muted = [(a, m.split()[1]) for a, *_, m in want if m and m.startswith("silenced")]
+    assert {sid for _, sid in muted} == {"sil-all", "sil-g"}
+    assert ("20260302T101600Z-globex-angry#1", "sil-g") in muted
+    assert not any(a.startswith("20260302T101600Z-globex-angry#rem") for a, _ in muted)
+
+    worker = _evaluator(config, tmp_path, "w")
+    states = {brand: KeyValues() for brand in BRANDS}
+    for s in scored:
+        for brand in s.brands:
+            worker.handle(json.dumps(scored_message(s, brand)).encode(), states[brand])
+    got = []
+    for at in ticks():
+        for command in commands(at):
+            for _ in range(2):  # delivered twice
+                assert worker.handle(json.dumps(command).encode(), states[command["brand"]]) == []
+        for brand in BRANDS:
+            for message in worker.handle(
+                json.dumps(tick_message(brand, at)).encode(), states[brand]
+            ):
+                n = decode_record(json.dumps(message)).notice
+                assert n is not None
+                got.append((n.alert_id, n.kind, n.level, n.sinks, n.muted))
+    assert sorted(got) == want
+    duplicate = worker.metrics.bus_messages.labels(
+        role="evaluate", topic="commands", outcome="duplicate"
+    )
+    assert duplicate._value.get() == len(BRANDS) + 3
+    assert set(states["Globex"]["silences"]) == {"sil-all", "sil-g"}
+    later = json.dumps(tick_message("Globex", START + timedelta(days=2))).encode()
+    worker.handle(later, states["Globex"])
+    assert states["Globex"]["silences"] == {}  # ended over a day before: forgotten

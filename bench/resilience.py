@@ -1,0 +1,225 @@
+"""Distributed mode's parity and kill rounds (issue 13), run by ``bench/scale.py``.
+
+Each round replays airline tweets as six brands (the set of
+tests/integration/test_bus_evaluate.py) through two ingest workers, two evaluators and two
+delivery workers on a real broker (tansu) and a real PostgreSQL, with a webhook receiver
+that records every request: while mentions are scored an ingest worker is SIGKILLed,
+while they are counted an evaluator, and while alerts go out a delivery worker; each
+comes back on its state folder. The round then compares with embedded mode's processor
+on the same mentions at the same instants:
+
+* ``lost``: matched (mention, brand) pairs that never reached ``scored`` or the archive,
+  alerts embedded mode made that distributed mode did not, routed alerts the receiver
+  never accepted;
+* ``duplicate_alerts``: alerts the receiver accepted more than once (the one in flight
+  when its delivery worker died may go twice, with the same idempotency key);
+* ``recounted``: incident events whose facts (the counts behind each decision) differ
+  from embedded mode's: a mention counted twice, or not at all, shows there;
+* ``parity``: the alerts, incidents, events, notices and ledger rows are embedded mode's.
+
+Failover: seconds from each SIGKILL until the killed worker's partitions were taken by a
+survivor (ingest, evaluate: the survivors' ``listener_bus_rebalances_total{event=
+"assigned"}`` moves) or until the other delivery worker held the lease and sent (deliver).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.integration.broker import (
+    Worker,
+    bus_env,
+    caught_up,
+    consume,
+    new_bus,
+    produce,
+    wait_for,
+)
+from tests.integration.test_bus_evaluate import (
+    AIRLINES,
+    Embedded,
+    accepted,
+    counted,
+    decisions,
+    embedded,
+    encode_tick,
+    metric,
+    pairs_of,
+    recent,
+    records,
+    tick,
+    ticks,
+    write_rules,
+)
+from tests.integration.test_bus_ingest import airline_mentions, publish
+from tests.support.postgres import new_database
+from tests.support.receiver import WebhookReceiver
+
+
+@dataclass
+class Round:
+    """What one round found."""
+
+    lost: int = 0
+    duplicate_alerts: int = 0
+    recounted: int = 0
+    parity: bool = True
+    failover: dict[str, float] = field(default_factory=dict)
+    alerts: int = 0
+    mentions: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _assigned(workers: list[Worker]) -> float:
+    total = 0.0
+    for w in workers:
+        if w.proc.poll() is not None:
+            continue
+        try:
+            _, text = w.get("/metrics")
+        except Exception:  # a worker starting or stopping: counted at the next poll
+            continue
+        total += metric(text, "listener_bus_rebalances_total", event="assigned")
+    return total
+
+
+def _failover(survivors: list[Worker], before: float, timeout: float = 120) -> float:
+    """Seconds until the survivors were assigned partitions again (after a kill)."""
+    began = time.monotonic()
+    while _assigned(survivors) <= before:
+        if time.monotonic() - began > timeout:
+            return float("nan")
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
+def _lease_holder(workers: list[Worker]) -> int | None:
+    held = None
+    for i, worker in enumerate(workers):
+        if worker.proc.poll() is None and any(
+            e.get("event") == "delivery_lease_taken" for e in worker.events()
+        ):
+            held = i
+    return held
+
+
+def run_round(
+    address: str, pg_server: str, work: Path, size: int, number: int, reference: Any = None
+) -> Round:
+    """One parity and kill round in ``work`` (a folder of its own)."""
+    began = time.monotonic()
+    out = Round()
+    mentions = recent(airline_mentions(size, every=max(1, 14_000 // size)))
+    out.mentions = len(mentions)
+    database = new_database(pg_server)
+    with WebhookReceiver() as receiver:
+        config = write_rules(work / "rules.yaml", receiver.url())
+        want: Embedded = embedded(config, mentions, work)
+        out.alerts = len(want.alerts)
+        bus = new_bus(address, partitions=4)
+        if publish(bus, mentions, work).returncode:
+            raise SystemExit("publish failed")
+
+        def start(role: str, name: str) -> Worker:
+            extra = {"LISTENER_TICKER": "off"} if role == "evaluate" else {}
+            if role == "deliver":
+                extra["LISTENER_STATE"] = database
+            return Worker(role, config, bus_env(bus, work / name, **extra), work / f"{name}.log")
+
+        ingest = [start("ingest", f"i{i}") for i in range(2)]
+        evaluators = [start("evaluate", f"e{i}") for i in range(2)]
+        deliver = [start("deliver", f"d{i}") for i in range(2)]
+        killed: list[Worker] = []
+        pairs = len(want.pairs)
+        try:
+            for w in [*ingest, *evaluators, *deliver]:
+                w.address()
+            wait_for("a sixth counted", lambda: counted(evaluators) >= pairs // 6, 300)
+            before = _assigned(ingest[1:])
+            killed.append(ingest[0])
+            ingest[0].proc.kill()
+            ingest[0].proc.wait()
+            out.failover["ingest"] = _failover(ingest[1:], before)
+            ingest[0] = start("ingest", "i0-again")
+            wait_for("a third counted", lambda: counted(evaluators) >= pairs // 3, 300)
+            before = _assigned(evaluators[:1])
+            killed.append(evaluators[1])
+            evaluators[1].proc.kill()
+            evaluators[1].proc.wait()
+            out.failover["evaluate"] = _failover(evaluators[:1], before)
+            evaluators[1] = start("evaluate", "e1")  # its own state folder, warm
+            wait_for("mentions scored", lambda: caught_up(bus, "ingest", "mentions"), 300)
+            wait_for("scored counted", lambda: caught_up(bus, "evaluate", "scored"), 300)
+            times = ticks(mentions)
+            half = len(times) // 2
+            tick(bus, config, times[:half], work)
+            consume(bus, "alerts", lambda got: len(decisions(got)) >= 5, timeout=300)
+            victim = _lease_holder(deliver)
+            victim = 0 if victim is None else victim
+            sent_before = len(accepted(receiver))
+            killed.append(deliver[victim])
+            deliver[victim].proc.kill()
+            deliver[victim].proc.wait()
+            down = time.monotonic()
+            brands = list(AIRLINES)
+            produce(bus, "ticks", [(b, encode_tick(b, at)) for at in times[half:] for b in brands])
+            wait_for("the other sends", lambda: len(accepted(receiver)) > sent_before, timeout=300)
+            out.failover["deliver"] = time.monotonic() - down
+            deliver[victim] = start("deliver", f"d{victim}-again")
+            out_alerts = consume(
+                bus, "alerts", lambda got: set(decisions(got)) >= want.alerts, timeout=300
+            )
+            wait_for("ticks evaluated", lambda: caught_up(bus, "evaluate", "ticks"), 300)
+            routed = {alert_id for alert_id, _ in want.records["ledger"]}
+            wait_for("alerts delivered", lambda: set(accepted(receiver)) >= routed, 300)
+            wait_for("alerts recorded", lambda: caught_up(bus, "deliver", "alerts"), 300)
+            wait_for("mentions archived", lambda: caught_up(bus, "archive", "scored"), 300)
+            found: set[Any] = set()
+            seen = [0]
+
+            def all_scored(got: list[tuple[str, bytes]]) -> bool:
+                found.update(pairs_of(got[seen[0] :]))
+                seen[0] = len(got)
+                return found >= want.pairs
+
+            consume(bus, "scored", all_scored, timeout=300)
+            time.sleep(2)  # a pass of the standby, were it to send again
+            sent = Counter(accepted(receiver))
+        finally:
+            for w in [*ingest, *evaluators, *deliver]:
+                w.stop()
+            for w in killed:
+                w.stop()
+    from listener.store import Store
+
+    store = Store.open(database)
+    try:
+        shared = records(store)
+        rows = store._read("SELECT brand, source, id FROM mention_brands")
+        archived = {((source, mention), brand) for brand, source, mention in rows}
+    finally:
+        store.close()
+    made = set(decisions(out_alerts))
+    out.lost = (
+        len(want.pairs - found)
+        + len(want.pairs - archived)
+        + len(want.alerts - made)
+        + len(routed - set(sent))
+    )
+    out.duplicate_alerts = sum(n - 1 for n in sent.values())
+    events = {(r[0], r[1]): r for r in shared["events"]}
+    out.recounted = sum(1 for r in want.records["events"] if events.get((r[0], r[1])) != r) + len(
+        set(events) - {(r[0], r[1]) for r in want.records["events"]}
+    )
+    out.parity = made == want.alerts and shared == want.records
+    if not out.parity:
+        for key in shared:
+            if shared[key] != want.records[key]:
+                out.notes.append(f"{key} differ")
+    out.seconds = time.monotonic() - began
+    return out

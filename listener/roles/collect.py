@@ -1,0 +1,466 @@
+"""``listener run --role collector``: the sources of rules.yaml polled by a group of
+collectors, their mentions put on the ``mentions`` topic (keyed by ``[source, id]``).
+
+**Each source is polled by exactly one collector at a time.** Ownership goes through
+partition assignment: every collector joins the consumer group ``{prefix}-collector`` on
+the ``mentions`` topic and pauses the partitions it is given at once (it reads none of
+them; the group is only how Kafka shares the sources out and notices a collector gone).
+A source belongs to partition ``crc32(name) mod partitions``; a collector polls the sources
+of its partitions. When the group rebalances, a collector stops its sources' pollers
+before it lets the partitions go (a poll in flight ends first, bounded by
+``LISTENER_POLL_TIMEOUT``), so the next owner never polls alongside it; a collector that
+dies (even ``kill -9``) leaves its partitions, and its sources, to the others within the
+session timeout (10 s).
+
+**Cursors are durable** in the shared state (``LISTENER_STATE=postgresql://...``, the
+``cursors`` table), with what was published (``collected``: a feed lists its items at
+every poll, and each goes on the bus once; forgotten after ``LISTENER_MENTION_RETENTION``):
+a poll's new mentions are put on the bus and acknowledged by the broker before its cursor
+is saved with them, so a collector that dies between the two polls that stretch
+again (at least once: the evaluators count each mention key once) and one that takes a
+source over resumes where its last owner saved.
+
+Each source keeps its interval, jitter, timeouts, byte caps and retry policy: a failure
+is logged once (``poll_failed``), counted, and retried with exponential backoff and jitter
+(``Retry-After`` honoured), and the collector keeps running. The same source metrics as
+embedded mode (``listener_polls_total``, ``listener_source_up``, ...) are served on
+``/metrics`` by the collector that owns the source. The secrets of the sources are read
+(they must be set where a collector runs); those of the sinks too, as the rules file is
+read whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import structlog
+
+from listener.bus import CONSUMER, encode_mention, mention_key, quix_app, topic
+from listener.clock import Clock
+from listener.collectors.base import Collector, Cursor, PollResult
+from listener.components import build_collectors
+from listener.config.duration import format_duration
+from listener.config.schema import SourceConfig
+from listener.errors import (
+    BusError,
+    CollectorError,
+    ListenerError,
+    PollTimeout,
+    RateLimited,
+    StoreError,
+)
+from listener.metrics import Metrics
+from listener.model import Mention
+from listener.pipeline import backoff_delay
+from listener.roles.worker import RoleWorker, shared_state
+from listener.store import Store
+from listener.store.cursors import Collected, Cursors
+
+if TYPE_CHECKING:
+    from listener.bus import Bus
+
+log = structlog.get_logger("listener")
+
+ROLE = "collector"
+PRUNE_EVERY = 3600.0
+"""Seconds between two prunes of what was published (``collected``)."""
+
+
+def owner_partition(source: str, partitions: int) -> int:
+    """The partition of ``mentions`` whose holder polls ``source``."""
+    return zlib.crc32(source.encode("utf-8")) % partitions
+
+
+@dataclass
+class Health:
+    failures: int = 0
+    backoff_until: datetime | None = None
+
+
+class SourcePoller:
+    """Polls one source until told to stop: each poll's mentions go on the bus, then its
+    cursor is saved (see the module)."""
+
+    def __init__(
+        self,
+        name: str,
+        collector: Collector,
+        cfg: SourceConfig,
+        worker: CollectorWorker,
+    ) -> None:
+        self.name = name
+        self.collector = collector
+        self.cfg = cfg
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"poll:{name}", daemon=True)
+        self._busy: threading.Thread | None = None
+        self.health = Health()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling; returns once a poll in flight has ended (its deadline bounds it)."""
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        worker, rng = self.worker, random.Random()
+        log.info("source_owned", role=ROLE, source=self.name)
+        cursor: Cursor | None = None
+        loaded = False
+        while not self._stop.is_set():
+            now = worker.clock.now()
+            started = time.monotonic()
+            try:
+                if not loaded:
+                    cursor, loaded = worker.load_cursor(self.name), True
+                result = self._poll(cursor, now)
+                fresh = worker.fresh(self.name, result.mentions)
+                worker.publish(self.name, fresh)
+                worker.save_cursor(self.name, result.cursor, fresh, now)
+                cursor = result.cursor
+            except Exception as exc:  # a source, the bus or the database: retried
+                delay = self._failed(exc, rng)
+            else:
+                self._succeeded(result, now)
+                every = self.cfg.interval.total_seconds()
+                delay = every + rng.uniform(0, self.cfg.jitter.total_seconds())
+            finally:
+                worker.metrics.poll_duration.labels(source=self.name).observe(
+                    time.monotonic() - started
+                )
+            self._stop.wait(delay)
+        log.info("source_released", role=ROLE, source=self.name)
+
+    def _poll(self, cursor: Cursor | None, now: datetime) -> PollResult:
+        """One poll in a thread of its own, waited for at most the poll deadline; a poll
+        still running from before (it overran) is waited for first."""
+        deadline = self.worker.poll_timeout.total_seconds()
+        if self._busy is not None and self._busy.is_alive():
+            late = format_duration(self.worker.poll_timeout)
+            raise PollTimeout(
+                f"an earlier poll is still running past {late}; no new poll starts until it ends"
+            )
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                box["result"] = self.collector.poll(cursor, now)
+            except BaseException as exc:
+                box["error"] = exc
+
+        self._busy = threading.Thread(target=call, name=f"fetch:{self.name}", daemon=True)
+        self._busy.start()
+        self._busy.join(deadline)
+        if self._busy.is_alive():
+            raise PollTimeout(
+                f"the poll did not finish within {format_duration(self.worker.poll_timeout)} "
+                "(LISTENER_POLL_TIMEOUT)"
+            )
+        if "error" in box:
+            raise box["error"]
+        result: PollResult = box["result"]
+        return result
+
+    def _succeeded(self, result: PollResult, now: datetime) -> None:
+        metrics = self.worker.metrics
+        self.health = Health()
+        metrics.polls.labels(source=self.name, outcome="ok").inc()
+        metrics.mentions_collected.labels(source=self.name).inc(len(result.mentions))
+        metrics.source_up.labels(source=self.name).set(1)
+        metrics.source_backoff.labels(source=self.name).set(0)
+        metrics.source_last_success.labels(source=self.name).set(now.timestamp())
+        if result.quota_remaining is not None:
+            metrics.source_quota.labels(source=self.name).set(result.quota_remaining)
+        for err in result.errors:
+            metrics.error("collect", err.error_type)
+            log.warning(
+                "source_partial_failure",
+                role=ROLE,
+                source=self.name,
+                error_type=err.error_type,
+                error=str(err),
+            )
+        log.info("poll_ok", role=ROLE, source=self.name, mentions=len(result.mentions))
+
+    def _failed(self, exc: Exception, rng: random.Random) -> float:
+        metrics = self.worker.metrics
+        error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+        stage = "collect" if isinstance(exc, CollectorError) else "store"
+        if isinstance(exc, BusError):
+            stage = "bus"
+        self.health.failures += 1
+        initial, maximum = (
+            self.cfg.retry.initial.total_seconds(),
+            self.cfg.retry.max.total_seconds(),
+        )
+        delay = backoff_delay(self.health.failures, initial, maximum, rng)
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        self.health.backoff_until = self.worker.clock.now() + timedelta(seconds=delay)
+        metrics.polls.labels(source=self.name, outcome="error").inc()
+        metrics.error(stage, error_type)
+        metrics.source_up.labels(source=self.name).set(0)
+        metrics.source_backoff.labels(source=self.name).set(delay)
+        log.warning(
+            "poll_failed",
+            role=ROLE,
+            source=self.name,
+            error_type=error_type,
+            error=str(exc),
+            failures=self.health.failures,
+            retry_in=round(delay, 1),
+        )
+        return delay
+
+
+class Ownership:
+    """A collector's run under supervise: the group membership until SIGTERM or SIGINT."""
+
+    def __init__(self, worker: CollectorWorker) -> None:
+        self.worker = worker
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        self.worker.run_group(self.stopping)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class CollectorWorker(RoleWorker):
+    """One collector: owns the sources of the ``mentions`` partitions the group gives it."""
+
+    role = ROLE
+    inputs = ()
+    secrets: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        bus: Bus,
+        config_path: str,
+        *,
+        state_dir: str,
+        database: str,
+        poll_timeout: timedelta = timedelta(minutes=2),
+        retention: timedelta = timedelta(days=30),
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.database = shared_state(database, "the sources' cursors")
+        self.poll_timeout = poll_timeout
+        self.retention = retention
+        super().__init__(bus, config_path, state_dir=state_dir, metrics=metrics, clock=clock)
+
+    def setup(self) -> None:
+        self._lock = threading.RLock()
+        self._pollers: dict[str, SourcePoller] = {}
+        self._owned: set[int] = set()
+        self._store: Store | None = None
+        self._producer: Any = None
+        self._collectors: dict[str, Collector] = {}
+        self._partitions = self.bus.partitions
+
+    # ------------------------------------------------------------------ for the pollers
+
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = Store.open(self.database)
+            return self._store
+
+    def load_cursor(self, source: str) -> Cursor | None:
+        return self.store().cursors.load(source)
+
+    def fresh(self, source: str, mentions: Sequence[Mention]) -> list[Mention]:
+        """Those of a poll's mentions not published before (a feed lists its items at
+        every poll), each once."""
+        found = self.store().collected.seen(source, [m.id for m in mentions])
+        out: dict[str, Mention] = {}
+        for mention in mentions:
+            if mention.id not in found:
+                out.setdefault(mention.id, mention)
+        return list(out.values())
+
+    def save_cursor(
+        self, source: str, cursor: Cursor, published: Sequence[Mention], now: datetime
+    ) -> None:
+        """The poll's cursor and what it published, in one transaction."""
+        with self.store().db.transaction("cursor") as c:
+            Cursors.save(c, source, cursor, now.timestamp())
+            Collected.remember(c, source, [m.id for m in published], now.timestamp())
+
+    def publish(self, source: str, mentions: Sequence[Mention]) -> None:
+        """Put mentions on ``mentions`` and wait until the broker has them all."""
+        if not mentions:
+            return
+        failed: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failed.append(str(err))
+
+        producer, name = self._producer, self.bus.name("mentions")
+        for mention in mentions:
+            while True:
+                try:
+                    producer.produce(
+                        name,
+                        encode_mention(mention),
+                        mention_key(mention).encode(),
+                        on_delivery=delivered,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        left = producer.flush(60)
+        if left or failed:
+            raise BusError(
+                f"{source}: {left + len(failed)} of {len(mentions)} mentions not "
+                f"acknowledged by the broker ({failed[0] if failed else 'timed out after 60s'})"
+            )
+        self.metrics.bus_messages.labels(role=ROLE, topic="mentions", outcome="ok").inc(
+            len(mentions)
+        )
+
+    # ------------------------------------------------------------------ ownership
+
+    def owned_sources(self, partitions: set[int]) -> list[str]:
+        total = self._partitions
+        return sorted(
+            name for name in self.config.sources if owner_partition(name, total) in partitions
+        )
+
+    def assigned(self, partitions: Sequence[int]) -> None:
+        with self._lock:
+            self._owned |= set(partitions)
+            self._sync()
+        self.metrics.bus_rebalances.labels(role=ROLE, event="assigned").inc()
+        self.metrics.bus_partitions.labels(role=ROLE).set(len(self._owned))
+
+    def revoked(self, partitions: Sequence[int], *, lost: bool = False) -> None:
+        with self._lock:
+            self._owned -= set(partitions)
+            self._sync()
+        self.metrics.bus_rebalances.labels(role=ROLE, event="lost" if lost else "revoked").inc()
+        self.metrics.bus_partitions.labels(role=ROLE).set(len(self._owned))
+
+    def _sync(self) -> None:
+        """Start a poller for each source now owned, stop those no longer owned."""
+        want = set(self.owned_sources(self._owned))
+        for name in sorted(set(self._pollers) - want):
+            self._pollers.pop(name).stop()
+        for name in sorted(want - set(self._pollers)):
+            poller = SourcePoller(name, self._collectors[name], self.config.sources[name], self)
+            self._pollers[name] = poller
+            poller.start()
+
+    def _prune(self) -> None:
+        """Forget what was published longer ago than the mention retention."""
+        try:
+            gone = self.store().collected.prune(self.clock.now() - self.retention)
+        except StoreError as exc:  # the next prune tries again
+            log.warning("collected_prune_failed", role=ROLE, error=str(exc))
+            return
+        if gone:
+            log.info("collected_pruned", role=ROLE, removed=gone)
+
+    def release_all(self) -> None:
+        with self._lock:
+            for poller in self._pollers.values():
+                poller.stop()
+            self._pollers.clear()
+            self._owned.clear()
+
+    # ------------------------------------------------------------------ the worker
+
+    def application(self) -> Ownership:  # type: ignore[override]
+        """What supervise runs: the group membership (the ``mentions`` topic made first,
+        as the other roles make theirs)."""
+        with tempfile.TemporaryDirectory() as state:
+            topic(quix_app(self.bus, ROLE, state), self.bus, "mentions")
+        self.started(writes=self.bus.name("mentions"), sources=len(self.config.sources))
+        return Ownership(self)
+
+    def run_group(self, stop: threading.Event) -> None:
+        """Hold ownership until ``stop``: join the group, pause what it gives, and keep the
+        membership alive; a reload (SIGHUP) rebuilds the collectors."""
+        from confluent_kafka import Consumer, Producer
+
+        self._collectors = build_collectors(self.config, self.config_path)
+        self._producer = Producer(
+            {
+                "bootstrap.servers": self.bus.brokers,
+                "partitioner": "murmur2",
+                "enable.idempotence": True,
+                **({"batch.num.messages": self.bus.batch} if self.bus.batch else {}),
+            }
+        )
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bus.brokers,
+                "group.id": self.bus.group(ROLE),
+                "enable.auto.commit": False,
+                **CONSUMER,
+            }
+        )
+
+        def on_assign(c: Any, parts: list[Any]) -> None:
+            c.pause(parts)  # held for ownership, never read
+            self.assigned([p.partition for p in parts])
+
+        def on_revoke(_c: Any, parts: list[Any]) -> None:
+            self.revoked([p.partition for p in parts])
+
+        def on_lost(_c: Any, parts: list[Any]) -> None:
+            self.revoked([p.partition for p in parts], lost=True)
+
+        try:
+            name = self.bus.name("mentions")
+            found = consumer.list_topics(name, timeout=10).topics.get(name)
+            if found is None or found.error is not None or not found.partitions:
+                raise BusError(f"{name}: no such topic on {self.bus.brokers}")
+            self._partitions = len(found.partitions)
+            consumer.subscribe(
+                [self.bus.name("mentions")],
+                on_assign=on_assign,
+                on_revoke=on_revoke,
+                on_lost=on_lost,
+            )
+            pruned = 0.0
+            while not stop.is_set():
+                consumer.poll(0.5)
+                if time.monotonic() - pruned > PRUNE_EVERY:
+                    pruned = time.monotonic()
+                    self._prune()
+                config = self.reloaded()
+                if config is not None:
+                    self.release_all()
+                    for collector in self._collectors.values():
+                        with contextlib.suppress(Exception):
+                            collector.close()
+                    self._collectors = build_collectors(config, self.config_path)
+                    with self._lock:
+                        self._owned = {p.partition for p in consumer.assignment()}
+                        self._sync()
+        finally:
+            self.release_all()
+            consumer.close()
+            self._producer.flush(10)
+            for collector in self._collectors.values():
+                with contextlib.suppress(Exception):
+                    collector.close()

@@ -1,0 +1,163 @@
+"""Distributed mode's collector role on a real broker (tansu) and PostgreSQL, against RSS
+feeds served on 127.0.0.1: each source is polled by one collector at a time, every item
+reaches ``mentions`` once, and when a collector is SIGKILLed the other takes its sources
+over from their durable cursors."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from listener.bus import decode_mention
+from tests.integration.broker import (
+    Worker,
+    bus_env,
+    consume,
+    new_bus,
+    running_broker,
+    stop_all,
+    wait_for,
+)
+from tests.support.feed_server import FeedServer, Route
+
+pytestmark = pytest.mark.e2e
+
+SOURCES = [f"news{i}" for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_broker(tmp_path_factory.mktemp("tansu") / "tansu.log") as address:
+        yield address
+
+
+def rss(items: list[str]) -> bytes:
+    when = format_datetime(datetime.now(UTC))
+    entries = "".join(
+        f"<item><guid>{guid}</guid><title>Acme news {guid}</title>"
+        f"<link>https://news.test/{guid}</link><pubDate>{when}</pubDate></item>"
+        for guid in items
+    )
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{entries}'
+        "</channel></rss>"
+    ).encode()
+
+
+def spans(worker: Worker) -> dict[str, list[tuple[float, float]]]:
+    """Per source, when this collector owned it: (from, to) in Unix seconds (to: now
+    while it still does)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    opened: dict[str, float] = {}
+    for event in worker.events():
+        name, source = event.get("event"), event.get("source")
+        if not isinstance(source, str):
+            continue
+        at = datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+        if name == "source_owned":
+            opened[source] = at
+        elif name == "source_released" and source in opened:
+            out.setdefault(source, []).append((opened.pop(source), at))
+    for source, at in opened.items():
+        out.setdefault(source, []).append((at, float("inf")))
+    return out
+
+
+def owned_now(worker: Worker) -> set[str]:
+    return {s for s, periods in spans(worker).items() if periods[-1][1] == float("inf")}
+
+
+def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
+    broker: str, database: str, tmp_path: Path
+) -> None:
+    """Two collectors share six RSS sources: every source is owned by one of them at any
+    time (their logs' ownership spans never overlap), every item reaches ``mentions``
+    once, keyed by source and id. One collector is SIGKILLed: the other owns every source
+    within the group's session timeout, resumes each from the cursor saved in the
+    shared state (nothing published again), and publishes what the feeds add next."""
+    bus = new_bus(broker, partitions=4)
+    items = {s: [f"{s}-a{i}" for i in range(3)] for s in SOURCES}
+    with FeedServer() as server:
+        for source in SOURCES:
+            server.route(f"/{source}.xml", Route(body=rss(items[source])))
+        config = tmp_path / "rules.yaml"
+        config.write_text(
+            "brands:\n  - name: Acme\n"
+            "sources:\n"
+            + "".join(
+                f"  {s}:\n    type: rss\n    urls: ['{server.url(f'/{s}.xml')}']\n"
+                "    interval: 1s\n    jitter: 0s\n    retry: {initial: 1s, max: 2s}\n"
+                for s in SOURCES
+            )
+            + "rules:\n  - name: spike\n    levels:\n      high:\n"
+            "        when: {type: volume, window: 1h, above: 100}\n"
+            "routes:\n  default: [ops]\nsinks:\n  ops: {type: console}\n",
+            encoding="utf-8",
+        )
+        env = bus_env(bus, tmp_path / "state", LISTENER_STATE=database)
+        workers = [Worker("collector", config, env, tmp_path / f"c{i}.log") for i in range(2)]
+        killed: list[Worker] = []
+
+        def keys(got: list[tuple[str, bytes]]) -> Counter[tuple[str, str]]:
+            return Counter(decode_mention(v).key for _, v in got)
+
+        def published(want: int) -> list[tuple[str, bytes]]:
+            return consume(bus, "mentions", lambda got: len(keys(got)) >= want, timeout=90)
+
+        try:
+            wait_for(
+                "both collectors own sources",
+                lambda: (
+                    all(owned_now(w) for w in workers)
+                    and set().union(*(owned_now(w) for w in workers)) == set(SOURCES)
+                ),
+                timeout=90,
+            )
+            first = published(len(SOURCES) * 3)
+            time.sleep(3)  # polls that find nothing new: each cursor saved after its poll
+            victim = workers[0]
+            taken = owned_now(victim)
+            killed.append(victim)
+            victim.proc.kill()
+            victim.proc.wait()
+            down, killed_at = time.monotonic(), time.time()
+            survivor = workers[1]
+            wait_for("the survivor owns every source", lambda: owned_now(survivor) == set(SOURCES))
+            takeover = time.monotonic() - down
+            for source in SOURCES:
+                items[source].append(f"{source}-b")
+                server.route(f"/{source}.xml", Route(body=rss(items[source])))
+            everything = published(len(SOURCES) * 4)
+            time.sleep(2)  # another poll of each: nothing more may come
+            everything = published(len(SOURCES) * 4)
+            _, metrics = survivor.get("/metrics")
+        finally:
+            codes = stop_all(workers[1:])
+            for worker in killed:
+                worker.stop()
+    assert codes == [0], workers[1].output()[-2000:]
+    assert taken  # the victim did own sources
+    print(f"collector failover after SIGKILL: {takeover:.1f} s")  # measured, for -s
+    assert takeover < 60
+    got = keys(everything)
+    assert len(got) == len(SOURCES) * 4
+    assert max(got.values()) == 1  # nothing published twice, before or after the kill
+    assert len(keys(first)) == len(SOURCES) * 3
+    # one owner at a time: the ownership spans of the two never overlap (the victim's
+    # open ones end when it was killed)
+    for source in SOURCES:
+        periods = sorted(
+            [(a, min(b, killed_at)) for a, b in spans(killed[0]).get(source, [])]
+            + spans(workers[1]).get(source, [])
+        )
+        for (_, end), (start, _) in itertools.pairwise(periods):
+            assert start >= end, (source, periods)
+    for source in SOURCES:
+        assert f'listener_polls_total{{outcome="ok",source="{source}"}}' in metrics
