@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from listener.config.lint import load_with_warnings
 from tests.integration.broker import (
     Worker,
     bus_env,
@@ -40,7 +41,6 @@ from tests.integration.broker import (
     wait_for,
 )
 from tests.integration.test_bus_evaluate import (
-    AIRLINES,
     Embedded,
     accepted,
     counted,
@@ -108,17 +108,71 @@ def _lease_holder(workers: list[Worker]) -> int | None:
     return held
 
 
-def run_round(
-    address: str, pg_server: str, work: Path, size: int, number: int, reference: Any = None
-) -> Round:
-    """One parity and kill round in ``work`` (a folder of its own)."""
+def many_brands(path: Path, hook: str, count: int) -> Path:
+    """``count`` brands (the six airlines and synthetic ones, bench/perf.py) with the
+    airline rule and the webhook sink: the synthetic many-brand stream's rules."""
+    import json
+
+    import perf
+
+    path.write_text(
+        json.dumps(
+            {
+                "brands": perf.brand_dicts(count),
+                "rules": [
+                    {
+                        "name": "angry",
+                        "resolve_after": "1h",
+                        "levels": {
+                            "watch": {
+                                "when": {
+                                    "type": "volume",
+                                    "metric": "negative",
+                                    "window": "2h",
+                                    "above": 3,
+                                }
+                            }
+                        },
+                    }
+                ],
+                "routes": {"default": ["ops"]},
+                "sinks": {"ops": {"type": "webhook", "url": hook, "delivery": {"max_age": "30d"}}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def stream(size: int, brands: int) -> list[Any]:
+    """The round's mentions: airline tweets (as six brands), or with ``brands`` above six
+    half of them also naming one of the synthetic brands."""
+    mentions = airline_mentions(size, every=max(1, 14_000 // size))
+    if brands > 6:
+        import perf
+
+        named = perf.with_synthetic_brands(
+            [perf.Tweet(m.id, m.text, m.created_at, m.author.handle or "") for m in mentions],
+            perf.brand_dicts(brands),
+        )
+        mentions = [perf.mention(t, "x") for t in named]
+    return recent(mentions)
+
+
+def run_round(address: str, pg_server: str, work: Path, size: int, brands: int = 6) -> Round:
+    """One parity and kill round in ``work`` (a folder of its own): the airline tweets as
+    six brands, or with ``brands`` above six the synthetic many-brand stream."""
     began = time.monotonic()
     out = Round()
-    mentions = recent(airline_mentions(size, every=max(1, 14_000 // size)))
+    mentions = stream(size, brands)
     out.mentions = len(mentions)
     database = new_database(pg_server)
     with WebhookReceiver() as receiver:
-        config = write_rules(work / "rules.yaml", receiver.url())
+        if brands > 6:
+            config = many_brands(work / "rules.yaml", receiver.url(), brands)
+        else:
+            config = write_rules(work / "rules.yaml", receiver.url())
+        names = load_with_warnings(str(config))[0].brand_names()
         want: Embedded = embedded(config, mentions, work)
         out.alerts = len(want.alerts)
         bus = new_bus(address, partitions=4)
@@ -158,7 +212,7 @@ def run_round(
             times = ticks(mentions)
             half = len(times) // 2
             tick(bus, config, times[:half], work)
-            consume(bus, "alerts", lambda got: len(decisions(got)) >= 5, timeout=300)
+            consume(bus, "alerts", lambda got: len(decisions(got)) >= 1, timeout=300)
             victim = _lease_holder(deliver)
             victim = 0 if victim is None else victim
             sent_before = len(accepted(receiver))
@@ -166,8 +220,7 @@ def run_round(
             deliver[victim].proc.kill()
             deliver[victim].proc.wait()
             down = time.monotonic()
-            brands = list(AIRLINES)
-            produce(bus, "ticks", [(b, encode_tick(b, at)) for at in times[half:] for b in brands])
+            produce(bus, "ticks", [(b, encode_tick(b, at)) for at in times[half:] for b in names])
             wait_for("the other sends", lambda: len(accepted(receiver)) > sent_before, timeout=300)
             out.failover["deliver"] = time.monotonic() - down
             deliver[victim] = start("deliver", f"d{victim}-again")

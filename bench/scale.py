@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3,000 mentions")
     parser.add_argument("--size", type=int, help="mentions (default 20,000; 3,000 with --quick)")
-    parser.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
+    parser.add_argument("--workers", help="ingest worker counts (default 1,2,4; 1,2 with --quick)")
     parser.add_argument(
         "--transformers",
         action="store_true",
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "bench/scale.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     report: list[str] = []
     size = args.size or (3_000 if args.quick else 20_000)
-    counts = [int(c) for c in args.workers.split(",")]
+    counts = [int(c) for c in (args.workers or ("1,2" if args.quick else "1,2,4")).split(",")]
     tweets = perf.load_tweets(args.data)
     if not tweets:
         print(f"skipped: no airline tweets under {args.data}")
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         with running_broker(work / "tansu.log") as address:
             if "kill" in args.roles:
                 rounds = args.rounds or (1 if args.quick else 3)
-                size_k = 1_200 if args.quick else 2_400
+                size_k = 2_400
                 found = kill_section(report, address, work, rounds, size_k)
                 for key in totals:
                     totals[key] += found[key]
@@ -516,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
+MANY_BRANDS = 100
+"""Brands of the synthetic many-brand rounds."""
+
+
 def kill_section(
     report: list[str], address: str, work: Path, rounds: int, size: int
 ) -> dict[str, int | bool]:
@@ -528,9 +532,10 @@ def kill_section(
 
     say(
         report,
-        f"kill and parity: {rounds} round(s) of {size:,} airline tweets as six brands; 2 "
-        "ingest, 2 evaluate, 2 deliver workers; SIGKILL of an ingest worker while scoring, "
-        "an evaluator while counting, the sending delivery worker while alerts go out",
+        f"kill and parity: {rounds} round(s) of {size:,} airline tweets, as six brands "
+        f"(odd rounds) or {MANY_BRANDS} (even: half also name a synthetic brand); 2 ingest, "
+        "2 evaluate, 2 deliver workers; SIGKILL of an ingest worker while scoring, an "
+        "evaluator while counting, the sending delivery worker while alerts go out",
     )
     out: dict[str, int | bool] = {"lost": 0, "duplicate_alerts": 0, "recounted": 0, "parity": True}
     failovers: dict[str, list[float]] = {}
@@ -538,7 +543,8 @@ def kill_section(
         for n in range(rounds):
             folder = work / f"round{n}"
             folder.mkdir()
-            r = run_round(address, pg, folder, size, n)
+            brands = MANY_BRANDS if n % 2 else 6  # the synthetic many-brand stream: rounds 2, 4..
+            r = run_round(address, pg, folder, size, brands)
             for key in ("lost", "duplicate_alerts", "recounted"):
                 out[key] = int(out[key]) + getattr(r, key)
             out["parity"] = bool(out["parity"]) and r.parity
@@ -546,7 +552,8 @@ def kill_section(
                 failovers.setdefault(role, []).append(seconds)
             say(
                 report,
-                f"  round {n + 1}: {r.mentions:,} mentions, {r.alerts} alerts; lost={r.lost} "
+                f"  round {n + 1} ({brands} brands): {r.mentions:,} mentions, {r.alerts} alerts; "
+                f"lost={r.lost} "
                 f"duplicate_alerts={r.duplicate_alerts} recounted={r.recounted} "
                 f"parity={'ok' if r.parity else 'MISMATCH ' + ', '.join(r.notes)}; failover "
                 + ", ".join(f"{role} {s:.1f} s" for role, s in r.failover.items())

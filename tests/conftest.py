@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from listener.clock import ManualClock
 from listener.metrics import Metrics
+
+# Property tests draw the same examples on every run and machine (a failure reproduces,
+# and no run meets an example no earlier run met); no example database is written.
+settings.register_profile("listener", derandomize=True, database=None, print_blob=True)
+settings.load_profile("listener")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LISTENER_SHARED_DIR", REPO.parent / "shared"))

@@ -192,7 +192,7 @@ def tick(bus: Bus, config: Path, times: list[datetime], tmp: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"published {len(times):,} ticks for 6 brands to ")
+    assert done.stdout.startswith(f"published {len(times):,} ticks for ")
 
 
 def encode_tick(brand: str, at: datetime) -> bytes:
