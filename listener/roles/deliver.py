@@ -55,7 +55,7 @@ from listener.store.postgres import Lease
 if TYPE_CHECKING:
     from quixstreams import Application
 
-    from listener.bus import Bus
+    from listener.bus import Bus, TopicName
 
 log = structlog.get_logger("listener")
 
@@ -325,6 +325,10 @@ class DeliverWorker(RoleWorker):
         self._store: Store | None = None
         self.sender = Sender(self.database, self.config, self.config_path, self.metrics, self.clock)
         self.archiver = Archiver(self.bus, self.database, self.metrics, self.clock)
+
+    def groups(self) -> list[tuple[str, tuple[TopicName, ...]]]:
+        """The recording group's lag on ``alerts``, and the archive's on ``scored``."""
+        return [(ROLE, self.inputs), ("archive", ("scored",))]
 
     def record(self, value: bytes) -> None:
         """Record one alert message in the shared state (the incident's timeline, the

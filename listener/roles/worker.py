@@ -104,6 +104,11 @@ class RoleWorker:
     def setup(self) -> None:
         """A role's own start, once the rules are read (``self.config``)."""
 
+    def groups(self) -> list[tuple[str, tuple[TopicName, ...]]]:
+        """The consumer groups whose lag this worker reports (``listener_bus_lag``), each
+        with the topics it reads: the role's own."""
+        return [(self.role, self.inputs)]
+
     def request_reload(self) -> None:
         """Re-read rules.yaml before the next message (SIGHUP)."""
         self._reload.set()
@@ -177,8 +182,9 @@ class RoleWorker:
             raise ListenerError(f"cannot listen on {listen}: {exc.strerror}") from None
         log.info("role_listening", role=self.role, listen=f"{self.bound[0]}:{self.bound[1]}")
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-        lag = LagWatch(self.bus, self.role, self.inputs, self.metrics)
-        lag.start()
+        lags = [LagWatch(self.bus, group, topics, self.metrics) for group, topics in self.groups()]
+        for lag in lags:
+            lag.start()
         done = threading.Event()
         guard = threading.Thread(target=self.guard, args=(done,), name="guard", daemon=True)
         guard.start()
@@ -193,7 +199,8 @@ class RoleWorker:
             )
         finally:
             done.set()
-            lag.stop()
+            for lag in lags:
+                lag.stop()
             server.stop()
             self.stopped()
 

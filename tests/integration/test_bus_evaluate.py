@@ -321,6 +321,7 @@ def test_distributed_mode_decides_and_records_what_embedded_mode_does_through_ki
         wait_for("alerts delivered", lambda: set(accepted(receiver)) >= routed, timeout=120)
         wait_for("alerts recorded", lambda: caught_up(bus, "deliver", "alerts"))
         wait_for("mentions archived", lambda: caught_up(bus, "archive", "scored"))
+        _, delivering = deliver[1].get("/metrics")
     finally:
         codes = stop_all([*ingest, *evaluators, *deliver])
         stop_all(killed)
@@ -351,6 +352,9 @@ def test_distributed_mode_decides_and_records_what_embedded_mode_does_through_ki
     assert shared == want.records
     assert statuses == {"delivered"}
     assert archived == want_pairs
+    # a delivery worker reports its recording group's lag and the archive's
+    assert 'listener_bus_lag{role="deliver",topic="alerts"}' in delivering
+    assert 'listener_bus_lag{role="archive",topic="scored"}' in delivering
 
 
 def accepted(receiver: WebhookReceiver) -> list[str]:
