@@ -554,7 +554,8 @@ def kill_section(
                 report,
                 f"  round {n + 1} ({brands} brands): {r.mentions:,} mentions, {r.alerts} alerts; "
                 f"lost={r.lost} "
-                f"duplicate_alerts={r.duplicate_alerts} recounted={r.recounted} "
+                f"duplicate_alerts={r.duplicate_alerts} (redelivered, dropped by key: "
+                f"{r.redelivered}) recounted={r.recounted} "
                 f"parity={'ok' if r.parity else 'MISMATCH ' + ', '.join(r.notes)}; failover "
                 + ", ".join(f"{role} {s:.1f} s" for role, s in r.failover.items())
                 + f"; {r.seconds:.0f} s",
