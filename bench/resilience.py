@@ -291,6 +291,14 @@ def run_round(address: str, pg_server: str, work: Path, size: int, brands: int =
     out.recounted = sum(1 for r in want.records["events"] if events.get((r[0], r[1])) != r) + len(
         set(events) - {(r[0], r[1]) for r in want.records["events"]}
     )
+    for what, missing in (
+        ("not on scored", want.pairs - found),
+        ("not archived", want.pairs - archived),
+        ("alerts not made", want.alerts - made),
+        ("alerts not accepted", routed - set(sent)),
+    ):
+        if missing:  # named, to chase
+            out.notes.append(f"{what}: {sorted(map(str, missing))[:5]}")
     out.parity = made == want.alerts and shared == want.records
     if not out.parity:
         for key in shared:

@@ -556,10 +556,12 @@ def kill_section(
                 f"lost={r.lost} "
                 f"duplicate_alerts={r.duplicate_alerts} (redelivered, dropped by key: "
                 f"{r.redelivered}) recounted={r.recounted} "
-                f"parity={'ok' if r.parity else 'MISMATCH ' + ', '.join(r.notes)}; failover "
+                f"parity={'ok' if r.parity else 'MISMATCH'}; failover "
                 + ", ".join(f"{role} {s:.1f} s" for role, s in r.failover.items())
                 + f"; {r.seconds:.0f} s",
             )
+            for note in r.notes:
+                say(report, f"    {note}")
     say(
         report,
         "  failover (worst of the rounds): "

@@ -45,7 +45,7 @@ from listener.clock import Clock
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.config.duration import format_duration
 from listener.config.schema import Config, SourceConfig
-from listener.errors import CollectorError, ListenerError, PollTimeout, RateLimited
+from listener.errors import BusError, CollectorError, ListenerError, PollTimeout, RateLimited
 from listener.metrics import STAGES, Metrics
 from listener.model import Mention
 from listener.processor import IngestResult, Processor
@@ -104,6 +104,58 @@ class SourceHealth:
             "consecutive_failures": self.consecutive_failures,
             "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
         }
+
+    def succeeded(self, name: str, result: PollResult, now: datetime, metrics: Metrics) -> None:
+        """Record a poll that returned (partial failures make the source ``degraded``)."""
+        self.last_poll_at = self.last_success_at = now
+        self.consecutive_failures, self.backoff_until = 0, None
+        self.status, self.last_error = "ok", None
+        if result.quota_remaining is not None:
+            metrics.source_quota.labels(source=name).set(result.quota_remaining)
+        for err in result.errors:
+            self.status, self.last_error = "degraded", str(err)
+            metrics.error("collect", err.error_type)
+            log.warning("source_partial_failure", error_type=err.error_type, error=str(err))
+        metrics.polls.labels(source=name, outcome="ok").inc()
+        metrics.source_up.labels(source=name).set(1)
+        metrics.source_backoff.labels(source=name).set(0)
+        metrics.source_last_success.labels(source=name).set(now.timestamp())
+
+    def failed(
+        self,
+        name: str,
+        cfg: SourceConfig,
+        exc: Exception,
+        now: datetime,
+        metrics: Metrics,
+        rng: random.Random,
+    ) -> float:
+        """Record a failed poll (the source, the bus or the store); logged once and counted.
+        Returns the seconds to wait before the next: exponential backoff with jitter, at
+        least what a 429's Retry-After asked for."""
+        error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+        stage = "collect" if isinstance(exc, CollectorError) else "store"
+        if isinstance(exc, BusError):
+            stage = "bus"
+        self.consecutive_failures += 1
+        initial, maximum = cfg.retry.initial.total_seconds(), cfg.retry.max.total_seconds()
+        delay = backoff_delay(self.consecutive_failures, initial, maximum, rng)
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        self.status, self.last_poll_at, self.last_error = "error", now, str(exc)
+        self.backoff_until = now + timedelta(seconds=delay)
+        metrics.polls.labels(source=name, outcome="error").inc()
+        metrics.error(stage, error_type)
+        metrics.source_up.labels(source=name).set(0)
+        metrics.source_backoff.labels(source=name).set(delay)
+        log.warning(
+            "poll_failed",
+            error_type=error_type,
+            error=str(exc),
+            failures=self.consecutive_failures,
+            retry_in=round(delay, 1),
+        )
+        return delay
 
 
 def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
@@ -406,20 +458,7 @@ class Pipeline:
                 self._source_failed(name, cfg, health, exc, now)
             else:
                 self.cursors[name] = result.cursor
-                self.metrics.polls.labels(source=name, outcome="ok").inc()
-                health.last_poll_at = health.last_success_at = now
-                health.consecutive_failures, health.backoff_until = 0, None
-                if result.quota_remaining is not None:
-                    self.metrics.source_quota.labels(source=name).set(result.quota_remaining)
-                health.status, health.last_error = "ok", None
-                for err in result.errors:
-                    health.status = "degraded"
-                    health.last_error = str(err)
-                    self.metrics.error("collect", err.error_type)
-                    log.warning("source_partial_failure", error_type=err.error_type, error=str(err))
-                self.metrics.source_up.labels(source=name).set(1)
-                self.metrics.source_backoff.labels(source=name).set(0)
-                self.metrics.source_last_success.labels(source=name).set(now.timestamp())
+                health.succeeded(name, result, now, self.metrics)
                 await self._hand_over(name, result, now)
             finally:
                 self.metrics.poll_duration.labels(source=name).observe(time.monotonic() - started)
@@ -442,26 +481,7 @@ class Pipeline:
     def _source_failed(
         self, name: str, cfg: SourceConfig, health: SourceHealth, exc: Exception, now: datetime
     ) -> None:
-        error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
-        stage = "collect" if isinstance(exc, CollectorError) else "store"
-        health.consecutive_failures += 1
-        initial, maximum = cfg.retry.initial.total_seconds(), cfg.retry.max.total_seconds()
-        delay = backoff_delay(health.consecutive_failures, initial, maximum, self.rng)
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        health.status, health.last_poll_at, health.last_error = "error", now, str(exc)
-        health.backoff_until = now + timedelta(seconds=delay)
-        self.metrics.polls.labels(source=name, outcome="error").inc()
-        self.metrics.error(stage, error_type)
-        self.metrics.source_up.labels(source=name).set(0)
-        self.metrics.source_backoff.labels(source=name).set(delay)
-        log.warning(
-            "poll_failed",
-            error_type=error_type,
-            error=str(exc),
-            failures=health.consecutive_failures,
-            retry_in=round(delay, 1),
-        )
+        delay = health.failed(name, cfg, exc, now, self.metrics, self.rng)
         if self.scheduler.running:
             job = self.scheduler.get_job(f"poll:{name}")
             if job is not None and delay < cfg.interval.total_seconds():

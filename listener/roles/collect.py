@@ -39,7 +39,6 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -53,15 +52,12 @@ from listener.config.duration import format_duration
 from listener.config.schema import SourceConfig
 from listener.errors import (
     BusError,
-    CollectorError,
-    ListenerError,
     PollTimeout,
-    RateLimited,
     StoreError,
 )
 from listener.metrics import Metrics
 from listener.model import Mention
-from listener.pipeline import backoff_delay
+from listener.pipeline import SourceHealth
 from listener.roles.worker import RoleWorker, shared_state
 from listener.store import Store
 from listener.store.cursors import Collected, Cursors
@@ -79,12 +75,6 @@ PRUNE_EVERY = 3600.0
 def owner_partition(source: str, partitions: int) -> int:
     """The partition of ``mentions`` whose holder polls ``source``."""
     return zlib.crc32(source.encode("utf-8")) % partitions
-
-
-@dataclass
-class Health:
-    failures: int = 0
-    backoff_until: datetime | None = None
 
 
 class SourcePoller:
@@ -105,7 +95,7 @@ class SourcePoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poll:{name}", daemon=True)
         self._busy: threading.Thread | None = None
-        self.health = Health()
+        self.health = SourceHealth(worker.clock.now())
 
     def start(self) -> None:
         self._thread.start()
@@ -117,7 +107,8 @@ class SourcePoller:
 
     def _run(self) -> None:
         worker, rng = self.worker, random.Random()
-        log.info("source_owned", role=ROLE, source=self.name)
+        structlog.contextvars.bind_contextvars(role=ROLE, source=self.name)  # this thread's
+        log.info("source_owned")
         cursor: Cursor | None = None
         loaded = False
         while not self._stop.is_set():
@@ -132,9 +123,11 @@ class SourcePoller:
                 worker.save_cursor(self.name, result.cursor, fresh, now)
                 cursor = result.cursor
             except Exception as exc:  # a source, the bus or the database: retried
-                delay = self._failed(exc, rng)
+                delay = self.health.failed(self.name, self.cfg, exc, now, worker.metrics, rng)
             else:
-                self._succeeded(result, now)
+                self.health.succeeded(self.name, result, now, worker.metrics)
+                worker.metrics.mentions_collected.labels(source=self.name).inc(len(result.mentions))
+                log.info("poll_ok", mentions=len(result.mentions))
                 every = self.cfg.interval.total_seconds()
                 delay = every + rng.uniform(0, self.cfg.jitter.total_seconds())
             finally:
@@ -142,7 +135,7 @@ class SourcePoller:
                     time.monotonic() - started
                 )
             self._stop.wait(delay)
-        log.info("source_released", role=ROLE, source=self.name)
+        log.info("source_released")
 
     def _poll(self, cursor: Cursor | None, now: datetime) -> PollResult:
         """One poll in a thread of its own, waited for at most the poll deadline; a poll
@@ -173,57 +166,6 @@ class SourcePoller:
             raise box["error"]
         result: PollResult = box["result"]
         return result
-
-    def _succeeded(self, result: PollResult, now: datetime) -> None:
-        metrics = self.worker.metrics
-        self.health = Health()
-        metrics.polls.labels(source=self.name, outcome="ok").inc()
-        metrics.mentions_collected.labels(source=self.name).inc(len(result.mentions))
-        metrics.source_up.labels(source=self.name).set(1)
-        metrics.source_backoff.labels(source=self.name).set(0)
-        metrics.source_last_success.labels(source=self.name).set(now.timestamp())
-        if result.quota_remaining is not None:
-            metrics.source_quota.labels(source=self.name).set(result.quota_remaining)
-        for err in result.errors:
-            metrics.error("collect", err.error_type)
-            log.warning(
-                "source_partial_failure",
-                role=ROLE,
-                source=self.name,
-                error_type=err.error_type,
-                error=str(err),
-            )
-        log.info("poll_ok", role=ROLE, source=self.name, mentions=len(result.mentions))
-
-    def _failed(self, exc: Exception, rng: random.Random) -> float:
-        metrics = self.worker.metrics
-        error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
-        stage = "collect" if isinstance(exc, CollectorError) else "store"
-        if isinstance(exc, BusError):
-            stage = "bus"
-        self.health.failures += 1
-        initial, maximum = (
-            self.cfg.retry.initial.total_seconds(),
-            self.cfg.retry.max.total_seconds(),
-        )
-        delay = backoff_delay(self.health.failures, initial, maximum, rng)
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        self.health.backoff_until = self.worker.clock.now() + timedelta(seconds=delay)
-        metrics.polls.labels(source=self.name, outcome="error").inc()
-        metrics.error(stage, error_type)
-        metrics.source_up.labels(source=self.name).set(0)
-        metrics.source_backoff.labels(source=self.name).set(delay)
-        log.warning(
-            "poll_failed",
-            role=ROLE,
-            source=self.name,
-            error_type=error_type,
-            error=str(exc),
-            failures=self.health.failures,
-            retry_in=round(delay, 1),
-        )
-        return delay
 
 
 class Ownership:
@@ -395,6 +337,11 @@ class CollectorWorker(RoleWorker):
             topic(quix_app(self.bus, ROLE, state), self.bus, "mentions")
         self.started(writes=self.bus.name("mentions"), sources=len(self.config.sources))
         return Ownership(self)
+
+    def status(self) -> dict[str, Any]:
+        """The sources this collector polls now, with their health."""
+        pollers = dict(self._pollers)  # no lock: a rebalance holds it while polls end
+        return {"sources": {name: p.health.as_dict() for name, p in sorted(pollers.items())}}
 
     def run_group(self, stop: threading.Event) -> None:
         """Hold ownership until ``stop``: join the group, pause what it gives, and keep the

@@ -5,7 +5,8 @@ thread belongs to Quix Streams.
 * ``/healthz``: 200 ``ok`` while the process answers;
 * ``/readyz``: 200 while the worker's application runs on a reachable broker, 503 while
   it waits for one (``{"ready": false, "bus": {"reachable": false, "error": ...}}``,
-  what :func:`~listener.roles.supervise.supervise` last met);
+  what :func:`~listener.roles.supervise.supervise` last met); a collector adds its
+  sources (``"sources": {name: {"status": ..., "last_error": ...}}``, as the daemon's);
 * ``/metrics``: the worker's Prometheus metrics.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +33,8 @@ class Readiness:
     reachable: bool = False
     error: str | None = None
     since: datetime | None = None
+    details: Callable[[], dict[str, Any]] = dict
+    """More of the body, from the role (a collector's sources)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def up(self, now: datetime) -> None:
@@ -46,8 +50,9 @@ class Readiness:
             self.reachable, self.error = False, error
 
     def as_dict(self) -> dict[str, Any]:
+        details = self.details()
         with self._lock:
-            return {
+            return details | {
                 "ready": self.reachable,
                 "role": self.role,
                 "bus": {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
@@ -166,6 +166,10 @@ class RoleWorker:
             self._restart.set()
             app.stop()
 
+    def status(self) -> dict[str, Any]:
+        """What the role adds to ``/readyz`` (called from the server's thread)."""
+        return {}
+
     def stopped(self) -> None:
         """Called once the worker has stopped consuming (a role's own clean-up)."""
 
@@ -173,7 +177,7 @@ class RoleWorker:
         """Serve ``/healthz``, ``/readyz`` and ``/metrics`` on ``listen`` and consume until
         stopped (SIGTERM, SIGINT); the process's exit code. A broker that cannot be
         reached is waited for (:func:`~listener.roles.supervise.supervise`)."""
-        readiness = Readiness(self.role, self.bus)
+        readiness = Readiness(self.role, self.bus, details=self.status)
         server = HealthServer(readiness, self.metrics)
         host, port = parse_listen(listen)
         try:

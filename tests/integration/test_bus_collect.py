@@ -6,6 +6,7 @@ over from their durable cursors."""
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -138,6 +139,7 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
             time.sleep(2)  # another poll of each: nothing more may come
             everything = published(len(SOURCES) * 4)
             _, metrics = survivor.get("/metrics")
+            ready, readyz = survivor.get("/readyz")
         finally:
             codes = stop_all(workers[1:])
             for worker in killed:
@@ -161,3 +163,8 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
             assert start >= end, (source, periods)
     for source in SOURCES:
         assert f'listener_polls_total{{outcome="ok",source="{source}"}}' in metrics
+    # /readyz names the sources it polls, with their health (as the daemon's)
+    assert ready == 200
+    sources = json.loads(readyz)["sources"]
+    assert set(sources) == set(SOURCES)
+    assert {s["status"] for s in sources.values()} == {"ok"}
