@@ -13,15 +13,22 @@ DELETE   /silences/ID                expire a silence (bearer token)
 =======  ==========================  ==================================================
 
 Bodies are validated by :mod:`listener.api_models`; a ``RequestError`` becomes its status
-code, any other ``ListenerError`` a 400. Store reads and writes run in the API's own pool,
-so a busy pipeline never makes a request wait for a thread. Write endpoints are disabled
-(403) until ``LISTENER_API_TOKEN`` is set.
+code, a bus or store that cannot be reached a 503, any other ``ListenerError`` a 400.
+Store reads and writes run in the API's own pool, so a busy pipeline never makes a
+request wait for a thread. Write endpoints are disabled (403) until
+``LISTENER_API_TOKEN`` is set.
+
+:class:`IncidentApi` is the incident and silence routes alone, on any store: the daemon's
+state file (:class:`RestApi` adds its health) or distributed mode's shared database,
+served by the delivery workers, whose acks and silences reach the evaluators first
+(:class:`listener.incidents.Evaluators`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -38,8 +45,9 @@ from listener.api_models import (
 )
 from listener.clock import Clock
 from listener.config.schema import Config
-from listener.errors import ListenerError, RequestError
+from listener.errors import BusError, ListenerError, RequestError, StoreError
 from listener.httpapi import HttpApi, Request, Response
+from listener.incidents import Evaluators
 from listener.pipeline import SourceHealth
 from listener.settings import Settings
 from listener.store import Store
@@ -61,30 +69,51 @@ class PipelineView(Protocol):
     async def evaluate(self) -> None: ...
 
 
-class RestApi:
-    """The handlers. ``config`` returns the running config (None until one is loaded)."""
+class IncidentApi:
+    """The incident and silence routes on ``store``. ``config`` returns the running
+    config (None until one is loaded); ``evaluators``: distributed mode's, told of acks
+    and silences before they are written; ``changed``: called (on the event loop) after
+    an ack, for the daemon to announce it at once. ``store`` may be a function opening
+    it on first use (a database that may be away when the worker starts)."""
 
     def __init__(
         self,
-        settings: Settings,
-        store: Store,
-        pipeline: PipelineView,
+        token: str,
+        store: Store | Callable[[], Store],
         clock: Clock,
         config: Callable[[], Config | None],
         *,
         pool: Pool | None = None,
+        evaluators: Evaluators | None = None,
+        changed: Callable[[], None] | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.pipeline = pipeline
+        self.token = token
+        self._store = store
         self.clock = clock
         self.config = config
         self.pool = pool or Pool("api", copy_context=False)
+        self.evaluators = evaluators
+        self.changed = changed
+        self._opening = threading.Lock()
+        self._opens = not isinstance(store, Store)
+
+    @property
+    def store(self) -> Store:
+        """The store (opened now when it was given as a function; StoreError if it
+        cannot be, and the next request tries again)."""
+        with self._opening:
+            if not isinstance(self._store, Store):
+                self._store = self._store()
+            return self._store
+
+    def close(self) -> None:
+        """Close the store, when this API opened it (given as a function)."""
+        with self._opening:
+            if isinstance(self._store, Store) and self._opens:
+                self._store.close()
 
     def mount(self, server: HttpApi) -> None:
-        """Register every route on ``server``."""
-        server.route("GET", "/healthz", self.healthz)
-        server.route("GET", "/readyz", self.readyz)
+        """Register the routes on ``server``."""
         server.route("GET", "/incidents", self.incidents)
         server.route("GET", "/incidents/", self.incident, prefix=True)
         server.route("POST", "/incidents/", self.ack, prefix=True)
@@ -94,36 +123,40 @@ class RestApi:
 
     def _authorised(self, request: Request) -> Response | None:
         """None when the request carries the API token; else the error response."""
-        token = self.settings.api_token
-        if not token:
+        if not self.token:
             return Response.json(
                 {"error": "write endpoints are disabled: set LISTENER_API_TOKEN"}, 403
             )
         given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
             return Response.json(
                 {"error": "missing or wrong bearer token"}, 401, {"WWW-Authenticate": "Bearer"}
             )
         return None
 
-    async def _store_call(self, fn: Any, *args: Any, **kwargs: Any) -> Response | Any:
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Response | Any:
+        """``fn(store, ...)`` in the pool; an error as its response."""
+
+        def call() -> Any:
+            return fn(self.store, *args, **kwargs)
+
         try:
-            return await self.pool.run(fn, *args, **kwargs)
+            return await self.pool.run(call)
         except RequestError as exc:
             return Response.error(exc)
+        except (StoreError, BusError) as exc:  # away for now: nothing was changed
+            return Response.json({"error": str(exc)}, 503, {"Retry-After": "5"})
         except ListenerError as exc:
             return Response.json({"error": str(exc)}, 400)
 
     async def incidents(self, request: Request) -> Response:
         status = dict(parse_qsl(request.query)).get("status") or None
         check_incident_status(status)
-        rows = await self.pool.run(incidents.listing, self.store, status)
-        return Response.json(rows)
+        result = await self._call(incidents.listing, status)
+        return result if isinstance(result, Response) else Response.json(result)
 
     async def incident(self, request: Request) -> Response:
-        result = await self._store_call(
-            incidents.detail, self.store, request.path.removeprefix("/incidents/")
-        )
+        result = await self._call(incidents.detail, request.path.removeprefix("/incidents/"))
         return result if isinstance(result, Response) else Response.json(result)
 
     async def ack(self, request: Request) -> Response:
@@ -133,18 +166,26 @@ class RestApi:
         if (denied := self._authorised(request)) is not None:
             return denied
         ack = parse_body(request.body, AckRequest)
-        result = await self._store_call(
-            incidents.acknowledge, self.store, incident_id, ack.by, self.clock.now(), ack.note
+        result = await self._call(
+            incidents.acknowledge,
+            incident_id,
+            ack.by,
+            self.clock.now(),
+            ack.note,
+            self.evaluators,
         )
         if isinstance(result, Response):
             return result
         log.info("acknowledged", incident_id=incident_id, by=ack.by)
-        asyncio.get_running_loop().create_task(self.pipeline.evaluate())  # announce it now
+        if self.changed is not None:
+            self.changed()  # announce it now
         return Response.json({"acknowledged": incident_id})
 
     async def silences(self, request: Request) -> Response:
         now = self.clock.now()
-        found = await self.pool.run(self.store.silence_log.select)
+        found = await self._call(lambda store: store.silence_log.select())
+        if isinstance(found, Response):
+            return found
         return Response.json([incidents.silence_dict(s, now) for s in found])
 
     async def add_silence(self, request: Request) -> Response:
@@ -155,9 +196,8 @@ class RestApi:
         if config is None:
             return Response.json({"error": "not ready: the config is not loaded yet"}, 503)
         check_silence_scope(config, wanted.brand, wanted.rule, wanted.level)
-        result = await self._store_call(
+        result = await self._call(
             incidents.add_silence,
-            self.store,
             now=self.clock.now(),
             duration=wanted.duration,
             by=wanted.by,
@@ -165,6 +205,7 @@ class RestApi:
             brand=wanted.brand,
             rule=wanted.rule,
             level=wanted.level,
+            evaluators=self.evaluators,
         )
         if isinstance(result, Response):
             return result
@@ -186,10 +227,44 @@ class RestApi:
         if (denied := self._authorised(request)) is not None:
             return denied
         silence_id = request.path.removeprefix("/silences/")
-        done = await self.pool.run(self.store.silence_log.expire, silence_id, self.clock.now())
-        if not done:
-            return Response.json({"error": f"no active silence {silence_id[:200]!r}"}, 404)
+        result = await self._call(
+            incidents.expire_silence, silence_id, self.clock.now(), self.evaluators
+        )
+        if isinstance(result, Response):
+            return result
         return Response.json({"expired": silence_id})
+
+
+class RestApi(IncidentApi):
+    """The daemon's API: :class:`IncidentApi` on its state file, and its health."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        pipeline: PipelineView,
+        clock: Clock,
+        config: Callable[[], Config | None],
+        *,
+        pool: Pool | None = None,
+    ) -> None:
+        super().__init__(
+            settings.api_token, store, clock, config, pool=pool, changed=self._evaluate_now
+        )
+        self.settings = settings
+        self.pipeline = pipeline
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _evaluate_now(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.pipeline.evaluate())
+        self._tasks.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
+
+    def mount(self, server: HttpApi) -> None:
+        """Register every route on ``server``."""
+        server.route("GET", "/healthz", self.healthz)
+        server.route("GET", "/readyz", self.readyz)
+        super().mount(server)
 
     async def healthz(self, request: Request) -> Response:
         """Alive: the event loop answers and the processing stage still runs (a dead one

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from listener import __version__
-from listener.errors import BusError, ConfigError, ListenerError, UsageError
+from listener.errors import ConfigError, ListenerError, UsageError
 from listener.roles import ROLES
 
 if TYPE_CHECKING:
-    from listener.bus import Bus, TopicName
+    from listener.bus import Bus
+    from listener.bus.publish import CommandsTopic
     from listener.config.schema import Config
     from listener.settings import Settings
 
@@ -728,7 +728,11 @@ def _run(args: argparse.Namespace) -> int:
         from listener.roles.deliver import DeliverWorker
 
         deliverer = DeliverWorker(
-            _bus(settings), settings.config, state_dir=settings.bus_state, database=settings.state
+            _bus(settings),
+            settings.config,
+            state_dir=settings.bus_state,
+            database=settings.state,
+            api_token=settings.api_token,
         )
         return deliverer.run(settings.listen)
     return asyncio.run(Daemon(settings).run())
@@ -747,6 +751,7 @@ def _bus(settings: Settings) -> Bus:
 def _publish(args: argparse.Namespace) -> int:
     from listener.backtest import read_jsonl
     from listener.bus import encode_mention, mention_key
+    from listener.bus.publish import produce
     from listener.log import configure_logging
     from listener.settings import Settings
 
@@ -754,7 +759,7 @@ def _publish(args: argparse.Namespace) -> int:
     bus = _bus(Settings.from_env())
     records = read_jsonl("/dev/stdin" if args.path == "-" else args.path)
     messages = [(mention_key(r.mention), encode_mention(r.mention)) for r in records]
-    _produce(bus, "mentions", messages)
+    produce(bus, "mentions", messages)
     print(f"published {len(records):,} mentions to {bus.name('mentions')} on {bus.brokers}")
     return 0
 
@@ -763,6 +768,7 @@ def _tick(args: argparse.Namespace) -> int:
     import json
 
     from listener.bus import tick_message
+    from listener.bus.publish import produce
     from listener.config.load import load_config_without_secrets
     from listener.log import configure_logging
     from listener.roles.evaluate import tick_times
@@ -778,41 +784,12 @@ def _tick(args: argparse.Namespace) -> int:
     messages = [
         (brand, json.dumps(tick_message(brand, at)).encode()) for at in times for brand in brands
     ]
-    _produce(bus, "ticks", messages)
+    produce(bus, "ticks", messages)
     print(
         f"published {len(times):,} ticks for {len(brands):,} brands to {bus.name('ticks')} "
         f"on {bus.brokers}"
     )
     return 0
-
-
-def _produce(bus: Bus, name: TopicName, messages: list[tuple[str, bytes]]) -> None:
-    """Put ``(key, value)`` messages on one of the bus's topics (made as the workers make
-    it, when missing), waiting until the broker has acknowledged every one."""
-    from listener.bus import quix_app, topic
-
-    full = bus.name(name)
-    failed: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failed.append(str(err))
-
-    with tempfile.TemporaryDirectory() as state:
-        app = quix_app(bus, "publish", state)
-        try:
-            topic(app, bus, name)
-            with app.get_producer() as producer:
-                for key, value in messages:
-                    producer.produce(full, value, key, on_delivery=delivered)
-                left = producer.flush(60)
-        except Exception as exc:  # librdkafka's errors: the broker, the buffer
-            raise BusError(f"publishing to {bus.brokers}: {type(exc).__name__}: {exc}") from None
-    if left or failed:
-        raise BusError(
-            f"publishing to {bus.brokers}: {left + len(failed)} of {len(messages)} {name} "
-            f"not acknowledged ({failed[0] if failed else 'timed out after 60s'})"
-        )
 
 
 def _drill(args: argparse.Namespace) -> int:
@@ -863,8 +840,6 @@ def _incidents(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from listener import incidents
-    from listener.bus import ack_command, expire_command, silence_command
-    from listener.model import Ack
     from listener.settings import Settings
     from listener.store import Store
 
@@ -882,10 +857,7 @@ def _incidents(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
         if args.command == "ack":
-            record = incidents.ackable(store, args.incident, by)
-            if evaluators is not None:  # told first: a failure after it is healed by a rerun
-                evaluators.tell([ack_command(record.brand, record.id, Ack(by, now, args.note))])
-            incidents.acknowledge(store, args.incident, by, now, args.note)
+            incidents.acknowledge(store, args.incident, by, now, args.note, evaluators)
             print(
                 f"acknowledged {args.incident} as {by}; the daemon announces it to "
                 "whoever was alerted and stops reminders"
@@ -893,7 +865,8 @@ def _incidents(args: argparse.Namespace) -> int:
             return 0
         if args.command == "silence":
             if args.action == "add":
-                silence = incidents.new_silence(
+                silence = incidents.add_silence(
+                    store,
                     now=now,
                     duration=duration,
                     by=by,
@@ -901,21 +874,12 @@ def _incidents(args: argparse.Namespace) -> int:
                     brand=args.brand,
                     rule=args.rule,
                     level=args.level,
+                    evaluators=evaluators,
                 )
-                if evaluators is not None:
-                    brands = evaluators.brands(silence.brand)
-                    evaluators.tell([silence_command(b, silence) for b in brands])
-                store.silence_log.add(silence)
                 print(f"{silence.id}: silenced until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
                 return 0
             if args.action == "expire":
-                found = [s for s in store.silence_log.select(now) if s.id == args.silence]
-                if not found:
-                    raise incidents.NotFound(f"no active silence {args.silence!r}")
-                if evaluators is not None:
-                    brands = evaluators.brands(found[0].brand)
-                    evaluators.tell([expire_command(b, args.silence, now) for b in brands])
-                store.silence_log.expire(args.silence, now)
+                incidents.expire_silence(store, args.silence, now, evaluators)
                 print(f"{args.silence}: expired")
                 return 0
             silences = store.silence_log.select()
@@ -948,43 +912,10 @@ def _incidents(args: argparse.Namespace) -> int:
         store.close()
 
 
-class _Evaluators:
-    """Distributed mode's evaluators, as ``ack`` and ``silence`` reach them: the
-    ``commands`` topic, keyed by brand."""
-
-    def __init__(self, bus: Bus, config_path: str | None) -> None:
-        self.bus = bus
-        self.config_path = config_path
-
-    def brands(self, brand: str | None) -> list[str]:
-        """The brands a silence of ``brand`` (None: every brand) may mute: one command
-        each, for the evaluator that holds it."""
-        if brand is not None:
-            return [brand]
-        if self.config_path is None:
-            raise UsageError(
-                "a silence of every brand must reach the evaluator of each: pass --config "
-                "rules.yaml (or set LISTENER_CONFIG) for the list of brands"
-            )
-        from listener.config.load import load_config_without_secrets
-
-        config, _ = load_config_without_secrets(self.config_path)
-        return config.brand_names()
-
-    def tell(self, messages: list[dict[str, Any]]) -> None:
-        import json
-
-        try:
-            _produce(self.bus, "commands", [(m["brand"], json.dumps(m).encode()) for m in messages])
-        except BusError as exc:
-            raise ListenerError(
-                f"{exc}; nothing was changed: run the command again once the bus is back"
-            ) from None
-
-
-def _evaluators(args: argparse.Namespace, settings: Settings) -> _Evaluators | None:
+def _evaluators(args: argparse.Namespace, settings: Settings) -> CommandsTopic | None:
     """The evaluators to tell of an ack or a silence: those of distributed mode when the
     state is its shared PostgreSQL database (None on a state file: the daemon reads it)."""
+    from listener.bus.publish import CommandsTopic
     from listener.store import is_database_url
 
     changes = args.command == "ack" or (
@@ -1000,7 +931,21 @@ def _evaluators(args: argparse.Namespace, settings: Settings) -> _Evaluators | N
     path = (args.config if args.command == "silence" else None) or os.environ.get("LISTENER_CONFIG")
     if path is None and Path(DEFAULT_CONFIG).exists():
         path = DEFAULT_CONFIG
-    return _Evaluators(_bus(settings), path)
+
+    def brands() -> list[str]:
+        """The brands a silence of every brand may mute: one command each, for the
+        evaluator that holds it."""
+        if path is None:
+            raise UsageError(
+                "a silence of every brand must reach the evaluator of each: pass --config "
+                "rules.yaml (or set LISTENER_CONFIG) for the list of brands"
+            )
+        from listener.config.load import load_config_without_secrets
+
+        config, _ = load_config_without_secrets(path)
+        return config.brand_names()
+
+    return CommandsTopic(_bus(settings), brands)
 
 
 def _check_silence_scope(args: argparse.Namespace) -> None:

@@ -1,18 +1,36 @@
-"""Incident history as people read it: shared by ``listener incidents`` and the HTTP API."""
+"""Incident history as people read it, and what people decide about it (acks, silences):
+shared by ``listener incidents|ack|silence`` and the HTTP API, in both modes.
+
+An ack or a silence is written to the state, which the embedded daemon reads at its next
+tick. In distributed mode the evaluators hold each brand's acks and silences in their own
+state: they are told first (:class:`Evaluators`, the ``commands`` topic), then the state is
+written, so that a failure between the two is healed by doing it again."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from listener.config.duration import format_duration
 from listener.errors import Conflict as Conflict  # re-exported: the tree is in listener.errors
 from listener.errors import ListenerError
 from listener.errors import NotFound as NotFound
-from listener.model import Silence
+from listener.model import Ack, Silence
 from listener.sinks.text import clean_line
 from listener.store import IncidentRecord, Store
+
+
+class Evaluators(Protocol):
+    """Distributed mode's evaluators, told of what changes their decisions
+    (:class:`listener.bus.publish.CommandsTopic`). Each raises (a ListenerError) when
+    they could not be told; nothing is written then."""
+
+    def acknowledged(self, brand: str, incident_id: str, ack: Ack) -> None: ...
+
+    def silenced(self, silence: Silence) -> None: ...
+
+    def expired(self, silence: Silence, at: datetime) -> None: ...
 
 
 def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
@@ -94,12 +112,22 @@ def ackable(store: Store, incident_id: str, by: str) -> IncidentRecord:
     return record
 
 
-def acknowledge(store: Store, incident_id: str, by: str, now: datetime, note: str = "") -> None:
-    """Record that ``by`` took the incident; the daemon announces it and stops reminders."""
-    ackable(store, incident_id, by)
-    if not store.ack_log.add(incident_id, by.strip(), now, note):
-        existing = store.ack_log.get([incident_id])[incident_id]
-        raise Conflict(f"incident {incident_id} was already acknowledged by {existing.by}")
+def acknowledge(
+    store: Store,
+    incident_id: str,
+    by: str,
+    now: datetime,
+    note: str = "",
+    evaluators: Evaluators | None = None,
+) -> None:
+    """Record that ``by`` took the incident; the daemon (or its evaluator, told first)
+    announces it and stops reminders."""
+    record = ackable(store, incident_id, by)
+    if evaluators is not None:
+        evaluators.acknowledged(record.brand, record.id, Ack(by.strip(), now, note))
+    if not store.ack_log.add(record.id, by.strip(), now, note):
+        existing = store.ack_log.get([record.id])[record.id]
+        raise Conflict(f"incident {record.id} was already acknowledged by {existing.by}")
 
 
 def add_silence(
@@ -112,8 +140,9 @@ def add_silence(
     brand: str | None = None,
     rule: str | None = None,
     level: str | None = None,
+    evaluators: Evaluators | None = None,
 ) -> Silence:
-    """A new silence (:func:`new_silence`), stored."""
+    """A new silence (:func:`new_silence`), the evaluators told, stored."""
     silence = new_silence(
         now=now,
         duration=duration,
@@ -123,8 +152,24 @@ def add_silence(
         rule=rule,
         level=level,
     )
+    if evaluators is not None:
+        evaluators.silenced(silence)
     store.silence_log.add(silence)
     return silence
+
+
+def expire_silence(
+    store: Store, silence_id: str, now: datetime, evaluators: Evaluators | None = None
+) -> Silence:
+    """End the active silence ``silence_id`` now (the evaluators told first); NotFound
+    when no active silence has that id."""
+    found = [s for s in store.silence_log.select(now) if s.id == silence_id]
+    if not found:
+        raise NotFound(f"no active silence {silence_id[:200]!r}")
+    if evaluators is not None:
+        evaluators.expired(found[0], now)
+    store.silence_log.expire(silence_id, now)
+    return found[0]
 
 
 def new_silence(

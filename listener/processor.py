@@ -603,19 +603,22 @@ class Processor:
             return results
 
     def count_scored(
-        self, brand: str, scored: Sequence[ScoredMention], now: datetime
+        self, brand: str, scored: Sequence[ScoredMention], now: datetime, *, backfill: bool = False
     ) -> list[BucketRow]:
         """Count mentions scored elsewhere (by an ingest worker of distributed mode) into
         the windows of ``brand``, a brand held here, each once (the caller knows which it
         counted before), as :meth:`ingest` would at ``now``: the other brands they matched
         are counted by whoever holds them. They are stored (an alert lists the top posts).
-        The rows of the window buckets that changed."""
+        A ``backfill`` (from a source's first poll) keeps the brand quiet as :meth:`ingest`
+        does (:attr:`quiet_until`). The rows of the window buckets that changed."""
         with self._lock:
             if brand in self.released:
                 raise BrandHeld(f"cannot count for brand {brand!r}: this processor released it")
             mine = [replace(s, brands=(brand,)) for s in scored if brand in s.brands]
             quiet = dict(self.quiet_until)
-            matched, _, stale = self._count(mine, now, False, quiet, self.quiet_span())
+            matched, _, stale = self._count(mine, now, backfill, quiet, self.quiet_span())
+            if backfill and brand in quiet:
+                self.quiet_until[brand] = quiet[brand]
             changed = self.windows.drain_dirty()
             try:
                 self.store.write_ingest(

@@ -14,9 +14,12 @@ Topics (``{prefix}.{name}``), each created when missing with explicit ``retentio
 ``retention.bytes`` (Quix Streams reads both back, and some brokers report neither):
 
 * ``mentions``: raw mentions as collected, keyed by ``[source, id]`` (JSON), the value a
-  :meth:`~listener.model.Mention.to_dict` object with ``"v": 1``;
+  :meth:`~listener.model.Mention.to_dict` object with ``"v": 1`` (and ``"backfill":
+  true`` when it came from a source's first poll, reaching into history);
 * ``scored``: each mention that matched a brand, once per brand, keyed by the brand, the
-  value ``{"v": 1, "brand": ..., "scored": ScoredMention.to_dict()}``;
+  value ``{"v": 1, "brand": ..., "scored": ScoredMention.to_dict()}`` (``"backfill":
+  true`` carried on from its raw message: the brand's evaluator keeps it from opening an
+  incident until that history has left the longest rule window, as embedded mode does);
 * ``ticks``: the time reaching a brand, keyed by the brand, the value
   ``{"v": 1, "brand": ..., "at": "<ISO 8601 instant>"}`` (the brand's evaluator runs the
   rules at that instant);
@@ -64,11 +67,13 @@ __all__ = [
     "Bus",
     "Command",
     "Guarantee",
+    "Scored",
     "ack_command",
     "decode_alert",
     "decode_command",
     "decode_event",
     "decode_mention",
+    "decode_raw",
     "decode_scored",
     "encode_mention",
     "encode_scored",
@@ -205,14 +210,20 @@ def mention_key(mention: Mention) -> str:
     return json.dumps([mention.source, mention.id], ensure_ascii=False)
 
 
-def mention_message(mention: Mention) -> dict[str, Any]:
-    """The value of a raw mention's message, as a JSON-ready object."""
-    return {"v": FORMAT, **mention.to_dict()}
+def mention_message(mention: Mention, *, backfill: bool = False) -> dict[str, Any]:
+    """The value of a raw mention's message, as a JSON-ready object (``backfill``: it
+    came from a source's first poll)."""
+    return {"v": FORMAT, **mention.to_dict(), **({"backfill": True} if backfill else {})}
 
 
-def scored_message(scored: ScoredMention, brand: str) -> dict[str, Any]:
+def scored_message(scored: ScoredMention, brand: str, *, backfill: bool = False) -> dict[str, Any]:
     """The value of a scored mention's message for one of the brands it matched."""
-    return {"v": FORMAT, "brand": brand, "scored": scored.to_dict()}
+    return {
+        "v": FORMAT,
+        "brand": brand,
+        "scored": scored.to_dict(),
+        **({"backfill": True} if backfill else {}),
+    }
 
 
 def tick_message(brand: str, at: datetime) -> dict[str, Any]:
@@ -220,14 +231,21 @@ def tick_message(brand: str, at: datetime) -> dict[str, Any]:
     return {"v": FORMAT, "brand": brand, "at": as_utc(at).isoformat()}
 
 
-def encode_mention(mention: Mention) -> bytes:
+def encode_mention(mention: Mention, *, backfill: bool = False) -> bytes:
     """:func:`mention_message` as the bytes of a message."""
-    return json.dumps(mention_message(mention), ensure_ascii=False).encode()
+    return json.dumps(mention_message(mention, backfill=backfill), ensure_ascii=False).encode()
 
 
-def encode_scored(scored: ScoredMention, brand: str) -> bytes:
+def encode_scored(scored: ScoredMention, brand: str, *, backfill: bool = False) -> bytes:
     """:func:`scored_message` as the bytes of a message."""
-    return json.dumps(scored_message(scored, brand), ensure_ascii=False).encode()
+    return json.dumps(scored_message(scored, brand, backfill=backfill), ensure_ascii=False).encode()
+
+
+def _backfill(data: Mapping[str, Any], what: str) -> bool:
+    value = data.get("backfill", False)
+    if not isinstance(value, bool):
+        raise MessageError(f"{what}: backfill: not true or false")
+    return value
 
 
 def _object(value: bytes | str, what: str) -> dict[str, Any]:
@@ -244,17 +262,38 @@ def _object(value: bytes | str, what: str) -> dict[str, Any]:
 
 def decode_mention(value: bytes | str) -> Mention:
     """The mention a raw message carries; :class:`MessageError` when it carries none."""
+    return decode_raw(value)[0]
+
+
+def decode_raw(value: bytes | str) -> tuple[Mention, bool]:
+    """The mention a raw message carries and whether it is a backfill;
+    :class:`MessageError` when it carries none."""
     data = _object(value, "raw mention")
+    backfill = _backfill(data, "raw mention")
+    data.pop("backfill", None)
     try:
-        return Mention.from_dict(data)
+        return Mention.from_dict(data), backfill
     except (KeyError, ValueError, TypeError) as exc:
         raise MessageError(f"raw mention: {_describe(exc)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A scored mention as it reaches the evaluator of one of its brands."""
+
+    brand: str
+    scored: ScoredMention
+    backfill: bool = False
 
 
 def decode_scored(value: bytes | str) -> tuple[str, ScoredMention]:
     """The brand and scored mention a scored message carries; :class:`MessageError` when it
     carries none, or names a brand the mention did not match."""
-    data = _object(value, "scored mention")
+    got = _scored(_object(value, "scored mention"))
+    return got.brand, got.scored
+
+
+def _scored(data: dict[str, Any]) -> Scored:
     try:
         brand = data["brand"]
         scored = ScoredMention.from_dict(data["scored"])
@@ -262,7 +301,7 @@ def decode_scored(value: bytes | str) -> tuple[str, ScoredMention]:
         raise MessageError(f"scored mention: {_describe(exc)}") from None
     if not isinstance(brand, str) or brand not in scored.brands:
         raise MessageError(f"scored mention: brand {brand!r} is not one it matched")
-    return brand, scored
+    return Scored(brand, scored, _backfill(data, "scored mention"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,13 +405,14 @@ def decode_command(value: bytes | str) -> Command:
     raise MessageError(f"command: unknown command {kind!r} (ack, silence, expire)")
 
 
-def decode_event(value: bytes | str) -> tuple[str, ScoredMention | datetime | Command]:
+def decode_event(value: bytes | str) -> tuple[str, Scored | datetime | Command]:
     """What reaches a brand's evaluator: a scored mention (``scored``), a tick (``ticks``)
     or a command (``commands``), with the brand; :class:`MessageError` when the message is
     none of them."""
     data = _object(value, "evaluator message")
     if "scored" in data:
-        return decode_scored(value)
+        got = _scored(data)
+        return got.brand, got
     if "command" in data:
         command = decode_command(value)
         return command.brand, command

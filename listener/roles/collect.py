@@ -119,7 +119,7 @@ class SourcePoller:
                     cursor, loaded = worker.load_cursor(self.name), True
                 result = self._poll(cursor, now)
                 fresh = worker.fresh(self.name, result.mentions)
-                worker.publish(self.name, fresh)
+                worker.publish(self.name, fresh, backfill=result.backfill)
                 worker.save_cursor(self.name, result.cursor, fresh, now)
                 cursor = result.cursor
             except Exception as exc:  # a source, the bus or the database: retried
@@ -246,8 +246,9 @@ class CollectorWorker(RoleWorker):
             Cursors.save(c, source, cursor, now.timestamp())
             Collected.remember(c, source, [m.id for m in published], now.timestamp())
 
-    def publish(self, source: str, mentions: Sequence[Mention]) -> None:
-        """Put mentions on ``mentions`` and wait until the broker has them all."""
+    def publish(self, source: str, mentions: Sequence[Mention], *, backfill: bool = False) -> None:
+        """Put mentions on ``mentions`` and wait until the broker has them all (``backfill``:
+        they come from the source's first poll, reaching into history)."""
         if not mentions:
             return
         failed: list[str] = []
@@ -262,7 +263,7 @@ class CollectorWorker(RoleWorker):
                 try:
                     producer.produce(
                         name,
-                        encode_mention(mention),
+                        encode_mention(mention, backfill=backfill),
                         mention_key(mention).encode(),
                         on_delivery=delivered,
                     )

@@ -37,13 +37,16 @@ from typing import TYPE_CHECKING, ClassVar
 
 import structlog
 
+from listener.api import IncidentApi
 from listener.bus import CONSUMER, decode_scored, topic
 from listener.bus.alerts import decode_record
+from listener.bus.publish import CommandsTopic
 from listener.clock import Clock
 from listener.collectors.fetch import redact_url
 from listener.components import build_sinks
 from listener.config.schema import Config
 from listener.errors import ListenerError, MessageError, StoreError
+from listener.httpapi import HttpApi
 from listener.metrics import Metrics
 from listener.model import ScoredMention
 from listener.roles.worker import RoleWorker, shared_state
@@ -314,10 +317,12 @@ class DeliverWorker(RoleWorker):
         *,
         state_dir: str,
         database: str,
+        api_token: str = "",
         metrics: Metrics | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.database = shared_state(database, "the delivery ledger")
+        self.api_token = api_token
         super().__init__(bus, config_path, state_dir=state_dir, metrics=metrics, clock=clock)
 
     def setup(self) -> None:
@@ -325,6 +330,21 @@ class DeliverWorker(RoleWorker):
         self._store: Store | None = None
         self.sender = Sender(self.database, self.config, self.config_path, self.metrics, self.clock)
         self.archiver = Archiver(self.bus, self.database, self.metrics, self.clock)
+
+    def hidden(self) -> list[str]:
+        return [self.api_token]
+
+    def routes(self, api: HttpApi) -> None:
+        """The incident and silence API on the shared state (as the daemon's; docs/api.md):
+        an ack or a silence reaches the evaluators on the ``commands`` topic first."""
+        self.api = IncidentApi(
+            self.api_token,
+            lambda: Store.open(self.database),
+            self.clock,
+            lambda: self.config,
+            evaluators=CommandsTopic(self.bus, lambda: self.config.brand_names()),
+        )
+        self.api.mount(api)
 
     def groups(self) -> list[tuple[str, tuple[TopicName, ...]]]:
         """The recording group's lag on ``alerts``, and the archive's on ``scored``."""
@@ -366,6 +386,8 @@ class DeliverWorker(RoleWorker):
     def stopped(self) -> None:
         self.sender.stop()
         self.archiver.stop()
+        with contextlib.suppress(StoreError):
+            self.api.close()
         if self._store is not None:
             with contextlib.suppress(StoreError):
                 self._store.close()

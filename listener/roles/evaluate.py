@@ -41,6 +41,7 @@ import structlog
 from listener.bus import (
     Bus,
     Command,
+    Scored,
     decode_event,
     mention_key,
     silence_from,
@@ -53,7 +54,7 @@ from listener.clock import Clock, as_utc
 from listener.config.schema import Config
 from listener.errors import MessageError
 from listener.metrics import Metrics
-from listener.model import Ack, ScoredMention, Silence
+from listener.model import Ack, Silence
 from listener.processor import RELEASED, Processor
 from listener.roles.worker import RoleWorker
 from listener.rules.brand_state import BrandState
@@ -99,6 +100,7 @@ class BrandRecord:
         engine        its engine keys (EngineState JSON)
         notify        its tracked incidents (NotifyState JSON)
         first         the start of its first bucket ever (epoch seconds) or null
+        quiet         the end of its backfill quiet period (ISO 8601), when it had one
         tick          its last tick (ISO 8601) or null
         silences      the silences that may mute it (``commands``), by id
         acks          its open incidents' acknowledgements (``commands``), by incident
@@ -112,6 +114,7 @@ class BrandRecord:
     engine: str = ""
     notify: str = ""
     first: int | None = None
+    quiet: datetime | None = None
     silences: dict[str, Silence] = field(default_factory=dict)
     acks: dict[str, Ack] = field(default_factory=dict)
 
@@ -132,6 +135,7 @@ class BrandRecord:
         notify = state.get("notify") or ""
         tick = state.get("tick")
         first = state.get("first")
+        quiet = state.get("quiet")
         record = cls(
             version=version,
             starts=set(starts),
@@ -141,6 +145,7 @@ class BrandRecord:
             engine=engine,
             notify=notify,
             first=first,
+            quiet=datetime.fromisoformat(quiet) if quiet else None,
             silences={
                 sid: silence_from(sid, v) for sid, v in (state.get("silences") or {}).items()
             },
@@ -155,6 +160,7 @@ class BrandRecord:
             first_seen=first,
             engine=EngineState.from_json(engine) if engine else EngineState(),
             notify=NotifyState.from_json(notify) if notify else NotifyState(),
+            quiet_until=record.quiet,
         )
         return record, brand_state
 
@@ -190,6 +196,12 @@ class BrandRecord:
         if notify != self.notify:
             state.set("notify", notify)
             self.notify = notify
+
+    def put_quiet(self, state: KeyedState, until: datetime | None) -> None:
+        """Store the end of the brand's backfill quiet period, when it changed."""
+        if until != self.quiet:
+            state.set("quiet", until.isoformat() if until is not None else None)
+            self.quiet = until
 
     def put_first(self, state: KeyedState, first_seen: datetime | None) -> None:
         """Store the start of the brand's first bucket ever, when it changed."""
@@ -334,7 +346,7 @@ class BrandEvaluator:
             log.warning("message_skipped", role=ROLE, error=str(exc))
             return []
         record = self.held(brand, state)
-        if isinstance(what, ScoredMention):
+        if isinstance(what, Scored):
             self._count(brand, what, record, state)
             return []
         if isinstance(what, Command):
@@ -357,16 +369,17 @@ class BrandEvaluator:
             silence_id=command.silence.id if command.silence else command.silence_id,
         )
 
-    def _count(
-        self, brand: str, scored: ScoredMention, record: BrandRecord, state: KeyedState
-    ) -> None:
+    def _count(self, brand: str, got: Scored, record: BrandRecord, state: KeyedState) -> None:
+        scored = got.scored
         key = mention_key(scored.mention)
         if key in record.keys:
             self._messages.labels(role=ROLE, topic="scored", outcome="duplicate").inc()
             return
         created = as_utc(scored.mention.created_at)
         now = max(created, record.tick) if record.tick is not None else created
-        rows = self.processor.count_scored(brand, [scored], now)
+        rows = self.processor.count_scored(brand, [scored], now, backfill=got.backfill)
+        if got.backfill:
+            record.put_quiet(state, self.processor.quiet_until.get(brand))
         if not rows:  # older than the windows keep (as embedded mode): never counted
             self._messages.labels(role=ROLE, topic="scored", outcome="stale").inc()
             return

@@ -4,7 +4,8 @@ Each worker of the consumer group ``{prefix}-ingest`` reads raw mentions from th
 ``mentions`` topic (the partitions the group gives it), runs them through the same
 :class:`~listener.ingest.Ingest` stage as embedded mode (match, score, tag, reach, story)
 and writes each mention that matched, once per brand, to the ``scored`` topic keyed by
-the brand, for the brand's evaluator. It keeps no state of its own: a worker that dies
+the brand, for the brand's evaluator (a backfill, from a source's first poll, marked as
+one). It keeps no state of its own: a worker that dies
 leaves its partitions to the others, which take up from the last committed offset.
 
 At least once: a mention read again after a crash is scored and written again (the
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from listener.bus import decode_mention, scored_message, topic
+from listener.bus import decode_raw, scored_message, topic
 from listener.errors import MessageError
 from listener.ingest import Ingest
 from listener.roles.worker import RoleWorker
@@ -60,7 +61,7 @@ class IngestWorker(RoleWorker):
         if config is not None:
             self.stage = self.stage.reconfigure(config)
         try:
-            mention = decode_mention(value)
+            mention, backfill = decode_raw(value)
         except MessageError as exc:
             self._messages.labels(role=ROLE, topic="mentions", outcome="skipped").inc()
             self.metrics.error("match", exc.error_type)
@@ -74,7 +75,7 @@ class IngestWorker(RoleWorker):
         for brand in scored.brands:
             self.metrics.matches.labels(source=mention.source, brand=brand).inc()
             self.metrics.scored.labels(brand=brand, sentiment=scored.sentiment.label).inc()
-        return [scored_message(scored, brand) for brand in scored.brands]
+        return [scored_message(scored, brand, backfill=backfill) for brand in scored.brands]
 
     def application(self) -> Application:
         """The worker's Quix Streams application, its topics made when missing (this

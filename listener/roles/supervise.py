@@ -2,7 +2,8 @@
 
 A worker whose broker cannot be reached at start (or whose application stops with an
 error) does not exit: it logs ``bus_unavailable`` (or ``role_failed``) with the error and
-when it tries again, counts it (``listener_errors_total{stage="bus"}``), waits with
+when it tries again, counts it (``listener_errors_total{stage="bus"}``; ``stage="store"``
+when it is the shared state in PostgreSQL that cannot be reached), waits with
 exponential backoff and jitter (1 s doubling to 60 s; SIGTERM or SIGINT end the wait and
 the worker, exit 0) and starts again; meanwhile ``/readyz`` answers 503 with the error
 (:mod:`listener.roles.health`). Once running, librdkafka reconnects by itself and Quix
@@ -20,6 +21,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from listener.clock import Clock
+from listener.errors import StoreError
 from listener.metrics import Metrics
 from listener.pipeline import backoff_delay
 from listener.roles.health import Readiness
@@ -101,7 +103,8 @@ def _wait(
     stop: threading.Event,
 ) -> None:
     delay = backoff_delay(failures, INITIAL, MAXIMUM, rng)
-    metrics.error("bus", type(exc).__name__)
+    # the shared state (a delivery worker's or a collector's PostgreSQL) or the broker
+    metrics.error("store" if isinstance(exc, StoreError) else "bus", type(exc).__name__)
     log.warning(
         event,
         role=role,

@@ -20,8 +20,10 @@ from listener.bus import BUFFER, Bus, TopicName, quix_app
 from listener.clock import Clock, SystemClock
 from listener.config.load import load_config, load_config_without_secrets
 from listener.config.schema import Config
+from listener.config.secrets import config_secrets
 from listener.errors import ConfigError, ConfigProblem, ListenerError
-from listener.httpapi import parse_listen
+from listener.httpapi import HttpApi, parse_listen
+from listener.log import REDACTOR
 from listener.metrics import Metrics
 from listener.roles.health import HealthServer, Readiness
 from listener.roles.supervise import supervise
@@ -93,6 +95,7 @@ class RoleWorker:
         self.metrics = metrics or Metrics()
         self.clock: Clock = clock or SystemClock()
         self.config = load_rules(config_path, secrets=self.secrets)  # ConfigError: exit 2
+        self._hide_secrets(self.config)
         self._reload = threading.Event()
         self.bound: tuple[str, int] = ("", 0)
         """Where ``/healthz``, ``/readyz`` and ``/metrics`` are served (once running)."""
@@ -100,6 +103,15 @@ class RoleWorker:
         self._watch: Watch | None = None
         self._restart = threading.Event()
         self.setup()
+
+    def hidden(self) -> list[str]:
+        """Secrets of the role's own (not in rules.yaml) that no log line may show."""
+        return []
+
+    def _hide_secrets(self, config: Config) -> None:
+        """What a worker that reads the secrets must never log: they are redacted."""
+        if self.secrets:
+            REDACTOR.update([*config_secrets(config), *self.hidden()])
 
     def setup(self) -> None:
         """A role's own start, once the rules are read (``self.config``)."""
@@ -135,6 +147,7 @@ class RoleWorker:
             )
             return None
         self.config = config
+        self._hide_secrets(config)
         log.info("config_reloaded", role=self.role, brands=len(config.brands))
         return config
 
@@ -166,6 +179,9 @@ class RoleWorker:
             self._restart.set()
             app.stop()
 
+    def routes(self, api: HttpApi) -> None:
+        """Routes the role serves besides ``/healthz``, ``/readyz`` and ``/metrics``."""
+
     def status(self) -> dict[str, Any]:
         """What the role adds to ``/readyz`` (called from the server's thread)."""
         return {}
@@ -179,6 +195,7 @@ class RoleWorker:
         reached is waited for (:func:`~listener.roles.supervise.supervise`)."""
         readiness = Readiness(self.role, self.bus, details=self.status)
         server = HealthServer(readiness, self.metrics)
+        self.routes(server.api)
         host, port = parse_listen(listen)
         try:
             self.bound = server.start(host, port)

@@ -332,7 +332,7 @@ def test_kustomization_lists_every_manifest() -> None:
     files = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"} - generated
     assert sorted(kustomization["resources"]) == sorted(files)
     assert sorted(m["kind"] for m in _manifests()) == sorted(
-        ["Deployment"] * 3 + ["Secret"] * 3 + ["Service"] * 6 + ["StatefulSet"] * 3
+        ["Deployment"] * 3 + ["Secret"] * 3 + ["Service"] * 7 + ["StatefulSet"] * 3
     )
 
 
@@ -505,6 +505,20 @@ def test_each_role_has_a_service_for_its_metrics() -> None:
         assert service["spec"]["ports"][0]["port"] == daemon_port()
         if workload["kind"] == "StatefulSet":
             assert workload["spec"]["serviceName"] == service["metadata"]["name"]
+
+
+def test_the_api_service_reaches_the_deliver_workers_with_a_token() -> None:
+    """Service listener-api selects the deliver workers' pods on their HTTP port, and the
+    workers get LISTENER_API_TOKEN from a Secret (a placeholder here)."""
+    service = _named("Service", "listener-api")
+    deliver = _workloads()["deliver"]
+    labels = deliver["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (daemon_port(), "http-metrics")
+    (token,) = (e for e in _container(deliver)["env"] if e["name"] == "LISTENER_API_TOKEN")
+    ref = token["valueFrom"]["secretKeyRef"]
+    assert ref["key"] in _secrets()[ref["name"]]
 
 
 def test_the_example_rules_pass_listener_check(

@@ -20,6 +20,7 @@ from listener.api import RestApi
 from listener.app import Daemon
 from listener.clock import ManualClock
 from listener.config.load import load_config_text
+from listener.errors import StoreError
 from listener.httpapi import MAX_BODY
 from listener.metrics import Metrics
 from listener.pipeline import SourceHealth
@@ -341,3 +342,67 @@ async def test_incident_listing_refuses_an_unknown_status(api: Api) -> None:
     assert (status, error["field"]) == (400, "status")
     assert "open, resolved" in error["error"]
     assert (await api.acall("GET", "/incidents/nope"))[:2] == (404, "Not Found")
+
+
+class Unreachable:
+    """Distributed mode's evaluators with their broker away: nothing can be told."""
+
+    def __init__(self) -> None:
+        self.told = 0
+
+    def _fail(self, *_: Any) -> None:
+        from listener.errors import BusError
+
+        self.told += 1
+        raise BusError("publishing to 127.0.0.1:9: broker transport failure")
+
+    acknowledged = silenced = expired = _fail
+
+
+async def test_a_state_or_bus_that_cannot_be_reached_answers_503_and_changes_nothing(
+    tmp_path: Path, template: tuple[Path, str]
+) -> None:
+    """The incident routes as a delivery worker serves them: a database that cannot be
+    opened answers 503 with Retry-After (and is tried again at the next request); an ack
+    or a silence the evaluators cannot be told of is not written either."""
+    from listener.api import IncidentApi
+    from listener.httpapi import HttpApi
+
+    clock = ManualClock(T0 + timedelta(minutes=2))
+    config = load_config_text(CONFIG, "rules.yaml", {})
+    opened: list[Store] = []
+
+    def store() -> Store:
+        if not opened:  # the first try: the database is away
+            opened.append(Store.open(tmp_path / "state.db"))
+            raise StoreError("the shared state at postgresql://db/listener: connection refused")
+        return opened[0]
+
+    shutil.copy(template[0], tmp_path / "state.db")
+    evaluators = Unreachable()
+    server = HttpApi(Metrics().registry)
+    IncidentApi(TOKEN, store, clock, lambda: config, evaluators=evaluators).mount(server)
+    await server.start("127.0.0.1", 0)
+    try:
+        assert server._server is not None
+        api = Api(server._server.sockets[0].getsockname()[1], template[1])
+        status, _, headers, body = await api.acall("GET", "/incidents")
+        assert (status, headers.get("Retry-After")) == (503, "5")
+        assert "connection refused" in body["error"]
+        status, _, _, listed = await api.acall("GET", "/incidents")
+        assert status == 200
+        assert [i["id"] for i in listed] == [api.incident]
+        status, _, headers, body = await api.acall(
+            "POST", f"/incidents/{api.incident}/ack", {"by": "ana"}
+        )
+        assert (status, headers.get("Retry-After")) == (503, "5")
+        assert "broker transport failure" in body["error"]
+        status, _, _, _ = await api.acall("POST", "/silences", silence(brand="Acme"))
+        assert status == 503
+        assert evaluators.told == 2
+        assert opened[0].ack_log.get([api.incident]) == {}
+        assert opened[0].silence_log.select() == []
+    finally:
+        await server.stop()
+        for s in opened:
+            s.close()

@@ -54,16 +54,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def messages(
-    incidents: range, *, muted: int | None = None, still_open: int | None = None
+    incidents: range, *, muted: int | None = None, still_open: tuple[int, ...] = ()
 ) -> list[tuple[str, bytes]]:
     """Each incident's life (opened, escalated, resolved) as an evaluator writes it: keyed
     by the incident, in order; incident ``muted``'s escalation is silenced (no sinks), and
-    incident ``still_open`` has only opened."""
+    the incidents ``still_open`` have only opened."""
     out = []
     for n in incidents:
         incident, brand = f"inc-{n:03d}", f"Brand{n % 4}"
         peak = "high"
-        kinds = KINDS[:1] if n == still_open else KINDS
+        kinds = KINDS[:1] if n in still_open else KINDS
         for seq, (kind, level, previous) in enumerate(kinds, start=1):
             at = T0 + timedelta(minutes=10 * n + 5 * seq)
             peak = "crisis" if level == "crisis" else peak
@@ -106,6 +106,39 @@ def leader(workers: list[Worker]) -> int | None:
         if taken and worker.proc.poll() is None:
             held = i
     return held
+
+
+TOKEN = "t0ken-of-the-api"
+
+
+def use_the_api(url: str) -> dict[str, str]:
+    """The HTTP API of a delivery worker, as an operator's tools use it: incidents read
+    from the shared state, an ack and a silence (told to the evaluators first)."""
+    import httpx
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        listed = http.get("/incidents", params={"status": "open"})
+        assert listed.status_code == 200, listed.text
+        assert [i["id"] for i in listed.json()] == ["inc-015", "inc-014"]
+        shown = http.get("/incidents/inc-007").json()
+        assert [e["kind"] for e in shown["timeline"]] == [k for k, _, _ in KINDS]
+        assert http.post("/incidents/inc-014/ack", json={"by": "api"}).status_code == 401
+        acked = http.post("/incidents/inc-014/ack", json={"by": "api"}, headers=auth)
+        assert acked.status_code == 200, acked.text
+        again = http.post("/incidents/inc-014/ack", json={"by": "bo"}, headers=auth)
+        assert again.status_code == 409  # already acknowledged, by api
+        unknown = {"brand": "Nope", "for": "1h", "by": "api", "comment": "x"}
+        assert http.post("/silences", json=unknown, headers=auth).status_code == 400
+        wanted = {"brand": "Brand1", "for": "1h", "by": "api", "comment": "launch"}
+        added = http.post("/silences", json=wanted, headers=auth)
+        assert added.status_code == 201, added.text
+        silence = added.json()["id"]
+        assert [s["id"] for s in http.get("/silences").json()] == [silence]
+        ended = http.delete(f"/silences/{silence}", headers=auth)
+        assert ended.status_code == 200, ended.text
+        assert http.delete(f"/silences/{silence}", headers=auth).status_code == 404
+    return {"silence": silence}
 
 
 @dataclass(frozen=True)
@@ -167,7 +200,7 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
             f"sinks:\n  hook:\n    type: webhook\n    url: {receiver.url()}\n    timeout: 30s\n",
             encoding="utf-8",
         )
-        env = bus_env(bus, tmp_path / "state", LISTENER_STATE=database)
+        env = bus_env(bus, tmp_path / "state", LISTENER_STATE=database, LISTENER_API_TOKEN=TOKEN)
 
         def start(name: str) -> Worker:
             return Worker("deliver", config, env, tmp_path / f"{name}.log")
@@ -191,7 +224,7 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
             down = time.monotonic()
             wait_for("the next send", lambda: len(accepted(receiver)) >= 1, timeout=60)
             failover = time.monotonic() - down
-            later = messages(range(12, 16), still_open=15)
+            later = messages(range(12, 16), still_open=(14, 15))
             produce(bus, "alerts", later)
             want = {
                 json.loads(v)["alert"]["id"] for _, v in first + later if json.loads(v)["sinks"]
@@ -200,6 +233,7 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
             wait_for("every alert recorded", lambda: caught_up(bus, "deliver", "alerts"))
             time.sleep(2)  # a pass of the new standby, were it to send
             got = accepted(receiver)
+            answers = use_the_api(f"http://{workers[1 - sending].address()}")
         finally:
             codes = stop_all([w for w in workers if w not in killed])
             for worker in killed:
@@ -218,7 +252,7 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
         assert set(incidents) == {f"inc-{n:03d}" for n in range(16)}
         assert {(i.status, i.level, i.peak_level) for i in incidents.values()} == {
             ("resolved", "crisis", "crisis"),
-            ("open", "high", "high"),  # inc-015
+            ("open", "high", "high"),  # inc-014 and inc-015
         }
         assert [e.kind for e in store.incident_events("inc-007")] == [k for k, _, _ in KINDS]
         notices = store.incident_log.notices("inc-003")
@@ -258,15 +292,22 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
     store = Store.open(database)
     try:
         assert store.acks(["inc-015"])["inc-015"].by == "ana"
-        assert [s.id for s in store.silences()] == [silence]
+        assert store.acks(["inc-014"])["inc-014"].by == "api"
+        assert [s.id for s in store.silences()] == [silence, answers["silence"]]
     finally:
         store.close()
     told = [
         (key, decode_command(value))
-        for key, value in consume(bus, "commands", lambda got: len(got) >= 9, timeout=60)
+        for key, value in consume(bus, "commands", lambda got: len(got) >= 12, timeout=60)
     ]
-    assert [(k, c.incident_id, c.ack.by) for k, c in told if c.ack] == [
-        ("Brand3", "inc-015", "ana")
+    assert sorted((k, c.incident_id, c.ack.by) for k, c in told if c.ack) == [
+        ("Brand2", "inc-014", "api"),
+        ("Brand3", "inc-015", "ana"),
     ]
-    assert sorted(k for k, c in told if c.silence) == [f"Brand{i}" for i in range(4)]
+    by_api = answers["silence"]
+    assert sorted(k for k, c in told if c.silence) == sorted(
+        ["Brand1", *(f"Brand{i}" for i in range(4))]
+    )
+    assert [k for k, c in told if c.silence and c.silence.id == by_api] == ["Brand1"]
+    assert [k for k, c in told if c.silence_id == by_api] == ["Brand1"]
     assert sorted(k for k, c in told if c.silence_id == silence) == [f"Brand{i}" for i in range(4)]

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from listener.bus import (
     FORMAT,
     Bus,
+    Scored,
     decode_alert,
     decode_event,
     decode_mention,
+    decode_raw,
     decode_scored,
     encode_mention,
     encode_scored,
@@ -296,6 +298,29 @@ def test_a_raw_message_that_is_not_a_mention_says_why(value: bytes, message: str
     with pytest.raises(MessageError, match=r"^raw mention: ") as caught:
         decode_mention(value)
     assert message in str(caught.value)
+
+
+def test_a_backfill_is_marked_from_the_raw_message_to_the_evaluator() -> None:
+    """A source's first poll: its raw messages say so, and so do the scored messages ingest
+    makes of them (the evaluator keeps the brand quiet); a message without the mark is
+    not a backfill, and a mark that is not true or false is refused."""
+    scored = _scored()
+    mention = scored.mention
+    assert decode_raw(encode_mention(mention, backfill=True)) == (mention, True)
+    assert decode_raw(encode_mention(mention)) == (mention, False)
+    assert "backfill" not in json.loads(encode_mention(mention))
+    assert decode_event(encode_scored(scored, "Acme", backfill=True)) == (
+        "Acme",
+        Scored("Acme", scored, True),
+    )
+    assert decode_event(encode_scored(scored, "Acme")) == ("Acme", Scored("Acme", scored))
+    assert decode_scored(encode_scored(scored, "Acme", backfill=True)) == ("Acme", scored)
+    bad = {**json.loads(encode_mention(mention)), "backfill": "yes"}
+    with pytest.raises(MessageError, match="raw mention: backfill: not true or false"):
+        decode_raw(json.dumps(bad))
+    bad = {**json.loads(encode_scored(scored, "Acme")), "backfill": 1}
+    with pytest.raises(MessageError, match="scored mention: backfill: not true or false"):
+        decode_event(json.dumps(bad))
 
 
 def test_a_scored_message_must_name_a_brand_it_matched() -> None:

@@ -416,3 +416,50 @@ def test_acks_and_silences_reach_the_evaluator_as_commands(config: Config, tmp_p
     later = json.dumps(tick_message("Globex", START + timedelta(days=2))).encode()
     worker.handle(later, states["Globex"])
     assert states["Globex"]["silences"] == {}  # ended over a day before: forgotten
+
+
+def test_a_backfill_keeps_its_brands_quiet_as_embedded_mode_across_workers(
+    config: Config, tmp_path: Path
+) -> None:
+    """A source's first poll reaches into history: its mentions come marked as a backfill
+    (a collector's first poll) and count into the baseline, but a brand they touched opens
+    no incident until that history has left the longest rule window, as in embedded mode.
+    The quiet period is part of the brand's state: a worker that starts over, or another
+    one, keeps it."""
+    scored = stream(config, 7)
+    history = START + timedelta(minutes=70)
+    backfilled = {s.mention.key for s in scored if s.mention.created_at < history}
+
+    def embedded(backfill: bool) -> list[tuple[str, ...]]:
+        store = Store.open(tmp_path / f"embedded-{backfill}.db")
+        processor = Processor(config, store, Metrics(CollectorRegistry()))
+        for s in scored:
+            for brand in s.brands:
+                old = backfill and s.mention.key in backfilled
+                processor.count_scored(brand, [s], s.mention.created_at, backfill=old)
+        alerts = sorted(_alert(a) for at in ticks() for a in processor.evaluate(at))
+        store.close()
+        return alerts
+
+    want, unquiet = embedded(True), embedded(False)
+    assert want != unquiet  # the backfill held incidents back
+    assert {a for a in unquiet if a[1] == "opened"} - {a for a in want if a[1] == "opened"}
+    states = {brand: KeyValues() for brand in BRANDS}
+    workers = [_evaluator(config, tmp_path, f"w{i}") for i in range(2)]
+    messages = [
+        (brand, json.dumps(scored_message(s, brand, backfill=s.mention.key in backfilled)))
+        for s in scored
+        for brand in s.brands
+    ] + [(brand, json.dumps(tick_message(brand, at))) for at in ticks() for brand in BRANDS]
+    got = []
+    for i, (brand, value) in enumerate(messages):
+        if i % 97 == 96:  # a worker started over: it holds nothing yet
+            workers[0].close()
+            workers[0] = _evaluator(config, tmp_path, f"w0-{i}")
+        worker = workers[(i // 41) % 2]  # brands move from one worker to the other
+        for message in worker.handle(value.encode(), states[brand]):
+            alert, sinks = decode_alert(json.dumps(message))
+            if sinks:
+                got.append(_alert(alert))
+    assert sorted(got) == want
+    assert all(datetime.fromisoformat(states[b]["quiet"]) > history for b in BRANDS)

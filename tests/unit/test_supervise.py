@@ -110,3 +110,32 @@ def test_a_worker_stalled_after_losing_its_partitions_restarts_its_application(
     assert watch.lost_at is None
     errors = metrics.errors.labels(stage="bus", error_type="rejoin_stalled")
     assert errors._value.get() == 1
+
+
+def test_a_run_failing_on_the_shared_state_counts_a_store_error_and_starts_again() -> None:
+    """PostgreSQL away (a delivery worker's ledger): the failure is counted under
+    ``stage="store"`` (ListenerStateUnavailable), not the bus's, and /readyz says why
+    until the next run starts."""
+    from listener.errors import StoreError
+
+    metrics = Metrics(CollectorRegistry())
+    readiness = Readiness("deliver", Bus("127.0.0.1:9"))
+    seen: list[dict[str, object]] = []
+
+    class Flaky:
+        runs = 0
+
+        def run(self) -> None:
+            self.runs += 1
+            if self.runs == 1:
+                raise StoreError("the shared state at postgresql://db/listener: refused")
+            seen.append(readiness.as_dict())
+
+    app = Flaky()
+    clock = ManualClock(datetime(2026, 3, 2, tzinfo=UTC))
+    assert supervise("deliver", lambda: app, metrics, readiness, clock, rng=random.Random(1)) == 0
+    assert app.runs == 2
+    store = metrics.errors.labels(stage="store", error_type="StoreError")._value.get()
+    bus = metrics.errors.labels(stage="bus", error_type="StoreError")._value.get()
+    assert (store, bus) == (1, 0)
+    assert seen[0]["ready"] is True
