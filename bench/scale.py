@@ -69,13 +69,14 @@ import perf  # noqa: E402 - the airline loader and the bare VADER loop of the pe
 from tests.integration.broker import running_broker  # noqa: E402 - the tests' tansu broker
 
 
-def config_file(path: Path, transformers: Path | None) -> Path:
+def config_file(path: Path, transformers: Path | None, threads: int | None = None) -> Path:
     brands = "".join(
         f"  - name: {name}\n    handles: ['{handle}']\n" for name, handle in perf.AIRLINES
     )
     scoring = (
         "scoring:\n  sentiment:\n    type: transformers\n"
         f"    model: {transformers}\n    device: cpu\n    batch_size: 1\n"
+        + (f"    threads: {threads}\n" if threads else "")
         if transformers
         else ""
     )
@@ -122,7 +123,7 @@ class Reader:
 
         from listener.bus import Bus, quix_app, topic
 
-        bus = Bus(address, prefix=bus_prefix, partitions=4)
+        bus = self.bus = Bus(address, prefix=bus_prefix, partitions=4)
         with tempfile.TemporaryDirectory() as state:
             topic(quix_app(bus, "bench", state), bus, "scored")  # made before it is read
         self.consumer = Consumer(
@@ -140,23 +141,81 @@ class Reader:
 
     def read(
         self, want: int, timeout: float, procs: list[subprocess.Popen[bytes]]
-    ) -> tuple[list[tuple[float, bytes]], float]:
-        """(arrival time, value) of scored messages until ``want`` (or the timeout), and
-        the workers' CPU seconds from the first message to the last."""
+    ) -> tuple[list[bytes], float | None, float | None, float]:
+        """The scored messages, read until ``want`` came, or until the workers' group has
+        committed every mention (then they are read again, whole: a reader of tansu 0.6
+        was seen to stop receiving the last few while they were on the topic), or the
+        timeout; when the first arrived and when the last did (or the group was seen
+        done); the workers' CPU seconds in between."""
         began = time.monotonic()
         got: list[tuple[float, bytes]] = []
         pids = [p.pid for p in procs]
-        first_cpu = 0.0
+        first_cpu, checked = 0.0, began
         while len(got) < want and time.monotonic() - began < timeout:
             if any(p.poll() is not None for p in procs):
                 raise SystemExit("an ingest worker exited early")
+            if time.monotonic() - checked > 2:
+                checked = time.monotonic()
+                if got and self.ingested():
+                    busy = cpu_seconds(pids) - first_cpu
+                    return self.everything(), got[0][0], checked, busy
             msg = self.consumer.poll(0.2)
             if msg is None or msg.error() is not None:
                 continue
             if not got:
                 first_cpu = cpu_seconds(pids)
             got.append((time.monotonic(), msg.value() or b""))
-        return got, cpu_seconds(pids) - first_cpu
+        busy = cpu_seconds(pids) - first_cpu
+        first, last = (got[0][0], got[-1][0]) if got else (None, None)
+        return [v for _, v in got], first, last, busy
+
+    def ingested(self) -> bool:
+        """Whether the ingest group has committed every mention (it commits after its
+        scored messages are acknowledged)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from tests.integration.broker import ends
+
+        bus = self.bus
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bus.brokers,
+                "group.id": bus.group("ingest"),
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            name = bus.name("mentions")
+            wanted = [TopicPartition(name, p) for p in range(bus.partitions)]
+            done = {tp.partition: tp.offset for tp in consumer.committed(wanted, timeout=10)}
+            return all(done[p] >= end for p, end in ends(consumer, name, bus.partitions).items())
+        finally:
+            consumer.close()
+
+    def everything(self) -> list[bytes]:
+        """Every message of ``scored``, read from the start by a new consumer."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bus.brokers,
+                "group.id": f"bench-recount-{self.bus.prefix}",  # never joined
+                "enable.auto.commit": False,
+            }
+        )
+        name = self.bus.name("scored")
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in range(4)])
+        out: list[bytes] = []
+        quiet = time.monotonic()
+        try:
+            while time.monotonic() - quiet < 5:
+                for msg in consumer.consume(1000, 0.5):
+                    if msg.error() is None:
+                        out.append(msg.value() or b"")
+                        quiet = time.monotonic()
+        finally:
+            consumer.close()
+        return out
 
     def close(self) -> None:
         self.consumer.close()
@@ -190,7 +249,7 @@ def run_workers(
         )
     started = time.monotonic()
     try:
-        got, busy = reader.read(want, timeout, procs)
+        got, first_at, last_at, busy = reader.read(want, timeout, procs)
     finally:
         reader.close()
         cpu = 0.0
@@ -204,9 +263,9 @@ def run_workers(
             log.close()
     from listener.bus import decode_scored
 
-    keys = Counter((s.mention.key, b) for b, s in (decode_scored(v) for _, v in got))
-    first = got[0][0] if got else started
-    last = got[-1][0] if got else started
+    keys = Counter((s.mention.key, b) for b, s in (decode_scored(v) for v in got))
+    first = first_at if first_at is not None else started
+    last = last_at if last_at is not None else started
     return {
         "workers": count,
         "messages": len(got),
@@ -482,8 +541,16 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     if publish.returncode:
                         raise SystemExit(f"publish failed: {publish.stderr}")
+                    # torch on every core in each of several workers fights over them:
+                    # each gets its share (docs/transformers.md)
+                    threads = max(1, len(os.sched_getaffinity(0)) // count) if model else None
+                    worker_config = (
+                        config_file(work / f"rules-{prefix}.yaml", model, threads)
+                        if model
+                        else config
+                    )
                     r = run_workers(
-                        count, address, prefix, config, work, len(expected), timeout=600
+                        count, address, prefix, worker_config, work, len(expected), timeout=600
                     )
                     lost = len(expected - r["keys"])
                     failed |= lost > 0
@@ -491,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
                     per_cpu = size / r["busy"] if r["busy"] else float("inf")
                     say(
                         report,
-                        f"  {count} worker(s): {rate:,.0f} mentions/s wall "
+                        f"  {count} worker(s)"
+                        + (f", {threads} torch thread(s) each" if threads else "")
+                        + f": {rate:,.0f} mentions/s wall "
                         f"(group formed in {r['forming']:.1f} s), "
                         f"{per_cpu:,.0f} mentions per worker CPU s while scoring "
                         f"({vader / r['busy']:.2f}x bare VADER; {r['cpu']:.1f} CPU s in all, "

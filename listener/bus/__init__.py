@@ -485,6 +485,8 @@ REQUEST_TIMEOUT: Final = 10.0
 class AppWatch(Protocol):
     """What a worker wants told of its application (``listener.roles.watch.Watch``)."""
 
+    def starting(self) -> None: ...
+
     def assigned(self, partitions: Sequence[Any]) -> None: ...
 
     def revoked(self, partitions: Sequence[Any], *, lost: bool = False) -> None: ...
@@ -545,6 +547,10 @@ def _watched(base: type[Application], watch: AppWatch) -> type[Application]:
     which it offers no public hook for; quixstreams is pinned below 4)."""
 
     class Watched(base):  # type: ignore[valid-type,misc]
+        def run(self, *args: Any, **kwargs: Any) -> Any:
+            watch.starting()
+            return super().run(*args, **kwargs)
+
         def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
             super()._on_assign(consumer, partitions)
             watch.assigned(partitions)

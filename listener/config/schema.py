@@ -731,6 +731,9 @@ class TransformersScoringConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     label_map: dict[str, Literal["negative", "neutral", "positive"]] | None = None
     local_files_only: bool = False
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """CPU threads torch uses in a forward pass (None: torch's default, every core). Give
+    several ingest workers on one host ``cores ÷ workers`` each."""
 
     @field_validator("model")
     @classmethod

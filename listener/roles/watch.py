@@ -42,6 +42,11 @@ class Watch:
         self.lost_at: float | None = None
         """When (``time.monotonic``) the worker last lost its partitions to the group, while
         it has not been given any since (None otherwise)."""
+        self.started_at: float | None = None
+        """When the application started consuming (it joins the group then)."""
+        self.joined = False
+        """Whether the group has answered its join once: an assignment, even of no
+        partitions (a worker with nothing to do is told so)."""
 
     @staticmethod
     def _inputs(partitions: Sequence[Any]) -> set[tuple[str, int]]:
@@ -51,8 +56,11 @@ class Watch:
             if not str(tp.topic).startswith(CHANGELOG_PREFIX)
         }
 
+    def starting(self) -> None:
+        self.started_at = time.monotonic()
+
     def assigned(self, partitions: Sequence[Any]) -> None:
-        self.lost_at = None
+        self.lost_at, self.joined = None, True
         self._rebalances.labels(role=self.role, event="assigned").inc()
         self._held |= self._inputs(partitions)
         self._partitions.set(len(self._held))
@@ -67,8 +75,13 @@ class Watch:
 
     def stalled(self, after: float) -> bool:
         """Whether the worker lost its partitions over ``after`` seconds ago and has not
-        been given any since (the group did not take it back)."""
-        return self.lost_at is not None and time.monotonic() - self.lost_at > after
+        been given any since (the group did not take it back), or has waited over ``after``
+        seconds for the group to answer its first join (seen on tansu after both workers
+        of a group restarted at once: the join was never answered)."""
+        now = time.monotonic()
+        if not self.joined:
+            return self.started_at is not None and now - self.started_at > after
+        return self.lost_at is not None and now - self.lost_at > after
 
     def recovered(self, seconds: float) -> None:
         self._recovery.observe(seconds)

@@ -166,9 +166,10 @@ class RoleWorker:
 
     def guard(self, stop: threading.Event, stalled: float = STALLED) -> None:
         """Until ``stop``: restart the application when it lost its partitions and the
-        group has not given it any for ``stalled`` seconds: a new consumer joins afresh
-        (seen on tansu, where a consumer that overran ``max.poll.interval.ms`` was never
-        taken back)."""
+        group has not given it any for ``stalled`` seconds, or when the group has not
+        answered its first join in that time: a new consumer joins afresh (both seen on
+        tansu: a consumer that overran ``max.poll.interval.ms`` was never taken back, and
+        two that restarted at once were never answered)."""
         while not stop.wait(stalled / 6):
             watch, app = self._watch, self._app
             if watch is None or app is None or not watch.stalled(stalled):

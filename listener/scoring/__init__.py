@@ -42,6 +42,7 @@ def _transformers(config: TransformersScoringConfig) -> Scorer:
         device=config.device,
         label_map=config.label_map,
         local_files_only=config.local_files_only,
+        threads=config.threads,
     )
 
 

@@ -15,7 +15,10 @@ that map to the same class are added. ``compound`` is ``p(positive) - p(negative
 Threads: a scorer holds one model and is used from one thread at a time. The pipeline
 calls it off the event loop through ``asyncio.to_thread`` from a single scoring worker;
 do not share one scorer between concurrent threads (build one per worker instead). torch
-itself uses several threads inside each forward pass.
+itself uses several threads inside each forward pass: every core unless ``threads`` says
+how many (process-wide, ``torch.set_num_threads``). Several processes each using every
+core share them badly: two ingest workers on two cores, each with two threads, scored 8
+times fewer mentions per CPU second than one (bench/RESULTS.md); give each its share.
 """
 
 from __future__ import annotations
@@ -187,14 +190,20 @@ class TransformersScorer:
         label_map: Mapping[str, str] | None = None,
         local_files_only: bool = False,
         fp16: bool = False,
+        threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2 tokens, not {max_length}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
         _require_backend()
         import torch
 
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()
         self.model_name = model
         self.batch_size = batch_size
         self.device = _resolve_device(device)
@@ -226,7 +235,8 @@ class TransformersScorer:
     def __repr__(self) -> str:
         return (
             f"TransformersScorer({self.model_name!r}, device={str(self.device)!r}, "
-            f"batch_size={self.batch_size}, max_length={self.max_length}, fp16={self.fp16})"
+            f"batch_size={self.batch_size}, max_length={self.max_length}, fp16={self.fp16}, "
+            f"threads={self.threads})"
         )
 
     def score(self, text: str) -> Sentiment:

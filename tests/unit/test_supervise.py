@@ -69,6 +69,20 @@ def test_a_worker_that_lost_its_partitions_and_got_none_back_is_stalled() -> Non
     assert not watch.stalled(0)
 
 
+def test_a_worker_whose_first_join_is_never_answered_is_stalled() -> None:
+    """Not while its application has not started consuming; once it has, until the group
+    answers (an assignment of no partitions answers too: a worker with nothing to do)."""
+    watch = Watch("evaluate", Metrics(CollectorRegistry()))
+    time.sleep(0.01)
+    assert not watch.stalled(0.001)  # built, not consuming yet
+    watch.starting()
+    time.sleep(0.01)
+    assert watch.stalled(0.001)
+    assert not watch.stalled(60)
+    watch.assigned([])
+    assert not watch.stalled(0)
+
+
 class Stoppable:
     """Stands in for the application: a stalled rejoin cannot be made on demand."""
 

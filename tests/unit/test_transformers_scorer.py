@@ -253,7 +253,32 @@ def test_scores_off_the_event_loop(scorer: TransformersScorer) -> None:
     assert asyncio.run(main()).label == TRAINING[0][1]
 
 
-@pytest.mark.parametrize(("bad", "value"), [("batch_size", 0), ("max_length", 1)])
+def test_threads_set_torchs_and_the_config_carries_them(tiny_dir: Path) -> None:
+    """``threads`` is the CPU threads of torch's forward passes (process-wide), from
+    rules.yaml's ``scoring.sentiment.threads``; absent, torch's own number stays."""
+    from listener.config.load import load_config_text
+    from listener.scoring import build_scorer
+
+    held = torch.get_num_threads()  # 1 here (one_torch_thread)
+    try:
+        two = TransformersScorer(str(tiny_dir), device="cpu", threads=2)
+        assert (torch.get_num_threads(), two.threads) == (2, 2)
+        assert "threads=2" in repr(two)
+        config = load_config_text(
+            "brands:\n  - name: Acme\nscoring:\n  sentiment:\n    type: transformers\n"
+            f"    model: {tiny_dir}\n    device: cpu\n    threads: 1\n",
+            "rules.yaml",
+            {},
+        )
+        build_scorer(config.scoring.sentiment)
+        assert torch.get_num_threads() == 1
+        TransformersScorer(str(tiny_dir), device="cpu")
+        assert torch.get_num_threads() == 1  # untouched without threads
+    finally:
+        torch.set_num_threads(held)
+
+
+@pytest.mark.parametrize(("bad", "value"), [("batch_size", 0), ("max_length", 1), ("threads", 0)])
 def test_invalid_sizes(tiny_dir: Path, bad: str, value: int) -> None:
     """A batch size below 1 or a max length below 2 is refused before loading."""
     with pytest.raises(ValueError, match=bad):
