@@ -722,6 +722,7 @@ def _run(args: argparse.Namespace) -> int:
             database=settings.state,
             poll_timeout=settings.poll_timeout,
             retention=settings.mention_retention,
+            check_every=settings.evaluate_every,
         )
         return collector.run(settings.listen)
     if settings.role == "deliver":

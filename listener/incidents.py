@@ -17,6 +17,7 @@ from listener.errors import Conflict as Conflict  # re-exported: the tree is in 
 from listener.errors import ListenerError
 from listener.errors import NotFound as NotFound
 from listener.model import Ack, Silence
+from listener.rules.source_health import SOURCE_HEALTH
 from listener.sinks.text import clean_line
 from listener.store import IncidentRecord, Store
 
@@ -31,6 +32,13 @@ class Evaluators(Protocol):
     def silenced(self, silence: Silence) -> None: ...
 
     def expired(self, silence: Silence, at: datetime) -> None: ...
+
+
+def _evaluators_hold(rule: str | None) -> bool:
+    """Whether the evaluators decide what an ack or a silence of ``rule`` changes (any
+    rule: None). Source health is checked by the collectors, which read acks and silences
+    from the shared state (:mod:`listener.roles.sources`)."""
+    return rule != SOURCE_HEALTH
 
 
 def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
@@ -123,7 +131,7 @@ def acknowledge(
     """Record that ``by`` took the incident; the daemon (or its evaluator, told first)
     announces it and stops reminders."""
     record = ackable(store, incident_id, by)
-    if evaluators is not None:
+    if evaluators is not None and _evaluators_hold(record.rule):
         evaluators.acknowledged(record.brand, record.id, Ack(by.strip(), now, note))
     if not store.ack_log.add(record.id, by.strip(), now, note):
         existing = store.ack_log.get([record.id])[record.id]
@@ -152,7 +160,7 @@ def add_silence(
         rule=rule,
         level=level,
     )
-    if evaluators is not None:
+    if evaluators is not None and _evaluators_hold(silence.rule):
         evaluators.silenced(silence)
     store.silence_log.add(silence)
     return silence
@@ -166,7 +174,7 @@ def expire_silence(
     found = [s for s in store.silence_log.select(now) if s.id == silence_id]
     if not found:
         raise NotFound(f"no active silence {silence_id[:200]!r}")
-    if evaluators is not None:
+    if evaluators is not None and _evaluators_hold(found[0].rule):
         evaluators.expired(found[0], now)
     store.silence_log.expire(silence_id, now)
     return found[0]

@@ -10,7 +10,8 @@ Never a mention's text, author, URL or id.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -20,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from listener import __version__
+from listener.clock import Clock
 
 STAGES = ("collect", "match", "score", "store", "evaluate", "deliver", "config", "bus")
 
@@ -315,6 +317,18 @@ _FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """The brands :class:`ConditionReadings` holds, each one's row, the readings by leaf
+    (3 × brands: value, threshold, baseline), and when each brand was last evaluated (by
+    the clock of :meth:`ConditionReadings.hold`; None without)."""
+
+    brands: tuple[str, ...]
+    rows: dict[str, int]
+    values: dict[ReadingKey, NDArray[np.float64]]
+    seen: NDArray[np.float64] | None
+
+
 class ConditionReadings(Collector):
     """The ``listener_condition_{value,threshold,baseline}`` gauges, labelled by rule,
     brand, level and condition path, held as arrays and turned into samples at scrape
@@ -327,35 +341,96 @@ class ConditionReadings(Collector):
     as a fact without a threshold or baseline, or a key not evaluated, is."""
 
     def __init__(self) -> None:
-        self._brands: tuple[str, ...] = ()
-        self._rows: dict[str, int] = {}
-        # (rule, level, path) -> 3 × brands array: value, threshold, baseline
-        self._values: dict[ReadingKey, NDArray[np.float64]] = {}
+        self._layout = _Layout((), {}, {}, None)
+        self._keep: tuple[float, Clock] | None = None
 
-    def layout(self, leaves: Sequence[ReadingKey], brands: Sequence[str]) -> None:
+    def hold(self, keep_for: timedelta, clock: Clock) -> None:
+        """Keep the brands of each :meth:`layout` next to those held before, each one's
+        readings shown until ``keep_for`` (by ``clock``) after its last evaluation, and
+        dropped then.
+
+        For an evaluator of distributed mode: it evaluates the brand of each tick alone,
+        and a rebalance hands its brands to another evaluator without telling which."""
+        self._keep = (keep_for.total_seconds(), clock)
+
+    def held_brands(self) -> frozenset[str]:
+        """The brands whose readings are shown (in :meth:`hold` mode, those evaluated in
+        the last ``keep_for``)."""
+        layout = self._layout
+        live = self._live(layout)
+        if live is None:
+            return frozenset(layout.brands)
+        return frozenset(layout.brands[i] for i in np.flatnonzero(live).tolist())
+
+    def layout(
+        self, leaves: Sequence[ReadingKey], brands: Sequence[str]
+    ) -> NDArray[np.intp] | None:
         """Hold readings for these leaves and brands (values of leaves and brands held
-        before are kept; the others go)."""
-        brands = tuple(brands)
-        if brands == self._brands and list(self._values) == list(leaves):
-            return
-        old_rows, old = self._rows, self._values
+        before are kept; the others go, unless :meth:`hold` keeps them). The row of each
+        of ``brands`` in the arrays :meth:`put` and :meth:`put_many` write: None when it
+        is its index in ``brands``."""
+        held = self._layout
+        keep = self._keep
+        if keep is None:
+            brands = tuple(brands)
+            if brands != held.brands or list(held.values) != list(leaves):
+                self._layout = self._moved(held, leaves, brands, None)
+            return None
+        now = keep[1].now().timestamp()
+        rows, cutoff = held.rows, now - keep[0]
+        seen = held.seen if held.seen is not None else np.zeros(0)
+        if list(held.values) != list(leaves) or any(
+            b not in rows or seen[rows[b]] < cutoff for b in brands
+        ):
+            # a brand new here, or back after its readings expired, starts with none
+            fresh = set(brands)
+            kept = [b for i, b in enumerate(held.brands) if seen[i] >= cutoff and b not in fresh]
+            held = self._layout = self._moved(held, leaves, (*kept, *brands), seen, fresh)
+            rows = held.rows
+        at = np.fromiter((rows[b] for b in brands), dtype=np.intp, count=len(brands))
+        assert held.seen is not None
+        held.seen[at] = now
+        return at
+
+    def _live(self, layout: _Layout) -> NDArray[np.bool_] | None:
+        keep = self._keep
+        if keep is None or layout.seen is None:
+            return None
+        live: NDArray[np.bool_] = layout.seen >= keep[1].now().timestamp() - keep[0]
+        return live
+
+    def _moved(
+        self,
+        old: _Layout,
+        leaves: Sequence[ReadingKey],
+        brands: tuple[str, ...],
+        seen: NDArray[np.float64] | None,
+        fresh: Container[str] = (),
+    ) -> _Layout:
+        """``old``'s readings, for these leaves and brands (none for those ``fresh``)."""
         rows = {brand: i for i, brand in enumerate(brands)}
-        keep_new = np.array([i for b, i in rows.items() if b in old_rows], dtype=np.intp)
-        keep_old = np.array([old_rows[b] for b in rows if b in old_rows], dtype=np.intp)
+        carried = [b for b in rows if b in old.rows and b not in fresh]
+        keep_new = np.array([rows[b] for b in carried], dtype=np.intp)
+        keep_old = np.array([old.rows[b] for b in carried], dtype=np.intp)
         values: dict[ReadingKey, NDArray[np.float64]] = {}
         for key in leaves:
-            fresh = np.full((3, len(brands)), np.nan)
-            held = old.get(key)
+            made = np.full((3, len(brands)), np.nan)
+            held = old.values.get(key)
             if held is not None and len(keep_new):
-                fresh[:, keep_new] = held[:, keep_old]
-            values[key] = fresh
-        self._brands, self._rows, self._values = brands, rows, values
+                made[:, keep_new] = held[:, keep_old]
+            values[key] = made
+        new_seen = None
+        if seen is not None:
+            new_seen = np.zeros(len(brands))
+            if len(keep_new):
+                new_seen[keep_new] = seen[keep_old]
+        return _Layout(brands, rows, values, new_seen)
 
     def put(
         self, key: ReadingKey, row: int, reading: tuple[float, float | None, float | None]
     ) -> None:
         """One brand's reading of one leaf (None: no such number)."""
-        held = self._values.get(key)
+        held = self._layout.values.get(key)
         if held is not None:
             value, threshold, baseline = reading
             held[0, row] = value
@@ -371,7 +446,7 @@ class ConditionReadings(Collector):
         baseline: NDArray[np.float64] | None,
     ) -> None:
         """Readings of one leaf for the brands at ``rows``."""
-        held = self._values.get(key)
+        held = self._layout.values.get(key)
         if held is not None and len(rows):
             held[0, rows] = value
             held[1, rows] = math.nan if threshold is None else threshold
@@ -379,7 +454,7 @@ class ConditionReadings(Collector):
 
     def clear(self, key: ReadingKey, rows: NDArray[np.intp] | None = None) -> None:
         """Forget the readings of one leaf (for the brands at ``rows``, or all)."""
-        held = self._values.get(key)
+        held = self._layout.values.get(key)
         if held is not None:
             if rows is None:
                 held[:] = math.nan
@@ -389,10 +464,12 @@ class ConditionReadings(Collector):
     def collect(self) -> Iterator[Metric]:
         labels = ["rule", "brand", "level", "condition"]
         families = [GaugeMetricFamily(name, text, labels=labels) for name, text in _FIELDS]
-        brands = self._brands
-        for (rule, level, path), held in self._values.items():
+        layout = self._layout  # one layout, whatever an evaluation does meanwhile
+        brands, live = layout.brands, self._live(layout)
+        for (rule, level, path), held in layout.values.items():
             for family, numbers in zip(families, held, strict=True):
-                for row in np.flatnonzero(~np.isnan(numbers)).tolist():
+                shown = ~np.isnan(numbers) if live is None else ~np.isnan(numbers) & live
+                for row in np.flatnonzero(shown).tolist():
                     family.add_metric([rule, brands[row], level, path], float(numbers[row]))
         yield from families
 

@@ -105,6 +105,24 @@ class SourceHealth:
             "backoff_until": self.backoff_until.isoformat() if self.backoff_until else None,
         }
 
+    def as_status(self) -> SourceStatus:
+        """What the source-health check reads of it."""
+        return SourceStatus(
+            self.since,
+            self.last_success_at,
+            self.last_new_at,
+            self.last_error if self.consecutive_failures else None,
+            self.consecutive_failures,
+        )
+
+    def resume(self, status: SourceStatus) -> None:
+        """Go on from what an earlier poller of the source knew (a collector that takes a
+        source over in distributed mode): when watching began, the last success, the last
+        new mention, the failures in a row. Not polled here yet."""
+        self.since = min(self.since, status.since)
+        self.last_success_at, self.last_new_at = status.last_success_at, status.last_new_at
+        self.consecutive_failures, self.last_error = status.failures, status.last_error
+
     def succeeded(self, name: str, result: PollResult, now: datetime, metrics: Metrics) -> None:
         """Record a poll that returned (partial failures make the source ``degraded``)."""
         self.last_poll_at = self.last_success_at = now
@@ -563,16 +581,7 @@ class Pipeline:
         delivery when they raised events. Errors are counted and logged here."""
         try:
             with self.working():
-                statuses = {
-                    name: SourceStatus(
-                        h.since,
-                        h.last_success_at,
-                        h.last_new_at,
-                        h.last_error if h.consecutive_failures else None,
-                        h.consecutive_failures,
-                    )
-                    for name, h in self.health.items()
-                }
+                statuses = {name: h.as_status() for name, h in self.health.items()}
                 alerts = await self.store_pool.run(
                     self.processor.evaluate, self.clock.now(), statuses
                 )

@@ -333,6 +333,9 @@ class Processor:
         self._match_series: dict[tuple[str, str], PromCounter] = {}
         self._score_series: dict[tuple[str, str], PromCounter] = {}
         self._row_cache: tuple[tuple[str, ...], dict[str, int]] = ((), {})
+        self._gauge_rows: NDArray[np.intp] | None = None
+        """Each brand's row in the condition gauges, by its row in the evaluation (None:
+        the same; see :meth:`ConditionReadings.layout`)."""
         self.screening = True
         """Whether evaluation screens the due brands in bulk first (``listener.rules.screen``);
         off, every due key is checked one by one (the same decisions, state and gauges)."""
@@ -740,6 +743,29 @@ class Processor:
                 self._forget_settled()
                 raise
 
+    def evaluate_sources(
+        self,
+        now: datetime,
+        sources: Mapping[str, SourceStatus],
+        engine: EngineState,
+        notify: NotifyState,
+    ) -> tuple[Evaluated, EngineState, NotifyState]:
+        """The source-health check alone, for these sources, from their state (``engine``'s
+        keys and ``notify``'s incidents of these sources): a collector of distributed mode,
+        whose sources' states live in the shared database. What it decided, and the
+        sources' states after; the processor keeps none of them. For a processor that
+        holds no brand (each released) and not the Evaluate state (``holds_state``)."""
+        if self.holds_state or self.held_brands():
+            raise TypeError("evaluate_sources: for a processor that holds no brand's state")
+        with self._lock:
+            self.state, self.notify = engine, notify
+            try:
+                decided = self._evaluate(now, sources, frozenset(sources))
+                return decided, self.state, self.notify
+            finally:
+                self._forget_settled()
+                self.state, self.notify = EngineState(), NotifyState()
+
     def _evaluate(
         self,
         now: datetime,
@@ -771,7 +797,7 @@ class Processor:
         self._memo_keys = None  # until this evaluation has settled every rule's keys
         marks = self._marks(brands, now)
         if self.readings:
-            self.metrics.conditions.layout(self._leaf_keys, brands)
+            self._gauge_rows = self.metrics.conditions.layout(self._leaf_keys, brands)
         rows = self._rows(brands)
         # a rule's keys move only with that rule: what each must evaluate is known now
         dues = [
@@ -890,7 +916,7 @@ class Processor:
             memo.forget()
             for level in rule.levels:
                 for path in level.leaves:
-                    self.metrics.conditions.clear((rule.name, level.name, path))
+                    self.metrics.conditions.clear((rule.name, level.name, path), self._gauge_rows)
             return state
         self.metrics.evaluations.labels(rule=rule.name).inc()
         events.extend(produced)
@@ -1175,8 +1201,9 @@ class Processor:
         fact (value, threshold, baseline)."""
         put = self.metrics.conditions.put
         name = rule.name
+        at = self._gauge_rows
         for brand, made in checks.items():
-            row = rows[brand]
+            row = rows[brand] if at is None else int(at[rows[brand]])
             for level, check in zip(rule.levels, made, strict=True):
                 for path, fact in zip(level.leaves, check.readings, strict=True):
                     reading = (
@@ -1200,11 +1227,12 @@ class Processor:
         now: datetime,
     ) -> None:
         """The condition gauges of the keys the engine let the screen settle (``left``:
-        which of those screened; ``rows``: their rows among ``brands``, and the gauges'):
-        the screen's readings, and a check of each leaf it could not read in bulk."""
+        which of those screened; ``rows``: their rows among ``brands``): the screen's
+        readings, and a check of each leaf it could not read in bulk."""
         if not len(rows):
             return
         gauges = self.metrics.conditions
+        at = rows if self._gauge_rows is None else self._gauge_rows[rows]
         pick = np.flatnonzero(left)
         for level, found in zip(rule.levels, screen.readings, strict=True):
             leaves = condition_leaves(level.when)
@@ -1213,17 +1241,17 @@ class Processor:
                 if reading is not None:
                     gauges.put_many(
                         key,
-                        rows,
+                        at,
                         reading.value[pick],
                         None if reading.threshold is None else reading.threshold[pick],
                         None if reading.baseline is None else reading.baseline[pick],
                     )
                     continue
-                for row in rows.tolist():
+                for row, gauge_row in zip(rows.tolist(), at.tolist(), strict=True):
                     first = leaf.check(self.windows, brands[row], now).readings[0]
                     gauges.put(
                         key,
-                        row,
+                        gauge_row,
                         (math.nan, None, None)
                         if first is None
                         else (first.value, first.threshold, first.baseline),

@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from listener.bus import FORMAT, _describe, decode_alert, instant
 from listener.clock import as_utc
@@ -18,7 +18,10 @@ from listener.model import Alert, Fact
 from listener.rules.engine import IncidentEvent
 from listener.rules.notify import Notice
 
-__all__ = ["AlertRecord", "alert_message", "decode_record"]
+if TYPE_CHECKING:
+    from listener.processor import Evaluated
+
+__all__ = ["AlertRecord", "alert_message", "alert_messages", "decode_record"]
 
 
 def alert_message(
@@ -61,6 +64,20 @@ def alert_message(
             "at": as_utc(at).isoformat(),
         }
     return out
+
+
+def alert_messages(decided: Evaluated, at: datetime) -> list[dict[str, Any]]:
+    """The messages of what one evaluation at ``at`` decided, one per alert, in order: the
+    first ones carry the engine's events, each carries its notice."""
+    events = decided.events
+    return [
+        alert_message(
+            alert, sinks, event=events[i] if i < len(events) else None, notice=notice, at=at
+        )
+        for i, ((alert, sinks), notice) in enumerate(
+            zip(decided.alerts, decided.notices, strict=True)
+        )
+    ]
 
 
 @dataclass(frozen=True, slots=True)

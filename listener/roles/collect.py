@@ -32,6 +32,7 @@ read whole.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import tempfile
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from listener.bus import CONSUMER, encode_mention, mention_key, quix_app, topic
+from listener.bus import CONSUMER, TopicName, encode_mention, mention_key, quix_app, topic
 from listener.clock import Clock
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.components import build_collectors
@@ -52,12 +53,15 @@ from listener.config.duration import format_duration
 from listener.config.schema import SourceConfig
 from listener.errors import (
     BusError,
+    ListenerError,
     PollTimeout,
     StoreError,
 )
 from listener.metrics import Metrics
 from listener.model import Mention
 from listener.pipeline import SourceHealth
+from listener.roles.evaluate import tick_times
+from listener.roles.sources import HeldSource, SourceChecks, held_source
 from listener.roles.worker import RoleWorker, shared_state
 from listener.store import Store
 from listener.store.cursors import Collected, Cursors
@@ -116,12 +120,18 @@ class SourcePoller:
             started = time.monotonic()
             try:
                 if not loaded:
-                    cursor, loaded = worker.load_cursor(self.name), True
+                    cursor = worker.load_cursor(self.name)
+                    held = worker.held_source(self.name)
+                    if held is not None:  # what the source's last poller knew
+                        self.health.resume(held.status)
+                    loaded = True
                 result = self._poll(cursor, now)
                 fresh = worker.fresh(self.name, result.mentions)
                 worker.publish(self.name, fresh, backfill=result.backfill)
                 worker.save_cursor(self.name, result.cursor, fresh, now)
                 cursor = result.cursor
+                if fresh:
+                    self.health.last_new_at = now
             except Exception as exc:  # a source, the bus or the database: retried
                 delay = self.health.failed(self.name, self.cfg, exc, now, worker.metrics, rng)
             else:
@@ -200,12 +210,15 @@ class CollectorWorker(RoleWorker):
         database: str,
         poll_timeout: timedelta = timedelta(minutes=2),
         retention: timedelta = timedelta(days=30),
+        check_every: timedelta = timedelta(seconds=30),
         metrics: Metrics | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.database = shared_state(database, "the sources' cursors")
         self.poll_timeout = poll_timeout
         self.retention = retention
+        self.check_every = check_every
+        """How often the sources' health is checked (``LISTENER_EVALUATE_EVERY``)."""
         super().__init__(bus, config_path, state_dir=state_dir, metrics=metrics, clock=clock)
 
     def setup(self) -> None:
@@ -216,6 +229,8 @@ class CollectorWorker(RoleWorker):
         self._producer: Any = None
         self._collectors: dict[str, Collector] = {}
         self._partitions = self.bus.partitions
+        self._checks: SourceChecks | None = None
+        self._checked = self.clock.now()
 
     # ------------------------------------------------------------------ for the pollers
 
@@ -246,10 +261,22 @@ class CollectorWorker(RoleWorker):
             Cursors.save(c, source, cursor, now.timestamp())
             Collected.remember(c, source, [m.id for m in published], now.timestamp())
 
+    def held_source(self, source: str) -> HeldSource | None:
+        return held_source(self.store(), source)
+
     def publish(self, source: str, mentions: Sequence[Mention], *, backfill: bool = False) -> None:
         """Put mentions on ``mentions`` and wait until the broker has them all (``backfill``:
         they come from the source's first poll, reaching into history)."""
-        if not mentions:
+        self._send(
+            "mentions",
+            [(mention_key(m), encode_mention(m, backfill=backfill)) for m in mentions],
+            f"{source}: ",
+        )
+
+    def _send(self, name: TopicName, messages: Sequence[tuple[str, bytes]], what: str = "") -> None:
+        """Put ``(key, value)`` messages on a topic and wait until the broker has them
+        all; BusError when it has not."""
+        if not messages:
             return
         failed: list[str] = []
 
@@ -257,28 +284,78 @@ class CollectorWorker(RoleWorker):
             if err is not None:
                 failed.append(str(err))
 
-        producer, name = self._producer, self.bus.name("mentions")
-        for mention in mentions:
+        producer, topic_name = self._producer, self.bus.name(name)
+        for key, value in messages:
             while True:
                 try:
-                    producer.produce(
-                        name,
-                        encode_mention(mention, backfill=backfill),
-                        mention_key(mention).encode(),
-                        on_delivery=delivered,
-                    )
+                    producer.produce(topic_name, value, key.encode(), on_delivery=delivered)
                     break
                 except BufferError:
                     producer.poll(0.1)
         left = producer.flush(60)
         if left or failed:
             raise BusError(
-                f"{source}: {left + len(failed)} of {len(mentions)} mentions not "
-                f"acknowledged by the broker ({failed[0] if failed else 'timed out after 60s'})"
+                f"{what}{left + len(failed)} of {len(messages)} {name} not acknowledged by "
+                f"the broker ({failed[0] if failed else 'timed out after 60s'})"
             )
-        self.metrics.bus_messages.labels(role=ROLE, topic="mentions", outcome="ok").inc(
-            len(mentions)
-        )
+        self.metrics.bus_messages.labels(role=ROLE, topic=name, outcome="ok").inc(len(messages))
+
+    # ------------------------------------------------------------------ source health
+
+    def check_sources(self, at: datetime) -> None:
+        """The source-health check at ``at`` of the sources polled here, each once polled
+        since it was taken (:mod:`listener.roles.sources`): its alerts go on ``alerts``,
+        then the sources' states are written. Errors are logged and counted; the next
+        check tries again."""
+        pollers = dict(self._pollers)
+        statuses = {
+            name: p.health.as_status()
+            for name, p in sorted(pollers.items())
+            if p.health.last_poll_at is not None
+        }
+        if not statuses:
+            return
+        try:
+            if self._checks is None:
+                self._checks = SourceChecks(self.config, self.store(), self.metrics, at)
+            messages, entries = self._checks.check(at, statuses)
+            self._send(
+                "alerts",
+                [(m["alert"]["incident_id"], json.dumps(m).encode()) for m in messages],
+                "source health: ",
+            )
+            self._checks.save(entries)
+        except Exception as exc:  # the bus or the database: the next check tries again
+            error_type = exc.error_type if isinstance(exc, ListenerError) else type(exc).__name__
+            self.metrics.error("evaluate", error_type)
+            log.error("source_check_failed", role=ROLE, error_type=error_type, error=str(exc))
+            return
+        for message in messages:
+            alert = message["alert"]
+            log.info(
+                "incident_event",
+                role=ROLE,
+                incident_id=alert["incident_id"],
+                alert_id=alert["id"],
+                kind=alert["kind"],
+                rule=alert["rule"],
+                source=alert["brand"],
+                severity=alert["level"],
+            )
+
+    def _check_due(self) -> None:
+        """Check the sources at the latest multiple of the check interval reached since
+        the last check, if any."""
+        now = self.clock.now()
+        due = tick_times(self._checked, now, self.check_every)
+        self._checked = max(self._checked, now)
+        if due:
+            self.check_sources(due[-1])
+
+    def _drop_checks(self) -> None:
+        if self._checks is not None:
+            self._checks.close()
+            self._checks = None
 
     # ------------------------------------------------------------------ ownership
 
@@ -335,7 +412,9 @@ class CollectorWorker(RoleWorker):
         """What supervise runs: the group membership (the ``mentions`` topic made first,
         as the other roles make theirs)."""
         with tempfile.TemporaryDirectory() as state:
-            topic(quix_app(self.bus, ROLE, state), self.bus, "mentions")
+            app = quix_app(self.bus, ROLE, state)
+            topic(app, self.bus, "mentions")
+            topic(app, self.bus, "alerts", write="json")  # the sources' health
         self.started(writes=self.bus.name("mentions"), sources=len(self.config.sources))
         return Ownership(self)
 
@@ -392,11 +471,13 @@ class CollectorWorker(RoleWorker):
             pruned = 0.0
             while not stop.is_set():
                 consumer.poll(0.5)
+                self._check_due()
                 if time.monotonic() - pruned > PRUNE_EVERY:
                     pruned = time.monotonic()
                     self._prune()
                 config = self.reloaded()
                 if config is not None:
+                    self._drop_checks()  # the next check under the new rules
                     self.release_all()
                     for collector in self._collectors.values():
                         with contextlib.suppress(Exception):
@@ -406,6 +487,7 @@ class CollectorWorker(RoleWorker):
                         self._owned = {p.partition for p in consumer.assignment()}
                         self._sync()
         finally:
+            self._drop_checks()
             self.release_all()
             consumer.close()
             self._producer.flush(10)

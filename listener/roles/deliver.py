@@ -39,7 +39,7 @@ import structlog
 
 from listener.api import IncidentApi
 from listener.bus import CONSUMER, decode_scored, topic
-from listener.bus.alerts import decode_record
+from listener.bus.alerts import AlertRecord, decode_record
 from listener.bus.publish import CommandsTopic
 from listener.clock import Clock
 from listener.collectors.fetch import redact_url
@@ -371,14 +371,7 @@ class DeliverWorker(RoleWorker):
             self.metrics.error("deliver", "unknown_sink")
         if self._store is None:
             self._store = Store.open(self.database)
-        self._store.write_evaluate(
-            EvaluateWrite(
-                now=rec.at,
-                events=[rec.event] if rec.event is not None else [],
-                notices=[rec.notice] if rec.notice is not None else [],
-                outbox=[(rec.alert, rec.sinks)] if rec.sinks else [],
-            )
-        )
+        record_alert(self._store, rec)
         self._messages.labels(role=ROLE, topic="alerts", outcome="ok").inc()
         if rec.sinks:
             self.sender.wake()
@@ -408,3 +401,17 @@ class DeliverWorker(RoleWorker):
         return app
 
     _sender_started = False
+
+
+def record_alert(store: Store, rec: AlertRecord) -> None:
+    """Record what an alert message carries in the shared state, in one transaction: the
+    engine's event in the incident's timeline, the notice, the ledger's rows (each row
+    once: a message read again adds nothing)."""
+    store.write_evaluate(
+        EvaluateWrite(
+            now=rec.at,
+            events=[rec.event] if rec.event is not None else [],
+            notices=[rec.notice] if rec.notice is not None else [],
+            outbox=[(rec.alert, rec.sinks)] if rec.sinks else [],
+        )
+    )

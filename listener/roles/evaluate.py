@@ -49,11 +49,11 @@ from listener.bus import (
     tick_message,
     topic,
 )
-from listener.bus.alerts import alert_message
-from listener.clock import Clock, as_utc
+from listener.bus.alerts import alert_messages
+from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import Config
 from listener.errors import MessageError
-from listener.metrics import Metrics
+from listener.metrics import BrandValues, Metrics
 from listener.model import Ack, Silence
 from listener.processor import RELEASED, Processor
 from listener.roles.worker import RoleWorker
@@ -76,6 +76,8 @@ last chunk of its bucket only)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 CACHE_PRUNE_EVERY = timedelta(hours=1)
+SHOWN_FOR = timedelta(minutes=5)
+"""The least time a brand's gauges are exported after its last evaluation here."""
 
 
 class KeyedState(Protocol):
@@ -289,7 +291,18 @@ class BrandEvaluator:
     messages to write. Pure of the bus: the application (:class:`EvaluateWorker`) hands
     it messages and state."""
 
-    def __init__(self, config: Config, cache_dir: str, metrics: Metrics, now: datetime) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache_dir: str,
+        metrics: Metrics,
+        now: datetime,
+        *,
+        clock: Clock | None = None,
+        shown_for: timedelta = SHOWN_FOR,
+    ) -> None:
+        """``shown_for``: how long after its last evaluation a brand's condition and
+        brand gauges are still exported (by ``clock``; a rebalance may have moved it)."""
         self.config = config
         self.metrics = metrics
         self.brands = frozenset(config.brand_names())
@@ -303,13 +316,20 @@ class BrandEvaluator:
         self.silences, self.acks = HeldSilences(self.store.db), HeldAcks(self.store.db)
         self.store.silence_log, self.store.ack_log = self.silences, self.acks
         # alerts go to the alerts topic, not to this cache's outbox
-        self.processor = Processor(config, self.store, metrics, readings=False, holds_state=False)
+        self.processor = Processor(config, self.store, metrics, holds_state=False)
+        # the gauges show the brands evaluated here lately, not every brand ever held
+        metrics.conditions.hold(shown_for, clock if clock is not None else SystemClock())
+        metrics.brands.source(self._brand_readings)
         self.records: dict[str, BrandRecord] = {}
         self._messages = metrics.bus_messages
         self._pruned_at: datetime | None = None
 
     def close(self) -> None:
         self.store.close()
+
+    def _brand_readings(self) -> dict[str, BrandValues]:
+        shown = self.metrics.conditions.held_brands()
+        return {b: v for b, v in self.processor.brand_readings().items() if b in shown}
 
     def _prune_cache(self, at: datetime) -> None:
         """Hourly (in tick time): drop the cached mentions no alert can list any more
@@ -420,11 +440,7 @@ class BrandEvaluator:
         state.set("tick", at.isoformat())
         record.bump(state)
         self._prune_cache(at)
-        out = []
-        events = decided.events
-        for i, ((alert, sinks), notice) in enumerate(
-            zip(decided.alerts, decided.notices, strict=True)
-        ):
+        for alert, _ in decided.alerts:
             self._messages.labels(role=ROLE, topic="alerts", outcome="ok").inc()
             log.info(
                 "incident_event",
@@ -436,9 +452,7 @@ class BrandEvaluator:
                 brand=alert.brand,
                 severity=alert.level,
             )
-            event = events[i] if i < len(events) else None
-            out.append(alert_message(alert, sinks, event=event, notice=notice, at=at))
-        return out
+        return alert_messages(decided, at)
 
 
 def tick_times(start: datetime, end: datetime, every: timedelta) -> list[datetime]:
@@ -522,7 +536,12 @@ class EvaluateWorker(RoleWorker):
             self._drop_cache()  # every brand is read again from its state, under the new rules
         if self.evaluator is None:
             self.evaluator = BrandEvaluator(
-                self.config, self._cache.name, self.metrics, self.clock.now()
+                self.config,
+                self._cache.name,
+                self.metrics,
+                self.clock.now(),
+                clock=self.clock,
+                shown_for=max(SHOWN_FOR, 3 * self.evaluate_every),
             )
         return self.evaluator.handle(value, state)
 

@@ -31,6 +31,8 @@ from tests.support.feed_server import FeedServer, Route
 pytestmark = pytest.mark.e2e
 
 SOURCES = [f"news{i}" for i in range(6)]
+BROKEN = "broken"
+"""A seventh source whose feed fails until the end: its source-health incident."""
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +84,17 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
     time (their logs' ownership spans never overlap), every item reaches ``mentions``
     once, keyed by source and id. One collector is SIGKILLed: the other owns every source
     within the group's session timeout, resumes each from the cursor saved in the
-    shared state (nothing published again), and publishes what the feeds add next."""
+    shared state (nothing published again), and publishes what the feeds add next.
+
+    A seventh source fails: its owner opens a source-health incident on ``alerts``; the
+    victim is that owner, and the survivor goes on with the same incident (no second
+    one) and resolves it once the feed answers."""
     bus = new_bus(broker, partitions=4)
     items = {s: [f"{s}-a{i}" for i in range(3)] for s in SOURCES}
     with FeedServer() as server:
         for source in SOURCES:
             server.route(f"/{source}.xml", Route(body=rss(items[source])))
+        server.route(f"/{BROKEN}.xml", Route(status=503))
         config = tmp_path / "rules.yaml"
         config.write_text(
             "brands:\n  - name: Acme\n"
@@ -97,12 +104,17 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
                 "    interval: 1s\n    jitter: 0s\n    retry: {initial: 1s, max: 2s}\n"
                 for s in SOURCES
             )
+            + f"  {BROKEN}:\n    type: rss\n    urls: ['{server.url(f'/{BROKEN}.xml')}']\n"
+            "    interval: 1s\n    jitter: 0s\n    retry: {initial: 1s, max: 1s}\n"
+            "    health: {failing_after: 3s}\n"
             + "rules:\n  - name: spike\n    levels:\n      high:\n"
             "        when: {type: volume, window: 1h, above: 100}\n"
             "routes:\n  default: [ops]\nsinks:\n  ops: {type: console}\n",
             encoding="utf-8",
         )
-        env = bus_env(bus, tmp_path / "state", LISTENER_STATE=database)
+        env = bus_env(
+            bus, tmp_path / "state", LISTENER_STATE=database, LISTENER_EVALUATE_EVERY="1s"
+        )
         workers = [Worker("collector", config, env, tmp_path / f"c{i}.log") for i in range(2)]
         killed: list[Worker] = []
 
@@ -112,25 +124,43 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
         def published(want: int) -> list[tuple[str, bytes]]:
             return consume(bus, "mentions", lambda got: len(keys(got)) >= want, timeout=90)
 
+        def health(*kinds: str) -> list[tuple[str, str, str]]:
+            """The source-health alerts on ``alerts`` once they are these kinds, in order:
+            (alert id, kind, incident id)."""
+
+            def alerts(got: list[tuple[str, bytes]]) -> list[tuple[str, str, str]]:
+                found = [json.loads(v)["alert"] for _, v in got]
+                return [(a["id"], a["kind"], a["incident_id"]) for a in found]
+
+            def arrived(got: list[tuple[str, bytes]]) -> bool:
+                return tuple(k for _, k, _ in alerts(got))[: len(kinds)] == kinds
+
+            got = consume(bus, "alerts", arrived, timeout=90)
+            return alerts(got)
+
         try:
             wait_for(
                 "both collectors own sources",
                 lambda: (
                     all(owned_now(w) for w in workers)
-                    and set().union(*(owned_now(w) for w in workers)) == set(SOURCES)
+                    and set().union(*(owned_now(w) for w in workers)) == {*SOURCES, BROKEN}
                 ),
                 timeout=90,
             )
             first = published(len(SOURCES) * 3)
+            opened = health("opened")
             time.sleep(3)  # polls that find nothing new: each cursor saved after its poll
-            victim = workers[0]
+            victim = next(w for w in workers if BROKEN in owned_now(w))
             taken = owned_now(victim)
             killed.append(victim)
             victim.proc.kill()
             victim.proc.wait()
             down, killed_at = time.monotonic(), time.time()
-            survivor = workers[1]
-            wait_for("the survivor owns every source", lambda: owned_now(survivor) == set(SOURCES))
+            survivor = next(w for w in workers if w is not victim)
+            wait_for(
+                "the survivor owns every source",
+                lambda: owned_now(survivor) == {*SOURCES, BROKEN},
+            )
             takeover = time.monotonic() - down
             for source in SOURCES:
                 items[source].append(f"{source}-b")
@@ -138,13 +168,17 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
             everything = published(len(SOURCES) * 4)
             time.sleep(2)  # another poll of each: nothing more may come
             everything = published(len(SOURCES) * 4)
+            time.sleep(3)  # the survivor checks the broken source: no second incident
+            server.route(f"/{BROKEN}.xml", Route(body=rss([])))
+            resolved = health("opened", "resolved")
             _, metrics = survivor.get("/metrics")
             ready, readyz = survivor.get("/readyz")
         finally:
-            codes = stop_all(workers[1:])
+            alive = [w for w in workers if w not in killed]
+            codes = stop_all(alive)
             for worker in killed:
                 worker.stop()
-    assert codes == [0], workers[1].output()[-2000:]
+    assert codes == [0], alive[0].output()[-2000:]
     assert taken  # the victim did own sources
     print(f"collector failover after SIGKILL: {takeover:.1f} s")  # measured, for -s
     assert takeover < 60
@@ -157,7 +191,7 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
     for source in SOURCES:
         periods = sorted(
             [(a, min(b, killed_at)) for a, b in spans(killed[0]).get(source, [])]
-            + spans(workers[1]).get(source, [])
+            + spans(survivor).get(source, [])
         )
         for (_, end), (start, _) in itertools.pairwise(periods):
             assert start >= end, (source, periods)
@@ -166,5 +200,11 @@ def test_each_source_has_one_collector_and_moves_with_its_cursor_on_sigkill(
     # /readyz names the sources it polls, with their health (as the daemon's)
     assert ready == 200
     sources = json.loads(readyz)["sources"]
-    assert set(sources) == set(SOURCES)
-    assert {s["status"] for s in sources.values()} == {"ok"}
+    assert set(sources) == {*SOURCES, BROKEN}
+    assert {sources[s]["status"] for s in SOURCES} == {"ok"}
+    # one incident for the broken source, opened by the victim and resolved by the
+    # survivor, each alert once
+    assert [kind for _, kind, _ in opened] == ["opened"]
+    assert [kind for _, kind, _ in resolved] == ["opened", "resolved"]
+    assert resolved[0] == opened[0]
+    assert resolved[1][2] == opened[0][2]

@@ -39,6 +39,9 @@ class Recorded:
     def load_cursor(self, source: str) -> Cursor | None:
         return self.cursor
 
+    def held_source(self, source: str) -> None:
+        return None  # no poller of the source before this one
+
     def fresh(self, source: str, mentions: Sequence[Mention]) -> list[Mention]:
         return list(mentions)
 

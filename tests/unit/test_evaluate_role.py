@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from listener.bus import decode_alert, scored_message, tick_message
+from listener.clock import ManualClock
 from listener.config.lint import load_with_warnings
 from listener.config.schema import Config
 from listener.ingest import Ingest
@@ -463,3 +464,69 @@ def test_a_backfill_keeps_its_brands_quiet_as_embedded_mode_across_workers(
                 got.append(_alert(alert))
     assert sorted(got) == want
     assert all(datetime.fromisoformat(states[b]["quiet"]) > history for b in BRANDS)
+
+
+def _gauges(*registries: CollectorRegistry) -> dict[tuple[str, ...], float]:
+    """The condition and brand gauges' samples: (name, label values...) → value."""
+    out: dict[tuple[str, ...], float] = {}
+    for registry in registries:
+        for family in registry.collect():
+            if family.name.startswith(("listener_condition_", "listener_brand_")):
+                for sample in family.samples:
+                    key = (sample.name, *sorted(sample.labels.items()))
+                    assert key not in out, f"{key} exported twice"
+                    out[key] = sample.value  # type: ignore[assignment]
+    return out
+
+
+def test_evaluators_export_the_gauges_of_the_brands_they_evaluate_lately(
+    config: Config, store: Store, tmp_path: Path
+) -> None:
+    """Two evaluators sharing the brands export, between them, embedded mode's condition
+    and brand gauges, each brand once; a brand that moved to the other evaluator leaves
+    the first one's gauges once it has not been evaluated there for ``shown_for``."""
+    end = START + timedelta(minutes=95)
+    scored = [s for s in stream(config, 4) if s.mention.created_at <= end]
+    at_end = [at for at in ticks() if at <= end]
+    embedded = Processor(config, store, Metrics(registry := CollectorRegistry()))
+    for s in scored:
+        for brand in s.brands:
+            embedded.count_scored(brand, [s], s.mention.created_at)
+    for at in at_end:
+        embedded.evaluate(at)
+    want = _gauges(registry)
+    assert any(k[0] == "listener_condition_threshold" for k in want)
+    assert {dict(k[1:])["brand"] for k in want} == set(BRANDS)
+
+    clock = ManualClock(START)
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    workers = [
+        BrandEvaluator(
+            config,
+            str(tmp_path),
+            Metrics(r),
+            START,
+            clock=clock,
+            shown_for=timedelta(minutes=5),
+        )
+        for r in registries
+    ]
+    owner = {"Acme": 0, "Globex": 0, "Initech": 1}
+    states = {brand: KeyValues() for brand in BRANDS}
+    for brand, value in _messages(scored):
+        if b'"scored"' in value or json.loads(value)["at"] <= end.isoformat():
+            workers[owner[brand]].handle(value, states[brand])
+    got = _gauges(*registries)
+    assert got.keys() == want.keys()
+    assert got == pytest.approx(want)
+
+    # Globex moves to the second evaluator; the first still evaluates Acme
+    for minutes in range(1, 8):
+        clock.set(START + timedelta(minutes=minutes))
+        at = end + timedelta(minutes=minutes)
+        workers[0].handle(json.dumps(tick_message("Acme", at)).encode(), states["Acme"])
+        workers[1].handle(json.dumps(tick_message("Globex", at)).encode(), states["Globex"])
+        first = {dict(k[1:])["brand"] for k in _gauges(registries[0])}
+        assert first == ({"Acme", "Globex"} if minutes <= 5 else {"Acme"}), minutes
+    # the second shows Globex; Initech, not evaluated for 7 minutes, has left too
+    assert {dict(k[1:])["brand"] for k in _gauges(registries[1])} == {"Globex"}
