@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
@@ -470,12 +470,18 @@ handles each message in well under the 10 s allowed between polls."""
 
 BUFFER: Final = 1000
 """Messages a worker takes from the broker per partition at a time (Quix Streams'
-``max_partition_buffer_size``; its default is 10,000). It handles them all before it
-polls again, and must poll within ``max.poll.interval.ms`` (10 s) or lose its
-partitions: 1,000 ticks of an evaluator at 1,000 brands take about 3 s, 1,000 mentions
-through VADER a quarter of a second. A worker whose messages cost more (the
-transformers backend on CPU) asks for fewer (``buffer`` of :func:`quix_app`); fewer
-than about 1,000 slow the evaluator's counting down several times (bench/scale.py)."""
+``max_partition_buffer_size``; its default is 10,000). It must poll within
+``max.poll.interval.ms`` (10 s) or lose its partitions, so it polls again every 2 s
+while it works through them (:func:`pace`): 1,000 ticks of an evaluator at 1,000 brands
+take about 10 s, 1,000 mentions through VADER a quarter of a second. A worker whose
+messages cost more (the transformers backend on CPU) asks for fewer (``buffer`` of
+:func:`quix_app`); fewer than about 1,000 slow the evaluator's counting down several
+times (bench/scale.py)."""
+
+
+POLL_EVERY: Final = 2.0
+"""Seconds a worker may take messages from its buffer before it polls the broker again
+(well within ``max.poll.interval.ms``; see :func:`pace`)."""
 
 
 REQUEST_TIMEOUT: Final = 10.0
@@ -539,7 +545,37 @@ def quix_app(
                 watch.recovered(time.monotonic() - began)
 
         manager.do_recovery = timed  # type: ignore[method-assign]
+    pace(app._consumer._buffer)
     return app
+
+
+def pace(
+    buffer: Any, every: float = POLL_EVERY, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Make the application of Quix Streams' consumer ``buffer`` poll the broker at least
+    every ``every`` seconds (by ``clock``) while it has messages buffered.
+
+    An application that reads several topics (the evaluator: ``scored``, ``ticks``,
+    ``commands``) takes its messages from Quix Streams' buffer, up to ``BUFFER`` per
+    topic partition, and polls the broker only once the buffer has nothing it may hand
+    out: 48 partitions' worth of mentions at 1,000 brands took over the 10 s
+    ``max.poll.interval.ms`` (the worker lost its partitions, bench/RESULTS.md). Here the
+    buffer hands out nothing once ``every`` has passed since it was last fed, so the
+    consumer polls (and feeds it) before the next message. Quix Streams has no setting
+    for it (pinned below 4)."""
+    pop, feed = buffer.pop, buffer.feed
+    fed = [clock()]
+
+    def fed_now(*args: Any, **kwargs: Any) -> None:
+        fed[0] = clock()
+        feed(*args, **kwargs)
+
+    def paced_pop() -> Any:
+        if clock() - fed[0] > every:
+            return None
+        return pop()
+
+    buffer.feed, buffer.pop = fed_now, paced_pop
 
 
 def _watched(base: type[Application], watch: AppWatch) -> type[Application]:

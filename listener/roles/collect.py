@@ -27,6 +27,10 @@ embedded mode (``listener_polls_total``, ``listener_source_up``, ...) are served
 ``/metrics`` by the collector that owns the source. The secrets of the sources are read
 (they must be set where a collector runs); those of the sinks too, as the rules file is
 read whole.
+
+**Source health** (the ``source-health`` rule) is checked by the collector that polls the
+source, each ``LISTENER_EVALUATE_EVERY``, its alerts written to ``alerts``
+(:mod:`listener.roles.sources`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from listener.bus import (
     encode_mention,
     encode_scored,
     mention_key,
+    pace,
     tick_message,
 )
 from listener.bus.alerts import alert_message, decode_record
@@ -346,3 +347,44 @@ def test_a_mentions_dict_is_every_field_of_it(mention: Mention) -> None:
     expected = dataclasses.asdict(mention)
     expected["created_at"] = mention.created_at.isoformat()
     assert mention.to_dict() == expected
+
+
+class _Message:
+    """What Quix Streams' consumer buffer reads of a Kafka message."""
+
+    def __init__(self, topic: str, offset: int) -> None:
+        self._topic, self._offset = topic, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._offset)
+
+
+def test_a_paced_buffer_lets_the_consumer_poll_every_few_seconds() -> None:
+    """Quix Streams' buffer hands out what it holds without a poll of the broker; paced,
+    it hands out nothing once ``every`` has passed since it was last fed (the consumer
+    polls then, within max.poll.interval.ms), and goes on once fed again."""
+    from confluent_kafka import TopicPartition
+    from quixstreams.internal_consumer.buffering import InternalConsumerBuffer
+
+    now = [0.0]
+    buffer = InternalConsumerBuffer(max_partition_buffer_size=100)
+    buffer.assign_partitions([TopicPartition("scored", 0)])
+    pace(buffer, every=2.0, clock=lambda: now[0])
+    buffer.feed([_Message("scored", i) for i in range(5)], {("scored", 0): 5})
+    assert buffer.pop().offset() == 0
+    now[0] = 1.5
+    assert buffer.pop().offset() == 1
+    now[0] = 2.5  # time to poll: nothing until the buffer is fed
+    assert buffer.pop() is None
+    buffer.feed([], {("scored", 0): 5})
+    assert [buffer.pop().offset() for _ in range(3)] == [2, 3, 4]
+    assert buffer.pop() is None
