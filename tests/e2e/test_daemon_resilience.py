@@ -122,6 +122,9 @@ def test_dead_log_reader_neither_stops_polling_nor_shutdown(
         base = f"http://{started['listen']}"
         proc.stderr.close()  # the reader is gone: every later write meets a broken pipe
         proc.stdout.close()
+        # the first poll of `news` is a backfill (its brand stays quiet for the rule's
+        # window): the angry items must come in a later poll
+        wait_metric(base, "listener_polls_total", 1, source="news", outcome="ok")
         polls = metric(base, "listener_polls_total", source="news", outcome="ok")
         wait_metric(base, "listener_log_write_errors_total", 1)  # `down` keeps failing
         feed.set_body("/feed.xml", rss(ANGRY))  # processing logs `polled`, evaluation opens
