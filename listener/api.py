@@ -1,5 +1,5 @@
 """The daemon's REST API: the routes and their handlers, mounted on a
-:class:`~listener.httpapi.HttpApi` (the small server, which also serves ``/metrics``).
+:class:`~listener.httpapi.HttpApi` (Starlette on uvicorn, which also serves ``/metrics``).
 
 =======  ==========================  ==================================================
 GET      /healthz                    alive: 503 once the processing loop has ended

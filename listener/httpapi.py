@@ -1,13 +1,15 @@
-"""The daemon's small HTTP endpoint: ``/metrics`` and the routes the daemon adds.
+"""The HTTP endpoint of the daemon and of the workers: ``/metrics`` and the routes they add,
+an ASGI application (Starlette) served by uvicorn on the caller's event loop.
 
-A deliberately tiny HTTP/1.1 server on asyncio streams (one request per
-connection) so that the daemon owns its signal handling and has no web framework
-to configure. Everything a client sends is bounded: the request line
-(:data:`MAX_REQUEST_LINE`, else 414), the header section (:data:`MAX_HEADER_BYTES`
-and :data:`MAX_HEADER_LINES`, else 431), the body (:data:`MAX_BODY`, never read past
-it, else 413; ``Content-Length`` only, 411 for chunked) and the time to send it all
-(:data:`READ_TIMEOUT`, else 408). A malformed request is a 400; every answer carries
-the standard reason phrase, and errors are JSON: ``{"error": ..., "field": ...}``.
+uvicorn parses HTTP (h11) and bounds what a client sends: the request line and header
+section together (:data:`MAX_HEADER_BYTES`; a request over it is refused and its
+connection closed), the connections served at once (:data:`MAX_CONNECTIONS`, 503 past
+it) and idle keep-alive connections (:data:`KEEP_ALIVE` seconds). The body is bounded
+here (:data:`MAX_BODY`, 413, never read past it). Every answer carries the standard
+reason phrase; errors are JSON: ``{"error": ..., "field": ...}``.
+
+The daemon keeps its own signal handling: the server is started and stopped by its
+owner (:meth:`HttpApi.start`, :meth:`HttpApi.stop`), never by uvicorn's signals.
 """
 
 from __future__ import annotations
@@ -15,33 +17,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
 
-from listener.errors import InvalidRequest, RequestError, RequestTooLarge
+from listener.errors import RequestError, RequestTooLarge
 
 log = structlog.get_logger("listener.http")
 
 MAX_BODY = 64 * 1024
 """The largest request body accepted (413 above it); a body is never read past it."""
-MAX_REQUEST_LINE = 8 * 1024
-"""The longest request line (method, target, version) accepted (414 above it)."""
+DRAIN_BODY = 1024 * 1024
+"""A body over :data:`MAX_BODY` but within this is read and discarded before the 413, so
+the client, still sending, reads the answer instead of a reset connection."""
 MAX_HEADER_BYTES = 16 * 1024
-"""The largest header section accepted, all lines together (431 above it)."""
-MAX_HEADER_LINES = 100
-"""The most header lines accepted (431 above it)."""
-READ_TIMEOUT = 10.0
-"""Seconds a client has to send its whole request (408 after)."""
-_LINGER_BYTES, _LINGER_SECONDS = 1024 * 1024, 2.0
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DIGITS = re.compile(r"[0-9]+")
+"""The largest request line and header section accepted, together, when they arrive in
+pieces (h11's bound on an incomplete request)."""
+MAX_CONNECTIONS = 200
+"""Connections served at once; more are answered 503."""
+KEEP_ALIVE = 5
+"""Seconds an idle keep-alive connection is kept open."""
 
 
 def reason(status: int) -> str:
@@ -58,6 +65,7 @@ class Request:
     path: str
     query: str
     headers: dict[str, str]
+    """Lower-case names; repeated headers joined with ``, ``."""
     body: bytes
 
 
@@ -105,179 +113,125 @@ class HttpApi:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.routes: dict[tuple[str, str], Handler] = {}
-        self.prefixes: list[tuple[str, str, Handler]] = []
-        self._server: asyncio.Server | None = None
+        self.app = Starlette(exception_handlers={HTTPException: _http_error})
+        """The ASGI application."""
+        self._server: uvicorn.Server | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self.address: tuple[str, int] | None = None
+        """The bound (host, port) while serving."""
         self.route("GET", "/metrics", self._metrics)
 
     def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
         """Serve ``method path``; with ``prefix``, every path under ``path`` (the handler
         reads the rest from ``request.path``)."""
-        if prefix:
-            self.prefixes.append((method, path, handler))
-        else:
-            self.routes[(method, path)] = handler
+        pattern = path + "{rest:path}" if prefix else path
+        self.app.router.routes.append(Route(pattern, _endpoint(handler), methods=[method]))
 
     async def _metrics(self, request: Request) -> Response:
         return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Start listening; returns the bound address (port 0 picks a free one)."""
-        self._server = await asyncio.start_server(self._handle, host, port, limit=MAX_HEADER_BYTES)
-        sock = self._server.sockets[0].getsockname()
-        return str(sock[0]), int(sock[1])
+        """Start listening; returns the bound address (port 0 picks a free one). Raises
+        ``OSError`` when the address cannot be bound."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family)
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            http="h11",
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_keep_alive=KEEP_ALIVE,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        try:
+            await server.startup(sockets=[sock])
+        except BaseException:
+            sock.close()
+            raise
+        self._server = server
+        self._loop_task = asyncio.create_task(server.main_loop(), name="http")
+        bound = sock.getsockname()
+        self.address = (str(bound[0]), int(bound[1]))
+        return self.address
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            self._server = None
+        server, task = self._server, self._loop_task
+        if server is None or task is None:
+            return
+        self._server = self._loop_task = self.address = None
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 2)
+        server.config.timeout_graceful_shutdown = 2
+        with contextlib.suppress(Exception):
+            await server.shutdown()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        unread = False  # the request was refused before all of it was read
+
+def _endpoint(handler: Handler) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
+    """``handler`` as a Starlette endpoint: the request read (its body bounded), its
+    errors answered (a RequestError with its status, anything else 500)."""
+
+    async def endpoint(request: StarletteRequest) -> StarletteResponse:
         try:
-            request = await asyncio.wait_for(self._read(reader), READ_TIMEOUT)
+            response = await handler(await _request(request))
+        except ClientDisconnect:  # gone before its request was whole: nobody to answer
+            return StarletteResponse(status_code=400)
         except RequestError as exc:
-            response, unread = Response.error(exc), True
-        except TimeoutError:
-            response = Response.error(
-                RequestError(f"the request took over {READ_TIMEOUT:g}s to arrive", status=408)
-            )
-        except (ConnectionError, asyncio.IncompleteReadError):
-            response = Response.error(InvalidRequest("the connection closed mid-request"))
-        else:
-            response = await self._dispatch(request)
-        try:
-            head = [
-                f"HTTP/1.1 {response.status} {reason(response.status)}",
-                f"Content-Type: {response.content_type}",
-                f"Content-Length: {len(response.body)}",
-                "Connection: close",
-                *(f"{k}: {v}" for k, v in response.headers.items()),
-            ]
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
-            await writer.drain()
-            if unread:  # let the client read the answer instead of a reset (a lingering close)
-                await self._linger(reader, writer)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    @staticmethod
-    async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Discard what the client still sends, within a bound, so that closing with unread
-        data does not reset the connection before the client has read the answer."""
-        if writer.can_write_eof():
-            writer.write_eof()
-        discarded = 0
-        with contextlib.suppress(TimeoutError, ValueError, ConnectionError):
-            async with asyncio.timeout(_LINGER_SECONDS):
-                while discarded < _LINGER_BYTES and (chunk := await reader.read(65536)):
-                    discarded += len(chunk)
-
-    async def _read(self, reader: asyncio.StreamReader) -> Request:
-        """Read one request; :class:`RequestError` on anything malformed or over a limit."""
-        try:
-            raw = await reader.readline()
-        except ValueError:  # no end of line within the stream's limit
-            raise RequestTooLarge(
-                f"the request line is over {MAX_REQUEST_LINE} bytes", status=414
-            ) from None
-        if len(raw) > MAX_REQUEST_LINE:
-            raise RequestTooLarge(f"the request line is over {MAX_REQUEST_LINE} bytes", status=414)
-        if not raw.endswith(b"\n"):
-            raise InvalidRequest("the connection closed before the request line ended")
-        parts = raw.decode("latin-1").rstrip("\r\n").split(" ")
-        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1].startswith("/"):
-            raise InvalidRequest("malformed request line: expected METHOD /path HTTP/1.1")
-        method, target, version = parts
-        if version not in ("HTTP/1.0", "HTTP/1.1"):
-            if version.startswith("HTTP/"):
-                raise RequestError(f"{version} is not supported: use HTTP/1.1", status=505)
-            raise InvalidRequest("malformed request line: expected METHOD /path HTTP/1.1")
-        headers = await self._headers(reader, MAX_HEADER_BYTES - len(raw))
-        if "transfer-encoding" in headers:
-            raise RequestError(
-                "chunked request bodies are not accepted: send Content-Length", status=411
-            )
-        length = headers.get("content-length", "0")
-        if not _DIGITS.fullmatch(length):
-            raise InvalidRequest(f"Content-Length {length[:40]!r} is not a number of bytes")
-        if len(length) > 18 or int(length) > MAX_BODY:
-            raise RequestTooLarge(
-                f"the body is {length[:40]} bytes; the limit is {MAX_BODY} bytes", status=413
-            )
-        body = await reader.readexactly(int(length)) if int(length) else b""
-        try:
-            url = urlsplit(target)
-        except ValueError:
-            raise InvalidRequest(f"malformed request target {target[:80]!r}") from None
-        return Request(method, url.path, url.query, headers, body)
-
-    @staticmethod
-    async def _headers(reader: asyncio.StreamReader, budget: int) -> dict[str, str]:
-        too_large = RequestTooLarge(
-            f"the header section is over {MAX_HEADER_BYTES} bytes or {MAX_HEADER_LINES} lines",
-            status=431,
-        )
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADER_LINES + 1):
-            try:
-                raw = await reader.readline()
-            except ValueError:
-                raise too_large from None
-            budget -= len(raw)
-            if budget < 0:
-                raise too_large
-            if raw in (b"\r\n", b"\n"):
-                return headers
-            if not raw.endswith(b"\n"):
-                raise InvalidRequest("the connection closed before the headers ended")
-            line = raw.decode("latin-1").rstrip("\r\n")
-            name, sep, value = line.partition(":")
-            value = value.strip(" \t")
-            if not sep or not _TOKEN.fullmatch(name) or "\r" in value or "\x00" in value:
-                raise InvalidRequest(f"malformed header line {line[:80]!r}")
-            name = name.lower()
-            if name not in headers:
-                headers[name] = value
-            elif name in ("content-length", "transfer-encoding", "authorization", "host"):
-                if headers[name] != value:
-                    raise InvalidRequest(f"conflicting {name} headers")
-            else:
-                headers[name] = f"{headers[name]}, {value}"
-        raise too_large
-
-    async def _dispatch(self, request: Request) -> Response:
-        path = request.path
-        handler = self.routes.get((request.method, path)) or next(
-            (h for m, p, h in self.prefixes if m == request.method and path.startswith(p)), None
-        )
-        if handler is None:
-            allowed = sorted(
-                {m for m, p in self.routes if p == path}
-                | {m for m, p, _ in self.prefixes if path.startswith(p)}
-            )
-            if allowed:
-                return Response.json(
-                    {
-                        "error": f"{request.method} is not allowed here (allowed: "
-                        f"{', '.join(allowed)})"
-                    },
-                    405,
-                    {"Allow": ", ".join(allowed)},
-                )
-            return Response.json({"error": f"no such endpoint {path[:200]!r}"}, 404)
-        try:
-            return await handler(request)
-        except RequestError as exc:
-            return Response.error(exc)
+            response = Response.error(exc)
         except Exception as exc:  # a bug in a handler must not kill the server
             log.error(
-                "http_handler_failed", path=path, error_type=type(exc).__name__, error=str(exc)
+                "http_handler_failed",
+                path=request.url.path,
+                error_type=type(exc).__name__,
+                error=str(exc),
             )
-            return Response.json({"error": "internal error"}, 500)
+            response = Response.json({"error": "internal error"}, 500)
+        return StarletteResponse(
+            response.body, response.status, response.headers, response.content_type
+        )
+
+    return endpoint
+
+
+async def _request(request: StarletteRequest) -> Request:
+    """Ours, from Starlette's: RequestTooLarge (413) for a body over :data:`MAX_BODY`."""
+    length = request.headers.get("content-length")
+    if length is not None and int(length) > MAX_BODY:  # h11 checked it is a number
+        if int(length) <= DRAIN_BODY:
+            async for _ in request.stream():
+                pass
+        raise RequestTooLarge(
+            f"the body is {length[:40]} bytes; the limit is {MAX_BODY} bytes", status=413
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise RequestTooLarge(f"the body is over the limit of {MAX_BODY} bytes", status=413)
+        chunks.append(chunk)
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return Request(request.method, request.url.path, request.url.query, headers, b"".join(chunks))
+
+
+async def _http_error(request: StarletteRequest, exc: Exception) -> StarletteResponse:
+    """Starlette's own errors (no such path: 404; a known path, another method: 405 with
+    ``Allow``), as JSON."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = headers.get("Allow", headers.get("allow", ""))
+        message = f"{request.method} is not allowed here (allowed: {allowed})"
+    elif exc.status_code == 404:
+        message = f"no such endpoint {request.url.path[:200]!r}"
+    else:
+        message = str(exc.detail)
+    answer = Response.json({"error": message}, exc.status_code, headers)
+    return StarletteResponse(answer.body, answer.status, answer.headers, answer.content_type)

@@ -164,10 +164,15 @@ class _ToStructlog(logging.Handler):
             WRITE_ERRORS.lost()
 
 
-ROUTED_STDLIB_LOGGERS = {"apscheduler": logging.WARNING, "quixstreams": logging.INFO}
+ROUTED_STDLIB_LOGGERS = {
+    "apscheduler": logging.WARNING,
+    "quixstreams": logging.INFO,
+    "uvicorn": logging.ERROR,
+}
 """Libraries whose stdlib loggers go through structlog, each from its level up (Quix
 Streams' info lines say what a worker of distributed mode was given: partitions, state
-recovered, topics made)."""
+recovered, topics made; uvicorn's warnings are each malformed request a client sent, a
+flood anyone could cause, and its errors a failure of the server)."""
 
 
 def configure_logging(

@@ -7,7 +7,7 @@ import asyncio
 import http.client
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from http import HTTPStatus
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from requests.structures import CaseInsensitiveDict
 
 from listener.api import RestApi
 from listener.app import Daemon
@@ -75,7 +76,7 @@ class Api:
         *,
         token: str | None = TOKEN,
         raw: bytes | None = None,
-    ) -> tuple[int, str, dict[str, str], Any]:
+    ) -> tuple[int, str, Mapping[str, str], Any]:
         """One request with http.client: status, reason phrase, headers, parsed JSON."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         headers = {"Content-Type": "application/json"}
@@ -89,7 +90,8 @@ class Api:
             return (
                 response.status,
                 response.reason,
-                dict(response.getheaders()),
+                # header names as HTTP has them: case-insensitive (uvicorn sends lower case)
+                CaseInsensitiveDict(response.getheaders()),
                 json.loads(payload) if payload else None,
             )
         finally:
@@ -97,7 +99,7 @@ class Api:
 
     async def acall(
         self, method: str, path: str, body: Any = None, **kwargs: Any
-    ) -> tuple[int, str, dict[str, str], Any]:
+    ) -> tuple[int, str, Mapping[str, str], Any]:
         return await asyncio.to_thread(self.call, method, path, body, **kwargs)
 
 
@@ -155,8 +157,8 @@ async def stop(daemon: Daemon) -> None:
 async def api(tmp_path: Path, template: tuple[Path, str]) -> AsyncIterator[Api]:
     """The API of a daemon with CONFIG loaded and the token set."""
     daemon = await start(tmp_path, template)
-    assert daemon.api._server is not None
-    yield Api(daemon.api._server.sockets[0].getsockname()[1], template[1])
+    assert daemon.api.address is not None
+    yield Api(daemon.api.address[1], template[1])
     await stop(daemon)
 
 
@@ -327,8 +329,8 @@ async def test_write_endpoints_answer_401_and_403_with_their_phrases(
     (tmp_path / "bare").mkdir()
     daemon = await start(tmp_path / "bare", template, token="")
     try:
-        assert daemon.api._server is not None
-        bare = Api(daemon.api._server.sockets[0].getsockname()[1], api.incident)
+        assert daemon.api.address is not None
+        bare = Api(daemon.api.address[1], api.incident)
         for path in ("/silences", f"/incidents/{api.incident}/ack"):
             assert (await bare.acall("POST", path, GOOD_SILENCE))[:2] == (403, "Forbidden")
     finally:
@@ -384,8 +386,8 @@ async def test_a_state_or_bus_that_cannot_be_reached_answers_503_and_changes_not
     IncidentApi(TOKEN, store, clock, lambda: config, evaluators=evaluators).mount(server)
     await server.start("127.0.0.1", 0)
     try:
-        assert server._server is not None
-        api = Api(server._server.sockets[0].getsockname()[1], template[1])
+        assert server.address is not None
+        api = Api(server.address[1], template[1])
         status, _, headers, body = await api.acall("GET", "/incidents")
         assert (status, headers.get("Retry-After")) == (503, "5")
         assert "connection refused" in body["error"]
