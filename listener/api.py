@@ -41,6 +41,7 @@ from listener.api_models import (
     SilenceRequest,
     check_incident_status,
     check_silence_scope,
+    incident_limit,
     parse_body,
 )
 from listener.clock import Clock
@@ -150,9 +151,11 @@ class IncidentApi:
             return Response.json({"error": str(exc)}, 400)
 
     async def incidents(self, request: Request) -> Response:
-        status = dict(parse_qsl(request.query)).get("status") or None
+        query = dict(parse_qsl(request.query))
+        status = query.get("status") or None
         check_incident_status(status)
-        result = await self._call(incidents.listing, status)
+        limit = incident_limit(query.get("limit"))
+        result = await self._call(incidents.listing, status, limit)
         return result if isinstance(result, Response) else Response.json(result)
 
     async def incident(self, request: Request) -> Response:
@@ -176,10 +179,10 @@ class IncidentApi:
         )
         if isinstance(result, Response):
             return result
-        log.info("acknowledged", incident_id=incident_id, by=ack.by)
+        log.info("acknowledged", incident_id=result, by=ack.by)
         if self.changed is not None:
             self.changed()  # announce it now
-        return Response.json({"acknowledged": incident_id})
+        return Response.json({"acknowledged": result})
 
     async def silences(self, request: Request) -> Response:
         now = self.clock.now()

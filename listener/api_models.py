@@ -227,3 +227,20 @@ def check_incident_status(status: str | None) -> None:
             f"status: must be one of {', '.join(INCIDENT_STATUSES)}, not {status[:80]!r}",
             field="status",
         )
+
+
+MAX_LIMIT = 1000
+"""The most incidents ``GET /incidents`` lists at once."""
+
+
+def incident_limit(text: str | None) -> int:
+    """``GET /incidents?limit=``: how many, newest first (100 when absent, 1 to
+    :data:`MAX_LIMIT`)."""
+    if text is None:
+        return 100
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise InvalidRequest(
+            f"limit: must be a whole number from 1 to {MAX_LIMIT}, not {text[:20]!r}",
+            field="limit",
+        )
+    return int(text)

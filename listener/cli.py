@@ -37,6 +37,10 @@ STATE_HELP = (
     "state file, or distributed mode's postgresql://USER@HOST/DB (default: listener.db, "
     "env LISTENER_STATE)"
 )
+URL_HELP = (
+    "a running listener's API instead of a state file, e.g. http://host:9464 (env "
+    "LISTENER_URL; writes need LISTENER_API_TOKEN)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -316,6 +320,7 @@ def _parser() -> argparse.ArgumentParser:
         "listener incidents --status open",
         "listener incidents show 20260302T101500Z-acme-negative-surge",
         "listener incidents --json --limit 10",
+        "listener incidents show 20260302T1015 --url http://listener.internal:9464",
     )
     inc.add_argument(
         "show",
@@ -324,7 +329,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=["show"],
         help="'show ID' prints one incident's timeline, notifications and deliveries",
     )
-    inc.add_argument("incident", nargs="?", help="incident id (with show)")
+    inc.add_argument(
+        "incident", nargs="?", help="incident id, or its start when only one id begins so"
+    )
     inc.add_argument(
         "--status",
         choices=["open", "resolved", "all"],
@@ -339,6 +346,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     inc.add_argument("--json", action="store_true", help="print JSON")
     inc.add_argument("--state", metavar="STATE", help=STATE_HELP)
+    inc.add_argument("--url", metavar="URL", help=URL_HELP)
 
     ack = _sub(
         sub,
@@ -348,11 +356,13 @@ def _parser() -> argparse.ArgumentParser:
         "stops reminders and escalation.",
         "listener ack 20260302T101500Z-acme-negative-surge --note 'status page updated'",
         "listener ack 20260302T101500Z-acme-negative-surge --by alice",
+        "listener ack 20260302T1015 --url http://listener.internal:9464",
     )
-    ack.add_argument("incident", help="incident id")
+    ack.add_argument("incident", help="incident id, or its start when only one id begins so")
     ack.add_argument("--by", metavar="NAME", help="who is on it (default: $USER)")
     ack.add_argument("--note", metavar="TEXT", default="", help="what is being done")
     ack.add_argument("--state", metavar="STATE", help=STATE_HELP)
+    ack.add_argument("--url", metavar="URL", help=URL_HELP)
 
     sil = _sub(
         sub,
@@ -414,6 +424,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     for sp in (add, lst, exp):
         sp.add_argument("--state", metavar="STATE", help=STATE_HELP)
+        sp.add_argument("--url", metavar="URL", help=URL_HELP)
 
     cfg = _sub(
         sub,
@@ -844,9 +855,14 @@ def _incidents(args: argparse.Namespace) -> int:
     from listener.settings import Settings
     from listener.store import Store
 
-    settings = Settings.from_env(state=args.state)
     if args.command == "incidents" and args.show and not args.incident:
         raise UsageError("incidents show needs an incident id (see `listener incidents`)")
+    url = args.url or os.environ.get("LISTENER_URL")
+    if url:
+        if args.state:
+            raise UsageError("give --url or --state, not both")
+        return _remote_incidents(args, url)
+    settings = Settings.from_env(state=args.state)
     if args.command == "ack":
         by = _user(args.by)
     if args.command == "silence" and args.action == "add":
@@ -858,11 +874,8 @@ def _incidents(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
         if args.command == "ack":
-            incidents.acknowledge(store, args.incident, by, now, args.note, evaluators)
-            print(
-                f"acknowledged {args.incident} as {by}; the daemon announces it to "
-                "whoever was alerted and stops reminders"
-            )
+            done = incidents.acknowledge(store, args.incident, by, now, args.note, evaluators)
+            print(_acknowledged(done, by))
             return 0
         if args.command == "silence":
             if args.action == "add":
@@ -883,23 +896,11 @@ def _incidents(args: argparse.Namespace) -> int:
                 incidents.expire_silence(store, args.silence, now, evaluators)
                 print(f"{args.silence}: expired")
                 return 0
-            silences = store.silence_log.select()
-            if not silences:
-                print("no silences")
-            for sil in silences:
-                state = "active" if sil.active(now) else "expired"
-                match = (
-                    ", ".join(
-                        f"{k}={v}"
-                        for k, v in (("brand", sil.brand), ("rule", sil.rule), ("level", sil.level))
-                        if v
-                    )
-                    or "everything"
+            print(
+                incidents.render_silences(
+                    [incidents.silence_dict(sil, now) for sil in store.silence_log.select()]
                 )
-                print(
-                    f"{sil.id}  {state:<8} {match}  until {sil.ends_at:%Y-%m-%d %H:%M}  "
-                    f"by {sil.created_by}: {sil.comment}"
-                )
+            )
             return 0
         if args.show:
             detail = incidents.detail(store, args.incident)
@@ -911,6 +912,59 @@ def _incidents(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _acknowledged(incident_id: str, by: str) -> str:
+    return (
+        f"acknowledged {incident_id} as {by}; the daemon announces it to whoever was alerted "
+        "and stops reminders"
+    )
+
+
+def _remote_incidents(args: argparse.Namespace, url: str) -> int:
+    """``incidents``, ``ack`` and ``silence`` against a running listener's API."""
+    import json
+
+    from listener import incidents
+    from listener.remote import RemoteApi
+
+    api = RemoteApi(url, os.environ.get("LISTENER_API_TOKEN"))
+    try:
+        if args.command == "ack":
+            by = _user(args.by)
+            print(_acknowledged(api.ack(args.incident, by, args.note), by))
+            return 0
+        if args.command == "silence":
+            if args.action == "add":
+                _, by = _silence_args(args)  # checked here; the scope is checked by the API
+                made = api.add_silence(
+                    {
+                        "brand": args.brand,
+                        "rule": args.rule,
+                        "level": args.level,
+                        "for": args.duration,
+                        "comment": args.comment,
+                        "by": by,
+                    }
+                )
+                print(f"{made['id']}: silenced until {made['ends_at'][:16].replace('T', ' ')} UTC")
+                return 0
+            if args.action == "expire":
+                api.expire_silence(args.silence)
+                print(f"{args.silence}: expired")
+                return 0
+            print(incidents.render_silences(api.silences()))
+            return 0
+        if args.show:
+            detail = api.incident(args.incident)
+            print(json.dumps(detail, indent=2) if args.json else incidents.render_detail(detail))
+            return 0
+        status = None if args.status == "all" else args.status
+        rows = api.incidents(status, args.limit)
+        print(json.dumps(rows, indent=2) if args.json else incidents.render_listing(rows))
+        return 0
+    finally:
+        api.close()
 
 
 def _evaluators(args: argparse.Namespace, settings: Settings) -> CommandsTopic | None:

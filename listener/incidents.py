@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from listener.config.duration import format_duration
 from listener.errors import Conflict as Conflict  # re-exported: the tree is in listener.errors
-from listener.errors import ListenerError
+from listener.errors import InvalidRequest, ListenerError
 from listener.errors import NotFound as NotFound
 from listener.model import Ack, Silence
 from listener.rules.source_health import SOURCE_HEALTH
@@ -64,10 +64,30 @@ def listing(store: Store, status: str | None = None, limit: int = 100) -> list[d
     return [summary(r, store) for r in store.incident_log.recent(status=status, limit=limit)]
 
 
-def detail(store: Store, incident_id: str) -> dict[str, Any]:
+def find(store: Store, incident_id: str) -> IncidentRecord:
+    """The incident with this id, or with the only id that starts with it (a person types
+    ``20260302T0905``); NotFound when none does, InvalidRequest naming two when several
+    do."""
     record = store.incident_log.get(incident_id)
-    if record is None:
-        raise NotFound(f"no incident {incident_id!r}")
+    if record is not None:
+        return record
+    found = store.incident_log.starting_with(incident_id) if incident_id else []
+    if not found:
+        raise NotFound(f"no incident {incident_id[:200]!r}")
+    if len(found) > 1:
+        raise InvalidRequest(
+            f"{incident_id!r} starts more than one incident id ({found[0]}, {found[1]}, ...): "
+            "give more of it"
+        )
+    record = store.incident_log.get(found[0])
+    if record is None:  # gone meanwhile
+        raise NotFound(f"no incident {incident_id[:200]!r}")
+    return record
+
+
+def detail(store: Store, incident_id: str) -> dict[str, Any]:
+    record = find(store, incident_id)
+    incident_id = record.id
     out = summary(record, store)
     out["timeline"] = [
         {
@@ -106,17 +126,16 @@ def detail(store: Store, incident_id: str) -> dict[str, Any]:
 
 
 def ackable(store: Store, incident_id: str, by: str) -> IncidentRecord:
-    """The open incident ``by`` may acknowledge; NotFound or Conflict (with why) else."""
-    record = store.incident_log.get(incident_id)
-    if record is None:
-        raise NotFound(f"no incident {incident_id!r}")
+    """The open incident ``by`` may acknowledge (its id, or the start of it: :func:`find`);
+    NotFound or Conflict (with why) else."""
+    record = find(store, incident_id)
     if record.status != "open":
-        raise Conflict(f"incident {incident_id} is {record.status}")
+        raise Conflict(f"incident {record.id} is {record.status}")
     if not by.strip():
         raise ListenerError("say who acknowledges (--by NAME)")
-    existing = store.ack_log.get([incident_id]).get(incident_id)
+    existing = store.ack_log.get([record.id]).get(record.id)
     if existing is not None:
-        raise Conflict(f"incident {incident_id} was already acknowledged by {existing.by}")
+        raise Conflict(f"incident {record.id} was already acknowledged by {existing.by}")
     return record
 
 
@@ -127,15 +146,16 @@ def acknowledge(
     now: datetime,
     note: str = "",
     evaluators: Evaluators | None = None,
-) -> None:
-    """Record that ``by`` took the incident; the daemon (or its evaluator, told first)
-    announces it and stops reminders."""
+) -> str:
+    """Record that ``by`` took the incident (its id, or the start of it); the daemon (or
+    its evaluator, told first) announces it and stops reminders. The incident's id."""
     record = ackable(store, incident_id, by)
     if evaluators is not None and _evaluators_hold(record.rule):
         evaluators.acknowledged(record.brand, record.id, Ack(by.strip(), now, note))
     if not store.ack_log.add(record.id, by.strip(), now, note):
         existing = store.ack_log.get([record.id])[record.id]
         raise Conflict(f"incident {record.id} was already acknowledged by {existing.by}")
+    return record.id
 
 
 def add_silence(
@@ -223,6 +243,23 @@ def silence_dict(s: Silence, now: datetime) -> dict[str, Any]:
         "created_by": s.created_by,
         "comment": s.comment,
     }
+
+
+def render_silences(silences: list[dict[str, Any]]) -> str:
+    """Silences (:func:`silence_dict`), a line each."""
+    if not silences:
+        return "no silences"
+    lines = []
+    for s in silences:
+        state = "active" if s["active"] else "expired"
+        match = (
+            ", ".join(f"{k}={s[k]}" for k in ("brand", "rule", "level") if s.get(k)) or "everything"
+        )
+        until = s["ends_at"][:16].replace("T", " ")
+        lines.append(
+            f"{s['id']}  {state:<8} {match}  until {until}  by {s['created_by']}: {s['comment']}"
+        )
+    return "\n".join(lines)
 
 
 def render_listing(rows: list[dict[str, Any]]) -> str:

@@ -122,6 +122,15 @@ class Incidents:
         )
         return _incident(rows[0]) if rows else None
 
+    def starting_with(self, prefix: str, limit: int = 2) -> list[str]:
+        """The ids of up to ``limit`` incidents whose id starts with ``prefix`` (exactly:
+        case counts, ``%`` and ``_`` are themselves), in id order."""
+        rows = self.db.read(
+            "SELECT id FROM incidents WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+            (len(prefix), prefix, limit),
+        )
+        return [str(r[0]) for r in rows]
+
     def events(self, incident_id: str) -> list[IncidentEventRecord]:
         rows = self.db.read(
             "SELECT incident_id, seq, kind, level, previous_level, at, facts FROM incident_events "
