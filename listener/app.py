@@ -31,6 +31,7 @@ from listener.components import build_collectors, build_sinks
 from listener.config.lint import load_with_warnings
 from listener.config.schema import Config
 from listener.config.secrets import config_secrets
+from listener.console import Console
 from listener.errors import ConfigError, ConfigProblem, ListenerError
 from listener.housekeeping import Housekeeping
 from listener.httpapi import HttpApi, parse_listen
@@ -107,9 +108,11 @@ class Daemon:
             working=pipeline.working,
             stopping=pipeline.stopping,
         )
-        RestApi(
+        rest = RestApi(
             self.settings, store, pipeline, self.clock, lambda: self.config, pool=self._api_pool
-        ).mount(self.api)
+        )
+        rest.mount(self.api)
+        Console(rest, sources=lambda: pipeline.health).mount(self.api)
         host, port = parse_listen(self.settings.listen)
         try:
             self.bound = await self.api.start(host, port)

@@ -67,6 +67,15 @@ class Request:
     headers: dict[str, str]
     """Lower-case names; repeated headers joined with ``, ``."""
     body: bytes
+    client: str | None = None
+    """The peer's address (None when unknown)."""
+    secure: bool = False
+    """Whether the request came over TLS (``https``, or ``X-Forwarded-Proto: https`` from
+    a proxy in front)."""
+
+    def wants_html(self) -> bool:
+        """Whether the client asks for a page (a browser) rather than JSON."""
+        return "text/html" in self.headers.get("accept", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +128,28 @@ class HttpApi:
         self._loop_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
         """The bound (host, port) while serving."""
+        self._pages: dict[str, Handler] = {}
+        self._routed: set[tuple[str, str]] = set()
         self.route("GET", "/metrics", self._metrics)
 
     def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
         """Serve ``method path``; with ``prefix``, every path under ``path`` (the handler
         reads the rest from ``request.path``)."""
         pattern = path + "{rest:path}" if prefix else path
-        self.app.router.routes.append(Route(pattern, _endpoint(handler), methods=[method]))
+        pages = self._pages if method == "GET" else {}
+        self._routed.add((method, pattern))
+        self.app.router.routes.append(
+            Route(pattern, _endpoint(handler, pages, pattern), methods=[method])
+        )
+
+    def page(self, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        """Serve ``GET path`` to browsers with ``handler`` (a page): where a JSON route
+        has the same path, a request that accepts ``text/html`` gets the page and any other
+        the JSON."""
+        pattern = path + "{rest:path}" if prefix else path
+        self._pages[pattern] = handler
+        if ("GET", pattern) not in self._routed:
+            self.route("GET", path, handler, prefix=prefix)
 
     async def _metrics(self, request: Request) -> Response:
         return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
@@ -173,13 +197,19 @@ class HttpApi:
             await server.shutdown()
 
 
-def _endpoint(handler: Handler) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
+def _endpoint(
+    handler: Handler, pages: dict[str, Handler], pattern: str
+) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
     """``handler`` as a Starlette endpoint: the request read (its body bounded), its
-    errors answered (a RequestError with its status, anything else 500)."""
+    errors answered (a RequestError with its status, anything else 500); a browser's
+    request goes to the page of the same path, when there is one (``pages``)."""
 
     async def endpoint(request: StarletteRequest) -> StarletteResponse:
         try:
-            response = await handler(await _request(request))
+            ours = await _request(request)
+            page = pages.get(pattern)
+            chosen = page if page is not None and ours.wants_html() else handler
+            response = await chosen(ours)
         except ClientDisconnect:  # gone before its request was whole: nobody to answer
             return StarletteResponse(status_code=400)
         except RequestError as exc:
@@ -218,7 +248,16 @@ async def _request(request: StarletteRequest) -> Request:
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return Request(request.method, request.url.path, request.url.query, headers, b"".join(chunks))
+    secure = request.url.scheme == "https" or headers.get("x-forwarded-proto") == "https"
+    return Request(
+        request.method,
+        request.url.path,
+        request.url.query,
+        headers,
+        b"".join(chunks),
+        request.client.host if request.client is not None else None,
+        secure,
+    )
 
 
 async def _http_error(request: StarletteRequest, exc: Exception) -> StarletteResponse:

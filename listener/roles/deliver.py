@@ -45,6 +45,7 @@ from listener.clock import Clock
 from listener.collectors.fetch import redact_url
 from listener.components import build_sinks
 from listener.config.schema import Config
+from listener.console import Console
 from listener.errors import ListenerError, MessageError, StoreError
 from listener.httpapi import HttpApi
 from listener.metrics import Metrics
@@ -345,6 +346,7 @@ class DeliverWorker(RoleWorker):
             evaluators=CommandsTopic(self.bus, lambda: self.config.brand_names()),
         )
         self.api.mount(api)
+        Console(self.api).mount(api)  # the sources are the collectors'; see their /readyz
 
     def groups(self) -> list[tuple[str, tuple[TopicName, ...]]]:
         """The recording group's lag on ``alerts``, and the archive's on ``scored``."""

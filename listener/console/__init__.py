@@ -1,0 +1,542 @@
+"""The web console: pages for the people who answer the crisis, served by the daemon (and
+by the delivery workers in distributed mode) next to the JSON API, on the same port.
+
+Pages are rendered on the server (Jinja2, autoescaped) with one stylesheet of our own
+and no script or font from elsewhere; every page works at 390 px wide. A path the JSON
+API also serves (``/incidents/ID``, ``/silences``) is a page for a browser (``Accept:
+text/html``) and JSON for anything else.
+
+* ``/``: incidents, open first, then recent; filters by brand, rule, level and status;
+  refreshes itself every 30 s.
+* ``/incidents/ID``: what is happening in one sentence, then the timeline, the
+  notifications and deliveries; acknowledge.
+* ``/silences``: active and ended silences; add one (checked like ``POST /silences``; one
+  that mutes everything must be confirmed), end one.
+* ``/sources``: each source's health (the daemon's).
+* ``/login``, ``/logout``.
+
+**Access.** With ``LISTENER_API_TOKEN`` set, every page needs a session: the token, given
+once on ``/login``, becomes a signed cookie (:mod:`listener.console.auth`), and every
+form carries a CSRF token. Without a token the console is read-only, and only for
+clients on the loopback address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
+
+import structlog
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from listener import incidents
+from listener.api_models import INCIDENT_STATUSES, check_silence_scope
+from listener.config.duration import parse_duration
+from listener.console.auth import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    SESSION_HOURS,
+    Session,
+    Sessions,
+    cookie_header,
+    form_fields,
+)
+from listener.errors import BusError, ListenerError, RequestError, StoreError
+from listener.httpapi import HttpApi, Request, Response
+
+if TYPE_CHECKING:
+    from listener.api import IncidentApi
+    from listener.pipeline import SourceHealth
+
+log = structlog.get_logger("listener.console")
+
+HERE = Path(__file__).parent
+CSS = (HERE / "static" / "console.css").read_bytes()
+REFRESH_SECONDS = 30
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["age"] = _age
+    env.filters["q"] = lambda v: quote(str(v), safe="")
+    return env
+
+
+class Console:
+    """The console's pages on ``api``'s store, clock and config; ``sources`` gives the
+    sources' health where this process polls them (the daemon)."""
+
+    def __init__(
+        self,
+        api: IncidentApi,
+        sources: Callable[[], Mapping[str, SourceHealth]] | None = None,
+    ) -> None:
+        self.api = api
+        self.sources = sources
+        self.sessions = Sessions(api.token)
+        self.env = _environment()
+
+    def mount(self, server: HttpApi) -> None:
+        server.page("/", self.incidents_page)
+        server.page("/incidents/", self.incident_page, prefix=True)
+        server.page("/silences", self.silences_page)
+        server.page("/sources", self.sources_page)
+        server.page("/login", self.login_page)
+        server.route("POST", "/login", self.login)
+        server.route("POST", "/logout", self.logout)
+        server.route("POST", "/console/ack", self.ack)
+        server.route("POST", "/console/silences", self.add_silence)
+        server.route("POST", "/console/silences/expire", self.expire_silence)
+        server.route("GET", "/console.css", self.css)
+
+    # ------------------------------------------------------------------ access
+
+    def _reader(self, request: Request) -> Session | Response | None:
+        """Who may read: their session (a token is set), None (no token, a loopback
+        client: read-only), or the response that sends them away."""
+        if self.api.token:
+            session = self.sessions.read(request)
+            if session is None:
+                return _redirect("/login?next=" + quote(_here(request), safe=""))
+            return session
+        if not _loopback(request.client):
+            return self._page(
+                request,
+                "message.html",
+                None,
+                403,
+                title="Console closed",
+                text="Set LISTENER_API_TOKEN to open the console to other machines; without "
+                "it, it answers only on this machine (127.0.0.1), read-only.",
+            )
+        return None
+
+    def _writer(self, request: Request) -> tuple[Session, dict[str, str]] | Response:
+        """The session and form of a POST that may change something: a valid session and
+        the form's CSRF token, or the response that refuses it."""
+        session = self.sessions.read(request) if self.api.token else None
+        if session is None:
+            return self._page(
+                request,
+                "message.html",
+                None,
+                403,
+                title="Not signed in",
+                text="Sign in to change anything."
+                if self.api.token
+                else "The console is read-only: set LISTENER_API_TOKEN.",
+            )
+        form = form_fields(request)
+        if not _same(form.get("csrf", ""), session.csrf):
+            return self._page(
+                request,
+                "message.html",
+                session,
+                403,
+                title="Form expired",
+                text="This form is from an old page or another site. Go back, reload, and "
+                "try again.",
+            )
+        return session, form
+
+    # ------------------------------------------------------------------ pages
+
+    async def login_page(self, request: Request, error: str = "") -> Response:
+        nonce = self.sessions.login_nonce(request) or _nonce()
+        nxt = dict(parse_qsl(request.query)).get("next", "/")
+        response = self._page(
+            request,
+            "login.html",
+            None,
+            401 if error else 200,
+            csrf=self.sessions.csrf_for(nonce),
+            next=_safe_next(nxt),
+            error=error,
+            enabled=bool(self.api.token),
+        )
+        response.headers["Set-Cookie"] = cookie_header(
+            LOGIN_COOKIE, nonce, secure=request.secure, max_age=3600
+        )
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = form_fields(request)
+        nonce = self.sessions.login_nonce(request)
+        if nonce is None or not _same(form.get("csrf", ""), self.sessions.csrf_for(nonce)):
+            return await self.login_page(request, "The form expired: try again.")
+        name = " ".join(form.get("name", "").split())[:80]
+        if not name:
+            return await self.login_page(request, "Say who you are: it is shown with your acks.")
+        if not self.sessions.token_matches(form.get("token", "")):
+            log.warning("console_login_refused", client=request.client)
+            return await self.login_page(request, "That is not the API token.")
+        value, _ = self.sessions.new(name)
+        log.info("console_login", by=name, client=request.client)
+        response = _redirect(_safe_next(form.get("next", "/")))
+        response.headers["Set-Cookie"] = cookie_header(
+            SESSION_COOKIE, value, secure=request.secure, max_age=SESSION_HOURS * 3600
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = _redirect("/login")
+        response.headers["Set-Cookie"] = cookie_header(
+            SESSION_COOKIE, "", secure=request.secure, max_age=0
+        )
+        return response
+
+    async def incidents_page(self, request: Request) -> Response:
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        query = dict(parse_qsl(request.query))
+        status = query.get("status") or None
+        if status not in (None, *INCIDENT_STATUSES):
+            status = None
+        wanted = {k: query.get(k) or None for k in ("brand", "rule", "level")}
+
+        def read(store: Any) -> list[dict[str, Any]]:
+            rows = incidents.listing(store, status, 200)
+            rows = [r for r in rows if all(not v or r[k] == v for k, v in wanted.items())]
+            for row in rows:
+                events = store.incident_log.events(row["id"])
+                row["why"] = str(events[-1].facts[0]) if events and events[-1].facts else ""
+            # open first, then the most recent
+            rows.sort(key=lambda r: (r["status"] != "open", r["opened_at"]), reverse=False)
+            opened = [r for r in rows if r["status"] == "open"]
+            opened.sort(key=lambda r: r["opened_at"], reverse=True)
+            rest = [r for r in rows if r["status"] != "open"]
+            rest.sort(key=lambda r: r["opened_at"], reverse=True)
+            return opened + rest
+
+        found = await self._read(request, who, read)
+        if isinstance(found, Response):
+            return found
+        config = self.api.config()
+        return self._page(
+            request,
+            "incidents.html",
+            who,
+            rows=found,
+            filters={"status": status, **wanted},
+            brands=config.brand_names() if config else [],
+            rules=[r.name for r in config.rules] if config else [],
+            levels=sorted({lv for r in config.rules for lv in r.levels}) if config else [],
+            statuses=INCIDENT_STATUSES,
+            refresh=REFRESH_SECONDS,
+            now=self.api.clock.now(),
+        )
+
+    async def incident_page(self, request: Request, notice: str = "") -> Response:
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        wanted = request.path.removeprefix("/incidents/")
+        found = await self._read(request, who, lambda store: incidents.detail(store, wanted))
+        if isinstance(found, Response):
+            return found
+        return self._page(
+            request,
+            "incident.html",
+            who,
+            incident=found,
+            sentence=summary_sentence(found, self.api.clock.now()),
+            notice=notice,
+            now=self.api.clock.now(),
+        )
+
+    async def silences_page(self, request: Request, error: str = "") -> Response:
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        now = self.api.clock.now()
+        found = await self._read(
+            request,
+            who,
+            lambda store: [incidents.silence_dict(s, now) for s in store.silence_log.select()],
+        )
+        if isinstance(found, Response):
+            return found
+        found.sort(key=lambda s: (not s["active"], s["ends_at"]))
+        config = self.api.config()
+        return self._page(
+            request,
+            "silences.html",
+            who,
+            400 if error else 200,
+            silences=found,
+            error=error,
+            brands=[*config.brand_names(), *config.sources] if config else [],
+            rules=[r.name for r in config.rules] if config else [],
+        )
+
+    async def sources_page(self, request: Request) -> Response:
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        health = self.sources() if self.sources is not None else None
+        rows = {name: h.as_dict() for name, h in sorted(health.items())} if health else {}
+        return self._page(request, "sources.html", who, sources=rows, here=health is not None)
+
+    async def css(self, request: Request) -> Response:
+        return Response(
+            200, CSS, "text/css; charset=utf-8", {"Cache-Control": "public, max-age=3600"}
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    async def ack(self, request: Request) -> Response:
+        allowed = self._writer(request)
+        if isinstance(allowed, Response):
+            return allowed
+        session, form = allowed
+        incident_id = form.get("incident", "")
+        note = form.get("note", "")[:2000]
+        done = await self._write(
+            request,
+            session,
+            lambda store: incidents.acknowledge(
+                store, incident_id, session.name, self.api.clock.now(), note, self.api.evaluators
+            ),
+        )
+        if isinstance(done, Response):
+            return done
+        if isinstance(done, RequestError):
+            request = _as_get(request, f"/incidents/{incident_id}")
+            return await self.incident_page(request, notice=str(done))
+        log.info("acknowledged", incident_id=done, by=session.name, via="console")
+        if self.api.changed is not None:
+            self.api.changed()
+        return _redirect(f"/incidents/{quote(str(done), safe='')}")
+
+    async def add_silence(self, request: Request) -> Response:
+        allowed = self._writer(request)
+        if isinstance(allowed, Response):
+            return allowed
+        session, form = allowed
+        brand, rule, level = (form.get(k) or None for k in ("brand", "rule", "level"))
+        comment = form.get("comment", "").strip()[:2000]
+        back = _as_get(request, "/silences")
+        try:
+            duration = parse_duration(form.get("for", ""))
+        except (ValueError, ListenerError) as exc:
+            return await self.silences_page(back, f"How long: {exc}")
+        if duration <= timedelta(0) or duration > timedelta(days=30):
+            return await self.silences_page(back, "How long: from over zero to 30 days.")
+        if not comment:
+            return await self.silences_page(back, "Say why: it is shown with every muted alert.")
+        if not (brand or rule or level) and form.get("everything") != "yes":
+            return await self.silences_page(
+                back,
+                "This silence matches every alert. Tick “mute everything” to confirm it.",
+            )
+        config = self.api.config()
+        if config is None:
+            return await self.silences_page(back, "Not ready: the rules are not loaded yet.")
+        try:
+            check_silence_scope(config, brand, rule, level)
+        except RequestError as exc:
+            return await self.silences_page(back, str(exc))
+        done = await self._write(
+            request,
+            session,
+            lambda store: incidents.add_silence(
+                store,
+                now=self.api.clock.now(),
+                duration=duration,
+                by=session.name,
+                comment=comment,
+                brand=brand,
+                rule=rule,
+                level=level,
+                evaluators=self.api.evaluators,
+            ),
+        )
+        if isinstance(done, Response):
+            return done
+        if isinstance(done, RequestError):
+            return await self.silences_page(back, str(done))
+        log.info("silenced", silence_id=done.id, by=session.name, via="console")
+        return _redirect("/silences")
+
+    async def expire_silence(self, request: Request) -> Response:
+        allowed = self._writer(request)
+        if isinstance(allowed, Response):
+            return allowed
+        session, form = allowed
+        silence_id = form.get("silence", "")
+        done = await self._write(
+            request,
+            session,
+            lambda store: incidents.expire_silence(
+                store, silence_id, self.api.clock.now(), self.api.evaluators
+            ),
+        )
+        if isinstance(done, Response):
+            return done
+        if isinstance(done, RequestError):
+            return await self.silences_page(_as_get(request, "/silences"), str(done))
+        return _redirect("/silences")
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _read(self, request: Request, who: Session | None, fn: Callable[[Any], Any]) -> Any:
+        """``fn(store)`` in the API's pool: its result, or the page that says why not."""
+        try:
+            return await self.api.pool.run(lambda: fn(self.api.store))
+        except RequestError as exc:
+            return self._page(
+                request, "message.html", who, exc.status, title="Not found", text=str(exc)
+            )
+        except (StoreError, BusError) as exc:
+            return self._unavailable(request, who, exc)
+
+    async def _write(self, request: Request, who: Session, fn: Callable[[Any], Any]) -> Any:
+        """``fn(store)`` in the API's pool: its result, a RequestError to show on the form,
+        or the page that says the state is away."""
+        try:
+            return await self.api.pool.run(lambda: fn(self.api.store))
+        except RequestError as exc:
+            return exc
+        except (StoreError, BusError) as exc:
+            return self._unavailable(request, who, exc)
+
+    def _unavailable(self, request: Request, who: Session | None, exc: Exception) -> Response:
+        response = self._page(
+            request,
+            "message.html",
+            who,
+            503,
+            title="Not available right now",
+            text=f"{exc}. Nothing was changed; try again in a few seconds.",
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    def _page(
+        self,
+        request: Request,
+        template: str,
+        who: Session | None,
+        status: int = 200,
+        **context: Any,
+    ) -> Response:
+        body = self.env.get_template(template).render(
+            who=who,
+            path=request.path,
+            writable=who is not None,
+            csrf=who.csrf if who is not None else context.pop("csrf", ""),
+            **context,
+        )
+        return Response(
+            status,
+            body.encode(),
+            "text/html; charset=utf-8",
+            {
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
+                "form-action 'self'; base-uri 'none'",
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin",
+            },
+        )
+
+
+def summary_sentence(incident: Mapping[str, Any], now: datetime) -> str:
+    """One plain sentence on what is happening: the brand, what the rule measured, for
+    how long, the level, and whether anyone has it."""
+    timeline = incident.get("timeline") or []
+    facts = [f for e in timeline for f in e.get("facts", [])][:1]
+    opened = datetime.fromisoformat(incident["opened_at"])
+    lasted = (
+        datetime.fromisoformat(incident["resolved_at"]) - opened
+        if incident.get("resolved_at")
+        else now - opened
+    )
+    what = facts[0] if facts else f"rule {incident['rule']} holds"
+    span = _span(max(60, int(lasted.total_seconds())))
+    state = (
+        f"resolved after {span}"
+        if incident["status"] != "open"
+        else f"{incident['level']} level for {span}"
+    )
+    who = (
+        f"acknowledged by {incident['acknowledged_by']}"
+        if incident.get("acknowledged_by")
+        else "not yet acknowledged"
+    )
+    return f"{incident['brand']}: {what}; {state}; {who}."
+
+
+def _redirect(to: str) -> Response:
+    return Response(303, b"", "text/plain; charset=utf-8", {"Location": to})
+
+
+def _here(request: Request) -> str:
+    return request.path + (f"?{request.query}" if request.query else "")
+
+
+def _safe_next(target: str) -> str:
+    """Where to go after signing in: a path of this site only."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _as_get(request: Request, path: str) -> Request:
+    from dataclasses import replace
+
+    return replace(request, method="GET", path=path, query="", body=b"")
+
+
+def _loopback(client: str | None) -> bool:
+    try:
+        return client is not None and ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        return False
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _nonce() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(16)
+
+
+def _when(text: str | None) -> str:
+    if not text:
+        return "-"
+    return text[:16].replace("T", " ") + " UTC"
+
+
+def _age(text: str | None, now: datetime) -> str:
+    if not text:
+        return "-"
+    return _span(max(0, int((now - datetime.fromisoformat(text)).total_seconds())))
+
+
+def _span(seconds: int) -> str:
+    """``42 min``, ``3 h 5 min``, ``2 d``: how long, as people say it."""
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d"
+
+
+__all__ = ["Console", "summary_sentence"]

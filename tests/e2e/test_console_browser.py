@@ -1,0 +1,100 @@
+"""The web console in a real browser: Debian's headless Chromium driven by Selenium,
+against the console served by the daemon's HTTP server. Sign in, acknowledge with a
+note, add and end a silence; every page at 390 px (a phone) and 1280 px wide without
+the page scrolling sideways. Skips without chromium and chromedriver; fails under
+``CI=true`` (./scripts/test installs them)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration import test_api, test_console
+from tests.integration.test_console import TOKEN, Served
+
+pytestmark = pytest.mark.e2e
+template = test_api.template  # a state file with one open incident (Acme), and its id
+served = test_console.served  # the console on a copy of it, signed in with TOKEN
+
+
+def _binaries() -> tuple[str, str]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium and chromium-driver are needed under CI=true (./scripts/test)")
+        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
+    return chromium, driver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium, driver = _binaries()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.set_page_load_timeout(20)
+    yield chrome
+    chrome.quit()
+
+
+def fits(chrome: Any) -> bool:
+    """Nothing makes the page wider than the window (tables scroll inside their box)."""
+    return bool(
+        chrome.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    )
+
+
+def walk(chrome: Any, base: str, incident: str) -> None:
+    """The browser's side, in a thread: the whole visit at 390 px, then each page at
+    1280 px."""
+    from selenium.webdriver.common.by import By
+
+    chrome.set_window_size(390, 844)
+    chrome.get(f"{base}/")
+    assert "/login" in chrome.current_url  # a session is needed
+    assert fits(chrome)
+    chrome.find_element(By.NAME, "name").send_keys("Dana Lee")
+    chrome.find_element(By.NAME, "token").send_keys(TOKEN)
+    chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    assert chrome.current_url == f"{base}/"
+    assert "not acknowledged" in chrome.page_source
+    assert fits(chrome)
+    chrome.find_element(By.CSS_SELECTOR, f'a[href="/incidents/{incident}"]').click()
+    assert "not yet acknowledged" in chrome.find_element(By.CLASS_NAME, "sentence").text
+    assert fits(chrome)
+    chrome.find_element(By.NAME, "note").send_keys("holding statement posted")
+    chrome.find_element(By.XPATH, "//button[starts-with(., 'Acknowledge')]").click()
+    sentence = chrome.find_element(By.CLASS_NAME, "sentence").text
+    assert "acknowledged by Dana Lee" in sentence
+    assert "holding statement posted" in chrome.page_source
+    assert fits(chrome)
+    chrome.get(f"{base}/silences")
+    chrome.find_element(By.TAG_NAME, "summary").click()
+    chrome.find_element(By.CSS_SELECTOR, "select[name=brand] option[value=''] ~ option").click()
+    chrome.find_element(By.NAME, "comment").send_keys("statement out, expect noise")
+    chrome.find_element(By.XPATH, "//button[.='Silence']").click()
+    assert "statement out, expect noise" in chrome.page_source
+    assert fits(chrome)
+    chrome.find_element(By.XPATH, "//button[.='End now']").click()
+    assert "End now" not in chrome.page_source
+    for width in (390, 1280):
+        chrome.set_window_size(width, 900)
+        for path in ("/", f"/incidents/{incident}", "/silences", "/sources"):
+            chrome.get(base + path)
+            assert fits(chrome), (width, path)
+
+
+async def test_sign_in_acknowledge_and_silence_in_a_browser_at_phone_width(
+    browser: Any, served: Served
+) -> None:
+    await asyncio.to_thread(walk, browser, served.base, served.incident)
