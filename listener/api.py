@@ -7,6 +7,8 @@ GET      /readyz                     config loaded, store open, per-source healt
 GET      /incidents[?status=]        incident list
 GET      /incidents/ID               one incident with its events
 POST     /incidents/ID/ack           acknowledge (bearer token); evaluates at once
+POST     /incidents/ID/notes         a note on its timeline (bearer token); 201
+POST     /incidents/ID/assign        give it to someone (bearer token)
 GET      /silences                   silences with their state
 POST     /silences                   add a silence (bearer token); 201 + Location
 DELETE   /silences/ID                expire a silence (bearer token)
@@ -38,6 +40,8 @@ import structlog
 from listener import incidents
 from listener.api_models import (
     AckRequest,
+    AssignRequest,
+    NoteRequest,
     SilenceRequest,
     check_incident_status,
     check_silence_scope,
@@ -117,7 +121,7 @@ class IncidentApi:
         """Register the routes on ``server``."""
         server.route("GET", "/incidents", self.incidents)
         server.route("GET", "/incidents/", self.incident, prefix=True)
-        server.route("POST", "/incidents/", self.ack, prefix=True)
+        server.route("POST", "/incidents/", self.incident_action, prefix=True)
         server.route("GET", "/silences", self.silences)
         server.route("POST", "/silences", self.add_silence)
         server.route("DELETE", "/silences/", self.expire_silence, prefix=True)
@@ -162,12 +166,39 @@ class IncidentApi:
         result = await self._call(incidents.detail, request.path.removeprefix("/incidents/"))
         return result if isinstance(result, Response) else Response.json(result)
 
-    async def ack(self, request: Request) -> Response:
+    async def incident_action(self, request: Request) -> Response:
+        """``POST /incidents/ID/ack``, ``/notes`` and ``/assign``."""
         incident_id, _, action = request.path.removeprefix("/incidents/").partition("/")
-        if action != "ack":
-            return Response.json({"error": "not found: POST /incidents/ID/ack"}, 404)
+        handler = {"ack": self.ack, "notes": self.note, "assign": self.assign}.get(action)
+        if handler is None:
+            return Response.json(
+                {"error": "not found: POST /incidents/ID/ack, /notes or /assign"}, 404
+            )
         if (denied := self._authorised(request)) is not None:
             return denied
+        return await handler(request, incident_id)
+
+    async def note(self, request: Request, incident_id: str) -> Response:
+        wanted = parse_body(request.body, NoteRequest)
+        result = await self._call(
+            incidents.add_note, incident_id, wanted.by, wanted.text, self.clock.now()
+        )
+        if isinstance(result, Response):
+            return result
+        log.info("incident_note", incident_id=result, by=wanted.by)
+        return Response.json({"noted": result}, 201)
+
+    async def assign(self, request: Request, incident_id: str) -> Response:
+        wanted = parse_body(request.body, AssignRequest)
+        result = await self._call(
+            incidents.assign, incident_id, wanted.to, wanted.by, self.clock.now()
+        )
+        if isinstance(result, Response):
+            return result
+        log.info("incident_assigned", incident_id=result, to=wanted.to, by=wanted.by)
+        return Response.json({"assigned": result, "to": wanted.to})
+
+    async def ack(self, request: Request, incident_id: str) -> Response:
         ack = parse_body(request.body, AckRequest)
         result = await self._call(
             incidents.acknowledge,

@@ -109,6 +109,20 @@ class AckRequest(ApiModel):
     note: Text = ""
 
 
+class NoteRequest(ApiModel):
+    """``POST /incidents/ID/notes``."""
+
+    by: Who
+    text: RequiredText
+
+
+class AssignRequest(ApiModel):
+    """``POST /incidents/ID/assign``: ``to`` has it now."""
+
+    by: Who
+    to: Who
+
+
 class SilenceRequest(ApiModel):
     """``POST /silences``: ``brand``, ``rule`` and ``level`` narrow it (absent: any)."""
 

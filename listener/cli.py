@@ -364,6 +364,30 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("--state", metavar="STATE", help=STATE_HELP)
     ack.add_argument("--url", metavar="URL", help=URL_HELP)
 
+    note = _sub(
+        sub,
+        "note",
+        "put a note on an incident's timeline",
+        "Put a note on an incident's timeline (open or resolved): it shows in the console, "
+        "`incidents show` and the report.",
+        "listener note 20260302T1015 'holding statement posted on X and the status page'",
+    )
+    note.add_argument("incident", help="incident id, or its start when only one id begins so")
+    note.add_argument("text", help="what happened")
+    assign = _sub(
+        sub,
+        "assign",
+        "give an incident to someone",
+        "Give an incident to someone (on its timeline; the last assignment holds).",
+        "listener assign 20260302T1015 'Dana Lee'",
+    )
+    assign.add_argument("incident", help="incident id, or its start when only one id begins so")
+    assign.add_argument("to", help="who has it now")
+    for sp in (note, assign):
+        sp.add_argument("--by", metavar="NAME", help="who (default: $USER)")
+        sp.add_argument("--state", metavar="STATE", help=STATE_HELP)
+        sp.add_argument("--url", metavar="URL", help=URL_HELP)
+
     sil = _sub(
         sub,
         "silence",
@@ -508,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _score(args)
         if args.command == "backtest":
             return _backtest(args)
-        if args.command in ("incidents", "ack", "silence"):
+        if args.command in ("incidents", "ack", "note", "assign", "silence"):
             return _incidents(args)
         if args.command == "report":
             return _report(args)
@@ -877,6 +901,14 @@ def _incidents(args: argparse.Namespace) -> int:
             done = incidents.acknowledge(store, args.incident, by, now, args.note, evaluators)
             print(_acknowledged(done, by))
             return 0
+        if args.command == "note":
+            done = incidents.add_note(store, args.incident, _user(args.by), args.text, now)
+            print(f"noted on {done}")
+            return 0
+        if args.command == "assign":
+            done = incidents.assign(store, args.incident, args.to, _user(args.by), now)
+            print(f"{done} is assigned to {' '.join(args.to.split())}")
+            return 0
         if args.command == "silence":
             if args.action == "add":
                 silence = incidents.add_silence(
@@ -933,6 +965,13 @@ def _remote_incidents(args: argparse.Namespace, url: str) -> int:
         if args.command == "ack":
             by = _user(args.by)
             print(_acknowledged(api.ack(args.incident, by, args.note), by))
+            return 0
+        if args.command == "note":
+            print(f"noted on {api.note(args.incident, _user(args.by), args.text)}")
+            return 0
+        if args.command == "assign":
+            done = api.assign(args.incident, args.to, _user(args.by))
+            print(f"{done} is assigned to {' '.join(args.to.split())}")
             return 0
         if args.command == "silence":
             if args.action == "add":

@@ -57,6 +57,7 @@ def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
         "acknowledged_note": ack.note if ack else None,
         "time_to_ack_seconds": (ack.at - record.opened_at).total_seconds() if ack else None,
         "drill": bool(store.incident_log.drill_ids([record.id])),
+        "assignee": store.notes.assignees([record.id]).get(record.id),
     }
 
 
@@ -122,7 +123,44 @@ def detail(store: Store, incident_id: str) -> dict[str, Any]:
         }
         for d in store.outbox.deliveries(incident_id)
     ]
+    out["notes"] = [
+        {"at": n.at.isoformat(), "kind": n.kind, "by": n.by, "text": n.text}
+        for n in store.notes.of(incident_id)
+    ]
     return out
+
+
+MAX_NOTE = 2000
+MAX_NAME = 200
+
+
+def add_note(store: Store, incident_id: str, by: str, text: str, now: datetime) -> str:
+    """Put a note on the incident's timeline (``statement posted 11:05``; open or
+    resolved); the incident's id."""
+    record = find(store, incident_id)
+    by, text = _name(by, "by"), " ".join(text.split())
+    if not text:
+        raise InvalidRequest("text: say what happened", field="text")
+    if len(text) > MAX_NOTE:
+        raise InvalidRequest(f"text: at most {MAX_NOTE} characters", field="text")
+    store.notes.add(record.id, "note", by, text, now)
+    return record.id
+
+
+def assign(store: Store, incident_id: str, to: str, by: str, now: datetime) -> str:
+    """Give the incident to ``to`` (``by`` did), on its timeline; the incident's id."""
+    record = find(store, incident_id)
+    store.notes.add(record.id, "assigned", _name(by, "by"), _name(to, "to"), now)
+    return record.id
+
+
+def _name(text: str, field: str) -> str:
+    name = " ".join(text.split())
+    if not name:
+        raise InvalidRequest(f"{field}: say who", field=field)
+    if len(name) > MAX_NAME:
+        raise InvalidRequest(f"{field}: at most {MAX_NAME} characters", field=field)
+    return name
 
 
 def ackable(store: Store, incident_id: str, by: str) -> IncidentRecord:
@@ -291,11 +329,21 @@ def render_detail(d: dict[str, Any]) -> str:
         )
         if d.get("acknowledged_note"):
             lines.append(f"  note: {clean_line(d['acknowledged_note'])}")
+    if d.get("assignee"):
+        lines.append(f"  assigned to {clean_line(d['assignee'])}")
     lines.append("timeline:")
-    lines.extend(
-        f"  {e['at']}  {e['kind']:<12} {e['level']:<9} {'; '.join(e['facts'])}"
+    entries = [
+        (e["at"], f"  {e['at']}  {e['kind']:<12} {e['level']:<9} {'; '.join(e['facts'])}")
         for e in d["timeline"]
-    )
+    ]
+    entries += [
+        (
+            n["at"],
+            f"  {n['at']}  {n['kind']:<12} {clean_line(n['by'])}: {clean_line(n['text'])}",
+        )
+        for n in d.get("notes", [])
+    ]
+    lines.extend(line for _, line in sorted(entries, key=lambda e: e[0]))
     lines.append("notifications:")
     for n in d["notifications"]:
         where = ", ".join(n["sinks"]) or "-"

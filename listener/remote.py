@@ -46,13 +46,19 @@ class RemoteApi:
 
     def ack(self, incident_id: str, by: str, note: str) -> str:
         """The id of the incident acknowledged (the API accepts the start of one)."""
-        done = self._call(
-            "POST",
-            f"/incidents/{quote(incident_id, safe='')}/ack",
-            json={"by": by, "note": note},
-            write=True,
+        return str(self._act(incident_id, "ack", {"by": by, "note": note})["acknowledged"])
+
+    def note(self, incident_id: str, by: str, text: str) -> str:
+        return str(self._act(incident_id, "notes", {"by": by, "text": text})["noted"])
+
+    def assign(self, incident_id: str, to: str, by: str) -> str:
+        return str(self._act(incident_id, "assign", {"by": by, "to": to})["assigned"])
+
+    def _act(self, incident_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        done: dict[str, Any] = self._call(
+            "POST", f"/incidents/{quote(incident_id, safe='')}/{action}", json=body, write=True
         )
-        return str(done["acknowledged"])
+        return done
 
     def silences(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._call("GET", "/silences")

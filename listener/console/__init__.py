@@ -95,6 +95,8 @@ class Console:
         server.route("POST", "/login", self.login)
         server.route("POST", "/logout", self.logout)
         server.route("POST", "/console/ack", self.ack)
+        server.route("POST", "/console/note", self.note)
+        server.route("POST", "/console/assign", self.assign)
         server.route("POST", "/console/silences", self.add_silence)
         server.route("POST", "/console/silences/expire", self.expire_silence)
         server.route("GET", "/console.css", self.css)
@@ -245,11 +247,15 @@ class Console:
         found = await self._read(request, who, lambda store: incidents.detail(store, wanted))
         if isinstance(found, Response):
             return found
+        entries = [{"source": "engine", **e} for e in found["timeline"]]
+        entries += [{"source": "person", **n} for n in found.get("notes", [])]
+        entries.sort(key=lambda e: e["at"])
         return self._page(
             request,
             "incident.html",
             who,
             incident=found,
+            entries=entries,
             sentence=summary_sentence(found, self.api.clock.now()),
             notice=notice,
             now=self.api.clock.now(),
@@ -309,14 +315,47 @@ class Console:
                 store, incident_id, session.name, self.api.clock.now(), note, self.api.evaluators
             ),
         )
+        if isinstance(done, str):
+            log.info("acknowledged", incident_id=done, by=session.name, via="console")
+            if self.api.changed is not None:
+                self.api.changed()
+        return await self._after(request, incident_id, done)
+
+    async def note(self, request: Request) -> Response:
+        return await self._on_incident(
+            request,
+            lambda store, session, form, now: incidents.add_note(
+                store, form.get("incident", ""), session.name, form.get("text", ""), now
+            ),
+        )
+
+    async def assign(self, request: Request) -> Response:
+        return await self._on_incident(
+            request,
+            lambda store, session, form, now: incidents.assign(
+                store, form.get("incident", ""), form.get("to", ""), session.name, now
+            ),
+        )
+
+    async def _on_incident(
+        self, request: Request, act: Callable[[Any, Session, dict[str, str], datetime], str]
+    ) -> Response:
+        """A form's change to the incident it names, by whoever is signed in."""
+        allowed = self._writer(request)
+        if isinstance(allowed, Response):
+            return allowed
+        session, form = allowed
+        now = self.api.clock.now()
+        done = await self._write(request, session, lambda store: act(store, session, form, now))
+        return await self._after(request, form.get("incident", ""), done)
+
+    async def _after(self, request: Request, incident_id: str, done: Any) -> Response:
+        """Back to the incident's page, or that page with what was wrong."""
         if isinstance(done, Response):
             return done
         if isinstance(done, RequestError):
-            request = _as_get(request, f"/incidents/{incident_id}")
-            return await self.incident_page(request, notice=str(done))
-        log.info("acknowledged", incident_id=done, by=session.name, via="console")
-        if self.api.changed is not None:
-            self.api.changed()
+            page = _as_get(request, f"/incidents/{incident_id}")
+            return await self.incident_page(page, notice=str(done))
         return _redirect(f"/incidents/{quote(str(done), safe='')}")
 
     async def add_silence(self, request: Request) -> Response:

@@ -43,6 +43,7 @@ from listener.store import (
     SourceCount,
     Store,
 )
+from listener.store.incidents import NoteRecord
 
 BASELINE_WINDOW = timedelta(hours=24)
 """How far back the baseline of each bucket reads."""
@@ -169,6 +170,8 @@ class ReportData:
     categories: tuple[tuple[str, int], ...]
     brand_incident: bool = True
     """False for a source-health incident (its "brand" is a source: no mentions)."""
+    notes: tuple[NoteRecord, ...] = ()
+    """What people put on the timeline: notes and assignments, oldest first."""
 
     @property
     def end(self) -> datetime:
@@ -468,4 +471,5 @@ def gather(
         if brand_incident
         else (),
         brand_incident=brand_incident,
+        notes=tuple(store.notes.of(incident.id)),
     )

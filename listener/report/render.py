@@ -263,8 +263,28 @@ def _alerts_table(data: ReportData) -> Table:
                 )
             )
         )
+    for note in data.notes:
+        said = (
+            f"{note.by} gave it to {note.text}"
+            if note.kind == "assigned"
+            else f"{note.by}: {note.text}"
+        )
+        rows.append(
+            Row(
+                (
+                    when(note.at),
+                    offset(note.at, data.incident.opened_at),
+                    "assignment" if note.kind == "assigned" else "note",
+                    "",
+                    "",
+                    said,
+                    "",
+                    "",
+                )
+            )
+        )
     return Table(
-        "Alerts and acknowledgement",
+        "Alerts, acknowledgement and notes",
         (
             "Raised",
             "Since opening",

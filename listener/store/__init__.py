@@ -45,6 +45,7 @@ from listener.store.cursors import ENGINE_STATE, Collected, Cursors, KeyValues
 from listener.store.incidents import (
     Acks,
     IncidentEventRecord,
+    IncidentNotes,
     IncidentRecord,
     Incidents,
     NoticeRecord,
@@ -109,6 +110,7 @@ class Store:
         self.incident_log = Incidents(db)
         self.silence_log = Silences(db)
         self.ack_log = Acks(db)
+        self.notes = IncidentNotes(db)
         self.outbox = Outbox(db)
 
     @classmethod

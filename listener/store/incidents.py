@@ -327,3 +327,50 @@ class Acks:
                 known.update(dict.fromkeys(missing))
                 known.update({r[0]: Ack(r[1], dt(r[2]), r[3]) for r in rows})
             return {i: ack for i in ids if (ack := known[i]) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRecord:
+    """A person's entry on an incident's timeline: a note (``statement posted 11:05``),
+    or an assignment (``text``: who has it now)."""
+
+    incident_id: str
+    at: datetime
+    kind: str
+    """``note`` or ``assigned``."""
+    by: str
+    text: str
+
+
+class IncidentNotes:
+    """The ``incident_notes`` table: notes and assignments, oldest first."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, incident_id: str, kind: str, by: str, text: str, at: datetime) -> None:
+        self.db.write(
+            "INSERT INTO incident_notes (incident_id, at, kind, by, text) VALUES (?, ?, ?, ?, ?)",
+            (incident_id, ts(at), kind, by, text),
+        )
+
+    def of(self, incident_id: str) -> list[NoteRecord]:
+        rows = self.db.read(
+            "SELECT incident_id, at, kind, by, text FROM incident_notes WHERE incident_id = ? "
+            "ORDER BY at",
+            (incident_id,),
+        )
+        return [NoteRecord(r[0], dt(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def assignees(self, incident_ids: Iterable[str]) -> dict[str, str]:
+        """Who each of these incidents is assigned to now (absent: nobody)."""
+        ids = list(incident_ids)
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        rows = self.db.read(
+            f"SELECT incident_id, at, text FROM incident_notes WHERE kind = 'assigned' "
+            f"AND incident_id IN ({marks}) ORDER BY at",
+            ids,
+        )
+        return {r[0]: r[2] for r in rows if r[2]}

@@ -172,6 +172,20 @@ CREATE TABLE collected (
 CREATE INDEX collected_at ON collected (collected_at);
 """,
     ),
+    (
+        3,
+        "incident_notes: notes and assignments on an incident's timeline",
+        """
+CREATE TABLE incident_notes (
+    incident_id TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    kind TEXT NOT NULL,
+    by TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX incident_notes_by_incident ON incident_notes (incident_id, at);
+""",
+    ),
 )
 """(version, what, SQL), oldest first. Never edit a released one: add the next."""
 

@@ -33,7 +33,10 @@ a bucket holding one sub-series written once (:mod:`listener.scoring.velocity`, 
 about a third of the bytes, and a third of the time to encode. The table is unchanged and
 rows written before (JSON objects) load as they are and take the new form when next
 written, so opening an older file changes nothing in it; a version-5 listener refuses a
-version-6 file (it could not read the new rows)."""
+version-6 file (it could not read the new rows).
+A table added that changes nothing older listeners read (``incident_notes``: notes and
+assignments on an incident's timeline) is created when a file is opened; the version
+stays, so an older listener still opens the file (and ignores the table)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mentions (
@@ -127,6 +130,14 @@ CREATE TABLE IF NOT EXISTS acks (
     at REAL NOT NULL,
     note TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS incident_notes (
+    incident_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    by TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_notes_by_incident ON incident_notes (incident_id, at);
 CREATE TABLE IF NOT EXISTS notices (
     alert_id TEXT PRIMARY KEY,
     incident_id TEXT NOT NULL,

@@ -139,6 +139,23 @@ async def test_incidents_filters_ack_and_silences_through_the_forms(served: Serv
             "/console/ack", data={"incident": served.incident, "csrf": csrf(page.text)}
         )
         assert "already acknowledged by ana" in again.text
+        token = csrf(page.text)
+        for action, data in (
+            ("assign", {"to": "Eve"}),
+            ("note", {"text": "<b>statement</b> posted 11:05"}),
+        ):
+            done = await client.post(
+                f"/console/{action}", data={"incident": served.incident, "csrf": token, **data}
+            )
+            assert done.status_code == 303
+        page = await client.get(f"/incidents/{served.incident}")
+        assert "assigned it to <strong>Eve</strong>" in page.text
+        assert "&lt;b&gt;statement&lt;/b&gt; posted 11:05" in page.text  # escaped
+        assert "assigned to Eve" in (await client.get("/")).text
+        empty = await client.post(
+            "/console/note", data={"incident": served.incident, "csrf": token, "text": " "}
+        )
+        assert "say what happened" in empty.text
 
         silences = await client.get("/silences")
         token = csrf(silences.text)

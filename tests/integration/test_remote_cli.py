@@ -55,8 +55,24 @@ async def test_an_operator_lists_shows_acks_and_silences_over_http(
     assert f"acknowledged {incident} as dana" in capsys.readouterr().out
     assert await cli("ack", start, "--by", "eve", "--url", url) == 1
     assert "already acknowledged by dana" in capsys.readouterr().err
+    assert await cli("note", start, "holding statement posted", "--by", "dana", "--url", url) == 0
+    assert f"noted on {incident}" in capsys.readouterr().out
+    assert await cli("assign", start, "Eve  Ng", "--by", "dana", "--url", url) == 0
+    assert f"{incident} is assigned to Eve Ng" in capsys.readouterr().out
+    assert await cli("incidents", "show", incident, "--json", "--url", url) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["assignee"] == "Eve Ng"
+    assert [(n["kind"], n["by"], n["text"]) for n in shown["notes"]] == [
+        ("note", "dana", "holding statement posted"),
+        ("assigned", "dana", "Eve Ng"),
+    ]
     assert await cli("incidents", "show", incident, "--url", url) == 0
-    assert "dana" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "acknowledged by dana" in text
+    assert "dana: holding statement posted" in text
+    assert "assigned to Eve Ng" in text
+    assert await cli("note", start, "   ", "--by", "dana", "--url", url) == 1
+    assert "text" in capsys.readouterr().err
 
     add = ["silence", "add", "--brand", "Acme", "--for", "1h", "--comment", "statement out"]
     assert await cli(*add, "--by", "dana", "--url", url) == 0
@@ -103,6 +119,30 @@ async def test_what_goes_wrong_is_said_in_words(
     assert await cli("incidents", "--url", "ftp://x") == 2
     assert "not an http(s) URL" in capsys.readouterr().err
     assert await cli("incidents", "--url", url, "--state", "x.db") == 2
+
+
+async def test_notes_and_assignments_on_the_state_file(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same commands without --url write the state file (the daemon shows them)."""
+    import shutil
+
+    monkeypatch.delenv("LISTENER_URL", raising=False)
+    path, incident = request.getfixturevalue("template")
+    state = str(tmp_path / "copy.db")
+    shutil.copy(path, state)
+    by = ["--by", "ana", "--state", state]
+    assert await cli("note", incident[:12], "statement posted", *by) == 0
+    assert await cli("assign", incident, "bo", *by) == 0
+    capsys.readouterr()
+    assert await cli("incidents", "--state", state, "--json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["assignee"] == "bo"
+    assert await cli("incidents", "show", incident, "--state", state) == 0
+    assert "ana: statement posted" in capsys.readouterr().out
 
 
 def test_an_incident_is_found_by_the_start_of_its_id_when_only_one_begins_so(

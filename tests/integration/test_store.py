@@ -27,7 +27,7 @@ from listener.store import (
     mention_row,
 )
 from listener.store.cursors import ENGINE_STATE, Collected, Cursors, KeyValues
-from listener.store.incidents import Acks, Incidents, Silences
+from listener.store.incidents import Acks, IncidentNotes, Incidents, Silences
 from listener.store.mentions import Mentions
 from listener.store.outbox import Outbox
 from listener.store.windows import Buckets
@@ -327,6 +327,10 @@ PUBLIC: dict[str, Callable[[Store], object]] = {
     "incident_log.notices": lambda s: s.incident_log.notices("i"),
     "incident_log.mark_drill": lambda s: s.incident_log.mark_drill(["i"]),
     "incident_log.drill_ids": lambda s: s.incident_log.drill_ids(["i"]),
+    "incident_log.starting_with": lambda s: s.incident_log.starting_with("i"),
+    "notes.add": lambda s: s.notes.add("i", "note", "ana", "statement posted", T0),
+    "notes.of": lambda s: s.notes.of("i"),
+    "notes.assignees": lambda s: s.notes.assignees(["i"]),
     "silence_log.add": lambda s: s.silence_log.add(_SILENCE),
     "silence_log.expire": lambda s: s.silence_log.expire("s1", T0),
     "silence_log.select": lambda s: s.silence_log.select(),
@@ -382,6 +386,7 @@ CONCERNS: dict[str, type] = {
     "incident_log": Incidents,
     "silence_log": Silences,
     "ack_log": Acks,
+    "notes": IncidentNotes,
     "sink_state": StoreSinkState,
 }
 

@@ -74,6 +74,9 @@ def _history(store: Store) -> None:
     store.silence_log.expire("s2", T0 + timedelta(minutes=5))
     store.ack_log.add("inc-1", "ana", T0 + timedelta(minutes=3), "on it")
     store.ack_log.add("inc-1", "bo", T0 + timedelta(minutes=4))  # the first ack wins
+    store.notes.add("inc-1", "assigned", "ana", "bo", T0 + timedelta(minutes=5))
+    store.notes.add("inc-1", "note", "bo", "statement posted", T0 + timedelta(minutes=6))
+    store.notes.add("inc-1", "assigned", "bo", "cy", T0 + timedelta(minutes=7))
     (first, second) = store.outbox.due("hook", T0) + store.outbox.due("slack", T0)
     store.outbox.mark_delivered(first.id, T0 + timedelta(seconds=2))
     store.outbox.mark_retry(second.id, T0 + timedelta(minutes=1), "503 from slack")
@@ -112,6 +115,9 @@ def _reads(store: Store) -> dict[str, Any]:
     out["notices"] = store.incident_log.notices("inc-1")
     out["ids"] = store.incident_log.ids("inc")
     out["drill"] = store.incident_log.drill_ids(["inc-1", "inc-2"])
+    out["notes"] = store.notes.of("inc-1")
+    out["assignees"] = store.notes.assignees(["inc-1", "inc-2"])
+    out["starting"] = store.incident_log.starting_with("inc-")
     out["deliveries"] = store.outbox.deliveries("inc-1")
     out["active"] = store.silences(active_at=T0 + timedelta(minutes=1))
     out["acks"] = store.acks(["inc-1", "inc-9"])
@@ -144,6 +150,8 @@ def test_postgresql_answers_as_the_sqlite_file_does(tmp_path: Path, database: st
         assert expected["pruned_outbox"] == 1
         assert expected["drill"] == ["inc-1"]
         assert expected["acks"]["inc-1"]["by"] == "ana"
+        assert expected["assignees"] == {"inc-1": "cy"}
+        assert len(expected["notes"]) == 3
     finally:
         lite.close()
         pg.close()

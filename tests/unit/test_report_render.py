@@ -30,6 +30,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
     incident_id, end = build_state(path)
     store = Store.open(path)
     try:
+        at = end - timedelta(minutes=1)
+        store.notes.add(incident_id, "note", "dana", "holding <statement> posted", at)
         return gather(store, incident_id, end, config())
     finally:
         store.close()
@@ -110,13 +112,14 @@ def test_html_lists_the_lifecycle_alerts_and_acknowledgement(report: ReportData)
     rows = [[_text(td) for td in tr.iter("td")] for tr in levels.iter("tr")][1:]
     assert [r[0] for r in rows] == ["watch", "crisis", "watch"]
     assert rows[1][3] == "escalated"
-    alerts = tables["Alerts and acknowledgement"]
+    alerts = tables["Alerts, acknowledgement and notes"]
     rows = [[_text(td) for td in tr.iter("td")] for tr in alerts.iter("tr")][1:]
     assert rows[0][2:6] == ["opened", "watch", "ops", "delivered after 1 attempt(s)"]
     assert any(r[4] == "pager" and r[5].startswith("failed") and "HTTP 503" in r[5] for r in rows)
-    assert rows[-1][2] == "acknowledgement"
-    assert "by dana: on it" in rows[-1][5]
-    assert rows[-1][7] == "time to acknowledge 5m"
+    assert rows[-2][2] == "acknowledgement"
+    assert "by dana: on it" in rows[-2][5]
+    assert rows[-2][7] == "time to acknowledge 5m"
+    assert rows[-1][2:6] == ["note", "", "", "dana: holding <statement> posted"]  # escaped
     summary = {_text(tr[0]): _text(tr[1]) for tr in next(root.iter("table")).iter("tr")}
     assert summary["Peak severity"] == "crisis"
     assert summary["Duration"] == "42m"
