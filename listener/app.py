@@ -41,6 +41,7 @@ from listener.pipeline import Pipeline
 from listener.processor import Processor
 from listener.settings import Settings
 from listener.sinks.base import SinkContext
+from listener.slack_actions import SlackActions
 from listener.store import Store, StoreSinkState
 from listener.workers import Pool
 
@@ -113,6 +114,7 @@ class Daemon:
         )
         rest.mount(self.api)
         Console(rest, sources=lambda: pipeline.health).mount(self.api)
+        SlackActions(rest).mount(self.api)
         host, port = parse_listen(self.settings.listen)
         try:
             self.bound = await self.api.start(host, port)

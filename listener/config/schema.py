@@ -365,6 +365,13 @@ class SlackSinkConfig(Strict):
     mentions: dict[str, str] = {}
     timeout: PositiveDuration = timedelta(seconds=10)
     delivery: DeliveryConfig = DeliveryConfig()
+    signing_secret: Credential | None = None
+    """The Slack app's signing secret: with it, incident messages carry Acknowledge and
+    Snooze 1h buttons, and ``POST /slack/actions`` (the app's interactivity Request URL)
+    takes their clicks, each checked against it."""
+    console_url: HttpUrl | None = None
+    """Where people reach the console (e.g. ``https://listener.example.com``): incident
+    messages carry an Open in console button."""
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackSinkConfig:

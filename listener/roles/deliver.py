@@ -53,6 +53,7 @@ from listener.model import ScoredMention
 from listener.roles.worker import RoleWorker, shared_state
 from listener.sinks.base import Refreshable, SinkContext
 from listener.sinks.delivery import Deliverer
+from listener.slack_actions import SlackActions
 from listener.store import EvaluateWrite, IngestWrite, Store, StoreSinkState
 from listener.store.postgres import Lease
 
@@ -347,6 +348,7 @@ class DeliverWorker(RoleWorker):
         )
         self.api.mount(api)
         Console(self.api).mount(api)  # the sources are the collectors'; see their /readyz
+        SlackActions(self.api).mount(api)
 
     def groups(self) -> list[tuple[str, tuple[TopicName, ...]]]:
         """The recording group's lag on ``alerts``, and the archive's on ``scored``."""

@@ -58,7 +58,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from urllib.request import proxy_bypass
 
 import aiohttp
@@ -418,7 +418,61 @@ def _fallback(alert: Alert, emoji: str, mention: str | None) -> str:
     return _fit(text, MAX_TEXT)
 
 
-def render_blocks(alert: Alert, *, mention: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Buttons:
+    """Which buttons an incident message carries: Acknowledge and Snooze 1h when the
+    Slack app sends their clicks back (``interactive``), Open in console with
+    ``console_url``."""
+
+    interactive: bool = False
+    console_url: str | None = None
+
+
+ACK_ACTION = "listener_ack"
+SNOOZE_ACTION = "listener_snooze"
+OPEN_ACTION = "listener_open"
+
+
+def _actions(alert: Alert, buttons: Buttons) -> dict[str, Any] | None:
+    """The actions block of an incident message (None: no button to show)."""
+    elements: list[dict[str, Any]] = []
+    if buttons.interactive and alert.kind != "resolved":
+        if alert.ack is None:
+            elements.append(
+                {
+                    "type": "button",
+                    "action_id": ACK_ACTION,
+                    "style": "primary",
+                    "text": {"type": "plain_text", "text": "Acknowledge"},
+                    "value": alert.incident_id,
+                }
+            )
+        elements.append(
+            {
+                "type": "button",
+                "action_id": SNOOZE_ACTION,
+                "text": {"type": "plain_text", "text": "Snooze 1h"},
+                "value": alert.incident_id,
+            }
+        )
+    if buttons.console_url:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": OPEN_ACTION,
+                "text": {"type": "plain_text", "text": "Open in console"},
+                "url": f"{buttons.console_url.rstrip('/')}/incidents/"
+                + quote(alert.incident_id, safe=""),
+            }
+        )
+    if not elements:
+        return None
+    return {"type": "actions", "block_id": "listener_actions", "elements": elements}
+
+
+def render_blocks(
+    alert: Alert, *, mention: str | None = None, buttons: Buttons | None = None
+) -> dict[str, Any]:
     """The Block Kit message for ``alert`` (a fresh dict; pure).
 
     Keys: ``text`` (the notification fallback: ``mention``, severity emoji, title, the
@@ -431,6 +485,8 @@ def render_blocks(alert: Alert, *, mention: str | None = None) -> dict[str, Any]
     severity's (green once resolved) holding the numbers (value, threshold, baseline),
     the trend sparkline, the top mentions as links, the categories, detractors and
     amplifiers, the acknowledgement note, the route and the incident and alert ids.
+    ``buttons``: an actions block under the fields (Acknowledge while nobody has, Snooze
+    1h, Open in console; none once resolved but the last).
 
     Untrusted text is escaped (no injected link or mention) and everything is cut to
     Slack's limits: 50 blocks, 3000 characters per text, 150 per header.
@@ -455,6 +511,9 @@ def render_blocks(alert: Alert, *, mention: str | None = None) -> dict[str, Any]
     if isinstance(summary, str) and summary.strip():
         blocks.append(_section(_esc(summary)))
     blocks.append({"type": "section", "fields": _fields(alert)})
+    actions = _actions(alert, buttons) if buttons is not None else None
+    if actions is not None:
+        blocks.append(actions)
     details = _details(alert)[: max(0, MAX_BLOCKS - len(blocks))]
     return {
         "text": _fallback(alert, emoji, mention),
@@ -702,6 +761,10 @@ class SlackSink:
         self._state = context.state
         self._clock = context.clock
         self._mentions = dict(config.mentions)
+        self._buttons = Buttons(
+            interactive=config.signing_secret is not None,
+            console_url=str(config.console_url) if config.console_url is not None else None,
+        )
         self._channel = config.channel or ""
         self._timeout = config.timeout.total_seconds()
         self._io = asyncio.Lock()
@@ -725,7 +788,9 @@ class SlackSink:
         if await self._get(f"done:{idempotency_key}") is not None:
             return
         if self._web is None:
-            await self._post_webhook(render_blocks(alert, mention=self._mention_for(alert)))
+            await self._post_webhook(
+                render_blocks(alert, mention=self._mention_for(alert), buttons=self._buttons)
+            )
         else:
             await self._send_api(self._web, alert, idempotency_key)
         # "done" first: a crash before the intent is dropped leaves a harmless leftover.
@@ -798,7 +863,7 @@ class SlackSink:
     async def _post_parent(self, web: AsyncWebClient, alert: Alert, key: str) -> None:
         now = self._clock.now().timestamp()
         await self._set(f"intent:{alert.incident_id}", json.dumps({"key": key, "at": now}))
-        payload = render_blocks(alert, mention=self._mention_for(alert))
+        payload = render_blocks(alert, mention=self._mention_for(alert), buttons=self._buttons)
         response = await self._call(
             "chat.postMessage",
             web.chat_postMessage(
@@ -822,7 +887,7 @@ class SlackSink:
 
     async def _update_parent(self, web: AsyncWebClient, parent: _Parent, alert: Alert) -> bool:
         """Edit the parent to show ``alert``; False when the parent is gone."""
-        payload = render_blocks(alert, mention=self._mention_for(alert))
+        payload = render_blocks(alert, mention=self._mention_for(alert), buttons=self._buttons)
         # The creating alert's ids stay in the metadata (recovery matches on them).
         metadata = self._metadata(PARENT_EVENT, alert, parent.key, parent.alert_id or alert.id)
         try:
@@ -1113,9 +1178,12 @@ def _next_cursor(response: AsyncSlackResponse) -> str | None:
 
 
 __all__ = [
+    "ACK_ACTION",
     "PARENT_EVENT",
     "REPLY_EVENT",
+    "SNOOZE_ACTION",
     "TEST_TEXT",
+    "Buttons",
     "ClientFactory",
     "SlackSink",
     "default_client",

@@ -21,6 +21,7 @@ from listener.clock import ManualClock
 from listener.config.load import load_config_text
 from listener.console import Console
 from listener.settings import Settings
+from listener.slack_actions import SlackActions
 from listener.store import Store
 from tests.integration import test_api
 from tests.integration.test_api import CONFIG, TOKEN, Idle
@@ -37,17 +38,20 @@ class Served:
     daemon: Daemon
 
 
-async def serve(tmp_path: Path, state: tuple[Path, str], token: str) -> Served:
+async def serve(tmp_path: Path, state: tuple[Path, str], token: str, text: str = CONFIG) -> Served:
+    """A daemon's HTTP server as the daemon mounts it (API, console, Slack actions) on a
+    copy of ``state``, with the rules ``text``."""
     shutil.copy(state[0], tmp_path / "state.db")
     daemon = Daemon(
         Settings.from_env({"LISTENER_API_TOKEN": token}),
         clock=ManualClock(T0 + timedelta(minutes=2)),
     )
     daemon.store = Store.open(tmp_path / "state.db")
-    daemon.config = load_config_text(CONFIG, "rules.yaml", {})
+    daemon.config = load_config_text(text, "rules.yaml", {})
     rest = RestApi(daemon.settings, daemon.store, Idle(), daemon.clock, lambda: daemon.config)
     rest.mount(daemon.api)
     Console(rest, sources=lambda: {}).mount(daemon.api)
+    SlackActions(rest).mount(daemon.api)
     _, port = await daemon.api.start("127.0.0.1", 0)
     return Served(f"http://127.0.0.1:{port}", state[1], daemon)
 

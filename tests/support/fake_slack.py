@@ -127,7 +127,9 @@ class _Handler(BaseHTTPRequestHandler):
                 params.update(body)
         elif raw:
             params.update(parse_qsl(raw.decode("utf-8", "replace")))
-        if parts.path.startswith("/webhook/"):
+        if parts.path.startswith("/respond/"):
+            method = "respond"
+        elif parts.path.startswith("/webhook/"):
             method = "webhook"
         elif parts.path.startswith("/api/"):
             method = parts.path.removeprefix("/api/")
@@ -213,6 +215,7 @@ class FakeSlack(LoopbackServer):
         self._calls: list[Call] = []
         self._messages: dict[str, list[dict[str, Any]]] = {cid: [] for cid in self.channels}
         self._webhook_posts: list[Any] = []
+        self._responses: list[Any] = []
         self._counter = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
@@ -318,6 +321,73 @@ class FakeSlack(LoopbackServer):
         with self._lock:
             return list(self._webhook_posts)
 
+    @property
+    def responses(self) -> list[Any]:
+        """What the app posted to the ``response_url`` of its clicks, in order."""
+        with self._lock:
+            return list(self._responses)
+
+    def click(
+        self,
+        endpoint: str,
+        message: dict[str, Any],
+        action_id: str,
+        *,
+        secret: str,
+        user: str = "dana",
+        at: datetime | None = None,
+        signature: str | None = None,
+    ) -> int:
+        """Click the button ``action_id`` of ``message`` (as posted) as ``user``, as Slack
+        does: a signed ``block_actions`` payload POSTed to the app's Request URL
+        (``endpoint``) at ``at`` (default: this fake's clock), with a ``response_url``
+        on this fake. The status the app answered."""
+        import hashlib
+        import hmac
+        import urllib.error
+        import urllib.request
+        from urllib.parse import urlencode
+
+        buttons = [
+            e
+            for b in message.get("blocks", [])
+            if b.get("type") == "actions"
+            for e in b.get("elements", [])
+        ]
+        button = next((b for b in buttons if b.get("action_id") == action_id), None)
+        if button is None:
+            raise AssertionError(f"no button {action_id!r} in the message")
+        payload = {
+            "type": "block_actions",
+            "user": {"id": "U0" + user.upper()[:8], "username": user, "name": user},
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "listener_actions",
+                    "value": button.get("value"),
+                }
+            ],
+            "response_url": f"{self.url}/respond/{next(self._counter)}",
+            "container": {"type": "message", "message_ts": message.get("ts", "")},
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        stamp = str(int((at or self.clock.now()).timestamp()))
+        mac = hmac.new(secret.encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256)
+        request = urllib.request.Request(
+            endpoint,
+            data=body,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": stamp,
+                "X-Slack-Signature": signature or "v0=" + mac.hexdigest(),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
     def delete_message(self, ts: str, channel: str | None = None) -> None:
         """Remove a message (someone deleted it in Slack)."""
         cid = self._resolve(channel) if channel is not None else self.channel_id
@@ -343,6 +413,10 @@ class FakeSlack(LoopbackServer):
         return f"{seconds}.{next(self._counter):06d}"
 
     def _dispatch(self, method: str, params: dict[str, Any], auth: str | None) -> tuple[int, Any]:
+        if method == "respond":
+            with self._lock:
+                self._responses.append(params)
+            return 200, "ok"
         if method == "webhook":
             if not any(params.get(k) for k in ("text", "blocks", "attachments")):
                 return 400, "no_text"
