@@ -9,6 +9,8 @@ GET      /incidents/ID               one incident with its events
 POST     /incidents/ID/ack           acknowledge (bearer token); evaluates at once
 POST     /incidents/ID/notes         a note on its timeline (bearer token); 201
 POST     /incidents/ID/assign        give it to someone (bearer token)
+GET      /mentions[?filters]         the mention inbox, a page at a time (listener.inbox)
+GET      /mentions.csv|.jsonl        every mention the filters select, as a file
 GET      /silences                   silences with their state
 POST     /silences                   add a silence (bearer token); 201 + Location
 DELETE   /silences/ID                expire a silence (bearer token)
@@ -37,7 +39,7 @@ from urllib.parse import parse_qsl
 
 import structlog
 
-from listener import incidents
+from listener import inbox, incidents
 from listener.api_models import (
     AckRequest,
     AssignRequest,
@@ -122,6 +124,9 @@ class IncidentApi:
         server.route("GET", "/incidents", self.incidents)
         server.route("GET", "/incidents/", self.incident, prefix=True)
         server.route("POST", "/incidents/", self.incident_action, prefix=True)
+        server.route("GET", "/mentions", self.mentions)
+        server.route("GET", "/mentions.csv", self.mentions_csv)
+        server.route("GET", "/mentions.jsonl", self.mentions_jsonl)
         server.route("GET", "/silences", self.silences)
         server.route("POST", "/silences", self.add_silence)
         server.route("DELETE", "/silences/", self.expire_silence, prefix=True)
@@ -214,6 +219,37 @@ class IncidentApi:
         if self.changed is not None:
             self.changed()  # announce it now
         return Response.json({"acknowledged": result})
+
+    async def mentions(self, request: Request) -> Response:
+        query = inbox.parse_query(dict(parse_qsl(request.query)), self.clock.now())
+        result = await self._call(inbox.search, query)
+        if isinstance(result, Response):
+            return result
+        return Response.json([row.as_dict() for row in result])
+
+    async def mentions_csv(self, request: Request) -> Response:
+        return await self._export(request, inbox.to_csv, "text/csv; charset=utf-8", "csv")
+
+    async def mentions_jsonl(self, request: Request) -> Response:
+        return await self._export(request, inbox.to_jsonl, "application/x-ndjson", "jsonl")
+
+    async def _export(
+        self, request: Request, render: Callable[[Any], str], kind: str, suffix: str
+    ) -> Response:
+        """Every mention the filters select (up to ``inbox.EXPORT_MAX``), as a file; read
+        and written in the API's pool, never on the event loop."""
+        now = self.clock.now()
+        query = inbox.parse_query(dict(parse_qsl(request.query)), now, export=True)
+        result = await self._call(lambda store: render(inbox.search(store, query)))
+        if isinstance(result, Response):
+            return result
+        name = f"mentions-{now:%Y%m%dT%H%M%SZ}.{suffix}"
+        return Response(
+            200,
+            result.encode(),
+            kind,
+            {"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     async def silences(self, request: Request) -> Response:
         now = self.clock.now()

@@ -364,6 +364,34 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("--state", metavar="STATE", help=STATE_HELP)
     ack.add_argument("--url", metavar="URL", help=URL_HELP)
 
+    men = _sub(
+        sub,
+        "mentions",
+        "search the stored mentions; export them as CSV or JSON Lines",
+        "List the stored mentions the filters select, newest first, or export them all "
+        "(--format csv|jsonl, up to 50,000).",
+        "listener mentions --brand Acme --sentiment negative --since 6h",
+        "listener mentions --search outage --format csv > outage.csv",
+        "listener mentions --brand Acme --format jsonl --url http://listener.internal:9464",
+    )
+    for flag, what in (
+        ("brand", "only mentions of this brand"),
+        ("source", "only from this source"),
+        ("category", "only with this category (outage, pricing, ...)"),
+        ("language", "only in this language (en, de, ...)"),
+        ("search", "text anywhere in the mention, any case"),
+        ("until", "written before this instant (ISO 8601; default now)"),
+    ):
+        men.add_argument(f"--{flag}", help=what)
+    men.add_argument("--sentiment", choices=["negative", "neutral", "positive"])
+    men.add_argument("--since", default="24h", help="how far back (24h) or an instant")
+    men.add_argument("--limit", type=_positive_int, help="at most this many (default 50)")
+    men.add_argument(
+        "--format", choices=["table", "json", "csv", "jsonl"], default="table", help="output"
+    )
+    men.add_argument("--state", metavar="STATE", help=STATE_HELP)
+    men.add_argument("--url", metavar="URL", help=URL_HELP)
+
     note = _sub(
         sub,
         "note",
@@ -534,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backtest(args)
         if args.command in ("incidents", "ack", "note", "assign", "silence"):
             return _incidents(args)
+        if args.command == "mentions":
+            return _mentions(args)
         if args.command == "report":
             return _report(args)
     except ConfigError as exc:
@@ -944,6 +974,87 @@ def _incidents(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _mentions(args: argparse.Namespace) -> int:
+    """``mentions``: the inbox's query (listener.inbox) on the state file or a running
+    listener's API; a table, JSON, or a CSV / JSON Lines export to standard output."""
+    import json
+    from datetime import UTC, datetime
+
+    from listener import inbox
+
+    params = {
+        k: v
+        for k, v in {
+            "brand": args.brand,
+            "source": args.source,
+            "sentiment": args.sentiment,
+            "category": args.category,
+            "language": args.language,
+            "q": args.search,
+            "since": args.since,
+            "until": args.until,
+        }.items()
+        if v
+    }
+    export = args.format in ("csv", "jsonl") and args.limit is None
+    if args.limit is not None:
+        params["limit"] = str(min(args.limit, inbox.PAGE_MAX))
+    url = args.url or os.environ.get("LISTENER_URL")
+    if url:
+        if args.state:
+            raise UsageError("give --url or --state, not both")
+        from listener.remote import RemoteApi
+
+        api = RemoteApi(url, os.environ.get("LISTENER_API_TOKEN"))
+        try:
+            if export:
+                sys.stdout.write(api.export(params, args.format))
+                return 0
+            rows = api.mentions(params)
+        finally:
+            api.close()
+    else:
+        from listener.errors import RequestError
+        from listener.settings import Settings
+        from listener.store import Store
+
+        settings = Settings.from_env(state=args.state)
+        _existing_state(settings.state)
+        try:
+            query = inbox.parse_query(params, datetime.now(UTC), export=export)
+        except RequestError as exc:
+            raise UsageError(str(exc)) from None
+        store = Store.open(settings.state)
+        try:
+            found = inbox.search(store, query)
+        finally:
+            store.close()
+        if export:
+            sys.stdout.write((inbox.to_csv if args.format == "csv" else inbox.to_jsonl)(found))
+            return 0
+        rows = [r.as_dict() for r in found]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif args.format == "jsonl":
+        sys.stdout.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(inbox.COLUMNS)
+        writer.writerows([inbox.cell(r[c]) for c in inbox.COLUMNS] for r in rows)
+    elif not rows:
+        print("no mentions match")
+    else:
+        for r in rows:
+            brands = ",".join(r["brands"]) or "-"
+            text = " ".join(str(r["text"]).split())[:100]
+            print(
+                f"{r['created_at'][:16]}  {r['source']:<10} {r['sentiment']:<8} {brands:<12} {text}"
+            )
+    return 0
 
 
 def _acknowledged(incident_id: str, by: str) -> str:

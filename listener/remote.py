@@ -60,6 +60,14 @@ class RemoteApi:
         )
         return done
 
+    def mentions(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/mentions", params=params)
+        return found
+
+    def export(self, params: dict[str, str], fmt: str) -> str:
+        """Every mention the filters select, as the API's CSV or JSON Lines file."""
+        return self._send("GET", f"/mentions.{fmt}", params=params).text
+
     def silences(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._call("GET", "/silences")
         return found
@@ -72,6 +80,13 @@ class RemoteApi:
         self._call("DELETE", f"/silences/{quote(silence_id, safe='')}", write=True)
 
     def _call(self, method: str, path: str, *, write: bool = False, **kwargs: Any) -> Any:
+        return self._send(method, path, write=write, **kwargs).json()
+
+    def _send(
+        self, method: str, path: str, *, write: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """The API's answer when it is a success; a ListenerError saying what is wrong
+        otherwise."""
         headers = {}
         if write:
             if not self.token:
@@ -85,12 +100,12 @@ class RemoteApi:
             raise ListenerError(
                 f"cannot reach listener at {self.url}: {type(exc).__name__}: {exc}"
             ) from None
+        if response.is_success:
+            return response
         try:
             body = response.json()
         except ValueError:
             body = None
-        if response.is_success:
-            return body
         said = body.get("error") if isinstance(body, dict) else None
         if response.status_code == 401:
             said = "the API refused the token: set LISTENER_API_TOKEN to the daemon's"

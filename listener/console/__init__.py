@@ -28,12 +28,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from listener import incidents
+from listener import inbox, incidents
 from listener.api_models import INCIDENT_STATUSES, check_silence_scope
 from listener.config.duration import parse_duration
 from listener.console.auth import (
@@ -69,6 +69,7 @@ def _environment() -> Environment:
     env.filters["when"] = _when
     env.filters["age"] = _age
     env.filters["q"] = lambda v: quote(str(v), safe="")
+    env.filters["link"] = _link
     return env
 
 
@@ -91,6 +92,7 @@ class Console:
         server.page("/incidents/", self.incident_page, prefix=True)
         server.page("/silences", self.silences_page)
         server.page("/sources", self.sources_page)
+        server.page("/mentions", self.mentions_page)
         server.page("/login", self.login_page)
         server.route("POST", "/login", self.login)
         server.route("POST", "/logout", self.logout)
@@ -284,6 +286,48 @@ class Console:
             error=error,
             brands=[*config.brand_names(), *config.sources] if config else [],
             rules=[r.name for r in config.rules] if config else [],
+        )
+
+    async def mentions_page(self, request: Request) -> Response:
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        params = {k: v for k, v in parse_qsl(request.query) if v}
+        config = self.api.config()
+        choices: dict[str, Any] = {
+            "brands": config.brand_names() if config else [],
+            "sources": sorted(config.sources) if config else [],
+            "sentiments": inbox.SENTIMENTS,
+        }
+        try:
+            query = inbox.parse_query(params, self.api.clock.now())
+        except RequestError as exc:
+            return self._page(
+                request,
+                "mentions.html",
+                who,
+                400,
+                rows=[],
+                error=str(exc),
+                params=params,
+                **choices,
+            )
+        rows = await self._read(request, who, lambda store: inbox.search(store, query))
+        if isinstance(rows, Response):
+            return rows
+        filters = {k: v for k, v in params.items() if k in inbox.FILTERS}
+        return self._page(
+            request,
+            "mentions.html",
+            who,
+            rows=[r.as_dict() for r in rows],
+            params=params,
+            error="",
+            query=urlencode(filters),
+            prev=max(0, query.offset - query.limit) if query.offset else None,
+            next=query.offset + query.limit if len(rows) == query.limit else None,
+            limit=query.limit,
+            **choices,
         )
 
     async def sources_page(self, request: Request) -> Response:
@@ -555,6 +599,12 @@ def _nonce() -> str:
     import secrets
 
     return secrets.token_urlsafe(16)
+
+
+def _link(url: object) -> str | None:
+    """A source's URL when it is an http(s) one (a ``javascript:`` link renders inert)."""
+    text = str(url or "")
+    return text if text.lower().startswith(("https://", "http://")) else None
 
 
 def _when(text: str | None) -> str:

@@ -56,6 +56,63 @@ class SourceCount:
     reach: float
 
 
+@dataclass(frozen=True, slots=True)
+class MentionQuery:
+    """Which stored mentions to list: written in [start, end), matching every filter
+    given; ``text`` anywhere in the stored mention (text, title, URL, author's name),
+    any case."""
+
+    start: datetime
+    end: datetime
+    brand: str | None = None
+    source: str | None = None
+    sentiment: str | None = None
+    """``negative``, ``neutral`` or ``positive``."""
+    category: str | None = None
+    language: str | None = None
+    text: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """A stored mention as the inbox and the exports show it."""
+
+    ref: MentionRef
+    text: str
+    """The whole text (``ref.text`` is cut for alerts)."""
+    title: str | None
+    language: str | None
+    brands: tuple[str, ...]
+    sentiment: str
+    reach: float
+    categories: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.ref
+        return {
+            "created_at": r.created_at.isoformat(),
+            "source": r.source,
+            "id": r.id,
+            "brands": list(self.brands),
+            "sentiment": self.sentiment,
+            "compound": r.sentiment,
+            "reach": self.reach,
+            "author": r.author,
+            "url": r.url,
+            "language": self.language,
+            "categories": list(self.categories),
+            "title": self.title,
+            "text": self.text,
+        }
+
+
+def _like(text: str) -> str:
+    """``text`` for a LIKE pattern, its wildcards taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def reach_of(scored: ScoredMention) -> float:
     """Estimated readers of a mention: the reach Ingest computed for it
     (:attr:`ScoredMention.reach <listener.model.ScoredMention.reach>`)."""
@@ -322,6 +379,69 @@ class Mentions:
             (brand, ts(start), ts(end)),
         )
         return [SourceCount(str(s), int(n), int(neg), float(r)) for s, n, neg, r in rows]
+
+    def search(self, query: MentionQuery) -> list[InboxRow]:
+        """The stored mentions ``query`` selects, newest first (the inbox, exports)."""
+        where = ["m.created_at >= ?", "m.created_at < ?"]
+        params: list[Any] = [ts(query.start), ts(query.end)]
+        if query.brand:
+            where.append(
+                "EXISTS (SELECT 1 FROM mention_brands b WHERE b.source = m.source AND "
+                "b.id = m.id AND b.brand = ?)"
+            )
+            params.append(query.brand)
+        if query.source:
+            where.append("m.source = ?")
+            params.append(query.source)
+        if query.sentiment:
+            where.append("m.sentiment = ?")
+            params.append(query.sentiment)
+        if query.category:
+            where.append("m.tags LIKE ? ESCAPE '\\'")
+            params.append(f'%"{_like(query.category)}"%')
+        if query.language:
+            where.append("m.data LIKE ? ESCAPE '\\'")
+            params.append(f'%"language":"{_like(query.language)}"%')
+        if query.text:
+            where.append("lower(m.data) LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like(query.text.lower())}%")
+        rows = self.db.read(
+            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author, m.reach, "
+            f"m.sentiment, m.tags FROM mentions m WHERE {' AND '.join(where)} "
+            "ORDER BY m.created_at DESC, m.source, m.id LIMIT ? OFFSET ?",
+            [*params, query.limit, query.offset],
+        )
+        brands = self._brands_of([(str(r[0]), str(r[1])) for r in rows])
+        out = []
+        for r in rows:
+            data = json.loads(r[3])
+            tags = json.loads(r[8] or "{}")
+            out.append(
+                InboxRow(
+                    ref=_ref(*r[:6]),
+                    text=data["text"],
+                    title=data.get("title"),
+                    language=data.get("language"),
+                    brands=brands.get((str(r[0]), str(r[1])), ()),
+                    sentiment=str(r[7]),
+                    reach=float(r[6]),
+                    categories=tuple(tags.get("categories", ())),
+                )
+            )
+        return out
+
+    def _brands_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, ...]]:
+        out: dict[tuple[str, str], list[str]] = {}
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            marks = " OR ".join("(source = ? AND id = ?)" for _ in chunk)
+            rows = self.db.read(
+                f"SELECT source, id, brand FROM mention_brands WHERE {marks} ORDER BY brand",
+                [v for key in chunk for v in key],
+            )
+            for source, id_, brand in rows:
+                out.setdefault((str(source), str(id_)), []).append(str(brand))
+        return {k: tuple(v) for k, v in out.items()}
 
     # ------------------------------------------------------------------ retention
 

@@ -54,6 +54,17 @@ def fits(chrome: Any) -> bool:
     )
 
 
+def press(chrome: Any, button: Any) -> None:
+    """Click ``button`` and wait for the page it loads (a form's answer)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = chrome.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(chrome, 10).until(expected_conditions.staleness_of(old))
+
+
 def walk(chrome: Any, base: str, incident: str) -> None:
     """The browser's side, in a thread: the whole visit at 390 px, then each page at
     1280 px."""
@@ -65,15 +76,15 @@ def walk(chrome: Any, base: str, incident: str) -> None:
     assert fits(chrome)
     chrome.find_element(By.NAME, "name").send_keys("Dana Lee")
     chrome.find_element(By.NAME, "token").send_keys(TOKEN)
-    chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    press(chrome, chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     assert chrome.current_url == f"{base}/"
     assert "not acknowledged" in chrome.page_source
     assert fits(chrome)
-    chrome.find_element(By.CSS_SELECTOR, f'a[href="/incidents/{incident}"]').click()
+    press(chrome, chrome.find_element(By.CSS_SELECTOR, f'a[href="/incidents/{incident}"]'))
     assert "not yet acknowledged" in chrome.find_element(By.CLASS_NAME, "sentence").text
     assert fits(chrome)
     chrome.find_element(By.NAME, "note").send_keys("holding statement posted")
-    chrome.find_element(By.XPATH, "//button[starts-with(., 'Acknowledge')]").click()
+    press(chrome, chrome.find_element(By.XPATH, "//button[starts-with(., 'Acknowledge')]"))
     sentence = chrome.find_element(By.CLASS_NAME, "sentence").text
     assert "acknowledged by Dana Lee" in sentence
     assert "holding statement posted" in chrome.page_source
@@ -82,14 +93,14 @@ def walk(chrome: Any, base: str, incident: str) -> None:
     chrome.find_element(By.TAG_NAME, "summary").click()
     chrome.find_element(By.CSS_SELECTOR, "select[name=brand] option[value=''] ~ option").click()
     chrome.find_element(By.NAME, "comment").send_keys("statement out, expect noise")
-    chrome.find_element(By.XPATH, "//button[.='Silence']").click()
+    press(chrome, chrome.find_element(By.XPATH, "//button[.='Silence']"))
     assert "statement out, expect noise" in chrome.page_source
     assert fits(chrome)
-    chrome.find_element(By.XPATH, "//button[.='End now']").click()
+    press(chrome, chrome.find_element(By.XPATH, "//button[.='End now']"))
     assert "End now" not in chrome.page_source
     for width in (390, 1280):
         chrome.set_window_size(width, 900)
-        for path in ("/", f"/incidents/{incident}", "/silences", "/sources"):
+        for path in ("/", f"/incidents/{incident}", "/mentions", "/silences", "/sources"):
             chrome.get(base + path)
             assert fits(chrome), (width, path)
 

@@ -1,0 +1,147 @@
+"""The mention inbox: the stored mentions, searched and filtered, listed a page at a
+time or exported whole (CSV, JSON Lines). One query language for the API (``GET
+/mentions``, ``/mentions.csv``, ``/mentions.jsonl``), the console's ``/mentions`` and
+``listener mentions``.
+
+Filters (each optional): ``brand``, ``source``, ``sentiment`` (negative, neutral,
+positive), ``category``, ``language``, ``q`` (text anywhere in the stored mention, any
+case), ``since`` (an ISO 8601 instant, or how far back: ``24h``, default) and ``until``
+(an instant; default now); ``limit`` (1 to 500, default 50) and ``offset`` page through
+the list, newest first. An export takes up to :data:`EXPORT_MAX` mentions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from listener.clock import as_utc
+from listener.config.duration import parse_duration
+from listener.errors import InvalidRequest, ListenerError
+from listener.store import InboxRow, MentionQuery, Store
+
+SENTIMENTS = ("negative", "neutral", "positive")
+PAGE_MAX = 500
+EXPORT_MAX = 50_000
+DEFAULT_SINCE = timedelta(hours=24)
+COLUMNS = (
+    "created_at",
+    "source",
+    "id",
+    "brands",
+    "sentiment",
+    "compound",
+    "reach",
+    "author",
+    "url",
+    "language",
+    "categories",
+    "title",
+    "text",
+)
+FILTERS = ("brand", "source", "sentiment", "category", "language", "q", "since", "until")
+
+
+def parse_query(params: Mapping[str, str], now: datetime, *, export: bool = False) -> MentionQuery:
+    """The query of these parameters; InvalidRequest naming the one at fault."""
+    unknown = sorted(set(params) - {*FILTERS, "limit", "offset"})
+    if unknown:
+        raise InvalidRequest(
+            f"{unknown[0]}: not a filter (use {', '.join(FILTERS)}, limit, offset)",
+            field=unknown[0],
+        )
+    since = params.get("since") or ""
+    until = params.get("until") or ""
+    end = _instant(until, "until") if until else now
+    start = end - DEFAULT_SINCE
+    if since:
+        start = (
+            _instant(since, "since") if since[:1].isdigit() and "T" in since else end - _back(since)
+        )
+    if start >= end:
+        raise InvalidRequest("since: must be before until", field="since")
+    sentiment = params.get("sentiment") or None
+    if sentiment is not None and sentiment not in SENTIMENTS:
+        raise InvalidRequest(
+            f"sentiment: one of {', '.join(SENTIMENTS)}, not {sentiment[:40]!r}", field="sentiment"
+        )
+    limit = EXPORT_MAX if export else _number(params.get("limit"), "limit", 50, 1, PAGE_MAX)
+    offset = 0 if export else _number(params.get("offset"), "offset", 0, 0, 10**9)
+    return MentionQuery(
+        start=start,
+        end=end,
+        brand=params.get("brand") or None,
+        source=params.get("source") or None,
+        sentiment=sentiment,
+        category=params.get("category") or None,
+        language=params.get("language") or None,
+        text=(params.get("q") or "").strip()[:200] or None,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def search(store: Store, query: MentionQuery) -> list[InboxRow]:
+    return store.mentions.search(query)
+
+
+def to_csv(rows: Sequence[InboxRow]) -> str:
+    """A spreadsheet's CSV: a header row, then one row a mention (lists joined by ``;``;
+    a cell that would start a formula is prefixed with ``'``)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        data = row.as_dict()
+        writer.writerow([cell(data[c]) for c in COLUMNS])
+    return out.getvalue()
+
+
+def to_jsonl(rows: Sequence[InboxRow]) -> str:
+    """One JSON object a line, the same fields as the CSV."""
+    return "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows)
+
+
+def cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = ";".join(str(v) for v in value)
+    text = str(value)
+    # a spreadsheet runs a cell that starts with these as a formula (CSV injection)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _instant(text: str, field: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"{field}: {text[:40]!r} is not an ISO 8601 instant", field=field
+        ) from None
+    if when.tzinfo is None:
+        raise InvalidRequest(f"{field}: {text[:40]!r} has no UTC offset", field=field)
+    return as_utc(when)
+
+
+def _back(text: str) -> timedelta:
+    try:
+        span = parse_duration(text)
+    except (ValueError, ListenerError):
+        raise InvalidRequest(
+            f"since: {text[:40]!r} is neither an instant nor a duration like 24h", field="since"
+        ) from None
+    if span <= timedelta(0):
+        raise InvalidRequest("since: a duration above zero", field="since")
+    return span
+
+
+def _number(text: str | None, field: str, default: int, low: int, high: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise InvalidRequest(f"{field}: a whole number from {low} to {high}", field=field)
+    return int(text)
