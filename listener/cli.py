@@ -383,7 +383,9 @@ def _parser() -> argparse.ArgumentParser:
         ("until", "written before this instant (ISO 8601; default now)"),
     ):
         men.add_argument(f"--{flag}", help=what)
-    men.add_argument("--sentiment", choices=["negative", "neutral", "positive"])
+    men.add_argument(
+        "--sentiment", choices=["negative", "neutral", "positive"], help="only this sentiment"
+    )
     men.add_argument("--since", default="24h", help="how far back (24h) or an instant")
     men.add_argument("--limit", type=_positive_int, help="at most this many (default 50)")
     men.add_argument(

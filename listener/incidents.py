@@ -358,3 +358,31 @@ def render_detail(d: dict[str, Any]) -> str:
         for x in d["deliveries"]
     )
     return "\n".join(lines)
+
+
+def sentence(
+    *,
+    brand: str,
+    rule: str,
+    level: str,
+    status: str,
+    lasted: timedelta,
+    what: str | None,
+    acknowledged_by: str | None,
+) -> str:
+    """One plain sentence on an incident, as a PR lead reads it on a phone: the brand,
+    what the rule measured (``what``: the first fact), the level and for how long (or
+    after how long it resolved), and whether anyone has it."""
+    span = human_span(max(60, int(lasted.total_seconds())))
+    state = f"resolved after {span}" if status != "open" else f"{level} level for {span}"
+    who = f"acknowledged by {acknowledged_by}" if acknowledged_by else "not yet acknowledged"
+    return f"{brand}: {what or f'rule {rule} holds'}; {state}; {who}."
+
+
+def human_span(seconds: int) -> str:
+    """``42 min``, ``3 h 5 min``, ``2 d``: how long, as people say it."""
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d"

@@ -536,29 +536,19 @@ class Console:
 
 
 def summary_sentence(incident: Mapping[str, Any], now: datetime) -> str:
-    """One plain sentence on what is happening: the brand, what the rule measured, for
-    how long, the level, and whether anyone has it."""
-    timeline = incident.get("timeline") or []
-    facts = [f for e in timeline for f in e.get("facts", [])][:1]
+    """:func:`listener.incidents.sentence` of an incident's detail (``incidents.detail``)."""
+    facts = [f for e in incident.get("timeline") or [] for f in e.get("facts", [])]
     opened = datetime.fromisoformat(incident["opened_at"])
-    lasted = (
-        datetime.fromisoformat(incident["resolved_at"]) - opened
-        if incident.get("resolved_at")
-        else now - opened
+    end = datetime.fromisoformat(incident["resolved_at"]) if incident.get("resolved_at") else now
+    return incidents.sentence(
+        brand=incident["brand"],
+        rule=incident["rule"],
+        level=incident["level"],
+        status=incident["status"],
+        lasted=end - opened,
+        what=facts[0] if facts else None,
+        acknowledged_by=incident.get("acknowledged_by"),
     )
-    what = facts[0] if facts else f"rule {incident['rule']} holds"
-    span = _span(max(60, int(lasted.total_seconds())))
-    state = (
-        f"resolved after {span}"
-        if incident["status"] != "open"
-        else f"{incident['level']} level for {span}"
-    )
-    who = (
-        f"acknowledged by {incident['acknowledged_by']}"
-        if incident.get("acknowledged_by")
-        else "not yet acknowledged"
-    )
-    return f"{incident['brand']}: {what}; {state}; {who}."
 
 
 def _redirect(to: str) -> Response:
@@ -616,16 +606,8 @@ def _when(text: str | None) -> str:
 def _age(text: str | None, now: datetime) -> str:
     if not text:
         return "-"
-    return _span(max(0, int((now - datetime.fromisoformat(text)).total_seconds())))
-
-
-def _span(seconds: int) -> str:
-    """``42 min``, ``3 h 5 min``, ``2 d``: how long, as people say it."""
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d"
+    seconds = int((now - datetime.fromisoformat(text)).total_seconds())
+    return incidents.human_span(max(0, seconds))
 
 
 __all__ = ["Console", "summary_sentence"]

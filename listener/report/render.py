@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, StrictUndefined
 
+from listener import incidents
 from listener.config.duration import format_duration
 from listener.report.chart import level_colour
 from listener.report.data import BASELINE_WINDOW, MIN_HISTORY, ReportData
@@ -84,6 +85,8 @@ class View:
     """One incident's report, formatted."""
 
     title: str
+    sentence: str
+    """What happened, in one plain sentence (as the console's)."""
     drill: bool
     incident_id: str
     as_of: str
@@ -141,8 +144,18 @@ def build_view(data: ReportData) -> View:
     if det.first_delivered_at is not None:
         first = det.first_delivered_at
         summary.insert(-2, ("First delivery", f"{when(first)} ({offset(first, opened)})"))
+    first_fact = next((str(f) for e in data.events for f in e.facts), None)
     return View(
         title=f"{inc.brand} — {inc.rule}",
+        sentence=incidents.sentence(
+            brand=inc.brand,
+            rule=inc.rule,
+            level=inc.level,
+            status=inc.status,
+            lasted=data.duration,
+            what=first_fact,
+            acknowledged_by=ack.by if ack else None,
+        ),
         drill=data.drill,
         incident_id=inc.id,
         as_of=when(data.now),
@@ -439,7 +452,7 @@ _HTML = """{% macro table(t) %}
 <h3>{{ t.title }}</h3>
 {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}
 {% if t.rows %}
-<table>
+<div class="scroll"><table>
 <tr>{% for h in t.headers %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in t.rows %}
 <tr>
@@ -453,7 +466,7 @@ _HTML = """{% macro table(t) %}
 {% endfor %}
 </tr>
 {% endfor %}
-</table>
+</table></div>
 {% else %}
 <p class="note">{{ t.empty[:1] | upper }}{{ t.empty[1:] }}.</p>
 {% endif %}
@@ -480,6 +493,17 @@ th { background: #f4f4f4; }
 table.summary th { width: 170px; }
 td.text { max-width: 420px; overflow-wrap: anywhere; }
 img.chart { width: 100%; height: auto; border: 1px solid #eee; }
+.scroll { overflow-x: auto; max-width: 100%; }
+figure { margin: 0; }
+.sentence { font-size: 16px; background: #f4f6fb; border-left: 4px solid #3b5bdb;
+  padding: 8px 12px; margin: 8px 0 12px; }
+body { overflow-wrap: anywhere; }
+@media (max-width: 640px) {
+  body { padding: 12px; }
+  table.summary th { width: auto; }
+  /* the chart keeps a readable size and scrolls sideways inside its box */
+  img.chart { width: 640px; max-width: none; }
+}
 code { font-size: 12px; }
 section.incident + section.incident { margin-top: 48px; border-top: 3px solid #333;
   padding-top: 16px; }
@@ -496,22 +520,23 @@ section.incident + section.incident { margin-top: 48px; border-top: 3px solid #3
 {% for r in reports %}
 <section class="incident" id="{{ r.view.incident_id }}">
 <h1>{% if r.view.drill %}<span class="drill">DRILL</span> {% endif %}{{ r.view.title }}</h1>
+<p class="sentence">{{ r.view.sentence }}</p>
 <p class="sub">Post-incident report for incident <code>{{ r.view.incident_id }}</code>,
 as of {{ r.view.as_of }}. Peak severity:
 <span class="badge" style="background: {{ r.view.peak_colour }}">{{ r.view.peak }}</span></p>
-<table class="summary">
+<div class="scroll"><table class="summary">
 {% for name, value in r.view.summary %}
 <tr><th>{{ name }}</th><td>{{ value }}</td></tr>
 {% endfor %}
-</table>
+</table></div>
 {% if r.view.description %}
 <p class="note">What the rule watches: {{ r.view.description }}</p>
 {% endif %}
 <h2>Timeline</h2>
 <figure>
 {% if r.chart %}
-<img class="chart" src="data:image/png;base64,{{ r.chart }}"
- alt="{{ r.view.chart_alt }}" />
+<div class="scroll"><img class="chart" src="data:image/png;base64,{{ r.chart }}"
+ alt="{{ r.view.chart_alt }}" /></div>
 {% endif %}
 <figcaption>{{ r.view.chart_caption }}</figcaption>
 </figure>

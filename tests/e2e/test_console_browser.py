@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,3 +110,27 @@ async def test_sign_in_acknowledge_and_silence_in_a_browser_at_phone_width(
     browser: Any, served: Served
 ) -> None:
     await asyncio.to_thread(walk, browser, served.base, served.incident)
+
+
+def test_the_report_file_reads_on_a_phone(
+    browser: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``listener report``'s HTML at 390 px: the sentence on top, nothing wider than the
+    screen (the chart keeps a readable width and scrolls inside its box, as the tables
+    do)."""
+    from selenium.webdriver.common.by import By
+
+    from listener.cli import main
+
+    path, incident = request.getfixturevalue("template")
+    out = tmp_path / "report.html"
+    assert main(["report", incident, "--state", str(path), "--out", str(out)]) == 0
+    browser.set_window_size(390, 844)
+    browser.get(out.as_uri())
+    assert browser.find_element(By.CLASS_NAME, "sentence").text.startswith("Acme: ")
+    assert fits(browser)
+    chart = browser.find_element(By.CSS_SELECTOR, "img.chart")
+    assert chart.size["width"] >= 600  # readable, not shrunk to the screen
+    browser.set_window_size(1280, 900)
+    browser.get(out.as_uri())
+    assert fits(browser)

@@ -128,14 +128,16 @@ def test_html_lists_the_lifecycle_alerts_and_acknowledgement(report: ReportData)
 
 
 def _tables_after_h3(root: ET.Element) -> list[ET.Element]:
-    """The table following each h3 (or a placeholder when the section has none)."""
+    """The table following each h3 (or a placeholder when the section has none); a table
+    scrolls inside its own box (``div.scroll``)."""
     out: list[ET.Element] = []
     for section in root.iter("section"):
         children = list(section)
         for i, child in enumerate(children):
             if child.tag == "h3":
-                nxt = next((c for c in children[i + 1 :] if c.tag in ("table", "h3")), None)
-                out.append(nxt if nxt is not None and nxt.tag == "table" else ET.Element("none"))
+                nxt = next((c for c in children[i + 1 :] if c.tag in ("div", "h3")), None)
+                table = nxt.find("table") if nxt is not None and nxt.tag == "div" else None
+                out.append(table if table is not None else ET.Element("none"))
     return out
 
 
