@@ -16,11 +16,15 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from listener.clock import as_utc
 from listener.config.duration import parse_duration
+from listener.config.lint import not_bypassed
+from listener.config.schema import BrandConfig
 from listener.errors import InvalidRequest, ListenerError
+from listener.matching.query import Document, compile_query
 from listener.store import InboxRow, MentionQuery, Store
 
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -145,3 +149,81 @@ def _number(text: str | None, field: str, default: int, low: int, high: int) -> 
     if not text.isdigit() or not low <= int(text) <= high:
         raise InvalidRequest(f"{field}: a whole number from {low} to {high}", field=field)
     return int(text)
+
+
+PREVIEW_SCAN = 20_000
+"""The most recent stored mentions a query preview reads."""
+PREVIEW_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a brand query would have matched among the stored mentions: how many of those
+    read, per day, the newest with why they matched, and warnings about the query."""
+
+    read: int
+    truncated: bool
+    """More mentions were stored in the period than :data:`PREVIEW_SCAN`."""
+    matched: int
+    per_day: tuple[tuple[str, int], ...]
+    shown: tuple[tuple[InboxRow, tuple[str, ...]], ...]
+    warnings: tuple[tuple[str, str], ...]
+
+
+def preview(
+    store: Store,
+    text: str,
+    *,
+    start: datetime,
+    end: datetime,
+    brand: BrandConfig | None = None,
+    source_types: Mapping[str, str] | None = None,
+) -> Preview:
+    """Test the brand query ``text`` on the stored mentions written in [start, end)
+    (the newest :data:`PREVIEW_SCAN`); QuerySyntaxError on a mistake. With ``brand``,
+    also what ``listener check`` would warn about it with this query."""
+    query = compile_query(text)
+    types = source_types or {}
+    rows = store.mentions.search(MentionQuery(start, end, limit=PREVIEW_SCAN + 1))
+    truncated = len(rows) > PREVIEW_SCAN
+    rows = rows[:PREVIEW_SCAN]
+    days: dict[str, int] = {}
+    day = start.date()
+    while day <= (end - timedelta(microseconds=1)).date():
+        days[day.isoformat()] = 0
+        day += timedelta(days=1)
+    shown: list[tuple[InboxRow, tuple[str, ...]]] = []
+    matched = 0
+    for row in rows:
+        body = f"{row.title}\n{row.text}" if row.title else row.text
+        source = row.ref.source
+        doc = Document.of(
+            body, row.language, [source, *([types[source]] if source in types else [])]
+        )
+        if not query.matches(doc):
+            continue
+        matched += 1
+        key = row.ref.created_at.date().isoformat()
+        days[key] = days.get(key, 0) + 1
+        if len(shown) < PREVIEW_SHOWN:
+            shown.append((row, query.explain(doc)))
+    warnings: list[tuple[str, str]] = []
+    if not query.requires_terms:
+        warnings.append(
+            (
+                "this query only excludes: a mention with none of its words can match",
+                "add the words that name the brand, e.g. (acme OR @acme) NOT hiring",
+            )
+        )
+    if brand is not None:
+        found = not_bypassed(brand.model_copy(update={"query": text}))
+        if found is not None:
+            warnings.append(found)
+    return Preview(
+        read=len(rows),
+        truncated=truncated,
+        matched=matched,
+        per_day=tuple(sorted(days.items())),
+        shown=tuple(shown),
+        warnings=tuple(warnings),
+    )

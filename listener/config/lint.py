@@ -88,18 +88,26 @@ def config_warnings(config: Config, file: str, text: str | None = None) -> list[
 
 
 def _brand_not_bypassed(brand: BrandConfig, path: DocPath, warn: Warn) -> None:
+    found = not_bypassed(brand)
+    if found is not None:
+        warn(path, *found)
+
+
+def not_bypassed(brand: BrandConfig) -> tuple[str, str] | None:
+    """When the brand's query has a ``NOT`` that its aliases, keywords, handles or
+    hashtags bypass (a brand matches on any of them or on its query): the warning and
+    its hint (``listener check`` and the console's query preview say the same)."""
     query = compile_brand_query(brand, "query")
     if query is None or not query.negated:
-        return
+        return None
     fields = [f for f in ("aliases", "keywords", "handles", "hashtags") if getattr(brand, f)]
     if not fields:
-        return
+        return None
     terms = [t for f in fields for t in getattr(brand, f)]
     negated = " OR ".join(query.negated)
     exclude = f"({brand.exclude}) OR {negated}" if brand.exclude else negated
     exclude = "'" + exclude.replace("'", "''") + "'"  # YAML: '@' and '#' cannot start a value
-    warn(
-        path,
+    return (
         f"the query's NOT ({negated}) does not apply to mentions matched by the brand's "
         f"{_join(fields)} ({', '.join(repr(t) for t in terms[:3])}"
         f"{', ...' if len(terms) > 3 else ''}): a brand matches on any of those or on its "

@@ -47,6 +47,7 @@ from listener.console.auth import (
 )
 from listener.errors import BusError, ListenerError, RequestError, StoreError
 from listener.httpapi import HttpApi, Request, Response
+from listener.matching.query import QuerySyntaxError
 
 if TYPE_CHECKING:
     from listener.api import IncidentApi
@@ -93,6 +94,7 @@ class Console:
         server.page("/silences", self.silences_page)
         server.page("/sources", self.sources_page)
         server.page("/mentions", self.mentions_page)
+        server.page("/preview", self.preview_page)
         server.page("/login", self.login_page)
         server.route("POST", "/login", self.login)
         server.route("POST", "/logout", self.logout)
@@ -329,6 +331,51 @@ class Console:
             limit=query.limit,
             **choices,
         )
+
+    async def preview_page(self, request: Request) -> Response:
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        params = dict(parse_qsl(request.query))
+        text = params.get("query", "").strip()
+        days = params.get("days", "7")
+        config = self.api.config()
+        brands = {b.name: b for b in config.brands} if config else {}
+        context: dict[str, Any] = {
+            "text": text,
+            "days": days,
+            "brand": params.get("brand", ""),
+            "brands": list(brands),
+            "result": None,
+            "error": "",
+            "pointer": "",
+        }
+        if not text:
+            return self._page(request, "preview.html", who, **context)
+        if not days.isdigit() or not 1 <= int(days) <= 30:
+            context["error"] = "Days: a whole number from 1 to 30."
+            return self._page(request, "preview.html", who, 400, **context)
+        end = self.api.clock.now()
+        start = end - timedelta(days=int(days))
+        types = {n: c.type for n, c in config.sources.items()} if config else {}
+        chosen = brands.get(context["brand"])
+
+        def run(store: Any) -> inbox.Preview:
+            return inbox.preview(
+                store, text, start=start, end=end, brand=chosen, source_types=types
+            )
+
+        try:
+            result = await self._read(request, who, run)
+        except QuerySyntaxError as exc:
+            context["error"] = exc.detail + (f" ({exc.hint})" if exc.hint else "")
+            context["pointer"] = exc.pointer()
+            return self._page(request, "preview.html", who, 400, **context)
+        if isinstance(result, Response):
+            return result
+        context["result"] = result
+        context["peak"] = max([n for _, n in result.per_day] + [1])
+        return self._page(request, "preview.html", who, **context)
 
     async def sources_page(self, request: Request) -> Response:
         who = self._reader(request)

@@ -838,6 +838,21 @@ class Query:
                 todo.extend((node.right, node.left))
         return tuple(found)
 
+    def explain(self, doc: Document) -> tuple[str, ...]:
+        """Why ``doc`` matches: the parts of the query outside any ``NOT`` that hold for
+        it (terms, phrases, wildcards, filters, ``NEAR`` pairs), as compiled, in order."""
+        found: list[str] = []
+        todo: list[_Node] = [self._root]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, _Not):
+                continue
+            if isinstance(node, _And | _Or):
+                todo.extend(reversed(node.children))
+            elif node.test(doc):
+                found.append(str(node))
+        return tuple(dict.fromkeys(found))
+
     def necessary_terms(self) -> NecessaryTerms | None:
         """Terms of which at least one occurs in every mention this query matches (so a
         mention with none of them need not be tested), or None when no such set can be

@@ -101,7 +101,8 @@ def walk(chrome: Any, base: str, incident: str) -> None:
     assert "End now" not in chrome.page_source
     for width in (390, 1280):
         chrome.set_window_size(width, 900)
-        for path in ("/", f"/incidents/{incident}", "/mentions", "/silences", "/sources"):
+        pages = ("/", f"/incidents/{incident}", "/mentions", "/silences", "/sources")
+        for path in (*pages, "/preview?query=acme+NOT+hiring&brand=Acme"):
             chrome.get(base + path)
             assert fits(chrome), (width, path)
 

@@ -134,3 +134,36 @@ async def test_listener_mentions_reads_the_state_or_a_running_listener(
     assert len(remote.splitlines()) == 9
     assert await asyncio.to_thread(main, ["mentions", "--state", state, "--since", "x"]) == 2
     assert "since" in capsys.readouterr().err
+
+
+async def test_the_query_preview_says_what_a_query_matches_and_why(
+    served: test_console.Served,
+) -> None:
+    client = await test_console.signed_in(served.base)
+    try:
+        page = await client.get("/preview", params={"query": "acme AND (outage OR down)"})
+        assert page.status_code == 200
+        assert "It matches 9 of the 9 mentions stored in the last 7 day(s)" in page.text
+        assert "matched: acme, outage" in page.text
+        assert "matched: acme, down" in page.text  # the hostile one, escaped below
+        assert "<script>alert(1)" not in page.text
+        narrow = await client.get("/preview", params={"query": '"worst outage" NOT social'})
+        assert "It matches 8 of the 9" in narrow.text
+        only = await client.get("/preview", params={"query": "source:social"})
+        assert "It matches 3 of the 9" in only.text
+        bad = await client.get("/preview", params={"query": "acme AND (outage"})
+        assert bad.status_code == 400
+        assert "column" in bad.text
+        assert "^" in bad.text  # the caret under the mistake
+        excludes = await client.get("/preview", params={"query": "NOT hiring"})
+        assert "only excludes" in excludes.text
+        # with a brand: what listener check says of its aliases and this NOT
+        brand = await client.get(
+            "/preview", params={"query": "acme NOT hiring", "brand": "Acme", "days": "2"}
+        )
+        assert "does not apply to mentions matched by the brand" in brand.text
+        assert (
+            await client.get("/preview", params={"query": "acme", "days": "99"})
+        ).status_code == 400
+    finally:
+        await client.aclose()
