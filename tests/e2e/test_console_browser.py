@@ -6,21 +6,22 @@ the page scrolling sideways. Skips without chromium and chromedriver; fails unde
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration import test_api, test_console
-from tests.integration.test_console import TOKEN, Served
+from tests.integration import test_api
+from tests.integration.test_console import TOKEN
+from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.e2e
 template = test_api.template  # a state file with one open incident (Acme), and its id
-served = test_console.served  # the console on a copy of it, signed in with TOKEN
 
 
 def _binaries() -> tuple[str, str]:
@@ -66,39 +67,115 @@ def press(chrome: Any, button: Any) -> None:
     WebDriverWait(chrome, 10).until(expected_conditions.staleness_of(old))
 
 
+RULES = """
+brands:
+  - name: Acme
+    handles: ["@acme"]
+sources:
+  news:
+    type: rss
+    urls: ["{feed}"]
+    interval: 1s
+    jitter: 0s
+    retry: {{initial: 1s, max: 2s}}
+rules:
+  - name: negative-surge
+    levels:
+      watch:
+        when: {{type: volume, metric: negative, window: 1h, above: 5}}
+routes:
+  default: [console]
+sinks:
+  console: {{type: console, format: json}}
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
+    """A real `listener run` with the API token, and the id of the incident it opened
+    from a feed that turned angry (after its first poll, a backfill)."""
+    from tests.e2e.test_daemon import ANGRY, rss
+    from tests.support.feed_server import FeedServer, Route
+
+    with FeedServer() as feed:
+        calm = rss([("calm", "Acme has a new logo")], age=timedelta(hours=3))
+        feed.route("/feed.xml", Route(body=calm))
+        config = tmp_path / "rules.yaml"
+        config.write_text(RULES.format(feed=feed.url("/feed.xml")), encoding="utf-8")
+        running = Daemon(config, tmp_path / "state.db", env={"LISTENER_API_TOKEN": TOKEN})
+        try:
+            running.wait_metric("listener_polls_total", 1, source="news", outcome="ok")
+            feed.set_body("/feed.xml", rss(ANGRY))
+            opened = {"rule": "negative-surge", "brand": "Acme", "kind": "opened"}
+            running.wait_metric("listener_incident_events_total", 1, **opened)
+            _, body = running.get("/incidents")
+            yield running, json.loads(body)[0]["id"]
+        finally:
+            running.close()
+
+
 def walk(chrome: Any, base: str, incident: str) -> None:
-    """The browser's side, in a thread: the whole visit at 390 px, then each page at
-    1280 px."""
+    """The browser's side, at 390 px: sign in, the incidents, one incident (assign, note,
+    acknowledge), a silence added and ended, a search, a query preview; then every page
+    at 1280 px. No page is ever wider than the window."""
     from selenium.webdriver.common.by import By
+
+    def field(name: str) -> Any:
+        return chrome.find_element(By.NAME, name)
+
+    def button(text: str) -> Any:
+        return chrome.find_element(By.XPATH, f"//button[starts-with(normalize-space(.), '{text}')]")
 
     chrome.set_window_size(390, 844)
     chrome.get(f"{base}/")
     assert "/login" in chrome.current_url  # a session is needed
     assert fits(chrome)
-    chrome.find_element(By.NAME, "name").send_keys("Dana Lee")
-    chrome.find_element(By.NAME, "token").send_keys(TOKEN)
-    press(chrome, chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+    field("name").send_keys("Dana Lee")
+    field("token").send_keys(TOKEN)
+    press(chrome, button("Sign in"))
     assert chrome.current_url == f"{base}/"
     assert "not acknowledged" in chrome.page_source
     assert fits(chrome)
     press(chrome, chrome.find_element(By.CSS_SELECTOR, f'a[href="/incidents/{incident}"]'))
     assert "not yet acknowledged" in chrome.find_element(By.CLASS_NAME, "sentence").text
     assert fits(chrome)
-    chrome.find_element(By.NAME, "note").send_keys("holding statement posted")
-    press(chrome, chrome.find_element(By.XPATH, "//button[starts-with(., 'Acknowledge')]"))
+    to = field("to")
+    to.clear()
+    to.send_keys("Eve Ng")
+    press(chrome, button("Assign"))
+    assert "Eve Ng" in chrome.page_source
+    field("text").send_keys("holding statement posted 11:05")
+    press(chrome, button("Add note"))
+    field("note").send_keys("on the phone with support")
+    press(chrome, button("Acknowledge"))
     sentence = chrome.find_element(By.CLASS_NAME, "sentence").text
     assert "acknowledged by Dana Lee" in sentence
-    assert "holding statement posted" in chrome.page_source
+    timeline = chrome.find_element(By.CLASS_NAME, "timeline").text
+    assert "Dana Lee: holding statement posted 11:05" in timeline
+    assert "assigned it to Eve Ng" in timeline
     assert fits(chrome)
+
     chrome.get(f"{base}/silences")
     chrome.find_element(By.TAG_NAME, "summary").click()
     chrome.find_element(By.CSS_SELECTOR, "select[name=brand] option[value=''] ~ option").click()
-    chrome.find_element(By.NAME, "comment").send_keys("statement out, expect noise")
-    press(chrome, chrome.find_element(By.XPATH, "//button[.='Silence']"))
+    field("comment").send_keys("statement out, expect noise")
+    press(chrome, button("Silence"))
     assert "statement out, expect noise" in chrome.page_source
     assert fits(chrome)
-    press(chrome, chrome.find_element(By.XPATH, "//button[.='End now']"))
+    press(chrome, button("End now"))
     assert "End now" not in chrome.page_source
+
+    chrome.get(f"{base}/mentions")
+    field("q").send_keys("terrible")
+    press(chrome, button("Search"))
+    assert chrome.page_source.count('<li class="card ') == 8
+    assert fits(chrome)
+    chrome.get(f"{base}/preview")
+    field("query").send_keys("acme AND outage NOT logo")
+    press(chrome, button("Preview"))
+    assert "It matches 8 of the 9 mentions" in chrome.page_source
+    assert fits(chrome)
+
     for width in (390, 1280):
         chrome.set_window_size(width, 900)
         pages = ("/", f"/incidents/{incident}", "/mentions", "/silences", "/sources")
@@ -107,10 +184,17 @@ def walk(chrome: Any, base: str, incident: str) -> None:
             assert fits(chrome), (width, path)
 
 
-async def test_sign_in_acknowledge_and_silence_in_a_browser_at_phone_width(
-    browser: Any, served: Served
+def test_a_pr_lead_works_an_incident_on_a_phone_through_the_real_daemon(
+    browser: Any, daemon: tuple[Daemon, str]
 ) -> None:
-    await asyncio.to_thread(walk, browser, served.base, served.incident)
+    running, incident = daemon
+    walk(browser, running.base, incident)
+    # what the console did is the daemon's: the API and the log say so
+    _, body = running.get(f"/incidents/{incident}")
+    shown = json.loads(body)
+    assert shown["acknowledged_by"] == "Dana Lee"
+    assert shown["assignee"] == "Eve Ng"
+    running.wait_log("acknowledged")
 
 
 def test_the_report_file_reads_on_a_phone(
