@@ -67,41 +67,19 @@ def press(chrome: Any, button: Any) -> None:
     WebDriverWait(chrome, 10).until(expected_conditions.staleness_of(old))
 
 
-RULES = """
-brands:
-  - name: Acme
-    handles: ["@acme"]
-sources:
-  news:
-    type: rss
-    urls: ["{feed}"]
-    interval: 1s
-    jitter: 0s
-    retry: {{initial: 1s, max: 2s}}
-rules:
-  - name: negative-surge
-    levels:
-      watch:
-        when: {{type: volume, metric: negative, window: 1h, above: 5}}
-routes:
-  default: [console]
-sinks:
-  console: {{type: console, format: json}}
-"""
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
     """A real `listener run` with the API token, and the id of the incident it opened
     from a feed that turned angry (after its first poll, a backfill)."""
-    from tests.e2e.test_daemon import ANGRY, rss
+    from tests.e2e.test_daemon import ANGRY, RULES, rss
     from tests.support.feed_server import FeedServer, Route
 
     with FeedServer() as feed:
         calm = rss([("calm", "Acme has a new logo")], age=timedelta(hours=3))
         feed.route("/feed.xml", Route(body=calm))
         config = tmp_path / "rules.yaml"
-        config.write_text(RULES.format(feed=feed.url("/feed.xml")), encoding="utf-8")
+        hook = feed.url("/hook")  # the alerts' webhook: answered 404, retried; not looked at
+        config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=hook), encoding="utf-8")
         running = Daemon(config, tmp_path / "state.db", env={"LISTENER_API_TOKEN": TOKEN})
         try:
             running.wait_metric("listener_polls_total", 1, source="news", outcome="ok")
