@@ -16,7 +16,7 @@ from listener.errors import StoreError
 from listener.model import Silence
 from listener.rules.engine import IncidentEvent
 from listener.rules.notify import Notice
-from listener.store import EvaluateWrite, IngestWrite, Store, StoreSinkState
+from listener.store import EvaluateWrite, IngestWrite, MentionQuery, Store, StoreSinkState
 from listener.store.cursors import Collected
 from listener.store.postgres import SCHEMA_VERSION, is_database_url
 from tests.integration.test_store import PUBLIC, T0, _silence, opened, scored
@@ -111,6 +111,15 @@ def _reads(store: Store) -> dict[str, Any]:
     out["first"], out["last"] = m.first_at("Acme", *window), m.last_at("Acme", *window)
     out["reach"] = m.by_reach("Acme", *window)
     out["sources"] = m.source_counts("Acme", *window)
+    out["inbox"] = [
+        r.as_dict()
+        for q in (
+            MentionQuery(*window, brand="Acme"),
+            MentionQuery(*window, text="ACME", sentiment="negative", limit=2, offset=1),
+            MentionQuery(*window, source="x", text="100%_off"),
+        )
+        for r in m.search(q)
+    ]
     out["events"] = store.incident_log.events("inc-1")
     out["notices"] = store.incident_log.notices("inc-1")
     out["ids"] = store.incident_log.ids("inc")
@@ -146,6 +155,7 @@ def test_postgresql_answers_as_the_sqlite_file_does(tmp_path: Path, database: st
         expected, got = _plain(_reads(lite)), _plain(_reads(pg))
         assert got == expected
         assert expected["series"]
+        assert expected["inbox"]
         assert expected["deliveries"]
         assert expected["pruned_outbox"] == 1
         assert expected["drill"] == ["inc-1"]
