@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,7 +139,39 @@ def use_the_api(url: str) -> dict[str, str]:
         ended = http.delete(f"/silences/{silence}", headers=auth)
         assert ended.status_code == 200, ended.text
         assert http.delete(f"/silences/{silence}", headers=auth).status_code == 404
+        use_the_console(http)
     return {"silence": silence}
+
+
+def use_the_console(http: Any) -> None:
+    """The web console of a delivery worker, on the shared state: sign in, the incidents,
+    a note on one (read back from PostgreSQL), the mention inbox and its export."""
+    import re
+
+    page = {"Accept": "text/html"}
+    form = http.get("/login", headers=page)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed = http.post(
+        "/login", data={"csrf": csrf.group(1), "name": "ana", "token": TOKEN}, headers=page
+    )
+    assert signed.status_code == 303, signed.text
+    home = http.get("/", headers=page)
+    assert 'href="/incidents/inc-015"' in home.text
+    incident = http.get("/incidents/inc-015", headers=page)
+    assert 'class="sentence"' in incident.text
+    token = re.search(r'name="csrf" value="([^"]+)"', incident.text)
+    assert token is not None
+    noted = http.post(
+        "/console/note",
+        data={"incident": "inc-015", "text": "statement posted", "csrf": token.group(1)},
+        headers=page,
+    )
+    assert noted.status_code == 303, noted.text
+    notes = http.get("/incidents/inc-015").json()["notes"]
+    assert [(n["by"], n["text"]) for n in notes] == [("ana", "statement posted")]
+    assert http.get("/mentions", headers=page).status_code == 200
+    assert http.get("/mentions.csv").text.startswith("created_at,source,id")
 
 
 @dataclass(frozen=True)
