@@ -12,7 +12,8 @@ text/html``) and JSON for anything else.
   notifications and deliveries; acknowledge.
 * ``/silences``: active and ended silences; add one (checked like ``POST /silences``; one
   that mutes everything must be confirmed), end one.
-* ``/sources``: each source's health (the daemon's).
+* ``/sources``: each source's health: the daemon's pollers', or in distributed mode what
+  the collectors' last source-health checks wrote to the shared state.
 * ``/login``, ``/logout``.
 
 **Access.** With ``LISTENER_API_TOKEN`` set, every page needs a session: the token, given
@@ -51,7 +52,6 @@ from listener.matching.query import QuerySyntaxError
 
 if TYPE_CHECKING:
     from listener.api import IncidentApi
-    from listener.pipeline import SourceHealth
 
 log = structlog.get_logger("listener.console")
 
@@ -75,13 +75,14 @@ def _environment() -> Environment:
 
 
 class Console:
-    """The console's pages on ``api``'s store, clock and config; ``sources`` gives the
-    sources' health where this process polls them (the daemon)."""
+    """The console's pages on ``api``'s store, clock and config; ``sources`` reads the
+    sources' health (each as :meth:`SourceHealth.as_dict`; given the store, and run in
+    the API's pool): the daemon's pollers, or the shared state in distributed mode."""
 
     def __init__(
         self,
         api: IncidentApi,
-        sources: Callable[[], Mapping[str, SourceHealth]] | None = None,
+        sources: Callable[[Any], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self.api = api
         self.sources = sources
@@ -381,9 +382,14 @@ class Console:
         who = self._reader(request)
         if isinstance(who, Response):
             return who
-        health = self.sources() if self.sources is not None else None
-        rows = {name: h.as_dict() for name, h in sorted(health.items())} if health else {}
-        return self._page(request, "sources.html", who, sources=rows, here=health is not None)
+        read = self.sources
+        if read is None:
+            return self._page(request, "sources.html", who, sources={}, here=False)
+        health = await self._read(request, who, read)
+        if isinstance(health, Response):
+            return health
+        rows = dict(sorted(health.items()))
+        return self._page(request, "sources.html", who, sources=rows, here=True)
 
     async def css(self, request: Request) -> Response:
         return Response(

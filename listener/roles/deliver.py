@@ -50,6 +50,7 @@ from listener.errors import ListenerError, MessageError, StoreError
 from listener.httpapi import HttpApi
 from listener.metrics import Metrics
 from listener.model import ScoredMention
+from listener.roles.sources import shared_health
 from listener.roles.worker import RoleWorker, shared_state
 from listener.sinks.base import Refreshable, SinkContext
 from listener.sinks.delivery import Deliverer
@@ -347,7 +348,10 @@ class DeliverWorker(RoleWorker):
             evaluators=CommandsTopic(self.bus, lambda: self.config.brand_names()),
         )
         self.api.mount(api)
-        Console(self.api).mount(api)  # the sources are the collectors'; see their /readyz
+        # the sources are the collectors': their last source-health checks, shared
+        Console(self.api, sources=lambda store: shared_health(store, self.config.sources)).mount(
+            api
+        )
         SlackActions(self.api).mount(api)
 
     def groups(self) -> list[tuple[str, tuple[TopicName, ...]]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -164,3 +164,23 @@ def _iso(when: datetime | None) -> str | None:
 
 def _when(text: Any) -> datetime | None:
     return as_utc(datetime.fromisoformat(text)) if isinstance(text, str) else None
+
+
+def shared_health(store: Store, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The sources' health as their collectors' last checks left it in the shared state
+    (the shape of :meth:`listener.pipeline.SourceHealth.as_dict`; ``pending`` before a
+    source's first check): what the console's ``/sources`` shows in distributed mode."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        held = held_source(store, name)
+        s = held.status if held is not None else None
+        out[name] = {
+            "status": "pending" if s is None else ("error" if s.failures else "ok"),
+            "last_poll_at": None,
+            "last_success_at": _iso(s.last_success_at) if s else None,
+            "last_new_mention_at": _iso(s.last_new_at) if s else None,
+            "last_error": s.last_error if s else None,
+            "consecutive_failures": s.failures if s else 0,
+            "backoff_until": None,
+        }
+    return out

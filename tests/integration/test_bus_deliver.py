@@ -171,6 +171,7 @@ def use_the_console(http: Any) -> None:
     notes = http.get("/incidents/inc-015").json()["notes"]
     assert [(n["by"], n["text"]) for n in notes] == [("ana", "statement posted")]
     assert http.get("/mentions", headers=page).status_code == 200
+    assert http.get("/sources", headers=page).status_code == 200  # the collectors' checks
     assert http.get("/mentions.csv").text.startswith("created_at,source,id")
 
 

@@ -20,6 +20,7 @@ from listener.app import Daemon
 from listener.clock import ManualClock
 from listener.config.load import load_config_text
 from listener.console import Console
+from listener.roles.sources import shared_health
 from listener.settings import Settings
 from listener.slack_actions import SlackActions
 from listener.store import Store
@@ -50,7 +51,9 @@ async def serve(tmp_path: Path, state: tuple[Path, str], token: str, text: str =
     daemon.config = load_config_text(text, "rules.yaml", {})
     rest = RestApi(daemon.settings, daemon.store, Idle(), daemon.clock, lambda: daemon.config)
     rest.mount(daemon.api)
-    Console(rest, sources=lambda: {}).mount(daemon.api)
+    # sources as distributed mode shows them: the collectors' last checks, shared
+    names = list(daemon.config.sources)
+    Console(rest, sources=lambda store: shared_health(store, names)).mount(daemon.api)
     SlackActions(rest).mount(daemon.api)
     _, port = await daemon.api.start("127.0.0.1", 0)
     return Served(f"http://127.0.0.1:{port}", state[1], daemon)
@@ -143,6 +146,8 @@ async def test_incidents_filters_ack_and_silences_through_the_forms(served: Serv
             "/console/ack", data={"incident": served.incident, "csrf": csrf(page.text)}
         )
         assert "already acknowledged by ana" in again.text
+        sources = await client.get("/sources")
+        assert "<strong>news</strong> · pending" in sources.text  # no collector checked it yet
         token = csrf(page.text)
         for action, data in (
             ("assign", {"to": "Eve"}),

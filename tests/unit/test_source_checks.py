@@ -20,7 +20,7 @@ from listener.metrics import Metrics
 from listener.model import Ack, Silence
 from listener.processor import Processor
 from listener.roles.deliver import record_alert
-from listener.roles.sources import KEY, HeldSource, SourceChecks, held_source
+from listener.roles.sources import KEY, HeldSource, SourceChecks, held_source, shared_health
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus
 from listener.store import Store
 
@@ -117,6 +117,10 @@ def test_collectors_taking_turns_check_a_source_as_embedded_mode(
     assert held.status == status(59)
     assert not held.engine.get(SOURCE_HEALTH, "feed").incident  # resolved
     assert HeldSource.from_json(held.to_json()) == held
+    shown = shared_health(shared, ["feed", "other"])  # what the console's /sources shows
+    assert shown["feed"]["status"] == "ok"
+    assert shown["feed"]["last_success_at"] == status(59).last_success_at.isoformat()  # type: ignore[union-attr]
+    assert shown["other"] == {**shown["other"], "status": "pending", "consecutive_failures": 0}
     for c in checks:
         c.close()
     shared.close()
