@@ -128,28 +128,42 @@ class HttpApi:
         self._loop_task: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
         """The bound (host, port) while serving."""
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        """Per (method, path pattern), what answers it; for ``GET``, unless a browser asks
+        and ``_pages`` has a page for the pattern."""
         self._pages: dict[str, Handler] = {}
-        self._routed: set[tuple[str, str]] = set()
         self.route("GET", "/metrics", self._metrics)
 
     def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
-        """Serve ``method path``; with ``prefix``, every path under ``path`` (the handler
-        reads the rest from ``request.path``)."""
+        """Serve ``method path`` (again: ``handler`` answers it from now on); with
+        ``prefix``, every path under ``path`` (the handler reads the rest from
+        ``request.path``)."""
         pattern = path + "{rest:path}" if prefix else path
-        pages = self._pages if method == "GET" else {}
-        self._routed.add((method, pattern))
-        self.app.router.routes.append(
-            Route(pattern, _endpoint(handler, pages, pattern), methods=[method])
-        )
+        self._serve(method, pattern)
+        self._handlers[(method, pattern)] = handler
 
     def page(self, path: str, handler: Handler, *, prefix: bool = False) -> None:
         """Serve ``GET path`` to browsers with ``handler`` (a page): where a JSON route
-        has the same path, a request that accepts ``text/html`` gets the page and any other
-        the JSON."""
+        has the same path, whichever was registered first, a request that accepts
+        ``text/html`` gets the page and any other the JSON."""
         pattern = path + "{rest:path}" if prefix else path
+        self._serve("GET", pattern)
         self._pages[pattern] = handler
-        if ("GET", pattern) not in self._routed:
-            self.route("GET", path, handler, prefix=prefix)
+
+    def _serve(self, method: str, pattern: str) -> None:
+        """One Starlette route per (method, pattern), its handler chosen per request."""
+        if (method, pattern) in self._handlers or (method == "GET" and pattern in self._pages):
+            return
+
+        def choose(request: Request) -> Handler:
+            page = self._pages.get(pattern) if method == "GET" else None
+            handler = self._handlers.get((method, pattern))
+            if page is not None and (handler is None or request.wants_html()):
+                return page
+            assert handler is not None
+            return handler
+
+        self.app.router.routes.append(Route(pattern, _endpoint(choose), methods=[method]))
 
     async def _metrics(self, request: Request) -> Response:
         return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
@@ -198,18 +212,16 @@ class HttpApi:
 
 
 def _endpoint(
-    handler: Handler, pages: dict[str, Handler], pattern: str
+    choose: Callable[[Request], Handler],
 ) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
-    """``handler`` as a Starlette endpoint: the request read (its body bounded), its
-    errors answered (a RequestError with its status, anything else 500); a browser's
-    request goes to the page of the same path, when there is one (``pages``)."""
+    """A Starlette endpoint: the request read (its body bounded), answered by the handler
+    ``choose`` gives for it, its errors answered (a RequestError with its status, anything
+    else 500)."""
 
     async def endpoint(request: StarletteRequest) -> StarletteResponse:
         try:
             ours = await _request(request)
-            page = pages.get(pattern)
-            chosen = page if page is not None and ours.wants_html() else handler
-            response = await chosen(ours)
+            response = await choose(ours)(ours)
         except ClientDisconnect:  # gone before its request was whole: nobody to answer
             return StarletteResponse(status_code=400)
         except RequestError as exc:

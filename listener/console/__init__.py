@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,8 @@ from listener.console.auth import (
     Sessions,
     cookie_header,
     form_fields,
+    new_nonce,
+    same,
 )
 from listener.errors import BusError, ListenerError, RequestError, StoreError
 from listener.httpapi import HttpApi, Request, Response
@@ -144,7 +147,7 @@ class Console:
                 else "The console is read-only: set LISTENER_API_TOKEN.",
             )
         form = form_fields(request)
-        if not _same(form.get("csrf", ""), session.csrf):
+        if not same(form.get("csrf", ""), session.csrf):
             return self._page(
                 request,
                 "message.html",
@@ -159,7 +162,7 @@ class Console:
     # ------------------------------------------------------------------ pages
 
     async def login_page(self, request: Request, error: str = "") -> Response:
-        nonce = self.sessions.login_nonce(request) or _nonce()
+        nonce = self.sessions.login_nonce(request) or new_nonce()
         nxt = dict(parse_qsl(request.query)).get("next", "/")
         response = self._page(
             request,
@@ -179,7 +182,7 @@ class Console:
     async def login(self, request: Request) -> Response:
         form = form_fields(request)
         nonce = self.sessions.login_nonce(request)
-        if nonce is None or not _same(form.get("csrf", ""), self.sessions.csrf_for(nonce)):
+        if nonce is None or not same(form.get("csrf", ""), self.sessions.csrf_for(nonce)):
             return await self.login_page(request, "The form expired: try again.")
         name = " ".join(form.get("name", "").split())[:80]
         if not name:
@@ -218,13 +221,8 @@ class Console:
             for row in rows:
                 events = store.incident_log.events(row["id"])
                 row["why"] = str(events[-1].facts[0]) if events and events[-1].facts else ""
-            # open first, then the most recent
-            rows.sort(key=lambda r: (r["status"] != "open", r["opened_at"]), reverse=False)
-            opened = [r for r in rows if r["status"] == "open"]
-            opened.sort(key=lambda r: r["opened_at"], reverse=True)
-            rest = [r for r in rows if r["status"] != "open"]
-            rest.sort(key=lambda r: r["opened_at"], reverse=True)
-            return opened + rest
+            # open first; each part stays newest first, as listed
+            return sorted(rows, key=lambda r: r["status"] != "open")
 
         found = await self._read(request, who, read)
         if isinstance(found, Response):
@@ -532,7 +530,7 @@ class Console:
             return await self.api.pool.run(lambda: fn(self.api.store))
         except RequestError as exc:
             return self._page(
-                request, "message.html", who, exc.status, title="Not found", text=str(exc)
+                request, "message.html", who, exc.status, title="Cannot show this", text=str(exc)
             )
         except (StoreError, BusError) as exc:
             return self._unavailable(request, who, exc)
@@ -620,8 +618,6 @@ def _safe_next(target: str) -> str:
 
 
 def _as_get(request: Request, path: str) -> Request:
-    from dataclasses import replace
-
     return replace(request, method="GET", path=path, query="", body=b"")
 
 
@@ -630,18 +626,6 @@ def _loopback(client: str | None) -> bool:
         return client is not None and ipaddress.ip_address(client).is_loopback
     except ValueError:
         return False
-
-
-def _same(a: str, b: str) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
-def _nonce() -> str:
-    import secrets
-
-    return secrets.token_urlsafe(16)
 
 
 def _link(url: object) -> str | None:

@@ -16,6 +16,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -44,14 +45,14 @@ class Sessions:
         self._signer = URLSafeTimedSerializer(key, salt="listener-console")
 
     def token_matches(self, given: str) -> bool:
-        return bool(self.token) and hmac.compare_digest(given.encode(), self.token.encode())
+        return bool(self.token) and same(given, self.token)
 
     def csrf_for(self, nonce: str) -> str:
         return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()
 
     def new(self, name: str) -> tuple[str, Session]:
         """A session cookie's value for ``name``, and the session."""
-        nonce = secrets.token_urlsafe(16)
+        nonce = new_nonce()
         return self._signer.dumps({"n": name, "x": nonce}), Session(name, self.csrf_for(nonce))
 
     def read(self, request: Request) -> Session | None:
@@ -76,6 +77,15 @@ class Sessions:
         return cookies(request).get(LOGIN_COOKIE) or None
 
 
+def same(given: str, expected: str) -> bool:
+    """Whether two secrets are equal, in time independent of where they differ."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
 def cookies(request: Request) -> dict[str, str]:
     jar: SimpleCookie = SimpleCookie()
     try:
@@ -98,6 +108,4 @@ def cookie_header(name: str, value: str, *, secure: bool, max_age: int | None = 
 
 def form_fields(request: Request) -> dict[str, str]:
     """A form's fields (``application/x-www-form-urlencoded``), each once."""
-    from urllib.parse import parse_qsl
-
     return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))

@@ -243,3 +243,37 @@ def test_parse_listen_rejects() -> None:
     """A missing port is a clear error."""
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_listen("localhost")
+
+
+@pytest.mark.parametrize("page_first", [True, False])
+async def test_a_page_and_a_json_route_share_a_path_in_either_order(page_first: bool) -> None:
+    """A browser gets the page, anything else the JSON, whichever was registered first;
+    a path with only a page serves it to everyone."""
+    api = HttpApi(CollectorRegistry())
+
+    async def page(request: Request) -> Response:
+        return Response(200, b"<p>page</p>", "text/html")
+
+    async def data(request: Request) -> Response:
+        return Response.json({"json": True})
+
+    if page_first:
+        api.page("/things", page)
+        api.route("GET", "/things", data)
+    else:
+        api.route("GET", "/things", data)
+        api.page("/things", page)
+    api.page("/only", page)
+    _, port = await api.start("127.0.0.1", 0)
+    try:
+        browser = HEAD + b"Accept: text/html,*/*;q=0.8\r\n"
+        raw = await fetch(port, b"GET /things HTTP/1.1\r\n" + browser + b"\r\n")
+        assert raw.endswith(b"<p>page</p>")
+        assert body_of(await fetch(port, b"GET /things HTTP/1.1\r\n" + HEAD + b"\r\n")) == {
+            "json": True
+        }
+        assert (await fetch(port, b"GET /only HTTP/1.1\r\n" + HEAD + b"\r\n")).endswith(
+            b"<p>page</p>"
+        )
+    finally:
+        await api.stop()
