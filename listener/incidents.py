@@ -9,6 +9,7 @@ written, so that a failure between the two is healed by doing it again."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -41,8 +42,13 @@ def _evaluators_hold(rule: str | None) -> bool:
     return rule != SOURCE_HEALTH
 
 
-def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
+def summary(
+    record: IncidentRecord, store: Store, assignees: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One incident as the API lists it (``assignees``: who has each, read already)."""
     ack = store.ack_log.get([record.id]).get(record.id)
+    if assignees is None:
+        assignees = store.notes.assignees([record.id])
     return {
         "id": record.id,
         "rule": record.rule,
@@ -57,12 +63,14 @@ def summary(record: IncidentRecord, store: Store) -> dict[str, Any]:
         "acknowledged_note": ack.note if ack else None,
         "time_to_ack_seconds": (ack.at - record.opened_at).total_seconds() if ack else None,
         "drill": bool(store.incident_log.drill_ids([record.id])),
-        "assignee": store.notes.assignees([record.id]).get(record.id),
+        "assignee": assignees.get(record.id),
     }
 
 
 def listing(store: Store, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    return [summary(r, store) for r in store.incident_log.recent(status=status, limit=limit)]
+    records = store.incident_log.recent(status=status, limit=limit)
+    assignees = store.notes.assignees([r.id for r in records])  # one read for the page
+    return [summary(r, store, assignees) for r in records]
 
 
 def find(store: Store, incident_id: str) -> IncidentRecord:
