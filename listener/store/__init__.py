@@ -59,6 +59,7 @@ from listener.store.mentions import (
     MentionRecord,
     Mentions,
     SourceCount,
+    StoryRecord,
     mention_row,
     reach_of,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreSinkState",
+    "StoryRecord",
     "is_database_url",
     "mention_row",
     "reach_of",

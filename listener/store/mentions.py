@@ -47,6 +47,27 @@ class MentionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class StoryRecord:
+    """One story in a period: a mention and its copies (reposts, quotes, near-duplicates:
+    the ``story`` Ingest gave each), counted together."""
+
+    story: str
+    lead: MentionRef
+    """The story's mention that travelled furthest (its first, on a tie)."""
+    mentions: int
+    negative: int
+    reach: float
+    first_at: datetime
+    last_at: datetime
+    categories: tuple[str, ...]
+    """The crisis categories of its mentions, most first."""
+
+
+STORY_SCAN = 50_000
+"""The most mentions :meth:`Mentions.stories` groups (the furthest-travelled first)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SourceCount:
     """A brand's mentions from one source in a period."""
 
@@ -210,6 +231,11 @@ def _ref(
     )
 
 
+def _story(tags: str | None, source: str, id_: str) -> str:
+    story = json.loads(tags or "{}").get("story") if tags and tags != "{}" else None
+    return str(story) if story else f"{source}:{id_}"
+
+
 def _categories(tags: str | None) -> tuple[str, ...]:
     return tuple(json.loads(tags or "{}").get("categories", ()))
 
@@ -368,6 +394,52 @@ class Mentions:
         return [
             MentionRecord(_ref(*r[:6]), float(r[6]), bool(r[7]), _categories(r[8])) for r in rows
         ]
+
+    def stories(
+        self,
+        brand: str,
+        start: datetime,
+        end: datetime,
+        limit: int = 5,
+        negative_only: bool = False,
+    ) -> list[StoryRecord]:
+        """The brand's stories in [start, end), the most mentioned first (then the
+        furthest travelled): each mention with its copies counted once as a story.
+        Groups at most :data:`STORY_SCAN` mentions, the furthest travelled."""
+        rows = self.db.read(
+            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author, m.reach, "
+            "b.negative, m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            + ("AND b.negative = 1 " if negative_only else "")
+            + "ORDER BY m.reach DESC, b.created_at ASC LIMIT ?",
+            (brand, ts(start), ts(end), STORY_SCAN),
+        )
+        groups: dict[str, list[Any]] = {}
+        for r in rows:
+            groups.setdefault(_story(r[8], r[0], r[1]), []).append(r)
+        ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), -sum(r[6] for r in g[1]), g[0]))[
+            :limit
+        ]
+        out = []
+        for story, members in ranked:
+            lead = members[0]  # rows come furthest-travelled first
+            counts: dict[str, int] = {}
+            for r in members:
+                for name in _categories(r[8]):
+                    counts[name] = counts.get(name, 0) + 1
+            out.append(
+                StoryRecord(
+                    story=story,
+                    lead=_ref(*lead[:6]),
+                    mentions=len(members),
+                    negative=sum(int(r[7]) for r in members),
+                    reach=float(sum(r[6] for r in members)),
+                    first_at=dt(min(r[2] for r in members)),
+                    last_at=dt(max(r[2] for r in members)),
+                    categories=tuple(sorted(counts, key=lambda k: (-counts[k], k))),
+                )
+            )
+        return out
 
     def source_counts(self, brand: str, start: datetime, end: datetime) -> list[SourceCount]:
         """The brand's mentions in [start, end) per source, most first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -170,6 +171,33 @@ def test_ingest_write_stores_mentions_cursor_buckets_and_kv_at_once(tmp_path: Pa
     assert store.mentions.source_counts("Acme", *hour)[0].mentions == 2
 
 
+def test_stories_count_a_mention_with_its_copies(tmp_path: Path) -> None:
+    """Copies share their original's story: the period's stories rank by mentions (then
+    reach), each led by its furthest-travelled mention, with its own counts and span."""
+    store = Store.open(tmp_path / "s.db")
+    minute = timedelta(minutes=1)
+    copies = [dataclasses.replace(scored(i, T0 + i * minute), story="x:m1") for i in (2, 3, 9)]
+    neutral = dataclasses.replace(scored(4, T0, label="neutral"), story="x:m1", categories=())
+    store.write_ingest(
+        IngestWrite(
+            now=T0,
+            mentions=[scored(1), *copies, neutral, scored(5), scored(6, label="neutral")],
+        )
+    )
+    hour = (T0, T0 + timedelta(hours=1))
+    top = store.mentions.stories("Acme", *hour, limit=2)
+    assert [(s.story, s.mentions, s.negative) for s in top] == [("x:m1", 5, 4), ("x:m6", 1, 0)]
+    first = top[0]
+    assert first.lead.id == "m9"  # 90 followers: the furthest travelled of the five
+    assert (first.first_at, first.last_at) == (T0, T0 + 9 * minute)
+    assert first.categories == ("outage",)
+    members = [scored(1), *copies, neutral]
+    assert first.reach == pytest.approx(sum(reach_score(s.mention) for s in members))
+    negative = store.mentions.stories("Acme", *hour, negative_only=True)
+    assert [(s.story, s.mentions) for s in negative] == [("x:m1", 4), ("x:m5", 1)]
+    assert store.mentions.stories("Acme", T0 - timedelta(hours=2), T0) == []
+
+
 def test_ingest_write_leaves_the_brands_of_a_stored_mention(tmp_path: Path) -> None:
     """A batch with a mention stored before adds only the new ones (and their brands)."""
     store = Store.open(tmp_path / "s.db")
@@ -307,6 +335,7 @@ PUBLIC: dict[str, Callable[[Store], object]] = {
     "mentions.last_at": lambda s: s.mentions.last_at("Acme", T0, T0),
     "mentions.by_reach": lambda s: s.mentions.by_reach("Acme", T0, T0),
     "mentions.source_counts": lambda s: s.mentions.source_counts("Acme", T0, T0),
+    "mentions.stories": lambda s: s.mentions.stories("Acme", T0, T0),
     "mentions.prune": lambda s: s.mentions.prune(T0),
     "cursors.load": lambda s: s.cursors.load("x"),
     "collected.seen": lambda s: s.collected.seen("x", ["m1"]),

@@ -111,6 +111,7 @@ def _reads(store: Store) -> dict[str, Any]:
     out["first"], out["last"] = m.first_at("Acme", *window), m.last_at("Acme", *window)
     out["reach"] = m.by_reach("Acme", *window)
     out["sources"] = m.source_counts("Acme", *window)
+    out["stories"] = m.stories("Acme", *window)
     out["inbox"] = [
         r.as_dict()
         for q in (
