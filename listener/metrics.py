@@ -160,6 +160,13 @@ class Metrics:
             ["rule", "sink", "outcome"],
             registry=r,
         )
+        self.digests = Counter(
+            "listener_digests_total",
+            "Scheduled digests by outcome: delivered, retry, failed (refused, or not delivered "
+            "before the next one was due)",
+            ["digest", "sink", "outcome"],
+            registry=r,
+        )
         self.alerts_muted = Counter(
             "listener_alerts_muted_total",
             "Alerts not sent because of a silence, inhibition or nobody to tell",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from listener.clock import as_utc
 
@@ -229,6 +230,37 @@ class AuthorRef:
 
 
 @dataclass(frozen=True, slots=True)
+class StoryRecord:
+    """One story in a period: a mention and its copies (reposts, quotes, near-duplicates:
+    the ``story`` Ingest gave each), counted together."""
+
+    story: str
+    lead: MentionRef
+    """The story's mention that travelled furthest (its first, on a tie)."""
+    mentions: int
+    negative: int
+    reach: float
+    first_at: datetime
+    last_at: datetime
+    categories: tuple[str, ...]
+    """The crisis categories of its mentions, most first."""
+
+    def to_dict(self) -> dict[str, Any]:
+        lead = asdict(self.lead)
+        lead["created_at"] = self.lead.created_at.isoformat()
+        return {
+            "story": self.story,
+            "lead": lead,
+            "mentions": self.mentions,
+            "negative": self.negative,
+            "reach": self.reach,
+            "first_at": self.first_at.isoformat(),
+            "last_at": self.last_at.isoformat(),
+            "categories": list(self.categories),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """Who acknowledged an incident, when, and what they said."""
 
@@ -363,3 +395,142 @@ class Alert:
             summary=str(data.get("summary", "")),
             peak_level=data.get("peak_level"),
         )
+
+
+DigestPeriod = Literal["day", "week"]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestIncident:
+    """An incident as a digest lists it: what it was, how high it went, how fast
+    someone took it."""
+
+    id: str
+    rule: str
+    peak_level: str
+    status: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    acknowledged_by: str | None
+    time_to_ack: float | None
+    """Seconds from opening to the first acknowledgement (None: not acknowledged)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "peak_level": self.peak_level,
+            "status": self.status,
+            "opened_at": self.opened_at.isoformat(),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "acknowledged_by": self.acknowledged_by,
+            "time_to_ack_seconds": self.time_to_ack,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BrandDigest:
+    """One brand's period in a digest, beside the period before it."""
+
+    brand: str
+    mentions: int
+    negative: int
+    previous_mentions: int
+    previous_negative: int
+    stories: tuple[StoryRecord, ...]
+    """The period's most told stories, the most mentioned first."""
+    opened: tuple[DigestIncident, ...]
+    """Incidents opened in the period."""
+    resolved: tuple[DigestIncident, ...]
+    """Incidents resolved in the period (opened in it or before)."""
+    still_open: tuple[DigestIncident, ...]
+    """Incidents open at the period's end."""
+
+    @property
+    def negative_share(self) -> float | None:
+        return self.negative / self.mentions if self.mentions else None
+
+    @property
+    def previous_share(self) -> float | None:
+        return self.previous_negative / self.previous_mentions if self.previous_mentions else None
+
+    @property
+    def acked(self) -> tuple[DigestIncident, ...]:
+        """The period's opened incidents that someone acknowledged."""
+        return tuple(i for i in self.opened if i.time_to_ack is not None)
+
+    @property
+    def median_time_to_ack(self) -> float | None:
+        """Seconds, over the opened incidents that were acknowledged (None: none was)."""
+        times = sorted(i.time_to_ack for i in self.acked if i.time_to_ack is not None)
+        if not times:
+            return None
+        mid = len(times) // 2
+        return times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "brand": self.brand,
+            "mentions": self.mentions,
+            "negative": self.negative,
+            "negative_share": self.negative_share,
+            "previous": {
+                "mentions": self.previous_mentions,
+                "negative": self.previous_negative,
+                "negative_share": self.previous_share,
+            },
+            "stories": [s.to_dict() for s in self.stories],
+            "incidents": {
+                "opened": [i.to_dict() for i in self.opened],
+                "resolved": [i.to_dict() for i in self.resolved],
+                "still_open": [i.to_dict() for i in self.still_open],
+                "median_time_to_ack_seconds": self.median_time_to_ack,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A scheduled summary of [start, end) for some brands (``digests:`` in rules.yaml),
+    compared with the period of the same length before it. ``id`` is stable for the
+    digest's name, period and receiver: a resend carries the same idempotency key."""
+
+    id: str
+    name: str
+    every: DigestPeriod
+    start: datetime
+    end: datetime
+    timezone: str
+    """The zone the schedule is in: dates are shown in it."""
+    brands: tuple[BrandDigest, ...]
+
+    @property
+    def title(self) -> str:
+        """ "Daily digest · Mon 07 Dec 2026" (the day it is sent, in its zone); "Weekly
+        digest · 30 Nov – 07 Dec 2026"."""
+        zone = ZoneInfo(self.timezone)
+        end = self.end.astimezone(zone)
+        if self.every == "day":
+            return f"Daily digest · {end:%a %d %b %Y}"
+        return f"Weekly digest · {self.start.astimezone(zone):%d %b} – {end:%d %b %Y}"
+
+    @property
+    def span(self) -> str:
+        """ "Sun 06 Dec 08:00 – Mon 07 Dec 08:00 (Europe/London)": what it covers."""
+        zone = ZoneInfo(self.timezone)
+        first, last = self.start.astimezone(zone), self.end.astimezone(zone)
+        return f"{first:%a %d %b %H:%M} – {last:%a %d %b %H:%M} ({self.timezone})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "digest",
+            "id": self.id,
+            "name": self.name,
+            "every": self.every,
+            "title": self.title,
+            "span": self.span,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "timezone": self.timezone,
+            "brands": [b.to_dict() for b in self.brands],
+        }

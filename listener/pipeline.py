@@ -16,7 +16,8 @@ runs them; it builds nothing and reads no file (that is :mod:`listener.app`). It
 - **the processing loop**: polls hand :class:`Batch` slices to a bounded
   :class:`~listener.queue.WorkQueue`; one task takes them off, ingests them through the
   processor (in the store's pool) and evaluates after any batch with matched mentions;
-- **delivery**: one :class:`~listener.sinks.delivery.Deliverer` task per installed config;
+- **delivery**: one :class:`~listener.sinks.delivery.Deliverer` task per installed config,
+  and one :class:`~listener.digests.Digests` task sending the scheduled digests;
 - **shutdown** within a deadline: stop scheduling, let in-flight work end, process what was
   polled, flush the outbox, close sinks and collectors.
 
@@ -45,6 +46,7 @@ from listener.clock import Clock
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.config.duration import format_duration
 from listener.config.schema import Config, SourceConfig
+from listener.digests import Digests
 from listener.errors import BusError, CollectorError, ListenerError, PollTimeout, RateLimited
 from listener.metrics import STAGES, Metrics
 from listener.model import Mention
@@ -217,6 +219,8 @@ class Pipeline:
         self.deliverer: Deliverer | None = None
         self._delivery_stop = asyncio.Event()
         self._delivery_task: asyncio.Task[None] | None = None
+        self.digests: Digests | None = None
+        self._digest_task: asyncio.Task[None] | None = None
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -343,6 +347,8 @@ class Pipeline:
         )
         self._delivery_stop = asyncio.Event()
         self._delivery_task = asyncio.create_task(self.deliverer.run(self._delivery_stop))
+        self.digests = Digests(self.store, sinks, config, self.metrics, self.clock)
+        self._digest_task = asyncio.create_task(self.digests.serve(self._delivery_stop))
 
     async def shutdown(self, deadline: float) -> None:
         """Stop polling, let in-flight polls and evaluations finish and process what they
@@ -376,10 +382,11 @@ class Pipeline:
 
     async def stop_delivery(self) -> None:
         self._delivery_stop.set()
-        if self._delivery_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._delivery_task, 5)
-            self._delivery_task = None
+        for task in (self._delivery_task, self._digest_task):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 5)
+        self._delivery_task = self._digest_task = None
 
     @staticmethod
     async def _close_sinks(sinks: dict[str, Sink]) -> None:

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from listener.config.schema import Config
+from listener.config.schema import DIGEST_SINK_TYPES, Config
 from listener.errors import ConfigError, ConfigProblem, DurationError, ListenerError
 from listener.matching.brands import compile_brand_query
 from listener.matching.query import QuerySyntaxError
@@ -523,14 +523,16 @@ def _cross_check(config: Config, doc: _Doc) -> None:
                         f"no rule has a level named '{level}'",
                         _hint(sorted(level_names), level, "levels"),
                     )
-    for name, source in config.sources.items():
-        for j, wanted in enumerate(source.brands or []):
-            if wanted not in brand_names:
+
+    def check_brands(wanted: list[str] | None, where: DocPath) -> None:
+        for j, brand in enumerate(wanted or []):
+            if brand not in brand_names:
                 doc.problem(
-                    ("sources", name, "brands", j),
-                    f"unknown brand '{wanted}'",
-                    _hint(brand_names, wanted, "brands"),
+                    (*where, j), f"unknown brand '{brand}'", _hint(brand_names, brand, "brands")
                 )
+
+    for name, source in config.sources.items():
+        check_brands(source.brands, ("sources", name, "brands"))
     if config.sources and not any(
         key in config.routes for key in ("source-health", "default", *health_levels)
     ):
@@ -540,6 +542,23 @@ def _cross_check(config: Config, doc: _Doc) -> None:
             "add 'routes: {source-health: [sink, ...]}' so someone hears when a "
             "source stops working",
         )
+    for name, digest in config.digests.items():
+        check_brands(digest.brands, ("digests", name, "brands"))
+        for j, sink in enumerate(digest.route):
+            target = config.sinks.get(sink)
+            if target is None:
+                doc.problem(
+                    ("digests", name, "route", j),
+                    f"unknown sink '{sink}'",
+                    _hint(sinks, sink, "sinks") if sinks else "define it under sinks:",
+                )
+            elif target.type not in DIGEST_SINK_TYPES:
+                doc.problem(
+                    ("digests", name, "route", j),
+                    f"sink '{sink}' is a {target.type} sink, which pages per incident and "
+                    "cannot take a digest",
+                    f"route digests to {', '.join(DIGEST_SINK_TYPES)} sinks",
+                )
     for i, rule in enumerate(config.rules):
         if rule.name in rule_names:
             doc.problem(
@@ -548,13 +567,7 @@ def _cross_check(config: Config, doc: _Doc) -> None:
                 "rule names must be unique",
             )
         rule_names.add(rule.name)
-        for j, wanted in enumerate(rule.brands or []):
-            if wanted not in brand_names:
-                doc.problem(
-                    ("rules", i, "brands", j),
-                    f"unknown brand '{wanted}'",
-                    _hint(brand_names, wanted, "brands"),
-                )
+        check_brands(rule.brands, ("rules", i, "brands"))
         if rule.routes is not None:
             check_routes(rule.routes, ("rules", i, "routes"))
         for level, cfg in rule.levels.items():

@@ -13,7 +13,9 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -802,6 +804,105 @@ class NotificationsConfig(Strict):
     summary: str | None = None
 
 
+DIGEST_SINK_TYPES = ("console", "webhook", "slack", "email")
+"""The sink types a digest can go to (Alertmanager and PagerDuty page per incident)."""
+_TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekdays_by_name(field: str) -> str:
+    """A cron day-of-week field with standard cron's numbers (0 or 7: Sunday) written as
+    names: ``1-5`` → ``mon,tue,wed,thu,fri``. Names and ``*`` pass as they are; a part it
+    cannot read is left for the trigger to refuse."""
+    out = []
+    for part in field.split(","):
+        m = re.fullmatch(r"(\*|\d)(?:-(\d))?(?:/(\d+))?", part)
+        if m is None or (m[1] == "*" and m[3] is None):
+            out.append(part)
+            continue
+        first = 0 if m[1] == "*" else int(m[1])
+        last = int(m[2]) if m[2] is not None else (6 if m[1] == "*" or m[3] else first)
+        if first > 7 or last > 7 or last < first or m[3] == "0":
+            out.append(part)
+            continue
+        days = [_CRON_DAYS[d] for d in range(first, last + 1, int(m[3] or 1))]
+        out.append(",".join(dict.fromkeys(days)))
+    return ",".join(out)
+
+
+class DigestConfig(Strict):
+    """A scheduled summary per brand: volume, negative share and their change, top
+    stories, incidents opened and resolved, time to acknowledge. ``every`` is the period
+    each digest covers (the day or the week before it is sent); it is sent at ``at``
+    (local time in ``timezone``), weekly ones on ``day``; or on a 5-field ``cron``
+    schedule instead."""
+
+    every: Literal["day", "week"]
+    at: str | None = None
+    day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = None
+    cron: Annotated[str, Field(min_length=1)] | None = None
+    timezone: Annotated[str, Field(min_length=1)] = "UTC"
+    brands: Annotated[list[str], Field(min_length=1)] | None = None
+    route: Annotated[list[str], Field(min_length=1)]
+    stories: Annotated[int, Field(ge=0, le=20)] = 3
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        if value is not None and not _TIME_OF_DAY.match(value):
+            raise PydanticCustomError(
+                "time_of_day",
+                "'{value}' is not a time of day; write HH:MM on a 24-hour clock, e.g. '08:30'",
+                {"value": value},
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "timezone",
+                "unknown time zone '{value}'; use an IANA name such as 'Europe/London' or "
+                "'America/New_York'",
+                {"value": value},
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> DigestConfig:
+        if self.cron is not None:
+            if self.at is not None or self.day is not None:
+                raise ValueError("give either 'cron' or 'at'/'day', not both")
+            try:
+                CronTrigger.from_crontab(self.crontab(), timezone=self.timezone)
+            except ValueError as exc:
+                raise ValueError(
+                    f"'cron' is not a 5-field cron expression ({exc}); e.g. '0 8 * * 1-5' "
+                    "for 08:00 on weekdays"
+                ) from None
+        elif self.day is not None and self.every != "week":
+            raise ValueError("'day' is for weekly digests ('every: week')")
+        return self
+
+    def crontab(self) -> str:
+        """The schedule as a 5-field cron expression (in ``timezone``) as APScheduler reads
+        it: the day of the week by name (a number in ``cron`` is standard cron's, 0 or 7
+        for Sunday, where APScheduler's 0 is Monday)."""
+        if self.cron is not None:
+            fields = self.cron.split()
+            if len(fields) == 5:
+                fields[4] = _weekdays_by_name(fields[4])
+            return " ".join(fields)
+        hour, minute = (self.at or "09:00").split(":")
+        day = "*" if self.every == "day" else (self.day or "mon")
+        return f"{int(minute)} {int(hour)} * * {day}"
+
+
 class Config(Strict):
     """The whole rules.yaml."""
 
@@ -815,6 +916,7 @@ class Config(Strict):
     notifications: NotificationsConfig = NotificationsConfig()
     scoring: ScoringConfig = ScoringConfig()
     categories: CategoriesConfig = CategoriesConfig()
+    digests: dict[Name, DigestConfig] = {}
     _from_environment: tuple[str, ...] = PrivateAttr(default=())
 
     @property

@@ -23,6 +23,11 @@ wire, once in effect.
 (:class:`Archiver`, consumer group ``{prefix}-archive`` on ``scored``) in the shared state,
 for the reports and the incident pages.
 
+**Digests.** The lease holder also sends the scheduled digests
+(:class:`~listener.digests.Digests`), from the shared state, so each goes out once however
+many delivery workers run; what was delivered is recorded there, so a new holder does not
+send it again.
+
 SIGHUP re-reads rules.yaml (with the sinks' secrets, which must be set where a delivery
 worker runs) and rebuilds the sinks; a file that does not load is logged and the running
 one kept.
@@ -46,6 +51,7 @@ from listener.collectors.fetch import redact_url
 from listener.components import build_sinks
 from listener.config.schema import Config
 from listener.console import Console
+from listener.digests import Digests
 from listener.errors import ListenerError, MessageError, StoreError
 from listener.httpapi import HttpApi
 from listener.metrics import Metrics
@@ -180,6 +186,8 @@ class Sender:
                 self._deliverer = deliverer
                 done = asyncio.Event()
                 tasks = [asyncio.create_task(deliverer.run(done))]
+                digests = Digests(store, sinks, config, self.metrics, self.clock)
+                tasks.append(asyncio.create_task(digests.serve(done)))
                 tasks += [
                     asyncio.create_task(self._refresh(name, sink, done))
                     for name, sink in sinks.items()

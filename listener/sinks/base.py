@@ -7,8 +7,9 @@ outbox belong to :mod:`listener.sinks.delivery`, never to a sink.
 
 Optional capabilities are ``@runtime_checkable`` protocols beside :class:`Sink`, checked
 with ``isinstance`` (never ``getattr`` with a string): :class:`SendsTest` (``listener
-check --deep`` sends a test notification) and :class:`Refreshable` (the daemon re-posts
-firing alerts every ``resend_every``).
+check --deep`` sends a test notification), :class:`SendsDigest` (scheduled digests,
+:mod:`listener.digests`) and :class:`Refreshable` (the daemon re-posts firing alerts
+every ``resend_every``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from listener.clock import Clock, SystemClock
-from listener.model import Alert
+from listener.model import Alert, Digest
 
 
 @runtime_checkable
@@ -45,6 +46,16 @@ class SendsTest(Protocol):
     :class:`~listener.errors.SinkError` like ``send``."""
 
     async def send_test(self) -> None: ...
+
+
+@runtime_checkable
+class SendsDigest(Protocol):
+    """Optional: a sink that can deliver a scheduled :class:`~listener.model.Digest`
+    (``digests:`` in rules.yaml; :mod:`listener.digests` decides when). Raises
+    :class:`~listener.errors.SinkError` like ``send``; ``idempotency_key`` is the same for
+    every retry of the same digest, across restarts."""
+
+    async def send_digest(self, digest: Digest, idempotency_key: str) -> None: ...
 
 
 @runtime_checkable

@@ -13,8 +13,8 @@ from typing import TextIO
 
 from listener.config.schema import ConsoleSinkConfig
 from listener.errors import SinkUnavailable
-from listener.model import Alert, MentionRef
-from listener.sinks.text import clean_line, excerpt
+from listener.model import Alert, Digest, MentionRef
+from listener.sinks.text import clean_line, excerpt, render_digest_text
 from listener.sinks.webhook import render_webhook
 
 EXCERPT_CHARS = 200
@@ -113,7 +113,10 @@ class ConsoleSink:
     def _render(self, alert: Alert, stream: TextIO) -> str:
         if self._format == "json":
             return render_json(alert) + "\n"
-        text = render_text(alert) + "\n\n"
+        return self._fit(render_text(alert) + "\n\n", stream)
+
+    @staticmethod
+    def _fit(text: str, stream: TextIO) -> str:
         encoding = getattr(stream, "encoding", None)
         if encoding:
             # A terminal that cannot show "—" or an emoji gets "?" instead of an error.
@@ -123,13 +126,26 @@ class ConsoleSink:
     async def send(self, alert: Alert, idempotency_key: str) -> None:
         """Write one alert; ``idempotency_key`` is unused (a console cannot deduplicate)."""
         stream = self._out()
+        self._write(stream, self._render(alert, stream))
+
+    def _write(self, stream: TextIO, text: str) -> None:
         try:
-            stream.write(self._render(alert, stream))
+            stream.write(text)
             stream.flush()
         except (OSError, ValueError) as exc:
             raise SinkUnavailable(
                 f"console sink '{self.name}': cannot write ({type(exc).__name__})"
             ) from None
+
+    async def send_digest(self, digest: Digest, idempotency_key: str) -> None:
+        """Write one digest (:func:`~listener.sinks.text.render_digest_text`, or one JSON
+        object per line with ``format: json``)."""
+        stream = self._out()
+        if self._format == "json":
+            text = json.dumps(digest.to_dict(), ensure_ascii=False) + "\n"
+        else:
+            text = self._fit(render_digest_text(digest) + "\n\n", stream)
+        self._write(stream, text)
 
     async def healthcheck(self) -> None:
         """Raise :class:`~listener.errors.SinkUnavailable` when the stream is closed."""

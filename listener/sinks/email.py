@@ -45,10 +45,20 @@ from listener import __version__
 from listener.clock import Clock
 from listener.config.schema import EmailSinkConfig
 from listener.errors import SinkError, SinkRejected, SinkUnavailable
-from listener.model import Alert, MentionRef
+from listener.model import Alert, Digest, MentionRef
 from listener.sinks.base import SinkContext, SinkState
 from listener.sinks.console import DRILL_BANNER, render_text
-from listener.sinks.text import clean_line, excerpt
+from listener.sinks.text import (
+    clean_line,
+    excerpt,
+    incident_line,
+    incidents_line,
+    listed_incidents,
+    render_digest_text,
+    share_line,
+    story_line,
+    volume_line,
+)
 from listener.sinks.webhook import make_test_alert
 
 EXCERPT_CHARS = 500
@@ -245,6 +255,65 @@ def render_email(
     # in quoted-printable text, so it cannot collide with the parts.
     digest = hashlib.sha256(alert.id.encode("utf-8")).hexdigest()[:32]
     msg.set_boundary(f"=_listener_{digest}")
+    return msg
+
+
+def render_digest_html(digest: Digest) -> str:
+    """A digest's HTML part: the lines of the text part, every value escaped, the stories'
+    links http(s) only. Pure."""
+    zone = digest.timezone
+    out = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>' + _esc(digest.title) + "</title></head>",
+        '<body style="font-family: sans-serif; line-height: 1.4">',
+        f"<h2>{_esc(digest.title)}</h2>",
+        f'<p style="color: #666">{_esc(digest.span)}</p>',
+    ]
+    for b in digest.brands:
+        out += [
+            f"<h3>{_esc(b.brand)}</h3><ul>",
+            f"<li>{_esc(volume_line(b, digest.every))}</li>",
+            f"<li>{_esc(share_line(b))}</li>",
+            f"<li>{_esc(incidents_line(b))}</li>",
+            "</ul>",
+        ]
+        listed = listed_incidents(b)
+        if listed:
+            out.append("<ul>")
+            out += [f"<li>{_esc(incident_line(i, zone))}</li>" for i in listed]
+            out.append("</ul>")
+        if b.stories:
+            out.append("<p><strong>Top stories</strong></p><ol>")
+            for story in b.stories:
+                url = _web_url(story.lead.url)
+                link = f' <a href="{html.escape(url, quote=True)}">open</a>' if url else ""
+                out.append(f"<li>{_esc(story_line(story))}{link}</li>")
+            out.append("</ol>")
+    out.append(f'<hr><p style="color: #666; font-size: small">listener {__version__}</p>')
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def render_digest_email(
+    digest: Digest, *, sender: str, recipients: Sequence[str], subject_prefix: str
+) -> EmailMessage:
+    """The email for ``digest`` (pure): subject ``subject_prefix`` and the digest's title,
+    a text and an HTML part, dated at the digest's end."""
+    msg = EmailMessage()
+    msg["Subject"] = clean_line(f"{subject_prefix} {digest.title}")
+    msg["From"] = clean_line(sender)
+    msg["To"] = ", ".join(clean_line(r) for r in recipients)
+    msg["Date"] = format_datetime(digest.end)
+    msg["Message-ID"] = message_id(digest.id, _domain(sender))
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Listener-Digest"] = clean_line(digest.name)
+    text = render_digest_text(digest)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(
+        render_digest_html(digest), subtype="html", charset="utf-8", cte="quoted-printable"
+    )
+    msg.set_boundary(f"=_listener_{hashlib.sha256(digest.id.encode()).hexdigest()[:32]}")
     return msg
 
 
@@ -473,14 +542,40 @@ class EmailSink:
             return
         thread.partial[idempotency_key] = sorted(done | (set(to) - set(refused)))
         await asyncio.to_thread(self._save, alert.incident_id, thread)
+        raise self._refused(refused)
+
+    def _refused(self, refused: dict[str, tuple[int, bytes]]) -> SinkError:
         codes = sorted({code for code, _ in refused.values()})
         message = (
             f"{self._label()}: send: {len(refused)} of {len(self._recipients)} recipients "
             f"refused (SMTP {', '.join(map(str, codes))}); the others have it"
         )
         if all(500 <= c < 600 for c in codes):
-            raise SinkRejected(message)
-        raise SinkUnavailable(message)
+            return SinkRejected(message)
+        return SinkUnavailable(message)
+
+    async def send_digest(self, digest: Digest, idempotency_key: str) -> None:
+        """Email one digest to every recipient that has not accepted it yet (kept in the
+        sink's state until all have); raise like :meth:`send`."""
+        key = f"digest:{idempotency_key}"
+        raw = await asyncio.to_thread(self._state.get, key)
+        done = set(json.loads(raw or "[]"))
+        to = [a for a in (_address(r) for r in self._recipients) if a not in done]
+        if not to:
+            return
+        msg = render_digest_email(
+            digest,
+            sender=self._sender,
+            recipients=self._recipients,
+            subject_prefix=self._subject_prefix,
+        )
+        refused = await asyncio.to_thread(self._transmit, msg, to)
+        if not refused:
+            await asyncio.to_thread(self._state.delete, key)
+            return
+        accepted = sorted(done | (set(to) - set(refused)))
+        await asyncio.to_thread(self._state.set, key, json.dumps(accepted))
+        raise self._refused(refused)
 
     async def send_test(self) -> None:
         """Email :func:`~listener.sinks.webhook.make_test_alert` (a drill that says it is

@@ -70,10 +70,18 @@ from slack_sdk.webhook.webhook_response import WebhookResponse
 
 from listener.config.schema import SlackSinkConfig
 from listener.errors import SinkRejected, SinkUnavailable
-from listener.model import Alert, AlertKind, AuthorRef, Fact, MentionRef
+from listener.model import Alert, AlertKind, AuthorRef, Digest, Fact, MentionRef
 from listener.sinks.base import SinkContext
 from listener.sinks.http import MAX_RESPONSE_BYTES, parse_retry_after
-from listener.sinks.text import cut
+from listener.sinks.text import (
+    cut,
+    incident_line,
+    incidents_line,
+    listed_incidents,
+    share_line,
+    story_line,
+    volume_line,
+)
 
 # --------------------------------------------------------------------------- limits
 
@@ -524,6 +532,40 @@ def render_blocks(
     }
 
 
+MAX_DIGEST_BRANDS = 40
+"""Brands one Slack digest shows in full (a message holds at most 50 blocks); the rest
+are counted in a closing line."""
+
+
+def render_digest_blocks(digest: Digest, console_url: str | None = None) -> dict[str, Any]:
+    """A digest as a Slack message (``text`` fallback and ``blocks``): a header, one
+    section per brand (volume, negative share, incidents, top stories with links), every
+    value escaped, and a link to the console when its URL is configured. Pure."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": cut(digest.title, 150)}},
+        _context(_esc(digest.span)),
+    ]
+    for b in digest.brands[:MAX_DIGEST_BRANDS]:
+        lines = [
+            f"• {_esc(volume_line(b, digest.every))}",
+            f"• {_esc(share_line(b))}",
+            f"• {_esc(incidents_line(b))}",
+        ]
+        lines += [f"   ◦ {_esc(incident_line(i, digest.timezone))}" for i in listed_incidents(b)]
+        lines += [
+            f"{n}. {_esc(story_line(story))} {_link(story.lead.url, 'open')}".rstrip()
+            for n, story in enumerate(b.stories, 1)
+        ]
+        blocks.append(_section(_join_lines(f"*{_esc(b.brand)}*", lines)))
+    hidden = len(digest.brands) - MAX_DIGEST_BRANDS
+    if hidden > 0:
+        blocks.append(_context(f"…and {hidden} more brands (see the console or email digest)"))
+    if console_url:
+        blocks.append(_context(_link(console_url, "Open the console")))
+    names = ", ".join(b.brand for b in digest.brands[:5])
+    return {"text": _fit(_esc(f"{digest.title}: {names}"), MAX_TEXT), "blocks": blocks}
+
+
 def _reply_line(alert: Alert) -> str:
     _, emoji = severity_style(alert.level)
     level = f"{emoji} *{_esc(alert.level.upper())}*"
@@ -797,6 +839,28 @@ class SlackSink:
         await self._set(f"done:{idempotency_key}", str(int(self._clock.now().timestamp())))
         if self._web is not None:
             await self._delete(f"post:{idempotency_key}")
+
+    async def send_digest(self, digest: Digest, idempotency_key: str) -> None:
+        """Post one digest (:func:`render_digest_blocks`): to the webhook, or to the
+        channel with the bot token (a message of its own, not in an incident's thread).
+        A key already posted is not posted again."""
+        if await self._get(f"done:{idempotency_key}") is not None:
+            return
+        payload = render_digest_blocks(digest, self._buttons.console_url)
+        if self._web is None:
+            await self._post_webhook(payload)
+        else:
+            await self._call(
+                "chat.postMessage",
+                self._web.chat_postMessage(
+                    channel=self._channel,
+                    text=payload["text"],
+                    blocks=payload["blocks"],
+                    unfurl_links=False,
+                    unfurl_media=False,
+                ),
+            )
+        await self._set(f"done:{idempotency_key}", str(int(self._clock.now().timestamp())))
 
     async def healthcheck(self) -> None:
         """Web API: ``auth.test`` (the token is valid). Webhook: only checks that the URL

@@ -39,7 +39,7 @@ import httpx
 from listener import __version__
 from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import WebhookSinkConfig
-from listener.model import Alert, Fact, MentionRef
+from listener.model import Alert, Digest, Fact, MentionRef
 from listener.sinks.http import options_healthcheck, raise_for_status, request
 
 SCHEMA_ID = "listener.alert/v1"
@@ -260,7 +260,15 @@ class WebhookSink:
 
     async def send(self, alert: Alert, idempotency_key: str) -> None:
         """POST one alert; return on 2xx, else raise a :class:`~listener.errors.SinkError`."""
-        body = json.dumps(render_webhook(alert), ensure_ascii=False).encode("utf-8")
+        await self._post(render_webhook(alert), idempotency_key)
+
+    async def send_digest(self, digest: Digest, idempotency_key: str) -> None:
+        """POST one digest (``Digest.to_dict``: ``"type": "digest"``), with the same
+        headers and signature as an alert."""
+        await self._post(digest.to_dict(), idempotency_key)
+
+    async def _post(self, document: dict[str, Any], idempotency_key: str) -> None:
+        body = json.dumps(document, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         if self._secret is not None:
             timestamp = int(self._clock.now().timestamp())

@@ -39,7 +39,7 @@ from typing import Any
 
 from listener.collectors.base import Cursor
 from listener.errors import StoreError
-from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention, Silence
+from listener.model import Ack, Alert, AuthorRef, MentionRef, ScoredMention, Silence, StoryRecord
 from listener.store.core import Database, ts
 from listener.store.cursors import ENGINE_STATE, Collected, Cursors, KeyValues
 from listener.store.incidents import (
@@ -59,7 +59,6 @@ from listener.store.mentions import (
     MentionRecord,
     Mentions,
     SourceCount,
-    StoryRecord,
     mention_row,
     reach_of,
 )

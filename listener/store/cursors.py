@@ -79,6 +79,11 @@ class KeyValues:
         rows = self.db.read("SELECT value FROM kv WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
+    def set(self, values: Mapping[str, str]) -> None:
+        """Write values, in a transaction of their own."""
+        with self.db.transaction() as c:
+            KeyValues.put(c, values)
+
     @staticmethod
     def put(c: Any, values: Mapping[str, str]) -> None:
         """Write values (inside the caller's transaction)."""

@@ -116,6 +116,23 @@ class Incidents:
         )
         return [_incident(r) for r in rows]
 
+    def touching(
+        self, brands: Sequence[str], start: datetime, end: datetime
+    ) -> list[IncidentRecord]:
+        """The incidents of ``brands`` open at some time in [start, end): opened before
+        ``end`` and not resolved before ``start``; oldest first. Drills' incidents are left
+        out."""
+        if not brands:
+            return []
+        marks = ",".join("?" * len(brands))
+        rows = self.db.read(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE brand IN ({marks}) "
+            "AND opened_at < ? AND (resolved_at IS NULL OR resolved_at >= ?) "
+            "AND id NOT IN (SELECT incident_id FROM drill_incidents) ORDER BY opened_at, id",
+            [*brands, ts(end), ts(start)],
+        )
+        return [_incident(r) for r in rows]
+
     def get(self, incident_id: str) -> IncidentRecord | None:
         rows = self.db.read(
             f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)

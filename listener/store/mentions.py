@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from listener.model import AuthorRef, MentionRef, ScoredMention
+from listener.model import AuthorRef, MentionRef, ScoredMention, StoryRecord
 from listener.store.core import Database, dt, ts
 
 EVIDENCE_BEFORE = timedelta(hours=30)
@@ -44,23 +44,6 @@ class MentionRecord:
     reach: float
     negative: bool
     categories: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StoryRecord:
-    """One story in a period: a mention and its copies (reposts, quotes, near-duplicates:
-    the ``story`` Ingest gave each), counted together."""
-
-    story: str
-    lead: MentionRef
-    """The story's mention that travelled furthest (its first, on a tie)."""
-    mentions: int
-    negative: int
-    reach: float
-    first_at: datetime
-    last_at: datetime
-    categories: tuple[str, ...]
-    """The crisis categories of its mentions, most first."""
 
 
 STORY_SCAN = 50_000

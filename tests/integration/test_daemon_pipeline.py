@@ -4,9 +4,10 @@ over in slices, and reloads that fail in unexpected ways."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from listener.model import Mention
 from listener.pipeline import INGEST_CHUNK, Batch, Pipeline, SourceHealth
 from listener.processor import Processor
 from listener.settings import Settings
+from listener.sinks.base import Sink
+from listener.sinks.console import ConsoleSink
 from listener.store import Store
 
 RULES = """\
@@ -218,4 +221,41 @@ async def test_readyz_shows_each_source_and_is_503_once_stopping(
     assert json.loads((await api.readyz(request)).body)["degraded"] is True
     pipeline.stop_event.set()
     assert (await api.readyz(request)).status == 503
+    pipeline.store.close()
+
+
+async def test_the_pipeline_sends_scheduled_digests_and_a_reload_keeps_what_was_sent(
+    tmp_path: Path,
+) -> None:
+    """The daemon's delivery runs the digests of the installed config: the first waits
+    for its fire time, goes out once, and a reload (a new install) does not send it again."""
+    clock = ManualClock(datetime(2026, 12, 7, 7, 59, tzinfo=UTC))
+    pipeline = _pipeline(tmp_path, clock, CountingCollector())
+    config = load_config_text(
+        RULES + "digests:\n  morning: {every: day, at: '08:00', route: [console]}\n",
+        "rules.yaml",
+        {},
+    )
+    out = io.StringIO()
+
+    def sinks() -> dict[str, Sink]:
+        return {"console": ConsoleSink("console", config.sinks["console"], stream=out)}  # type: ignore[arg-type]
+
+    await pipeline.install(config, {}, sinks(), replacing=False)
+    assert pipeline.digests is not None
+    await asyncio.sleep(0.2)
+    assert out.getvalue() == ""
+    clock.set(datetime(2026, 12, 7, 8, tzinfo=UTC))
+    pipeline.digests.wake()
+    for _ in range(100):
+        if "Daily digest" in out.getvalue():
+            break
+        await asyncio.sleep(0.05)
+    assert out.getvalue().startswith("Daily digest · Mon 07 Dec 2026\n")
+    await pipeline.install(config, {}, sinks(), replacing=True)
+    assert pipeline.digests is not None
+    pipeline.digests.wake()
+    await asyncio.sleep(0.3)
+    assert out.getvalue().count("Daily digest") == 1
+    await pipeline.stop_delivery()
     pipeline.store.close()

@@ -112,6 +112,7 @@ def _reads(store: Store) -> dict[str, Any]:
     out["reach"] = m.by_reach("Acme", *window)
     out["sources"] = m.source_counts("Acme", *window)
     out["stories"] = m.stories("Acme", *window)
+    out["touching"] = store.incident_log.touching(["Acme", "Globex"], *window)
     out["inbox"] = [
         r.as_dict()
         for q in (
