@@ -221,9 +221,15 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
     Every alert routed to the sink is accepted exactly once, the silenced one never; the
     shared state holds every incident with its timeline and notices, and every ledger row
     delivered. Alerts written after the kill are recorded and sent too (a worker that
-    comes back: tests/integration/test_bus_evaluate.py)."""
+    comes back: tests/integration/test_bus_evaluate.py). The digest that fell due is sent
+    by the lease holder, once, from the shared state."""
     bus = new_bus(broker, partitions=4)
-    with WebhookReceiver() as receiver:
+    # a daily digest whose fire time was half an hour ago, last sent the day before
+    fired = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    seeded = Store.open(database)
+    seeded.kv.set({"digest/daily/digests": (fired - timedelta(hours=1)).isoformat()})
+    seeded.close()
+    with WebhookReceiver() as receiver, WebhookReceiver() as digests:
         config = tmp_path / "rules.yaml"
         config.write_text(
             "brands:\n"
@@ -231,7 +237,10 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
             + "rules:\n  - name: spike\n    levels:\n      high:\n"
             "        when: {type: volume, metric: negative, window: 1h, above: 5}\n"
             "routes:\n  default: [hook]\n"
-            f"sinks:\n  hook:\n    type: webhook\n    url: {receiver.url()}\n    timeout: 30s\n",
+            f"sinks:\n  hook:\n    type: webhook\n    url: {receiver.url()}\n    timeout: 30s\n"
+            f"  digests:\n    type: webhook\n    url: {digests.url()}\n"
+            f"digests:\n  daily:\n    every: day\n    at: '{fired:%H:%M}'\n"
+            "    route: [digests]\n",
             encoding="utf-8",
         )
         env = bus_env(bus, tmp_path / "state", LISTENER_STATE=database, LISTENER_API_TOKEN=TOKEN)
@@ -267,6 +276,7 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
             wait_for("every alert recorded", lambda: caught_up(bus, "deliver", "alerts"))
             time.sleep(2)  # a pass of the new standby, were it to send
             got = accepted(receiver)
+            sent_digests = [r.idempotency_key for r in digests.accepted]
             answers = use_the_api(f"http://{workers[1 - sending].address()}")
         finally:
             codes = stop_all([w for w in workers if w not in killed])
@@ -279,6 +289,8 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
     assert hung in want
     assert [r.idempotency_key for r in receiver.requests].count(hung) == 2
     assert "inc-003#2" not in got  # silenced
+    # the lease holder sent the digest that was due, once: the next holder knew
+    assert sent_digests == [f"digest:daily:{fired.strftime('%Y%m%dT%H%M%SZ')}"]
 
     store = Store.open(database)
     try:
