@@ -536,6 +536,29 @@ def _parser() -> argparse.ArgumentParser:
         "when present, env LISTENER_CONFIG)",
     )
 
+    dig = _sub(
+        sub,
+        "digest",
+        "show a scheduled digest as it would be sent (sends nothing)",
+        "Show the digest NAME of rules.yaml's digests: as it was or would be sent at its "
+        "last fire time before --at (default: now), from the stored mentions and "
+        "incidents. Sends nothing; the daemon sends digests on their schedule. See "
+        "docs/rules.md#digests.",
+        "listener digest morning",
+        "listener digest weekly-review --at 2026-12-07T10:00:00Z --format json",
+    )
+    dig.add_argument("name", help="the digest's name under digests: in rules.yaml")
+    dig.add_argument(
+        "--at",
+        type=_instant,
+        help="show the digest of the last fire time before this instant (default: now)",
+    )
+    dig.add_argument(
+        "--format", choices=["text", "json"], default="text", help="text or json (default: text)"
+    )
+    dig.add_argument("--state", metavar="STATE", help=STATE_HELP)
+    dig.add_argument("--config", "-c", help="rules file (default: rules.yaml, env LISTENER_CONFIG)")
+
     _sub(sub, "version", "print the version", "Print the version.", "listener version")
     return p
 
@@ -568,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _mentions(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "digest":
+            return _digest(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -1246,6 +1271,42 @@ def _report(args: argparse.Namespace) -> int:
         raise ListenerError(f"cannot write the report: {exc.filename}: {exc.strerror}") from None
     beside = "".join(f" and {out.parent / image}" for image in images)
     print(f"report on {data.incident.id} written to {out}{beside}", file=sys.stderr)
+    return 0
+
+
+def _digest(args: argparse.Namespace) -> int:
+    """``digest NAME``: the digest of its last fire time before ``--at``, as text or JSON."""
+    import json
+
+    from listener.config.duration import format_duration
+    from listener.digests import PERIODS, gather, latest_fire, next_fire
+    from listener.settings import Settings
+    from listener.sinks.text import render_digest_text
+    from listener.store import Store
+
+    config = _load_for_reading(args, _config_path(args.config), why="a digest shown sends nothing")
+    cfg = config.digests.get(args.name)
+    if cfg is None:
+        known = ", ".join(sorted(config.digests)) or "none"
+        raise UsageError(f"no digest named {args.name!r} in the rules file (digests: {known})")
+    at = args.at or datetime.now(UTC)
+    fire = latest_fire(cfg, at)
+    if fire is None:
+        raise UsageError(
+            f"digest {args.name!r} had no fire time in the {format_duration(PERIODS[cfg.every])} "
+            f"before {at.isoformat()} (its next: {next_fire(cfg, at)})"
+        )
+    settings = Settings.from_env(state=args.state)
+    _existing_state(settings.state)
+    store = Store.open(settings.state)
+    try:
+        digest = gather(store, args.name, cfg, config.brand_names(), fire)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(digest.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(render_digest_text(digest))
     return 0
 
 

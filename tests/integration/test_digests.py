@@ -491,3 +491,38 @@ async def test_serve_sleeps_until_the_next_fire_time_and_stops(
     stop.set()
     await asyncio.wait_for(task, 5)
     assert [r.idempotency_key for r in hook.requests] == [digest_id("daily", UTC8)]
+
+
+def test_listener_digest_shows_what_would_be_sent(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``listener digest NAME`` prints the digest of the last fire time before --at, from
+    the state; it sends nothing. A name that is not there, or no fire time, is refused."""
+    from listener.cli import main
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "brands: [{name: Acme, query: acme}]\n"
+        "sinks: {hook: {type: webhook, url: 'http://127.0.0.1:9/never'}}\n"
+        "digests:\n  morning: {every: day, at: '08:00', route: [hook]}\n"
+        "  weekdays: {every: day, cron: '0 8 * * 1-5', route: [hook]}\n",
+        encoding="utf-8",
+    )
+    state = str(tmp_path / "state.db")
+    common = ["--config", str(rules), "--state", state]
+    at = ["--at", "2026-12-07T09:30:00Z"]
+    assert main(["digest", "morning", *at, *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Daily digest · Mon 07 Dec 2026\nSun 06 Dec 08:00 – Mon 07 Dec 08:00")
+    assert "20 mentions (▲ 100% on the day before: 10)" in out
+    assert (
+        main(["digest", "morning", "--at", "2026-12-07T09:30:00Z", "--format", "json", *common])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["id"] == "digest:morning:20261207T080000Z"
+    assert main(["digest", "evening", *common]) == 2
+    assert "no digest named 'evening' in the rules file (digests: morning, weekdays)" in (
+        capsys.readouterr().err
+    )
+    assert main(["digest", "weekdays", "--at", "2026-12-06T12:00:00Z", *common]) == 2
+    assert "had no fire time in the 1d before" in capsys.readouterr().err
