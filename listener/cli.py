@@ -717,9 +717,10 @@ def _check(path: str | None, *, deep: bool = False) -> int:
         raise ConfigError(problems)
     for warning in warnings:  # exit 0 still: the file can be used
         print(f"warning: {warning}", file=sys.stderr)
+    digests = f", {len(config.digests)} digests" if config.digests else ""
     print(
         f"{path}: ok ({len(config.brands)} brands, {len(config.sources)} sources, "
-        f"{len(config.rules)} rules, {len(config.sinks)} sinks)"
+        f"{len(config.rules)} rules, {len(config.sinks)} sinks{digests})"
     )
     if not deep:
         return 0

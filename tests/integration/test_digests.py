@@ -508,6 +508,8 @@ def test_listener_digest_shows_what_would_be_sent(
         "  weekdays: {every: day, cron: '0 8 * * 1-5', route: [hook]}\n",
         encoding="utf-8",
     )
+    assert main(["check", str(rules)]) == 0
+    assert "1 sinks, 2 digests)" in capsys.readouterr().out
     state = str(tmp_path / "state.db")
     common = ["--config", str(rules), "--state", state]
     at = ["--at", "2026-12-07T09:30:00Z"]
