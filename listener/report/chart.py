@@ -2,8 +2,8 @@
 
 matplotlib's object API on an Agg canvas (a :class:`~matplotlib.figure.Figure` of our
 own, never ``pyplot``): no global state, no display, safe in a worker thread. matplotlib is
-the optional ``report`` extra, imported only when a chart or a level colour is asked for;
-without it they raise :class:`ReportExtraMissing`, which says how to install it.
+the optional ``report`` extra, imported only when a chart is drawn; without it drawing
+raises :class:`ReportExtraMissing`, which says how to install it.
 
 Top panel: the brand's mentions per bucket (bars), the negative ones over them, and the
 trailing baseline (a step line); bands shaded by the severity level the incident was at,
@@ -13,10 +13,8 @@ became of it), a star for the acknowledgement. Bottom panel: mean sentiment per 
 
 from __future__ import annotations
 
-import functools
 import io
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -64,20 +62,25 @@ def _require_matplotlib() -> None:
         raise ReportExtraMissing(REPORT_EXTRA_HINT) from exc
 
 
-@functools.cache
-def _levels() -> Callable[[float], tuple[float, float, float, float]]:
-    _require_matplotlib()
-    from matplotlib.colors import LinearSegmentedColormap
-
-    return LinearSegmentedColormap.from_list("levels", ["#f7d84a", "#f28e2b", "#d62728"])
+LEVEL_STOPS: Final = ("#f7d84a", "#f28e2b", "#d62728")
+"""The level scale: yellow (the lowest level), orange, red (the highest)."""
 
 
 def level_colour(rank: int, levels: int) -> str:
-    """Yellow for the lowest level through orange to red for the highest."""
-    colours = _levels()
-    from matplotlib.colors import to_hex
+    """Yellow for the lowest level through orange to red for the highest (an unknown
+    level, ranked above them all, is red). Plain arithmetic: no matplotlib needed, so
+    the tables of a report and the console have their colours without the extra."""
+    t = min(max(rank / (levels - 1) if levels > 1 else 0.0, 0.0), 1.0)
+    along = t * (len(LEVEL_STOPS) - 1)
+    i = min(int(along), len(LEVEL_STOPS) - 2)
+    low, high = (_rgb(c) for c in LEVEL_STOPS[i : i + 2])
+    return "#" + "".join(
+        f"{round(a + (b - a) * (along - i)):02x}" for a, b in zip(low, high, strict=True)
+    )
 
-    return to_hex(colours(rank / (levels - 1) if levels > 1 else 0.0))
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,19 @@ import pytest
 from PIL import Image
 
 from listener.report import ReportData, gather, render_chart, render_document
-from listener.report.render import md_escape, render_html, render_markdown, safe_url
+from listener.report.render import (
+    copies,
+    md_escape,
+    render_html,
+    render_markdown,
+    safe_url,
+    seen,
+)
 from listener.store import Store
 from tests.support.incident_state import (
     HOSTILE_AUTHOR,
     HOSTILE_URL,
+    T0,
     build_state,
     config,
 )
@@ -127,6 +135,42 @@ def test_html_lists_the_lifecycle_alerts_and_acknowledgement(report: ReportData)
     assert "by dana" in summary["Acknowledged"]
 
 
+def test_html_and_markdown_group_the_top_mentions_by_story(report: ReportData) -> None:
+    """The top stories: each led by its furthest-travelled copy (text, author, source,
+    link) with how many mentions it gathers, the negative ones, reach, first to last seen
+    and categories; the hostile post is a story of its own, escaped and unlinked."""
+    root = _xml(render_html([(report, None)]))
+    tables = {_text(h3): t for h3, t in zip(root.iter("h3"), _tables_after_h3(root), strict=False)}
+    stories = tables["Top stories"]
+    rows = [[_text(td).strip() for td in tr.iter("td")] for tr in stories.iter("tr")][1:]
+    first = rows[0]
+    assert first[0].startswith("@acme your service is terrible and broken, worst outage ever")
+    assert first[1:] == [
+        "1 + 59 copies", "60", "8,130", "2026-03-02 09:00:00 – 09:19:00 UTC", "news", "user5",
+        "outage",
+    ]  # fmt: skip
+    links = [a.get("href") for a in stories.iter("a")]
+    assert links[0] == "https://news.example.test/59"
+    assert rows[1][1:3] == ["1", "1"]
+    assert rows[1][6] == HOSTILE_AUTHOR  # as text
+    assert HOSTILE_URL not in links
+    assert len(links) == len(rows) - 1  # no link for the javascript: one
+    text = render_markdown([report])
+    assert "### Top stories" in text
+    assert "| 1 + 59 copies | 60 | 8,130 | 2026-03-02 09:00:00 – 09:19:00 UTC | news |" in text
+    assert "[link](https://news.example.test/59)" in text
+
+
+def test_story_sizes_and_spans_read_plainly() -> None:
+    """One post; one with a copy; with copies; seen once, within a day, across days."""
+    assert [copies(n) for n in (1, 2, 5)] == ["1", "1 + 1 copy", "1 + 4 copies"]
+    at = T0
+    assert seen(at, at) == "2026-03-02 09:00:00 UTC"
+    assert seen(at, at + timedelta(minutes=5)) == "2026-03-02 09:00:00 – 09:05:00 UTC"
+    later = T0 + timedelta(days=1)
+    assert seen(at, later) == "2026-03-02 09:00:00 UTC – 2026-03-03 09:00:00 UTC"
+
+
 def _tables_after_h3(root: ET.Element) -> list[ET.Element]:
     """The table following each h3 (or a placeholder when the section has none); a table
     scrolls inside its own box (``div.scroll``)."""
@@ -175,7 +219,7 @@ def test_markdown_tables_survive_hostile_text(report: ReportData) -> None:
     assert "<img" not in text
     assert "javascript:" not in re.sub(r"\\\[click\\\]\(javascript:alert\(1\)\)", "", text)
     lines = text.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("| Reach |"))
+    header = next(i for i, line in enumerate(lines) if line.startswith("| Story |"))
     width = lines[header].count(" | ")
     for line in lines[header + 2 : header + 12]:
         if not line.startswith("|"):
