@@ -180,7 +180,7 @@ def build_view(data: ReportData) -> View:
         description=data.description,
         chart_alt=(
             f"Mentions of {inc.brand} per {_step(data)} from {when(data.chart_start)} to "
-            f"{when(data.chart_end)}, with the baseline, severity levels and alerts"
+            f"{when(data.chart_end)}, with the baseline, severity levels, alerts and notes"
         ),
         chart_caption=_caption(data),
         lifecycle=(_levels_table(data), _alerts_table(data), _events_table(data)),
@@ -219,7 +219,9 @@ def _caption(data: ReportData) -> str:
         f"mention on and once {format_duration(MIN_HISTORY)} of history precedes it. "
         "Shaded bands: the severity level the incident was at (yellow lowest, red highest). "
         "Triangles with dotted lines: alerts raised (green delivered, red failed, grey "
-        "pending, white muted); a star: the acknowledgement. Lower panel: mean sentiment "
+        "pending, white muted); a star: the acknowledgement. Numbered boxes under the top "
+        "edge with thin lines: people's notes (teal) and assignments (brown), numbered as "
+        "in the table of alerts, acknowledgement and notes. Lower panel: mean sentiment "
         "(−1 very negative … +1 very positive). Times in UTC."
     )
     if data.data_start is not None and data.data_start > data.chart_start:
@@ -291,7 +293,7 @@ def _alerts_table(data: ReportData) -> Table:
                 )
             )
         )
-    for note in data.notes:
+    for number, note in enumerate(data.notes, start=1):  # numbered as on the chart
         said = (
             f"{note.by} gave it to {note.text}"
             if note.kind == "assigned"
@@ -302,7 +304,7 @@ def _alerts_table(data: ReportData) -> Table:
                 (
                     when(note.at),
                     offset(note.at, data.incident.opened_at),
-                    "assignment" if note.kind == "assigned" else "note",
+                    f"{'assignment' if note.kind == 'assigned' else 'note'} {number}",
                     "",
                     "",
                     said,

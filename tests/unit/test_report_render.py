@@ -10,9 +10,11 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
+from matplotlib import dates as mdates
 from PIL import Image
 
 from listener.report import ReportData, gather, render_chart, render_document
+from listener.report.chart import chart_figure, note_marks
 from listener.report.render import (
     copies,
     md_escape,
@@ -67,6 +69,31 @@ def test_chart_is_a_png_of_a_readable_size(chart: bytes) -> None:
     assert 1000 <= width <= 1600
     assert 550 <= height <= 900
     assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50  # drawn, not blank
+
+
+def test_chart_marks_each_note_and_assignment_within_its_window(report: ReportData) -> None:
+    """Notes and assignments get a numbered mark at their time on the chart (numbered as
+    in the table); one written outside the chart's span gets none."""
+    before = dataclasses.replace(
+        report.notes[0], at=report.chart_start - timedelta(hours=1), text="too early"
+    )
+    handed = dataclasses.replace(
+        report.notes[0], at=report.incident.opened_at + timedelta(minutes=3), kind="assigned"
+    )
+    data = dataclasses.replace(report, notes=(before, handed, *report.notes))
+    marks = note_marks(data)
+    assert [(m.number, m.kind, m.at) for m in marks] == [
+        (2, "assigned", handed.at), (3, "note", report.notes[0].at),
+    ]  # fmt: skip
+    top = chart_figure(data).axes[0]
+    boxes = {t.get_gid(): t for t in top.texts if (t.get_gid() or "").startswith("note-")}
+    assert sorted(boxes) == ["note-2", "note-3"]
+    for mark in marks:
+        box = boxes[f"note-{mark.number}"]
+        assert box.get_text() == str(mark.number)
+        assert box.xy[0] == pytest.approx(mdates.date2num(mark.at))
+    start, end = top.get_xlim()
+    assert all(start <= box.xy[0] <= end for box in boxes.values())
 
 
 def test_chart_renders_without_any_mentions(report: ReportData) -> None:
@@ -127,7 +154,7 @@ def test_html_lists_the_lifecycle_alerts_and_acknowledgement(report: ReportData)
     assert rows[-2][2] == "acknowledgement"
     assert "by dana: on it" in rows[-2][5]
     assert rows[-2][7] == "time to acknowledge 5m"
-    assert rows[-1][2:6] == ["note", "", "", "dana: holding <statement> posted"]  # escaped
+    assert rows[-1][2:6] == ["note 1", "", "", "dana: holding <statement> posted"]  # escaped
     summary = {_text(tr[0]): _text(tr[1]) for tr in next(root.iter("table")).iter("tr")}
     assert summary["Peak severity"] == "crisis"
     assert summary["Duration"] == "42m"
