@@ -8,8 +8,11 @@ text/html``) and JSON for anything else.
 
 * ``/``: incidents, open first, then recent; filters by brand, rule, level and status;
   refreshes itself every 30 s.
-* ``/incidents/ID``: what is happening in one sentence, then the timeline, the
-  notifications and deliveries; acknowledge.
+* ``/incidents/ID``: what is happening in one sentence; acknowledge, assign, add a note;
+  then the live post-incident report (:mod:`listener.report`): its chart
+  (``/incidents/ID/chart.png``, drawn in a worker thread of the console's own), the
+  timeline, the levels, alerts and notes, the top stories, authors, categories and
+  sources.
 * ``/silences``: active and ended silences; add one (checked like ``POST /silences``; one
   that mutes everything must be confirmed), end one.
 * ``/sources``: each source's health: the daemon's pollers', or in distributed mode what
@@ -52,6 +55,10 @@ from listener.console.auth import (
 from listener.errors import BusError, ListenerError, RequestError, StoreError
 from listener.httpapi import HttpApi, Request, Response
 from listener.matching.query import QuerySyntaxError
+from listener.report import gather, render_chart
+from listener.report.chart import PIXELS, REPORT_EXTRA_HINT, ReportExtraMissing, available
+from listener.report.render import View, build_view, span
+from listener.workers import Pool
 
 if TYPE_CHECKING:
     from listener.api import IncidentApi
@@ -61,6 +68,8 @@ log = structlog.get_logger("listener.console")
 HERE = Path(__file__).parent
 CSS = (HERE / "static" / "console.css").read_bytes()
 REFRESH_SECONDS = 30
+REPORT_FACTS = ("Duration", "Alerts", "First delivery", "Spike → first alert", "Mentions")
+"""The lines of the report's summary the incident page adds to its own facts."""
 
 
 def _environment() -> Environment:
@@ -80,21 +89,27 @@ def _environment() -> Environment:
 class Console:
     """The console's pages on ``api``'s store, clock and config; ``sources`` reads the
     sources' health (each as :meth:`SourceHealth.as_dict`; given the store, and run in
-    the API's pool): the daemon's pollers, or the shared state in distributed mode."""
+    the API's pool): the daemon's pollers, or the shared state in distributed mode.
+    ``charts`` draws the incidents' charts (matplotlib: a second or so of CPU each), one
+    at a time by default, apart from the API's pool so an ack never waits on a chart."""
 
     def __init__(
         self,
         api: IncidentApi,
         sources: Callable[[Any], Mapping[str, Mapping[str, Any]]] | None = None,
+        *,
+        charts: Pool | None = None,
     ) -> None:
         self.api = api
         self.sources = sources
+        self.charts = charts or Pool("console-chart", 1, copy_context=False)
         self.sessions = Sessions(api.token)
         self.env = _environment()
 
     def mount(self, server: HttpApi) -> None:
         server.page("/", self.incidents_page)
         server.page("/incidents/", self.incident_page, prefix=True)
+        server.route("GET", "/incidents/{id}/chart.png", self.chart)
         server.page("/silences", self.silences_page)
         server.page("/sources", self.sources_page)
         server.page("/mentions", self.mentions_page)
@@ -247,21 +262,63 @@ class Console:
         if isinstance(who, Response):
             return who
         wanted = request.path.removeprefix("/incidents/")
-        found = await self._read(request, who, lambda store: incidents.detail(store, wanted))
-        if isinstance(found, Response):
-            return found
+        now = self.api.clock.now()
+        config = self.api.config()
+
+        def read(store: Any) -> tuple[dict[str, Any], View, bool]:
+            found = incidents.detail(store, wanted)
+            report = build_view(gather(store, found["id"], now, config))
+            return found, report, available()
+
+        got = await self._read(request, who, read)
+        if isinstance(got, Response):
+            return got
+        found, report, drawable = got
         entries = [{"source": "engine", **e} for e in found["timeline"]]
         entries += [{"source": "person", **n} for n in found.get("notes", [])]
         entries.sort(key=lambda e: e["at"])
+        opened = datetime.fromisoformat(found["opened_at"])
+        acked = found.get("acknowledged_at")
         return self._page(
             request,
             "incident.html",
             who,
             incident=found,
             entries=entries,
-            sentence=summary_sentence(found, self.api.clock.now()),
+            sentence=summary_sentence(found, now),
             notice=notice,
-            now=self.api.clock.now(),
+            now=now,
+            report=report,
+            facts=[(k, v) for k, v in report.summary if k in REPORT_FACTS],
+            time_to_ack=span(datetime.fromisoformat(acked) - opened) if acked else "",
+            chart=drawable,
+            chart_size=PIXELS,
+            install=REPORT_EXTRA_HINT.rpartition(": ")[2],
+        )
+
+    async def chart(self, request: Request) -> Response:
+        """``/incidents/ID/chart.png``: the report's chart as it stands, for whoever may
+        read the incident's page; read in the API's pool, drawn in ``charts``."""
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        wanted = request.path.removeprefix("/incidents/").removesuffix("/chart.png")
+        now = self.api.clock.now()
+        config = self.api.config()
+        data = await self._read(
+            request, who, lambda store: gather(store, incidents.find(store, wanted).id, now, config)
+        )
+        if isinstance(data, Response):
+            return data
+        try:
+            png = await self.charts.run(render_chart, data)
+        except ReportExtraMissing as exc:
+            return Response(501, str(exc).encode(), headers={"Cache-Control": "no-store"})
+        return Response(
+            200,
+            png,
+            "image/png",
+            {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
 
     async def silences_page(self, request: Request, error: str = "") -> Response:

@@ -63,6 +63,16 @@ class ReportExtraMissing(ListenerError):
     """matplotlib, the ``report`` extra, is not installed."""
 
 
+def available() -> bool:
+    """Whether a chart can be drawn here (matplotlib imports). The first call imports
+    it: call it where the chart would be drawn, off an event loop."""
+    try:
+        _require_matplotlib()
+    except ReportExtraMissing:
+        return False
+    return True
+
+
 def _require_matplotlib() -> None:
     """Import what the chart uses, or say which extra brings it."""
     try:

@@ -21,14 +21,6 @@ REPO = Path(__file__).resolve().parents[2]
 HINT = "listener report needs the 'report' extra: pip install 'listener[report]'"
 
 
-@pytest.fixture
-def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
-    """matplotlib (and everything under it) cannot be imported, as without the extra."""
-    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-
-
 def test_hint_names_the_extra() -> None:
     """The message is the one the docs and the issue promise."""
     assert REPORT_EXTRA_HINT == HINT
