@@ -6,8 +6,7 @@ and no script or font from elsewhere; every page works at 390 px wide. A path th
 API also serves (``/incidents/ID``, ``/silences``) is a page for a browser (``Accept:
 text/html``) and JSON for anything else.
 
-* ``/``: incidents, open first, then recent; filters by brand, rule, level and status;
-  refreshes itself every 30 s.
+* ``/``: incidents, open first, then recent; filters by brand, rule, level and status.
 * ``/incidents/ID``: what is happening in one sentence; acknowledge, assign, add a note;
   then the live post-incident report (:mod:`listener.report`): its chart
   (``/incidents/ID/chart.png``, drawn in a worker thread of the console's own), the
@@ -18,6 +17,12 @@ text/html``) and JSON for anything else.
 * ``/sources``: each source's health: the daemon's pollers', or in distributed mode what
   the collectors' last source-health checks wrote to the shared state.
 * ``/login``, ``/logout``.
+
+**Live pages.** ``/`` and ``/incidents/ID`` keep themselves up to date without a reload:
+``/console.js`` (served here, the only script; no inline script, nothing from elsewhere)
+fetches the page again every ``refresh`` seconds and swaps the regions marked
+``data-live``, which hold no form, so what someone is typing stays. Without JavaScript
+the pages work the same, with a Refresh link.
 
 **Access.** With ``LISTENER_API_TOKEN`` set, every page needs a session: the token, given
 once on ``/login``, becomes a signed cookie (:mod:`listener.console.auth`), and every
@@ -67,7 +72,10 @@ log = structlog.get_logger("listener.console")
 
 HERE = Path(__file__).parent
 CSS = (HERE / "static" / "console.css").read_bytes()
+JS = (HERE / "static" / "console.js").read_bytes()
 REFRESH_SECONDS = 30
+"""Seconds between the live updates of ``/`` and ``/incidents/ID`` (``refresh`` of
+:class:`Console`, ``LISTENER_CONSOLE_REFRESH``, overrides it)."""
 REPORT_FACTS = ("Duration", "Alerts", "First delivery", "Spike → first alert", "Mentions")
 """The lines of the report's summary the incident page adds to its own facts."""
 
@@ -90,8 +98,10 @@ class Console:
     """The console's pages on ``api``'s store, clock and config; ``sources`` reads the
     sources' health (each as :meth:`SourceHealth.as_dict`; given the store, and run in
     the API's pool): the daemon's pollers, or the shared state in distributed mode.
-    ``charts`` draws the incidents' charts (matplotlib: a second or so of CPU each), one
-    at a time by default, apart from the API's pool so an ack never waits on a chart."""
+    ``charts`` draws the incidents' charts (matplotlib: a quarter of a second of CPU or
+    more each), one at a time by default, apart from the API's pool so an ack never
+    waits on a chart.
+    ``refresh``: seconds between the live pages' updates (None: :data:`REFRESH_SECONDS`)."""
 
     def __init__(
         self,
@@ -99,10 +109,12 @@ class Console:
         sources: Callable[[Any], Mapping[str, Mapping[str, Any]]] | None = None,
         *,
         charts: Pool | None = None,
+        refresh: int | None = None,
     ) -> None:
         self.api = api
         self.sources = sources
         self.charts = charts or Pool("console-chart", 1, copy_context=False)
+        self.refresh = REFRESH_SECONDS if refresh is None else refresh
         self.sessions = Sessions(api.token)
         self.env = _environment()
 
@@ -123,6 +135,7 @@ class Console:
         server.route("POST", "/console/silences", self.add_silence)
         server.route("POST", "/console/silences/expire", self.expire_silence)
         server.route("GET", "/console.css", self.css)
+        server.route("GET", "/console.js", self.js)
 
     # ------------------------------------------------------------------ access
 
@@ -253,7 +266,7 @@ class Console:
             rules=[r.name for r in config.rules] if config else [],
             levels=sorted({lv for r in config.rules for lv in r.levels}) if config else [],
             statuses=INCIDENT_STATUSES,
-            refresh=REFRESH_SECONDS,
+            refresh=self.refresh,
             now=self.api.clock.now(),
         )
 
@@ -294,6 +307,7 @@ class Console:
             chart=drawable,
             chart_size=PIXELS,
             install=REPORT_EXTRA_HINT.rpartition(": ")[2],
+            refresh=self.refresh,
         )
 
     async def chart(self, request: Request) -> Response:
@@ -447,9 +461,10 @@ class Console:
         return self._page(request, "sources.html", who, sources=rows, here=True)
 
     async def css(self, request: Request) -> Response:
-        return Response(
-            200, CSS, "text/css; charset=utf-8", {"Cache-Control": "public, max-age=3600"}
-        )
+        return _asset(CSS, "text/css; charset=utf-8")
+
+    async def js(self, request: Request) -> Response:
+        return _asset(JS, "text/javascript; charset=utf-8")
 
     # ------------------------------------------------------------------ actions
 
@@ -625,6 +640,7 @@ class Console:
         body = self.env.get_template(template).render(
             who=who,
             path=request.path,
+            this_page=_here(request),
             writable=who is not None,
             csrf=who.csrf if who is not None else context.pop("csrf", ""),
             **context,
@@ -657,6 +673,12 @@ def summary_sentence(incident: Mapping[str, Any], now: datetime) -> str:
         what=facts[0] if facts else None,
         acknowledged_by=incident.get("acknowledged_by"),
     )
+
+
+def _asset(body: bytes, content_type: str) -> Response:
+    """A file of the console's own (its stylesheet, its script)."""
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return Response(200, body, content_type, headers)
 
 
 def _redirect(to: str) -> Response:

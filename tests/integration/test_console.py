@@ -314,7 +314,7 @@ async def test_the_report_on_the_page_keeps_what_sources_wrote_inert(
     client = await signed_in(s.base)
     try:
         text = (await client.get(f"/incidents/{incident}")).text
-        assert "<script" not in text
+        assert re.findall(r"<script[^>]*>", text) == ['<script src="/console.js" defer>']
         assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in text
         assert "<img src=x" not in text
         assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in text
@@ -347,5 +347,40 @@ async def test_without_the_report_extra_the_page_keeps_its_tables(served: Served
         chart = await client.get(f"/incidents/{served.incident}/chart.png")
         assert chart.status_code == 501
         assert "listener[report]" in chart.text
+    finally:
+        await client.aclose()
+
+
+def live_regions(page: str) -> dict[str, str]:
+    """The regions the page's script swaps (``data-live``), by id, with their markup."""
+    return dict(re.findall(r'<div id="([\w-]+)" data-live>(.*?)\n</div>\n', page, re.S))
+
+
+async def test_live_pages_update_by_a_script_of_the_daemons_not_a_reload(served: Served) -> None:
+    """The incident list and an incident's page carry /console.js (from this origin, no
+    inline script), their interval and a Refresh link (for no JavaScript), and mark the
+    regions it swaps; no region holds a form, so nothing typed is lost; no meta refresh."""
+    client = await signed_in(served.base)
+    try:
+        for path, regions in (
+            ("/?brand=Acme", {"live-list"}),
+            (f"/incidents/{served.incident}", {"live-head", "live-report"}),
+        ):
+            page = (await client.get(path)).text
+            assert "http-equiv" not in page
+            assert re.findall(r"<script[^>]*>", page) == ['<script src="/console.js" defer>']
+            assert 'data-refresh="30"' in page
+            assert f'<a class="refresh" href="{path.replace("&", "&amp;")}">Refresh</a>' in page
+            found = live_regions(page)
+            assert set(found) == regions, path
+            assert not [r for r in found.values() if "<form" in r or "<input" in r]
+        assert served.incident in live_regions((await client.get("/")).text)["live-list"]
+        script = await client.get("/console.js")
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert "data-live" in script.text
+        assert "://" not in script.text  # nothing from elsewhere
+        silences = (await client.get("/silences")).text  # a page that is not live
+        assert "console.js" not in silences
+        assert "data-refresh" not in silences
     finally:
         await client.aclose()
