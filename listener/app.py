@@ -113,9 +113,11 @@ class Daemon:
             self.settings, store, pipeline, self.clock, lambda: self.config, pool=self._api_pool
         )
         rest.mount(self.api)
-        Console(rest, sources=lambda _: {n: h.as_dict() for n, h in pipeline.health.items()}).mount(
-            self.api
-        )
+        Console(
+            rest,
+            sources=lambda _: {n: h.as_dict() for n, h in pipeline.health.items()},
+            refresh=self.settings.console_refresh,
+        ).mount(self.api)
         SlackActions(rest).mount(self.api)
         host, port = parse_listen(self.settings.listen)
         try:

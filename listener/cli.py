@@ -827,6 +827,7 @@ def _run(args: argparse.Namespace) -> int:
             state_dir=settings.bus_state,
             database=settings.state,
             api_token=settings.api_token,
+            console_refresh=settings.console_refresh,
         )
         return deliverer.run(settings.listen)
     return asyncio.run(Daemon(settings).run())

@@ -49,6 +49,8 @@ MAX_CONNECTIONS = 200
 """Connections served at once; more are answered 503."""
 KEEP_ALIVE = 5
 """Seconds an idle keep-alive connection is kept open."""
+PREFIX = "{rest:path}"
+"""How a prefix route's pattern ends (everything under its path)."""
 
 
 def reason(status: int) -> str:
@@ -137,8 +139,11 @@ class HttpApi:
     def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
         """Serve ``method path`` (again: ``handler`` answers it from now on); with
         ``prefix``, every path under ``path`` (the handler reads the rest from
-        ``request.path``)."""
-        pattern = path + "{rest:path}" if prefix else path
+        ``request.path``). ``path`` may name one segment as a parameter
+        (``/incidents/{id}/chart.png``; read from ``request.path`` too): such a path,
+        like any but a prefix, is served ahead of a prefix that also covers it, whichever
+        was registered first."""
+        pattern = path + PREFIX if prefix else path
         self._serve(method, pattern)
         self._handlers[(method, pattern)] = handler
 
@@ -146,7 +151,7 @@ class HttpApi:
         """Serve ``GET path`` to browsers with ``handler`` (a page): where a JSON route
         has the same path, whichever was registered first, a request that accepts
         ``text/html`` gets the page and any other the JSON."""
-        pattern = path + "{rest:path}" if prefix else path
+        pattern = path + PREFIX if prefix else path
         self._serve("GET", pattern)
         self._pages[pattern] = handler
 
@@ -163,7 +168,17 @@ class HttpApi:
             assert handler is not None
             return handler
 
-        self.app.router.routes.append(Route(pattern, _endpoint(choose), methods=[method]))
+        route = Route(pattern, _endpoint(choose), methods=[method])
+        routes = self.app.router.routes
+        if pattern.endswith(PREFIX):
+            routes.append(route)
+            return
+        # Starlette answers with the first route that matches: a prefix goes last
+        first_prefix = next(
+            (i for i, r in enumerate(routes) if isinstance(r, Route) and r.path.endswith(PREFIX)),
+            len(routes),
+        )
+        routes.insert(first_prefix, route)
 
     async def _metrics(self, request: Request) -> Response:
         return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)

@@ -48,6 +48,9 @@ class Settings:
     ticker: bool = True
     """Whether an evaluator publishes ticks for every brand each ``evaluate_every``
     (``LISTENER_TICKER=off`` for a replay that publishes its own)."""
+    console_refresh: int | None = None
+    """Seconds between the web console's live updates of its pages (a whole number, at
+    least 1); None: the console's own default (``listener.console.REFRESH_SECONDS``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -92,18 +95,20 @@ class Settings:
             problems.append(
                 ConfigProblem("environment", None, "LISTENER_POLL_TIMEOUT", "must be above 0")
             )
-        if isinstance(values.get("queue_max_mentions"), str):
+        for name in ("queue_max_mentions", "console_refresh"):
+            if not isinstance(values.get(name), str):
+                continue
             try:
-                values["queue_max_mentions"] = int(values["queue_max_mentions"])
-                if values["queue_max_mentions"] < 1:
+                values[name] = int(values[name])
+                if values[name] < 1:
                     raise ValueError
             except ValueError:
                 problems.append(
                     ConfigProblem(
                         "environment",
                         None,
-                        "LISTENER_QUEUE_MAX_MENTIONS",
-                        f"not a positive whole number: {values['queue_max_mentions']!r}",
+                        f"LISTENER_{name.upper()}",
+                        f"not a positive whole number: {values[name]!r}",
                     )
                 )
         if values.get("log_format", "auto") not in ("auto", "json", "console"):

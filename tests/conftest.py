@@ -1,8 +1,10 @@
-"""Shared fixtures: the shared data folder, a manual clock, a fresh metrics registry."""
+"""Shared fixtures: the shared data folder, a manual clock, a fresh metrics registry,
+no matplotlib."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +38,14 @@ def need_shared(*parts: str) -> Path:
 def shared_dir() -> Path:
     """The ../shared folder (fixtures and data), skipping when absent outside CI."""
     return need_shared()
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib (and everything under it) cannot be imported, as without the extra."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
 
 
 @pytest.fixture

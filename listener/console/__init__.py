@@ -6,15 +6,23 @@ and no script or font from elsewhere; every page works at 390 px wide. A path th
 API also serves (``/incidents/ID``, ``/silences``) is a page for a browser (``Accept:
 text/html``) and JSON for anything else.
 
-* ``/``: incidents, open first, then recent; filters by brand, rule, level and status;
-  refreshes itself every 30 s.
-* ``/incidents/ID``: what is happening in one sentence, then the timeline, the
-  notifications and deliveries; acknowledge.
+* ``/``: incidents, open first, then recent; filters by brand, rule, level and status.
+* ``/incidents/ID``: what is happening in one sentence; acknowledge, assign, add a note;
+  then the live post-incident report (:mod:`listener.report`): its chart
+  (``/incidents/ID/chart.png``, drawn in a worker thread of the console's own), the
+  timeline, the levels, alerts and notes, the top stories, authors, categories and
+  sources.
 * ``/silences``: active and ended silences; add one (checked like ``POST /silences``; one
   that mutes everything must be confirmed), end one.
 * ``/sources``: each source's health: the daemon's pollers', or in distributed mode what
   the collectors' last source-health checks wrote to the shared state.
 * ``/login``, ``/logout``.
+
+**Live pages.** ``/`` and ``/incidents/ID`` keep themselves up to date without a reload:
+``/console.js`` (served here, the only script; no inline script, nothing from elsewhere)
+fetches the page again every ``refresh`` seconds and swaps the regions marked
+``data-live``, which hold no form, so what someone is typing stays. Without JavaScript
+the pages work the same, with a Refresh link.
 
 **Access.** With ``LISTENER_API_TOKEN`` set, every page needs a session: the token, given
 once on ``/login``, becomes a signed cookie (:mod:`listener.console.auth`), and every
@@ -52,6 +60,10 @@ from listener.console.auth import (
 from listener.errors import BusError, ListenerError, RequestError, StoreError
 from listener.httpapi import HttpApi, Request, Response
 from listener.matching.query import QuerySyntaxError
+from listener.report import gather, render_chart
+from listener.report.chart import PIXELS, REPORT_EXTRA_HINT, ReportExtraMissing, available
+from listener.report.render import View, build_view, span
+from listener.workers import Pool
 
 if TYPE_CHECKING:
     from listener.api import IncidentApi
@@ -60,7 +72,12 @@ log = structlog.get_logger("listener.console")
 
 HERE = Path(__file__).parent
 CSS = (HERE / "static" / "console.css").read_bytes()
+JS = (HERE / "static" / "console.js").read_bytes()
 REFRESH_SECONDS = 30
+"""Seconds between the live updates of ``/`` and ``/incidents/ID`` (``refresh`` of
+:class:`Console`, ``LISTENER_CONSOLE_REFRESH``, overrides it)."""
+REPORT_FACTS = ("Duration", "Alerts", "First delivery", "Spike → first alert", "Mentions")
+"""The lines of the report's summary the incident page adds to its own facts."""
 
 
 def _environment() -> Environment:
@@ -80,21 +97,31 @@ def _environment() -> Environment:
 class Console:
     """The console's pages on ``api``'s store, clock and config; ``sources`` reads the
     sources' health (each as :meth:`SourceHealth.as_dict`; given the store, and run in
-    the API's pool): the daemon's pollers, or the shared state in distributed mode."""
+    the API's pool): the daemon's pollers, or the shared state in distributed mode.
+    ``charts`` draws the incidents' charts (matplotlib: a quarter of a second of CPU or
+    more each), one at a time by default, apart from the API's pool so an ack never
+    waits on a chart.
+    ``refresh``: seconds between the live pages' updates (None: :data:`REFRESH_SECONDS`)."""
 
     def __init__(
         self,
         api: IncidentApi,
         sources: Callable[[Any], Mapping[str, Mapping[str, Any]]] | None = None,
+        *,
+        charts: Pool | None = None,
+        refresh: int | None = None,
     ) -> None:
         self.api = api
         self.sources = sources
+        self.charts = charts or Pool("console-chart", 1, copy_context=False)
+        self.refresh = REFRESH_SECONDS if refresh is None else refresh
         self.sessions = Sessions(api.token)
         self.env = _environment()
 
     def mount(self, server: HttpApi) -> None:
         server.page("/", self.incidents_page)
         server.page("/incidents/", self.incident_page, prefix=True)
+        server.route("GET", "/incidents/{id}/chart.png", self.chart)
         server.page("/silences", self.silences_page)
         server.page("/sources", self.sources_page)
         server.page("/mentions", self.mentions_page)
@@ -108,6 +135,7 @@ class Console:
         server.route("POST", "/console/silences", self.add_silence)
         server.route("POST", "/console/silences/expire", self.expire_silence)
         server.route("GET", "/console.css", self.css)
+        server.route("GET", "/console.js", self.js)
 
     # ------------------------------------------------------------------ access
 
@@ -238,7 +266,7 @@ class Console:
             rules=[r.name for r in config.rules] if config else [],
             levels=sorted({lv for r in config.rules for lv in r.levels}) if config else [],
             statuses=INCIDENT_STATUSES,
-            refresh=REFRESH_SECONDS,
+            refresh=self.refresh,
             now=self.api.clock.now(),
         )
 
@@ -247,21 +275,64 @@ class Console:
         if isinstance(who, Response):
             return who
         wanted = request.path.removeprefix("/incidents/")
-        found = await self._read(request, who, lambda store: incidents.detail(store, wanted))
-        if isinstance(found, Response):
-            return found
+        now = self.api.clock.now()
+        config = self.api.config()
+
+        def read(store: Any) -> tuple[dict[str, Any], View, bool]:
+            found = incidents.detail(store, wanted)
+            report = build_view(gather(store, found["id"], now, config))
+            return found, report, available()
+
+        got = await self._read(request, who, read)
+        if isinstance(got, Response):
+            return got
+        found, report, drawable = got
         entries = [{"source": "engine", **e} for e in found["timeline"]]
         entries += [{"source": "person", **n} for n in found.get("notes", [])]
         entries.sort(key=lambda e: e["at"])
+        opened = datetime.fromisoformat(found["opened_at"])
+        acked = found.get("acknowledged_at")
         return self._page(
             request,
             "incident.html",
             who,
             incident=found,
             entries=entries,
-            sentence=summary_sentence(found, self.api.clock.now()),
+            sentence=summary_sentence(found, now),
             notice=notice,
-            now=self.api.clock.now(),
+            now=now,
+            report=report,
+            facts=[(k, v) for k, v in report.summary if k in REPORT_FACTS],
+            time_to_ack=span(datetime.fromisoformat(acked) - opened) if acked else "",
+            chart=drawable,
+            chart_size=PIXELS,
+            install=REPORT_EXTRA_HINT.rpartition(": ")[2],
+            refresh=self.refresh,
+        )
+
+    async def chart(self, request: Request) -> Response:
+        """``/incidents/ID/chart.png``: the report's chart as it stands, for whoever may
+        read the incident's page; read in the API's pool, drawn in ``charts``."""
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        wanted = request.path.removeprefix("/incidents/").removesuffix("/chart.png")
+        now = self.api.clock.now()
+        config = self.api.config()
+        data = await self._read(
+            request, who, lambda store: gather(store, incidents.find(store, wanted).id, now, config)
+        )
+        if isinstance(data, Response):
+            return data
+        try:
+            png = await self.charts.run(render_chart, data)
+        except ReportExtraMissing as exc:
+            return Response(501, str(exc).encode(), headers={"Cache-Control": "no-store"})
+        return Response(
+            200,
+            png,
+            "image/png",
+            {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
 
     async def silences_page(self, request: Request, error: str = "") -> Response:
@@ -390,9 +461,10 @@ class Console:
         return self._page(request, "sources.html", who, sources=rows, here=True)
 
     async def css(self, request: Request) -> Response:
-        return Response(
-            200, CSS, "text/css; charset=utf-8", {"Cache-Control": "public, max-age=3600"}
-        )
+        return _asset(CSS, "text/css; charset=utf-8")
+
+    async def js(self, request: Request) -> Response:
+        return _asset(JS, "text/javascript; charset=utf-8")
 
     # ------------------------------------------------------------------ actions
 
@@ -568,6 +640,7 @@ class Console:
         body = self.env.get_template(template).render(
             who=who,
             path=request.path,
+            this_page=_here(request),
             writable=who is not None,
             csrf=who.csrf if who is not None else context.pop("csrf", ""),
             **context,
@@ -600,6 +673,12 @@ def summary_sentence(incident: Mapping[str, Any], now: datetime) -> str:
         what=facts[0] if facts else None,
         acknowledged_by=incident.get("acknowledged_by"),
     )
+
+
+def _asset(body: bytes, content_type: str) -> Response:
+    """A file of the console's own (its stylesheet, its script)."""
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return Response(200, body, content_type, headers)
 
 
 def _redirect(to: str) -> Response:

@@ -2,21 +2,21 @@
 
 matplotlib's object API on an Agg canvas (a :class:`~matplotlib.figure.Figure` of our
 own, never ``pyplot``): no global state, no display, safe in a worker thread. matplotlib is
-the optional ``report`` extra, imported only when a chart or a level colour is asked for;
-without it they raise :class:`ReportExtraMissing`, which says how to install it.
+the optional ``report`` extra, imported only when a chart is drawn; without it drawing
+raises :class:`ReportExtraMissing`, which says how to install it.
 
 Top panel: the brand's mentions per bucket (bars), the negative ones over them, and the
 trailing baseline (a step line); bands shaded by the severity level the incident was at,
 and a triangle at the top with a dotted line for every alert raised (coloured by what
-became of it), a star for the acknowledgement. Bottom panel: mean sentiment per bucket.
+became of it), a star for the acknowledgement, and a numbered box under the top edge
+with a thin line for every note and assignment people wrote (numbered as in the report's
+table). Bottom panel: mean sentiment per bucket.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -28,6 +28,7 @@ from listener.report.data import AlertRow, ReportData
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 REPORT_EXTRA_HINT: Final = (
     "listener report needs the 'report' extra: pip install 'listener[report]'"
@@ -49,11 +50,27 @@ OUTCOME_LABELS = {
     "pending": "alert not delivered (pending)",
     "muted": "alert muted",
 }
+NOTE_COLOURS = {"note": "#1b7f79", "assigned": "#8c564b"}
+"""A person's note (teal) and an assignment (brown): apart from the alerts' colours."""
 UTC_NAME = "UTC"
+FIGSIZE: Final = (11.0, 6.4)
+DPI: Final = 110
+PIXELS: Final = (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))
+"""The PNG's width and height (a page can reserve its box before it loads)."""
 
 
 class ReportExtraMissing(ListenerError):
     """matplotlib, the ``report`` extra, is not installed."""
+
+
+def available() -> bool:
+    """Whether a chart can be drawn here (matplotlib imports). The first call imports
+    it: call it where the chart would be drawn, off an event loop."""
+    try:
+        _require_matplotlib()
+    except ReportExtraMissing:
+        return False
+    return True
 
 
 def _require_matplotlib() -> None:
@@ -64,20 +81,25 @@ def _require_matplotlib() -> None:
         raise ReportExtraMissing(REPORT_EXTRA_HINT) from exc
 
 
-@functools.cache
-def _levels() -> Callable[[float], tuple[float, float, float, float]]:
-    _require_matplotlib()
-    from matplotlib.colors import LinearSegmentedColormap
-
-    return LinearSegmentedColormap.from_list("levels", ["#f7d84a", "#f28e2b", "#d62728"])
+LEVEL_STOPS: Final = ("#f7d84a", "#f28e2b", "#d62728")
+"""The level scale: yellow (the lowest level), orange, red (the highest)."""
 
 
 def level_colour(rank: int, levels: int) -> str:
-    """Yellow for the lowest level through orange to red for the highest."""
-    colours = _levels()
-    from matplotlib.colors import to_hex
+    """Yellow for the lowest level through orange to red for the highest (an unknown
+    level, ranked above them all, is red). Plain arithmetic: no matplotlib needed, so
+    the tables of a report and the console have their colours without the extra."""
+    t = min(max(rank / (levels - 1) if levels > 1 else 0.0, 0.0), 1.0)
+    along = t * (len(LEVEL_STOPS) - 1)
+    i = min(int(along), len(LEVEL_STOPS) - 2)
+    low, high = (_rgb(c) for c in LEVEL_STOPS[i : i + 2])
+    return "#" + "".join(
+        f"{round(a + (b - a) * (along - i)):02x}" for a, b in zip(low, high, strict=True)
+    )
 
-    return to_hex(colours(rank / (levels - 1) if levels > 1 else 0.0))
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +119,26 @@ def _alert_marks(alerts: tuple[AlertRow, ...]) -> list[_Mark]:
     return [_Mark(r.raised_at, r.outcome) for r in sorted(best.values(), key=lambda r: r.raised_at)]
 
 
+@dataclass(frozen=True, slots=True)
+class NoteMark:
+    """Where a note or an assignment goes on the chart's time axis."""
+
+    at: datetime
+    kind: str
+    """``note`` or ``assigned``."""
+    number: int
+    """Its place among the incident's notes and assignments, from 1 (as in the table)."""
+
+
+def note_marks(data: ReportData) -> list[NoteMark]:
+    """One mark per note and assignment written within the chart's time span."""
+    return [
+        NoteMark(note.at, note.kind, number)
+        for number, note in enumerate(data.notes, start=1)
+        if data.chart_start <= note.at <= data.chart_end
+    ]
+
+
 def _num(when: datetime) -> float:
     from matplotlib import dates as mdates
 
@@ -105,12 +147,20 @@ def _num(when: datetime) -> float:
 
 def render_chart(data: ReportData) -> bytes:
     """The timeline chart of one incident as PNG bytes."""
+    fig = chart_figure(data)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
+def chart_figure(data: ReportData) -> Figure:
+    """The timeline chart of one incident, drawn on a Figure of its own (Agg canvas)."""
     _require_matplotlib()
     from matplotlib import dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 6.4), dpi=110, layout="constrained")
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.4))
     top: Axes = fig.add_subplot(grid[0])
@@ -122,6 +172,7 @@ def render_chart(data: ReportData) -> bytes:
     _draw_volume(data, top, series)
     _draw_sentiment(data, bottom, series)
     _draw_marks(data, top, bottom, marks)
+    _draw_notes(data, top, bottom, marks)
 
     start, end = _num(data.chart_start), _num(data.chart_end)
     top.set_xlim(start, end)
@@ -148,9 +199,7 @@ def render_chart(data: ReportData) -> bytes:
         fontsize=8.5,
         frameon=False,
     )
-    out = io.BytesIO()
-    fig.savefig(out, format="png", metadata={"Software": None})
-    return out.getvalue()
+    return fig
 
 
 def _draw_levels(data: ReportData, axes: tuple[Axes, Axes], handles: list[Artist]) -> None:
@@ -298,6 +347,40 @@ def _draw_marks(data: ReportData, top: Axes, bottom: Axes, handles: list[Artist]
         for ax in (top, bottom):
             ax.axvline(x, color="#6a3d9a", lw=1.0, ls="-.", zorder=5)
         handles.append(Line2D([], [], marker="*", ls="-.", color="#6a3d9a", label="acknowledged"))
+
+
+def _draw_notes(data: ReportData, top: Axes, bottom: Axes, handles: list[Artist]) -> None:
+    """A numbered box just under the top edge and a thin line down both panels for each
+    note and assignment (the alerts' triangles sit on the edge itself)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import blended_transform_factory
+
+    tip = blended_transform_factory(top.transData, top.transAxes)
+    kinds: set[str] = set()
+    for mark in note_marks(data):
+        x = _num(mark.at)
+        colour = NOTE_COLOURS.get(mark.kind, NOTE_COLOURS["note"])
+        for ax in (top, bottom):
+            ax.axvline(x, color=colour, lw=0.8, alpha=0.7, zorder=5)
+        top.annotate(
+            str(mark.number),
+            (x, 0.9),
+            xycoords=tip,
+            ha="center",
+            va="center",
+            fontsize=7.5,
+            color="white",
+            bbox={"boxstyle": "round,pad=0.25", "fc": colour, "ec": "none"},
+            zorder=8,
+            gid=f"note-{mark.number}",
+        )
+        kinds.add(mark.kind if mark.kind in NOTE_COLOURS else "note")
+    labels = {"note": "note (numbered as in the table)", "assigned": "assignment"}
+    handles.extend(
+        Line2D([], [], marker="s", ls="-", lw=0.8, markersize=7, color=NOTE_COLOURS[k], label=label)
+        for k, label in labels.items()
+        if k in kinds
+    )
 
 
 def _row_major(handles: list[Artist], ncol: int) -> list[Artist]:

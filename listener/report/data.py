@@ -37,11 +37,11 @@ from listener.store import (
     EVIDENCE_BEFORE,
     IncidentEventRecord,
     IncidentRecord,
-    MentionRecord,
     NoticeRecord,
     OutboxRecord,
     SourceCount,
     Store,
+    StoryRecord,
 )
 from listener.store.incidents import NoteRecord
 
@@ -59,7 +59,7 @@ DEFAULT_LEAD = timedelta(hours=1)
 """The mentions period starts this long before opening when the rule is unknown."""
 STEPS = tuple(timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440))
 MAX_BUCKETS = 150
-TOP_MENTIONS = 10
+TOP_STORIES = 10
 TOP_AUTHORS = 5
 
 Outcome = Literal["delivered", "failed", "pending", "muted"]
@@ -165,7 +165,8 @@ class ReportData:
     period_end: datetime
     """The mentions below are those of the brand written in [period_start, period_end)."""
     sources: tuple[SourceCount, ...]
-    top_mentions: tuple[MentionRecord, ...]
+    stories: tuple[StoryRecord, ...]
+    """The most mentioned stories (a post with its reposts, quotes and near copies)."""
     authors: tuple[AuthorRef, ...]
     categories: tuple[tuple[str, int], ...]
     brand_incident: bool = True
@@ -461,7 +462,7 @@ def gather(
         sources=tuple(store.mentions.source_counts(brand, period_start, period_end))
         if brand_incident
         else (),
-        top_mentions=tuple(store.mentions.by_reach(brand, period_start, period_end, TOP_MENTIONS))
+        stories=tuple(store.mentions.stories(brand, period_start, period_end, TOP_STORIES))
         if brand_incident
         else (),
         authors=tuple(store.mentions.top_authors(brand, period_start, period_end, TOP_AUTHORS))

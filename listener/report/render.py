@@ -44,6 +44,21 @@ def span(delta: timedelta | None) -> str:
     return sign + format_duration(abs(delta))
 
 
+def copies(mentions: int) -> str:
+    """A story's size: ``1``, ``1 + 1 copy``, ``1 + 4 copies``."""
+    extra = mentions - 1
+    return "1" if extra < 1 else f"1 + {extra} {'copy' if extra == 1 else 'copies'}"
+
+
+def seen(first: datetime, last: datetime) -> str:
+    """From first to last seen; the day once when both fall on it."""
+    if first == last:
+        return when(first)
+    if first.date() == last.date():
+        return f"{when(first).removesuffix(' UTC')} – {last:%H:%M:%S} UTC"
+    return f"{when(first)} – {when(last)}"
+
+
 def offset(at: datetime, origin: datetime) -> str:
     """``+1h05m`` from the opening (``−…`` before it)."""
     delta = at - origin
@@ -165,7 +180,7 @@ def build_view(data: ReportData) -> View:
         description=data.description,
         chart_alt=(
             f"Mentions of {inc.brand} per {_step(data)} from {when(data.chart_start)} to "
-            f"{when(data.chart_end)}, with the baseline, severity levels and alerts"
+            f"{when(data.chart_end)}, with the baseline, severity levels, alerts and notes"
         ),
         chart_caption=_caption(data),
         lifecycle=(_levels_table(data), _alerts_table(data), _events_table(data)),
@@ -204,7 +219,9 @@ def _caption(data: ReportData) -> str:
         f"mention on and once {format_duration(MIN_HISTORY)} of history precedes it. "
         "Shaded bands: the severity level the incident was at (yellow lowest, red highest). "
         "Triangles with dotted lines: alerts raised (green delivered, red failed, grey "
-        "pending, white muted); a star: the acknowledgement. Lower panel: mean sentiment "
+        "pending, white muted); a star: the acknowledgement. Numbered boxes under the top "
+        "edge with thin lines: people's notes (teal) and assignments (brown), numbered as "
+        "in the table of alerts, acknowledgement and notes. Lower panel: mean sentiment "
         "(−1 very negative … +1 very positive). Times in UTC."
     )
     if data.data_start is not None and data.data_start > data.chart_start:
@@ -276,7 +293,7 @@ def _alerts_table(data: ReportData) -> Table:
                 )
             )
         )
-    for note in data.notes:
+    for number, note in enumerate(data.notes, start=1):  # numbered as on the chart
         said = (
             f"{note.by} gave it to {note.text}"
             if note.kind == "assigned"
@@ -287,7 +304,7 @@ def _alerts_table(data: ReportData) -> Table:
                 (
                     when(note.at),
                     offset(note.at, data.incident.opened_at),
-                    "assignment" if note.kind == "assigned" else "note",
+                    f"{'assignment' if note.kind == 'assigned' else 'note'} {number}",
                     "",
                     "",
                     said,
@@ -356,25 +373,28 @@ def _mention_tables(data: ReportData) -> tuple[Table, ...]:
     if not data.brand_incident:
         return ()
     top = Table(
-        "Top mentions by reach",
-        ("Reach", "Sentiment", "Source", "Author", "Written", "Text", "Categories"),
+        "Top stories",
+        ("Story", "Mentions", "Negative", "Reach", "Seen", "Source", "Author", "Categories"),
         tuple(
             Row(
                 (
-                    f"{m.reach:,.0f}",
-                    f"{m.ref.sentiment:+.2f}" + (" (negative)" if m.negative else ""),
-                    m.ref.source,
-                    m.ref.author or "—",
-                    when(m.ref.created_at),
-                    " ".join(m.ref.text.split()),
-                    ", ".join(m.categories) or "—",
+                    " ".join(s.lead.text.split()),
+                    copies(s.mentions),
+                    str(s.negative),
+                    f"{s.reach:,.0f}",
+                    seen(s.first_at, s.last_at),
+                    s.lead.source,
+                    s.lead.author or "—",
+                    ", ".join(s.categories) or "—",
                 ),
-                link=safe_url(m.ref.url),
+                link=safe_url(s.lead.url),
             )
-            for m in data.top_mentions
+            for s in data.stories
         ),
         "no mentions stored for this period",
-        link_cell=5,
+        note="A story is a post with its reposts, quotes and near copies, counted together "
+        "and shown by the copy that travelled furthest; the most mentioned first.",
+        link_cell=0,
     )
     authors = Table(
         "Top authors",

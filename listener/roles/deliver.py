@@ -329,11 +329,13 @@ class DeliverWorker(RoleWorker):
         state_dir: str,
         database: str,
         api_token: str = "",
+        console_refresh: int | None = None,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.database = shared_state(database, "the delivery ledger")
         self.api_token = api_token
+        self.console_refresh = console_refresh
         super().__init__(bus, config_path, state_dir=state_dir, metrics=metrics, clock=clock)
 
     def setup(self) -> None:
@@ -357,9 +359,11 @@ class DeliverWorker(RoleWorker):
         )
         self.api.mount(api)
         # the sources are the collectors': their last source-health checks, shared
-        Console(self.api, sources=lambda store: shared_health(store, self.config.sources)).mount(
-            api
-        )
+        Console(
+            self.api,
+            sources=lambda store: shared_health(store, self.config.sources),
+            refresh=self.console_refresh,
+        ).mount(api)
         SlackActions(self.api).mount(api)
 
     def groups(self) -> list[tuple[str, tuple[TopicName, ...]]]:

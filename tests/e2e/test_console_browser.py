@@ -1,8 +1,9 @@
 """The web console in a real browser: Debian's headless Chromium driven by Selenium,
 against the console served by the daemon's HTTP server. Sign in, acknowledge with a
-note, add and end a silence; every page at 390 px (a phone) and 1280 px wide without
-the page scrolling sideways. Skips without chromium and chromedriver; fails under
-``CI=true`` (./scripts/test installs them)."""
+note, read the live report (its chart and tables), see a note added elsewhere appear
+without a reload, add and end a silence; every page at 390 px (a phone) and 1280 px
+wide without the page scrolling sideways. Skips without chromium and chromedriver;
+fails under ``CI=true`` (./scripts/test installs them)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.e2e
 template = test_api.template  # a state file with one open incident (Acme), and its id
+REFRESH = 2
+"""LISTENER_CONSOLE_REFRESH of the daemon under test: its live pages update this often."""
 
 
 def _binaries() -> tuple[str, str]:
@@ -80,7 +83,8 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
         config = tmp_path / "rules.yaml"
         hook = feed.url("/hook")  # the alerts' webhook: answered 404, retried; not looked at
         config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=hook), encoding="utf-8")
-        running = Daemon(config, tmp_path / "state.db", env={"LISTENER_API_TOKEN": TOKEN})
+        env = {"LISTENER_API_TOKEN": TOKEN, "LISTENER_CONSOLE_REFRESH": str(REFRESH)}
+        running = Daemon(config, tmp_path / "state.db", env=env)
         try:
             running.wait_metric("listener_polls_total", 1, source="news", outcome="ok")
             feed.set_body("/feed.xml", rss(ANGRY))
@@ -92,11 +96,71 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
             running.close()
 
 
-def walk(chrome: Any, base: str, incident: str) -> None:
-    """The browser's side, at 390 px: sign in, the incidents, one incident (assign, note,
-    acknowledge), a silence added and ended, a search, a query preview; then every page
-    at 1280 px. No page is ever wider than the window."""
+def read(chrome: Any, by: str, value: str, timeout: float = 10) -> str:
+    """The text of an element that a live update may swap while it is read."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(
+        chrome, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    )
+    return str(wait.until(lambda d: d.find_element(by, value).text))
+
+
+def chart_drawn(chrome: Any) -> bool:
+    """The incident's chart has loaded (a picture, not a broken image)."""
+    return bool(
+        chrome.execute_script(
+            "const i = document.querySelector('img.chart');"
+            "return !!i && i.complete && i.naturalWidth > 1000"
+        )
+    )
+
+
+def live_report(chrome: Any, running: Daemon, incident: str) -> None:
+    """On the incident's page: the report's chart and tables; a note added elsewhere (the
+    API, as another person or the CLI would) shows up without a reload, the chart is
+    fetched again, and what was being typed in a form stays."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    box = chrome.find_element(By.CSS_SELECTOR, "[data-refresh]")
+    assert box.get_attribute("data-refresh") == str(REFRESH)
+    WebDriverWait(chrome, 15).until(chart_drawn)
+    titles = [h.text for h in chrome.find_elements(By.TAG_NAME, "h3")]
+    assert {"Severity levels", "Top stories", "Top authors", "Sources"} <= set(titles)
+    assert "1 + 7 copies" in read(chrome, By.ID, "live-report")
+    assert fits(chrome)
+    first = chrome.find_element(By.CSS_SELECTOR, "img.chart").get_attribute("src")
+    chrome.execute_script("window.__marker = 1")
+    draft = chrome.find_element(By.NAME, "text")
+    draft.send_keys("half-written note")  # typed, not sent, and the field keeps the focus
+    status, _ = running.call(
+        "POST", f"/incidents/{incident}/notes", {"by": "Sam Roe", "text": "press call 11:20"}, TOKEN
+    )
+    assert status == 201
+    WebDriverWait(chrome, 20).until(
+        lambda d: "Sam Roe: press call 11:20" in read(d, By.CLASS_NAME, "timeline")
+    )
+    assert chrome.execute_script("return window.__marker") == 1  # no navigation
+    assert "Updated " in read(chrome, By.CSS_SELECTOR, "[data-live-status]")
+    assert chrome.find_element(By.NAME, "text").get_attribute("value") == "half-written note"
+    WebDriverWait(chrome, 15).until(
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, "img.chart").get_attribute("src") != first
+            and chart_drawn(d)
+        )
+    )
+    assert fits(chrome)
+
+
+def walk(chrome: Any, running: Daemon, incident: str) -> None:
+    """The browser's side, at 390 px: sign in, the incidents, one incident (assign, note,
+    acknowledge; the live report, at 1280 px too), a silence added and ended, a search, a
+    query preview; then every page at 1280 px. No page is ever wider than the window."""
+    from selenium.webdriver.common.by import By
+
+    base = running.base
 
     def field(name: str) -> Any:
         return chrome.find_element(By.NAME, name)
@@ -115,7 +179,7 @@ def walk(chrome: Any, base: str, incident: str) -> None:
     assert "not acknowledged" in chrome.page_source
     assert fits(chrome)
     press(chrome, chrome.find_element(By.CSS_SELECTOR, f'a[href="/incidents/{incident}"]'))
-    assert "not yet acknowledged" in chrome.find_element(By.CLASS_NAME, "sentence").text
+    assert "not yet acknowledged" in read(chrome, By.CLASS_NAME, "sentence")
     assert fits(chrome)
     to = field("to")
     to.clear()
@@ -126,12 +190,16 @@ def walk(chrome: Any, base: str, incident: str) -> None:
     press(chrome, button("Add note"))
     field("note").send_keys("on the phone with support")
     press(chrome, button("Acknowledge"))
-    sentence = chrome.find_element(By.CLASS_NAME, "sentence").text
-    assert "acknowledged by Dana Lee" in sentence
-    timeline = chrome.find_element(By.CLASS_NAME, "timeline").text
+    assert "acknowledged by Dana Lee" in read(chrome, By.CLASS_NAME, "sentence")
+    timeline = read(chrome, By.CLASS_NAME, "timeline")
     assert "Dana Lee: holding statement posted 11:05" in timeline
     assert "assigned it to Eve Ng" in timeline
     assert fits(chrome)
+    live_report(chrome, running, incident)
+    chrome.set_window_size(1280, 900)
+    assert fits(chrome)
+    assert chart_drawn(chrome)
+    chrome.set_window_size(390, 844)
 
     chrome.get(f"{base}/silences")
     chrome.find_element(By.TAG_NAME, "summary").click()
@@ -166,7 +234,7 @@ def test_a_pr_lead_works_an_incident_on_a_phone_through_the_real_daemon(
     browser: Any, daemon: tuple[Daemon, str]
 ) -> None:
     running, incident = daemon
-    walk(browser, running.base, incident)
+    walk(browser, running, incident)
     # what the console did is the daemon's: the API and the log say so
     _, body = running.get(f"/incidents/{incident}")
     shown = json.loads(body)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -26,9 +27,11 @@ from listener.slack_actions import SlackActions
 from listener.store import Store
 from tests.integration import test_api
 from tests.integration.test_api import CONFIG, TOKEN, Idle
-from tests.support.incident_state import T0
+from tests.support import incident_state
+from tests.support.incident_state import HOSTILE_AUTHOR, HOSTILE_URL, T0
 
 template = test_api.template  # a state file with one open incident (Acme), and its id
+PNG = b"\x89PNG\r\n\x1a\n"
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
@@ -231,3 +234,153 @@ async def test_without_a_token_the_console_is_read_only_and_local(
         await s.daemon.api.stop()
         assert s.daemon.store is not None
         s.daemon.store.close()
+
+
+def cells(page: str, title: str) -> list[list[str]]:
+    """The rows (each a list of cell texts, tags stripped) of the table after ``title``."""
+    found = re.search(rf"<h3>{re.escape(title)}</h3>.*?<tbody>(.*?)</tbody>", page, re.S)
+    assert found is not None, f"no table {title!r}"
+    rows = re.findall(r"<tr>(.*?)</tr>", found.group(1), re.S)
+    return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
+            for r in rows]  # fmt: skip
+
+
+async def test_the_incident_page_is_the_live_report(served: Served) -> None:
+    """Under the sentence and the forms: the report's chart (its PNG behind the page's
+    sign-in), the levels, the alerts with the ack and its time, the notes (numbered as
+    on the chart), the top stories with their copies, authors, categories, sources."""
+    client = await signed_in(served.base)
+    try:
+        page = await client.get(f"/incidents/{served.incident}")
+        token = csrf(page.text)
+        await client.post("/console/ack", data={"incident": served.incident, "csrf": token})
+        note = {"incident": served.incident, "csrf": token, "text": "statement posted 11:05"}
+        assert (await client.post("/console/note", data=note)).status_code == 303
+        page = await client.get(f"/incidents/{served.incident}")
+        text = page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self';")
+        src = f"/incidents/{served.incident}/chart.png"
+        img = re.search(
+            rf'<img class="chart" src="{re.escape(src)}" width="\d+" height="\d+" '
+            r'alt="Mentions of Acme per [^"]+ with the baseline[^"]+"',
+            text,
+        )
+        assert img is not None
+        assert text.index('class="sentence"') < text.index("/console/note") < img.start()
+        assert "ana at 2026-03-02 09:02 UTC (1m after opening)" in text  # time to ack
+        assert "<dt>Spike → first alert</dt>" in text
+        levels = cells(text, "Severity levels")
+        assert [r[0] for r in levels] == ["watch"]
+        alerts = cells(text, "Alerts, acknowledgement and notes")
+        assert any(r[2] == "acknowledgement" and r[7] == "time to acknowledge 1m" for r in alerts)
+        assert ["note 1", "", "", "ana: statement posted 11:05"] in [r[2:6] for r in alerts]
+        assert "<strong>ana</strong>: statement posted 11:05" in text  # and on the timeline
+        (story,) = cells(text, "Top stories")
+        assert story[0].startswith("@acme your service is terrible")
+        assert story[1:3] == ["1 + 7 copies", "8"]
+        assert "outage" in story[7]
+        assert ["amplifier (largest reach)", "user7", "news", "1"] in [
+            r[:4] for r in cells(text, "Top authors")
+        ]
+        assert cells(text, "Top categories (negative mentions)") == [["outage", "8"]]
+        assert {r[0] for r in cells(text, "Sources")} == {"news", "social"}
+
+        chart = await client.get(src)
+        assert chart.status_code == 200
+        assert chart.headers["content-type"] == "image/png"
+        assert chart.headers["cache-control"] == "no-store"
+        assert chart.content.startswith(PNG)
+        assert (await client.get(f"/incidents/{served.incident[:12]}/chart.png")).content[:8] == PNG
+        assert (await client.get("/incidents/nope/chart.png")).status_code == 404
+    finally:
+        await client.aclose()
+    async with httpx.AsyncClient(base_url=served.base) as anon:
+        away = await anon.get(src)  # as the page: a session is needed
+        assert (away.status_code, away.headers["location"]) == (
+            303,
+            f"/login?next={quote(src, safe='')}",
+        )
+        assert PNG not in away.content
+
+
+async def test_the_report_on_the_page_keeps_what_sources_wrote_inert(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A post with a <script>, a javascript: link and a hostile author name: escaped in
+    the stories and authors tables, and never a link."""
+    state = tmp_path_factory.mktemp("hostile") / "state.db"
+    incident, _ = incident_state.build_state(state)
+    s = await serve(tmp_path, (state, incident), TOKEN, incident_state.CONFIG)
+    client = await signed_in(s.base)
+    try:
+        text = (await client.get(f"/incidents/{incident}")).text
+        assert re.findall(r"<script[^>]*>", text) == ['<script src="/console.js" defer>']
+        assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in text
+        assert "<img src=x" not in text
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in text
+        hrefs = re.findall(r'href="([^"]*)"', text)
+        assert not [h for h in hrefs if "javascript" in h.lower() or h == HOSTILE_URL]
+        assert "https://news.example.test/59" in hrefs  # the lead of the complaints' story
+        stories = cells(text, "Top stories")
+        assert stories[0][1] == "1 + 59 copies"
+        assert any(r[6] == "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" for r in stories)
+        assert HOSTILE_AUTHOR not in text
+    finally:
+        await client.aclose()
+        await s.daemon.api.stop()
+        assert s.daemon.store is not None
+        s.daemon.store.close()
+
+
+@pytest.mark.usefixtures("no_matplotlib")
+async def test_without_the_report_extra_the_page_keeps_its_tables(served: Served) -> None:
+    """No matplotlib: the page says how to get the chart and shows the rest; the PNG
+    route says the same."""
+    client = await signed_in(served.base)
+    try:
+        page = await client.get(f"/incidents/{served.incident}")
+        assert page.status_code == 200
+        assert "No chart here" in page.text
+        assert "pip install &#39;listener[report]&#39;" in page.text
+        assert '<img class="chart"' not in page.text
+        assert cells(page.text, "Top stories")[0][1] == "1 + 7 copies"
+        chart = await client.get(f"/incidents/{served.incident}/chart.png")
+        assert chart.status_code == 501
+        assert "listener[report]" in chart.text
+    finally:
+        await client.aclose()
+
+
+def live_regions(page: str) -> dict[str, str]:
+    """The regions the page's script swaps (``data-live``), by id, with their markup."""
+    return dict(re.findall(r'<div id="([\w-]+)" data-live>(.*?)\n</div>\n', page, re.S))
+
+
+async def test_live_pages_update_by_a_script_of_the_daemons_not_a_reload(served: Served) -> None:
+    """The incident list and an incident's page carry /console.js (from this origin, no
+    inline script), their interval and a Refresh link (for no JavaScript), and mark the
+    regions it swaps; no region holds a form, so nothing typed is lost; no meta refresh."""
+    client = await signed_in(served.base)
+    try:
+        for path, regions in (
+            ("/?brand=Acme", {"live-list"}),
+            (f"/incidents/{served.incident}", {"live-head", "live-report"}),
+        ):
+            page = (await client.get(path)).text
+            assert "http-equiv" not in page
+            assert re.findall(r"<script[^>]*>", page) == ['<script src="/console.js" defer>']
+            assert 'data-refresh="30"' in page
+            assert f'<a class="refresh" href="{path.replace("&", "&amp;")}">Refresh</a>' in page
+            found = live_regions(page)
+            assert set(found) == regions, path
+            assert not [r for r in found.values() if "<form" in r or "<input" in r]
+        assert served.incident in live_regions((await client.get("/")).text)["live-list"]
+        script = await client.get("/console.js")
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert "data-live" in script.text
+        assert "://" not in script.text  # nothing from elsewhere
+        silences = (await client.get("/silences")).text  # a page that is not live
+        assert "console.js" not in silences
+        assert "data-refresh" not in silences
+    finally:
+        await client.aclose()

@@ -277,3 +277,37 @@ async def test_a_page_and_a_json_route_share_a_path_in_either_order(page_first: 
         )
     finally:
         await api.stop()
+
+
+@pytest.mark.parametrize("prefix_first", [True, False])
+async def test_a_path_under_a_prefix_is_served_by_its_own_route_in_either_order(
+    prefix_first: bool,
+) -> None:
+    """``/things/{id}/icon.png`` answers its paths ahead of the ``/things/`` prefix,
+    whichever was registered first; the prefix answers the rest, other methods too."""
+    api = HttpApi(CollectorRegistry())
+
+    async def icon(request: Request) -> Response:
+        return Response(200, b"png:" + request.path.encode(), "image/png")
+
+    async def rest(request: Request) -> Response:
+        return Response.json({"rest": request.path, "method": request.method})
+
+    routes = [
+        lambda: api.route("GET", "/things/", rest, prefix=True),
+        lambda: api.route("POST", "/things/", rest, prefix=True),
+        lambda: api.route("GET", "/things/{id}/icon.png", icon),
+    ]
+    for add in routes if prefix_first else reversed(routes):
+        add()
+    _, port = await api.start("127.0.0.1", 0)
+    try:
+        assert await asyncio.to_thread(get, port, "GET", "/things/a1/icon.png") == (
+            200, "OK", b"png:/things/a1/icon.png",
+        )  # fmt: skip
+        status, _, body = await asyncio.to_thread(get, port, "GET", "/things/a1/b/icon.png")
+        assert json.loads(body) == {"rest": "/things/a1/b/icon.png", "method": "GET"}
+        status, _, body = await asyncio.to_thread(get, port, "POST", "/things/a1/icon.png", b"")
+        assert (status, json.loads(body)["method"]) == (200, "POST")
+    finally:
+        await api.stop()

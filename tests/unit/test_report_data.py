@@ -245,7 +245,12 @@ def test_gather_reads_a_real_incident_from_the_store(tmp_path: Path) -> None:
     assert data.chart_end == datetime(2026, 3, 2, 11, 45, tzinfo=UTC)  # resolved + 2 h
     assert sum(b.mentions for b in data.buckets) > 60
     assert any(b.baseline is not None for b in data.buckets)
-    assert data.top_mentions[0].ref.id == "evil"
+    story = data.stories[0]  # the 60 complaints are copies of one another: one story
+    assert (story.mentions, story.negative, story.categories) == (60, 60, ("outage",))
+    assert story.lead.id == "a59"  # the copy that travelled furthest
+    assert (story.first_at, story.last_at) == (T0, T0 + timedelta(minutes=19))
+    rest = [(s.lead.id, s.mentions, s.negative) for s in data.stories[1:]]
+    assert rest == [("evil", 1, 1), ("q47", 1, 0)]  # then by reach; a quiet post before it
     assert data.categories[0][0] == "outage"
     assert {s.source for s in data.sources} == {"news", "social", "blog"}
     assert data.negative == 61

@@ -10,14 +10,24 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
+from matplotlib import dates as mdates
 from PIL import Image
 
 from listener.report import ReportData, gather, render_chart, render_document
-from listener.report.render import md_escape, render_html, render_markdown, safe_url
+from listener.report.chart import chart_figure, note_marks
+from listener.report.render import (
+    copies,
+    md_escape,
+    render_html,
+    render_markdown,
+    safe_url,
+    seen,
+)
 from listener.store import Store
 from tests.support.incident_state import (
     HOSTILE_AUTHOR,
     HOSTILE_URL,
+    T0,
     build_state,
     config,
 )
@@ -59,6 +69,31 @@ def test_chart_is_a_png_of_a_readable_size(chart: bytes) -> None:
     assert 1000 <= width <= 1600
     assert 550 <= height <= 900
     assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50  # drawn, not blank
+
+
+def test_chart_marks_each_note_and_assignment_within_its_window(report: ReportData) -> None:
+    """Notes and assignments get a numbered mark at their time on the chart (numbered as
+    in the table); one written outside the chart's span gets none."""
+    before = dataclasses.replace(
+        report.notes[0], at=report.chart_start - timedelta(hours=1), text="too early"
+    )
+    handed = dataclasses.replace(
+        report.notes[0], at=report.incident.opened_at + timedelta(minutes=3), kind="assigned"
+    )
+    data = dataclasses.replace(report, notes=(before, handed, *report.notes))
+    marks = note_marks(data)
+    assert [(m.number, m.kind, m.at) for m in marks] == [
+        (2, "assigned", handed.at), (3, "note", report.notes[0].at),
+    ]  # fmt: skip
+    top = chart_figure(data).axes[0]
+    boxes = {t.get_gid(): t for t in top.texts if (t.get_gid() or "").startswith("note-")}
+    assert sorted(boxes) == ["note-2", "note-3"]
+    for mark in marks:
+        box = boxes[f"note-{mark.number}"]
+        assert box.get_text() == str(mark.number)
+        assert box.xy[0] == pytest.approx(mdates.date2num(mark.at))
+    start, end = top.get_xlim()
+    assert all(start <= box.xy[0] <= end for box in boxes.values())
 
 
 def test_chart_renders_without_any_mentions(report: ReportData) -> None:
@@ -119,12 +154,48 @@ def test_html_lists_the_lifecycle_alerts_and_acknowledgement(report: ReportData)
     assert rows[-2][2] == "acknowledgement"
     assert "by dana: on it" in rows[-2][5]
     assert rows[-2][7] == "time to acknowledge 5m"
-    assert rows[-1][2:6] == ["note", "", "", "dana: holding <statement> posted"]  # escaped
+    assert rows[-1][2:6] == ["note 1", "", "", "dana: holding <statement> posted"]  # escaped
     summary = {_text(tr[0]): _text(tr[1]) for tr in next(root.iter("table")).iter("tr")}
     assert summary["Peak severity"] == "crisis"
     assert summary["Duration"] == "42m"
     assert summary["Spike → first alert"].startswith("2m (spike from 2026-03-02 09:00:00 UTC")
     assert "by dana" in summary["Acknowledged"]
+
+
+def test_html_and_markdown_group_the_top_mentions_by_story(report: ReportData) -> None:
+    """The top stories: each led by its furthest-travelled copy (text, author, source,
+    link) with how many mentions it gathers, the negative ones, reach, first to last seen
+    and categories; the hostile post is a story of its own, escaped and unlinked."""
+    root = _xml(render_html([(report, None)]))
+    tables = {_text(h3): t for h3, t in zip(root.iter("h3"), _tables_after_h3(root), strict=False)}
+    stories = tables["Top stories"]
+    rows = [[_text(td).strip() for td in tr.iter("td")] for tr in stories.iter("tr")][1:]
+    first = rows[0]
+    assert first[0].startswith("@acme your service is terrible and broken, worst outage ever")
+    assert first[1:] == [
+        "1 + 59 copies", "60", "8,130", "2026-03-02 09:00:00 – 09:19:00 UTC", "news", "user5",
+        "outage",
+    ]  # fmt: skip
+    links = [a.get("href") for a in stories.iter("a")]
+    assert links[0] == "https://news.example.test/59"
+    assert rows[1][1:3] == ["1", "1"]
+    assert rows[1][6] == HOSTILE_AUTHOR  # as text
+    assert HOSTILE_URL not in links
+    assert len(links) == len(rows) - 1  # no link for the javascript: one
+    text = render_markdown([report])
+    assert "### Top stories" in text
+    assert "| 1 + 59 copies | 60 | 8,130 | 2026-03-02 09:00:00 – 09:19:00 UTC | news |" in text
+    assert "[link](https://news.example.test/59)" in text
+
+
+def test_story_sizes_and_spans_read_plainly() -> None:
+    """One post; one with a copy; with copies; seen once, within a day, across days."""
+    assert [copies(n) for n in (1, 2, 5)] == ["1", "1 + 1 copy", "1 + 4 copies"]
+    at = T0
+    assert seen(at, at) == "2026-03-02 09:00:00 UTC"
+    assert seen(at, at + timedelta(minutes=5)) == "2026-03-02 09:00:00 – 09:05:00 UTC"
+    later = T0 + timedelta(days=1)
+    assert seen(at, later) == "2026-03-02 09:00:00 UTC – 2026-03-03 09:00:00 UTC"
 
 
 def _tables_after_h3(root: ET.Element) -> list[ET.Element]:
@@ -175,7 +246,7 @@ def test_markdown_tables_survive_hostile_text(report: ReportData) -> None:
     assert "<img" not in text
     assert "javascript:" not in re.sub(r"\\\[click\\\]\(javascript:alert\(1\)\)", "", text)
     lines = text.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("| Reach |"))
+    header = next(i for i, line in enumerate(lines) if line.startswith("| Story |"))
     width = lines[header].count(" | ")
     for line in lines[header + 2 : header + 12]:
         if not line.startswith("|"):

@@ -52,3 +52,13 @@ def test_poll_timeout_and_queue_bound() -> None:
     assert "LISTENER_QUEUE_MAX_MENTIONS: not a positive whole number: 'lots'" in str(info.value)
     with pytest.raises(ConfigError, match="LISTENER_QUEUE_MAX_MENTIONS"):
         Settings.from_env({"LISTENER_QUEUE_MAX_MENTIONS": "0"})
+
+
+def test_console_refresh_is_whole_seconds_from_one() -> None:
+    """LISTENER_CONSOLE_REFRESH: the console's live-update interval in whole seconds, at
+    least 1; unset, the console's own default."""
+    assert Settings.from_env({}).console_refresh is None
+    assert Settings.from_env({"LISTENER_CONSOLE_REFRESH": "5"}).console_refresh == 5
+    for bad in ("0", "-3", "2.5", "30s", ""):
+        with pytest.raises(ConfigError, match="LISTENER_CONSOLE_REFRESH: not a positive whole"):
+            Settings.from_env({"LISTENER_CONSOLE_REFRESH": bad})
