@@ -36,16 +36,6 @@ MentionRow = tuple[str, str, float, float, str, float, float, str, str | None, s
 reach, data, author, tags."""
 
 
-@dataclass(frozen=True, slots=True)
-class MentionRecord:
-    """A stored mention with what was computed for it: reach, polarity, categories."""
-
-    ref: MentionRef
-    reach: float
-    negative: bool
-    categories: tuple[str, ...]
-
-
 STORY_SCAN = 50_000
 """The most mentions :meth:`Mentions.stories` groups (the furthest-travelled first)."""
 
@@ -362,21 +352,6 @@ class Mentions:
             (brand, ts(start), ts(end)),
         )
         return dt(rows[0][0]) if rows and rows[0][0] is not None else None
-
-    def by_reach(
-        self, brand: str, start: datetime, end: datetime, limit: int = 10
-    ) -> list[MentionRecord]:
-        """The brand's mentions in [start, end) that travelled furthest, any sentiment."""
-        rows = self.db.read(
-            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author, m.reach, "
-            "b.negative, m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
-            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
-            "ORDER BY m.reach DESC, m.compound ASC, b.created_at DESC LIMIT ?",
-            (brand, ts(start), ts(end), limit),
-        )
-        return [
-            MentionRecord(_ref(*r[:6]), float(r[6]), bool(r[7]), _categories(r[8])) for r in rows
-        ]
 
     def stories(
         self,

@@ -167,7 +167,7 @@ def test_ingest_write_stores_mentions_cursor_buckets_and_kv_at_once(tmp_path: Pa
     top = store.mentions.top("Acme", *hour)
     assert [(m.id, m.author, m.followers, m.created_at) for m in top] == [("m1", "u1", 10, T0)]
     assert store.mentions.top_categories("Acme", *hour) == [("outage", 1)]
-    assert [r.ref.id for r in store.mentions.by_reach("Globex", *hour)] == ["m2"]
+    assert [r.lead.id for r in store.mentions.stories("Globex", *hour)] == ["m2"]
     assert store.mentions.source_counts("Acme", *hour)[0].mentions == 2
 
 
@@ -333,7 +333,6 @@ PUBLIC: dict[str, Callable[[Store], object]] = {
     "mentions.series": lambda s: s.mentions.series("Acme", T0, T0, timedelta(hours=1)),
     "mentions.first_at": lambda s: s.mentions.first_at("Acme", T0, T0),
     "mentions.last_at": lambda s: s.mentions.last_at("Acme", T0, T0),
-    "mentions.by_reach": lambda s: s.mentions.by_reach("Acme", T0, T0),
     "mentions.source_counts": lambda s: s.mentions.source_counts("Acme", T0, T0),
     "mentions.stories": lambda s: s.mentions.stories("Acme", T0, T0),
     "mentions.prune": lambda s: s.mentions.prune(T0),

@@ -109,7 +109,6 @@ def _reads(store: Store) -> dict[str, Any]:
     out["authors"] = m.top_authors("Acme", *window)
     out["series"] = m.series("Acme", *window, timedelta(minutes=30))
     out["first"], out["last"] = m.first_at("Acme", *window), m.last_at("Acme", *window)
-    out["reach"] = m.by_reach("Acme", *window)
     out["sources"] = m.source_counts("Acme", *window)
     out["stories"] = m.stories("Acme", *window)
     out["touching"] = store.incident_log.touching(["Acme", "Globex"], *window)
