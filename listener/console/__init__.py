@@ -32,7 +32,9 @@ clients on the loopback address.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -74,6 +76,10 @@ HERE = Path(__file__).parent
 CSS = (HERE / "static" / "console.css").read_bytes()
 JS = (HERE / "static" / "console.js").read_bytes()
 REFRESH_SECONDS = 30
+CHART_SLOT = timedelta(seconds=30)
+"""A chart is drawn as of ``now`` floored to this: the viewers of an incident within one
+slot share one drawing (:data:`CHARTS_KEPT` kept), unless something on it changed."""
+CHARTS_KEPT = 32
 """Seconds between the live updates of ``/`` and ``/incidents/ID`` (``refresh`` of
 :class:`Console`, ``LISTENER_CONSOLE_REFRESH``, overrides it)."""
 REPORT_FACTS = ("Duration", "Alerts", "First delivery", "Spike → first alert", "Mentions")
@@ -114,6 +120,7 @@ class Console:
         self.api = api
         self.sources = sources
         self.charts = charts or Pool("console-chart", 1, copy_context=False)
+        self._drawn: OrderedDict[str, bytes] = OrderedDict()
         self.refresh = REFRESH_SECONDS if refresh is None else refresh
         self.sessions = Sessions(api.token)
         self.env = _environment()
@@ -311,23 +318,31 @@ class Console:
         )
 
     async def chart(self, request: Request) -> Response:
-        """``/incidents/ID/chart.png``: the report's chart as it stands, for whoever may
-        read the incident's page; read in the API's pool, drawn in ``charts``."""
+        """``/incidents/ID/chart.png``: the report's chart as it stands (as of the current
+        :data:`CHART_SLOT`), for whoever may read the incident's page; read in the API's
+        pool, drawn in ``charts`` unless the same data was drawn lately."""
         who = self._reader(request)
         if isinstance(who, Response):
             return who
         wanted = request.path.removeprefix("/incidents/").removesuffix("/chart.png")
-        now = self.api.clock.now()
+        clock = self.api.clock.now()
+        now = clock - (clock - datetime.min.replace(tzinfo=clock.tzinfo)) % CHART_SLOT
         config = self.api.config()
         data = await self._read(
             request, who, lambda store: gather(store, incidents.find(store, wanted).id, now, config)
         )
         if isinstance(data, Response):
             return data
-        try:
-            png = await self.charts.run(render_chart, data)
-        except ReportExtraMissing as exc:
-            return Response(501, str(exc).encode(), headers={"Cache-Control": "no-store"})
+        key = hashlib.sha256(repr(data).encode()).hexdigest()  # what the chart is drawn from
+        png = self._drawn.get(key)
+        if png is None:
+            try:
+                png = await self.charts.run(render_chart, data)
+            except ReportExtraMissing as exc:
+                return Response(501, str(exc).encode(), headers={"Cache-Control": "no-store"})
+            self._drawn[key] = png
+            while len(self._drawn) > CHARTS_KEPT:
+                self._drawn.popitem(last=False)
         return Response(
             200,
             png,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -20,7 +21,7 @@ from listener.api import RestApi
 from listener.app import Daemon
 from listener.clock import ManualClock
 from listener.config.load import load_config_text
-from listener.console import Console
+from listener.console import CHART_SLOT, Console
 from listener.roles.sources import shared_health
 from listener.settings import Settings
 from listener.slack_actions import SlackActions
@@ -243,6 +244,42 @@ def cells(page: str, title: str) -> list[list[str]]:
     rows = re.findall(r"<tr>(.*?)</tr>", found.group(1), re.S)
     return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
             for r in rows]  # fmt: skip
+
+
+async def test_viewers_of_a_chart_share_one_drawing_until_it_changes(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every viewer's page refresh asks for the chart: within one slot, the same data is
+    drawn once; a note (which the chart marks) or the next slot draws it again."""
+    import listener.console
+
+    drawn: list[object] = []
+    draw = listener.console.render_chart
+
+    def counting(data: Any) -> bytes:
+        drawn.append(data)
+        return draw(data)
+
+    monkeypatch.setattr(listener.console, "render_chart", counting)
+    client = await signed_in(served.base)
+    src = f"/incidents/{served.incident}/chart.png"
+    try:
+        first, again = [(await client.get(src)).content for _ in range(2)]
+        assert first == again
+        assert len(drawn) == 1
+        page = await client.get(f"/incidents/{served.incident}")
+        note = {"incident": served.incident, "csrf": csrf(page.text), "text": "holding line"}
+        assert (await client.post("/console/note", data=note)).status_code == 303
+        await client.get(src)
+        assert len(drawn) == 2
+        clock = served.daemon.clock
+        assert isinstance(clock, ManualClock)
+        clock.advance(CHART_SLOT)
+        await client.get(src)
+        await client.get(src)
+        assert len(drawn) == 3
+    finally:
+        await client.aclose()
 
 
 async def test_the_incident_page_is_the_live_report(served: Served) -> None:
