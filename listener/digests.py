@@ -16,15 +16,15 @@ down at 08:00 and starts at 10:00 sends that morning's digest; one down for a we
 only the last).
 
 **Once per receiver, durably.** What was delivered is recorded per digest and sink in the
-store (``kv`` key ``digest/<name>/<sink>``: the fire time last settled), after the send
-returns; a digest is due for a sink until then. A digest or receiver seen for the first
-time records the present instead, so its first digest goes at the next fire time (not
-at once for a period it was not configured for). A failed send is tried again with the
-sink's backoff (``delivery:`` in its config) until it is delivered, refused, or the next
-fire time of that digest comes (then that one is due instead, and the old one counted
-``failed``). A crash between a send and its record sends it again after the restart with
-the same id (``Digest.id``, the idempotency key receivers deduplicate by): at least once,
-like alerts.
+store (``kv`` key ``digest/<name>/<sink>``: the fire time last settled and how,
+:class:`Settled`), after the send returns; a digest is due for a sink until then. A
+digest or receiver seen for the first time records the present instead, so its first
+digest goes at the next fire time (not at once for a period it was not configured for).
+A failed send is tried again with the sink's backoff (``delivery:`` in its config) until
+it is delivered, refused, or the next fire time of that digest comes (then that one is
+due instead, and the old one counted ``failed``). A crash between a send and its record
+sends it again after the restart with the same id (``Digest.id``, the idempotency key
+receivers deduplicate by): at least once, like alerts.
 
 :func:`gather` reads a digest's numbers from the store (read methods only).
 """
@@ -32,10 +32,12 @@ like alerts.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import structlog
 from apscheduler.triggers.cron import CronTrigger
@@ -56,6 +58,36 @@ LOOK_EVERY = timedelta(minutes=1)
 """The longest :meth:`Digests.serve` sleeps before looking at the clock again."""
 KEY = "digest/"
 """``kv`` prefix of what was delivered: ``digest/<name>/<sink>`` → the fire time (ISO)."""
+
+
+Outcome = Literal["scheduled", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a sink's last digest came to: ``delivered`` or ``failed`` (given up) for the
+    fire time ``at``; ``scheduled``: the digest or sink was first seen at ``at`` (its
+    first digest goes at the next fire time)."""
+
+    at: datetime
+    outcome: Outcome
+
+
+def settled_of(store: Store, name: str, sink: str) -> Settled | None:
+    """The sink's last settled digest ``name`` (None: never seen). An entry that cannot
+    be read counts as never seen."""
+    value = store.kv.get(f"{KEY}{name}/{sink}")
+    if not value:
+        return None
+    try:
+        data = json.loads(value)
+        outcome = data["outcome"]
+        if outcome not in ("scheduled", "delivered", "failed"):
+            return None
+        return Settled(datetime.fromisoformat(data["at"]), outcome)
+    except (ValueError, KeyError, TypeError):
+        log.warning("digest_state_unreadable", digest=name, sink=sink)
+        return None
 
 
 def trigger(config: DigestConfig) -> CronTrigger:
@@ -222,14 +254,15 @@ class Digests:
                 waiter.cancel()
 
     async def _delivered(self, name: str, sink: str) -> datetime | None:
-        value = await asyncio.to_thread(self.store.kv.get, f"{KEY}{name}/{sink}")
-        return datetime.fromisoformat(value) if value else None
+        settled = await asyncio.to_thread(settled_of, self.store, name, sink)
+        return settled.at if settled is not None else None
 
-    async def _record(self, name: str, sink: str, at: datetime) -> None:
-        await asyncio.to_thread(self.store.kv.set, {f"{KEY}{name}/{sink}": at.isoformat()})
+    async def _record(self, name: str, sink: str, at: datetime, outcome: Outcome) -> None:
+        value = json.dumps({"at": at.isoformat(), "outcome": outcome})
+        await asyncio.to_thread(self.store.kv.set, {f"{KEY}{name}/{sink}": value})
 
-    async def _settle(self, name: str, sink: str, fire: datetime) -> None:
-        await self._record(name, sink, fire)
+    async def _settle(self, name: str, sink: str, fire: datetime, outcome: Outcome) -> None:
+        await self._record(name, sink, fire, outcome)
         self._retries.pop((name, sink), None)
 
     async def run(self) -> datetime | None:
@@ -249,7 +282,7 @@ class Digests:
                     continue  # refused at load; a sink that failed to build is logged there
                 done = await self._delivered(name, sink_name)
                 if done is None:  # new digest or receiver: the first goes at the next fire
-                    await self._record(name, sink_name, now)
+                    await self._record(name, sink_name, now, "scheduled")
                     log.info(
                         "digest_scheduled",
                         digest=name,
@@ -307,12 +340,12 @@ class Digests:
                 error=str(exc) if isinstance(exc, SinkError) else type(exc).__name__,
             )
             return now + delay
-        await self._settle(name, sink_name, fire)
+        await self._settle(name, sink_name, fire, "delivered")
         self.metrics.digests.labels(digest=name, sink=sink_name, outcome="delivered").inc()
         log.info("digest_delivered", digest=name, sink=sink_name, id=digest.id)
         return None
 
     async def _give_up(self, name: str, sink: str, fire: datetime, why: str) -> None:
-        await self._settle(name, sink, fire)
+        await self._settle(name, sink, fire, "failed")
         self.metrics.digests.labels(digest=name, sink=sink, outcome="failed").inc()
         log.error("digest_failed", digest=name, sink=sink, id=digest_id(name, fire), error=why)

@@ -809,6 +809,15 @@ DIGEST_SINK_TYPES = ("console", "webhook", "slack", "email")
 _TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 
+_DAY_NAMES = {
+    "mon": "Monday",
+    "tue": "Tuesday",
+    "wed": "Wednesday",
+    "thu": "Thursday",
+    "fri": "Friday",
+    "sat": "Saturday",
+    "sun": "Sunday",
+}
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -888,6 +897,19 @@ class DigestConfig(Strict):
         elif self.day is not None and self.every != "week":
             raise ValueError("'day' is for weekly digests ('every: week')")
         return self
+
+    def describe(self) -> str:
+        """ "every day at 08:00 (Europe/London)", "every Monday at 09:30 (UTC)", "on the
+        cron schedule '30 7 * * 1-5' (UTC)"."""
+        if self.cron is not None:
+            return f"on the cron schedule '{self.cron}' ({self.timezone})"
+        at = self.at or "09:00"
+        hour, minute = at.split(":")
+        at = f"{int(hour):02d}:{minute}"
+        if self.every == "day":
+            return f"every day at {at} ({self.timezone})"
+        day = _DAY_NAMES[self.day or "mon"]
+        return f"every {day} at {at} ({self.timezone})"
 
     def crontab(self) -> str:
         """The schedule as a 5-field cron expression (in ``timezone``) as APScheduler reads

@@ -40,7 +40,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -59,12 +59,22 @@ from listener.console.auth import (
     new_nonce,
     same,
 )
+from listener.digests import Settled, latest_fire, next_fire, settled_of
+from listener.digests import gather as gather_digest
 from listener.errors import BusError, ListenerError, RequestError, StoreError
 from listener.httpapi import HttpApi, Request, Response
 from listener.matching.query import QuerySyntaxError
 from listener.report import gather, render_chart
 from listener.report.chart import PIXELS, REPORT_EXTRA_HINT, ReportExtraMissing, available
 from listener.report.render import View, build_view, span
+from listener.sinks.text import (
+    incident_line,
+    incidents_line,
+    listed_incidents,
+    share_line,
+    story_line,
+    volume_line,
+)
 from listener.workers import Pool
 
 if TYPE_CHECKING:
@@ -131,6 +141,8 @@ class Console:
         server.route("GET", "/incidents/{id}/chart.png", self.chart)
         server.page("/silences", self.silences_page)
         server.page("/sources", self.sources_page)
+        server.page("/digests", self.digests_page)
+        server.page("/digests/", self.digest_page, prefix=True)
         server.page("/mentions", self.mentions_page)
         server.page("/preview", self.preview_page)
         server.page("/login", self.login_page)
@@ -474,6 +486,81 @@ class Console:
             return health
         rows = dict(sorted(health.items()))
         return self._page(request, "sources.html", who, sources=rows, here=True)
+
+    async def digests_page(self, request: Request) -> Response:
+        """``/digests``: each scheduled digest: when it goes, to whom, what each receiver
+        last got, and when the next one is due."""
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        config = self.api.config()
+        wanted = config.digests if config is not None else {}
+        now = self.api.clock.now()
+
+        def read(store: Any) -> dict[str, dict[str, Settled | None]]:
+            return {
+                name: {sink: settled_of(store, name, sink) for sink in cfg.route}
+                for name, cfg in wanted.items()
+            }
+
+        settled = await self._read(request, who, read)
+        if isinstance(settled, Response):
+            return settled
+        rows = [
+            {
+                "name": name,
+                "schedule": cfg.describe(),
+                "covers": "the day before" if cfg.every == "day" else "the week before",
+                "brands": ", ".join(cfg.brands) if cfg.brands else "every brand",
+                "next": next_fire(cfg, now),
+                "sinks": [(sink, settled[name][sink]) for sink in cfg.route],
+            }
+            for name, cfg in sorted(wanted.items())
+        ]
+        return self._page(request, "digests.html", who, digests=rows, loaded=config is not None)
+
+    async def digest_page(self, request: Request) -> Response:
+        """``/digests/NAME``: the digest as it was sent at its last fire time (or would
+        have been), from the state as it is now."""
+        who = self._reader(request)
+        if isinstance(who, Response):
+            return who
+        name = unquote(request.path.removeprefix("/digests/"))
+        config = self.api.config()
+        cfg = config.digests.get(name) if config is not None else None
+        if config is None or cfg is None:
+            known = ", ".join(sorted(config.digests)) if config is not None else ""
+            text = f"There is no digest named {name!r}" + (
+                f" (digests: {known})." if known else "."
+            )
+            return self._page(request, "message.html", who, 404, title="No such digest", text=text)
+        now = self.api.clock.now()
+        fire = latest_fire(cfg, now)
+        digest = None
+        if fire is not None:
+            brands = config.brand_names()
+            digest = await self._read(
+                request, who, lambda store: gather_digest(store, name, cfg, brands, fire)
+            )
+            if isinstance(digest, Response):
+                return digest
+        return self._page(
+            request,
+            "digest.html",
+            who,
+            name=name,
+            schedule=cfg.describe(),
+            digest=digest,
+            next=next_fire(cfg, now),
+            lines={
+                "volume": volume_line,
+                "share": share_line,
+                "incidents": incidents_line,
+                "incident": incident_line,
+                "listed": listed_incidents,
+                "story": story_line,
+            },
+        )
 
     async def css(self, request: Request) -> Response:
         return _asset(CSS, "text/css; charset=utf-8")

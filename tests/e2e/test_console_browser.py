@@ -82,7 +82,10 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
         feed.route("/feed.xml", Route(body=calm))
         config = tmp_path / "rules.yaml"
         hook = feed.url("/hook")  # the alerts' webhook: answered 404, retried; not looked at
-        config.write_text(RULES.format(feed=feed.url("/feed.xml"), hook=hook), encoding="utf-8")
+        digests = "digests:\n  morning: {every: day, at: '08:00', route: [console]}\n"
+        config.write_text(
+            RULES.format(feed=feed.url("/feed.xml"), hook=hook) + digests, encoding="utf-8"
+        )
         env = {"LISTENER_API_TOKEN": TOKEN, "LISTENER_CONSOLE_REFRESH": str(REFRESH)}
         running = Daemon(config, tmp_path / "state.db", env=env)
         try:
@@ -225,9 +228,12 @@ def walk(chrome: Any, running: Daemon, incident: str) -> None:
     for width in (390, 1280):
         chrome.set_window_size(width, 900)
         pages = ("/", f"/incidents/{incident}", "/mentions", "/silences", "/sources")
+        pages += ("/digests", "/digests/morning")
         for path in (*pages, "/preview?query=acme+NOT+hiring&brand=Acme"):
             chrome.get(base + path)
             assert fits(chrome), (width, path)
+            if path == "/digests/morning":
+                assert "Daily digest ·" in chrome.page_source
 
 
 def test_a_pr_lead_works_an_incident_on_a_phone_through_the_real_daemon(

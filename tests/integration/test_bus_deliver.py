@@ -227,7 +227,8 @@ def test_alerts_are_recorded_and_delivered_once_through_a_sigkill(
     # a daily digest whose fire time was half an hour ago, last sent the day before
     fired = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     seeded = Store.open(database)
-    seeded.kv.set({"digest/daily/digests": (fired - timedelta(hours=1)).isoformat()})
+    last = {"at": (fired - timedelta(hours=1)).isoformat(), "outcome": "scheduled"}
+    seeded.kv.set({"digest/daily/digests": json.dumps(last)})
     seeded.close()
     with WebhookReceiver() as receiver, WebhookReceiver() as digests:
         config = tmp_path / "rules.yaml"

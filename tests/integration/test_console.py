@@ -5,6 +5,7 @@ tests/e2e/test_console_browser.py."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -421,3 +422,62 @@ async def test_live_pages_update_by_a_script_of_the_daemons_not_a_reload(served:
         assert "data-refresh" not in silences
     finally:
         await client.aclose()
+
+
+async def test_digests_page_shows_each_schedule_and_the_last_digest(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """/digests: each digest's schedule, brands, next time and what each receiver last
+    got; /digests/NAME: the digest of its last fire time, from the state, with what
+    sources wrote escaped and the incidents linked."""
+    state = tmp_path_factory.mktemp("digest") / "state.db"
+    incident, _ = incident_state.build_state(state)
+    rules = incident_state.CONFIG + (
+        "digests:\n  morning: {every: day, at: '11:00', route: [ops, pager]}\n"
+        "  weekly: {every: week, day: tue, route: [ops], brands: [Globex]}\n"
+        "  saturday: {every: day, cron: '0 9 * * 6', route: [ops]}\n"
+    )
+    s = await serve(tmp_path, (state, incident), TOKEN, rules)
+    clock = s.daemon.clock
+    assert isinstance(clock, ManualClock)
+    clock.set(T0 + timedelta(hours=2, minutes=30))
+    assert s.daemon.store is not None
+    fire = T0 + timedelta(hours=2)
+    s.daemon.store.kv.set(
+        {"digest/morning/ops": json.dumps({"at": fire.isoformat(), "outcome": "delivered"})}
+    )
+    client = await signed_in(s.base)
+    try:
+        listing = (await client.get("/digests")).text
+        assert 'href="/digests/morning"' in listing
+        assert "every day at 11:00 (UTC)" in listing
+        assert "every Tuesday at 09:00 (UTC)" in listing
+        assert "Globex, covering the week before; next 2026-03-03 09:00 UTC" in listing
+        assert "ops: delivered (2026-03-02 11:00 UTC) · pager: not seen by the daemon yet" in (
+            listing
+        )
+        page = (await client.get("/digests/morning")).text
+        assert "<h1>Daily digest · Mon 02 Mar 2026</h1>" in page
+        assert "Sun 01 Mar 11:00 – Mon 02 Mar 11:00 (UTC)" in page
+        assert "1 incident opened, 1 resolved, 0 still open; median time to acknowledge 5 min" in (
+            page
+        )
+        assert f'href="/incidents/{incident}"' in page
+        assert "1 + 59 copies" in page
+        assert "<script>alert" not in page
+        hrefs = re.findall(r'href="([^"]*)"', page)
+        assert not [h for h in hrefs if "javascript" in h.lower()]
+        assert (await client.get("/digests/evening")).status_code == 404
+        assert "on the cron schedule &#39;0 9 * * 6&#39; (UTC)" in listing
+        waiting = (await client.get("/digests/saturday")).text
+        assert "None was due in the last period: the first goes at 2026-03-07 09:00 UTC" in (
+            waiting
+        )
+        async with httpx.AsyncClient(base_url=s.base, headers=HTML) as anon:
+            away = await anon.get("/digests/morning")
+            assert away.status_code == 303
+            assert away.headers["location"].startswith("/login")
+    finally:
+        await client.aclose()
+        await s.daemon.api.stop()
+        s.daemon.store.close()
