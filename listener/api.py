@@ -168,7 +168,8 @@ class IncidentApi:
         return result if isinstance(result, Response) else Response.json(result)
 
     async def incident(self, request: Request) -> Response:
-        result = await self._call(incidents.detail, request.path.removeprefix("/incidents/"))
+        wanted = request.path.removeprefix("/incidents/")
+        result = await self._call(incidents.detail, wanted, self.config(), explain=True)
         return result if isinstance(result, Response) else Response.json(result)
 
     async def incident_action(self, request: Request) -> Response:

@@ -43,7 +43,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, TextIO, cast, get_args
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from listener.config.schema import Config, RuleConfig
-    from listener.model import Fact, Mention
+    from listener.model import Explanation, Fact, Mention
     from listener.processor import Processor
     from listener.rules.engine import EventKind, IncidentEvent
     from listener.rules.timeline import Holding
@@ -466,6 +466,8 @@ class Change:
     facts: tuple[Fact, ...]
     row: int | None = None
     line: int | None = None
+    explanation: Explanation | None = None
+    """Why it spiked (mention files; opened and escalated changes)."""
 
     @classmethod
     def of_event(
@@ -515,6 +517,7 @@ class Change:
                 for f in self.facts
             ],
             **({"row": self.row, "line": self.line} if self.row is not None else {}),
+            **({"explanation": self.explanation.to_dict()} if self.explanation else {}),
         }
 
 
@@ -784,7 +787,7 @@ def replay_mentions(
     from listener import heap
     from listener.ingest import Ingest
     from listener.metrics import Metrics
-    from listener.processor import Processor
+    from listener.processor import Processor, explain_spike, rule_window
     from listener.store import Store
 
     chosen = list(config.rules if rules is None else rules)
@@ -809,10 +812,16 @@ def replay_mentions(
             else:
                 _replay(processor, _steps(ordered, step), progress)
         # the processor's own record of what it opened (whatever was routed or muted)
+        windows = {r.name: rule_window(r) for r in chosen}
         for incident in store.incidents(limit=sys.maxsize):
-            changes.extend(
-                Change.of_record(incident, e) for e in store.incident_events(incident.id)
-            )
+            for e in store.incident_events(incident.id):
+                change = Change.of_record(incident, e)
+                if change.kind in ("opened", "escalated") and incident.rule in windows:
+                    why = explain_spike(
+                        store, run_config, incident.brand, change.at, windows[incident.rule]
+                    )
+                    change = replace(change, explanation=why)
+                changes.append(change)
         changes.sort(key=lambda c: c.at)
     finally:
         store.close()
@@ -1036,6 +1045,7 @@ def format_report(result: BacktestResult) -> list[str]:
             f"at {inc.level}, peak {inc.peak_level}, {end}"
         )
         lines.extend(f"       {fact}" for fact in inc.facts)
+        lines.extend(_why(inc.changes[0]))
         for change in inc.changes[1:]:
             if change.kind == "resolved":
                 continue
@@ -1043,10 +1053,20 @@ def format_report(result: BacktestResult) -> list[str]:
                 f"     {change.kind} to {change.level} {_when(change.at)}: "
                 + "; ".join(str(f) for f in change.facts)
             )
+            lines.extend(_why(change))
     if not incidents:
         lines.append("  none: the rules would not have opened an incident")
     lines.extend(_summary(result, incidents))
     return lines
+
+
+def _why(change: Change) -> list[str]:
+    """The change's spike explanation, one line (none when it has none)."""
+    if change.explanation is None:
+        return []
+    from listener.sinks.text import explanation_line
+
+    return [f"       {explanation_line(change.explanation)}"]
 
 
 SHOWN: Final = 10

@@ -347,6 +347,12 @@ def _parser() -> argparse.ArgumentParser:
     inc.add_argument("--json", action="store_true", help="print JSON")
     inc.add_argument("--state", metavar="STATE", help=STATE_HELP)
     inc.add_argument("--url", metavar="URL", help=URL_HELP)
+    inc.add_argument(
+        "--config",
+        "-c",
+        help="rules file, for the rule's window and the brand's names in 'show' (default: "
+        "rules.yaml when present, env LISTENER_CONFIG)",
+    )
 
     ack = _sub(
         sub,
@@ -694,6 +700,15 @@ def _load_for_reading(args: argparse.Namespace, path: str, *, why: str) -> Confi
     return config
 
 
+def _config_if_any(args: argparse.Namespace, *, why: str) -> Config | None:
+    """The rules file of ``--config`` (or LISTENER_CONFIG, or ./rules.yaml when it
+    exists), read as :func:`_load_for_reading` does; None when there is none."""
+    path = args.config or os.environ.get("LISTENER_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    return _load_for_reading(args, path, why=why) if path else None
+
+
 def _check(path: str | None, *, deep: bool = False) -> int:
     import contextlib
 
@@ -994,7 +1009,8 @@ def _incidents(args: argparse.Namespace) -> int:
             )
             return 0
         if args.show:
-            detail = incidents.detail(store, args.incident)
+            config = _config_if_any(args, why="showing an incident sends nothing")
+            detail = incidents.detail(store, args.incident, config, explain=True)
             print(json.dumps(detail, indent=2) if args.json else incidents.render_detail(detail))
             return 0
         status = None if args.status == "all" else args.status
@@ -1245,12 +1261,7 @@ def _report(args: argparse.Namespace) -> int:
     to_stdout = args.out == "-"
     by_name = args.out is not None and args.out.lower().endswith(".md")
     fmt: Format = "md" if args.format == "md" or (args.format is None and by_name) else "html"
-    config_path = args.config or os.environ.get("LISTENER_CONFIG")
-    if config_path is None and Path(DEFAULT_CONFIG).exists():
-        config_path = DEFAULT_CONFIG
-    config = (
-        _load_for_reading(args, config_path, why="a report sends nothing") if config_path else None
-    )
+    config = _config_if_any(args, why="a report sends nothing")
     store = Store.open(settings.state)
     try:
         data = gather(store, args.incident, datetime.now(UTC), config)

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from listener.config.duration import format_duration
+from listener.config.schema import Config
 from listener.errors import Conflict as Conflict  # re-exported: the tree is in listener.errors
 from listener.errors import InvalidRequest, ListenerError
 from listener.errors import NotFound as NotFound
-from listener.model import Ack, Silence
+from listener.model import Ack, Explanation, Silence
 from listener.rules.source_health import SOURCE_HEALTH
-from listener.sinks.text import clean_line
+from listener.sinks.text import clean_line, driver_text, explanation_heading
 from listener.store import IncidentRecord, Store
 
 
@@ -94,10 +95,17 @@ def find(store: Store, incident_id: str) -> IncidentRecord:
     return record
 
 
-def detail(store: Store, incident_id: str) -> dict[str, Any]:
+def detail(
+    store: Store, incident_id: str, config: Config | None = None, *, explain: bool = False
+) -> dict[str, Any]:
+    """An incident with its timeline, notifications, deliveries and notes; with
+    ``explain``, also ``explanation``: why it spiked when it opened (``config`` gives the
+    rule's window and the brand's own names; null for source-health incidents)."""
     record = find(store, incident_id)
     incident_id = record.id
     out = summary(record, store)
+    if explain:
+        out["explanation"] = _explanation(store, record, config)
     out["timeline"] = [
         {
             "seq": e.seq,
@@ -322,6 +330,19 @@ def render_listing(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _explanation(
+    store: Store, record: IncidentRecord, config: Config | None
+) -> dict[str, Any] | None:
+    if record.rule == SOURCE_HEALTH:
+        return None
+    from listener.processor import explain_spike, rule_window
+
+    rule = next((r for r in config.rules if r.name == record.rule), None) if config else None
+    window = rule_window(rule) if rule is not None else timedelta(hours=1)
+    found = explain_spike(store, config, record.brand, record.opened_at, window)
+    return found.to_dict() if found is not None else None
+
+
 def render_detail(d: dict[str, Any]) -> str:
     lines = [
         ("[DRILL] " if d.get("drill") else "") + f"{d['id']}  ({d['rule']} for {d['brand']})",
@@ -339,6 +360,10 @@ def render_detail(d: dict[str, Any]) -> str:
             lines.append(f"  note: {clean_line(d['acknowledged_note'])}")
     if d.get("assignee"):
         lines.append(f"  assigned to {clean_line(d['assignee'])}")
+    if d.get("explanation"):
+        e = Explanation.from_dict(d["explanation"])
+        lines.append(f"why it spiked ({explanation_heading(e)}):")
+        lines += [f"  {driver_text(x)}" for x in e.drivers] or ["  nothing stands out"]
     lines.append("timeline:")
     entries = [
         (e["at"], f"  {e['at']}  {e['kind']:<12} {e['level']:<9} {'; '.join(e['facts'])}")

@@ -296,6 +296,123 @@ class Silence:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredMention:
+    """A stored mention as the spike explanation reads it: its reference, whole text,
+    story (its own ``source:id`` when it is not a copy) and reach."""
+
+    ref: MentionRef
+    text: str
+    story: str
+    reach: float
+
+
+DriverKind = Literal["term", "phrase", "hashtag", "story", "domain", "author"]
+
+
+def _ref_dict(ref: MentionRef) -> dict[str, Any]:
+    data = asdict(ref)
+    data["created_at"] = ref.created_at.isoformat()
+    return data
+
+
+def _ref_of(data: dict[str, Any]) -> MentionRef:
+    return MentionRef(**{**data, "created_at": datetime.fromisoformat(data["created_at"])})
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """One thing whose share of the conversation rose most in an alert's window against
+    its baseline: a word, a two-word phrase, a hashtag, a story, a linked domain or an
+    author (what the spike is about). ``now`` and ``before`` count the mentions that
+    carry it in the window and in the baseline; ``score`` is the z-score of its weighted
+    log-odds ratio (Monroe, Colaresi & Quinn 2008); ``example`` is the window's
+    furthest-travelled mention that carries it."""
+
+    kind: DriverKind
+    label: str
+    now: int
+    before: int
+    score: float
+    example: MentionRef | None = None
+    rose: bool = True
+    """False: it did not rise; it is listed as what the window is about (the most
+    carried things, when too few rose)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "now": self.now,
+            "before": self.before,
+            "score": round(self.score, 2),
+            "example": _ref_dict(self.example) if self.example is not None else None,
+            "rose": self.rose,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Driver:
+        example = data.get("example")
+        return cls(
+            kind=data["kind"],
+            label=str(data["label"]),
+            now=int(data["now"]),
+            before=int(data["before"]),
+            score=float(data["score"]),
+            example=_ref_of(example) if example else None,
+            rose=bool(data.get("rose", True)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a spike happened, at a glance: the :class:`Driver`s of the mentions in
+    [start, end) (``mentions`` of them) against the baseline [baseline_start, start)
+    (``baseline`` mentions), strongest first. ``negative``: the window's mentions
+    compared are its negative ones (else all of them: too few were negative);
+    ``baseline_negative``: so are the baseline's (else all of them: too few were
+    negative to say what is usual)."""
+
+    start: datetime
+    end: datetime
+    baseline_start: datetime
+    mentions: int
+    baseline: int
+    negative: bool
+    baseline_negative: bool
+    drivers: tuple[Driver, ...]
+
+    @property
+    def rose(self) -> bool:
+        """Whether anything rose (else the drivers only say what the window is about)."""
+        return any(d.rose for d in self.drivers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "baseline_start": self.baseline_start.isoformat(),
+            "mentions": self.mentions,
+            "baseline": self.baseline,
+            "negative": self.negative,
+            "baseline_negative": self.baseline_negative,
+            "drivers": [d.to_dict() for d in self.drivers],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Explanation:
+        return cls(
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            baseline_start=datetime.fromisoformat(data["baseline_start"]),
+            mentions=int(data["mentions"]),
+            baseline=int(data["baseline"]),
+            negative=bool(data["negative"]),
+            baseline_negative=bool(data.get("baseline_negative", data["negative"])),
+            drivers=tuple(Driver.from_dict(d) for d in data.get("drivers", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """A notification about an incident, delivered through the outbox to each routed sink.
 
@@ -328,6 +445,9 @@ class Alert:
     """One paragraph for people, rendered from the configured (Jinja2) template."""
     peak_level: str | None = None
     """The highest level the incident reached (None when unknown: reminders, hand-offs)."""
+    explanation: Explanation | None = None
+    """What rose most in the alert's window (None: not a brand's spike, or nothing to
+    compare)."""
 
     @property
     def title(self) -> str:
@@ -356,6 +476,7 @@ class Alert:
         data["opened_at"] = self.opened_at.isoformat() if self.opened_at else None
         if self.ack is not None:
             data["ack"] = {"by": self.ack.by, "at": self.ack.at.isoformat(), "note": self.ack.note}
+        data["explanation"] = self.explanation.to_dict() if self.explanation else None
         return data
 
     @classmethod
@@ -394,6 +515,9 @@ class Alert:
             route=tuple(data.get("route", ())),
             summary=str(data.get("summary", "")),
             peak_level=data.get("peak_level"),
+            explanation=(
+                Explanation.from_dict(data["explanation"]) if data.get("explanation") else None
+            ),
         )
 
 

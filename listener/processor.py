@@ -38,7 +38,16 @@ from listener.config.schema import (
 from listener.errors import BrandHeld, BrandStateError, StoreError
 from listener.ingest import Ingest
 from listener.metrics import BRAND_WINDOW, BrandValues, Metrics
-from listener.model import Ack, Alert, AlertKind, Fact, Mention, ScoredMention
+from listener.model import (
+    Ack,
+    Alert,
+    AlertKind,
+    Explanation,
+    Fact,
+    Mention,
+    ScoredMention,
+    StoredMention,
+)
 from listener.rules.brand_state import BrandState, first_seen_at, merge_brand, split_brand
 from listener.rules.conditions import Check, CountView
 from listener.rules.conditions import condition_leaves as condition_leaves  # re-exported
@@ -70,6 +79,7 @@ from listener.rules.settled import Marks, Plan, SettledKeys, marks_of
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
+from listener.scoring.explain import brand_words, explain_window
 from listener.scoring.velocity import BucketRow, Sample, VelocityWindows
 from listener.store import BrandWrite, EvaluateWrite, IngestWrite, Store, reach_of
 from listener.templates import render_summary
@@ -77,6 +87,8 @@ from listener.templates import render_summary
 log = structlog.get_logger("listener.processor")
 
 BUCKET = timedelta(minutes=1)
+EXPLAINED: frozenset[AlertKind] = frozenset({"opened", "escalated", "reminder", "handoff"})
+"""The alerts that carry a spike explanation: those that call people to act."""
 TREND_STEP = timedelta(minutes=30)
 TREND_POINTS = 12
 RELEASED = "released_brands"
@@ -89,6 +101,23 @@ _MICRO = timedelta(microseconds=1)
 def rule_window(rule: RuleConfig) -> timedelta:
     """The longest 'current' window of a rule's levels (``CompiledRule.window``)."""
     return compile_rule(rule).window
+
+
+def explain_spike(
+    store: Store, config: Config | None, brand: str, at: datetime, window: timedelta
+) -> Explanation | None:
+    """Why ``brand`` spiked at ``at``: what rose in the ``window`` ending with the minute
+    of ``at`` against the day before (the stored mentions;
+    :func:`listener.scoring.explain.explain_window`). The one computation behind the
+    alerts, ``listener report``, ``incidents show``, the console and the backtest."""
+    brands = config.brands if config is not None else ()
+    cfg = next((b for b in brands if b.name == brand), None)
+    ignore = brand_words(cfg) if cfg is not None else frozenset({brand.casefold()})
+
+    def read(a: datetime, b: datetime, limit: int, negative: bool) -> list[StoredMention]:
+        return store.mentions.recent(brand, a, b, limit, negative)
+
+    return explain_window(read, at - window, at + BUCKET, ignore)
 
 
 def retention_for(rules: Sequence[CompiledRule]) -> timedelta:
@@ -1314,6 +1343,10 @@ class Processor:
         # an all-clear lists no angry posts: they are what the incident was, not what is
         show_top = brand_rule and kind != "resolved"
         top = self.store.top_mentions(brand, start, end, limit=5) if show_top else []
+        explained = brand_rule and kind in EXPLAINED
+        explanation = (
+            explain_spike(self.store, self.config, brand, at, window) if explained else None
+        )
         categories = self.store.top_categories(brand, start, end) if brand_rule else []
         authors = self.store.top_authors(brand, start, end) if brand_rule else []
         step = TREND_STEP
@@ -1345,6 +1378,7 @@ class Processor:
             trend=trend,
             trend_step=int(step.total_seconds()) if trend else 0,
             peak_level=peak_level,
+            explanation=explanation,
         )
         template = (cfg.summary if cfg else None) or self.config.notifications.summary
         return replace(alert, summary=render_summary(alert, template))

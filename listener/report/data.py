@@ -29,8 +29,8 @@ from typing import Literal
 from listener.config.duration import format_duration
 from listener.config.schema import Config
 from listener.incidents import NotFound
-from listener.model import Ack, AuthorRef
-from listener.processor import rule_window
+from listener.model import Ack, AuthorRef, Explanation
+from listener.processor import explain_spike, rule_window
 from listener.rules.source_health import SOURCE_HEALTH
 from listener.store import (
     EVIDENCE_AFTER,
@@ -171,6 +171,8 @@ class ReportData:
     categories: tuple[tuple[str, int], ...]
     brand_incident: bool = True
     """False for a source-health incident (its "brand" is a source: no mentions)."""
+    explanation: Explanation | None = None
+    """Why it spiked when it opened (brand incidents with stored mentions)."""
     notes: tuple[NoteRecord, ...] = ()
     """What people put on the timeline: notes and assignments, oldest first."""
 
@@ -472,5 +474,8 @@ def gather(
         if brand_incident
         else (),
         brand_incident=brand_incident,
+        explanation=explain_spike(store, config, brand, incident.opened_at, lead)
+        if brand_incident
+        else None,
         notes=tuple(store.notes.of(incident.id)),
     )

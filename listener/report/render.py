@@ -21,6 +21,8 @@ from listener import incidents
 from listener.config.duration import format_duration
 from listener.report.chart import level_colour
 from listener.report.data import BASELINE_WINDOW, MIN_HISTORY, ReportData
+from listener.scoring.explain import MIN_SCORE
+from listener.sinks.text import driver_label, explanation_heading
 
 KIND_LABELS = {
     "opened": "opened",
@@ -369,6 +371,34 @@ def _mentions_intro(data: ReportData) -> str:
     )
 
 
+def _why_table(data: ReportData) -> Table:
+    e = data.explanation
+    note = (
+        f"When the incident opened, {explanation_heading(e)}. Weighted log-odds with an "
+        "informative Dirichlet prior (Monroe, Colaresi and Quinn 2008): the score is how "
+        f"sure a rise is ({MIN_SCORE} or more: it rose); each row links to the "
+        "furthest-travelled post that carries it."
+        if e is not None
+        else ""
+    )
+    return Table(
+        "Why it spiked",
+        ("What", "Kind", "Now", "Before", "Score"),
+        tuple(
+            Row(
+                (driver_label(d), d.kind, str(d.now), str(d.before), f"{d.score:.1f}"),
+                link=safe_url(d.example.url) if d.example is not None else None,
+            )
+            for d in (e.drivers if e is not None else ())
+        ),
+        "nothing stood out against the day before"
+        if e is not None
+        else "too few mentions when it opened to say",
+        note=note,
+        link_cell=0,
+    )
+
+
 def _mention_tables(data: ReportData) -> tuple[Table, ...]:
     if not data.brand_incident:
         return ()
@@ -438,7 +468,7 @@ def _mention_tables(data: ReportData) -> tuple[Table, ...]:
         ),
         "no mentions stored for this period",
     )
-    return (top, authors, categories, sources)
+    return (_why_table(data), top, authors, categories, sources)
 
 
 def _review(data: ReportData) -> tuple[str, ...]:

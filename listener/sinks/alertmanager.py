@@ -57,7 +57,7 @@ from listener.errors import SinkRejected
 from listener.model import Alert, MentionRef
 from listener.sinks.base import SinkContext
 from listener.sinks.http import raise_for_status, request
-from listener.sinks.text import one_line
+from listener.sinks.text import driver_text, one_line
 
 ALERTNAME = "ListenerIncident"
 """``alertname`` of every incident alert."""
@@ -138,6 +138,9 @@ def alert_annotations(alert: Alert) -> dict[str, str]:
         "top_mentions": "\n".join(_mention(ref) for ref in alert.top_mentions),
         "kind": alert.kind,
         "alert_id": alert.id,
+        "why": "\n".join(driver_text(d) for d in alert.explanation.drivers)
+        if alert.explanation is not None
+        else "",
     }
     if alert.ack is not None:
         note = f": {alert.ack.note}" if alert.ack.note else ""

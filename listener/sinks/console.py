@@ -14,7 +14,13 @@ from typing import TextIO
 from listener.config.schema import ConsoleSinkConfig
 from listener.errors import SinkUnavailable
 from listener.model import Alert, Digest, MentionRef
-from listener.sinks.text import clean_line, excerpt, render_digest_text
+from listener.sinks.text import (
+    clean_line,
+    driver_text,
+    excerpt,
+    explanation_heading,
+    render_digest_text,
+)
 from listener.sinks.webhook import render_webhook
 
 EXCERPT_CHARS = 200
@@ -60,7 +66,8 @@ def render_text(alert: Alert) -> str:
 
     Pure. Contains the title, brand, rule, level (and the previous level; for a resolved
     alert the last and the peak level), the incident id, who acknowledged it with their
-    note, every fact via ``str(fact)``, and the top mentions with author, followers, an
+    note, every fact via ``str(fact)``, why it spiked (the explanation's drivers), and
+    the top mentions with author, followers, an
     excerpt and the url. A drill alert carries ``[DRILL]`` in the title and a banner.
     """
     lines = [clean_line(alert.title)]
@@ -80,6 +87,10 @@ def render_text(alert: Alert) -> str:
     if alert.facts:
         lines.append("facts:")
         lines += [f"  - {clean_line(fact)}" for fact in alert.facts]
+    e = alert.explanation
+    if e is not None:
+        lines.append(f"why ({explanation_heading(e)}):")
+        lines += [f"  - {driver_text(d)}" for d in e.drivers] or ["  - nothing stands out"]
     if alert.top_mentions:
         lines.append("top mentions:")
         for i, ref in enumerate(alert.top_mentions, start=1):

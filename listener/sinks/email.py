@@ -50,7 +50,9 @@ from listener.sinks.base import SinkContext, SinkState
 from listener.sinks.console import DRILL_BANNER, render_text
 from listener.sinks.text import (
     clean_line,
+    driver_text,
     excerpt,
+    explanation_heading,
     incident_line,
     incidents_line,
     listed_incidents,
@@ -198,6 +200,14 @@ def render_html(alert: Alert) -> str:
     if alert.facts:
         out.append("<h3>Facts</h3><ul>")
         out += [f"<li>{_esc(fact)}</li>" for fact in alert.facts]
+        out.append("</ul>")
+    e = alert.explanation
+    if e is not None and e.drivers:
+        out.append(f"<h3>Why</h3><p>{_esc(explanation_heading(e).capitalize())}:</p><ul>")
+        for d in e.drivers:
+            url = _web_url(d.example.url) if d.example is not None else None
+            link = f' <a href="{html.escape(url, quote=True)}">example</a>' if url else ""
+            out.append(f"<li>{_esc(driver_text(d))}{link}</li>")
         out.append("</ul>")
     if alert.categories:
         out.append("<h3>Categories</h3><ul>")

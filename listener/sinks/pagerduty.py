@@ -39,7 +39,7 @@ from listener.config.schema import PagerDutySinkConfig
 from listener.model import Alert, AlertKind, MentionRef
 from listener.sinks.base import SinkContext
 from listener.sinks.http import options_healthcheck, raise_for_status, request
-from listener.sinks.text import one_line
+from listener.sinks.text import driver_text, one_line
 from listener.sinks.webhook import (
     USER_AGENT,
     make_test_alert,
@@ -111,7 +111,8 @@ def _link(ref: MentionRef) -> dict[str, str]:
 def custom_details(alert: Alert) -> dict[str, Any]:
     """What a responder reads in PagerDuty's alert details (pure): ids, brand, rule,
     level, the facts as lines, the crisis categories with counts, the top mentions
-    (excerpts) and, when present, the summary, acknowledgement and escalation route."""
+    (excerpts) and, when present, the summary, acknowledgement, escalation route and
+    ``why`` (the spike explanation's drivers, one line each)."""
     details: dict[str, Any] = {
         "alert_id": alert.id,
         "incident_id": alert.incident_id,
@@ -137,6 +138,8 @@ def custom_details(alert: Alert) -> dict[str, Any]:
             details["acknowledgement_note"] = alert.ack.note
     if alert.route:
         details["route"] = list(alert.route)
+    if alert.explanation is not None and alert.explanation.drivers:
+        details["why"] = [driver_text(d) for d in alert.explanation.drivers]
     return details
 
 

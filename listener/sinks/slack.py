@@ -75,6 +75,8 @@ from listener.sinks.base import SinkContext
 from listener.sinks.http import MAX_RESPONSE_BYTES, parse_retry_after
 from listener.sinks.text import (
     cut,
+    driver_text,
+    explanation_heading,
     incident_line,
     incidents_line,
     listed_incidents,
@@ -417,6 +419,19 @@ def _details(alert: Alert) -> list[dict[str, Any]]:
     return blocks
 
 
+def _why_text(alert: Alert) -> str:
+    """*Why* — what rose most in the alert's window, each with an example post."""
+    e = alert.explanation
+    if e is None or not e.drivers:
+        return ""
+    lines = []
+    for d in e.drivers[:MAX_DRIVERS]:
+        example = d.example.url if d.example is not None else None
+        link = _link(example, "example")
+        lines.append(f"• {_esc(driver_text(d))}" + (f" · {link}" if link != "example" else ""))
+    return _join_lines(f"*Why:* {_esc(explanation_heading(e))}", lines)
+
+
 def _fallback(alert: Alert, emoji: str, mention: str | None) -> str:
     text = f"{emoji} {_esc(alert.title)}"
     if alert.facts:
@@ -488,7 +503,8 @@ def render_blocks(
     ``[DRILL]`` for a drill; a drill note; ``mention`` (trusted Slack markup such as
     ``<!subteam^S0123>``) and, once resolved, the all-clear; the alert's ``summary``
     paragraph when it has one; fields: brand, severity with its emoji and previous
-    level, status, who is on it (the acknowledgement), when it opened, the rule) and
+    level, status, who is on it (the acknowledgement), when it opened, the rule; *Why*:
+    the spike explanation's drivers, each with a link to an example post) and
     ``attachments``: one attachment whose ``color`` is the
     severity's (green once resolved) holding the numbers (value, threshold, baseline),
     the trend sparkline, the top mentions as links, the categories, detractors and
@@ -519,6 +535,9 @@ def render_blocks(
     if isinstance(summary, str) and summary.strip():
         blocks.append(_section(_esc(summary)))
     blocks.append({"type": "section", "fields": _fields(alert)})
+    why = _why_text(alert)
+    if why:
+        blocks.append(_section(why))
     actions = _actions(alert, buttons) if buttons is not None else None
     if actions is not None:
         blocks.append(actions)
@@ -532,6 +551,8 @@ def render_blocks(
     }
 
 
+MAX_DRIVERS = 6
+"""Drivers of a spike explanation shown in a Slack message."""
 MAX_DIGEST_BRANDS = 40
 """Brands one Slack digest shows in full (a message holds at most 50 blocks); the rest
 are counted in a closing line."""

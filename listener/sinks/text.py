@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from listener.model import BrandDigest, Digest, DigestIncident, DigestPeriod, StoryRecord
+from listener.model import (
+    BrandDigest,
+    Digest,
+    DigestIncident,
+    DigestPeriod,
+    Driver,
+    Explanation,
+    StoryRecord,
+)
 
 
 def clean_line(value: object) -> str:
@@ -142,3 +150,59 @@ def listed_incidents(b: BrandDigest) -> tuple[DigestIncident, ...]:
     for i in (*b.opened, *b.resolved, *b.still_open):
         seen.setdefault(i.id, i)
     return tuple(seen.values())
+
+
+# ---------------------------------------------------------------------- spike explanation
+
+
+def driver_label(d: Driver) -> str:
+    """A driver as people read it: ``"outage"``, ``"cancelled flight"``, ``#acmedown``,
+    ``story "Third outage this month…"``, ``link status.acme.com``, ``@ana on x``."""
+    if d.kind in ("term", "phrase"):
+        return f"“{clean_line(d.label)}”"
+    if d.kind == "story":
+        return f"story “{excerpt(d.label, 80)}”"
+    if d.kind == "domain":
+        return f"link {clean_line(d.label)}"
+    return clean_line(d.label)
+
+
+def _span(e: Explanation) -> str:
+    minutes = max(1, round((e.end - e.start).total_seconds() / 60))
+    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.0f} h"
+
+
+def explanation_scope(e: Explanation) -> str:
+    """What was compared: "negative mentions of the last 16 min (47) against the day
+    before's mentions (101)"."""
+    now = "negative mentions" if e.negative else "mentions"
+    before = "negative mentions" if e.baseline_negative else "mentions"
+    return (
+        f"{now} of the last {_span(e)} ({e.mentions:,}) against the day before's "
+        f"{before} ({e.baseline:,})"
+    )
+
+
+def explanation_heading(e: Explanation) -> str:
+    """What the list under it is: "what rose: <scope>"; "nothing rose clearly (<scope>);
+    what they are about"; or that nothing stands out."""
+    if not e.drivers:
+        return f"nothing stands out ({explanation_scope(e)})"
+    if e.rose:
+        tail = ", then what else they are about" if not all(d.rose for d in e.drivers) else ""
+        return f"what rose{tail}: {explanation_scope(e)}"
+    return f"nothing rose clearly ({explanation_scope(e)}); what they are about"
+
+
+def driver_text(d: Driver) -> str:
+    """``“outage” 14 now, 2 before``; ``(no clear rise)`` after one that did not rise."""
+    text = f"{driver_label(d)} {d.now} now, {d.before} before"
+    return text if d.rose else f"{text} (no clear rise)"
+
+
+def explanation_line(e: Explanation, limit: int = 5) -> str:
+    """One line: "Why: “outage” 14 now, 2 before; #acmedown 9 now, 0 before …", or that
+    nothing stands out."""
+    if not e.drivers:
+        return f"Why: nothing stands out ({explanation_scope(e)})"
+    return "Why: " + "; ".join(driver_text(d) for d in e.drivers[:limit])

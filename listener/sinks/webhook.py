@@ -39,7 +39,7 @@ import httpx
 from listener import __version__
 from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import WebhookSinkConfig
-from listener.model import Alert, Digest, Fact, MentionRef
+from listener.model import Alert, Digest, Explanation, Fact, MentionRef
 from listener.sinks.http import options_healthcheck, raise_for_status, request
 
 SCHEMA_ID = "listener.alert/v1"
@@ -92,7 +92,9 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
     created_at, sentiment), ``summary``, ``opened_at``, ``categories`` (name, mentions),
     ``authors`` (handle, source, mentions, reach, role: detractor/amplifier), ``trend``
     (step_seconds, negative counts oldest first), ``ack`` (by, at, note, or null),
-    ``route`` and ``peak_level`` (the highest level the incident reached, or null).
+    ``route``, ``peak_level`` (the highest level the incident reached, or null) and
+    ``explanation`` (why it spiked: the window and baseline compared, and the
+    ``drivers``: kind, label, now, before, score, example mention; or null).
     Non-finite numbers become ``null``. ``schema/alert.v1.json``
     is the JSON Schema of this document; keep the two in step.
     """
@@ -131,6 +133,32 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
         ),
         "route": list(alert.route),
         "peak_level": alert.peak_level,
+        "explanation": _explanation(alert.explanation),
+    }
+
+
+def _explanation(e: Explanation | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {
+        "start": e.start.isoformat(),
+        "end": e.end.isoformat(),
+        "baseline_start": e.baseline_start.isoformat(),
+        "mentions": e.mentions,
+        "baseline": e.baseline,
+        "negative": e.negative,
+        "baseline_negative": e.baseline_negative,
+        "drivers": [
+            {
+                "kind": d.kind,
+                "label": d.label,
+                "now": d.now,
+                "before": d.before,
+                "score": _finite(round(d.score, 2)),
+                "example": _mention(d.example) if d.example is not None else None,
+            }
+            for d in e.drivers
+        ],
     }
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from listener.model import AuthorRef, MentionRef, ScoredMention, StoryRecord
+from listener.model import AuthorRef, MentionRef, ScoredMention, StoredMention, StoryRecord
 from listener.store.core import Database, dt, ts
 
 EVIDENCE_BEFORE = timedelta(hours=30)
@@ -352,6 +352,27 @@ class Mentions:
             (brand, ts(start), ts(end)),
         )
         return dt(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def recent(
+        self, brand: str, start: datetime, end: datetime, limit: int, negative_only: bool = False
+    ) -> list[StoredMention]:
+        """The brand's mentions in [start, end), the newest first, at most ``limit``, with
+        their whole text, story and reach (what the spike explanation reads)."""
+        rows = self.db.read(
+            "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author, m.reach, "
+            "m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
+            + ("AND b.negative = 1 " if negative_only else "")
+            + "ORDER BY b.created_at DESC, m.source, m.id LIMIT ?",
+            (brand, ts(start), ts(end), limit),
+        )
+        out = []
+        for r in rows:
+            text = json.loads(r[3]).get("text", "")
+            out.append(
+                StoredMention(_ref(*r[:6]), str(text), _story(r[7], r[0], r[1]), float(r[6]))
+            )
+        return out
 
     def stories(
         self,

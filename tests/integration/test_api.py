@@ -408,3 +408,23 @@ async def test_a_state_or_bus_that_cannot_be_reached_answers_503_and_changes_not
         await server.stop()
         for s in opened:
             s.close()
+
+
+async def test_an_incident_says_why_it_spiked(api: Api) -> None:
+    """``GET /incidents/ID`` carries the explanation of its opening (the remote
+    ``incidents show`` prints it). This brand had no mention the day before, so nothing
+    can be said to have risen: the drivers are what its complaints are about, each with
+    its count and an example post."""
+    status, _, _, detail = await api.acall("GET", f"/incidents/{api.incident}")
+    assert status == 200
+    explanation = detail["explanation"]
+    assert (explanation["negative"], explanation["mentions"], explanation["baseline"]) == (
+        True,
+        8,
+        0,
+    )
+    drivers = explanation["drivers"]
+    assert drivers
+    assert {d["rose"] for d in drivers} == {False}
+    assert drivers[0]["now"] == 8
+    assert drivers[0]["example"]["url"].startswith("https://")

@@ -313,6 +313,9 @@ async def test_the_incident_page_is_the_live_report(served: Served) -> None:
         assert any(r[2] == "acknowledgement" and r[7] == "time to acknowledge 1m" for r in alerts)
         assert ["note 1", "", "", "ana: statement posted 11:05"] in [r[2:6] for r in alerts]
         assert "<strong>ana</strong>: statement posted 11:05" in text  # and on the timeline
+        (why,) = cells(text, "Why it spiked")  # the complaints' story rose
+        assert why[0].startswith("story “@acme your service is terrible")
+        assert why[1:4] == ["story", "8", "0"]
         (story,) = cells(text, "Top stories")
         assert story[0].startswith("@acme your service is terrible")
         assert story[1:3] == ["1 + 7 copies", "8"]

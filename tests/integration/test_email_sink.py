@@ -19,7 +19,7 @@ from listener.model import Alert, AlertKind, MentionRef
 from listener.sinks.base import MemorySinkState, SinkContext
 from listener.sinks.console import render_text
 from listener.sinks.email import EmailSink, message_id, render_email, render_html
-from tests.support.receiver import sample_alert
+from tests.support.receiver import sample_alert, sample_explanation
 from tests.support.smtp import SmtpServer
 
 PASSWORD = "pw-S3CRET-7"
@@ -121,6 +121,24 @@ def test_email_is_multipart_plain_and_html() -> None:
     assert msg["X-Listener-Alert"] == "alert-0001"
     assert msg["Auto-Submitted"] == "auto-generated"
     assert "X-Listener-Drill" not in msg
+
+
+def test_both_parts_say_why_it_spiked() -> None:
+    """The explanation in the text part (as the console's block) and as an HTML list with
+    example links (http(s) only), its labels escaped."""
+    explanation = sample_explanation()
+    evil = replace(explanation.drivers[0], label="<script>x</script>", example=None)
+    alert = sample_alert(explanation=replace(explanation, drivers=(*explanation.drivers, evil)))
+    plain, html_body = parts(render(alert))
+    assert "  - “outage” 31 now, 2 before" in plain
+    assert "<h3>Why</h3>" in html_body
+    assert (
+        "<li>#acmedown 12 now, 0 before "
+        '<a href="https://news.example/acme-outage">example</a></li>' in html_body
+    )
+    assert "<li>@bob (forum) 5 now, 0 before</li>" in html_body
+    assert "<script>" not in html_body
+    assert "&lt;script&gt;x&lt;/script&gt;" in html_body
 
 
 def test_html_escapes_untrusted_mentions() -> None:

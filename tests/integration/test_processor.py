@@ -464,3 +464,64 @@ def test_ingesting_many_batches_at_once_is_ingesting_them_in_turn(
                     brand, measure, start, now
                 )
         assert many.windows.count("Acme", "total", T0, now) == 5
+
+
+def test_alerts_that_call_people_say_why_it_spiked(tmp_path: Path, config: Config) -> None:
+    """A calm day of store news, then complaints about a checkout outage from many
+    people: the opening alert's explanation leads with what rose, with its counts and an
+    example post; it survives the outbox (and the bus's encoding, the same dict); the
+    all-clear carries none."""
+    clock = ManualClock(T0 - timedelta(hours=20))
+    p = open_processor(tmp_path / "s.db", config)
+    n = 0
+    while clock.now() < T0:  # the usual: four store openings an hour
+        calm = [
+            Mention(
+                "news",
+                f"c{n + k}",
+                f"@acme opens a new store in town number {n + k}",
+                clock.now(),
+                author=Author(handle=f"press{k}"),
+            )
+            for k in range(4)
+        ]
+        n += 4
+        p.ingest("news", calm, clock.now())
+        p.evaluate(clock.now())
+        clock.advance(timedelta(hours=1))
+    for minute in range(10):
+        burst = [
+            Mention(
+                "social",
+                f"o{minute}-{k}",
+                f"@acme checkout outage again, cannot pay anything ({minute}{k})",
+                clock.now(),
+                url=f"https://social.example/{minute}/{k}",
+                author=Author(handle=f"buyer{minute}{k}", followers=minute * 10 + k),
+            )
+            for k in range(3)
+        ]
+        p.ingest("social", burst, clock.now())
+        p.evaluate(clock.now())
+        clock.advance(timedelta(minutes=1))
+    for _ in range(40):
+        p.evaluate(clock.now())
+        clock.advance(timedelta(minutes=1))
+    alerts = [item.alert for item in p.store.outbox.due("ops", clock.now(), limit=100)]
+    opened = alerts[0]
+    assert opened.kind == "opened"
+    e = opened.explanation
+    assert e is not None
+    assert e.rose
+    top = {d.label: d for d in e.drivers}
+    assert {"outage", "checkout", "checkout outage"} <= set(top)
+    assert top["outage"].before == 0
+    assert top["outage"].now == e.mentions
+    example = top["outage"].example
+    assert example is not None
+    assert example.url is not None
+    assert example.url.startswith("https://social.example/")
+    assert "acme" not in top  # the brand's own name is never why
+    assert dataclasses.replace(opened) == type(opened).from_dict(opened.to_dict())
+    resolved = next(a for a in alerts if a.kind == "resolved")
+    assert resolved.explanation is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -90,3 +91,29 @@ def test_report_errors_are_one_line(
     out = str(blocked / "r.html")
     assert main(["report", incident_id, "--state", str(path), "--out", out]) == 1
     assert capsys.readouterr().err.startswith("error: cannot write the report")
+
+
+def test_report_and_incidents_show_say_why_it_spiked(
+    state: tuple[Path, str], rules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report's "Why it spiked" table and `incidents show`'s lines: the complaints
+    (one post copied nine times: its story) that rose against the day's store news, with
+    counts now and before; every row links to an example post."""
+    path, incident_id = state
+    assert main(["report", incident_id, "--state", str(path), "-c", str(rules),
+                 "--format", "md", "--out", "-"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    section = text.split("## Why it spiked", 1)[1].split("\n## ", 1)[0]
+    assert "what rose: negative mentions of the last 16 min" in section
+    rows = [line for line in section.splitlines() if line.startswith("| story")]
+    assert any("worst outage ever" in row and "| 9 | 0 |" in row for row in rows)
+    assert all("](https://news.example.test/" in row for row in rows)
+    assert main(["incidents", "show", incident_id, "--state", str(path), "-c", str(rules)]) == 0
+    shown = capsys.readouterr().out
+    assert "why it spiked (what rose: negative mentions of the last 16 min" in shown
+    assert "  story “@acme your service is terrible and broken, worst outage ever" in shown
+    assert main(["incidents", "show", incident_id, "--state", str(path), "-c", str(rules),
+                 "--json"]) == 0  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    [story] = [d for d in doc["explanation"]["drivers"] if d["kind"] == "story"]
+    assert (story["now"], story["before"], story["rose"]) == (9, 0, True)

@@ -168,6 +168,12 @@ def test_ingest_write_stores_mentions_cursor_buckets_and_kv_at_once(tmp_path: Pa
     assert [(m.id, m.author, m.followers, m.created_at) for m in top] == [("m1", "u1", 10, T0)]
     assert store.mentions.top_categories("Acme", *hour) == [("outage", 1)]
     assert [r.lead.id for r in store.mentions.stories("Globex", *hour)] == ["m2"]
+    recent = store.mentions.recent("Acme", *hour, 10)
+    assert [(m.ref.id, m.text, m.story) for m in recent] == [  # newest first, then by id
+        ("m1", "Acme 1 is down again", "x:m1"),
+        ("m2", "Acme 2 is down again", "x:m2"),
+    ]
+    assert [m.ref.id for m in store.mentions.recent("Acme", *hour, 10, True)] == ["m1"]
     assert store.mentions.source_counts("Acme", *hour)[0].mentions == 2
 
 
@@ -335,6 +341,7 @@ PUBLIC: dict[str, Callable[[Store], object]] = {
     "mentions.last_at": lambda s: s.mentions.last_at("Acme", T0, T0),
     "mentions.source_counts": lambda s: s.mentions.source_counts("Acme", T0, T0),
     "mentions.stories": lambda s: s.mentions.stories("Acme", T0, T0),
+    "mentions.recent": lambda s: s.mentions.recent("Acme", T0, T0, 10, True),
     "mentions.prune": lambda s: s.mentions.prune(T0),
     "cursors.load": lambda s: s.cursors.load("x"),
     "collected.seen": lambda s: s.collected.seen("x", ["m1"]),

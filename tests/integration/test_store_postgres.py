@@ -111,6 +111,7 @@ def _reads(store: Store) -> dict[str, Any]:
     out["first"], out["last"] = m.first_at("Acme", *window), m.last_at("Acme", *window)
     out["sources"] = m.source_counts("Acme", *window)
     out["stories"] = m.stories("Acme", *window)
+    out["recent"] = m.recent("Acme", *window, 10) + m.recent("Acme", *window, 2, True)
     out["touching"] = store.incident_log.touching(["Acme", "Globex"], *window)
     out["inbox"] = [
         r.as_dict()

@@ -28,12 +28,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from listener.model import Alert, Fact, MentionRef
+from listener.model import Alert, Driver, Explanation, Fact, MentionRef
 from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
@@ -233,6 +233,41 @@ class WebhookReceiver(LoopbackServer):
             self._script.clear()
 
 
+def _outage_post(at: datetime) -> MentionRef:
+    return MentionRef(
+        source="news",
+        id="m1",
+        text="Acme outage: nothing works since this morning, support is silent",
+        url="https://news.example/acme-outage",
+        author="alice",
+        followers=12345,
+        created_at=at,
+        sentiment=-0.8,
+    )
+
+
+def sample_explanation(at: datetime | None = None) -> Explanation:
+    """A spike explanation as an "opened" alert carries it: a word, a hashtag, a story
+    (with an example post) and an author (without)."""
+    at = at or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    example = _outage_post(at)
+    return Explanation(
+        start=at - timedelta(minutes=15),
+        end=at + timedelta(minutes=1),
+        baseline_start=at - timedelta(hours=24, minutes=15),
+        mentions=42,
+        baseline=310,
+        negative=True,
+        baseline_negative=True,
+        drivers=(
+            Driver("term", "outage", 31, 2, 7.9, example),
+            Driver("hashtag", "#acmedown", 12, 0, 5.1, example),
+            Driver("story", "Acme outage: nothing works since this morning", 9, 0, 4.4, example),
+            Driver("author", "@bob (forum)", 5, 0, 3.0, None),
+        ),
+    )
+
+
 def sample_alert(**changes: Any) -> Alert:
     """A realistic "opened" alert with two facts and two top mentions; ``changes``
     replace fields (e.g. ``id=``, ``incident_id=``, ``drill=True``)."""
@@ -251,16 +286,7 @@ def sample_alert(**changes: Any) -> Alert:
             Fact("negative share", 0.81, threshold=0.6),
         ),
         top_mentions=(
-            MentionRef(
-                source="news",
-                id="m1",
-                text="Acme outage: nothing works since this morning, support is silent",
-                url="https://news.example/acme-outage",
-                author="alice",
-                followers=12345,
-                created_at=at,
-                sentiment=-0.8,
-            ),
+            _outage_post(at),
             MentionRef(
                 source="forum",
                 id="m2",

@@ -379,9 +379,10 @@ def test_mention_replay_opens_the_expected_incident() -> None:
     """Six negative mentions in two minutes open the complaints rule at the second minute's end."""
     t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     calm = [_mention(i, t0 + timedelta(minutes=10 * i), "@acme nice day") for i in range(4)]
+    things = ("checkout", "login page", "mobile app", "search", "billing page", "inbox")
     burst = [
-        _mention(10 + i, t0 + timedelta(minutes=60, seconds=20 * i), "@acme is broken again")
-        for i in range(6)
+        _mention(10 + i, t0 + timedelta(minutes=60, seconds=20 * i), f"@acme {thing} broken")
+        for i, thing in enumerate(things)
     ]
     unrelated = [_mention(20, t0 + timedelta(minutes=61), "broken but not about the brand")]
     config = _config()
@@ -394,6 +395,20 @@ def test_mention_replay_opens_the_expected_incident() -> None:
     assert incident.opened_at == t0 + timedelta(minutes=62)
     assert str(incident.facts[0]) == "negative mentions in 15m = 6 (threshold 5)"
     assert incident.resolved_at is None  # the data ends while it is open
+    # why: the complaints' words, against the calm hour before (the report prints it)
+    why = incident.changes[0].explanation
+    assert why is not None
+    assert (why.negative, why.mentions, why.baseline_negative, why.baseline) == (
+        True,
+        6,
+        False,
+        4,
+    )
+    assert "broken" in {d.label for d in why.drivers}
+    report = "\n".join(format_report(result))
+    assert "       Why: " in report
+    assert "“broken” 6 now, 0 before" in report
+    assert incident.changes[0].to_dict()["explanation"]["drivers"]
 
 
 def test_mention_replay_counts_rows_for_the_brand_the_export_names() -> None:

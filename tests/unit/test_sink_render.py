@@ -14,7 +14,7 @@ from listener.config.schema import ConsoleSinkConfig
 from listener.model import Ack
 from listener.sinks.console import DRILL_BANNER, ConsoleSink, render_json, render_text
 from listener.sinks.webhook import SCHEMA_ID, render_webhook
-from tests.support.receiver import sample_alert
+from tests.support.receiver import sample_alert, sample_explanation
 
 WEBHOOK_KEYS = {
     "schema",
@@ -38,6 +38,7 @@ WEBHOOK_KEYS = {
     "ack",
     "route",
     "peak_level",
+    "explanation",
 }
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "alert.v1.json"
 
@@ -56,6 +57,31 @@ def test_text_has_everything_a_person_needs() -> None:
     assert "https://news.example/acme-outage" in text
     assert "unknown author" in text
     assert "DRILL" not in text
+
+
+def test_text_says_why_it_spiked() -> None:
+    """The explanation's scope and each driver with its counts; and "nothing stands out"
+    when none rose."""
+    alert = sample_alert(explanation=sample_explanation())
+    text = render_text(alert)
+    assert (
+        "why (what rose: negative mentions of the last 16 min (42) against the day before's "
+        "negative mentions (310)):" in text
+    )
+    assert "  - “outage” 31 now, 2 before" in text
+    assert "  - #acmedown 12 now, 0 before" in text
+    assert "  - story “Acme outage: nothing works since this morning” 9 now, 0 before" in text
+    assert "  - @bob (forum) 5 now, 0 before" in text
+    assert text.index("why (") < text.index("top mentions:")
+    quiet = render_text(replace(alert, explanation=replace(sample_explanation(), drivers=())))
+    assert "why (nothing stands out (negative mentions of the last 16 min" in quiet
+    assert "  - nothing stands out" in quiet
+    usual = replace(sample_explanation().drivers[0], rose=False)
+    about = render_text(replace(alert, explanation=replace(sample_explanation(), drivers=(usual,))))
+    assert "why (nothing rose clearly (negative mentions" in about
+    assert "); what they are about):" in about
+    assert "  - “outage” 31 now, 2 before (no clear rise)" in about
+    assert "why (" not in render_text(sample_alert())
 
 
 def test_text_shows_previous_level_on_escalation() -> None:
@@ -100,6 +126,8 @@ def test_json_line_is_the_webhook_document_and_valid() -> None:
     base = sample_alert(drill=True)
     for alert in (
         base,
+        replace(base, explanation=sample_explanation()),
+        replace(base, explanation=replace(sample_explanation(), drivers=())),
         replace(base, kind="acknowledged", ack=Ack("dana", base.at, "on it")),
         replace(base, kind="resolved", previous_level="high", peak_level="critical"),
     ):

@@ -21,7 +21,7 @@ from listener.sinks.slack import (
     severity_style,
     sparkline,
 )
-from tests.support.receiver import sample_alert
+from tests.support.receiver import sample_alert, sample_explanation
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
@@ -338,3 +338,30 @@ def test_the_summary_paragraph_is_shown_escaped() -> None:
     """An alert's summary (from the configured template) is a section of its own."""
     alert = replace(sample_alert(), summary="Complaints <b>doubled</b> & rising")
     assert "Complaints &lt;b&gt;doubled&lt;/b&gt; &amp; rising" in all_texts(render_blocks(alert))
+
+
+def test_why_shows_what_rose_escaped_with_example_links() -> None:
+    """The explanation is a *Why* section under the fields (seen without expanding the
+    attachment): each driver with its counts, a link to an example post where it has an
+    http(s) one; a driver's label cannot inject a link or a broadcast."""
+    explanation = sample_explanation()
+    evil = replace(
+        explanation.drivers[0],
+        label="<!channel> <https://evil.example|click>",
+        example=replace(explanation.drivers[0].example, url="javascript:alert(1)"),
+    )
+    alert = sample_alert(explanation=replace(explanation, drivers=(evil, *explanation.drivers)))
+    payload = render_blocks(alert)
+    texts = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section" and "text" in b]
+    [why] = [t for t in texts if t.startswith("*Why:*")]
+    fields = next(i for i, b in enumerate(payload["blocks"]) if "fields" in b)
+    assert payload["blocks"][fields + 1]["text"]["text"] == why
+    assert "negative mentions of the last 16 min (42)" in why
+    assert "• #acmedown 12 now, 0 before · <https://news.example/acme-outage|example>" in why
+    assert "• @bob (forum) 5 now, 0 before\n" in why + "\n"  # no example: no link
+    assert "<!channel>" not in why
+    assert "<https://evil.example" not in why
+    assert "javascript:" not in all_texts(payload)
+    assert_within_limits(payload)
+    plain = render_blocks(sample_alert())
+    assert "*Why:*" not in all_texts(plain)

@@ -1,0 +1,374 @@
+"""Spike explanation: what rose most in an alert's window against its baseline.
+
+Each mention is reduced to the set of things it carries (:func:`features`): words, two-word
+phrases, hashtags, the story it belongs to, the domains it links to, its author. For each
+feature, the mentions that carry it in the window (``now`` of ``n``) and in the baseline
+(``before`` of ``m``) are compared by the **weighted log-odds ratio with an informative
+Dirichlet prior** (Monroe, Colaresi & Quinn 2008, "Fightin' Words", eq. 16–22), on
+document counts:
+
+    prior      α_w = α₀ · (now + before + ½) / (n + m + 1),    α₀ = n + m + 1
+    log-odds   δ_w = log((now + α_w) / (n + α₀ − now − α_w))
+                   − log((before + α_w) / (m + α₀ − before − α_w))
+    variance   σ²_w ≈ 1/(now + α_w) + 1/(n + α₀ − now − α_w)
+                   + 1/(before + α_w) + 1/(m + α₀ − before − α_w)
+    score      z_w = δ_w / σ_w
+
+The background corpus of the prior is the window and the baseline together (α₀ their
+size: the prior is the pooled counts, smoothed by ½ so no cell is empty). It shrinks
+rare features towards no change, so a word seen twice is not ranked above a word seen
+forty times, and it keeps a word that is new in the window (none in the baseline) from
+an infinite ratio; the z-score says how sure the rise is. A driver must be
+carried by at least :data:`MIN_SUPPORT` mentions of the window, by more than one author
+(one account posting forty times is shown as that author, not as its words), and score at
+least :data:`MIN_SCORE`.
+
+Pure and deterministic: ties are broken by label; no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from listener.config.schema import BrandConfig
+from listener.model import Driver, DriverKind, Explanation, StoredMention
+from listener.scoring.categories import normalise_text
+
+MIN_SUPPORT = 3
+"""The fewest window mentions that must carry a driver."""
+MIN_STORIES = 2
+"""The fewest distinct stories (a post and its copies) that must carry a word, phrase,
+hashtag or domain: one viral post's words are shown as its story instead."""
+MIN_SCORE = 1.96
+"""The least z-score of a driver (the pooled prior is conservative: a word that doubles
+from 10 % to 20 % of 100 mentions scores about 1; one new in 12 of 50, about 3)."""
+LIMIT = 8
+"""The most drivers an explanation lists."""
+COMMON_LIMIT = 5
+"""The most of what a window is about, listed when too few things rose."""
+ABOUT_BELOW = 3
+"""Fewer risen words, phrases, hashtags, domains and stories than this, and what the
+window is most about is listed after them."""
+PER_KIND: dict[DriverKind, int] = {
+    "term": 4,
+    "phrase": 3,
+    "hashtag": 3,
+    "story": 2,
+    "domain": 2,
+    "author": 2,
+}
+"""The most drivers of each kind."""
+STORY_CHARS = 120
+"""The most characters of a story's lead text shown as its label."""
+TEXT_CHARS = 2000
+"""The most characters of a mention read for words (a long article's lead)."""
+
+_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+_HASHTAG = re.compile(r"(?<![\w#])#(\w{2,60})")
+_HANDLE = re.compile(r"(?<![\w@])@\w+")
+_CLAUSE = re.compile(r"[.,!?;:()\[\]{}\"…|/]+")
+_WORD = re.compile(r"[^\W\d_](?:[\w'-]*\w)?")
+_PLATFORM_DOMAINS = frozenset({"t.co", "bit.ly", "buff.ly", "ow.ly", "tinyurl.com", "lnkd.in"})
+"""Link shorteners: a domain that says nothing about where a link leads."""
+
+_STOP = """
+a about above after again against all also am an and any are aren't as at be because
+been before being below between both but by can can't cannot could couldn't did didn't
+do does doesn't doing don't down during each even ever every few for from further get
+gets got had hadn't has hasn't have haven't having he he'd he'll he's her here here's
+hers herself him himself his how how's however i i'd i'll i'm i've if in into is isn't
+it it's its itself just let's like me more most mustn't my myself no nor not now of off
+on once only or other ought our ours ourselves out over own really same shan't she she'd
+she'll she's should shouldn't so some still such than that that's the their theirs them
+themselves then there there's these they they'd they'll they're they've this those
+though through to too under until up upon us very via was wasn't we we'd we'll we're
+we've were weren't what what's when when's where where's which while who who's whom why
+why's will with won't would wouldn't yet you you'd you'll you're you've your yours
+yourself yourselves rt amp http https www com one two im dont cant youre thats ive
+"""
+STOPWORDS = frozenset(_STOP.split()) | {
+    "see",
+    "say",
+    "said",
+    "says",
+    "know",
+    "make",
+    "made",
+    "going",
+    "went",
+    "come",
+    "came",
+}
+"""English function words, and the tokens of tweets and links that carry no topic."""
+
+
+def _bare(word: str) -> str:
+    """A word without quotes, dashes or a possessive ``'s`` at its ends."""
+    word = word.strip("'-")
+    return word[:-2] if word.endswith("'s") else word
+
+
+def _domain(url: str) -> str | None:
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return None
+    host = host.removeprefix("www.").rstrip(".")
+    if not host or "." not in host or host in _PLATFORM_DOMAINS:
+        return None
+    return host
+
+
+Key = tuple[DriverKind, str]
+
+
+def features(item: StoredMention, ignore: frozenset[str] = frozenset()) -> set[Key]:
+    """What ``item`` carries: words and two-word phrases (no function words, nothing in
+    ``ignore``: the brand's own names), hashtags, linked domains, its story, its author."""
+    raw = item.text[:TEXT_CHARS]
+    out: set[Key] = set()
+    urls = _URL.findall(raw)
+    for url in (*urls, *((item.ref.url,) if item.ref.url else ())):
+        host = _domain(url)
+        if host is not None:
+            out.add(("domain", host))
+    text = _HANDLE.sub(" ", _URL.sub(" ", raw))
+    folded = normalise_text(text)
+    for tag in _HASHTAG.findall(folded):
+        if tag not in ignore:
+            out.add(("hashtag", "#" + tag))
+    for clause in _CLAUSE.split(_HASHTAG.sub(" ", folded)):  # no phrase across a comma
+        words = [_bare(w) for w in _WORD.findall(clause)]
+        kept = [w if len(w) >= 3 and w not in STOPWORDS and w not in ignore else "" for w in words]
+        for i, word in enumerate(kept):
+            if not word:
+                continue
+            out.add(("term", word))
+            if i + 1 < len(kept) and kept[i + 1]:
+                out.add(("phrase", f"{word} {kept[i + 1]}"))
+    out.add(("story", item.story))
+    if item.ref.author:
+        out.add(("author", f"@{item.ref.author} ({item.ref.source})"))
+    return out
+
+
+def log_odds(now: int, n: int, before: int, m: int) -> float:
+    """The z-score of the weighted log-odds ratio of a feature carried by ``now`` of ``n``
+    window mentions and ``before`` of ``m`` baseline mentions (module docstring)."""
+    prior = n + m + 1.0
+    alpha = prior * (now + before + 0.5) / (n + m + 1)  # never 0 or α₀: no cell is empty
+    a_now, b_now = now + alpha, n + prior - now - alpha
+    a_before, b_before = before + alpha, m + prior - before - alpha
+    delta = math.log(a_now / b_now) - math.log(a_before / b_before)
+    variance = 1 / a_now + 1 / b_now + 1 / a_before + 1 / b_before
+    return delta / math.sqrt(variance)
+
+
+_BY_MENTION: frozenset[DriverKind] = frozenset({"story", "author"})
+"""Kinds that are not required to come from :data:`MIN_STORIES` stories."""
+
+
+def _tally(
+    items: Iterable[StoredMention], ignore: frozenset[str], keep: Callable[[Key], bool]
+) -> tuple[Counter[Key], Counter[Key], int, int, list[tuple[StoredMention, set[Key]]]]:
+    """Mentions and stories that carry each feature (those ``keep`` wants), the number
+    of mentions and of stories, and each mention with its features."""
+    mentions: Counter[Key] = Counter()
+    by_story: dict[str, set[Key]] = {}
+    seen: list[tuple[StoredMention, set[Key]]] = []
+    n = 0
+    for item in items:
+        n += 1
+        found = {k for k in features(item, ignore) if keep(k)}
+        mentions.update(found)
+        by_story.setdefault(item.story, set()).update(k for k in found if k[0] not in _BY_MENTION)
+        seen.append((item, found))
+    stories: Counter[Key] = Counter()
+    for found in by_story.values():
+        stories.update(found)
+    return mentions, stories, n, len(by_story), seen
+
+
+def _ahead(item: StoredMention, other: StoredMention) -> bool:
+    """Whether ``item`` is the better example: it travelled further; on a tie, it came
+    first (then by source and id), whatever order they were read in."""
+    a, b = item.ref, other.ref
+    return (-item.reach, a.created_at, a.source, a.id) < (
+        -other.reach,
+        b.created_at,
+        b.source,
+        b.id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    now: Counter[Key]
+    before: Counter[Key]
+    n: int
+    m: int
+    stories: Counter[Key]
+    authors: dict[Key, set[str]]
+    example: dict[Key, StoredMention]
+
+    def eligible(self, key: Key, support: int) -> bool:
+        """Carried by ``support`` mentions or more, from two authors or more (an author's
+        own key aside), and two stories or more (stories and authors aside)."""
+        if self.now[key] < support:
+            return False
+        if key[0] != "author" and len(self.authors[key]) < 2:
+            return False
+        return key[0] in _BY_MENTION or self.stories[key] >= MIN_STORIES
+
+    def drivers(
+        self, ranked: Iterable[tuple[float, Key]], limit: int, *, rose: bool = True
+    ) -> tuple[Driver, ...]:
+        taken: Counter[str] = Counter()
+        out: list[Driver] = []
+        for z, key in ranked:
+            kind, label = key
+            if taken[kind] >= PER_KIND[kind]:
+                continue
+            taken[kind] += 1
+            lead = self.example[key]
+            shown = " ".join(lead.text.split())[:STORY_CHARS] if kind == "story" else label
+            out.append(Driver(kind, shown, self.now[key], self.before[key], z, lead.ref, rose))
+            if len(out) >= limit:
+                break
+        return tuple(out)
+
+    def score(self, key: Key) -> float:
+        return log_odds(self.now[key], self.n, self.before[key], self.m)
+
+
+def _evidence(
+    window: Sequence[StoredMention], baseline: Iterable[StoredMention], ignore: frozenset[str]
+) -> _Evidence:
+    now, stories, n, _, seen = _tally(window, ignore, lambda k: True)
+    before, _, m, _, _ = _tally(baseline, ignore, now.__contains__)
+    authors: dict[Key, set[str]] = {}
+    example: dict[Key, StoredMention] = {}
+    for item, found in seen:
+        who = f"{item.ref.source}:{item.ref.author or item.ref.id}"
+        for key in found:
+            authors.setdefault(key, set()).add(who)
+            best = example.get(key)
+            if best is None or _ahead(item, best):
+                example[key] = item
+    return _Evidence(now, before, n, m, stories, authors, example)
+
+
+def explain(
+    window: Sequence[StoredMention],
+    baseline: Iterable[StoredMention],
+    ignore: frozenset[str] = frozenset(),
+    *,
+    limit: int = LIMIT,
+) -> tuple[Driver, ...]:
+    """The drivers of ``window`` against ``baseline``: what rose (a z-score of
+    :data:`MIN_SCORE` or more), strongest first, at most ``limit``, at most
+    :data:`PER_KIND` of a kind, each with the window's furthest-travelled mention that
+    carries it. Counts are of mentions; a driver must be carried by
+    :data:`MIN_SUPPORT` mentions and two authors, and a word, phrase, hashtag or domain
+    by :data:`MIN_STORIES` stories."""
+    ev = _evidence(window, baseline, ignore)
+    scored = [(ev.score(k), k) for k in ev.now if ev.eligible(k, MIN_SUPPORT)]
+    ranked = sorted((s for s in scored if s[0] >= MIN_SCORE), key=lambda s: (-s[0], s[1]))
+    return ev.drivers(ranked, limit)
+
+
+def common(
+    window: Sequence[StoredMention],
+    baseline: Iterable[StoredMention],
+    ignore: frozenset[str] = frozenset(),
+    *,
+    limit: int = COMMON_LIMIT,
+) -> tuple[Driver, ...]:
+    """What the window's mentions are about: the most carried words, phrases, hashtags,
+    domains and stories first (by mentions, then label; two mentions, authors and
+    stories at least), each with its count before and its z-score as :func:`explain`
+    gives it, marked as not risen (``rose`` false)."""
+    ev = _evidence(window, baseline, ignore)
+    keys = [k for k in ev.now if k[0] != "author" and ev.eligible(k, 2)]
+    ranked = sorted(keys, key=lambda k: (-ev.now[k], k))
+    return ev.drivers(((ev.score(k), k) for k in ranked), limit, rose=False)
+
+
+BASELINE = timedelta(hours=24)
+"""The baseline an alert's window is compared with: the day before it."""
+WINDOW_MAX = 5000
+"""The most window mentions read (the newest)."""
+BASELINE_MAX = 20000
+"""The most baseline mentions read (the newest)."""
+
+Reader = Callable[[datetime, datetime, int, bool], Sequence[StoredMention]]
+"""``read(start, end, limit, negative_only)``: a brand's stored mentions in [start, end),
+the newest first."""
+
+
+def brand_words(brand: BrandConfig) -> frozenset[str]:
+    """The brand's own names (name, aliases, keywords, handles, hashtags), folded, and
+    each of their words: in every mention, so never what a spike is about."""
+    out: set[str] = set()
+    for raw in (brand.name, *brand.aliases, *brand.keywords, *brand.handles, *brand.hashtags):
+        folded = normalise_text(raw).lstrip("@#")
+        out.add(folded)
+        out.update(_bare(w) for w in _WORD.findall(folded))
+    return frozenset(w for w in out if w)
+
+
+def explain_window(
+    read: Reader, start: datetime, end: datetime, ignore: frozenset[str]
+) -> Explanation | None:
+    """The explanation of [start, end) against the :data:`BASELINE` before it.
+
+    The window's negative mentions are explained (all of them when fewer than
+    :data:`MIN_SUPPORT` are negative), by what rose:
+
+    1. against the baseline's negative mentions: what the complaints are about now that
+       they usually are not (skipped when the baseline holds fewer than twice as many
+       negative mentions as the window: a quiet brand, or one just added);
+    2. when nothing rose there, against all of the baseline's mentions: what the
+       complaints are about, against what the brand usually hears.
+
+    When fewer than :data:`ABOUT_BELOW` words, phrases, hashtags, domains or stories
+    rose (one angry customer posting ten times is a driver, but says nothing of what
+    about), what the window is most about follows (:func:`common`, ``rose`` false):
+    the usual things, more of them. None when the window has too few mentions."""
+    negative = True
+    window = read(start, end, WINDOW_MAX, True)
+    if len(window) < MIN_SUPPORT:
+        negative, window = False, read(start, end, WINDOW_MAX, False)
+    if len(window) < MIN_SUPPORT:
+        return None
+    baseline_start = start - BASELINE
+    drivers: tuple[Driver, ...] = ()
+    baseline: Sequence[StoredMention] = ()
+    against_negative = False
+    if negative:
+        usual = read(baseline_start, start, BASELINE_MAX, True)
+        if len(usual) >= 2 * len(window):
+            drivers, baseline, against_negative = explain(window, usual, ignore), usual, True
+    if not drivers:
+        baseline = read(baseline_start, start, BASELINE_MAX, False)
+        drivers, against_negative = explain(window, baseline, ignore), False
+    if sum(d.kind != "author" for d in drivers) < ABOUT_BELOW:
+        listed = {(d.kind, d.label) for d in drivers}
+        about = [d for d in common(window, baseline, ignore) if (d.kind, d.label) not in listed]
+        drivers = (*drivers, *about[:COMMON_LIMIT])
+    return Explanation(
+        start=start,
+        end=end,
+        baseline_start=baseline_start,
+        mentions=len(window),
+        baseline=len(baseline),
+        negative=negative,
+        baseline_negative=against_negative,
+        drivers=drivers,
+    )
