@@ -127,6 +127,64 @@ def corresponds(labels: Iterable[str], reason: str) -> bool:
     return any(words_of(label) & vocabulary for label in labels)
 
 
+OUTAGE_WORDS = frozenset(
+    [
+        "outage",
+        "outages",
+        "down",
+        "broken",
+        "crashed",
+        "crash",
+        "crashes",
+        "error",
+        "errors",
+        "offline",
+        "unavailable",
+    ]
+)
+"""The vocabulary of an outage, for the drill's check."""
+
+
+def _drill(config: Path) -> list[str]:
+    """``listener drill`` (the scripted outage, shipped rules) into a state file; each
+    opening and escalation explained as its alert was; do outage words lead?"""
+    import subprocess
+    import tempfile
+
+    from listener.config.load import load_config
+    from listener.processor import explain_spike, rule_window
+    from listener.store import Store
+
+    with tempfile.TemporaryDirectory() as work:
+        state = Path(work) / "drill.db"
+        subprocess.run(
+            [sys.executable, "-m", "listener", "drill", "-c", str(config), "--quiet-sinks",
+             "--state", str(state), "--no-report", "-q"],
+            check=True, capture_output=True, cwd=work, timeout=600,
+        )  # fmt: skip
+        rules = {r.name: r for r in load_config(config).rules}
+        cfg = load_config(config)
+        store = Store.open(state)
+        lines = ["drill (the scripted outage, shipped rules): top 3 drivers of each alert"]
+        try:
+            for incident in store.incident_log.recent(limit=100):
+                for event in store.incident_log.events(incident.id):
+                    if event.kind not in ("opened", "escalated"):
+                        continue
+                    window = rule_window(rules[incident.rule])
+                    e = explain_spike(store, cfg, incident.brand, event.at, window)
+                    top = [d for d in (e.drivers if e else ()) if d.kind in TEXT_KINDS][:3]
+                    lead = bool(top) and bool(words_of(top[0].label) & OUTAGE_WORDS)
+                    shown = "; ".join(f"{d.label[:50]} {d.now}/{d.before}" for d in top)
+                    lines.append(
+                        f"  {'outage leads' if lead else 'outage not first':16} "
+                        f"{event.kind} {event.level}: {shown}"
+                    )
+        finally:
+            store.close()
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -134,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rules", type=Path, default=REPO / "bench" / "rules-nab.yaml")
     parser.add_argument("--top", type=int, default=3, help="drivers checked per incident")
     parser.add_argument("--show", type=int, default=12, help="incidents printed in full")
+    parser.add_argument(
+        "--out", default=None, help="results file (default bench/RESULTS.md; - for none)"
+    )
     args = parser.parse_args(argv)
     path = args.data / "twitter-airline-sentiment" / "Tweets.csv"
     if not path.exists():
@@ -157,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules = select_rules(config, None, default=None, file=str(args.config))
     records = read_mention_csv(path, parse_map([MAPPING]))
     began = time.perf_counter()
-    result = replay_mentions(records, config, rules, source=str(path), kind="csv")
+    result = replay_mentions(records, config, rules, source=str(path), kind="csv", explain=True)
     elapsed = time.perf_counter() - began
 
     from listener.backtest import parse_time
@@ -243,35 +304,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             + "; ".join(f"{d.label[:40]} {d.now}/{d.before}" for d in e.drivers[: args.top])
         )
 
-    print(
+    report: list[str] = []
+
+    def say(line: str = "") -> None:
+        print(line)
+        report.append(line)
+
+    say(
         f"airline replay: {len(result.incidents)} incidents, replayed in {elapsed:.1f} s "
         f"(explanations included); {checked} with a dominant crowd reason in their window"
     )
-    print(*lines[: args.show], sep="\n")
+    for line in lines[: args.show]:
+        say(line)
     if len(lines) > args.show:
-        print(f"  … {len(lines) - args.show} more")
+        say(f"  … {len(lines) - args.show} more")
     if not checked:
         return 0
-    print(
+    say(
         f"\ntop {args.top} drivers name the dominant reason: {matched}/{checked} "
         f"({matched / checked:.0%})"
     )
-    print(
+    say(
         f"window's {args.top} most frequent words (yardstick): {counted}/{checked} "
         f"({counted / checked:.0%})"
     )
-    print(
+    say(
         f"{args.top} random words of the day before's complaints (no explanation): "
         f"{guessed}/{checked} ({guessed / checked:.0%})"
     )
     for rose, name in ((True, "something rose"), (False, "nothing rose: what it is about")):
         yes, no = tiers[(rose, True)], tiers[(rose, False)]
-        print(f"  explanations where {name}: {yes}/{yes + no} name it")
-    print(f"  (words drawn from {min(pools)}–{max(pools)} distinct words per incident)")
-    print("by dominant reason (corresponds / checked):")
+        say(f"  explanations where {name}: {yes}/{yes + no} name it")
+    say(f"  (words drawn from {min(pools)}–{max(pools)} distinct words per incident)")
+    say("by dominant reason (corresponds / checked):")
     for reason in sorted({r for r, _ in per_reason}):
         yes, no = per_reason[(reason, True)], per_reason[(reason, False)]
-        print(f"  {reason:<28} {yes}/{yes + no}")
+        say(f"  {reason:<28} {yes}/{yes + no}")
+    say()
+    for line in _drill(args.config):
+        say(line)
+    out = None if args.out == "-" else Path(args.out or REPO / "bench" / "RESULTS.md")
+    if out is not None:
+        import perf
+
+        command = "bench/explain.py" + (f" --top {args.top}" if args.top != 3 else "")
+        written_by = "`bench/explain.py` (bench/README.md, docs/explain.md)"
+        perf.write_bench_section(out, perf.EXPLAIN_SECTION, written_by, command, report)
     return 0
 
 

@@ -1020,17 +1020,57 @@ def write_results(path: Path, report: Report, command: str, mode: str, started: 
         lines += [f"| {share:.1%} | `{name}` |" for name, _, share in report.profile]
     else:
         lines.append(report.profile_note or "not run")
-    kept = ""  # bench/scale.py's section of the same file stays as it was
+    kept = ""  # the sections other benches write in the same file stay as they were
     if path.exists():
         before = path.read_text(encoding="utf-8")
-        if SCALE_SECTION in before:
-            kept = "\n" + SCALE_SECTION + before.split(SCALE_SECTION, 1)[1]
+        starts = [before.index(h) for h in KEPT_SECTIONS if h in before]
+        if starts:
+            kept = "\n" + before[min(starts) :]
     path.write_text("\n".join(lines) + "\n" + kept, encoding="utf-8")
     print(f"wrote {path}")
 
 
 SCALE_SECTION = "## Distributed mode (bench/scale.py)"
 """The heading of the section of bench/RESULTS.md that bench/scale.py writes."""
+EXPLAIN_SECTION = "## Spike explanation (bench/explain.py)"
+"""The heading of the section of bench/RESULTS.md that bench/explain.py writes."""
+KEPT_SECTIONS = (SCALE_SECTION, EXPLAIN_SECTION)
+"""Sections of bench/RESULTS.md that other benches write (after this one's)."""
+
+
+def write_bench_section(
+    path: Path, heading: str, written_by: str, command: str, report: Sequence[str]
+) -> None:
+    """A bench's section of ``path`` (:func:`replace_section`): who writes it, the command,
+    date, commit and machine, and its report as printed."""
+    lines = [
+        heading,
+        "",
+        f"Written by {written_by}; `bench/perf.py` keeps this section.",
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; git commit {git_commit()}",
+        *machine(),
+        "",
+        "```",
+        *report,
+        "```",
+    ]
+    replace_section(path, heading, lines)
+
+
+def replace_section(path: Path, heading: str, lines: Sequence[str]) -> None:
+    """Write ``lines`` (starting with ``heading``) into ``path`` in place of the section
+    with that heading (up to the next ``## `` heading), or at its end; the rest stays."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    after = ""
+    if heading in text:
+        text, rest = text.split(heading, 1)
+        if "\n## " in rest:
+            after = "## " + rest.split("\n## ", 1)[1]
+    body = text.rstrip("\n") + ("\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
+    path.write_text(body + ("\n" + after if after else ""), encoding="utf-8")
+    print(f"wrote {path}")
 
 
 # --------------------------------------------------------------------------- main

@@ -644,23 +644,8 @@ def say(report: list[str], line: str) -> None:
 
 def write_section(path: Path, command: str, report: list[str]) -> None:
     """Put the results in ``path`` as its distributed-mode section (replacing the last)."""
-    head = path.read_text(encoding="utf-8") if path.exists() else ""
-    head = head.split(perf.SCALE_SECTION, 1)[0].rstrip("\n")
-    lines = [
-        perf.SCALE_SECTION,
-        "",
-        "Written by `bench/scale.py` (bench/README.md); `bench/perf.py` keeps this section.",
-        "",
-        f"- Command: `{command}`",
-        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; git commit {perf.git_commit()}",
-        *perf.machine(),
-        "",
-        "```",
-        *report,
-        "```",
-    ]
-    path.write_text((head + "\n\n" if head else "") + "\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    written_by = "`bench/scale.py` (bench/README.md)"
+    perf.write_bench_section(path, perf.SCALE_SECTION, written_by, command, report)
 
 
 if __name__ == "__main__":

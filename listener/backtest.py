@@ -771,6 +771,7 @@ def replay_mentions(
     step: timedelta = _STEP,
     progress: Progress | None = None,
     every_step: bool = False,
+    explain: bool = False,
 ) -> BacktestResult:
     """Replay mentions through the daemon's :class:`Processor` in simulated time.
 
@@ -783,11 +784,14 @@ def replay_mentions(
 
     The evaluations that cannot change anything are skipped (:func:`_replay`); with
     ``every_step`` every step is evaluated, with the same changes (slower: the reference
-    the skipping is tested against)."""
+    the skipping is tested against). With ``explain``, each opening and escalation
+    carries the spike explanation its alert would have carried (worked out once at the
+    end, from the replayed mentions)."""
     from listener import heap
     from listener.ingest import Ingest
     from listener.metrics import Metrics
     from listener.processor import Processor, explain_spike, rule_window
+    from listener.scoring.explain import FeatureCache
     from listener.store import Store
 
     chosen = list(config.rules if rules is None else rules)
@@ -800,7 +804,9 @@ def replay_mentions(
     began = time.perf_counter()
     try:
         # no condition gauges to keep: keys that cannot move wait for their brand's next mention
-        processor = Processor(run_config, store, Metrics(), stage=stage, readings=False)
+        processor = Processor(
+            run_config, store, Metrics(), stage=stage, readings=False, explain=False
+        )
         with heap.settled():  # the models and the rules are loaded: they live as long as the run
             if every_step:
                 for now, batch, stop in _steps(ordered, step):
@@ -813,13 +819,13 @@ def replay_mentions(
                 _replay(processor, _steps(ordered, step), progress)
         # the processor's own record of what it opened (whatever was routed or muted)
         windows = {r.name: rule_window(r) for r in chosen}
+        seen = FeatureCache(EXPLAIN_CACHE)  # incidents of a brand share much of their day
         for incident in store.incidents(limit=sys.maxsize):
             for e in store.incident_events(incident.id):
                 change = Change.of_record(incident, e)
-                if change.kind in ("opened", "escalated") and incident.rule in windows:
-                    why = explain_spike(
-                        store, run_config, incident.brand, change.at, windows[incident.rule]
-                    )
+                if explain and change.kind in ("opened", "escalated") and incident.rule in windows:
+                    window = windows[incident.rule]
+                    why = explain_spike(store, run_config, incident.brand, change.at, window, seen)
                     change = replace(change, explanation=why)
                 changes.append(change)
         changes.sort(key=lambda c: c.at)
@@ -1069,6 +1075,8 @@ def _why(change: Change) -> list[str]:
     return [f"       {explanation_line(change.explanation)}"]
 
 
+EXPLAIN_CACHE: Final = 50_000
+"""Mentions whose explanation features a replay keeps (its incidents' baselines overlap)."""
 SHOWN: Final = 10
 """How many names a header line lists before it summarises the rest."""
 TOP: Final = 20
@@ -1168,6 +1176,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--brand", help="volume series: the brand it counts (default: the file name)"
     )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="mention files: say why each incident opened and escalated (the alerts' spike "
+        "explanation: what rose against the day before; docs/explain.md); costs about a "
+        "third more CPU on a busy replay",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
 
 
@@ -1205,7 +1220,13 @@ def run_backtest(
         )
         progress = None if args.no_progress else Progress.for_terminal(len(records), label, err)
         result = replay_mentions(
-            records, config, rules, source=str(path), kind=kind, progress=progress
+            records,
+            config,
+            rules,
+            source=str(path),
+            kind=kind,
+            progress=progress,
+            explain=args.explain,
         )
         if args.out:
             with _open_out(args.out) as f:

@@ -298,12 +298,13 @@ class Silence:
 @dataclass(frozen=True, slots=True)
 class StoredMention:
     """A stored mention as the spike explanation reads it: its reference, whole text,
-    story (its own ``source:id`` when it is not a copy) and reach."""
+    story (its own ``source:id`` when it is not a copy), reach and polarity."""
 
     ref: MentionRef
     text: str
     story: str
     reach: float
+    negative: bool = False
 
 
 DriverKind = Literal["term", "phrase", "hashtag", "story", "domain", "author"]

@@ -79,7 +79,7 @@ from listener.rules.settled import Marks, Plan, SettledKeys, marks_of
 from listener.rules.source_health import SOURCE_HEALTH, SourceStatus, evaluate_sources
 from listener.rules.state import KeyState, StateEncoder
 from listener.scoring.base import Scorer
-from listener.scoring.explain import brand_words, explain_window
+from listener.scoring.explain import FeatureCache, brand_words, explain_window
 from listener.scoring.velocity import BucketRow, Sample, VelocityWindows
 from listener.store import BrandWrite, EvaluateWrite, IngestWrite, Store, reach_of
 from listener.templates import render_summary
@@ -87,8 +87,9 @@ from listener.templates import render_summary
 log = structlog.get_logger("listener.processor")
 
 BUCKET = timedelta(minutes=1)
-EXPLAINED: frozenset[AlertKind] = frozenset({"opened", "escalated", "reminder", "handoff"})
-"""The alerts that carry a spike explanation: those that call people to act."""
+EXPLAINED: frozenset[AlertKind] = frozenset({"opened", "escalated", "handoff"})
+"""The alerts that carry a spike explanation: those that call people to act for the
+first time (a reminder goes to people who had one already)."""
 TREND_STEP = timedelta(minutes=30)
 TREND_POINTS = 12
 RELEASED = "released_brands"
@@ -104,7 +105,12 @@ def rule_window(rule: RuleConfig) -> timedelta:
 
 
 def explain_spike(
-    store: Store, config: Config | None, brand: str, at: datetime, window: timedelta
+    store: Store,
+    config: Config | None,
+    brand: str,
+    at: datetime,
+    window: timedelta,
+    cache: FeatureCache | None = None,
 ) -> Explanation | None:
     """Why ``brand`` spiked at ``at``: what rose in the ``window`` ending with the minute
     of ``at`` against the day before (the stored mentions;
@@ -114,10 +120,10 @@ def explain_spike(
     cfg = next((b for b in brands if b.name == brand), None)
     ignore = brand_words(cfg) if cfg is not None else frozenset({brand.casefold()})
 
-    def read(a: datetime, b: datetime, limit: int, negative: bool) -> list[StoredMention]:
-        return store.mentions.recent(brand, a, b, limit, negative)
+    def read(a: datetime, b: datetime, limit: int) -> list[StoredMention]:
+        return store.mentions.recent(brand, a, b, limit)
 
-    return explain_window(read, at - window, at + BUCKET, ignore)
+    return explain_window(read, at - window, at + BUCKET, ignore, cache)
 
 
 def retention_for(rules: Sequence[CompiledRule]) -> timedelta:
@@ -310,9 +316,12 @@ class Processor:
         drill: bool = False,
         readings: bool = True,
         holds_state: bool = True,
+        explain: bool = True,
     ) -> None:
         """``stage``: the Ingest stage to run (default: built from ``config``, with
-        ``scorer`` overriding ``scoring.sentiment``); give one or the other."""
+        ``scorer`` overriding ``scoring.sentiment``); give one or the other. ``explain``:
+        whether alerts carry the spike explanation (a backtest, which sends no alert,
+        explains its changes once at the end)."""
         if stage is not None and scorer is not None:
             raise TypeError("Processor: pass a stage or a scorer, not both")
         self.store = store
@@ -324,6 +333,7 @@ class Processor:
         mode's Deliverer drains. An evaluator of distributed mode keeps that state in Quix
         Streams state and writes its alerts to the ``alerts`` topic; its store is a cache
         of mentions and incidents for the alerts, and none of the rest is written there."""
+        self.explain = explain
         self.readings = readings
         """Whether the condition gauges are kept. Without them (a backtest), a key the
         screen finds *sunk* (``RuleScreen.sunk``) is not evaluated again until its brand
@@ -376,6 +386,7 @@ class Processor:
         self._policy: tuple[Config, Policy] | None = None
         """The notification policy and the config it was built from."""
         self._brand_set: tuple[Config, frozenset[str]] | None = None
+        self._features = FeatureCache()
         self._open_shown: EngineState | None = None
         """The state whose open incidents the open-incidents gauge shows."""
         self._load_state()
@@ -1343,9 +1354,11 @@ class Processor:
         # an all-clear lists no angry posts: they are what the incident was, not what is
         show_top = brand_rule and kind != "resolved"
         top = self.store.top_mentions(brand, start, end, limit=5) if show_top else []
-        explained = brand_rule and kind in EXPLAINED
+        explained = self.explain and brand_rule and kind in EXPLAINED
         explanation = (
-            explain_spike(self.store, self.config, brand, at, window) if explained else None
+            explain_spike(self.store, self.config, brand, at, window, self._features)
+            if explained
+            else None
         )
         categories = self.store.top_categories(brand, start, end) if brand_rule else []
         authors = self.store.top_authors(brand, start, end) if brand_rule else []

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from listener.config.schema import BrandConfig
+from listener.matching.brands import normalise
 from listener.model import Driver, DriverKind, Explanation, StoredMention
-from listener.scoring.categories import normalise_text
 
 MIN_SUPPORT = 3
 """The fewest window mentions that must carry a driver."""
@@ -66,13 +66,16 @@ PER_KIND: dict[DriverKind, int] = {
 """The most drivers of each kind."""
 STORY_CHARS = 120
 """The most characters of a story's lead text shown as its label."""
+CACHE_SIZE = 8192
+"""Mentions whose features a :class:`FeatureCache` keeps."""
 TEXT_CHARS = 2000
 """The most characters of a mention read for words (a long article's lead)."""
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 _HASHTAG = re.compile(r"(?<![\w#])#(\w{2,60})")
 _HANDLE = re.compile(r"(?<![\w@])@\w+")
-_CLAUSE = re.compile(r"[.,!?;:()\[\]{}\"…|/]+")
+_TOKEN = re.compile(r"[^\W\d_](?:[\w'-]*\w)?|[.,!?;:()\[\]{}\"…|/]")
+"""A word, or a mark that ends a clause (no phrase is made across it)."""
 _WORD = re.compile(r"[^\W\d_](?:[\w'-]*\w)?")
 _PLATFORM_DOMAINS = frozenset({"t.co", "bit.ly", "buff.ly", "ow.ly", "tinyurl.com", "lnkd.in"})
 """Link shorteners: a domain that says nothing about where a link leads."""
@@ -107,6 +110,17 @@ STOPWORDS = frozenset(_STOP.split()) | {
 }
 """English function words, and the tokens of tweets and links that carry no topic."""
 
+_FEEL = """
+terrible awful horrible horrendous worst worse bad poor pathetic ridiculous unacceptable
+disappointed disappointing disgusting disgusted useless hate hated love loved great good
+best better amazing awesome excellent fantastic wonderful nice thanks thank thx please
+sucks suck shame shameful annoying annoyed frustrating frustrated angry upset mad
+furious seriously literally absolutely totally honestly ever never lol omg wtf smh ugh
+"""
+FEELINGS = frozenset(_FEEL.split())
+"""Words that say how people feel, not what about: the alert's sentiment says that
+already, and a spike of complaints always raises them. Left out of the drivers."""
+
 
 def _bare(word: str) -> str:
     """A word without quotes, dashes or a possessive ``'s`` at its ends."""
@@ -133,25 +147,40 @@ def features(item: StoredMention, ignore: frozenset[str] = frozenset()) -> set[K
     ``ignore``: the brand's own names), hashtags, linked domains, its story, its author."""
     raw = item.text[:TEXT_CHARS]
     out: set[Key] = set()
-    urls = _URL.findall(raw)
-    for url in (*urls, *((item.ref.url,) if item.ref.url else ())):
-        host = _domain(url)
+    if item.ref.url:
+        host = _domain(item.ref.url)
         if host is not None:
             out.add(("domain", host))
-    text = _HANDLE.sub(" ", _URL.sub(" ", raw))
-    folded = normalise_text(text)
-    for tag in _HASHTAG.findall(folded):
-        if tag not in ignore:
-            out.add(("hashtag", "#" + tag))
-    for clause in _CLAUSE.split(_HASHTAG.sub(" ", folded)):  # no phrase across a comma
-        words = [_bare(w) for w in _WORD.findall(clause)]
-        kept = [w if len(w) >= 3 and w not in STOPWORDS and w not in ignore else "" for w in words]
-        for i, word in enumerate(kept):
-            if not word:
-                continue
-            out.add(("term", word))
-            if i + 1 < len(kept) and kept[i + 1]:
-                out.add(("phrase", f"{word} {kept[i + 1]}"))
+    if "://" in raw:
+        for url in _URL.findall(raw):
+            host = _domain(url)
+            if host is not None:
+                out.add(("domain", host))
+        raw = _URL.sub(" , ", raw)  # a link ends a clause
+    if "@" in raw:
+        raw = _HANDLE.sub(" , ", raw)
+    folded = normalise(raw)
+    if not folded.isascii():
+        folded = folded.replace("\u2019", "'").replace("\u2018", "'").replace("\u02bc", "'")
+    if "#" in folded:
+        for tag in _HASHTAG.findall(folded):
+            if tag not in ignore:
+                out.add(("hashtag", "#" + tag))
+        folded = _HASHTAG.sub(" , ", folded)
+    previous = ""
+    for token in _TOKEN.findall(folded):  # words, and the punctuation that ends a clause
+        if not token[0].isalpha():
+            previous = ""
+            continue
+        if token[-1] in "'-" or token[0] in "'-" or token.endswith("'s"):
+            token = _bare(token)
+        if len(token) < 3 or token in STOPWORDS or token in FEELINGS or token in ignore:
+            previous = ""
+            continue
+        out.add(("term", token))
+        if previous:
+            out.add(("phrase", f"{previous} {token}"))
+        previous = token
     out.add(("story", item.story))
     if item.ref.author:
         out.add(("author", f"@{item.ref.author} ({item.ref.source})"))
@@ -174,25 +203,54 @@ _BY_MENTION: frozenset[DriverKind] = frozenset({"story", "author"})
 """Kinds that are not required to come from :data:`MIN_STORIES` stories."""
 
 
-def _tally(
-    items: Iterable[StoredMention], ignore: frozenset[str], keep: Callable[[Key], bool]
-) -> tuple[Counter[Key], Counter[Key], int, int, list[tuple[StoredMention, set[Key]]]]:
-    """Mentions and stories that carry each feature (those ``keep`` wants), the number
-    of mentions and of stories, and each mention with its features."""
+Featured = list[tuple[StoredMention, set[Key]]]
+"""Mentions with their features (each mention read once per explanation)."""
+
+
+class FeatureCache:
+    """The features of the mentions explained lately, by ``(source, id)``, at most
+    ``size`` (the oldest go first): an escalation minutes after the opening reads nearly
+    the same mentions again. For one brand's names (``ignore``) at a time per key: a
+    mention of several brands is worked out again for each."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[str, str, frozenset[str]], set[Key]] = OrderedDict()
+
+    def __call__(self, item: StoredMention, ignore: frozenset[str]) -> set[Key]:
+        key = (item.ref.source, item.ref.id, ignore)
+        found = self._kept.get(key)
+        if found is None:
+            found = self._kept[key] = features(item, ignore)
+            if len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return found
+
+
+def featured(
+    items: Iterable[StoredMention], ignore: frozenset[str], cache: FeatureCache | None = None
+) -> Featured:
+    find = cache or features
+    return [(item, find(item, ignore)) for item in items]
+
+
+def _count(items: Featured, wanted: set[Key] | None = None) -> Counter[Key]:
+    """Mentions that carry each feature (of ``wanted`` only, when given)."""
     mentions: Counter[Key] = Counter()
+    for _, found in items:
+        mentions.update(found if wanted is None else found & wanted)
+    return mentions
+
+
+def _story_count(items: Featured, wanted: set[Key]) -> Counter[Key]:
+    """Stories that carry each of ``wanted`` (a post and its copies once)."""
     by_story: dict[str, set[Key]] = {}
-    seen: list[tuple[StoredMention, set[Key]]] = []
-    n = 0
-    for item in items:
-        n += 1
-        found = {k for k in features(item, ignore) if keep(k)}
-        mentions.update(found)
-        by_story.setdefault(item.story, set()).update(k for k in found if k[0] not in _BY_MENTION)
-        seen.append((item, found))
+    for item, found in items:
+        by_story.setdefault(item.story, set()).update(found & wanted)
     stories: Counter[Key] = Counter()
-    for found in by_story.values():
-        stories.update(found)
-    return mentions, stories, n, len(by_story), seen
+    for keys in by_story.values():
+        stories.update(keys)
+    return stories
 
 
 def _ahead(item: StoredMention, other: StoredMention) -> bool:
@@ -218,9 +276,10 @@ class _Evidence:
     example: dict[Key, StoredMention]
 
     def eligible(self, key: Key, support: int) -> bool:
-        """Carried by ``support`` mentions or more, from two authors or more (an author's
-        own key aside), and two stories or more (stories and authors aside)."""
-        if self.now[key] < support:
+        """Carried by ``support`` mentions or more (2 at least), from two authors or more
+        (an author's own key aside), and two stories or more (stories and authors
+        aside)."""
+        if self.now[key] < max(support, 2):
             return False
         if key[0] != "author" and len(self.authors[key]) < 2:
             return False
@@ -247,21 +306,33 @@ class _Evidence:
         return log_odds(self.now[key], self.n, self.before[key], self.m)
 
 
-def _evidence(
-    window: Sequence[StoredMention], baseline: Iterable[StoredMention], ignore: frozenset[str]
-) -> _Evidence:
-    now, stories, n, _, seen = _tally(window, ignore, lambda k: True)
-    before, _, m, _, _ = _tally(baseline, ignore, now.__contains__)
+def _evidence(window: Featured, baseline: Featured) -> _Evidence:
+    now = _count(window)
+    candidates = {k for k, c in now.items() if c >= 2}  # none below can be listed
+    before = _count(baseline, candidates)
+    stories = _story_count(window, {k for k in candidates if k[0] not in _BY_MENTION})
     authors: dict[Key, set[str]] = {}
     example: dict[Key, StoredMention] = {}
-    for item, found in seen:
+    for item, found in window:
         who = f"{item.ref.source}:{item.ref.author or item.ref.id}"
-        for key in found:
+        for key in found & candidates:
             authors.setdefault(key, set()).add(who)
             best = example.get(key)
             if best is None or _ahead(item, best):
                 example[key] = item
-    return _Evidence(now, before, n, m, stories, authors, example)
+    return _Evidence(now, before, len(window), len(baseline), stories, authors, example)
+
+
+def _risen(ev: _Evidence, limit: int) -> tuple[Driver, ...]:
+    scored = [(ev.score(k), k) for k in ev.now if ev.eligible(k, MIN_SUPPORT)]
+    ranked = sorted((s for s in scored if s[0] >= MIN_SCORE), key=lambda s: (-s[0], s[1]))
+    return ev.drivers(ranked, limit)
+
+
+def _about(ev: _Evidence, limit: int) -> tuple[Driver, ...]:
+    keys = [k for k in ev.now if k[0] != "author" and ev.eligible(k, 2)]
+    ranked = sorted(keys, key=lambda k: (-ev.now[k], k))
+    return ev.drivers(((ev.score(k), k) for k in ranked), limit, rose=False)
 
 
 def explain(
@@ -277,10 +348,7 @@ def explain(
     carries it. Counts are of mentions; a driver must be carried by
     :data:`MIN_SUPPORT` mentions and two authors, and a word, phrase, hashtag or domain
     by :data:`MIN_STORIES` stories."""
-    ev = _evidence(window, baseline, ignore)
-    scored = [(ev.score(k), k) for k in ev.now if ev.eligible(k, MIN_SUPPORT)]
-    ranked = sorted((s for s in scored if s[0] >= MIN_SCORE), key=lambda s: (-s[0], s[1]))
-    return ev.drivers(ranked, limit)
+    return _risen(_evidence(featured(window, ignore), featured(baseline, ignore)), limit)
 
 
 def common(
@@ -294,22 +362,20 @@ def common(
     domains and stories first (by mentions, then label; two mentions, authors and
     stories at least), each with its count before and its z-score as :func:`explain`
     gives it, marked as not risen (``rose`` false)."""
-    ev = _evidence(window, baseline, ignore)
-    keys = [k for k in ev.now if k[0] != "author" and ev.eligible(k, 2)]
-    ranked = sorted(keys, key=lambda k: (-ev.now[k], k))
-    return ev.drivers(((ev.score(k), k) for k in ranked), limit, rose=False)
+    return _about(_evidence(featured(window, ignore), featured(baseline, ignore)), limit)
 
 
 BASELINE = timedelta(hours=24)
 """The baseline an alert's window is compared with: the day before it."""
-WINDOW_MAX = 5000
-"""The most window mentions read (the newest)."""
-BASELINE_MAX = 20000
+WINDOW_MAX = 2000
+"""The most window mentions read (the newest): plenty to say what rose, and a bound on
+the work an alert adds."""
+BASELINE_MAX = 5000
 """The most baseline mentions read (the newest)."""
 
-Reader = Callable[[datetime, datetime, int, bool], Sequence[StoredMention]]
-"""``read(start, end, limit, negative_only)``: a brand's stored mentions in [start, end),
-the newest first."""
+Reader = Callable[[datetime, datetime, int], Sequence[StoredMention]]
+"""``read(start, end, limit)``: a brand's stored mentions in [start, end), the newest
+first, at most ``limit``."""
 
 
 def brand_words(brand: BrandConfig) -> frozenset[str]:
@@ -317,14 +383,18 @@ def brand_words(brand: BrandConfig) -> frozenset[str]:
     each of their words: in every mention, so never what a spike is about."""
     out: set[str] = set()
     for raw in (brand.name, *brand.aliases, *brand.keywords, *brand.handles, *brand.hashtags):
-        folded = normalise_text(raw).lstrip("@#")
+        folded = normalise(raw).lstrip("@#")
         out.add(folded)
         out.update(_bare(w) for w in _WORD.findall(folded))
     return frozenset(w for w in out if w)
 
 
 def explain_window(
-    read: Reader, start: datetime, end: datetime, ignore: frozenset[str]
+    read: Reader,
+    start: datetime,
+    end: datetime,
+    ignore: frozenset[str],
+    cache: FeatureCache | None = None,
 ) -> Explanation | None:
     """The explanation of [start, end) against the :data:`BASELINE` before it.
 
@@ -341,26 +411,30 @@ def explain_window(
     rose (one angry customer posting ten times is a driver, but says nothing of what
     about), what the window is most about follows (:func:`common`, ``rose`` false):
     the usual things, more of them. None when the window has too few mentions."""
-    negative = True
-    window = read(start, end, WINDOW_MAX, True)
-    if len(window) < MIN_SUPPORT:
-        negative, window = False, read(start, end, WINDOW_MAX, False)
+    everything = featured(read(start, end, WINDOW_MAX), ignore, cache)
+    window = [f for f in everything if f[0].negative]
+    negative = len(window) >= MIN_SUPPORT
+    if not negative:
+        window = everything
     if len(window) < MIN_SUPPORT:
         return None
     baseline_start = start - BASELINE
+    heard = featured(read(baseline_start, start, BASELINE_MAX), ignore, cache)
     drivers: tuple[Driver, ...] = ()
-    baseline: Sequence[StoredMention] = ()
-    against_negative = False
+    baseline, against_negative = heard, False
     if negative:
-        usual = read(baseline_start, start, BASELINE_MAX, True)
+        usual = [f for f in heard if f[0].negative]
         if len(usual) >= 2 * len(window):
-            drivers, baseline, against_negative = explain(window, usual, ignore), usual, True
+            ev = _evidence(window, usual)
+            drivers, baseline, against_negative = _risen(ev, LIMIT), usual, True
     if not drivers:
-        baseline = read(baseline_start, start, BASELINE_MAX, False)
-        drivers, against_negative = explain(window, baseline, ignore), False
+        ev = _evidence(window, heard)
+        drivers, baseline, against_negative = _risen(ev, LIMIT), heard, False
     if sum(d.kind != "author" for d in drivers) < ABOUT_BELOW:
         listed = {(d.kind, d.label) for d in drivers}
-        about = [d for d in common(window, baseline, ignore) if (d.kind, d.label) not in listed]
+        about = [
+            d for d in _about(ev, COMMON_LIMIT + len(drivers)) if (d.kind, d.label) not in listed
+        ]
         drivers = (*drivers, *about[:COMMON_LIMIT])
     return Explanation(
         start=start,

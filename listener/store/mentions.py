@@ -357,21 +357,33 @@ class Mentions:
         self, brand: str, start: datetime, end: datetime, limit: int, negative_only: bool = False
     ) -> list[StoredMention]:
         """The brand's mentions in [start, end), the newest first, at most ``limit``, with
-        their whole text, story and reach (what the spike explanation reads)."""
+        their whole text, story, reach and polarity (what the spike explanation reads)."""
         rows = self.db.read(
             "SELECT m.source, m.id, m.created_at, m.data, m.compound, m.author, m.reach, "
-            "m.tags FROM mention_brands b JOIN mentions m ON m.source = b.source "
+            "m.tags, b.negative FROM mention_brands b JOIN mentions m ON m.source = b.source "
             "AND m.id = b.id WHERE b.brand = ? AND b.created_at >= ? AND b.created_at < ? "
             + ("AND b.negative = 1 " if negative_only else "")
             + "ORDER BY b.created_at DESC, m.source, m.id LIMIT ?",
             (brand, ts(start), ts(end), limit),
         )
         out = []
-        for r in rows:
-            text = json.loads(r[3]).get("text", "")
-            out.append(
-                StoredMention(_ref(*r[:6]), str(text), _story(r[7], r[0], r[1]), float(r[6]))
+        for source, id_, created, data, compound, by, reach, tags, negative in rows:
+            d = json.loads(data)
+            text = str(d.get("text", ""))
+            author = d.get("author") or {}
+            when = d.get("created_at")
+            ref = MentionRef(
+                source=source,
+                id=id_,
+                text=text[:280],
+                url=d.get("url"),
+                author=author.get("handle", by[len(source) + 1 :] if by else None),
+                followers=author.get("followers"),
+                created_at=datetime.fromisoformat(when) if when else dt(created),
+                sentiment=compound,
             )
+            story = _story(tags, source, id_)
+            out.append(StoredMention(ref, text, story, float(reach), bool(negative)))
         return out
 
     def stories(

@@ -387,7 +387,11 @@ def test_mention_replay_opens_the_expected_incident() -> None:
     unrelated = [_mention(20, t0 + timedelta(minutes=61), "broken but not about the brand")]
     config = _config()
     result = replay_mentions(
-        [*burst, *calm, *unrelated, burst[0]], config, _rule("complaints"), scorer=_Keywords()
+        [*burst, *calm, *unrelated, burst[0]],
+        config,
+        _rule("complaints"),
+        scorer=_Keywords(),
+        explain=True,
     )
     assert result.distinct == 11
     (incident,) = result.incidents
@@ -409,6 +413,30 @@ def test_mention_replay_opens_the_expected_incident() -> None:
     assert "       Why: " in report
     assert "“broken” 6 now, 0 before" in report
     assert incident.changes[0].to_dict()["explanation"]["drivers"]
+
+
+def test_the_backtest_says_why_only_when_asked(tmp_path: Path) -> None:
+    """``listener backtest --explain`` prints why each incident opened; without it, the
+    replay stays as fast as it was and prints none."""
+    t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    calm = [_mention(i, t0 + timedelta(minutes=10 * i), "@acme nice day") for i in range(4)]
+    burst = [
+        _mention(10 + i, t0 + timedelta(minutes=60, seconds=20 * i), f"@acme {w} is broken")
+        for i, w in enumerate(("checkout", "login", "search", "billing", "inbox", "app"))
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r.mention.to_dict()) + "\n" for r in [*calm, *burst]))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    shown = {}
+    for flag in ([], ["--explain"]):
+        out = io.StringIO()
+        args = parser.parse_args([str(path), "--no-progress", *flag])
+        assert run_backtest(args, out, config=_config()) == 0
+        shown[bool(flag)] = out.getvalue()
+    assert "Why: " not in shown[False]
+    assert "       Why: " in shown[True]
+    assert "“broken” " in shown[True]
 
 
 def test_mention_replay_counts_rows_for_the_brand_the_export_names() -> None:

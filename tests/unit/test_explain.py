@@ -3,6 +3,7 @@ an explanation lists (listener.scoring.explain)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -133,9 +134,9 @@ def test_nothing_stands_out_when_the_window_is_as_usual() -> None:
 
 def reader(negative: list[StoredMention], others: list[StoredMention]):  # type: ignore[no-untyped-def]
     """A store's ``recent`` over two lists: the negative mentions and the rest."""
+    rows = [replace(m, negative=True) for m in negative] + others
 
-    def read(start: datetime, end: datetime, limit: int, only_negative: bool):  # type: ignore[no-untyped-def]
-        rows = negative if only_negative else negative + others
+    def read(start: datetime, end: datetime, limit: int):  # type: ignore[no-untyped-def]
         inside = [m for m in rows if start <= m.ref.created_at < end]
         return sorted(inside, key=lambda m: m.ref.created_at, reverse=True)[:limit]
 
@@ -219,3 +220,11 @@ def test_when_too_little_rose_what_the_window_is_about_follows() -> None:
     assert quiet is not None
     assert not quiet.rose
     assert {"hold", "forever", "hold forever"} <= {d.label for d in quiet.drivers}
+
+
+def test_how_people_feel_is_not_why() -> None:
+    """Words of feeling ("terrible", "worst", "love") are never drivers: the alert's
+    sentiment says that already; what they are about is."""
+    found = features(said("Worst outage ever, terrible support, love the new logo", 1))
+    words = {label for kind, label in found if kind == "term"}
+    assert words == {"outage", "support", "new", "logo"}
