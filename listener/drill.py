@@ -1,7 +1,9 @@
 """``listener drill``: rehearse a brand crisis through the real pipeline.
 
-A scripted scenario (a quiet baseline, then complaints about an outage that grow,
-peak and subside) is generated minute by minute in simulated time and fed through
+A scripted scenario (a quiet baseline, then complaints that grow, peak and subside:
+about an outage by default, or a data breach, a product recall, an offensive post, or a
+rumour that spreads and is then corrected, :data:`CRISES`) is generated minute by minute
+in simulated time and fed through
 the same :class:`~listener.processor.Processor` the daemon uses (matching,
 sentiment, windows, rules, incidents) and the same outbox and sinks. Every alert
 is marked as a drill, and so is every incident it opens (``listener incidents`` shows
@@ -33,6 +35,7 @@ from listener.processor import Processor
 from listener.rules.engine import max_lookback
 from listener.sinks.base import Sink
 from listener.sinks.delivery import Deliverer
+from listener.sinks.text import explanation_line
 from listener.store import Store
 
 STEP = timedelta(minutes=1)
@@ -56,17 +59,8 @@ SCENARIO: tuple[Phase, ...] = (
     Phase("subsiding", 30, 3.0, 0.60),
     Phase("all quiet", 120, 0.5, 0.10),
 )
+"""The outage's shape; the other crises rename its middle phases (:class:`Crisis`)."""
 
-NEGATIVE = (
-    "{name} is down again?! This is terrible, I can't log in",
-    "Worst outage ever. {handle} your service is completely broken",
-    "Hey {handle} nothing works, I hate this. Still waiting for an update",
-    "{name} failed in the middle of my launch. Awful. {tag}",
-    "Is anyone else's {name} broken? Error after error, useless",
-    "Ridiculous. Third outage this month. {name} please fix this mess {tag}",
-    "Lost two hours of work because {name} crashed. Angry and disappointed",
-    "{handle} this is unacceptable, our whole team is blocked. Terrible communication",
-)
 OTHER = (
     "Trying out the new {name} dashboard today",
     "Love how fast {name} has become lately, great job {handle}",
@@ -75,6 +69,116 @@ OTHER = (
     "{name} meetup tonight, who is coming? {tag}",
     "Migrated our side project to {name} this weekend",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Crisis:
+    """One rehearsable crisis: what people say while it grows (``negative``), what the
+    rest of the brand's conversation is, and, for a crisis that is answered (a rumour
+    corrected), what they say once it is (``after``, from the subsiding phase on). Each
+    is written to be tagged with its crisis ``category`` (docs/categories.md) and to give
+    the spike explanation something to find (``drivers``: words its explanation should
+    lead with)."""
+
+    name: str
+    title: str
+    category: str
+    negative: tuple[str, ...]
+    phases: tuple[str, str, str, str]
+    """The names of the four middle phases (first complaints, spreads, peak, subsiding)."""
+    drivers: frozenset[str]
+    after: tuple[str, ...] = ()
+
+
+CRISES: dict[str, Crisis] = {
+    crisis.name: crisis
+    for crisis in (
+        Crisis(
+            "outage",
+            "a service outage",
+            "outage",
+            (
+                "{name} is down again?! This is terrible, I can't log in",
+                "Worst outage ever. {handle} your service is completely broken",
+                "Hey {handle} nothing works, I hate this. Still waiting for an update",
+                "{name} failed in the middle of my launch. Awful. {tag}",
+                "Is anyone else's {name} broken? Error after error, useless",
+                "Ridiculous. Third outage this month. {name} please fix this mess {tag}",
+                "Lost two hours of work because {name} crashed. Angry and disappointed",
+                "{handle} this is unacceptable, our whole team is blocked. Terrible communication",
+            ),
+            ("first complaints", "outage spreads", "peak", "subsiding"),
+            frozenset({"outage", "down", "broken", "crashed", "error"}),
+        ),
+        Crisis(
+            "breach",
+            "a data breach",
+            "security",
+            (
+                "{name} got hacked? My password was leaked, thanks for nothing {handle}",
+                "Our customer data was stolen in the {name} breach and nobody told us",
+                "{handle} why did I hear about the data breach from the news? {tag}",
+                "Just got a phishing email after the {name} breach. Change your passwords",
+                "The breach exposed card details. {name} owes everyone an explanation",
+                "Hackers are selling leaked {name} accounts, is my data safe? {handle}",
+                "Deleting my {name} account after this breach. Stolen data, no apology",
+            ),
+            ("first reports", "breach confirmed", "peak", "answers trickle out"),
+            frozenset({"breach", "leaked", "stolen", "hacked", "data", "password", "passwords"}),
+        ),
+        Crisis(
+            "recall",
+            "a product recall",
+            "safety",
+            (
+                "{name} is recalling the charger after fires, mine was melting {handle}",
+                "Recall notice from {name}: batteries overheating. Is my home safe?",
+                "My kid was burned by the {name} charger. Recall it everywhere now {tag}",
+                "{handle} the recall page crashes, how do I return the unsafe charger?",
+                "Hazard warning on {name} chargers, they can catch fire. Unplug them",
+                "The {name} recall came too late, the charger overheated twice",
+            ),
+            ("first reports", "recall announced", "peak", "replacements ship"),
+            frozenset({"recall", "charger", "chargers", "fire", "fires", "overheating"}),
+        ),
+        Crisis(
+            "offensive",
+            "an offensive post",
+            "offensive",
+            (
+                "That {name} ad is racist. Who approved this? {handle}",
+                "{handle} delete this tone-deaf post. Offensive and insulting",
+                "Unfollowing {name} after that offensive ad. Shameful {tag}",
+                "The new {name} campaign mocks disabled people. Disgusting and offensive",
+                "{name} marketing team thought this ad was funny? It is racist",
+                "Boycott {name} until they apologise for the offensive ad {tag}",
+            ),
+            ("first reactions", "the post goes viral", "peak", "apology posted"),
+            frozenset({"offensive", "racist", "campaign", "post", "tone-deaf", "insulting"}),
+        ),
+        Crisis(
+            "rumour",
+            "a rumour that spreads, then is corrected",
+            "rumour",
+            (
+                "BREAKING: {name} is shutting down and deleting all accounts on Friday?!",
+                "Heard {name} is shutting down, export your data now {tag}",
+                "Is it true {name} is shutting down? {handle} please confirm",
+                "My friend at {name} says they are shutting down, rumour is everywhere",
+                "{name} shutting down would ruin my business {handle}",
+            ),
+            ("rumour starts", "rumour spreads", "peak", "correction posted"),
+            frozenset({"shutting", "rumour", "deleting", "accounts", "friday"}),
+            after=(
+                "{name} confirms the shutdown rumour is fake, accounts are safe",
+                "Good to hear from {handle}: not shutting down, the post was a hoax",
+                "{name} statement: the viral shutdown claim is false {tag}",
+                "Relieved, {name} is not going anywhere. Fake news debunked",
+            ),
+        ),
+    )
+}
+"""Every crisis ``listener drill --scenario NAME`` can rehearse."""
 
 
 class Scenario:
@@ -89,15 +193,22 @@ class Scenario:
         *,
         leave_open: bool = False,
         run: str = "",
+        crisis: Crisis | None = None,
     ) -> None:
+        self.crisis = crisis or CRISES["outage"]
+        middle = [
+            replace(phase, name=name)
+            for phase, name in zip(SCENARIO[1:-1], self.crisis.phases, strict=True)
+        ]
         self.script: tuple[Phase, ...] = (
             replace(SCENARIO[0], minutes=baseline_minutes),
-            *SCENARIO[1:-1],
+            *middle,
             replace(SCENARIO[-1], minutes=tail_minutes),
         )
+        self.answered_from = sum(p.minutes for p in self.script[:4])
+        """The minute the crisis is answered (the subsiding phase): ``after`` from then."""
         if leave_open:  # stop at the end of the peak: the incident is open at its height
-            peak = next(i for i, p in enumerate(self.script) if p.name == "peak")
-            self.script = self.script[: peak + 1]
+            self.script = self.script[:4]
         self.prefix = f"drill-{run}-" if run else "drill-"
         """Mention ids are unique per run, so a second drill on one state file is not
         taken for duplicates of the first."""
@@ -132,7 +243,10 @@ class Scenario:
         for _ in range(n):
             self.counter += 1
             negative = self.rng.random() < phase.negative_share
-            template = self.rng.choice(NEGATIVE if negative else OTHER)
+            calm: tuple[str, ...] = OTHER
+            if self.crisis.after and minute >= self.answered_from and self.rng.random() < 0.7:
+                calm = self.crisis.after  # the answer is what most of the rest is about
+            template = self.rng.choice(self.crisis.negative if negative else calm)
             text = template.format(name=self.name, handle=self.handle, tag=self.tag).strip()
             followers = int(self.rng.paretovariate(1.2) * 50)
             out.append(
@@ -182,6 +296,7 @@ async def run_drill(
     report: str | None = None,
     mute: Mapping[str, str] | None = None,
     leave_open: bool = False,
+    scenario: str = "outage",
 ) -> int:
     """Play the scenario; print the incident timeline. Returns 0 when an incident opened
     and resolved (with ``leave_open``: is still open), 1 when the rules did not catch the
@@ -193,7 +308,13 @@ async def run_drill(
     ``state`` for ``listener ack`` and ``listener report``.
 
     With ``report``, the post-incident report (HTML) of the drill's incidents is written
-    to that file, as of the end of the simulated time, before a temporary state goes."""
+    to that file, as of the end of the simulated time, before a temporary state goes.
+
+    ``scenario`` names the crisis (:data:`CRISES`: outage, breach, recall, offensive,
+    rumour)."""
+    crisis = CRISES.get(scenario)
+    if crisis is None:
+        raise UsageError(f"unknown scenario {scenario!r} (known: {', '.join(CRISES)})")
     chosen = next((b for b in config.brands if brand is None or b.name == brand), None)
     if chosen is None:
         known = ", ".join(b.name for b in config.brands)
@@ -219,17 +340,18 @@ async def run_drill(
         # ... and the quiet end long enough for every incident to resolve
         settle = max((r.resolve_after for r in config.rules), default=timedelta(0))
         settle += timedelta(minutes=60)
-        scenario = Scenario(
+        script = Scenario(
             chosen,
             seed,
             max(180, math.ceil(history.total_seconds() / 60)),
             max(120, math.ceil(settle.total_seconds() / 60)),
             leave_open=leave_open,
             run=f"{begin:%Y%m%d%H%M}",
+            crisis=crisis,
         )
-        total = scenario.minutes
+        total = script.minutes
         print(
-            f"listener drill: a simulated outage crisis for brand {chosen.name!r}, "
+            f"listener drill: {crisis.title}, simulated, for brand {chosen.name!r}, "
             f"{total // 60}h{total % 60:02d}m of simulated time from "
             f"{begin:%Y-%m-%d %H:%M} UTC; alerts are marked [DRILL]",
             file=out,
@@ -241,7 +363,7 @@ async def run_drill(
             + "\n",
             file=out,
         )
-        phase_starts = dict(scenario.phases())
+        phase_starts = dict(script.phases())
         alerts: list[Alert] = []
         for minute in range(total):
             now = clock.now()
@@ -254,7 +376,7 @@ async def run_drill(
                     f"mentions/min, {p.negative_share:.0%} negative",
                     file=out,
                 )
-            batch = scenario.mentions(minute, now)
+            batch = script.mentions(minute, now)
             clock.advance(STEP)
             now = clock.now()
             await asyncio.to_thread(processor.ingest, "drill", batch, now)
@@ -280,6 +402,7 @@ async def run_drill(
         for sink in sinks.values():
             await sink.aclose()
         code = _summary(store, begin, alerts, out, leave_open=leave_open)
+        _explained(alerts, crisis, out)
         incidents = sorted({a.incident_id for a in alerts})
         if report is not None and incidents:
             from listener.report.chart import ReportExtraMissing
@@ -353,6 +476,23 @@ def _write_report(
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ListenerError(f"cannot write the drill report to {path}: {exc.strerror}") from None
+
+
+def _explained(alerts: list[Alert], crisis: Crisis, out: TextIO) -> None:
+    """What the alerts said: the crisis categories they carried and why each spiked."""
+    shown = [a for a in alerts if a.explanation is not None]
+    if not alerts:
+        return
+    categories = sorted({name for a in alerts for name, _ in a.categories})
+    expected = "yes" if crisis.category in categories else "NO"
+    print(
+        f"\ncategories tagged: {', '.join(categories) or 'none'} "
+        f"(the {crisis.category} category expected: {expected})",
+        file=out,
+    )
+    for alert in shown:
+        assert alert.explanation is not None
+        print(f"  {alert.kind} {alert.level}: {explanation_line(alert.explanation, 3)}", file=out)
 
 
 def _summary(

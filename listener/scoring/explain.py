@@ -329,8 +329,13 @@ def _risen(ev: _Evidence, limit: int) -> tuple[Driver, ...]:
     return ev.drivers(ranked, limit)
 
 
+_ABOUT: frozenset[DriverKind] = frozenset({"term", "phrase", "hashtag", "story"})
+"""What a window is about: what is said (a site linked as much as ever, or an author,
+says nothing of that unless it rose)."""
+
+
 def _about(ev: _Evidence, limit: int) -> tuple[Driver, ...]:
-    keys = [k for k in ev.now if k[0] != "author" and ev.eligible(k, 2)]
+    keys = [k for k in ev.now if k[0] in _ABOUT and ev.eligible(k, 2)]
     ranked = sorted(keys, key=lambda k: (-ev.now[k], k))
     return ev.drivers(((ev.score(k), k) for k in ranked), limit, rose=False)
 
@@ -358,10 +363,10 @@ def common(
     *,
     limit: int = COMMON_LIMIT,
 ) -> tuple[Driver, ...]:
-    """What the window's mentions are about: the most carried words, phrases, hashtags,
-    domains and stories first (by mentions, then label; two mentions, authors and
-    stories at least), each with its count before and its z-score as :func:`explain`
-    gives it, marked as not risen (``rose`` false)."""
+    """What the window's mentions are about: the most carried words, phrases, hashtags
+    and stories first (by mentions, then label; two mentions, authors and stories at
+    least), each with its count before and its z-score as :func:`explain` gives it,
+    marked as not risen (``rose`` false)."""
     return _about(_evidence(featured(window, ignore), featured(baseline, ignore)), limit)
 
 

@@ -213,6 +213,56 @@ async def test_drill_delivers_marked_alerts_to_configured_sinks(
     assert "alerts to hook: 3 delivered" in out.getvalue()
 
 
+@pytest.mark.parametrize(
+    ("scenario", "category"),
+    [
+        ("breach", "security"),
+        ("recall", "safety"),
+        ("offensive", "offensive"),
+        ("rumour", "rumour"),
+    ],
+)
+async def test_each_drill_scenario_is_caught_tagged_and_explained(
+    scenario: str, category: str
+) -> None:
+    """Every crisis the drill rehearses opens an incident on the shipped rules; its
+    alerts carry the crisis's category, and an explanation whose drivers lead with the
+    crisis's own words (the rumour: and then its correction brings the negative share
+    down, so the incident resolves)."""
+    from listener.drill import CRISES
+
+    config = load_config(REPO / "rules.yaml")
+    out = io.StringIO()
+    code = await run_drill(
+        config,
+        out=out,
+        deliver=False,
+        scenario=scenario,
+        start=datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
+    )
+    text = out.getvalue()
+    assert code == 0, text
+    assert f"listener drill: {CRISES[scenario].title}, simulated" in text
+    assert f"(the {category} category expected: yes)" in text
+    whys = [line for line in text.splitlines() if ": Why: " in line]
+    assert whys
+    lead = [line.split(": Why: ", 1)[1].split(";")[0].lower() for line in whys]
+    words = CRISES[scenario].drivers
+    assert any(any(w in first for w in words) for first in lead), whys
+
+
+def test_drill_scenarios_on_the_command_line_are_the_drills() -> None:
+    """``--scenario``'s choices (named in listener.cli so the command line loads no
+    drill) are exactly the crises the drill knows; an unknown one is a usage error."""
+    from listener.cli import DRILL_SCENARIOS
+    from listener.drill import CRISES
+
+    assert set(DRILL_SCENARIOS) == set(CRISES)
+    result = listener("drill", "--scenario", "flood")
+    assert result.returncode == 2
+    assert "invalid choice: 'flood'" in result.stderr
+
+
 async def test_drill_reports_when_rules_miss_the_crisis() -> None:
     """Rules that never fire make the drill exit 1 with an explanation."""
     config = load_config(REPO / "rules.yaml")
