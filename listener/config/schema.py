@@ -422,6 +422,64 @@ class PagerDutySinkConfig(Strict):
         return self
 
 
+_CHAT_NAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
+_CHAT_NUMBER = re.compile(r"^-?[1-9][0-9]{0,19}$")
+
+
+class TelegramSinkConfig(Strict):
+    """Telegram: a bot posts each alert (HTML) to a chat, channel or forum topic."""
+
+    type: Literal["telegram"]
+    token: Credential
+    chat_id: int | str
+    message_thread_id: Annotated[int, Field(ge=1)] | None = None
+    silent_levels: list[str] = []
+    """Levels whose alerts arrive without a sound (``disable_notification``)."""
+    api_url: HttpUrl = "https://api.telegram.org"
+    timeout: PositiveDuration = timedelta(seconds=10)
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    @field_validator("chat_id")
+    @classmethod
+    def _chat(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value == 0:
+                raise _invalid("a chat id is not 0", _CHAT_HINT)
+            return value
+        text = value.strip()
+        if _CHAT_NUMBER.fullmatch(text):
+            return int(text)
+        if not _CHAT_NAME.fullmatch(text):
+            raise _invalid(f"{value!r} is not a chat id or @channelname", _CHAT_HINT)
+        return text
+
+
+_CHAT_HINT = (
+    "write a numeric chat id (e.g. -1001234567890) or a public @channelname; "
+    "forward a message to @getidsbot to find a chat's id"
+)
+
+OpsgeniePriority = Literal["P1", "P2", "P3", "P4", "P5"]
+
+
+class OpsgenieSinkConfig(Strict):
+    """Opsgenie Alert API v2: one alert per incident (the incident id is its alias),
+    created, acknowledged and closed."""
+
+    type: Literal["opsgenie"]
+    api_key: Credential
+    api_url: HttpUrl = "https://api.opsgenie.com"
+    priorities: dict[str, OpsgeniePriority] = {}
+    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = []
+    timeout: PositiveDuration = timedelta(seconds=10)
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    @model_validator(mode="after")
+    def _per_incident(self) -> OpsgenieSinkConfig:
+        _no_digests(self, "opsgenie sinks")
+        return self
+
+
 class EmailSinkConfig(Strict):
     """Email over SMTP with a plain-text and an HTML part."""
 
@@ -449,7 +507,9 @@ SinkConfig = Annotated[
     | SlackSinkConfig
     | AlertmanagerSinkConfig
     | PagerDutySinkConfig
-    | EmailSinkConfig,
+    | EmailSinkConfig
+    | TelegramSinkConfig
+    | OpsgenieSinkConfig,
     Field(discriminator="type"),
 ]
 
@@ -804,8 +864,9 @@ class NotificationsConfig(Strict):
     summary: str | None = None
 
 
-DIGEST_SINK_TYPES = ("console", "webhook", "slack", "email")
-"""The sink types a digest can go to (Alertmanager and PagerDuty page per incident)."""
+DIGEST_SINK_TYPES = ("console", "webhook", "slack", "email", "telegram")
+"""The sink types a digest can go to (Alertmanager, PagerDuty and Opsgenie page per
+incident)."""
 _TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 

@@ -22,8 +22,10 @@ from listener.config.schema import (
     AlertmanagerSinkConfig,
     ConsoleSinkConfig,
     EmailSinkConfig,
+    OpsgenieSinkConfig,
     PagerDutySinkConfig,
     SlackSinkConfig,
+    TelegramSinkConfig,
     WebhookSinkConfig,
 )
 from listener.registry import Registry
@@ -62,6 +64,8 @@ SINKS.register(SlackSinkConfig, _lazy("listener.sinks.slack", "SlackSink"))
 SINKS.register(AlertmanagerSinkConfig, _lazy("listener.sinks.alertmanager", "AlertmanagerSink"))
 SINKS.register(PagerDutySinkConfig, _lazy("listener.sinks.pagerduty", "PagerDutySink"))
 SINKS.register(EmailSinkConfig, _lazy("listener.sinks.email", "EmailSink"))
+SINKS.register(TelegramSinkConfig, _lazy("listener.sinks.telegram", "TelegramSink"))
+SINKS.register(OpsgenieSinkConfig, _lazy("listener.sinks.opsgenie", "OpsgenieSink"))
 
 
 def build_sink(name: str, config: BaseModel, context: SinkContext | None = None) -> Sink:

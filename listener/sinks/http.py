@@ -12,8 +12,11 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from listener import __version__
 from listener.errors import ListenerError, SinkRejected, SinkUnavailable
 from listener.retry_after import retry_after_value
+
+USER_AGENT = f"listener/{__version__}"
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 """The most bytes of a receiver's answer a sink reads (on the wire and decoded). A longer
@@ -70,6 +73,23 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
             raise _TooLarge
         chunks.append(data)
     return b"".join(chunks)
+
+
+def sink_client(
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` an HTTP sink shares across its requests: ``timeout``
+    seconds for each of connect, write, read and pool wait (:func:`request` bounds the
+    whole request too), ``User-Agent: listener/<version>`` and ``headers``, redirects not
+    followed; ``transport`` replaces the network layer (tests)."""
+    return httpx.AsyncClient(
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        transport=transport,
+    )
 
 
 async def request(

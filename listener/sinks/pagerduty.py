@@ -38,12 +38,9 @@ from listener.clock import Clock
 from listener.config.schema import PagerDutySinkConfig
 from listener.model import Alert, AlertKind, MentionRef
 from listener.sinks.base import SinkContext
-from listener.sinks.http import options_healthcheck, raise_for_status, request
+from listener.sinks.http import options_healthcheck, raise_for_status, request, sink_client
 from listener.sinks.text import driver_text, one_line
-from listener.sinks.webhook import (
-    USER_AGENT,
-    make_test_alert,
-)
+from listener.sinks.webhook import make_test_alert
 
 Severity = Literal["critical", "error", "warning", "info"]
 EventAction = Literal["trigger", "acknowledge", "resolve"]
@@ -209,12 +206,7 @@ class PagerDutySink:
         self._severities: dict[str, Severity] = dict(config.severities)
         self._url = config.api_url.rstrip("/") + ENQUEUE_PATH
         self._timeout = config.timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT},
-            timeout=httpx.Timeout(self._timeout),
-            follow_redirects=False,
-            transport=transport,
-        )
+        self._client = sink_client(self._timeout, transport)
 
     def _label(self) -> str:
         return f"pagerduty sink '{self.name}'"

@@ -74,6 +74,7 @@ from listener.model import Alert, AlertKind, AuthorRef, Digest, Fact, MentionRef
 from listener.sinks.base import SinkContext
 from listener.sinks.http import MAX_RESPONSE_BYTES, parse_retry_after
 from listener.sinks.text import (
+    KIND_EMOJI,
     cut,
     driver_text,
     explanation_heading,
@@ -136,15 +137,6 @@ _SEVERITY: Final[dict[str, tuple[str, str]]] = {
 DEFAULT_STYLE: Final = _ORANGE
 """Colour and emoji of a level name not in the table (levels are named by the rules)."""
 
-KIND_EMOJI: Final[dict[AlertKind, str]] = {
-    "opened": "🚨",
-    "escalated": "⏫",
-    "deescalated": "⏬",
-    "resolved": "✅",
-    "reminder": "⏰",
-    "acknowledged": "👀",
-    "handoff": "📟",
-}
 NOTIFY_KINDS: Final[frozenset[AlertKind]] = frozenset(
     {"opened", "escalated", "reminder", "handoff"}
 )

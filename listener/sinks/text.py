@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from listener.model import (
+    AlertKind,
     BrandDigest,
     Digest,
     DigestIncident,
@@ -13,6 +15,17 @@ from listener.model import (
     Explanation,
     StoryRecord,
 )
+
+KIND_EMOJI: dict[AlertKind, str] = {
+    "opened": "🚨",
+    "escalated": "⏫",
+    "deescalated": "⏬",
+    "resolved": "✅",
+    "reminder": "⏰",
+    "acknowledged": "👀",
+    "handoff": "📟",
+}
+"""The emoji chat sinks put before an alert of each kind."""
 
 
 def clean_line(value: object) -> str:
@@ -36,6 +49,27 @@ def one_line(text: str, limit: int) -> str:
 def excerpt(value: object, limit: int) -> str:
     """:func:`clean_line`, then cut to ``limit``."""
     return cut(clean_line(value), limit)
+
+
+def fit_lines(lines: Sequence[str], limit: int, size: Callable[[str], int] = len) -> str:
+    """``lines`` joined with newlines, as many whole lines as fit within ``limit``
+    (measured by ``size``), then ``… N more lines not shown`` when some did not. Lines
+    are never cut, so one that holds markup (a tag, an entity) stays whole; a first line
+    longer than the limit leaves only the note."""
+    kept: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        left = len(lines) - index
+        note = f"… {left} more line{'s' if left != 1 else ''} not shown"
+        cost = size(line) + (1 if kept else 0)
+        last = index == len(lines) - 1
+        if used + cost <= limit and (last or used + cost + 1 + size(note) <= limit):
+            kept.append(line)
+            used += cost
+            continue
+        kept.append(note)
+        break
+    return "\n".join(kept)
 
 
 # ---------------------------------------------------------------------- digests

@@ -36,14 +36,12 @@ from typing import Any
 
 import httpx
 
-from listener import __version__
 from listener.clock import Clock, SystemClock, as_utc
 from listener.config.schema import WebhookSinkConfig
 from listener.model import Alert, Digest, Explanation, Fact, MentionRef
-from listener.sinks.http import options_healthcheck, raise_for_status, request
+from listener.sinks.http import USER_AGENT, options_healthcheck, raise_for_status, request
 
 SCHEMA_ID = "listener.alert/v1"
-USER_AGENT = f"listener/{__version__}"
 
 SIGNATURE_HEADER = "X-Listener-Signature"
 TIMESTAMP_HEADER = "X-Listener-Timestamp"

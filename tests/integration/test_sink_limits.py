@@ -12,14 +12,18 @@ import pytest
 
 from listener.config.schema import (
     AlertmanagerSinkConfig,
+    OpsgenieSinkConfig,
     PagerDutySinkConfig,
     SlackSinkConfig,
+    TelegramSinkConfig,
     WebhookSinkConfig,
 )
 from listener.errors import SinkUnavailable
 from listener.sinks import build_sink
 from listener.sinks.base import Sink, SinkContext
+from tests.support.fake_opsgenie import API_KEY
 from tests.support.fake_pagerduty import ROUTING_KEY
+from tests.support.fake_telegram import CHAT_ID, TOKEN
 from tests.support.hostile import HostileServer
 from tests.support.receiver import sample_alert
 
@@ -64,6 +68,22 @@ SINKS: dict[str, Build] = {
             {"type": "pagerduty", "routing_key": ROUTING_KEY, "api_url": s.url(), "timeout": 1}
         )
     ),
+    "telegram": lambda s: _build(
+        TelegramSinkConfig.model_validate(
+            {
+                "type": "telegram",
+                "token": TOKEN,
+                "chat_id": CHAT_ID,
+                "api_url": s.url(),
+                "timeout": 1,
+            }
+        )
+    ),
+    "opsgenie": lambda s: _build(
+        OpsgenieSinkConfig.model_validate(
+            {"type": "opsgenie", "api_key": API_KEY, "api_url": s.url(), "timeout": 1}
+        )
+    ),
 }
 
 
@@ -102,7 +122,9 @@ async def test_a_huge_error_body_is_not_read_and_the_status_still_counts(kind: s
     assert server.written < FLOOD
 
 
-@pytest.mark.parametrize("kind", ["webhook", "slack-webhook", "alertmanager", "pagerduty"])
+@pytest.mark.parametrize(
+    "kind", ["webhook", "slack-webhook", "alertmanager", "pagerduty", "telegram", "opsgenie"]
+)
 async def test_a_huge_success_body_is_not_read_and_the_alert_is_delivered(kind: str) -> None:
     """A 2xx with a 50 MB body is a delivery; the body is not read to its end."""
     with HostileServer(status=202, flood=FLOOD, content_type="text/plain") as server:

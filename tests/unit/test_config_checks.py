@@ -98,6 +98,44 @@ INVALID = [
         id="empty-routing-key",
     ),
     pytest.param(
+        with_sink('{type: telegram, token: "", chat_id: -1001234567890}'),
+        {},
+        "rules.yaml:12: sinks.other.token: must not be empty",
+        id="empty-telegram-token",
+    ),
+    pytest.param(
+        with_sink('{type: telegram, token: "1:A", chat_id: "#alerts"}'),
+        {},
+        "rules.yaml:12: sinks.other.chat_id: '#alerts' is not a chat id or @channelname "
+        "(hint: write a numeric chat id (e.g. -1001234567890) or a public @channelname",
+        id="telegram-bad-chat-id",
+    ),
+    pytest.param(
+        with_sink('{type: telegram, token: "1:A"}'),
+        {},
+        "rules.yaml:12: sinks.other.chat_id: missing required key 'chat_id'",
+        id="telegram-no-chat-id",
+    ),
+    pytest.param(
+        with_sink('{type: opsgenie, api_key: ""}'),
+        {},
+        "rules.yaml:12: sinks.other.api_key: must not be empty",
+        id="empty-opsgenie-key",
+    ),
+    pytest.param(
+        with_sink("{type: opsgenie, api_key: k, priorities: {crisis: P0}}"),
+        {},
+        "rules.yaml:12: sinks.other.priorities.crisis: Input should be 'P1', 'P2', 'P3', 'P4' "
+        "or 'P5'",
+        id="opsgenie-bad-priority",
+    ),
+    pytest.param(
+        with_sink("{type: opsgenie, api_key: k, delivery: {group_over: 5}}"),
+        {},
+        "rules.yaml:12: sinks.other: delivery.group_over is not supported by opsgenie sinks",
+        id="opsgenie-no-digests",
+    ),
+    pytest.param(
         with_sink('{type: slack, token: "", channel: "#x"}'),
         {},
         "rules.yaml:12: sinks.other.token: must not be empty",

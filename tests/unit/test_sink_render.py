@@ -221,7 +221,9 @@ def test_every_sink_names_who_acknowledged_and_their_note() -> None:
 
     from listener.sinks.alertmanager import render_alerts
     from listener.sinks.email import render_html, render_plain
+    from listener.sinks.opsgenie import render_calls
     from listener.sinks.slack import render_blocks, render_thread_reply
+    from listener.sinks.telegram import render_message
 
     base = sample_alert()
     alert = replace(base, kind="acknowledged", ack=Ack("dana", base.at, "drafting a statement"))
@@ -236,6 +238,8 @@ def test_every_sink_names_who_acknowledged_and_their_note() -> None:
         ),
         "email": render_plain(alert),
         "email html": render_html(alert),
+        "telegram": render_message(alert),
+        "opsgenie": json.dumps([c.body for c in render_calls(alert)]),
     }
     for sink, text in rendered.items():
         assert "dana" in text, sink
