@@ -21,9 +21,11 @@ from pydantic import BaseModel
 from listener.config.schema import (
     AlertmanagerSinkConfig,
     ConsoleSinkConfig,
+    DiscordSinkConfig,
     EmailSinkConfig,
     PagerDutySinkConfig,
     SlackSinkConfig,
+    TeamsSinkConfig,
     WebhookSinkConfig,
 )
 from listener.registry import Registry
@@ -62,6 +64,8 @@ SINKS.register(SlackSinkConfig, _lazy("listener.sinks.slack", "SlackSink"))
 SINKS.register(AlertmanagerSinkConfig, _lazy("listener.sinks.alertmanager", "AlertmanagerSink"))
 SINKS.register(PagerDutySinkConfig, _lazy("listener.sinks.pagerduty", "PagerDutySink"))
 SINKS.register(EmailSinkConfig, _lazy("listener.sinks.email", "EmailSink"))
+SINKS.register(TeamsSinkConfig, _lazy("listener.sinks.teams", "TeamsSink"))
+SINKS.register(DiscordSinkConfig, _lazy("listener.sinks.discord", "DiscordSink"))
 
 
 def build_sink(name: str, config: BaseModel, context: SinkContext | None = None) -> Sink:

@@ -12,8 +12,10 @@ import pytest
 
 from listener.config.schema import (
     AlertmanagerSinkConfig,
+    DiscordSinkConfig,
     PagerDutySinkConfig,
     SlackSinkConfig,
+    TeamsSinkConfig,
     WebhookSinkConfig,
 )
 from listener.errors import SinkUnavailable
@@ -64,6 +66,16 @@ SINKS: dict[str, Build] = {
             {"type": "pagerduty", "routing_key": ROUTING_KEY, "api_url": s.url(), "timeout": 1}
         )
     ),
+    "teams": lambda s: _build(
+        TeamsSinkConfig.model_validate(
+            {"type": "teams", "url": s.url("/workflows/w/triggers?sig=x"), "timeout": 1}
+        )
+    ),
+    "discord": lambda s: _build(
+        DiscordSinkConfig.model_validate(
+            {"type": "discord", "url": s.url("/api/webhooks/1/token"), "timeout": 1}
+        )
+    ),
 }
 
 
@@ -102,7 +114,9 @@ async def test_a_huge_error_body_is_not_read_and_the_status_still_counts(kind: s
     assert server.written < FLOOD
 
 
-@pytest.mark.parametrize("kind", ["webhook", "slack-webhook", "alertmanager", "pagerduty"])
+@pytest.mark.parametrize(
+    "kind", ["webhook", "slack-webhook", "alertmanager", "pagerduty", "teams", "discord"]
+)
 async def test_a_huge_success_body_is_not_read_and_the_alert_is_delivered(kind: str) -> None:
     """A 2xx with a 50 MB body is a delivery; the body is not read to its end."""
     with HostileServer(status=202, flood=FLOOD, content_type="text/plain") as server:

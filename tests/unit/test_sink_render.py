@@ -220,8 +220,10 @@ def test_every_sink_names_who_acknowledged_and_their_note() -> None:
     from datetime import timedelta
 
     from listener.sinks.alertmanager import render_alerts
+    from listener.sinks.discord import render_message
     from listener.sinks.email import render_html, render_plain
     from listener.sinks.slack import render_blocks, render_thread_reply
+    from listener.sinks.teams import render_card
 
     base = sample_alert()
     alert = replace(base, kind="acknowledged", ack=Ack("dana", base.at, "drafting a statement"))
@@ -236,6 +238,8 @@ def test_every_sink_names_who_acknowledged_and_their_note() -> None:
         ),
         "email": render_plain(alert),
         "email html": render_html(alert),
+        "teams": json.dumps(render_card(alert), ensure_ascii=False),
+        "discord": json.dumps(render_message(alert), ensure_ascii=False),
     }
     for sink, text in rendered.items():
         assert "dana" in text, sink
