@@ -501,6 +501,47 @@ class EmailSinkConfig(Strict):
         return self
 
 
+class TeamsSinkConfig(Strict):
+    """Microsoft Teams: an Adaptive Card posted to a Workflows webhook ("Post to a channel
+    when a webhook request is received") or a legacy incoming-webhook connector URL."""
+
+    type: Literal["teams"]
+    url: SecretUrl
+    timeout: PositiveDuration = timedelta(seconds=10)
+    delivery: DeliveryConfig = DeliveryConfig()
+    console_url: HttpUrl | None = None
+    """Where people reach the console: cards carry an Open in console button."""
+
+
+_DISCORD_NAME_WORDS = ("discord", "clyde")
+
+
+def _valid_discord_username(name: str) -> str:
+    text = name.strip()
+    if not 1 <= len(text) <= 80:
+        raise _invalid("must be 1 to 80 characters", "Discord refuses longer webhook names")
+    lowered = text.lower()
+    if any(word in lowered for word in _DISCORD_NAME_WORDS) or lowered in ("everyone", "here"):
+        raise _invalid(
+            f"Discord refuses the webhook name {name!r}",
+            "a name may not contain 'discord' or 'clyde', nor be 'everyone' or 'here'",
+        )
+    return text
+
+
+class DiscordSinkConfig(Strict):
+    """Discord: one message with an embed per alert, posted to a channel webhook."""
+
+    type: Literal["discord"]
+    url: SecretUrl
+    username: Annotated[str, AfterValidator(_valid_discord_username)] | None = None
+    avatar_url: HttpUrl | None = None
+    timeout: PositiveDuration = timedelta(seconds=10)
+    delivery: DeliveryConfig = DeliveryConfig()
+    console_url: HttpUrl | None = None
+    """Where people reach the console: an alert's title links to its incident there."""
+
+
 SinkConfig = Annotated[
     ConsoleSinkConfig
     | WebhookSinkConfig
@@ -509,7 +550,9 @@ SinkConfig = Annotated[
     | PagerDutySinkConfig
     | EmailSinkConfig
     | TelegramSinkConfig
-    | OpsgenieSinkConfig,
+    | OpsgenieSinkConfig
+    | TeamsSinkConfig
+    | DiscordSinkConfig,
     Field(discriminator="type"),
 ]
 
@@ -864,7 +907,7 @@ class NotificationsConfig(Strict):
     summary: str | None = None
 
 
-DIGEST_SINK_TYPES = ("console", "webhook", "slack", "email", "telegram")
+DIGEST_SINK_TYPES = ("console", "webhook", "slack", "email", "telegram", "teams", "discord")
 """The sink types a digest can go to (Alertmanager, PagerDuty and Opsgenie page per
 incident)."""
 _TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")

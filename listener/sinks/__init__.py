@@ -21,10 +21,12 @@ from pydantic import BaseModel
 from listener.config.schema import (
     AlertmanagerSinkConfig,
     ConsoleSinkConfig,
+    DiscordSinkConfig,
     EmailSinkConfig,
     OpsgenieSinkConfig,
     PagerDutySinkConfig,
     SlackSinkConfig,
+    TeamsSinkConfig,
     TelegramSinkConfig,
     WebhookSinkConfig,
 )
@@ -66,6 +68,8 @@ SINKS.register(PagerDutySinkConfig, _lazy("listener.sinks.pagerduty", "PagerDuty
 SINKS.register(EmailSinkConfig, _lazy("listener.sinks.email", "EmailSink"))
 SINKS.register(TelegramSinkConfig, _lazy("listener.sinks.telegram", "TelegramSink"))
 SINKS.register(OpsgenieSinkConfig, _lazy("listener.sinks.opsgenie", "OpsgenieSink"))
+SINKS.register(TeamsSinkConfig, _lazy("listener.sinks.teams", "TeamsSink"))
+SINKS.register(DiscordSinkConfig, _lazy("listener.sinks.discord", "DiscordSink"))
 
 
 def build_sink(name: str, config: BaseModel, context: SinkContext | None = None) -> Sink:

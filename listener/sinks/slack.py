@@ -76,11 +76,14 @@ from listener.sinks.http import MAX_RESPONSE_BYTES, parse_retry_after
 from listener.sinks.text import (
     KIND_EMOJI,
     cut,
+    defuse_broadcasts,
     driver_text,
+    duration,
     explanation_heading,
     incident_line,
     incidents_line,
     listed_incidents,
+    number,
     share_line,
     story_line,
     volume_line,
@@ -155,8 +158,6 @@ def severity_style(level: str, *, resolved: bool = False) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- text helpers
 
-_BROADCASTS = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
-
 
 def _clean(value: object) -> str:
     """One line of printable text (whitespace collapsed, control characters replaced),
@@ -171,7 +172,7 @@ def _esc(value: object) -> str:
     """Untrusted text made safe for mrkdwn: ``&``, ``<``, ``>`` escaped (so no link,
     mention or ``<!channel>`` can be injected) and ``@here``-style words defused."""
     text = _clean(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BROADCASTS.sub("@\u200b\\1", text)
+    return defuse_broadcasts(text)
 
 
 def _code(value: object) -> str:
@@ -212,31 +213,11 @@ def _join_lines(head: str, lines: Sequence[str], limit: int = MAX_TEXT) -> str:
     return text
 
 
-def _num(value: float) -> str:
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.2f}"
-
-
 def _compact(value: float) -> str:
     for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= size:
             return f"{value / size:.2f}".rstrip("0").rstrip(".") + suffix
-    return _num(round(value, 2))
-
-
-def _duration(seconds: float) -> str:
-    total = max(0, round(seconds))
-    if total < 60:
-        return f"{total}s"
-    days, rest = divmod(total // 60, 1440)
-    hours, minutes = divmod(rest, 60)
-    parts = [f"{days}d"] if days else []
-    if hours:
-        parts.append(f"{hours}h")
-    if minutes and not days:
-        parts.append(f"{minutes}m")
-    return "".join(parts)
+    return number(round(value, 2))
 
 
 def _date(when: datetime) -> str:
@@ -286,12 +267,12 @@ def _context(*elements: str) -> dict[str, Any]:
 
 
 def _fact_line(fact: Fact) -> str:
-    line = f"• {_esc(fact.name)}: *{_num(fact.value)}*"
+    line = f"• {_esc(fact.name)}: *{number(fact.value)}*"
     extra = []
     if fact.threshold is not None:
-        extra.append(f"threshold {_num(fact.threshold)}")
+        extra.append(f"threshold {number(fact.threshold)}")
     if fact.baseline is not None:
-        baseline = f"baseline {_num(fact.baseline)}"
+        baseline = f"baseline {number(fact.baseline)}"
         if fact.baseline > 0:
             baseline += f" ({fact.value / fact.baseline:.1f}× baseline)"
         extra.append(baseline)
@@ -303,12 +284,12 @@ def _trend_text(alert: Alert) -> str:
     shown = alert.trend[-MAX_SPARK:]
     if alert.trend_step > 0:
         head = (
-            f"*Trend* · negative mentions per {_duration(alert.trend_step)}, "
-            f"last {_duration(alert.trend_step * len(shown))}"
+            f"*Trend* · negative mentions per {duration(alert.trend_step)}, "
+            f"last {duration(alert.trend_step * len(shown))}"
         )
     else:
         head = "*Trend* · negative mentions, oldest to newest"
-    numbers = f"now *{_num(shown[-1])}* · peak {_num(max(shown))} · low {_num(min(shown))}"
+    numbers = f"now *{number(shown[-1])}* · peak {number(max(shown))} · low {number(min(shown))}"
     return f"{head}\n`{spark}`  {numbers}"
 
 
@@ -369,7 +350,7 @@ def _fields(alert: Alert) -> list[dict[str, Any]]:
         f"*On it*\n{on_it}",
     ]
     if alert.opened_at is not None:
-        took = _duration((alert.at - alert.opened_at).total_seconds())
+        took = duration((alert.at - alert.opened_at).total_seconds())
         verb = "lasted" if alert.kind == "resolved" else "open for"
         fields.append(f"*Opened*\n{_date(alert.opened_at)} ({verb} {took})")
     fields.append(f"*Rule*\n{_esc(alert.rule)}")
@@ -519,7 +500,7 @@ def render_blocks(
     if resolved:
         sentence = "✅ *All clear.* The incident is resolved"
         if alert.opened_at is not None:
-            sentence += f" after {_duration((alert.at - alert.opened_at).total_seconds())}"
+            sentence += f" after {duration((alert.at - alert.opened_at).total_seconds())}"
         lead.append(sentence + ".")
     if lead:
         blocks.append(_section("\n".join(lead)))
@@ -584,7 +565,7 @@ def _reply_line(alert: Alert) -> str:
     level = f"{emoji} *{_esc(alert.level.upper())}*"
     was = f" (was {_esc(alert.previous_level)})" if alert.previous_level else ""
     age = (
-        _duration((alert.at - alert.opened_at).total_seconds())
+        duration((alert.at - alert.opened_at).total_seconds())
         if alert.opened_at is not None
         else None
     )

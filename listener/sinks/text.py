@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Sequence
+from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from listener.model import (
+    Alert,
     AlertKind,
     BrandDigest,
     Digest,
@@ -13,6 +18,8 @@ from listener.model import (
     DigestPeriod,
     Driver,
     Explanation,
+    Fact,
+    MentionRef,
     StoryRecord,
 )
 
@@ -240,3 +247,115 @@ def explanation_line(e: Explanation, limit: int = 5) -> str:
     if not e.drivers:
         return f"Why: nothing stands out ({explanation_scope(e)})"
     return "Why: " + "; ".join(driver_text(d) for d in e.drivers[:limit])
+
+
+# ---------------------------------------------------------------------- chat messages
+
+Severity = Literal["critical", "high", "other"]
+_CRITICAL_LEVELS = frozenset({"crisis", "critical", "severe", "emergency", "sev1", "p1"})
+_HIGH_LEVELS = frozenset({"high", "elevated", "major", "error", "sev2", "p2"})
+
+
+def severity_of(level: str) -> Severity:
+    """How loud a level name is (case-insensitive): ``critical`` (crisis, critical and
+    the like), ``high`` (high, elevated…) or ``other``; chat sinks colour by it."""
+    name = level.strip().lower()
+    if name in _CRITICAL_LEVELS:
+        return "critical"
+    return "high" if name in _HIGH_LEVELS else "other"
+
+
+_BROADCASTS = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
+
+
+def defuse_broadcasts(text: str) -> str:
+    """``@here``, ``@channel`` and ``@everyone`` with a zero-width space after the ``@``,
+    so no chat service reads them as a mass mention."""
+    return _BROADCASTS.sub("@\u200b\\1", text)
+
+
+MAX_URL = 1000
+"""Longer URLs are not linked (nobody reads them; some services refuse them)."""
+
+
+def web_url(url: str | None, limit: int = MAX_URL) -> str | None:
+    """``url`` when it is an absolute ``http(s)`` URL with a host, at most ``limit``
+    characters, without spaces or control characters; else ``None`` (never linked)."""
+    if not url:
+        return None
+    clean = url.strip()
+    if len(clean) > limit or any(ch.isspace() or not ch.isprintable() for ch in clean):
+        return None
+    try:
+        parts = urlsplit(clean)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return clean
+
+
+def number(value: float) -> str:
+    """``1,234`` for whole numbers, ``0.81`` otherwise."""
+    if not math.isfinite(value):
+        return str(value)
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def fact_value(fact: Fact) -> str:
+    """A fact's value with its threshold and baseline: ``42 (threshold 10 · baseline 3.50,
+    12.0× baseline)``."""
+    extra = []
+    if fact.threshold is not None:
+        extra.append(f"threshold {number(fact.threshold)}")
+    if fact.baseline is not None:
+        text = f"baseline {number(fact.baseline)}"
+        if fact.baseline > 0 and math.isfinite(fact.value):
+            text += f", {fact.value / fact.baseline:.1f}× baseline"
+        extra.append(text)
+    return number(fact.value) + (f" ({' · '.join(extra)})" if extra else "")
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h5m``, ``2d4h``."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    days, rest = divmod(total // 60, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes and not days:
+        parts.append(f"{minutes}m")
+    return "".join(parts)
+
+
+def status_line(alert: Alert) -> str:
+    """Where the incident stands: resolved (after how long), acknowledged by whom, or
+    open and not yet acknowledged."""
+    if alert.kind == "resolved":
+        if alert.opened_at is not None:
+            return f"Resolved after {duration((alert.at - alert.opened_at).total_seconds())}"
+        return "Resolved"
+    if alert.ack is not None:
+        return f"Acknowledged by {clean_line(alert.ack.by)}"
+    return "Open, not acknowledged yet"
+
+
+def level_line(alert: Alert) -> str:
+    """``CRISIS (was high)``."""
+    text = clean_line(alert.level.upper())
+    if alert.previous_level is not None and alert.previous_level != alert.level:
+        text += f" (was {clean_line(alert.previous_level)})"
+    return text
+
+
+def mention_line(ref: MentionRef, limit: int) -> str:
+    """ "“Acme outage: nothing…” — @alice (12,345 followers) · news · sentiment -0.80"
+    (the text cut to ``limit``)."""
+    who = f"@{clean_line(ref.author).lstrip('@')}" if ref.author else "unknown author"
+    if ref.followers is not None:
+        who += f" ({ref.followers:,} followers)"
+    sentiment = f" · sentiment {ref.sentiment:+.2f}" if math.isfinite(ref.sentiment) else ""
+    return f"“{excerpt(ref.text, limit)}” — {who} · {clean_line(ref.source)}{sentiment}"

@@ -101,6 +101,8 @@ def test_build_sink_rejects_an_unknown_config() -> None:
     class CarrierPigeonConfig(BaseModel):
         type: str = "pigeon"
 
-    with pytest.raises(ValueError, match="known types: alertmanager, console, email") as info:
+    with pytest.raises(
+        ValueError, match="known types: alertmanager, console, discord, email"
+    ) as info:
         build_sink("coo", CarrierPigeonConfig())
     assert "CarrierPigeonConfig" in str(info.value)

@@ -33,8 +33,10 @@ from listener.model import Author, Digest, Mention, ScoredMention, Sentiment
 from listener.rules.engine import IncidentEvent
 from listener.sinks.base import MemorySinkState, SendsDigest, Sink, SinkContext
 from listener.sinks.console import ConsoleSink
+from listener.sinks.discord import render_digest_message
 from listener.sinks.email import EmailSink, render_digest_html
 from listener.sinks.slack import SlackSink, render_digest_blocks
+from listener.sinks.teams import render_digest_card
 from listener.sinks.text import render_digest_text
 from listener.sinks.webhook import WebhookSink
 from listener.store import EvaluateWrite, IngestWrite, Store
@@ -98,6 +100,19 @@ def test_a_broken_digest_is_refused_with_its_line(block: str, message: str) -> N
         load_config_text(text, "rules.yaml")
     assert message in str(err.value)
     assert "rules.yaml:" in str(err.value)
+
+
+def test_digests_go_to_chat_sinks() -> None:
+    """Teams and Discord sinks take digests."""
+    text = """
+brands: [{name: Acme, query: acme}]
+sinks:
+  ms: {type: teams, url: "https://teams.example/w?sig=s"}
+  dc: {type: discord, url: "https://discord.com/api/webhooks/1/t"}
+digests:
+  daily: {every: day, route: [ms, dc]}
+"""
+    assert load_config_text(text, "rules.yaml").digests["daily"].route == ["ms", "dc"]
 
 
 def test_digests_go_only_to_known_sinks_that_take_them() -> None:
@@ -257,6 +272,12 @@ def test_what_sources_wrote_stays_inert_in_every_rendering(store: Store) -> None
     assert "<script>" not in slack
     assert "@\\u200bhere" in slack
     assert "javascript:" not in slack
+    for chat in (render_digest_card(digest), render_digest_message(digest)):
+        text = json.dumps(chat, ensure_ascii=False)
+        assert "<script>" not in text
+        assert "<!channel>" not in text
+        assert "@\u200bhere" in text
+        assert "javascript:" not in text
 
 
 @pytest.fixture

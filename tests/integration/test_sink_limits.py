@@ -12,9 +12,11 @@ import pytest
 
 from listener.config.schema import (
     AlertmanagerSinkConfig,
+    DiscordSinkConfig,
     OpsgenieSinkConfig,
     PagerDutySinkConfig,
     SlackSinkConfig,
+    TeamsSinkConfig,
     TelegramSinkConfig,
     WebhookSinkConfig,
 )
@@ -84,6 +86,16 @@ SINKS: dict[str, Build] = {
             {"type": "opsgenie", "api_key": API_KEY, "api_url": s.url(), "timeout": 1}
         )
     ),
+    "teams": lambda s: _build(
+        TeamsSinkConfig.model_validate(
+            {"type": "teams", "url": s.url("/workflows/w/triggers?sig=x"), "timeout": 1}
+        )
+    ),
+    "discord": lambda s: _build(
+        DiscordSinkConfig.model_validate(
+            {"type": "discord", "url": s.url("/api/webhooks/1/token"), "timeout": 1}
+        )
+    ),
 }
 
 
@@ -123,7 +135,17 @@ async def test_a_huge_error_body_is_not_read_and_the_status_still_counts(kind: s
 
 
 @pytest.mark.parametrize(
-    "kind", ["webhook", "slack-webhook", "alertmanager", "pagerduty", "telegram", "opsgenie"]
+    "kind",
+    [
+        "webhook",
+        "slack-webhook",
+        "alertmanager",
+        "pagerduty",
+        "telegram",
+        "opsgenie",
+        "teams",
+        "discord",
+    ],
 )
 async def test_a_huge_success_body_is_not_read_and_the_alert_is_delivered(kind: str) -> None:
     """A 2xx with a 50 MB body is a delivery; the body is not read to its end."""

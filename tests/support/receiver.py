@@ -12,18 +12,22 @@ thread. Every POST is answered ``200`` unless answers were scripted in front of 
         receiver.wait_for(3, timeout=10)            # three POSTs answered 2xx
         assert receiver.idempotency_keys() == [...]
 
-Scripted answers apply to POSTs only, in order. ``OPTIONS`` and ``HEAD`` (a sink's
-health check) get :attr:`WebhookReceiver.probe_status` (204). Header names in records
+Scripted answers apply to POSTs only, in order; ``GET`` is answered 405. ``OPTIONS`` and
+``HEAD`` (a sink's health check) get :attr:`WebhookReceiver.probe_status` (204). A fake
+of a service subclasses it and overrides :meth:`WebhookReceiver.answer` (how the service
+answers a request) and keeps the recording, scripting and waiting. Header names in records
 are lower-case. A stall records the request (``status=None``), waits up to its
 ``seconds`` (at most :data:`MAX_STALL`, ended at once when the receiver stops) and
 closes the connection without an answer. Every connection is closed after one request.
 
-:func:`sample_alert` builds a realistic :class:`~listener.model.Alert` to send to it.
+:func:`sample_alert` builds a realistic :class:`~listener.model.Alert` to send to it,
+:func:`sample_digest` a daily :class:`~listener.model.Digest`.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -33,7 +37,17 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from listener.model import Alert, Driver, Explanation, Fact, MentionRef
+from listener.model import (
+    Alert,
+    BrandDigest,
+    Digest,
+    DigestIncident,
+    Driver,
+    Explanation,
+    Fact,
+    MentionRef,
+    StoryRecord,
+)
 from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 MAX_STALL = 30.0
@@ -49,6 +63,15 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     stall: float = 0.0
+
+    @classmethod
+    def json(cls, status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
+        """``status`` with ``body`` as JSON (``Content-Type: application/json``)."""
+        return cls(
+            status,
+            {"Content-Type": "application/json", **(headers or {})},
+            json.dumps(body).encode(),
+        )
 
 
 @dataclass(frozen=True)
@@ -83,7 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
-        self._handle(self.server.owner._next_answer())
+        self._handle(None)
+
+    def do_GET(self) -> None:
+        self._handle(None)
 
     def do_OPTIONS(self) -> None:
         owner = self.server.owner
@@ -95,7 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr access log."""
 
-    def _handle(self, answer: Answer) -> None:
+    def _handle(self, answer: Answer | None) -> None:
+        """Record the request and send ``answer`` (None: the one the owner chooses)."""
         self.close_connection = True
         owner = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
@@ -105,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         parts = urlsplit(self.path)
+        if answer is None:
+            answer = owner.answer(self.command, parts.path, parts.query, parsed)
         owner._record(
             Received(
                 method=self.command,
@@ -181,9 +210,18 @@ class WebhookReceiver(LoopbackServer):
         """Leave the next ``times`` POSTs unanswered for ``seconds``, then drop them."""
         self.script(*(Answer(stall=seconds) for _ in range(times)))
 
-    def _next_answer(self) -> Answer:
+    def answer(self, method: str, path: str, query: str, body: Any) -> Answer:
+        """The answer to a ``POST`` or ``GET`` (``body``: the parsed JSON, or None).
+        Here: a POST gets the next scripted answer, else ``200``; a GET ``405``. Fakes of
+        a service override it (and call :meth:`scripted` first)."""
+        if method != "POST":
+            return Answer(405, {"Allow": "POST, OPTIONS, HEAD"})
+        return self.scripted() or Answer()
+
+    def scripted(self) -> Answer | None:
+        """The next scripted answer, taken off the script; None when there is none."""
         with self._lock:
-            return self._script.popleft() if self._script else Answer()
+            return self._script.popleft() if self._script else None
 
     def _record(self, request: Received) -> None:
         with self._lock:
@@ -300,3 +338,70 @@ def sample_alert(**changes: Any) -> Alert:
         ),
     )
     return replace(alert, **changes)
+
+
+HOSTILE_TEXT = "<!channel> @everyone **bold** [click](https://evil.example) `code` <@123> # big"
+"""Text a source could write that must stay inert in every chat message."""
+
+
+def sample_digest(brands: int = 2, *, hostile: bool = False) -> Digest:
+    """A daily digest (Sun 08:00 to Mon 08:00 UTC) of ``brands`` brands: the first with
+    two incidents and two stories (one linked, one whose lead links to ``javascript:``;
+    with ``hostile`` its text is :data:`HOSTILE_TEXT`)."""
+    end = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    start = end - timedelta(days=1)
+    lead = replace(_outage_post(start + timedelta(hours=2)), id="s1")
+    evil = replace(
+        lead,
+        id="s2",
+        text=HOSTILE_TEXT if hostile else "Still down",
+        url="javascript:alert(1)",
+        author="<b>mallory</b>",
+    )
+    stories = tuple(
+        StoryRecord(f"news:{ref.id}", ref, 12 - i, 9 - i, 1e4, ref.created_at, end, ("outage",))
+        for i, ref in enumerate((lead, evil))
+    )
+    incidents = (
+        DigestIncident(
+            "inc-1",
+            "surge",
+            "crisis",
+            "resolved",
+            start + timedelta(hours=1),
+            start + timedelta(hours=3),
+            "ana",
+            240.0,
+        ),
+        DigestIncident(
+            "inc-2", "surge", "high", "open", start + timedelta(hours=5), None, None, None
+        ),
+    )
+    first = BrandDigest("Acme", 20, 9, 10, 2, stories, incidents, incidents[:1], incidents[1:])
+    rest = tuple(BrandDigest(f"Brand {n}", n, 0, 0, 0, (), (), (), ()) for n in range(1, brands))
+    return Digest(
+        id="digest:daily:20261207T080000Z",
+        name="daily",
+        every="day",
+        start=start,
+        end=end,
+        timezone="UTC",
+        brands=(first, *rest)[:brands] if brands else (),
+    )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def assert_secrets_absent(exc: BaseException, *secrets: str) -> None:
+    """Neither the message nor the repr of ``exc`` shows any of ``secrets``, and it
+    chains no exception that could (a sink's errors are raised ``from None``)."""
+    for secret in secrets:
+        assert secret not in str(exc)
+        assert secret not in repr(exc)
+    assert exc.__cause__ is None
+    assert exc.__context__ is None or exc.__suppress_context__

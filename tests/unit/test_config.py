@@ -108,8 +108,8 @@ def test_missing_env_var_names_variable_path_and_line() -> None:
             "console: {type: console}",
             "console: {type: slak}",
             "rules.yaml:11: sinks.console.type: unknown sink type 'slak' "
-            "(hint: known sink types: alertmanager, console, email, opsgenie, pagerduty, slack, "
-            "telegram, webhook; "
+            "(hint: known sink types: alertmanager, console, discord, email, opsgenie, pagerduty, "
+            "slack, teams, telegram, webhook; "
             "did you mean 'slack'?)",
         ),
         (

@@ -154,6 +154,40 @@ INVALID = [
         id="empty-email-password",
     ),
     pytest.param(
+        with_sink("{type: teams, url: teams.example/workflows}"),
+        {},
+        "rules.yaml:12: sinks.other.url: not an http:// or https:// URL "
+        "(hint: write the whole URL: https://host/path)",
+        id="teams-url-not-a-url",
+    ),
+    pytest.param(
+        with_sink("{type: teams}"),
+        {},
+        "rules.yaml:12: sinks.other.url: missing required key 'url'",
+        id="teams-url-missing",
+    ),
+    pytest.param(
+        with_sink('{type: discord, url: "${DISCORD_URL}"}'),
+        {"DISCORD_URL": "https://discord.com/api/webhooks/1/T0K\n"},
+        "rules.yaml:12: sinks.other.url: the URL contains a space, line break or control character",
+        id="discord-url-with-newline",
+    ),
+    pytest.param(
+        with_sink(
+            '{type: discord, url: "https://discord.com/api/webhooks/1/t", username: Discord}'
+        ),
+        {},
+        "rules.yaml:12: sinks.other.username: Discord refuses the webhook name 'Discord' "
+        "(hint: a name may not contain 'discord' or 'clyde', nor be 'everyone' or 'here')",
+        id="discord-username-refused",
+    ),
+    pytest.param(
+        with_sink('{type: discord, url: "https://discord.com/api/webhooks/1/t", avatar_url: x}'),
+        {},
+        "rules.yaml:12: sinks.other.avatar_url:",
+        id="discord-avatar-not-a-url",
+    ),
+    pytest.param(
         with_sink("{type: slack, webhook_url: notaurl}"),
         {},
         "rules.yaml:12: sinks.other.webhook_url: not an http:// or https:// URL "

@@ -151,9 +151,15 @@ def test_a_built_collector_satisfies_the_protocol() -> None:
 
 
 async def test_sink_capabilities_are_protocols() -> None:
-    """Refreshable and SendsTest are recognised by isinstance on the real sinks."""
-    from listener.config.schema import AlertmanagerSinkConfig, ConsoleSinkConfig
+    """Refreshable, SendsTest and SendsDigest are recognised by isinstance on the real sinks."""
+    from listener.config.schema import (
+        AlertmanagerSinkConfig,
+        ConsoleSinkConfig,
+        DiscordSinkConfig,
+        TeamsSinkConfig,
+    )
     from listener.sinks import build_sink
+    from listener.sinks.base import SendsDigest
 
     alertmanager = build_sink(
         "am",
@@ -172,3 +178,15 @@ async def test_sink_capabilities_are_protocols() -> None:
     finally:
         await alertmanager.aclose()
         await console.aclose()
+    chats = [
+        build_sink("t", TeamsSinkConfig.model_validate({"type": "teams", "url": "http://h/w"})),
+        build_sink("d", DiscordSinkConfig.model_validate({"type": "discord", "url": "http://h/d"})),
+    ]
+    try:
+        for chat in chats:
+            assert isinstance(chat, SendsTest)
+            assert isinstance(chat, SendsDigest)
+            assert not isinstance(chat, Refreshable)
+    finally:
+        for chat in chats:
+            await chat.aclose()

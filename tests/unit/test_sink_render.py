@@ -220,10 +220,12 @@ def test_every_sink_names_who_acknowledged_and_their_note() -> None:
     from datetime import timedelta
 
     from listener.sinks.alertmanager import render_alerts
+    from listener.sinks.discord import render_message as render_discord
     from listener.sinks.email import render_html, render_plain
     from listener.sinks.opsgenie import render_calls
     from listener.sinks.slack import render_blocks, render_thread_reply
-    from listener.sinks.telegram import render_message
+    from listener.sinks.teams import render_card
+    from listener.sinks.telegram import render_message as render_telegram
 
     base = sample_alert()
     alert = replace(base, kind="acknowledged", ack=Ack("dana", base.at, "drafting a statement"))
@@ -238,8 +240,10 @@ def test_every_sink_names_who_acknowledged_and_their_note() -> None:
         ),
         "email": render_plain(alert),
         "email html": render_html(alert),
-        "telegram": render_message(alert),
+        "telegram": render_telegram(alert),
         "opsgenie": json.dumps([c.body for c in render_calls(alert)]),
+        "teams": json.dumps(render_card(alert), ensure_ascii=False),
+        "discord": json.dumps(render_discord(alert), ensure_ascii=False),
     }
     for sink, text in rendered.items():
         assert "dana" in text, sink
