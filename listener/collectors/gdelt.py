@@ -45,7 +45,7 @@ from urllib.parse import urldefrag, urlencode
 import httpx
 
 from listener.collectors.base import Cursor, PollResult
-from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher, redact_url
+from listener.collectors.fetch import redact_url, source_fetcher
 from listener.collectors.queries import brands_for, quoted
 from listener.collectors.rss import html_to_text
 from listener.collectors.text import cap_text
@@ -219,12 +219,7 @@ class GdeltCollector:
             )
         self._fingerprint = hashlib.sha256(self.query.encode()).hexdigest()[:16]
         self._where = redact_url(config.api_url)
-        self._fetcher = HttpFetcher(
-            timeout=config.timeout.total_seconds(),
-            max_bytes=config.max_bytes,
-            user_agent=config.user_agent or DEFAULT_USER_AGENT,
-            transport=transport,
-        )
+        self._fetcher = source_fetcher(config, transport)
 
     def poll(self, cursor: Cursor | None, now: datetime) -> PollResult:
         now = now.astimezone(UTC)
