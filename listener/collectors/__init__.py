@@ -17,6 +17,7 @@ from listener.collectors.rss import RssCollector
 from listener.config.schema import (
     BlueskySourceConfig,
     BrandConfig,
+    GdeltSourceConfig,
     HackerNewsSourceConfig,
     MastodonSourceConfig,
     RedditSourceConfig,
@@ -55,6 +56,7 @@ COLLECTORS.register(
 COLLECTORS.register(
     MastodonSourceConfig, _lazy("listener.collectors.mastodon", "MastodonCollector")
 )
+COLLECTORS.register(GdeltSourceConfig, _lazy("listener.collectors.gdelt", "GdeltCollector"))
 COLLECTORS.register(BlueskySourceConfig, _lazy("listener.collectors.bluesky", "BlueskyCollector"))
 
 

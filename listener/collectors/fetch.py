@@ -23,6 +23,7 @@ import httpx
 
 from listener import __version__
 from listener.collectors.redirects import MAX_REDIRECTS, Resolver, refusal, resolve_host
+from listener.config.schema import SourceBase
 from listener.errors import (
     CollectorError,
     MalformedResponse,
@@ -349,3 +350,14 @@ class HttpFetcher:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def source_fetcher(config: SourceBase, transport: httpx.BaseTransport | None = None) -> HttpFetcher:
+    """The fetcher of a source: its ``timeout``, ``max_bytes`` and ``user_agent``
+    (default :data:`DEFAULT_USER_AGENT`); ``transport`` replaces the network (tests)."""
+    return HttpFetcher(
+        timeout=config.timeout.total_seconds(),
+        max_bytes=config.max_bytes,
+        user_agent=config.user_agent or DEFAULT_USER_AGENT,
+        transport=transport,
+    )

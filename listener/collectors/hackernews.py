@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 import httpx
 
 from listener.collectors.base import Cursor, PollResult
-from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher
+from listener.collectors.fetch import source_fetcher
 from listener.collectors.queries import brands_for
 from listener.collectors.rss import html_to_text
 from listener.collectors.text import as_count, cap_text, join_title
@@ -125,12 +125,7 @@ class HackerNewsCollector:
         self._endpoint = config.api_url.rstrip("/") + "/search_by_date"
         kinds = list(dict.fromkeys(config.kinds))
         self._tags = kinds[0] if len(kinds) == 1 else "(" + ",".join(kinds) + ")"
-        self._fetcher = HttpFetcher(
-            timeout=config.timeout.total_seconds(),
-            max_bytes=config.max_bytes,
-            user_agent=config.user_agent or DEFAULT_USER_AGENT,
-            transport=transport,
-        )
+        self._fetcher = source_fetcher(config, transport)
 
     def poll(self, cursor: Cursor | None, now: datetime) -> PollResult:
         stored = (cursor or {}).get("brands")

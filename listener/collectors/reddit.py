@@ -82,6 +82,7 @@ from listener.collectors.fetch import (
     HttpFetcher,
     parse_retry_after,
     redact_url,
+    source_fetcher,
 )
 from listener.collectors.queries import brands_for, simple_query
 from listener.collectors.requests_http import ResponseTooLarge, guard_session
@@ -550,12 +551,7 @@ class RedditCollector:
                 session.close()
                 raise ValueError(f"source {name!r}: praw refused the settings: {exc}") from exc
         else:
-            self._fetcher = HttpFetcher(
-                timeout=config.timeout.total_seconds(),
-                max_bytes=config.max_bytes,
-                user_agent=user_agent,
-                transport=transport,
-            )
+            self._fetcher = source_fetcher(config, transport)
         self._streams = self._plan()
 
     @property

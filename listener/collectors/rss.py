@@ -32,7 +32,7 @@ import feedparser
 import httpx
 
 from listener.collectors.base import Cursor, PollResult
-from listener.collectors.fetch import DEFAULT_USER_AGENT, HttpFetcher, redact_url
+from listener.collectors.fetch import redact_url, source_fetcher
 from listener.collectors.queries import brands_for, simple_query
 from listener.collectors.text import cap_text, join_title
 from listener.config.schema import BrandConfig, RssSourceConfig
@@ -263,12 +263,7 @@ class RssCollector:
         self._config = config
         self._feeds = expand_feeds(config, brands)
         self._urls = list(self._feeds)
-        self._fetcher = HttpFetcher(
-            timeout=config.timeout.total_seconds(),
-            max_bytes=config.max_bytes,
-            user_agent=config.user_agent or DEFAULT_USER_AGENT,
-            transport=transport,
-        )
+        self._fetcher = source_fetcher(config, transport)
 
     def poll(self, cursor: Cursor | None, now: datetime) -> PollResult:
         stored = (cursor or {}).get("feeds")

@@ -279,6 +279,24 @@ class HackerNewsSourceConfig(SourceBase):
     api_url: HttpUrl = "https://hn.algolia.com/api/v1"
 
 
+class GdeltSourceConfig(SourceBase):
+    """Worldwide online news through the GDELT DOC 2.0 API (no credentials): one query
+    per poll, OR-ing every brand's terms, or the raw ``query`` given here."""
+
+    type: Literal["gdelt"]
+    api_url: HttpUrl = "https://api.gdeltproject.org/api/v2/doc/doc"
+    query: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    max_records: Annotated[int, Field(ge=1, le=250)] = 250
+    language: Annotated[str, Field(pattern=r"^[A-Za-z]{2,40}$")] | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("query is blank: leave it out to build the query from the brands")
+        return value.strip() if value is not None else None
+
+
 class MastodonSourceConfig(SourceBase):
     """Mastodon through Mastodon.py: public hashtag timelines; search with a token."""
 
@@ -307,6 +325,7 @@ SourceConfig = Annotated[
     | TwitterSourceConfig
     | RedditSourceConfig
     | HackerNewsSourceConfig
+    | GdeltSourceConfig
     | MastodonSourceConfig
     | BlueskySourceConfig,
     Field(discriminator="type"),

@@ -1,4 +1,4 @@
-"""Loopback fakes of the Hacker News (Algolia), Mastodon and Bluesky APIs.
+"""Loopback fakes of the Hacker News (Algolia), Mastodon, Bluesky and GDELT DOC APIs.
 
 Each fake binds ``127.0.0.1`` on an ephemeral port, serves from a daemon thread and is a
 context manager; ``url`` is its base URL. They are built from the services' public
@@ -15,6 +15,9 @@ test, or a daemon started as a subprocess, talks to them over real sockets::
 
     with FakeBluesky(accounts={"me.test": "app-pass"}) as bsky:   # service_url=bsky.url
         bsky.add("acme broke my order", handle="carol.test", created_at=now)
+
+    with FakeGdelt() as gdelt:                        # config: api_url=gdelt.api_url
+        gdelt.add("Acme recalls its kettles", seen_at=now, domain="news.example")
 
 Posts are returned newest first with the services' own pagination and filters
 (``numericFilters``/``page``; ``since_id``/``max_id``/``min_id`` and ``offset``;
@@ -1190,3 +1193,182 @@ class FakeBluesky(_Fake):
             if (term in text) == (op == "-"):
                 return False
         return bool(clauses)
+
+
+# ============================================================================ GDELT
+
+GDELT_PATH = "/api/v2/doc/doc"
+GDELT_SEENDATE = "%Y%m%dT%H%M%SZ"
+GDELT_PARAM_TIME = "%Y%m%d%H%M%S"
+GDELT_RATE_TEXT = "Please limit requests to one every 5 seconds."
+GDELT_SHORT_TEXT = "The specified phrase is too short."
+GDELT_PARENS_TEXT = "Parentheses may only be used around OR'd statements."
+GDELT_OR_TEXT = "Queries containing OR'd terms must be surrounded by ()."
+_GDELT_TOKEN = re.compile(r'\(|\)|-?"[^"]*"|[^\s()]+')
+
+
+class FakeGdelt(_Fake):
+    """The GDELT DOC 2.0 API in article-list mode (``/api/v2/doc/doc``).
+
+    Articles are served in GDELT's JSON shape (``{"articles": [...]}``, or ``{}`` when
+    nothing matches) between ``startdatetime`` and ``enddatetime`` (both inclusive),
+    newest first (``sort=datedesc``; ``dateasc`` oldest first), at most ``maxrecords``
+    (default 75, at most 250). The query is checked as GDELT checks it and refused the
+    way GDELT refuses: HTTP 200 with a line of plain text (a term or phrase under three
+    characters, parentheses around a single term, ``OR`` outside parentheses). Terms and
+    phrases match the title and the article's ``body`` (GDELT searches the full text);
+    ``-term`` excludes; ``sourcelang:``, ``sourcecountry:``, ``domain:`` (contains) and
+    ``domainis:`` (equals) filter. Failures are GDELT's too: a 429 and a 500 answer plain
+    text; :meth:`refuse` scripts 200 plain-text refusals.
+    """
+
+    data_paths = (GDELT_PATH,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._articles: list[dict[str, Any]] = []
+        self._refusals: deque[str] = deque()
+
+    @property
+    def api_url(self) -> str:
+        """The ``api_url`` to configure: ``http://127.0.0.1:PORT/api/v2/doc/doc``."""
+        return f"{self.url}{GDELT_PATH}"
+
+    def add(
+        self,
+        title: str,
+        *,
+        seen_at: When,
+        url: str | None = None,
+        body: str = "",
+        domain: str = "example.com",
+        language: str = "English",
+        country: str = "United States",
+    ) -> dict[str, Any]:
+        """Add an article seen at ``seen_at`` (GDELT's ``seendate``, whole seconds);
+        ``body`` is searched but never served. Returns the article as served."""
+        moment = datetime.fromtimestamp(int(_epoch(seen_at)), UTC)
+        with self._lock:
+            number = len(self._articles) + 1
+        article = {
+            "url": url or f"https://{domain}/news/{number}",
+            "url_mobile": "",
+            "title": title,
+            "seendate": moment.strftime(GDELT_SEENDATE),
+            "socialimage": f"https://{domain}/img/{number}.jpg",
+            "domain": domain,
+            "language": language,
+            "sourcecountry": country,
+        }
+        with self._lock:
+            self._articles.append({**article, "_body": body, "_at": moment})
+        return article
+
+    def refuse(self, text: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` searches with HTTP 200 and ``text`` (GDELT's way)."""
+        with self._lock:
+            self._refusals.extend([text] * times)
+
+    def _error(self, status: int, message: str) -> _Answer:
+        text = GDELT_RATE_TEXT if status == 429 else message
+        return _Answer(status, (text + "\n").encode(), content_type="text/html; charset=utf-8")
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, list[str]],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> _Answer:
+        if method != "GET" or path.rstrip("/") != GDELT_PATH:
+            return self._error(404, "Not Found")
+        if self._refusals:
+            return self._error(200, self._refusals.popleft())
+        if params.get("mode", ["artlist"])[0].lower() != "artlist":
+            return self._error(200, "Invalid mode.")
+        try:
+            clauses = self._parse(params.get("query", [""])[0])
+            start = self._time(params, "startdatetime", datetime.min.replace(tzinfo=UTC))
+            end = self._time(params, "enddatetime", datetime.now(UTC))
+        except ValueError as exc:
+            return self._error(200, str(exc))
+        limit = max(1, min(_int_param(params, "maxrecords") or 75, 250))
+        found = [
+            a
+            for a in self._articles
+            if start <= a["_at"] <= end and all(self._holds(c, a) for c in clauses)
+        ]
+        ascending = params.get("sort", ["datedesc"])[0].lower() == "dateasc"
+        found.sort(key=lambda a: (a["_at"], a["url"]), reverse=not ascending)
+        if not found:
+            return _json(200, {})
+        served = [{k: v for k, v in a.items() if not k.startswith("_")} for a in found[:limit]]
+        return _json(200, {"articles": served})
+
+    @staticmethod
+    def _time(params: Mapping[str, list[str]], name: str, default: datetime) -> datetime:
+        value = params.get(name, [""])[0].strip()
+        if not value:
+            return default
+        try:
+            return datetime.strptime(value, GDELT_PARAM_TIME).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(f"Invalid {name.upper()} specified.") from None
+
+    @staticmethod
+    def _term(token: str) -> tuple[bool, str]:
+        negated = token.startswith("-")
+        text = token[1:] if negated else token
+        text = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+        if len(text.strip()) < 3:
+            raise ValueError(GDELT_SHORT_TEXT)
+        return negated, text.strip().lower()
+
+    def _parse(self, query: str) -> list[tuple[str, Any]]:
+        """Clauses, all of which must hold: ``("any", [terms])``, ``("not", term)``,
+        ``(operator, value)``; raises ValueError with GDELT's text."""
+        tokens = _GDELT_TOKEN.findall(query)
+        clauses: list[tuple[str, Any]] = []
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            if token == "(":
+                close = tokens.index(")", i) if ")" in tokens[i:] else -1
+                if close < 0:
+                    raise ValueError("Your search contained an unmatched parenthesis.")
+                inner = tokens[i + 1 : close]
+                terms = inner[::2]
+                if len(terms) < 2 or any(t.upper() != "OR" for t in inner[1::2]):
+                    raise ValueError(GDELT_PARENS_TEXT)
+                clauses.append(("any", [self._term(t)[1] for t in terms]))
+                i = close + 1
+                continue
+            if token.upper() == "OR":
+                raise ValueError(GDELT_OR_TEXT)
+            key, colon, value = token.partition(":")
+            if colon and key.lower() in ("sourcelang", "sourcecountry", "domain", "domainis"):
+                clauses.append((key.lower(), value.strip('"').lower()))
+            else:
+                negated, term = self._term(token)
+                clauses.append(("not", term) if negated else ("any", [term]))
+            i += 1
+        if not clauses:
+            raise ValueError("Your search contained no search terms.")
+        return clauses
+
+    @staticmethod
+    def _holds(clause: tuple[str, Any], article: Mapping[str, Any]) -> bool:
+        kind, value = clause
+        text = f"{article['title']} {article['_body']}".lower()
+        if kind == "any":
+            return any(term in text for term in value)
+        if kind == "not":
+            return value not in text
+        if kind == "sourcelang":
+            return bool(article["language"].lower() == value)
+        if kind == "sourcecountry":
+            return bool(article["sourcecountry"].replace(" ", "").lower() == value)
+        if kind == "domain":
+            return value in article["domain"]
+        return bool(article["domain"] == value)
