@@ -15,6 +15,7 @@ from typing import Any
 from listener.collectors.base import Collector, Cursor, PollResult
 from listener.collectors.rss import RssCollector
 from listener.config.schema import (
+    AppStoreSourceConfig,
     BlueskySourceConfig,
     BrandConfig,
     GdeltSourceConfig,
@@ -57,6 +58,9 @@ COLLECTORS.register(
     MastodonSourceConfig, _lazy("listener.collectors.mastodon", "MastodonCollector")
 )
 COLLECTORS.register(GdeltSourceConfig, _lazy("listener.collectors.gdelt", "GdeltCollector"))
+COLLECTORS.register(
+    AppStoreSourceConfig, _lazy("listener.collectors.appstore", "AppStoreCollector")
+)
 COLLECTORS.register(BlueskySourceConfig, _lazy("listener.collectors.bluesky", "BlueskyCollector"))
 
 

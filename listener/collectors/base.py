@@ -13,6 +13,7 @@ protocol beside :class:`Collector` (as ``Refreshable`` is beside ``Sink``), chec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +23,20 @@ from listener.model import Mention
 
 Cursor = dict[str, Any]
 """JSON-serialisable state a collector keeps between polls (ETags, since ids, ...)."""
+
+
+def since_seen(value: Any) -> tuple[int, set[str]] | None:
+    """``(since, seen)`` of a stored ``{"since": <epoch seconds>, "seen": [ids]}`` cursor
+    part (the newest time returned so far and the ids at exactly that second); ``None``
+    when it is missing or not of that shape."""
+    if not isinstance(value, Mapping):
+        return None
+    since = value.get("since")
+    if not isinstance(since, int) or isinstance(since, bool):
+        return None
+    seen = value.get("seen")
+    ids = {s for s in seen if isinstance(s, str)} if isinstance(seen, list) else set()
+    return since, ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from listener.collectors.base import Cursor, PollResult
+from listener.collectors.base import Cursor, PollResult, since_seen
 from listener.collectors.fetch import source_fetcher
 from listener.collectors.queries import brands_for
 from listener.collectors.rss import html_to_text
@@ -95,17 +95,6 @@ def hit_mention(source: str, hit: Mapping[str, Any]) -> Mention | None:
     )
 
 
-def _state(value: Any) -> tuple[int, set[str]] | None:
-    if not isinstance(value, Mapping):
-        return None
-    since = value.get("since")
-    if not isinstance(since, int) or isinstance(since, bool):
-        return None
-    seen = value.get("seen")
-    ids = {s for s in seen if isinstance(s, str)} if isinstance(seen, list) else set()
-    return since, ids
-
-
 class HackerNewsCollector:
     """Searches Hacker News for every brand; see the module docstring."""
 
@@ -137,7 +126,7 @@ class HackerNewsCollector:
         backfill = False
         queries = requests = truncated = 0
         for brand in self._brands:
-            state = _state(previous.get(brand.name))
+            state = since_seen(previous.get(brand.name))
             if state is None:
                 backfill = True
                 since, seen = floor, set[str]()

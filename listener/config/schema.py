@@ -297,6 +297,37 @@ class GdeltSourceConfig(SourceBase):
         return value.strip() if value is not None else None
 
 
+class AppStoreSourceConfig(SourceBase):
+    """Customer reviews of one app in Apple's App Store, through the public RSS feed in
+    JSON (no credentials): one feed per country per poll, newest reviews first."""
+
+    type: Literal["appstore"]
+    app_id: Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
+    countries: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]], Field(min_length=1, max_length=200)
+    ] = ["us"]
+    max_pages: Annotated[int, Field(ge=1, le=10)] = 2
+    api_url: HttpUrl = "https://itunes.apple.com"
+    interval: PositiveDuration = timedelta(minutes=30)
+    lookback: NonNegativeDuration = timedelta(days=1)
+
+    @field_validator("app_id", mode="before")
+    @classmethod
+    def _app_id_digits(cls, value: Any) -> Any:
+        # YAML reads ``app_id: 284882215`` as an integer
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("countries")
+    @classmethod
+    def _countries_once(cls, value: list[str]) -> list[str]:
+        twice = sorted({c for c in value if value.count(c) > 1})
+        if twice:
+            raise ValueError(f"countries listed twice: {', '.join(twice)}")
+        return value
+
+
 class MastodonSourceConfig(SourceBase):
     """Mastodon through Mastodon.py: public hashtag timelines; search with a token."""
 
@@ -326,6 +357,7 @@ SourceConfig = Annotated[
     | RedditSourceConfig
     | HackerNewsSourceConfig
     | GdeltSourceConfig
+    | AppStoreSourceConfig
     | MastodonSourceConfig
     | BlueskySourceConfig,
     Field(discriminator="type"),
