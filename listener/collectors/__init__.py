@@ -23,6 +23,7 @@ from listener.config.schema import (
     RedditSourceConfig,
     RssSourceConfig,
     TwitterSourceConfig,
+    YouTubeSourceConfig,
 )
 from listener.registry import Registry
 
@@ -58,6 +59,7 @@ COLLECTORS.register(
 )
 COLLECTORS.register(GdeltSourceConfig, _lazy("listener.collectors.gdelt", "GdeltCollector"))
 COLLECTORS.register(BlueskySourceConfig, _lazy("listener.collectors.bluesky", "BlueskyCollector"))
+COLLECTORS.register(YouTubeSourceConfig, _lazy("listener.collectors.youtube", "YouTubeCollector"))
 
 
 def build_collector(name: str, config: object, brands: Sequence[BrandConfig]) -> Collector:

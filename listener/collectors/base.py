@@ -13,6 +13,7 @@ protocol beside :class:`Collector` (as ``Refreshable`` is beside ``Sink``), chec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +23,18 @@ from listener.model import Mention
 
 Cursor = dict[str, Any]
 """JSON-serialisable state a collector keeps between polls (ETags, since ids, ...)."""
+
+
+def since_and_seen(state: Any) -> tuple[int, set[str]] | None:
+    """``(since, seen)`` of a ``{"since": <epoch seconds>, "seen": [<id>, ...]}`` cursor
+    part (the newest time seen and the ids at that second); ``None`` without ``since``."""
+    if not isinstance(state, Mapping):
+        return None
+    since = state.get("since")
+    if not isinstance(since, int) or isinstance(since, bool):
+        return None
+    seen = state.get("seen")
+    return since, {s for s in seen if isinstance(s, str)} if isinstance(seen, list) else set()
 
 
 @dataclass(frozen=True, slots=True)
