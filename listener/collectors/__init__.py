@@ -24,6 +24,7 @@ from listener.config.schema import (
     RedditSourceConfig,
     RssSourceConfig,
     TwitterSourceConfig,
+    YouTubeSourceConfig,
 )
 from listener.registry import Registry
 
@@ -62,6 +63,7 @@ COLLECTORS.register(
     AppStoreSourceConfig, _lazy("listener.collectors.appstore", "AppStoreCollector")
 )
 COLLECTORS.register(BlueskySourceConfig, _lazy("listener.collectors.bluesky", "BlueskyCollector"))
+COLLECTORS.register(YouTubeSourceConfig, _lazy("listener.collectors.youtube", "YouTubeCollector"))
 
 
 def build_collector(name: str, config: object, brands: Sequence[BrandConfig]) -> Collector:

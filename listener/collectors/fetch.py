@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -232,8 +232,16 @@ class HttpFetcher:
             trust_env=trust_env,
         )
 
-    def get(self, url: str, headers: Mapping[str, str] | None = None) -> FetchResponse:
-        """GET ``url`` with extra request ``headers``; see the class docstring for errors."""
+    def get(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        keep: Collection[int] = (),
+    ) -> FetchResponse:
+        """GET ``url`` with extra request ``headers``; see the class docstring for errors.
+        A status in ``keep`` (4xx an API explains in its body, say) is returned with its
+        body, read under the same cap, for the caller to map."""
         where = redact_url(url)
         try:
             request = self._client.build_request("GET", url, headers=dict(headers or {}))
@@ -249,7 +257,7 @@ class HttpFetcher:
             )
             try:
                 final = str(response.url)
-                return self._finish(response, where, deadline)
+                return self._finish(response, where, deadline, keep)
             finally:
                 response.close()
         except CollectorError:
@@ -273,7 +281,9 @@ class HttpFetcher:
             detail = exc.strerror or "no details"
             raise SourceUnavailable(f"{where}: {type(exc).__name__}: {detail}") from exc
 
-    def _finish(self, response: httpx.Response, where: str, deadline: float) -> FetchResponse:
+    def _finish(
+        self, response: httpx.Response, where: str, deadline: float, keep: Collection[int] = ()
+    ) -> FetchResponse:
         status = response.status_code
         headers = {k.lower(): v for k, v in response.headers.items()}
         final = str(response.url)
@@ -282,6 +292,15 @@ class HttpFetcher:
             where = f"{where} (redirected to {where_final})"
         if status == 304:
             return FetchResponse(status, final, headers, b"")
+        if status not in keep:
+            self._raise_for_status(status, headers, where)
+        body, decoded = self._read_capped(response, headers, where, deadline)
+        if decoded:
+            headers.pop("content-encoding", None)
+            headers.pop("content-length", None)
+        return FetchResponse(status, final, headers, body)
+
+    def _raise_for_status(self, status: int, headers: Mapping[str, str], where: str) -> None:
         if status == 429:
             retry_after = parse_retry_after(headers, self._clock())
             suffix = f", retry after {retry_after:g}s" if retry_after is not None else ""
@@ -292,11 +311,6 @@ class HttpFetcher:
             raise SourceRejected(f"{where}: HTTP {status}")
         if not 200 <= status < 300:
             raise SourceUnavailable(f"{where}: unexpected HTTP {status}")
-        body, decoded = self._read_capped(response, headers, where, deadline)
-        if decoded:
-            headers.pop("content-encoding", None)
-            headers.pop("content-length", None)
-        return FetchResponse(status, final, headers, body)
 
     def _read_capped(
         self, response: httpx.Response, headers: dict[str, str], where: str, deadline: float

@@ -44,7 +44,7 @@ from urllib.parse import urldefrag, urlencode
 
 import httpx
 
-from listener.collectors.base import Cursor, PollResult
+from listener.collectors.base import Cursor, PollResult, since_seen
 from listener.collectors.fetch import redact_url, source_fetcher
 from listener.collectors.queries import brands_for, quoted
 from listener.collectors.rss import html_to_text
@@ -189,11 +189,7 @@ def _state(cursor: Cursor | None, fingerprint: str) -> tuple[int, set[str]] | No
     """``(since, seen)`` of a cursor made for the same query, else ``None``."""
     if not isinstance(cursor, Mapping) or cursor.get("query") != fingerprint:
         return None
-    since = cursor.get("since")
-    if not isinstance(since, int) or isinstance(since, bool):
-        return None
-    seen = cursor.get("seen")
-    return since, {s for s in seen if isinstance(s, str)} if isinstance(seen, list) else set()
+    return since_seen(cursor)
 
 
 class GdeltCollector:

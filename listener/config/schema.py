@@ -351,6 +351,34 @@ class BlueskySourceConfig(SourceBase):
         return self
 
 
+YouTubeVideoId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{11}$")]
+"""A YouTube video id: 11 characters of ``A-Z a-z 0-9 _ -`` (``watch?v=<id>``)."""
+
+
+class YouTubeSourceConfig(SourceBase):
+    """Comments through the YouTube Data API v3 (``commentThreads``, an API key): every
+    video of one channel, or the listed videos. At most ``page_limit`` pages of 100 per
+    channel or video per poll (default 3)."""
+
+    type: Literal["youtube"]
+    api_key: Credential
+    channel_id: Annotated[str, Field(pattern=r"^UC[A-Za-z0-9_-]{22}$")] | None = None
+    video_ids: Annotated[list[YouTubeVideoId], Field(max_length=50)] = []
+    api_url: HttpUrl = "https://www.googleapis.com/youtube/v3"
+    page_limit: Annotated[int, Field(ge=1, le=100)] = 3
+
+    @model_validator(mode="after")
+    def _one_target(self) -> YouTubeSourceConfig:
+        if (self.channel_id is None) == (not self.video_ids):
+            raise _invalid(
+                "a youtube source needs 'channel_id' or 'video_ids', not both and not neither",
+                "channel_id reads every video of a channel; video_ids reads only those videos",
+            )
+        if len(set(self.video_ids)) != len(self.video_ids):
+            raise ValueError("video_ids lists a video twice")
+        return self
+
+
 SourceConfig = Annotated[
     RssSourceConfig
     | TwitterSourceConfig
@@ -359,7 +387,8 @@ SourceConfig = Annotated[
     | GdeltSourceConfig
     | AppStoreSourceConfig
     | MastodonSourceConfig
-    | BlueskySourceConfig,
+    | BlueskySourceConfig
+    | YouTubeSourceConfig,
     Field(discriminator="type"),
 ]
 
