@@ -29,7 +29,9 @@ Third-party errors are translated into these at the boundary where they happen
     │   ├── RateLimited        429; carries ``retry_after`` seconds when the source said so
     │   ├── SourceRejected     4xx other than 408/429 (bad URL, bad credentials)
     │   │   ├── RedirectRefused  a redirect to a loopback/private/link-local/… address
-    │   │   └── _Rejected      collectors.bluesky: a 4xx with its XRPC error name
+    │   │   ├── _Rejected      collectors.bluesky: a 4xx with its XRPC error name
+    │   │   └── CommentsDisabled collectors.youtube: one video's comments are off (a
+    │   │                        partial failure of the poll)
     │   └── MalformedResponse  the body could not be parsed, or was larger than the cap
     ├── SinkError              an alert could not be delivered
     │   ├── SinkUnavailable    5xx, timeout, connection refused, 429 (retry with backoff)
