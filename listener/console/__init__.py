@@ -341,7 +341,11 @@ class Console:
         now = clock - (clock - datetime.min.replace(tzinfo=clock.tzinfo)) % CHART_SLOT
         config = self.api.config()
         data = await self._read(
-            request, who, lambda store: gather(store, incidents.find(store, wanted).id, now, config)
+            request,
+            who,
+            lambda store: gather(
+                store, incidents.find(store, wanted).id, now, config, explain=False
+            ),
         )
         if isinstance(data, Response):
             return data

@@ -408,12 +408,19 @@ def resolve(store: Store, incident_id: str) -> IncidentRecord:
 
 
 def gather(
-    store: Store, incident_id: str, now: datetime, config: Config | None = None
+    store: Store,
+    incident_id: str,
+    now: datetime,
+    config: Config | None = None,
+    *,
+    explain: bool = True,
 ) -> ReportData:
     """Read one incident's report from the store, as of ``now`` (or of the incident's
     last change when that is later: a drill's incidents lie in simulated time).
 
     ``config`` (optional) supplies the rule's level order, description and window.
+    ``explain=False`` leaves the spike explanation out (what only draws the chart, which
+    does not show it, need not read the mentions for it).
     """
     incident = resolve(store, incident_id)
     now = max(now, incident.updated_at)
@@ -475,7 +482,7 @@ def gather(
         else (),
         brand_incident=brand_incident,
         explanation=explain_spike(store, config, brand, incident.opened_at, lead)
-        if brand_incident
+        if brand_incident and explain
         else None,
         notes=tuple(store.notes.of(incident.id)),
     )

@@ -227,11 +227,14 @@ def test_gather_reads_a_real_incident_from_the_store(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.db")
     try:
         data = gather(store, incident_id, end + timedelta(days=1), config())
+        chart_only = gather(store, incident_id, end + timedelta(days=1), config(), explain=False)
         with pytest.raises(NotFound, match="did you mean"):
             gather(store, incident_id[:10], end, config())
     finally:
         store.close()
     assert data.incident.id == incident_id
+    assert data.explanation is not None  # why it spiked, for the report's table
+    assert chart_only.explanation is None  # the console's chart reads no mentions for it
     assert data.levels == ("watch", "crisis")
     assert data.description == "Complaints about Acme piling up."
     assert [s.level for s in data.spans] == ["watch", "crisis", "watch"]
