@@ -1034,7 +1034,9 @@ SCALE_SECTION = "## Distributed mode (bench/scale.py)"
 """The heading of the section of bench/RESULTS.md that bench/scale.py writes."""
 EXPLAIN_SECTION = "## Spike explanation (bench/explain.py)"
 """The heading of the section of bench/RESULTS.md that bench/explain.py writes."""
-KEPT_SECTIONS = (SCALE_SECTION, EXPLAIN_SECTION)
+LANGUAGES_SECTION = "## Language detection (bench/languages.py)"
+"""The heading of the section of bench/RESULTS.md that bench/languages.py writes."""
+KEPT_SECTIONS = (SCALE_SECTION, EXPLAIN_SECTION, LANGUAGES_SECTION)
 """Sections of bench/RESULTS.md that other benches write (after this one's)."""
 
 
