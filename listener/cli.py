@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from listener import __version__
 from listener.errors import ConfigError, ListenerError, UsageError
+from listener.langcodes import normal_language
+from listener.model import SENTIMENT_LABELS
 from listener.roles import ROLES
 
 if TYPE_CHECKING:
@@ -309,14 +311,19 @@ def _parser() -> argparse.ArgumentParser:
         sub,
         "score",
         "score texts: sentiment, categories, emotion and matched brands (JSON lines)",
-        "Score texts: one JSON line each with sentiment, crisis categories, emotion and the "
-        "brands matched (brands only with a rules file: --config, or ./rules.yaml).",
+        "Score texts: one JSON line each with language, sentiment, crisis categories, "
+        "emotion and the brands matched (brands only with a rules file: --config, or "
+        "./rules.yaml). The language is detected unless --language gives it; a text in a "
+        "language no scorer reads is 'unscored' (docs/languages.md).",
         "listener score 'Is anyone else's GitHub down?'",
         "listener score --file texts.txt",
         "cat texts.txt | listener score --file -",
     )
     score.add_argument("texts", nargs="*", help="texts to score")
     score.add_argument("--file", "-f", help="one text per line; '-' reads standard input")
+    score.add_argument(
+        "--language", "-l", help="the texts' language (en, fr, ...; default: detected)"
+    )
     score.add_argument(
         "--config",
         "-c",
@@ -403,7 +410,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         men.add_argument(f"--{flag}", help=what)
     men.add_argument(
-        "--sentiment", choices=["negative", "neutral", "positive"], help="only this sentiment"
+        "--sentiment",
+        choices=list(SENTIMENT_LABELS),
+        help="only this sentiment (unscored: in a language no scorer reads)",
     )
     men.add_argument("--since", default="24h", help="how far back (24h) or an instant")
     men.add_argument("--limit", type=_positive_int, help="at most this many (default 50)")
@@ -1344,7 +1353,7 @@ def _score(args: argparse.Namespace) -> int:
 
     from listener.config.schema import CategoriesConfig, ScoringConfig
     from listener.matching.brands import BrandMatcher
-    from listener.scoring import build_scorer, score_many
+    from listener.scoring import build_languages, build_scorers
     from listener.scoring.categories import CategoryTagger, EmotionDetector
 
     if args.file and args.texts:
@@ -1362,7 +1371,14 @@ def _score(args: argparse.Namespace) -> int:
         scoring, categories = config.scoring, config.categories
     else:
         _note(args, f"no rules file ({DEFAULT_CONFIG} not found, no --config): brands not matched")
-    scorer = build_scorer(scoring.sentiment)
+    scorers, languages = build_scorers(scoring), build_languages(scoring.languages)
+    given: str | None = None
+    if args.language is not None:
+        given = normal_language(args.language)
+        if given is None:
+            raise UsageError(
+                f"--language {args.language!r} is not a language code: use en, fr, de, ..."
+            )
     tagger = CategoryTagger(categories.custom, defaults=categories.defaults)
     emotions = EmotionDetector()
     lines: Iterable[str]
@@ -1379,9 +1395,13 @@ def _score(args: argparse.Namespace) -> int:
     batch: list[str] = []
 
     def flush() -> None:
-        for text, sentiment in zip(batch, score_many(scorer, batch), strict=True):
+        spoken = [languages.resolve(text, given) for text in batch]
+        for text, language, sentiment in zip(
+            batch, spoken, scorers.scores(batch, spoken), strict=True
+        ):
             record = {
                 "text": text,
+                "language": language,
                 "sentiment": sentiment.label,
                 "compound": round(sentiment.compound, 4),
                 "categories": {h.name: list(h.evidence) for h in tagger.tag(text)},

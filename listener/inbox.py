@@ -4,7 +4,7 @@ time or exported whole (CSV, JSON Lines). One query language for the API (``GET
 ``listener mentions``.
 
 Filters (each optional): ``brand``, ``source``, ``sentiment`` (negative, neutral,
-positive), ``category``, ``language``, ``q`` (text anywhere in the stored mention, any
+positive, unscored), ``category``, ``language``, ``q`` (text anywhere in the stored mention, any
 case), ``since`` (an ISO 8601 instant, or how far back: ``24h``, default) and ``until``
 (an instant; default now); ``limit`` (1 to 500, default 50) and ``offset`` page through
 the list, newest first. An export takes up to :data:`EXPORT_MAX` mentions.
@@ -24,10 +24,12 @@ from listener.config.duration import parse_duration
 from listener.config.lint import not_bypassed
 from listener.config.schema import BrandConfig
 from listener.errors import InvalidRequest, ListenerError
+from listener.langcodes import normal_language
 from listener.matching.query import Document, compile_query
+from listener.model import SENTIMENT_LABELS
 from listener.store import InboxRow, MentionQuery, Store
 
-SENTIMENTS = ("negative", "neutral", "positive")
+SENTIMENTS = SENTIMENT_LABELS
 PAGE_MAX = 500
 EXPORT_MAX = 50_000
 DEFAULT_SINCE = timedelta(hours=24)
@@ -72,6 +74,15 @@ def parse_query(params: Mapping[str, str], now: datetime, *, export: bool = Fals
         raise InvalidRequest(
             f"sentiment: one of {', '.join(SENTIMENTS)}, not {sentiment[:40]!r}", field="sentiment"
         )
+    language = params.get("language") or None
+    if language is not None:
+        code = normal_language(language)
+        if code is None:
+            raise InvalidRequest(
+                f"language: a language code (en, fr, de, ...), not {language[:40]!r}",
+                field="language",
+            )
+        language = code
     limit = EXPORT_MAX if export else _number(params.get("limit"), "limit", 50, 1, PAGE_MAX)
     offset = 0 if export else _number(params.get("offset"), "offset", 0, 0, 10**9)
     return MentionQuery(
@@ -81,7 +92,7 @@ def parse_query(params: Mapping[str, str], now: datetime, *, export: bool = Fals
         source=params.get("source") or None,
         sentiment=sentiment,
         category=params.get("category") or None,
-        language=params.get("language") or None,
+        language=language,
         text=(params.get("q") or "").strip()[:200] or None,
         limit=limit,
         offset=offset,

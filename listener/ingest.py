@@ -18,6 +18,15 @@ Contract:
   the story index (a copy of it can still be found by a later matched mention only
   through the mentions that were matched). Every mention, matched or not, carries its
   reach (:func:`~listener.scoring.reach.reach_score`), computed here once.
+* **Language, decided here once.** A matched mention's language is the one its source
+  gives (normal form: ``en-GB`` → ``en``), else the one detected, else
+  ``scoring.languages.default`` (:class:`~listener.scoring.language.Languages`), and it
+  is stored in the mention's ``language``: rules' ``language`` filters, brand queries'
+  ``lang:``, the inbox and the scorer read that one decision. Detection runs for the
+  mentions that need it (matched ones, and those a ``lang:`` filter asks about); an
+  unmatched mention keeps what its source gave. A matched mention is scored by its
+  language's scorer (:class:`~listener.scoring.SentimentScorers`), or is ``unscored``
+  when no scorer reads its language: counted in volume, never as neutral.
 * **Deduplication and counting are not here.** The caller hands over mentions not seen
   before (the store knows which), and counts the scored ones into windows (Evaluate).
 * **Pinned brands.** A mention whose key is in :attr:`Ingest.pins` is about the brand
@@ -46,13 +55,14 @@ from listener.matching.brands import BrandMatcher
 from listener.matching.document import Prepared
 from listener.matching.stories import StoryIndex
 from listener.model import Mention, ScoredMention, Sentiment
-from listener.scoring import BatchScore, batch_scoring, build_scorer
+from listener.scoring import SentimentScorers, build_languages, build_scorers
 from listener.scoring.base import Scorer
 from listener.scoring.categories import CategoryTagger, EmotionDetector
+from listener.scoring.language import Languages
 from listener.scoring.reach import reach_score
 
 if TYPE_CHECKING:
-    from listener.config.schema import Config
+    from listener.config.schema import Config, ScoringConfig
 
 __all__ = ["UNMATCHED", "Ingest", "Pins", "mention_text"]
 
@@ -74,22 +84,21 @@ class Ingest:
     """Match, score, tag and assign stories to a batch of new mentions (see the module).
 
     Build once with :meth:`build`; on a config reload, :meth:`reconfigure` compiles the
-    new brands and categories and keeps the scorer (a model loads once) and the stories.
+    new brands and categories, keeps the stories, and rebuilds only the scorers and the
+    language detector whose settings changed (a model loads once).
     """
 
     matcher: BrandMatcher
-    scorer: Scorer
+    scorers: SentimentScorers
+    languages: Languages
     tagger: CategoryTagger
     emotions: EmotionDetector
     stories: StoryIndex
     pins: Pins = field(default_factory=lambda: MappingProxyType({}))
     """Mentions whose brand the input already names (see the module): not matched."""
-    score_texts: BatchScore = field(init=False, repr=False, compare=False)
-    """``scorer`` over a batch of texts (:func:`~listener.scoring.batch_scoring`, decided
-    once here, not per batch)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "score_texts", batch_scoring(self.scorer))
+    scoring: ScoringConfig | None = None
+    """The ``scoring`` block the scorers and languages were built from (None: a scorer
+    was given to :meth:`build`, and a reload keeps it)."""
 
     @classmethod
     def build(
@@ -100,24 +109,37 @@ class Ingest:
         stories: StoryIndex | None = None,
         pins: Pins | None = None,
     ) -> Ingest:
-        """The stage ``config`` describes; ``scorer`` overrides ``scoring.sentiment``;
-        ``pins`` names the brand of mentions that skip matching (kept as a copy)."""
+        """The stage ``config`` describes; ``scorer`` overrides ``scoring.sentiment`` (it
+        then scores every language); ``pins`` names the brand of mentions that skip
+        matching (kept as a copy)."""
+        scoring = config.scoring
         return cls(
             matcher=BrandMatcher(config.brands),
-            scorer=scorer if scorer is not None else build_scorer(config.scoring.sentiment),
+            scorers=SentimentScorers.of(scorer) if scorer is not None else build_scorers(scoring),
+            languages=build_languages(scoring.languages),
             tagger=CategoryTagger(config.categories.custom, defaults=config.categories.defaults),
             emotions=EmotionDetector(),
             stories=stories if stories is not None else StoryIndex(),
             pins=MappingProxyType(dict(pins or {})),
+            scoring=scoring if scorer is None else None,
         )
 
     def reconfigure(self, config: Config) -> Ingest:
-        """This stage with ``config``'s brands and categories (same scorer, stories and
-        pins)."""
+        """This stage with ``config``'s brands, categories and scoring (same stories and
+        pins; a scorer or detector whose settings did not change is kept)."""
+        changes: dict[str, object] = {}
+        scoring = config.scoring
+        if self.scoring is not None and scoring != self.scoring:
+            changes.update(
+                scorers=build_scorers(scoring, reuse=self.scorers),
+                languages=build_languages(scoring.languages, reuse=self.languages),
+                scoring=scoring,
+            )
         return replace(
             self,
             matcher=BrandMatcher(config.brands),
             tagger=CategoryTagger(config.categories.custom, defaults=config.categories.defaults),
+            **changes,  # type: ignore[arg-type]
         )
 
     def with_new_stories(self) -> Ingest:
@@ -132,8 +154,8 @@ class Ingest:
         function of ``(input, state, now)``.
         """
         del now  # see the docstring
-        matcher = self.matcher
-        docs = [Prepared(mention_text(m), m.language, m.source) for m in mentions]
+        matcher, languages = self.matcher, self.languages
+        docs = [Prepared(mention_text(m), m.language, m.source, languages) for m in mentions]
         pins = self.pins
         brands_of = (
             [
@@ -143,8 +165,9 @@ class Ingest:
             if pins
             else [matcher.match_prepared(doc) for doc in docs]
         )
+        matched = [d for d, b in zip(docs, brands_of, strict=True) if b]
         sentiments = iter(
-            self.score_texts([d.text for d, b in zip(docs, brands_of, strict=True) if b])
+            self.scorers.scores([d.text for d in matched], [d.language for d in matched])
         )
         stories = iter(
             self.stories.assign_many([m for m, b in zip(mentions, brands_of, strict=True) if b])
@@ -158,6 +181,9 @@ class Ingest:
             sentiment = next(sentiments)
             story = next(stories).story
             categories = tag(doc)
+            language = doc.language
+            if language != m.language:
+                m = m.in_language(language)
             out.append(
                 ScoredMention(
                     m, brands, sentiment, categories, detect(doc), story=story, reach=reach_score(m)

@@ -121,6 +121,13 @@ class Metrics:
             ["brand", "sentiment"],
             registry=r,
         )
+        self.unscored = Counter(
+            "listener_mentions_unscored_total",
+            "Matched mentions in a language no scorer reads (counted in volume, labelled "
+            "unscored), by language ('unknown' when none was found)",
+            ["language"],
+            registry=r,
+        )
 
         self.sentiment = Histogram(
             "listener_sentiment_compound",

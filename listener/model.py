@@ -14,7 +14,11 @@ from zoneinfo import ZoneInfo
 
 from listener.clock import as_utc
 
-SentimentLabel = Literal["negative", "neutral", "positive"]
+SentimentLabel = Literal["negative", "neutral", "positive", "unscored"]
+"""A mention's sentiment: what a scorer said, or ``unscored`` when no scorer reads its
+language (``scoring.sentiment``, docs/languages.md): counted in volume, never as
+neutral."""
+SENTIMENT_LABELS: tuple[SentimentLabel, ...] = ("negative", "neutral", "positive", "unscored")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +57,29 @@ class Mention:
     url: str | None = None
     author: Author = field(default_factory=Author)
     language: str | None = None
+    """Its language as a primary ISO 639 code (``en``): given by the source, or decided by
+    the Ingest stage (:mod:`listener.scoring.language`); None when unknown."""
     engagement: Engagement = field(default_factory=Engagement)
     is_repost: bool = False
     reposted_id: str | None = None
     title: str | None = None
+
+    def in_language(self, language: str | None) -> Mention:
+        """This mention with ``language`` (a constructor call: ``dataclasses.replace``
+        costs several microseconds a mention)."""
+        return Mention(
+            self.source,
+            self.id,
+            self.text,
+            self.created_at,
+            self.url,
+            self.author,
+            language,
+            self.engagement,
+            self.is_repost,
+            self.reposted_id,
+            self.title,
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created_at", as_utc(self.created_at))
@@ -121,6 +144,11 @@ class Sentiment:
     compound: float
 
 
+UNSCORED = Sentiment("unscored", 0.0)
+"""The sentiment of a mention in a language no scorer reads (compound 0: it adds nothing
+to sentiment sums)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredMention:
     """A mention with the brands it matched, its sentiment, tags and reach."""
@@ -159,13 +187,13 @@ class ScoredMention:
         """Inverse of :meth:`to_dict`; raises KeyError, ValueError or TypeError on bad input."""
         sentiment = data["sentiment"]
         label = str(sentiment["label"])
-        if label not in ("negative", "neutral", "positive"):
+        if label not in SENTIMENT_LABELS:
             raise ValueError(f"unknown sentiment label {label!r}")
         story = data.get("story")
         return cls(
             mention=Mention.from_dict(data["mention"]),
             brands=tuple(str(b) for b in data["brands"]),
-            sentiment=Sentiment(label, float(sentiment["compound"])),  # type: ignore[arg-type]
+            sentiment=Sentiment(label, float(sentiment["compound"])),
             categories=tuple(str(c) for c in data.get("categories") or ()),
             emotions=tuple(str(e) for e in data.get("emotions") or ()),
             story=None if story is None else str(story),

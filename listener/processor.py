@@ -720,11 +720,22 @@ class Processor:
         per batch was most of the cost; nothing removes these series)."""
         per_pair: Counter[tuple[str, str]] = Counter()
         compounds: dict[str, list[float]] = {}
+        unscored: Counter[str] = Counter()
         for s in scored:
+            if not s.brands:
+                continue
+            label = s.sentiment.label
+            if label == "unscored":
+                unscored[s.mention.language or "unknown"] += 1
+                for brand in s.brands:
+                    per_pair[brand, label] += 1
+                continue
             for brand in s.brands:
-                per_pair[brand, s.sentiment.label] += 1
+                per_pair[brand, label] += 1
                 compounds.setdefault(brand, []).append(s.sentiment.compound)
         metrics, histograms = self.metrics, self._sentiment_series
+        for language, n in unscored.items():
+            metrics.unscored.labels(language=language).inc(n)
         for brand, values in compounds.items():
             histogram = histograms.get(brand)
             if histogram is None:
@@ -732,16 +743,18 @@ class Processor:
             for value in values:
                 histogram.observe(value)
         matches, scores = self._match_series, self._score_series
-        for (brand, label), n in per_pair.items():
+        for (brand, sentiment), n in per_pair.items():
             matched = matches.get((source, brand))
             if matched is None:
                 matched = matches[source, brand] = metrics.matches.labels(
                     source=source, brand=brand
                 )
             matched.inc(n)
-            score = scores.get((brand, label))
+            score = scores.get((brand, sentiment))
             if score is None:
-                score = scores[brand, label] = metrics.scored.labels(brand=brand, sentiment=label)
+                score = scores[brand, sentiment] = metrics.scored.labels(
+                    brand=brand, sentiment=sentiment
+                )
             score.inc(n)
 
     def quiet_span(self) -> timedelta:

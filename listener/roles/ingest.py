@@ -50,7 +50,7 @@ class IngestWorker(RoleWorker):
     def setup(self) -> None:
         self.stage = Ingest.build(self.config)
         self._messages = self.metrics.bus_messages
-        if self.config.scoring.sentiment.type == "transformers":
+        if self.stage.scorers.uses_model:
             # tens of milliseconds a mention on CPU: poll again well within 10 s
             self.buffer = TRANSFORMERS_BUFFER
 
@@ -72,6 +72,8 @@ class IngestWorker(RoleWorker):
         self._messages.labels(role=ROLE, topic="mentions", outcome="ok").inc()
         now: datetime = self.clock.now()
         (scored,) = self.stage.run([mention], now)
+        if scored.brands and scored.sentiment.label == "unscored":
+            self.metrics.unscored.labels(language=scored.mention.language or "unknown").inc()
         for brand in scored.brands:
             self.metrics.matches.labels(source=mention.source, brand=brand).inc()
             self.metrics.scored.labels(brand=brand, sentiment=scored.sentiment.label).inc()

@@ -61,7 +61,7 @@ class MentionQuery:
     brand: str | None = None
     source: str | None = None
     sentiment: str | None = None
-    """``negative``, ``neutral`` or ``positive``."""
+    """``negative``, ``neutral``, ``positive`` or ``unscored``."""
     category: str | None = None
     language: str | None = None
     text: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from listener.config.schema import Config
 from listener.ingest import UNMATCHED, Ingest, mention_text
 from listener.matching.brands import BrandMatcher
 from listener.matching.document import Prepared
-from listener.model import Author, Mention, Sentiment
+from listener.model import UNSCORED, Author, Mention, Sentiment
 from listener.scoring.categories import CategoryTagger, EmotionDetector
 
 CONFIG = """
@@ -66,15 +67,18 @@ def test_run_equals_the_steps_one_mention_at_a_time(config: Config) -> None:
     reference = Ingest.build(config)
     mentions = [mention(i, t, minutes=i) for i, t in enumerate(TEXTS)]
     scored = stage.run(mentions, T0)
-    assert [s.mention for s in scored] == mentions
     for m, s in zip(mentions, scored, strict=True):
         text = mention_text(m)
         brands = reference.matcher.match(text, language=m.language, source=m.source)
         assert s.brands == brands
         if not brands:
+            assert s.mention == m  # an unmatched mention keeps what its source gave
             assert (s.sentiment, s.categories, s.emotions, s.story) == (UNMATCHED, (), (), None)
             continue
-        assert s.sentiment == reference.scorer.score(text)
+        language = reference.languages.resolve(text, m.language)
+        assert s.mention == replace(m, language=language)
+        scorer = reference.scorers.scorer_for(language)
+        assert s.sentiment == (scorer.score(text) if scorer is not None else UNSCORED)
         assert s.categories == tuple(h.name for h in reference.tagger.tag(text))
         assert s.emotions == reference.emotions.detect(text)
         assert s.story == reference.stories.assign(m).story
@@ -153,7 +157,8 @@ def test_reconfigure_keeps_scorer_and_stories(config: Config) -> None:
     reloaded = stage.reconfigure(
         load_config_text("brands: [{name: Initech}]\nrules: []\n", "rules.yaml", {})
     )
-    assert reloaded.scorer is stage.scorer
+    assert reloaded.scorers is stage.scorers
+    assert reloaded.languages is stage.languages
     assert reloaded.stories is stage.stories
     assert reloaded.matcher.brand_names == ("Initech",)
     assert reloaded.run([mention(2, "@acme is down")], T0)[0].brands == ()
@@ -203,7 +208,9 @@ def test_pinned_mentions_skip_matching_and_are_scored(config: Config) -> None:
         T0,
     )
     assert [s.brands for s in scored] == [("Initech",), ("Globex",), (), ("Acme",)]
-    assert scored[0].sentiment == reference.scorer.score(text)
+    english = reference.scorers.scorer_for("en")
+    assert english is not None
+    assert scored[0].sentiment == english.score(text)
     assert scored[0].sentiment != UNMATCHED
     assert scored[0].categories == tuple(h.name for h in reference.tagger.tag(text))
     assert scored[0].story == "news:m1"
@@ -238,6 +245,6 @@ def test_processor_runs_the_stage_it_is_given(config: Config) -> None:
         assert processor.windows.count("Globex", "total", T0, T0 + timedelta(minutes=1)) == 1
         assert processor.windows.count("Acme", "total", T0, T0 + timedelta(minutes=1)) == 0
         with pytest.raises(TypeError, match="stage or a scorer"):
-            Processor(config, store, Metrics(), stage=stage, scorer=stage.scorer)
+            Processor(config, store, Metrics(), stage=stage, scorer=_BatchScorer())
     finally:
         store.close()

@@ -499,3 +499,45 @@ def test_cuda_matches_cpu(tiny_dir: Path, scorer: TransformersScorer, fp16: bool
     assert [r.compound for r in on_gpu] == pytest.approx(
         [r.compound for r in on_cpu], abs=tolerance
     )
+
+
+def test_a_language_map_sends_french_to_the_model_and_english_to_the_lexicon(
+    tiny_dir: Path, scorer: TransformersScorer
+) -> None:
+    """``scoring.sentiment`` as a map: French mentions (detected: the source gives no
+    language) are scored by the model, English ones by the crisis scorer, in one batch
+    each; the stage knows it holds a model (ingest workers buffer for it)."""
+    from datetime import UTC, datetime
+
+    from listener.config.load import load_config_text
+    from listener.ingest import Ingest
+    from listener.model import Mention
+
+    config = load_config_text(
+        "brands: [{name: Acme}]\nrules: []\nscoring:\n  sentiment:\n"
+        "    en: {type: crisis}\n"
+        f"    fr: {{type: transformers, model: '{tiny_dir}', device: cpu, "
+        "local_files_only: true, batch_size: 8}\n",
+        "rules.yaml",
+        {},
+    )
+    stage = Ingest.build(config)
+    assert stage.scorers.uses_model
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    french = [
+        "Acme a encore perdu ma valise, le service client ne répond jamais",
+        "Merci Acme, le nouveau service est vraiment excellent et rapide",
+    ]
+    english = "Acme lost my bag again and customer service never answers"
+    mentions = [
+        Mention(source="reddit", id=str(i), text=t, created_at=at)
+        for i, t in enumerate([*french, english])
+    ]
+    scored = stage.run(mentions, at)
+    assert [s.mention.language for s in scored] == ["fr", "fr", "en"]
+    _assert_same_scores([s.sentiment for s in scored[:2]], scorer.score_batch(french))
+    english_scorer = stage.scorers.by_language["en"]
+    assert scored[2].sentiment == english_scorer.score(english)
+    assert not Ingest.build(
+        load_config_text("brands: [{name: Acme}]\n", "r", {})
+    ).scorers.uses_model
