@@ -130,7 +130,9 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture
 async def make_webhook(receiver: WebhookReceiver) -> AsyncIterator[Callable[[str], WebhookSink]]:
-    """Build webhook sinks to the receiver (URL with a secret token, 0.3 s timeout)."""
+    """Build webhook sinks to the receiver (URL with a secret token, 2 s timeout: short
+    enough for the one test that stalls the receiver, long enough that a loaded CI runner
+    never times out a plain answer, as 0.3 s once did)."""
     sinks: list[WebhookSink] = []
 
     def make(name: str) -> WebhookSink:
@@ -139,7 +141,7 @@ async def make_webhook(receiver: WebhookReceiver) -> AsyncIterator[Callable[[str
                 "type": "webhook",
                 "url": receiver.url(f"/{name}?token={SECRET}"),
                 "headers": {"Authorization": f"Bearer {SECRET}"},
-                "timeout": timedelta(seconds=0.3),
+                "timeout": timedelta(seconds=2),
             }
         )
         sink = WebhookSink(name, config)
