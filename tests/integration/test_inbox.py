@@ -69,6 +69,11 @@ async def test_the_api_filters_pages_and_exports(served: test_console.Served) ->
         assert len(found) == 8  # any case; not the hostile one
         assert (await client.get("/mentions", params={"language": "en"})).json()[0]["id"] == "evil"
         assert (await client.get("/mentions", params={"sentiment": "positive"})).json() == []
+        assert (await client.get("/mentions", params={"sentiment": "unscored"})).json() == []
+        regional = (await client.get("/mentions", params={"language": "en-GB"})).json()
+        assert regional[0]["id"] == "evil"  # languages are kept as primary codes
+        wordy = await client.get("/mentions", params={"language": "english"})
+        assert (wordy.status_code, wordy.json()["field"]) == (400, "language")
         page = (await client.get("/mentions", params={"limit": 4, "offset": 4})).json()
         assert [r["id"] for r in page] == [r["id"] for r in rows[4:8]]
         bad = await client.get("/mentions", params={"sentiment": "angry"})
