@@ -1,0 +1,886 @@
+"""Candidate online volume anomaly detectors for issue 16, scored on the NAB realTweets files.
+
+    .venv/bin/python bench/nab_candidates.py [--data ../shared/data] [--quick]
+
+A research prototype, not the engine: each candidate is an online object whose
+``step(value) -> bool`` says whether an alert opens at that 5-minute row (O(1) work and
+memory per point, bounded buffers, deterministic, no look-ahead), fed the raw counts of
+AAPL, AMZN, GOOG, IBM and KO directly (not through the rules engine). Every candidate ends
+in the same ``Alerter``: an alert opens when its anomaly score reaches the threshold and
+no alert of it is open; the alert stays open while the score stays at or above the
+threshold and closes after ``cooldown`` rows below it (the engine's ``resolve_after``), so
+one story is one detection row.
+
+Each candidate is one configuration family with a small parameter grid. The grid is
+scored with the scorer of ``bench/nab.py`` (imported, not copied) and evaluated by
+leave-one-file-out cross-validation: for each held-out file, the cell that maximises the
+raw ``standard`` score summed over the other four files is chosen and the held-out file is
+scored with it; the five held-out raw scores are summed and normalised over the 16 windows.
+The best single cell fitted on all five files is reported beside it. Prints progress, a
+markdown table, the chosen parameters per fold and the per-point cost of each detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ is not a package: nab.py is imported as a sibling module
+from nab import (
+    DEFAULT_DATA,
+    FILES,
+    PROFILE_NAMES,
+    PROFILES,
+    FileScore,
+    Profile,
+    load_profiles,
+    normalised,
+    score_file,
+    window_indices,
+)
+
+ROWS_PER_HOUR = 12  # 5-minute rows
+DAY = 24 * ROWS_PER_HOUR
+COOLDOWNS = (2 * ROWS_PER_HOUR, 6 * ROWS_PER_HOUR, 12 * ROWS_PER_HOUR, DAY, 2 * DAY)
+
+
+# --------------------------------------------------------------------------- alerting
+
+
+class Alerter:
+    """Threshold with hysteresis: opens an alert (returns True) on a row whose score is
+    ≥ ``threshold`` when none is open; the alert stays open while scores stay ≥ threshold
+    and closes after ``cooldown`` consecutive rows below it (``resolve_after``).
+
+    State to persist: the number of rows since the score was last ≥ threshold."""
+
+    __slots__ = ("_last_above", "_row", "cooldown", "threshold")
+
+    def __init__(self, threshold: float, cooldown: int) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._row = 0
+        self._last_above: int | None = None
+
+    def step(self, score: float) -> bool:
+        row = self._row
+        self._row += 1
+        if score >= self.threshold:
+            opened = self._last_above is None or row - self._last_above > self.cooldown
+            self._last_above = row
+            return opened
+        return False
+
+
+def alert_openings(scores: np.ndarray, threshold: float, cooldown: int) -> np.ndarray:
+    """Row indices where ``Alerter(threshold, cooldown)`` fed ``scores`` opens an alert
+    (the same decisions, vectorised for the grid; NaN never reaches the threshold)."""
+    with np.errstate(invalid="ignore"):
+        above = np.flatnonzero(scores >= threshold)
+    if above.size == 0:
+        return above
+    keep = np.empty(above.size, dtype=bool)
+    keep[0] = True
+    keep[1:] = np.diff(above) > cooldown
+    return above[keep]
+
+
+def _anscombe(x: np.ndarray | float) -> Any:
+    """Anscombe's variance-stabilising transform: Poisson counts vary by about 1."""
+    return 2.0 * np.sqrt(np.asarray(x) + 0.375)
+
+
+# --------------------------------------------------------------------------- candidate 1
+
+
+class RobustMultiScale:
+    """Robust multi-scale ensemble of z-scores: the engine's ``zscore`` condition with
+    ``transform`` and ``center: median``, at several window lengths, voted.
+
+    For each scale w (rows), the count of the last w rows is transformed (Anscombe
+    ``2·√(x + 3/8)`` or ``log(1 + x)``) and compared with the same transform of the
+    preceding non-overlapping w-row windows covering ``history`` rows: robust z =
+    (T - median) / max(1.4826·MAD, noise floor), the floor being the counting noise on that
+    scale (1 for Anscombe, 1/√count for log). A scale whose window holds fewer than
+    ``min_rate``·w mentions scores 0; before a third of the history exists it scores NaN.
+    The ensemble score is the k-th largest z over the scales (k = 1: max; k = 2: at least
+    two scales agree, a vote).
+
+    Sources: Rousseeuw & Croux (1993), "Alternatives to the median absolute deviation",
+    JASA 88:1273 (median/MAD); Anscombe (1948), Biometrika 35:246 (the transform); the
+    engine's ``zscore`` condition (docs/rules.md) and docs/backtest.md's third pass.
+
+    State to persist: a ring of cumulative counts of ``history + 2·max(scales) + 2`` rows
+    (3 days at 5 minutes: about 900 floats) and the alerter's rows-since-last-above.
+    Work per point: a median of at most ``history / w`` values per scale."""
+
+    def __init__(
+        self,
+        scales: Sequence[int] = (3, 6, 12, 24),
+        history: int = 3 * DAY,
+        transform: str = "sqrt",
+        k: int = 1,
+        threshold: float = 5.0,
+        cooldown: int = 12 * ROWS_PER_HOUR,
+        min_rate: float = 10.0 / 6.0,
+    ) -> None:
+        if transform not in ("sqrt", "log"):
+            raise ValueError(f"transform must be sqrt or log, not {transform!r}")
+        self.scales = tuple(scales)
+        self.history = history
+        self.transform = transform
+        self.k = k
+        self.min_rate = min_rate
+        self._size = history + 2 * max(self.scales) + 2
+        self._cum = np.zeros(self._size)  # cumulative count through row t at (t + 1) % size
+        self._total = 0.0
+        self._rows = 0
+        self._offsets = {w: np.arange(history // w + 2) * w for w in self.scales}
+        self.alerter = Alerter(threshold, cooldown)
+
+    def zscores(self, value: float) -> np.ndarray:
+        self._total += float(value)
+        self._rows += 1
+        t = self._rows - 1
+        self._cum[(t + 1) % self._size] = self._total
+        out = np.full(len(self.scales), np.nan)
+        for j, w in enumerate(self.scales):
+            h = self.history // w
+            m = min(h, (t + 1) // w - 1)  # complete history windows before the current one
+            if m < max(12, h // 3):
+                continue
+            c = self._cum[(t + 1 - self._offsets[w][: m + 2]) % self._size]
+            sums = c[:-1] - c[1:]
+            if sums[0] < self.min_rate * w:
+                out[j] = 0.0
+                continue
+            if self.transform == "sqrt":
+                tr = 2.0 * np.sqrt(sums + 0.375)
+                med = float(np.median(tr[1:]))
+                floor = 1.0
+            else:
+                tr = np.log1p(sums)
+                med = float(np.median(tr[1:]))
+                floor = 1.0 / math.sqrt(max(math.expm1(med), 1.0))
+            mad = 1.4826 * float(np.median(np.abs(tr[1:] - med)))
+            out[j] = (tr[0] - med) / max(mad, floor)
+        return out
+
+    def score(self, value: float) -> float:
+        return kth_largest(self.zscores(value), self.k)
+
+    def step(self, value: float) -> bool:
+        return self.alerter.step(self.score(value))
+
+
+def kth_largest(z: np.ndarray, k: int) -> float:
+    """The k-th largest of z, NaN (not yet warm) counting as -inf; NaN if all are."""
+    filled = np.where(np.isnan(z), -np.inf, z)
+    v = float(np.sort(filled)[-k])
+    return v if v > -np.inf else float("nan")
+
+
+# --------------------------------------------------------------------------- candidate 2
+
+
+class BOCPD:
+    """Bayesian online changepoint detection (Adams & MacKay 2007, "Bayesian Online
+    Changepoint Detection", arXiv:0710.3742) with a constant hazard 1/``hazard`` and a
+    Normal-Gamma (unknown mean and variance) model of the Anscombe-transformed count of
+    each ``bucket`` rows; the predictive is Student-t (Murphy 2007, "Conjugate Bayesian
+    analysis of the Gaussian distribution", §3). The run-length posterior is truncated to
+    ``max_run`` hypotheses (the longest is dropped and the rest renormalised), so work
+    and memory per point are constant.
+
+    Score, on each completed bucket: the posterior probability that a changepoint
+    happened within the last ``short`` buckets, if the mean of those short runs lies at
+    least ``delta`` deviations above the level of the last long run (the most probable
+    run length when it was ≥ 2·short), else 0 (an upward level shift). New runs start from
+    a weak prior centred on an exponentially weighted mean of the input (half-life about
+    a day), so the model is scale-free across brands.
+
+    State to persist: three float arrays of ``max_run`` (log run-length probabilities,
+    means, β), the EW mean, the baseline level and deviation, the partial bucket, and
+    the alerter's counter."""
+
+    def __init__(
+        self,
+        hazard: float = 1000.0,
+        max_run: int = 300,
+        bucket: int = 1,
+        short: int = 3,
+        delta: float = 1.0,
+        threshold: float = 0.5,
+        cooldown: int = 12 * ROWS_PER_HOUR,
+        kappa0: float = 0.1,
+        alpha0: float = 1.0,
+        beta0: float = 1.0,
+    ) -> None:
+        self.bucket = bucket
+        self.short = short
+        self.delta = delta
+        self.max_run = max_run
+        self._log_h = math.log(1.0 / hazard)
+        self._log_1mh = math.log1p(-1.0 / hazard)
+        r = np.arange(max_run, dtype=float)
+        self._kappa = kappa0 + r
+        self._alpha = alpha0 + r / 2.0
+        lg = np.vectorize(math.lgamma)
+        # log Student-t density = c0 - ½·log β - (α + ½)·log1p((x - μ)²·κ / (2β(κ + 1)))
+        self._c0 = (
+            lg(self._alpha + 0.5)
+            - lg(self._alpha)
+            - 0.5 * np.log(2.0 * math.pi * (self._kappa + 1.0) / self._kappa)
+        )
+        self._q = self._kappa / (2.0 * (self._kappa + 1.0))
+        self._beta0 = beta0
+        self._log_r = np.full(max_run, -np.inf)
+        self._log_r[0] = 0.0
+        self._mu = np.zeros(max_run)
+        self._beta = np.full(max_run, beta0)
+        self._ew: float | None = None
+        self._ew_rate = 1.0 - 0.5 ** (bucket / DAY)
+        self._base_mu: float | None = None
+        self._base_sd = 1.0
+        self._acc = 0.0
+        self._in_bucket = 0
+        self.alerter = Alerter(threshold, cooldown)
+
+    def parts(self, value: float) -> tuple[float, float]:
+        """(P(changepoint within ``short`` buckets), upward shift in deviations); NaN,NaN
+        on rows that do not complete a bucket or before a baseline exists."""
+        self._acc += float(value)
+        self._in_bucket += 1
+        if self._in_bucket < self.bucket:
+            return math.nan, math.nan
+        x = 2.0 * math.sqrt(self._acc + 0.375)
+        self._acc = 0.0
+        self._in_bucket = 0
+        if self._ew is None:
+            self._ew = x
+            self._mu[0] = x
+        mu, beta = self._mu, self._beta
+        d = x - mu
+        log_pred = (
+            self._c0 - 0.5 * np.log(beta) - (self._alpha + 0.5) * np.log1p(d * d * self._q / beta)
+        )
+        a = self._log_r + log_pred
+        top = a.max()
+        cp = top + math.log(float(np.exp(a - top).sum())) + self._log_h
+        new = np.empty_like(a)
+        new[0] = cp
+        new[1:] = a[:-1] + self._log_1mh
+        top = new.max()
+        new -= top + math.log(float(np.exp(new - top).sum()))
+        k1 = self._kappa[:-1]
+        new_mu = np.empty_like(mu)
+        new_beta = np.empty_like(beta)
+        new_mu[1:] = (k1 * mu[:-1] + x) / (k1 + 1.0)
+        new_beta[1:] = beta[:-1] + k1 * d[:-1] * d[:-1] / (2.0 * (k1 + 1.0))
+        self._ew += self._ew_rate * (x - self._ew)
+        new_mu[0] = self._ew
+        new_beta[0] = self._beta0
+        self._log_r, self._mu, self._beta = new, new_mu, new_beta
+        prob = np.exp(new)
+        s = self.short
+        p_short = float(prob[: s + 1].sum())
+        best = int(np.argmax(prob))
+        if best >= 2 * s:
+            self._base_mu = float(new_mu[best])
+            self._base_sd = max(math.sqrt(new_beta[best] / self._alpha[best]), 1.0)
+        if self._base_mu is None:
+            return math.nan, math.nan
+        w = prob[1 : s + 1]
+        total = float(w.sum())
+        if total <= 0.0:
+            return p_short, 0.0
+        level = float((w * new_mu[1 : s + 1]).sum()) / total
+        return p_short, (level - self._base_mu) / self._base_sd
+
+    def score(self, value: float) -> float:
+        p, shift = self.parts(value)
+        return bocpd_score(p, shift, self.delta)
+
+    def step(self, value: float) -> bool:
+        return self.alerter.step(self.score(value))
+
+
+def bocpd_score(p: Any, shift: Any, delta: float) -> Any:
+    """The changepoint probability where the shift is at least ``delta`` upward, else 0
+    (NaN stays NaN); works on floats and arrays alike."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(p), np.nan, np.where(shift >= delta, p, 0.0))
+
+
+# --------------------------------------------------------------------------- candidate 3
+
+
+class FuzzyARTDetector:
+    """An adaptive-resonance detector in the spirit of ARTime (Mark Hampton, ARTimeNAB.jl,
+    https://github.com/markNZed/ARTimeNAB.jl, the NAB leader), written from its published
+    description, not its code: the stream is down-sampled into buckets (each the largest
+    count of ``bucket`` rows: spikes survive), put on a log scale relative to an online
+    median (frugal streaming median, Ma, Muthukrishnan & Sandler 2013), and a sliding
+    window of ``window`` buckets (levels, optionally also their min-max shape) is the
+    input of a Fuzzy ART network (Carpenter, Grossberg & Rosen 1991, "Fuzzy ART", Neural
+    Networks 4:759) with complement coding, choice α, learning rate β and vigilance ρ. An
+    input that resonates with no category (match < ρ) creates one: that is the novelty
+    ARTime flags. The score on such a bucket is the novelty 1 - max match, if the latest
+    bucket is at least ``up`` times the median (an upward anomaly); else 0.
+
+    Simplifications against ARTime: one fixed vigilance (ARTime's DVFA has two and adapts
+    them), no wavelet features, online normalisation (ARTime is given each file's
+    min and max by NAB), and at most ``max_categories`` categories (the least recently
+    used is replaced), so memory is bounded.
+
+    State to persist: the category weights (at most ``max_categories`` × 4·window
+    floats) with their last-use counters, the median, the window, the partial bucket and
+    the alerter's counter."""
+
+    def __init__(
+        self,
+        bucket: int = 6,
+        window: int = 8,
+        rho: float = 0.9,
+        shape: bool = True,
+        threshold: float = 1e-9,
+        cooldown: int = 12 * ROWS_PER_HOUR,
+        learning: float = 0.1,
+        choice: float = 1e-3,
+        max_categories: int = 256,
+        span: float = 3.0,
+        median_step: float = 0.005,
+        up: float = 2.0,
+    ) -> None:
+        self.bucket = bucket
+        self.window = window
+        self.rho = rho
+        self.shape = shape
+        self.learning = learning
+        self.choice = choice
+        self.span = span
+        self.median_step = median_step
+        dim = 2 * window if shape else window
+        self._weights = np.ones((max_categories, 2 * dim))
+        self._wsum = np.zeros(max_categories)
+        self._used = np.zeros(max_categories, dtype=np.int64)
+        self._n_cats = 0
+        self._tick = 0
+        self._median: float | None = None
+        self._levels: deque[float] = deque(maxlen=window)
+        self._up = 0.5 + math.log(up) / (2.0 * span)
+        self._peak = 0.0
+        self._in_bucket = 0
+        self.alerter = Alerter(threshold, cooldown)
+
+    def score(self, value: float) -> float:
+        self._peak = max(self._peak, float(value))
+        self._in_bucket += 1
+        if self._in_bucket < self.bucket:
+            return 0.0
+        u = math.log1p(self._peak)
+        self._peak = 0.0
+        self._in_bucket = 0
+        if self._median is None:
+            self._median = u
+        elif u > self._median:
+            self._median += self.median_step
+        elif u < self._median:
+            self._median -= self.median_step
+        level = min(max(0.5 + (u - self._median) / (2.0 * self.span), 0.0), 1.0)
+        self._levels.append(level)
+        if len(self._levels) < self.window:
+            return 0.0
+        lv = np.fromiter(self._levels, float, self.window)
+        if self.shape:
+            lo, hi = lv.min(), lv.max()
+            shp = (lv - lo) / (hi - lo) if hi > lo else np.zeros(self.window)
+            feats = np.concatenate((lv, shp))
+        else:
+            feats = lv
+        x = np.concatenate((feats, 1.0 - feats))
+        self._tick += 1
+        k = self._n_cats
+        novelty = 1.0
+        chosen = -1
+        if k:
+            w = self._weights[:k]
+            inter = np.minimum(w, x).sum(axis=1)
+            match = inter / feats.size  # |x| = dim under complement coding
+            novelty = 1.0 - float(match.max())
+            ok = match >= self.rho
+            if ok.any():
+                choice = np.where(ok, inter / (self.choice + self._wsum[:k]), -1.0)
+                chosen = int(np.argmax(choice))
+        if chosen >= 0:
+            w_j = self._weights[chosen]
+            w_j += self.learning * (np.minimum(w_j, x) - w_j)
+            self._wsum[chosen] = w_j.sum()
+            self._used[chosen] = self._tick
+            return 0.0
+        slot = k if k < len(self._wsum) else int(np.argmin(self._used))
+        self._weights[slot] = x
+        self._wsum[slot] = x.sum()
+        self._used[slot] = self._tick
+        self._n_cats = min(k + 1, len(self._wsum))
+        return novelty if level >= self._up else 0.0
+
+    def step(self, value: float) -> bool:
+        return self.alerter.step(self.score(value))
+
+
+# --------------------------------------------------------------------------- candidate 4
+
+
+class RecordGate:
+    """Keeps a score only when it is at least ``ratio`` × the largest score of the
+    previous ``horizon`` rows (else 0): an alert means "more unusual than anything in the
+    last days", not "unusual again". A sliding maximum with a monotone deque (Lemire 2006,
+    "Streaming maximum-minimum filter using no more than three comparisons per element"):
+    amortised O(1) work, at most ``horizon`` entries."""
+
+    def __init__(self, horizon: int, ratio: float) -> None:
+        self.horizon = horizon
+        self.ratio = ratio
+        self._row = 0
+        self._max: deque[tuple[int, float]] = deque()
+
+    def step(self, score: float) -> float:
+        row = self._row
+        self._row += 1
+        q = self._max
+        while q and q[0][0] < row - self.horizon:
+            q.popleft()
+        previous = q[0][1] if q else 0.0
+        s = 0.0 if math.isnan(score) else score
+        while q and q[-1][1] <= s:
+            q.pop()
+        q.append((row, s))
+        if math.isnan(score):
+            return score
+        return score if score >= self.ratio * previous else 0.0
+
+
+class RecordMultiScale:
+    """Own idea: the robust multi-scale ensemble (candidate 1), gated by ``RecordGate``:
+    an alert needs the ensemble z to reach the threshold and to be a near-record
+    (≥ ``ratio`` × the largest ensemble z of the last ``horizon`` rows). Aimed at the
+    finding of docs/backtest.md that most false alarms are repeated bursts of a brand that
+    bursts often; the record principle is that of "records" in extreme-value statistics
+    (Arnold, Balakrishnan & Nagaraja 1998, "Records").
+
+    State to persist: the ensemble's, plus the deque of at most ``horizon`` (row, score)
+    pairs (usually a handful: it holds only the decreasing maxima)."""
+
+    def __init__(
+        self,
+        horizon: int = 3 * DAY,
+        ratio: float = 1.0,
+        threshold: float = 5.0,
+        cooldown: int = 12 * ROWS_PER_HOUR,
+        **ensemble: Any,
+    ) -> None:
+        self.ensemble = RobustMultiScale(**ensemble)
+        self.gate = RecordGate(horizon, ratio)
+        self.alerter = Alerter(threshold, cooldown)
+
+    def score(self, value: float) -> float:
+        return self.gate.step(self.ensemble.score(value))
+
+    def step(self, value: float) -> bool:
+        return self.alerter.step(self.score(value))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str
+    values: list[float]
+    windows: list[tuple[int, int]]
+
+
+def load_series(folder: Path) -> list[Series]:
+    windows_json = json.loads((folder / "combined_windows_realTweets.json").read_text())
+    out = []
+    for name in FILES:
+        path = folder / f"Twitter_volume_{name}.csv"
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        wins = window_indices(
+            [r["timestamp"] for r in rows], windows_json[f"realTweets/{path.name}"]
+        )
+        out.append(Series(name, [float(r["value"]) for r in rows], wins))
+    return out
+
+
+@dataclass(slots=True)
+class Cell:
+    """One grid cell: the detector's parameters and how to get its score on a file."""
+
+    params: dict[str, Any]
+    scores: Callable[[int], np.ndarray]
+    threshold: float
+    cooldown: int
+
+
+@dataclass(slots=True)
+class Family:
+    name: str
+    based_on: str
+    build: Callable[[dict[str, Any]], Any]
+    cells: list[Cell] = field(default_factory=list)
+
+
+def evaluate_cell(
+    cell: Cell, series: Sequence[Series], profiles: dict[str, Profile]
+) -> dict[str, list[FileScore]]:
+    out: dict[str, list[FileScore]] = {p: [] for p in PROFILE_NAMES}
+    for f, s in enumerate(series):
+        binary = [0.0] * len(s.values)
+        for i in alert_openings(cell.scores(f), cell.threshold, cell.cooldown):
+            binary[int(i)] = 1.0
+        for p in PROFILE_NAMES:
+            out[p].append(score_file(binary, s.windows, profiles[p]))
+    return out
+
+
+def leave_one_out(table: np.ndarray) -> list[int]:
+    """``table[c, f]``: raw score of grid cell c on file f. For each held-out file f, the
+    cell with the largest sum over the other files (the first in grid order on a tie);
+    column f is never read for fold f."""
+    n_files = table.shape[1]
+    picks = []
+    for f in range(n_files):
+        others = [g for g in range(n_files) if g != f]
+        picks.append(int(np.argmax(table[:, others].sum(axis=1))))
+    return picks
+
+
+def run_scores(make: Callable[[], Any], method: str, values: Sequence[float]) -> np.ndarray:
+    det = make()
+    fn = getattr(det, method)
+    return np.array([fn(v) for v in values], dtype=float)
+
+
+class Cache:
+    """Score arrays per (key, file), computed once by the online objects."""
+
+    def __init__(self, series: Sequence[Series]) -> None:
+        self.series = series
+        self.data: dict[tuple[Any, int], np.ndarray] = {}
+
+    def get(self, key: Any, f: int, compute: Callable[[Sequence[float]], np.ndarray]) -> Any:
+        if (key, f) not in self.data:
+            self.data[(key, f)] = compute(self.series[f].values)
+        return self.data[(key, f)]
+
+
+def build_families(cache: Cache, quick: bool = False) -> list[Family]:
+    fams = []
+    cooldowns = COOLDOWNS[1:3] if quick else COOLDOWNS
+
+    # 1. robust multi-scale ensemble
+    ens = Family(
+        "robust multi-scale ensemble",
+        "robust z (median/MAD) of Anscombe or log counts at 15m/30m/1h/2h, k-th largest",
+        lambda p: RobustMultiScale(**p),
+    )
+    for transform in ("sqrt", "log"):
+        for history in (DAY, 3 * DAY):
+            zkey = ("ens", transform, history)
+
+            def zs(f: int, zkey: Any = zkey, t: str = transform, h: int = history) -> Any:
+                return cache.get(
+                    zkey,
+                    f,
+                    lambda v: np.array(_feed(RobustMultiScale(transform=t, history=h), v)),
+                )
+
+            for k in (1, 2, 3):
+
+                def sc(f: int, zs: Any = zs, k: int = k, zkey: Any = zkey) -> Any:
+                    return cache.get(
+                        (*zkey, k),
+                        f,
+                        lambda _v: np.array([kth_largest(row, k) for row in zs(f)]),
+                    )
+
+                for threshold in (4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0):
+                    for cd in cooldowns:
+                        params = {
+                            "transform": transform,
+                            "history": history,
+                            "k": k,
+                            "threshold": threshold,
+                            "cooldown": cd,
+                        }
+                        ens.cells.append(Cell(params, sc, threshold, cd))
+    fams.append(ens)
+
+    # 2. BOCPD
+    bo = Family(
+        "BOCPD (Adams & MacKay)",
+        "Normal-Gamma BOCPD on Anscombe counts, truncated run length, upward shift gate",
+        lambda p: BOCPD(**p),
+    )
+    for bucket, hazards in ((1, (300.0, 1000.0, 3000.0)), (6, (200.0, 800.0, 3000.0))):
+        for hazard in hazards:
+            pkey = ("bocpd", bucket, hazard)
+
+            def parts(f: int, pkey: Any = pkey, b: int = bucket, hz: float = hazard) -> Any:
+                return cache.get(
+                    pkey,
+                    f,
+                    lambda v: np.array(_parts(BOCPD(hazard=hz, bucket=b), v)),
+                )
+
+            for delta in (1.0, 3.0, 5.0):
+
+                def sc(f: int, parts: Any = parts, delta: float = delta) -> Any:
+                    pp = parts(f)
+                    return bocpd_score(pp[:, 0], pp[:, 1], delta)
+
+                for threshold in (0.3, 0.5, 0.7, 0.9):
+                    for cd in cooldowns:
+                        params = {
+                            "bucket": bucket,
+                            "hazard": hazard,
+                            "delta": delta,
+                            "threshold": threshold,
+                            "cooldown": cd,
+                        }
+                        bo.cells.append(Cell(params, sc, threshold, cd))
+    fams.append(bo)
+
+    # 3. Fuzzy ART (ARTime-style)
+    art = Family(
+        "Fuzzy ART (ARTime-style)",
+        "new Fuzzy ART category on a window of log-level buckets, upward",
+        lambda p: FuzzyARTDetector(**p),
+    )
+    for shape, bucket, rho, up in itertools.product(
+        (False, True), (3, 6), (0.8, 0.85, 0.9, 0.95), (2.0, 4.0, 8.0)
+    ):
+        akey = ("art", shape, bucket, rho, up)
+
+        def sc(
+            f: int,
+            akey: Any = akey,
+            s: bool = shape,
+            b: int = bucket,
+            r: float = rho,
+            u: float = up,
+        ) -> Any:
+            return cache.get(
+                akey,
+                f,
+                lambda v: run_scores(
+                    lambda: FuzzyARTDetector(bucket=b, rho=r, shape=s, up=u), "score", v
+                ),
+            )
+
+        for threshold in (1e-9, 0.2):
+            for cd in cooldowns:
+                params = {
+                    "shape": shape,
+                    "bucket": bucket,
+                    "rho": rho,
+                    "up": up,
+                    "threshold": threshold,
+                    "cooldown": cd,
+                }
+                art.cells.append(Cell(params, sc, threshold, cd))
+    fams.append(art)
+
+    # 4. record-gated ensemble (own idea)
+    rec = Family(
+        "record-gated ensemble (own)",
+        "candidate 1 (sqrt, 3 days), alert only on a near-record z of the last days",
+        lambda p: RecordMultiScale(**p),
+    )
+    for k in (1, 2):
+        base = next(
+            c.scores
+            for c in ens.cells
+            if (c.params["transform"], c.params["history"], c.params["k"]) == ("sqrt", 3 * DAY, k)
+        )
+        for horizon in (DAY, 3 * DAY, 7 * DAY, 14 * DAY):
+            for ratio in (0.6, 0.8, 1.0):
+                gkey = ("record", k, horizon, ratio)
+
+                def sc(
+                    f: int, gkey: Any = gkey, base: Any = base, hz: int = horizon, r: float = ratio
+                ) -> Any:
+                    return cache.get(
+                        gkey, f, lambda _v: run_scores(lambda: RecordGate(hz, r), "step", base(f))
+                    )
+
+                for threshold in (4.0, 6.0, 8.0, 10.0, 12.0):
+                    for cd in cooldowns:
+                        params = {
+                            "transform": "sqrt",
+                            "history": 3 * DAY,
+                            "k": k,
+                            "horizon": horizon,
+                            "ratio": ratio,
+                            "threshold": threshold,
+                            "cooldown": cd,
+                        }
+                        rec.cells.append(Cell(params, sc, threshold, cd))
+    fams.append(rec)
+    return fams
+
+
+def _feed(det: RobustMultiScale, values: Sequence[float]) -> list[np.ndarray]:
+    return [det.zscores(v) for v in values]
+
+
+def _parts(det: BOCPD, values: Sequence[float]) -> list[tuple[float, float]]:
+    return [det.parts(v) for v in values]
+
+
+@dataclass(slots=True)
+class Outcome:
+    raw: dict[str, float]
+    score: dict[str, float]
+    fp_rows: int
+    missed: int
+    per_file: list[str]
+
+
+def summarise(
+    per_file: dict[str, list[FileScore]], n_windows: int, profiles: dict[str, Profile]
+) -> Outcome:
+    raw = {p: sum(fs.score for fs in per_file[p]) for p in PROFILE_NAMES}
+    std = per_file["standard"]
+    return Outcome(
+        raw,
+        {p: normalised(raw[p], n_windows, profiles[p]) for p in PROFILE_NAMES},
+        sum(fs.false_positives for fs in std),
+        sum(fs.missed for fs in std),
+        [f"{fs.score:.2f}/{fs.missed}m/{fs.false_positives}fp" for fs in std],
+    )
+
+
+def per_point_us(
+    build: Callable[[dict[str, Any]], Any], params: dict[str, Any], values: Any
+) -> float:
+    det = build(params)
+    t0 = time.perf_counter()
+    for v in values:
+        det.step(v)
+    return (time.perf_counter() - t0) / len(values) * 1e6
+
+
+def fmt_params(p: dict[str, Any]) -> str:
+    short = []
+    for k, v in p.items():
+        if k == "cooldown":
+            short.append(f"cooldown={v // ROWS_PER_HOUR}h")
+        elif k in ("history", "horizon"):
+            short.append(f"{k}={v // DAY}d" if v % DAY == 0 else f"{k}={v}")
+        elif isinstance(v, float):
+            short.append(f"{k}={v:g}")
+        else:
+            short.append(f"{k}={v}")
+    return " ".join(short)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--quick", action="store_true", help="fewer cooldowns (a smoke test)")
+    args = parser.parse_args(argv)
+    folder = args.data / "nab-realtweets"
+    if not (folder / "combined_windows_realTweets.json").exists():
+        print(f"skip: {folder} not found")
+        return 0
+    profiles_path = folder / "profiles.json"
+    profiles = load_profiles(profiles_path) if profiles_path.exists() else PROFILES
+    series = load_series(folder)
+    n_windows = sum(len(s.windows) for s in series)
+    cache = Cache(series)
+    families = build_families(cache, quick=args.quick)
+    wall = time.perf_counter()
+    rows = []
+    details = []
+    for fam in families:
+        t0 = time.perf_counter()
+        results = []
+        for i, cell in enumerate(fam.cells):
+            results.append(evaluate_cell(cell, series, profiles))
+            if (i + 1) % 40 == 0 or i + 1 == len(fam.cells):
+                print(
+                    f"  [{fam.name}] {i + 1}/{len(fam.cells)} cells, "
+                    f"{time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
+        table = np.array([[fs.score for fs in r["standard"]] for r in results])
+        picks = leave_one_out(table)
+        loo = {p: [results[picks[f]][p][f] for f in range(len(series))] for p in PROFILE_NAMES}
+        loo_out = summarise(loo, n_windows, profiles)
+        # the low-FP profile with cells chosen on low-FP (NAB tunes per profile)
+        table_fp = np.array([[fs.score for fs in r["reward_low_FP_rate"]] for r in results])
+        picks_fp = leave_one_out(table_fp)
+        loo_fp_raw = sum(
+            results[picks_fp[f]]["reward_low_FP_rate"][f].score for f in range(len(series))
+        )
+        loo_fp_own = normalised(loo_fp_raw, n_windows, profiles["reward_low_FP_rate"])
+        best = int(np.argmax(table.sum(axis=1)))
+        full_out = summarise(results[best], n_windows, profiles)
+        us = per_point_us(fam.build, fam.cells[best].params, series[0].values)
+        rows.append((fam, len(fam.cells), loo_out, loo_fp_own, full_out, best, us))
+        folds = "\n".join(
+            f"    held out {series[f].name}: {fmt_params(fam.cells[c].params)}"
+            for f, c in enumerate(picks)
+        )
+        details.append(
+            f"**{fam.name}** ({fam.based_on}); {len(fam.cells)} cells.\n"
+            f"  full fit: {fmt_params(fam.cells[best].params)}; per file (standard raw/"
+            f"misses/FP rows): {', '.join(full_out.per_file)}\n"
+            f"  LOO per held-out file: {', '.join(loo_out.per_file)}\n"
+            f"  LOO choices:\n{folds}"
+        )
+        print(f"  [{fam.name}] done in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    print(f"\nall candidates in {time.perf_counter() - wall:.0f} s\n")
+    print(
+        "| candidate | cells | LOO std | LOO low-FP | LOO low-FN | LOO FP rows | LOO missed "
+        "| LOO low-FP (chosen on low-FP) | full std | full low-FP | full low-FN | full FP rows "
+        "| full missed | µs/point |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| today's `volume-spike` rule (bench/nab.py) | – | – | – | – | – | – | – "
+        "| 65.3 | 46.8 | 72.7 | 54 | 2 | – |"
+    )
+    for fam, n_cells, lo, lo_fp, fu, _best, us in rows:
+        print(
+            f"| {fam.name} | {n_cells} | {lo.score['standard']:.1f} "
+            f"| {lo.score['reward_low_FP_rate']:.1f} | {lo.score['reward_low_FN_rate']:.1f} "
+            f"| {lo.fp_rows} | {lo.missed} | {lo_fp:.1f} | {fu.score['standard']:.1f} "
+            f"| {fu.score['reward_low_FP_rate']:.1f} | {fu.score['reward_low_FN_rate']:.1f} "
+            f"| {fu.fp_rows} | {fu.missed} | {us:.0f} |"
+        )
+    print("\n(ARTime, published, standard on these 5 files: 81.4; target: 82 / 65 low-FP)\n")
+    print("\n\n".join(details))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
