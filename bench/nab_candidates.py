@@ -1,6 +1,6 @@
 """Candidate online volume anomaly detectors for issue 16, scored on the NAB realTweets files.
 
-    .venv/bin/python bench/nab_candidates.py [--data ../shared/data] [--quick]
+    .venv/bin/python bench/nab_candidates.py [--data ../shared/data] [--quick] [--only NAME]
 
 A research prototype, not the engine: each candidate is an online object whose
 ``step(value) -> bool`` says whether an alert opens at that 5-minute row (O(1) work and
@@ -16,8 +16,13 @@ scored with the scorer of ``bench/nab.py`` (imported, not copied) and evaluated 
 leave-one-file-out cross-validation: for each held-out file, the cell that maximises the
 raw ``standard`` score summed over the other four files is chosen and the held-out file is
 scored with it; the five held-out raw scores are summed and normalised over the 16 windows.
-The best single cell fitted on all five files is reported beside it. Prints progress, a
-markdown table, the chosen parameters per fold and the per-point cost of each detector.
+The best single cell fitted on all five files is reported beside it. Two steadier ways
+of choosing a fold's cell are reported beside the plain LOO (not instead of it): by the
+sum of per-file-normalised scores (each file weighs the same, whatever its number of
+windows) and by a grid-smoothed sum (a cell's mean with its grid neighbours'). Candidate
+5 combines candidates 1 and 2 (``EnsembleOrBOCPD``). Prints progress, markdown tables,
+the chosen parameters per fold and the per-point cost of each detector; ``--only NAME``
+(ensemble, bocpd, art, record, combo, or) runs one family.
 """
 
 from __future__ import annotations
@@ -504,6 +509,135 @@ class RecordMultiScale:
         return self.alerter.step(self.score(value))
 
 
+# --------------------------------------------------------------------------- candidate 5
+
+
+class SeasonalRatio:
+    """The engine's ``seasonal`` condition with ``period: 1d``: the count of the last
+    ``window`` rows divided by the mean count of the same ``window`` rows one, two, …
+    ``seasons`` days earlier (floored at ``min_baseline``); NaN until ``seasons`` days
+    and a window exist. A diurnal rise is ≈ 1 (it happened yesterday too), a story is
+    not. State: a ring of ``seasons·DAY + window + 1`` cumulative counts."""
+
+    def __init__(
+        self, window: int = 2 * ROWS_PER_HOUR, seasons: int = 3, min_baseline: float = 1.0
+    ):
+        self.window = window
+        self.seasons = seasons
+        self.min_baseline = min_baseline
+        self._size = seasons * DAY + window + 1
+        self._cum = np.zeros(self._size)  # cumulative count through row t at (t + 1) % size
+        self._total = 0.0
+        self._rows = 0
+
+    def step(self, value: float) -> float:
+        self._total += float(value)
+        self._rows += 1
+        end = self._rows  # cumulative index of the current row, as in RobustMultiScale
+        size = self._size
+        self._cum[end % size] = self._total
+        if end - self.seasons * DAY - self.window < 0:
+            return math.nan
+        cum, w = self._cum, self.window
+        current = cum[end % size] - cum[(end - w) % size]
+        past = sum(
+            cum[(end - k * DAY) % size] - cum[(end - k * DAY - w) % size]
+            for k in range(1, self.seasons + 1)
+        )
+        return current / max(past / self.seasons, self.min_baseline)
+
+
+CONFIRMS = ("none", "z", "seasonal")
+
+
+def combined_trigger(
+    z: Any,
+    bocpd: Any,
+    seasonal: Any,
+    z_high: float,
+    bocpd_threshold: float,
+    confirm: str,
+    confirm_at: float,
+) -> Any:
+    """Candidate 5's decision on one row (floats) or many (arrays): the ensemble's max z
+    ≥ ``z_high``, or BOCPD's score ≥ ``bocpd_threshold`` and the confirmation holds
+    (``none``: always; ``z``: max z ≥ ``confirm_at``; ``seasonal``: the 2h-vs-same-2h-on-
+    the-previous-days ratio ≥ ``confirm_at``). NaN is never ≥ anything. 1.0 or 0.0."""
+    if confirm not in CONFIRMS:
+        raise ValueError(f"confirm must be one of {CONFIRMS}, not {confirm!r}")
+    with np.errstate(invalid="ignore"):
+        fired = np.asarray(bocpd) >= bocpd_threshold
+        if confirm == "z":
+            fired = fired & (np.asarray(z) >= confirm_at)
+        elif confirm == "seasonal":
+            fired = fired & (np.asarray(seasonal) >= confirm_at)
+        return np.where((np.asarray(z) >= z_high) | fired, 1.0, 0.0)
+
+
+class EnsembleOrBOCPD:
+    """The combination recommended by candidates 1 and 2: alert when the robust
+    multi-scale ensemble fires (max z over 15m/30m/1h/2h ≥ ``z_high``), or when BOCPD
+    fires (P(upward changepoint within 3 buckets) ≥ ``bocpd_threshold``) and a confirming
+    condition holds that is meant to cut BOCPD's false alarms: ``confirm: z`` (the
+    ensemble's max z ≥ ``confirm_at``, a lower threshold: the shift is also unusual
+    against the last days), ``confirm: seasonal`` (the last 2h are ≥ ``confirm_at`` × the
+    same 2h on the previous ``seasons`` days: the shift is not the daily rise) or
+    ``confirm: none`` (a plain OR). One alerter over the combined trigger, so one story is
+    one detection whichever part saw it first (a plain OR of two alarms, the simplest
+    way to combine detectors, with an AND-confirmation on the noisier one).
+
+    State to persist: the ensemble's ring (914 cumulative counts), BOCPD's (three
+    300-float arrays, EW mean, baseline, partial bucket), with ``confirm: seasonal`` a
+    ring of 3 days + 2h + 1 cumulative counts (the ensemble's ring could serve), and the
+    alerter's rows-since-last-trigger."""
+
+    def __init__(
+        self,
+        z_high: float = 5.0,
+        confirm: str = "none",
+        confirm_at: float = 0.0,
+        bocpd_threshold: float = 0.5,
+        cooldown: int = DAY,
+        transform: str = "log",
+        history: int = 3 * DAY,
+        scales: Sequence[int] = (3, 6, 12, 24),
+        hazard: float = 3000.0,
+        bucket: int = 6,
+        delta: float = 3.0,
+        max_run: int = 300,
+        seasonal_window: int = 2 * ROWS_PER_HOUR,
+        seasons: int = 3,
+    ) -> None:
+        if confirm not in CONFIRMS:
+            raise ValueError(f"confirm must be one of {CONFIRMS}, not {confirm!r}")
+        self.z_high = z_high
+        self.confirm = confirm
+        self.confirm_at = confirm_at
+        self.bocpd_threshold = bocpd_threshold
+        self.ensemble = RobustMultiScale(scales=scales, history=history, transform=transform)
+        self.bocpd = BOCPD(hazard=hazard, max_run=max_run, bucket=bucket, delta=delta)
+        self.seasonal = SeasonalRatio(seasonal_window, seasons) if confirm == "seasonal" else None
+        self.alerter = Alerter(0.5, cooldown)
+
+    def parts(self, value: float) -> tuple[float, float, float]:
+        """(ensemble max z, BOCPD score, seasonal ratio or NaN) of this row."""
+        z = self.ensemble.score(value)
+        b = float(self.bocpd.score(value))
+        s = self.seasonal.step(value) if self.seasonal is not None else math.nan
+        return z, b, s
+
+    def score(self, value: float) -> float:
+        z, b, s = self.parts(value)
+        return float(
+            combined_trigger(
+                z, b, s, self.z_high, self.bocpd_threshold, self.confirm, self.confirm_at
+            )
+        )
+
+    def step(self, value: float) -> bool:
+        return self.alerter.step(self.score(value))
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -544,6 +678,12 @@ class Family:
     based_on: str
     build: Callable[[dict[str, Any]], Any]
     cells: list[Cell] = field(default_factory=list)
+    key: str = ""
+    """Short name for ``--only``."""
+
+
+_SCORED: dict[tuple[str, bytes], dict[str, FileScore]] = {}
+"""NAB scores per (file, alert rows): many grid cells open the same alerts."""
 
 
 def evaluate_cell(
@@ -551,11 +691,15 @@ def evaluate_cell(
 ) -> dict[str, list[FileScore]]:
     out: dict[str, list[FileScore]] = {p: [] for p in PROFILE_NAMES}
     for f, s in enumerate(series):
-        binary = [0.0] * len(s.values)
-        for i in alert_openings(cell.scores(f), cell.threshold, cell.cooldown):
-            binary[int(i)] = 1.0
+        openings = alert_openings(cell.scores(f), cell.threshold, cell.cooldown)
+        key = (s.name, openings.astype(np.int64).tobytes())
+        if key not in _SCORED:
+            binary = [0.0] * len(s.values)
+            for i in openings:
+                binary[int(i)] = 1.0
+            _SCORED[key] = {p: score_file(binary, s.windows, profiles[p]) for p in PROFILE_NAMES}
         for p in PROFILE_NAMES:
-            out[p].append(score_file(binary, s.windows, profiles[p]))
+            out[p].append(_SCORED[key][p])
     return out
 
 
@@ -568,6 +712,52 @@ def leave_one_out(table: np.ndarray) -> list[int]:
     for f in range(n_files):
         others = [g for g in range(n_files) if g != f]
         picks.append(int(np.argmax(table[:, others].sum(axis=1))))
+    return picks
+
+
+def normalise_per_file(table: np.ndarray, windows: Sequence[int], profile: Profile) -> np.ndarray:
+    """``table[c, f]`` (raw scores) normalised per file as NAB normalises the total: 0
+    for the null detector on that file, 1 for the perfect one, so each file weighs the
+    same in a sum (AAPL's 4 windows no more than IBM's 2)."""
+    w = np.asarray(windows, dtype=float)
+    null = -profile.fn * w
+    return (table - null) / (profile.tp * w - null)
+
+
+def grid_neighbours(params: Sequence[dict[str, Any]]) -> list[list[int]]:
+    """For each cell, itself and its neighbours in the grid: the cells that differ in
+    exactly one numeric parameter, by one step (the next smaller or larger value among
+    the cells equal to it in every other parameter). Strings and booleans are
+    categories: no cell is a neighbour across them."""
+    keys = list(params[0])
+    numeric = [
+        k
+        for k in keys
+        if all(isinstance(p[k], int | float) and not isinstance(p[k], bool) for p in params)
+    ]
+    out = [[c] for c in range(len(params))]
+    for k in numeric:
+        lines: dict[tuple[Any, ...], list[int]] = {}
+        for c, p in enumerate(params):
+            lines.setdefault(tuple((j, p[j]) for j in keys if j != k), []).append(c)
+        for members in lines.values():
+            members.sort(key=lambda c: params[c][k])
+            for a, b in itertools.pairwise(members):
+                out[a].append(b)
+                out[b].append(a)
+    return out
+
+
+def leave_one_out_smoothed(table: np.ndarray, neighbours: Sequence[Sequence[int]]) -> list[int]:
+    """Like :func:`leave_one_out`, but each cell is judged by the mean, over itself and
+    its grid neighbours, of their sums over the other files: a cell on a plateau wins
+    over an isolated peak. Column f is never read for fold f."""
+    n_files = table.shape[1]
+    picks = []
+    for f in range(n_files):
+        others = table[:, [g for g in range(n_files) if g != f]].sum(axis=1)
+        smooth = np.array([others[list(nb)].mean() for nb in neighbours])
+        picks.append(int(np.argmax(smooth)))
     return picks
 
 
@@ -599,6 +789,7 @@ def build_families(cache: Cache, quick: bool = False) -> list[Family]:
         "robust multi-scale ensemble",
         "robust z (median/MAD) of Anscombe or log counts at 15m/30m/1h/2h, k-th largest",
         lambda p: RobustMultiScale(**p),
+        key="ensemble",
     )
     for transform in ("sqrt", "log"):
         for history in (DAY, 3 * DAY):
@@ -637,6 +828,7 @@ def build_families(cache: Cache, quick: bool = False) -> list[Family]:
         "BOCPD (Adams & MacKay)",
         "Normal-Gamma BOCPD on Anscombe counts, truncated run length, upward shift gate",
         lambda p: BOCPD(**p),
+        key="bocpd",
     )
     for bucket, hazards in ((1, (300.0, 1000.0, 3000.0)), (6, (200.0, 800.0, 3000.0))):
         for hazard in hazards:
@@ -672,6 +864,7 @@ def build_families(cache: Cache, quick: bool = False) -> list[Family]:
         "Fuzzy ART (ARTime-style)",
         "new Fuzzy ART category on a window of log-level buckets, upward",
         lambda p: FuzzyARTDetector(**p),
+        key="art",
     )
     for shape, bucket, rho, up in itertools.product(
         (False, True), (3, 6), (0.8, 0.85, 0.9, 0.95), (2.0, 4.0, 8.0)
@@ -712,6 +905,7 @@ def build_families(cache: Cache, quick: bool = False) -> list[Family]:
         "record-gated ensemble (own)",
         "candidate 1 (sqrt, 3 days), alert only on a near-record z of the last days",
         lambda p: RecordMultiScale(**p),
+        key="record",
     )
     for k in (1, 2):
         base = next(
@@ -743,6 +937,75 @@ def build_families(cache: Cache, quick: bool = False) -> list[Family]:
                         }
                         rec.cells.append(Cell(params, sc, threshold, cd))
     fams.append(rec)
+
+    # 5. ensemble OR confirmed BOCPD: the two full fits above, combined
+    combo = Family(
+        "ensemble ∨ confirmed BOCPD",
+        "candidate 1 (log, 3 days, max z ≥ z_high) OR candidate 2 (30m buckets, hazard "
+        "1/3000, δ 3) confirmed by z ≥ z_low or a 2h-vs-previous-days ratio, or unconfirmed",
+        lambda p: EnsembleOrBOCPD(**p),
+        key="combo",
+    )
+    zmax = next(
+        c.scores
+        for c in ens.cells
+        if (c.params["transform"], c.params["history"], c.params["k"]) == ("log", 3 * DAY, 1)
+    )
+
+    def bparts(f: int) -> Any:
+        return cache.get(
+            ("bocpd", 6, 3000.0),
+            f,
+            lambda v: np.array(_parts(BOCPD(hazard=3000.0, bucket=6), v)),
+        )
+
+    def seasonal(f: int) -> Any:
+        return cache.get(
+            ("seasonal", 2 * ROWS_PER_HOUR, 3),
+            f,
+            lambda v: run_scores(lambda: SeasonalRatio(2 * ROWS_PER_HOUR, 3), "step", v),
+        )
+
+    confirms = (("none", 0.0), ("z", 2.0), ("z", 2.5), ("z", 3.0))
+    confirms += (("seasonal", 1.5), ("seasonal", 2.0), ("seasonal", 3.0))
+    for z_high, (confirm, at), b_thr in itertools.product((5.0, 6.0), confirms, (0.5, 0.7, 0.9)):
+        ckey = ("combo", z_high, confirm, at, b_thr)
+
+        def sc(
+            f: int,
+            ckey: Any = ckey,
+            zh: float = z_high,
+            cf: str = confirm,
+            a: float = at,
+            bt: float = b_thr,
+        ) -> Any:
+            def compute(_v: Any) -> Any:
+                pp = bparts(f)
+                b = bocpd_score(pp[:, 0], pp[:, 1], 3.0)
+                return combined_trigger(zmax(f), b, seasonal(f), zh, bt, cf, a)
+
+            return cache.get(ckey, f, compute)
+
+        for cd in COOLDOWNS[2:4] if quick else COOLDOWNS[2:]:
+            params = {
+                "z_high": z_high,
+                "confirm": confirm,
+                "confirm_at": at,
+                "bocpd_threshold": b_thr,
+                "cooldown": cd,
+            }
+            combo.cells.append(Cell(params, sc, 0.5, cd))
+    fams.append(combo)
+    # its unconfirmed cells alone (singled out after the full fit above chose one of them)
+    fams.append(
+        Family(
+            "ensemble ∨ BOCPD (plain OR)",
+            "candidate 5 restricted to confirm: none",
+            combo.build,
+            [c for c in combo.cells if c.params["confirm"] == "none"],
+            key="or",
+        )
+    )
     return fams
 
 
@@ -805,6 +1068,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--quick", action="store_true", help="fewer cooldowns (a smoke test)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this family (ensemble, bocpd, art, record, combo, or); repeatable",
+    )
     args = parser.parse_args(argv)
     folder = args.data / "nab-realtweets"
     if not (folder / "combined_windows_realTweets.json").exists():
@@ -814,10 +1083,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiles = load_profiles(profiles_path) if profiles_path.exists() else PROFILES
     series = load_series(folder)
     n_windows = sum(len(s.windows) for s in series)
+    per_file_windows = [len(s.windows) for s in series]
     cache = Cache(series)
     families = build_families(cache, quick=args.quick)
+    if args.only:
+        unknown = set(args.only) - {fam.key for fam in families}
+        if unknown:
+            parser.error(f"unknown --only {sorted(unknown)}; known: {[f.key for f in families]}")
+        families = [fam for fam in families if fam.key in args.only]
     wall = time.perf_counter()
     rows = []
+    stable_rows = []
     details = []
     for fam in families:
         t0 = time.perf_counter()
@@ -831,9 +1107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
         table = np.array([[fs.score for fs in r["standard"]] for r in results])
+
+        def held_out(picks: Sequence[int], results: Any = results) -> Outcome:
+            chosen = {
+                p: [results[picks[f]][p][f] for f in range(len(series))] for p in PROFILE_NAMES
+            }
+            return summarise(chosen, n_windows, profiles)
+
         picks = leave_one_out(table)
-        loo = {p: [results[picks[f]][p][f] for f in range(len(series))] for p in PROFILE_NAMES}
-        loo_out = summarise(loo, n_windows, profiles)
+        loo_out = held_out(picks)
         # the low-FP profile with cells chosen on low-FP (NAB tunes per profile)
         table_fp = np.array([[fs.score for fs in r["reward_low_FP_rate"]] for r in results])
         picks_fp = leave_one_out(table_fp)
@@ -841,20 +1123,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[picks_fp[f]]["reward_low_FP_rate"][f].score for f in range(len(series))
         )
         loo_fp_own = normalised(loo_fp_raw, n_windows, profiles["reward_low_FP_rate"])
+        # two steadier ways of choosing a fold's cell (reported beside, not instead)
+        picks_norm = leave_one_out(
+            normalise_per_file(table, per_file_windows, profiles["standard"])
+        )
+        picks_smooth = leave_one_out_smoothed(table, grid_neighbours([c.params for c in fam.cells]))
+        norm_out, smooth_out = held_out(picks_norm), held_out(picks_smooth)
         best = int(np.argmax(table.sum(axis=1)))
         full_out = summarise(results[best], n_windows, profiles)
         us = per_point_us(fam.build, fam.cells[best].params, series[0].values)
         rows.append((fam, len(fam.cells), loo_out, loo_fp_own, full_out, best, us))
-        folds = "\n".join(
-            f"    held out {series[f].name}: {fmt_params(fam.cells[c].params)}"
-            for f, c in enumerate(picks)
-        )
+        stable_rows.append((fam, loo_out, norm_out, smooth_out))
+
+        def folds(picks: Sequence[int], fam: Family = fam) -> str:
+            return "\n".join(
+                f"    held out {series[f].name}: {fmt_params(fam.cells[c].params)}"
+                for f, c in enumerate(picks)
+            )
+
         details.append(
             f"**{fam.name}** ({fam.based_on}); {len(fam.cells)} cells.\n"
             f"  full fit: {fmt_params(fam.cells[best].params)}; per file (standard raw/"
             f"misses/FP rows): {', '.join(full_out.per_file)}\n"
             f"  LOO per held-out file: {', '.join(loo_out.per_file)}\n"
-            f"  LOO choices:\n{folds}"
+            f"  LOO choices:\n{folds(picks)}\n"
+            f"  LOO, per-file-normalised choice, per held-out file: "
+            f"{', '.join(norm_out.per_file)}\n{folds(picks_norm)}\n"
+            f"  LOO, grid-smoothed choice, per held-out file: "
+            f"{', '.join(smooth_out.per_file)}\n{folds(picks_smooth)}"
         )
         print(f"  [{fam.name}] done in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -878,6 +1174,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {fu.fp_rows} | {fu.missed} | {us:.0f} |"
         )
     print("\n(ARTime, published, standard on these 5 files: 81.4; target: 82 / 65 low-FP)\n")
+    print("Steadier LOO choices (std / low-FP / low-FN, FP rows, missed; cells chosen on std):\n")
+    print("| candidate | plain LOO | per-file-normalised choice | grid-smoothed choice |")
+    print("|---|---|---|---|")
+
+    def cellf(o: Outcome) -> str:
+        sc = o.score
+        return (
+            f"{sc['standard']:.1f} / {sc['reward_low_FP_rate']:.1f} / "
+            f"{sc['reward_low_FN_rate']:.1f}, {o.fp_rows} FP, {o.missed} missed"
+        )
+
+    for fam, lo, no, so in stable_rows:
+        print(f"| {fam.name} | {cellf(lo)} | {cellf(no)} | {cellf(so)} |")
+    print()
     print("\n\n".join(details))
     return 0
 

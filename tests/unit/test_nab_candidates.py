@@ -1,5 +1,6 @@
 """bench/nab_candidates.py: the candidate detectors are deterministic and online, the
-vectorised alerter matches the online one, and leave-one-out never reads the held-out file."""
+vectorised alerter and combination match the online ones, and leave-one-out (plain,
+per-file-normalised, grid-smoothed) never reads the held-out file."""
 
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ def _series(n: int = 1500, seed: int = 7) -> list[float]:
     return [float(v) for v in x]
 
 
+_COMBO: dict[str, Any] = {
+    "scales": (3, 6),
+    "history": 288,
+    "hazard": 300.0,
+    "max_run": 100,
+    "bocpd_threshold": 0.5,
+    "cooldown": 24,
+}
+
 DETECTORS: dict[str, Any] = {
     "ensemble": lambda: nc.RobustMultiScale(scales=(3, 6), history=288, threshold=5, cooldown=24),
     "ensemble-vote-log": lambda: nc.RobustMultiScale(
@@ -50,6 +60,11 @@ DETECTORS: dict[str, Any] = {
     "art": lambda: nc.FuzzyARTDetector(bucket=3, rho=0.8, max_categories=16, cooldown=24),
     "record": lambda: nc.RecordMultiScale(
         horizon=288, ratio=1.0, threshold=4, cooldown=24, scales=(3, 6), history=288
+    ),
+    "combo-or": lambda: nc.EnsembleOrBOCPD(**_COMBO),
+    "combo-z": lambda: nc.EnsembleOrBOCPD(**_COMBO, confirm="z", confirm_at=2.0),
+    "combo-seasonal": lambda: nc.EnsembleOrBOCPD(
+        **_COMBO, confirm="seasonal", confirm_at=1.5, seasons=1
     ),
 }
 
@@ -111,3 +126,90 @@ def test_leave_one_out_never_reads_the_held_out_file() -> None:
         poisoned = table.copy()
         poisoned[:, f] = [-100.0, 100.0, 1000.0]
         assert nc.leave_one_out(poisoned)[f] == picks[f]
+
+
+def test_combination_sees_the_burst_and_the_level_shift() -> None:
+    values = _series()
+    fired = [i for i, d in enumerate(_decisions(DETECTORS["combo-or"], values)) if d]
+    assert any(700 <= i < 712 for i in fired)
+    assert any(1100 <= i < 1130 for i in fired)
+
+
+def test_combination_online_matches_the_vectorised_grid_path() -> None:
+    """The grid scores cached parts with ``combined_trigger`` and ``alert_openings``;
+    the online object must open the same alerts."""
+    values = _series()
+    for confirm, at in (("none", 0.0), ("z", 2.0), ("seasonal", 1.5)):
+        params = {**_COMBO, "confirm": confirm, "confirm_at": at, "seasons": 1}
+        det = nc.EnsembleOrBOCPD(**params)
+        parts = np.array([det.parts(v) for v in values])
+        trig = nc.combined_trigger(parts[:, 0], parts[:, 1], parts[:, 2], 5.0, 0.5, confirm, at)
+        online = [
+            i
+            for i, d in enumerate(_decisions(lambda p=params: nc.EnsembleOrBOCPD(**p), values))
+            if d
+        ]
+        assert online == nc.alert_openings(trig, 0.5, 24).tolist()
+        assert online  # the synthetic burst is seen by every variant
+
+
+def test_combined_trigger() -> None:
+    nan = float("nan")
+    z = np.array([6.0, 1.0, 2.5, 2.5, nan, 2.5])
+    b = np.array([0.0, 0.9, 0.9, 0.4, 0.9, nan])
+    s = np.array([nan, 1.0, 1.0, 3.0, 3.0, 3.0])
+    assert nc.combined_trigger(z, b, s, 5.0, 0.5, "none", 0.0).tolist() == [1, 1, 1, 0, 1, 0]
+    assert nc.combined_trigger(z, b, s, 5.0, 0.5, "z", 2.0).tolist() == [1, 0, 1, 0, 0, 0]
+    assert nc.combined_trigger(z, b, s, 5.0, 0.5, "seasonal", 2.0).tolist() == [1, 0, 0, 0, 1, 0]
+    assert float(nc.combined_trigger(6.0, nan, nan, 5.0, 0.5, "z", 2.0)) == 1.0
+    with pytest.raises(ValueError, match="confirm must be one of"):
+        nc.combined_trigger(z, b, s, 5.0, 0.5, "record", 2.0)
+
+
+def test_seasonal_ratio() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.poisson(20, size=3 * 288).astype(float)
+    ratio = nc.SeasonalRatio(window=6, seasons=2)
+    out = [ratio.step(float(v)) for v in x]
+    first = 2 * 288 + 6 - 1  # the first row with 2 days and a window before it
+    assert all(np.isnan(out[:first]))
+    for t in (first, first + 1, 700, len(x) - 1):
+        current = x[t - 5 : t + 1].sum()
+        past = (x[t - 288 - 5 : t - 288 + 1].sum() + x[t - 576 - 5 : t - 576 + 1].sum()) / 2
+        assert out[t] == pytest.approx(current / max(past, 1.0))
+
+
+def test_normalise_per_file() -> None:
+    table = np.array([[-4.0, -2.0, 2.0], [4.0, 0.0, -1.0]])
+    profile = nc.Profile(tp=1.0, fp=0.11, fn=1.0)
+    norm = nc.normalise_per_file(table, [4, 2, 2], profile)
+    # null (every window missed) → 0, perfect (every window at its start) → 1
+    assert norm.tolist() == [[0.0, 0.0, 1.0], [1.0, 0.5, 0.25]]
+
+
+def test_grid_neighbours() -> None:
+    params = [
+        {"t": t, "x": x, "y": y} for t in ("a", "b") for x in (1.0, 2.0, 3.0) for y in (10, 20)
+    ]
+    nb = nc.grid_neighbours(params)
+    at = {(p["t"], p["x"], p["y"]): c for c, p in enumerate(params)}
+    mid = at[("a", 2.0, 10)]
+    assert sorted(nb[mid]) == sorted(
+        [mid, at[("a", 1.0, 10)], at[("a", 3.0, 10)], at[("a", 2.0, 20)]]
+    )
+    corner = at[("b", 1.0, 20)]
+    assert sorted(nb[corner]) == sorted([corner, at[("b", 2.0, 20)], at[("b", 1.0, 10)]])
+
+
+def test_smoothed_leave_one_out_prefers_a_plateau_and_never_reads_the_held_out_file() -> None:
+    # cells on a line x = 0..4; cell 1 is an isolated peak, cells 3-4 a plateau
+    params = [{"x": float(x)} for x in range(5)]
+    nb = nc.grid_neighbours(params)
+    table = np.array([[0.0] * 3, [5.0] * 3, [0.0] * 3, [3.0] * 3, [3.0] * 3])
+    assert nc.leave_one_out(table) == [1, 1, 1]
+    picks = nc.leave_one_out_smoothed(table, nb)
+    assert picks == [4, 4, 4]
+    for f in range(3):
+        poisoned = table.copy()
+        poisoned[:, f] = [1000.0, -100.0, 50.0, -7.0, 0.0]
+        assert nc.leave_one_out_smoothed(poisoned, nb)[f] == picks[f]
