@@ -805,7 +805,13 @@ def replay_mentions(
     try:
         # no condition gauges to keep: keys that cannot move wait for their brand's next mention
         processor = Processor(
-            run_config, store, Metrics(), stage=stage, readings=False, explain=False
+            run_config,
+            store,
+            Metrics(),
+            stage=stage,
+            readings=False,
+            explain=False,
+            persist_windows=False,
         )
         with heap.settled():  # the models and the rules are loaded: they live as long as the run
             if every_step:

@@ -317,16 +317,20 @@ class Processor:
         readings: bool = True,
         holds_state: bool = True,
         explain: bool = True,
+        persist_windows: bool = True,
     ) -> None:
         """``stage``: the Ingest stage to run (default: built from ``config``, with
         ``scorer`` overriding ``scoring.sentiment``); give one or the other. ``explain``:
         whether alerts carry the spike explanation (a backtest, which sends no alert,
-        explains its changes once at the end)."""
+        explains its changes once at the end). ``persist_windows``: whether the window
+        buckets that change are written to the store (a backtest's store is thrown away:
+        encoding every bucket for it was a tenth of a replay)."""
         if stage is not None and scorer is not None:
             raise TypeError("Processor: pass a stage or a scorer, not both")
         self.store = store
         self.metrics = metrics
         self.drill = drill
+        self.persist_windows = persist_windows
         self.holds_state = holds_state
         """Whether the store is the home of the Evaluate state (window buckets, engine and
         notification state, quiet periods, released brands) and of the outbox embedded
@@ -626,7 +630,7 @@ class Processor:
             writes[-1] = replace(
                 last,
                 cursor=(source, cursor) if cursor is not None else None,
-                buckets=self.windows.drain_dirty(),
+                buckets=self._changed_buckets(),
             )
             try:
                 self.store.write_ingest(*writes)
@@ -644,6 +648,14 @@ class Processor:
             )
             self.metrics.mentions_new.labels(source=source).inc(sum(r.new for r in results))
             return results
+
+    def _changed_buckets(self) -> list[BucketRow]:
+        """The rows of the window buckets changed since the last call, to write (none when
+        the windows are not persisted)."""
+        if self.persist_windows:
+            return self.windows.drain_dirty()
+        self.windows.discard_dirty()
+        return []
 
     def count_scored(
         self, brand: str, scored: Sequence[ScoredMention], now: datetime, *, backfill: bool = False
@@ -873,7 +885,7 @@ class Processor:
         notify, notices, alerts = self._notify(events, now, only)
         pruned, prune_brands = self._prune(now, epoch, only)
         cutoff = int((now - self.windows.retention).timestamp()) if pruned else None
-        changed = self.windows.drain_dirty()
+        changed = self._changed_buckets()
         try:
             self.store.write_evaluate(
                 EvaluateWrite(

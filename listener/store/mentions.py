@@ -116,6 +116,16 @@ def reach_of(scored: ScoredMention) -> float:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _data_json(data: dict[str, Any]) -> str:
+    """``data`` as JSON; the usual cases (the text alone, or the text and its language) are
+    put together as strings: the same JSON, faster."""
+    if len(data) == 1:
+        return '{"text":' + _dumps(data["text"]) + "}"
+    if len(data) == 2 and "language" in data:
+        return '{"text":' + _dumps(data["text"]) + ',"language":' + _dumps(data["language"]) + "}"
+    return _dumps(data)
+
+
 def mention_row(s: ScoredMention, collected_at: float) -> MentionRow:
     """The ``mentions`` row of a scored mention (by hand: no ``dataclasses.asdict``; the
     usual mention, a text and a handle, takes the shortest path)."""
@@ -178,8 +188,7 @@ def mention_row(s: ScoredMention, collected_at: float) -> MentionRow:
         s.sentiment.label,
         s.sentiment.compound,
         s.reach,
-        # the text alone (the usual case) is encoded as a string: the same JSON, faster
-        '{"text":' + _dumps(m.text) + "}" if len(data) == 1 else _dumps(data),
+        _data_json(data),
         f"{m.source}:{handle}" if handle else None,
         _dumps(tags) if tags else "{}",
     )

@@ -432,3 +432,42 @@ def test_a_quiet_replay_skips_its_quiet_steps() -> None:
         result = replay_mentions(records, config, scorer=_Words())
     assert result.changes == []
     assert len(calls.at) < 10  # of 1,381 steps
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules=st.lists(RULE, min_size=1, max_size=2), mentions=MENTIONS)
+def test_a_replay_decides_the_same_without_writing_its_window_buckets(
+    rules: list[dict[str, Any]], mentions: list[tuple[int, int, int, str, str, int, str]]
+) -> None:
+    """A backtest does not encode and write the window buckets to its throwaway store
+    (``persist_windows=False``); its changes are those of a replay that writes them."""
+    from listener.processor import Processor
+
+    config = _config(rules, False)
+    records = _records(mentions)
+    written: list[int] = []
+    write = Store.write_ingest
+
+    def counting(store: Store, *writes: Any) -> None:
+        written.extend(len(w.buckets) for w in writes)
+        write(store, *writes)
+
+    with mock.patch.object(Store, "write_ingest", counting):
+        lean = replay_mentions(records, config, scorer=_Words())
+    assert written
+    assert not any(written)
+
+    init = Processor.__init__
+
+    def persisting(self: Processor, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, "persist_windows": True})
+
+    written.clear()
+    with (
+        mock.patch.object(Processor, "__init__", persisting),
+        mock.patch.object(Store, "write_ingest", counting),
+    ):
+        kept = replay_mentions(records, config, scorer=_Words())
+    if kept.changes:  # something was counted: the persisting replay wrote its buckets
+        assert any(written)
+    assert [c.to_dict() for c in lean.changes] == [c.to_dict() for c in kept.changes]

@@ -371,3 +371,43 @@ def test_unscored_mentions_count_in_volume_not_as_negative_and_are_metered(
         ]
     finally:
         store.close()
+
+
+def test_a_mention_in_a_language_keeps_every_other_field() -> None:
+    """``in_language`` builds the mention field by field: it must copy every field there is
+    (a field added to Mention and forgotten there fails here)."""
+    from dataclasses import fields, replace
+
+    from listener.model import Engagement
+
+    full = Mention(
+        source="s",
+        id="1",
+        text="t",
+        created_at=T0,
+        url="https://x.test/1",
+        author=Author(handle="h", display_name="H", followers=3),
+        language="de",
+        engagement=Engagement(likes=1, reposts=2),
+        is_repost=True,
+        reposted_id="0",
+        title="T",
+    )
+    assert {f.name for f in fields(Mention)} == set(Mention.__slots__)
+    assert full.in_language("fr") == replace(full, language="fr")
+    assert full.in_language(None).language is None
+
+
+def test_a_stored_mention_with_its_language_is_the_same_json() -> None:
+    import json
+
+    from listener.store.mentions import _data_json
+
+    cases = [
+        {"text": 'a "quoted" é\n'},
+        {"text": "x", "language": "fr"},
+        {"text": "x", "url": "u"},
+        {"text": "x", "language": "en", "title": "t"},
+    ]
+    for data in cases:
+        assert _data_json(data) == json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from listener.model import Author, Engagement, Mention
-from listener.scoring.reach import reach_score
+from listener.scoring.reach import WEIGHTS, reach_score
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -41,3 +43,28 @@ def test_reach_score(m: Mention, expected: float) -> None:
 def test_amplification_outweighs_likes() -> None:
     """A post reposted 10 times reaches further than one liked 10 times."""
     assert reach_score(mention(reposts=10)) > reach_score(mention(likes=10))
+
+
+_COUNT = st.none() | st.integers(min_value=-5, max_value=10**9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    followers=_COUNT,
+    counts=st.fixed_dictionaries(dict.fromkeys(WEIGHTS, _COUNT)),
+)
+def test_reach_is_the_weighted_sum_of_the_signals(
+    followers: int | None, counts: dict[str, int | None]
+) -> None:
+    """The spelled-out score equals the definition: followers plus each signal times its
+    weight (negatives and missing signals count 0), at least 1."""
+    m = Mention(
+        source="s",
+        id="1",
+        text="t",
+        created_at=T0,
+        author=Author(followers=followers),
+        engagement=Engagement(**counts),
+    )
+    engaged = sum(WEIGHTS[name] * max(0, counts[name] or 0) for name in WEIGHTS)
+    assert reach_score(m) == max(1.0, float(max(0, followers or 0)) + engaged)
