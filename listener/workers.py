@@ -35,39 +35,47 @@ class SourceThreads:
     """Runs each source's blocking poll in a thread of its own, one at a time per source."""
 
     def __init__(self) -> None:
-        self._threads: dict[str, threading.Thread] = {}
+        self._polls: dict[str, threading.Event] = {}
+        """Each source's last poll: set once its function has returned (its thread may
+        still be handing the outcome over, which is not a poll running)."""
 
     def busy(self, source: str) -> bool:
         """True while the last poll of ``source`` is still running (stuck or not)."""
-        thread = self._threads.get(source)
-        return thread is not None and thread.is_alive()
+        finished = self._polls.get(source)
+        return finished is not None and not finished.is_set()
 
     def running(self) -> int:
-        """How many poll threads are alive now (stuck ones included)."""
-        return sum(t.is_alive() for t in self._threads.values())
+        """How many polls are running now (stuck ones included)."""
+        return sum(not finished.is_set() for finished in self._polls.values())
 
     async def run(self, source: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a new daemon thread, with the caller's context variables.
 
         Cancelling the await (``asyncio.wait_for``) abandons the thread, which keeps
-        :meth:`busy` true until it returns. Raises RuntimeError when ``source`` is busy.
+        :meth:`busy` true until ``fn`` returns. Raises RuntimeError when ``source`` is
+        busy. The poll counts as finished when ``fn`` returns, before its thread hands the
+        outcome to the loop and ends: a caller that awaited it may start the next poll at
+        once (checking the thread itself raced with its last few instructions).
         """
         if self.busy(source):
             raise RuntimeError(f"a poll of {source!r} is still running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         context = contextvars.copy_context()
+        finished = threading.Event()
 
         def work() -> None:
             try:
                 outcome: tuple[bool, Any] = (True, context.run(fn, *args))
             except Exception as exc:
                 outcome = (False, exc)
+            finally:  # even on a BaseException, which ends the thread
+                finished.set()
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(_settle, future, *outcome)
 
         thread = threading.Thread(target=work, name=f"poll:{source}", daemon=True)
-        self._threads[source] = thread
+        self._polls[source] = finished
         thread.start()
         return await future
 
