@@ -289,3 +289,28 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
         timeout=120,
         cwd=REPO,
     )
+
+
+async def test_a_server_error_backs_the_poll_job_off_and_the_next_poll_collects(
+    store: FakeAppStore, tmp_path: Path
+) -> None:
+    """Through the daemon's poll job: a 500 is one ``poll_failed`` line, counted as
+    ``unavailable``; the source backs off, and the poll after the backoff reads the
+    reviews and moves the cursor."""
+    from structlog.testing import capture_logs
+
+    from tests.support.poll_job import poll_job
+
+    cfg = config(store)
+    store.add(APP, "us", "Acme crashes", "The Acme app crashes on launch", rating=1,
+              updated=NOW - timedelta(minutes=5))  # fmt: skip
+    store.fail("server_error")
+    with poll_job(tmp_path, "reviews", AppStoreCollector("reviews", cfg), cfg, NOW) as job:
+        with capture_logs() as logs:
+            await job.pipeline.poll("reviews")  # raises nothing
+        health = job.failed_once("reviews", logs, "unavailable", NOW)
+        assert health.backoff_until is not None
+        job.clock.set(health.backoff_until)
+        await job.pipeline.poll("reviews")
+        job.collected("reviews")
+        assert job.pipeline.cursors["reviews"]["countries"]

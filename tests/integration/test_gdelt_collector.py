@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -14,11 +13,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from listener.clock import ManualClock
 from listener.collectors import build_collector
 from listener.collectors.base import Cursor, PollResult
 from listener.collectors.gdelt import GdeltCollector, article_mention, build_query
-from listener.config.load import load_config_text
 from listener.config.schema import BrandConfig, GdeltSourceConfig
 from listener.errors import (
     MalformedResponse,
@@ -26,13 +23,9 @@ from listener.errors import (
     SourceRejected,
     SourceUnavailable,
 )
-from listener.metrics import Metrics
 from listener.model import Author
-from listener.pipeline import Pipeline, SourceHealth
-from listener.processor import Processor
-from listener.settings import Settings
-from listener.store import Store
 from tests.support.fake_social import GDELT_RATE_TEXT, GDELT_SHORT_TEXT, FakeGdelt
+from tests.support.poll_job import poll_job
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 BATCH = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
@@ -349,46 +342,19 @@ async def test_a_refused_query_is_logged_once_counted_and_backed_off(
 ) -> None:
     """Through the daemon's poll job: the refusal is one ``poll_failed`` line, counted as
     ``rejected``; the source backs off, and the poll after the backoff collects."""
-    rules = "brands:\n  - name: Acme\nsources: {}\nrules: []\nsinks:\n  c: {type: console}\n"
     cfg = config(gdelt)
-    store = Store.open(tmp_path / "s.db")
-    metrics = Metrics()
-    processor = Processor(load_config_text(rules, "rules.yaml", {}), store, metrics)
-    settings = Settings.from_env({"LISTENER_STATE": str(tmp_path / "s.db")})
-    clock = ManualClock(NOW)
-    pipeline = Pipeline(settings, store, processor, metrics, clock)
-    collector = GdeltCollector("news", cfg, [ACME])
-    pipeline.collectors = {"news": collector}
-    pipeline.source_configs = {"news": cfg}
-    pipeline.health = {"news": SourceHealth(NOW)}
     gdelt.refuse("Your search contained an invalid character.")
     gdelt.add("Acme recalls kettles", seen_at=BATCH)
-    try:
+    with poll_job(tmp_path, "news", GdeltCollector("news", cfg, [ACME]), cfg, NOW) as job:
         with capture_logs() as logs:
-            await pipeline.poll("news")  # raises nothing
-        health = pipeline.health["news"]
-        assert health.status == "error"
-        assert health.backoff_until is not None
-        assert health.backoff_until > NOW
-        failed = [e for e in logs if e["event"] == "poll_failed"]
-        assert [e["error_type"] for e in failed] == ["rejected"]
-        errors = metrics.registry.get_sample_value(
-            "listener_errors_total", {"stage": "collect", "error_type": "rejected"}
-        )
-        assert errors == 1
-        await pipeline.poll("news")  # still backing off: nothing is asked
+            await job.pipeline.poll("news")  # raises nothing
+        health = job.failed_once("news", logs, "rejected", NOW)
+        await job.pipeline.poll("news")  # still backing off: nothing is asked
         assert len(gdelt.requests) == 1
-        clock.set(health.backoff_until)
-        for _ in range(500):  # the first poll's thread may not have ended quite yet
-            if not pipeline.threads.busy("news"):
-                break
-            await asyncio.sleep(0.01)
-        await pipeline.poll("news")
-        assert pipeline.health["news"].status == "ok", pipeline.health["news"].last_error
-        assert pipeline.cursors["news"]["since"] == int(BATCH.timestamp())
-    finally:
-        collector.close()
-        store.close()
+        job.clock.set(health.backoff_until)
+        await job.pipeline.poll("news")  # the first poll finished when it returned
+        job.collected("news")
+        assert job.pipeline.cursors["news"]["since"] == int(BATCH.timestamp())
 
 
 def test_listener_check_names_the_file_and_line_of_a_bad_gdelt_source(tmp_path: Path) -> None:

@@ -325,3 +325,35 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
         timeout=120,
         cwd=REPO,
     )
+
+
+async def test_a_spent_quota_backs_the_poll_job_off_for_the_hour_and_hides_the_key(
+    youtube: FakeYouTube, tmp_path: Path
+) -> None:
+    """Through the daemon's poll job: a spent quota is one ``poll_failed`` line, counted as
+    ``rate_limited``, the key in no log line or health message; the source waits the quota
+    hour, asks nothing meanwhile, and the poll after it collects."""
+    from structlog.testing import capture_logs
+
+    from tests.support.poll_job import poll_job
+
+    cfg = config(youtube)
+    youtube.add("Acme broke my phone", video=VIDEO_A, published_at=NOW - timedelta(minutes=5))
+    youtube.exhaust()
+    with poll_job(tmp_path, "yt", YouTubeCollector("yt", cfg), cfg, NOW) as job:
+        with capture_logs() as logs:
+            await job.pipeline.poll("yt")  # raises nothing
+        health = job.failed_once("yt", logs, "rate_limited", NOW)
+        assert health.backoff_until is not None
+        assert health.backoff_until >= NOW + timedelta(seconds=QUOTA_WAIT)
+        assert KEY not in str(health.last_error)
+        assert all(KEY not in str(e) for e in logs)
+        asked = len(youtube.requests)
+        job.clock.set(NOW + timedelta(minutes=30))
+        await job.pipeline.poll("yt")  # still waiting: nothing is asked
+        assert len(youtube.requests) == asked
+        youtube.replenish()
+        job.clock.set(health.backoff_until)
+        await job.pipeline.poll("yt")
+        job.collected("yt")
+        assert job.pipeline.cursors["yt"]["streams"]

@@ -133,6 +133,11 @@ class FakeYouTube(_Fake):
         with self._lock:
             self._exhausted = True
 
+    def replenish(self) -> None:
+        """The quota is back (a new day): requests are answered again."""
+        with self._lock:
+            self._exhausted = False
+
     def _error(self, status: int, message: str) -> _Answer:
         reason = {429: "rateLimitExceeded", 500: "backendError"}.get(status, "unknown")
         return google_error(status, reason, message)
