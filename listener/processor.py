@@ -734,17 +734,14 @@ class Processor:
         compounds: dict[str, list[float]] = {}
         unscored: Counter[str] = Counter()
         for s in scored:
-            if not s.brands:
-                continue
             label = s.sentiment.label
-            if label == "unscored":
+            scored_one = label != "unscored"  # an unscored one has no compound to observe
+            if not scored_one and s.brands:
                 unscored[s.mention.language or "unknown"] += 1
-                for brand in s.brands:
-                    per_pair[brand, label] += 1
-                continue
             for brand in s.brands:
                 per_pair[brand, label] += 1
-                compounds.setdefault(brand, []).append(s.sentiment.compound)
+                if scored_one:
+                    compounds.setdefault(brand, []).append(s.sentiment.compound)
         metrics, histograms = self.metrics, self._sentiment_series
         for language, n in unscored.items():
             metrics.unscored.labels(language=language).inc(n)
