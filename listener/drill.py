@@ -337,8 +337,10 @@ async def run_drill(
         )
         # the quiet baseline must be long enough for every rule to warm up
         history = max_lookback(processor.rules) + timedelta(minutes=30)
-        # ... and the quiet end long enough for every incident to resolve
-        settle = max((r.resolve_after for r in config.rules), default=timedelta(0))
+        # ... and the quiet end long enough for every incident to resolve: a level's
+        # `when` may hold until its longest window has passed the crisis, then
+        # resolve_after must pass
+        settle = max((r.resolve_after + r.window for r in processor.rules), default=timedelta(0))
         settle += timedelta(minutes=60)
         script = Scenario(
             chosen,

@@ -945,7 +945,7 @@ class Processor:
         due_rows = np.flatnonzero(plan.due)
         engine_rows, engine_still, screen = due_rows, none, None
         if tick.table is not None and len(due_rows):
-            screen = screen_rule(rule, tick.table, tick.table_row[due_rows])
+            screen = screen_rule(rule, tick.table, tick.table_row[due_rows], readings=self.readings)
             resting = plan.resting[due_rows]
             # a resting key that surely stays still: checking it changes nothing
             engine_rows = due_rows[~(screen.still & resting)]

@@ -41,6 +41,8 @@ _THRESHOLDS: dict[str, tuple[str, bool]] = {
     "spike": ("ratio", True),
     "zscore": ("threshold", True),
     "seasonal": ("ratio", True),
+    "seasonal_zscore": ("threshold", True),
+    "anomaly": ("threshold", True),
     "ramp": ("growth", True),
     "mean_sentiment": ("below", False),
 }

@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from listener.config.duration import Duration
+from listener.config.duration import Duration, format_duration
 from listener.langcodes import normal_language
 
 Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -719,6 +719,16 @@ FilterValue = Annotated[str, Field(min_length=1)]
 SEASONAL_PERIODS = (timedelta(days=1), timedelta(days=7))
 
 
+def _seasonal_period(value: timedelta) -> timedelta:
+    if value not in SEASONAL_PERIODS:
+        raise ValueError("period must be 1d or 7d")
+    return value
+
+
+SeasonalPeriod = Annotated[Duration, AfterValidator(_seasonal_period)]
+"""A seasonal comparison's period: a day or a week."""
+
+
 class SeriesFilters(Strict):
     """Optional filters of a condition's series: only mentions tagged with ``category``,
     from the source named ``source``, in ``language`` (all given filters must match)."""
@@ -801,10 +811,103 @@ class ZScoreCondition(SeriesFilters):
     threshold: Annotated[float, Field(gt=0)] = 3.0
     direction: Direction = "up"
     min_volume: Annotated[int, Field(ge=1)] = 10
-    min_deviation: Annotated[float, Field(gt=0)] = 1.0
+    min_deviation: Annotated[float, Field(gt=0)] | Literal["poisson"] = 1.0
     transform: ZTransform = "none"
     center: ZCenter = "mean"
     warmup: bool = True
+
+
+class SeasonalZScoreCondition(SeriesFilters):
+    """Holds when ``metric`` in the last ``window``, as a ratio to the same window one
+    ``period`` earlier (averaged over ``seasons`` periods), is ``threshold`` robust
+    deviations above (``up``) or below (``down``) the same ratio in the ``history``
+    windows before it: a rise is measured against the time of day (or week), and its
+    size against how much that ratio usually varies. Log scale, median and MAD × 1.4826;
+    the deviation is floored at the counting noise of the seasonal baseline. Up: the
+    window must hold at least ``min_volume``; down: the seasonal baseline must. With
+    ``warmup`` the condition does not hold before the brand has ``(history + 1) × window
+    + seasons × period`` of history.
+    """
+
+    type: Literal["seasonal_zscore"]
+    metric: Metric = "negative"
+    window: PositiveDuration
+    period: SeasonalPeriod = timedelta(days=1)
+    seasons: Annotated[int, Field(ge=1, le=8)] = 3
+    history: Annotated[int, Field(ge=2, le=1000)] = 48
+    threshold: Annotated[float, Field(gt=0)] = 7.0
+    direction: Direction = "up"
+    min_volume: Annotated[int, Field(ge=1)] = 10
+    warmup: bool = True
+
+    @model_validator(mode="after")
+    def _window_within_period(self) -> SeasonalZScoreCondition:
+        if self.window > self.period:
+            raise ValueError("window must not be longer than period")
+        return self
+
+
+class AnomalySeasonal(Strict):
+    """The time-of-day part of ``type: anomaly`` (a ``seasonal_zscore``)."""
+
+    window: PositiveDuration = timedelta(minutes=30)
+    period: SeasonalPeriod = timedelta(days=1)
+    seasons: Annotated[int, Field(ge=1, le=8)] = 3
+    history: PositiveDuration = timedelta(days=1)
+    threshold: Annotated[float, Field(gt=0)] = 7.0
+
+    @model_validator(mode="after")
+    def _shape(self) -> AnomalySeasonal:
+        if self.window > self.period:
+            raise ValueError("window must not be longer than period")
+        _windows_in(self.history, self.window, "seasonal.history")
+        return self
+
+
+def _windows_in(history: timedelta, window: timedelta, name: str) -> int:
+    """How many ``window``s make ``history``: a whole number from 2 to 1000, else a
+    ValueError naming ``name``."""
+    count, rest = divmod(history, window)
+    if rest or not 2 <= count <= 1000:
+        raise ValueError(
+            f"{name} ({format_duration(history)}) must be 2 to 1000 whole windows of "
+            f"{format_duration(window)}"
+        )
+    return count
+
+
+class AnomalyCondition(SeriesFilters):
+    """The volume anomaly detector (docs/rules.md, docs/backtest.md): holds when any of
+    ``windows`` is ``threshold`` robust deviations above its own ``history`` (a
+    ``zscore`` with ``transform: log``, ``center: median`` and ``min_deviation:
+    poisson`` per window), or when the ``seasonal`` part holds (a ``seasonal_zscore``;
+    ``seasonal: null`` leaves it out). A window counts only with at least
+    ``min_volume_per_hour`` × its length mentions.
+    """
+
+    type: Literal["anomaly"]
+    metric: Metric = "negative"
+    windows: Annotated[list[PositiveDuration], Field(min_length=1, max_length=8)] = Field(
+        default_factory=lambda: [
+            timedelta(minutes=15),
+            timedelta(minutes=30),
+            timedelta(hours=1),
+            timedelta(hours=2),
+        ]
+    )
+    history: PositiveDuration = timedelta(days=3)
+    threshold: Annotated[float, Field(gt=0)] = 5.0
+    min_volume_per_hour: Annotated[float, Field(gt=0)] = 20.0
+    seasonal: AnomalySeasonal | None = Field(default_factory=AnomalySeasonal)
+    warmup: bool = True
+
+    @model_validator(mode="after")
+    def _shape(self) -> AnomalyCondition:
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError("windows must be different")
+        for window in self.windows:
+            _windows_in(self.history, window, "history")
+        return self
 
 
 class SeasonalCondition(SeriesFilters):
@@ -818,20 +921,13 @@ class SeasonalCondition(SeriesFilters):
     type: Literal["seasonal"]
     metric: Metric = "negative"
     window: PositiveDuration
-    period: Duration = timedelta(days=7)
+    period: SeasonalPeriod = timedelta(days=7)
     seasons: Annotated[int, Field(ge=1, le=8)] = 1
     ratio: Annotated[float, Field(gt=1)] = 3.0
     direction: Direction = "up"
     min_volume: Annotated[int, Field(ge=1)] = 10
     min_baseline: Annotated[float, Field(gt=0)] = 1.0
     warmup: bool = True
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: timedelta) -> timedelta:
-        if value not in SEASONAL_PERIODS:
-            raise ValueError("period must be 1d or 7d")
-        return value
 
     @model_validator(mode="after")
     def _window_within_period(self) -> SeasonalCondition:
@@ -884,6 +980,8 @@ ConditionConfig = Annotated[
     | MeanSentimentCondition
     | ZScoreCondition
     | SeasonalCondition
+    | SeasonalZScoreCondition
+    | AnomalyCondition
     | RampCondition
     | AllCondition
     | AnyCondition

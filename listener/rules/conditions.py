@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Protocol, cast, runtime_checkable
+from typing import Literal, Protocol, cast, runtime_checkable
 
 from listener.config.duration import format_duration as _format_duration
 from listener.config.schema import (
     AllCondition,
+    AnomalyCondition,
     AnyCondition,
     ConditionConfig,
     Direction,
@@ -40,6 +41,7 @@ from listener.config.schema import (
     NotCondition,
     RampCondition,
     SeasonalCondition,
+    SeasonalZScoreCondition,
     ShareMetric,
     SpikeCondition,
     VolumeCondition,
@@ -53,6 +55,7 @@ from listener.registry import Registry
 __all__ = [
     "CONDITIONS",
     "All",
+    "Anomaly",
     "Any",
     "Check",
     "Condition",
@@ -63,16 +66,20 @@ __all__ = [
     "Not",
     "Ramp",
     "Seasonal",
+    "SeasonalZScore",
     "Spike",
     "StridedView",
     "Volume",
     "ZScore",
+    "anomaly_parts",
     "build_condition",
     "center_and_spread",
     "condition_leaves",
     "distinct_lookback",
     "lookback",
+    "poisson_deviation",
     "reads_distinct",
+    "rising_floor",
 ]
 
 
@@ -401,6 +408,18 @@ _TRANSFORMS: dict[ZTransform, tuple[Callable[[float], float], Callable[[float], 
 _SCALE_NAMES: dict[ZTransform, str] = {"none": "", "sqrt": " (sqrt scale)", "log": " (log scale)"}
 
 
+def poisson_deviation(middle: float, transform: ZTransform) -> float:
+    """The counting noise of a Poisson count whose centre is ``middle`` (on the
+    ``transform`` scale), on that scale: √count, 1 (Anscombe) or 1/√count (log), the
+    count floored at 1. ``min_deviation: poisson`` floors a z-score's deviation with it,
+    so a change within what counting alone explains is never significant."""
+    if transform == "sqrt":
+        return 1.0
+    if transform == "log":
+        return 1.0 / math.sqrt(max(math.expm1(middle), 1.0))
+    return math.sqrt(max(middle, 1.0))
+
+
 def center_and_spread(values: list[float], center: ZCenter) -> tuple[float, float]:
     """``(mean, population standard deviation)`` or ``(median, MAD × 1.4826)`` of a
     non-empty list."""
@@ -409,6 +428,48 @@ def center_and_spread(values: list[float], center: ZCenter) -> tuple[float, floa
         return mid, MAD_SCALE * statistics.median([abs(x - mid) for x in values])
     mean = sum(values) / len(values)
     return mean, math.sqrt(sum((x - mean) ** 2 for x in values) / len(values))
+
+
+@lru_cache(maxsize=256)
+def _least_rise(
+    transform: ZTransform, floor: float | Literal["poisson"], threshold: float
+) -> float:
+    """The least transformed value ``T(current)`` at which ``T(current) - m ≥ threshold ×
+    max(spread, floor(m))`` can hold for some centre ``m ≥ T(0)``: the minimum over m of
+    ``m + threshold × floor(m)`` (a lower bound, to rounding)."""
+    forward = _TRANSFORMS[transform][0]
+    lowest = forward(0.0)
+    if floor != "poisson":
+        return lowest + threshold * floor
+    if transform == "sqrt":
+        return lowest + threshold
+    if transform == "none":  # m + threshold × √max(m, 1) rises with m
+        return threshold
+    # log: m + threshold (m < log 2), else log(1 + u) + threshold / √u for u = e^m - 1 ≥ 1,
+    # least where 1 / (1 + u) = (threshold / 2) · u^(-3/2)
+    best = math.log(2.0) + threshold
+    if threshold > 1.0:  # the slope at u = 1, 1/2 - threshold/2, is negative
+        low, high = 1.0, 1e12
+        for _ in range(200):
+            mid = math.sqrt(low * high)
+            if 1.0 / (1.0 + mid) < (threshold / 2.0) * mid**-1.5:
+                low = mid
+            else:
+                high = mid
+        best = min(best, math.log1p(low) + threshold / math.sqrt(low))
+    return min(threshold, best)
+
+
+def rising_floor(leaf: ZScore) -> float:
+    """The least count of the current window at which the rising z-score ``leaf`` can
+    hold, whatever its history: its ``min_volume``, and the count whose transformed value
+    is ``threshold`` deviations above the lowest possible centre with its least possible
+    deviation (with ``transform: log`` and ``min_deviation: poisson``, threshold 5: 51.7
+    mentions). Slightly below the exact bound (relative 1e-9), so a count under it surely
+    does not hold."""
+    inverse = _TRANSFORMS[leaf.transform][1]
+    least = inverse(_least_rise(leaf.transform, leaf.min_deviation, leaf.threshold))
+    return max(float(leaf.min_volume), least * (1.0 - 1e-9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,8 +483,9 @@ class ZScore:
     3/8)``, on which Poisson counts have deviation ≈ 1 at any rate; ``log``: ``log(1 +
     x)``). The centre and ``deviation`` are the history's mean and (population) standard
     deviation, or with ``center: median`` its median and MAD × 1.4826; the deviation is
-    floored at ``min_deviation`` (on the transformed scale); ``z = (T(current) - centre)
-    / deviation``. The work per check is bounded by ``history`` (two sorts of it for the
+    floored at ``min_deviation`` (on the transformed scale; ``poisson``: at the counting
+    noise of the centre, :func:`poisson_deviation`); ``z = (T(current) - centre) /
+    deviation``. The work per check is bounded by ``history`` (two sorts of it for the
     median).
 
     * up: holds when ``current ≥ min_volume`` and ``z ≥ threshold``.
@@ -440,7 +502,7 @@ class ZScore:
     history: int
     threshold: float
     min_volume: int
-    min_deviation: float
+    min_deviation: float | Literal["poisson"]
     direction: Direction = "up"
     filters: Filters = NO_FILTERS
     warmup: bool = True
@@ -458,7 +520,10 @@ class ZScore:
         current = values[0]
         past = [forward(value) for value in values[1:]]
         middle, spread = center_and_spread(past, self.center)
-        deviation = max(spread, self.min_deviation)
+        floor = self.min_deviation
+        if floor == "poisson":
+            floor = poisson_deviation(middle, self.transform)
+        deviation = max(spread, floor)
         z = (forward(current) - middle) / deviation
         baseline = inverse(middle)
         plain = self.transform == "none"
@@ -551,6 +616,96 @@ class Seasonal:
             )
         check = Check(holds, facts)
         return _warm_up(check, view, brand, now, self.lookback) if self.warmup else check
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonalZScore:
+    """Holds when the window's ratio to the same time one ``period`` earlier is
+    ``threshold`` robust deviations above (up) or below (down) that ratio's usual value.
+
+    For k = 0 … ``history``: ``c_k`` = ``metric`` over ``[now - (k + 1) × window, now - k ×
+    window)``, ``b_k`` = the mean of the same window ``s × period`` earlier for s = 1 …
+    ``seasons``, and ``r_k = log(1 + c_k) - log(1 + b_k)``. The centre and deviation are
+    the median and MAD × 1.4826 of ``r_1 … r_history``, the deviation floored at the
+    counting noise of the baseline (``1/√b_0``, b_0 floored at 1); ``z = (r_0 - centre) /
+    deviation``. A daily rise is in the baseline, so what stands out is a window unusual
+    *for its time of day*, measured against how much that ratio varied over the last
+    ``history`` windows (after Hochenbaum, Vallis & Kejariwal 2017, arXiv:1704.07706:
+    seasonal adjustment, then a robust test; here online, one window at a time).
+
+    * up: holds when ``c_0 ≥ min_volume`` and ``z ≥ threshold``.
+    * down: holds when ``b_0 ≥ min_volume`` and ``z ≤ -threshold``.
+
+    Facts: the current value (threshold = the count needed or the most allowed; baseline
+    = the count its time of day and the usual ratio expect) and ``z``. With ``warmup``,
+    does not hold before the brand has ``(history + 1) × window + seasons × period`` of
+    history. The work per check is ``seasons + 1`` strided reads and two sorts of
+    ``history`` values.
+    """
+
+    metric: Metric
+    window: timedelta
+    period: timedelta
+    seasons: int
+    history: int
+    threshold: float
+    min_volume: int
+    direction: Direction = "up"
+    filters: Filters = NO_FILTERS
+    warmup: bool = True
+
+    @property
+    def lookback(self) -> timedelta:
+        return self.window * (self.history + 1) + self.period * self.seasons
+
+    def check(self, view: CountView, brand: str, now: datetime) -> Check:
+        metric, window, count = self.metric, self.window, self.history + 1
+        strided = self.filters.strided
+        current = strided(view, brand, metric, now, window, count)
+        earlier = [
+            strided(view, brand, metric, now - s * self.period, window, count)
+            for s in range(1, self.seasons + 1)
+        ]
+        seasons = float(self.seasons)
+        expected = [sum(column) / seasons for column in zip(*earlier, strict=True)]
+        ratios = [math.log1p(c) - math.log1p(b) for c, b in zip(current, expected, strict=True)]
+        middle, spread = center_and_spread(ratios[1:], "median")
+        seasonal = expected[0]
+        deviation = max(spread, 1.0 / math.sqrt(max(seasonal, 1.0)))
+        z = (ratios[0] - middle) / deviation
+        value = current[0]
+        base = math.log1p(seasonal)
+        baseline = math.expm1(base + middle)
+        name = _label(metric, window, self.filters)
+        z_name = (
+            f"robust z-score of {name} vs the same time "
+            f"{_earlier(self.period, self.seasons)} (log ratio), against the "
+            f"{self.history} × {format_duration(window)} before"
+        )
+        if self.direction == "up":
+            needed = max(
+                float(self.min_volume), math.expm1(base + middle + self.threshold * deviation)
+            )
+            holds = value >= self.min_volume and z >= self.threshold
+            facts = (
+                Fact(name, value, threshold=needed, baseline=baseline),
+                Fact(z_name, z, threshold=self.threshold),
+            )
+        else:
+            allowed = math.expm1(base + middle - self.threshold * deviation)
+            holds = seasonal >= self.min_volume and z <= -self.threshold
+            facts = (
+                Fact(name, value, threshold=allowed, baseline=baseline),
+                Fact(z_name, z, threshold=-self.threshold),
+            )
+        check = Check(holds, facts)
+        return _warm_up(check, view, brand, now, self.lookback) if self.warmup else check
+
+
+def _earlier(period: timedelta, seasons: int) -> str:
+    """``1d earlier`` or ``over the last 3 × 1d``."""
+    span = format_duration(period)
+    return f"{span} earlier" if seasons == 1 else f"over the last {seasons} × {span}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -766,6 +921,16 @@ class Any:
 
 
 @dataclass(frozen=True, slots=True)
+class Anomaly(Any):
+    """``type: anomaly``: an ``any`` of robust log-scale z-scores at several windows
+    (:class:`ZScore`, each against its own windows over the same history, floored at
+    the counting noise) and, optionally, a :class:`SeasonalZScore`. It is an
+    :class:`Any` in every respect (checks, facts, the screen, the replay timeline); only
+    the condition gauges' labels name it (``anomaly.0.zscore``). Built by
+    :func:`anomaly_parts` from :class:`~listener.config.schema.AnomalyCondition`."""
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     """Holds when the inner condition does not; facts of the inner condition.
 
@@ -794,7 +959,9 @@ _Filtered = (
     | MeanSentimentCondition
     | ZScoreCondition
     | SeasonalCondition
+    | SeasonalZScoreCondition
     | RampCondition
+    | AnomalyCondition
 )
 
 
@@ -831,6 +998,54 @@ def _not(config: NotCondition) -> Condition:
     return Not(build_condition(config.condition))
 
 
+def anomaly_parts(config: AnomalyCondition) -> tuple[Condition, ...]:
+    """The conditions ``type: anomaly`` is made of: a ``zscore`` per window (``transform:
+    log``, ``center: median``, ``min_deviation: poisson``, ``history`` / window windows,
+    ``min_volume`` = ``min_volume_per_hour`` × window, at least 1), then the
+    ``seasonal_zscore`` of ``seasonal`` (same ``min_volume`` rule) unless it is null."""
+    filters = _filters(config)
+    hour = timedelta(hours=1)
+
+    def least(window: timedelta) -> int:
+        return max(1, math.ceil(config.min_volume_per_hour * (window / hour) - 1e-9))
+
+    parts: list[Condition] = [
+        ZScore(
+            metric=config.metric,
+            window=window,
+            history=config.history // window,
+            threshold=config.threshold,
+            min_volume=least(window),
+            min_deviation="poisson",
+            filters=filters,
+            warmup=config.warmup,
+            transform="log",
+            center="median",
+        )
+        for window in config.windows
+    ]
+    seasonal = config.seasonal
+    if seasonal is not None:
+        parts.append(
+            SeasonalZScore(
+                metric=config.metric,
+                window=seasonal.window,
+                period=seasonal.period,
+                seasons=seasonal.seasons,
+                history=seasonal.history // seasonal.window,
+                threshold=seasonal.threshold,
+                min_volume=least(seasonal.window),
+                filters=filters,
+                warmup=config.warmup,
+            )
+        )
+    return tuple(parts)
+
+
+def _anomaly(config: AnomalyCondition) -> Condition:
+    return Anomaly(anomaly_parts(config))
+
+
 CONDITIONS: Registry[[], Condition] = Registry("condition")
 """Every condition type: config class → ``builder(config)``."""
 CONDITIONS.register(VolumeCondition, _leaf(Volume))
@@ -839,7 +1054,9 @@ CONDITIONS.register(NegativeShareCondition, _leaf(NegativeShare))
 CONDITIONS.register(MeanSentimentCondition, _leaf(MeanSentiment))
 CONDITIONS.register(ZScoreCondition, _leaf(ZScore))
 CONDITIONS.register(SeasonalCondition, _leaf(Seasonal))
+CONDITIONS.register(SeasonalZScoreCondition, _leaf(SeasonalZScore))
 CONDITIONS.register(RampCondition, _leaf(Ramp))
+CONDITIONS.register(AnomalyCondition, _anomaly)
 CONDITIONS.register(AllCondition, _all)
 CONDITIONS.register(AnyCondition, _any)
 CONDITIONS.register(NotCondition, _not)
@@ -858,6 +1075,7 @@ _LEAF_TYPES: dict[type, str] = {
     MeanSentiment: "mean_sentiment",
     ZScore: "zscore",
     Seasonal: "seasonal",
+    SeasonalZScore: "seasonal_zscore",
     Ramp: "ramp",
 }
 
@@ -868,7 +1086,13 @@ def condition_leaves(condition: Condition, path: str = "") -> Iterator[tuple[str
     types and positions only, so the label set is bounded by the config). The order is
     that of :attr:`Check.readings`."""
     if isinstance(condition, All | Any):
-        kind = "all" if isinstance(condition, All) else "any"
+        kind = (
+            "all"
+            if isinstance(condition, All)
+            else "anomaly"
+            if isinstance(condition, Anomaly)
+            else "any"
+        )
         for i, inner in enumerate(condition.conditions):
             yield from condition_leaves(inner, f"{path}{kind}.{i}.")
     elif isinstance(condition, Not):

@@ -46,13 +46,25 @@ from listener.rules.conditions import (
     Condition,
     NegativeShare,
     Not,
+    SeasonalZScore,
     Spike,
     Volume,
     ZScore,
+    rising_floor,
 )
 from listener.rules.engine import CompiledRule
 
-__all__ = ["Readings", "RuleScreen", "RunningReads", "Table", "screen_rule", "table_for"]
+__all__ = [
+    "Decision",
+    "Readings",
+    "RuleScreen",
+    "RunningReads",
+    "Table",
+    "screen_rule",
+    "seasonal_decision",
+    "table_for",
+    "zscore_decision",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -146,6 +158,8 @@ def _bulk(leaf: Condition) -> bool:
     """Whether the screen reads ``leaf`` in bulk: an unfiltered count of the kinds below."""
     if isinstance(leaf, Volume | Spike | ZScore):
         return leaf.metric in _COUNTS and leaf.filters == NO_FILTERS
+    if isinstance(leaf, SeasonalZScore):
+        return leaf.metric in _COUNTS and leaf.filters == NO_FILTERS
     if isinstance(leaf, NegativeShare):
         return leaf.metric == "negative" and leaf.filters == NO_FILTERS
     return False
@@ -155,7 +169,7 @@ def _measures(leaf: Condition) -> tuple[str, ...]:
     """The counts a bulk leaf reads."""
     if isinstance(leaf, NegativeShare):
         return ("total", leaf.metric)
-    if isinstance(leaf, Volume | Spike | ZScore):
+    if isinstance(leaf, Volume | Spike | ZScore | SeasonalZScore):
         return (leaf.metric,)
     return ()
 
@@ -166,6 +180,11 @@ def _offsets(leaf: Condition) -> tuple[int, ...]:
     ``VelocityWindows.value`` and ``strided`` work them out."""
     if isinstance(leaf, Volume | NegativeShare):
         return (leaf.window // _MICRO, 0)
+    if isinstance(leaf, SeasonalZScore):
+        width, period = leaf.window // _MICRO, leaf.period // _MICRO
+        return tuple(
+            s * period + k * width for s in range(leaf.seasons + 1) for k in range(leaf.history + 2)
+        )
     if isinstance(leaf, Spike):
         window = leaf.window // _MICRO
         return (window + leaf.baseline // _MICRO, window, 0)
@@ -253,30 +272,38 @@ def table_for(
     return Table(tuple(brands), now_us, positions, sums, first)
 
 
-def screen_rule(rule: CompiledRule, table: Table, rows: NDArray[np.intp]) -> RuleScreen:
-    """The screen of ``rule`` for the brands at ``rows`` of ``table``."""
+def screen_rule(
+    rule: CompiledRule, table: Table, rows: NDArray[np.intp], *, readings: bool = True
+) -> RuleScreen:
+    """The screen of ``rule`` for the brands at ``rows`` of ``table``; without
+    ``readings`` (no condition gauges to show) the z-score leaves have none and skip the
+    work only readings need."""
     still: Bools = np.ones(len(rows), dtype=np.bool_)
     sunk: Bools = np.ones(len(rows), dtype=np.bool_)
-    readings: list[tuple[Readings | None, ...]] = []
+    levels: list[tuple[Readings | None, ...]] = []
     for level in rule.levels:
         shown: list[Readings | None] = []
-        holds, sure, down = _tree(level.when, table, rows, shown)
+        holds, sure, down = _tree(level.when, table, rows, shown, readings)
         still &= sure & ~holds
         sunk &= down
-        readings.append(tuple(shown))
+        levels.append(tuple(shown))
     sunk &= still
-    return RuleScreen(rows, still, sunk, tuple(readings))
+    return RuleScreen(rows, still, sunk, tuple(levels))
 
 
 def _tree(
-    condition: Condition, table: Table, rows: NDArray[np.intp], shown: list[Readings | None]
+    condition: Condition,
+    table: Table,
+    rows: NDArray[np.intp],
+    shown: list[Readings | None],
+    readings: bool = True,
 ) -> tuple[Bools, Bools, Bools]:
     """``(holds, sure, sunk)`` of ``condition`` for the brands at ``rows``; appends each
     leaf's readings to ``shown`` in :func:`~listener.rules.conditions.condition_leaves`
     order. Sunk: surely does not hold, and cannot until a new mention (time alone only
     lowers the count that keeps it from holding)."""
     if isinstance(condition, All | Any):
-        parts = [_tree(inner, table, rows, shown) for inner in condition.conditions]
+        parts = [_tree(inner, table, rows, shown, readings) for inner in condition.conditions]
         holds_all = np.logical_and.reduce([h for h, _, _ in parts])
         sure_all = np.logical_and.reduce([s for _, s, _ in parts])
         if isinstance(condition, All):
@@ -289,12 +316,12 @@ def _tree(
         return holds_any, sure_all | decided, sunk
     nothing = np.zeros(len(rows), dtype=np.bool_)
     if isinstance(condition, Not):  # time lowering the inner count may make it hold
-        holds, sure, _ = _tree(condition.condition, table, rows, shown)
+        holds, sure, _ = _tree(condition.condition, table, rows, shown, readings)
         return ~holds, sure, nothing
     if not _bulk(condition):
         shown.append(None)
         return nothing, nothing, nothing
-    leaf = _LEAVES[type(condition)](condition, table, rows)
+    leaf = _LEAVES[type(condition)](condition, table, rows, readings)
     shown.append(leaf.readings)
     return leaf.holds, leaf.sure, leaf.sunk
 
@@ -317,7 +344,7 @@ def _all_sure(n: int) -> Bools:
     return np.ones(n, dtype=np.bool_)
 
 
-def _volume(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
+def _volume(leaf: Condition, table: Table, rows: NDArray[np.intp], _readings: bool) -> _Leaf:
     assert isinstance(leaf, Volume)
     current = _read(table, rows, leaf, leaf.metric, (0, 1))
     above = np.full(len(rows), float(leaf.above))
@@ -325,7 +352,7 @@ def _volume(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     return _Leaf(holds, _all_sure(len(rows)), ~holds, Readings(current, above, None))
 
 
-def _share(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
+def _share(leaf: Condition, table: Table, rows: NDArray[np.intp], _readings: bool) -> _Leaf:
     assert isinstance(leaf, NegativeShare)
     whole = _read(table, rows, leaf, "total", (0, 1))
     part = _read(table, rows, leaf, leaf.metric, (0, 1))
@@ -336,7 +363,7 @@ def _share(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
     return _Leaf(holds, _all_sure(len(rows)), sunk, Readings(share, above, None))
 
 
-def _spike(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
+def _spike(leaf: Condition, table: Table, rows: NDArray[np.intp], _readings: bool) -> _Leaf:
     assert isinstance(leaf, Spike)
     current = _read(table, rows, leaf, leaf.metric, (1, 2))
     before = _read(table, rows, leaf, leaf.metric, (0, 1))
@@ -384,27 +411,116 @@ def _near(a: Floats, b: Floats | float) -> Bools:
     return np.asarray(np.abs(a - b) <= _TIE * scale)
 
 
-def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
-    assert isinstance(leaf, ZScore)
-    at = table.sums[leaf.metric][rows[:, None], table.positions[id(leaf)]]
-    # one row per window, one column per brand (C order): a sum down the rows adds each
-    # brand's windows one by one, in order, as the engine's sum() does (numpy sums the
-    # contiguous axis pairwise, which may differ in the last bit)
-    values = np.ascontiguousarray((at[:, :-1] - at[:, 1:]).T, dtype=np.float64)
+def _floor(leaf: ZScore, middle: Floats) -> Floats | float:
+    """The z-score's ``min_deviation`` for every brand (``poisson``: the counting noise
+    of its centre, as :func:`~listener.rules.conditions.poisson_deviation`)."""
+    if leaf.min_deviation != "poisson":
+        return leaf.min_deviation
+    if leaf.transform == "sqrt":
+        return 1.0
+    if leaf.transform == "log":
+        return np.asarray(1.0 / np.sqrt(np.maximum(np.expm1(middle), 1.0)))
+    return np.asarray(np.sqrt(np.maximum(middle, 1.0)))
+
+
+def median0(values: Floats) -> Floats:
+    """The median along axis 0 (of a non-empty axis), as ``statistics.median`` takes it
+    (the middle value, or the mean of the middle two) and ``np.median`` would, without
+    its per-call overhead (a tick calls it for a handful of brands)."""
+    n = values.shape[0]
+    half = n // 2
+    if n % 2:
+        return np.asarray(np.partition(values, half, axis=0)[half])
+    parted = np.partition(values, half, axis=0)  # the lower half below it: its max
+    return np.asarray((parted[:half].max(axis=0) + parted[half]) / 2)
+
+
+def _centre(past: Floats, zero: Bools, base: float) -> tuple[Floats, Floats]:
+    """``(median, MAD × 1.4826)`` of each column of ``past`` (window, column), where
+    ``zero`` marks the entries that equal ``base`` (a window with no mentions). A column
+    where they are a strict majority has exactly ``base`` and 0 (the median lies among
+    them, and so does the median of the distances from it), without a partition: most
+    columns, for brands with few mentions."""
+    n = past.shape[0]
+    dense = zero.sum(axis=0) < n // 2 + 1
+    middle = np.full(past.shape[1:], base)
+    spread = np.zeros(past.shape[1:])
+    if dense.all():
+        middle = median0(past)
+        spread = MAD_SCALE * median0(np.abs(past - middle))
+    elif dense.any():
+        sub = past[:, dense]
+        mid = median0(sub)
+        middle[dense] = mid
+        spread[dense] = MAD_SCALE * median0(np.abs(sub - mid))
+    return middle, spread
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A z-score leaf worked out in bulk (any shape of brands, or brands × steps):
+    whether it holds (before its warm-up), where that is too close to call (a float
+    compared within the tie distance of its threshold), and its first fact."""
+
+    holds: Bools
+    tie: Bools
+    current: Floats
+    threshold: Floats
+    baseline: Floats
+
+
+def seasonal_decision(leaf: SeasonalZScore, windows: Floats) -> Decision:
+    """``leaf`` (:class:`~listener.rules.conditions.SeasonalZScore`) from ``windows`` of
+    shape ``(seasons + 1, history + 1, …)``: ``windows[s, k]`` is the count of the k-th
+    window back, ``s`` periods earlier. The engine's operations in its order (the seasonal
+    mean adds the periods one by one); log1p, the medians and the division may differ from
+    the engine's in the last bit, hence the tie distance."""
+    seasons = windows.shape[0] - 1
+    total = windows[1].copy()
+    for s in range(2, seasons + 1):
+        total = total + windows[s]
+    expected = total / float(seasons)
+    counts = windows[0]
+    ratios = np.log1p(counts) - np.log1p(expected)
+    past = ratios[1:]
+    middle, spread = _centre(past, (counts[1:] == 0) & (expected[1:] == 0), 0.0)
+    seasonal = expected[0]
+    deviation = np.maximum(spread, 1.0 / np.sqrt(np.maximum(seasonal, 1.0)))
+    z = (ratios[0] - middle) / deviation
+    current = counts[0]
+    base = np.log1p(seasonal)
+    baseline = np.expm1(base + middle)
+    if leaf.direction == "up":
+        threshold = np.maximum(
+            float(leaf.min_volume), np.expm1(base + middle + leaf.threshold * deviation)
+        )
+        holds = (current >= leaf.min_volume) & (z >= leaf.threshold)
+        tie = _near(z, leaf.threshold)
+    else:
+        threshold = np.expm1(base + middle - leaf.threshold * deviation)
+        holds = (seasonal >= leaf.min_volume) & (z <= -leaf.threshold)
+        tie = _near(z, -leaf.threshold) | _near(seasonal, float(leaf.min_volume))
+    return Decision(np.asarray(holds), np.asarray(tie), current, np.asarray(threshold), baseline)
+
+
+def zscore_decision(leaf: ZScore, values: Floats) -> Decision:
+    """``leaf`` (:class:`~listener.rules.conditions.ZScore`) from ``values`` of shape
+    ``(history + 1, …)``, the latest window first. For ``center: mean`` the sums run down
+    axis 0 one window at a time, as the engine's ``sum()`` does, when ``values`` is C
+    ordered (numpy sums a contiguous axis pairwise, which may differ in the last bit)."""
     forward, inverse = _TRANSFORMS[leaf.transform]
     current = values[0]
     past = forward(values[1:])
     n = past.shape[0]
     if leaf.center == "median":
-        middle = np.median(past, axis=0)
-        spread = MAD_SCALE * np.median(np.abs(past - middle), axis=0)
+        middle, spread = _centre(past, values[1:] == 0, float(forward(np.zeros(1))[0]))
     elif n:
         middle = np.add.reduce(past, axis=0) / n
         dev = past - middle
         spread = np.sqrt(np.add.reduce(dev * dev, axis=0) / n)
     else:
-        middle = spread = np.zeros(len(rows))
-    deviation = np.maximum(spread, leaf.min_deviation)
+        middle = spread = np.zeros(current.shape)
+    deviation = np.maximum(spread, _floor(leaf, middle))
     z = (forward(current) - middle) / deviation
     baseline = inverse(middle)
     plain = leaf.transform == "none"
@@ -423,18 +539,79 @@ def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp]) -> _Leaf:
         tie = (_near(current, threshold) if plain else _near(z, -leaf.threshold)) | _near(
             baseline, float(leaf.min_volume)
         )
-    sure = ~tie
-    if leaf.warmup:
-        warm = _warm(table, rows, leaf.lookback)
-        holds &= warm
-        sure |= ~warm  # in warm-up it surely does not hold
-    sunk = current < leaf.min_volume if leaf.direction == "up" else np.zeros_like(holds)
-    return _Leaf(np.asarray(holds), np.asarray(sure), sunk, Readings(current, threshold, baseline))
+    return Decision(np.asarray(holds), np.asarray(tie), current, np.asarray(threshold), baseline)
 
 
-_LEAVES: dict[type, Callable[[Condition, Table, NDArray[np.intp]], _Leaf]] = {
+def _zscore(leaf: Condition, table: Table, rows: NDArray[np.intp], readings: bool) -> _Leaf:
+    assert isinstance(leaf, ZScore)
+    sums, at = table.sums[leaf.metric], table.positions[id(leaf)]
+
+    def values(picked: NDArray[np.intp]) -> Floats:
+        bounds = sums[picked[:, None], at]
+        # one row per window, one column per brand (C order): see zscore_decision
+        return np.ascontiguousarray((bounds[:, :-1] - bounds[:, 1:]).T, dtype=np.float64)
+
+    current = (sums[rows, at[0]] - sums[rows, at[1]]).astype(np.float64)
+    return _settle(leaf, values, current, table, rows, readings)
+
+
+def _seasonal_zscore(
+    leaf: Condition, table: Table, rows: NDArray[np.intp], readings: bool
+) -> _Leaf:
+    assert isinstance(leaf, SeasonalZScore)
+    sums, at = table.sums[leaf.metric], table.positions[id(leaf)]
+
+    def values(picked: NDArray[np.intp]) -> Floats:
+        bounds = sums[picked[:, None], at].reshape(len(picked), leaf.seasons + 1, -1)
+        return np.moveaxis(bounds[:, :, :-1] - bounds[:, :, 1:], 0, -1).astype(np.float64)
+
+    current = (sums[rows, at[0]] - sums[rows, at[1]]).astype(np.float64)
+    return _settle(leaf, values, current, table, rows, readings)
+
+
+def _settle(
+    leaf: ZScore | SeasonalZScore,
+    values: Callable[[NDArray[np.intp]], Floats],
+    current: Floats,
+    table: Table,
+    rows: NDArray[np.intp],
+    readings: bool,
+) -> _Leaf:
+    """A z-score leaf's screen from its windows (``values(rows)``: those of the brands at
+    ``rows``, brands on the last axis) and ``current`` window: sure away from ties and in
+    warm-up; sunk (rising) below the least count it can hold at
+    (``min_volume``, or a z-score's :func:`~listener.rules.conditions.rising_floor`).
+    Without ``readings`` the medians are taken only for the brands where it can hold at
+    all (warm, and rising at or above that count)."""
+    warm = _warm(table, rows, leaf.lookback) if leaf.warmup else np.ones(len(rows), np.bool_)
+    up = leaf.direction == "up"
+    least = rising_floor(leaf) if isinstance(leaf, ZScore) else float(leaf.min_volume)
+    sunk = np.asarray(current < least) if up else np.zeros(len(rows), dtype=np.bool_)
+    can = np.ones(len(rows), dtype=np.bool_) if readings else warm & ~sunk
+    holds = np.zeros(len(rows), dtype=np.bool_)
+    sure = np.ones(len(rows), dtype=np.bool_)
+    shown: Readings | None = None
+    if can.all():
+        decision = _decide(leaf, values(rows))
+        holds, sure = decision.holds & warm, ~decision.tie | ~warm
+        if readings:
+            shown = Readings(decision.current, decision.threshold, decision.baseline)
+    elif can.any():
+        decision = _decide(leaf, values(rows[can]))
+        holds[can], sure[can] = decision.holds, ~decision.tie
+    return _Leaf(holds, np.asarray(sure), sunk, shown)
+
+
+def _decide(leaf: ZScore | SeasonalZScore, values: Floats) -> Decision:
+    if isinstance(leaf, ZScore):
+        return zscore_decision(leaf, values)
+    return seasonal_decision(leaf, values)
+
+
+_LEAVES: dict[type, Callable[[Condition, Table, NDArray[np.intp], bool], _Leaf]] = {
     Volume: _volume,
     NegativeShare: _share,
     Spike: _spike,
     ZScore: _zscore,
+    SeasonalZScore: _seasonal_zscore,
 }

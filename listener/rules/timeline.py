@@ -28,6 +28,11 @@ and *may hold*:
   edges, from its history's sum and sum of squares (each brand's running sums at every
   bucket the stretch reads): the deviation differs from the engine's by rounding, so a
   comparison within a relative 1e-9 of its threshold is left open;
+* any other ``zscore`` (a transform, a median, a Poisson floor) and a
+  ``seasonal_zscore`` of an unfiltered count, from all the windows it reads, with the
+  Screen's arithmetic (:func:`~listener.rules.screen.zscore_decision`,
+  :func:`~listener.rules.screen.seasonal_decision`), left open within the same distance
+  of its threshold;
 * any other leaf may hold unless a floor it needs is not met: its window's count at
   least its ``min_volume`` (``above``), read from the unfiltered count that bounds it (a
   filtered count, distinct voices or stories never exceed the brand's mentions of that
@@ -61,12 +66,14 @@ from listener.rules.conditions import (
     Not,
     Ramp,
     Seasonal,
+    SeasonalZScore,
     Spike,
     Volume,
     ZScore,
+    rising_floor,
 )
 from listener.rules.engine import CompiledRule
-from listener.rules.screen import RunningReads
+from listener.rules.screen import RunningReads, seasonal_decision, zscore_decision
 
 __all__ = ["CELLS", "Holding", "Timeline"]
 
@@ -125,9 +132,12 @@ def _floor(metric: str, window: timedelta) -> _Window | None:
 
 
 def _bulk(leaf: Condition) -> bool:
-    """Whether ``leaf`` is worked out exactly: an unfiltered count compared."""
-    if isinstance(leaf, Volume | Spike):
+    """Whether ``leaf`` is worked out from its windows: an unfiltered count compared (a
+    z-score other than the plain one, or a seasonal z-score, to within the tie distance)."""
+    if isinstance(leaf, Volume | Spike | SeasonalZScore):
         return leaf.metric in _COUNTS and leaf.filters == NO_FILTERS
+    if isinstance(leaf, ZScore):
+        return leaf.metric in _COUNTS and leaf.filters == NO_FILTERS and not _plain_zscore(leaf)
     if isinstance(leaf, NegativeShare):
         return leaf.metric == "negative" and leaf.filters == NO_FILTERS
     return False
@@ -139,6 +149,7 @@ def _plain_zscore(leaf: Condition) -> bool:
         isinstance(leaf, ZScore)
         and leaf.transform == "none"
         and leaf.center == "mean"
+        and leaf.min_deviation != "poisson"
         and leaf.metric in _COUNTS
         and leaf.filters == NO_FILTERS
     )
@@ -154,6 +165,18 @@ def _reads(leaf: Condition) -> tuple[_Window, ...]:
             _Window(leaf.metric, (leaf.history + 1) * window, window),
         )
     if _bulk(leaf):
+        if isinstance(leaf, ZScore):  # every window, the latest first
+            width = leaf.window // _MICRO
+            return tuple(
+                _Window(leaf.metric, (k + 1) * width, k * width) for k in range(leaf.history + 1)
+            )
+        if isinstance(leaf, SeasonalZScore):  # every window of every period back
+            width, period = leaf.window // _MICRO, leaf.period // _MICRO
+            return tuple(
+                _Window(leaf.metric, s * period + (k + 1) * width, s * period + k * width)
+                for s in range(leaf.seasons + 1)
+                for k in range(leaf.history + 1)
+            )
         if isinstance(leaf, Volume):
             return (_current(leaf.metric, leaf.window),)
         if isinstance(leaf, NegativeShare):
@@ -167,7 +190,7 @@ def _reads(leaf: Condition) -> tuple[_Window, ...]:
     floor: _Window | None = None
     if isinstance(leaf, Volume | Ramp):
         floor = _floor(leaf.metric, leaf.window)
-    elif isinstance(leaf, Spike | ZScore | Seasonal):
+    elif isinstance(leaf, Spike | ZScore | Seasonal | SeasonalZScore):
         floor = _floor(leaf.metric, leaf.window) if leaf.direction == "up" else None
     elif isinstance(leaf, NegativeShare):
         floor = _floor(_WHOLE[leaf.metric], leaf.window)
@@ -180,12 +203,14 @@ def _least(leaf: Condition) -> float:
     """The least value a floor-checked leaf's window needs (see :func:`_reads`)."""
     if isinstance(leaf, Volume):
         return float(leaf.above)
+    if isinstance(leaf, ZScore) and leaf.direction == "up":
+        return rising_floor(leaf)
     return float(getattr(leaf, "min_volume", 0))
 
 
 def _warmup(leaf: Condition) -> timedelta | None:
     """The history a leaf needs before it can hold (None: none)."""
-    if isinstance(leaf, Spike | ZScore | Seasonal | Ramp) and leaf.warmup:
+    if isinstance(leaf, Spike | ZScore | Seasonal | SeasonalZScore | Ramp) and leaf.warmup:
         return leaf.lookback
     return None
 
@@ -230,7 +255,9 @@ class _Stretch:
     view: RunningReads
     brands: Sequence[str]
     sums: dict[str, NDArray[np.int64]]
-    """count → running sums, shape (brand, bound, step)."""
+    """count → running sums, shape (brand, column): each bucket index read once."""
+    at: NDArray[np.intp]
+    """(bound, step) → the column of :attr:`sums` read there."""
     bound: dict[int, int]
     """µs before ``now`` → its position among the bounds."""
     now_us: NDArray[np.int64]
@@ -243,10 +270,15 @@ class _Stretch:
         found = self.values.get(w)
         if found is None:
             sums = self.sums[w.measure]
-            found = self.values[w] = (
-                sums[:, self.bound[w.end], :] - sums[:, self.bound[w.start], :]
-            ).astype(np.float64)
+            end, start = self.at[self.bound[w.end]], self.at[self.bound[w.start]]
+            found = self.values[w] = (sums[:, end] - sums[:, start]).astype(np.float64)
         return found
+
+    def cells(self, w: _Window, rows: NDArray[np.intp], steps: NDArray[np.intp]) -> Floats:
+        """``w`` at the (brand, step) cells ``(rows[i], steps[i])`` only (not kept)."""
+        sums = self.sums[w.measure]
+        end, start = self.at[self.bound[w.end]], self.at[self.bound[w.start]]
+        return np.asarray(sums[rows, end[steps]] - sums[rows, start[steps]], dtype=np.float64)
 
     def spread(self, leaf: ZScore, rows: NDArray[np.intp]) -> Floats | None:
         """The population standard deviation of ``leaf``'s history windows for the brands
@@ -432,14 +464,22 @@ class Timeline:
         offsets = self._offsets
         # bound (offset) × step: the first bucket index starting at or after now - offset
         indices = -(-(now_us[None, :] - offsets[:, None]) // size_us)
-        read = view.running_at(brands, indices.ravel(), self._measures)
-        shape = (len(brands), len(offsets), len(nows))
+        # bounds of many (offset, step) pairs fall on the same bucket: each read once,
+        # as a range of buckets when that is no longer than the bounds
+        flat = indices.ravel()
+        low, high = (int(flat.min()), int(flat.max())) if flat.size else (0, -1)
+        if high - low < flat.size:
+            columns, inverse = np.arange(low, high + 1, dtype=np.int64), flat - low
+        else:
+            columns, inverse = np.unique(flat, return_inverse=True)
+        read = view.running_at(brands, columns, self._measures)
         first = view.first_seen_seconds(brands)
         seen = first != np.iinfo(np.int64).min
         return _Stretch(
             view=view,
             brands=brands,
-            sums={m: sums.reshape(shape) for m, sums in read.items()},
+            sums=read,
+            at=np.asarray(inverse, dtype=np.intp).reshape(indices.shape),
             bound={int(offset): i for i, offset in enumerate(offsets.tolist())},
             now_us=now_us,
             first_us=np.where(seen, first, 0) * 1_000_000,
@@ -486,12 +526,45 @@ def _tree(condition: Condition, stretch: _Stretch) -> Answer:
     if _plain_zscore(condition):
         assert isinstance(condition, ZScore)
         surely, maybe = _zscore(condition, stretch)
+    elif isinstance(condition, ZScore | SeasonalZScore) and _bulk(condition):
+        return _robust(condition, stretch)
     else:
         surely, maybe = _answer(condition, [stretch.window(w) for w in _reads(condition)])
     need = _warmup(condition)
     if need is not None:
         warm = stretch.warm(need)
         surely, maybe = surely & warm, maybe & warm
+    return surely, maybe
+
+
+def _robust(leaf: ZScore | SeasonalZScore, stretch: _Stretch) -> Answer:
+    """Any other z-score or a seasonal z-score (:func:`_bulk`) for every (brand, step),
+    warm-up included: worked out from all its windows only where it can hold at all (a
+    rising one's window at least ``min_volume``, a z-score's at least its
+    :func:`~listener.rules.conditions.rising_floor`; with ``warmup``, the brand's history
+    at least its look-back), with the screen's arithmetic."""
+    windows = _reads(leaf)
+    current = stretch.window(windows[0])
+    if leaf.direction != "up":
+        where = np.ones(current.shape, dtype=np.bool_)
+    else:
+        least = rising_floor(leaf) if isinstance(leaf, ZScore) else float(leaf.min_volume)
+        where = current >= least
+    if leaf.warmup:
+        where = where & stretch.warm(leaf.lookback)
+    surely = np.zeros(current.shape, dtype=np.bool_)
+    maybe = np.zeros(current.shape, dtype=np.bool_)
+    if not where.any():
+        return surely, maybe
+    rows, steps = np.nonzero(where)
+    stacked = np.stack([stretch.cells(w, rows, steps) for w in windows])  # (window, cell)
+    decision = (
+        zscore_decision(leaf, stacked)
+        if isinstance(leaf, ZScore)
+        else seasonal_decision(leaf, stacked.reshape(leaf.seasons + 1, leaf.history + 1, -1))
+    )
+    surely[where] = decision.holds & ~decision.tie
+    maybe[where] = decision.holds | decision.tie
     return surely, maybe
 
 

@@ -759,7 +759,7 @@ def test_invalid_configs_are_rejected(config: dict[str, Any], match: str) -> Non
 
 def test_unknown_config_is_rejected() -> None:
     """build_condition refuses unknown config types and lists the known ones."""
-    with pytest.raises(ValueError, match="known types: all, any, mean_sentiment"):
+    with pytest.raises(ValueError, match="known types: all, anomaly, any, mean_sentiment"):
         build_condition(object())  # type: ignore[arg-type]
 
 

@@ -83,8 +83,8 @@ def test_missing_env_var_names_variable_path_and_line() -> None:
             "when: {type: volume, window: 15m, above: 5}",
             "when: {type: volum, window: 15m, above: 5}",
             "rules.yaml:7: rules[0].levels.watch.when.type: unknown condition type 'volum' "
-            "(hint: known condition types: all, any, mean_sentiment, negative_share, not, ramp, "
-            "seasonal, spike, volume, zscore; "
+            "(hint: known condition types: all, anomaly, any, mean_sentiment, negative_share, "
+            "not, ramp, seasonal, seasonal_zscore, spike, volume, zscore; "
             "did you mean 'volume'?)",
         ),
         (

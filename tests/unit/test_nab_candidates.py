@@ -66,6 +66,7 @@ DETECTORS: dict[str, Any] = {
     "combo-seasonal": lambda: nc.EnsembleOrBOCPD(
         **_COMBO, confirm="seasonal", confirm_at=1.5, seasons=1
     ),
+    "anomaly": lambda: nc.EnsembleOrSeasonal(window=6, seasons=1, history=24, threshold=5),
 }
 
 
@@ -213,3 +214,20 @@ def test_smoothed_leave_one_out_prefers_a_plateau_and_never_reads_the_held_out_f
         poisoned = table.copy()
         poisoned[:, f] = [1000.0, -100.0, 50.0, -7.0, 0.0]
         assert nc.leave_one_out_smoothed(poisoned, nb)[f] == picks[f]
+
+
+def test_seasonal_residual_online_matches_the_vectorised_grid_path() -> None:
+    """The online seasonal residual z (the engine's seasonal_zscore) equals the
+    vectorised one the grid uses, row by row, -inf before the look-back and under
+    min_volume included."""
+    values = _series(n=1400)
+    want = nc.seasonal_residual_z(values, 6, 2, 24, 10.0, period=288)
+    det = nc.SeasonalResidual(6, 2, 24, 10.0, period=288)
+    got = np.array([det.step(v) for v in values])
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = ~np.isinf(want)
+    assert finite.sum() > 500
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9)
+    # the level shift at 1100 is unusual for its time of day
+    assert (want[1100:1130] >= 5).any()
+    assert not (want[(6 + 24 + 1) + 2 * 288 : 690] >= 5).any()

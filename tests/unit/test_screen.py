@@ -21,6 +21,7 @@ from listener.rules.engine import CompiledRule, compile_rules, evaluate_rule_che
 from listener.rules.screen import screen_rule, table_for
 from listener.rules.state import EngineState
 from listener.scoring.velocity import Sample, VelocityWindows
+from tests.support.anomaly_strategies import ANOMALY_LEAVES
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 BRANDS = ("Acme", "Globex", "Initech", "Umbrella")
@@ -52,7 +53,7 @@ LEAVES = st.one_of(
         st.booleans(),
     ),
     st.builds(
-        lambda m, w, h, t, v, d, tr, c, warm: {
+        lambda m, w, h, t, v, d, tr, c, warm, floor: {
             "type": "zscore",
             "metric": m,
             "window": f"{w}m",
@@ -63,7 +64,7 @@ LEAVES = st.one_of(
             "transform": tr,
             "center": c,
             "warmup": warm,
-            "min_deviation": 0.05,
+            "min_deviation": floor,
         },
         st.sampled_from(["total", "negative"]),
         st.integers(1, 6),
@@ -74,7 +75,9 @@ LEAVES = st.one_of(
         st.sampled_from(["none", "sqrt", "log"]),
         st.sampled_from(["mean", "median"]),
         st.booleans(),
+        st.sampled_from([0.05, "poisson"]),
     ),
+    ANOMALY_LEAVES,
     st.builds(
         lambda w, a, v: {"type": "negative_share", "window": f"{w}m", "above": a, "min_volume": v},
         st.integers(1, 20),

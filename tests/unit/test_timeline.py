@@ -17,6 +17,7 @@ from listener.rules.conditions import Check
 from listener.rules.engine import CompiledRule, compile_rules
 from listener.rules.timeline import Timeline
 from listener.scoring.velocity import Sample, VelocityWindows
+from tests.support.anomaly_strategies import ANOMALY_LEAVES
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 BRANDS = ("Acme", "Globex", "Initech", "Umbrella")
@@ -58,7 +59,7 @@ LEAVES = st.one_of(
         FILTERS,
     ),
     st.builds(
-        lambda m, w, h, t, v, d, tr, c, warm, f: {
+        lambda m, w, h, t, v, d, tr, c, warm, floor, f: {
             "type": "zscore",
             "metric": m,
             "window": w,
@@ -69,7 +70,7 @@ LEAVES = st.one_of(
             "transform": tr,
             "center": c,
             "warmup": warm,
-            "min_deviation": 0.05,
+            "min_deviation": floor,
             **f,
         },
         st.sampled_from(METRICS),
@@ -81,8 +82,10 @@ LEAVES = st.one_of(
         st.sampled_from(["none", "sqrt", "log"]),
         st.sampled_from(["mean", "median"]),
         st.booleans(),
+        st.sampled_from([0.05, "poisson"]),
         FILTERS,
     ),
+    ANOMALY_LEAVES,
     st.builds(
         lambda m, w, a, v, f: {
             "type": "negative_share",
