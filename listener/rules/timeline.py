@@ -274,11 +274,16 @@ class _Stretch:
             found = self.values[w] = (sums[:, end] - sums[:, start]).astype(np.float64)
         return found
 
-    def cells(self, w: _Window, rows: NDArray[np.intp], steps: NDArray[np.intp]) -> Floats:
-        """``w`` at the (brand, step) cells ``(rows[i], steps[i])`` only (not kept)."""
-        sums = self.sums[w.measure]
-        end, start = self.at[self.bound[w.end]], self.at[self.bound[w.start]]
-        return np.asarray(sums[rows, end[steps]] - sums[rows, start[steps]], dtype=np.float64)
+    def cells(
+        self, windows: Sequence[_Window], rows: NDArray[np.intp], steps: NDArray[np.intp]
+    ) -> Floats:
+        """``windows`` (of one measure) at the (brand, step) cells ``(rows[i], steps[i])``
+        only, shape (window, cell), in two reads (not kept)."""
+        sums = self.sums[windows[0].measure]
+        bound = self.bound
+        ends = self.at[[bound[w.end] for w in windows]][:, steps]
+        starts = self.at[[bound[w.start] for w in windows]][:, steps]
+        return np.asarray(sums[rows, ends] - sums[rows, starts], dtype=np.float64)
 
     def spread(self, leaf: ZScore, rows: NDArray[np.intp]) -> Floats | None:
         """The population standard deviation of ``leaf``'s history windows for the brands
@@ -557,7 +562,7 @@ def _robust(leaf: ZScore | SeasonalZScore, stretch: _Stretch) -> Answer:
     if not where.any():
         return surely, maybe
     rows, steps = np.nonzero(where)
-    stacked = np.stack([stretch.cells(w, rows, steps) for w in windows])  # (window, cell)
+    stacked = stretch.cells(windows, rows, steps)  # (window, cell)
     decision = (
         zscore_decision(leaf, stacked)
         if isinstance(leaf, ZScore)
