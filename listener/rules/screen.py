@@ -60,6 +60,8 @@ __all__ = [
     "RuleScreen",
     "RunningReads",
     "Table",
+    "may_rise",
+    "median0",
     "screen_rule",
     "seasonal_decision",
     "table_for",
@@ -587,18 +589,24 @@ def _settle(
     up = leaf.direction == "up"
     least = rising_floor(leaf) if isinstance(leaf, ZScore) else float(leaf.min_volume)
     sunk = np.asarray(current < least) if up else np.zeros(len(rows), dtype=np.bool_)
-    can = np.ones(len(rows), dtype=np.bool_) if readings else warm & ~sunk
+    can = warm & ~sunk
     holds = np.zeros(len(rows), dtype=np.bool_)
     sure = np.ones(len(rows), dtype=np.bool_)
     shown: Readings | None = None
-    if can.all():
+    if readings:  # every brand's readings, so every brand's medians
         decision = _decide(leaf, values(rows))
         holds, sure = decision.holds & warm, ~decision.tie | ~warm
-        if readings:
-            shown = Readings(decision.current, decision.threshold, decision.baseline)
+        shown = Readings(decision.current, decision.threshold, decision.baseline)
     elif can.any():
-        decision = _decide(leaf, values(rows[can]))
-        holds[can], sure[can] = decision.holds, ~decision.tie
+        picked = rows[can]
+        windows = values(picked)
+        if up:  # the medians only where a bound without them leaves it open
+            rise = may_rise(leaf, windows)
+            can[can] = rise
+            windows = windows[..., rise]
+        if windows.shape[-1]:
+            decision = _decide(leaf, windows)
+            holds[can], sure[can] = decision.holds, ~decision.tie
     return _Leaf(holds, np.asarray(sure), sunk, shown)
 
 
@@ -606,6 +614,39 @@ def _decide(leaf: ZScore | SeasonalZScore, values: Floats) -> Decision:
     if isinstance(leaf, ZScore):
         return zscore_decision(leaf, values)
     return seasonal_decision(leaf, values)
+
+
+def may_rise(leaf: ZScore | SeasonalZScore, values: Floats) -> Bools:
+    """Where a rising z-score (``direction: up``) may hold, from a bound that needs no
+    median, for ``values`` shaped as :func:`zscore_decision` or :func:`seasonal_decision`
+    take them: the centre is at least the history's least value and the deviation at
+    least the floor's least over the history's range, so ``z ≥ threshold`` needs
+    ``current − least ≥ threshold × that floor`` (compared with the tie distance to
+    spare: a column it rules out surely does not hold)."""
+    if isinstance(leaf, SeasonalZScore):
+        seasons = values.shape[0] - 1
+        total = values[1].copy()
+        for s in range(2, seasons + 1):
+            total = total + values[s]
+        expected = total / float(seasons)
+        ratios = np.log1p(values[0]) - np.log1p(expected)
+        gap = ratios[0] - ratios[1:].min(axis=0)
+        need = leaf.threshold / np.sqrt(np.maximum(expected[0], 1.0))
+    else:
+        forward = _TRANSFORMS[leaf.transform][0]
+        scaled = forward(values)
+        low = scaled[1:].min(axis=0)
+        gap = scaled[0] - low
+        if leaf.min_deviation != "poisson":
+            floor: Floats | float = leaf.min_deviation
+        elif leaf.transform == "log":  # falls as the centre rises: least at the top
+            floor = 1.0 / np.sqrt(np.maximum(np.expm1(scaled[1:].max(axis=0)), 1.0))
+        elif leaf.transform == "sqrt":
+            floor = 1.0
+        else:  # rises with the centre: least at the bottom
+            floor = np.sqrt(np.maximum(low, 1.0))
+        need = leaf.threshold * floor
+    return np.asarray(gap >= need - _TIE * np.maximum(1.0, np.abs(need)))
 
 
 _LEAVES: dict[type, Callable[[Condition, Table, NDArray[np.intp], bool], _Leaf]] = {

@@ -73,7 +73,7 @@ from listener.rules.conditions import (
     rising_floor,
 )
 from listener.rules.engine import CompiledRule
-from listener.rules.screen import RunningReads, seasonal_decision, zscore_decision
+from listener.rules.screen import RunningReads, may_rise, seasonal_decision, zscore_decision
 
 __all__ = ["CELLS", "Holding", "Timeline"]
 
@@ -563,13 +563,20 @@ def _robust(leaf: ZScore | SeasonalZScore, stretch: _Stretch) -> Answer:
         return surely, maybe
     rows, steps = np.nonzero(where)
     stacked = stretch.cells(windows, rows, steps)  # (window, cell)
+    if isinstance(leaf, SeasonalZScore):
+        stacked = stacked.reshape(leaf.seasons + 1, leaf.history + 1, -1)
+    if leaf.direction == "up":  # the medians only where a bound without them leaves it open
+        rise = may_rise(leaf, stacked)
+        rows, steps, stacked = rows[rise], steps[rise], stacked[..., rise]
+        if not len(rows):
+            return surely, maybe
     decision = (
         zscore_decision(leaf, stacked)
         if isinstance(leaf, ZScore)
-        else seasonal_decision(leaf, stacked.reshape(leaf.seasons + 1, leaf.history + 1, -1))
+        else seasonal_decision(leaf, stacked)
     )
-    surely[where] = decision.holds & ~decision.tie
-    maybe[where] = decision.holds | decision.tie
+    surely[rows, steps] = decision.holds & ~decision.tie
+    maybe[rows, steps] = decision.holds | decision.tie
     return surely, maybe
 
 
