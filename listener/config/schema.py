@@ -729,6 +729,11 @@ SeasonalPeriod = Annotated[Duration, AfterValidator(_seasonal_period)]
 """A seasonal comparison's period: a day or a week."""
 
 
+def _within_period(window: timedelta, period: timedelta) -> None:
+    if window > period:
+        raise ValueError("window must not be longer than period")
+
+
 class SeriesFilters(Strict):
     """Optional filters of a condition's series: only mentions tagged with ``category``,
     from the source named ``source``, in ``language`` (all given filters must match)."""
@@ -842,8 +847,7 @@ class SeasonalZScoreCondition(SeriesFilters):
 
     @model_validator(mode="after")
     def _window_within_period(self) -> SeasonalZScoreCondition:
-        if self.window > self.period:
-            raise ValueError("window must not be longer than period")
+        _within_period(self.window, self.period)
         return self
 
 
@@ -858,8 +862,7 @@ class AnomalySeasonal(Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> AnomalySeasonal:
-        if self.window > self.period:
-            raise ValueError("window must not be longer than period")
+        _within_period(self.window, self.period)
         _windows_in(self.history, self.window, "seasonal.history")
         return self
 
@@ -931,8 +934,7 @@ class SeasonalCondition(SeriesFilters):
 
     @model_validator(mode="after")
     def _window_within_period(self) -> SeasonalCondition:
-        if self.window > self.period:
-            raise ValueError("window must not be longer than period")
+        _within_period(self.window, self.period)
         return self
 
 

@@ -460,13 +460,16 @@ def _least_rise(
     return min(threshold, best)
 
 
-def rising_floor(leaf: ZScore) -> float:
+def rising_floor(leaf: ZScore | SeasonalZScore) -> float:
     """The least count of the current window at which the rising z-score ``leaf`` can
-    hold, whatever its history: its ``min_volume``, and the count whose transformed value
-    is ``threshold`` deviations above the lowest possible centre with its least possible
-    deviation (with ``transform: log`` and ``min_deviation: poisson``, threshold 5: 51.7
-    mentions). Slightly below the exact bound (relative 1e-9), so a count under it surely
-    does not hold."""
+    hold, whatever its history: its ``min_volume``, and for a :class:`ZScore` the count
+    whose transformed value is ``threshold`` deviations above the lowest possible centre
+    with its least possible deviation (with ``transform: log`` and ``min_deviation:
+    poisson``, threshold 5: 51.7 mentions), slightly below the exact bound (relative
+    1e-9), so a count under it surely does not hold. (A seasonal z-score's ratios have no
+    lowest centre: its floor is ``min_volume``.)"""
+    if isinstance(leaf, SeasonalZScore):
+        return float(leaf.min_volume)
     inverse = _TRANSFORMS[leaf.transform][1]
     least = inverse(_least_rise(leaf.transform, leaf.min_deviation, leaf.threshold))
     return max(float(leaf.min_volume), least * (1.0 - 1e-9))
@@ -1080,19 +1083,17 @@ _LEAF_TYPES: dict[type, str] = {
 }
 
 
+_ANY_KINDS: dict[type, str] = {Anomaly: "anomaly"}
+"""The label of an ``any`` built from a condition type of its own."""
+
+
 def condition_leaves(condition: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
     """Every leaf condition under ``condition`` with its path, the ``condition`` label of
     the condition gauges: ``spike``, ``all.1.negative_share``, ``not.volume`` (config
     types and positions only, so the label set is bounded by the config). The order is
     that of :attr:`Check.readings`."""
     if isinstance(condition, All | Any):
-        kind = (
-            "all"
-            if isinstance(condition, All)
-            else "anomaly"
-            if isinstance(condition, Anomaly)
-            else "any"
-        )
+        kind = "all" if isinstance(condition, All) else _ANY_KINDS.get(type(condition), "any")
         for i, inner in enumerate(condition.conditions):
             yield from condition_leaves(inner, f"{path}{kind}.{i}.")
     elif isinstance(condition, Not):

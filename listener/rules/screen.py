@@ -60,6 +60,7 @@ __all__ = [
     "RuleScreen",
     "RunningReads",
     "Table",
+    "decide",
     "may_rise",
     "median0",
     "screen_rule",
@@ -158,9 +159,7 @@ def _us(at: datetime) -> int:
 
 def _bulk(leaf: Condition) -> bool:
     """Whether the screen reads ``leaf`` in bulk: an unfiltered count of the kinds below."""
-    if isinstance(leaf, Volume | Spike | ZScore):
-        return leaf.metric in _COUNTS and leaf.filters == NO_FILTERS
-    if isinstance(leaf, SeasonalZScore):
+    if isinstance(leaf, Volume | Spike | ZScore | SeasonalZScore):
         return leaf.metric in _COUNTS and leaf.filters == NO_FILTERS
     if isinstance(leaf, NegativeShare):
         return leaf.metric == "negative" and leaf.filters == NO_FILTERS
@@ -471,19 +470,25 @@ class Decision:
     baseline: Floats
 
 
+def _seasonal_ratios(windows: Floats) -> tuple[Floats, Floats]:
+    """``(expected, ratios)`` from windows shaped ``(seasons + 1, history + 1, …)``: the
+    mean of the same window over the earlier periods (added one by one, as the engine's
+    ``sum()`` does) and ``log(1 + count) − log(1 + expected)``."""
+    total = windows[1].copy()
+    for s in range(2, windows.shape[0]):
+        total = total + windows[s]
+    expected = total / float(windows.shape[0] - 1)
+    return expected, np.log1p(windows[0]) - np.log1p(expected)
+
+
 def seasonal_decision(leaf: SeasonalZScore, windows: Floats) -> Decision:
     """``leaf`` (:class:`~listener.rules.conditions.SeasonalZScore`) from ``windows`` of
     shape ``(seasons + 1, history + 1, …)``: ``windows[s, k]`` is the count of the k-th
     window back, ``s`` periods earlier. The engine's operations in its order (the seasonal
     mean adds the periods one by one); log1p, the medians and the division may differ from
     the engine's in the last bit, hence the tie distance."""
-    seasons = windows.shape[0] - 1
-    total = windows[1].copy()
-    for s in range(2, seasons + 1):
-        total = total + windows[s]
-    expected = total / float(seasons)
+    expected, ratios = _seasonal_ratios(windows)
     counts = windows[0]
-    ratios = np.log1p(counts) - np.log1p(expected)
     past = ratios[1:]
     middle, spread = _centre(past, (counts[1:] == 0) & (expected[1:] == 0), 0.0)
     seasonal = expected[0]
@@ -582,19 +587,18 @@ def _settle(
     """A z-score leaf's screen from its windows (``values(rows)``: those of the brands at
     ``rows``, brands on the last axis) and ``current`` window: sure away from ties and in
     warm-up; sunk (rising) below the least count it can hold at
-    (``min_volume``, or a z-score's :func:`~listener.rules.conditions.rising_floor`).
+    (:func:`~listener.rules.conditions.rising_floor`).
     Without ``readings`` the medians are taken only for the brands where it can hold at
     all (warm, and rising at or above that count)."""
     warm = _warm(table, rows, leaf.lookback) if leaf.warmup else np.ones(len(rows), np.bool_)
     up = leaf.direction == "up"
-    least = rising_floor(leaf) if isinstance(leaf, ZScore) else float(leaf.min_volume)
-    sunk = np.asarray(current < least) if up else np.zeros(len(rows), dtype=np.bool_)
+    sunk = np.asarray(current < rising_floor(leaf)) if up else np.zeros(len(rows), np.bool_)
     can = warm & ~sunk
     holds = np.zeros(len(rows), dtype=np.bool_)
     sure = np.ones(len(rows), dtype=np.bool_)
     shown: Readings | None = None
     if readings:  # every brand's readings, so every brand's medians
-        decision = _decide(leaf, values(rows))
+        decision = decide(leaf, values(rows))
         holds, sure = decision.holds & warm, ~decision.tie | ~warm
         shown = Readings(decision.current, decision.threshold, decision.baseline)
     elif can.any():
@@ -605,12 +609,13 @@ def _settle(
             can[can] = rise
             windows = windows[..., rise]
         if windows.shape[-1]:
-            decision = _decide(leaf, windows)
+            decision = decide(leaf, windows)
             holds[can], sure[can] = decision.holds, ~decision.tie
     return _Leaf(holds, np.asarray(sure), sunk, shown)
 
 
-def _decide(leaf: ZScore | SeasonalZScore, values: Floats) -> Decision:
+def decide(leaf: ZScore | SeasonalZScore, values: Floats) -> Decision:
+    """:func:`zscore_decision` or :func:`seasonal_decision`, as ``leaf`` is."""
     if isinstance(leaf, ZScore):
         return zscore_decision(leaf, values)
     return seasonal_decision(leaf, values)
@@ -624,12 +629,7 @@ def may_rise(leaf: ZScore | SeasonalZScore, values: Floats) -> Bools:
     ``current − least ≥ threshold × that floor`` (compared with the tie distance to
     spare: a column it rules out surely does not hold)."""
     if isinstance(leaf, SeasonalZScore):
-        seasons = values.shape[0] - 1
-        total = values[1].copy()
-        for s in range(2, seasons + 1):
-            total = total + values[s]
-        expected = total / float(seasons)
-        ratios = np.log1p(values[0]) - np.log1p(expected)
+        expected, ratios = _seasonal_ratios(values)
         gap = ratios[0] - ratios[1:].min(axis=0)
         need = leaf.threshold / np.sqrt(np.maximum(expected[0], 1.0))
     else:

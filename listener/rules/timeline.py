@@ -73,7 +73,7 @@ from listener.rules.conditions import (
     rising_floor,
 )
 from listener.rules.engine import CompiledRule
-from listener.rules.screen import RunningReads, may_rise, seasonal_decision, zscore_decision
+from listener.rules.screen import RunningReads, decide, may_rise
 
 __all__ = ["CELLS", "Holding", "Timeline"]
 
@@ -203,7 +203,7 @@ def _least(leaf: Condition) -> float:
     """The least value a floor-checked leaf's window needs (see :func:`_reads`)."""
     if isinstance(leaf, Volume):
         return float(leaf.above)
-    if isinstance(leaf, ZScore) and leaf.direction == "up":
+    if isinstance(leaf, ZScore | SeasonalZScore) and leaf.direction == "up":
         return rising_floor(leaf)
     return float(getattr(leaf, "min_volume", 0))
 
@@ -545,16 +545,15 @@ def _tree(condition: Condition, stretch: _Stretch) -> Answer:
 def _robust(leaf: ZScore | SeasonalZScore, stretch: _Stretch) -> Answer:
     """Any other z-score or a seasonal z-score (:func:`_bulk`) for every (brand, step),
     warm-up included: worked out from all its windows only where it can hold at all (a
-    rising one's window at least ``min_volume``, a z-score's at least its
-    :func:`~listener.rules.conditions.rising_floor`; with ``warmup``, the brand's history
-    at least its look-back), with the screen's arithmetic."""
+    rising one's window at least its :func:`~listener.rules.conditions.rising_floor`;
+    with ``warmup``, the brand's history at least its look-back), with the screen's
+    arithmetic."""
     windows = _reads(leaf)
     current = stretch.window(windows[0])
     if leaf.direction != "up":
         where = np.ones(current.shape, dtype=np.bool_)
     else:
-        least = rising_floor(leaf) if isinstance(leaf, ZScore) else float(leaf.min_volume)
-        where = current >= least
+        where = current >= rising_floor(leaf)
     if leaf.warmup:
         where = where & stretch.warm(leaf.lookback)
     surely = np.zeros(current.shape, dtype=np.bool_)
@@ -570,11 +569,7 @@ def _robust(leaf: ZScore | SeasonalZScore, stretch: _Stretch) -> Answer:
         rows, steps, stacked = rows[rise], steps[rise], stacked[..., rise]
         if not len(rows):
             return surely, maybe
-    decision = (
-        zscore_decision(leaf, stacked)
-        if isinstance(leaf, ZScore)
-        else seasonal_decision(leaf, stacked)
-    )
+    decision = decide(leaf, stacked)
     surely[rows, steps] = decision.holds & ~decision.tie
     maybe[rows, steps] = decision.holds | decision.tie
     return surely, maybe

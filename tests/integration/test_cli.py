@@ -158,6 +158,8 @@ def test_drill_on_shipped_rules_opens_escalates_and_resolves(tmp_path: Path) -> 
     resolved = next(line for line in out.splitlines() if "✔ RESOLVED" in line)
     assert "all clear (last watch, peak crisis)" in resolved, resolved
     assert "alerts to console: 5 muted" in out  # settled: no later run delivers them
+    # the quiet end outlasts every rule's longest window plus its resolve_after
+    assert "still open" not in out, out
     assert out.rstrip().endswith("post-incident report: listener-drill-report.html")
     html = (tmp_path / "listener-drill-report.html").read_text()
     sections = list(ET.fromstring(html.split("\n", 1)[1]).iter("section"))
